@@ -1,0 +1,409 @@
+/* mb_sign.c: SDK-HMAC-SHA256 signing, shared by the cloud client and cloudsim's verifier. */
+#include "mb_sign.h"
+
+#include <ctype.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/sha.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+/* A growable string; every append reports failure instead of truncating. */
+typedef struct sbuf {
+    char *p;
+    size_t len, cap;
+    int oom;
+} sbuf;
+
+static void sb_add(sbuf *b, const char *s, size_t n)
+{
+    if (b->oom)
+        return;
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap < b->len + n + 1)
+            cap *= 2;
+        char *np = realloc(b->p, cap);
+        if (np == NULL) {
+            b->oom = 1;
+            return;
+        }
+        b->p = np;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+static void sb_puts(sbuf *b, const char *s)
+{
+    sb_add(b, s, strlen(s));
+}
+
+static void hex_encode(const unsigned char *in, size_t n, char *out)
+{
+    static const char hex[] = "0123456789abcdef";
+
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = hex[in[i] >> 4];
+        out[2 * i + 1] = hex[in[i] & 15];
+    }
+    out[2 * n] = '\0';
+}
+
+void mb_sign_sha256_hex(const void *data, size_t len, char out[MB_SIGN_HEX_LEN + 1])
+{
+    unsigned char md[SHA256_DIGEST_LENGTH];
+
+    SHA256(data, len, md);
+    hex_encode(md, sizeof(md), out);
+}
+
+static int hexval(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    c = tolower(c);
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1;
+}
+
+/* Appends the RFC 3986 encoding of the decoded form of s[0..n).  Decoding
+ * first makes "x y" and "x%20y" sign alike, as the SDKs do; plus_is_space
+ * follows form decoding for query strings (Go's url.ParseQuery). */
+static void sb_encode(sbuf *b, const char *s, size_t n, int plus_is_space)
+{
+    static const char hex[] = "0123456789ABCDEF";
+
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '%' && i + 2 < n && hexval(s[i + 1]) >= 0 && hexval(s[i + 2]) >= 0) {
+            c = (unsigned char)(hexval(s[i + 1]) * 16 + hexval(s[i + 2]));
+            i += 2;
+        } else if (c == '+' && plus_is_space) {
+            c = ' ';
+        }
+        if (isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+            char ch = (char)c;
+            sb_add(b, &ch, 1);
+        } else {
+            char esc[3] = {'%', hex[c >> 4], hex[c & 15]};
+            sb_add(b, esc, 3);
+        }
+    }
+}
+
+static void canonical_uri(sbuf *b, const char *path)
+{
+    const char *p = path && *path ? path : "/";
+
+    while (*p) {
+        if (*p == '/') {
+            sb_add(b, "/", 1);
+            p++;
+            continue;
+        }
+        size_t n = strcspn(p, "/");
+        sb_encode(b, p, n, 0);
+        p += n;
+    }
+    if (b->len == 0 || b->p[b->len - 1] != '/')
+        sb_add(b, "/", 1);
+}
+
+typedef struct qparam {
+    char *name, *value; /* encoded */
+} qparam;
+
+static int qparam_cmp(const void *a, const void *b)
+{
+    const qparam *x = a, *y = b;
+    int c = strcmp(x->name, y->name);
+    return c ? c : strcmp(x->value, y->value);
+}
+
+static char *encode_dup(const char *s, size_t n)
+{
+    sbuf b = {0};
+
+    sb_encode(&b, s, n, 1);
+    sb_add(&b, "", 0);
+    if (b.oom) {
+        free(b.p);
+        return NULL;
+    }
+    return b.p;
+}
+
+static int canonical_query(sbuf *b, const char *query)
+{
+    qparam *qs = NULL;
+    size_t nq = 0, cap = 0;
+    const char *p = query;
+    int rc = -1;
+
+    while (p && *p) {
+        size_t n = strcspn(p, "&");
+        if (n > 0) {
+            const char *eq = memchr(p, '=', n);
+            size_t nl = eq ? (size_t)(eq - p) : n;
+            if (nq == cap) {
+                cap = cap ? cap * 2 : 8;
+                qparam *nqs = realloc(qs, cap * sizeof(*qs));
+                if (nqs == NULL)
+                    goto out;
+                qs = nqs;
+            }
+            qs[nq].name = encode_dup(p, nl);
+            qs[nq].value = eq ? encode_dup(eq + 1, n - nl - 1) : encode_dup("", 0);
+            nq++;
+            if (qs[nq - 1].name == NULL || qs[nq - 1].value == NULL)
+                goto out;
+        }
+        p += n;
+        if (*p == '&')
+            p++;
+    }
+    if (nq > 0)
+        qsort(qs, nq, sizeof(*qs), qparam_cmp);
+    for (size_t i = 0; i < nq; i++) {
+        if (i)
+            sb_add(b, "&", 1);
+        sb_puts(b, qs[i].name);
+        sb_add(b, "=", 1);
+        sb_puts(b, qs[i].value);
+    }
+    rc = 0;
+out:
+    for (size_t i = 0; i < nq; i++) {
+        free(qs[i].name);
+        free(qs[i].value);
+    }
+    free(qs);
+    return rc;
+}
+
+static const char *find_header(const mb_hdr *hdrs, size_t n, const char *name, size_t nlen)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (strlen(hdrs[i].name) == nlen && strncasecmp(hdrs[i].name, name, nlen) == 0)
+            return hdrs[i].value;
+    }
+    return NULL;
+}
+
+static void sb_trimmed(sbuf *b, const char *v)
+{
+    size_t n = strlen(v);
+
+    while (n && isspace((unsigned char)*v)) {
+        v++;
+        n--;
+    }
+    while (n && isspace((unsigned char)v[n - 1]))
+        n--;
+    sb_add(b, v, n);
+}
+
+/* Signed header names, lowercased and sorted, as "a;b;c"; new. */
+static char *sorted_names(const char *signed_headers)
+{
+    char *copy = strdup(signed_headers), *names[64], *save = NULL;
+    size_t n = 0;
+    sbuf b = {0};
+
+    if (copy == NULL)
+        return NULL;
+    for (char *t = strtok_r(copy, ";", &save); t && n < 64; t = strtok_r(NULL, ";", &save)) {
+        for (char *c = t; *c; c++)
+            *c = (char)tolower((unsigned char)*c);
+        names[n++] = t;
+    }
+    for (size_t i = 1; i < n; i++) { /* insertion sort: a handful of names */
+        char *x = names[i];
+        size_t j = i;
+        for (; j > 0 && strcmp(names[j - 1], x) > 0; j--)
+            names[j] = names[j - 1];
+        names[j] = x;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            sb_add(&b, ";", 1);
+        sb_puts(&b, names[i]);
+    }
+    sb_add(&b, "", 0);
+    free(copy);
+    if (b.oom) {
+        free(b.p);
+        return NULL;
+    }
+    return b.p;
+}
+
+char *mb_sign_canonical(const char *method, const char *path, const char *query,
+                        const mb_hdr *hdrs, size_t nhdrs, const char *signed_headers,
+                        const void *body, size_t body_len)
+{
+    sbuf b = {0};
+    char hash[MB_SIGN_HEX_LEN + 1];
+    char *names = sorted_names(signed_headers);
+    const char *unsigned_payload;
+
+    if (names == NULL)
+        return NULL;
+    sb_puts(&b, method);
+    sb_add(&b, "\n", 1);
+    canonical_uri(&b, path);
+    sb_add(&b, "\n", 1);
+    if (canonical_query(&b, query) < 0)
+        goto err;
+    sb_add(&b, "\n", 1);
+    for (const char *p = names; *p;) {
+        size_t n = strcspn(p, ";");
+        const char *v = find_header(hdrs, nhdrs, p, n);
+        if (v == NULL)
+            goto err;
+        sb_add(&b, p, n);
+        sb_add(&b, ":", 1);
+        sb_trimmed(&b, v);
+        sb_add(&b, "\n", 1);
+        p += n;
+        if (*p == ';')
+            p++;
+    }
+    sb_add(&b, "\n", 1);
+    sb_puts(&b, names);
+    sb_add(&b, "\n", 1);
+    unsigned_payload = find_header(hdrs, nhdrs, "x-sdk-content-sha256", 20);
+    if (unsigned_payload && strcmp(unsigned_payload, "UNSIGNED-PAYLOAD") == 0) {
+        sb_puts(&b, "UNSIGNED-PAYLOAD");
+    } else {
+        mb_sign_sha256_hex(body ? body : "", body ? body_len : 0, hash);
+        sb_puts(&b, hash);
+    }
+    if (b.oom)
+        goto err;
+    free(names);
+    return b.p;
+err:
+    free(names);
+    free(b.p);
+    return NULL;
+}
+
+void mb_sign_signature(const char *sk, const char *sdk_date, const char *canonical,
+                       char out[MB_SIGN_HEX_LEN + 1])
+{
+    char hash[MB_SIGN_HEX_LEN + 1], sts[160];
+    unsigned char mac[EVP_MAX_MD_SIZE];
+    unsigned int maclen = 0;
+    int n;
+
+    mb_sign_sha256_hex(canonical, strlen(canonical), hash);
+    n = snprintf(sts, sizeof(sts), "%s\n%s\n%s", MB_SIGN_ALGORITHM, sdk_date, hash);
+    HMAC(EVP_sha256(), sk, (int)strlen(sk), (const unsigned char *)sts, (size_t)n, mac, &maclen);
+    hex_encode(mac, maclen, out);
+}
+
+int mb_sign_authorization(const char *ak, const char *sk, const char *method,
+                          const char *path, const char *query, const mb_hdr *hdrs,
+                          size_t nhdrs, const void *body, size_t body_len, char *out,
+                          size_t outlen)
+{
+    sbuf names = {0};
+    char sig[MB_SIGN_HEX_LEN + 1], *sorted = NULL, *canon = NULL;
+    const char *date = find_header(hdrs, nhdrs, "x-sdk-date", 10);
+    int rc = -1, n;
+
+    if (date == NULL)
+        return -1;
+    for (size_t i = 0; i < nhdrs; i++) {
+        if (i)
+            sb_add(&names, ";", 1);
+        sb_puts(&names, hdrs[i].name);
+    }
+    if (names.oom)
+        goto out;
+    sorted = sorted_names(names.p);
+    if (sorted == NULL)
+        goto out;
+    canon = mb_sign_canonical(method, path, query, hdrs, nhdrs, sorted, body, body_len);
+    if (canon == NULL)
+        goto out;
+    mb_sign_signature(sk, date, canon, sig);
+    n = snprintf(out, outlen, "%s Access=%s, SignedHeaders=%s, Signature=%s", MB_SIGN_ALGORITHM,
+                 ak, sorted, sig);
+    if (n > 0 && (size_t)n < outlen)
+        rc = 0;
+out:
+    free(names.p);
+    free(sorted);
+    free(canon);
+    return rc;
+}
+
+/* Copies the value of "key=" from an Authorization parameter list. */
+static int auth_param(const char *v, const char *key, char *out, size_t outlen)
+{
+    size_t klen = strlen(key);
+
+    for (const char *p = v; *p;) {
+        while (*p == ' ' || *p == ',')
+            p++;
+        size_t n = strcspn(p, ",");
+        if (n > klen && strncmp(p, key, klen) == 0 && p[klen] == '=') {
+            size_t vl = n - klen - 1;
+            while (vl && p[klen + vl] == ' ')
+                vl--;
+            if (vl == 0 || vl >= outlen)
+                return -1;
+            memcpy(out, p + klen + 1, vl);
+            out[vl] = '\0';
+            return 0;
+        }
+        p += n;
+    }
+    return -1;
+}
+
+int mb_sign_parse_authorization(const char *value, char *ak, size_t aklen,
+                                char *signed_headers, size_t shlen,
+                                char sig[MB_SIGN_HEX_LEN + 1])
+{
+    size_t alg = strlen(MB_SIGN_ALGORITHM);
+
+    if (value == NULL || strncmp(value, MB_SIGN_ALGORITHM, alg) != 0 || value[alg] != ' ')
+        return -1;
+    value += alg + 1;
+    if (auth_param(value, "Access", ak, aklen) < 0 ||
+        auth_param(value, "SignedHeaders", signed_headers, shlen) < 0 ||
+        auth_param(value, "Signature", sig, MB_SIGN_HEX_LEN + 1) < 0)
+        return -1;
+    return strlen(sig) == MB_SIGN_HEX_LEN ? 0 : -1;
+}
+
+void mb_sign_date(time_t t, char out[MB_SIGN_DATE_LEN + 1])
+{
+    struct tm tm;
+
+    gmtime_r(&t, &tm);
+    strftime(out, MB_SIGN_DATE_LEN + 1, "%Y%m%dT%H%M%SZ", &tm);
+}
+
+int mb_sign_date_parse(const char *s, time_t *out)
+{
+    struct tm tm = {0};
+    const char *end;
+
+    if (s == NULL || strlen(s) != MB_SIGN_DATE_LEN)
+        return -1;
+    end = strptime(s, "%Y%m%dT%H%M%SZ", &tm);
+    if (end == NULL || *end != '\0')
+        return -1;
+    *out = timegm(&tm);
+    return 0;
+}
