@@ -1,0 +1,41 @@
+/* mb_kafka.h: librdkafka configuration from the environment, topic names, and small helpers. */
+#ifndef MB_KAFKA_H
+#define MB_KAFKA_H
+
+#include <stddef.h>
+
+#include <librdkafka/rdkafka.h>
+
+typedef enum { MB_TOPIC_ORDERS, MB_TOPIC_STATUS, MB_TOPIC_DLQ } mb_kafka_topic_id;
+
+/* New conf from the environment (caller frees with rd_kafka_conf_destroy, or hands it to
+ * rd_kafka_new, which takes it over on success):
+ *   KAFKA_BROKERS        -> bootstrap.servers
+ *   KAFKA_<X>            -> <x> lowercased, '_' -> '.'   (KAFKA_SECURITY_PROTOCOL -> security.protocol)
+ *   KAFKA_<X>_FILE       -> <x> with the file's content, one trailing newline cut (secrets:
+ *                           KAFKA_SASL_PASSWORD_FILE -> sasl.password); setting both fails.
+ * client.id is set to client_id first (KAFKA_CLIENT_ID overrides).  librdkafka's logs go to
+ * mb_log, module "kafka".  Keys are applied in sorted order, so the first error is stable.
+ * Returns NULL with "KAFKA_X: reason" in err on an unknown key, a bad value or an unreadable
+ * file.  Values of secret keys never appear in err or in logs. */
+rd_kafka_conf_t *mb_kafka_conf_new(const char *client_id, char *err, size_t errlen);
+
+/* Topic name from MESHBUY_ORDERS_TOPIC / MESHBUY_STATUS_TOPIC / MESHBUY_DLQ_TOPIC, or the
+ * default (mesh.orders, mesh.status, mesh.orders.dlq) when unset or empty.  Borrowed: a static
+ * string or the environment's, valid until that variable changes. */
+const char *mb_kafka_topic(mb_kafka_topic_id id);
+
+/* Routes librdkafka's log lines of a conf to mb_log (module "kafka"); mb_kafka_conf_new does
+ * this already.  For programs that build their own conf (devkafka). */
+void mb_kafka_conf_set_logger(rd_kafka_conf_t *conf);
+
+/* 1 if a librdkafka property name holds a secret (passwords, keys, tokens): its value must
+ * never be printed. */
+int mb_kafka_key_is_secret(const char *key);
+
+/* Flushes rk for at most timeout_ms.  Returns the number of messages still queued or in
+ * flight afterwards (0 = all delivered or failed with their delivery report); logs a
+ * warning when some are left. */
+int mb_kafka_flush(rd_kafka_t *rk, int timeout_ms);
+
+#endif
