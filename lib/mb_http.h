@@ -1,0 +1,113 @@
+/* mb_http.h: non-blocking HTTP client, libcurl multi driven by a libevent loop. */
+#ifndef MB_HTTP_H
+#define MB_HTTP_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "mb_err.h"
+
+struct event_base;
+
+/* Many transfers run at once on the caller's event_base; nothing blocks.
+ * One curl multi handle keeps connections alive and reuses them.  Every
+ * request is signed with AK/SK when credentials are given (DESIGN.md 6) and
+ * carries the W3C traceparent when given.  Every outcome is classified into
+ * an mb_status (DESIGN.md 3):
+ *   2xx -> MB_OK; 429 -> MB_AGAIN (+ Retry-After); 5xx, 408, 409 -> MB_AGAIN;
+ *   other 4xx, 1xx, 3xx -> MB_PERM; connection errors and timeouts -> MB_AGAIN;
+ *   TLS verification, bad URL, bad option -> MB_PERM; out of memory -> MB_FATAL.
+ * Threading: one mb_http belongs to the thread running its event_base. */
+
+typedef struct mb_http mb_http;
+typedef struct mb_http_xfer mb_http_xfer; /* one in-flight request */
+
+typedef struct mb_http_opts {
+    long connect_timeout_ms;   /* 0 = 5000 */
+    long timeout_ms;           /* default total time per request; 0 = 30000 */
+    const char *ca_file;       /* NULL = system CAs; TLS peer and host always verified */
+    long max_host_connections; /* 0 = unlimited (curl queues beyond the limit) */
+    long max_connections;      /* connection cache size; 0 = 256 */
+    const char *ak;            /* NULL = requests are not signed */
+    const char *sk;            /* never logged, never put in an error text */
+} mb_http_opts;
+
+typedef struct mb_http_req {
+    const char *method;       /* "GET", "POST", "PUT", "PATCH", "DELETE" */
+    const char *url;          /* absolute http:// or https:// URL */
+    const char *content_type; /* with a body; NULL = application/json */
+    const char *body;         /* NULL = none */
+    size_t body_len;
+    const char *traceparent;  /* NULL = header not sent */
+    long timeout_ms;          /* 0 = the mb_http default */
+} mb_http_req;
+
+/* body is NUL-terminated (body[body_len] == 0).  retry_after_ms: -1 when
+ * the response had no (valid) Retry-After. */
+typedef struct mb_http_resp {
+    long status;
+    const char *body;
+    size_t body_len;
+    long retry_after_ms;
+} mb_http_resp;
+
+/* Called once per request that was not cancelled, from the event loop, never
+ * from inside mb_http_request.  err->status is MB_OK for 2xx, else the
+ * classification, with err->code ("NotFound", "Timeout", "ConnectFailed",
+ * "HTTP503", or the body's error_code / Kubernetes Status reason) and
+ * err->msg ("GET /path: HTTP 503: <error_msg or body excerpt>" or
+ * "GET /path: <curl error text>").  resp is NULL when no HTTP response
+ * came.  Both are borrowed for the call only.  The callback may start new
+ * requests and cancel other ones; cancelling its own xfer is a no-op.  The
+ * xfer handle is invalid once the callback returns.  It must not call
+ * mb_http_free. */
+typedef void mb_http_cb(void *arg, const mb_http_resp *resp, const mb_error *err);
+
+typedef struct mb_http_counters {
+    uint64_t started;      /* mb_http_request calls that returned a handle */
+    uint64_t completed;    /* callbacks made */
+    uint64_t cancelled;    /* mb_http_cancel on a live request (and mb_http_free) */
+    uint64_t ok;           /* completed with MB_OK */
+    uint64_t again;        /* completed with MB_AGAIN */
+    uint64_t perm;         /* completed with MB_PERM or MB_FATAL */
+    uint64_t new_conns;    /* connections opened */
+    uint64_t reused;       /* completed transfers that reused a kept-alive connection */
+} mb_http_counters;
+
+/* New client on base (borrowed; must outlive the client).  Strings in o are
+ * copied.  Returns NULL with the reason in err on failure. */
+mb_http *mb_http_new(struct event_base *base, const mb_http_opts *o, char *err, size_t errlen);
+
+/* Starts a request.  Copies everything it needs from rq.  Returns a handle
+ * (borrowed: valid until the callback returns or mb_http_cancel), or NULL on
+ * out of memory or bad input (method/url missing, CR/LF in a header value);
+ * then cb is never called. */
+mb_http_xfer *mb_http_request(mb_http *h, const mb_http_req *rq, mb_http_cb *cb, void *arg);
+
+/* Stops a request; its callback is never called.  NULL is accepted. */
+void mb_http_cancel(mb_http_xfer *x);
+
+/* Requests started and not yet completed or cancelled. */
+size_t mb_http_inflight(const mb_http *h);
+
+/* Counters since mb_http_new, for metrics. */
+void mb_http_stats(const mb_http *h, mb_http_counters *out);
+
+/* Cancels everything in flight (no callbacks) and frees.  NULL is accepted.
+ * Not from inside a callback of this client. */
+void mb_http_free(mb_http *h);
+
+/* ---- pure helpers, exposed for tests and for other clients ---- */
+
+/* Classifies an outcome: http_status 0 means no HTTP response (then
+ * curl_code, a CURLcode, says why).  Writes the code name into code when
+ * not NULL ("" for MB_OK, "Timeout", "ConnectFailed", "NotFound",
+ * "Conflict", "TooManyRequests", "HTTP503", ...). */
+mb_status mb_http_classify(long http_status, int curl_code, char *code, size_t codelen);
+
+/* Retry-After value (delay-seconds or HTTP-date) as milliseconds from now;
+ * a date in the past gives 0; -1 when the value is not valid. */
+long mb_http_retry_after_ms(const char *value, time_t now);
+
+#endif

@@ -1,0 +1,647 @@
+/* test_http.c: mb_http classification, Retry-After, and live behaviour against
+ * an evhttp server on 127.0.0.1 (kernel-chosen port) on the same loop. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+#include <curl/curl.h>
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include "mb_http.h"
+#include "mb_sign.h"
+
+#define AK "MESHBUYDEVACCESSKEY0"
+#define SK "meshbuy-dev-secret-key-0000000000000000"
+
+/* ------------------------------------------------------------------ */
+/* Pure tables                                                        */
+/* ------------------------------------------------------------------ */
+
+static void test_classify_table(void **state)
+{
+    static const struct {
+        long http;
+        int cc;
+        mb_status want;
+        const char *code;
+    } t[] = {
+        {200, 0, MB_OK, ""},
+        {201, 0, MB_OK, ""},
+        {204, 0, MB_OK, ""},
+        {429, 0, MB_AGAIN, "TooManyRequests"},
+        {500, 0, MB_AGAIN, "HTTP500"},
+        {502, 0, MB_AGAIN, "HTTP502"},
+        {503, 0, MB_AGAIN, "HTTP503"},
+        {504, 0, MB_AGAIN, "HTTP504"},
+        {599, 0, MB_AGAIN, "HTTP599"},
+        {408, 0, MB_AGAIN, "HTTP408"},
+        {409, 0, MB_AGAIN, "Conflict"},
+        {400, 0, MB_PERM, "HTTP400"},
+        {401, 0, MB_PERM, "HTTP401"},
+        {403, 0, MB_PERM, "HTTP403"},
+        {404, 0, MB_PERM, "NotFound"},
+        {410, 0, MB_PERM, "HTTP410"},
+        {415, 0, MB_PERM, "HTTP415"},
+        {301, 0, MB_PERM, "HTTP301"},
+        {100, 0, MB_PERM, "HTTP100"},
+        {0, CURLE_OK, MB_OK, ""},
+        {0, CURLE_OPERATION_TIMEDOUT, MB_AGAIN, "Timeout"},
+        {0, CURLE_COULDNT_CONNECT, MB_AGAIN, "ConnectFailed"},
+        {0, CURLE_COULDNT_RESOLVE_HOST, MB_AGAIN, "ResolveFailed"},
+        {0, CURLE_RECV_ERROR, MB_AGAIN, "ConnectionError"},
+        {0, CURLE_SEND_ERROR, MB_AGAIN, "ConnectionError"},
+        {0, CURLE_GOT_NOTHING, MB_AGAIN, "ConnectionError"},
+        {0, CURLE_PARTIAL_FILE, MB_AGAIN, "ConnectionError"},
+        {0, CURLE_SSL_CONNECT_ERROR, MB_AGAIN, "TLSHandshake"},
+        {0, CURLE_PEER_FAILED_VERIFICATION, MB_PERM, "TLSError"},
+        {0, CURLE_SSL_CACERT_BADFILE, MB_PERM, "TLSError"},
+        {0, CURLE_SSL_CERTPROBLEM, MB_PERM, "TLSError"},
+        {0, CURLE_URL_MALFORMAT, MB_PERM, "BadURL"},
+        {0, CURLE_UNSUPPORTED_PROTOCOL, MB_PERM, "BadURL"},
+        {0, CURLE_BAD_FUNCTION_ARGUMENT, MB_PERM, "Config"},
+        {0, CURLE_WRITE_ERROR, MB_PERM, "ResponseTooLarge"},
+        {0, CURLE_OUT_OF_MEMORY, MB_FATAL, "OutOfMemory"},
+    };
+    (void)state;
+    for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+        char code[64];
+        mb_status st = mb_http_classify(t[i].http, t[i].cc, code, sizeof(code));
+        if (st != t[i].want || strcmp(code, t[i].code) != 0)
+            fail_msg("row %zu: http %ld curl %d: got %d/%s want %d/%s", i, t[i].http, t[i].cc,
+                     st, code, t[i].want, t[i].code);
+    }
+    /* code may be NULL */
+    assert_int_equal(mb_http_classify(503, 0, NULL, 0), MB_AGAIN);
+}
+
+static void test_retry_after(void **state)
+{
+    time_t now = 1573788995; /* Fri, 15 Nov 2019 03:36:35 GMT */
+    (void)state;
+    assert_int_equal(mb_http_retry_after_ms("1", now), 1000);
+    assert_int_equal(mb_http_retry_after_ms("0", now), 0);
+    assert_int_equal(mb_http_retry_after_ms(" 120 ", now), 120000);
+    assert_int_equal(mb_http_retry_after_ms("30\r\n", now), 30000);
+    assert_int_equal(mb_http_retry_after_ms("Fri, 15 Nov 2019 03:36:55 GMT", now), 20000);
+    /* obsolete RFC 850 and asctime forms */
+    assert_int_equal(mb_http_retry_after_ms("Friday, 15-Nov-19 03:36:45 GMT", now), 10000);
+    assert_int_equal(mb_http_retry_after_ms("Fri Nov 15 03:36:40 2019", now), 5000);
+    /* a date in the past: retry now */
+    assert_int_equal(mb_http_retry_after_ms("Fri, 15 Nov 2019 03:00:00 GMT", now), 0);
+    /* garbage */
+    assert_int_equal(mb_http_retry_after_ms("", now), -1);
+    assert_int_equal(mb_http_retry_after_ms("soon", now), -1);
+    assert_int_equal(mb_http_retry_after_ms("-5", now), -1);
+    assert_int_equal(mb_http_retry_after_ms("1.5", now), -1);
+    assert_int_equal(mb_http_retry_after_ms("5 s", now), -1);
+    assert_int_equal(mb_http_retry_after_ms("12:00", now), -1);
+    assert_int_equal(mb_http_retry_after_ms("99999999999999999999", now), -1);
+    assert_int_equal(mb_http_retry_after_ms(NULL, now), -1);
+}
+
+/* ------------------------------------------------------------------ */
+/* A tiny server on the same loop                                     */
+/* ------------------------------------------------------------------ */
+
+typedef struct srv {
+    struct event_base *base;
+    struct evhttp *http;
+    int port;
+    int requests;
+    int bad_sigs;
+    int signed_ok;
+    char last_traceparent[128];
+    char last_ctype[128];
+    char last_body[256];
+    struct evhttp_request *hung[64];
+    int nhung;
+} srv;
+
+static srv S;
+
+static void reply(struct evhttp_request *req, int code, const char *body)
+{
+    struct evbuffer *b = evbuffer_new();
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+                      "application/json");
+    evbuffer_add(b, body, strlen(body));
+    evhttp_send_reply(req, code, "X", b);
+    evbuffer_free(b);
+}
+
+/* Checks the request's signature the way the gateway does (DESIGN.md 6).
+ * Returns 1 when signed and valid, 0 when unsigned, -1 when wrong. */
+static int verify_sig(struct evhttp_request *req, const char *body, size_t blen)
+{
+    struct evkeyvalq *in = evhttp_request_get_input_headers(req);
+    const char *auth = evhttp_find_header(in, "Authorization");
+    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+    char ak[64], sh[256], sig[MB_SIGN_HEX_LEN + 1], want[MB_SIGN_HEX_LEN + 1];
+    mb_hdr hdrs[32];
+    size_t n = 0;
+    const char *method;
+    char *canon;
+
+    if (auth == NULL)
+        return 0;
+    if (mb_sign_parse_authorization(auth, ak, sizeof(ak), sh, sizeof(sh), sig) != 0)
+        return -1;
+    for (struct evkeyval *kv = in->tqh_first; kv && n < 32; kv = kv->next.tqe_next)
+        hdrs[n++] = (mb_hdr){kv->key, kv->value};
+    switch (evhttp_request_get_command(req)) {
+    case EVHTTP_REQ_GET: method = "GET"; break;
+    case EVHTTP_REQ_POST: method = "POST"; break;
+    case EVHTTP_REQ_PUT: method = "PUT"; break;
+    case EVHTTP_REQ_PATCH: method = "PATCH"; break;
+    case EVHTTP_REQ_DELETE: method = "DELETE"; break;
+    default: return -1;
+    }
+    if (strcmp(ak, AK) != 0 || strstr(sh, "x-sdk-date") == NULL || strstr(sh, "host") == NULL)
+        return -1;
+    if (blen > 0 && strstr(sh, "content-type") == NULL)
+        return -1;
+    canon = mb_sign_canonical(method, evhttp_uri_get_path(uri), evhttp_uri_get_query(uri), hdrs,
+                              n, sh, body, blen);
+    if (canon == NULL)
+        return -1;
+    mb_sign_signature(SK, evhttp_find_header(in, "X-Sdk-Date"), canon, want);
+    free(canon);
+    return strcmp(want, sig) == 0 ? 1 : -1;
+}
+
+static void on_slow_reply(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    reply(arg, 200, "{\"slow\":true}");
+}
+
+static void handle(struct evhttp_request *req, void *arg)
+{
+    const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
+    struct evkeyvalq *in = evhttp_request_get_input_headers(req);
+    struct evbuffer *ib = evhttp_request_get_input_buffer(req);
+    size_t blen = evbuffer_get_length(ib);
+    char body[256] = "";
+    const char *v;
+    int sig;
+    (void)arg;
+
+    S.requests++;
+    if (blen >= sizeof(body))
+        blen = sizeof(body) - 1;
+    evbuffer_copyout(ib, body, blen);
+    body[blen] = '\0';
+    snprintf(S.last_body, sizeof(S.last_body), "%s", body);
+    v = evhttp_find_header(in, "traceparent");
+    snprintf(S.last_traceparent, sizeof(S.last_traceparent), "%s", v ? v : "");
+    v = evhttp_find_header(in, "Content-Type");
+    snprintf(S.last_ctype, sizeof(S.last_ctype), "%s", v ? v : "");
+
+    sig = verify_sig(req, body, blen);
+    if (sig < 0) {
+        S.bad_sigs++;
+        reply(req, 401, "{\"error_code\":\"APIGW.0301\",\"error_msg\":\"Incorrect IAM "
+                        "authentication information: verify aksk signature fail\"}");
+        return;
+    }
+    if (sig > 0)
+        S.signed_ok++;
+    if (strcmp(path, "/hang") == 0 && S.nhung < 64) {
+        S.hung[S.nhung++] = req; /* never answered; freed with the server */
+        return;
+    }
+    if (strcmp(path, "/slow") == 0) {
+        struct timeval tv = {0, 100000};
+        event_base_once(S.base, -1, EV_TIMEOUT, on_slow_reply, req, &tv);
+        return;
+    }
+    if (strcmp(path, "/429") == 0) {
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "2");
+        reply(req, 429, "{\"error_code\":\"APIGW.0308\",\"error_msg\":\"throttled\"}");
+        return;
+    }
+    if (strcmp(path, "/503") == 0) {
+        reply(req, 503, "{\"error_code\":\"CCE.01500001\",\"error_msg\":\"boom\"}");
+        return;
+    }
+    if (strcmp(path, "/k8s404") == 0) {
+        reply(req, 404, "{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"status\":\"Failure\","
+                        "\"message\":\"nodes \\\"n9\\\" not found\",\"reason\":\"NotFound\","
+                        "\"code\":404}");
+        return;
+    }
+    if (strcmp(path, "/400text") == 0) {
+        reply(req, 400, "plain text\nerror");
+        return;
+    }
+    reply(req, 200, "{\"ok\":true}");
+}
+
+static void srv_start(struct event_base *base)
+{
+    struct evhttp_bound_socket *bs;
+    struct sockaddr_storage ss;
+    ev_socklen_t len = sizeof(ss);
+
+    memset(&S, 0, sizeof(S));
+    S.base = base;
+    S.http = evhttp_new(base);
+    assert_non_null(S.http);
+    evhttp_set_allowed_methods(S.http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
+                                           EVHTTP_REQ_PATCH | EVHTTP_REQ_DELETE);
+    evhttp_set_gencb(S.http, handle, NULL);
+    bs = evhttp_bind_socket_with_handle(S.http, "127.0.0.1", 0);
+    assert_non_null(bs);
+    assert_int_equal(getsockname(evhttp_bound_socket_get_fd(bs), (struct sockaddr *)&ss, &len),
+                     0);
+    S.port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+}
+
+static void srv_stop(void)
+{
+    evhttp_free(S.http);
+    S.http = NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* Client helpers                                                     */
+/* ------------------------------------------------------------------ */
+
+typedef struct res {
+    int called;
+    long status;
+    mb_error err;
+    char body[256];
+    long retry_after_ms;
+} res;
+
+static void on_done(void *arg, const mb_http_resp *r, const mb_error *e)
+{
+    res *o = arg;
+    o->called++;
+    o->err = *e;
+    o->status = r ? r->status : 0;
+    o->retry_after_ms = r ? r->retry_after_ms : -2;
+    snprintf(o->body, sizeof(o->body), "%s", r ? r->body : "");
+}
+
+static long now_ms(void)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return tv.tv_sec * 1000L + tv.tv_usec / 1000;
+}
+
+static void tick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+}
+
+/* Runs the loop until *count reaches want or limit_ms passes. */
+static void run_until(struct event_base *base, const int *count, int want, long limit_ms)
+{
+    struct timeval tv = {0, 20000};
+    struct event *t = event_new(base, -1, EV_PERSIST, tick, NULL);
+    long end = now_ms() + limit_ms;
+    event_add(t, &tv);
+    while (*count < want && now_ms() < end)
+        event_base_loop(base, EVLOOP_ONCE);
+    event_free(t);
+}
+
+static char url_buf[256];
+static const char *url(const char *path)
+{
+    snprintf(url_buf, sizeof(url_buf), "http://127.0.0.1:%d%s", S.port, path);
+    return url_buf;
+}
+
+typedef struct env {
+    struct event_base *base;
+    mb_http *h;
+} env;
+
+static int setup(void **state)
+{
+    env *e = calloc(1, sizeof(*e));
+    mb_http_opts o = {.ak = AK, .sk = SK, .timeout_ms = 5000, .max_host_connections = 8};
+    char err[256];
+    e->base = event_base_new();
+    srv_start(e->base);
+    e->h = mb_http_new(e->base, &o, err, sizeof(err));
+    if (e->h == NULL)
+        fail_msg("mb_http_new: %s", err);
+    *state = e;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    env *e = *state;
+    mb_http_free(e->h);
+    srv_stop();
+    event_base_free(e->base);
+    free(e);
+    return 0;
+}
+
+static mb_http_xfer *get(env *e, const char *path, res *r)
+{
+    mb_http_req rq = {.method = "GET", .url = url(path)};
+    return mb_http_request(e->h, &rq, on_done, r);
+}
+
+/* ------------------------------------------------------------------ */
+/* Live tests                                                         */
+/* ------------------------------------------------------------------ */
+
+static void test_parallel_keepalive(void **state)
+{
+    env *e = *state;
+    enum { N = 300 };
+    static res r[N];
+    int done = 0;
+    mb_http_counters c;
+
+    memset(r, 0, sizeof(r));
+    for (int i = 0; i < N; i++)
+        assert_non_null(get(e, "/echo", &r[i]));
+    assert_int_equal(mb_http_inflight(e->h), N);
+    /* count completions by polling the results */
+    long end = now_ms() + 10000;
+    while (done < N && now_ms() < end) {
+        event_base_loop(e->base, EVLOOP_ONCE);
+        done = 0;
+        for (int i = 0; i < N; i++)
+            done += r[i].called;
+    }
+    assert_int_equal(done, N);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(r[i].called, 1);
+        assert_int_equal(r[i].err.status, MB_OK);
+        assert_int_equal(r[i].status, 200);
+        assert_string_equal(r[i].body, "{\"ok\":true}");
+    }
+    assert_int_equal(mb_http_inflight(e->h), 0);
+    mb_http_stats(e->h, &c);
+    assert_int_equal(c.started, N);
+    assert_int_equal(c.completed, N);
+    assert_int_equal(c.ok, N);
+    /* at most 8 connections to the host; the rest ran on kept-alive ones */
+    assert_true(c.new_conns <= 8);
+    assert_true(c.reused >= N - 8);
+    assert_int_equal(S.signed_ok, N);
+    assert_int_equal(S.bad_sigs, 0);
+}
+
+static void test_signed_post_and_traceparent(void **state)
+{
+    env *e = *state;
+    res r = {0};
+    const char *tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    const char *body = "{\"metadata\":{\"labels\":{\"istio\":\"master\"}}}";
+    mb_http_req rq = {.method = "PATCH", .url = url("/api/v1/nodes/n1"),
+                      .content_type = "application/merge-patch+json", .body = body,
+                      .body_len = strlen(body), .traceparent = tp};
+    assert_non_null(mb_http_request(e->h, &rq, on_done, &r));
+    run_until(e->base, &r.called, 1, 5000);
+    assert_int_equal(r.called, 1);
+    assert_int_equal(r.err.status, MB_OK);
+    assert_int_equal(S.signed_ok, 1);
+    assert_string_equal(S.last_traceparent, tp);
+    assert_string_equal(S.last_ctype, "application/merge-patch+json");
+    assert_string_equal(S.last_body, body);
+}
+
+static void test_wrong_sk(void **state)
+{
+    env *e = *state;
+    res r = {0};
+    char err[128];
+    mb_http_opts o = {.ak = AK, .sk = "not-the-secret"};
+    mb_http *h = mb_http_new(e->base, &o, err, sizeof(err));
+    mb_http_req rq = {.method = "GET", .url = url("/api/v3/projects/p/clusters/c")};
+    assert_non_null(h);
+    assert_non_null(mb_http_request(h, &rq, on_done, &r));
+    run_until(e->base, &r.called, 1, 5000);
+    assert_int_equal(r.err.status, MB_PERM);
+    assert_int_equal(r.err.http_status, 401);
+    assert_string_equal(r.err.code, "APIGW.0301");
+    assert_non_null(strstr(r.err.msg, "GET /api/v3/projects/p/clusters/c: HTTP 401: Incorrect"));
+    assert_null(strstr(r.err.msg, "not-the-secret"));
+    assert_int_equal(S.bad_sigs, 1);
+    mb_http_free(h);
+}
+
+static void test_error_texts(void **state)
+{
+    env *e = *state;
+    res r503 = {0}, r429 = {0}, r404 = {0}, r400 = {0};
+    int called = 0;
+
+    assert_non_null(get(e, "/503", &r503));
+    assert_non_null(get(e, "/429", &r429));
+    assert_non_null(get(e, "/k8s404", &r404));
+    assert_non_null(get(e, "/400text", &r400));
+    long end = now_ms() + 5000;
+    while (called < 4 && now_ms() < end) {
+        event_base_loop(e->base, EVLOOP_ONCE);
+        called = r503.called + r429.called + r404.called + r400.called;
+    }
+    assert_int_equal(called, 4);
+
+    assert_int_equal(r503.err.status, MB_AGAIN);
+    assert_int_equal(r503.err.http_status, 503);
+    assert_string_equal(r503.err.code, "CCE.01500001");
+    assert_string_equal(r503.err.msg, "GET /503: HTTP 503: boom");
+
+    assert_int_equal(r429.err.status, MB_AGAIN);
+    assert_int_equal(r429.err.retry_after_ms, 2000);
+    assert_int_equal(r429.retry_after_ms, 2000);
+    assert_string_equal(r429.err.code, "APIGW.0308");
+
+    assert_int_equal(r404.err.status, MB_PERM);
+    assert_string_equal(r404.err.code, "NotFound");
+    assert_string_equal(r404.err.msg, "GET /k8s404: HTTP 404: nodes \"n9\" not found");
+    assert_int_equal(r404.status, 404); /* the response still reaches the caller */
+
+    assert_int_equal(r400.err.status, MB_PERM);
+    assert_string_equal(r400.err.code, "HTTP400");
+    assert_string_equal(r400.err.msg, "GET /400text: HTTP 400: plain text error");
+}
+
+static void test_timeout(void **state)
+{
+    env *e = *state;
+    res r = {0};
+    long t0 = now_ms();
+    mb_http_req rq = {.method = "GET", .url = url("/hang"), .timeout_ms = 300};
+    assert_non_null(mb_http_request(e->h, &rq, on_done, &r));
+    run_until(e->base, &r.called, 1, 5000);
+    assert_int_equal(r.called, 1);
+    assert_int_equal(r.err.status, MB_AGAIN);
+    assert_string_equal(r.err.code, "Timeout");
+    assert_int_equal(r.status, 0); /* resp was NULL */
+    assert_non_null(strstr(r.err.msg, "GET /hang: "));
+    assert_true(now_ms() - t0 >= 250);
+    assert_true(now_ms() - t0 < 3000);
+}
+
+static void test_connect_refused_and_bad_url(void **state)
+{
+    env *e = *state;
+    res r1 = {0}, r2 = {0}, r3 = {0};
+    int called = 0;
+    /* a port that was just free: bind, read the port, close */
+    struct evhttp *tmp = evhttp_new(e->base);
+    struct evhttp_bound_socket *bs = evhttp_bind_socket_with_handle(tmp, "127.0.0.1", 0);
+    struct sockaddr_in sin;
+    ev_socklen_t len = sizeof(sin);
+    char u[128];
+    getsockname(evhttp_bound_socket_get_fd(bs), (struct sockaddr *)&sin, &len);
+    snprintf(u, sizeof(u), "http://127.0.0.1:%d/x", ntohs(sin.sin_port));
+    evhttp_free(tmp);
+
+    mb_http_req rq = {.method = "GET", .url = u};
+    assert_non_null(mb_http_request(e->h, &rq, on_done, &r1));
+    mb_http_req rq2 = {.method = "GET", .url = "ftp://127.0.0.1/x"};
+    assert_non_null(mb_http_request(e->h, &rq2, on_done, &r2));
+    mb_http_req rq3 = {.method = "GET", .url = "http://127.0.0.1:1/x\r\nX: y"};
+    assert_null(mb_http_request(e->h, &rq3, on_done, &r3)); /* header injection refused */
+    long end = now_ms() + 5000;
+    while (called < 2 && now_ms() < end) {
+        event_base_loop(e->base, EVLOOP_ONCE);
+        called = r1.called + r2.called;
+    }
+    assert_int_equal(r1.err.status, MB_AGAIN);
+    assert_string_equal(r1.err.code, "ConnectFailed");
+    assert_non_null(strstr(r1.err.msg, "GET /x: "));
+    assert_int_equal(r2.called, 1);
+    assert_int_equal(r2.err.status, MB_PERM);
+    assert_string_equal(r2.err.code, "BadURL");
+    assert_int_equal(r3.called, 0);
+}
+
+static void test_tls_config_error(void **state)
+{
+    env *e = *state;
+    res r = {0};
+    char err[128], u[128];
+    mb_http_opts o = {.ca_file = "/nonexistent/ca.pem"};
+    mb_http *h = mb_http_new(e->base, &o, err, sizeof(err));
+    snprintf(u, sizeof(u), "https://127.0.0.1:%d/x", S.port);
+    mb_http_req rq = {.method = "GET", .url = u};
+    assert_non_null(h);
+    assert_non_null(mb_http_request(h, &rq, on_done, &r));
+    run_until(e->base, &r.called, 1, 5000);
+    assert_int_equal(r.called, 1);
+    assert_int_equal(r.err.status, MB_PERM);
+    assert_string_equal(r.err.code, "TLSError");
+    mb_http_free(h);
+}
+
+/* Cancels the xfer in arg from another request's callback. */
+typedef struct canceller {
+    res r;
+    mb_http_xfer *victim;
+    mb_http *h;
+    mb_http_xfer *started;
+    res started_res;
+} canceller;
+
+static void on_done_cancel(void *arg, const mb_http_resp *resp, const mb_error *e)
+{
+    canceller *c = arg;
+    mb_http_req rq = {.method = "GET", .url = url("/echo")};
+    on_done(&c->r, resp, e);
+    mb_http_cancel(c->victim);
+    /* and start a new one from inside the callback */
+    c->started = mb_http_request(c->h, &rq, on_done, &c->started_res);
+}
+
+static void test_cancel(void **state)
+{
+    env *e = *state;
+    res slow = {0}, slow2 = {0};
+    canceller c = {0};
+    mb_http_counters st;
+    mb_http_req rq = {.method = "GET", .url = url("/echo")};
+    int never = 0;
+
+    /* plain cancel before anything ran */
+    mb_http_xfer *x = get(e, "/slow", &slow);
+    assert_non_null(x);
+    mb_http_cancel(x);
+    assert_int_equal(mb_http_inflight(e->h), 0);
+
+    /* cancel from another request's callback, and start a new one there */
+    c.h = e->h;
+    c.victim = get(e, "/slow", &slow2);
+    assert_non_null(c.victim);
+    assert_non_null(mb_http_request(e->h, &rq, on_done_cancel, &c));
+    run_until(e->base, &c.started_res.called, 1, 5000);
+    assert_int_equal(c.r.called, 1);
+    assert_int_equal(c.r.err.status, MB_OK);
+    assert_non_null(c.started);
+    assert_int_equal(c.started_res.called, 1);
+    assert_int_equal(c.started_res.err.status, MB_OK);
+    /* the slow replies (100 ms) arrive meanwhile; they must not call back */
+    run_until(e->base, &never, 1, 400);
+    assert_int_equal(S.requests >= 3, 1);
+    assert_int_equal(slow.called, 0);
+    assert_int_equal(slow2.called, 0);
+    assert_int_equal(mb_http_inflight(e->h), 0);
+    mb_http_stats(e->h, &st);
+    assert_int_equal(st.cancelled, 2);
+    assert_int_equal(st.completed, 2);
+}
+
+/* Requests in flight when the client is freed never call back. */
+static void test_free_inflight(void **state)
+{
+    env *e = *state;
+    res r[4] = {{0}};
+    char err[128];
+    mb_http_opts o = {0};
+    mb_http *h = mb_http_new(e->base, &o, err, sizeof(err));
+    mb_http_req rq = {.method = "GET", .url = url("/hang")};
+    int never = 0;
+    for (int i = 0; i < 4; i++)
+        assert_non_null(mb_http_request(h, &rq, on_done, &r[i]));
+    run_until(e->base, &never, 1, 100); /* let them connect */
+    mb_http_free(h);
+    run_until(e->base, &never, 1, 100);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(r[i].called, 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_classify_table),
+        cmocka_unit_test(test_retry_after),
+        cmocka_unit_test_setup_teardown(test_parallel_keepalive, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_signed_post_and_traceparent, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_wrong_sk, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_error_texts, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_timeout, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_connect_refused_and_bad_url, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tls_config_error, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cancel, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_free_inflight, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
