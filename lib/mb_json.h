@@ -1,0 +1,68 @@
+/* mb_json.h: small strict-validation helpers over jansson, shared by the contract parsers. */
+#ifndef MB_JSON_H
+#define MB_JSON_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+/* Where a validation stands: the first error is kept (curl's Curl_failf), so
+ * checks can run on and the most specific, earliest cause is reported. */
+typedef struct mb_jcheck {
+    char *err;     /* borrowed: caller's buffer; "" until the first failure */
+    size_t errlen;
+    int failed;
+} mb_jcheck;
+
+/* Sets up c over err (borrowed for c's life) and clears err. */
+void mb_jcheck_init(mb_jcheck *c, char *err, size_t errlen);
+
+/* Records "<path>: <reason>" unless an error is already held.  Returns -1. */
+int mb_jcheck_fail(mb_jcheck *c, const char *path, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Fails on the first key of obj not in allowed (NULL-terminated).  0 or -1. */
+int mb_jcheck_keys(mb_jcheck *c, const char *path, const json_t *obj,
+                   const char *const *allowed);
+
+/* A rule on a string: NULL when s is valid, else a static reason. */
+typedef const char *(*mb_jrule)(const char *s);
+
+/* Reads obj[key] as a string checked by rule (may be NULL).  Absent: *out NULL,
+ * and "<path>.<key>: is required" if required.  *out is borrowed from obj.
+ * Returns 0 or -1. */
+int mb_jcheck_str(mb_jcheck *c, const json_t *obj, const char *path, const char *key,
+                  int required, mb_jrule rule, const char **out);
+
+/* Reads obj[key] as a JSON Schema integer in min..max.  Absent: *out untouched,
+ * and an error if required.  Returns 0 or -1. */
+int mb_jcheck_int(mb_jcheck *c, const json_t *obj, const char *path, const char *key,
+                  int required, long long min, long long max, long long *out);
+
+/* Number of Unicode code points in a valid UTF-8 string (jansson guarantees
+ * validity), which is how JSON Schema's minLength/maxLength count. */
+size_t mb_json_utf8_len(const char *s);
+
+/* A JSON Schema "integer": a JSON integer, or a real with no fraction that
+ * fits in long long (draft 2020-12 treats 1.0 as an integer).  Returns 1 and
+ * *out, or 0. */
+int mb_json_integer(const json_t *v, long long *out);
+
+/* 1 if every byte of s is an ASCII letter, digit, or one of punct. */
+int mb_json_charset(const char *s, const char *punct);
+
+/* 1 if s matches the RFC 3339 date-time form the schemas accept:
+ * YYYY-MM-DDTHH:MM:SS[.frac(1..9)](Z|+HH:MM|-HH:MM), upper-case T and Z,
+ * fields in range (seconds up to 60 for leap seconds). */
+int mb_json_rfc3339(const char *s);
+
+/* Writes now (UTC, millisecond precision, "2024-05-01T12:00:00.123Z") or the
+ * given epoch milliseconds into buf.  buf needs 25 bytes.  Returns buf. */
+char *mb_json_time_ms(long long epoch_ms, char *buf, size_t len);
+
+/* Wall clock in epoch milliseconds. */
+long long mb_json_now_ms(void);
+
+/* Fills buf with n random bytes from /dev/urandom (getrandom).  0 or -1. */
+int mb_json_random(void *buf, size_t n);
+
+#endif

@@ -1,0 +1,675 @@
+/* mb_order.c: strict parsing and building of mesh.orders messages (see mb_order.h).
+ *
+ * The rules here mirror schemas/order-buy.schema.json and order-cancel.schema.json
+ * one for one: tests/component/test_fixtures.sh holds both to the same verdict on
+ * every fixture.  Change one, change the other. */
+#include "mb_order.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PATH_MAX_LEN 128
+
+static const char *const ENVELOPE_KEYS[] = {
+    "specversion", "id", "source", "type", "time", "datacontenttype",
+    "subject", "traceparent", "tracestate", "data", NULL,
+};
+static const char *const BUY_KEYS[] = {
+    "order_id", "account_id", "project_id", "region", "mesh", NULL,
+};
+static const char *const MESH_KEYS[] = {
+    "name", "edition", "istio_version", "cluster_id", "control_plane_nodes", "sidecar", NULL,
+};
+static const char *const SIDECAR_KEYS[] = {"namespaces", "restart_existing", NULL};
+static const char *const CANCEL_KEYS[] = {"order_id", "account_id", "mesh_name", "reason", NULL};
+static const char *const ISTIO_MINORS[] = {"1.8", "1.13", "1.15", "1.18", NULL};
+
+/* ---------------------------------------------------------------- rules */
+
+static const char *rule_id_like(const char *s, const char *punct)
+{
+    size_t n = strlen(s);
+    if (n == 0)
+        return "must not be empty";
+    if (n > MB_ORDER_ID_MAX)
+        return "must be at most 64 characters";
+    if (!mb_json_charset(s, punct))
+        return "may contain only letters, digits and the characters in the schema pattern";
+    return NULL;
+}
+
+const char *mb_order_check_order_id(const char *s)
+{
+    return rule_id_like(s, "._:-");
+}
+
+const char *mb_order_check_id(const char *s)
+{
+    return rule_id_like(s, "._-");
+}
+
+static int is_lower_alnum(char ch)
+{
+    return (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9');
+}
+
+static int all_lower_alnum_dash(const char *s)
+{
+    for (; *s; s++) {
+        if (!is_lower_alnum(*s) && *s != '-')
+            return 0;
+    }
+    return 1;
+}
+
+const char *mb_order_check_mesh_name(const char *s)
+{
+    size_t n = strlen(s);
+    if (!all_lower_alnum_dash(s))
+        return "may contain only lowercase letters, digits and '-'";
+    if (n < 4)
+        return "must be at least 4 characters";
+    if (n > MB_MESH_NAME_MAX)
+        return "must be at most 64 characters";
+    if (s[0] < 'a' || s[0] > 'z')
+        return "must start with a lowercase letter";
+    if (!is_lower_alnum(s[n - 1]))
+        return "must end with a letter or digit";
+    return NULL;
+}
+
+const char *mb_order_check_namespace(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0)
+        return "must not be empty";
+    if (n > 63)
+        return "must be at most 63 characters";
+    if (!all_lower_alnum_dash(s))
+        return "may contain only lowercase letters, digits and '-' (a DNS-1123 label)";
+    if (!is_lower_alnum(s[0]) || !is_lower_alnum(s[n - 1]))
+        return "must start and end with a lowercase letter or digit (a DNS-1123 label)";
+    if (strcmp(s, "kube-system") == 0 || strcmp(s, "kube-public") == 0)
+        return "sidecar injection is never allowed in kube-system or kube-public";
+    return NULL;
+}
+
+static const char *rule_region(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 32)
+        return "must be 1 to 32 characters";
+    if (!all_lower_alnum_dash(s))
+        return "may contain only lowercase letters, digits and '-'";
+    if (!is_lower_alnum(s[0]) || !is_lower_alnum(s[n - 1]))
+        return "must start and end with a lowercase letter or digit";
+    return NULL;
+}
+
+/* 1..max bytes in lo..0x7e (printable ASCII; lo 0x21 excludes space). */
+static const char *rule_ascii(const char *s, size_t max, char lo)
+{
+    size_t n = strlen(s);
+    if (n == 0)
+        return "must not be empty";
+    if (n > max)
+        return max == 256 ? "must be at most 256 characters" : "must be at most 512 characters";
+    for (; *s; s++) {
+        if (*s < lo || *s > 0x7e)
+            return lo == 0x21 ? "may contain only printable ASCII without spaces"
+                              : "may contain only printable ASCII";
+    }
+    return NULL;
+}
+
+static const char *rule_printable256(const char *s)
+{
+    return rule_ascii(s, 256, 0x21);
+}
+
+static const char *rule_tracestate(const char *s)
+{
+    return rule_ascii(s, 512, 0x20);
+}
+
+static int hex_run(const char *s, size_t n)
+{
+    int nonzero = 0;
+    for (size_t i = 0; i < n; i++) {
+        char ch = s[i];
+        if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f')))
+            return -1;
+        if (ch != '0')
+            nonzero = 1;
+    }
+    return nonzero;
+}
+
+int mb_order_traceparent_valid(const char *s)
+{
+    if (strlen(s) != MB_TRACEPARENT_LEN)
+        return 0;
+    if (strncmp(s, "00-", 3) != 0 || s[35] != '-' || s[52] != '-')
+        return 0;
+    return hex_run(s + 3, 32) == 1 && hex_run(s + 36, 16) == 1 && hex_run(s + 53, 2) >= 0;
+}
+
+static const char *rule_traceparent(const char *s)
+{
+    if (!mb_order_traceparent_valid(s))
+        return "must be a W3C traceparent 00-<32 hex>-<16 hex>-<2 hex>, ids not all zero";
+    return NULL;
+}
+
+static const char *rule_time(const char *s)
+{
+    if (strlen(s) > 64 || !mb_json_rfc3339(s))
+        return "must be an RFC 3339 date-time like 2024-05-01T12:00:00Z";
+    return NULL;
+}
+
+/* --------------------------------------------------------- field access */
+
+static void join(char *out, const char *path, const char *key)
+{
+    snprintf(out, PATH_MAX_LEN, "%s.%s", path, key);
+}
+
+static int get_const(mb_jcheck *c, const json_t *obj, const char *path, const char *key,
+                     const char *want)
+{
+    const char *s;
+    if (mb_jcheck_str(c, obj, path, key, 1, NULL, &s) < 0)
+        return -1;
+    if (strcmp(s, want) != 0) {
+        char p[PATH_MAX_LEN];
+        join(p, path, key);
+        return mb_jcheck_fail(c, p, "must be \"%s\"", want);
+    }
+    return 0;
+}
+
+static const json_t *get_obj(mb_jcheck *c, const json_t *obj, const char *path,
+                             const char *key, int required)
+{
+    char p[PATH_MAX_LEN];
+    join(p, path, key);
+    json_t *v = json_object_get(obj, key);
+    if (!v) {
+        if (required)
+            mb_jcheck_fail(c, p, "is required");
+        return NULL;
+    }
+    if (!json_is_object(v)) {
+        mb_jcheck_fail(c, p, "must be an object");
+        return NULL;
+    }
+    return v;
+}
+
+static int dup_str(mb_jcheck *c, char **dst, const char *src)
+{
+    if (!src)
+        return 0;
+    *dst = strdup(src);
+    if (!*dst)
+        return mb_jcheck_fail(c, "order", "out of memory");
+    return 0;
+}
+
+/* A unique array of strings, each checked by rule, min..max items: copied
+ * into a new NULL-terminated array in *out (count in *n). */
+static int get_str_array(mb_jcheck *c, const json_t *obj, const char *path, const char *key,
+                         size_t min, size_t max, mb_jrule rule, char ***out, size_t *n)
+{
+    char p[PATH_MAX_LEN];
+    join(p, path, key);
+    const json_t *arr = json_object_get(obj, key);
+    if (!json_is_array(arr))
+        return mb_jcheck_fail(c, p, "must be an array");
+    size_t len = json_array_size(arr);
+    if (len < min)
+        return mb_jcheck_fail(c, p, "must have at least %zu item(s)", min);
+    if (len > max)
+        return mb_jcheck_fail(c, p, "must have at most %zu items", max);
+    for (size_t i = 0; i < len; i++) {
+        char ip[PATH_MAX_LEN + 32];
+        snprintf(ip, sizeof ip, "%s[%zu]", p, i);
+        const json_t *v = json_array_get(arr, i);
+        if (!json_is_string(v))
+            return mb_jcheck_fail(c, ip, "must be a string");
+        const char *why = rule(json_string_value(v));
+        if (why)
+            return mb_jcheck_fail(c, ip, "%s", why);
+        for (size_t j = 0; j < i; j++) {
+            if (strcmp(json_string_value(json_array_get(arr, j)), json_string_value(v)) == 0)
+                return mb_jcheck_fail(c, ip, "duplicate of item %zu", j);
+        }
+    }
+    char **vec = calloc(len + 1, sizeof *vec);
+    if (!vec)
+        return mb_jcheck_fail(c, p, "out of memory");
+    *out = vec;
+    *n = len;
+    for (size_t i = 0; i < len; i++) {
+        if (dup_str(c, &vec[i], json_string_value(json_array_get(arr, i))) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------- envelope */
+
+int mb_order_check_envelope(mb_jcheck *c, const json_t *env)
+{
+    const char *s;
+    if (!json_is_object(env))
+        return mb_jcheck_fail(c, "event", "must be a JSON object");
+    if (mb_jcheck_keys(c, "event", env, ENVELOPE_KEYS) < 0)
+        return -1;
+    if (get_const(c, env, "event", "specversion", "1.0") < 0 ||
+        mb_jcheck_str(c, env, "event", "id", 1, rule_printable256, &s) < 0 ||
+        mb_jcheck_str(c, env, "event", "source", 1, rule_printable256, &s) < 0 ||
+        mb_jcheck_str(c, env, "event", "time", 1, rule_time, &s) < 0 ||
+        get_const(c, env, "event", "datacontenttype", "application/json") < 0 ||
+        mb_jcheck_str(c, env, "event", "subject", 0, rule_printable256, &s) < 0 ||
+        mb_jcheck_str(c, env, "event", "traceparent", 0, rule_traceparent, &s) < 0 ||
+        mb_jcheck_str(c, env, "event", "tracestate", 0, rule_tracestate, &s) < 0)
+        return -1;
+    return 0;
+}
+
+static int copy_envelope(mb_jcheck *c, const json_t *env, mb_order *o)
+{
+    const char *s;
+    int rc = 0;
+    rc |= dup_str(c, &o->event_id, json_string_value(json_object_get(env, "id")));
+    rc |= dup_str(c, &o->source, json_string_value(json_object_get(env, "source")));
+    rc |= dup_str(c, &o->time, json_string_value(json_object_get(env, "time")));
+    s = json_string_value(json_object_get(env, "subject"));
+    rc |= dup_str(c, &o->subject, s);
+    s = json_string_value(json_object_get(env, "traceparent"));
+    rc |= dup_str(c, &o->traceparent, s);
+    s = json_string_value(json_object_get(env, "tracestate"));
+    rc |= dup_str(c, &o->tracestate, s);
+    return rc ? -1 : 0;
+}
+
+/* ----------------------------------------------------------------- data */
+
+static const char *rule_istio_minor(const char *s)
+{
+    for (size_t i = 0; ISTIO_MINORS[i]; i++) {
+        if (strcmp(s, ISTIO_MINORS[i]) == 0)
+            return NULL;
+    }
+    return "must be one of 1.8, 1.13, 1.15, 1.18";
+}
+
+static int parse_sidecar(mb_jcheck *c, const json_t *mesh, mb_order *o)
+{
+    const json_t *sc = get_obj(c, mesh, "data.mesh", "sidecar", 0);
+    if (!sc)
+        return c->failed ? -1 : 0;
+    if (mb_jcheck_keys(c, "data.mesh.sidecar", sc, SIDECAR_KEYS) < 0)
+        return -1;
+    if (json_object_get(sc, "namespaces") &&
+        get_str_array(c, sc, "data.mesh.sidecar", "namespaces", 0, MB_ORDER_MAX_NAMESPACES,
+                      mb_order_check_namespace, &o->namespaces, &o->n_namespaces) < 0)
+        return -1;
+    const json_t *r = json_object_get(sc, "restart_existing");
+    if (r && !json_is_boolean(r))
+        return mb_jcheck_fail(c, "data.mesh.sidecar.restart_existing", "must be a boolean");
+    o->restart_existing = r ? json_is_true(r) : 0;
+    return 0;
+}
+
+static int parse_mesh(mb_jcheck *c, const json_t *data, mb_order *o)
+{
+    const char *name, *edition, *ver, *cluster;
+    const json_t *mesh = get_obj(c, data, "data", "mesh", 1);
+    if (!mesh)
+        return -1;
+    if (mb_jcheck_keys(c, "data.mesh", mesh, MESH_KEYS) < 0 ||
+        mb_jcheck_str(c, mesh, "data.mesh", "name", 1, mb_order_check_mesh_name, &name) < 0 ||
+        get_const(c, mesh, "data.mesh", "edition", "basic") < 0 ||
+        mb_jcheck_str(c, mesh, "data.mesh", "edition", 1, NULL, &edition) < 0 ||
+        mb_jcheck_str(c, mesh, "data.mesh", "istio_version", 1, rule_istio_minor, &ver) < 0 ||
+        mb_jcheck_str(c, mesh, "data.mesh", "cluster_id", 1, mb_order_check_id, &cluster) < 0)
+        return -1;
+    if (!json_object_get(mesh, "control_plane_nodes"))
+        return mb_jcheck_fail(c, "data.mesh.control_plane_nodes", "is required");
+    if (get_str_array(c, mesh, "data.mesh", "control_plane_nodes", 1, MB_ORDER_MAX_NODES,
+                      mb_order_check_id, &o->nodes, &o->n_nodes) < 0)
+        return -1;
+    if (parse_sidecar(c, mesh, o) < 0)
+        return -1;
+    if (dup_str(c, &o->mesh_name, name) < 0 || dup_str(c, &o->edition, edition) < 0 ||
+        dup_str(c, &o->istio_version, ver) < 0 || dup_str(c, &o->cluster_id, cluster) < 0)
+        return -1;
+    return 0;
+}
+
+static int parse_buy(mb_jcheck *c, const json_t *data, mb_order *o)
+{
+    const char *oid, *acc, *proj, *region;
+    if (mb_jcheck_keys(c, "data", data, BUY_KEYS) < 0 ||
+        mb_jcheck_str(c, data, "data", "order_id", 1, mb_order_check_order_id, &oid) < 0 ||
+        mb_jcheck_str(c, data, "data", "account_id", 1, mb_order_check_id, &acc) < 0 ||
+        mb_jcheck_str(c, data, "data", "project_id", 1, mb_order_check_id, &proj) < 0 ||
+        mb_jcheck_str(c, data, "data", "region", 1, rule_region, &region) < 0 ||
+        parse_mesh(c, data, o) < 0)
+        return -1;
+    if (dup_str(c, &o->order_id, oid) < 0 || dup_str(c, &o->account_id, acc) < 0 ||
+        dup_str(c, &o->project_id, proj) < 0 || dup_str(c, &o->region, region) < 0)
+        return -1;
+    return 0;
+}
+
+static const char *rule_reason(const char *s)
+{
+    return mb_json_utf8_len(s) > 512 ? "must be at most 512 characters" : NULL;
+}
+
+static int parse_cancel(mb_jcheck *c, const json_t *data, mb_order *o)
+{
+    const char *oid, *acc, *name, *reason;
+    if (mb_jcheck_keys(c, "data", data, CANCEL_KEYS) < 0 ||
+        mb_jcheck_str(c, data, "data", "order_id", 1, mb_order_check_order_id, &oid) < 0 ||
+        mb_jcheck_str(c, data, "data", "account_id", 1, mb_order_check_id, &acc) < 0 ||
+        mb_jcheck_str(c, data, "data", "mesh_name", 1, mb_order_check_mesh_name, &name) < 0 ||
+        mb_jcheck_str(c, data, "data", "reason", 0, rule_reason, &reason) < 0)
+        return -1;
+    if (dup_str(c, &o->order_id, oid) < 0 || dup_str(c, &o->account_id, acc) < 0 ||
+        dup_str(c, &o->mesh_name, name) < 0 || dup_str(c, &o->reason, reason) < 0)
+        return -1;
+    return 0;
+}
+
+/* ------------------------------------------------------- partial identity */
+
+static void take_if(char *dst, size_t len, const json_t *v, mb_jrule rule)
+{
+    if (!json_is_string(v) || rule(json_string_value(v)))
+        return;
+    snprintf(dst, len, "%s", json_string_value(v));
+}
+
+static mb_order_kind kind_of(const char *type)
+{
+    if (!type)
+        return MB_ORDER_UNKNOWN;
+    if (strcmp(type, MB_TYPE_ORDER_BUY) == 0)
+        return MB_ORDER_BUY;
+    if (strcmp(type, MB_TYPE_ORDER_CANCEL) == 0)
+        return MB_ORDER_CANCEL;
+    return MB_ORDER_UNKNOWN;
+}
+
+/* Reads whatever identity the message carries, each field judged on its own,
+ * so that a rejected order can still be reported under its key. */
+static void salvage(const json_t *env, mb_order_err *err)
+{
+    if (!json_is_object(env))
+        return;
+    err->kind = kind_of(json_string_value(json_object_get(env, "type")));
+    take_if(err->traceparent, sizeof err->traceparent, json_object_get(env, "traceparent"),
+            rule_traceparent);
+    const json_t *data = json_object_get(env, "data");
+    if (!json_is_object(data))
+        return;
+    take_if(err->order_id, sizeof err->order_id, json_object_get(data, "order_id"),
+            mb_order_check_order_id);
+    take_if(err->account_id, sizeof err->account_id, json_object_get(data, "account_id"),
+            mb_order_check_id);
+    take_if(err->mesh_name, sizeof err->mesh_name, json_object_get(data, "mesh_name"),
+            mb_order_check_mesh_name);
+    const json_t *mesh = json_object_get(data, "mesh");
+    if (!json_is_object(mesh))
+        return;
+    take_if(err->mesh_name, sizeof err->mesh_name, json_object_get(mesh, "name"),
+            mb_order_check_mesh_name);
+    take_if(err->cluster_id, sizeof err->cluster_id, json_object_get(mesh, "cluster_id"),
+            mb_order_check_id);
+}
+
+/* -------------------------------------------------------------- entry points */
+
+int mb_order_from_json(const json_t *env, mb_order **out, mb_order_err *err)
+{
+    mb_order_err scratch;
+    if (!err)
+        err = &scratch;
+    memset(err, 0, sizeof *err);
+    *out = NULL;
+    mb_jcheck c;
+    mb_jcheck_init(&c, err->reason, sizeof err->reason);
+    mb_order *o = calloc(1, sizeof *o);
+    if (!o) {
+        mb_jcheck_fail(&c, "order", "out of memory");
+        goto err;
+    }
+    if (mb_order_check_envelope(&c, env) < 0)
+        goto err;
+    const char *type;
+    if (mb_jcheck_str(&c, env, "event", "type", 1, NULL, &type) < 0)
+        goto err;
+    o->kind = kind_of(type);
+    if (o->kind == MB_ORDER_UNKNOWN) {
+        mb_jcheck_fail(&c, "event.type", "must be \"%s\" or \"%s\"", MB_TYPE_ORDER_BUY,
+                       MB_TYPE_ORDER_CANCEL);
+        goto err;
+    }
+    const json_t *data = get_obj(&c, env, "event", "data", 1);
+    if (!data)
+        goto err;
+    if (o->kind == MB_ORDER_BUY ? parse_buy(&c, data, o) < 0 : parse_cancel(&c, data, o) < 0)
+        goto err;
+    if (copy_envelope(&c, env, o) < 0)
+        goto err;
+    *out = o;
+    return 0;
+err:
+    salvage(env, err);
+    mb_order_free(o);
+    return -1;
+}
+
+int mb_order_parse(const void *buf, size_t len, mb_order **out, mb_order_err *err)
+{
+    mb_order_err scratch;
+    if (!err)
+        err = &scratch;
+    memset(err, 0, sizeof *err);
+    *out = NULL;
+    if (len > MB_ORDER_MAX_BYTES) {
+        snprintf(err->reason, sizeof err->reason, "message: %zu bytes, more than the %d allowed",
+                 len, MB_ORDER_MAX_BYTES);
+        return -1;
+    }
+    if (len == 0 || !buf) {
+        snprintf(err->reason, sizeof err->reason, "message: empty");
+        return -1;
+    }
+    json_error_t jerr;
+    json_t *env = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!env) {
+        snprintf(err->reason, sizeof err->reason, "message: not JSON: %s at line %d column %d",
+                 jerr.text, jerr.line, jerr.column);
+        return -1;
+    }
+    int rc = mb_order_from_json(env, out, err);
+    json_decref(env);
+    return rc;
+}
+
+void mb_order_free(mb_order *o)
+{
+    if (!o)
+        return;
+    char **strs[] = {&o->event_id, &o->source, &o->time, &o->subject, &o->traceparent,
+                     &o->tracestate, &o->order_id, &o->account_id, &o->mesh_name,
+                     &o->project_id, &o->region, &o->edition, &o->istio_version,
+                     &o->cluster_id, &o->reason};
+    for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++)
+        free(*strs[i]);
+    for (size_t i = 0; o->nodes && o->nodes[i]; i++)
+        free(o->nodes[i]);
+    free(o->nodes);
+    for (size_t i = 0; o->namespaces && o->namespaces[i]; i++)
+        free(o->namespaces[i]);
+    free(o->namespaces);
+    free(o);
+}
+
+const char *mb_order_kind_name(mb_order_kind k)
+{
+    switch (k) {
+    case MB_ORDER_BUY:
+        return "buy";
+    case MB_ORDER_CANCEL:
+        return "cancel";
+    default:
+        return "unknown";
+    }
+}
+
+char *mb_order_key(const mb_order *o, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s/%s", o->account_id, o->mesh_name);
+    return buf;
+}
+
+/* ------------------------------------------------------------- to JSON */
+
+static json_t *str_array(char **v, size_t n)
+{
+    json_t *arr = json_array();
+    for (size_t i = 0; arr && i < n; i++) {
+        if (json_array_append_new(arr, json_string(v[i])) < 0) {
+            json_decref(arr);
+            return NULL;
+        }
+    }
+    return arr;
+}
+
+json_t *mb_order_data_json(const mb_order *o)
+{
+    if (o->kind == MB_ORDER_CANCEL) {
+        json_t *d = json_pack("{s:s, s:s, s:s}", "order_id", o->order_id, "account_id",
+                              o->account_id, "mesh_name", o->mesh_name);
+        if (d && o->reason && json_object_set_new(d, "reason", json_string(o->reason)) < 0) {
+            json_decref(d);
+            return NULL;
+        }
+        return d;
+    }
+    /* "o" steals the arrays, and json_pack frees them if packing fails */
+    return json_pack("{s:s, s:s, s:s, s:s, s:{s:s, s:s, s:s, s:s, s:o, s:{s:o, s:b}}}",
+                     "order_id", o->order_id, "account_id", o->account_id, "project_id",
+                     o->project_id, "region", o->region, "mesh", "name", o->mesh_name,
+                     "edition", o->edition, "istio_version", o->istio_version, "cluster_id",
+                     o->cluster_id, "control_plane_nodes", str_array(o->nodes, o->n_nodes),
+                     "sidecar", "namespaces", str_array(o->namespaces, o->n_namespaces),
+                     "restart_existing", o->restart_existing ? 1 : 0);
+}
+
+static int set_opt(json_t *obj, const char *key, const char *val)
+{
+    if (!val)
+        return 0;
+    return json_object_set_new(obj, key, json_string(val));
+}
+
+json_t *mb_order_to_json(const mb_order *o)
+{
+    const char *type = o->kind == MB_ORDER_CANCEL ? MB_TYPE_ORDER_CANCEL : MB_TYPE_ORDER_BUY;
+    json_t *env = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:o}", "specversion", "1.0", "id",
+                            o->event_id, "source", o->source, "type", type, "time", o->time,
+                            "datacontenttype", "application/json", "data",
+                            mb_order_data_json(o));
+    if (!env)
+        return NULL;
+    if (set_opt(env, "subject", o->subject) < 0 ||
+        set_opt(env, "traceparent", o->traceparent) < 0 ||
+        set_opt(env, "tracestate", o->tracestate) < 0) {
+        json_decref(env);
+        return NULL;
+    }
+    return env;
+}
+
+/* ------------------------------------------------------------- building */
+
+static const char HEX[] = "0123456789abcdef";
+
+static int random_hex(char *out, size_t nhex)
+{
+    unsigned char raw[32];
+    if (nhex > 2 * sizeof raw || mb_json_random(raw, (nhex + 1) / 2) < 0)
+        return -1;
+    for (size_t i = 0; i < nhex; i++)
+        out[i] = HEX[(raw[i / 2] >> ((i % 2) ? 0 : 4)) & 0xF];
+    out[nhex] = '\0';
+    return 0;
+}
+
+int mb_order_new_id(const char *prefix, char *buf, size_t len)
+{
+    size_t pl = prefix ? strlen(prefix) : 0;
+    if (len < pl + 33)
+        return -1;
+    memcpy(buf, prefix ? prefix : "", pl);
+    return random_hex(buf + pl, 32);
+}
+
+int mb_order_new_traceparent(char *buf, size_t len)
+{
+    char trace[33], span[17];
+    if (len < MB_TRACEPARENT_LEN + 1)
+        return -1;
+    /* all-zero ids are invalid; 2^-128 odds, but loop rather than hope */
+    do {
+        if (random_hex(trace, 32) < 0 || random_hex(span, 16) < 0)
+            return -1;
+    } while (hex_run(trace, 32) != 1 || hex_run(span, 16) != 1);
+    snprintf(buf, len, "00-%s-%s-01", trace, span);
+    return 0;
+}
+
+json_t *mb_order_envelope(mb_order_kind kind, json_t *data, const char *source,
+                          const char *traceparent)
+{
+    char id[40], now[32], subject[160];
+    const char *type = kind == MB_ORDER_BUY      ? MB_TYPE_ORDER_BUY
+                       : kind == MB_ORDER_CANCEL ? MB_TYPE_ORDER_CANCEL
+                                                 : NULL;
+    if (!type || !data || mb_order_new_id("ce-", id, sizeof id) < 0) {
+        json_decref(data);
+        return NULL;
+    }
+    mb_json_time_ms(mb_json_now_ms(), now, sizeof now);
+    json_t *env = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:o}", "specversion", "1.0", "id", id,
+                            "source", source ? source : "meshbuy-cli", "type", type, "time", now,
+                            "datacontenttype", "application/json", "data", data);
+    if (!env)
+        return NULL; /* json_pack released data */
+    const char *acc = json_string_value(json_object_get(data, "account_id"));
+    const json_t *mesh = json_object_get(data, "mesh");
+    const char *name = json_string_value(json_object_get(data, "mesh_name"));
+    if (json_is_object(mesh))
+        name = json_string_value(json_object_get(mesh, "name"));
+    int rc = 0;
+    if (acc && name) {
+        snprintf(subject, sizeof subject, "%.64s/%.64s", acc, name);
+        rc |= set_opt(env, "subject", subject);
+    }
+    rc |= set_opt(env, "traceparent", traceparent);
+    if (rc) {
+        json_decref(env);
+        return NULL;
+    }
+    return env;
+}

@@ -1,0 +1,136 @@
+/* mb_order.h: the order contract: strict parsing of mesh.orders messages (buy, cancel). */
+#ifndef MB_ORDER_H
+#define MB_ORDER_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+#include "mb_json.h"
+
+/* A message larger than this is refused before any parsing. */
+#define MB_ORDER_MAX_BYTES 65536
+/* Bounds from schemas/order-*.schema.json, plus the terminating NUL. */
+#define MB_ORDER_ID_MAX 64
+#define MB_MESH_NAME_MAX 64
+#define MB_TRACEPARENT_LEN 55
+#define MB_ORDER_MAX_NODES 16
+#define MB_ORDER_MAX_NAMESPACES 64
+
+#define MB_TYPE_ORDER_BUY "com.meshbuy.order.buy.v1"
+#define MB_TYPE_ORDER_CANCEL "com.meshbuy.order.cancel.v1"
+
+typedef enum mb_order_kind {
+    MB_ORDER_UNKNOWN = 0,
+    MB_ORDER_BUY = 1,
+    MB_ORDER_CANCEL = 2,
+} mb_order_kind;
+
+/* A parsed, valid order.  Every string is owned by the order (freed by
+ * mb_order_free); fields that do not apply to the kind, or optional
+ * attributes that were absent, are NULL (arrays: NULL and 0). */
+typedef struct mb_order {
+    mb_order_kind kind;
+    /* CloudEvents envelope */
+    char *event_id;
+    char *source;
+    char *time;        /* RFC 3339 as received */
+    char *subject;     /* optional */
+    char *traceparent; /* optional, W3C, validated */
+    char *tracestate;  /* optional */
+    /* data: both kinds */
+    char *order_id;
+    char *account_id;
+    char *mesh_name; /* buy: data.mesh.name; cancel: data.mesh_name */
+    /* data: buy only */
+    char *project_id;
+    char *region;
+    char *edition; /* "basic" */
+    char *istio_version; /* "1.8", "1.13", "1.15" or "1.18" */
+    char *cluster_id;
+    char **nodes; /* control_plane_nodes, 1..16, unique */
+    size_t n_nodes;
+    char **namespaces; /* sidecar.namespaces, 0..64, unique (absent sidecar: none) */
+    size_t n_namespaces;
+    int restart_existing; /* sidecar.restart_existing (absent: 0) */
+    /* data: cancel only */
+    char *reason; /* optional */
+} mb_order;
+
+/* Why a message was refused, and what could still be read from it so the
+ * worker can report a Failed status for it.  Identity fields are "" unless
+ * present AND valid by their own rule (safe to use in a Kafka key). */
+typedef struct mb_order_err {
+    char reason[320]; /* "data.mesh.name: must end with a letter or digit" */
+    mb_order_kind kind;                         /* from a known type, else UNKNOWN */
+    char order_id[MB_ORDER_ID_MAX + 1];
+    char account_id[MB_ORDER_ID_MAX + 1];
+    char mesh_name[MB_MESH_NAME_MAX + 1];
+    char cluster_id[MB_ORDER_ID_MAX + 1];
+    char traceparent[MB_TRACEPARENT_LEN + 1];
+} mb_order_err;
+
+/* Parses a Kafka message value (len bytes, need not be NUL-terminated) as a
+ * CloudEvents structured order, strictly per schemas/order-{buy,cancel}.schema.json,
+ * plus: at most MB_ORDER_MAX_BYTES, no duplicate object keys, no NUL in strings.
+ * Returns 0 and *out (new, mb_order_free), or -1 with *out NULL and err filled
+ * (err may be NULL when the caller only needs the verdict). */
+int mb_order_parse(const void *buf, size_t len, mb_order **out, mb_order_err *err);
+
+/* The same checks on an already-decoded envelope (e.g. reloaded from Redis).
+ * env is borrowed for the call. */
+int mb_order_from_json(const json_t *env, mb_order **out, mb_order_err *err);
+
+/* The whole envelope of o as JSON (new reference): feeding it to
+ * mb_order_from_json gives back an equal order.  NULL only on out-of-memory. */
+json_t *mb_order_to_json(const mb_order *o);
+
+/* Only the order's data object (new reference), as in the envelope's "data". */
+json_t *mb_order_data_json(const mb_order *o);
+
+/* The Kafka key "<account_id>/<mesh_name>" into buf.  Returns buf. */
+char *mb_order_key(const mb_order *o, char *buf, size_t len);
+
+void mb_order_free(mb_order *o);
+
+/* "buy", "cancel", "unknown".  Static. */
+const char *mb_order_kind_name(mb_order_kind k);
+
+/* --- building orders (the producer) ----------------------------------------------- */
+
+/* Wraps data (taken over, even on failure) in a fresh CloudEvents envelope of
+ * the kind: new random id, time now, the given source ("meshbuy-cli" when
+ * NULL), subject "<account_id>/<mesh_name>" when both are strings in data,
+ * traceparent when not NULL (not checked here: parse the result).
+ * Returns a new reference, or NULL on out-of-memory / bad kind. */
+json_t *mb_order_envelope(mb_order_kind kind, json_t *data, const char *source,
+                          const char *traceparent);
+
+/* A fresh unique id: 32 lower-case hex chars from the kernel's CSPRNG, with
+ * an optional prefix ("ord-").  buf needs strlen(prefix) + 33 bytes.
+ * Returns 0, or -1 if the buffer is short or randomness failed. */
+int mb_order_new_id(const char *prefix, char *buf, size_t len);
+
+/* A fresh W3C traceparent "00-<32 hex>-<16 hex>-01" (sampled).  buf needs
+ * MB_TRACEPARENT_LEN + 1 bytes.  0 or -1. */
+int mb_order_new_traceparent(char *buf, size_t len);
+
+/* 1 if s is a valid W3C traceparent as the schemas accept it, else 0. */
+int mb_order_traceparent_valid(const char *s);
+
+/* Rule checks, exposed for the producer's flags and for other modules.  Each
+ * returns NULL when s is valid, else a static reason ("must end with a letter
+ * or digit"). */
+const char *mb_order_check_mesh_name(const char *s);
+const char *mb_order_check_namespace(const char *s);
+const char *mb_order_check_order_id(const char *s); /* ^[A-Za-z0-9._:-]{1,64}$ */
+const char *mb_order_check_id(const char *s);       /* ^[A-Za-z0-9._-]{1,64}$: account, project,
+                                                       cluster, node, mesh ids */
+
+/* --- shared with mb_event ------------------------------------------------------------ */
+/* Checks the CloudEvents attributes every meshbuy event shares (all but "type"
+ * and "data", which the caller checks): specversion, id, source, time,
+ * datacontenttype, subject, traceparent, tracestate, and no unknown attribute.
+ * env is borrowed.  0 or -1 (first error recorded in c). */
+int mb_order_check_envelope(mb_jcheck *c, const json_t *env);
+
+#endif

@@ -1,0 +1,290 @@
+/* test_order.c: the order parser: every fixture, precise reasons, salvage, round trips, builders. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mb_order.h"
+
+static const char *root(void)
+{
+    const char *r = getenv("MB_ROOT");
+    return r && *r ? r : ".";
+}
+
+/* Reads a whole file; new buffer (free), length in *len. */
+static char *slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    char *buf = malloc(1 << 20);
+    assert_non_null(buf);
+    *len = fread(buf, 1, 1 << 20, f);
+    fclose(f);
+    return buf;
+}
+
+#define BUY \
+    "{\"specversion\":\"1.0\",\"id\":\"ce-1\",\"source\":\"billing\"," \
+    "\"type\":\"com.meshbuy.order.buy.v1\",\"time\":\"2024-05-01T12:00:00Z\"," \
+    "\"datacontenttype\":\"application/json\"," \
+    "\"traceparent\":\"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\"," \
+    "\"data\":{\"order_id\":\"ord-1\",\"account_id\":\"acc1\",\"project_id\":\"proj1\"," \
+    "\"region\":\"eu-de-01\",\"mesh\":{\"name\":\"%s\",\"edition\":\"basic\"," \
+    "\"istio_version\":\"%s\",\"cluster_id\":\"c-1\",\"control_plane_nodes\":[\"n1\",\"n2\"]," \
+    "\"sidecar\":{\"namespaces\":[\"default\"],\"restart_existing\":true}}}}"
+
+static int parse_buy(const char *name, const char *ver, mb_order **o, mb_order_err *err)
+{
+    char buf[2048];
+    int n = snprintf(buf, sizeof buf, BUY, name, ver);
+    return mb_order_parse(buf, (size_t)n, o, err);
+}
+
+/* Every fixture: valid parses, invalid fails with a non-empty reason. */
+static void walk(const char *kind, int want_ok)
+{
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s/tests/fixtures/order/%s", root(), kind);
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    int count = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (!strstr(e->d_name, ".json"))
+            continue;
+        char path[2048];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        size_t len;
+        char *buf = slurp(path, &len);
+        mb_order *o = NULL;
+        mb_order_err err;
+        int rc = mb_order_parse(buf, len, &o, &err);
+        if ((rc == 0) != want_ok)
+            fail_msg("%s: expected %s, got %s (%s)", path, want_ok ? "valid" : "invalid",
+                     rc == 0 ? "valid" : "invalid", err.reason);
+        if (want_ok) {
+            assert_non_null(o);
+            assert_string_equal(err.reason, "");
+        } else {
+            assert_null(o);
+            assert_true(strlen(err.reason) > 0);
+        }
+        mb_order_free(o);
+        free(buf);
+        count++;
+    }
+    closedir(d);
+    assert_true(count >= (want_ok ? 8 : 20));
+}
+
+static void fixtures_valid(void **state)
+{
+    (void)state;
+    walk("valid", 1);
+}
+
+static void fixtures_invalid(void **state)
+{
+    (void)state;
+    walk("invalid", 0);
+}
+
+static void buy_fields(void **state)
+{
+    (void)state;
+    mb_order *o;
+    mb_order_err err;
+    assert_int_equal(parse_buy("shop-mesh", "1.18", &o, &err), 0);
+    assert_int_equal(o->kind, MB_ORDER_BUY);
+    assert_string_equal(o->order_id, "ord-1");
+    assert_string_equal(o->account_id, "acc1");
+    assert_string_equal(o->project_id, "proj1");
+    assert_string_equal(o->region, "eu-de-01");
+    assert_string_equal(o->mesh_name, "shop-mesh");
+    assert_string_equal(o->edition, "basic");
+    assert_string_equal(o->istio_version, "1.18");
+    assert_string_equal(o->cluster_id, "c-1");
+    assert_int_equal(o->n_nodes, 2);
+    assert_string_equal(o->nodes[1], "n2");
+    assert_null(o->nodes[2]);
+    assert_int_equal(o->n_namespaces, 1);
+    assert_string_equal(o->namespaces[0], "default");
+    assert_int_equal(o->restart_existing, 1);
+    assert_string_equal(o->traceparent, "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+    assert_null(o->subject);
+    assert_null(o->reason);
+    char key[160];
+    assert_string_equal(mb_order_key(o, key, sizeof key), "acc1/shop-mesh");
+    mb_order_free(o);
+}
+
+static void reasons_are_precise(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *name, *ver, *reason;
+    } cases[] = {
+        {"shop-", "1.18", "data.mesh.name: must end with a letter or digit"},
+        {"abc", "1.18", "data.mesh.name: must be at least 4 characters"},
+        {"1abc", "1.18", "data.mesh.name: must start with a lowercase letter"},
+        {"Shop", "1.18", "data.mesh.name: may contain only lowercase letters, digits and '-'"},
+        {"shop", "1.19", "data.mesh.istio_version: must be one of 1.8, 1.13, 1.15, 1.18"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        mb_order *o;
+        mb_order_err err;
+        assert_int_equal(parse_buy(cases[i].name, cases[i].ver, &o, &err), -1);
+        assert_null(o);
+        assert_string_equal(err.reason, cases[i].reason);
+    }
+}
+
+/* A rejected order still yields what can be trusted of its identity. */
+static void salvage_identity(void **state)
+{
+    (void)state;
+    mb_order *o;
+    mb_order_err err;
+    assert_int_equal(parse_buy("shop", "9.9", &o, &err), -1);
+    assert_int_equal(err.kind, MB_ORDER_BUY);
+    assert_string_equal(err.order_id, "ord-1");
+    assert_string_equal(err.account_id, "acc1");
+    assert_string_equal(err.mesh_name, "shop");
+    assert_string_equal(err.cluster_id, "c-1");
+    assert_string_equal(err.traceparent, "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+
+    /* an invalid name is not salvaged: it must never become a Kafka key */
+    assert_int_equal(parse_buy("Bad/Name", "1.18", &o, &err), -1);
+    assert_string_equal(err.mesh_name, "");
+    assert_string_equal(err.order_id, "ord-1");
+
+    /* not JSON: nothing to salvage, the reason says where */
+    assert_int_equal(mb_order_parse("{\"a\":", 5, &o, &err), -1);
+    assert_int_equal(err.kind, MB_ORDER_UNKNOWN);
+    assert_non_null(strstr(err.reason, "not JSON"));
+    assert_string_equal(err.order_id, "");
+}
+
+static void size_cap_and_edges(void **state)
+{
+    (void)state;
+    mb_order *o;
+    mb_order_err err;
+    size_t big = MB_ORDER_MAX_BYTES + 1;
+    char *buf = malloc(big);
+    memset(buf, ' ', big);
+    assert_int_equal(mb_order_parse(buf, big, &o, &err), -1);
+    assert_non_null(strstr(err.reason, "more than the 65536 allowed"));
+    free(buf);
+    assert_int_equal(mb_order_parse("", 0, &o, &err), -1);
+    assert_string_equal(err.reason, "message: empty");
+    /* duplicate keys are refused (the last-one-wins of other readers would hide a field) */
+    const char *dup = "{\"specversion\":\"1.0\",\"specversion\":\"1.0\"}";
+    assert_int_equal(mb_order_parse(dup, strlen(dup), &o, &err), -1);
+    assert_non_null(strstr(err.reason, "duplicate"));
+    /* err may be NULL */
+    assert_int_equal(mb_order_parse("[]", 2, &o, NULL), -1);
+    /* not NUL-terminated: parse only len bytes */
+    char raw[2048];
+    int n = snprintf(raw, sizeof raw, BUY, "shop-mesh", "1.8");
+    raw[n] = 'x';
+    assert_int_equal(mb_order_parse(raw, (size_t)n, &o, &err), 0);
+    mb_order_free(o);
+}
+
+static void json_round_trip(void **state)
+{
+    (void)state;
+    mb_order *o, *o2;
+    mb_order_err err;
+    assert_int_equal(parse_buy("shop-mesh", "1.15", &o, &err), 0);
+    json_t *j = mb_order_to_json(o);
+    assert_non_null(j);
+    char *s = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(j);
+    assert_int_equal(mb_order_parse(s, strlen(s), &o2, &err), 0);
+    json_t *j2 = mb_order_to_json(o2);
+    char *s2 = json_dumps(j2, JSON_COMPACT | JSON_SORT_KEYS);
+    assert_string_equal(s, s2);
+    json_t *d = mb_order_data_json(o2);
+    assert_string_equal(json_string_value(json_object_get(d, "order_id")), "ord-1");
+    assert_true(json_is_true(
+        json_object_get(json_object_get(json_object_get(d, "mesh"), "sidecar"), "restart_existing")));
+    json_decref(d);
+    json_decref(j2);
+    free(s);
+    free(s2);
+    mb_order_free(o);
+    mb_order_free(o2);
+}
+
+static void cancel_round_trip(void **state)
+{
+    (void)state;
+    json_t *data = json_pack("{s:s, s:s, s:s, s:s}", "order_id", "ord-9", "account_id", "acc1",
+                             "mesh_name", "shop-mesh", "reason", "changed mind");
+    char tp[MB_TRACEPARENT_LEN + 1];
+    assert_int_equal(mb_order_new_traceparent(tp, sizeof tp), 0);
+    json_t *env = mb_order_envelope(MB_ORDER_CANCEL, data, NULL, tp);
+    assert_non_null(env);
+    mb_order *o;
+    mb_order_err err;
+    assert_int_equal(mb_order_from_json(env, &o, &err), 0);
+    assert_int_equal(o->kind, MB_ORDER_CANCEL);
+    assert_string_equal(o->source, "meshbuy-cli");
+    assert_string_equal(o->subject, "acc1/shop-mesh");
+    assert_string_equal(o->reason, "changed mind");
+    assert_string_equal(o->traceparent, tp);
+    assert_null(o->project_id);
+    json_t *back = mb_order_to_json(o);
+    assert_true(json_equal(back, env));
+    json_decref(back);
+    json_decref(env);
+    mb_order_free(o);
+}
+
+static void builders(void **state)
+{
+    (void)state;
+    char a[64], b[64], tp[MB_TRACEPARENT_LEN + 1];
+    assert_int_equal(mb_order_new_id("ord-", a, sizeof a), 0);
+    assert_int_equal(mb_order_new_id("ord-", b, sizeof b), 0);
+    assert_int_equal(strlen(a), 36);
+    assert_string_not_equal(a, b);
+    assert_null(mb_order_check_order_id(a));
+    assert_int_equal(mb_order_new_id("ord-", a, 10), -1);
+    assert_int_equal(mb_order_new_traceparent(tp, sizeof tp), 0);
+    assert_true(mb_order_traceparent_valid(tp));
+    assert_false(mb_order_traceparent_valid("00-00000000000000000000000000000000-00f067aa0ba902b7-01"));
+    assert_false(mb_order_traceparent_valid("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0"));
+    /* an envelope with bad data is built, and then refused by the parser */
+    json_t *env = mb_order_envelope(MB_ORDER_BUY, json_pack("{s:s}", "order_id", "x"), "me", NULL);
+    assert_non_null(env);
+    mb_order *o;
+    mb_order_err err;
+    assert_int_equal(mb_order_from_json(env, &o, &err), -1);
+    assert_string_equal(err.reason, "data.account_id: is required");
+    json_decref(env);
+    assert_null(mb_order_envelope(MB_ORDER_UNKNOWN, json_object(), NULL, NULL));
+    assert_null(mb_order_check_namespace("shop"));
+    assert_non_null(mb_order_check_namespace("kube-system"));
+    assert_string_equal(mb_order_kind_name(MB_ORDER_CANCEL), "cancel");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(fixtures_valid),      cmocka_unit_test(fixtures_invalid),
+        cmocka_unit_test(buy_fields),          cmocka_unit_test(reasons_are_precise),
+        cmocka_unit_test(salvage_identity),    cmocka_unit_test(size_cap_and_edges),
+        cmocka_unit_test(json_round_trip),     cmocka_unit_test(cancel_round_trip),
+        cmocka_unit_test(builders),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
