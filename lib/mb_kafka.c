@@ -225,6 +225,14 @@ static int apply(rd_kafka_conf_t *conf, const kv *x, char *err, size_t errlen)
         val = owned;
     }
     res = rd_kafka_conf_set(conf, x->key, val, rderr, sizeof(rderr));
+    if (res == RD_KAFKA_CONF_UNKNOWN) {
+        /* A few properties spell words with '_' (log_level): KAFKA_LOG_LEVEL finds them. */
+        char alt[sizeof(x->key)];
+        snprintf(alt, sizeof(alt), "%s", x->key);
+        for (char *p = alt; *p; p++)
+            *p = *p == '.' ? '_' : *p;
+        res = rd_kafka_conf_set(conf, alt, val, rderr, sizeof(rderr));
+    }
     free(owned);
     if (res == RD_KAFKA_CONF_OK)
         return 0;

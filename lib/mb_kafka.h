@@ -11,7 +11,8 @@ typedef enum { MB_TOPIC_ORDERS, MB_TOPIC_STATUS, MB_TOPIC_DLQ } mb_kafka_topic_i
 /* New conf from the environment (caller frees with rd_kafka_conf_destroy, or hands it to
  * rd_kafka_new, which takes it over on success):
  *   KAFKA_BROKERS        -> bootstrap.servers
- *   KAFKA_<X>            -> <x> lowercased, '_' -> '.'   (KAFKA_SECURITY_PROTOCOL -> security.protocol)
+ *   KAFKA_<X>            -> <x> lowercased, '_' -> '.'   (KAFKA_SECURITY_PROTOCOL -> security.protocol;
+ *                           a name librdkafka spells with '_' keeps them: KAFKA_LOG_LEVEL -> log_level)
  *   KAFKA_<X>_FILE       -> <x> with the file's content, one trailing newline cut (secrets:
  *                           KAFKA_SASL_PASSWORD_FILE -> sasl.password); setting both fails.
  * client.id is set to client_id first (KAFKA_CLIENT_ID overrides).  librdkafka's logs go to
