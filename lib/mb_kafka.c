@@ -10,7 +10,7 @@
 
 extern char **environ;
 
-#define ENV_PREFIX "KAFKA_"
+#define ENV_PREFIX  "KAFKA_"
 #define FILE_SUFFIX "_FILE"
 /* Certificates bundles are the largest legitimate values. */
 #define MAX_FILE_VALUE (1024 * 1024)
@@ -66,8 +66,8 @@ void mb_kafka_conf_set_logger(rd_kafka_conf_t *conf)
 
 /* One KAFKA_* variable turned into a librdkafka setting. */
 typedef struct kv {
-    char env[128];  /* the variable as written (KAFKA_SASL_PASSWORD_FILE) */
-    char key[128];  /* sasl.password */
+    char env[128];   /* the variable as written (KAFKA_SASL_PASSWORD_FILE) */
+    char key[128];   /* sasl.password */
     const char *val; /* borrowed from environ; for _FILE the path */
     int from_file;
 } kv;
@@ -256,8 +256,7 @@ rd_kafka_conf_t *mb_kafka_conf_new(const char *client_id, char *err, size_t errl
     int n;
 
     if (client_id && *client_id &&
-        rd_kafka_conf_set(conf, "client.id", client_id, rderr, sizeof(rderr)) !=
-            RD_KAFKA_CONF_OK) {
+        rd_kafka_conf_set(conf, "client.id", client_id, rderr, sizeof(rderr)) != RD_KAFKA_CONF_OK) {
         snprintf(err, errlen, "client.id: %s", rderr);
         goto err;
     }
@@ -286,7 +285,7 @@ int mb_kafka_flush(rd_kafka_t *rk, int timeout_ms)
     rd_kafka_flush(rk, timeout_ms);
     left = rd_kafka_outq_len(rk);
     if (left > 0)
-        mb_warn("kafka", "%s: %d messages still queued after %d ms flush", rd_kafka_name(rk),
-                left, timeout_ms);
+        mb_warn("kafka", "%s: %d messages still queued after %d ms flush", rd_kafka_name(rk), left,
+                timeout_ms);
     return left;
 }

@@ -33,10 +33,10 @@
 #include "mb_kafka.h"
 #include "mb_log.h"
 
-#define MOD "devkafka"
+#define MOD        "devkafka"
 #define MAX_TOPICS 64
-#define MAX_LINE 512
-#define MAX_ARGS 8
+#define MAX_LINE   512
+#define MAX_ARGS   8
 /* Partitions above this make every metadata response big for no gain in a dev broker. */
 #define MAX_PARTITIONS 1024
 
@@ -299,8 +299,7 @@ static int cmd_broker_push_errors(ctx *c, int argc, char **argv, char *out, size
     int16_t key;
     long cnt, rtt = 0;
 
-    if (arg_broker(c, argv[0], &id, out, outlen) != 0 ||
-        arg_api(argv[1], &key, out, outlen) != 0 ||
+    if (arg_broker(c, argv[0], &id, out, outlen) != 0 || arg_api(argv[1], &key, out, outlen) != 0 ||
         arg_count(argv[2], 1000, &cnt, "count", out, outlen) != 0 ||
         arg_kerr(argv[3], &e, out, outlen) != 0)
         return -1;
@@ -359,8 +358,7 @@ static int cmd_leader(ctx *c, int argc, char **argv, char *out, size_t outlen)
         snprintf(out, outlen, "error usage: leader TOPIC PARTITION ID");
         return -1;
     }
-    return reply_err(rd_kafka_mock_partition_set_leader(c->mc, argv[0], (int32_t)part,
-                                                        (int32_t)id),
+    return reply_err(rd_kafka_mock_partition_set_leader(c->mc, argv[0], (int32_t)part, (int32_t)id),
                      out, outlen);
 }
 
@@ -418,8 +416,8 @@ static void run_command(ctx *c, char *line, char *out, size_t outlen)
         if (strcmp(argv[0], commands[i].name) != 0)
             continue;
         if (argc - 1 < commands[i].min_args || argc - 1 > commands[i].max_args) {
-            snprintf(out, outlen, "error %s takes %d..%d arguments", argv[0],
-                     commands[i].min_args, commands[i].max_args);
+            snprintf(out, outlen, "error %s takes %d..%d arguments", argv[0], commands[i].min_args,
+                     commands[i].max_args);
             return;
         }
         if (commands[i].fn(c, argc - 1, argv + 1, out, outlen) == 0)

@@ -247,9 +247,9 @@ static void flush_delivers(void **state)
     assert_non_null(conf);
     rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
     assert_non_null(rk);
-    assert_int_equal(rd_kafka_producev(rk, RD_KAFKA_V_TOPIC("t"), RD_KAFKA_V_VALUE(payload, 1),
-                                       RD_KAFKA_V_END),
-                     RD_KAFKA_RESP_ERR_NO_ERROR);
+    assert_int_equal(
+        rd_kafka_producev(rk, RD_KAFKA_V_TOPIC("t"), RD_KAFKA_V_VALUE(payload, 1), RD_KAFKA_V_END),
+        RD_KAFKA_RESP_ERR_NO_ERROR);
     assert_int_equal(mb_kafka_flush(rk, 10000), 0);
     rd_kafka_destroy(rk);
 }
@@ -268,9 +268,9 @@ static void flush_reports_leftovers(void **state)
     assert_non_null(conf);
     rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
     assert_non_null(rk);
-    assert_int_equal(rd_kafka_producev(rk, RD_KAFKA_V_TOPIC("t"), RD_KAFKA_V_VALUE(payload, 1),
-                                       RD_KAFKA_V_END),
-                     RD_KAFKA_RESP_ERR_NO_ERROR);
+    assert_int_equal(
+        rd_kafka_producev(rk, RD_KAFKA_V_TOPIC("t"), RD_KAFKA_V_VALUE(payload, 1), RD_KAFKA_V_END),
+        RD_KAFKA_RESP_ERR_NO_ERROR);
     assert_int_equal(mb_kafka_flush(rk, 200), 1);
     rd_kafka_purge(rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
     rd_kafka_destroy(rk);
