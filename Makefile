@@ -8,7 +8,7 @@ PKGS     := rdkafka jansson libcurl hiredis openssl libevent
 WARN     := -Wall -Wextra -Werror -Wformat=2 -Wstrict-prototypes -Wwrite-strings \
             -Wno-missing-field-initializers
 CFLAGS   ?= -O2 -g
-CFLAGS   += -std=c11 -D_GNU_SOURCE $(WARN) -Ilib -MMD -MP
+CFLAGS   += -std=c11 -D_GNU_SOURCE $(WARN) -Ilib -Iworker -MMD -MP
 LDLIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lrdkafka -ljansson -lcurl -lhiredis -lssl -lcrypto -levent) -lm
 
 # SAN=1: AddressSanitizer + UndefinedBehaviorSanitizer, in its own tree.
@@ -50,8 +50,10 @@ $(LIB_A): $(LIB_OBJ)
 $(WORKER_A): $(WORKER_OBJ)
 	@mkdir -p $(dir $@); rm -f $@; ar rcs $@ $^
 
+# Only the worker and meshctl (which reuses the saga's steps) link the worker objects.
+uses_worker = $(filter meshworker meshctl,$(1))
 define prog_rule
-$(BIN)/$(1): $(patsubst %.c,$(O)/%.o,$(call prog_src,$(1))) $(WORKER_A) $(LIB_A)
+$(BIN)/$(1): $(patsubst %.c,$(O)/%.o,$(call prog_src,$(1))) $(if $(call uses_worker,$(1)),$(WORKER_A)) $(LIB_A)
 	@mkdir -p $$(dir $$@)
 	$$(CC) $$(LDFLAGS) -o $$@ $$^ $$(LDLIBS)
 endef

@@ -1,0 +1,800 @@
+/* mb_saga.c: the create-mesh saga engine.
+ *
+ * States of a job (the store's "status" field; the saga state document keeps
+ * the detail):
+ *
+ *   Accepted --claim--> Installing --last step--> Running            (terminal)
+ *                          |  \--cancel at a step boundary--+
+ *                          |                                v
+ *                          +--permanent error--------> RollingBack --all undone--> Failed | Cancelled
+ *                          |  (or deadline passed)          |
+ *                          |                                +--an undo gives up--> NeedsAttention
+ *                          +--permanent error, park mode--> Failed (effects kept, state.parked)
+ *
+ * The state document (json, opaque to the store):
+ *   { "step": i, "phase": "run"|"compensate", "attempt": n, "step_started_ms": t,
+ *     "outcome": "Failed"|"Cancelled", "parked": bool,
+ *     "error": {"step","code","message","retryable"},
+ *     "steps": { "<name>": {"status": "running"|"done"|"failed"|"compensating"|"compensated",
+ *                           "attempts": n, "started_ms": t, "ended_ms": t,
+ *                           "last_error": {...}, "ck": {...what the step changed...}} } }
+ *
+ * Invariants:
+ * - A job is worked on only under its lease; every write carries the fencing
+ *   token, and a refused write (StaleFence) drops the job from memory at once.
+ * - The state is written (with the events that report it, atomically) after
+ *   every step, before any step whose undo needs what was observed (SAVE), and
+ *   before the job leaves memory (retry, poll, terminal).  A crash loses at
+ *   most the current execution of one step, which steps re-run safely because
+ *   they observe before they act.
+ * - Compensation undoes, in reverse order, every step that started (the failed
+ *   one included: it may have half-acted), using only what its ck records.
+ */
+#include "mb_saga.h"
+
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include "mb_catalog.h"
+#include "mb_event.h"
+#include "mb_log.h"
+#include "mb_sign.h"
+#include "mb_step.h"
+#include "mb_store.h"
+
+typedef struct sjob {
+    mb_sjob pub;           /* first: steps see only this */
+    struct mb_saga *saga;
+    mb_job *job;           /* store record: fence, key, status (owned) */
+    mb_order *order;       /* parsed from job->order (owned) */
+    const mb_step *step;   /* executing, or NULL between executions */
+    int compensating;      /* step runs its compensate() */
+    int pending;           /* cloud calls in flight */
+    int lost;              /* lease lost: drop once calls return */
+    long long lease_until; /* ms */
+    json_t *events;        /* status events queued for the next checkpoint */
+    char mesh_id[32];      /* stable per order: "mesh-" + hash of key and order id */
+    struct sjob *prev, *next;
+} sjob;
+
+struct mb_saga {
+    mb_store *store;
+    mb_cloud *cloud;
+    const mb_catalog *catalog;
+    mb_saga_opts o;
+    char *worker_id;
+    sjob *jobs;
+    size_t njobs;
+    int draining;
+    mb_saga_stats stats;
+};
+
+static void advance(sjob *j);
+
+static long long now_ms(void)
+{
+    struct timeval tv;
+
+    gettimeofday(&tv, NULL);
+    return (long long)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
+
+static mb_log_ctx log_ctx(const sjob *j)
+{
+    mb_log_ctx c = {j->job->order_id, j->job->order_id, j->order ? j->order->traceparent : NULL};
+    return c;
+}
+
+#define jlog(lvl, j, ...)                                  \
+    do {                                                   \
+        mb_log_ctx lc_ = log_ctx(j);                       \
+        mb_log((lvl), "saga", &lc_, __VA_ARGS__);          \
+    } while (0)
+
+/* ---- small state-document accessors -------------------------------------------- */
+
+static long long st_int(const json_t *o, const char *k)
+{
+    return json_integer_value(json_object_get(o, k));
+}
+
+static const char *st_str(const json_t *o, const char *k)
+{
+    return json_string_value(json_object_get(o, k));
+}
+
+static void st_set_int(json_t *o, const char *k, long long v)
+{
+    json_object_set_new(o, k, json_integer(v));
+}
+
+static void st_set_str(json_t *o, const char *k, const char *v)
+{
+    json_object_set_new(o, k, json_string(v));
+}
+
+/* The object of key k in o, created if absent.  Borrowed. */
+static json_t *st_obj(json_t *o, const char *k)
+{
+    json_t *v = json_object_get(o, k);
+
+    if (!json_is_object(v)) {
+        v = json_object();
+        json_object_set_new(o, k, v);
+    }
+    return v;
+}
+
+static json_t *step_rec(sjob *j, const mb_step *st)
+{
+    return st_obj(st_obj(j->pub.state, "steps"), st->name);
+}
+
+static int step_index(const mb_step *st)
+{
+    for (int i = 0; i < mb_steps_count; i++) {
+        if (mb_steps[i] == st)
+            return i;
+    }
+    return 0;
+}
+
+static int st_step(const sjob *j)
+{
+    long long i = st_int(j->pub.state, "step");
+    return i < 0 ? 0 : i >= mb_steps_count ? mb_steps_count - 1 : (int)i;
+}
+
+static int step_index_by_name(const char *name)
+{
+    for (int i = 0; i < mb_steps_count; i++) {
+        if (strcmp(mb_steps[i]->name, name) == 0)
+            return i;
+    }
+    return 0;
+}
+
+static json_t *error_json(const char *step, const mb_error *e, int retryable)
+{
+    return json_pack("{s:s, s:s, s:s, s:b}", "step", step, "code", e->code[0] ? e->code : "Error",
+                     "message", e->msg, "retryable", retryable);
+}
+
+/* ---- the step-facing helpers (mb_step.h) ---------------------------------------- */
+
+void mb_step_done(void *arg, const mb_error *err)
+{
+    sjob *j = arg;
+
+    if (err && err->status != MB_OK && j->pub.err.status == MB_OK)
+        j->pub.err = *err;
+    if (--j->pending > 0)
+        return;
+    advance(j);
+}
+
+void *mb_step_io(mb_sjob *pub)
+{
+    sjob *j = (sjob *)pub;
+
+    if (j->pending++ == 0) /* a new batch: its first error is what the step sees next */
+        mb_error_clear(&j->pub.err);
+    return j;
+}
+
+void mb_step_call(mb_sjob *pub, mb_cloud_op *op)
+{
+    sjob *j = (sjob *)pub;
+
+    if (op != NULL)
+        return;
+    j->pending--;
+    mb_error_set(&j->pub.err, MB_FATAL, "OutOfMemory", "cloud call not started: out of memory");
+}
+
+mb_step_rc mb_step_fail(mb_sjob *j, const char *code, const char *fmt, ...)
+{
+    va_list ap;
+
+    mb_error_clear(&j->err);
+    j->err.status = MB_PERM;
+    snprintf(j->err.code, sizeof(j->err.code), "%s", code);
+    va_start(ap, fmt);
+    vsnprintf(j->err.msg, sizeof(j->err.msg), fmt, ap);
+    va_end(ap);
+    return MB_STEP_ERROR;
+}
+
+json_t *mb_step_ck_of(mb_sjob *j, const char *name)
+{
+    json_t *rec = json_object_get(json_object_get(j->state, "steps"), name);
+
+    return json_object_get(rec, "ck");
+}
+
+/* ---- events and checkpoints ------------------------------------------------------ */
+
+static void queue_event(sjob *j, mb_mesh_status status, const char *step, const char *msg,
+                        const json_t *error)
+{
+    const mb_order *o = j->order;
+    char err[256];
+    mb_status_event ev = {
+        .order_id = j->job->order_id,
+        .mesh_id = j->mesh_id,
+        .account_id = o->account_id,
+        .mesh_name = o->mesh_name,
+        .cluster_id = o->cluster_id,
+        .status = status,
+        .step = step,
+        .step_index = step_index_by_name(step) + 1,
+        .step_total = mb_steps_count,
+        .message = msg,
+        .attempt = st_int(j->pub.state, "attempt") > 0 ? st_int(j->pub.state, "attempt") : 1,
+        .seq = 1, /* stamped by the store, in the same atomic step as the checkpoint */
+        .traceparent = o->traceparent,
+    };
+    json_t *e;
+
+    if (error) {
+        ev.error_code = st_str(error, "code");
+        ev.error_message = st_str(error, "message");
+        ev.error_retryable = json_is_true(json_object_get(error, "retryable"));
+    }
+    e = mb_event_build_json(&ev, err, sizeof(err));
+    if (e == NULL) {
+        jlog(MB_LOG_ERROR, j, "status event not built: %s", err);
+        return;
+    }
+    json_array_append_new(j->events, e);
+}
+
+static void drop(sjob *j);
+
+/* Writes the state, the status and the queued events in one atomic store
+ * call.  next_run_ms 0 = terminal; keep: the job stays leased to us (we go on
+ * working it), else the lease is given back and it is due at next_run_ms.
+ * Returns 0, or -1 when the job is no longer ours (it is then marked lost). */
+static int checkpoint(sjob *j, const char *status, long long next_run_ms, int keep)
+{
+    long long now = now_ms();
+    size_t n = json_array_size(j->events);
+    json_t *evs[16];
+    json_t *error = json_object_get(j->pub.state, "error");
+    mb_checkpoint ck = {
+        .order_id = j->job->order_id,
+        .key = j->job->key,
+        .fence = j->job->fence,
+        .state = j->pub.state,
+        .status = status,
+        .step = mb_steps[st_step(j)]->name,
+        .attempt = (int)st_int(j->pub.state, "attempt"),
+        .error_code = error ? st_str(error, "code") : "",
+        .error_msg = error ? st_str(error, "message") : "",
+        .next_run_ms = next_run_ms == 0 ? 0 : (keep ? now : next_run_ms),
+        .now_ms = now,
+        .lease_ms = j->saga->o.lease_ms,
+        .release_name = j->pub.release_name,
+        .events = evs,
+        .n_events = n < 16 ? n : 16,
+    };
+    mb_checkpoint_result res = {0};
+    mb_status sts;
+    mb_error e;
+
+    for (size_t i = 0; i < ck.n_events; i++)
+        evs[i] = json_array_get(j->events, i);
+    mb_error_clear(&e);
+    mb_store_checkpoint(j->saga->store, &ck, 1, &res, &sts, &e);
+    json_array_clear(j->events);
+    if (sts != MB_OK) {
+        jlog(MB_LOG_WARN, j, "checkpoint refused, dropping the job: %s", e.msg);
+        j->saga->stats.lost++;
+        j->lost = 1;
+        return -1;
+    }
+    j->pub.release_name = 0;
+    j->job->cancel_requested = res.cancel_requested;
+    if (keep)
+        j->lease_until = now + j->saga->o.lease_ms;
+    return 0;
+}
+
+/* ---- executions ------------------------------------------------------------------- */
+
+static void end_exec(sjob *j)
+{
+    if (j->step && j->step->clear && j->pub.scratch)
+        j->step->clear(j->pub.scratch);
+    free(j->pub.scratch);
+    j->pub.scratch = NULL;
+    j->step = NULL;
+    j->pub.pc = 0;
+}
+
+static int begin_exec(sjob *j, const mb_step *st, int compensating)
+{
+    json_t *rec = step_rec(j, st);
+
+    end_exec(j);
+    j->step = st;
+    j->compensating = compensating;
+    j->pub.message[0] = '\0';
+    mb_error_clear(&j->pub.err);
+    j->pub.ck = st_obj(rec, "ck");
+    if (st->scratch_size) {
+        j->pub.scratch = calloc(1, st->scratch_size);
+        if (j->pub.scratch == NULL)
+            return -1;
+    }
+    if (st_int(j->pub.state, "step_started_ms") == 0)
+        st_set_int(j->pub.state, "step_started_ms", now_ms());
+    st_set_int(j->pub.state, "attempt", st_int(j->pub.state, "attempt") + 1);
+    st_set_int(rec, "attempts", st_int(rec, "attempts") + 1);
+    if (st_int(rec, "started_ms") == 0)
+        st_set_int(rec, "started_ms", now_ms());
+    st_set_str(rec, "status", compensating ? "compensating" : "running");
+    return 0;
+}
+
+/* The next step (or compensation) starts from scratch: fresh attempt count
+ * and deadline. */
+static void next_position(sjob *j, int step)
+{
+    st_set_int(j->pub.state, "step", step);
+    st_set_int(j->pub.state, "attempt", 0);
+    st_set_int(j->pub.state, "step_started_ms", 0);
+}
+
+static long backoff_ms(const sjob *j, long retry_after_ms)
+{
+    long long attempt = st_int(j->pub.state, "attempt");
+    long cap = j->saga->o.backoff_base_ms;
+    long delay;
+
+    for (long long i = 1; i < attempt && cap < j->saga->o.backoff_max_ms; i++)
+        cap *= 2;
+    if (cap > j->saga->o.backoff_max_ms)
+        cap = j->saga->o.backoff_max_ms;
+    delay = (long)(random() % (cap + 1)); /* full jitter */
+    if (retry_after_ms > delay)
+        delay = retry_after_ms;
+    return delay;
+}
+
+static const char *phase(const sjob *j)
+{
+    const char *p = st_str(j->pub.state, "phase");
+    return p ? p : "run";
+}
+
+static void finish_terminal(sjob *j, const char *status, mb_mesh_status ev_status,
+                            const char *step, const char *msg, const json_t *error)
+{
+    queue_event(j, ev_status, step, msg, error);
+    if (checkpoint(j, status, 0, 0) == 0)
+        jlog(MB_LOG_INFO, j, "saga ended %s at %s: %s", status, step, msg);
+    drop(j);
+}
+
+static void begin_compensation(sjob *j, const char *outcome, const json_t *error)
+{
+    int from = (int)st_int(j->pub.state, "step");
+    const char *step = mb_steps[from < mb_steps_count ? from : mb_steps_count - 1]->name;
+
+    st_set_str(j->pub.state, "phase", "compensate");
+    st_set_str(j->pub.state, "outcome", outcome);
+    if (error)
+        json_object_set(j->pub.state, "error", (json_t *)error);
+    /* A cancel lands on a boundary: the step at `from` never started. */
+    next_position(j, strcmp(outcome, "Cancelled") == 0 ? from - 1 : from);
+    queue_event(j, MB_MESH_ROLLING_BACK, step,
+                strcmp(outcome, "Cancelled") == 0 ? "cancel requested: undoing what was done"
+                                                  : "a step failed: undoing what was done",
+                error);
+    checkpoint(j, "RollingBack", now_ms(), 1);
+}
+
+static void compensation_done(sjob *j)
+{
+    const char *outcome = st_str(j->pub.state, "outcome");
+    json_t *error = json_object_get(j->pub.state, "error");
+    const char *step = error ? st_str(error, "step") : mb_steps[0]->name;
+    int cancelled = outcome && strcmp(outcome, "Cancelled") == 0;
+
+    if (cancelled)
+        j->saga->stats.cancelled++;
+    else
+        j->saga->stats.failed++;
+    finish_terminal(j, cancelled ? "Cancelled" : "Failed",
+                    cancelled ? MB_MESH_CANCELLED : MB_MESH_FAILED, step,
+                    cancelled ? "cancelled; everything this order changed was undone"
+                              : "failed; everything this order changed was undone",
+                    cancelled ? NULL : error);
+}
+
+/* A transient error: reschedule with backoff inside the deadline.  Returns 1
+ * if rescheduled (the job has left memory), 0 if the deadline has passed. */
+static int retry_later(sjob *j, const mb_step *st)
+{
+    long long started = st_int(j->pub.state, "step_started_ms");
+    long deadline = j->compensating ? j->saga->o.compensate_deadline_ms
+                                    : (st->deadline_ms ? st->deadline_ms : j->saga->o.step_deadline_ms);
+    long delay = backoff_ms(j, j->pub.err.retry_after_ms);
+    long long now = now_ms();
+
+    if (now + delay > started + deadline)
+        return 0;
+    json_object_set_new(step_rec(j, st), "last_error", error_json(st->name, &j->pub.err, 1));
+    jlog(MB_LOG_INFO, j, "%s: %s; retrying in %ld ms", st->name, j->pub.err.msg, delay);
+    j->saga->stats.retries++;
+    end_exec(j);
+    checkpoint(j, j->compensating ? "RollingBack" : "Installing", now + delay, 0);
+    drop(j);
+    return 1;
+}
+
+static void step_failed(sjob *j, const mb_step *st)
+{
+    int transient = j->pub.err.status == MB_AGAIN;
+    json_t *rec = step_rec(j, st);
+    json_t *error;
+
+    if (transient) {
+        size_t used = strlen(j->pub.err.msg);
+        if (used + 48 < sizeof(j->pub.err.msg))
+            snprintf(j->pub.err.msg + used, 48, " (gave up after %lld attempts)",
+                     st_int(j->pub.state, "attempt"));
+    }
+    error = error_json(st->name, &j->pub.err, transient);
+    json_object_set(rec, "last_error", error);
+    st_set_str(rec, "status", j->compensating ? "compensation_failed" : "failed");
+    st_set_int(rec, "ended_ms", now_ms());
+    end_exec(j);
+    jlog(MB_LOG_WARN, j, "%s failed: %s", st->name, j->pub.err.msg);
+
+    if (j->compensating) {
+        json_t *ae = json_pack("{s:s, s:s, s:s, s:b}", "step", st->name, "code",
+                               "CompensationFailed", "message", "", "retryable", 0);
+        char m[700];
+        snprintf(m, sizeof(m), "undoing %s failed: %s; the order needs an operator "
+                 "(meshctl show / rollback)", st->name, j->pub.err.msg);
+        json_object_set_new(ae, "message", json_string(m));
+        json_object_set(j->pub.state, "error", ae);
+        j->saga->stats.attention++;
+        finish_terminal(j, "NeedsAttention", MB_MESH_FAILED, st->name, m, ae);
+        json_decref(ae);
+    } else if (j->saga->o.park_on_failure) {
+        json_object_set(j->pub.state, "error", error);
+        json_object_set_new(j->pub.state, "parked", json_true());
+        j->saga->stats.failed++;
+        finish_terminal(j, "Failed", MB_MESH_FAILED, st->name,
+                        "failed; effects kept for investigation (MESHBUY_ON_FAILURE=park)", error);
+    } else {
+        begin_compensation(j, "Failed", error);
+    }
+    json_decref(error);
+}
+
+/* A step (or its compensation) completed. */
+static void step_completed(sjob *j, const mb_step *st)
+{
+    json_t *rec = step_rec(j, st);
+    int i = step_index(st);
+    char msg[sizeof(j->pub.message)];
+
+    memcpy(msg, j->pub.message, sizeof(msg));
+    st_set_str(rec, "status", j->compensating ? "compensated" : "done");
+    st_set_int(rec, "ended_ms", now_ms());
+    json_object_del(rec, "last_error");
+    end_exec(j);
+    j->saga->stats.steps_done++;
+    if (j->compensating) {
+        next_position(j, i - 1);
+        checkpoint(j, "RollingBack", now_ms(), 1);
+        return;
+    }
+    next_position(j, i + 1);
+    if (i + 1 >= mb_steps_count) {
+        j->saga->stats.running++;
+        finish_terminal(j, "Running", MB_MESH_RUNNING, st->name,
+                        msg[0] ? msg : "the service mesh is running", NULL);
+        return;
+    }
+    if (msg[0] == '\0')
+        snprintf(msg, sizeof(msg), "%s done", st->name);
+    queue_event(j, MB_MESH_INSTALLING, st->name, msg, NULL);
+    checkpoint(j, "Installing", now_ms(), 1);
+}
+
+/* Whether st has anything to undo: it started, and was not already undone. */
+static int needs_undo(sjob *j, const mb_step *st)
+{
+    const char *s = st_str(step_rec(j, st), "status");
+
+    if (st->compensate == NULL || s == NULL)
+        return 0;
+    return strcmp(s, "compensated") != 0;
+}
+
+/* Picks what runs next.  Returns the step, or NULL when the job has left
+ * memory or compensation is over. */
+static const mb_step *position(sjob *j)
+{
+    int i = (int)st_int(j->pub.state, "step");
+
+    if (strcmp(phase(j), "compensate") == 0) {
+        while (i >= 0 && !needs_undo(j, mb_steps[i]))
+            next_position(j, --i);
+        if (i < 0) {
+            compensation_done(j);
+            return NULL;
+        }
+        return mb_steps[i];
+    }
+    if (j->job->cancel_requested) {
+        begin_compensation(j, "Cancelled", NULL);
+        return j->lost ? NULL : position(j);
+    }
+    if (i >= mb_steps_count)
+        i = mb_steps_count - 1;
+    return mb_steps[i];
+}
+
+static void advance(sjob *j)
+{
+    while (!j->lost && j->pending == 0) {
+        const mb_step *st = j->step;
+        mb_step_rc rc;
+
+        if (st == NULL) {
+            int comp = strcmp(phase(j), "compensate") == 0;
+            st = position(j);
+            if (st == NULL)
+                return;
+            if (j->saga->draining) { /* stop at a boundary, due again at once */
+                checkpoint(j, comp ? "RollingBack" : "Installing", now_ms(), 0);
+                drop(j);
+                return;
+            }
+            if (begin_exec(j, st, comp) < 0) {
+                drop(j);
+                return;
+            }
+        }
+        rc = j->compensating ? st->compensate(&j->pub) : st->run(&j->pub);
+        if (rc == MB_STEP_WAIT && j->pending > 0)
+            return;
+        if (rc == MB_STEP_WAIT)
+            continue;
+        if (rc == MB_STEP_ERROR && j->pub.err.status == MB_OK)
+            mb_error_set(&j->pub.err, MB_PERM, "Internal", "%s: error without a cause", st->name);
+        switch (rc) {
+        case MB_STEP_WAIT:
+            break;
+        case MB_STEP_SAVE:
+            checkpoint(j, j->compensating ? "RollingBack" : "Installing", now_ms(), 1);
+            break;
+        case MB_STEP_DONE:
+            step_completed(j, st);
+            break;
+        case MB_STEP_POLL:
+            end_exec(j);
+            st_set_int(j->pub.state, "attempt", st_int(j->pub.state, "attempt") - 1);
+            checkpoint(j, j->compensating ? "RollingBack" : "Installing",
+                       now_ms() + (j->pub.poll_ms > 0 ? j->pub.poll_ms : j->saga->o.poll_ms), 0);
+            drop(j);
+            return;
+        case MB_STEP_ERROR:
+            if (j->pub.err.status == MB_AGAIN && retry_later(j, st))
+                return;
+            step_failed(j, st);
+            break;
+        }
+    }
+    if (j->lost && j->pending == 0)
+        drop(j);
+}
+
+/* ---- job lifetime ------------------------------------------------------------------ */
+
+static void drop(sjob *j)
+{
+    mb_saga *s = j->saga;
+
+    if (j->pending > 0) { /* calls still out: free when they are back */
+        j->lost = 1;
+        return;
+    }
+    end_exec(j);
+    if (j->prev)
+        j->prev->next = j->next;
+    else if (s->jobs == j)
+        s->jobs = j->next;
+    if (j->next)
+        j->next->prev = j->prev;
+    s->njobs--;
+    json_decref(j->events);
+    mb_order_free(j->order);
+    mb_job_free(j->job);
+    free(j);
+}
+
+static void mesh_id_of(const mb_job *job, char *out, size_t len)
+{
+    char seed[256], hash[MB_SIGN_HEX_LEN + 1];
+    int n = snprintf(seed, sizeof(seed), "%s#%s", job->key, job->order_id);
+
+    mb_sign_sha256_hex(seed, (size_t)n, hash);
+    snprintf(out, len, "mesh-%.16s", hash);
+}
+
+static void start(mb_saga *s, mb_job *job)
+{
+    sjob *j = calloc(1, sizeof(*j));
+    mb_order_err oe;
+
+    if (j == NULL) {
+        mb_job_free(job);
+        return;
+    }
+    j->saga = s;
+    j->job = job;
+    j->events = json_array();
+    j->lease_until = now_ms() + s->o.lease_ms;
+    j->next = s->jobs;
+    if (s->jobs)
+        s->jobs->prev = j;
+    s->jobs = j;
+    s->njobs++;
+    s->stats.claimed++;
+    j->pub.state = job->state;
+    j->pub.cloud = s->cloud;
+    j->pub.catalog = s->catalog;
+    j->pub.store = s->store;
+    j->pub.job = job;
+    if (mb_order_from_json(job->order, &j->order, &oe) < 0) {
+        /* Accepted orders were checked; a record that no longer parses was
+         * changed by hand.  Fail it visibly rather than guess. */
+        mb_log_ctx lc = {job->order_id, job->order_id, NULL};
+        mb_log(MB_LOG_ERROR, "saga", &lc, "stored order does not parse: %s", oe.reason);
+        json_object_set_new(job->state, "error",
+                            json_pack("{s:s, s:s, s:s, s:b}", "step", mb_steps[0]->name, "code",
+                                      "InvalidOrder", "message", oe.reason, "retryable", 0));
+        checkpoint(j, "Failed", 0, 0);
+        drop(j);
+        return;
+    }
+    j->pub.order = j->order;
+    mesh_id_of(job, j->mesh_id, sizeof(j->mesh_id));
+    j->pub.target.project_id = j->order->project_id;
+    j->pub.target.region = j->order->region;
+    j->pub.target.cluster_id = j->order->cluster_id;
+    j->pub.target.traceparent = j->order->traceparent;
+    if (strcmp(job->status, "Accepted") == 0) {
+        queue_event(j, MB_MESH_INSTALLING, mb_steps[0]->name, "installing", NULL);
+        if (checkpoint(j, "Installing", now_ms(), 1) < 0) {
+            drop(j);
+            return;
+        }
+    }
+    advance(j);
+}
+
+mb_saga *mb_saga_new(mb_store *store, mb_cloud *cloud, const mb_catalog *catalog,
+                     const mb_saga_opts *o, char *err, size_t errlen)
+{
+    mb_saga *s = calloc(1, sizeof(*s));
+
+    if (s == NULL)
+        goto err;
+    s->store = store;
+    s->cloud = cloud;
+    s->catalog = catalog;
+    s->o = *o;
+    s->worker_id = strdup(o->worker_id ? o->worker_id : "meshworker");
+    if (s->worker_id == NULL)
+        goto err;
+    s->o.worker_id = s->worker_id;
+    srandom((unsigned)now_ms());
+    return s;
+err:
+    snprintf(err, errlen, "out of memory");
+    mb_saga_free(s);
+    return NULL;
+}
+
+/* Renews, in one round trip, every lease past half its life; a lease found
+ * lost drops its job, a cancel found set is seen at the next boundary. */
+static void renew_leases(mb_saga *s)
+{
+    enum { BATCH = 256 };
+    long long now = now_ms();
+    mb_lease_ref refs[BATCH];
+    sjob *who[BATCH];
+    mb_status sts[BATCH];
+    int cancel[BATCH];
+    mb_error errs[BATCH];
+    size_t n = 0;
+
+    for (sjob *j = s->jobs; j && n < BATCH; j = j->next) {
+        if (j->lost || j->lease_until - now > s->o.lease_ms / 2)
+            continue;
+        refs[n] = (mb_lease_ref){j->job->order_id, j->job->key, j->job->fence};
+        who[n++] = j;
+    }
+    if (n == 0)
+        return;
+    for (size_t i = 0; i < n; i++)
+        mb_error_clear(&errs[i]);
+    mb_store_renew(s->store, refs, n, now, s->o.lease_ms, sts, cancel, errs);
+    for (size_t i = 0; i < n; i++) {
+        sjob *j = who[i];
+        if (sts[i] == MB_OK) {
+            j->lease_until = now + s->o.lease_ms;
+            j->job->cancel_requested = cancel[i];
+            continue;
+        }
+        if (sts[i] == MB_AGAIN)
+            continue; /* Redis away: the lease may still hold; try next tick */
+        jlog(MB_LOG_WARN, j, "lease lost: %s", errs[i].msg);
+        s->stats.lost++;
+        j->lost = 1;
+        if (j->pending == 0)
+            drop(j);
+    }
+}
+
+void mb_saga_tick(mb_saga *s)
+{
+    mb_job **jobs = NULL;
+    size_t n = 0, room;
+    mb_error e;
+
+    renew_leases(s);
+    if (s->draining || s->njobs >= s->o.max_inflight)
+        return;
+    room = s->o.max_inflight - s->njobs;
+    if (room > 256)
+        room = 256; /* bounded work per tick */
+    mb_error_clear(&e);
+    if (mb_store_claim(s->store, now_ms(), s->o.lease_ms, room, &jobs, &n, &e) != MB_OK) {
+        mb_warn("saga", "claim failed: %s", e.msg);
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        start(s, jobs[i]);
+    free(jobs);
+}
+
+void mb_saga_drain(mb_saga *s)
+{
+    s->draining = 1;
+}
+
+size_t mb_saga_inflight(const mb_saga *s)
+{
+    return s->njobs;
+}
+
+void mb_saga_stats_get(const mb_saga *s, mb_saga_stats *out)
+{
+    *out = s->stats;
+}
+
+void mb_saga_free(mb_saga *s)
+{
+    if (s == NULL)
+        return;
+    while (s->jobs) {
+        sjob *j = s->jobs;
+        j->pending = 0;
+        drop(j);
+    }
+    free(s->worker_id);
+    free(s);
+}

@@ -1,0 +1,58 @@
+/* mb_saga.h: the create-mesh saga engine: claims due jobs, runs their steps, checkpoints. */
+#ifndef MB_SAGA_H
+#define MB_SAGA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct mb_store;
+struct mb_cloud;
+struct mb_catalog;
+
+typedef struct mb_saga mb_saga;
+
+typedef struct mb_saga_opts {
+    const char *worker_id;       /* lease owner name; copied */
+    long lease_ms;               /* lease on a claimed job */
+    size_t max_inflight;         /* jobs held in memory at once */
+    int park_on_failure;         /* MESHBUY_ON_FAILURE=park: keep effects, stop at Failed */
+    long backoff_base_ms;        /* first retry delay cap; doubles per attempt */
+    long backoff_max_ms;         /* retry delay cap */
+    long poll_ms;                /* how often a waiting step (release install) looks again */
+    long step_deadline_ms;       /* default per-step deadline, retries included */
+    long compensate_deadline_ms; /* per compensation of one step, retries included */
+} mb_saga_opts;
+
+typedef struct mb_saga_stats {
+    uint64_t claimed;       /* job claims taken */
+    uint64_t steps_done;    /* steps completed */
+    uint64_t running;       /* sagas that reached Running */
+    uint64_t failed;        /* sagas that ended Failed (compensated or parked) */
+    uint64_t cancelled;     /* sagas that ended Cancelled */
+    uint64_t attention;     /* compensations that gave up: NeedsAttention */
+    uint64_t retries;       /* transient errors rescheduled with backoff */
+    uint64_t lost;          /* jobs dropped on a stale fence or a store error */
+} mb_saga_stats;
+
+/* New engine over a store, a cloud client and the catalog (all borrowed; they
+ * must outlive it).  NULL with the reason in err. */
+mb_saga *mb_saga_new(struct mb_store *store, struct mb_cloud *cloud,
+                     const struct mb_catalog *catalog, const mb_saga_opts *o, char *err,
+                     size_t errlen);
+
+/* One turn of the loop's tick: renews leases that are getting old and claims
+ * due jobs up to max_inflight.  Bounded work; never waits. */
+void mb_saga_tick(mb_saga *s);
+
+/* Stops claiming.  Jobs in flight finish their current step execution and are
+ * released at the next boundary (checkpointed, due again for any worker). */
+void mb_saga_drain(mb_saga *s);
+
+size_t mb_saga_inflight(const mb_saga *s);
+void mb_saga_stats_get(const mb_saga *s, mb_saga_stats *out);
+
+/* Drops every job still in memory without checkpointing (their leases expire
+ * and another worker resumes them), then frees.  Accepts NULL. */
+void mb_saga_free(mb_saga *s);
+
+#endif

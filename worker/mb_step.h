@@ -1,0 +1,83 @@
+/* mb_step.h: the one face every saga step shows the engine, and what a step may use. */
+#ifndef MB_STEP_H
+#define MB_STEP_H
+
+#include <jansson.h>
+
+#include "mb_cloud.h"
+#include "mb_err.h"
+#include "mb_order.h"
+
+/*
+ * A step is a small state machine over one job.  The engine calls run() (or
+ * compensate()) with j->pc == 0 at the start of every execution; the step
+ * issues cloud calls, bumps j->pc and returns MB_STEP_WAIT; when every call it
+ * issued has completed, the engine calls it again, with the first error (if
+ * any) in j->err.  Steps observe before they act, so an execution cut short by
+ * a crash is simply run again from pc 0 by whichever worker claims the job.
+ *
+ * What a step changed goes into its checkpoint object, j->ck (state.steps.<name>.ck),
+ * which the engine persists with every checkpoint; compensation undoes exactly
+ * what it records.  In-memory helpers live in j->scratch (zeroed per execution,
+ * released through the step's clear hook).
+ */
+
+typedef enum mb_step_rc {
+    MB_STEP_DONE,  /* effect in place: go to the next step */
+    MB_STEP_WAIT,  /* cloud calls in flight: call me again when all have completed */
+    MB_STEP_SAVE,  /* persist j->ck now, then call me again (before a side effect whose
+                      undo needs what was just observed) */
+    MB_STEP_POLL,  /* effect under way (a release installing): check again in j->poll_ms */
+    MB_STEP_ERROR, /* j->err says why; MB_AGAIN is retried with backoff, MB_PERM fails */
+} mb_step_rc;
+
+typedef struct mb_sjob mb_sjob;
+
+typedef struct mb_step {
+    const char *name;
+    mb_step_rc (*run)(mb_sjob *j);
+    mb_step_rc (*compensate)(mb_sjob *j); /* NULL: nothing to undo */
+    void (*clear)(void *scratch);         /* frees what scratch points to; NULL if nothing */
+    size_t scratch_size;
+    long deadline_ms; /* per execution of the step, retries included */
+} mb_step;
+
+/* The job as a step sees it.  Everything here is owned by the engine. */
+struct mb_sjob {
+    int pc;                     /* step-local program counter, 0 at each execution */
+    mb_error err;               /* first error of the last batch of calls */
+    long poll_ms;               /* with MB_STEP_POLL */
+    void *scratch;              /* step_size bytes, zeroed per execution */
+    json_t *ck;                 /* this step's checkpoint object (borrowed, mutable) */
+    json_t *state;              /* the whole saga state (borrowed; read other steps' ck) */
+    const mb_order *order;      /* the buy order (borrowed) */
+    mb_cloud *cloud;
+    mb_cloud_target target;     /* project, region, cluster, traceparent of this order */
+    const struct mb_catalog *catalog;
+    struct mb_store *store;
+    const struct mb_job *job;   /* the store's record (fence, key) */
+    int release_name;           /* set by a compensation: the next checkpoint frees the name */
+    char message[256];          /* optional line for the status event that reports this step */
+};
+
+/* Where a step's cloud calls report back: pass mb_step_done and mb_step_io(j)
+ * as the (done, arg) pair of every mb_cloud call.  mb_step_io counts the call. */
+void mb_step_done(void *arg, const mb_error *err);
+void *mb_step_io(mb_sjob *j);
+
+/* Wraps every mb_cloud call: an op that could not even start (out of memory)
+ * never calls back, so it is uncounted here and fails the step. */
+void mb_step_call(mb_sjob *j, mb_cloud_op *op);
+
+/* Sets j->err (permanent) and returns MB_STEP_ERROR. */
+mb_step_rc mb_step_fail(mb_sjob *j, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Another step's checkpoint object, or NULL if that step has not recorded one. Borrowed. */
+json_t *mb_step_ck_of(mb_sjob *j, const char *step_name);
+
+/* The table, in saga order (worker/steps/mb_steps.c). */
+extern const mb_step *const mb_steps[];
+extern const int mb_steps_count;
+
+#endif

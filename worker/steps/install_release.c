@@ -1,0 +1,142 @@
+/* install_release.c: step 5: the control plane as Helm release istio-master, until DEPLOYED. */
+#include <stdio.h>
+#include <string.h>
+
+#include "mb_step.h"
+
+#define RELEASE_NAME "istio-master"
+#define RELEASE_NS "istio-system"
+
+typedef struct install {
+    mb_release rel;
+} install;
+
+static void install_clear(void *p)
+{
+    mb_release_clear(&((install *)p)->rel);
+}
+
+/* The description names the order: it is how a re-run recognises a release
+ * this job created (adopt) from somebody else's (refuse to touch). */
+static void description(const mb_sjob *j, char *buf, size_t len)
+{
+    snprintf(buf, len, "meshbuy order %s: mesh %s", j->order->order_id, j->order->mesh_name);
+}
+
+static int ours(const mb_sjob *j, const mb_release *r)
+{
+    char want[160];
+
+    description(j, want, sizeof(want));
+    return r->description && strcmp(r->description, want) == 0;
+}
+
+static mb_step_rc create(mb_sjob *j)
+{
+    json_t *v = mb_step_ck_of(j, "validate");
+    char desc[160];
+    json_t *values = json_pack("{s:{s:s}, s:{s:s, s:s, s:s}}", "nodeSelector", "istio", "master",
+                               "global", "meshName", j->order->mesh_name, "meshID",
+                               j->order->order_id, "tag",
+                               json_string_value(json_object_get(v, "build")));
+    mb_release_spec spec = {
+        .chart_id = json_string_value(json_object_get(v, "chart_id")),
+        .name = RELEASE_NAME,
+        .namespace = RELEASE_NS,
+        .version = json_string_value(json_object_get(v, "chart_version")),
+        .values = values,
+        .description = desc,
+    };
+
+    description(j, desc, sizeof(desc));
+    mb_step_call(j, mb_cloud_release_create(j->cloud, &j->target, &spec, mb_step_done, mb_step_io(j)));
+    json_decref(values);
+    j->pc = 3;
+    return MB_STEP_WAIT;
+}
+
+/* Where the release stands decides: absent -> create, ours and installing ->
+ * look again later, DEPLOYED -> done, failed -> the step fails. */
+static mb_step_rc judge(mb_sjob *j, const mb_release *r)
+{
+    const char *st = r->status ? r->status : "";
+
+    if (!r->exists)
+        return create(j);
+    if (!ours(j, r))
+        return mb_step_fail(j, "ReleaseExists",
+                            "release %s/%s exists and was not installed by this order (%s)",
+                            RELEASE_NS, RELEASE_NAME, r->description ? r->description : "");
+    json_object_set_new(j->ck, "created", json_true());
+    json_object_set_new(j->ck, "status", json_string(st));
+    if (strcmp(st, "DEPLOYED") == 0)
+        return MB_STEP_DONE;
+    if (strcmp(st, "FAILED") == 0 || strcmp(st, "UNKNOWN") == 0)
+        return mb_step_fail(j, "ReleaseFailed", "release %s/%s is %s: %s", RELEASE_NS,
+                            RELEASE_NAME, st, r->status_description ? r->status_description : "");
+    return MB_STEP_POLL; /* PENDING_INSTALL and friends */
+}
+
+static mb_step_rc install_run(mb_sjob *j)
+{
+    install *s = j->scratch;
+
+    switch (j->pc) {
+    case 0:
+        mb_step_call(j, mb_cloud_release_get(j->cloud, &j->target, RELEASE_NS, RELEASE_NAME, &s->rel,
+                             mb_step_done, mb_step_io(j)));
+        j->pc = 1;
+        return MB_STEP_WAIT;
+    case 1:
+        if (j->err.status != MB_OK)
+            return MB_STEP_ERROR;
+        return judge(j, &s->rel);
+    default: /* created: it is installing now */
+        if (j->err.status != MB_OK)
+            return MB_STEP_ERROR; /* a 409 is transient: the re-run adopts it */
+        json_object_set_new(j->ck, "created", json_true());
+        return MB_STEP_POLL;
+    }
+}
+
+/* Deletes the release this job created, then waits until it is gone. */
+static mb_step_rc install_compensate(mb_sjob *j)
+{
+    install *s = j->scratch;
+
+    if (!json_is_true(json_object_get(j->ck, "created")))
+        return MB_STEP_DONE;
+    switch (j->pc) {
+    case 0:
+        mb_step_call(j, mb_cloud_release_get(j->cloud, &j->target, RELEASE_NS, RELEASE_NAME, &s->rel,
+                             mb_step_done, mb_step_io(j)));
+        j->pc = 1;
+        return MB_STEP_WAIT;
+    case 1:
+        if (j->err.status != MB_OK)
+            return MB_STEP_ERROR;
+        if (!s->rel.exists)
+            return MB_STEP_DONE;
+        if (!ours(j, &s->rel))
+            return MB_STEP_DONE; /* replaced by someone else's: not ours to delete */
+        if (s->rel.status && strcmp(s->rel.status, "DELETING") == 0)
+            return MB_STEP_POLL;
+        mb_step_call(j, mb_cloud_release_delete(j->cloud, &j->target, RELEASE_NS, RELEASE_NAME, mb_step_done,
+                                mb_step_io(j)));
+        j->pc = 2;
+        return MB_STEP_WAIT;
+    default:
+        if (j->err.status != MB_OK)
+            return MB_STEP_ERROR;
+        return MB_STEP_POLL; /* until the release reads as gone */
+    }
+}
+
+const mb_step mb_step_install_release = {
+    .name = "install_release",
+    .run = install_run,
+    .compensate = install_compensate,
+    .clear = install_clear,
+    .scratch_size = sizeof(install),
+    .deadline_ms = 15 * 60 * 1000, /* a real install takes 1 to 3 minutes */
+};

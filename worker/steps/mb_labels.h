@@ -1,0 +1,32 @@
+/* mb_labels.h: set one label on a list of Kubernetes objects, remembering what it replaced. */
+#ifndef MB_LABELS_H
+#define MB_LABELS_H
+
+#include "mb_step.h"
+
+/* What to label.  names are borrowed for the call. */
+typedef struct mb_labels_spec {
+    mb_k8s_kind kind;
+    const char *key, *value;
+    const char *const *names;
+    size_t n;
+} mb_labels_spec;
+
+/* Scratch a labelling step needs (its scratch_size and clear hook). */
+typedef struct mb_labels_scratch {
+    mb_k8s_meta seen[64];
+} mb_labels_scratch;
+
+void mb_labels_clear(void *scratch);
+
+/* run: reads every object, records the prior value of key (once: a re-run
+ * after a crash must not take our own label for the prior one) in
+ * ck.prior, persists it, then patches the objects that differ. */
+mb_step_rc mb_labels_run(mb_sjob *j, const mb_labels_spec *spec);
+
+/* compensate: restores each recorded prior value (null deletes the label);
+ * objects whose prior value was already ours are left alone, as are objects
+ * that no longer exist. */
+mb_step_rc mb_labels_compensate(mb_sjob *j, const mb_labels_spec *spec);
+
+#endif
