@@ -1,0 +1,1736 @@
+/* mb_store.c: the durable job store in Redis: jobs, leases with fencing, the status outbox.
+ *
+ * Key layout (the only place that knows it)
+ * -----------------------------------------
+ * A mesh key is "<account_id>/<mesh_name>".  Its shard is FNV-1a-32(mesh key) % shards
+ * (MESHBUY_SHARDS, default 16; recorded in mb:meta:shards, a mismatch refuses to start so
+ * a changed setting never orphans jobs).  Every key of a shard carries the hash tag {sN}:
+ *
+ *   mb:{sN}:job:<order_id>     hash: the job record (the only state; see mb_job)
+ *       id key shard order state status step attempt fence claims ck cancel tp created
+ *       updated next_run lease_owner lease_until error_code error_msg [raw cancel_at]
+ *   mb:{sN}:name:<mesh key>    string: the order id holding the mesh name
+ *   mb:{sN}:seq:<mesh key>     counter: the last status event seq of the key
+ *   mb:{sN}:hist:<order_id>    list: the job's history lines (last 200)
+ *   mb:{sN}:due                zset: order id -> ms when it must run (or its lease ends)
+ *   mb:{sN}:outbox             list: queued status events "<key>\n<traceparent>\n<json>"
+ *   mb:{sN}:relay              string: relay lease token (SET NX PX), one relayer a shard
+ *   mb:order:<order_id>        string: the shard of the order (order-id index)
+ *   mb:dlq                     stream (capped ~10,000): what went to the DLQ topic and why
+ *   mb:meta:shards             string: the shard count the data was written with
+ *
+ * Invariants
+ * - Accept, reject, claim, checkpoint, renew, cancel are each one Lua script (SCRIPT LOAD
+ *   on connect, EVALSHA, reload on NOSCRIPT): state change and the status event reporting
+ *   it are queued atomically; the seq of an event is INCR'd inside that script, so seqs
+ *   per key are gapless whatever order or worker writes them.
+ * - A claim bumps the fence; a checkpoint or renew with an older fence is refused
+ *   (StaleFence), so a worker that lost its lease cannot overwrite the new holder.
+ * - A leased job's due score is its lease end: a crashed worker's job is due again by
+ *   itself, no reaper needed.
+ * - The outbox is read and trimmed only by the holder of the shard's relay lease; a trim
+ *   checks the token, so a relayer that lost the lease cannot drop unsent entries.
+ *
+ * Redis Cluster
+ * - All keys a script touches are in one slot ({sN}) except mb:order:<id>, written by the
+ *   accept/reject scripts.  That is fine on one node (and with Redis Sentinel).  For Cluster
+ *   the index must become a separate best-effort SET after the script (it is only used to
+ *   find a job by order id for cancel-by-id and meshctl; intake passes the mesh key, and
+ *   duplicate detection then relies on the job key, which holds for redeliveries since a
+ *   redelivered order has the same mesh key).  The scripts derive job keys from ARGV
+ *   prefixes within their own slot (claim), which Cluster serves but does not check.
+ */
+#include "mb_store.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <hiredis/hiredis.h>
+
+#include "mb_log.h"
+#include "mb_redis.h"
+#include "mb_store_lua.h"
+
+/* Scripts, in load order. */
+enum {
+    S_ACCEPT,
+    S_REJECT,
+    S_CLAIM,
+    S_CHECKPOINT,
+    S_RENEW,
+    S_CANCEL,
+    S_REQUEUE,
+    S_RELAY_PEEK,
+    S_RELAY_ACK,
+    S_RELAY_RELEASE,
+    S_COUNT
+};
+
+static const struct {
+    const char *name;
+    const char *body;
+    int prelude; /* needs the shared emit() helpers */
+} scripts[S_COUNT] = {
+    [S_ACCEPT] = {"accept", lua_accept, 1},
+    [S_REJECT] = {"reject", lua_reject, 1},
+    [S_CLAIM] = {"claim", lua_claim, 0},
+    [S_CHECKPOINT] = {"checkpoint", lua_checkpoint, 1},
+    [S_RENEW] = {"renew", lua_renew, 0},
+    [S_CANCEL] = {"cancel", lua_cancel, 0},
+    [S_REQUEUE] = {"requeue", lua_requeue, 0},
+    [S_RELAY_PEEK] = {"relay_peek", lua_relay_peek, 0},
+    [S_RELAY_ACK] = {"relay_ack", lua_relay_ack, 0},
+    [S_RELAY_RELEASE] = {"relay_release", lua_relay_release, 0},
+};
+
+/* Marks "leave this field as it is" in checkpoint arguments. */
+#define UNCHANGED "\1"
+#define RAW_KEEP_MAX 65536
+#define BACKOFF_MIN_MS 50
+#define BACKOFF_MAX_MS 2000
+
+struct mb_store {
+    mb_redis_url url;
+    redisContext *c;
+    int shards;
+    int timeout_ms;
+    char *worker_id;
+    char sha[S_COUNT][41];
+    unsigned long long commands;
+    unsigned long long round_trips;
+    long long next_connect_ms; /* reconnect backoff */
+    long long backoff_ms;
+    int ready;                 /* connected, scripts loaded, shards checked */
+};
+
+static long long mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ================================================================ arguments */
+
+/* An argv under construction: every string is an owned copy. */
+typedef struct args {
+    size_t n, cap;
+    char **v;
+    size_t *len;
+    int oom;
+} args;
+
+static void args_add(args *a, const char *s, size_t len)
+{
+    char *copy;
+
+    if (a->oom)
+        return;
+    if (a->n == a->cap) {
+        size_t cap = a->cap ? a->cap * 2 : 16;
+        char **v = realloc(a->v, cap * sizeof(*v));
+        size_t *l;
+        if (v == NULL) {
+            a->oom = 1;
+            return;
+        }
+        a->v = v;
+        l = realloc(a->len, cap * sizeof(*l));
+        if (l == NULL) {
+            a->oom = 1;
+            return;
+        }
+        a->len = l;
+        a->cap = cap;
+    }
+    copy = malloc(len + 1);
+    if (copy == NULL) {
+        a->oom = 1;
+        return;
+    }
+    memcpy(copy, s, len);
+    copy[len] = '\0';
+    a->v[a->n] = copy;
+    a->len[a->n] = len;
+    a->n++;
+}
+
+static void args_str(args *a, const char *s)
+{
+    args_add(a, s ? s : "", s ? strlen(s) : 0);
+}
+
+static void args_fmt(args *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void args_fmt(args *a, const char *fmt, ...)
+{
+    char buf[1200];
+    va_list ap;
+    int n;
+
+    va_start(ap, fmt);
+    n = vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= sizeof(buf)) {
+        a->oom = 1;
+        return;
+    }
+    args_add(a, buf, (size_t)n);
+}
+
+static void args_ll(args *a, long long v)
+{
+    args_fmt(a, "%lld", v);
+}
+
+static void args_free(args *a)
+{
+    for (size_t i = 0; i < a->n; i++)
+        free(a->v[i]);
+    free(a->v);
+    free(a->len);
+    memset(a, 0, sizeof(*a));
+}
+
+/* ================================================================ keys */
+
+static uint32_t fnv1a(const char *s)
+{
+    uint32_t h = 2166136261u;
+    for (; *s; s++) {
+        h ^= (unsigned char)*s;
+        h *= 16777619u;
+    }
+    return h;
+}
+
+int mb_store_shard_of(const mb_store *st, const char *mesh_key)
+{
+    return (int)(fnv1a(mesh_key) % (uint32_t)st->shards);
+}
+
+static void key_shard(args *a, int shard, const char *what)
+{
+    args_fmt(a, "mb:{s%d}:%s", shard, what);
+}
+
+static void key_of(args *a, int shard, const char *what, const char *id)
+{
+    args_fmt(a, "mb:{s%d}:%s:%s", shard, what, id);
+}
+
+static void key_index(args *a, const char *order_id)
+{
+    args_fmt(a, "mb:order:%s", order_id);
+}
+
+/* Ids become parts of keys, of JSON strings built in Lua and of the outbox framing:
+ * refuse anything that could break out of those. */
+static int id_ok(const char *s, size_t max)
+{
+    size_t n = 0;
+
+    if (s == NULL || *s == '\0')
+        return 0;
+    for (; *s; s++, n++) {
+        unsigned char c = (unsigned char)*s;
+        if (c < 0x21 || c > 0x7e || c == '"' || c == '\\' || n >= max)
+            return 0;
+    }
+    return 1;
+}
+
+static int tp_ok(const char *s)
+{
+    return s == NULL || *s == '\0' || id_ok(s, 256);
+}
+
+/* ================================================================ connection */
+
+static void disconnect(mb_store *st)
+{
+    if (st->c)
+        redisFree(st->c);
+    st->c = NULL;
+    st->ready = 0;
+}
+
+/* Loss of the connection: drop it; the next call reconnects after the backoff. */
+static mb_status conn_lost(mb_store *st, const char *what, mb_error *err)
+{
+    mb_error_set(err, MB_AGAIN, "RedisConnection", "redis %s: %s", what,
+                 st->c && st->c->errstr[0] ? st->c->errstr : "connection lost");
+    if (st->ready)
+        mb_warn("store", "redis connection lost during %s", what);
+    disconnect(st);
+    return MB_AGAIN;
+}
+
+static mb_status load_scripts(mb_store *st, mb_error *err)
+{
+    for (int i = 0; i < S_COUNT; i++) {
+        size_t plen = scripts[i].prelude ? strlen(lua_prelude) : 0;
+        size_t blen = strlen(scripts[i].body);
+        char *src = malloc(plen + blen + 1);
+        redisReply *r;
+
+        if (src == NULL) {
+            mb_error_set(err, MB_FATAL, "OutOfMemory", "script %s", scripts[i].name);
+            return MB_FATAL;
+        }
+        memcpy(src, lua_prelude, plen);
+        memcpy(src + plen, scripts[i].body, blen + 1);
+        r = redisCommand(st->c, "SCRIPT LOAD %b", src, plen + blen);
+        free(src);
+        st->commands++;
+        st->round_trips++;
+        if (r == NULL)
+            return conn_lost(st, "SCRIPT LOAD", err);
+        if (r->type != REDIS_REPLY_STRING || r->len != 40) {
+            mb_error_set(err, MB_FATAL, "ScriptError", "SCRIPT LOAD %s: %s", scripts[i].name,
+                         r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+            freeReplyObject(r);
+            return MB_FATAL;
+        }
+        memcpy(st->sha[i], r->str, 40);
+        st->sha[i][40] = '\0';
+        freeReplyObject(r);
+    }
+    return MB_OK;
+}
+
+/* The data was laid out for some shard count: using another would orphan jobs. */
+static mb_status check_shards(mb_store *st, mb_error *err)
+{
+    redisReply *r = redisCommand(st->c, "SET mb:meta:shards %d NX GET", st->shards);
+
+    st->commands++;
+    st->round_trips++;
+    if (r == NULL)
+        return conn_lost(st, "SET mb:meta:shards", err);
+    if (r->type == REDIS_REPLY_STRING && atol(r->str) != st->shards) {
+        mb_error_set(err, MB_FATAL, "ShardMismatch",
+                     "MESHBUY_SHARDS=%d but the data in Redis was written with %s shards",
+                     st->shards, r->str);
+        freeReplyObject(r);
+        return MB_FATAL;
+    }
+    if (r->type == REDIS_REPLY_ERROR) {
+        mb_error_set(err, MB_FATAL, "RedisError", "SET mb:meta:shards: %s", r->str);
+        freeReplyObject(r);
+        return MB_FATAL;
+    }
+    freeReplyObject(r);
+    return MB_OK;
+}
+
+static mb_status ensure(mb_store *st, mb_error *err)
+{
+    mb_status s;
+    long long now;
+
+    if (st->ready)
+        return MB_OK;
+    now = mono_ms();
+    if (now < st->next_connect_ms) {
+        mb_error_set(err, MB_AGAIN, "RedisConnection", "redis unreachable (retry in %lld ms)",
+                     st->next_connect_ms - now);
+        return MB_AGAIN;
+    }
+    st->c = mb_redis_connect(&st->url, st->timeout_ms, err);
+    if (st->c == NULL) {
+        st->backoff_ms = st->backoff_ms ? st->backoff_ms * 2 : BACKOFF_MIN_MS;
+        if (st->backoff_ms > BACKOFF_MAX_MS)
+            st->backoff_ms = BACKOFF_MAX_MS;
+        st->next_connect_ms = now + st->backoff_ms;
+        return err ? err->status : MB_AGAIN;
+    }
+    s = load_scripts(st, err);
+    if (s == MB_OK)
+        s = check_shards(st, err);
+    if (s != MB_OK) {
+        disconnect(st);
+        st->next_connect_ms = now + BACKOFF_MIN_MS;
+        return s;
+    }
+    st->ready = 1;
+    st->backoff_ms = 0;
+    mb_info("store", "redis connected, %d scripts loaded, %d shards", S_COUNT, st->shards);
+    return MB_OK;
+}
+
+mb_store *mb_store_new(const char *url, int shards, int timeout_ms, const char *worker_id,
+                       mb_error *err)
+{
+    mb_store *st = calloc(1, sizeof(*st));
+    char e[256];
+
+    if (st == NULL) {
+        mb_error_set(err, MB_FATAL, "OutOfMemory", "store");
+        return NULL;
+    }
+    if (shards < 1 || shards > MB_STORE_MAX_SHARDS) {
+        mb_error_set(err, MB_FATAL, "BadConfig", "shards %d not in 1..%d", shards,
+                     MB_STORE_MAX_SHARDS);
+        goto err;
+    }
+    if (!id_ok(worker_id, 200)) {
+        mb_error_set(err, MB_FATAL, "BadConfig", "worker id must be 1..200 printable chars");
+        goto err;
+    }
+    if (mb_redis_url_parse(url, &st->url, e, sizeof(e)) < 0) {
+        mb_error_set(err, MB_FATAL, "BadConfig", "%s", e);
+        goto err;
+    }
+    st->worker_id = strdup(worker_id);
+    if (st->worker_id == NULL)
+        goto err;
+    st->shards = shards;
+    st->timeout_ms = timeout_ms > 0 ? timeout_ms : 2000;
+    return st;
+err:
+    mb_store_free(st);
+    return NULL;
+}
+
+void mb_store_free(mb_store *st)
+{
+    if (st == NULL)
+        return;
+    disconnect(st);
+    memset(&st->url, 0, sizeof(st->url)); /* the password */
+    free(st->worker_id);
+    free(st);
+}
+
+int mb_store_connected(const mb_store *st)
+{
+    return st->ready;
+}
+
+int mb_store_shards(const mb_store *st)
+{
+    return st->shards;
+}
+
+const char *mb_store_worker_id(const mb_store *st)
+{
+    return st->worker_id;
+}
+
+unsigned long long mb_store_commands(const mb_store *st)
+{
+    return st->commands;
+}
+
+unsigned long long mb_store_round_trips(const mb_store *st)
+{
+    return st->round_trips;
+}
+
+/* ================================================================ pipelines */
+
+/* One command of a pipeline: plain (script < 0) or EVALSHA of a script. */
+typedef struct cmd {
+    int script;
+    int nkeys;
+    args a; /* keys then arguments (plain: the whole argv) */
+} cmd;
+
+static int append(mb_store *st, const cmd *c)
+{
+    const char *argv[c->a.n + 3];
+    size_t lens[c->a.n + 3];
+    char nk[16];
+    int argc = 0;
+
+    if (c->script >= 0) {
+        snprintf(nk, sizeof(nk), "%d", c->nkeys);
+        argv[0] = "EVALSHA";
+        lens[0] = 7;
+        argv[1] = st->sha[c->script];
+        lens[1] = 40;
+        argv[2] = nk;
+        lens[2] = strlen(nk);
+        argc = 3;
+    }
+    for (size_t i = 0; i < c->a.n; i++) {
+        argv[argc] = c->a.v[i];
+        lens[argc++] = c->a.len[i];
+    }
+    st->commands++;
+    return redisAppendCommandArgv(st->c, argc, argv, lens);
+}
+
+static int is_noscript(const redisReply *r)
+{
+    return r && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0;
+}
+
+/* Sends n commands in one round trip and reads the n replies into out (new, each freed by
+ * the caller; NULL where the connection failed).  A NOSCRIPT reply (Redis restarted or
+ * SCRIPT FLUSH) reloads the scripts and re-sends that command.  Returns MB_OK when every
+ * reply arrived, MB_AGAIN on connection loss (out[i] is set for the replies read before),
+ * MB_FATAL on a bad argument list. */
+static mb_status pipeline(mb_store *st, cmd *cmds, size_t n, redisReply **out, mb_error *err)
+{
+    mb_status s;
+    int again = 0;
+
+    for (size_t i = 0; i < n; i++)
+        out[i] = NULL;
+    s = ensure(st, err);
+    if (s != MB_OK)
+        return s;
+    for (size_t i = 0; i < n; i++) {
+        if (cmds[i].a.oom) {
+            mb_error_set(err, MB_FATAL, "OutOfMemory", "building redis command");
+            return MB_FATAL;
+        }
+        if (append(st, &cmds[i]) != REDIS_OK)
+            return conn_lost(st, "append", err);
+    }
+    st->round_trips++;
+    for (size_t i = 0; i < n; i++) {
+        void *r = NULL;
+        /* Replies already read stay in out: those commands ran, and their callers must
+         * know it (a checkpoint that ran must not be reported as failed). */
+        if (redisGetReply(st->c, &r) != REDIS_OK)
+            return conn_lost(st, "reply", err);
+        out[i] = r;
+        if (is_noscript(out[i]))
+            again = 1;
+    }
+    if (!again)
+        return MB_OK;
+    mb_warn("store", "scripts missing in redis (restart or flush): reloading");
+    s = load_scripts(st, err);
+    if (s != MB_OK)
+        return s;
+    for (size_t i = 0; i < n; i++) {
+        void *r = NULL;
+        if (!is_noscript(out[i]))
+            continue;
+        freeReplyObject(out[i]);
+        out[i] = NULL;
+        if (append(st, &cmds[i]) != REDIS_OK || redisGetReply(st->c, &r) != REDIS_OK)
+            return conn_lost(st, "reply", err);
+        st->round_trips++;
+        out[i] = r;
+    }
+    return MB_OK;
+}
+
+static void free_replies(redisReply **r, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (r[i])
+            freeReplyObject(r[i]);
+}
+
+static void free_cmds(cmd *c, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        args_free(&c[i].a);
+}
+
+/* A script's error reply as a status: our own refusals are permanent with a code, the
+ * rest (syntax, OOM, wrong type) mean a bug or a broken server. */
+static mb_status script_error(const redisReply *r, const char *what, const char *id,
+                              mb_error *err)
+{
+    const char *msg = r->str;
+
+    if (strncmp(msg, "STALEFENCE ", 11) == 0) {
+        mb_error_set(err, MB_PERM, "StaleFence", "%s: %s", what, msg + 11);
+        return MB_PERM;
+    }
+    if (strncmp(msg, "NOSUCHJOB ", 10) == 0) {
+        mb_error_set(err, MB_PERM, "NoSuchJob", "%s: %s", what, msg + 10);
+        return MB_PERM;
+    }
+    if (strncmp(msg, "LOADING", 7) == 0 || strncmp(msg, "BUSY", 4) == 0 ||
+        strncmp(msg, "MASTERDOWN", 10) == 0 || strncmp(msg, "TRYAGAIN", 8) == 0) {
+        mb_error_set(err, MB_AGAIN, "RedisBusy", "%s %s: %s", what, id, msg);
+        return MB_AGAIN;
+    }
+    if (strncmp(msg, "OOM", 3) == 0 || strncmp(msg, "READONLY", 8) == 0) {
+        mb_error_set(err, MB_AGAIN, "RedisUnavailable", "%s %s: %s", what, id, msg);
+        return MB_AGAIN;
+    }
+    mb_error_set(err, MB_FATAL, "ScriptError", "%s %s: %s", what, id, msg);
+    return MB_FATAL;
+}
+
+/* ================================================================ events */
+
+/* Splits a status event into its top-level members (without "id" and "data") and its data
+ * members (without "seq"), both without braces, for the emit() helper; tp gets the
+ * event's traceparent or "".  0, or -1 when ev is not an object with an object "data". */
+typedef struct ev_parts {
+    char *head;
+    char *data;
+    const char *tp;
+} ev_parts;
+
+static char *inner(json_t *obj)
+{
+    char *s = json_dumps(obj, JSON_COMPACT);
+    size_t n;
+
+    if (s == NULL)
+        return NULL;
+    n = strlen(s);
+    /* "{...}" -> "..." */
+    memmove(s, s + 1, n - 1);
+    s[n - 2] = '\0';
+    return s;
+}
+
+static int ev_split(const json_t *ev, ev_parts *p)
+{
+    json_t *top = NULL, *data = NULL;
+    const json_t *d = json_object_get(ev, "data");
+    const json_t *tp = json_object_get(ev, "traceparent");
+
+    memset(p, 0, sizeof(*p));
+    if (!json_is_object(ev) || !json_is_object(d))
+        return -1;
+    top = json_copy((json_t *)ev);
+    data = json_copy((json_t *)d);
+    if (top == NULL || data == NULL)
+        goto err;
+    json_object_del(top, "id");
+    json_object_del(top, "data");
+    json_object_del(data, "seq");
+    p->head = inner(top);
+    p->data = inner(data);
+    if (p->head == NULL || p->data == NULL)
+        goto err;
+    p->tp = json_is_string(tp) ? json_string_value(tp) : "";
+    if (!tp_ok(p->tp))
+        goto err;
+    json_decref(top);
+    json_decref(data);
+    return 0;
+err:
+    json_decref(top);
+    json_decref(data);
+    free(p->head);
+    free(p->data);
+    memset(p, 0, sizeof(*p));
+    return -1;
+}
+
+/* Adds head and data of ev, or fails the command. */
+static int args_event(args *a, const json_t *ev)
+{
+    ev_parts p;
+
+    if (ev_split(ev, &p) < 0)
+        return -1;
+    args_str(a, p.head);
+    args_str(a, p.data);
+    free(p.head);
+    free(p.data);
+    return 0;
+}
+
+static int args_event_tp(args *a, const json_t *ev)
+{
+    ev_parts p;
+
+    if (ev_split(ev, &p) < 0)
+        return -1;
+    args_str(a, p.tp);
+    args_str(a, p.head);
+    args_str(a, p.data);
+    free(p.head);
+    free(p.data);
+    return 0;
+}
+
+/* ================================================================ jobs */
+
+void mb_job_free(mb_job *j)
+{
+    if (j == NULL)
+        return;
+    free(j->order_id);
+    free(j->key);
+    json_decref(j->order);
+    json_decref(j->state);
+    free(j->status);
+    free(j->step);
+    free(j->traceparent);
+    free(j->error_code);
+    free(j->error_msg);
+    free(j->lease_owner);
+    free(j);
+}
+
+void mb_job_free_array(mb_job **jobs, size_t n)
+{
+    if (jobs == NULL)
+        return;
+    for (size_t i = 0; i < n; i++)
+        mb_job_free(jobs[i]);
+    free(jobs);
+}
+
+static long long to_ll(const redisReply *v)
+{
+    return v->type == REDIS_REPLY_STRING ? strtoll(v->str, NULL, 10) : 0;
+}
+
+static int set_str(char **dst, const redisReply *v)
+{
+    free(*dst);
+    *dst = strndup(v->str ? v->str : "", v->len);
+    return *dst ? 0 : -1;
+}
+
+/* A job from an HGETALL reply (flat field/value array).  NULL on a malformed record. */
+static mb_job *job_from_hash(const redisReply *r)
+{
+    mb_job *j;
+    int bad = 0;
+
+    if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements == 0 || r->elements % 2)
+        return NULL;
+    j = calloc(1, sizeof(*j));
+    if (j == NULL)
+        return NULL;
+    for (size_t i = 0; i + 1 < r->elements; i += 2) {
+        const char *f = r->element[i]->str;
+        const redisReply *v = r->element[i + 1];
+        if (f == NULL || v->type != REDIS_REPLY_STRING)
+            continue;
+        if (strcmp(f, "id") == 0)
+            bad |= set_str(&j->order_id, v);
+        else if (strcmp(f, "key") == 0)
+            bad |= set_str(&j->key, v);
+        else if (strcmp(f, "shard") == 0)
+            j->shard = (int)to_ll(v);
+        else if (strcmp(f, "order") == 0)
+            j->order = json_loadb(v->str, v->len, 0, NULL);
+        else if (strcmp(f, "state") == 0)
+            j->state = json_loadb(v->str, v->len, 0, NULL);
+        else if (strcmp(f, "status") == 0)
+            bad |= set_str(&j->status, v);
+        else if (strcmp(f, "step") == 0)
+            bad |= set_str(&j->step, v);
+        else if (strcmp(f, "tp") == 0)
+            bad |= set_str(&j->traceparent, v);
+        else if (strcmp(f, "error_code") == 0)
+            bad |= set_str(&j->error_code, v);
+        else if (strcmp(f, "error_msg") == 0)
+            bad |= set_str(&j->error_msg, v);
+        else if (strcmp(f, "lease_owner") == 0)
+            bad |= set_str(&j->lease_owner, v);
+        else if (strcmp(f, "fence") == 0)
+            j->fence = to_ll(v);
+        else if (strcmp(f, "lease_until") == 0)
+            j->lease_until_ms = to_ll(v);
+        else if (strcmp(f, "created") == 0)
+            j->created_ms = to_ll(v);
+        else if (strcmp(f, "updated") == 0)
+            j->updated_ms = to_ll(v);
+        else if (strcmp(f, "next_run") == 0)
+            j->next_run_ms = to_ll(v);
+        else if (strcmp(f, "ck") == 0)
+            j->checkpoints = to_ll(v);
+        else if (strcmp(f, "claims") == 0)
+            j->claims = to_ll(v);
+        else if (strcmp(f, "attempt") == 0)
+            j->attempt = (int)to_ll(v);
+        else if (strcmp(f, "cancel") == 0)
+            j->cancel_requested = to_ll(v) != 0;
+    }
+    /* Fields a record may lack default to empty, so callers never test for NULL. */
+    static const redisReply empty = {.type = REDIS_REPLY_STRING, .str = (char *)"", .len = 0};
+    char **strs[] = {&j->order_id,   &j->key,       &j->status,     &j->step,
+                     &j->traceparent, &j->error_code, &j->error_msg, &j->lease_owner};
+    for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++)
+        if (*strs[i] == NULL)
+            bad |= set_str(strs[i], &empty);
+    if (j->state == NULL)
+        j->state = json_object();
+    if (bad || j->order_id[0] == '\0' || j->state == NULL) {
+        mb_job_free(j);
+        return NULL;
+    }
+    return j;
+}
+
+/* ================================================================ accept / reject */
+
+static int accept_cmd(mb_store *st, const mb_accept *q, cmd *c, mb_error *err)
+{
+    char key[200];
+    int shard;
+
+    memset(c, 0, sizeof(*c));
+    c->script = S_ACCEPT;
+    c->nkeys = 6;
+    if (!id_ok(q->order_id, 64) || !id_ok(q->account_id, 64) || !id_ok(q->mesh_name, 64) ||
+        !tp_ok(q->traceparent) || q->order_json == NULL) {
+        mb_error_set(err, MB_PERM, "BadRequest", "accept: bad order id, account, mesh name "
+                     "or traceparent");
+        return -1;
+    }
+    snprintf(key, sizeof(key), "%s/%s", q->account_id, q->mesh_name);
+    shard = mb_store_shard_of(st, key);
+    key_of(&c->a, shard, "job", q->order_id);
+    key_of(&c->a, shard, "name", key);
+    key_of(&c->a, shard, "seq", key);
+    key_shard(&c->a, shard, "due");
+    key_shard(&c->a, shard, "outbox");
+    key_index(&c->a, q->order_id);
+    args_str(&c->a, q->order_id);
+    args_str(&c->a, key);
+    args_ll(&c->a, shard);
+    args_str(&c->a, q->order_json);
+    args_str(&c->a, q->traceparent);
+    args_ll(&c->a, q->now_ms);
+    if (args_event(&c->a, q->accepted_event) < 0 || args_event(&c->a, q->conflict_event) < 0) {
+        mb_error_set(err, MB_PERM, "BadRequest", "accept %s: status event is not an object "
+                     "with a data object", q->order_id);
+        return -1;
+    }
+    return 0;
+}
+
+static mb_status accept_reply(const redisReply *r, const char *id, mb_accept_result *res,
+                              mb_error *err)
+{
+    const char *v;
+
+    if (r->type == REDIS_REPLY_ERROR)
+        return script_error(r, "accept", id, err);
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
+        r->element[0]->type != REDIS_REPLY_STRING) {
+        mb_error_set(err, MB_FATAL, "ScriptError", "accept %s: unexpected reply", id);
+        return MB_FATAL;
+    }
+    v = r->element[0]->str;
+    memset(res, 0, sizeof(*res));
+    if (strcmp(v, "accepted") == 0)
+        res->verdict = MB_ACCEPT_NEW;
+    else if (strcmp(v, "duplicate") == 0)
+        res->verdict = MB_ACCEPT_DUPLICATE;
+    else
+        res->verdict = MB_ACCEPT_CONFLICT;
+    if (r->element[1]->type == REDIS_REPLY_STRING)
+        snprintf(res->other, sizeof(res->other), "%s", r->element[1]->str);
+    res->seq = r->element[2]->integer;
+    return MB_OK;
+}
+
+/* Runs n prepared commands and hands each reply to fn; commands that could not be built
+ * (ok[i] == 0) already carry their error. */
+typedef mb_status (*reply_fn)(void *ctx, size_t i, const redisReply *r, mb_error *err);
+
+static mb_status run_batch(mb_store *st, cmd *cmds, const int *ok, size_t n, mb_status *sts,
+                           mb_error *errs, reply_fn fn, void *ctx)
+{
+    redisReply **rep;
+    cmd *send;
+    size_t *map, m = 0;
+    mb_status first = MB_OK, s;
+    mb_error e;
+
+    rep = calloc(n ? n : 1, sizeof(*rep));
+    send = calloc(n ? n : 1, sizeof(*send));
+    map = calloc(n ? n : 1, sizeof(*map));
+    if (rep == NULL || send == NULL || map == NULL) {
+        free(rep);
+        free(send);
+        free(map);
+        return MB_FATAL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (!ok[i]) {
+            if (first == MB_OK)
+                first = sts[i];
+            continue;
+        }
+        send[m] = cmds[i];
+        map[m++] = i;
+    }
+    mb_error_clear(&e);
+    s = m ? pipeline(st, send, m, rep, &e) : MB_OK;
+    for (size_t k = 0; k < m; k++) {
+        size_t i = map[k];
+        mb_error *ei = errs ? &errs[i] : NULL;
+        if (rep[k] == NULL) {
+            sts[i] = s != MB_OK ? s : MB_AGAIN;
+            if (ei)
+                *ei = e;
+        } else {
+            sts[i] = fn(ctx, i, rep[k], ei);
+        }
+        if (first == MB_OK && sts[i] != MB_OK)
+            first = sts[i];
+    }
+    free_replies(rep, m);
+    free(rep);
+    free(send);
+    free(map);
+    return first;
+}
+
+typedef struct accept_ctx {
+    const mb_accept *reqs;
+    mb_accept_result *res;
+} accept_ctx;
+
+static mb_status accept_fn(void *ctx, size_t i, const redisReply *r, mb_error *err)
+{
+    accept_ctx *a = ctx;
+    return accept_reply(r, a->reqs[i].order_id, &a->res[i], err);
+}
+
+mb_status mb_store_accept(mb_store *st, const mb_accept *reqs, size_t n, mb_accept_result *res,
+                          mb_status *sts, mb_error *errs)
+{
+    cmd *cmds = calloc(n ? n : 1, sizeof(*cmds));
+    int *ok = calloc(n ? n : 1, sizeof(*ok));
+    accept_ctx ctx = {reqs, res};
+    mb_status s;
+
+    if (cmds == NULL || ok == NULL) {
+        free(cmds);
+        free(ok);
+        return MB_FATAL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        ok[i] = accept_cmd(st, &reqs[i], &cmds[i], errs ? &errs[i] : NULL) == 0;
+        sts[i] = ok[i] ? MB_OK : MB_PERM;
+    }
+    s = run_batch(st, cmds, ok, n, sts, errs, accept_fn, &ctx);
+    free_cmds(cmds, n);
+    free(cmds);
+    free(ok);
+    return s;
+}
+
+mb_status mb_store_reject(mb_store *st, const mb_reject *q, int *queued, mb_error *err)
+{
+    char key[200];
+    int shard;
+    cmd c;
+    redisReply *r = NULL;
+    mb_status s;
+
+    *queued = 0;
+    memset(&c, 0, sizeof(c));
+    if (!id_ok(q->order_id, 64) || !id_ok(q->account_id, 64) || !id_ok(q->mesh_name, 64) ||
+        !tp_ok(q->traceparent)) {
+        mb_error_set(err, MB_PERM, "BadRequest", "reject: bad order id, account or mesh name");
+        return MB_PERM;
+    }
+    snprintf(key, sizeof(key), "%s/%s", q->account_id, q->mesh_name);
+    shard = mb_store_shard_of(st, key);
+    c.script = S_REJECT;
+    c.nkeys = 4;
+    key_of(&c.a, shard, "job", q->order_id);
+    key_of(&c.a, shard, "seq", key);
+    key_shard(&c.a, shard, "outbox");
+    key_index(&c.a, q->order_id);
+    args_str(&c.a, q->order_id);
+    args_str(&c.a, key);
+    args_ll(&c.a, shard);
+    args_add(&c.a, q->raw ? q->raw : "", q->raw_len < RAW_KEEP_MAX ? q->raw_len : RAW_KEEP_MAX);
+    args_str(&c.a, q->traceparent);
+    args_ll(&c.a, q->now_ms);
+    args_str(&c.a, q->reason);
+    if (args_event(&c.a, q->failed_event) < 0) {
+        args_free(&c.a);
+        mb_error_set(err, MB_PERM, "BadRequest", "reject %s: bad status event", q->order_id);
+        return MB_PERM;
+    }
+    s = pipeline(st, &c, 1, &r, err);
+    if (s == MB_OK) {
+        if (r->type == REDIS_REPLY_ERROR)
+            s = script_error(r, "reject", q->order_id, err);
+        else
+            *queued = r->type == REDIS_REPLY_INTEGER && r->integer == 1;
+    }
+    if (r)
+        freeReplyObject(r);
+    args_free(&c.a);
+    return s;
+}
+
+/* ================================================================ claim */
+
+mb_status mb_store_claim(mb_store *st, long long now_ms, long long lease_ms, size_t max,
+                         mb_job ***jobs, size_t *n, mb_error *err)
+{
+    size_t ns = (size_t)st->shards;
+    size_t per = max / ns + (max % ns ? 1 : 0);
+    cmd *cmds = calloc(ns, sizeof(*cmds));
+    redisReply **rep = calloc(ns, sizeof(*rep));
+    mb_job **out = NULL;
+    size_t total = 0, cap = 0;
+    mb_status s;
+
+    *jobs = NULL;
+    *n = 0;
+    if (cmds == NULL || rep == NULL) {
+        free(cmds);
+        free(rep);
+        return MB_FATAL;
+    }
+    if (per == 0)
+        per = 1;
+    for (size_t i = 0; i < ns; i++) {
+        cmds[i].script = S_CLAIM;
+        cmds[i].nkeys = 1;
+        key_shard(&cmds[i].a, (int)i, "due");
+        args_fmt(&cmds[i].a, "mb:{s%zu}:job:", i);
+        args_ll(&cmds[i].a, now_ms);
+        args_ll(&cmds[i].a, lease_ms);
+        args_ll(&cmds[i].a, (long long)per);
+        args_str(&cmds[i].a, st->worker_id);
+    }
+    s = pipeline(st, cmds, ns, rep, err);
+    for (size_t i = 0; s == MB_OK && i < ns; i++) {
+        if (rep[i]->type == REDIS_REPLY_ERROR) {
+            s = script_error(rep[i], "claim", "-", err);
+            break;
+        }
+        for (size_t k = 0; k < rep[i]->elements; k++) {
+            mb_job *j = job_from_hash(rep[i]->element[k]);
+            if (j == NULL) {
+                mb_warn("store", "claim: malformed job record in shard %zu skipped", i);
+                continue;
+            }
+            if (total == cap) {
+                size_t nc = cap ? cap * 2 : 16;
+                mb_job **grown = realloc(out, nc * sizeof(*grown));
+                if (grown == NULL) {
+                    mb_job_free(j);
+                    s = MB_FATAL;
+                    mb_error_set(err, MB_FATAL, "OutOfMemory", "claim");
+                    break;
+                }
+                out = grown;
+                cap = nc;
+            }
+            out[total++] = j;
+        }
+    }
+    free_replies(rep, ns);
+    free(rep);
+    free_cmds(cmds, ns);
+    free(cmds);
+    /* Jobs leased but not returned (error part-way) simply expire and become due again. */
+    if (s != MB_OK) {
+        mb_job_free_array(out, total);
+        return s;
+    }
+    *jobs = out;
+    *n = total;
+    return MB_OK;
+}
+
+/* ================================================================ checkpoint / renew */
+
+static void args_opt(args *a, const char *s)
+{
+    args_str(a, s ? s : UNCHANGED);
+}
+
+static int checkpoint_cmd(mb_store *st, const mb_checkpoint *k, cmd *c, mb_error *err)
+{
+    int shard;
+    char *state = NULL;
+
+    memset(c, 0, sizeof(*c));
+    c->script = S_CHECKPOINT;
+    c->nkeys = 6;
+    if (!id_ok(k->order_id, 64) || !id_ok(k->key, 140)) {
+        mb_error_set(err, MB_PERM, "BadRequest", "checkpoint: bad order id or key");
+        return -1;
+    }
+    shard = mb_store_shard_of(st, k->key);
+    key_of(&c->a, shard, "job", k->order_id);
+    key_shard(&c->a, shard, "due");
+    key_of(&c->a, shard, "seq", k->key);
+    key_shard(&c->a, shard, "outbox");
+    key_of(&c->a, shard, "name", k->key);
+    key_of(&c->a, shard, "hist", k->order_id);
+    args_str(&c->a, k->order_id);
+    args_ll(&c->a, k->fence);
+    args_str(&c->a, st->worker_id);
+    args_ll(&c->a, k->now_ms);
+    args_ll(&c->a, k->lease_ms);
+    args_ll(&c->a, k->next_run_ms);
+    if (k->state) {
+        state = json_dumps(k->state, JSON_COMPACT);
+        if (state == NULL) {
+            mb_error_set(err, MB_PERM, "BadRequest", "checkpoint %s: state not serializable",
+                         k->order_id);
+            return -1;
+        }
+    }
+    args_opt(&c->a, state);
+    free(state);
+    args_opt(&c->a, k->status);
+    args_opt(&c->a, k->step);
+    if (k->attempt >= 0)
+        args_ll(&c->a, k->attempt);
+    else
+        args_str(&c->a, UNCHANGED);
+    args_opt(&c->a, k->error_code);
+    args_opt(&c->a, k->error_msg);
+    args_str(&c->a, k->release_name ? "1" : "0");
+    args_opt(&c->a, k->history);
+    args_str(&c->a, k->key);
+    args_ll(&c->a, k->ck);
+    args_ll(&c->a, (long long)k->n_events);
+    for (size_t i = 0; i < k->n_events; i++) {
+        if (args_event_tp(&c->a, k->events[i]) < 0) {
+            mb_error_set(err, MB_PERM, "BadRequest", "checkpoint %s: event %zu is not an "
+                         "object with a data object", k->order_id, i);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+typedef struct ck_ctx {
+    const mb_checkpoint *cks;
+    mb_checkpoint_result *res;
+} ck_ctx;
+
+static mb_status ck_fn(void *ctx, size_t i, const redisReply *r, mb_error *err)
+{
+    ck_ctx *c = ctx;
+
+    if (r->type == REDIS_REPLY_ERROR)
+        return script_error(r, "checkpoint", c->cks[i].order_id, err);
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 3) {
+        mb_error_set(err, MB_FATAL, "ScriptError", "checkpoint %s: unexpected reply",
+                     c->cks[i].order_id);
+        return MB_FATAL;
+    }
+    if (c->res) {
+        c->res[i].last_seq = r->element[0]->integer;
+        c->res[i].cancel_requested = r->element[1]->integer != 0;
+        c->res[i].already_applied = r->element[2]->integer != 0;
+    }
+    return MB_OK;
+}
+
+mb_status mb_store_checkpoint(mb_store *st, const mb_checkpoint *cks, size_t n,
+                              mb_checkpoint_result *res, mb_status *sts, mb_error *errs)
+{
+    cmd *cmds = calloc(n ? n : 1, sizeof(*cmds));
+    int *ok = calloc(n ? n : 1, sizeof(*ok));
+    mb_status *own = sts ? NULL : calloc(n ? n : 1, sizeof(*own));
+    ck_ctx ctx = {cks, res};
+    mb_status s;
+
+    if (cmds == NULL || ok == NULL || (sts == NULL && own == NULL)) {
+        free(cmds);
+        free(ok);
+        free(own);
+        return MB_FATAL;
+    }
+    if (sts == NULL)
+        sts = own;
+    for (size_t i = 0; i < n; i++) {
+        ok[i] = checkpoint_cmd(st, &cks[i], &cmds[i], errs ? &errs[i] : NULL) == 0;
+        sts[i] = ok[i] ? MB_OK : MB_PERM;
+    }
+    s = run_batch(st, cmds, ok, n, sts, errs, ck_fn, &ctx);
+    free_cmds(cmds, n);
+    free(cmds);
+    free(ok);
+    free(own);
+    return s;
+}
+
+typedef struct renew_ctx {
+    const mb_lease_ref *refs;
+    int *cancel;
+} renew_ctx;
+
+static mb_status renew_fn(void *ctx, size_t i, const redisReply *r, mb_error *err)
+{
+    renew_ctx *c = ctx;
+
+    if (r->type == REDIS_REPLY_ERROR)
+        return script_error(r, "renew", c->refs[i].order_id, err);
+    if (c->cancel)
+        c->cancel[i] = r->type == REDIS_REPLY_INTEGER && r->integer != 0;
+    return MB_OK;
+}
+
+mb_status mb_store_renew(mb_store *st, const mb_lease_ref *refs, size_t n, long long now_ms,
+                         long long lease_ms, mb_status *sts, int *cancel, mb_error *errs)
+{
+    cmd *cmds = calloc(n ? n : 1, sizeof(*cmds));
+    int *ok = calloc(n ? n : 1, sizeof(*ok));
+    renew_ctx ctx = {refs, cancel};
+    mb_status s;
+
+    if (cmds == NULL || ok == NULL) {
+        free(cmds);
+        free(ok);
+        return MB_FATAL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        int shard;
+        ok[i] = id_ok(refs[i].order_id, 64) && id_ok(refs[i].key, 140);
+        sts[i] = ok[i] ? MB_OK : MB_PERM;
+        if (!ok[i]) {
+            if (errs)
+                mb_error_set(&errs[i], MB_PERM, "BadRequest", "renew: bad order id or key");
+            continue;
+        }
+        shard = mb_store_shard_of(st, refs[i].key);
+        cmds[i].script = S_RENEW;
+        cmds[i].nkeys = 2;
+        key_of(&cmds[i].a, shard, "job", refs[i].order_id);
+        key_shard(&cmds[i].a, shard, "due");
+        args_str(&cmds[i].a, refs[i].order_id);
+        args_ll(&cmds[i].a, refs[i].fence);
+        args_str(&cmds[i].a, st->worker_id);
+        args_ll(&cmds[i].a, now_ms);
+        args_ll(&cmds[i].a, lease_ms);
+    }
+    s = run_batch(st, cmds, ok, n, sts, errs, renew_fn, &ctx);
+    free_cmds(cmds, n);
+    free(cmds);
+    free(ok);
+    return s;
+}
+
+/* ================================================================ by order id */
+
+/* The shard of order_id: from mesh_key when given, else from the order index.
+ * *shard = -1 when unknown. */
+static mb_status find_shard(mb_store *st, const char *order_id, const char *mesh_key,
+                            int *shard, mb_error *err)
+{
+    cmd c;
+    redisReply *r = NULL;
+    mb_status s;
+
+    *shard = -1;
+    if (mesh_key && *mesh_key) {
+        *shard = mb_store_shard_of(st, mesh_key);
+        return MB_OK;
+    }
+    memset(&c, 0, sizeof(c));
+    c.script = -1;
+    args_str(&c.a, "GET");
+    key_index(&c.a, order_id);
+    s = pipeline(st, &c, 1, &r, err);
+    args_free(&c.a);
+    if (s != MB_OK)
+        return s;
+    if (r->type == REDIS_REPLY_STRING) {
+        long v = strtol(r->str, NULL, 10);
+        if (v >= 0 && v < st->shards)
+            *shard = (int)v;
+    }
+    freeReplyObject(r);
+    return MB_OK;
+}
+
+static mb_status simple_script(mb_store *st, int script, int shard, const char *order_id,
+                               long long now_ms, redisReply **r, mb_error *err)
+{
+    cmd c;
+    mb_status s;
+
+    memset(&c, 0, sizeof(c));
+    c.script = script;
+    c.nkeys = 2;
+    key_of(&c.a, shard, "job", order_id);
+    key_shard(&c.a, shard, "due");
+    args_str(&c.a, order_id);
+    args_ll(&c.a, now_ms);
+    s = pipeline(st, &c, 1, r, err);
+    args_free(&c.a);
+    if (s == MB_OK && (*r)->type == REDIS_REPLY_ERROR) {
+        s = script_error(*r, scripts[script].name, order_id, err);
+        freeReplyObject(*r);
+        *r = NULL;
+    }
+    return s;
+}
+
+mb_status mb_store_cancel(mb_store *st, const char *order_id, const char *mesh_key,
+                          long long now_ms, int *found, char *status, size_t status_len,
+                          mb_error *err)
+{
+    redisReply *r = NULL;
+    mb_status s;
+    int shard;
+
+    *found = 0;
+    if (status && status_len)
+        status[0] = '\0';
+    if (!id_ok(order_id, 64)) {
+        mb_error_set(err, MB_PERM, "BadRequest", "cancel: bad order id");
+        return MB_PERM;
+    }
+    s = find_shard(st, order_id, mesh_key, &shard, err);
+    if (s != MB_OK || shard < 0)
+        return s;
+    s = simple_script(st, S_CANCEL, shard, order_id, now_ms, &r, err);
+    if (s != MB_OK)
+        return s;
+    if (r->type == REDIS_REPLY_ARRAY && r->elements == 2) {
+        *found = r->element[0]->integer == 1;
+        if (status && status_len && r->element[1]->type == REDIS_REPLY_STRING)
+            snprintf(status, status_len, "%s", r->element[1]->str);
+    }
+    freeReplyObject(r);
+    return MB_OK;
+}
+
+mb_status mb_store_requeue(mb_store *st, const char *order_id, long long now_ms, mb_error *err)
+{
+    redisReply *r = NULL;
+    mb_status s;
+    int shard;
+
+    if (!id_ok(order_id, 64)) {
+        mb_error_set(err, MB_PERM, "BadRequest", "requeue: bad order id");
+        return MB_PERM;
+    }
+    s = find_shard(st, order_id, NULL, &shard, err);
+    if (s != MB_OK)
+        return s;
+    if (shard < 0) {
+        mb_error_set(err, MB_PERM, "NoSuchJob", "requeue: no job for order %s", order_id);
+        return MB_PERM;
+    }
+    s = simple_script(st, S_REQUEUE, shard, order_id, now_ms, &r, err);
+    if (s != MB_OK)
+        return s;
+    if (r->type != REDIS_REPLY_INTEGER || r->integer != 1) {
+        mb_error_set(err, MB_PERM, "NoSuchJob", "requeue: no job for order %s", order_id);
+        s = MB_PERM;
+    }
+    freeReplyObject(r);
+    return s;
+}
+
+static mb_status hgetall(mb_store *st, int shard, const char *order_id, mb_job **out,
+                         mb_error *err)
+{
+    cmd c;
+    redisReply *r = NULL;
+    mb_status s;
+
+    *out = NULL;
+    memset(&c, 0, sizeof(c));
+    c.script = -1;
+    args_str(&c.a, "HGETALL");
+    key_of(&c.a, shard, "job", order_id);
+    s = pipeline(st, &c, 1, &r, err);
+    args_free(&c.a);
+    if (s != MB_OK)
+        return s;
+    if (r->type == REDIS_REPLY_ARRAY && r->elements > 0)
+        *out = job_from_hash(r);
+    freeReplyObject(r);
+    return MB_OK;
+}
+
+mb_status mb_store_get(mb_store *st, const char *order_id, mb_job **out, mb_error *err)
+{
+    mb_status s;
+    int shard;
+
+    *out = NULL;
+    if (!id_ok(order_id, 64)) {
+        mb_error_set(err, MB_PERM, "BadRequest", "get: bad order id");
+        return MB_PERM;
+    }
+    s = find_shard(st, order_id, NULL, &shard, err);
+    if (s != MB_OK || shard < 0)
+        return s;
+    return hgetall(st, shard, order_id, out, err);
+}
+
+mb_status mb_store_history(mb_store *st, const mb_job *job, json_t **out, mb_error *err)
+{
+    cmd c;
+    redisReply *r = NULL;
+    mb_status s;
+
+    *out = NULL;
+    memset(&c, 0, sizeof(c));
+    c.script = -1;
+    args_str(&c.a, "LRANGE");
+    key_of(&c.a, job->shard, "hist", job->order_id);
+    args_str(&c.a, "0");
+    args_str(&c.a, "-1");
+    s = pipeline(st, &c, 1, &r, err);
+    args_free(&c.a);
+    if (s != MB_OK)
+        return s;
+    *out = json_array();
+    for (size_t i = 0; *out && r->type == REDIS_REPLY_ARRAY && i < r->elements; i++)
+        json_array_append_new(*out, json_stringn(r->element[i]->str, r->element[i]->len));
+    freeReplyObject(r);
+    return *out ? MB_OK : MB_FATAL;
+}
+
+mb_status mb_store_scan(mb_store *st, const char *status,
+                        int (*fn)(void *arg, const mb_job *job), void *arg, mb_error *err)
+{
+    for (int shard = 0; shard < st->shards; shard++) {
+        char cursor[32] = "0";
+        do {
+            cmd c;
+            redisReply *r = NULL;
+            mb_status s;
+
+            memset(&c, 0, sizeof(c));
+            c.script = -1;
+            args_str(&c.a, "SCAN");
+            args_str(&c.a, cursor);
+            args_str(&c.a, "MATCH");
+            args_fmt(&c.a, "mb:{s%d}:job:*", shard);
+            args_str(&c.a, "COUNT");
+            args_str(&c.a, "500");
+            s = pipeline(st, &c, 1, &r, err);
+            args_free(&c.a);
+            if (s != MB_OK)
+                return s;
+            if (r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
+                freeReplyObject(r);
+                mb_error_set(err, MB_FATAL, "RedisError", "SCAN: unexpected reply");
+                return MB_FATAL;
+            }
+            snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
+            for (size_t i = 0; i < r->element[1]->elements; i++) {
+                const char *k = r->element[1]->element[i]->str;
+                const char *id = strstr(k, "}:job:");
+                mb_job *j = NULL;
+                int stop;
+                if (id == NULL)
+                    continue;
+                s = hgetall(st, shard, id + 6, &j, err);
+                if (s != MB_OK) {
+                    freeReplyObject(r);
+                    return s;
+                }
+                if (j == NULL || (status && strcmp(j->status, status) != 0)) {
+                    mb_job_free(j);
+                    continue;
+                }
+                stop = fn(arg, j);
+                mb_job_free(j);
+                if (stop) {
+                    freeReplyObject(r);
+                    return MB_OK;
+                }
+            }
+            freeReplyObject(r);
+        } while (strcmp(cursor, "0") != 0);
+    }
+    return MB_OK;
+}
+
+/* ================================================================ DLQ records */
+
+mb_status mb_store_dlq_record(mb_store *st, const mb_dlq_record *d, mb_error *err)
+{
+    cmd c;
+    redisReply *r = NULL;
+    mb_status s;
+
+    memset(&c, 0, sizeof(c));
+    c.script = -1;
+    args_str(&c.a, "XADD");
+    args_str(&c.a, "mb:dlq");
+    args_str(&c.a, "MAXLEN");
+    args_str(&c.a, "~");
+    args_str(&c.a, "10000");
+    args_str(&c.a, "*");
+    args_str(&c.a, "reason");
+    args_str(&c.a, d->reason);
+    args_str(&c.a, "class");
+    args_str(&c.a, d->error_class);
+    args_str(&c.a, "topic");
+    args_str(&c.a, d->topic);
+    args_str(&c.a, "partition");
+    args_ll(&c.a, d->partition);
+    args_str(&c.a, "offset");
+    args_ll(&c.a, d->offset);
+    args_str(&c.a, "key");
+    args_str(&c.a, d->key);
+    args_str(&c.a, "order_id");
+    args_str(&c.a, d->order_id);
+    args_str(&c.a, "size");
+    args_ll(&c.a, (long long)d->size);
+    args_str(&c.a, "at");
+    args_ll(&c.a, d->now_ms);
+    s = pipeline(st, &c, 1, &r, err);
+    args_free(&c.a);
+    if (s == MB_OK && r->type == REDIS_REPLY_ERROR) {
+        mb_error_set(err, MB_FATAL, "RedisError", "XADD mb:dlq: %s", r->str);
+        s = MB_FATAL;
+    }
+    if (r)
+        freeReplyObject(r);
+    return s;
+}
+
+mb_status mb_store_dlq_list(mb_store *st, size_t max, json_t **out, mb_error *err)
+{
+    cmd c;
+    redisReply *r = NULL;
+    mb_status s;
+
+    *out = NULL;
+    memset(&c, 0, sizeof(c));
+    c.script = -1;
+    args_str(&c.a, "XREVRANGE");
+    args_str(&c.a, "mb:dlq");
+    args_str(&c.a, "+");
+    args_str(&c.a, "-");
+    args_str(&c.a, "COUNT");
+    args_ll(&c.a, (long long)max);
+    s = pipeline(st, &c, 1, &r, err);
+    args_free(&c.a);
+    if (s != MB_OK)
+        return s;
+    *out = json_array();
+    for (size_t i = 0; *out && r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
+        const redisReply *e = r->element[i];
+        json_t *o = json_object();
+        if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 || o == NULL) {
+            json_decref(o);
+            continue;
+        }
+        json_object_set_new(o, "id", json_string(e->element[0]->str));
+        for (size_t k = 0; k + 1 < e->element[1]->elements; k += 2)
+            json_object_set_new(o, e->element[1]->element[k]->str,
+                                json_stringn(e->element[1]->element[k + 1]->str,
+                                             e->element[1]->element[k + 1]->len));
+        json_array_append_new(*out, o);
+    }
+    freeReplyObject(r);
+    return *out ? MB_OK : MB_FATAL;
+}
+
+/* ================================================================ outbox */
+
+typedef struct batch_priv {
+    redisReply *reply;
+} batch_priv;
+
+void mb_outbox_batch_clear(mb_outbox_batch *b)
+{
+    batch_priv *p;
+
+    if (b == NULL)
+        return;
+    p = b->priv;
+    if (p && p->reply)
+        freeReplyObject(p->reply);
+    free(p);
+    free(b->entries);
+    b->priv = NULL;
+    b->entries = NULL;
+    b->n = 0;
+    b->held = 0;
+}
+
+/* "<key>\n<tp>\n<json>" into an entry pointing into the reply (NUL-separated in place). */
+static int parse_entry(redisReply *v, mb_outbox_entry *e)
+{
+    char *s = v->str;
+    char *nl1, *nl2;
+
+    if (v->type != REDIS_REPLY_STRING)
+        return -1;
+    nl1 = memchr(s, '\n', v->len);
+    if (nl1 == NULL)
+        return -1;
+    nl2 = memchr(nl1 + 1, '\n', v->len - (size_t)(nl1 + 1 - s));
+    if (nl2 == NULL)
+        return -1;
+    *nl1 = '\0';
+    *nl2 = '\0';
+    e->key = s;
+    e->traceparent = nl1 + 1;
+    e->event = nl2 + 1;
+    e->event_len = v->len - (size_t)(nl2 + 1 - s);
+    return 0;
+}
+
+mb_status mb_store_outbox_peek(mb_store *st, const char *const *tokens, mb_outbox_batch *batches,
+                               size_t n, long long lease_ms, size_t max, mb_error *err)
+{
+    cmd *cmds = calloc(n ? n : 1, sizeof(*cmds));
+    redisReply **rep = calloc(n ? n : 1, sizeof(*rep));
+    mb_status s;
+
+    if (cmds == NULL || rep == NULL) {
+        free(cmds);
+        free(rep);
+        return MB_FATAL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        batches[i].held = 0;
+        batches[i].n = 0;
+        batches[i].entries = NULL;
+        batches[i].priv = NULL;
+        cmds[i].script = S_RELAY_PEEK;
+        cmds[i].nkeys = 2;
+        key_shard(&cmds[i].a, batches[i].shard, "relay");
+        key_shard(&cmds[i].a, batches[i].shard, "outbox");
+        args_str(&cmds[i].a, tokens[i]);
+        args_ll(&cmds[i].a, lease_ms);
+        args_ll(&cmds[i].a, (long long)max);
+    }
+    s = pipeline(st, cmds, n, rep, err);
+    for (size_t i = 0; s == MB_OK && i < n; i++) {
+        redisReply *r = rep[i];
+        batch_priv *p;
+        if (r->type == REDIS_REPLY_ERROR) {
+            s = script_error(r, "relay_peek", "-", err);
+            break;
+        }
+        if (r->type != REDIS_REPLY_ARRAY)
+            continue; /* nil: another worker relays this shard */
+        batches[i].held = 1;
+        if (r->elements == 0)
+            continue;
+        p = calloc(1, sizeof(*p));
+        batches[i].entries = calloc(r->elements, sizeof(mb_outbox_entry));
+        if (p == NULL || batches[i].entries == NULL) {
+            free(p);
+            s = MB_FATAL;
+            break;
+        }
+        p->reply = r;
+        rep[i] = NULL; /* owned by the batch */
+        batches[i].priv = p;
+        for (size_t k = 0; k < r->elements; k++) {
+            if (parse_entry(r->element[k], &batches[i].entries[batches[i].n]) < 0) {
+                /* A malformed entry cannot be relayed or skipped silently: stop before it
+                 * and say so; an SRE must look (it would block the shard). */
+                mb_error("store", "outbox shard %d entry %zu malformed: relay stops there",
+                         batches[i].shard, k);
+                break;
+            }
+            batches[i].n++;
+        }
+    }
+    free_replies(rep, n);
+    free(rep);
+    free_cmds(cmds, n);
+    free(cmds);
+    if (s != MB_OK) {
+        for (size_t i = 0; i < n; i++)
+            mb_outbox_batch_clear(&batches[i]);
+    }
+    return s;
+}
+
+static mb_status relay_script(mb_store *st, int script, int shard, const char *token,
+                              long long count, long long *result, mb_error *err)
+{
+    cmd c;
+    redisReply *r = NULL;
+    mb_status s;
+
+    memset(&c, 0, sizeof(c));
+    c.script = script;
+    c.nkeys = script == S_RELAY_RELEASE ? 1 : 2;
+    key_shard(&c.a, shard, "relay");
+    if (script != S_RELAY_RELEASE)
+        key_shard(&c.a, shard, "outbox");
+    args_str(&c.a, token);
+    if (script != S_RELAY_RELEASE)
+        args_ll(&c.a, count);
+    s = pipeline(st, &c, 1, &r, err);
+    args_free(&c.a);
+    if (s != MB_OK)
+        return s;
+    if (r->type == REDIS_REPLY_ERROR)
+        s = script_error(r, scripts[script].name, "-", err);
+    else
+        *result = r->integer;
+    freeReplyObject(r);
+    return s;
+}
+
+mb_status mb_store_outbox_ack(mb_store *st, int shard, const char *token, size_t count,
+                              int *removed, mb_error *err)
+{
+    long long v = 0;
+    mb_status s = relay_script(st, S_RELAY_ACK, shard, token, (long long)count, &v, err);
+
+    *removed = s == MB_OK && v == 1;
+    return s;
+}
+
+mb_status mb_store_outbox_release(mb_store *st, int shard, const char *token, mb_error *err)
+{
+    long long v = 0;
+    return relay_script(st, S_RELAY_RELEASE, shard, token, 0, &v, err);
+}
+
+mb_status mb_store_outbox_len(mb_store *st, long long *total, mb_error *err)
+{
+    size_t ns = (size_t)st->shards;
+    cmd *cmds = calloc(ns, sizeof(*cmds));
+    redisReply **rep = calloc(ns, sizeof(*rep));
+    mb_status s;
+
+    *total = 0;
+    if (cmds == NULL || rep == NULL) {
+        free(cmds);
+        free(rep);
+        return MB_FATAL;
+    }
+    for (size_t i = 0; i < ns; i++) {
+        cmds[i].script = -1;
+        args_str(&cmds[i].a, "LLEN");
+        key_shard(&cmds[i].a, (int)i, "outbox");
+    }
+    s = pipeline(st, cmds, ns, rep, err);
+    for (size_t i = 0; s == MB_OK && i < ns; i++)
+        if (rep[i]->type == REDIS_REPLY_INTEGER)
+            *total += rep[i]->integer;
+    free_replies(rep, ns);
+    free(rep);
+    free_cmds(cmds, ns);
+    free(cmds);
+    return s;
+}
+
+mb_status mb_store_ping(mb_store *st, mb_error *err)
+{
+    cmd c;
+    redisReply *r = NULL;
+    mb_status s;
+
+    memset(&c, 0, sizeof(c));
+    c.script = -1;
+    args_str(&c.a, "PING");
+    s = pipeline(st, &c, 1, &r, err);
+    args_free(&c.a);
+    if (r)
+        freeReplyObject(r);
+    return s;
+}

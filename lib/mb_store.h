@@ -1,0 +1,272 @@
+/* mb_store.h: the durable job store in Redis: jobs, leases with fencing, the status outbox. */
+#ifndef MB_STORE_H
+#define MB_STORE_H
+
+#include <stddef.h>
+
+#include <jansson.h>
+
+#include "mb_err.h"
+
+/* The key layout, the Lua scripts and the Redis Cluster story are described at the
+ * top of mb_store.c; nothing outside that file knows a key name. */
+
+typedef struct mb_store mb_store;
+
+#define MB_STORE_DEFAULT_SHARDS 16
+#define MB_STORE_MAX_SHARDS 1024
+
+/* Opens a store over REDIS_URL-style url (borrowed for the call).  Connecting is lazy:
+ * the first call (or mb_store_ping) connects, loads the scripts, and checks that the
+ * shard count matches the one the data was written with.  timeout_ms bounds connecting
+ * and each round trip.  worker_id (copied) names lease owners.
+ * Returns a new store (mb_store_free), or NULL with err set (MB_FATAL: bad URL or args).
+ * The process must ignore SIGPIPE (hiredis writes to a socket the server may have closed).
+ * Not thread-safe: one store per thread. */
+mb_store *mb_store_new(const char *url, int shards, int timeout_ms, const char *worker_id,
+                       mb_error *err);
+void mb_store_free(mb_store *st);
+
+/* Connects if needed and PINGs.  MB_OK, MB_AGAIN (unreachable: the caller retries later;
+ * reconnect attempts are spaced by a growing backoff), MB_FATAL (credentials refused,
+ * shard count mismatch). */
+mb_status mb_store_ping(mb_store *st, mb_error *err);
+
+/* 1 while the last exchange with Redis succeeded. */
+int mb_store_connected(const mb_store *st);
+
+int mb_store_shards(const mb_store *st);
+const char *mb_store_worker_id(const mb_store *st); /* borrowed until mb_store_free */
+
+/* The shard of a mesh key "<account_id>/<mesh_name>": FNV-1a 32 % shards. */
+int mb_store_shard_of(const mb_store *st, const char *mesh_key);
+
+/* Commands sent to Redis since mb_store_new (EVALSHA counts one), and round trips. */
+unsigned long long mb_store_commands(const mb_store *st);
+unsigned long long mb_store_round_trips(const mb_store *st);
+
+/* ------------------------------------------------------------------ jobs */
+
+/* One job as stored.  Everything is owned by the struct (mb_job_free). */
+typedef struct mb_job {
+    char *order_id;      /* the job id */
+    char *key;           /* "<account_id>/<mesh_name>": Kafka key, seq scope */
+    int shard;
+    json_t *order;       /* the order envelope as accepted; NULL for rejected orders */
+    json_t *state;       /* the saga's checkpoint document; {} at first */
+    char *status;        /* Accepted, Installing, Running, RollingBack, Failed, Cancelled */
+    char *step;          /* "" before the first step */
+    char *traceparent;   /* "" when the order had none */
+    char *error_code;    /* "" when none */
+    char *error_msg;     /* "" when none */
+    char *lease_owner;   /* "" when not leased */
+    long long fence;     /* bumped by every claim: proves the lease in checkpoints */
+    long long lease_until_ms;
+    long long created_ms, updated_ms;
+    long long next_run_ms; /* 0 when terminal */
+    long long claims;      /* how many times the job was claimed (crash loops show here) */
+    long long checkpoints; /* checkpoints written so far (see mb_checkpoint.ck) */
+    int attempt;
+    int cancel_requested;
+} mb_job;
+
+void mb_job_free(mb_job *j);
+void mb_job_free_array(mb_job **jobs, size_t n); /* frees each and the array */
+
+/* Status events: the caller builds the CloudEvent (type com.meshbuy.mesh.status.v1) with
+ * any id and data.seq; the store replaces "id" with "<key>#<seq>" and data.seq with the
+ * next number of the key's counter inside the same atomic script that writes the state,
+ * so every event ever queued under a key has a gapless seq.  The event's "traceparent"
+ * attribute becomes the Kafka header.  Events are borrowed for the call. */
+
+/* ---- accept (intake) */
+typedef struct mb_accept {
+    const char *order_id;     /* borrowed for the call, as every field */
+    const char *account_id;
+    const char *mesh_name;
+    const char *order_json;   /* the envelope to store (NUL-terminated) */
+    const char *traceparent;  /* NULL or "" when none */
+    const json_t *accepted_event; /* queued when the order is new */
+    const json_t *conflict_event; /* queued when the name belongs to another order */
+    long long now_ms;
+} mb_accept;
+
+typedef enum mb_accept_verdict {
+    MB_ACCEPT_NEW = 1,       /* job created, due now, Accepted queued */
+    MB_ACCEPT_DUPLICATE = 2, /* order id known: nothing written */
+    MB_ACCEPT_CONFLICT = 3,  /* name taken: a Failed record kept, Failed queued */
+} mb_accept_verdict;
+
+typedef struct mb_accept_result {
+    mb_accept_verdict verdict;
+    long long seq;      /* seq of the event queued (0 for duplicates) */
+    char other[80];     /* conflict: the order holding the name; duplicate: its status */
+} mb_accept_result;
+
+/* Runs n accepts in one round trip.  Each request gets st[i] (MB_OK with res[i], or its
+ * error in errs[i] when errs is not NULL).  Returns MB_OK when every one is MB_OK, else
+ * the first non-OK status (MB_AGAIN: Redis unreachable, nothing can be assumed about
+ * requests whose status is MB_AGAIN: retrying them is safe). */
+mb_status mb_store_accept(mb_store *st, const mb_accept *reqs, size_t n, mb_accept_result *res,
+                          mb_status *sts, mb_error *errs);
+
+/* ---- reject: an invalid order whose identity could be read */
+typedef struct mb_reject {
+    const char *order_id, *account_id, *mesh_name; /* valid per mb_order rules */
+    const char *traceparent;                        /* NULL or "" */
+    const char *reason;                             /* why it was refused */
+    const void *raw;                                /* the message bytes (kept up to 64 KiB) */
+    size_t raw_len;
+    const json_t *failed_event;                     /* queued unless the order id is known */
+    long long now_ms;
+} mb_reject;
+
+/* Keeps a Failed record (status Failed, error InvalidOrder, the raw bytes) and queues the
+ * event, unless the order id is already known (then *queued = 0, nothing written).
+ * MB_OK / MB_AGAIN / MB_PERM / MB_FATAL. */
+mb_status mb_store_reject(mb_store *st, const mb_reject *r, int *queued, mb_error *err);
+
+/* ---- claim */
+/* Leases up to max due jobs (score <= now_ms) over all shards in one round trip: each
+ * gets fence+1, lease_owner = this worker, lease_until = now + lease_ms, and its due score
+ * moves to lease_until, so a dead worker's job becomes due again by itself.
+ * *jobs is a new array of n new jobs (mb_job_free_array); *n may be 0 (then *jobs NULL). */
+mb_status mb_store_claim(mb_store *st, long long now_ms, long long lease_ms, size_t max,
+                         mb_job ***jobs, size_t *n, mb_error *err);
+
+/* ---- checkpoint */
+typedef struct mb_checkpoint {
+    const char *order_id;  /* the job, borrowed */
+    const char *key;       /* its mesh key */
+    long long fence;       /* the fence of the caller's lease */
+    const json_t *state;   /* new checkpoint document, or NULL = unchanged */
+    const char *status;    /* NULL = unchanged */
+    const char *step;      /* NULL = unchanged */
+    int attempt;           /* < 0 = unchanged */
+    const char *error_code, *error_msg; /* NULL = unchanged, "" = clear */
+    /* 0: terminal (off the due set, lease cleared).  <= now: the caller goes on with the
+     * job: the lease is kept and extended by lease_ms.  > now: the lease is released and
+     * the job is due at that time, for any worker. */
+    long long next_run_ms;
+    long long now_ms;
+    long long lease_ms;
+    int release_name;      /* free the mesh name if this order holds it (compensated reserve) */
+    const char *history;   /* a line for the job's history (capped list), NULL = none */
+    /* Makes a retry after a lost reply safe: when > 0 it must be the job's checkpoints + 1
+     * (the job's count as claimed, plus one per checkpoint since).  A checkpoint whose ck
+     * is already written is not applied twice: it succeeds with already_applied = 1 (so
+     * its events are not queued twice).  0 = no such check. */
+    long long ck;
+    json_t *const *events; /* status events to queue, in order (borrowed) */
+    size_t n_events;
+} mb_checkpoint;
+
+typedef struct mb_checkpoint_result {
+    long long last_seq;   /* seq of the last event queued, 0 if none */
+    int cancel_requested; /* the job's cancel flag as it is now */
+    int already_applied;  /* ck was written before: nothing done now */
+} mb_checkpoint_result;
+
+/* Writes n checkpoints in one round trip, each atomic.  sts[i]: MB_OK; MB_PERM with code
+ * "StaleFence" (another worker holds the job now: drop it, write nothing more) or
+ * "NoSuchJob"; MB_AGAIN (unreachable: unknown whether it was written; the fence makes a
+ * retry safe); MB_FATAL (script error).  res and errs may be NULL.  Returns the first
+ * non-OK status, or MB_OK. */
+mb_status mb_store_checkpoint(mb_store *st, const mb_checkpoint *cks, size_t n,
+                              mb_checkpoint_result *res, mb_status *sts, mb_error *errs);
+
+/* ---- renew */
+typedef struct mb_lease_ref {
+    const char *order_id; /* borrowed */
+    const char *key;
+    long long fence;
+} mb_lease_ref;
+
+/* Extends n leases to now + lease_ms (and their due scores) in one round trip.  sts[i]
+ * as for checkpoints (StaleFence when lost); cancel[i] (may be NULL) gets the job's
+ * cancel flag so a worker sees a cancel while it holds the job. */
+mb_status mb_store_renew(mb_store *st, const mb_lease_ref *refs, size_t n, long long now_ms,
+                         long long lease_ms, mb_status *sts, int *cancel, mb_error *errs);
+
+/* ---- cancel */
+/* Sets the cancel flag of the job for order_id (mesh_key may be NULL: the order index is
+ * used).  An unleased, unfinished job becomes due now; a leased one is told through
+ * renew/checkpoint replies.  *found = 0 when no such job; status (may be NULL) gets the
+ * job's status. */
+mb_status mb_store_cancel(mb_store *st, const char *order_id, const char *mesh_key,
+                          long long now_ms, int *found, char *status, size_t status_len,
+                          mb_error *err);
+
+/* ---- reading (meshctl) */
+/* The job of order_id (via the order index), as a new job, or *out NULL when unknown. */
+mb_status mb_store_get(mb_store *st, const char *order_id, mb_job **out, mb_error *err);
+
+/* The job's history lines, oldest first: a new JSON array of strings (json_decref). */
+mb_status mb_store_history(mb_store *st, const mb_job *job, json_t **out, mb_error *err);
+
+/* Calls fn for every job whose status matches status (NULL = all), shard by shard with
+ * SCAN (no blocking KEYS).  fn gets a borrowed job; returning non-zero stops the walk. */
+mb_status mb_store_scan(mb_store *st, const char *status,
+                        int (*fn)(void *arg, const mb_job *job), void *arg, mb_error *err);
+
+/* Makes a job due now, lease cleared (an SRE replay, after the caller reset its state
+ * with a checkpoint if needed).  Bumps the fence so a worker still running it stops. */
+mb_status mb_store_requeue(mb_store *st, const char *order_id, long long now_ms, mb_error *err);
+
+/* ---- the DLQ record (what was sent to the DLQ topic, for meshctl) */
+typedef struct mb_dlq_record {
+    const char *reason, *error_class; /* borrowed */
+    const char *topic;
+    int partition;
+    long long offset;
+    const char *key;      /* may be NULL */
+    const char *order_id; /* may be NULL or "" */
+    size_t size;
+    long long now_ms;
+} mb_dlq_record;
+
+/* Appends to a capped stream (the last 10,000 records). */
+mb_status mb_store_dlq_record(mb_store *st, const mb_dlq_record *r, mb_error *err);
+
+/* Reads the newest max DLQ records as a new JSON array of objects (json_decref). */
+mb_status mb_store_dlq_list(mb_store *st, size_t max, json_t **out, mb_error *err);
+
+/* ------------------------------------------------------------------ outbox (relay) */
+
+/* One queued status event.  Strings point into the entry (borrowed until the batch is
+ * freed). */
+typedef struct mb_outbox_entry {
+    const char *key;         /* Kafka key */
+    const char *traceparent; /* "" when none */
+    const char *event;       /* the CloudEvent JSON */
+    size_t event_len;
+} mb_outbox_entry;
+
+typedef struct mb_outbox_batch {
+    int shard;
+    int held;                /* 1 if this worker holds the shard's relay lease */
+    size_t n;
+    mb_outbox_entry *entries;
+    void *priv;
+} mb_outbox_batch;
+
+/* For each of n shards: takes or renews the shard's relay lease (token identifies this
+ * holder, lease_ms its life) and reads the first max entries, in one round trip.
+ * batches[i].shard must be set by the caller; the rest is filled.  Free each batch with
+ * mb_outbox_batch_clear. */
+mb_status mb_store_outbox_peek(mb_store *st, const char *const *tokens, mb_outbox_batch *batches,
+                               size_t n, long long lease_ms, size_t max, mb_error *err);
+void mb_outbox_batch_clear(mb_outbox_batch *b);
+
+/* Removes the first count entries of the shard's outbox if token still holds its relay
+ * lease.  *removed = 1 if done, 0 if the lease was lost (nothing removed). */
+mb_status mb_store_outbox_ack(mb_store *st, int shard, const char *token, size_t count,
+                              int *removed, mb_error *err);
+
+/* Gives up the shard's relay lease if token holds it. */
+mb_status mb_store_outbox_release(mb_store *st, int shard, const char *token, mb_error *err);
+
+/* Entries waiting in all outboxes (one pipelined LLEN per shard). */
+mb_status mb_store_outbox_len(mb_store *st, long long *total, mb_error *err);
+
+#endif

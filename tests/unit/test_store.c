@@ -1,0 +1,615 @@
+/* test_store.c: the Redis job store against a private redis-server: accept, claim, fencing,
+ * checkpoints, gapless seq, leases, cancel, outbox relay leases, script reload. */
+#include <fcntl.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include <hiredis/hiredis.h>
+
+#include "mb_event.h"
+#include "mb_store.h"
+
+static char tmpdir[] = "/tmp/mbstoreXXXXXX";
+static char sock[256];
+static char url[300];
+static pid_t redis_pid = -1;
+
+static int start_redis(void **state)
+{
+    (void)state;
+    if (mkdtemp(tmpdir) == NULL)
+        return -1;
+    snprintf(sock, sizeof(sock), "%s/r.sock", tmpdir);
+    snprintf(url, sizeof(url), "unix://%s", sock);
+    redis_pid = fork();
+    if (redis_pid == 0) {
+        int fd = open("/dev/null", O_WRONLY);
+        dup2(fd, 1);
+        dup2(fd, 2);
+        execlp("redis-server", "redis-server", "--port", "0", "--unixsocket", sock, "--save", "",
+               "--appendonly", "no", "--dir", tmpdir, (char *)NULL);
+        _exit(127);
+    }
+    for (int i = 0; i < 400; i++) {
+        struct stat st;
+        struct timespec ts = {0, 25 * 1000 * 1000};
+        if (stat(sock, &st) == 0)
+            return 0;
+        nanosleep(&ts, NULL);
+    }
+    return -1;
+}
+
+static void stop_redis(void)
+{
+    if (redis_pid > 0) {
+        kill(redis_pid, SIGKILL);
+        waitpid(redis_pid, NULL, 0);
+        redis_pid = -1;
+    }
+}
+
+static int teardown_all(void **state)
+{
+    (void)state;
+    stop_redis();
+    unlink(sock);
+    rmdir(tmpdir);
+    return 0;
+}
+
+static redisContext *raw(void)
+{
+    redisContext *c = redisConnectUnix(sock);
+    assert_non_null(c);
+    assert_int_equal(c->err, 0);
+    return c;
+}
+
+static void flushall(void)
+{
+    redisContext *c = raw();
+    freeReplyObject(redisCommand(c, "FLUSHALL"));
+    redisFree(c);
+}
+
+static mb_store *open_store(const char *worker)
+{
+    mb_error e;
+    mb_store *st;
+    mb_error_clear(&e);
+    st = mb_store_new(url, 16, 1000, worker, &e);
+    assert_non_null(st);
+    assert_int_equal(mb_store_ping(st, &e), MB_OK);
+    return st;
+}
+
+static json_t *status_event(const char *order_id, const char *acct, const char *mesh,
+                            mb_mesh_status s, const char *code)
+{
+    char err[256];
+    mb_status_event ev = {
+        .order_id = order_id,
+        .account_id = acct,
+        .mesh_name = mesh,
+        .status = s,
+        .step = "reserve",
+        .step_index = 2,
+        .step_total = 9,
+        .message = "m",
+        .error_code = code,
+        .error_message = code ? "name taken" : NULL,
+        .attempt = 1,
+        .seq = 1,
+        .traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+    };
+    json_t *j = mb_event_build_json(&ev, err, sizeof(err));
+    if (j == NULL)
+        fail_msg("event build: %s", err);
+    return j;
+}
+
+/* Accepts order_id for acct/mesh; returns the verdict. */
+static mb_accept_result accept1(mb_store *st, const char *order_id, const char *acct,
+                                const char *mesh)
+{
+    json_t *acc = status_event(order_id, acct, mesh, MB_MESH_ACCEPTED, NULL);
+    json_t *con = status_event(order_id, acct, mesh, MB_MESH_FAILED, "NameConflict");
+    char order[256];
+    mb_accept q = {order_id, acct, mesh, order, "", acc, con, 1000};
+    mb_accept_result res;
+    mb_status s;
+    mb_error e;
+
+    snprintf(order, sizeof(order), "{\"data\":{\"order_id\":\"%s\"}}", order_id);
+    mb_error_clear(&e);
+    assert_int_equal(mb_store_accept(st, &q, 1, &res, &s, &e), MB_OK);
+    assert_int_equal(s, MB_OK);
+    json_decref(acc);
+    json_decref(con);
+    return res;
+}
+
+/* Reads the whole outbox of the key's shard as parsed events (new array). */
+static json_t *outbox(mb_store *st, const char *key)
+{
+    mb_outbox_batch b = {.shard = mb_store_shard_of(st, key)};
+    const char *tok = "test-reader";
+    json_t *arr = json_array();
+    mb_error e;
+    int removed;
+
+    mb_error_clear(&e);
+    assert_int_equal(mb_store_outbox_peek(st, &tok, &b, 1, 5000, 1000, &e), MB_OK);
+    assert_true(b.held);
+    for (size_t i = 0; i < b.n; i++) {
+        if (strcmp(b.entries[i].key, key) != 0)
+            continue;
+        json_t *ev = json_loadb(b.entries[i].event, b.entries[i].event_len, 0, NULL);
+        assert_non_null(ev);
+        json_array_append_new(arr, ev);
+    }
+    mb_outbox_batch_clear(&b);
+    assert_int_equal(mb_store_outbox_release(st, mb_store_shard_of(st, key), tok, &e), MB_OK);
+    (void)removed;
+    return arr;
+}
+
+static long long ev_seq(const json_t *ev)
+{
+    return json_integer_value(json_object_get(json_object_get(ev, "data"), "seq"));
+}
+
+static const char *ev_status(const json_t *ev)
+{
+    return json_string_value(json_object_get(json_object_get(ev, "data"), "status"));
+}
+
+static void test_accept(void **state)
+{
+    mb_store *st;
+    mb_accept_result r;
+    json_t *evs;
+    char err[256];
+    (void)state;
+    flushall();
+    st = open_store("w1");
+    r = accept1(st, "ord-1", "acct1", "mesh-a");
+    assert_int_equal(r.verdict, MB_ACCEPT_NEW);
+    assert_int_equal(r.seq, 1);
+    /* Redelivered: joins, queues nothing. */
+    for (int i = 0; i < 3; i++) {
+        r = accept1(st, "ord-1", "acct1", "mesh-a");
+        assert_int_equal(r.verdict, MB_ACCEPT_DUPLICATE);
+        assert_int_equal(r.seq, 0);
+    }
+    /* Another order for the same name: conflict, recorded, Failed seq 2. */
+    r = accept1(st, "ord-2", "acct1", "mesh-a");
+    assert_int_equal(r.verdict, MB_ACCEPT_CONFLICT);
+    assert_string_equal(r.other, "ord-1");
+    assert_int_equal(r.seq, 2);
+    r = accept1(st, "ord-2", "acct1", "mesh-a");
+    assert_int_equal(r.verdict, MB_ACCEPT_DUPLICATE);
+
+    evs = outbox(st, "acct1/mesh-a");
+    assert_int_equal(json_array_size(evs), 2);
+    assert_int_equal(ev_seq(json_array_get(evs, 0)), 1);
+    assert_string_equal(ev_status(json_array_get(evs, 0)), "Accepted");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(evs, 0), "id")),
+                        "acct1/mesh-a#1");
+    assert_int_equal(ev_seq(json_array_get(evs, 1)), 2);
+    assert_string_equal(ev_status(json_array_get(evs, 1)), "Failed");
+    /* What the store queues is still a valid status event. */
+    assert_int_equal(mb_event_check(json_array_get(evs, 0), err, sizeof(err)), 0);
+    assert_int_equal(mb_event_check(json_array_get(evs, 1), err, sizeof(err)), 0);
+    json_decref(evs);
+
+    mb_job *j = NULL;
+    mb_error e;
+    mb_error_clear(&e);
+    assert_int_equal(mb_store_get(st, "ord-2", &j, &e), MB_OK);
+    assert_non_null(j);
+    assert_string_equal(j->status, "Failed");
+    assert_string_equal(j->error_code, "NameConflict");
+    mb_job_free(j);
+    assert_int_equal(mb_store_get(st, "ord-1", &j, &e), MB_OK);
+    assert_string_equal(j->status, "Accepted");
+    assert_string_equal(j->key, "acct1/mesh-a");
+    assert_non_null(j->order);
+    mb_job_free(j);
+    assert_int_equal(mb_store_get(st, "nope", &j, &e), MB_OK);
+    assert_null(j);
+    mb_store_free(st);
+}
+
+static mb_job *claim_one(mb_store *st, long long now, long long lease)
+{
+    mb_job **jobs = NULL;
+    size_t n = 0;
+    mb_error e;
+    mb_job *j;
+
+    mb_error_clear(&e);
+    assert_int_equal(mb_store_claim(st, now, lease, 100, &jobs, &n, &e), MB_OK);
+    if (n == 0)
+        return NULL;
+    assert_int_equal(n, 1);
+    j = jobs[0];
+    free(jobs);
+    return j;
+}
+
+static mb_status ckpt(mb_store *st, const mb_job *j, long long fence, const char *status,
+                      long long next, long long now, json_t *ev, mb_checkpoint_result *res,
+                      mb_error *e)
+{
+    json_t *evs[1] = {ev};
+    json_t *state = json_pack("{s:s}", "step", status);
+    mb_checkpoint k = {
+        .order_id = j->order_id,
+        .key = j->key,
+        .fence = fence,
+        .state = state,
+        .status = status,
+        .step = "label_nodes",
+        .attempt = 1,
+        .next_run_ms = next,
+        .now_ms = now,
+        .lease_ms = 30000,
+        .history = "{\"step\":\"label_nodes\"}",
+        .events = evs,
+        .n_events = ev ? 1 : 0,
+    };
+    mb_status s;
+    mb_error_clear(e);
+    mb_store_checkpoint(st, &k, 1, res, &s, e);
+    json_decref(state);
+    return s;
+}
+
+static void test_claim_fence_lease(void **state)
+{
+    mb_store *a, *b;
+    mb_job *j, *j2;
+    mb_error e;
+    mb_checkpoint_result res;
+    json_t *ev;
+    (void)state;
+    flushall();
+    a = open_store("wa");
+    b = open_store("wb");
+    accept1(a, "ord-9", "acct2", "mesh-b");
+    /* Not due before its time. */
+    assert_null(claim_one(a, 999, 30000));
+    j = claim_one(a, 1000, 30000);
+    assert_non_null(j);
+    assert_int_equal(j->fence, 1);
+    assert_string_equal(j->lease_owner, "wa");
+    assert_int_equal(j->lease_until_ms, 31000);
+    assert_string_equal(j->status, "Accepted");
+    assert_string_equal(j->order_id, "ord-9");
+    /* Leased: nobody else gets it while the lease runs. */
+    assert_null(claim_one(b, 30999, 30000));
+    /* a renews to 40000+30000. */
+    {
+        mb_lease_ref ref = {j->order_id, j->key, j->fence};
+        mb_status s;
+        int cancel = -1;
+        mb_error_clear(&e);
+        assert_int_equal(mb_store_renew(a, &ref, 1, 40000, 30000, &s, &cancel, &e), MB_OK);
+        assert_int_equal(cancel, 0);
+    }
+    assert_null(claim_one(b, 69999, 30000));
+    /* a dies: the lease runs out, the job is due again by itself; b takes it, fence 2. */
+    j2 = claim_one(b, 70000, 30000);
+    assert_non_null(j2);
+    assert_int_equal(j2->fence, 2);
+    assert_string_equal(j2->lease_owner, "wb");
+    /* a's late checkpoint and renewal are refused. */
+    ev = status_event("ord-9", "acct2", "mesh-b", MB_MESH_INSTALLING, NULL);
+    assert_int_equal(ckpt(a, j, 1, "Installing", 70001, 70001, ev, &res, &e), MB_PERM);
+    assert_string_equal(e.code, "StaleFence");
+    {
+        mb_lease_ref ref = {j->order_id, j->key, 1};
+        mb_status s;
+        mb_error_clear(&e);
+        assert_int_equal(mb_store_renew(a, &ref, 1, 70001, 30000, &s, NULL, &e), MB_PERM);
+        assert_string_equal(e.code, "StaleFence");
+    }
+    /* b's checkpoint goes through, keeps the lease (next run now), seq 2. */
+    assert_int_equal(ckpt(b, j2, 2, "Installing", 70001, 70001, ev, &res, &e), MB_OK);
+    assert_int_equal(res.last_seq, 2);
+    assert_null(claim_one(a, 99000, 30000));
+    /* Next run later: lease released, due at 150000 for anyone. */
+    assert_int_equal(ckpt(b, j2, 2, "Installing", 150000, 80000, ev, &res, &e), MB_OK);
+    assert_int_equal(res.last_seq, 3);
+    assert_null(claim_one(a, 149999, 30000));
+    mb_job_free(j);
+    j = claim_one(a, 150000, 30000);
+    assert_non_null(j);
+    assert_int_equal(j->fence, 3);
+    assert_string_equal(j->status, "Installing");
+    assert_string_equal(j->step, "label_nodes");
+    assert_string_equal(json_string_value(json_object_get(j->state, "step")), "Installing");
+    /* Terminal: off the due set for good. */
+    json_decref(ev);
+    ev = status_event("ord-9", "acct2", "mesh-b", MB_MESH_RUNNING, NULL);
+    assert_int_equal(ckpt(a, j, 3, "Running", 0, 150001, ev, &res, &e), MB_OK);
+    assert_int_equal(res.last_seq, 4);
+    assert_null(claim_one(b, 10000000, 30000));
+    json_decref(ev);
+
+    /* Seq gapless and in order across accept and checkpoints. */
+    json_t *evs = outbox(a, "acct2/mesh-b");
+    assert_int_equal(json_array_size(evs), 4);
+    for (size_t i = 0; i < 4; i++)
+        assert_int_equal(ev_seq(json_array_get(evs, i)), (long long)i + 1);
+    assert_string_equal(ev_status(json_array_get(evs, 0)), "Accepted");
+    assert_string_equal(ev_status(json_array_get(evs, 3)), "Running");
+    json_decref(evs);
+
+    json_t *hist = NULL;
+    assert_int_equal(mb_store_history(a, j, &hist, &e), MB_OK);
+    assert_int_equal(json_array_size(hist), 3);
+    json_decref(hist);
+    mb_job_free(j);
+    mb_job_free(j2);
+    mb_store_free(a);
+    mb_store_free(b);
+}
+
+static void test_ck_idempotent(void **state)
+{
+    mb_store *a;
+    mb_job *j;
+    mb_error e;
+    mb_checkpoint_result res;
+    json_t *ev, *evs;
+    mb_status s;
+    (void)state;
+    flushall();
+    a = open_store("wa");
+    accept1(a, "ord-c", "acct3", "mesh-c");
+    j = claim_one(a, 1000, 30000);
+    assert_int_equal(j->checkpoints, 0);
+    ev = status_event("ord-c", "acct3", "mesh-c", MB_MESH_INSTALLING, NULL);
+    json_t *list[1] = {ev};
+    mb_checkpoint k = {.order_id = j->order_id, .key = j->key, .fence = j->fence,
+                       .attempt = -1, .next_run_ms = 1000, .now_ms = 1000, .lease_ms = 30000,
+                       .ck = 1, .events = list, .n_events = 1};
+    mb_error_clear(&e);
+    assert_int_equal(mb_store_checkpoint(a, &k, 1, &res, &s, &e), MB_OK);
+    assert_false(res.already_applied);
+    /* A retry after a lost reply: not applied twice. */
+    assert_int_equal(mb_store_checkpoint(a, &k, 1, &res, &s, &e), MB_OK);
+    assert_true(res.already_applied);
+    /* Skipping one is refused. */
+    k.ck = 3;
+    assert_int_equal(mb_store_checkpoint(a, &k, 1, &res, &s, &e), MB_PERM);
+    /* Pipelined: two checkpoints of two jobs... here two in a row of one job. */
+    mb_checkpoint two[2] = {k, k};
+    mb_status sts[2];
+    mb_checkpoint_result rr[2];
+    two[0].ck = 2;
+    two[1].ck = 3;
+    unsigned long long rt = mb_store_round_trips(a);
+    mb_error_clear(&e);
+    assert_int_equal(mb_store_checkpoint(a, two, 2, rr, sts, NULL), MB_OK);
+    assert_int_equal(mb_store_round_trips(a), rt + 1);
+    assert_int_equal(rr[0].last_seq, 3);
+    assert_int_equal(rr[1].last_seq, 4);
+    evs = outbox(a, "acct3/mesh-c");
+    assert_int_equal(json_array_size(evs), 4);
+    json_decref(evs);
+    json_decref(ev);
+    mb_job_free(j);
+    mb_store_free(a);
+}
+
+static void test_cancel(void **state)
+{
+    mb_store *a;
+    mb_job *j;
+    mb_error e;
+    int found;
+    char status[32];
+    (void)state;
+    flushall();
+    a = open_store("wa");
+    mb_error_clear(&e);
+    assert_int_equal(mb_store_cancel(a, "ord-x", NULL, 1000, &found, status, sizeof(status), &e),
+                     MB_OK);
+    assert_false(found);
+    accept1(a, "ord-x", "acct4", "mesh-d");
+    j = claim_one(a, 1000, 30000);
+    assert_false(j->cancel_requested);
+    /* Cancelled while leased: the holder learns it from renew; the score is untouched. */
+    assert_int_equal(mb_store_cancel(a, "ord-x", NULL, 2000, &found, status, sizeof(status), &e),
+                     MB_OK);
+    assert_true(found);
+    assert_string_equal(status, "Accepted");
+    {
+        mb_lease_ref ref = {j->order_id, j->key, j->fence};
+        mb_status s;
+        int cancel = 0;
+        assert_int_equal(mb_store_renew(a, &ref, 1, 3000, 30000, &s, &cancel, &e), MB_OK);
+        assert_int_equal(cancel, 1);
+    }
+    assert_null(claim_one(a, 4000, 30000));
+    mb_job_free(j);
+    /* Not leased (lease ran out): due now, with the flag. */
+    j = claim_one(a, 40000, 30000);
+    assert_non_null(j);
+    assert_true(j->cancel_requested);
+    mb_job_free(j);
+    /* By mesh key (no index needed). */
+    assert_int_equal(mb_store_cancel(a, "ord-x", "acct4/mesh-d", 5000, &found, NULL, 0, &e),
+                     MB_OK);
+    assert_true(found);
+    mb_store_free(a);
+}
+
+static void test_relay_lease(void **state)
+{
+    mb_store *a;
+    mb_error e;
+    int shard, removed;
+    const char *ta = "wa:1", *tb = "wb:1";
+    mb_outbox_batch b;
+    (void)state;
+    flushall();
+    a = open_store("wa");
+    accept1(a, "o1", "acct5", "mesh-e");
+    accept1(a, "o2", "acct5", "mesh-e");
+    accept1(a, "o3", "acct5", "mesh-e");
+    shard = mb_store_shard_of(a, "acct5/mesh-e");
+    memset(&b, 0, sizeof(b));
+    b.shard = shard;
+    mb_error_clear(&e);
+    assert_int_equal(mb_store_outbox_peek(a, &ta, &b, 1, 5000, 2, &e), MB_OK);
+    assert_true(b.held);
+    assert_int_equal(b.n, 2);
+    assert_string_equal(b.entries[0].key, "acct5/mesh-e");
+    assert_string_equal(b.entries[0].traceparent, "");
+    assert_non_null(strstr(b.entries[1].event, "#2\""));
+    mb_outbox_batch_clear(&b);
+    /* Another relayer is kept out while the lease holds, and cannot trim. */
+    b.shard = shard;
+    assert_int_equal(mb_store_outbox_peek(a, &tb, &b, 1, 5000, 2, &e), MB_OK);
+    assert_false(b.held);
+    assert_int_equal(b.n, 0);
+    assert_int_equal(mb_store_outbox_ack(a, shard, tb, 2, &removed, &e), MB_OK);
+    assert_false(removed);
+    assert_int_equal(mb_store_outbox_ack(a, shard, ta, 2, &removed, &e), MB_OK);
+    assert_true(removed);
+    b.shard = shard;
+    assert_int_equal(mb_store_outbox_peek(a, &ta, &b, 1, 5000, 10, &e), MB_OK);
+    assert_int_equal(b.n, 1);
+    assert_non_null(strstr(b.entries[0].event, "\"seq\":3"));
+    mb_outbox_batch_clear(&b);
+    assert_int_equal(mb_store_outbox_release(a, shard, ta, &e), MB_OK);
+    b.shard = shard;
+    assert_int_equal(mb_store_outbox_peek(a, &tb, &b, 1, 5000, 10, &e), MB_OK);
+    assert_true(b.held);
+    mb_outbox_batch_clear(&b);
+    long long total = 0;
+    assert_int_equal(mb_store_outbox_len(a, &total, &e), MB_OK);
+    assert_int_equal(total, 1);
+    mb_store_free(a);
+}
+
+static void test_reject_and_dlq(void **state)
+{
+    mb_store *a;
+    mb_error e;
+    int queued;
+    json_t *ev, *list;
+    (void)state;
+    flushall();
+    a = open_store("wa");
+    ev = status_event("ord-r", "acct6", "mesh-f", MB_MESH_FAILED, "InvalidOrder");
+    mb_reject r = {"ord-r", "acct6", "mesh-f", "", "data.x: unknown", "{bad", 4, ev, 1000};
+    mb_error_clear(&e);
+    assert_int_equal(mb_store_reject(a, &r, &queued, &e), MB_OK);
+    assert_true(queued);
+    assert_int_equal(mb_store_reject(a, &r, &queued, &e), MB_OK);
+    assert_false(queued);
+    json_decref(ev);
+    mb_dlq_record d = {"not JSON", "parse", "mesh.orders", 3, 42, "k", "", 4, 1000};
+    assert_int_equal(mb_store_dlq_record(a, &d, &e), MB_OK);
+    assert_int_equal(mb_store_dlq_list(a, 10, &list, &e), MB_OK);
+    assert_int_equal(json_array_size(list), 1);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(list, 0), "offset")),
+                        "42");
+    json_decref(list);
+    mb_store_free(a);
+}
+
+static int count_fn(void *arg, const mb_job *j)
+{
+    (void)j;
+    (*(int *)arg)++;
+    return 0;
+}
+
+static void test_scan_and_noscript(void **state)
+{
+    mb_store *a;
+    mb_error e;
+    int n = 0;
+    redisContext *c;
+    (void)state;
+    flushall();
+    a = open_store("wa");
+    accept1(a, "s1", "acct7", "mesh-g");
+    accept1(a, "s2", "acct7", "mesh-h");
+    accept1(a, "s3", "acct7", "mesh-g"); /* conflict: Failed */
+    mb_error_clear(&e);
+    assert_int_equal(mb_store_scan(a, NULL, count_fn, &n, &e), MB_OK);
+    assert_int_equal(n, 3);
+    n = 0;
+    assert_int_equal(mb_store_scan(a, "Failed", count_fn, &n, &e), MB_OK);
+    assert_int_equal(n, 1);
+    /* Scripts flushed (a Redis restart): reloaded on NOSCRIPT, the call still succeeds. */
+    c = raw();
+    freeReplyObject(redisCommand(c, "SCRIPT FLUSH"));
+    redisFree(c);
+    assert_int_equal(accept1(a, "s4", "acct7", "mesh-i").verdict, MB_ACCEPT_NEW);
+    /* Changing the shard count against existing data is refused. */
+    mb_store *b = mb_store_new(url, 8, 1000, "wb", &e);
+    assert_non_null(b);
+    mb_error_clear(&e);
+    assert_int_equal(mb_store_ping(b, &e), MB_FATAL);
+    assert_string_equal(e.code, "ShardMismatch");
+    mb_store_free(b);
+    mb_store_free(a);
+}
+
+static void test_redis_down(void **state)
+{
+    mb_store *a;
+    mb_error e;
+    (void)state;
+    flushall();
+    a = open_store("wa");
+    stop_redis();
+    mb_error_clear(&e);
+    json_t *acc = status_event("d1", "a", "mesh-z", MB_MESH_ACCEPTED, NULL);
+    mb_accept q = {"d1", "a", "mesh-z", "{}", NULL, acc, acc, 1};
+    mb_accept_result res;
+    mb_status s;
+    assert_int_equal(mb_store_accept(a, &q, 1, &res, &s, &e), MB_AGAIN);
+    assert_int_equal(s, MB_AGAIN);
+    assert_false(mb_store_connected(a));
+    mb_error_clear(&e);
+    assert_int_equal(mb_store_ping(a, &e), MB_AGAIN);
+    json_decref(acc);
+    mb_store_free(a);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_accept),
+        cmocka_unit_test(test_claim_fence_lease),
+        cmocka_unit_test(test_ck_idempotent),
+        cmocka_unit_test(test_cancel),
+        cmocka_unit_test(test_relay_lease),
+        cmocka_unit_test(test_reject_and_dlq),
+        cmocka_unit_test(test_scan_and_noscript),
+        cmocka_unit_test(test_redis_down), /* last: stops the server */
+    };
+    /* As the daemon does: a write to a dead server must fail, not kill the process. */
+    signal(SIGPIPE, SIG_IGN);
+    return cmocka_run_group_tests(tests, start_redis, teardown_all);
+}
