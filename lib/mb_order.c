@@ -35,7 +35,8 @@ static const char *rule_id_like(const char *s, const char *punct)
     if (n > MB_ORDER_ID_MAX)
         return "must be at most 64 characters";
     if (!mb_json_charset(s, punct))
-        return "may contain only letters, digits and the characters in the schema pattern";
+        return strchr(punct, ':') ? "may contain only letters, digits and . _ : -"
+                                  : "may contain only letters, digits and . _ -";
     return NULL;
 }
 

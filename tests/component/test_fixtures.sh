@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# test_fixtures.sh: every fixture gets the same verdict from the JSON Schemas (python3-jsonschema,
+# Draft 2020-12, format checking on) and from the C parser behind `meshbuy --validate`.
+#
+# tests/fixtures/order/        messages on mesh.orders   -> schemas/order.schema.json
+#                                                           (oneOf order-buy / order-cancel)
+#                                                           and `meshbuy --validate`
+# tests/fixtures/mesh-status/  events on mesh.status     -> schemas/mesh-status.schema.json
+#                                                           and `meshbuy --validate-status`
+# Also: every schema is itself a valid 2020-12 schema, and schemas/istio-catalog.json is valid.
+. "$MB_ROOT/tests/lib.sh"
+
+MESHBUY="$MB_BIN/meshbuy"
+[ -x "$MESHBUY" ] || fail "no $MESHBUY (build first)"
+PY=/usr/bin/python3
+$PY -c 'import jsonschema' 2>/dev/null || skip "python3-jsonschema missing (apt-get install python3-jsonschema)"
+
+# One line per fixture: "<file> valid|invalid <first error>", judged by the schemas.
+cat >"$TEST_TMP/judge.py" <<'PYEOF'
+import glob, json, os, sys
+import jsonschema
+root = sys.argv[1]
+V = jsonschema.Draft202012Validator
+store = {}
+for p in sorted(glob.glob(os.path.join(root, "schemas", "*.schema.json"))):
+    s = json.load(open(p))
+    V.check_schema(s)
+    store[s["$id"]] = s
+def validator(name):
+    s = store["https://meshbuy.example/schemas/%s.schema.json" % name]
+    return V(s, resolver=jsonschema.RefResolver.from_schema(s, store=store),
+             format_checker=V.FORMAT_CHECKER)
+cat = json.load(open(os.path.join(root, "schemas", "istio-catalog.json")))
+validator("istio-catalog").validate(cat)
+for f in sys.argv[2:]:
+    schema = os.path.basename(os.path.dirname(os.path.dirname(f)))
+    try:
+        doc = json.loads(open(f, "rb").read())
+    except ValueError:
+        print(f, "invalid", "not JSON"); continue
+    err = next(iter(validator(schema).iter_errors(doc)), None)
+    print(f, "valid" if err is None else "invalid", "" if err is None else err.message[:120])
+PYEOF
+
+cd "$MB_ROOT"
+files=(tests/fixtures/order/*/*.json tests/fixtures/mesh-status/*/*.json)
+[ "${#files[@]}" -ge 60 ] || fail "only ${#files[@]} fixtures found"
+$PY "$TEST_TMP/judge.py" "$MB_ROOT" "${files[@]}" >"$TEST_TMP/schema.txt" ||
+    fail "schema judge failed: $(tail -3 "$TEST_TMP/schema.txt")"
+
+mismatches=0
+checked=0
+while read -r f verdict why; do
+    expected=$(basename "$(dirname "$f")") # the directory says what it should be
+    case "$f" in
+    tests/fixtures/mesh-status/*) flag=--validate-status ;;
+    *) flag=--validate ;;
+    esac
+    if "$MESHBUY" "$flag" "$f" >/dev/null 2>"$TEST_TMP/c.err"; then c=valid; else
+        rc=$?
+        [ "$rc" -eq 2 ] || { note "$f: meshbuy exited $rc: $(cat "$TEST_TMP/c.err")"; mismatches=$((mismatches + 1)); }
+        c=invalid
+    fi
+    if [ "$verdict" != "$expected" ] || [ "$c" != "$expected" ]; then
+        note "$f: directory says $expected, schema says $verdict ($why), C says $c ($(cat "$TEST_TMP/c.err"))"
+        mismatches=$((mismatches + 1))
+    fi
+    if [ "$c" = invalid ]; then
+        grep -q '^invalid: .\+' "$TEST_TMP/c.err" || { note "$f: no reason given"; mismatches=$((mismatches + 1)); }
+    fi
+    checked=$((checked + 1))
+done <"$TEST_TMP/schema.txt"
+
+assert_eq "${#files[@]}" "$checked" "every fixture judged"
+assert_eq 0 "$mismatches" "fixtures judged differently"
+
+# stdin works the same as a file
+"$MESHBUY" --validate - <tests/fixtures/order/valid/buy-full.json >/dev/null || fail "--validate - refused a valid order"
+set +e
+"$MESHBUY" --validate - <tests/fixtures/order/invalid/buy-name-ends-dash.json 2>"$TEST_TMP/e"
+rc=$?
+set -e
+assert_eq 2 "$rc" "invalid order on stdin"
+assert_contains "$(cat "$TEST_TMP/e")" "data.mesh.name: must end with a letter or digit"
+note "$checked fixtures, schema and C agree"
