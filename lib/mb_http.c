@@ -788,6 +788,11 @@ void mb_http_cancel(mb_http_xfer *x)
     xfer_free(x);
 }
 
+struct event_base *mb_http_base(const mb_http *h)
+{
+    return h ? h->base : NULL;
+}
+
 size_t mb_http_inflight(const mb_http *h)
 {
     return h ? h->inflight : 0;

@@ -91,6 +91,9 @@ void mb_http_cancel(mb_http_xfer *x);
 /* Requests started and not yet completed or cancelled. */
 size_t mb_http_inflight(const mb_http *h);
 
+/* The loop the client runs on.  Borrowed. */
+struct event_base *mb_http_base(const mb_http *h);
+
 /* Counters since mb_http_new, for metrics. */
 void mb_http_stats(const mb_http *h, mb_http_counters *out);
 

@@ -1,0 +1,1595 @@
+/* mb_cloud.c: typed async clients (CCE, VPC, Kubernetes) over mb_http.
+ *
+ * Every call is one mb_cloud_op: a small record that owns copies of its
+ * inputs, sends one request at a time (paging and restarts included), parses
+ * the answer into the caller's out struct and reports through done exactly
+ * once.  Failures found before any request is sent are reported from a
+ * zero-delay timer, so done never runs inside the call that started it. */
+#include "mb_cloud.h"
+
+#include <ctype.h>
+#include <event2/event.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_PAGES 1000   /* a listing longer than this is refused, not followed forever */
+#define MAX_RESTARTS 3   /* 410 Gone restarts of one listing */
+#define PAGE_LIMIT "500"
+
+enum api { API_CCE, API_VPC, API_K8S };
+
+struct mb_cloud {
+    mb_http *http;
+    struct event_base *base;
+    char *tmpl[3]; /* URL templates, no trailing '/' */
+    mb_cloud_op *ops;
+    size_t inflight;
+};
+
+typedef void resp_fn(mb_cloud_op *op, const mb_http_resp *r, const mb_error *e);
+
+struct mb_cloud_op {
+    mb_cloud *c;
+    mb_cloud_done *done;
+    void *arg;
+    mb_http_xfer *x;
+    struct event *later; /* deferred failure */
+    resp_fn *on_resp;
+    mb_error err;
+    char *project_id, *region, *cluster_id, *traceparent;
+    int finishing;
+    /* per-call state */
+    void *out;
+    int kind;    /* k8s kind, workload kind being listed */
+    int pages;
+    int restarts;
+    long count;
+    char *name;  /* namespace or object name kept for follow-up requests */
+    void *aux;   /* call-specific state, freed with aux_free */
+    void (*aux_free)(void *);
+    mb_cloud_op *prev, *next;
+};
+
+/* ------------------------------------------------------------------ */
+/* Small helpers                                                      */
+/* ------------------------------------------------------------------ */
+
+static char *xstrdup(const char *s)
+{
+    return s ? strdup(s) : NULL;
+}
+
+/* A growable string; an allocation failure sticks and is reported once. */
+typedef struct sbuf {
+    char *p;
+    size_t len, cap;
+    int oom;
+} sbuf;
+
+static void sb_add(sbuf *b, const char *s, size_t n)
+{
+    if (b->oom)
+        return;
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : 128;
+        char *np;
+        while (cap < b->len + n + 1)
+            cap *= 2;
+        np = realloc(b->p, cap);
+        if (np == NULL) {
+            b->oom = 1;
+            return;
+        }
+        b->p = np;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+/* RFC 3986: unreserved characters kept, everything else %XX. */
+static void sb_enc(sbuf *b, const char *s)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (isalnum(ch) || ch == '-' || ch == '_' || ch == '.' || ch == '~') {
+            sb_add(b, (const char *)&ch, 1);
+        } else {
+            char e[3] = {'%', hex[ch >> 4], hex[ch & 15]};
+            sb_add(b, e, 3);
+        }
+    }
+}
+
+static const char *jstr(json_t *o, const char *key)
+{
+    json_t *v = json_object_get(o, key);
+    return json_is_string(v) ? json_string_value(v) : NULL;
+}
+
+/* Follows a dotted path of object keys ("spec.hostNetwork.SecurityGroup"). */
+static json_t *jpath(json_t *o, const char *path)
+{
+    char key[64];
+    while (o != NULL && *path) {
+        size_t n = strcspn(path, ".");
+        if (n >= sizeof(key))
+            return NULL;
+        memcpy(key, path, n);
+        key[n] = '\0';
+        o = json_object_get(o, key);
+        path += n;
+        if (*path == '.')
+            path++;
+    }
+    return o;
+}
+
+static const char *jpath_str(json_t *o, const char *path)
+{
+    json_t *v = jpath(o, path);
+    return json_is_string(v) ? json_string_value(v) : NULL;
+}
+
+static long jpath_int(json_t *o, const char *path, long def)
+{
+    json_t *v = jpath(o, path);
+    return json_is_integer(v) ? (long)json_integer_value(v) : def;
+}
+
+/* Duplicates a string field; sets *oom on allocation failure. */
+static char *jdup(json_t *o, const char *path, int *oom)
+{
+    const char *s = jpath_str(o, path);
+    char *d;
+    if (s == NULL)
+        return NULL;
+    d = strdup(s);
+    if (d == NULL)
+        *oom = 1;
+    return d;
+}
+
+/* ------------------------------------------------------------------ */
+/* URL templates                                                      */
+/* ------------------------------------------------------------------ */
+
+/* Checks a template: only {region}, {project_id}, {cluster_id}. */
+static int tmpl_check(const char *t, char *err, size_t errlen, const char *what)
+{
+    const char *p = t;
+    if (strncmp(t, "http://", 7) != 0 && strncmp(t, "https://", 8) != 0) {
+        snprintf(err, errlen, "%s: not an http(s) URL: %s", what, t);
+        return -1;
+    }
+    while ((p = strchr(p, '{')) != NULL) {
+        if (strncmp(p, "{region}", 8) != 0 && strncmp(p, "{project_id}", 12) != 0 &&
+            strncmp(p, "{cluster_id}", 12) != 0) {
+            snprintf(err, errlen, "%s: unknown placeholder at \"%.20s\"", what, p);
+            return -1;
+        }
+        p++;
+    }
+    return 0;
+}
+
+/* Expands c's template for api with op's target, then appends fmt, in which
+ * every %s is replaced by the percent-encoded argument (path segments and
+ * query values alike) and %% by '%'.  Returns a new string (free()), or
+ * NULL with op->err set. */
+static char *op_url(mb_cloud_op *op, enum api api, const char *fmt, ...)
+{
+    sbuf b = {0};
+    const char *p = op->c->tmpl[api];
+    va_list ap;
+
+    while (*p) {
+        const char *val = NULL, *name = NULL;
+        size_t skip = 0;
+        if (strncmp(p, "{region}", 8) == 0)
+            val = op->region, name = "region", skip = 8;
+        else if (strncmp(p, "{project_id}", 12) == 0)
+            val = op->project_id, name = "project_id", skip = 12;
+        else if (strncmp(p, "{cluster_id}", 12) == 0)
+            val = op->cluster_id, name = "cluster_id", skip = 12;
+        if (skip == 0) {
+            sb_add(&b, p, 1);
+            p++;
+            continue;
+        }
+        if (val == NULL || val[0] == '\0') {
+            mb_error_set(&op->err, MB_PERM, "BadTarget", "URL template needs %s: none given",
+                         name);
+            free(b.p);
+            return NULL;
+        }
+        sb_enc(&b, val);
+        p += skip;
+    }
+    va_start(ap, fmt);
+    for (p = fmt; *p; p++) {
+        if (p[0] == '%' && p[1] == 's') {
+            const char *v = va_arg(ap, const char *);
+            if (v == NULL || v[0] == '\0') {
+                mb_error_set(&op->err, MB_PERM, "BadRequest", "empty value in %s", fmt);
+                va_end(ap);
+                free(b.p);
+                return NULL;
+            }
+            sb_enc(&b, v);
+            p++;
+        } else if (p[0] == '%' && p[1] == '%') {
+            sb_add(&b, "%", 1);
+            p++;
+        } else {
+            sb_add(&b, p, 1);
+        }
+    }
+    va_end(ap);
+    if (b.oom) {
+        mb_error_set(&op->err, MB_FATAL, "OutOfMemory", "building a URL: out of memory");
+        free(b.p);
+        return NULL;
+    }
+    return b.p;
+}
+
+/* ------------------------------------------------------------------ */
+/* Ops                                                                */
+/* ------------------------------------------------------------------ */
+
+static void op_free(mb_cloud_op *op)
+{
+    mb_cloud *c = op->c;
+    if (op->prev)
+        op->prev->next = op->next;
+    else
+        c->ops = op->next;
+    if (op->next)
+        op->next->prev = op->prev;
+    c->inflight--;
+    if (op->later)
+        event_free(op->later);
+    free(op->project_id);
+    free(op->region);
+    free(op->cluster_id);
+    free(op->traceparent);
+    free(op->name);
+    if (op->aux_free)
+        op->aux_free(op->aux);
+    free(op);
+}
+
+/* Reports the outcome and frees op. */
+static void op_finish(mb_cloud_op *op, const mb_error *e)
+{
+    op->finishing = 1;
+    op->done(op->arg, e);
+    op_free(op);
+}
+
+static void op_finish_own(mb_cloud_op *op)
+{
+    mb_error e = op->err;
+    op_finish(op, &e);
+}
+
+static void on_later(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    op_finish_own(arg);
+}
+
+static mb_cloud_op *op_new(mb_cloud *c, const mb_cloud_target *t, mb_cloud_done *done,
+                           void *arg, void *out)
+{
+    mb_cloud_op *op;
+    if (c == NULL || done == NULL)
+        return NULL;
+    op = calloc(1, sizeof(*op));
+    if (op == NULL)
+        return NULL;
+    op->c = c;
+    op->done = done;
+    op->arg = arg;
+    op->out = out;
+    mb_error_clear(&op->err);
+    op->later = evtimer_new(c->base, on_later, op);
+    if (t != NULL) {
+        op->project_id = xstrdup(t->project_id);
+        op->region = xstrdup(t->region);
+        op->cluster_id = xstrdup(t->cluster_id);
+        op->traceparent = xstrdup(t->traceparent);
+    }
+    op->next = c->ops;
+    if (c->ops)
+        c->ops->prev = op;
+    c->ops = op;
+    c->inflight++;
+    if (op->later == NULL || (t && ((t->project_id && !op->project_id) ||
+                                    (t->region && !op->region) ||
+                                    (t->cluster_id && !op->cluster_id) ||
+                                    (t->traceparent && !op->traceparent)))) {
+        op_free(op);
+        return NULL;
+    }
+    if (t == NULL)
+        mb_error_set(&op->err, MB_PERM, "BadRequest", "no target given");
+    return op;
+}
+
+/* Schedules the op's recorded failure on the loop.  Returns op. */
+static mb_cloud_op *op_defer(mb_cloud_op *op)
+{
+    struct timeval tv = {0, 0};
+    if (op->err.status == MB_OK)
+        mb_error_set(&op->err, MB_FATAL, "Internal", "deferred without an error");
+    evtimer_add(op->later, &tv);
+    return op;
+}
+
+static void on_http(void *arg, const mb_http_resp *r, const mb_error *e)
+{
+    mb_cloud_op *op = arg;
+    op->x = NULL;
+    op->on_resp(op, r, e);
+}
+
+/* Sends one request of op; url is taken over.  Returns 0, or -1 with
+ * op->err set (url NULL: op_url already set it). */
+static int op_send(mb_cloud_op *op, const char *method, char *url, const char *ctype,
+                   const char *body, resp_fn *fn)
+{
+    mb_http_req rq = {.method = method,
+                      .url = url,
+                      .content_type = ctype,
+                      .body = body,
+                      .body_len = body ? strlen(body) : 0,
+                      .traceparent = op->traceparent};
+    if (url == NULL || op->err.status != MB_OK) {
+        free(url);
+        if (op->err.status == MB_OK)
+            mb_error_set(&op->err, MB_FATAL, "OutOfMemory", "out of memory");
+        return -1;
+    }
+    op->on_resp = fn;
+    op->x = mb_http_request(op->c->http, &rq, on_http, op);
+    free(url);
+    if (op->x == NULL) {
+        mb_error_set(&op->err, MB_FATAL, "OutOfMemory", "%s: request not started", method);
+        return -1;
+    }
+    return 0;
+}
+
+/* First request of a call: failures are deferred to the loop. */
+static mb_cloud_op *op_start(mb_cloud_op *op, const char *method, char *url, const char *ctype,
+                             const char *body, resp_fn *fn)
+{
+    if (op->err.status != MB_OK) {
+        free(url);
+        return op_defer(op);
+    }
+    if (op_send(op, method, url, ctype, body, fn) != 0)
+        return op_defer(op);
+    return op;
+}
+
+/* A follow-up request from a response handler: failures finish at once
+ * (we are on the loop already). */
+static void op_next(mb_cloud_op *op, const char *method, char *url, resp_fn *fn)
+{
+    if (op_send(op, method, url, NULL, NULL, fn) != 0)
+        op_finish_own(op);
+}
+
+/* Parses a 2xx body.  Returns a new reference, or NULL with e filled. */
+static json_t *parse_body(const mb_http_resp *r, mb_error *e, const char *what)
+{
+    json_error_t je;
+    json_t *j = json_loadb(r->body, r->body_len, 0, &je);
+    if (!json_is_object(j)) {
+        /* a cut or garbled body is more likely a proxy hiccup than a lasting state */
+        mb_error_set(e, MB_AGAIN, "BadResponse", "%s: HTTP %ld: response is not a JSON object%s%s",
+                     what, r->status, j ? "" : ": ", j ? "" : je.text);
+        json_decref(j);
+        return NULL;
+    }
+    return j;
+}
+
+static void finish_oom(mb_cloud_op *op, const char *what)
+{
+    mb_error e;
+    mb_error_clear(&e);
+    mb_error_set(&e, MB_FATAL, "OutOfMemory", "%s: out of memory", what);
+    op_finish(op, &e);
+}
+
+/* Finishes op with the outcome of a request whose body needs no parsing;
+ * a 404 counts as success when gone_ok. */
+static void finish_plain(mb_cloud_op *op, const mb_http_resp *r, const mb_error *e, int gone_ok)
+{
+    mb_error ok;
+    if (gone_ok && r != NULL && r->status == 404) {
+        mb_error_clear(&ok);
+        op_finish(op, &ok);
+        return;
+    }
+    op_finish(op, e);
+}
+
+/* ------------------------------------------------------------------ */
+/* Client                                                             */
+/* ------------------------------------------------------------------ */
+
+static char *tmpl_dup(const char *s)
+{
+    char *d = strdup(s);
+    size_t n;
+    if (d == NULL)
+        return NULL;
+    n = strlen(d);
+    while (n > 0 && d[n - 1] == '/')
+        d[--n] = '\0';
+    return d;
+}
+
+mb_cloud *mb_cloud_new(mb_http *http, const mb_cloud_opts *o, char *err, size_t errlen)
+{
+    mb_cloud *c = NULL;
+    const char *names[3] = {"MESHBUY_CCE_URL", "MESHBUY_VPC_URL", "MESHBUY_K8S_URL"};
+    const char *urls[3];
+
+    if (http == NULL || o == NULL) {
+        snprintf(err, errlen, "mb_cloud_new: no http client or options");
+        return NULL;
+    }
+    urls[0] = o->cce_url;
+    urls[1] = o->vpc_url;
+    urls[2] = o->k8s_url;
+    for (int i = 0; i < 3; i++) {
+        if (urls[i] == NULL || urls[i][0] == '\0') {
+            snprintf(err, errlen, "%s: not set", names[i]);
+            return NULL;
+        }
+        if (tmpl_check(urls[i], err, errlen, names[i]) != 0)
+            return NULL;
+    }
+    if (strstr(o->k8s_url, "{cluster_id}") == NULL) {
+        snprintf(err, errlen, "MESHBUY_K8S_URL: must contain {cluster_id}: %s", o->k8s_url);
+        return NULL;
+    }
+    c = calloc(1, sizeof(*c));
+    if (c == NULL)
+        goto oom;
+    c->http = http;
+    c->base = mb_http_base(http);
+    for (int i = 0; i < 3; i++) {
+        c->tmpl[i] = tmpl_dup(urls[i]);
+        if (c->tmpl[i] == NULL)
+            goto oom;
+    }
+    return c;
+oom:
+    snprintf(err, errlen, "mb_cloud_new: out of memory");
+    mb_cloud_free(c);
+    return NULL;
+}
+
+void mb_cloud_cancel(mb_cloud_op *op)
+{
+    if (op == NULL || op->finishing)
+        return;
+    mb_http_cancel(op->x);
+    op->x = NULL;
+    op_free(op);
+}
+
+void mb_cloud_free(mb_cloud *c)
+{
+    if (c == NULL)
+        return;
+    while (c->ops != NULL)
+        mb_cloud_cancel(c->ops);
+    for (int i = 0; i < 3; i++)
+        free(c->tmpl[i]);
+    free(c);
+}
+
+size_t mb_cloud_inflight(const mb_cloud *c)
+{
+    return c ? c->inflight : 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* CCE: cluster, nodes                                                */
+/* ------------------------------------------------------------------ */
+
+void mb_cluster_clear(mb_cluster *c)
+{
+    if (c == NULL)
+        return;
+    free(c->id);
+    free(c->name);
+    free(c->version);
+    free(c->phase);
+    free(c->security_group_id);
+    memset(c, 0, sizeof(*c));
+}
+
+static void cluster_resp(mb_cloud_op *op, const mb_http_resp *r, const mb_error *e)
+{
+    mb_cluster *out = op->out;
+    mb_error pe;
+    int oom = 0;
+    json_t *j;
+
+    if (e->status != MB_OK) {
+        op_finish(op, e);
+        return;
+    }
+    mb_error_clear(&pe);
+    j = parse_body(r, &pe, "GET cluster");
+    if (j == NULL) {
+        op_finish(op, &pe);
+        return;
+    }
+    out->id = jdup(j, "metadata.uid", &oom);
+    if (out->id == NULL && !oom)
+        out->id = xstrdup(op->cluster_id);
+    out->name = jdup(j, "metadata.name", &oom);
+    out->version = jdup(j, "spec.version", &oom);
+    out->phase = jdup(j, "status.phase", &oom);
+    out->security_group_id = jdup(j, "spec.hostNetwork.SecurityGroup", &oom);
+    json_decref(j);
+    if (oom) {
+        finish_oom(op, "GET cluster");
+        return;
+    }
+    op_finish(op, &pe);
+}
+
+mb_cloud_op *mb_cloud_cluster_get(mb_cloud *c, const mb_cloud_target *t, mb_cluster *out,
+                                  mb_cloud_done *done, void *arg)
+{
+    mb_cloud_op *op = op_new(c, t, done, arg, out);
+    char *url;
+    if (op == NULL)
+        return NULL;
+    mb_cluster_clear(out);
+    url = op_url(op, API_CCE, "/api/v3/projects/%s/clusters/%s", op->project_id,
+                 op->cluster_id);
+    return op_start(op, "GET", url, NULL, NULL, cluster_resp);
+}
+
+void mb_node_list_clear(mb_node_list *l)
+{
+    if (l == NULL)
+        return;
+    for (size_t i = 0; i < l->n; i++) {
+        free(l->items[i].uid);
+        free(l->items[i].name);
+        free(l->items[i].az);
+        free(l->items[i].phase);
+    }
+    free(l->items);
+    memset(l, 0, sizeof(*l));
+}
+
+static void nodes_resp(mb_cloud_op *op, const mb_http_resp *r, const mb_error *e)
+{
+    mb_node_list *out = op->out;
+    mb_error pe;
+    json_t *j, *items, *it;
+    size_t i;
+    int oom = 0;
+
+    if (e->status != MB_OK) {
+        op_finish(op, e);
+        return;
+    }
+    mb_error_clear(&pe);
+    j = parse_body(r, &pe, "GET nodes");
+    if (j == NULL) {
+        op_finish(op, &pe);
+        return;
+    }
+    items = json_object_get(j, "items");
+    if (json_array_size(items) > 0) {
+        out->items = calloc(json_array_size(items), sizeof(*out->items));
+        oom = out->items == NULL;
+    }
+    json_array_foreach(items, i, it) {
+        mb_node *n;
+        if (oom)
+            break;
+        n = &out->items[out->n++];
+        n->uid = jdup(it, "metadata.uid", &oom);
+        n->name = jdup(it, "metadata.name", &oom);
+        n->az = jdup(it, "spec.az", &oom);
+        n->phase = jdup(it, "status.phase", &oom);
+    }
+    json_decref(j);
+    if (oom) {
+        finish_oom(op, "GET nodes");
+        return;
+    }
+    op_finish(op, &pe);
+}
+
+mb_cloud_op *mb_cloud_nodes_list(mb_cloud *c, const mb_cloud_target *t, mb_node_list *out,
+                                 mb_cloud_done *done, void *arg)
+{
+    mb_cloud_op *op = op_new(c, t, done, arg, out);
+    char *url;
+    if (op == NULL)
+        return NULL;
+    mb_node_list_clear(out);
+    url = op_url(op, API_CCE, "/api/v3/projects/%s/clusters/%s/nodes", op->project_id,
+                 op->cluster_id);
+    return op_start(op, "GET", url, NULL, NULL, nodes_resp);
+}
+
+/* ------------------------------------------------------------------ */
+/* CCE: releases                                                      */
+/* ------------------------------------------------------------------ */
+
+static void plain_resp(mb_cloud_op *op, const mb_http_resp *r, const mb_error *e)
+{
+    finish_plain(op, r, e, 0);
+}
+
+static void gone_ok_resp(mb_cloud_op *op, const mb_http_resp *r, const mb_error *e)
+{
+    finish_plain(op, r, e, 1);
+}
+
+mb_cloud_op *mb_cloud_release_create(mb_cloud *c, const mb_cloud_target *t,
+                                     const mb_release_spec *spec, mb_cloud_done *done, void *arg)
+{
+    mb_cloud_op *op = op_new(c, t, done, arg, NULL);
+    json_t *body = NULL;
+    char *url = NULL, *text = NULL;
+    int bad = 0;
+
+    if (op == NULL)
+        return NULL;
+    if (spec == NULL || !spec->chart_id || !spec->name || !spec->namespace || !spec->version) {
+        mb_error_set(&op->err, MB_PERM, "BadRequest",
+                     "create release: chart_id, name, namespace and version are required");
+        return op_defer(op);
+    }
+    body = json_object();
+    bad |= json_object_set_new(body, "chart_id", json_string(spec->chart_id));
+    bad |= json_object_set_new(body, "name", json_string(spec->name));
+    bad |= json_object_set_new(body, "namespace", json_string(spec->namespace));
+    bad |= json_object_set_new(body, "version", json_string(spec->version));
+    bad |= json_object_set_new(body, "values", spec->values ? json_incref(spec->values)
+                                                            : json_object());
+    if (spec->description)
+        bad |= json_object_set_new(body, "description", json_string(spec->description));
+    text = bad ? NULL : json_dumps(body, JSON_COMPACT);
+    json_decref(body);
+    if (text == NULL) {
+        mb_error_set(&op->err, MB_PERM, "BadRequest",
+                     "create release %s: body not encodable (strings must be UTF-8)", spec->name);
+        return op_defer(op);
+    }
+    url = op_url(op, API_CCE, "/cce/cam/v3/clusters/%s/releases", op->cluster_id);
+    op = op_start(op, "POST", url, "application/json", text, plain_resp);
+    free(text);
+    return op;
+}
+
+void mb_release_clear(mb_release *r)
+{
+    if (r == NULL)
+        return;
+    free(r->status);
+    free(r->status_description);
+    free(r->description);
+    free(r->chart_version);
+    memset(r, 0, sizeof(*r));
+}
+
+static void release_get_resp(mb_cloud_op *op, const mb_http_resp *r, const mb_error *e)
+{
+    mb_release *out = op->out;
+    mb_error pe;
+    json_t *j;
+    int oom = 0;
+
+    mb_error_clear(&pe);
+    if (r != NULL && r->status == 404) {
+        out->exists = 0;
+        op_finish(op, &pe);
+        return;
+    }
+    if (e->status != MB_OK) {
+        op_finish(op, e);
+        return;
+    }
+    j = parse_body(r, &pe, "GET release");
+    if (j == NULL) {
+        op_finish(op, &pe);
+        return;
+    }
+    out->exists = 1;
+    out->status = jdup(j, "status", &oom);
+    out->status_description = jdup(j, "status_description", &oom);
+    out->description = jdup(j, "description", &oom);
+    out->chart_version = jdup(j, "chart_version", &oom);
+    json_decref(j);
+    if (oom) {
+        finish_oom(op, "GET release");
+        return;
+    }
+    op_finish(op, &pe);
+}
+
+mb_cloud_op *mb_cloud_release_get(mb_cloud *c, const mb_cloud_target *t, const char *ns,
+                                  const char *name, mb_release *out, mb_cloud_done *done,
+                                  void *arg)
+{
+    mb_cloud_op *op = op_new(c, t, done, arg, out);
+    char *url;
+    if (op == NULL)
+        return NULL;
+    mb_release_clear(out);
+    url = op_url(op, API_CCE, "/cce/cam/v3/clusters/%s/namespace/%s/releases/%s",
+                 op->cluster_id, ns, name);
+    return op_start(op, "GET", url, NULL, NULL, release_get_resp);
+}
+
+mb_cloud_op *mb_cloud_release_delete(mb_cloud *c, const mb_cloud_target *t, const char *ns,
+                                     const char *name, mb_cloud_done *done, void *arg)
+{
+    mb_cloud_op *op = op_new(c, t, done, arg, NULL);
+    char *url;
+    if (op == NULL)
+        return NULL;
+    url = op_url(op, API_CCE, "/cce/cam/v3/clusters/%s/namespace/%s/releases/%s",
+                 op->cluster_id, ns, name);
+    return op_start(op, "DELETE", url, NULL, NULL, gone_ok_resp);
+}
+
+/* ------------------------------------------------------------------ */
+/* VPC: security-group rules                                          */
+/* ------------------------------------------------------------------ */
+
+static void sg_rule_free(mb_sg_rule *r)
+{
+    free(r->id);
+    free(r->security_group_id);
+    free(r->direction);
+    free(r->ethertype);
+    free(r->protocol);
+    free(r->multiport);
+    free(r->remote_ip_prefix);
+    free(r->remote_group_id);
+    free(r->action);
+}
+
+void mb_sg_rule_list_clear(mb_sg_rule_list *l)
+{
+    if (l == NULL)
+        return;
+    for (size_t i = 0; i < l->n; i++)
+        sg_rule_free(&l->items[i]);
+    free(l->items);
+    memset(l, 0, sizeof(*l));
+}
+
+/* The filters of a listing, kept for its follow-up pages. */
+typedef struct sg_list_q {
+    char *sg_id, *direction, *protocol;
+} sg_list_q;
+
+static char *sg_list_url(mb_cloud_op *op, const sg_list_q *q, const char *marker)
+{
+    sbuf b = {0};
+    char *base = op_url(op, API_VPC, "/v3/%s/vpc/security-group-rules?security_group_id=%s",
+                        op->project_id, q->sg_id);
+    if (base == NULL)
+        return NULL;
+    sb_add(&b, base, strlen(base));
+    free(base);
+    if (q->direction) {
+        sb_add(&b, "&direction=", 11);
+        sb_enc(&b, q->direction);
+    }
+    if (q->protocol) {
+        sb_add(&b, "&protocol=", 10);
+        sb_enc(&b, q->protocol);
+    }
+    sb_add(&b, "&limit=" PAGE_LIMIT, strlen("&limit=" PAGE_LIMIT));
+    if (marker) {
+        sb_add(&b, "&marker=", 8);
+        sb_enc(&b, marker);
+    }
+    if (b.oom) {
+        free(b.p);
+        mb_error_set(&op->err, MB_FATAL, "OutOfMemory", "list SG rules: out of memory");
+        return NULL;
+    }
+    return b.p;
+}
+
+static void sg_list_q_free(void *arg)
+{
+    sg_list_q *q = arg;
+    if (q == NULL)
+        return;
+    free(q->sg_id);
+    free(q->direction);
+    free(q->protocol);
+    free(q);
+}
+
+static void sg_list_resp(mb_cloud_op *op, const mb_http_resp *r, const mb_error *e)
+{
+    mb_sg_rule_list *out = op->out;
+    sg_list_q *q = op->aux;
+    mb_error pe;
+    json_t *j, *rules, *it;
+    const char *next;
+    size_t i, add;
+    int oom = 0;
+
+    mb_error_clear(&pe);
+    if (e->status != MB_OK) {
+        pe = *e;
+        goto finish;
+    }
+    j = parse_body(r, &pe, "GET security-group-rules");
+    if (j == NULL)
+        goto finish;
+    rules = json_object_get(j, "security_group_rules");
+    add = json_array_size(rules);
+    if (add > 0) {
+        mb_sg_rule *ni = realloc(out->items, (out->n + add) * sizeof(*ni));
+        oom = ni == NULL;
+        if (ni)
+            out->items = ni;
+    }
+    json_array_foreach(rules, i, it) {
+        mb_sg_rule *s;
+        json_t *prio;
+        if (oom)
+            break;
+        s = &out->items[out->n++];
+        memset(s, 0, sizeof(*s));
+        s->id = jdup(it, "id", &oom);
+        s->security_group_id = jdup(it, "security_group_id", &oom);
+        s->direction = jdup(it, "direction", &oom);
+        s->ethertype = jdup(it, "ethertype", &oom);
+        s->protocol = jdup(it, "protocol", &oom);
+        s->multiport = jdup(it, "multiport", &oom);
+        s->remote_ip_prefix = jdup(it, "remote_ip_prefix", &oom);
+        s->remote_group_id = jdup(it, "remote_group_id", &oom);
+        s->action = jdup(it, "action", &oom);
+        prio = json_object_get(it, "priority");
+        s->priority = json_is_integer(prio) ? (int)json_integer_value(prio) : 1;
+    }
+    next = jpath_str(j, "page_info.next_marker");
+    if (!oom && add > 0 && next != NULL && next[0] != '\0') {
+        if (++op->pages >= MAX_PAGES) {
+            mb_error_set(&pe, MB_PERM, "TooManyPages", "list SG rules of %s: over %d pages",
+                         q->sg_id, MAX_PAGES);
+            json_decref(j);
+            goto finish;
+        }
+        char *url = sg_list_url(op, q, next);
+        json_decref(j);
+        op_next(op, "GET", url, sg_list_resp);
+        return;
+    }
+    json_decref(j);
+    if (oom)
+        mb_error_set(&pe, MB_FATAL, "OutOfMemory", "list SG rules: out of memory");
+finish:
+    op_finish(op, &pe);
+}
+
+mb_cloud_op *mb_cloud_sg_rules_list(mb_cloud *c, const mb_cloud_target *t, const char *sg_id,
+                                    const char *direction, const char *protocol,
+                                    mb_sg_rule_list *out, mb_cloud_done *done, void *arg)
+{
+    mb_cloud_op *op = op_new(c, t, done, arg, out);
+    sg_list_q *q;
+    if (op == NULL)
+        return NULL;
+    mb_sg_rule_list_clear(out);
+    if (sg_id == NULL || sg_id[0] == '\0') {
+        mb_error_set(&op->err, MB_PERM, "BadRequest", "list SG rules: no security group id");
+        return op_defer(op);
+    }
+    q = calloc(1, sizeof(*q));
+    if (q == NULL || !(q->sg_id = strdup(sg_id)) ||
+        (direction && !(q->direction = strdup(direction))) ||
+        (protocol && !(q->protocol = strdup(protocol)))) {
+        sg_list_q_free(q);
+        mb_cloud_cancel(op);
+        return NULL;
+    }
+    op->aux = q;
+    op->aux_free = sg_list_q_free;
+    return op_start(op, "GET", sg_list_url(op, q, NULL), NULL, NULL, sg_list_resp);
+}
+
+void mb_sg_rule_created_clear(mb_sg_rule_created *r)
+{
+    if (r == NULL)
+        return;
+    free(r->id);
+    memset(r, 0, sizeof(*r));
+}
+
+/* "Security group rule already exists. Rule id is <id>." -> <id>. */
+static char *rule_id_from_msg(const char *msg)
+{
+    const char *p, *end;
+    char *id;
+    if (msg == NULL)
+        return NULL;
+    p = strstr(msg, "Rule id is ");
+    if (p == NULL)
+        return NULL;
+    p += strlen("Rule id is ");
+    end = p;
+    while (isalnum((unsigned char)*end) || *end == '-' || *end == '_')
+        end++;
+    if (end == p)
+        return NULL;
+    id = strndup(p, (size_t)(end - p));
+    return id;
+}
+
+static void sg_create_resp(mb_cloud_op *op, const mb_http_resp *r, const mb_error *e)
+{
+    mb_sg_rule_created *out = op->out;
+    mb_error pe;
+    json_t *j;
+    int oom = 0;
+
+    mb_error_clear(&pe);
+    if (r != NULL && r->status == 409 && strcmp(e->code, "VPC.9902") == 0) {
+        j = json_loadb(r->body, r->body_len, 0, NULL);
+        out->existed = 1;
+        out->id = rule_id_from_msg(jstr(j, "error_msg"));
+        json_decref(j);
+        op_finish(op, &pe);
+        return;
+    }
+    if (r != NULL && r->status == 409 && strcmp(e->code, "VPC.9905") == 0) {
+        pe = *e;
+        pe.status = MB_PERM; /* quota: waiting will not free a slot */
+        op_finish(op, &pe);
+        return;
+    }
+    if (e->status != MB_OK) {
+        op_finish(op, e);
+        return;
+    }
+    j = parse_body(r, &pe, "POST security-group-rules");
+    if (j == NULL) {
+        op_finish(op, &pe);
+        return;
+    }
+    out->id = jdup(j, "security_group_rule.id", &oom);
+    json_decref(j);
+    if (oom) {
+        finish_oom(op, "POST security-group-rules");
+        return;
+    }
+    if (out->id == NULL)
+        mb_error_set(&pe, MB_AGAIN, "BadResponse",
+                     "POST security-group-rules: HTTP %ld: no security_group_rule.id", r->status);
+    op_finish(op, &pe);
+}
+
+mb_cloud_op *mb_cloud_sg_rule_create(mb_cloud *c, const mb_cloud_target *t,
+                                     const mb_sg_rule_spec *spec, mb_sg_rule_created *out,
+                                     mb_cloud_done *done, void *arg)
+{
+    mb_cloud_op *op = op_new(c, t, done, arg, out);
+    json_t *rule, *body;
+    char *text, *url;
+    int bad = 0;
+
+    if (op == NULL)
+        return NULL;
+    mb_sg_rule_created_clear(out);
+    if (spec == NULL || !spec->security_group_id || !spec->multiport) {
+        mb_error_set(&op->err, MB_PERM, "BadRequest",
+                     "create SG rule: security_group_id and multiport are required");
+        return op_defer(op);
+    }
+    rule = json_object();
+    bad |= json_object_set_new(rule, "security_group_id", json_string(spec->security_group_id));
+    bad |= json_object_set_new(rule, "direction",
+                               json_string(spec->direction ? spec->direction : "ingress"));
+    bad |= json_object_set_new(rule, "ethertype",
+                               json_string(spec->ethertype ? spec->ethertype : "IPv4"));
+    bad |= json_object_set_new(rule, "protocol",
+                               json_string(spec->protocol ? spec->protocol : "tcp"));
+    bad |= json_object_set_new(rule, "multiport", json_string(spec->multiport));
+    if (spec->remote_ip_prefix)
+        bad |= json_object_set_new(rule, "remote_ip_prefix", json_string(spec->remote_ip_prefix));
+    bad |= json_object_set_new(rule, "action", json_string(spec->action ? spec->action : "allow"));
+    bad |= json_object_set_new(rule, "priority", json_integer(spec->priority ? spec->priority : 1));
+    if (spec->description)
+        bad |= json_object_set_new(rule, "description", json_string(spec->description));
+    body = json_pack("{so}", "security_group_rule", rule);
+    text = (bad || body == NULL) ? NULL : json_dumps(body, JSON_COMPACT);
+    json_decref(body);
+    if (text == NULL) {
+        mb_error_set(&op->err, MB_PERM, "BadRequest", "create SG rule: body not encodable");
+        return op_defer(op);
+    }
+    url = op_url(op, API_VPC, "/v3/%s/vpc/security-group-rules", op->project_id);
+    op = op_start(op, "POST", url, "application/json", text, sg_create_resp);
+    free(text);
+    return op;
+}
+
+mb_cloud_op *mb_cloud_sg_rule_delete(mb_cloud *c, const mb_cloud_target *t, const char *rule_id,
+                                     mb_cloud_done *done, void *arg)
+{
+    mb_cloud_op *op = op_new(c, t, done, arg, NULL);
+    char *url;
+    if (op == NULL)
+        return NULL;
+    url = op_url(op, API_VPC, "/v3/%s/vpc/security-group-rules/%s", op->project_id, rule_id);
+    return op_start(op, "DELETE", url, NULL, NULL, gone_ok_resp);
+}
+
+/* One multiport element: "7443" or "7000-8000".  Returns 1 covers, 0 not,
+ * -1 malformed. */
+static int port_elem(const char *s, size_t n, int port)
+{
+    long lo = 0, hi;
+    size_t i = 0;
+    while (i < n && (s[i] == ' ' || s[i] == '\t'))
+        i++;
+    while (n > i && (s[n - 1] == ' ' || s[n - 1] == '\t'))
+        n--;
+    if (i == n)
+        return -1;
+    while (i < n && isdigit((unsigned char)s[i]) && lo <= 65535)
+        lo = lo * 10 + (s[i++] - '0');
+    if (i == 0 || !isdigit((unsigned char)s[i - 1]))
+        return -1;
+    hi = lo;
+    while (i < n && s[i] == ' ')
+        i++;
+    if (i < n && s[i] == '-') {
+        size_t start;
+        i++;
+        while (i < n && s[i] == ' ')
+            i++;
+        start = i;
+        hi = 0;
+        while (i < n && isdigit((unsigned char)s[i]) && hi <= 65535)
+            hi = hi * 10 + (s[i++] - '0');
+        if (i == start)
+            return -1;
+    }
+    if (i != n || lo < 1 || hi > 65535 || lo > hi)
+        return -1;
+    return port >= lo && port <= hi;
+}
+
+int mb_sg_multiport_covers(const char *multiport, int port)
+{
+    const char *p = multiport;
+    int hit = 0;
+    if (multiport == NULL)
+        return 0;
+    for (;;) {
+        size_t n = strcspn(p, ",");
+        int rc = port_elem(p, n, port);
+        if (rc < 0)
+            return 0; /* one bad element makes the whole text suspect */
+        hit |= rc;
+        if (p[n] == '\0')
+            break;
+        p += n + 1;
+    }
+    return hit;
+}
+
+static int empty(const char *s)
+{
+    return s == NULL || s[0] == '\0';
+}
+
+int mb_sg_rule_allows(const mb_sg_rule *r, int port)
+{
+    if (r == NULL)
+        return 0;
+    if (empty(r->direction) || strcmp(r->direction, "ingress") != 0)
+        return 0;
+    if (!empty(r->protocol) && strcmp(r->protocol, "tcp") != 0 && strcmp(r->protocol, "any") != 0)
+        return 0;
+    if (!empty(r->action) && strcmp(r->action, "allow") != 0)
+        return 0;
+    if (!empty(r->ethertype) && strcmp(r->ethertype, "IPv4") != 0)
+        return 0;
+    if (empty(r->multiport))
+        return 1;
+    return mb_sg_multiport_covers(r->multiport, port);
+}
+
+/* ------------------------------------------------------------------ */
+/* Kubernetes: version, objects, labels                               */
+/* ------------------------------------------------------------------ */
+
+static void version_resp(mb_cloud_op *op, const mb_http_resp *r, const mb_error *e)
+{
+    char **out = op->out;
+    mb_error pe;
+    json_t *j;
+    const char *v;
+
+    if (e->status != MB_OK) {
+        op_finish(op, e);
+        return;
+    }
+    mb_error_clear(&pe);
+    j = parse_body(r, &pe, "GET /version");
+    if (j == NULL) {
+        op_finish(op, &pe);
+        return;
+    }
+    v = jstr(j, "gitVersion");
+    if (v == NULL)
+        mb_error_set(&pe, MB_AGAIN, "BadResponse", "GET /version: no gitVersion");
+    else if ((*out = strdup(v)) == NULL)
+        mb_error_set(&pe, MB_FATAL, "OutOfMemory", "GET /version: out of memory");
+    json_decref(j);
+    op_finish(op, &pe);
+}
+
+mb_cloud_op *mb_cloud_k8s_version(mb_cloud *c, const mb_cloud_target *t, char **git_version,
+                                  mb_cloud_done *done, void *arg)
+{
+    mb_cloud_op *op = op_new(c, t, done, arg, git_version);
+    if (op == NULL)
+        return NULL;
+    *git_version = NULL;
+    return op_start(op, "GET", op_url(op, API_K8S, "/version"), NULL, NULL, version_resp);
+}
+
+void mb_k8s_meta_clear(mb_k8s_meta *m)
+{
+    if (m == NULL)
+        return;
+    free(m->name);
+    free(m->resource_version);
+    json_decref(m->labels);
+    json_decref(m->annotations);
+    memset(m, 0, sizeof(*m));
+}
+
+static const char *kind_path(mb_k8s_kind kind)
+{
+    return kind == MB_K8S_NODE ? "/api/v1/nodes/%s" : "/api/v1/namespaces/%s";
+}
+
+/* A map field of metadata as a new reference; {} when absent. */
+static json_t *meta_map(json_t *j, const char *path)
+{
+    json_t *v = jpath(j, path);
+    return json_is_object(v) ? json_incref(v) : json_object();
+}
+
+static void k8s_get_resp(mb_cloud_op *op, const mb_http_resp *r, const mb_error *e)
+{
+    mb_k8s_meta *out = op->out;
+    mb_error pe;
+    json_t *j;
+    int oom = 0;
+
+    mb_error_clear(&pe);
+    if (r != NULL && r->status == 404) {
+        out->exists = 0;
+        op_finish(op, &pe);
+        return;
+    }
+    if (e->status != MB_OK) {
+        op_finish(op, e);
+        return;
+    }
+    j = parse_body(r, &pe, op->kind == MB_K8S_NODE ? "GET node" : "GET namespace");
+    if (j == NULL) {
+        op_finish(op, &pe);
+        return;
+    }
+    out->exists = 1;
+    out->name = jdup(j, "metadata.name", &oom);
+    out->resource_version = jdup(j, "metadata.resourceVersion", &oom);
+    out->labels = meta_map(j, "metadata.labels");
+    out->annotations = meta_map(j, "metadata.annotations");
+    json_decref(j);
+    if (oom || out->labels == NULL || out->annotations == NULL) {
+        finish_oom(op, "GET object");
+        return;
+    }
+    op_finish(op, &pe);
+}
+
+mb_cloud_op *mb_cloud_k8s_get(mb_cloud *c, const mb_cloud_target *t, mb_k8s_kind kind,
+                              const char *name, mb_k8s_meta *out, mb_cloud_done *done, void *arg)
+{
+    mb_cloud_op *op = op_new(c, t, done, arg, out);
+    if (op == NULL)
+        return NULL;
+    mb_k8s_meta_clear(out);
+    op->kind = kind;
+    return op_start(op, "GET", op_url(op, API_K8S, kind_path(kind), name), NULL, NULL,
+                    k8s_get_resp);
+}
+
+mb_cloud_op *mb_cloud_k8s_label_patch(mb_cloud *c, const mb_cloud_target *t, mb_k8s_kind kind,
+                                      const char *name, const char *key, const char *value,
+                                      mb_cloud_done *done, void *arg)
+{
+    mb_cloud_op *op = op_new(c, t, done, arg, NULL);
+    json_t *body;
+    char *text;
+    if (op == NULL)
+        return NULL;
+    if (key == NULL || key[0] == '\0') {
+        mb_error_set(&op->err, MB_PERM, "BadRequest", "label patch: no key");
+        return op_defer(op);
+    }
+    body = json_pack("{s{s{so}}}", "metadata", "labels", key,
+                     value ? json_string(value) : json_null());
+    text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    json_decref(body);
+    if (text == NULL) {
+        mb_error_set(&op->err, MB_PERM, "BadRequest", "label patch %s: not encodable", key);
+        return op_defer(op);
+    }
+    op = op_start(op, "PATCH", op_url(op, API_K8S, kind_path(kind), name),
+                  "application/merge-patch+json", text, plain_resp);
+    free(text);
+    return op;
+}
+
+/* ------------------------------------------------------------------ */
+/* Kubernetes: paged listings (pods, workloads)                       */
+/* ------------------------------------------------------------------ */
+
+/* Handles the paging protocol shared by listings: returns 1 when the
+ * handler should go on with the items of j (a new reference in *jout), 0
+ * when the op was finished or a restart was issued. */
+static int list_page(mb_cloud_op *op, const mb_http_resp *r, const mb_error *e, const char *what,
+                     void (*restart)(mb_cloud_op *), json_t **jout)
+{
+    mb_error pe;
+    mb_error_clear(&pe);
+    *jout = NULL;
+    if (r != NULL && r->status == 410) {
+        /* the continue token expired: the list must be read again whole */
+        if (op->restarts++ < MAX_RESTARTS) {
+            restart(op);
+            return 0;
+        }
+        pe = *e;
+        pe.status = MB_AGAIN;
+        snprintf(pe.code, sizeof(pe.code), "Expired");
+        op_finish(op, &pe);
+        return 0;
+    }
+    if (e->status != MB_OK) {
+        op_finish(op, e);
+        return 0;
+    }
+    *jout = parse_body(r, &pe, what);
+    if (*jout == NULL) {
+        op_finish(op, &pe);
+        return 0;
+    }
+    if (++op->pages > MAX_PAGES) {
+        json_decref(*jout);
+        *jout = NULL;
+        mb_error_set(&pe, MB_PERM, "TooManyPages", "%s: over %d pages", what, MAX_PAGES);
+        op_finish(op, &pe);
+        return 0;
+    }
+    return 1;
+}
+
+static void pods_resp(mb_cloud_op *op, const mb_http_resp *r, const mb_error *e);
+
+static void pods_restart(mb_cloud_op *op)
+{
+    op->count = 0;
+    op->pages = 0;
+    op_next(op, "GET", op_url(op, API_K8S, "/api/v1/pods?limit=" PAGE_LIMIT), pods_resp);
+}
+
+static void pods_resp(mb_cloud_op *op, const mb_http_resp *r, const mb_error *e)
+{
+    json_t *j;
+    const char *cont;
+    mb_error ok;
+
+    if (!list_page(op, r, e, "GET /api/v1/pods", pods_restart, &j))
+        return;
+    op->count += (long)json_array_size(json_object_get(j, "items"));
+    cont = jpath_str(j, "metadata.continue");
+    if (cont != NULL && cont[0] != '\0') {
+        char *url = op_url(op, API_K8S, "/api/v1/pods?limit=" PAGE_LIMIT "&continue=%s", cont);
+        json_decref(j);
+        op_next(op, "GET", url, pods_resp);
+        return;
+    }
+    json_decref(j);
+    *(long *)op->out = op->count;
+    mb_error_clear(&ok);
+    op_finish(op, &ok);
+}
+
+mb_cloud_op *mb_cloud_k8s_pods_count(mb_cloud *c, const mb_cloud_target *t, long *out,
+                                     mb_cloud_done *done, void *arg)
+{
+    mb_cloud_op *op = op_new(c, t, done, arg, out);
+    if (op == NULL)
+        return NULL;
+    *out = 0;
+    return op_start(op, "GET", op_url(op, API_K8S, "/api/v1/pods?limit=" PAGE_LIMIT), NULL,
+                    NULL, pods_resp);
+}
+
+static const char *const wl_plural[] = {"deployments", "statefulsets", "daemonsets"};
+static const char *const wl_name[] = {"Deployment", "StatefulSet", "DaemonSet"};
+
+const char *mb_workload_kind_name(mb_workload_kind k)
+{
+    return (unsigned)k < 3 ? wl_name[k] : "unknown";
+}
+
+void mb_workload_list_clear(mb_workload_list *l)
+{
+    if (l == NULL)
+        return;
+    for (size_t i = 0; i < l->n; i++) {
+        free(l->items[i].name);
+        free(l->items[i].restarted_at);
+    }
+    free(l->items);
+    memset(l, 0, sizeof(*l));
+}
+
+static void wl_resp(mb_cloud_op *op, const mb_http_resp *r, const mb_error *e);
+
+static char *wl_url(mb_cloud_op *op, const char *cont)
+{
+    if (cont != NULL)
+        return op_url(op, API_K8S,
+                      "/apis/apps/v1/namespaces/%s/%s?limit=" PAGE_LIMIT "&continue=%s",
+                      op->name, wl_plural[op->kind], cont);
+    return op_url(op, API_K8S, "/apis/apps/v1/namespaces/%s/%s?limit=" PAGE_LIMIT, op->name,
+                  wl_plural[op->kind]);
+}
+
+static void wl_restart(mb_cloud_op *op)
+{
+    mb_workload_list_clear(op->out);
+    op->kind = MB_WL_DEPLOYMENT;
+    op->pages = 0;
+    op_next(op, "GET", wl_url(op, NULL), wl_resp);
+}
+
+/* Appends the items of one page.  Returns 0, or -1 on out of memory. */
+static int wl_add(mb_cloud_op *op, json_t *items)
+{
+    mb_workload_list *out = op->out;
+    size_t add = json_array_size(items), i;
+    json_t *it;
+    int oom = 0;
+    mb_workload *ni;
+
+    if (add == 0)
+        return 0;
+    ni = realloc(out->items, (out->n + add) * sizeof(*ni));
+    if (ni == NULL)
+        return -1;
+    out->items = ni;
+    json_array_foreach(items, i, it) {
+        mb_workload *w = &out->items[out->n++];
+        json_t *ann = jpath(it, "spec.template.metadata.annotations");
+        const char *ra = jstr(ann, "kubectl.kubernetes.io/restartedAt");
+        memset(w, 0, sizeof(*w));
+        w->kind = (mb_workload_kind)op->kind;
+        w->name = jdup(it, "metadata.name", &oom);
+        w->paused = json_is_true(jpath(it, "spec.paused"));
+        if (ra != NULL && (w->restarted_at = strdup(ra)) == NULL)
+            oom = 1;
+    }
+    return oom ? -1 : 0;
+}
+
+static void wl_resp(mb_cloud_op *op, const mb_http_resp *r, const mb_error *e)
+{
+    json_t *j;
+    const char *cont;
+    char *url;
+    mb_error ok;
+
+    if (!list_page(op, r, e, "GET workloads", wl_restart, &j))
+        return;
+    if (wl_add(op, json_object_get(j, "items")) != 0) {
+        json_decref(j);
+        finish_oom(op, "GET workloads");
+        return;
+    }
+    cont = jpath_str(j, "metadata.continue");
+    if (cont != NULL && cont[0] != '\0') {
+        url = wl_url(op, cont);
+        json_decref(j);
+        op_next(op, "GET", url, wl_resp);
+        return;
+    }
+    json_decref(j);
+    if (op->kind < MB_WL_DAEMONSET) {
+        op->kind++;
+        op_next(op, "GET", wl_url(op, NULL), wl_resp);
+        return;
+    }
+    mb_error_clear(&ok);
+    op_finish(op, &ok);
+}
+
+mb_cloud_op *mb_cloud_k8s_workloads_list(mb_cloud *c, const mb_cloud_target *t, const char *ns,
+                                         mb_workload_list *out, mb_cloud_done *done, void *arg)
+{
+    mb_cloud_op *op = op_new(c, t, done, arg, out);
+    if (op == NULL)
+        return NULL;
+    mb_workload_list_clear(out);
+    if (ns == NULL || ns[0] == '\0') {
+        mb_error_set(&op->err, MB_PERM, "BadRequest", "list workloads: no namespace");
+        return op_defer(op);
+    }
+    op->name = strdup(ns);
+    if (op->name == NULL) {
+        mb_cloud_cancel(op);
+        return NULL;
+    }
+    op->kind = MB_WL_DEPLOYMENT;
+    return op_start(op, "GET", wl_url(op, NULL), NULL, NULL, wl_resp);
+}
+
+mb_cloud_op *mb_cloud_k8s_workload_restart(mb_cloud *c, const mb_cloud_target *t,
+                                           const char *ns, mb_workload_kind kind,
+                                           const char *name, const char *timestamp,
+                                           mb_cloud_done *done, void *arg)
+{
+    mb_cloud_op *op = op_new(c, t, done, arg, NULL);
+    json_t *body;
+    char *text;
+    if (op == NULL)
+        return NULL;
+    if ((unsigned)kind >= 3 || timestamp == NULL || timestamp[0] == '\0') {
+        mb_error_set(&op->err, MB_PERM, "BadRequest", "restart workload: bad kind or timestamp");
+        return op_defer(op);
+    }
+    body = json_pack("{s{s{s{s{ss}}}}}", "spec", "template", "metadata", "annotations",
+                     "kubectl.kubernetes.io/restartedAt", timestamp);
+    text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    json_decref(body);
+    if (text == NULL) {
+        mb_error_set(&op->err, MB_PERM, "BadRequest", "restart workload: not encodable");
+        return op_defer(op);
+    }
+    op = op_start(op, "PATCH",
+                  op_url(op, API_K8S, "/apis/apps/v1/namespaces/%s/%s/%s", ns, wl_plural[kind],
+                         name),
+                  "application/strategic-merge-patch+json", text, plain_resp);
+    free(text);
+    return op;
+}
+
+/* ------------------------------------------------------------------ */
+/* Kubernetes: CoreDNS readiness                                      */
+/* ------------------------------------------------------------------ */
+
+int mb_k8s_deployment_ready(json_t *d, char *reason, size_t reasonlen)
+{
+    long gen = jpath_int(d, "metadata.generation", 0);
+    long observed = jpath_int(d, "status.observedGeneration", 0);
+    long want = jpath_int(d, "spec.replicas", 1); /* the API's default */
+    long replicas = jpath_int(d, "status.replicas", 0);
+    long updated = jpath_int(d, "status.updatedReplicas", 0);
+    long available = jpath_int(d, "status.availableReplicas", 0);
+    json_t *conds = jpath(d, "status.conditions"), *cnd;
+    size_t i;
+
+    /* kubectl rollout status (polymorphichelpers/rollout_status.go) */
+    if (gen > observed) {
+        snprintf(reason, reasonlen, "waiting for deployment spec update to be observed");
+        return 0;
+    }
+    json_array_foreach(conds, i, cnd) {
+        const char *type = jstr(cnd, "type"), *why = jstr(cnd, "reason");
+        if (type && why && strcmp(type, "Progressing") == 0 &&
+            strcmp(why, "ProgressDeadlineExceeded") == 0) {
+            snprintf(reason, reasonlen, "deployment exceeded its progress deadline");
+            return 0;
+        }
+    }
+    if (updated < want) {
+        snprintf(reason, reasonlen, "%ld out of %ld new replicas have been updated", updated,
+                 want);
+        return 0;
+    }
+    if (replicas > updated) {
+        snprintf(reason, reasonlen, "%ld old replicas are pending termination",
+                 replicas - updated);
+        return 0;
+    }
+    if (available < updated) {
+        snprintf(reason, reasonlen, "%ld of %ld updated replicas are available", available,
+                 updated);
+        return 0;
+    }
+    /* beyond kubectl: a deployment scaled to zero is rolled out but serves nothing */
+    if (available < 1) {
+        snprintf(reason, reasonlen, "no available replicas");
+        return 0;
+    }
+    snprintf(reason, reasonlen, "%s", "");
+    return 1;
+}
+
+static void coredns_resp(mb_cloud_op *op, const mb_http_resp *r, const mb_error *e)
+{
+    mb_coredns *out = op->out;
+    mb_error pe;
+    json_t *j;
+
+    mb_error_clear(&pe);
+    if (r != NULL && r->status == 404) {
+        out->ready = 0;
+        snprintf(out->reason, sizeof(out->reason), "coredns deployment not found");
+        op_finish(op, &pe);
+        return;
+    }
+    if (e->status != MB_OK) {
+        op_finish(op, e);
+        return;
+    }
+    j = parse_body(r, &pe, "GET deployment coredns");
+    if (j == NULL) {
+        op_finish(op, &pe);
+        return;
+    }
+    char why[200];
+    out->ready = mb_k8s_deployment_ready(j, why, sizeof(why));
+    if (!out->ready)
+        snprintf(out->reason, sizeof(out->reason), "coredns: %s", why);
+    json_decref(j);
+    op_finish(op, &pe);
+}
+
+mb_cloud_op *mb_cloud_k8s_coredns_ready(mb_cloud *c, const mb_cloud_target *t, mb_coredns *out,
+                                        mb_cloud_done *done, void *arg)
+{
+    mb_cloud_op *op = op_new(c, t, done, arg, out);
+    if (op == NULL)
+        return NULL;
+    memset(out, 0, sizeof(*out));
+    return op_start(op, "GET",
+                    op_url(op, API_K8S, "/apis/apps/v1/namespaces/kube-system/deployments/coredns"),
+                    NULL, NULL, coredns_resp);
+}

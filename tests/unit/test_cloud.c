@@ -1,0 +1,1001 @@
+/* test_cloud.c: mb_cloud's pure helpers, then every typed call against the real
+ * cloudsim ($MB_BIN/cloudsim), including error paths and injected faults. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+#include <curl/curl.h>
+#include <event2/event.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "mb_cloud.h"
+#include "mb_http.h"
+
+#define AK "MESHBUYDEVACCESSKEY0"
+#define SK "meshbuy-dev-secret-key-0000000000000000"
+#define PROJECT "p0c0a1b2c3d4e5f6"
+#define CLUSTER "c1-7b3f2c1e"
+#define CLUSTER_NOTREADY "c2-coredns-down"
+#define SG "sg-5e1c7a30"
+#define TP "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+#define NPODS 1203
+
+/* The test's own scenario: known ids, more pods than one page, workloads of
+ * every kind, a pre-existing rule that covers 7443 through a range. */
+static const char scenario[] =
+    "{\"credentials\":[{\"ak\":\"" AK "\",\"sk\":\"" SK "\",\"projects\":[\"" PROJECT "\"]}],"
+    "\"charts\":[{\"id\":\"asm-istio-1-18\",\"name\":\"asm-istio\",\"version\":\"1.18.7-r1\"}],"
+    "\"sg_rule_quota\":4,"
+    "\"security_groups\":[{\"id\":\"" SG "\",\"project_id\":\"" PROJECT "\",\"name\":\"c1-cce-node\","
+    "  \"rules\":[{\"id\":\"rule-pre-1\",\"direction\":\"ingress\",\"ethertype\":\"IPv4\","
+    "             \"protocol\":\"tcp\",\"multiport\":\"22,7000-8000\",\"action\":\"allow\","
+    "             \"priority\":1,\"remote_ip_prefix\":\"0.0.0.0/0\"}]}],"
+    "\"clusters\":["
+    " {\"id\":\"" CLUSTER "\",\"project_id\":\"" PROJECT "\",\"name\":\"shop\",\"version\":\"v1.25\","
+    "  \"phase\":\"Available\",\"security_group_id\":\"" SG "\",\"pods\":1203,"
+    "  \"nodes\":[{\"uid\":\"uid-n1\",\"name\":\"192.168.0.11\",\"az\":\"az1\",\"phase\":\"Active\"},"
+    "           {\"uid\":\"uid-n2\",\"name\":\"192.168.1.12\",\"az\":\"az2\",\"phase\":\"Abnormal\","
+    "            \"labels\":{\"team\":\"x\"}}],"
+    "  \"namespaces\":[\"default\",\"kube-system\",\"kube-public\",\"apps\"],"
+    "  \"workloads\":[{\"namespace\":\"apps\",\"kind\":\"deployment\",\"name\":\"web\",\"replicas\":2},"
+    "               {\"namespace\":\"apps\",\"kind\":\"deployment\",\"name\":\"frozen\",\"paused\":true},"
+    "               {\"namespace\":\"apps\",\"kind\":\"statefulset\",\"name\":\"db\",\"replicas\":1},"
+    "               {\"namespace\":\"apps\",\"kind\":\"daemonset\",\"name\":\"agent\"}]},"
+    " {\"id\":\"" CLUSTER_NOTREADY "\",\"project_id\":\"" PROJECT "\",\"coredns\":{\"ready\":false},"
+    "  \"nodes\":[{\"uid\":\"uid-m1\",\"name\":\"10.0.0.1\",\"az\":\"az1\"}]}"
+    "]}";
+
+/* ------------------------------------------------------------------ */
+/* Pure helpers                                                       */
+/* ------------------------------------------------------------------ */
+
+static void test_multiport_table(void **state)
+{
+    static const struct {
+        const char *mp;
+        int port, want;
+    } t[] = {
+        {"7443", 7443, 1},         {"7443", 7444, 0},          {"7000-8000", 7443, 1},
+        {"7000-8000", 7000, 1},    {"7000-8000", 8000, 1},     {"7000-8000", 8001, 0},
+        {"22,7443", 7443, 1},      {"22,7443", 22, 1},         {"22,7443", 80, 0},
+        {"22,7000-8000", 7443, 1}, {"22, 7000 - 8000", 7443, 1}, {" 7443 ", 7443, 1},
+        {"1-65535", 7443, 1},      {"80,443,8080", 7443, 0},   {"", 7443, 0},
+        {"abc", 7443, 0},          {"7443-", 7443, 0},         {"-7443", 7443, 0},
+        {"8000-7000", 7443, 0},    {"0-70000", 7443, 0},       {"22,,7443", 7443, 0},
+        {"22,x,7443", 7443, 0},    {"7443,", 7443, 0},         {"99999999999", 7443, 0},
+        {"7443abc", 7443, 0},
+    };
+    (void)state;
+    for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+        int got = mb_sg_multiport_covers(t[i].mp, t[i].port);
+        if (got != t[i].want)
+            fail_msg("multiport \"%s\" port %d: got %d want %d", t[i].mp, t[i].port, got,
+                     t[i].want);
+    }
+    assert_int_equal(mb_sg_multiport_covers(NULL, 7443), 0);
+}
+
+static void test_rule_allows(void **state)
+{
+    char in[] = "ingress", eg[] = "egress", tcp[] = "tcp", udp[] = "udp", any[] = "any",
+         allow[] = "allow", deny[] = "deny", v4[] = "IPv4", v6[] = "IPv6", mp[] = "7443",
+         mp2[] = "80", empty[] = "";
+    mb_sg_rule r = {.direction = in, .protocol = tcp, .action = allow, .ethertype = v4,
+                    .multiport = mp};
+    (void)state;
+    assert_int_equal(mb_sg_rule_allows(&r, 7443), 1);
+    r.multiport = mp2;
+    assert_int_equal(mb_sg_rule_allows(&r, 7443), 0);
+    r.multiport = empty; /* all ports */
+    assert_int_equal(mb_sg_rule_allows(&r, 7443), 1);
+    r.multiport = NULL;
+    assert_int_equal(mb_sg_rule_allows(&r, 7443), 1);
+    r.multiport = mp;
+    r.protocol = any;
+    assert_int_equal(mb_sg_rule_allows(&r, 7443), 1);
+    r.protocol = NULL;
+    assert_int_equal(mb_sg_rule_allows(&r, 7443), 1);
+    r.protocol = udp;
+    assert_int_equal(mb_sg_rule_allows(&r, 7443), 0);
+    r.protocol = tcp;
+    r.direction = eg;
+    assert_int_equal(mb_sg_rule_allows(&r, 7443), 0);
+    r.direction = in;
+    r.action = deny;
+    assert_int_equal(mb_sg_rule_allows(&r, 7443), 0);
+    r.action = allow;
+    r.ethertype = v6;
+    assert_int_equal(mb_sg_rule_allows(&r, 7443), 0);
+    assert_int_equal(mb_sg_rule_allows(NULL, 7443), 0);
+}
+
+static void test_deployment_ready_rule(void **state)
+{
+    static const struct {
+        const char *json;
+        int want;
+        const char *why;
+    } t[] = {
+        {"{\"metadata\":{\"generation\":2},\"spec\":{\"replicas\":2},\"status\":{"
+         "\"observedGeneration\":2,\"replicas\":2,\"updatedReplicas\":2,\"availableReplicas\":2}}",
+         1, ""},
+        {"{\"metadata\":{\"generation\":3},\"spec\":{\"replicas\":2},\"status\":{"
+         "\"observedGeneration\":2,\"replicas\":2,\"updatedReplicas\":2,\"availableReplicas\":2}}",
+         0, "spec update"},
+        {"{\"metadata\":{\"generation\":2},\"spec\":{\"replicas\":2},\"status\":{"
+         "\"observedGeneration\":2,\"replicas\":2,\"updatedReplicas\":1,\"availableReplicas\":1}}",
+         0, "1 out of 2 new replicas"},
+        {"{\"metadata\":{\"generation\":2},\"spec\":{\"replicas\":2},\"status\":{"
+         "\"observedGeneration\":2,\"replicas\":3,\"updatedReplicas\":2,\"availableReplicas\":2}}",
+         0, "1 old replicas"},
+        {"{\"metadata\":{\"generation\":2},\"spec\":{\"replicas\":2},\"status\":{"
+         "\"observedGeneration\":2,\"replicas\":2,\"updatedReplicas\":2,\"availableReplicas\":1}}",
+         0, "1 of 2 updated replicas are available"},
+        {"{\"metadata\":{\"generation\":2},\"spec\":{\"replicas\":2},\"status\":{"
+         "\"observedGeneration\":2,\"replicas\":2,\"updatedReplicas\":2,\"availableReplicas\":2,"
+         "\"conditions\":[{\"type\":\"Progressing\",\"status\":\"False\","
+         "\"reason\":\"ProgressDeadlineExceeded\"}]}}",
+         0, "progress deadline"},
+        {"{\"metadata\":{\"generation\":1},\"spec\":{\"replicas\":0},\"status\":{"
+         "\"observedGeneration\":1}}",
+         0, "no available replicas"},
+        /* spec.replicas absent means 1 */
+        {"{\"metadata\":{\"generation\":1},\"spec\":{},\"status\":{\"observedGeneration\":1}}", 0,
+         "0 out of 1"},
+    };
+    (void)state;
+    for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+        char why[200];
+        json_t *d = json_loads(t[i].json, 0, NULL);
+        assert_non_null(d);
+        int got = mb_k8s_deployment_ready(d, why, sizeof(why));
+        json_decref(d);
+        if (got != t[i].want || strstr(why, t[i].why) == NULL)
+            fail_msg("row %zu: got %d \"%s\" want %d \"%s\"", i, got, why, t[i].want, t[i].why);
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* Loop helpers                                                       */
+/* ------------------------------------------------------------------ */
+
+typedef struct res {
+    int called;
+    mb_error err;
+} res;
+
+static void on_done(void *arg, const mb_error *e)
+{
+    res *r = arg;
+    r->called++;
+    r->err = *e;
+}
+
+static long now_ms(void)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return tv.tv_sec * 1000L + tv.tv_usec / 1000;
+}
+
+static void tick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+}
+
+static void run_until(struct event_base *base, const int *count, int want, long limit_ms)
+{
+    struct timeval tv = {0, 20000};
+    struct event *t = event_new(base, -1, EV_PERSIST, tick, NULL);
+    long end = now_ms() + limit_ms;
+    event_add(t, &tv);
+    while (*count < want && now_ms() < end)
+        event_base_loop(base, EVLOOP_ONCE);
+    event_free(t);
+}
+
+/* Runs one call to completion; fails the test if done is not called. */
+#define CALL(env, r, expr)                                                        \
+    do {                                                                          \
+        memset(&(r), 0, sizeof(r));                                               \
+        assert_non_null(expr);                                                    \
+        assert_int_equal((r).called, 0); /* never synchronously */                \
+        run_until((env)->base, &(r).called, 1, 10000);                            \
+        if ((r).called != 1)                                                      \
+            fail_msg("%s: done called %d times", #expr, (r).called);              \
+    } while (0)
+
+#define ASSERT_OK(r)                                                                   \
+    do {                                                                               \
+        if ((r).err.status != MB_OK)                                                   \
+            fail_msg("expected ok, got %s %s: %s", mb_status_name((r).err.status),     \
+                     (r).err.code, (r).err.msg);                                       \
+    } while (0)
+
+/* ------------------------------------------------------------------ */
+/* Without a server                                                   */
+/* ------------------------------------------------------------------ */
+
+static void test_new_checks_templates(void **state)
+{
+    struct event_base *base = event_base_new();
+    char err[256];
+    mb_http_opts ho = {0};
+    mb_http *h = mb_http_new(base, &ho, err, sizeof(err));
+    mb_cloud_opts o = {"http://a", "http://b", "http://c/k8s/{cluster_id}"};
+    mb_cloud *c;
+    (void)state;
+
+    c = mb_cloud_new(h, &o, err, sizeof(err));
+    assert_non_null(c);
+    mb_cloud_free(c);
+
+    o.k8s_url = "http://c/k8s";
+    assert_null(mb_cloud_new(h, &o, err, sizeof(err)));
+    assert_non_null(strstr(err, "MESHBUY_K8S_URL"));
+    o.k8s_url = "http://c/{cluster}";
+    assert_null(mb_cloud_new(h, &o, err, sizeof(err)));
+    assert_non_null(strstr(err, "unknown placeholder"));
+    o.k8s_url = "http://c/k8s/{cluster_id}";
+    o.vpc_url = NULL;
+    assert_null(mb_cloud_new(h, &o, err, sizeof(err)));
+    assert_non_null(strstr(err, "MESHBUY_VPC_URL"));
+    o.vpc_url = "ftp://x";
+    assert_null(mb_cloud_new(h, &o, err, sizeof(err)));
+    mb_http_free(h);
+    event_base_free(base);
+}
+
+typedef struct env {
+    struct event_base *base;
+    mb_http *http;
+    mb_cloud *cloud;
+    mb_cloud_target t;
+    pid_t pid;
+    char dir[64];
+    char addr[64];
+} env;
+
+/* Immediate failures are reported from the loop, once, never inside the call. */
+static void test_immediate_failure_deferred(void **state)
+{
+    env e = {0};
+    char err[256];
+    mb_http_opts ho = {0};
+    mb_cloud_opts o = {"https://cce.{region}.example", "http://vpc",
+                       "https://{cluster_id}.cce.{region}.example"};
+    mb_cluster cl = {0};
+    mb_release rel = {0};
+    res r;
+    (void)state;
+
+    e.base = event_base_new();
+    e.http = mb_http_new(e.base, &ho, err, sizeof(err));
+    e.cloud = mb_cloud_new(e.http, &o, err, sizeof(err));
+    assert_non_null(e.cloud);
+    /* no region for a template that needs one */
+    e.t = (mb_cloud_target){.project_id = "p", .cluster_id = "c"};
+    CALL(&e, r, mb_cloud_cluster_get(e.cloud, &e.t, &cl, on_done, &r));
+    assert_int_equal(r.err.status, MB_PERM);
+    assert_string_equal(r.err.code, "BadTarget");
+    assert_non_null(strstr(r.err.msg, "region"));
+    /* an empty name */
+    e.t.region = "eu-de";
+    CALL(&e, r, mb_cloud_release_get(e.cloud, &e.t, "istio-system", "", &rel, on_done, &r));
+    assert_int_equal(r.err.status, MB_PERM);
+    assert_string_equal(r.err.code, "BadRequest");
+    /* cancel before the deferred report: never called */
+    memset(&r, 0, sizeof(r));
+    mb_cloud_op *op = mb_cloud_release_get(e.cloud, &e.t, "ns", "", &rel, on_done, &r);
+    assert_non_null(op);
+    mb_cloud_cancel(op);
+    {
+        int never = 0;
+        run_until(e.base, &never, 1, 100);
+    }
+    assert_int_equal(r.called, 0);
+    assert_int_equal(mb_cloud_inflight(e.cloud), 0);
+    /* freeing the client with an op pending: no call either */
+    assert_non_null(mb_cloud_release_get(e.cloud, &e.t, "ns", "", &rel, on_done, &r));
+    mb_cloud_free(e.cloud);
+    {
+        int never = 0;
+        run_until(e.base, &never, 1, 100);
+    }
+    assert_int_equal(r.called, 0);
+    mb_cluster_clear(&cl);
+    mb_release_clear(&rel);
+    mb_http_free(e.http);
+    event_base_free(e.base);
+}
+
+/* ------------------------------------------------------------------ */
+/* cloudsim                                                           */
+/* ------------------------------------------------------------------ */
+
+static env E;
+
+/* Blocking admin call (tests only).  Returns the HTTP status; *out: new
+ * JSON body or NULL. */
+static long admin(const char *method, const char *path, const char *body, json_t **out)
+{
+    CURL *c = curl_easy_init();
+    char url[256];
+    long status = 0;
+    struct {
+        char *p;
+        size_t n;
+    } buf = {0};
+    FILE *f = open_memstream(&buf.p, &buf.n);
+    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
+
+    snprintf(url, sizeof(url), "http://%s%s", E.addr, path);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, f);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 10L);
+    if (body)
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+    if (curl_easy_perform(c) == CURLE_OK)
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    fclose(f);
+    if (out)
+        *out = buf.p ? json_loadb(buf.p, buf.n, 0, NULL) : NULL;
+    free(buf.p);
+    curl_slist_free_all(h);
+    curl_easy_cleanup(c);
+    return status;
+}
+
+static void add_fault(const char *spec)
+{
+    long st = admin("POST", "/admin/faults", spec, NULL);
+    if (st != 201 && st != 200)
+        fail_msg("POST /admin/faults %s: HTTP %ld", spec, st);
+}
+
+/* Mutations recorded by cloudsim whose JSON text contains all of needles. */
+static int mutations_matching(const char *n1, const char *n2)
+{
+    json_t *j = NULL, *list, *m;
+    size_t i;
+    int count = 0;
+    admin("GET", "/admin/mutations", NULL, &j);
+    list = json_is_array(j) ? j : json_object_get(j, "mutations");
+    json_array_foreach(list, i, m) {
+        char *s = json_dumps(m, JSON_COMPACT);
+        if (s && strstr(s, n1) && (!n2 || strstr(s, n2)))
+            count++;
+        free(s);
+    }
+    json_decref(j);
+    return count;
+}
+
+static int start_cloudsim(void **state)
+{
+    const char *bin = getenv("MB_BIN");
+    char exe[512], scen[128], addrf[128];
+    FILE *f;
+    long end;
+    (void)state;
+
+    if (bin == NULL || bin[0] == '\0') {
+        fprintf(stderr, "test_cloud: MB_BIN is not set (tests/run sets it): cannot find "
+                        "cloudsim\n");
+        return -1;
+    }
+    snprintf(exe, sizeof(exe), "%s/cloudsim", bin);
+    if (access(exe, X_OK) != 0) {
+        fprintf(stderr, "test_cloud: %s is missing or not executable: build it first "
+                        "(make all)\n", exe);
+        return -1;
+    }
+    snprintf(E.dir, sizeof(E.dir), "/tmp/test_cloud.XXXXXX");
+    if (mkdtemp(E.dir) == NULL)
+        return -1;
+    snprintf(scen, sizeof(scen), "%s/scenario.json", E.dir);
+    snprintf(addrf, sizeof(addrf), "%s/addr", E.dir);
+    f = fopen(scen, "w");
+    if (f == NULL)
+        return -1;
+    fputs(scenario, f);
+    fclose(f);
+
+    E.pid = fork();
+    if (E.pid == 0) {
+        execl(exe, exe, "--listen", "127.0.0.1:0", "--addr-file", addrf, "--scenario", scen,
+              "--release-install-ms", "300", "--release-delete-ms", "200", (char *)NULL);
+        _exit(127);
+    }
+    end = now_ms() + 10000;
+    while (now_ms() < end) {
+        f = fopen(addrf, "r");
+        if (f != NULL) {
+            int ok = fgets(E.addr, sizeof(E.addr), f) != NULL;
+            fclose(f);
+            if (ok && strchr(E.addr, '\n')) {
+                E.addr[strcspn(E.addr, "\n")] = '\0';
+                break;
+            }
+        }
+        if (waitpid(E.pid, NULL, WNOHANG) == E.pid) {
+            fprintf(stderr, "test_cloud: cloudsim exited at start\n");
+            E.pid = 0;
+            return -1;
+        }
+        usleep(50000);
+    }
+    if (E.addr[0] == '\0') {
+        fprintf(stderr, "test_cloud: cloudsim wrote no address within 10 s\n");
+        return -1;
+    }
+    return 0;
+}
+
+static int stop_cloudsim(void **state)
+{
+    char cmd[128];
+    (void)state;
+    if (E.pid > 0) {
+        kill(E.pid, SIGTERM);
+        waitpid(E.pid, NULL, 0);
+    }
+    if (E.dir[0]) {
+        snprintf(cmd, sizeof(cmd), "%s/scenario.json", E.dir);
+        unlink(cmd);
+        snprintf(cmd, sizeof(cmd), "%s/addr", E.dir);
+        unlink(cmd);
+        rmdir(E.dir);
+    }
+    return 0;
+}
+
+static mb_cloud *make_cloud(mb_http *h)
+{
+    char cce[128], k8s[160], err[256];
+    mb_cloud_opts o = {cce, cce, k8s};
+    mb_cloud *c;
+    snprintf(cce, sizeof(cce), "http://%s", E.addr);
+    snprintf(k8s, sizeof(k8s), "http://%s/k8s/{cluster_id}", E.addr);
+    c = mb_cloud_new(h, &o, err, sizeof(err));
+    if (c == NULL)
+        fail_msg("mb_cloud_new: %s", err);
+    return c;
+}
+
+/* Each test: a fresh client, cloudsim reset to the scenario, no faults. */
+static int setup(void **state)
+{
+    char err[256];
+    mb_http_opts ho = {.ak = AK, .sk = SK, .timeout_ms = 5000};
+    if (admin("POST", "/admin/reset", NULL, NULL) != 200)
+        return -1;
+    admin("DELETE", "/admin/faults", NULL, NULL);
+    E.base = event_base_new();
+    E.http = mb_http_new(E.base, &ho, err, sizeof(err));
+    if (E.http == NULL)
+        return -1;
+    E.cloud = make_cloud(E.http);
+    E.t = (mb_cloud_target){PROJECT, "eu-de", CLUSTER, TP};
+    *state = &E;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    mb_cloud_free(E.cloud);
+    mb_http_free(E.http);
+    event_base_free(E.base);
+    E.cloud = NULL;
+    E.http = NULL;
+    E.base = NULL;
+    return 0;
+}
+
+/* ---- CCE ---- */
+
+static void test_cluster_and_nodes(void **state)
+{
+    env *e = *state;
+    mb_cluster cl = {0};
+    mb_node_list nl = {0};
+    res r;
+
+    CALL(e, r, mb_cloud_cluster_get(e->cloud, &e->t, &cl, on_done, &r));
+    ASSERT_OK(r);
+    assert_string_equal(cl.id, CLUSTER);
+    assert_string_equal(cl.name, "shop");
+    assert_string_equal(cl.version, "v1.25");
+    assert_string_equal(cl.phase, "Available");
+    assert_string_equal(cl.security_group_id, SG);
+
+    CALL(e, r, mb_cloud_nodes_list(e->cloud, &e->t, &nl, on_done, &r));
+    ASSERT_OK(r);
+    assert_int_equal(nl.n, 2);
+    for (size_t i = 0; i < nl.n; i++) {
+        if (strcmp(nl.items[i].uid, "uid-n1") == 0) {
+            assert_string_equal(nl.items[i].name, "192.168.0.11");
+            assert_string_equal(nl.items[i].az, "az1");
+            assert_string_equal(nl.items[i].phase, "Active");
+        } else {
+            assert_string_equal(nl.items[i].uid, "uid-n2");
+            assert_string_equal(nl.items[i].az, "az2");
+            assert_string_equal(nl.items[i].phase, "Abnormal");
+        }
+    }
+
+    /* 404: a cluster that does not exist */
+    mb_cloud_target t = e->t;
+    t.cluster_id = "no-such-cluster";
+    CALL(e, r, mb_cloud_cluster_get(e->cloud, &t, &cl, on_done, &r));
+    assert_int_equal(r.err.status, MB_PERM);
+    assert_int_equal(r.err.http_status, 404);
+    assert_non_null(strstr(r.err.msg, "GET /api/v3/projects/" PROJECT
+                                      "/clusters/no-such-cluster: HTTP 404"));
+    assert_null(cl.id);
+    mb_cluster_clear(&cl);
+    mb_node_list_clear(&nl);
+}
+
+static void test_release_lifecycle(void **state)
+{
+    env *e = *state;
+    mb_release rel = {0};
+    json_t *values = json_pack("{s{s{ss}}}", "global", "nodeSelector", "istio", "master");
+    mb_release_spec spec = {.chart_id = "asm-istio-1-18", .name = "istio-master",
+                            .namespace = "istio-system", .version = "1.18.7-r1",
+                            .values = values, .description = "meshbuy order o-1"};
+    res r;
+    long end;
+
+    CALL(e, r, mb_cloud_release_get(e->cloud, &e->t, "istio-system", "istio-master", &rel,
+                                    on_done, &r));
+    ASSERT_OK(r);
+    assert_int_equal(rel.exists, 0);
+
+    CALL(e, r, mb_cloud_release_create(e->cloud, &e->t, &spec, on_done, &r));
+    ASSERT_OK(r);
+    assert_int_equal(mutations_matching("istio-master", NULL) >= 1, 1);
+
+    /* installing, then DEPLOYED (cloudsim: 300 ms) */
+    end = now_ms() + 5000;
+    do {
+        CALL(e, r, mb_cloud_release_get(e->cloud, &e->t, "istio-system", "istio-master", &rel,
+                                        on_done, &r));
+        ASSERT_OK(r);
+        assert_int_equal(rel.exists, 1);
+        if (strcmp(rel.status, "DEPLOYED") == 0)
+            break;
+        assert_string_equal(rel.status, "PENDING_INSTALL");
+        usleep(50000);
+    } while (now_ms() < end);
+    assert_string_equal(rel.status, "DEPLOYED");
+    assert_string_equal(rel.description, "meshbuy order o-1");
+
+    /* creating it again is refused by the server; not a success */
+    CALL(e, r, mb_cloud_release_create(e->cloud, &e->t, &spec, on_done, &r));
+    assert_int_not_equal(r.err.status, MB_OK);
+
+    CALL(e, r, mb_cloud_release_delete(e->cloud, &e->t, "istio-system", "istio-master",
+                                       on_done, &r));
+    ASSERT_OK(r);
+    end = now_ms() + 5000;
+    do {
+        CALL(e, r, mb_cloud_release_get(e->cloud, &e->t, "istio-system", "istio-master", &rel,
+                                        on_done, &r));
+        ASSERT_OK(r);
+        if (!rel.exists)
+            break;
+        usleep(50000);
+    } while (now_ms() < end);
+    assert_int_equal(rel.exists, 0);
+    /* deleting what is gone is fine */
+    CALL(e, r, mb_cloud_release_delete(e->cloud, &e->t, "istio-system", "istio-master",
+                                       on_done, &r));
+    ASSERT_OK(r);
+    mb_release_clear(&rel);
+    json_decref(values);
+}
+
+/* ---- VPC ---- */
+
+static void test_sg_rules(void **state)
+{
+    env *e = *state;
+    mb_sg_rule_list l = {0};
+    mb_sg_rule_created cr = {0};
+    mb_sg_rule_spec spec = {.security_group_id = SG, .multiport = "7443",
+                            .remote_ip_prefix = "0.0.0.0/0",
+                            .description = "asm sidecar injection webhook"};
+    char first_id[128];
+    int covering = 0;
+    res r;
+
+    CALL(e, r, mb_cloud_sg_rules_list(e->cloud, &e->t, SG, "ingress", "tcp", &l, on_done, &r));
+    ASSERT_OK(r);
+    assert_true(l.n >= 1);
+    for (size_t i = 0; i < l.n; i++) {
+        if (strcmp(l.items[i].id, "rule-pre-1") == 0) {
+            assert_string_equal(l.items[i].multiport, "22,7000-8000");
+            assert_true(mb_sg_rule_allows(&l.items[i], 7443));
+            covering++;
+        }
+    }
+    assert_int_equal(covering, 1);
+
+    CALL(e, r, mb_cloud_sg_rule_create(e->cloud, &e->t, &spec, &cr, on_done, &r));
+    ASSERT_OK(r);
+    assert_non_null(cr.id);
+    assert_int_equal(cr.existed, 0);
+    snprintf(first_id, sizeof(first_id), "%s", cr.id);
+
+    /* the same rule again: 409 VPC.9902, the id parsed from the message */
+    CALL(e, r, mb_cloud_sg_rule_create(e->cloud, &e->t, &spec, &cr, on_done, &r));
+    ASSERT_OK(r);
+    assert_int_equal(cr.existed, 1);
+    assert_non_null(cr.id);
+    assert_string_equal(cr.id, first_id);
+
+    CALL(e, r, mb_cloud_sg_rules_list(e->cloud, &e->t, SG, "ingress", "tcp", &l, on_done, &r));
+    ASSERT_OK(r);
+    covering = 0;
+    for (size_t i = 0; i < l.n; i++)
+        covering += strcmp(l.items[i].id, first_id) == 0;
+    assert_int_equal(covering, 1);
+
+    CALL(e, r, mb_cloud_sg_rule_delete(e->cloud, &e->t, first_id, on_done, &r));
+    ASSERT_OK(r);
+    CALL(e, r, mb_cloud_sg_rule_delete(e->cloud, &e->t, first_id, on_done, &r));
+    ASSERT_OK(r); /* already gone */
+
+    /* quota (4 in this scenario, one used): VPC.9905 is permanent */
+    for (int port = 9001; port < 9010; port++) {
+        char mp[16];
+        snprintf(mp, sizeof(mp), "%d", port);
+        spec.multiport = mp;
+        CALL(e, r, mb_cloud_sg_rule_create(e->cloud, &e->t, &spec, &cr, on_done, &r));
+        if (r.err.status != MB_OK)
+            break;
+    }
+    assert_int_equal(r.err.status, MB_PERM);
+    assert_string_equal(r.err.code, "VPC.9905");
+    assert_int_equal(r.err.http_status, 409);
+
+    /* an unknown security group */
+    CALL(e, r, mb_cloud_sg_rules_list(e->cloud, &e->t, "sg-nope", NULL, NULL, &l, on_done, &r));
+    assert_int_equal(r.err.status, MB_PERM);
+    mb_sg_rule_list_clear(&l);
+    mb_sg_rule_created_clear(&cr);
+}
+
+/* ---- Kubernetes ---- */
+
+static void test_k8s_objects_and_labels(void **state)
+{
+    env *e = *state;
+    mb_k8s_meta m = {0};
+    char *ver = NULL;
+    res r;
+
+    CALL(e, r, mb_cloud_k8s_version(e->cloud, &e->t, &ver, on_done, &r));
+    ASSERT_OK(r);
+    assert_non_null(ver);
+    assert_true(strncmp(ver, "v1.25", 5) == 0);
+    free(ver);
+
+    CALL(e, r, mb_cloud_k8s_get(e->cloud, &e->t, MB_K8S_NODE, "192.168.1.12", &m, on_done, &r));
+    ASSERT_OK(r);
+    assert_int_equal(m.exists, 1);
+    assert_string_equal(json_string_value(json_object_get(m.labels, "team")), "x");
+    assert_null(json_object_get(m.labels, "istio"));
+
+    CALL(e, r, mb_cloud_k8s_label_patch(e->cloud, &e->t, MB_K8S_NODE, "192.168.1.12", "istio",
+                                        "master", on_done, &r));
+    ASSERT_OK(r);
+    CALL(e, r, mb_cloud_k8s_get(e->cloud, &e->t, MB_K8S_NODE, "192.168.1.12", &m, on_done, &r));
+    ASSERT_OK(r);
+    assert_string_equal(json_string_value(json_object_get(m.labels, "istio")), "master");
+    assert_string_equal(json_string_value(json_object_get(m.labels, "team")), "x");
+
+    CALL(e, r, mb_cloud_k8s_label_patch(e->cloud, &e->t, MB_K8S_NODE, "192.168.1.12", "istio",
+                                        NULL, on_done, &r));
+    ASSERT_OK(r);
+    CALL(e, r, mb_cloud_k8s_get(e->cloud, &e->t, MB_K8S_NODE, "192.168.1.12", &m, on_done, &r));
+    assert_null(json_object_get(m.labels, "istio"));
+
+    /* namespaces: istio-system absent, injection label on apps */
+    CALL(e, r, mb_cloud_k8s_get(e->cloud, &e->t, MB_K8S_NAMESPACE, "istio-system", &m, on_done,
+                                &r));
+    ASSERT_OK(r);
+    assert_int_equal(m.exists, 0);
+    CALL(e, r, mb_cloud_k8s_label_patch(e->cloud, &e->t, MB_K8S_NAMESPACE, "apps",
+                                        "istio-injection", "enabled", on_done, &r));
+    ASSERT_OK(r);
+    CALL(e, r, mb_cloud_k8s_get(e->cloud, &e->t, MB_K8S_NAMESPACE, "apps", &m, on_done, &r));
+    ASSERT_OK(r);
+    assert_string_equal(json_string_value(json_object_get(m.labels, "istio-injection")),
+                        "enabled");
+
+    /* patching a node that does not exist: Kubernetes Status reason */
+    CALL(e, r, mb_cloud_k8s_label_patch(e->cloud, &e->t, MB_K8S_NODE, "no-such-node", "istio",
+                                        "master", on_done, &r));
+    assert_int_equal(r.err.status, MB_PERM);
+    assert_string_equal(r.err.code, "NotFound");
+    assert_non_null(strstr(r.err.msg, "PATCH /k8s/" CLUSTER "/api/v1/nodes/no-such-node: "
+                                      "HTTP 404"));
+    mb_k8s_meta_clear(&m);
+}
+
+static void test_pods_count_and_410(void **state)
+{
+    env *e = *state;
+    long n = -1;
+    json_t *fl = NULL;
+    res r;
+
+    CALL(e, r, mb_cloud_k8s_pods_count(e->cloud, &e->t, &n, on_done, &r));
+    ASSERT_OK(r);
+    assert_int_equal(n, NPODS);
+
+    /* the second page (a continue request) answers 410 once: the count restarts */
+    add_fault("{\"match\":{\"method\":\"GET\",\"path_prefix\":\"/k8s/" CLUSTER "/api/v1/pods\"},"
+              "\"error_status\":410,\"skip\":1,\"count\":1}");
+    CALL(e, r, mb_cloud_k8s_pods_count(e->cloud, &e->t, &n, on_done, &r));
+    ASSERT_OK(r);
+    assert_int_equal(n, NPODS);
+    admin("GET", "/admin/faults", NULL, &fl);
+    {
+        char *s = json_dumps(fl, JSON_COMPACT);
+        assert_non_null(s);
+        assert_non_null(strstr(s, "\"fired\":1"));
+        free(s);
+    }
+    json_decref(fl);
+
+    /* always 410: bounded restarts, then MB_AGAIN "Expired" */
+    admin("DELETE", "/admin/faults", NULL, NULL);
+    add_fault("{\"match\":{\"method\":\"GET\",\"path_prefix\":\"/k8s/" CLUSTER "/api/v1/pods\"},"
+              "\"error_status\":410}");
+    CALL(e, r, mb_cloud_k8s_pods_count(e->cloud, &e->t, &n, on_done, &r));
+    assert_int_equal(r.err.status, MB_AGAIN);
+    assert_string_equal(r.err.code, "Expired");
+}
+
+static void test_coredns(void **state)
+{
+    env *e = *state;
+    mb_coredns cd;
+    mb_cloud_target t = e->t;
+    res r;
+
+    CALL(e, r, mb_cloud_k8s_coredns_ready(e->cloud, &e->t, &cd, on_done, &r));
+    ASSERT_OK(r);
+    assert_int_equal(cd.ready, 1);
+    assert_string_equal(cd.reason, "");
+
+    t.cluster_id = CLUSTER_NOTREADY;
+    CALL(e, r, mb_cloud_k8s_coredns_ready(e->cloud, &t, &cd, on_done, &r));
+    ASSERT_OK(r);
+    assert_int_equal(cd.ready, 0);
+    assert_non_null(strstr(cd.reason, "coredns: "));
+
+    /* a 404 from the API is "not ready", not an error */
+    add_fault("{\"match\":{\"path_contains\":\"deployments/coredns\"},\"error_status\":404,"
+              "\"count\":1}");
+    CALL(e, r, mb_cloud_k8s_coredns_ready(e->cloud, &e->t, &cd, on_done, &r));
+    ASSERT_OK(r);
+    assert_int_equal(cd.ready, 0);
+    assert_string_equal(cd.reason, "coredns deployment not found");
+}
+
+static void test_workloads_and_restart(void **state)
+{
+    env *e = *state;
+    mb_workload_list l = {0};
+    int seen[3] = {0};
+    res r;
+    const char *ts = "2024-05-01T12:00:00Z";
+
+    CALL(e, r, mb_cloud_k8s_workloads_list(e->cloud, &e->t, "apps", &l, on_done, &r));
+    ASSERT_OK(r);
+    assert_int_equal(l.n, 4);
+    for (size_t i = 0; i < l.n; i++) {
+        seen[l.items[i].kind]++;
+        assert_null(l.items[i].restarted_at);
+        if (strcmp(l.items[i].name, "frozen") == 0)
+            assert_int_equal(l.items[i].paused, 1);
+        else
+            assert_int_equal(l.items[i].paused, 0);
+    }
+    assert_int_equal(seen[MB_WL_DEPLOYMENT], 2);
+    assert_int_equal(seen[MB_WL_STATEFULSET], 1);
+    assert_int_equal(seen[MB_WL_DAEMONSET], 1);
+    assert_string_equal(mb_workload_kind_name(MB_WL_STATEFULSET), "StatefulSet");
+
+    CALL(e, r, mb_cloud_k8s_workload_restart(e->cloud, &e->t, "apps", MB_WL_DEPLOYMENT, "web",
+                                             ts, on_done, &r));
+    ASSERT_OK(r);
+    CALL(e, r, mb_cloud_k8s_workload_restart(e->cloud, &e->t, "apps", MB_WL_DAEMONSET, "agent",
+                                             ts, on_done, &r));
+    ASSERT_OK(r);
+    CALL(e, r, mb_cloud_k8s_workloads_list(e->cloud, &e->t, "apps", &l, on_done, &r));
+    ASSERT_OK(r);
+    for (size_t i = 0; i < l.n; i++) {
+        if (strcmp(l.items[i].name, "web") == 0 || strcmp(l.items[i].name, "agent") == 0)
+            assert_string_equal(l.items[i].restarted_at, ts);
+        else
+            assert_null(l.items[i].restarted_at);
+    }
+    /* a namespace without workloads */
+    CALL(e, r, mb_cloud_k8s_workloads_list(e->cloud, &e->t, "default", &l, on_done, &r));
+    ASSERT_OK(r);
+    assert_int_equal(l.n, 0);
+    mb_workload_list_clear(&l);
+}
+
+/* ---- faults, signing, cancel ---- */
+
+static void test_faults(void **state)
+{
+    env *e = *state;
+    mb_cluster cl = {0};
+    res r;
+    long t0;
+    char err[256];
+
+    add_fault("{\"match\":{\"path_prefix\":\"/api/v3/projects\"},\"error_status\":503,"
+              "\"count\":1}");
+    CALL(e, r, mb_cloud_cluster_get(e->cloud, &e->t, &cl, on_done, &r));
+    assert_int_equal(r.err.status, MB_AGAIN);
+    assert_int_equal(r.err.http_status, 503);
+    /* count 1: the next one passes */
+    CALL(e, r, mb_cloud_cluster_get(e->cloud, &e->t, &cl, on_done, &r));
+    ASSERT_OK(r);
+
+    add_fault("{\"match\":{\"path_prefix\":\"/api/v3/projects\"},\"throttle\":true,"
+              "\"retry_after\":2,\"count\":1}");
+    CALL(e, r, mb_cloud_cluster_get(e->cloud, &e->t, &cl, on_done, &r));
+    assert_int_equal(r.err.status, MB_AGAIN);
+    assert_int_equal(r.err.http_status, 429);
+    assert_int_equal(r.err.retry_after_ms, 2000);
+
+    add_fault("{\"match\":{\"path_prefix\":\"/api/v3/projects\"},\"latency_ms\":200,"
+              "\"count\":1}");
+    t0 = now_ms();
+    CALL(e, r, mb_cloud_cluster_get(e->cloud, &e->t, &cl, on_done, &r));
+    ASSERT_OK(r);
+    assert_true(now_ms() - t0 >= 190);
+
+    /* a hang: the request times out, transient */
+    {
+        mb_http_opts ho = {.ak = AK, .sk = SK, .timeout_ms = 400};
+        mb_http *h = mb_http_new(e->base, &ho, err, sizeof(err));
+        mb_cloud *c = make_cloud(h);
+        add_fault("{\"match\":{\"path_prefix\":\"/api/v3/projects\"},\"hang\":true,"
+                  "\"count\":1}");
+        t0 = now_ms();
+        CALL(e, r, mb_cloud_cluster_get(c, &e->t, &cl, on_done, &r));
+        assert_int_equal(r.err.status, MB_AGAIN);
+        assert_string_equal(r.err.code, "Timeout");
+        assert_true(now_ms() - t0 >= 350);
+        mb_cloud_free(c);
+        mb_http_free(h);
+    }
+    mb_cluster_clear(&cl);
+}
+
+static void test_wrong_sk(void **state)
+{
+    env *e = *state;
+    char err[256];
+    mb_http_opts ho = {.ak = AK, .sk = "wrong-secret-key"};
+    mb_http *h = mb_http_new(e->base, &ho, err, sizeof(err));
+    mb_cloud *c = make_cloud(h);
+    mb_cluster cl = {0};
+    res r;
+
+    CALL(e, r, mb_cloud_cluster_get(c, &e->t, &cl, on_done, &r));
+    assert_int_equal(r.err.status, MB_PERM);
+    assert_int_equal(r.err.http_status, 401);
+    assert_string_equal(r.err.code, "APIGW.0301");
+    assert_null(strstr(r.err.msg, "wrong-secret-key"));
+    mb_cluster_clear(&cl);
+    mb_cloud_free(c);
+    mb_http_free(h);
+}
+
+static void test_cancel_inflight(void **state)
+{
+    env *e = *state;
+    mb_cluster cl = {0};
+    mb_node_list nl = {0};
+    res r = {0}, r2;
+    int never = 0;
+
+    add_fault("{\"match\":{\"path_prefix\":\"/api/v3/projects\"},\"latency_ms\":200,"
+              "\"count\":1}");
+    mb_cloud_op *op = mb_cloud_cluster_get(e->cloud, &e->t, &cl, on_done, &r);
+    assert_non_null(op);
+    run_until(e->base, &never, 1, 50);
+    mb_cloud_cancel(op);
+    assert_int_equal(mb_cloud_inflight(e->cloud), 0);
+    run_until(e->base, &never, 1, 400);
+    assert_int_equal(r.called, 0);
+    /* the client still works */
+    CALL(e, r2, mb_cloud_nodes_list(e->cloud, &e->t, &nl, on_done, &r2));
+    ASSERT_OK(r2);
+    mb_cluster_clear(&cl);
+    mb_node_list_clear(&nl);
+}
+
+/* Many ops at once on one loop. */
+static void test_parallel_ops(void **state)
+{
+    env *e = *state;
+    enum { N = 200 };
+    static mb_cluster cl[N];
+    static res r[N];
+    int done = 0;
+    long end;
+
+    memset(cl, 0, sizeof(cl));
+    memset(r, 0, sizeof(r));
+    for (int i = 0; i < N; i++)
+        assert_non_null(mb_cloud_cluster_get(e->cloud, &e->t, &cl[i], on_done, &r[i]));
+    end = now_ms() + 15000;
+    while (done < N && now_ms() < end) {
+        event_base_loop(e->base, EVLOOP_ONCE);
+        done = 0;
+        for (int i = 0; i < N; i++)
+            done += r[i].called;
+    }
+    assert_int_equal(done, N);
+    for (int i = 0; i < N; i++) {
+        ASSERT_OK(r[i]);
+        assert_string_equal(cl[i].security_group_id, SG);
+        mb_cluster_clear(&cl[i]);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest pure[] = {
+        cmocka_unit_test(test_multiport_table),
+        cmocka_unit_test(test_rule_allows),
+        cmocka_unit_test(test_deployment_ready_rule),
+        cmocka_unit_test(test_new_checks_templates),
+        cmocka_unit_test(test_immediate_failure_deferred),
+    };
+    const struct CMUnitTest live[] = {
+        cmocka_unit_test_setup_teardown(test_cluster_and_nodes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_release_lifecycle, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sg_rules, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_k8s_objects_and_labels, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pods_count_and_410, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_coredns, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_workloads_and_restart, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_faults, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_wrong_sk, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cancel_inflight, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_parallel_ops, setup, teardown),
+    };
+    int failed = cmocka_run_group_tests_name("cloud_pure", pure, NULL, NULL);
+    failed += cmocka_run_group_tests_name("cloud_cloudsim", live, start_cloudsim, stop_cloudsim);
+    return failed ? 1 : 0;
+}
