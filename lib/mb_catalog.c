@@ -13,7 +13,7 @@
 
 #include "mb_json.h"
 
-#define CATALOG_REL "schemas/istio-catalog.json"
+#define CATALOG_REL  "schemas/istio-catalog.json"
 #define MAX_RELEASES 32
 #define MAX_VERSIONS 32
 
@@ -112,14 +112,15 @@ static const char *rule_build(const char *s)
 static const char *rule_chart_id(const char *s)
 {
     size_t n = strlen(s);
-    return n >= 1 && n <= 64 && mb_json_charset(s, "._-") ? NULL : "must match ^[A-Za-z0-9._-]{1,64}$";
+    return n >= 1 && n <= 64 && mb_json_charset(s, "._-") ? NULL
+                                                          : "must match ^[A-Za-z0-9._-]{1,64}$";
 }
 
 static const char *rule_chart_version(const char *s)
 {
     size_t n = strlen(s);
     return n >= 1 && n <= 64 && mb_json_charset(s, "._+-") ? NULL
-                                                            : "must match ^[A-Za-z0-9._+-]{1,64}$";
+                                                           : "must match ^[A-Za-z0-9._+-]{1,64}$";
 }
 
 static const char *rule_cluster_version(const char *s)

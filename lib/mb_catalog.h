@@ -1,4 +1,4 @@
-/* mb_catalog.h: the Istio catalog (builds, charts, cluster-version matrix) from schemas/istio-catalog.json. */
+/* mb_catalog.h: the Istio catalog (builds, charts, cluster matrix) from schemas/istio-catalog.json. */
 #ifndef MB_CATALOG_H
 #define MB_CATALOG_H
 
@@ -8,10 +8,10 @@ typedef struct mb_catalog mb_catalog;
 
 /* One Istio minor the product sells.  Borrowed from the catalog until mb_catalog_free. */
 typedef struct mb_istio_release {
-    const char *minor;         /* "1.18" (as in orders) */
-    const char *build;         /* "1.18.7-r1" */
-    const char *chart_id;      /* CCE chart id of the istio-master release */
-    const char *chart_version; /* CCE chart version */
+    const char *minor;                   /* "1.18" (as in orders) */
+    const char *build;                   /* "1.18.7-r1" */
+    const char *chart_id;                /* CCE chart id of the istio-master release */
+    const char *chart_version;           /* CCE chart version */
     const char *const *cluster_versions; /* "v1.25", ... */
     size_t n_cluster_versions;
 } mb_istio_release;

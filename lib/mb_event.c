@@ -11,10 +11,10 @@
 #include "mb_json.h"
 #include "mb_order.h"
 
-#define STEP_MAX 64
+#define STEP_MAX    64
 #define ATTEMPT_MAX 2147483647LL
-#define SEQ_MAX 9007199254740991LL /* 2^53 - 1: exact in every JSON reader */
-#define TEXT_MAX 1024
+#define SEQ_MAX     9007199254740991LL /* 2^53 - 1: exact in every JSON reader */
+#define TEXT_MAX    1024
 
 static const char *const STATUS_NAMES[] = {
     "Accepted", "Installing", "Running", "RollingBack", "Failed", "Cancelled",
@@ -22,8 +22,9 @@ static const char *const STATUS_NAMES[] = {
 #define N_STATUS (sizeof STATUS_NAMES / sizeof STATUS_NAMES[0])
 
 static const char *const DATA_KEYS[] = {
-    "order_id", "mesh_id", "account_id", "mesh_name", "cluster_id", "status", "step",
-    "step_index", "step_total", "message", "error", "attempt", "seq", "occurred_at", NULL,
+    "order_id", "mesh_id", "account_id", "mesh_name",   "cluster_id",
+    "status",   "step",    "step_index", "step_total",  "message",
+    "error",    "attempt", "seq",        "occurred_at", NULL,
 };
 static const char *const ERROR_KEYS[] = {"code", "message", "retryable", NULL};
 
@@ -132,8 +133,9 @@ static int check_data(mb_jcheck *c, const json_t *d)
     if (st == MB_MESH_FAILED && !e)
         return mb_jcheck_fail(c, "data.error", "is required when status is Failed");
     if (e && st != MB_MESH_FAILED && st != MB_MESH_ROLLING_BACK)
-        return mb_jcheck_fail(c, "data.error", "is allowed only when status is Failed or "
-                                               "RollingBack");
+        return mb_jcheck_fail(c, "data.error",
+                              "is allowed only when status is Failed or "
+                              "RollingBack");
     return 0;
 }
 
@@ -163,8 +165,8 @@ json_t *mb_event_parse(const void *buf, size_t len, char *err, size_t errlen)
     }
     json_t *env = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
     if (!env) {
-        snprintf(err, errlen, "message: not JSON: %s at line %d column %d", jerr.text,
-                 jerr.line, jerr.column);
+        snprintf(err, errlen, "message: not JSON: %s at line %d column %d", jerr.text, jerr.line,
+                 jerr.column);
         return NULL;
     }
     if (mb_event_check(env, err, errlen) < 0) {
@@ -238,9 +240,9 @@ json_t *mb_event_build_json(const mb_status_event *ev, char *err, size_t errlen)
         snprintf(err, errlen, "event: a string is not valid UTF-8, or out of memory");
         return NULL;
     }
-    json_t *env = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:o}", "specversion", "1.0",
-                            "id", id, "source", ev->source ? ev->source : MB_EVENT_SOURCE,
-                            "type", MB_TYPE_MESH_STATUS, "time", when, "datacontenttype",
+    json_t *env = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:o}", "specversion", "1.0", "id",
+                            id, "source", ev->source ? ev->source : MB_EVENT_SOURCE, "type",
+                            MB_TYPE_MESH_STATUS, "time", when, "datacontenttype",
                             "application/json", "subject", subject, "data", data);
     if (!env || set_str(env, "traceparent", ev->traceparent) < 0) {
         snprintf(err, errlen, "event: out of memory");

@@ -6,7 +6,7 @@
 #include <stddef.h>
 
 #define MB_TYPE_MESH_STATUS "com.meshbuy.mesh.status.v1"
-#define MB_EVENT_SOURCE "/meshbuy/worker"
+#define MB_EVENT_SOURCE     "/meshbuy/worker"
 
 typedef enum mb_mesh_status {
     MB_MESH_ACCEPTED = 0,
@@ -26,17 +26,17 @@ typedef struct mb_status_event {
     const char *mesh_name;  /* required */
     const char *cluster_id; /* optional: absent when the order only parsed partly */
     mb_mesh_status status;
-    const char *step;       /* required, "precheck" */
-    int step_index;         /* 1..64 */
-    int step_total;         /* 1..64 */
-    const char *message;    /* required, may be ""; NULL is taken as "" */
-    const char *error_code; /* non-NULL = an "error" object; required when FAILED,
+    const char *step;          /* required, "precheck" */
+    int step_index;            /* 1..64 */
+    int step_total;            /* 1..64 */
+    const char *message;       /* required, may be ""; NULL is taken as "" */
+    const char *error_code;    /* non-NULL = an "error" object; required when FAILED,
                                allowed when ROLLING_BACK, refused otherwise */
     const char *error_message; /* NULL is taken as "" */
     int error_retryable;
-    long attempt;           /* >= 1 */
-    long long seq;          /* >= 1, per key */
-    long long occurred_ms;  /* epoch ms; 0 = now */
+    long attempt;            /* >= 1 */
+    long long seq;           /* >= 1, per key */
+    long long occurred_ms;   /* epoch ms; 0 = now */
     const char *traceparent; /* the order's; optional */
     const char *source;      /* NULL = MB_EVENT_SOURCE */
 } mb_status_event;

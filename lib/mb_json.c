@@ -35,13 +35,13 @@ int mb_jcheck_fail(mb_jcheck *c, const char *path, const char *fmt, ...)
     return -1;
 }
 
-int mb_jcheck_keys(mb_jcheck *c, const char *path, const json_t *obj,
-                   const char *const *allowed)
+int mb_jcheck_keys(mb_jcheck *c, const char *path, const json_t *obj, const char *const *allowed)
 {
     const char *key;
     json_t *v;
     /* json_object_foreach wants a non-const object; iteration does not modify it. */
-    json_object_foreach((json_t *)obj, key, v) {
+    json_object_foreach((json_t *)obj, key, v)
+    {
         size_t i;
         for (i = 0; allowed[i]; i++) {
             if (strcmp(allowed[i], key) == 0)
@@ -163,8 +163,8 @@ char *mb_json_time_ms(long long epoch_ms, char *buf, size_t len)
         snprintf(buf, len, "1970-01-01T00:00:00.000Z");
         return buf;
     }
-    snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ms);
+    snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ms);
     return buf;
 }
 
@@ -186,8 +186,8 @@ int mb_json_random(void *buf, size_t n)
 
 #define MB_JPATH 160
 
-int mb_jcheck_str(mb_jcheck *c, const json_t *obj, const char *path, const char *key,
-                  int required, mb_jrule rule, const char **out)
+int mb_jcheck_str(mb_jcheck *c, const json_t *obj, const char *path, const char *key, int required,
+                  mb_jrule rule, const char **out)
 {
     char p[MB_JPATH];
     snprintf(p, sizeof p, "%s.%s", path, key);
@@ -205,8 +205,8 @@ int mb_jcheck_str(mb_jcheck *c, const json_t *obj, const char *path, const char 
     return 0;
 }
 
-int mb_jcheck_int(mb_jcheck *c, const json_t *obj, const char *path, const char *key,
-                  int required, long long min, long long max, long long *out)
+int mb_jcheck_int(mb_jcheck *c, const json_t *obj, const char *path, const char *key, int required,
+                  long long min, long long max, long long *out)
 {
     char p[MB_JPATH];
     snprintf(p, sizeof p, "%s.%s", path, key);

@@ -8,7 +8,7 @@
 /* Where a validation stands: the first error is kept (curl's Curl_failf), so
  * checks can run on and the most specific, earliest cause is reported. */
 typedef struct mb_jcheck {
-    char *err;     /* borrowed: caller's buffer; "" until the first failure */
+    char *err; /* borrowed: caller's buffer; "" until the first failure */
     size_t errlen;
     int failed;
 } mb_jcheck;
@@ -21,8 +21,7 @@ int mb_jcheck_fail(mb_jcheck *c, const char *path, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 /* Fails on the first key of obj not in allowed (NULL-terminated).  0 or -1. */
-int mb_jcheck_keys(mb_jcheck *c, const char *path, const json_t *obj,
-                   const char *const *allowed);
+int mb_jcheck_keys(mb_jcheck *c, const char *path, const json_t *obj, const char *const *allowed);
 
 /* A rule on a string: NULL when s is valid, else a static reason. */
 typedef const char *(*mb_jrule)(const char *s);
@@ -30,13 +29,13 @@ typedef const char *(*mb_jrule)(const char *s);
 /* Reads obj[key] as a string checked by rule (may be NULL).  Absent: *out NULL,
  * and "<path>.<key>: is required" if required.  *out is borrowed from obj.
  * Returns 0 or -1. */
-int mb_jcheck_str(mb_jcheck *c, const json_t *obj, const char *path, const char *key,
-                  int required, mb_jrule rule, const char **out);
+int mb_jcheck_str(mb_jcheck *c, const json_t *obj, const char *path, const char *key, int required,
+                  mb_jrule rule, const char **out);
 
 /* Reads obj[key] as a JSON Schema integer in min..max.  Absent: *out untouched,
  * and an error if required.  Returns 0 or -1. */
-int mb_jcheck_int(mb_jcheck *c, const json_t *obj, const char *path, const char *key,
-                  int required, long long min, long long max, long long *out);
+int mb_jcheck_int(mb_jcheck *c, const json_t *obj, const char *path, const char *key, int required,
+                  long long min, long long max, long long *out);
 
 /* Number of Unicode code points in a valid UTF-8 string (jansson guarantees
  * validity), which is how JSON Schema's minLength/maxLength count. */

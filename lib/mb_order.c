@@ -12,8 +12,8 @@
 #define PATH_MAX_LEN 128
 
 static const char *const ENVELOPE_KEYS[] = {
-    "specversion", "id", "source", "type", "time", "datacontenttype",
-    "subject", "traceparent", "tracestate", "data", NULL,
+    "specversion", "id",          "source",     "type", "time", "datacontenttype",
+    "subject",     "traceparent", "tracestate", "data", NULL,
 };
 static const char *const BUY_KEYS[] = {
     "order_id", "account_id", "project_id", "region", "mesh", NULL,
@@ -191,8 +191,8 @@ static int get_const(mb_jcheck *c, const json_t *obj, const char *path, const ch
     return 0;
 }
 
-static const json_t *get_obj(mb_jcheck *c, const json_t *obj, const char *path,
-                             const char *key, int required)
+static const json_t *get_obj(mb_jcheck *c, const json_t *obj, const char *path, const char *key,
+                             int required)
 {
     char p[PATH_MAX_LEN];
     join(p, path, key);
@@ -509,10 +509,10 @@ void mb_order_free(mb_order *o)
 {
     if (!o)
         return;
-    char **strs[] = {&o->event_id, &o->source, &o->time, &o->subject, &o->traceparent,
-                     &o->tracestate, &o->order_id, &o->account_id, &o->mesh_name,
-                     &o->project_id, &o->region, &o->edition, &o->istio_version,
-                     &o->cluster_id, &o->reason};
+    char **strs[] = {&o->event_id,      &o->source,     &o->time,     &o->subject,
+                     &o->traceparent,   &o->tracestate, &o->order_id, &o->account_id,
+                     &o->mesh_name,     &o->project_id, &o->region,   &o->edition,
+                     &o->istio_version, &o->cluster_id, &o->reason};
     for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++)
         free(*strs[i]);
     for (size_t i = 0; o->nodes && o->nodes[i]; i++)
@@ -527,12 +527,9 @@ void mb_order_free(mb_order *o)
 const char *mb_order_kind_name(mb_order_kind k)
 {
     switch (k) {
-    case MB_ORDER_BUY:
-        return "buy";
-    case MB_ORDER_CANCEL:
-        return "cancel";
-    default:
-        return "unknown";
+    case MB_ORDER_BUY: return "buy";
+    case MB_ORDER_CANCEL: return "cancel";
+    default: return "unknown";
     }
 }
 
@@ -568,13 +565,13 @@ json_t *mb_order_data_json(const mb_order *o)
         return d;
     }
     /* "o" steals the arrays, and json_pack frees them if packing fails */
-    return json_pack("{s:s, s:s, s:s, s:s, s:{s:s, s:s, s:s, s:s, s:o, s:{s:o, s:b}}}",
-                     "order_id", o->order_id, "account_id", o->account_id, "project_id",
-                     o->project_id, "region", o->region, "mesh", "name", o->mesh_name,
-                     "edition", o->edition, "istio_version", o->istio_version, "cluster_id",
-                     o->cluster_id, "control_plane_nodes", str_array(o->nodes, o->n_nodes),
-                     "sidecar", "namespaces", str_array(o->namespaces, o->n_namespaces),
-                     "restart_existing", o->restart_existing ? 1 : 0);
+    return json_pack("{s:s, s:s, s:s, s:s, s:{s:s, s:s, s:s, s:s, s:o, s:{s:o, s:b}}}", "order_id",
+                     o->order_id, "account_id", o->account_id, "project_id", o->project_id,
+                     "region", o->region, "mesh", "name", o->mesh_name, "edition", o->edition,
+                     "istio_version", o->istio_version, "cluster_id", o->cluster_id,
+                     "control_plane_nodes", str_array(o->nodes, o->n_nodes), "sidecar",
+                     "namespaces", str_array(o->namespaces, o->n_namespaces), "restart_existing",
+                     o->restart_existing ? 1 : 0);
 }
 
 static int set_opt(json_t *obj, const char *key, const char *val)
@@ -589,8 +586,7 @@ json_t *mb_order_to_json(const mb_order *o)
     const char *type = o->kind == MB_ORDER_CANCEL ? MB_TYPE_ORDER_CANCEL : MB_TYPE_ORDER_BUY;
     json_t *env = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:o}", "specversion", "1.0", "id",
                             o->event_id, "source", o->source, "type", type, "time", o->time,
-                            "datacontenttype", "application/json", "data",
-                            mb_order_data_json(o));
+                            "datacontenttype", "application/json", "data", mb_order_data_json(o));
     if (!env)
         return NULL;
     if (set_opt(env, "subject", o->subject) < 0 ||

@@ -10,13 +10,13 @@
 /* A message larger than this is refused before any parsing. */
 #define MB_ORDER_MAX_BYTES 65536
 /* Bounds from schemas/order-*.schema.json, plus the terminating NUL. */
-#define MB_ORDER_ID_MAX 64
-#define MB_MESH_NAME_MAX 64
-#define MB_TRACEPARENT_LEN 55
-#define MB_ORDER_MAX_NODES 16
+#define MB_ORDER_ID_MAX         64
+#define MB_MESH_NAME_MAX        64
+#define MB_TRACEPARENT_LEN      55
+#define MB_ORDER_MAX_NODES      16
 #define MB_ORDER_MAX_NAMESPACES 64
 
-#define MB_TYPE_ORDER_BUY "com.meshbuy.order.buy.v1"
+#define MB_TYPE_ORDER_BUY    "com.meshbuy.order.buy.v1"
 #define MB_TYPE_ORDER_CANCEL "com.meshbuy.order.cancel.v1"
 
 typedef enum mb_order_kind {
@@ -44,7 +44,7 @@ typedef struct mb_order {
     /* data: buy only */
     char *project_id;
     char *region;
-    char *edition; /* "basic" */
+    char *edition;       /* "basic" */
     char *istio_version; /* "1.8", "1.13", "1.15" or "1.18" */
     char *cluster_id;
     char **nodes; /* control_plane_nodes, 1..16, unique */
@@ -60,8 +60,8 @@ typedef struct mb_order {
  * worker can report a Failed status for it.  Identity fields are "" unless
  * present AND valid by their own rule (safe to use in a Kafka key). */
 typedef struct mb_order_err {
-    char reason[320]; /* "data.mesh.name: must end with a letter or digit" */
-    mb_order_kind kind;                         /* from a known type, else UNKNOWN */
+    char reason[320];   /* "data.mesh.name: must end with a letter or digit" */
+    mb_order_kind kind; /* from a known type, else UNKNOWN */
     char order_id[MB_ORDER_ID_MAX + 1];
     char account_id[MB_ORDER_ID_MAX + 1];
     char mesh_name[MB_MESH_NAME_MAX + 1];

@@ -51,42 +51,44 @@ typedef struct cli {
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-        "usage: meshbuy --account A --project P --region R --name MESH --istio 1.18\n"
-        "               --cluster C --node UID [--node UID...] [--namespace NS...] [--restart]\n"
-        "               [--order-id ID] [--traceparent TP] [--source S] [--timeout SEC]\n"
-        "       meshbuy --file FILE|-    publish an order read from JSON: a full CloudEvent,\n"
-        "                                or only its data object (wrapped here)\n"
-        "       meshbuy --cancel ORDER_ID --account A --name MESH [--reason TEXT]\n"
-        "       meshbuy --validate FILE|-         check an order message byte for byte, send nothing\n"
-        "       meshbuy --validate-status FILE|-  check a mesh.status event, send nothing\n"
-        "       meshbuy --check                   check the configuration and print it\n"
-        "\n"
-        "Publishes one order to the orders topic with key <account_id>/<mesh_name> and a\n"
-        "traceparent header, idempotently (enable.idempotence=true, acks=all), and waits for\n"
-        "its delivery report.  Prints the order id on stdout.  The order is validated with the\n"
-        "worker's own parser first: an invalid order is never sent.\n"
-        "\n"
-        "options:\n"
-        "  --order-id ID      billing's idempotency key (default: fresh ord-<32 hex>)\n"
-        "  --traceparent TP   W3C traceparent of the order (default: a fresh one)\n"
-        "  --restart          restart existing workloads of the --namespace namespaces\n"
-        "  --reason TEXT      free-text reason of a cancel\n"
-        "  --source S         CloudEvents source (default $MESHBUY_SOURCE)\n"
-        "  --timeout SEC      wait at most SEC seconds for delivery (default 30)\n"
-        "  --dry-run          validate and print key and message on stdout, send nothing\n"
-        "  -h, --help         this text\n"
-        "\n"
-        "exit codes:\n"
-        "  0  delivered (or valid, with --validate / --dry-run)\n"
-        "  1  delivery failed or timed out (the order may or may not be on the topic:\n"
-        "     publishing it again with the same --order-id is safe)\n"
-        "  2  invalid order or usage; nothing was sent\n"
-        "  3  configuration error (environment, Kafka settings)\n"
-        "\n"
-        "environment:\n");
+    fprintf(
+        f, "usage: meshbuy --account A --project P --region R --name MESH --istio 1.18\n"
+           "               --cluster C --node UID [--node UID...] [--namespace NS...] [--restart]\n"
+           "               [--order-id ID] [--traceparent TP] [--source S] [--timeout SEC]\n"
+           "       meshbuy --file FILE|-    publish an order read from JSON: a full CloudEvent,\n"
+           "                                or only its data object (wrapped here)\n"
+           "       meshbuy --cancel ORDER_ID --account A --name MESH [--reason TEXT]\n"
+           "       meshbuy --validate FILE|-         check an order message byte for byte, send "
+           "nothing\n"
+           "       meshbuy --validate-status FILE|-  check a mesh.status event, send nothing\n"
+           "       meshbuy --check                   check the configuration and print it\n"
+           "\n"
+           "Publishes one order to the orders topic with key <account_id>/<mesh_name> and a\n"
+           "traceparent header, idempotently (enable.idempotence=true, acks=all), and waits for\n"
+           "its delivery report.  Prints the order id on stdout.  The order is validated with the\n"
+           "worker's own parser first: an invalid order is never sent.\n"
+           "\n"
+           "options:\n"
+           "  --order-id ID      billing's idempotency key (default: fresh ord-<32 hex>)\n"
+           "  --traceparent TP   W3C traceparent of the order (default: a fresh one)\n"
+           "  --restart          restart existing workloads of the --namespace namespaces\n"
+           "  --reason TEXT      free-text reason of a cancel\n"
+           "  --source S         CloudEvents source (default $MESHBUY_SOURCE)\n"
+           "  --timeout SEC      wait at most SEC seconds for delivery (default 30)\n"
+           "  --dry-run          validate and print key and message on stdout, send nothing\n"
+           "  -h, --help         this text\n"
+           "\n"
+           "exit codes:\n"
+           "  0  delivered (or valid, with --validate / --dry-run)\n"
+           "  1  delivery failed or timed out (the order may or may not be on the topic:\n"
+           "     publishing it again with the same --order-id is safe)\n"
+           "  2  invalid order or usage; nothing was sent\n"
+           "  3  configuration error (environment, Kafka settings)\n"
+           "\n"
+           "environment:\n");
     mb_conf_help(f, CONF_KEYS);
-    fprintf(f,
+    fprintf(
+        f,
         "  KAFKA_<X>          any librdkafka property <x> (lowercased, '_' -> '.'), e.g.\n"
         "                     KAFKA_SECURITY_PROTOCOL=ssl; KAFKA_<X>_FILE reads it from a file\n");
 }
@@ -107,9 +109,25 @@ static int bad_usage(const char *fmt, ...)
 /* ------------------------------------------------------------ arguments */
 
 enum {
-    OPT_ACCOUNT = 1000, OPT_PROJECT, OPT_REGION, OPT_NAME, OPT_ISTIO, OPT_CLUSTER, OPT_NODE,
-    OPT_NAMESPACE, OPT_RESTART, OPT_ORDER_ID, OPT_TRACEPARENT, OPT_FILE, OPT_CANCEL,
-    OPT_REASON, OPT_VALIDATE, OPT_VALIDATE_STATUS, OPT_TIMEOUT, OPT_SOURCE, OPT_DRY_RUN,
+    OPT_ACCOUNT = 1000,
+    OPT_PROJECT,
+    OPT_REGION,
+    OPT_NAME,
+    OPT_ISTIO,
+    OPT_CLUSTER,
+    OPT_NODE,
+    OPT_NAMESPACE,
+    OPT_RESTART,
+    OPT_ORDER_ID,
+    OPT_TRACEPARENT,
+    OPT_FILE,
+    OPT_CANCEL,
+    OPT_REASON,
+    OPT_VALIDATE,
+    OPT_VALIDATE_STATUS,
+    OPT_TIMEOUT,
+    OPT_SOURCE,
+    OPT_DRY_RUN,
     OPT_CHECK,
 };
 
@@ -198,11 +216,8 @@ static int parse_args(int argc, char **argv, cli *c)
             if (parse_timeout(optarg, &c->timeout_s) < 0)
                 return bad_usage("--timeout: not a number of seconds in 1..3600: %s", optarg);
             break;
-        case 'h':
-            usage(stdout);
-            return EXIT_OK;
-        default:
-            return bad_usage("%s", "bad option");
+        case 'h': usage(stdout); return EXIT_OK;
+        default: return bad_usage("%s", "bad option");
         }
         if (slot) {
             if (*slot)
@@ -214,7 +229,8 @@ static int parse_args(int argc, char **argv, cli *c)
         return bad_usage("unexpected argument: %s", argv[optind]);
     int modes = !!c->file + !!c->cancel + !!c->validate + !!c->validate_status;
     if (modes > 1)
-        return bad_usage("%s", "--file, --cancel, --validate and --validate-status exclude each other");
+        return bad_usage("%s",
+                         "--file, --cancel, --validate and --validate-status exclude each other");
     int flags = c->project || c->region || c->istio || c->cluster || c->n_nodes ||
                 c->n_namespaces || c->restart || c->order_id;
     if ((c->file || c->validate || c->validate_status) && (flags || c->account || c->name))
@@ -280,17 +296,17 @@ static json_t *buy_from_flags(const cli *c, const char *order_id)
                              "istio_version", c->istio, "cluster_id", c->cluster,
                              "control_plane_nodes", string_array(c->nodes, c->n_nodes));
     if (mesh && (c->n_namespaces || c->restart)) {
-        json_t *sc = json_pack("{s:o, s:b}", "namespaces",
-                               string_array(c->namespaces, c->n_namespaces), "restart_existing",
-                               c->restart);
+        json_t *sc =
+            json_pack("{s:o, s:b}", "namespaces", string_array(c->namespaces, c->n_namespaces),
+                      "restart_existing", c->restart);
         if (!sc || json_object_set_new(mesh, "sidecar", sc) < 0) {
             json_decref(mesh);
             mesh = NULL;
         }
     }
-    json_t *data = json_pack("{s:s, s:s, s:s, s:s, s:o}", "order_id", order_id, "account_id",
-                             c->account, "project_id", c->project, "region", c->region, "mesh",
-                             mesh);
+    json_t *data =
+        json_pack("{s:s, s:s, s:s, s:s, s:o}", "order_id", order_id, "account_id", c->account,
+                  "project_id", c->project, "region", c->region, "mesh", mesh);
     if (!data)
         fprintf(stderr, "meshbuy: an argument is not valid UTF-8\n");
     return data;

@@ -1,4 +1,4 @@
-/* fuzz_order.c: libFuzzer target for the order parser (and what the worker does with its output). */
+/* fuzz_order.c: libFuzzer target for the order parser and the worker's use of its output. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -40,10 +40,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* and the status event the worker would build for it */
     char ebuf[256];
     mb_status_event ev = {
-        .order_id = o->order_id, .account_id = o->account_id, .mesh_name = o->mesh_name,
-        .cluster_id = o->cluster_id, .status = MB_MESH_ACCEPTED, .step = "reserve",
-        .step_index = 2, .step_total = 9, .message = "", .attempt = 1, .seq = 1,
-        .occurred_ms = 1, .traceparent = o->traceparent,
+        .order_id = o->order_id,
+        .account_id = o->account_id,
+        .mesh_name = o->mesh_name,
+        .cluster_id = o->cluster_id,
+        .status = MB_MESH_ACCEPTED,
+        .step = "reserve",
+        .step_index = 2,
+        .step_total = 9,
+        .message = "",
+        .attempt = 1,
+        .seq = 1,
+        .occurred_ms = 1,
+        .traceparent = o->traceparent,
     };
     char *evs = mb_event_build(&ev, ebuf, sizeof ebuf);
     if (!evs)

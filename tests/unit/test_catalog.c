@@ -35,7 +35,10 @@ static void builds_and_charts(void **state)
     (void)state;
     mb_catalog *cat = load_shipped();
     static const char *const want[][2] = {
-        {"1.8", "1.8.6-r1"}, {"1.13", "1.13.9-r5"}, {"1.15", "1.15.7-r1"}, {"1.18", "1.18.7-r1"},
+        {"1.8", "1.8.6-r1"},
+        {"1.13", "1.13.9-r5"},
+        {"1.15", "1.15.7-r1"},
+        {"1.18", "1.18.7-r1"},
     };
     assert_int_equal(mb_catalog_count(cat), 4);
     for (size_t i = 0; i < 4; i++) {

@@ -48,7 +48,8 @@ static void build_installing(void **state)
     assert_string_equal(json_string_value(json_object_get(env, "source")), "/meshbuy/worker");
     assert_string_equal(json_string_value(json_object_get(env, "type")), MB_TYPE_MESH_STATUS);
     assert_string_equal(json_string_value(json_object_get(env, "traceparent")), TP);
-    assert_string_equal(json_string_value(json_object_get(env, "time")), "2024-05-01T12:00:03.250Z");
+    assert_string_equal(json_string_value(json_object_get(env, "time")),
+                        "2024-05-01T12:00:03.250Z");
     json_t *d = json_object_get(env, "data");
     assert_string_equal(json_string_value(json_object_get(d, "occurred_at")),
                         "2024-05-01T12:00:03.250Z");
@@ -168,8 +169,7 @@ static void walk(const char *kind, int want_ok)
 {
     const char *root = getenv("MB_ROOT");
     char dir[1024];
-    snprintf(dir, sizeof dir, "%s/tests/fixtures/mesh-status/%s", root && *root ? root : ".",
-             kind);
+    snprintf(dir, sizeof dir, "%s/tests/fixtures/mesh-status/%s", root && *root ? root : ".", kind);
     DIR *d = opendir(dir);
     assert_non_null(d);
     struct dirent *e;
@@ -206,8 +206,10 @@ static void fixtures(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(build_installing),         cmocka_unit_test(build_failed_partial),
-        cmocka_unit_test(build_refuses_bad_fields), cmocka_unit_test(status_names),
+        cmocka_unit_test(build_installing),
+        cmocka_unit_test(build_failed_partial),
+        cmocka_unit_test(build_refuses_bad_fields),
+        cmocka_unit_test(status_names),
         cmocka_unit_test(fixtures),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,4 +1,4 @@
-/* test_order.c: the order parser: every fixture, precise reasons, salvage, round trips, builders. */
+/* test_order.c: the order parser: every fixture, reasons, salvage, round trips, builders. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -29,13 +29,13 @@ static char *slurp(const char *path, size_t *len)
     return buf;
 }
 
-#define BUY \
-    "{\"specversion\":\"1.0\",\"id\":\"ce-1\",\"source\":\"billing\"," \
-    "\"type\":\"com.meshbuy.order.buy.v1\",\"time\":\"2024-05-01T12:00:00Z\"," \
-    "\"datacontenttype\":\"application/json\"," \
-    "\"traceparent\":\"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\"," \
-    "\"data\":{\"order_id\":\"ord-1\",\"account_id\":\"acc1\",\"project_id\":\"proj1\"," \
-    "\"region\":\"eu-de-01\",\"mesh\":{\"name\":\"%s\",\"edition\":\"basic\"," \
+#define BUY                                                                                    \
+    "{\"specversion\":\"1.0\",\"id\":\"ce-1\",\"source\":\"billing\","                         \
+    "\"type\":\"com.meshbuy.order.buy.v1\",\"time\":\"2024-05-01T12:00:00Z\","                 \
+    "\"datacontenttype\":\"application/json\","                                                \
+    "\"traceparent\":\"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\","             \
+    "\"data\":{\"order_id\":\"ord-1\",\"account_id\":\"acc1\",\"project_id\":\"proj1\","       \
+    "\"region\":\"eu-de-01\",\"mesh\":{\"name\":\"%s\",\"edition\":\"basic\","                 \
     "\"istio_version\":\"%s\",\"cluster_id\":\"c-1\",\"control_plane_nodes\":[\"n1\",\"n2\"]," \
     "\"sidecar\":{\"namespaces\":[\"default\"],\"restart_existing\":true}}}}"
 
@@ -214,8 +214,8 @@ static void json_round_trip(void **state)
     assert_string_equal(s, s2);
     json_t *d = mb_order_data_json(o2);
     assert_string_equal(json_string_value(json_object_get(d, "order_id")), "ord-1");
-    assert_true(json_is_true(
-        json_object_get(json_object_get(json_object_get(d, "mesh"), "sidecar"), "restart_existing")));
+    assert_true(json_is_true(json_object_get(json_object_get(json_object_get(d, "mesh"), "sidecar"),
+                                             "restart_existing")));
     json_decref(d);
     json_decref(j2);
     free(s);
@@ -261,8 +261,10 @@ static void builders(void **state)
     assert_int_equal(mb_order_new_id("ord-", a, 10), -1);
     assert_int_equal(mb_order_new_traceparent(tp, sizeof tp), 0);
     assert_true(mb_order_traceparent_valid(tp));
-    assert_false(mb_order_traceparent_valid("00-00000000000000000000000000000000-00f067aa0ba902b7-01"));
-    assert_false(mb_order_traceparent_valid("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0"));
+    assert_false(
+        mb_order_traceparent_valid("00-00000000000000000000000000000000-00f067aa0ba902b7-01"));
+    assert_false(
+        mb_order_traceparent_valid("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0"));
     /* an envelope with bad data is built, and then refused by the parser */
     json_t *env = mb_order_envelope(MB_ORDER_BUY, json_pack("{s:s}", "order_id", "x"), "me", NULL);
     assert_non_null(env);
@@ -280,10 +282,10 @@ static void builders(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(fixtures_valid),      cmocka_unit_test(fixtures_invalid),
-        cmocka_unit_test(buy_fields),          cmocka_unit_test(reasons_are_precise),
-        cmocka_unit_test(salvage_identity),    cmocka_unit_test(size_cap_and_edges),
-        cmocka_unit_test(json_round_trip),     cmocka_unit_test(cancel_round_trip),
+        cmocka_unit_test(fixtures_valid),   cmocka_unit_test(fixtures_invalid),
+        cmocka_unit_test(buy_fields),       cmocka_unit_test(reasons_are_precise),
+        cmocka_unit_test(salvage_identity), cmocka_unit_test(size_cap_and_edges),
+        cmocka_unit_test(json_round_trip),  cmocka_unit_test(cancel_round_trip),
         cmocka_unit_test(builders),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
