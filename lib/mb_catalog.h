@@ -1,4 +1,4 @@
-/* mb_catalog.h: the Istio catalog (builds, charts, cluster matrix) from schemas/istio-catalog.json. */
+/* mb_catalog.h: the Istio catalog (builds, charts, cluster matrix) of istio-catalog.json. */
 #ifndef MB_CATALOG_H
 #define MB_CATALOG_H
 
