@@ -187,7 +187,7 @@ stack_up() {
 stack_down() {
     [ -n "$_MB_STACK_DIR" ] || return 0
     [ -d "$_MB_STACK_DIR" ] || return 0
-    "$MB_ROOT/ops/devstack" down --dir "$_MB_STACK_DIR" 2>/dev/null || true
+    "$MB_ROOT/ops/devstack" down --dir "$_MB_STACK_DIR" || echo "[$TEST_NAME] devstack down failed" >&2
 }
 
 kafka_ctl() {

@@ -73,9 +73,15 @@ rpid2=$(cat "$dir/redis.pid")
 assert_eq v "$(redis_cli get k)" "value after kill -9 + restart (appendfsync everysec)"
 
 stack_down
-gone() { [ ! -e "/proc/$1" ] || grep -q '^[^)]*) Z' "/proc/$1/stat" 2>/dev/null; }
-for p in "$kpid" "$rpid" "$rpid2"; do
-    gone "$p" || fail "pid $p still alive after down"
+# Gone: no such pid, a zombie, or the pid already reused by another program.
+gone() {
+    local comm
+    comm=$(cat "/proc/$1/comm" 2>/dev/null) || return 0
+    [ "$comm" != "$2" ] || grep -q '^[^)]*) [ZX]' "/proc/$1/stat" 2>/dev/null
+}
+for p in "devkafka:$kpid" "redis-server:$rpid" "redis-server:$rpid2"; do
+    gone "${p#*:}" "${p%%:*}" ||
+        fail "${p%%:*} (pid ${p#*:}) still alive after down: $(cat "/proc/${p#*:}/stat" 2>&1)"
 done
 [ ! -e "$dir" ] || fail "$dir left behind"
 
