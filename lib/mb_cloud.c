@@ -14,9 +14,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_PAGES 1000   /* a listing longer than this is refused, not followed forever */
-#define MAX_RESTARTS 3   /* 410 Gone restarts of one listing */
-#define PAGE_LIMIT "500"
+#define MAX_PAGES    1000 /* a listing longer than this is refused, not followed forever */
+#define MAX_RESTARTS 3    /* 410 Gone restarts of one listing */
+#define PAGE_LIMIT   "500"
 
 enum api { API_CCE, API_VPC, API_K8S };
 
@@ -42,12 +42,12 @@ struct mb_cloud_op {
     int finishing;
     /* per-call state */
     void *out;
-    int kind;    /* k8s kind, workload kind being listed */
+    int kind; /* k8s kind, workload kind being listed */
     int pages;
     int restarts;
     long count;
-    char *name;  /* namespace or object name kept for follow-up requests */
-    void *aux;   /* call-specific state, freed with aux_free */
+    char *name; /* namespace or object name kept for follow-up requests */
+    void *aux;  /* call-specific state, freed with aux_free */
     void (*aux_free)(void *);
     mb_cloud_op *prev, *next;
 };
@@ -202,8 +202,7 @@ static char *op_url(mb_cloud_op *op, enum api api, const char *fmt, ...)
             continue;
         }
         if (val == NULL || val[0] == '\0') {
-            mb_error_set(&op->err, MB_PERM, "BadTarget", "URL template needs %s: none given",
-                         name);
+            mb_error_set(&op->err, MB_PERM, "BadTarget", "URL template needs %s: none given", name);
             free(b.p);
             return NULL;
         }
@@ -285,8 +284,8 @@ static void on_later(evutil_socket_t fd, short what, void *arg)
     op_finish_own(arg);
 }
 
-static mb_cloud_op *op_new(mb_cloud *c, const mb_cloud_target *t, mb_cloud_done *done,
-                           void *arg, void *out)
+static mb_cloud_op *op_new(mb_cloud *c, const mb_cloud_target *t, mb_cloud_done *done, void *arg,
+                           void *out)
 {
     mb_cloud_op *op;
     if (c == NULL || done == NULL)
@@ -311,10 +310,9 @@ static mb_cloud_op *op_new(mb_cloud *c, const mb_cloud_target *t, mb_cloud_done 
         c->ops->prev = op;
     c->ops = op;
     c->inflight++;
-    if (op->later == NULL || (t && ((t->project_id && !op->project_id) ||
-                                    (t->region && !op->region) ||
-                                    (t->cluster_id && !op->cluster_id) ||
-                                    (t->traceparent && !op->traceparent)))) {
+    if (op->later == NULL ||
+        (t && ((t->project_id && !op->project_id) || (t->region && !op->region) ||
+               (t->cluster_id && !op->cluster_id) || (t->traceparent && !op->traceparent)))) {
         op_free(op);
         return NULL;
     }
@@ -563,8 +561,7 @@ mb_cloud_op *mb_cloud_cluster_get(mb_cloud *c, const mb_cloud_target *t, mb_clus
     if (op == NULL)
         return NULL;
     mb_cluster_clear(out);
-    url = op_url(op, API_CCE, "/api/v3/projects/%s/clusters/%s", op->project_id,
-                 op->cluster_id);
+    url = op_url(op, API_CCE, "/api/v3/projects/%s/clusters/%s", op->project_id, op->cluster_id);
     return op_start(op, "GET", url, NULL, NULL, cluster_resp);
 }
 
@@ -605,7 +602,8 @@ static void nodes_resp(mb_cloud_op *op, const mb_http_resp *r, const mb_error *e
         out->items = calloc(json_array_size(items), sizeof(*out->items));
         oom = out->items == NULL;
     }
-    json_array_foreach(items, i, it) {
+    json_array_foreach(items, i, it)
+    {
         mb_node *n;
         if (oom)
             break;
@@ -670,8 +668,8 @@ mb_cloud_op *mb_cloud_release_create(mb_cloud *c, const mb_cloud_target *t,
     bad |= json_object_set_new(body, "name", json_string(spec->name));
     bad |= json_object_set_new(body, "namespace", json_string(spec->namespace));
     bad |= json_object_set_new(body, "version", json_string(spec->version));
-    bad |= json_object_set_new(body, "values", spec->values ? json_incref(spec->values)
-                                                            : json_object());
+    bad |= json_object_set_new(body, "values",
+                               spec->values ? json_incref(spec->values) : json_object());
     if (spec->description)
         bad |= json_object_set_new(body, "description", json_string(spec->description));
     text = bad ? NULL : json_dumps(body, JSON_COMPACT);
@@ -734,16 +732,15 @@ static void release_get_resp(mb_cloud_op *op, const mb_http_resp *r, const mb_er
 }
 
 mb_cloud_op *mb_cloud_release_get(mb_cloud *c, const mb_cloud_target *t, const char *ns,
-                                  const char *name, mb_release *out, mb_cloud_done *done,
-                                  void *arg)
+                                  const char *name, mb_release *out, mb_cloud_done *done, void *arg)
 {
     mb_cloud_op *op = op_new(c, t, done, arg, out);
     char *url;
     if (op == NULL)
         return NULL;
     mb_release_clear(out);
-    url = op_url(op, API_CCE, "/cce/cam/v3/clusters/%s/namespace/%s/releases/%s",
-                 op->cluster_id, ns, name);
+    url = op_url(op, API_CCE, "/cce/cam/v3/clusters/%s/namespace/%s/releases/%s", op->cluster_id,
+                 ns, name);
     return op_start(op, "GET", url, NULL, NULL, release_get_resp);
 }
 
@@ -754,8 +751,8 @@ mb_cloud_op *mb_cloud_release_delete(mb_cloud *c, const mb_cloud_target *t, cons
     char *url;
     if (op == NULL)
         return NULL;
-    url = op_url(op, API_CCE, "/cce/cam/v3/clusters/%s/namespace/%s/releases/%s",
-                 op->cluster_id, ns, name);
+    url = op_url(op, API_CCE, "/cce/cam/v3/clusters/%s/namespace/%s/releases/%s", op->cluster_id,
+                 ns, name);
     return op_start(op, "DELETE", url, NULL, NULL, gone_ok_resp);
 }
 
@@ -858,7 +855,8 @@ static void sg_list_resp(mb_cloud_op *op, const mb_http_resp *r, const mb_error 
         if (ni)
             out->items = ni;
     }
-    json_array_foreach(rules, i, it) {
+    json_array_foreach(rules, i, it)
+    {
         mb_sg_rule *s;
         json_t *prio;
         if (oom)
@@ -1017,8 +1015,8 @@ mb_cloud_op *mb_cloud_sg_rule_create(mb_cloud *c, const mb_cloud_target *t,
                                json_string(spec->direction ? spec->direction : "ingress"));
     bad |= json_object_set_new(rule, "ethertype",
                                json_string(spec->ethertype ? spec->ethertype : "IPv4"));
-    bad |= json_object_set_new(rule, "protocol",
-                               json_string(spec->protocol ? spec->protocol : "tcp"));
+    bad |=
+        json_object_set_new(rule, "protocol", json_string(spec->protocol ? spec->protocol : "tcp"));
     bad |= json_object_set_new(rule, "multiport", json_string(spec->multiport));
     if (spec->remote_ip_prefix)
         bad |= json_object_set_new(rule, "remote_ip_prefix", json_string(spec->remote_ip_prefix));
@@ -1346,8 +1344,8 @@ mb_cloud_op *mb_cloud_k8s_pods_count(mb_cloud *c, const mb_cloud_target *t, long
     if (op == NULL)
         return NULL;
     *out = 0;
-    return op_start(op, "GET", op_url(op, API_K8S, "/api/v1/pods?limit=" PAGE_LIMIT), NULL,
-                    NULL, pods_resp);
+    return op_start(op, "GET", op_url(op, API_K8S, "/api/v1/pods?limit=" PAGE_LIMIT), NULL, NULL,
+                    pods_resp);
 }
 
 static const char *const wl_plural[] = {"deployments", "statefulsets", "daemonsets"};
@@ -1376,8 +1374,8 @@ static char *wl_url(mb_cloud_op *op, const char *cont)
 {
     if (cont != NULL)
         return op_url(op, API_K8S,
-                      "/apis/apps/v1/namespaces/%s/%s?limit=" PAGE_LIMIT "&continue=%s",
-                      op->name, wl_plural[op->kind], cont);
+                      "/apis/apps/v1/namespaces/%s/%s?limit=" PAGE_LIMIT "&continue=%s", op->name,
+                      wl_plural[op->kind], cont);
     return op_url(op, API_K8S, "/apis/apps/v1/namespaces/%s/%s?limit=" PAGE_LIMIT, op->name,
                   wl_plural[op->kind]);
 }
@@ -1405,7 +1403,8 @@ static int wl_add(mb_cloud_op *op, json_t *items)
     if (ni == NULL)
         return -1;
     out->items = ni;
-    json_array_foreach(items, i, it) {
+    json_array_foreach(items, i, it)
+    {
         mb_workload *w = &out->items[out->n++];
         json_t *ann = jpath(it, "spec.template.metadata.annotations");
         const char *ra = jstr(ann, "kubectl.kubernetes.io/restartedAt");
@@ -1470,10 +1469,9 @@ mb_cloud_op *mb_cloud_k8s_workloads_list(mb_cloud *c, const mb_cloud_target *t, 
     return op_start(op, "GET", wl_url(op, NULL), NULL, NULL, wl_resp);
 }
 
-mb_cloud_op *mb_cloud_k8s_workload_restart(mb_cloud *c, const mb_cloud_target *t,
-                                           const char *ns, mb_workload_kind kind,
-                                           const char *name, const char *timestamp,
-                                           mb_cloud_done *done, void *arg)
+mb_cloud_op *mb_cloud_k8s_workload_restart(mb_cloud *c, const mb_cloud_target *t, const char *ns,
+                                           mb_workload_kind kind, const char *name,
+                                           const char *timestamp, mb_cloud_done *done, void *arg)
 {
     mb_cloud_op *op = op_new(c, t, done, arg, NULL);
     json_t *body;
@@ -1492,10 +1490,10 @@ mb_cloud_op *mb_cloud_k8s_workload_restart(mb_cloud *c, const mb_cloud_target *t
         mb_error_set(&op->err, MB_PERM, "BadRequest", "restart workload: not encodable");
         return op_defer(op);
     }
-    op = op_start(op, "PATCH",
-                  op_url(op, API_K8S, "/apis/apps/v1/namespaces/%s/%s/%s", ns, wl_plural[kind],
-                         name),
-                  "application/strategic-merge-patch+json", text, plain_resp);
+    op = op_start(
+        op, "PATCH",
+        op_url(op, API_K8S, "/apis/apps/v1/namespaces/%s/%s/%s", ns, wl_plural[kind], name),
+        "application/strategic-merge-patch+json", text, plain_resp);
     free(text);
     return op;
 }
@@ -1520,7 +1518,8 @@ int mb_k8s_deployment_ready(json_t *d, char *reason, size_t reasonlen)
         snprintf(reason, reasonlen, "waiting for deployment spec update to be observed");
         return 0;
     }
-    json_array_foreach(conds, i, cnd) {
+    json_array_foreach(conds, i, cnd)
+    {
         const char *type = jstr(cnd, "type"), *why = jstr(cnd, "reason");
         if (type && why && strcmp(type, "Progressing") == 0 &&
             strcmp(why, "ProgressDeadlineExceeded") == 0) {
@@ -1529,13 +1528,11 @@ int mb_k8s_deployment_ready(json_t *d, char *reason, size_t reasonlen)
         }
     }
     if (updated < want) {
-        snprintf(reason, reasonlen, "%ld out of %ld new replicas have been updated", updated,
-                 want);
+        snprintf(reason, reasonlen, "%ld out of %ld new replicas have been updated", updated, want);
         return 0;
     }
     if (replicas > updated) {
-        snprintf(reason, reasonlen, "%ld old replicas are pending termination",
-                 replicas - updated);
+        snprintf(reason, reasonlen, "%ld old replicas are pending termination", replicas - updated);
         return 0;
     }
     if (available < updated) {

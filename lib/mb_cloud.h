@@ -118,12 +118,11 @@ typedef struct mb_release_spec {
 /* POST /cce/cam/v3/clusters/{cluster_id}/releases (201).  A 409 (release
  * exists) stays MB_AGAIN with the body's code: observe with release_get. */
 mb_cloud_op *mb_cloud_release_create(mb_cloud *c, const mb_cloud_target *t,
-                                     const mb_release_spec *spec, mb_cloud_done *done,
-                                     void *arg);
+                                     const mb_release_spec *spec, mb_cloud_done *done, void *arg);
 
 typedef struct mb_release {
-    int exists;               /* 0 after a 404 (then MB_OK and the strings NULL) */
-    char *status;             /* PENDING_INSTALL, DEPLOYED, FAILED, UNKNOWN, DELETING, ... */
+    int exists;   /* 0 after a 404 (then MB_OK and the strings NULL) */
+    char *status; /* PENDING_INSTALL, DEPLOYED, FAILED, UNKNOWN, DELETING, ... */
     char *status_description;
     char *description;
     char *chart_version;
@@ -153,7 +152,7 @@ typedef struct mb_sg_rule {
     char *multiport;        /* "7443", "7000-8000", "22,7443"; NULL or "" = all ports */
     char *remote_ip_prefix; /* NULL = any */
     char *remote_group_id;
-    char *action;           /* allow | deny; NULL = allow */
+    char *action; /* allow | deny; NULL = allow */
     int priority;
 } mb_sg_rule;
 typedef struct mb_sg_rule_list {
@@ -218,7 +217,7 @@ mb_cloud_op *mb_cloud_k8s_version(mb_cloud *c, const mb_cloud_target *t, char **
 typedef enum mb_k8s_kind { MB_K8S_NODE, MB_K8S_NAMESPACE } mb_k8s_kind;
 
 typedef struct mb_k8s_meta {
-    int exists;          /* 0 after a 404 (then MB_OK) */
+    int exists; /* 0 after a 404 (then MB_OK) */
     char *name;
     char *resource_version;
     json_t *labels;      /* new reference (json_decref via _clear); {} when none */
@@ -228,8 +227,7 @@ void mb_k8s_meta_clear(mb_k8s_meta *m);
 
 /* GET /api/v1/nodes/{name} or /api/v1/namespaces/{name}. */
 mb_cloud_op *mb_cloud_k8s_get(mb_cloud *c, const mb_cloud_target *t, mb_k8s_kind kind,
-                              const char *name, mb_k8s_meta *out, mb_cloud_done *done,
-                              void *arg);
+                              const char *name, mb_k8s_meta *out, mb_cloud_done *done, void *arg);
 
 /* PATCH application/merge-patch+json {"metadata":{"labels":{key:value}}};
  * value NULL sends JSON null (deletes the label). */
@@ -286,9 +284,8 @@ mb_cloud_op *mb_cloud_k8s_workloads_list(mb_cloud *c, const mb_cloud_target *t, 
 /* PATCH application/strategic-merge-patch+json
  * {"spec":{"template":{"metadata":{"annotations":
  *   {"kubectl.kubernetes.io/restartedAt":timestamp}}}}} as kubectl rollout restart. */
-mb_cloud_op *mb_cloud_k8s_workload_restart(mb_cloud *c, const mb_cloud_target *t,
-                                           const char *ns, mb_workload_kind kind,
-                                           const char *name, const char *timestamp,
-                                           mb_cloud_done *done, void *arg);
+mb_cloud_op *mb_cloud_k8s_workload_restart(mb_cloud *c, const mb_cloud_target *t, const char *ns,
+                                           mb_workload_kind kind, const char *name,
+                                           const char *timestamp, mb_cloud_done *done, void *arg);
 
 #endif

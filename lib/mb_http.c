@@ -20,7 +20,7 @@
 #include "mb_sign.h"
 
 #define MB_HTTP_MAX_BODY (32L * 1024 * 1024) /* a response larger than this is refused */
-#define MB_HTTP_EXCERPT 200                  /* body bytes quoted in an error text */
+#define MB_HTTP_EXCERPT  200                 /* body bytes quoted in an error text */
 
 /* One socket curl asked us to watch. */
 typedef struct sock_ctx {
@@ -51,13 +51,13 @@ struct mb_http_xfer {
     struct curl_slist *hdrs;
     mb_http_cb *cb;
     void *arg;
-    char *body;        /* request body copy (curl reads it in place) */
-    char *what;        /* "GET /path" for error texts */
-    char *resp;        /* response body, NUL-terminated */
+    char *body; /* request body copy (curl reads it in place) */
+    char *what; /* "GET /path" for error texts */
+    char *resp; /* response body, NUL-terminated */
     size_t resp_len, resp_cap;
     long retry_after_ms;
     int too_large;
-    int completing;    /* the callback is running: cancel is a no-op */
+    int completing; /* the callback is running: cancel is a no-op */
     char errbuf[CURL_ERROR_SIZE];
     mb_http_xfer *prev, *next;
 };
@@ -69,35 +69,23 @@ struct mb_http_xfer {
 static mb_status classify_curl(int cc, const char **code)
 {
     switch ((CURLcode)cc) {
-    case CURLE_OK:
-        *code = "";
-        return MB_OK;
-    case CURLE_OPERATION_TIMEDOUT:
-        *code = "Timeout";
-        return MB_AGAIN;
-    case CURLE_COULDNT_CONNECT:
-        *code = "ConnectFailed";
-        return MB_AGAIN;
+    case CURLE_OK: *code = ""; return MB_OK;
+    case CURLE_OPERATION_TIMEDOUT: *code = "Timeout"; return MB_AGAIN;
+    case CURLE_COULDNT_CONNECT: *code = "ConnectFailed"; return MB_AGAIN;
     case CURLE_COULDNT_RESOLVE_HOST:
-    case CURLE_COULDNT_RESOLVE_PROXY:
-        *code = "ResolveFailed";
-        return MB_AGAIN;
+    case CURLE_COULDNT_RESOLVE_PROXY: *code = "ResolveFailed"; return MB_AGAIN;
     case CURLE_SEND_ERROR:
     case CURLE_RECV_ERROR:
     case CURLE_GOT_NOTHING:
     case CURLE_PARTIAL_FILE:
     case CURLE_HTTP2:
-    case CURLE_HTTP2_STREAM:
-        *code = "ConnectionError";
-        return MB_AGAIN;
+    case CURLE_HTTP2_STREAM: *code = "ConnectionError"; return MB_AGAIN;
     case CURLE_SSL_CONNECT_ERROR:
         /* a handshake cut by the network is worth another try; a handshake
          * the peer refuses on policy fails again within the step deadline */
         *code = "TLSHandshake";
         return MB_AGAIN;
-    case CURLE_OUT_OF_MEMORY:
-        *code = "OutOfMemory";
-        return MB_FATAL;
+    case CURLE_OUT_OF_MEMORY: *code = "OutOfMemory"; return MB_FATAL;
     case CURLE_PEER_FAILED_VERIFICATION:
     case CURLE_SSL_CACERT_BADFILE:
     case CURLE_SSL_CERTPROBLEM:
@@ -108,23 +96,15 @@ static mb_status classify_curl(int cc, const char **code)
     case CURLE_SSL_ISSUER_ERROR:
     case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
     case CURLE_SSL_INVALIDCERTSTATUS:
-    case CURLE_USE_SSL_FAILED:
-        *code = "TLSError";
-        return MB_PERM;
+    case CURLE_USE_SSL_FAILED: *code = "TLSError"; return MB_PERM;
     case CURLE_UNSUPPORTED_PROTOCOL:
-    case CURLE_URL_MALFORMAT:
-        *code = "BadURL";
-        return MB_PERM;
+    case CURLE_URL_MALFORMAT: *code = "BadURL"; return MB_PERM;
     case CURLE_BAD_FUNCTION_ARGUMENT:
     case CURLE_UNKNOWN_OPTION:
     case CURLE_NOT_BUILT_IN:
-    case CURLE_FAILED_INIT:
-        *code = "Config";
-        return MB_PERM;
+    case CURLE_FAILED_INIT: *code = "Config"; return MB_PERM;
     case CURLE_WRITE_ERROR:
-    case CURLE_FILESIZE_EXCEEDED:
-        *code = "ResponseTooLarge";
-        return MB_PERM;
+    case CURLE_FILESIZE_EXCEEDED: *code = "ResponseTooLarge"; return MB_PERM;
     default:
         /* anything else happened on the wire: let the step's deadline decide */
         *code = "TransportError";
@@ -275,8 +255,7 @@ static void http_error(mb_error *e, const mb_http_xfer *x, long status)
         excerpt(x->resp, x->resp_len, ex, sizeof(ex));
         bmsg = ex;
     }
-    mb_error_set(e, st, code, "%s: HTTP %ld: %s", x->what, status,
-                 bmsg[0] ? bmsg : "(empty body)");
+    mb_error_set(e, st, code, "%s: HTTP %ld: %s", x->what, status, bmsg[0] ? bmsg : "(empty body)");
     e->http_status = status;
     if (status == 429 || status == 503)
         e->retry_after_ms = x->retry_after_ms;
@@ -686,8 +665,8 @@ static int build_headers(mb_http *h, mb_http_xfer *x, const mb_http_req *rq, int
         sh[nsh++] = (mb_hdr){"Host", host};
         sh[nsh++] = (mb_hdr){"X-Sdk-Date", date};
         if (mb_sign_authorization(h->ak, h->sk, rq->method, path, query, sh, nsh,
-                                  with_body ? x->body : "", with_body ? rq->body_len : 0,
-                                  auth, sizeof(auth)) != 0)
+                                  with_body ? x->body : "", with_body ? rq->body_len : 0, auth,
+                                  sizeof(auth)) != 0)
             goto out;
         if (add_hdr(&x->hdrs, "X-Sdk-Date", date) || add_hdr(&x->hdrs, "Authorization", auth))
             goto out;

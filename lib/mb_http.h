@@ -39,8 +39,8 @@ typedef struct mb_http_req {
     const char *content_type; /* with a body; NULL = application/json */
     const char *body;         /* NULL = none */
     size_t body_len;
-    const char *traceparent;  /* NULL = header not sent */
-    long timeout_ms;          /* 0 = the mb_http default */
+    const char *traceparent; /* NULL = header not sent */
+    long timeout_ms;         /* 0 = the mb_http default */
 } mb_http_req;
 
 /* body is NUL-terminated (body[body_len] == 0).  retry_after_ms: -1 when
@@ -65,14 +65,14 @@ typedef struct mb_http_resp {
 typedef void mb_http_cb(void *arg, const mb_http_resp *resp, const mb_error *err);
 
 typedef struct mb_http_counters {
-    uint64_t started;      /* mb_http_request calls that returned a handle */
-    uint64_t completed;    /* callbacks made */
-    uint64_t cancelled;    /* mb_http_cancel on a live request (and mb_http_free) */
-    uint64_t ok;           /* completed with MB_OK */
-    uint64_t again;        /* completed with MB_AGAIN */
-    uint64_t perm;         /* completed with MB_PERM or MB_FATAL */
-    uint64_t new_conns;    /* connections opened */
-    uint64_t reused;       /* completed transfers that reused a kept-alive connection */
+    uint64_t started;   /* mb_http_request calls that returned a handle */
+    uint64_t completed; /* callbacks made */
+    uint64_t cancelled; /* mb_http_cancel on a live request (and mb_http_free) */
+    uint64_t ok;        /* completed with MB_OK */
+    uint64_t again;     /* completed with MB_AGAIN */
+    uint64_t perm;      /* completed with MB_PERM or MB_FATAL */
+    uint64_t new_conns; /* connections opened */
+    uint64_t reused;    /* completed transfers that reused a kept-alive connection */
 } mb_http_counters;
 
 /* New client on base (borrowed; must outlive the client).  Strings in o are

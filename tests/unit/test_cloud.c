@@ -22,14 +22,14 @@
 #include "mb_cloud.h"
 #include "mb_http.h"
 
-#define AK "MESHBUYDEVACCESSKEY0"
-#define SK "meshbuy-dev-secret-key-0000000000000000"
-#define PROJECT "p0c0a1b2c3d4e5f6"
-#define CLUSTER "c1-7b3f2c1e"
+#define AK               "MESHBUYDEVACCESSKEY0"
+#define SK               "meshbuy-dev-secret-key-0000000000000000"
+#define PROJECT          "p0c0a1b2c3d4e5f6"
+#define CLUSTER          "c1-7b3f2c1e"
 #define CLUSTER_NOTREADY "c2-coredns-down"
-#define SG "sg-5e1c7a30"
-#define TP "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
-#define NPODS 1203
+#define SG               "sg-5e1c7a30"
+#define TP               "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+#define NPODS            1203
 
 /* The test's own scenario: known ids, more pods than one page, workloads of
  * every kind, a pre-existing rule that covers 7443 through a range. */
@@ -37,22 +37,31 @@ static const char scenario[] =
     "{\"credentials\":[{\"ak\":\"" AK "\",\"sk\":\"" SK "\",\"projects\":[\"" PROJECT "\"]}],"
     "\"charts\":[{\"id\":\"asm-istio-1-18\",\"name\":\"asm-istio\",\"version\":\"1.18.7-r1\"}],"
     "\"sg_rule_quota\":4,"
-    "\"security_groups\":[{\"id\":\"" SG "\",\"project_id\":\"" PROJECT "\",\"name\":\"c1-cce-node\","
+    "\"security_groups\":[{\"id\":\"" SG "\",\"project_id\":\"" PROJECT
+    "\",\"name\":\"c1-cce-node\","
     "  \"rules\":[{\"id\":\"rule-pre-1\",\"direction\":\"ingress\",\"ethertype\":\"IPv4\","
     "             \"protocol\":\"tcp\",\"multiport\":\"22,7000-8000\",\"action\":\"allow\","
     "             \"priority\":1,\"remote_ip_prefix\":\"0.0.0.0/0\"}]}],"
     "\"clusters\":["
-    " {\"id\":\"" CLUSTER "\",\"project_id\":\"" PROJECT "\",\"name\":\"shop\",\"version\":\"v1.25\","
+    " {\"id\":\"" CLUSTER "\",\"project_id\":\"" PROJECT
+    "\",\"name\":\"shop\",\"version\":\"v1.25\","
     "  \"phase\":\"Available\",\"security_group_id\":\"" SG "\",\"pods\":1203,"
-    "  \"nodes\":[{\"uid\":\"uid-n1\",\"name\":\"192.168.0.11\",\"az\":\"az1\",\"phase\":\"Active\"},"
-    "           {\"uid\":\"uid-n2\",\"name\":\"192.168.1.12\",\"az\":\"az2\",\"phase\":\"Abnormal\","
+    "  "
+    "\"nodes\":[{\"uid\":\"uid-n1\",\"name\":\"192.168.0.11\",\"az\":\"az1\",\"phase\":\"Active\"},"
+    "           "
+    "{\"uid\":\"uid-n2\",\"name\":\"192.168.1.12\",\"az\":\"az2\",\"phase\":\"Abnormal\","
     "            \"labels\":{\"team\":\"x\"}}],"
     "  \"namespaces\":[\"default\",\"kube-system\",\"kube-public\",\"apps\"],"
-    "  \"workloads\":[{\"namespace\":\"apps\",\"kind\":\"deployment\",\"name\":\"web\",\"replicas\":2},"
-    "               {\"namespace\":\"apps\",\"kind\":\"deployment\",\"name\":\"frozen\",\"paused\":true},"
-    "               {\"namespace\":\"apps\",\"kind\":\"statefulset\",\"name\":\"db\",\"replicas\":1},"
+    "  "
+    "\"workloads\":[{\"namespace\":\"apps\",\"kind\":\"deployment\",\"name\":\"web\",\"replicas\":"
+    "2},"
+    "               "
+    "{\"namespace\":\"apps\",\"kind\":\"deployment\",\"name\":\"frozen\",\"paused\":true},"
+    "               "
+    "{\"namespace\":\"apps\",\"kind\":\"statefulset\",\"name\":\"db\",\"replicas\":1},"
     "               {\"namespace\":\"apps\",\"kind\":\"daemonset\",\"name\":\"agent\"}]},"
-    " {\"id\":\"" CLUSTER_NOTREADY "\",\"project_id\":\"" PROJECT "\",\"coredns\":{\"ready\":false},"
+    " {\"id\":\"" CLUSTER_NOTREADY "\",\"project_id\":\"" PROJECT
+    "\",\"coredns\":{\"ready\":false},"
     "  \"nodes\":[{\"uid\":\"uid-m1\",\"name\":\"10.0.0.1\",\"az\":\"az1\"}]}"
     "]}";
 
@@ -66,14 +75,30 @@ static void test_multiport_table(void **state)
         const char *mp;
         int port, want;
     } t[] = {
-        {"7443", 7443, 1},         {"7443", 7444, 0},          {"7000-8000", 7443, 1},
-        {"7000-8000", 7000, 1},    {"7000-8000", 8000, 1},     {"7000-8000", 8001, 0},
-        {"22,7443", 7443, 1},      {"22,7443", 22, 1},         {"22,7443", 80, 0},
-        {"22,7000-8000", 7443, 1}, {"22, 7000 - 8000", 7443, 1}, {" 7443 ", 7443, 1},
-        {"1-65535", 7443, 1},      {"80,443,8080", 7443, 0},   {"", 7443, 0},
-        {"abc", 7443, 0},          {"7443-", 7443, 0},         {"-7443", 7443, 0},
-        {"8000-7000", 7443, 0},    {"0-70000", 7443, 0},       {"22,,7443", 7443, 0},
-        {"22,x,7443", 7443, 0},    {"7443,", 7443, 0},         {"99999999999", 7443, 0},
+        {"7443", 7443, 1},
+        {"7443", 7444, 0},
+        {"7000-8000", 7443, 1},
+        {"7000-8000", 7000, 1},
+        {"7000-8000", 8000, 1},
+        {"7000-8000", 8001, 0},
+        {"22,7443", 7443, 1},
+        {"22,7443", 22, 1},
+        {"22,7443", 80, 0},
+        {"22,7000-8000", 7443, 1},
+        {"22, 7000 - 8000", 7443, 1},
+        {" 7443 ", 7443, 1},
+        {"1-65535", 7443, 1},
+        {"80,443,8080", 7443, 0},
+        {"", 7443, 0},
+        {"abc", 7443, 0},
+        {"7443-", 7443, 0},
+        {"-7443", 7443, 0},
+        {"8000-7000", 7443, 0},
+        {"0-70000", 7443, 0},
+        {"22,,7443", 7443, 0},
+        {"22,x,7443", 7443, 0},
+        {"7443,", 7443, 0},
+        {"99999999999", 7443, 0},
         {"7443abc", 7443, 0},
     };
     (void)state;
@@ -91,8 +116,8 @@ static void test_rule_allows(void **state)
     char in[] = "ingress", eg[] = "egress", tcp[] = "tcp", udp[] = "udp", any[] = "any",
          allow[] = "allow", deny[] = "deny", v4[] = "IPv4", v6[] = "IPv6", mp[] = "7443",
          mp2[] = "80", empty[] = "";
-    mb_sg_rule r = {.direction = in, .protocol = tcp, .action = allow, .ethertype = v4,
-                    .multiport = mp};
+    mb_sg_rule r = {
+        .direction = in, .protocol = tcp, .action = allow, .ethertype = v4, .multiport = mp};
     (void)state;
     assert_int_equal(mb_sg_rule_allows(&r, 7443), 1);
     r.multiport = mp2;
@@ -208,21 +233,21 @@ static void run_until(struct event_base *base, const int *count, int want, long 
 }
 
 /* Runs one call to completion; fails the test if done is not called. */
-#define CALL(env, r, expr)                                                        \
-    do {                                                                          \
-        memset(&(r), 0, sizeof(r));                                               \
-        assert_non_null(expr);                                                    \
-        assert_int_equal((r).called, 0); /* never synchronously */                \
-        run_until((env)->base, &(r).called, 1, 10000);                            \
-        if ((r).called != 1)                                                      \
-            fail_msg("%s: done called %d times", #expr, (r).called);              \
+#define CALL(env, r, expr)                                           \
+    do {                                                             \
+        memset(&(r), 0, sizeof(r));                                  \
+        assert_non_null(expr);                                       \
+        assert_int_equal((r).called, 0); /* never synchronously */   \
+        run_until((env)->base, &(r).called, 1, 10000);               \
+        if ((r).called != 1)                                         \
+            fail_msg("%s: done called %d times", #expr, (r).called); \
     } while (0)
 
-#define ASSERT_OK(r)                                                                   \
-    do {                                                                               \
-        if ((r).err.status != MB_OK)                                                   \
-            fail_msg("expected ok, got %s %s: %s", mb_status_name((r).err.status),     \
-                     (r).err.code, (r).err.msg);                                       \
+#define ASSERT_OK(r)                                                                             \
+    do {                                                                                         \
+        if ((r).err.status != MB_OK)                                                             \
+            fail_msg("expected ok, got %s %s: %s", mb_status_name((r).err.status), (r).err.code, \
+                     (r).err.msg);                                                               \
     } while (0)
 
 /* ------------------------------------------------------------------ */
@@ -376,7 +401,8 @@ static int mutations_matching(const char *n1, const char *n2)
     int count = 0;
     admin("GET", "/admin/mutations", NULL, &j);
     list = json_is_array(j) ? j : json_object_get(j, "mutations");
-    json_array_foreach(list, i, m) {
+    json_array_foreach(list, i, m)
+    {
         char *s = json_dumps(m, JSON_COMPACT);
         if (s && strstr(s, n1) && (!n2 || strstr(s, n2)))
             count++;
@@ -401,8 +427,10 @@ static int start_cloudsim(void **state)
     }
     snprintf(exe, sizeof(exe), "%s/cloudsim", bin);
     if (access(exe, X_OK) != 0) {
-        fprintf(stderr, "test_cloud: %s is missing or not executable: build it first "
-                        "(make all)\n", exe);
+        fprintf(stderr,
+                "test_cloud: %s is missing or not executable: build it first "
+                "(make all)\n",
+                exe);
         return -1;
     }
     snprintf(E.dir, sizeof(E.dir), "/tmp/test_cloud.XXXXXX");
@@ -547,8 +575,8 @@ static void test_cluster_and_nodes(void **state)
     CALL(e, r, mb_cloud_cluster_get(e->cloud, &t, &cl, on_done, &r));
     assert_int_equal(r.err.status, MB_PERM);
     assert_int_equal(r.err.http_status, 404);
-    assert_non_null(strstr(r.err.msg, "GET /api/v3/projects/" PROJECT
-                                      "/clusters/no-such-cluster: HTTP 404"));
+    assert_non_null(
+        strstr(r.err.msg, "GET /api/v3/projects/" PROJECT "/clusters/no-such-cluster: HTTP 404"));
     assert_null(cl.id);
     mb_cluster_clear(&cl);
     mb_node_list_clear(&nl);
@@ -559,14 +587,17 @@ static void test_release_lifecycle(void **state)
     env *e = *state;
     mb_release rel = {0};
     json_t *values = json_pack("{s{s{ss}}}", "global", "nodeSelector", "istio", "master");
-    mb_release_spec spec = {.chart_id = "asm-istio-1-18", .name = "istio-master",
-                            .namespace = "istio-system", .version = "1.18.7-r1",
-                            .values = values, .description = "meshbuy order o-1"};
+    mb_release_spec spec = {.chart_id = "asm-istio-1-18",
+                            .name = "istio-master",
+                            .namespace = "istio-system",
+                            .version = "1.18.7-r1",
+                            .values = values,
+                            .description = "meshbuy order o-1"};
     res r;
     long end;
 
-    CALL(e, r, mb_cloud_release_get(e->cloud, &e->t, "istio-system", "istio-master", &rel,
-                                    on_done, &r));
+    CALL(e, r,
+         mb_cloud_release_get(e->cloud, &e->t, "istio-system", "istio-master", &rel, on_done, &r));
     ASSERT_OK(r);
     assert_int_equal(rel.exists, 0);
 
@@ -577,8 +608,9 @@ static void test_release_lifecycle(void **state)
     /* installing, then DEPLOYED (cloudsim: 300 ms) */
     end = now_ms() + 5000;
     do {
-        CALL(e, r, mb_cloud_release_get(e->cloud, &e->t, "istio-system", "istio-master", &rel,
-                                        on_done, &r));
+        CALL(e, r,
+             mb_cloud_release_get(e->cloud, &e->t, "istio-system", "istio-master", &rel, on_done,
+                                  &r));
         ASSERT_OK(r);
         assert_int_equal(rel.exists, 1);
         if (strcmp(rel.status, "DEPLOYED") == 0)
@@ -593,13 +625,14 @@ static void test_release_lifecycle(void **state)
     CALL(e, r, mb_cloud_release_create(e->cloud, &e->t, &spec, on_done, &r));
     assert_int_not_equal(r.err.status, MB_OK);
 
-    CALL(e, r, mb_cloud_release_delete(e->cloud, &e->t, "istio-system", "istio-master",
-                                       on_done, &r));
+    CALL(e, r,
+         mb_cloud_release_delete(e->cloud, &e->t, "istio-system", "istio-master", on_done, &r));
     ASSERT_OK(r);
     end = now_ms() + 5000;
     do {
-        CALL(e, r, mb_cloud_release_get(e->cloud, &e->t, "istio-system", "istio-master", &rel,
-                                        on_done, &r));
+        CALL(e, r,
+             mb_cloud_release_get(e->cloud, &e->t, "istio-system", "istio-master", &rel, on_done,
+                                  &r));
         ASSERT_OK(r);
         if (!rel.exists)
             break;
@@ -607,8 +640,8 @@ static void test_release_lifecycle(void **state)
     } while (now_ms() < end);
     assert_int_equal(rel.exists, 0);
     /* deleting what is gone is fine */
-    CALL(e, r, mb_cloud_release_delete(e->cloud, &e->t, "istio-system", "istio-master",
-                                       on_done, &r));
+    CALL(e, r,
+         mb_cloud_release_delete(e->cloud, &e->t, "istio-system", "istio-master", on_done, &r));
     ASSERT_OK(r);
     mb_release_clear(&rel);
     json_decref(values);
@@ -621,7 +654,8 @@ static void test_sg_rules(void **state)
     env *e = *state;
     mb_sg_rule_list l = {0};
     mb_sg_rule_created cr = {0};
-    mb_sg_rule_spec spec = {.security_group_id = SG, .multiport = "7443",
+    mb_sg_rule_spec spec = {.security_group_id = SG,
+                            .multiport = "7443",
                             .remote_ip_prefix = "0.0.0.0/0",
                             .description = "asm sidecar injection webhook"};
     char first_id[128];
@@ -707,36 +741,39 @@ static void test_k8s_objects_and_labels(void **state)
     assert_string_equal(json_string_value(json_object_get(m.labels, "team")), "x");
     assert_null(json_object_get(m.labels, "istio"));
 
-    CALL(e, r, mb_cloud_k8s_label_patch(e->cloud, &e->t, MB_K8S_NODE, "192.168.1.12", "istio",
-                                        "master", on_done, &r));
+    CALL(e, r,
+         mb_cloud_k8s_label_patch(e->cloud, &e->t, MB_K8S_NODE, "192.168.1.12", "istio", "master",
+                                  on_done, &r));
     ASSERT_OK(r);
     CALL(e, r, mb_cloud_k8s_get(e->cloud, &e->t, MB_K8S_NODE, "192.168.1.12", &m, on_done, &r));
     ASSERT_OK(r);
     assert_string_equal(json_string_value(json_object_get(m.labels, "istio")), "master");
     assert_string_equal(json_string_value(json_object_get(m.labels, "team")), "x");
 
-    CALL(e, r, mb_cloud_k8s_label_patch(e->cloud, &e->t, MB_K8S_NODE, "192.168.1.12", "istio",
-                                        NULL, on_done, &r));
+    CALL(e, r,
+         mb_cloud_k8s_label_patch(e->cloud, &e->t, MB_K8S_NODE, "192.168.1.12", "istio", NULL,
+                                  on_done, &r));
     ASSERT_OK(r);
     CALL(e, r, mb_cloud_k8s_get(e->cloud, &e->t, MB_K8S_NODE, "192.168.1.12", &m, on_done, &r));
     assert_null(json_object_get(m.labels, "istio"));
 
     /* namespaces: istio-system absent, injection label on apps */
-    CALL(e, r, mb_cloud_k8s_get(e->cloud, &e->t, MB_K8S_NAMESPACE, "istio-system", &m, on_done,
-                                &r));
+    CALL(e, r,
+         mb_cloud_k8s_get(e->cloud, &e->t, MB_K8S_NAMESPACE, "istio-system", &m, on_done, &r));
     ASSERT_OK(r);
     assert_int_equal(m.exists, 0);
-    CALL(e, r, mb_cloud_k8s_label_patch(e->cloud, &e->t, MB_K8S_NAMESPACE, "apps",
-                                        "istio-injection", "enabled", on_done, &r));
+    CALL(e, r,
+         mb_cloud_k8s_label_patch(e->cloud, &e->t, MB_K8S_NAMESPACE, "apps", "istio-injection",
+                                  "enabled", on_done, &r));
     ASSERT_OK(r);
     CALL(e, r, mb_cloud_k8s_get(e->cloud, &e->t, MB_K8S_NAMESPACE, "apps", &m, on_done, &r));
     ASSERT_OK(r);
-    assert_string_equal(json_string_value(json_object_get(m.labels, "istio-injection")),
-                        "enabled");
+    assert_string_equal(json_string_value(json_object_get(m.labels, "istio-injection")), "enabled");
 
     /* patching a node that does not exist: Kubernetes Status reason */
-    CALL(e, r, mb_cloud_k8s_label_patch(e->cloud, &e->t, MB_K8S_NODE, "no-such-node", "istio",
-                                        "master", on_done, &r));
+    CALL(e, r,
+         mb_cloud_k8s_label_patch(e->cloud, &e->t, MB_K8S_NODE, "no-such-node", "istio", "master",
+                                  on_done, &r));
     assert_int_equal(r.err.status, MB_PERM);
     assert_string_equal(r.err.code, "NotFound");
     assert_non_null(strstr(r.err.msg, "PATCH /k8s/" CLUSTER "/api/v1/nodes/no-such-node: "
@@ -754,7 +791,8 @@ static int requests_matching(long long since, const char *needle, long status)
     char path[64];
     snprintf(path, sizeof(path), "/admin/requests?since=%lld", since);
     admin("GET", path, NULL, &j);
-    json_array_foreach(json_object_get(j, "requests"), i, it) {
+    json_array_foreach(json_object_get(j, "requests"), i, it)
+    {
         const char *p = json_string_value(json_object_get(it, "path"));
         long st = (long)json_integer_value(json_object_get(it, "status"));
         if (p && strstr(p, needle) && (status == 0 || st == status))
@@ -868,11 +906,13 @@ static void test_workloads_and_restart(void **state)
     assert_int_equal(seen[MB_WL_DAEMONSET], 1);
     assert_string_equal(mb_workload_kind_name(MB_WL_STATEFULSET), "StatefulSet");
 
-    CALL(e, r, mb_cloud_k8s_workload_restart(e->cloud, &e->t, "apps", MB_WL_DEPLOYMENT, "web",
-                                             ts, on_done, &r));
+    CALL(e, r,
+         mb_cloud_k8s_workload_restart(e->cloud, &e->t, "apps", MB_WL_DEPLOYMENT, "web", ts,
+                                       on_done, &r));
     ASSERT_OK(r);
-    CALL(e, r, mb_cloud_k8s_workload_restart(e->cloud, &e->t, "apps", MB_WL_DAEMONSET, "agent",
-                                             ts, on_done, &r));
+    CALL(e, r,
+         mb_cloud_k8s_workload_restart(e->cloud, &e->t, "apps", MB_WL_DAEMONSET, "agent", ts,
+                                       on_done, &r));
     ASSERT_OK(r);
     CALL(e, r, mb_cloud_k8s_workloads_list(e->cloud, &e->t, "apps", &l, on_done, &r));
     ASSERT_OK(r);

@@ -77,8 +77,8 @@ static void test_classify_table(void **state)
         char code[64];
         mb_status st = mb_http_classify(t[i].http, t[i].cc, code, sizeof(code));
         if (st != t[i].want || strcmp(code, t[i].code) != 0)
-            fail_msg("row %zu: http %ld curl %d: got %d/%s want %d/%s", i, t[i].http, t[i].cc,
-                     st, code, t[i].want, t[i].code);
+            fail_msg("row %zu: http %ld curl %d: got %d/%s want %d/%s", i, t[i].http, t[i].cc, st,
+                     code, t[i].want, t[i].code);
     }
     /* code may be NULL */
     assert_int_equal(mb_http_classify(503, 0, NULL, 0), MB_AGAIN);
@@ -132,8 +132,7 @@ static srv S;
 static void reply(struct evhttp_request *req, int code, const char *body)
 {
     struct evbuffer *b = evbuffer_new();
-    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
-                      "application/json");
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "application/json");
     evbuffer_add(b, body, strlen(body));
     evhttp_send_reply(req, code, "X", b);
     evbuffer_free(b);
@@ -170,8 +169,8 @@ static int verify_sig(struct evhttp_request *req, const char *body, size_t blen)
         return -1;
     if (blen > 0 && strstr(sh, "content-type") == NULL)
         return -1;
-    canon = mb_sign_canonical(method, evhttp_uri_get_path(uri), evhttp_uri_get_query(uri), hdrs,
-                              n, sh, body, blen);
+    canon = mb_sign_canonical(method, evhttp_uri_get_path(uri), evhttp_uri_get_query(uri), hdrs, n,
+                              sh, body, blen);
     if (canon == NULL)
         return -1;
     mb_sign_signature(SK, evhttp_find_header(in, "X-Sdk-Date"), canon, want);
@@ -211,8 +210,9 @@ static void handle(struct evhttp_request *req, void *arg)
     sig = verify_sig(req, body, blen);
     if (sig < 0) {
         S.bad_sigs++;
-        reply(req, 401, "{\"error_code\":\"APIGW.0301\",\"error_msg\":\"Incorrect IAM "
-                        "authentication information: verify aksk signature fail\"}");
+        reply(req, 401,
+              "{\"error_code\":\"APIGW.0301\",\"error_msg\":\"Incorrect IAM "
+              "authentication information: verify aksk signature fail\"}");
         return;
     }
     if (sig > 0)
@@ -236,9 +236,10 @@ static void handle(struct evhttp_request *req, void *arg)
         return;
     }
     if (strcmp(path, "/k8s404") == 0) {
-        reply(req, 404, "{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"status\":\"Failure\","
-                        "\"message\":\"nodes \\\"n9\\\" not found\",\"reason\":\"NotFound\","
-                        "\"code\":404}");
+        reply(req, 404,
+              "{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"status\":\"Failure\","
+              "\"message\":\"nodes \\\"n9\\\" not found\",\"reason\":\"NotFound\","
+              "\"code\":404}");
         return;
     }
     if (strcmp(path, "/400text") == 0) {
@@ -263,8 +264,7 @@ static void srv_start(struct event_base *base)
     evhttp_set_gencb(S.http, handle, NULL);
     bs = evhttp_bind_socket_with_handle(S.http, "127.0.0.1", 0);
     assert_non_null(bs);
-    assert_int_equal(getsockname(evhttp_bound_socket_get_fd(bs), (struct sockaddr *)&ss, &len),
-                     0);
+    assert_int_equal(getsockname(evhttp_bound_socket_get_fd(bs), (struct sockaddr *)&ss, &len), 0);
     S.port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
 }
 
@@ -413,9 +413,12 @@ static void test_signed_post_and_traceparent(void **state)
     res r = {0};
     const char *tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
     const char *body = "{\"metadata\":{\"labels\":{\"istio\":\"master\"}}}";
-    mb_http_req rq = {.method = "PATCH", .url = url("/api/v1/nodes/n1"),
-                      .content_type = "application/merge-patch+json", .body = body,
-                      .body_len = strlen(body), .traceparent = tp};
+    mb_http_req rq = {.method = "PATCH",
+                      .url = url("/api/v1/nodes/n1"),
+                      .content_type = "application/merge-patch+json",
+                      .body = body,
+                      .body_len = strlen(body),
+                      .traceparent = tp};
     assert_non_null(mb_http_request(e->h, &rq, on_done, &r));
     run_until(e->base, &r.called, 1, 5000);
     assert_int_equal(r.called, 1);
