@@ -52,40 +52,43 @@ typedef struct cli {
 static void usage(FILE *f)
 {
     fprintf(
-        f, "usage: meshbuy --account A --project P --region R --name MESH --istio 1.18\n"
-           "               --cluster C --node UID [--node UID...] [--namespace NS...] [--restart]\n"
-           "               [--order-id ID] [--traceparent TP] [--source S] [--timeout SEC]\n"
-           "       meshbuy --file FILE|-    publish an order read from JSON: a full CloudEvent,\n"
-           "                                or only its data object (wrapped here)\n"
-           "       meshbuy --cancel ORDER_ID --account A --name MESH [--reason TEXT]\n"
-           "       meshbuy --validate FILE|-         check an order message byte for byte, send "
-           "nothing\n"
-           "       meshbuy --validate-status FILE|-  check a mesh.status event, send nothing\n"
-           "       meshbuy --check                   check the configuration and print it\n"
-           "\n"
-           "Publishes one order to the orders topic with key <account_id>/<mesh_name> and a\n"
-           "traceparent header, idempotently (enable.idempotence=true, acks=all), and waits for\n"
-           "its delivery report.  Prints the order id on stdout.  The order is validated with the\n"
-           "worker's own parser first: an invalid order is never sent.\n"
-           "\n"
-           "options:\n"
-           "  --order-id ID      billing's idempotency key (default: fresh ord-<32 hex>)\n"
-           "  --traceparent TP   W3C traceparent of the order (default: a fresh one)\n"
-           "  --restart          restart existing workloads of the --namespace namespaces\n"
-           "  --reason TEXT      free-text reason of a cancel\n"
-           "  --source S         CloudEvents source (default $MESHBUY_SOURCE)\n"
-           "  --timeout SEC      wait at most SEC seconds for delivery (default 30)\n"
-           "  --dry-run          validate and print key and message on stdout, send nothing\n"
-           "  -h, --help         this text\n"
-           "\n"
-           "exit codes:\n"
-           "  0  delivered (or valid, with --validate / --dry-run)\n"
-           "  1  delivery failed or timed out (the order may or may not be on the topic:\n"
-           "     publishing it again with the same --order-id is safe)\n"
-           "  2  invalid order or usage; nothing was sent\n"
-           "  3  configuration error (environment, Kafka settings)\n"
-           "\n"
-           "environment:\n");
+        f,
+        "usage: meshbuy --account A --project P --region R --name MESH --istio 1.18\n"
+        "               --cluster C --node UID [--node UID...] [--namespace NS...] [--restart]\n"
+        "               [--order-id ID] [--traceparent TP] [--source S] [--timeout SEC]\n"
+        "       meshbuy --file FILE|-    publish an order read from JSON: a full CloudEvent,\n"
+        "                                or only its data object (wrapped here)\n"
+        "       meshbuy --cancel ORDER_ID --account A --name MESH [--reason TEXT]\n"
+        "       meshbuy --validate FILE|- [FILE...]         check order messages byte for byte,\n"
+        "                                                 send nothing\n"
+        "       meshbuy --validate-status FILE|- [FILE...]  check mesh.status events\n"
+        "         (several files: one line per file on stdout, \"FILE: valid: ...\" or\n"
+        "         \"FILE: invalid: reason\"; exit 2 if any is invalid)\n"
+        "       meshbuy --check                   check the configuration and print it\n"
+        "\n"
+        "Publishes one order to the orders topic with key <account_id>/<mesh_name> and a\n"
+        "traceparent header, idempotently (enable.idempotence=true, acks=all), and waits for\n"
+        "its delivery report.  Prints the order id on stdout.  The order is validated with the\n"
+        "worker's own parser first: an invalid order is never sent.\n"
+        "\n"
+        "options:\n"
+        "  --order-id ID      billing's idempotency key (default: fresh ord-<32 hex>)\n"
+        "  --traceparent TP   W3C traceparent of the order (default: a fresh one)\n"
+        "  --restart          restart existing workloads of the --namespace namespaces\n"
+        "  --reason TEXT      free-text reason of a cancel\n"
+        "  --source S         CloudEvents source (default $MESHBUY_SOURCE)\n"
+        "  --timeout SEC      wait at most SEC seconds for delivery (default 30)\n"
+        "  --dry-run          validate and print key and message on stdout, send nothing\n"
+        "  -h, --help         this text\n"
+        "\n"
+        "exit codes:\n"
+        "  0  delivered (or valid, with --validate / --dry-run)\n"
+        "  1  delivery failed or timed out (the order may or may not be on the topic:\n"
+        "     publishing it again with the same --order-id is safe)\n"
+        "  2  invalid order or usage; nothing was sent\n"
+        "  3  configuration error (environment, Kafka settings)\n"
+        "\n"
+        "environment:\n");
     mb_conf_help(f, CONF_KEYS);
     fprintf(
         f,
@@ -225,7 +228,8 @@ static int parse_args(int argc, char **argv, cli *c)
             *slot = optarg;
         }
     }
-    if (optind < argc)
+    /* only the validate modes take more files */
+    if (optind < argc && !c->validate && !c->validate_status)
         return bad_usage("unexpected argument: %s", argv[optind]);
     int modes = !!c->file + !!c->cancel + !!c->validate + !!c->validate_status;
     if (modes > 1)
@@ -366,35 +370,51 @@ static json_t *order_from_file(const cli *c, const char *source, const char *tp)
 
 /* ----------------------------------------------------------- validate */
 
-static int validate_file(const char *path, int status_event)
+/* Checks one file.  With a label (several files), the verdict goes to stdout
+ * as "<label>: valid: ..." / "<label>: invalid: ..."; alone, as "valid: ..."
+ * on stdout or "invalid: ..." on stderr.  Returns EXIT_OK or EXIT_INVALID. */
+static int validate_file(const char *path, int status_event, const char *label)
 {
+    char reason[400] = "", what[200] = "";
     size_t len;
     char *buf = read_input(path, &len);
-    if (!buf)
-        return EXIT_INVALID;
-    int rc = EXIT_OK;
-    if (status_event) {
-        char err[320];
-        json_t *ev = mb_event_parse(buf, len, err, sizeof err);
+    if (!buf) {
+        snprintf(reason, sizeof reason, "%s: cannot read", path);
+    } else if (status_event) {
+        json_t *ev = mb_event_parse(buf, len, reason, sizeof reason);
         if (ev)
-            printf("valid: status event %s\n", json_string_value(json_object_get(ev, "id")));
-        else {
-            fprintf(stderr, "invalid: %s\n", err);
-            rc = EXIT_INVALID;
-        }
+            snprintf(what, sizeof what, "status event %s",
+                     json_string_value(json_object_get(ev, "id")));
         json_decref(ev);
     } else {
         mb_order *o;
         mb_order_err err;
         if (mb_order_parse(buf, len, &o, &err) == 0)
-            printf("valid: %s order %s\n", mb_order_kind_name(o->kind), o->order_id);
-        else {
-            fprintf(stderr, "invalid: %s\n", err.reason);
-            rc = EXIT_INVALID;
-        }
+            snprintf(what, sizeof what, "%s order %s", mb_order_kind_name(o->kind), o->order_id);
+        else
+            snprintf(reason, sizeof reason, "%s", err.reason);
         mb_order_free(o);
     }
     free(buf);
+    int ok = what[0] != '\0';
+    if (label)
+        printf("%s: %s: %s\n", label, ok ? "valid" : "invalid", ok ? what : reason);
+    else if (ok)
+        printf("valid: %s\n", what);
+    else
+        fprintf(stderr, "invalid: %s\n", reason);
+    return ok ? EXIT_OK : EXIT_INVALID;
+}
+
+static int validate_files(const char *first, char **more, int n_more, int status_event)
+{
+    if (n_more == 0)
+        return validate_file(first, status_event, NULL);
+    int rc = validate_file(first, status_event, first);
+    for (int i = 0; i < n_more; i++) {
+        if (validate_file(more[i], status_event, more[i]) != EXIT_OK)
+            rc = EXIT_INVALID;
+    }
     return rc;
 }
 
@@ -569,7 +589,8 @@ int main(int argc, char **argv)
     if (rc >= 0)
         return rc;
     if (c.validate || c.validate_status)
-        return validate_file(c.validate ? c.validate : c.validate_status, !c.validate);
+        return validate_files(c.validate ? c.validate : c.validate_status, argv + optind,
+                              argc - optind, !c.validate);
 
     char err[512];
     mb_conf *conf = NULL;
