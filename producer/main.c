@@ -64,7 +64,7 @@ static void usage(FILE *f)
         "       meshbuy --validate-status FILE|- [FILE...]  check mesh.status events\n"
         "         (several files: one line per file on stdout, \"FILE: valid: ...\" or\n"
         "         \"FILE: invalid: reason\"; exit 2 if any is invalid)\n"
-        "       meshbuy --check                   check the configuration and print it\n"
+        "       meshbuy --check    check the configuration and the Kafka settings, print them\n"
         "\n"
         "Publishes one order to the orders topic with key <account_id>/<mesh_name> and a\n"
         "traceparent header, idempotently (enable.idempotence=true, acks=all), and waits for\n"
@@ -87,13 +87,11 @@ static void usage(FILE *f)
         "     publishing it again with the same --order-id is safe)\n"
         "  2  invalid order or usage; nothing was sent\n"
         "  3  configuration error (environment, Kafka settings)\n"
-        "\n"
-        "environment:\n");
+        "\n");
     mb_conf_help(f, CONF_KEYS);
-    fprintf(
-        f,
-        "  KAFKA_<X>          any librdkafka property <x> (lowercased, '_' -> '.'), e.g.\n"
-        "                     KAFKA_SECURITY_PROTOCOL=ssl; KAFKA_<X>_FILE reads it from a file\n");
+    fprintf(f,
+            "  KAFKA_<X>                    any librdkafka property <x> (lowercased, '_' -> '.'),\n"
+            "      e.g. KAFKA_SECURITY_PROTOCOL=ssl; KAFKA_<X>_FILE reads the value from a file\n");
 }
 
 static int bad_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -576,6 +574,11 @@ static int run(const cli *c, const mb_conf *conf)
         }
         if (rc == EXIT_OK)
             printf("%s\n", o->order_id);
+        if (rc == EXIT_DELIVERY)
+            fprintf(stderr,
+                    "meshbuy: order %s not confirmed; publishing it again with "
+                    "--order-id %s is safe\n",
+                    o->order_id, o->order_id);
     }
     mb_order_free(o);
     free(value);
@@ -601,6 +604,13 @@ int main(int argc, char **argv)
     mb_log_init("meshbuy");
     mb_log_level_parse(mb_conf_str(conf, "MESHBUY_LOG_LEVEL"), &mb_log_min);
     if (c.check) {
+        rd_kafka_conf_t *kc = mb_kafka_conf_new("meshbuy", err, sizeof err);
+        if (!kc) {
+            fprintf(stderr, "meshbuy: %s\n", err);
+            mb_conf_free(conf);
+            return EXIT_CONFIG;
+        }
+        rd_kafka_conf_destroy(kc);
         mb_conf_dump(stdout, conf);
         mb_conf_free(conf);
         return EXIT_OK;
