@@ -55,6 +55,7 @@ typedef struct cs_call {
     const cs_cred *cred;     /* who signed, borrowed from the model */
     cs_fault_hit hit;
     struct event *timer;
+    struct event *watch; /* hanging: notices the client closing */
     struct cs_call *next_held, *prev_held;
     int hanging;
     /* the reply being built */

@@ -166,8 +166,12 @@ json_t *cs_audit_mutations_json(const cs_audit *a, const char *kind)
     json_t *counts = json_object(), *list = json_array();
     char t[32];
 
-    for (int k = 0; k < CS_MUT_NKINDS; k++)
+    unsigned long long total = 0;
+
+    for (int k = 0; k < CS_MUT_NKINDS; k++) {
         json_object_set_new(counts, mut_names[k], json_integer((json_int_t)a->counts[k]));
+        total += a->counts[k];
+    }
     for (size_t i = 0; i < a->mut_len; i++) {
         const mut_rec *m = &a->muts[i];
         if (kind && strcmp(kind, mut_names[m->kind]) != 0)
@@ -175,10 +179,15 @@ json_t *cs_audit_mutations_json(const cs_audit *a, const char *kind)
         json_array_append_new(list, json_pack("{s:I, s:s, s:s, s:s, s:s, s:b, s:I}", "seq",
                                               (json_int_t)m->seq, "time",
                                               cs_time_text(m->t_ms, t, sizeof(t)), "kind",
-                                              mut_names[m->kind], "cluster_id", m->cluster,
+                                              mut_names[m->kind],
+                                              m->kind == CS_MUT_SG_RULE_CREATE ||
+                                                      m->kind == CS_MUT_SG_RULE_DELETE
+                                                  ? "security_group_id"
+                                                  : "cluster_id",
+                                              m->cluster,
                                               "target", m->target, "changed", m->changed,
                                               "request_seq", (json_int_t)m->req_seq));
     }
-    return json_pack("{s:o, s:I, s:o}", "counts", counts, "total", (json_int_t)a->mut_seq,
+    return json_pack("{s:o, s:I, s:o}", "counts", counts, "total", (json_int_t)total,
                      "mutations", list);
 }

@@ -13,6 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <errno.h>
+#include <event2/bufferevent.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include "cs_api.h"
@@ -198,6 +201,8 @@ static void call_free(cs_call *c)
         return;
     if (c->timer)
         event_free(c->timer);
+    if (c->watch)
+        event_free(c->watch);
     json_decref(c->out);
     free(c->uri);
     free(c->path);
@@ -375,6 +380,30 @@ static void on_hang_close(struct evhttp_connection *evcon, void *arg)
     call_free(c);
 }
 
+/* evhttp does not read from a connection while its request awaits an answer,
+ * so it would never notice the client leaving; this watch does. */
+static void on_hang_readable(evutil_socket_t fd, short what, void *arg)
+{
+    cs_call *c = arg;
+    char b;
+
+    (void)what;
+    ssize_t n = recv(fd, &b, 1, MSG_PEEK);
+    if (n > 0) {
+        event_del(c->watch); /* pipelined bytes: stop watching, keep hanging */
+        return;
+    }
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return;
+    struct evhttp_connection *evcon = evhttp_request_get_connection(c->req);
+    held_unlink(c);
+    call_free(c);
+    if (evcon) {
+        evhttp_connection_set_closecb(evcon, NULL, NULL);
+        evhttp_connection_free(evcon); /* frees the request with it */
+    }
+}
+
 static void hang(cs_call *c)
 {
     struct evhttp_connection *evcon = evhttp_request_get_connection(c->req);
@@ -390,6 +419,13 @@ static void hang(cs_call *c)
     c->hanging = 1;
     held_link(c);
     evhttp_connection_set_closecb(evcon, on_hang_close, c);
+    struct bufferevent *bev = evhttp_connection_get_bufferevent(evcon);
+    evutil_socket_t fd = bev ? bufferevent_getfd(bev) : -1;
+    if (fd >= 0) {
+        c->watch = event_new(c->srv->base, fd, EV_READ | EV_PERSIST, on_hang_readable, c);
+        if (c->watch)
+            event_add(c->watch, NULL);
+    }
 }
 
 /* ---------------------------------------------------------------- processing */
