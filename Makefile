@@ -90,7 +90,9 @@ fuzz:
 	@mkdir -p build/fuzz
 	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Ilib \
 	  tests/fuzz/fuzz_order.c $(LIB_SRC) -o build/fuzz/fuzz_order $(LDLIBS)
-	build/fuzz/fuzz_order -max_total_time=$(FUZZ_SECONDS) tests/fixtures/order/valid
+	@mkdir -p build/fuzz/corpus
+	build/fuzz/fuzz_order -max_total_time=$(FUZZ_SECONDS) build/fuzz/corpus \
+	  tests/fixtures/order/valid tests/fixtures/order/invalid
 
 lint:
 	ops/lint
