@@ -1,0 +1,104 @@
+/* main.c: meshworker, the meshbuy worker daemon: flags, configuration, the loop. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mb_conf.h"
+#include "mb_kafka.h"
+#include "mb_log.h"
+#include "mb_loop.h"
+#include "mb_redis.h"
+
+/* Exit codes (documented in --help). */
+enum { EXIT_OK = 0, EXIT_FORCED = 1, EXIT_FATAL = 2, EXIT_CONFIG = 3 };
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: meshworker [--check] [--help]\n"
+            "\n"
+            "The meshbuy worker: consumes orders, runs the create-mesh saga, publishes status.\n"
+            "Configured from the environment:\n\n");
+    mb_conf_help(f, mb_loop_conf_keys);
+    fprintf(f, "\n"
+               "  --check   validate the configuration, print it (secrets masked), exit\n"
+               "  --help    this text\n"
+               "\n"
+               "Exit codes: 0 drained after SIGTERM/SIGINT (or --check passed), 1 forced by a\n"
+               "second signal, 2 fatal runtime error (Redis refused credentials, shard count\n"
+               "mismatch, ...), 3 invalid configuration.\n");
+}
+
+/* Checks beyond types and bounds: the settings that are parsed elsewhere. */
+static int check_more(const mb_conf *c, char *err, size_t errlen)
+{
+    mb_redis_url u;
+    rd_kafka_conf_t *kc;
+    int rc;
+
+    rc = mb_redis_url_parse(mb_conf_str(c, "REDIS_URL"), &u, err, errlen);
+    memset(&u, 0, sizeof(u));
+    if (rc < 0)
+        return -1;
+    kc = mb_kafka_conf_new("meshworker-check", err, errlen);
+    if (kc == NULL)
+        return -1;
+    rd_kafka_conf_destroy(kc);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    int check = 0;
+    char err[512];
+    mb_conf *conf = NULL;
+    mb_loop *loop;
+    int rc;
+
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            usage(stdout);
+            return EXIT_OK;
+        } else if (strcmp(argv[i], "--check") == 0) {
+            check = 1;
+        } else {
+            fprintf(stderr, "meshworker: unknown argument: %s\n", argv[i]);
+            usage(stderr);
+            return EXIT_CONFIG;
+        }
+    }
+    /* A write to a closed socket (Redis gone) must be an error, not death. */
+    signal(SIGPIPE, SIG_IGN);
+    if (mb_log_init("meshworker") < 0) {
+        fprintf(stderr, "meshworker: MESHBUY_LOG_LEVEL: unknown level\n");
+        return EXIT_CONFIG;
+    }
+    if (mb_conf_load(&conf, mb_loop_conf_keys, err, sizeof(err)) < 0 ||
+        check_more(conf, err, sizeof(err)) < 0) {
+        fprintf(stderr, "meshworker: invalid configuration: %s\n", err);
+        mb_conf_free(conf);
+        return EXIT_CONFIG;
+    }
+    if (check) {
+        mb_conf_dump(stdout, conf);
+        printf("configuration ok\n");
+        mb_conf_free(conf);
+        return EXIT_OK;
+    }
+    loop = mb_loop_new(conf, err, sizeof(err));
+    if (loop == NULL) {
+        mb_error("main", "cannot start: %s", err);
+        mb_conf_free(conf);
+        return EXIT_FATAL;
+    }
+    /* SAGA: the saga engine registers here, e.g.
+     *   mb_loop_set_saga(loop, &(mb_loop_saga){saga, tick_fn, drain_fn, inflight_fn, NULL});
+     * built on mb_loop_base(loop) and mb_loop_store(loop).  Without it the worker accepts
+     * orders and relays status events, and accepted jobs wait in Redis, due. */
+    rc = mb_loop_run(loop);
+    mb_loop_free(loop);
+    mb_conf_free(conf);
+    mb_info("main", "exit %d", rc);
+    return rc;
+}

@@ -1,0 +1,49 @@
+/* mb_intake.h: order intake: the orders consumer, acceptance into Redis, the DLQ. */
+#ifndef MB_INTAKE_H
+#define MB_INTAKE_H
+
+#include <stddef.h>
+
+#include <librdkafka/rdkafka.h>
+
+#include "mb_loop.h"
+
+struct event_base;
+struct mb_store;
+
+typedef struct mb_intake mb_intake;
+
+typedef struct mb_intake_opts {
+    const char *group;        /* consumer group, borrowed */
+    const char *orders_topic; /* borrowed */
+    const char *dlq_topic;    /* borrowed */
+    const char *client_id;    /* borrowed */
+    size_t max_pending;       /* messages held in memory (waiting for Redis or the DLQ) */
+    size_t batch;             /* orders accepted per Redis round trip */
+} mb_intake_opts;
+
+/* New intake: a consumer subscribed to the orders topic, woken through a pipe on base (the
+ * consumer queue's io event); DLQ messages go through producer (borrowed, idempotent).
+ * NULL with the reason in err (bad KAFKA_* settings). */
+mb_intake *mb_intake_new(struct event_base *base, struct mb_store *st, rd_kafka_t *producer,
+                         const mb_intake_opts *o, mb_worker_metrics *m, char *err,
+                         size_t errlen);
+
+/* Bounded work: retries what waits for Redis (with backoff), re-sends failed DLQ
+ * messages, consumes what is queued, stores offsets of what is done. */
+void mb_intake_tick(mb_intake *in, long long now_ms);
+
+/* Stops taking messages (drain).  What is already taken still completes. */
+void mb_intake_stop(mb_intake *in);
+
+/* Messages taken and not yet done (waiting for Redis or a DLQ delivery report). */
+size_t mb_intake_pending(const mb_intake *in);
+
+/* 1 once the consumer has been through a rebalance (joined its group). */
+int mb_intake_joined(const mb_intake *in);
+
+/* Stores what is done, closes the consumer (commits stored offsets, leaves the group),
+ * frees.  Messages not done are not committed: another member gets them again. */
+void mb_intake_free(mb_intake *in);
+
+#endif

@@ -1,0 +1,486 @@
+/* mb_loop.c: the worker's one event loop: Kafka intake, outbox relay, the saga tick, drain.
+ *
+ * One event_base.  Wake-ups: the consumer queue and the producer queue each write to a pipe
+ * (rd_kafka_queue_io_event_enable); the admin HTTP port; signals; and one periodic tick that
+ * does all periodic work in a bounded turn (redis serverCron): intake retries, relay,
+ * the saga engine, delivery reports, drain progress.
+ *
+ * Drain (SIGTERM/SIGINT): stop consuming, tell the saga to stop claiming, keep ticking until
+ * nothing is in flight (or MESHBUY_DRAIN_MS passes), give up relay leases, flush the
+ * producer, close the consumer (commits stored offsets).  A second signal exits at once.
+ */
+#include "mb_loop.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+
+#include "mb_admin.h"
+#include "mb_intake.h"
+#include "mb_kafka.h"
+#include "mb_log.h"
+#include "mb_redis.h"
+#include "mb_relay.h"
+#include "mb_store.h"
+
+#define REDIS_TIMEOUT_MS 2000
+#define RELAY_BATCH 500
+#define RELAY_IDLE_MS 100
+#define RELAY_LEASE_MS 10000
+#define INTAKE_BATCH 64
+#define INTAKE_MAX_PENDING 2000
+
+const mb_conf_key mb_loop_conf_keys[] = {
+    {"KAFKA_BROKERS", MB_CONF_STR, NULL, 0, 0, NULL,
+     "Kafka bootstrap servers (other KAFKA_* pass through to librdkafka)", 1},
+    {"REDIS_URL", MB_CONF_STR, NULL, 0, 0, NULL,
+     "redis://[:password@]host:port[/db] or unix:///path/redis.sock (REDIS_PASSWORD[_FILE])",
+     1},
+    {"MESHBUY_ORDERS_TOPIC", MB_CONF_STR, "mesh.orders", 0, 0, NULL, "orders topic"},
+    {"MESHBUY_STATUS_TOPIC", MB_CONF_STR, "mesh.status", 0, 0, NULL, "status events topic"},
+    {"MESHBUY_DLQ_TOPIC", MB_CONF_STR, "mesh.orders.dlq", 0, 0, NULL, "rejected orders topic"},
+    {"MESHBUY_GROUP", MB_CONF_STR, "meshbuy-workers", 0, 0, NULL, "consumer group"},
+    {"MESHBUY_CCE_URL", MB_CONF_STR, NULL, 0, 0, NULL, "CCE API base URL"},
+    {"MESHBUY_VPC_URL", MB_CONF_STR, NULL, 0, 0, NULL, "VPC API base URL"},
+    {"MESHBUY_K8S_URL", MB_CONF_STR, NULL, 0, 0, NULL,
+     "Kubernetes API base template with {cluster_id}"},
+    {"MESHBUY_AK", MB_CONF_STR, NULL, 0, 0, NULL, "access key for AK/SK signing"},
+    {"MESHBUY_SK", MB_CONF_SECRET, NULL, 0, 0, NULL, "secret key (or MESHBUY_SK_FILE)"},
+    {"MESHBUY_CA_FILE", MB_CONF_STR, NULL, 0, 0, NULL, "CA bundle for TLS to the cloud APIs"},
+    {"MESHBUY_CATALOG", MB_CONF_STR, NULL, 0, 0, NULL,
+     "Istio catalog file (default schemas/istio-catalog.json)"},
+    {"MESHBUY_SHARDS", MB_CONF_INT, "16", 1, 1024, NULL,
+     "Redis job queue shards (must match the data already in Redis)"},
+    {"MESHBUY_HTTP_PORT", MB_CONF_INT, "9464", 0, 65535, NULL,
+     "port of /healthz /readyz /metrics (0 = off)"},
+    {"MESHBUY_HTTP_ADDR", MB_CONF_STR, "127.0.0.1", 0, 0, NULL, "address of that port"},
+    {"MESHBUY_WORKER_ID", MB_CONF_STR, NULL, 0, 0, NULL,
+     "this worker's name in leases (default <hostname>-<pid>)"},
+    {"MESHBUY_LEASE_MS", MB_CONF_INT, "30000", 1000, 3600000, NULL,
+     "job lease: a dead worker's jobs resume elsewhere after this"},
+    {"MESHBUY_ON_FAILURE", MB_CONF_ENUM, "compensate", 0, 0, "compensate|park",
+     "on a failed step: undo what was done, or park the job for an SRE"},
+    {"MESHBUY_MAX_INFLIGHT", MB_CONF_INT, "10000", 1, 1000000, NULL,
+     "sagas held in memory at once"},
+    {"MESHBUY_LOG_LEVEL", MB_CONF_ENUM, "info", 0, 0, "debug|info|warn|error|off", "log level"},
+    {"MESHBUY_DRAIN_MS", MB_CONF_INT, "10000", 0, 600000, NULL,
+     "SIGTERM: time to finish or release work before exiting"},
+    {"MESHBUY_TICK_MS", MB_CONF_INT, "20", 1, 1000, NULL, "period of the loop's tick"},
+    {"MESHBUY_STEP_DEADLINE_MS", MB_CONF_INT, "600000", 1000, 86400000, NULL,
+     "per-step deadline, retries included"},
+    {"MESHBUY_COMPENSATE_DEADLINE_MS", MB_CONF_INT, "600000", 1000, 86400000, NULL,
+     "per-compensation deadline, retries included"},
+    {"MESHBUY_POLL_MS", MB_CONF_INT, "2000", 10, 600000, NULL,
+     "how often a waiting step looks again"},
+    {"MESHBUY_BACKOFF_BASE_MS", MB_CONF_INT, "200", 1, 600000, NULL, "first retry delay cap"},
+    {"MESHBUY_BACKOFF_MAX_MS", MB_CONF_INT, "30000", 1, 3600000, NULL, "retry delay cap"},
+    {"MESHBUY_HTTP_TIMEOUT_MS", MB_CONF_INT, "30000", 100, 600000, NULL,
+     "timeout of one cloud API call"},
+    {"MESHBUY_CONNECT_TIMEOUT_MS", MB_CONF_INT, "5000", 100, 600000, NULL,
+     "connect timeout of cloud API calls"},
+    {NULL},
+};
+
+struct mb_loop {
+    const mb_conf *conf;
+    struct event_base *base;
+    struct event *tick_ev, *sig_term, *sig_int, *prod_ev;
+    int prod_pipe[2];
+    rd_kafka_t *producer;
+    rd_kafka_queue_t *prod_q;
+    mb_store *st;
+    mb_intake *in;
+    mb_relay *relay;
+    mb_admin *admin;
+    mb_loop_saga saga;
+    mb_worker_metrics m;
+    char worker_id[256];
+    long tick_ms;
+    long drain_ms;
+    int signals;
+    int draining;
+    long long drain_deadline_ms;
+    int exit_code;
+    const char *status_topic;
+};
+
+long long mb_loop_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static long long mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ================================================================ producer */
+
+/* Delivery reports come from rd_kafka_poll on the loop thread: dispatch on the opaque. */
+static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+    mb_dr_hdr *h = m->_private;
+
+    (void)rk;
+    (void)opaque;
+    if (h && h->on_dr)
+        h->on_dr(h, m);
+}
+
+static void on_producer(evutil_socket_t fd, short what, void *arg)
+{
+    mb_loop *l = arg;
+    char buf[64];
+
+    (void)what;
+    while (read(fd, buf, sizeof(buf)) > 0)
+        ;
+    rd_kafka_poll(l->producer, 0);
+}
+
+static int producer_new(mb_loop *l, char *err, size_t errlen)
+{
+    char cid[300];
+    rd_kafka_conf_t *conf;
+
+    snprintf(cid, sizeof(cid), "meshworker-%s", l->worker_id);
+    conf = mb_kafka_conf_new(cid, err, errlen);
+    if (conf == NULL)
+        return -1;
+    /* The relay's order and no-duplicate guarantees rest on these. */
+    if (rd_kafka_conf_set(conf, "enable.idempotence", "true", err, errlen) != RD_KAFKA_CONF_OK ||
+        rd_kafka_conf_set(conf, "acks", "all", err, errlen) != RD_KAFKA_CONF_OK) {
+        rd_kafka_conf_destroy(conf);
+        return -1;
+    }
+    rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
+    l->producer = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, errlen);
+    if (l->producer == NULL) {
+        rd_kafka_conf_destroy(conf);
+        return -1;
+    }
+    if (pipe2(l->prod_pipe, O_NONBLOCK | O_CLOEXEC) < 0) {
+        snprintf(err, errlen, "pipe: %s", strerror(errno));
+        return -1;
+    }
+    l->prod_q = rd_kafka_queue_get_main(l->producer);
+    rd_kafka_queue_io_event_enable(l->prod_q, l->prod_pipe[1], "1", 1);
+    l->prod_ev = event_new(l->base, l->prod_pipe[0], EV_READ | EV_PERSIST, on_producer, l);
+    if (l->prod_ev == NULL || event_add(l->prod_ev, NULL) < 0) {
+        snprintf(err, errlen, "producer: event_add failed");
+        return -1;
+    }
+    return 0;
+}
+
+/* ================================================================ tick, signals */
+
+static int drained(mb_loop *l)
+{
+    size_t saga = l->saga.inflight ? l->saga.inflight(l->saga.ctx) : 0;
+    return saga == 0 && mb_intake_pending(l->in) == 0 && mb_relay_inflight(l->relay) == 0;
+}
+
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+    mb_loop *l = arg;
+    long long start = mono_ms();
+    long long now = mb_loop_now_ms();
+
+    (void)fd;
+    (void)what;
+    l->m.ticks++;
+    mb_intake_tick(l->in, now);
+    if (l->saga.tick)
+        l->saga.tick(l->saga.ctx);
+    mb_relay_tick(l->relay, now);
+    rd_kafka_poll(l->producer, 0);
+    if (l->draining) {
+        if (drained(l)) {
+            mb_info("loop", "drained");
+            event_base_loopbreak(l->base);
+        } else if (mono_ms() >= l->drain_deadline_ms) {
+            mb_warn("loop", "drain bound reached: %zu saga(s), %zu message(s), %zu event(s) "
+                    "left to their leases", l->saga.inflight ? l->saga.inflight(l->saga.ctx)
+                    : 0, mb_intake_pending(l->in), mb_relay_inflight(l->relay));
+            event_base_loopbreak(l->base);
+        }
+    }
+    if (mono_ms() - start > l->tick_ms)
+        l->m.tick_overruns++;
+}
+
+static void start_drain(mb_loop *l)
+{
+    if (l->draining)
+        return;
+    l->draining = 1;
+    l->drain_deadline_ms = mono_ms() + l->drain_ms;
+    mb_info("loop", "draining (at most %ld ms)", l->drain_ms);
+    mb_intake_stop(l->in);
+    if (l->saga.drain)
+        l->saga.drain(l->saga.ctx);
+}
+
+/* libevent runs this from the loop: its own signal handler only writes to a socketpair. */
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+    mb_loop *l = arg;
+
+    (void)what;
+    l->signals++;
+    if (l->signals >= 2) {
+        mb_warn("loop", "second signal (%s): exiting now without draining",
+                strsignal((int)sig));
+        l->exit_code = 1;
+        event_base_loopbreak(l->base);
+        return;
+    }
+    mb_info("loop", "%s received", strsignal((int)sig));
+    start_drain(l);
+}
+
+/* ================================================================ life */
+
+static void default_worker_id(char *buf, size_t len)
+{
+    char host[200];
+
+    if (gethostname(host, sizeof(host)) != 0)
+        snprintf(host, sizeof(host), "worker");
+    host[sizeof(host) - 1] = '\0';
+    snprintf(buf, len, "%s-%ld", host, (long)getpid());
+}
+
+mb_loop *mb_loop_new(const mb_conf *conf, char *err, size_t errlen)
+{
+    mb_loop *l = calloc(1, sizeof(*l));
+    const char *wid = mb_conf_str(conf, "MESHBUY_WORKER_ID");
+    mb_error e;
+    struct timeval tv;
+    mb_intake_opts io;
+    mb_relay_opts ro;
+    mb_status s;
+
+    if (l == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    l->prod_pipe[0] = l->prod_pipe[1] = -1;
+    l->conf = conf;
+    l->tick_ms = mb_conf_int(conf, "MESHBUY_TICK_MS");
+    l->drain_ms = mb_conf_int(conf, "MESHBUY_DRAIN_MS");
+    if (wid && *wid)
+        snprintf(l->worker_id, sizeof(l->worker_id), "%s", wid);
+    else
+        default_worker_id(l->worker_id, sizeof(l->worker_id));
+    l->status_topic = mb_conf_str(conf, "MESHBUY_STATUS_TOPIC");
+    l->base = event_base_new();
+    if (l->base == NULL) {
+        snprintf(err, errlen, "event_base_new failed");
+        goto err;
+    }
+    mb_error_clear(&e);
+    l->st = mb_store_new(mb_conf_str(conf, "REDIS_URL"), (int)mb_conf_int(conf, "MESHBUY_SHARDS"),
+                         REDIS_TIMEOUT_MS, l->worker_id, &e);
+    if (l->st == NULL) {
+        snprintf(err, errlen, "%s", e.msg);
+        goto err;
+    }
+    s = mb_store_ping(l->st, &e);
+    if (s == MB_FATAL || s == MB_PERM) {
+        snprintf(err, errlen, "redis: %s", e.msg);
+        goto err;
+    }
+    if (s == MB_AGAIN)
+        mb_warn("loop", "redis not reachable yet (%s): retrying in the background", e.msg);
+    if (producer_new(l, err, errlen) < 0)
+        goto err;
+    io = (mb_intake_opts){
+        .group = mb_conf_str(conf, "MESHBUY_GROUP"),
+        .orders_topic = mb_conf_str(conf, "MESHBUY_ORDERS_TOPIC"),
+        .dlq_topic = mb_conf_str(conf, "MESHBUY_DLQ_TOPIC"),
+        .client_id = l->worker_id,
+        .max_pending = INTAKE_MAX_PENDING,
+        .batch = INTAKE_BATCH,
+    };
+    l->in = mb_intake_new(l->base, l->st, l->producer, &io, &l->m, err, errlen);
+    if (l->in == NULL)
+        goto err;
+    ro = (mb_relay_opts){l->status_topic, l->worker_id, RELAY_LEASE_MS, RELAY_BATCH,
+                         RELAY_IDLE_MS};
+    l->relay = mb_relay_new(l->st, l->producer, &ro, &l->m);
+    if (l->relay == NULL) {
+        snprintf(err, errlen, "relay: out of memory");
+        goto err;
+    }
+    if (mb_conf_int(conf, "MESHBUY_HTTP_PORT") > 0) {
+        l->admin = mb_admin_new(l->base, mb_conf_str(conf, "MESHBUY_HTTP_ADDR"),
+                                (int)mb_conf_int(conf, "MESHBUY_HTTP_PORT"), l, err, errlen);
+        if (l->admin == NULL)
+            goto err;
+    }
+    tv.tv_sec = l->tick_ms / 1000;
+    tv.tv_usec = (l->tick_ms % 1000) * 1000;
+    l->tick_ev = event_new(l->base, -1, EV_PERSIST, on_tick, l);
+    l->sig_term = evsignal_new(l->base, SIGTERM, on_signal, l);
+    l->sig_int = evsignal_new(l->base, SIGINT, on_signal, l);
+    if (l->tick_ev == NULL || l->sig_term == NULL || l->sig_int == NULL ||
+        event_add(l->tick_ev, &tv) < 0 || event_add(l->sig_term, NULL) < 0 ||
+        event_add(l->sig_int, NULL) < 0) {
+        snprintf(err, errlen, "event set-up failed");
+        goto err;
+    }
+    mb_info("loop", "worker %s: orders %s, status %s, dlq %s, group %s, %d shards", l->worker_id,
+            io.orders_topic, l->status_topic, io.dlq_topic, io.group, mb_store_shards(l->st));
+    return l;
+err:
+    mb_loop_free(l);
+    return NULL;
+}
+
+void mb_loop_set_saga(mb_loop *l, const mb_loop_saga *saga)
+{
+    l->saga = *saga;
+}
+
+int mb_loop_run(mb_loop *l)
+{
+    event_base_dispatch(l->base);
+    if (l->exit_code == 0 && !l->draining) {
+        /* The loop ended without a signal: nothing left to wait on, a bug. */
+        mb_error("loop", "event loop ended unexpectedly");
+        l->exit_code = 2;
+    }
+    return l->exit_code;
+}
+
+struct event_base *mb_loop_base(mb_loop *l)
+{
+    return l->base;
+}
+
+struct mb_store *mb_loop_store(mb_loop *l)
+{
+    return l->st;
+}
+
+const char *mb_loop_worker_id(const mb_loop *l)
+{
+    return l->worker_id;
+}
+
+mb_worker_metrics *mb_loop_metrics(mb_loop *l)
+{
+    return &l->m;
+}
+
+int mb_loop_ready(mb_loop *l)
+{
+    return !l->draining && mb_store_connected(l->st) && mb_intake_joined(l->in);
+}
+
+static void counter(struct evbuffer *b, const char *name, const char *help, uint64_t v)
+{
+    evbuffer_add_printf(b, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", name, help, name, name,
+                        (unsigned long long)v);
+}
+
+static void gauge(struct evbuffer *b, const char *name, const char *help, double v)
+{
+    evbuffer_add_printf(b, "# HELP %s %s\n# TYPE %s gauge\n%s %.17g\n", name, help, name, name,
+                        v);
+}
+
+void mb_loop_metrics_text(mb_loop *l, struct evbuffer *b)
+{
+    const mb_worker_metrics *m = &l->m;
+
+    counter(b, "meshbuy_orders_consumed_total", "order messages consumed", m->orders_consumed);
+    counter(b, "meshbuy_orders_accepted_total", "orders accepted as new jobs",
+            m->orders_accepted);
+    counter(b, "meshbuy_orders_duplicate_total", "redelivered orders joined to their job",
+            m->orders_duplicate);
+    counter(b, "meshbuy_orders_conflict_total", "orders failed with NameConflict",
+            m->orders_conflict);
+    counter(b, "meshbuy_orders_dlq_total", "messages delivered to the DLQ topic", m->orders_dlq);
+    counter(b, "meshbuy_cancels_total", "cancel orders applied", m->cancels);
+    counter(b, "meshbuy_cancels_unknown_total", "cancel orders for no known job",
+            m->cancels_unknown);
+    counter(b, "meshbuy_intake_redis_retries_total", "intake waits for Redis",
+            m->redis_retries);
+    counter(b, "meshbuy_events_relayed_total", "status events delivered to Kafka",
+            m->events_relayed);
+    counter(b, "meshbuy_relay_failures_total", "status event deliveries failed (retried)",
+            m->relay_failures);
+    counter(b, "meshbuy_redis_commands_total", "commands sent to Redis",
+            mb_store_commands(l->st));
+    counter(b, "meshbuy_redis_round_trips_total", "round trips to Redis",
+            mb_store_round_trips(l->st));
+    counter(b, "meshbuy_ticks_total", "loop ticks", m->ticks);
+    counter(b, "meshbuy_tick_overruns_total", "ticks longer than the tick period",
+            m->tick_overruns);
+    gauge(b, "meshbuy_redis_up", "1 if the last Redis exchange succeeded",
+          mb_store_connected(l->st));
+    gauge(b, "meshbuy_jobs_inflight", "sagas held by this worker",
+          l->saga.inflight ? (double)l->saga.inflight(l->saga.ctx) : 0);
+    gauge(b, "meshbuy_intake_pending", "order messages taken and not done",
+          (double)mb_intake_pending(l->in));
+    gauge(b, "meshbuy_relay_inflight", "status events awaiting delivery",
+          (double)mb_relay_inflight(l->relay));
+    gauge(b, "meshbuy_draining", "1 while draining after SIGTERM", l->draining);
+    if (l->saga.metrics)
+        l->saga.metrics(l->saga.ctx, b);
+}
+
+void mb_loop_free(mb_loop *l)
+{
+    if (l == NULL)
+        return;
+    mb_admin_free(l->admin);
+    if (l->relay && l->exit_code == 0)
+        mb_relay_release(l->relay);
+    if (l->producer) {
+        long left = l->draining ? l->drain_deadline_ms - mono_ms() : 0;
+        /* Delivery reports must all be served before the intake and relay go: their
+         * opaques point into them. */
+        mb_kafka_flush(l->producer, l->exit_code == 0 ? (int)(left > 1000 ? left : 1000) : 0);
+        rd_kafka_purge(l->producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+        rd_kafka_poll(l->producer, 0);
+    }
+    /* Offsets of what finished meanwhile (DLQ reports just served) are stored on close. */
+    mb_intake_free(l->in);
+    if (l->prod_q)
+        rd_kafka_queue_destroy(l->prod_q);
+    if (l->producer)
+        rd_kafka_destroy(l->producer);
+    mb_relay_free(l->relay);
+    if (l->tick_ev)
+        event_free(l->tick_ev);
+    if (l->sig_term)
+        event_free(l->sig_term);
+    if (l->sig_int)
+        event_free(l->sig_int);
+    if (l->prod_ev)
+        event_free(l->prod_ev);
+    if (l->prod_pipe[0] >= 0)
+        close(l->prod_pipe[0]);
+    if (l->prod_pipe[1] >= 0)
+        close(l->prod_pipe[1]);
+    mb_store_free(l->st);
+    if (l->base)
+        event_base_free(l->base);
+    free(l);
+}

@@ -1,0 +1,83 @@
+/* mb_loop.h: the worker's one event loop: Kafka intake, outbox relay, the saga tick, drain. */
+#ifndef MB_LOOP_H
+#define MB_LOOP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <librdkafka/rdkafka.h>
+
+#include "mb_conf.h"
+
+struct event_base;
+struct evbuffer;
+struct mb_store;
+
+typedef struct mb_loop mb_loop;
+
+/* Counters the modules of the worker bump and /metrics prints.  Only the loop thread
+ * touches them (librdkafka callbacks run from rd_kafka_poll on the loop thread). */
+typedef struct mb_worker_metrics {
+    uint64_t orders_consumed;  /* messages taken from the orders topic */
+    uint64_t orders_accepted;  /* new jobs */
+    uint64_t orders_duplicate; /* redelivered orders joined to their job */
+    uint64_t orders_conflict;  /* NameConflict */
+    uint64_t orders_dlq;       /* messages delivered to the DLQ topic */
+    uint64_t cancels;          /* cancel orders applied to a job */
+    uint64_t cancels_unknown;  /* cancel orders for no known job */
+    uint64_t redis_retries;    /* intake waits for Redis */
+    uint64_t events_relayed;   /* status events delivered to Kafka */
+    uint64_t relay_failures;   /* deliveries that failed (retried later) */
+    uint64_t ticks;
+    uint64_t tick_overruns;    /* ticks that took longer than the tick period */
+} mb_worker_metrics;
+
+/* What the saga engine plugs into the loop (the loop knows nothing else of it).  Every
+ * function is called on the loop thread; ctx is the engine, borrowed.  Any may be NULL. */
+typedef struct mb_loop_saga {
+    void *ctx;
+    void (*tick)(void *ctx);                     /* each tick: renew leases, claim, advance */
+    void (*drain)(void *ctx);                    /* once, on SIGTERM: stop claiming */
+    size_t (*inflight)(void *ctx);               /* jobs still held: the drain waits for 0 */
+    void (*metrics)(void *ctx, struct evbuffer *out); /* extra Prometheus lines */
+} mb_loop_saga;
+
+/* The worker's configuration table (mb_conf keys); ends with a NULL name. */
+extern const mb_conf_key mb_loop_conf_keys[];
+
+/* Builds the loop from a loaded configuration (borrowed; must outlive the loop): event
+ * base, store, producer, consumer, relay, admin HTTP.  Redis and Kafka being unreachable
+ * is not an error here (the loop retries); bad settings are.  Returns a new loop
+ * (mb_loop_free) or NULL with the reason in err. */
+mb_loop *mb_loop_new(const mb_conf *conf, char *err, size_t errlen);
+
+/* Registers the saga engine (copied).  Call before mb_loop_run. */
+void mb_loop_set_saga(mb_loop *l, const mb_loop_saga *saga);
+
+/* Runs until drained after SIGTERM/SIGINT (returns 0), or a second signal (returns 1),
+ * or a fatal error (returns 2). */
+int mb_loop_run(mb_loop *l);
+
+/* Borrowed accessors for the saga engine's set-up (valid until mb_loop_free). */
+struct event_base *mb_loop_base(mb_loop *l);
+struct mb_store *mb_loop_store(mb_loop *l);
+const char *mb_loop_worker_id(const mb_loop *l);
+mb_worker_metrics *mb_loop_metrics(mb_loop *l);
+
+/* 1 when Redis answers and the consumer has joined its group (/readyz). */
+int mb_loop_ready(mb_loop *l);
+
+/* Appends the Prometheus text of every counter to out (/metrics). */
+void mb_loop_metrics_text(mb_loop *l, struct evbuffer *out);
+
+void mb_loop_free(mb_loop *l);
+
+/* ---- shared by the loop's modules: delivery reports of our producer are dispatched on
+ * the message opaque, whose first member is this header. */
+typedef struct mb_dr_hdr {
+    void (*on_dr)(struct mb_dr_hdr *h, const rd_kafka_message_t *m);
+} mb_dr_hdr;
+
+long long mb_loop_now_ms(void); /* wall clock, epoch ms */
+
+#endif

@@ -1,0 +1,43 @@
+/* mb_relay.h: the outbox relay: status events from Redis to Kafka, in order, none lost. */
+#ifndef MB_RELAY_H
+#define MB_RELAY_H
+
+#include <stddef.h>
+
+#include <librdkafka/rdkafka.h>
+
+#include "mb_loop.h"
+
+struct mb_store;
+
+typedef struct mb_relay mb_relay;
+
+typedef struct mb_relay_opts {
+    const char *topic;     /* status topic, borrowed for the relay's life */
+    const char *worker_id; /* borrowed; names the relay lease tokens */
+    long lease_ms;         /* relay lease of a shard */
+    size_t batch;          /* entries read per shard per round */
+    long idle_ms;          /* how often an empty shard is looked at again */
+} mb_relay_opts;
+
+/* New relay over a store and an idempotent producer (both borrowed), counting into m
+ * (borrowed).  NULL on out-of-memory. */
+mb_relay *mb_relay_new(struct mb_store *st, rd_kafka_t *producer, const mb_relay_opts *o,
+                       mb_worker_metrics *m);
+
+/* One bounded round: for shards with no batch in flight, takes/renews their relay lease and
+ * reads their next entries (one pipelined round trip), produces them keyed by mesh key with
+ * the traceparent header; trims the entries of batches fully reported (the delivered
+ * prefix only: a failed delivery is retried from that entry, never reordered). */
+void mb_relay_tick(mb_relay *r, long long now_ms);
+
+/* Entries produced whose delivery report has not come yet. */
+size_t mb_relay_inflight(const mb_relay *r);
+
+/* Gives up every relay lease this worker holds (at shutdown, once nothing is in flight),
+ * so another worker takes over at once instead of after the lease. */
+void mb_relay_release(mb_relay *r);
+
+void mb_relay_free(mb_relay *r);
+
+#endif
