@@ -1,0 +1,98 @@
+/* mc.h: what the meshctl commands share: exit codes, the context, job views, helpers. */
+#ifndef MC_H
+#define MC_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+#include <jansson.h>
+
+#include "mb_conf.h"
+#include "mb_err.h"
+#include "mb_store.h"
+
+/* Exit codes: documented in `meshctl --help` and OPERATING.md; scripts branch on them. */
+enum {
+    MC_EXIT_OK = 0,
+    MC_EXIT_FAILED = 1,   /* the operation failed or was refused (leased job, bad state) */
+    MC_EXIT_USAGE = 2,    /* bad command line: nothing was done */
+    MC_EXIT_CONFIG = 3,   /* bad environment, or Redis / Kafka / cloud unreachable */
+    MC_EXIT_NOTFOUND = 4, /* no such job / DLQ record */
+};
+
+typedef struct mc_ctx {
+    mb_conf *conf;    /* owned by main */
+    mb_store *store;  /* opened on first use (mc_store) */
+    char who[200];    /* "$USER@host": who asked, for history lines */
+} mc_ctx;
+
+/* The store, connected and pinged; prints why not and returns NULL (exit MC_EXIT_CONFIG).
+ * Borrowed from c. */
+mb_store *mc_store(mc_ctx *c);
+
+/* Wall clock, ms. */
+long long mc_now_ms(void);
+
+/* Prints "meshctl: <msg>" on stderr, with a newline.  Returns code. */
+int mc_fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Maps a failed store call to an exit code after printing its error with context. */
+int mc_store_fail(const char *what, const mb_error *e);
+
+/* "45s", "12m", "3h", "2d" into buf (len >= 16).  Returns buf. */
+char *mc_fmt_age(long long ms, char *buf, size_t len);
+
+/* RFC 3339 UTC of epoch ms, or "-" for 0.  Returns buf (len >= 25). */
+char *mc_fmt_time(long long ms, char *buf, size_t len);
+
+/* Parses "90", "90s", "15m", "2h", "1d" into ms.  0 or -1. */
+int mc_parse_duration(const char *s, long long *ms);
+
+/* Parses a positive integer (or a decimal for rates) strictly.  0 or -1. */
+int mc_parse_long(const char *s, long min, long max, long *out);
+int mc_parse_double(const char *s, double min, double max, double *out);
+
+/* Canonical job status for a user's spelling ("failed" -> "Failed"), or NULL if none.
+ * "stuck" is accepted and returned as is (a view, not a stored status).  Static. */
+const char *mc_status_canon(const char *s);
+
+/* 1 for Running, Failed, Cancelled, NeedsAttention: no worker will touch the job again. */
+int mc_status_terminal(const char *status);
+
+/* Index of a step name in mb_steps[], or -1. */
+int mc_step_index(const char *name);
+
+/* Why a job is stuck ("" when it is not) into buf: a step past its deadline, a lease
+ * whose holder stopped renewing, or a due job nobody claimed.  now in ms. */
+const char *mc_stuck_reason(const mc_ctx *c, const mb_job *j, long long now, char *buf,
+                            size_t len);
+
+/* A summary of the job as JSON (new reference): order_id, mesh, status, step, attempts,
+ * created/updated, age_ms, error_code, error_msg, lease_owner, stuck, stuck_reason. */
+json_t *mc_job_summary(const mc_ctx *c, const mb_job *j, long long now);
+
+/* 1 if a worker holds the job's lease now. */
+int mc_job_leased(const mb_job *j, long long now);
+
+/* Fetches the job of id; prints a not-found line and returns MC_EXIT_NOTFOUND when there
+ * is none.  *out is new (mb_job_free). */
+int mc_get_job(mc_ctx *c, const char *id, mb_job **out);
+
+/* Adds a history line to the job (best effort: prints a warning when it cannot). */
+void mc_history_note(mc_ctx *c, const mb_job *j, const char *line);
+
+/* replay --dry-run: prints the plan of a replay of j from step index `from` (what will
+ * run, the calls each step may make, what is in place in the cloud), reading only.
+ * Returns an exit code. */
+int mc_plan_show(mc_ctx *c, const mb_job *j, int from, int json);
+
+/* Commands: each parses its own options from argv[0] = command name. */
+int mc_cmd_jobs(mc_ctx *c, int argc, char **argv);
+int mc_cmd_show(mc_ctx *c, int argc, char **argv);
+int mc_cmd_cancel(mc_ctx *c, int argc, char **argv);
+int mc_cmd_replay(mc_ctx *c, int argc, char **argv);
+int mc_cmd_rollback(mc_ctx *c, int argc, char **argv);
+int mc_cmd_dlq(mc_ctx *c, int argc, char **argv);
+int mc_cmd_watch(mc_ctx *c, int argc, char **argv);
+
+#endif

@@ -1,0 +1,267 @@
+/* mc_common.c: helpers every meshctl command uses: the store, errors, formats, job views. */
+#include "mc.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/time.h>
+
+#include "mb_json.h"
+#include "mb_order.h"
+#include "mb_step.h"
+
+#define STORE_TIMEOUT_MS 5000
+/* A lease is only called abandoned, and a due job unclaimed, after this much slack:
+ * a busy worker renews late, a claim tick comes late. */
+#define STUCK_GRACE_MS 30000
+
+long long mc_now_ms(void)
+{
+    struct timeval tv;
+
+    gettimeofday(&tv, NULL);
+    return (long long)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
+
+int mc_fail(int code, const char *fmt, ...)
+{
+    va_list ap;
+
+    fputs("meshctl: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    return code;
+}
+
+int mc_store_fail(const char *what, const mb_error *e)
+{
+    if (e->status == MB_AGAIN || e->status == MB_FATAL)
+        return mc_fail(MC_EXIT_CONFIG, "%s: %s (is REDIS_URL right and Redis up?)", what, e->msg);
+    return mc_fail(MC_EXIT_FAILED, "%s: %s", what, e->msg);
+}
+
+mb_store *mc_store(mc_ctx *c)
+{
+    mb_error e;
+    char id[240];
+
+    if (c->store)
+        return c->store;
+    mb_error_clear(&e);
+    snprintf(id, sizeof(id), "meshctl:%s", c->who);
+    c->store = mb_store_new(mb_conf_str(c->conf, "REDIS_URL"),
+                            (int)mb_conf_int(c->conf, "MESHBUY_SHARDS"), STORE_TIMEOUT_MS, id, &e);
+    if (c->store == NULL) {
+        mc_fail(MC_EXIT_CONFIG, "REDIS_URL: %s", e.msg);
+        return NULL;
+    }
+    if (mb_store_ping(c->store, &e) != MB_OK) {
+        mc_fail(MC_EXIT_CONFIG, "cannot use Redis: %s (check REDIS_URL and MESHBUY_SHARDS: "
+                "they must match the workers')", e.msg);
+        mb_store_free(c->store);
+        c->store = NULL;
+        return NULL;
+    }
+    return c->store;
+}
+
+char *mc_fmt_age(long long ms, char *buf, size_t len)
+{
+    long long s = ms / 1000;
+
+    if (s < 0)
+        s = 0;
+    if (s < 120)
+        snprintf(buf, len, "%llds", s);
+    else if (s < 2 * 3600)
+        snprintf(buf, len, "%lldm", s / 60);
+    else if (s < 2 * 86400)
+        snprintf(buf, len, "%lldh", s / 3600);
+    else
+        snprintf(buf, len, "%lldd", s / 86400);
+    return buf;
+}
+
+char *mc_fmt_time(long long ms, char *buf, size_t len)
+{
+    if (ms <= 0) {
+        snprintf(buf, len, "-");
+        return buf;
+    }
+    return mb_json_time_ms(ms, buf, len);
+}
+
+int mc_parse_duration(const char *s, long long *ms)
+{
+    char *end;
+    long long v, unit = 1000;
+
+    errno = 0;
+    v = strtoll(s, &end, 10);
+    if (errno || end == s || v < 0)
+        return -1;
+    if (*end == 's' || *end == '\0')
+        unit = 1000;
+    else if (*end == 'm')
+        unit = 60000;
+    else if (*end == 'h')
+        unit = 3600000;
+    else if (*end == 'd')
+        unit = 86400000;
+    else
+        return -1;
+    if (*end != '\0' && end[1] != '\0')
+        return -1;
+    if (v > 100LL * 365 * 86400000 / unit)
+        return -1;
+    *ms = v * unit;
+    return 0;
+}
+
+int mc_parse_long(const char *s, long min, long max, long *out)
+{
+    char *end;
+    long v;
+
+    errno = 0;
+    v = strtol(s, &end, 10);
+    if (errno || end == s || *end != '\0' || v < min || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+int mc_parse_double(const char *s, double min, double max, double *out)
+{
+    char *end;
+    double v;
+
+    errno = 0;
+    v = strtod(s, &end);
+    if (errno || end == s || *end != '\0' || !isfinite(v) || v < min || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static const char *const STATUSES[] = {
+    "Accepted", "Installing", "RollingBack", "Running", "Failed", "Cancelled", "NeedsAttention",
+    NULL,
+};
+
+const char *mc_status_canon(const char *s)
+{
+    if (strcasecmp(s, "stuck") == 0)
+        return "stuck";
+    for (int i = 0; STATUSES[i]; i++) {
+        if (strcasecmp(s, STATUSES[i]) == 0)
+            return STATUSES[i];
+    }
+    return NULL;
+}
+
+int mc_status_terminal(const char *st)
+{
+    return strcmp(st, "Running") == 0 || strcmp(st, "Failed") == 0 ||
+           strcmp(st, "Cancelled") == 0 || strcmp(st, "NeedsAttention") == 0;
+}
+
+int mc_step_index(const char *name)
+{
+    for (int i = 0; name && i < mb_steps_count; i++) {
+        if (strcmp(mb_steps[i]->name, name) == 0)
+            return i;
+    }
+    return -1;
+}
+
+int mc_job_leased(const mb_job *j, long long now)
+{
+    return j->lease_owner[0] != '\0' && j->lease_until_ms > now;
+}
+
+/* The deadline of the step the job is at: the step's own, else the workers' default. */
+static long long step_deadline(const mc_ctx *c, const mb_job *j)
+{
+    long long i = json_integer_value(json_object_get(j->state, "step"));
+    const char *phase = json_string_value(json_object_get(j->state, "phase"));
+
+    if (phase && strcmp(phase, "compensate") == 0)
+        return mb_conf_int(c->conf, "MESHBUY_COMPENSATE_DEADLINE_MS");
+    if (i >= 0 && i < mb_steps_count && mb_steps[i]->deadline_ms > 0)
+        return mb_steps[i]->deadline_ms;
+    return mb_conf_int(c->conf, "MESHBUY_STEP_DEADLINE_MS");
+}
+
+const char *mc_stuck_reason(const mc_ctx *c, const mb_job *j, long long now, char *buf,
+                            size_t len)
+{
+    long long started = json_integer_value(json_object_get(j->state, "step_started_ms"));
+    long long deadline;
+    char age[16];
+
+    buf[0] = '\0';
+    if (mc_status_terminal(j->status))
+        return buf;
+    if (j->lease_owner[0] && j->lease_until_ms + STUCK_GRACE_MS < now) {
+        snprintf(buf, len, "lease of %s expired %s ago: the worker stopped renewing",
+                 j->lease_owner, mc_fmt_age(now - j->lease_until_ms, age, sizeof(age)));
+        return buf;
+    }
+    deadline = step_deadline(c, j);
+    if (started > 0 && now - started > deadline + STUCK_GRACE_MS) {
+        snprintf(buf, len, "step %s started %s ago, past its %llds deadline",
+                 j->step[0] ? j->step : "?", mc_fmt_age(now - started, age, sizeof(age)),
+                 deadline / 1000);
+        return buf;
+    }
+    if (j->lease_owner[0] == '\0' && j->next_run_ms > 0 && j->next_run_ms + STUCK_GRACE_MS < now)
+        snprintf(buf, len, "due %s ago and not claimed: are workers running?",
+                 mc_fmt_age(now - j->next_run_ms, age, sizeof(age)));
+    return buf;
+}
+
+json_t *mc_job_summary(const mc_ctx *c, const mb_job *j, long long now)
+{
+    char why[300];
+    long long attempts = json_integer_value(json_object_get(j->state, "attempt"));
+    json_t *o;
+
+    mc_stuck_reason(c, j, now, why, sizeof(why));
+    o = json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:s, s:s, s:s, s:b, s:s, s:I}",
+                  "order_id", j->order_id, "mesh", j->key, "status", j->status, "step", j->step,
+                  "attempts", (json_int_t)(attempts > 0 ? attempts : j->attempt),
+                  "created_ms", (json_int_t)j->created_ms, "updated_ms", (json_int_t)j->updated_ms,
+                  "age_ms", (json_int_t)(now - j->created_ms), "error_code", j->error_code,
+                  "error_msg", j->error_msg, "lease_owner", j->lease_owner, "stuck",
+                  why[0] != '\0', "stuck_reason", why, "claims", (json_int_t)j->claims);
+    if (o && json_is_true(json_object_get(j->state, "parked")))
+        json_object_set_new(o, "parked", json_true());
+    return o;
+}
+
+int mc_get_job(mc_ctx *c, const char *id, mb_job **out)
+{
+    mb_store *st = mc_store(c);
+    mb_error e;
+
+    *out = NULL;
+    if (st == NULL)
+        return MC_EXIT_CONFIG;
+    if (mb_order_check_order_id(id) != NULL)
+        return mc_fail(MC_EXIT_USAGE, "'%s' is not an order id (letters, digits, ._:-, "
+                       "at most 64)", id);
+    mb_error_clear(&e);
+    if (mb_store_get(st, id, out, &e) != MB_OK)
+        return mc_store_fail("reading the job", &e);
+    if (*out == NULL)
+        return mc_fail(MC_EXIT_NOTFOUND, "no job for order %s (list jobs with: meshctl jobs)",
+                       id);
+    return MC_EXIT_OK;
+}

@@ -1,0 +1,189 @@
+/* mc_watch.c: meshctl watch: live progress of one job (or all) from the status topic. */
+#include <getopt.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "mb_event.h"
+#include "mc.h"
+#include "mc_kafka.h"
+
+#define EXIT_INTERRUPTED 130
+#define BAR_WIDTH 20
+
+static volatile sig_atomic_t interrupted;
+
+static void on_sigint(int sig)
+{
+    (void)sig;
+    interrupted = 1;
+}
+
+static void watch_usage(FILE *f)
+{
+    fprintf(f,
+        "usage: meshctl watch JOB [--timeout SEC]\n"
+        "       meshctl watch --all [--timeout SEC]\n"
+        "\n"
+        "Follows status events on the status topic from now on (needs KAFKA_BROKERS).  On a\n"
+        "terminal: a progress bar per job; piped: one plain line per event.  Watching JOB\n"
+        "ends when it reaches Running (exit 0) or Failed/Cancelled (exit 1); a JOB that\n"
+        "already ended is reported at once.  --timeout SEC: give up after SEC seconds\n"
+        "(exit 1).  Ctrl-C stops (exit 130).\n");
+}
+
+static int terminal_event(const char *status)
+{
+    return strcmp(status, "Running") == 0 || strcmp(status, "Failed") == 0 ||
+           strcmp(status, "Cancelled") == 0;
+}
+
+static void show_event(const mb_status_event *ev, const json_t *env, int tty, int all)
+{
+    const char *occurred = json_string_value(
+        json_object_get(json_object_get(env, "data"), "occurred_at"));
+    const char *status = mb_mesh_status_name(ev->status);
+    char bar[BAR_WIDTH + 1];
+    int done = ev->step_index - (ev->status == MB_MESH_RUNNING ? 0 : 1);
+
+    if (!tty) {
+        printf("%s %s seq=%lld %s %s %d/%d %s%s%s\n", occurred ? occurred : "-", ev->order_id,
+               ev->seq, status, ev->step, ev->step_index, ev->step_total, ev->message,
+               ev->error_code ? " error=" : "", ev->error_code ? ev->error_code : "");
+        fflush(stdout);
+        return;
+    }
+    if (ev->status == MB_MESH_RUNNING)
+        done = ev->step_total;
+    for (int i = 0; i < BAR_WIDTH; i++)
+        bar[i] = i < done * BAR_WIDTH / (ev->step_total > 0 ? ev->step_total : 1) ? '#' : '-';
+    bar[BAR_WIDTH] = '\0';
+    /* One job: redraw its line in place; all jobs: one line per event, bar first. */
+    printf("%s[%s] %d/%d %-16s %-11s %s%s%s%s%s", all ? "" : "\r\033[K", bar, ev->step_index,
+           ev->step_total, ev->step, status, all ? ev->order_id : "", all ? " " : "", ev->message,
+           ev->error_code ? "  error " : "", ev->error_code ? ev->error_code : "");
+    if (all || terminal_event(status))
+        putchar('\n');
+    fflush(stdout);
+}
+
+/* The exit code for a job's final status. */
+static int final_rc(const char *status)
+{
+    return strcmp(status, "Running") == 0 ? MC_EXIT_OK : MC_EXIT_FAILED;
+}
+
+int mc_cmd_watch(mc_ctx *c, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"all", no_argument, NULL, 'a'},
+        {"timeout", required_argument, NULL, 't'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    int all = 0, opt, rc = MC_EXIT_OK, tty = isatty(STDOUT_FILENO);
+    long timeout_s = 0;
+    const char *id = NULL;
+    mb_job *j = NULL;
+    rd_kafka_t *rk;
+    char err[600];
+    long long deadline;
+    struct sigaction sa;
+
+    optind = 0;
+    while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (opt) {
+        case 'a':
+            all = 1;
+            break;
+        case 't':
+            if (mc_parse_long(optarg, 1, 86400 * 7, &timeout_s) != 0)
+                return mc_fail(MC_EXIT_USAGE, "--timeout %s: want seconds", optarg);
+            break;
+        case 'h':
+            watch_usage(stdout);
+            return MC_EXIT_OK;
+        default:
+            watch_usage(stderr);
+            return MC_EXIT_USAGE;
+        }
+    }
+    if (all == (optind < argc) || optind + (all ? 0 : 1) != argc)
+        return mc_fail(MC_EXIT_USAGE, "watch: want one JOB or --all (see meshctl watch --help)");
+    if (!all) {
+        id = argv[optind];
+        rc = mc_get_job(c, id, &j); /* fails early on an unknown job */
+        if (rc != MC_EXIT_OK)
+            return rc;
+        mb_job_free(j);
+        j = NULL;
+    }
+    /* Assign at the end first, then look at the job: nothing falls between the two. */
+    rk = mc_kafka_tail(c, mb_conf_str(c->conf, "MESHBUY_STATUS_TOPIC"), err, sizeof(err));
+    if (rk == NULL)
+        return mc_fail(MC_EXIT_CONFIG, "watch: %s", err);
+    if (!all) {
+        rc = mc_get_job(c, id, &j);
+        if (rc == MC_EXIT_OK && mc_status_terminal(j->status)) {
+            printf("%s is %s%s%s\n", id, j->status, j->error_code[0] ? ": " : "",
+                   j->error_code[0] ? j->error_msg : "");
+            rc = final_rc(j->status);
+            goto out;
+        }
+        if (rc != MC_EXIT_OK)
+            goto out;
+        if (!tty) {
+            printf("watching %s (%s, step %s)\n", id, j->status, j->step[0] ? j->step : "-");
+            fflush(stdout);
+        }
+    }
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_sigint;
+    sigaction(SIGINT, &sa, NULL);
+    deadline = timeout_s ? mc_now_ms() + timeout_s * 1000 : 0;
+    for (;;) {
+        rd_kafka_message_t *m;
+        json_t *env;
+        mb_status_event ev;
+
+        if (interrupted) {
+            rc = EXIT_INTERRUPTED;
+            break;
+        }
+        if (deadline && mc_now_ms() >= deadline) {
+            if (tty)
+                putchar('\n');
+            rc = mc_fail(MC_EXIT_FAILED, "watch: no terminal status within %lds%s", timeout_s,
+                         id ? " (look at it: meshctl show JOB)" : "");
+            break;
+        }
+        m = rd_kafka_consumer_poll(rk, 200);
+        if (m == NULL)
+            continue;
+        if (m->err) {
+            rd_kafka_message_destroy(m);
+            continue;
+        }
+        env = mb_event_parse(m->payload, m->len, err, sizeof(err));
+        rd_kafka_message_destroy(m);
+        if (env == NULL || mb_event_view(env, &ev) != 0) {
+            json_decref(env);
+            continue;
+        }
+        if (id == NULL || strcmp(ev.order_id, id) == 0) {
+            show_event(&ev, env, tty, all);
+            if (id && terminal_event(mb_mesh_status_name(ev.status))) {
+                rc = final_rc(mb_mesh_status_name(ev.status));
+                json_decref(env);
+                break;
+            }
+        }
+        json_decref(env);
+    }
+out:
+    mb_job_free(j);
+    rd_kafka_consumer_close(rk);
+    rd_kafka_destroy(rk);
+    return rc;
+}
