@@ -93,3 +93,29 @@ assert_eq 2 "$(kcat -b "$KAFKA_BROKERS" -L -J -t mesh.status | jq '.topics[0].pa
 stack_down
 stack_down
 [ ! -e "$TEST_TMP/stack" ] || fail "stack dir left behind"
+
+# With cloudsim: the URLs point at a live simulator that refuses unsigned calls, the printed
+# credentials are the scenario's, and down stops it too.
+if [ -x "$MB_BIN/cloudsim" ]; then
+    if "$MB_ROOT/ops/devstack" up --dir "$TEST_TMP/nostack" --bin "$MB_BIN" \
+        --cloudsim no-such-scenario 2>"$TEST_TMP/bad-scenario.err"; then
+        fail "up with an unknown scenario succeeded"
+    fi
+    assert_contains "$(cat "$TEST_TMP/bad-scenario.err")" "no cloudsim scenario 'no-such-scenario'"
+    [ ! -e "$TEST_TMP/nostack" ] || fail "failed up left its dir behind"
+
+    stack_up --cloudsim basic
+    cpid=$(cat "$MESHBUY_STACK_DIR/cloudsim.pid")
+    assert_eq "http://$(cat "$MESHBUY_STACK_DIR/cloudsim.addr")" "$MESHBUY_CCE_URL" "CCE URL"
+    assert_eq "$MESHBUY_CCE_URL" "$MESHBUY_VPC_URL" "VPC URL"
+    assert_eq "$MESHBUY_CCE_URL/k8s/{cluster_id}" "$MESHBUY_K8S_URL" "K8S URL"
+    assert_eq "$(jq -r '.credentials[0].ak' "$MB_ROOT/ops/cloudsim/scenarios/basic.json")" \
+        "$MESHBUY_AK" "AK from the scenario"
+    code=$(curl -s -o "$TEST_TMP/unsigned.json" -w '%{http_code}' "$MESHBUY_CCE_URL/api/v3/projects/p/clusters")
+    assert_eq 401 "$code" "unsigned call to cloudsim"
+    assert_json "$(cat "$TEST_TMP/unsigned.json")" '.error_code == "APIGW.0301"'
+    stack_down
+    gone "$cpid" cloudsim || fail "cloudsim (pid $cpid) still alive after down: $(cat "/proc/$cpid/stat" 2>&1) $(tr '\0' ' ' <"/proc/$cpid/cmdline" 2>&1)"
+else
+    note "no $MB_BIN/cloudsim: cloudsim part not run"
+fi
