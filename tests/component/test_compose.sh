@@ -7,6 +7,8 @@
 
 command -v docker-compose >/dev/null || skip "docker-compose not installed (ops/deps)"
 cd "$MB_ROOT"
+# Check the file as shipped, not as this shell's environment would interpolate it.
+unset CLOUDSIM_SCENARIO MESHBUY_CCE_URL MESHBUY_VPC_URL MESHBUY_K8S_URL MESHBUY_AK MESHBUY_SK
 
 docker-compose -f docker-compose.yml config -q || fail "docker-compose config rejects docker-compose.yml"
 
@@ -14,8 +16,8 @@ docker-compose -f docker-compose.yml config -q || fail "docker-compose config re
 check_compose() {
     docker-compose --project-directory "$MB_ROOT" -f "$1" config >"$TEST_TMP/resolved.yml" ||
         return 1
-    /usr/bin/python3 - "$TEST_TMP/resolved.yml" "$MB_ROOT/lib/mb_conf.c" <<'PY'
-import re, sys, yaml
+    /usr/bin/python3 - "$TEST_TMP/resolved.yml" "$MB_ROOT/lib/mb_conf.c" "$MB_ROOT" <<'PY'
+import os, re, sys, yaml
 
 cfg = yaml.safe_load(open(sys.argv[1]))
 known = set(re.findall(r'"(MESHBUY_[A-Z0-9_]+)"', open(sys.argv[2]).read()))
@@ -84,6 +86,12 @@ ccmd = c.get("command") or []
 need(ccmd and ccmd[0] == "cloudsim" and "--scenario" in ccmd and "--listen" in ccmd,
      "cloudsim must run cloudsim --listen ... --scenario ...")
 need("healthcheck" in c, "cloudsim needs a healthcheck")
+if "--scenario" in ccmd:
+    scen = ccmd[ccmd.index("--scenario") + 1]
+    # The image ships ops/cloudsim/scenarios/ as /usr/share/meshbuy/scenarios/.
+    need(scen.startswith("/usr/share/meshbuy/scenarios/") and
+         os.path.isfile(os.path.join(sys.argv[3], "ops/cloudsim/scenarios", os.path.basename(scen))),
+         f"cloudsim scenario {scen} is not one of ops/cloudsim/scenarios/")
 
 print("\n".join(errors))
 sys.exit(1 if errors else 0)
