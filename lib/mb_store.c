@@ -17,6 +17,7 @@
  *   mb:{sN}:relay              string: relay lease token (SET NX PX), one relayer a shard
  *   mb:order:<order_id>        string: the shard of the order (order-id index)
  *   mb:dlq                     stream (capped ~10,000): what went to the DLQ topic and why
+ *   mb:dlq:redrives            stream (capped ~10,000): DLQ records an SRE re-published
  *   mb:meta:shards             string: the shard count the data was written with
  *
  * Invariants
@@ -68,6 +69,8 @@ enum {
     S_RELAY_PEEK,
     S_RELAY_ACK,
     S_RELAY_RELEASE,
+    S_REWRITE,
+    S_FORGET,
     S_COUNT
 };
 
@@ -86,6 +89,8 @@ static const struct {
     [S_RELAY_PEEK] = {"relay_peek", lua_relay_peek, 0},
     [S_RELAY_ACK] = {"relay_ack", lua_relay_ack, 0},
     [S_RELAY_RELEASE] = {"relay_release", lua_relay_release, 0},
+    [S_REWRITE] = {"rewrite", lua_rewrite, 0},
+    [S_FORGET] = {"forget", lua_forget, 0},
 };
 
 /* Marks "leave this field as it is" in checkpoint arguments. */
@@ -551,6 +556,18 @@ static mb_status script_error(const redisReply *r, const char *what, const char 
     }
     if (strncmp(msg, "NOSUCHJOB ", 10) == 0) {
         mb_error_set(err, MB_PERM, "NoSuchJob", "%s: %s", what, msg + 10);
+        return MB_PERM;
+    }
+    if (strncmp(msg, "CHANGED ", 8) == 0) {
+        mb_error_set(err, MB_PERM, "Changed", "%s: %s", what, msg + 8);
+        return MB_PERM;
+    }
+    if (strncmp(msg, "LEASED ", 7) == 0) {
+        mb_error_set(err, MB_PERM, "Leased", "%s: %s", what, msg + 7);
+        return MB_PERM;
+    }
+    if (strncmp(msg, "EXISTS ", 7) == 0) {
+        mb_error_set(err, MB_PERM, "Exists", "%s: %s", what, msg + 7);
         return MB_PERM;
     }
     if (strncmp(msg, "LOADING", 7) == 0 || strncmp(msg, "BUSY", 4) == 0 ||
@@ -1492,7 +1509,9 @@ mb_status mb_store_dlq_record(mb_store *st, const mb_dlq_record *d, mb_error *er
     return s;
 }
 
-mb_status mb_store_dlq_list(mb_store *st, size_t max, json_t **out, mb_error *err)
+/* The newest max entries of a stream, newest first, as objects of strings plus "id". */
+static mb_status stream_list(mb_store *st, const char *stream, size_t max, json_t **out,
+                             mb_error *err)
 {
     cmd c;
     redisReply *r = NULL;
@@ -1502,7 +1521,7 @@ mb_status mb_store_dlq_list(mb_store *st, size_t max, json_t **out, mb_error *er
     memset(&c, 0, sizeof(c));
     c.script = -1;
     args_str(&c.a, "XREVRANGE");
-    args_str(&c.a, "mb:dlq");
+    args_str(&c.a, stream);
     args_str(&c.a, "+");
     args_str(&c.a, "-");
     args_str(&c.a, "COUNT");
@@ -1528,6 +1547,11 @@ mb_status mb_store_dlq_list(mb_store *st, size_t max, json_t **out, mb_error *er
     }
     freeReplyObject(r);
     return *out ? MB_OK : MB_FATAL;
+}
+
+mb_status mb_store_dlq_list(mb_store *st, size_t max, json_t **out, mb_error *err)
+{
+    return stream_list(st, "mb:dlq", max, out, err);
 }
 
 /* ================================================================ outbox */
@@ -1733,4 +1757,178 @@ mb_status mb_store_ping(mb_store *st, mb_error *err)
     if (r)
         freeReplyObject(r);
     return s;
+}
+
+/* ================================================================ SRE operations */
+
+mb_status mb_store_rewrite(mb_store *st, const mb_rewrite *w, mb_error *err)
+{
+    cmd c;
+    redisReply *r = NULL;
+    mb_status s;
+    char *state = NULL;
+    int shard;
+
+    if (!id_ok(w->order_id, 64) || !id_ok(w->key, 140)) {
+        mb_error_set(err, MB_PERM, "BadRequest", "rewrite: bad order id or key");
+        return MB_PERM;
+    }
+    if (w->state) {
+        state = json_dumps(w->state, JSON_COMPACT);
+        if (state == NULL) {
+            mb_error_set(err, MB_PERM, "BadRequest", "rewrite %s: state not serializable",
+                         w->order_id);
+            return MB_PERM;
+        }
+    }
+    shard = mb_store_shard_of(st, w->key);
+    memset(&c, 0, sizeof(c));
+    c.script = S_REWRITE;
+    c.nkeys = 3;
+    key_of(&c.a, shard, "job", w->order_id);
+    key_shard(&c.a, shard, "due");
+    key_of(&c.a, shard, "hist", w->order_id);
+    args_str(&c.a, w->order_id);
+    args_ll(&c.a, w->expect_fence);
+    args_ll(&c.a, w->expect_ck);
+    args_ll(&c.a, w->now_ms);
+    args_opt(&c.a, state);
+    free(state);
+    args_opt(&c.a, w->status);
+    args_opt(&c.a, w->step);
+    if (w->attempt >= 0)
+        args_ll(&c.a, w->attempt);
+    else
+        args_str(&c.a, UNCHANGED);
+    args_opt(&c.a, w->error_code);
+    args_opt(&c.a, w->error_msg);
+    args_opt(&c.a, w->history);
+    args_str(&c.a, w->clear_cancel ? "1" : "0");
+    s = pipeline(st, &c, 1, &r, err);
+    args_free(&c.a);
+    if (s != MB_OK)
+        return s;
+    if (r->type == REDIS_REPLY_ERROR)
+        s = script_error(r, "rewrite", w->order_id, err);
+    freeReplyObject(r);
+    return s;
+}
+
+mb_status mb_store_forget_rejected(mb_store *st, const char *order_id, const char *line,
+                                   int *forgotten, mb_error *err)
+{
+    cmd c;
+    redisReply *r = NULL;
+    mb_status s;
+    int shard;
+
+    *forgotten = 0;
+    if (!id_ok(order_id, 64)) {
+        mb_error_set(err, MB_PERM, "BadRequest", "forget: bad order id");
+        return MB_PERM;
+    }
+    s = find_shard(st, order_id, NULL, &shard, err);
+    if (s != MB_OK || shard < 0)
+        return s;
+    memset(&c, 0, sizeof(c));
+    c.script = S_FORGET;
+    c.nkeys = 3;
+    key_of(&c.a, shard, "job", order_id);
+    key_index(&c.a, order_id);
+    key_of(&c.a, shard, "hist", order_id);
+    args_str(&c.a, order_id);
+    args_str(&c.a, line);
+    s = pipeline(st, &c, 1, &r, err);
+    args_free(&c.a);
+    if (s != MB_OK)
+        return s;
+    if (r->type == REDIS_REPLY_ERROR)
+        s = script_error(r, "forget", order_id, err);
+    else
+        *forgotten = r->type == REDIS_REPLY_INTEGER && r->integer == 1;
+    freeReplyObject(r);
+    return s;
+}
+
+mb_status mb_store_history_add(mb_store *st, const char *key, const char *order_id,
+                               const char *line, mb_error *err)
+{
+    cmd c[2];
+    redisReply *r[2] = {NULL, NULL};
+    mb_status s;
+    int shard;
+
+    if (!id_ok(order_id, 64) || !id_ok(key, 140) || line == NULL) {
+        mb_error_set(err, MB_PERM, "BadRequest", "history: bad order id, key or line");
+        return MB_PERM;
+    }
+    shard = mb_store_shard_of(st, key);
+    memset(c, 0, sizeof(c));
+    c[0].script = c[1].script = -1;
+    args_str(&c[0].a, "RPUSH");
+    key_of(&c[0].a, shard, "hist", order_id);
+    args_str(&c[0].a, line);
+    args_str(&c[1].a, "LTRIM");
+    key_of(&c[1].a, shard, "hist", order_id);
+    args_str(&c[1].a, "-200");
+    args_str(&c[1].a, "-1");
+    s = pipeline(st, c, 2, r, err);
+    for (int i = 0; i < 2; i++) {
+        if (s == MB_OK && r[i]->type == REDIS_REPLY_ERROR) {
+            mb_error_set(err, MB_FATAL, "RedisError", "history %s: %s", order_id, r[i]->str);
+            s = MB_FATAL;
+        }
+        if (r[i])
+            freeReplyObject(r[i]);
+        args_free(&c[i].a);
+    }
+    return s;
+}
+
+mb_status mb_store_dlq_redrive_record(mb_store *st, const mb_dlq_redrive *d, mb_error *err)
+{
+    cmd c;
+    redisReply *r = NULL;
+    mb_status s;
+
+    memset(&c, 0, sizeof(c));
+    c.script = -1;
+    args_str(&c.a, "XADD");
+    args_str(&c.a, "mb:dlq:redrives");
+    args_str(&c.a, "MAXLEN");
+    args_str(&c.a, "~");
+    args_str(&c.a, "10000");
+    args_str(&c.a, "*");
+    args_str(&c.a, "dlq_id");
+    args_str(&c.a, d->dlq_id);
+    args_str(&c.a, "by");
+    args_str(&c.a, d->by);
+    args_str(&c.a, "topic");
+    args_str(&c.a, d->topic);
+    args_str(&c.a, "partition");
+    args_ll(&c.a, d->partition);
+    args_str(&c.a, "offset");
+    args_ll(&c.a, d->offset);
+    args_str(&c.a, "key");
+    args_str(&c.a, d->key);
+    args_str(&c.a, "order_id");
+    args_str(&c.a, d->order_id);
+    args_str(&c.a, "edited");
+    args_str(&c.a, d->edited ? "1" : "0");
+    args_str(&c.a, "at");
+    args_ll(&c.a, d->now_ms);
+    s = pipeline(st, &c, 1, &r, err);
+    args_free(&c.a);
+    if (s == MB_OK && r->type == REDIS_REPLY_ERROR) {
+        mb_error_set(err, MB_FATAL, "RedisError", "XADD mb:dlq:redrives: %s", r->str);
+        s = MB_FATAL;
+    }
+    if (r)
+        freeReplyObject(r);
+    return s;
+}
+
+mb_status mb_store_dlq_redrives(mb_store *st, size_t max, json_t **out, mb_error *err)
+{
+    return stream_list(st, "mb:dlq:redrives", max, out, err);
 }

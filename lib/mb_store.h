@@ -231,6 +231,60 @@ mb_status mb_store_dlq_record(mb_store *st, const mb_dlq_record *r, mb_error *er
 /* Reads the newest max DLQ records as a new JSON array of objects (json_decref). */
 mb_status mb_store_dlq_list(mb_store *st, size_t max, json_t **out, mb_error *err);
 
+/* ---- SRE operations (meshctl) */
+
+/* A rewrite of a job by an operator (replay, rollback).  Strings borrowed; NULL = unchanged
+ * ("" clears), attempt < 0 = unchanged. */
+typedef struct mb_rewrite {
+    const char *order_id, *key;
+    const json_t *state;
+    const char *status, *step;
+    int attempt;
+    const char *error_code, *error_msg;
+    const char *history;     /* a history line, NULL = none */
+    int clear_cancel;        /* drop the cancel flag */
+    long long expect_fence;  /* the job as the caller read it: refused if it moved since */
+    long long expect_ck;
+    long long now_ms;
+} mb_rewrite;
+
+/* Rewrites the job atomically and makes it due now for any worker, lease cleared; bumps the
+ * fence (a worker still running it stops at its next checkpoint).  MB_PERM with code
+ * "Changed" (fence or checkpoint count differ from expect_*: read again), "Leased" (a worker
+ * holds an unexpired lease), "NoSuchJob". */
+mb_status mb_store_rewrite(mb_store *st, const mb_rewrite *w, mb_error *err);
+
+/* Before an SRE re-publishes a DLQ'd order: deletes the Failed InvalidOrder record of
+ * order_id (so the corrected order is accepted, not joined as a duplicate), noting line in
+ * its history.  *forgotten = 1 if deleted, 0 if there was no record.  MB_PERM "Exists" when
+ * the order id belongs to a real job. */
+mb_status mb_store_forget_rejected(mb_store *st, const char *order_id, const char *line,
+                                   int *forgotten, mb_error *err);
+
+/* Appends a line to the job's history (capped at 200 lines). */
+mb_status mb_store_history_add(mb_store *st, const char *key, const char *order_id,
+                               const char *line, mb_error *err);
+
+/* A DLQ record re-published by an SRE.  Strings borrowed. */
+typedef struct mb_dlq_redrive {
+    const char *dlq_id;  /* the mb:dlq record id */
+    const char *by;      /* who */
+    const char *topic;   /* where it was published */
+    int partition;
+    long long offset;
+    const char *key;
+    const char *order_id; /* "" when the message did not parse */
+    int edited;           /* a corrected order, not the original bytes */
+    long long now_ms;
+} mb_dlq_redrive;
+
+/* Appends to a capped stream (the last 10,000). */
+mb_status mb_store_dlq_redrive_record(mb_store *st, const mb_dlq_redrive *d, mb_error *err);
+
+/* The newest max redrive records, newest first, as a new JSON array of objects of strings
+ * (dlq_id, by, topic, partition, offset, key, order_id, edited, at, and the stream "id"). */
+mb_status mb_store_dlq_redrives(mb_store *st, size_t max, json_t **out, mb_error *err);
+
 /* ------------------------------------------------------------------ outbox (relay) */
 
 /* One queued status event.  Strings point into the entry (borrowed until the batch is

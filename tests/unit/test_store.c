@@ -597,6 +597,70 @@ static void test_redis_down(void **state)
     mb_store_free(a);
 }
 
+static void test_sre_ops(void **state)
+{
+    mb_store *a;
+    mb_job *j, *j2;
+    mb_error e;
+    int forgotten;
+    json_t *list, *st_doc;
+    (void)state;
+    flushall();
+    a = open_store("wa");
+    accept1(a, "ord-s", "acct8", "mesh-s");
+    j = claim_one(a, 1000, 30000);
+    st_doc = json_pack("{s:s}", "replayed", "yes");
+    mb_rewrite w = {"ord-s", "acct8/mesh-s", st_doc, "Installing", "precheck", 0, "", "",
+                    "replay by sre", 1, j->fence, j->checkpoints, 2000};
+    /* Leased by a live worker: refused. */
+    mb_error_clear(&e);
+    assert_int_equal(mb_store_rewrite(a, &w, &e), MB_PERM);
+    assert_string_equal(e.code, "Leased");
+    /* After the lease: done, due now, fence bumped. */
+    w.now_ms = 40000;
+    mb_error_clear(&e);
+    assert_int_equal(mb_store_rewrite(a, &w, &e), MB_OK);
+    /* Read before the rewrite: refused as changed. */
+    mb_error_clear(&e);
+    assert_int_equal(mb_store_rewrite(a, &w, &e), MB_PERM);
+    assert_string_equal(e.code, "Changed");
+    j2 = claim_one(a, 40000, 30000);
+    assert_non_null(j2);
+    assert_int_equal(j2->fence, j->fence + 2);
+    assert_string_equal(j2->status, "Installing");
+    assert_string_equal(j2->step, "precheck");
+    assert_string_equal(json_string_value(json_object_get(j2->state, "replayed")), "yes");
+    assert_int_equal(mb_store_history_add(a, j2->key, j2->order_id, "note", &e), MB_OK);
+    assert_int_equal(mb_store_history(a, j2, &list, &e), MB_OK);
+    assert_int_equal(json_array_size(list), 2);
+    json_decref(list);
+    json_decref(st_doc);
+    mb_job_free(j);
+    mb_job_free(j2);
+    /* A real job is not forgotten; a rejected record is, then the id is free again. */
+    mb_error_clear(&e);
+    assert_int_equal(mb_store_forget_rejected(a, "ord-s", "x", &forgotten, &e), MB_PERM);
+    assert_string_equal(e.code, "Exists");
+    json_t *ev = status_event("ord-q", "acct8", "mesh-q", MB_MESH_FAILED, "InvalidOrder");
+    mb_reject r = {"ord-q", "acct8", "mesh-q", "", "bad", "{", 1, ev, 1000};
+    int queued;
+    assert_int_equal(mb_store_reject(a, &r, &queued, &e), MB_OK);
+    json_decref(ev);
+    assert_int_equal(mb_store_forget_rejected(a, "ord-q", "redriven", &forgotten, &e), MB_OK);
+    assert_true(forgotten);
+    assert_int_equal(accept1(a, "ord-q", "acct8", "mesh-q").verdict, MB_ACCEPT_NEW);
+    assert_int_equal(mb_store_forget_rejected(a, "nope", "x", &forgotten, &e), MB_OK);
+    assert_false(forgotten);
+    mb_dlq_redrive d = {"1-0", "sre", "mesh.orders", 1, 7, "k", "ord-q", 1, 5000};
+    assert_int_equal(mb_store_dlq_redrive_record(a, &d, &e), MB_OK);
+    assert_int_equal(mb_store_dlq_redrives(a, 10, &list, &e), MB_OK);
+    assert_int_equal(json_array_size(list), 1);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(list, 0), "dlq_id")),
+                        "1-0");
+    json_decref(list);
+    mb_store_free(a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -607,6 +671,7 @@ int main(void)
         cmocka_unit_test(test_relay_lease),
         cmocka_unit_test(test_reject_and_dlq),
         cmocka_unit_test(test_scan_and_noscript),
+        cmocka_unit_test(test_sre_ops),
         cmocka_unit_test(test_redis_down), /* last: stops the server */
     };
     /* As the daemon does: a write to a dead server must fail, not kill the process. */
