@@ -30,34 +30,52 @@ typedef struct sock_ctx {
     struct sock_ctx *prev, *next;
 } sock_ctx;
 
+/* A doubly linked list of transfers, FIFO through head/tail. */
+typedef struct xlist {
+    mb_http_xfer *head, *tail;
+    size_t n;
+} xlist;
+
 struct mb_http {
     struct event_base *base;
     CURLM *multi;
     struct event *timer;
+    struct event *pump_ev; /* starts queued transfers from the loop */
     long connect_timeout_ms;
     long timeout_ms;
+    long max_active;
     char *ca_file;
     char *ak;
     char *sk;
-    mb_http_xfer *xfers; /* in flight, doubly linked */
-    sock_ctx *socks;     /* watched sockets, freed at the end if curl left any */
-    size_t inflight;
+    xlist queued; /* accepted, waiting for a slot; no curl handle yet */
+    xlist active; /* handed to curl */
+    CURL **pool;  /* reset easy handles kept for reuse */
+    size_t npool;
+    sock_ctx *socks; /* watched sockets, freed at the end if curl left any */
     mb_http_counters st;
 };
 
+enum { X_QUEUED, X_ACTIVE, X_COMPLETING };
+
 struct mb_http_xfer {
     mb_http *h;
-    CURL *easy;
+    CURL *easy; /* NULL while queued */
     struct curl_slist *hdrs;
     mb_http_cb *cb;
     void *arg;
-    char *body; /* request body copy (curl reads it in place) */
-    char *what; /* "GET /path" for error texts */
+    int state;
+    int with_body;
+    long timeout_ms;
+    /* all of these point into one allocation, strs */
+    char *strs;
+    const char *method, *url, *host, *path, *query, *ctype, *traceparent;
+    const char *what; /* "GET /path" for error texts */
+    const char *body; /* request body copy (curl reads it in place) */
+    size_t body_len;
     char *resp; /* response body, NUL-terminated */
     size_t resp_len, resp_cap;
     long retry_after_ms;
     int too_large;
-    int completing; /* the callback is running: cancel is a no-op */
     char errbuf[CURL_ERROR_SIZE];
     mb_http_xfer *prev, *next;
 };
@@ -266,17 +284,44 @@ static void http_error(mb_error *e, const mb_http_xfer *x, long status)
 /* Transfers                                                          */
 /* ------------------------------------------------------------------ */
 
-static void xfer_unlink(mb_http_xfer *x)
+static void xl_push(xlist *l, mb_http_xfer *x)
 {
-    mb_http *h = x->h;
+    x->next = NULL;
+    x->prev = l->tail;
+    if (l->tail)
+        l->tail->next = x;
+    else
+        l->head = x;
+    l->tail = x;
+    l->n++;
+}
+
+static void xl_del(xlist *l, mb_http_xfer *x)
+{
     if (x->prev)
         x->prev->next = x->next;
     else
-        h->xfers = x->next;
+        l->head = x->next;
     if (x->next)
         x->next->prev = x->prev;
+    else
+        l->tail = x->prev;
     x->prev = x->next = NULL;
-    h->inflight--;
+    l->n--;
+}
+
+/* Gives an easy handle back: reset and kept for the next transfer, which
+ * saves curl's per-handle allocations on every request. */
+static void easy_release(mb_http *h, CURL *easy)
+{
+    if (easy == NULL)
+        return;
+    if (h->npool < (size_t)h->max_active) {
+        curl_easy_reset(easy);
+        h->pool[h->npool++] = easy;
+        return;
+    }
+    curl_easy_cleanup(easy);
 }
 
 static void xfer_free(mb_http_xfer *x)
@@ -284,10 +329,9 @@ static void xfer_free(mb_http_xfer *x)
     if (x == NULL)
         return;
     if (x->easy)
-        curl_easy_cleanup(x->easy);
+        easy_release(x->h, x->easy);
     curl_slist_free_all(x->hdrs);
-    free(x->body);
-    free(x->what);
+    free(x->strs);
     free(x->resp);
     free(x);
 }
@@ -323,6 +367,7 @@ static size_t on_header(char *data, size_t size, size_t nitems, void *userp)
     size_t n = size * nitems;
     static const char name[] = "retry-after:";
     char val[128];
+    size_t vl;
 
     if (n >= 5 && memcmp(data, "HTTP/", 5) == 0) {
         x->retry_after_ms = -1; /* a new response (after 100 Continue) */
@@ -330,7 +375,7 @@ static size_t on_header(char *data, size_t size, size_t nitems, void *userp)
     }
     if (n <= sizeof(name) - 1 || strncasecmp(data, name, sizeof(name) - 1) != 0)
         return n;
-    size_t vl = n - (sizeof(name) - 1);
+    vl = n - (sizeof(name) - 1);
     if (vl >= sizeof(val))
         vl = sizeof(val) - 1;
     memcpy(val, data + sizeof(name) - 1, vl);
@@ -338,6 +383,140 @@ static size_t on_header(char *data, size_t size, size_t nitems, void *userp)
     val[strcspn(val, "\r\n")] = '\0';
     x->retry_after_ms = mb_http_retry_after_ms(val, time(NULL));
     return n;
+}
+
+/* Adds "Name: value" to the list.  Returns 0 or -1 on OOM. */
+static int add_hdr(struct curl_slist **l, const char *name, const char *value)
+{
+    char line[2048];
+    struct curl_slist *n;
+    int len = snprintf(line, sizeof(line), "%s: %s", name, value);
+    if (len < 0 || (size_t)len >= sizeof(line))
+        return -1;
+    n = curl_slist_append(*l, line);
+    if (n == NULL)
+        return -1;
+    *l = n;
+    return 0;
+}
+
+/* The header list, signed when the client has credentials.  Built when the
+ * transfer starts, so X-Sdk-Date is fresh however long it was queued. */
+static int build_headers(mb_http *h, mb_http_xfer *x)
+{
+    char date[MB_SIGN_DATE_LEN + 1], auth[1024];
+    mb_hdr sh[3];
+    size_t nsh = 0;
+
+    if (add_hdr(&x->hdrs, "Host", x->host) || add_hdr(&x->hdrs, "Accept", "application/json"))
+        return -1;
+    if (x->with_body && add_hdr(&x->hdrs, "Content-Type", x->ctype))
+        return -1;
+    /* no "Expect: 100-continue" round trip before a body */
+    if (add_hdr(&x->hdrs, "Expect", ""))
+        return -1;
+    if (x->traceparent && add_hdr(&x->hdrs, "traceparent", x->traceparent))
+        return -1;
+    if (h->ak == NULL)
+        return 0;
+    mb_sign_date(time(NULL), date);
+    if (x->with_body)
+        sh[nsh++] = (mb_hdr){"Content-Type", x->ctype};
+    sh[nsh++] = (mb_hdr){"Host", x->host};
+    sh[nsh++] = (mb_hdr){"X-Sdk-Date", date};
+    if (mb_sign_authorization(h->ak, h->sk, x->method, x->path, x->query, sh, nsh, x->body,
+                              x->body_len, auth, sizeof(auth)) != 0)
+        return -1;
+    if (add_hdr(&x->hdrs, "X-Sdk-Date", date) || add_hdr(&x->hdrs, "Authorization", auth))
+        return -1;
+    return 0;
+}
+
+/* Hands a queued transfer to curl.  Returns 0, or -1 (out of memory, or a
+ * signer failure) with x untouched apart from its header list. */
+static int xfer_activate(mb_http *h, mb_http_xfer *x)
+{
+    CURL *e;
+
+    if (build_headers(h, x) != 0)
+        goto err;
+    e = h->npool > 0 ? h->pool[--h->npool] : curl_easy_init();
+    if (e == NULL)
+        goto err;
+    curl_easy_setopt(e, CURLOPT_URL, x->url);
+    curl_easy_setopt(e, CURLOPT_PRIVATE, x);
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->errbuf);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, h->connect_timeout_ms);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, x->timeout_ms);
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
+    if (h->ca_file)
+        curl_easy_setopt(e, CURLOPT_CAINFO, h->ca_file);
+    curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->hdrs);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
+    curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)MB_HTTP_MAX_BODY);
+    if (strcmp(x->method, "GET") != 0)
+        curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, x->method);
+    if (x->with_body) {
+        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)x->body_len);
+        curl_easy_setopt(e, CURLOPT_POSTFIELDS, x->body);
+    }
+    if (curl_multi_add_handle(h->multi, e) != CURLM_OK) {
+        easy_release(h, e);
+        goto err;
+    }
+    x->easy = e;
+    x->state = X_ACTIVE;
+    xl_push(&h->active, x);
+    return 0;
+err:
+    curl_slist_free_all(x->hdrs);
+    x->hdrs = NULL;
+    return -1;
+}
+
+static void report(mb_http_xfer *x, const mb_http_resp *r, const mb_error *e)
+{
+    mb_http *h = x->h;
+    if (e->status == MB_OK)
+        h->st.ok++;
+    else if (e->status == MB_AGAIN)
+        h->st.again++;
+    else
+        h->st.perm++;
+    h->st.completed++;
+    x->state = X_COMPLETING;
+    x->cb(x->arg, r, e);
+    xfer_free(x);
+}
+
+/* Starts queued transfers while slots are free.  From the loop only: a
+ * transfer that cannot start is reported through its callback. */
+static void pump(mb_http *h)
+{
+    while (h->queued.head != NULL && h->active.n < (size_t)h->max_active) {
+        mb_http_xfer *x = h->queued.head;
+        xl_del(&h->queued, x);
+        if (xfer_activate(h, x) != 0) {
+            mb_error e;
+            mb_error_clear(&e);
+            mb_error_set(&e, MB_FATAL, "OutOfMemory", "%s: cannot start the request", x->what);
+            report(x, NULL, &e);
+        }
+    }
+}
+
+static void on_pump(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    pump(arg);
 }
 
 /* Reports one finished transfer to its owner and frees it. */
@@ -351,7 +530,7 @@ static void xfer_done(mb_http_xfer *x, CURLcode cc)
 
     mb_error_clear(&e);
     curl_multi_remove_handle(h->multi, x->easy);
-    xfer_unlink(x);
+    xl_del(&h->active, x);
     curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
     if (curl_easy_getinfo(x->easy, CURLINFO_NUM_CONNECTS, &nconn) == CURLE_OK) {
         if (nconn > 0)
@@ -359,6 +538,8 @@ static void xfer_done(mb_http_xfer *x, CURLcode cc)
         else if (cc == CURLE_OK)
             h->st.reused++;
     }
+    easy_release(h, x->easy);
+    x->easy = NULL;
 
     if (cc != CURLE_OK || status == 0) {
         char code[64];
@@ -375,28 +556,16 @@ static void xfer_done(mb_http_xfer *x, CURLcode cc)
     } else if (status < 200 || status >= 300) {
         http_error(&e, x, status);
     }
-
-    if (e.status == MB_OK)
-        h->st.ok++;
-    else if (e.status == MB_AGAIN)
-        h->st.again++;
-    else
-        h->st.perm++;
-    h->st.completed++;
-
     r.status = status;
     r.body = x->resp ? x->resp : "";
     r.body_len = x->resp_len;
     r.retry_after_ms = x->retry_after_ms;
-    x->completing = 1;
-    x->cb(x->arg, status ? &r : NULL, &e);
-    xfer_free(x);
+    report(x, status ? &r : NULL, &e);
 }
 
-/* Takes every finished transfer off the multi handle first, then reports
- * them: a callback that cancels a transfer finished in the same turn must
- * not see it reported afterwards, so reports go one at a time and the
- * queue is re-read after each. */
+/* Reports finished transfers one at a time, re-reading curl's queue after
+ * each: a callback may cancel a transfer that finished in the same turn,
+ * and curl then drops its message. */
 static void check_done(mb_http *h)
 {
     CURLMsg *m;
@@ -409,6 +578,7 @@ static void check_done(mb_http *h)
         if (x != NULL)
             xfer_done(x, m->data.result);
     }
+    pump(h);
 }
 
 /* ------------------------------------------------------------------ */
@@ -523,6 +693,7 @@ mb_http *mb_http_new(struct event_base *base, const mb_http_opts *o, char *err, 
     static int global_done;
     mb_http_opts def;
     mb_http *h;
+    long maxconn;
 
     memset(&def, 0, sizeof(def));
     if (o == NULL)
@@ -550,21 +721,24 @@ mb_http *mb_http_new(struct event_base *base, const mb_http_opts *o, char *err, 
     h->base = base;
     h->connect_timeout_ms = o->connect_timeout_ms > 0 ? o->connect_timeout_ms : 5000;
     h->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : 30000;
+    maxconn = o->max_connections > 0 ? o->max_connections : 256;
+    h->max_active = o->max_active > 0 ? o->max_active : maxconn;
     h->ca_file = dup_or_null(o->ca_file);
     h->ak = dup_or_null(o->ak);
     h->sk = dup_or_null(o->sk);
     if ((o->ca_file && !h->ca_file) || (o->ak && (!h->ak || !h->sk)))
         goto oom;
+    h->pool = calloc((size_t)h->max_active, sizeof(*h->pool));
     h->multi = curl_multi_init();
     h->timer = evtimer_new(base, on_timer, h);
-    if (h->multi == NULL || h->timer == NULL)
+    h->pump_ev = event_new(base, -1, 0, on_pump, h);
+    if (h->pool == NULL || h->multi == NULL || h->timer == NULL || h->pump_ev == NULL)
         goto oom;
     curl_multi_setopt(h->multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
     curl_multi_setopt(h->multi, CURLMOPT_SOCKETDATA, h);
     curl_multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
     curl_multi_setopt(h->multi, CURLMOPT_TIMERDATA, h);
-    curl_multi_setopt(h->multi, CURLMOPT_MAXCONNECTS,
-                      o->max_connections > 0 ? o->max_connections : 256L);
+    curl_multi_setopt(h->multi, CURLMOPT_MAXCONNECTS, maxconn);
     if (o->max_host_connections > 0)
         curl_multi_setopt(h->multi, CURLMOPT_MAX_HOST_CONNECTIONS, o->max_host_connections);
     return h;
@@ -577,21 +751,6 @@ oom:
 static int has_crlf(const char *s)
 {
     return s != NULL && strpbrk(s, "\r\n") != NULL;
-}
-
-/* Adds "Name: value" to the list.  Returns 0 or -1 on OOM. */
-static int add_hdr(struct curl_slist **l, const char *name, const char *value)
-{
-    char line[2048];
-    struct curl_slist *n;
-    int len = snprintf(line, sizeof(line), "%s: %s", name, value);
-    if (len < 0 || (size_t)len >= sizeof(line))
-        return -1;
-    n = curl_slist_append(*l, line);
-    if (n == NULL)
-        return -1;
-    *l = n;
-    return 0;
 }
 
 /* Host header value as the server sees it: host[:port], the default port
@@ -622,17 +781,31 @@ out:
     return rc;
 }
 
-/* Builds the header list (with the signature when the client has
- * credentials) and the "METHOD /path" label.  Returns 0 or -1. */
-static int build_headers(mb_http *h, mb_http_xfer *x, const mb_http_req *rq, int with_body)
+static int method_has_body(const char *m)
+{
+    return strcmp(m, "POST") == 0 || strcmp(m, "PUT") == 0 || strcmp(m, "PATCH") == 0;
+}
+
+/* Appends s (n bytes and a NUL) at *p and returns where it went. */
+static const char *pack(char **p, const char *s, size_t n)
+{
+    char *at = *p;
+    if (n)
+        memcpy(at, s, n);
+    at[n] = '\0';
+    *p += n + 1;
+    return at;
+}
+
+/* Copies what the transfer needs from rq into one allocation.  Returns 0,
+ * or -1 (bad URL, out of memory). */
+static int xfer_fill(mb_http_xfer *x, const mb_http_req *rq)
 {
     CURLU *u = curl_url();
-    char *path = NULL, *query = NULL;
-    char host[512], date[MB_SIGN_DATE_LEN + 1], auth[1024];
+    char *path = NULL, *query = NULL, *p;
+    char host[512];
     const char *ctype = rq->content_type ? rq->content_type : "application/json";
-    mb_hdr sh[3];
-    size_t nsh = 0;
-    size_t wlen;
+    size_t lm, lu, lh, lp, lq, lc, lt, total;
     int rc = -1;
 
     if (u == NULL || curl_url_set(u, CURLUPART_URL, rq->url, 0) != CURLUE_OK)
@@ -643,34 +816,32 @@ static int build_headers(mb_http *h, mb_http_xfer *x, const mb_http_req *rq, int
         query = NULL;
     if (host_value(u, host, sizeof(host)) != 0)
         goto out;
-    wlen = strlen(rq->method) + strlen(path) + 2;
-    x->what = malloc(wlen);
-    if (x->what == NULL)
+    lm = strlen(rq->method);
+    lu = strlen(rq->url);
+    lh = strlen(host);
+    lp = strlen(path);
+    lq = query ? strlen(query) : 0;
+    lc = strlen(ctype);
+    lt = rq->traceparent ? strlen(rq->traceparent) : 0;
+    total = lm + lu + lh + lp + lq + lc + lt + (lm + 1 + lp) + rq->body_len + 9;
+    x->strs = malloc(total);
+    if (x->strs == NULL)
         goto out;
-    snprintf(x->what, wlen, "%s %s", rq->method, path);
-
-    if (add_hdr(&x->hdrs, "Host", host) || add_hdr(&x->hdrs, "Accept", "application/json"))
-        goto out;
-    if (with_body && add_hdr(&x->hdrs, "Content-Type", ctype))
-        goto out;
-    /* no "Expect: 100-continue" round trip before a body */
-    if (add_hdr(&x->hdrs, "Expect", ""))
-        goto out;
-    if (rq->traceparent && add_hdr(&x->hdrs, "traceparent", rq->traceparent))
-        goto out;
-    if (h->ak != NULL) {
-        mb_sign_date(time(NULL), date);
-        if (with_body)
-            sh[nsh++] = (mb_hdr){"Content-Type", ctype};
-        sh[nsh++] = (mb_hdr){"Host", host};
-        sh[nsh++] = (mb_hdr){"X-Sdk-Date", date};
-        if (mb_sign_authorization(h->ak, h->sk, rq->method, path, query, sh, nsh,
-                                  with_body ? x->body : "", with_body ? rq->body_len : 0, auth,
-                                  sizeof(auth)) != 0)
-            goto out;
-        if (add_hdr(&x->hdrs, "X-Sdk-Date", date) || add_hdr(&x->hdrs, "Authorization", auth))
-            goto out;
-    }
+    p = x->strs;
+    x->method = pack(&p, rq->method, lm);
+    x->url = pack(&p, rq->url, lu);
+    x->host = pack(&p, host, lh);
+    x->path = pack(&p, path, lp);
+    x->query = query ? pack(&p, query, lq) : NULL;
+    x->ctype = pack(&p, ctype, lc);
+    x->traceparent = rq->traceparent ? pack(&p, rq->traceparent, lt) : NULL;
+    x->what = p; /* "METHOD /path" */
+    memcpy(p, rq->method, lm);
+    p[lm] = ' ';
+    p += lm + 1;
+    pack(&p, path, lp);
+    x->body = pack(&p, rq->body ? rq->body : "", rq->body_len);
+    x->body_len = rq->body_len;
     rc = 0;
 out:
     curl_free(path);
@@ -679,23 +850,15 @@ out:
     return rc;
 }
 
-static int method_has_body(const char *m)
-{
-    return strcmp(m, "POST") == 0 || strcmp(m, "PUT") == 0 || strcmp(m, "PATCH") == 0;
-}
-
 mb_http_xfer *mb_http_request(mb_http *h, const mb_http_req *rq, mb_http_cb *cb, void *arg)
 {
     mb_http_xfer *x;
-    int with_body;
-    long timeout;
 
     if (h == NULL || rq == NULL || cb == NULL || rq->method == NULL || rq->url == NULL)
         return NULL;
     if (has_crlf(rq->method) || has_crlf(rq->url) || has_crlf(rq->traceparent) ||
         has_crlf(rq->content_type) || (rq->body == NULL && rq->body_len > 0))
         return NULL;
-    with_body = rq->body != NULL || method_has_body(rq->method);
     x = calloc(1, sizeof(*x));
     if (x == NULL)
         return NULL;
@@ -703,66 +866,43 @@ mb_http_xfer *mb_http_request(mb_http *h, const mb_http_req *rq, mb_http_cb *cb,
     x->cb = cb;
     x->arg = arg;
     x->retry_after_ms = -1;
-    x->body = malloc(rq->body_len + 1);
-    if (x->body == NULL)
-        goto err;
-    if (rq->body_len)
-        memcpy(x->body, rq->body, rq->body_len);
-    x->body[rq->body_len] = '\0';
-    if (build_headers(h, x, rq, with_body) != 0)
-        goto err;
-    x->easy = curl_easy_init();
-    if (x->easy == NULL)
-        goto err;
-
-    timeout = rq->timeout_ms > 0 ? rq->timeout_ms : h->timeout_ms;
-    curl_easy_setopt(x->easy, CURLOPT_URL, rq->url);
-    curl_easy_setopt(x->easy, CURLOPT_PRIVATE, x);
-    curl_easy_setopt(x->easy, CURLOPT_ERRORBUFFER, x->errbuf);
-    curl_easy_setopt(x->easy, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(x->easy, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(x->easy, CURLOPT_CONNECTTIMEOUT_MS, h->connect_timeout_ms);
-    curl_easy_setopt(x->easy, CURLOPT_TIMEOUT_MS, timeout);
-    curl_easy_setopt(x->easy, CURLOPT_SSL_VERIFYPEER, 1L);
-    curl_easy_setopt(x->easy, CURLOPT_SSL_VERIFYHOST, 2L);
-    if (h->ca_file)
-        curl_easy_setopt(x->easy, CURLOPT_CAINFO, h->ca_file);
-    curl_easy_setopt(x->easy, CURLOPT_TCP_NODELAY, 1L);
-    curl_easy_setopt(x->easy, CURLOPT_HTTPHEADER, x->hdrs);
-    curl_easy_setopt(x->easy, CURLOPT_WRITEFUNCTION, on_write);
-    curl_easy_setopt(x->easy, CURLOPT_WRITEDATA, x);
-    curl_easy_setopt(x->easy, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(x->easy, CURLOPT_HEADERDATA, x);
-    curl_easy_setopt(x->easy, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)MB_HTTP_MAX_BODY);
-    if (strcmp(rq->method, "GET") != 0)
-        curl_easy_setopt(x->easy, CURLOPT_CUSTOMREQUEST, rq->method);
-    if (with_body) {
-        curl_easy_setopt(x->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)rq->body_len);
-        curl_easy_setopt(x->easy, CURLOPT_POSTFIELDS, x->body);
+    x->with_body = rq->body != NULL || method_has_body(rq->method);
+    x->timeout_ms = rq->timeout_ms > 0 ? rq->timeout_ms : h->timeout_ms;
+    if (xfer_fill(x, rq) != 0) {
+        xfer_free(x);
+        return NULL;
     }
-    if (curl_multi_add_handle(h->multi, x->easy) != CURLM_OK)
-        goto err;
-
-    x->next = h->xfers;
-    if (h->xfers)
-        h->xfers->prev = x;
-    h->xfers = x;
-    h->inflight++;
+    /* Only max_active transfers go to curl: curl 7.88 scans its pending
+     * list on every removal, and a queued request here costs a few hundred
+     * bytes instead of a curl handle. */
+    if (h->queued.n == 0 && h->active.n < (size_t)h->max_active) {
+        if (xfer_activate(h, x) != 0) {
+            xfer_free(x);
+            return NULL;
+        }
+    } else {
+        x->state = X_QUEUED;
+        xl_push(&h->queued, x);
+    }
     h->st.started++;
     return x;
-err:
-    xfer_free(x);
-    return NULL;
 }
 
 void mb_http_cancel(mb_http_xfer *x)
 {
     mb_http *h;
-    if (x == NULL || x->completing)
+    if (x == NULL || x->state == X_COMPLETING)
         return;
     h = x->h;
-    curl_multi_remove_handle(h->multi, x->easy);
-    xfer_unlink(x);
+    if (x->state == X_QUEUED) {
+        xl_del(&h->queued, x);
+    } else {
+        curl_multi_remove_handle(h->multi, x->easy);
+        xl_del(&h->active, x);
+        /* a slot is free: start the next one from the loop, never from here */
+        if (h->queued.n > 0)
+            event_active(h->pump_ev, 0, 0);
+    }
     h->st.cancelled++;
     xfer_free(x);
 }
@@ -774,7 +914,7 @@ struct event_base *mb_http_base(const mb_http *h)
 
 size_t mb_http_inflight(const mb_http *h)
 {
-    return h ? h->inflight : 0;
+    return h ? h->queued.n + h->active.n : 0;
 }
 
 void mb_http_stats(const mb_http *h, mb_http_counters *out)
@@ -784,20 +924,29 @@ void mb_http_stats(const mb_http *h, mb_http_counters *out)
         return;
     }
     *out = h->st;
+    out->queued = h->queued.n;
+    out->active = h->active.n;
 }
 
 void mb_http_free(mb_http *h)
 {
     if (h == NULL)
         return;
-    while (h->xfers != NULL)
-        mb_http_cancel(h->xfers);
+    while (h->queued.head != NULL)
+        mb_http_cancel(h->queued.head);
+    while (h->active.head != NULL)
+        mb_http_cancel(h->active.head);
+    while (h->npool > 0)
+        curl_easy_cleanup(h->pool[--h->npool]);
+    free(h->pool);
     if (h->multi)
         curl_multi_cleanup(h->multi); /* closes kept-alive connections */
     while (h->socks != NULL)
         sock_free(h->socks);
     if (h->timer)
         event_free(h->timer);
+    if (h->pump_ev)
+        event_free(h->pump_ev);
     free(h->ca_file);
     free(h->ak);
     if (h->sk) {

@@ -29,6 +29,8 @@ typedef struct mb_http_opts {
     const char *ca_file;       /* NULL = system CAs; TLS peer and host always verified */
     long max_host_connections; /* 0 = unlimited (curl queues beyond the limit) */
     long max_connections;      /* connection cache size; 0 = 256 */
+    long max_active;           /* transfers handed to curl at once, the rest wait in a
+                                  FIFO here (no socket, no curl handle); 0 = max_connections */
     const char *ak;            /* NULL = requests are not signed */
     const char *sk;            /* never logged, never put in an error text */
 } mb_http_opts;
@@ -40,7 +42,8 @@ typedef struct mb_http_req {
     const char *body;         /* NULL = none */
     size_t body_len;
     const char *traceparent; /* NULL = header not sent */
-    long timeout_ms;         /* 0 = the mb_http default */
+    long timeout_ms;         /* 0 = the mb_http default; counted from when the transfer
+                                starts, after any wait for a slot (max_active) */
 } mb_http_req;
 
 /* body is NUL-terminated (body[body_len] == 0).  retry_after_ms: -1 when
@@ -73,6 +76,8 @@ typedef struct mb_http_counters {
     uint64_t perm;      /* completed with MB_PERM or MB_FATAL */
     uint64_t new_conns; /* connections opened */
     uint64_t reused;    /* completed transfers that reused a kept-alive connection */
+    uint64_t queued;    /* now: waiting for a slot (max_active) */
+    uint64_t active;    /* now: handed to curl */
 } mb_http_counters;
 
 /* New client on base (borrowed; must outlive the client).  Strings in o are

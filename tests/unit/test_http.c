@@ -178,11 +178,47 @@ static int verify_sig(struct evhttp_request *req, const char *body, size_t blen)
     return strcmp(want, sig) == 0 ? 1 : -1;
 }
 
+/* A delayed reply.  A client that goes away first (a cancelled request)
+ * makes evhttp free the request: the close callback drops the timer so the
+ * reply never lands on freed memory. */
+typedef struct slow_slot {
+    struct evhttp_request *req;
+    struct evhttp_connection *conn;
+    struct event *ev;
+} slow_slot;
+
+static void slow_release(slow_slot *sl)
+{
+    evhttp_connection_set_closecb(sl->conn, NULL, NULL);
+    event_free(sl->ev);
+    free(sl);
+}
+
 static void on_slow_reply(evutil_socket_t fd, short what, void *arg)
 {
+    slow_slot *sl = arg;
     (void)fd;
     (void)what;
-    reply(arg, 200, "{\"slow\":true}");
+    reply(sl->req, 200, "{\"slow\":true}");
+    slow_release(sl);
+}
+
+static void on_slow_close(struct evhttp_connection *conn, void *arg)
+{
+    (void)conn;
+    slow_release(arg);
+}
+
+static void slow_reply_later(struct evhttp_request *req, long ms)
+{
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    slow_slot *sl = calloc(1, sizeof(*sl));
+    assert_non_null(sl);
+    sl->req = req;
+    sl->conn = evhttp_request_get_connection(req);
+    sl->ev = evtimer_new(S.base, on_slow_reply, sl);
+    evhttp_connection_set_closecb(sl->conn, on_slow_close, sl);
+    evtimer_add(sl->ev, &tv);
 }
 
 static void handle(struct evhttp_request *req, void *arg)
@@ -222,8 +258,7 @@ static void handle(struct evhttp_request *req, void *arg)
         return;
     }
     if (strcmp(path, "/slow") == 0) {
-        struct timeval tv = {0, 100000};
-        event_base_once(S.base, -1, EV_TIMEOUT, on_slow_reply, req, &tv);
+        slow_reply_later(req, 100);
         return;
     }
     if (strcmp(path, "/429") == 0) {
@@ -594,10 +629,12 @@ static void test_cancel(void **state)
     c.h = e->h;
     c.victim = get(e, "/slow", &slow2);
     assert_non_null(c.victim);
+    rq.url = url("/echo"); /* url() reuses one buffer: get() above overwrote it */
     assert_non_null(mb_http_request(e->h, &rq, on_done_cancel, &c));
     run_until(e->base, &c.started_res.called, 1, 5000);
     assert_int_equal(c.r.called, 1);
     assert_int_equal(c.r.err.status, MB_OK);
+    assert_string_equal(c.r.body, "{\"ok\":true}");
     assert_non_null(c.started);
     assert_int_equal(c.started_res.called, 1);
     assert_int_equal(c.started_res.err.status, MB_OK);
@@ -610,6 +647,59 @@ static void test_cancel(void **state)
     mb_http_stats(e->h, &st);
     assert_int_equal(st.cancelled, 2);
     assert_int_equal(st.completed, 2);
+}
+
+/* Beyond max_active, requests wait in mb_http's own FIFO (no curl handle):
+ * all complete, never more than max_active at once, cancel works in both
+ * states and a cancelled active one frees its slot for a queued one. */
+static void test_queue_bounded(void **state)
+{
+    env *e = *state;
+    enum { N = 100 };
+    static res r[N];
+    mb_http_xfer *x[N];
+    char err[128];
+    mb_http_opts o = {.ak = AK, .sk = SK, .max_active = 4};
+    mb_http *h = mb_http_new(e->base, &o, err, sizeof(err));
+    mb_http_req rq = {.method = "GET", .url = url("/echo")};
+    mb_http_counters c;
+    int done = 0;
+    long end;
+
+    assert_non_null(h);
+    memset(r, 0, sizeof(r));
+    for (int i = 0; i < N; i++) {
+        x[i] = mb_http_request(h, &rq, on_done, &r[i]);
+        assert_non_null(x[i]);
+    }
+    mb_http_stats(h, &c);
+    assert_int_equal(c.active, 4);
+    assert_int_equal(c.queued, N - 4);
+    assert_int_equal(mb_http_inflight(h), N);
+    mb_http_cancel(x[0]);  /* active */
+    mb_http_cancel(x[50]); /* queued */
+    assert_int_equal(mb_http_inflight(h), N - 2);
+    end = now_ms() + 10000;
+    while (done < N - 2 && now_ms() < end) {
+        event_base_loop(e->base, EVLOOP_ONCE);
+        mb_http_stats(h, &c);
+        assert_true(c.active <= 4);
+        done = 0;
+        for (int i = 0; i < N; i++)
+            done += r[i].called;
+    }
+    assert_int_equal(done, N - 2);
+    assert_int_equal(r[0].called, 0);
+    assert_int_equal(r[50].called, 0);
+    for (int i = 1; i < N; i++) {
+        if (i != 50)
+            assert_int_equal(r[i].err.status, MB_OK);
+    }
+    mb_http_stats(h, &c);
+    assert_true(c.new_conns <= 5); /* 4, plus one if the cancelled transfer's was dropped */
+    assert_int_equal(c.cancelled, 2);
+    assert_int_equal(S.bad_sigs, 0);
+    mb_http_free(h);
 }
 
 /* Requests in flight when the client is freed never call back. */
@@ -645,6 +735,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_tls_config_error, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cancel, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_inflight, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_queue_bounded, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
