@@ -317,7 +317,7 @@ static mb_status check_shards(mb_store *st, mb_error *err)
     st->round_trips++;
     if (r == NULL)
         return conn_lost(st, "SET mb:meta:shards", err);
-    if (r->type == REDIS_REPLY_STRING && atol(r->str) != st->shards) {
+    if (r->type == REDIS_REPLY_STRING && strtol(r->str, NULL, 10) != st->shards) {
         mb_error_set(err, MB_FATAL, "ShardMismatch",
                      "MESHBUY_SHARDS=%d but the data in Redis was written with %s shards",
                      st->shards, r->str);
