@@ -253,10 +253,6 @@ static void op_free(mb_cloud_op *op)
     c->inflight--;
     if (op->later)
         event_free(op->later);
-    free(op->project_id);
-    free(op->region);
-    free(op->cluster_id);
-    free(op->traceparent);
     free(op->name);
     if (op->aux_free)
         op->aux_free(op->aux);
@@ -284,13 +280,40 @@ static void on_later(evutil_socket_t fd, short what, void *arg)
     op_finish_own(arg);
 }
 
+/* Length of s with its NUL, 0 for NULL. */
+static size_t slen(const char *s)
+{
+    return s ? strlen(s) + 1 : 0;
+}
+
+/* Copies s into *p (when not NULL) and returns the copy. */
+static char *put(char **p, const char *s, size_t n)
+{
+    char *at = *p;
+    if (s == NULL)
+        return NULL;
+    memcpy(at, s, n);
+    *p += n;
+    return at;
+}
+
+/* A new op, linked to c, with the target copied into the same allocation. */
 static mb_cloud_op *op_new(mb_cloud *c, const mb_cloud_target *t, mb_cloud_done *done, void *arg,
                            void *out)
 {
     mb_cloud_op *op;
+    size_t lp = 0, lr = 0, lc = 0, lt = 0;
+    char *p;
+
     if (c == NULL || done == NULL)
         return NULL;
-    op = calloc(1, sizeof(*op));
+    if (t != NULL) {
+        lp = slen(t->project_id);
+        lr = slen(t->region);
+        lc = slen(t->cluster_id);
+        lt = slen(t->traceparent);
+    }
+    op = calloc(1, sizeof(*op) + lp + lr + lc + lt);
     if (op == NULL)
         return NULL;
     op->c = c;
@@ -298,36 +321,37 @@ static mb_cloud_op *op_new(mb_cloud *c, const mb_cloud_target *t, mb_cloud_done 
     op->arg = arg;
     op->out = out;
     mb_error_clear(&op->err);
-    op->later = evtimer_new(c->base, on_later, op);
     if (t != NULL) {
-        op->project_id = xstrdup(t->project_id);
-        op->region = xstrdup(t->region);
-        op->cluster_id = xstrdup(t->cluster_id);
-        op->traceparent = xstrdup(t->traceparent);
+        p = (char *)(op + 1);
+        op->project_id = put(&p, t->project_id, lp);
+        op->region = put(&p, t->region, lr);
+        op->cluster_id = put(&p, t->cluster_id, lc);
+        op->traceparent = put(&p, t->traceparent, lt);
+        if (op->traceparent && strpbrk(op->traceparent, "\r\n"))
+            mb_error_set(&op->err, MB_PERM, "BadRequest", "traceparent holds a line break");
+    } else {
+        mb_error_set(&op->err, MB_PERM, "BadRequest", "no target given");
     }
     op->next = c->ops;
     if (c->ops)
         c->ops->prev = op;
     c->ops = op;
     c->inflight++;
-    if (op->later == NULL ||
-        (t && ((t->project_id && !op->project_id) || (t->region && !op->region) ||
-               (t->cluster_id && !op->cluster_id) || (t->traceparent && !op->traceparent)))) {
-        op_free(op);
-        return NULL;
-    }
-    if (t == NULL)
-        mb_error_set(&op->err, MB_PERM, "BadRequest", "no target given");
     return op;
 }
 
-/* Schedules the op's recorded failure on the loop.  Returns op. */
+/* Schedules the op's recorded failure on the loop.  Returns op, or NULL
+ * (op freed, done never called) when even that cannot be allocated. */
 static mb_cloud_op *op_defer(mb_cloud_op *op)
 {
     struct timeval tv = {0, 0};
     if (op->err.status == MB_OK)
         mb_error_set(&op->err, MB_FATAL, "Internal", "deferred without an error");
-    evtimer_add(op->later, &tv);
+    op->later = evtimer_new(op->c->base, on_later, op);
+    if (op->later == NULL || evtimer_add(op->later, &tv) != 0) {
+        op_free(op);
+        return NULL;
+    }
     return op;
 }
 
