@@ -312,9 +312,11 @@ err:
     return NULL;
 }
 
-static int dump_cb(const char *buf, size_t size, void *data)
+static void free_dump(const void *data, size_t len, void *arg)
 {
-    return evbuffer_add(data, buf, size);
+    (void)len;
+    (void)arg;
+    free((void *)data);
 }
 
 static void call_send(cs_call *c)
@@ -329,8 +331,11 @@ static void call_send(cs_call *c)
         evhttp_add_header(oh, "Retry-After", ra);
     }
     if (c->out && buf) {
+        /* One serialization, handed to the buffer without a copy. */
+        char *text = json_dumps(c->out, JSON_COMPACT);
         evhttp_add_header(oh, "Content-Type", "application/json");
-        json_dump_callback(c->out, dump_cb, buf, JSON_COMPACT);
+        if (text && evbuffer_add_reference(buf, text, strlen(text), free_dump, NULL) < 0)
+            free(text);
     }
     evhttp_send_reply(c->req, c->status ? c->status : 500, NULL, buf);
     if (buf)

@@ -298,7 +298,13 @@ int main(int argc, char **argv)
     s.kubectl_read = o.kubectl_read;
     s.audit = cs_audit_new(100000, 2000000);
     s.faults = cs_faults_new((uint64_t)o.seed);
-    s.base = event_base_new();
+    /* The changelist folds evhttp's per-request enable/disable of read and
+     * write interest into one epoll_ctl per fd per loop turn. */
+    struct event_config *cfg = event_config_new();
+    if (cfg)
+        event_config_set_flag(cfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+    s.base = cfg ? event_base_new_with_config(cfg) : NULL;
+    event_config_free(cfg);
     if (s.audit == NULL || s.faults == NULL || s.base == NULL) {
         mb_error("cloudsim", "out of memory");
         goto out;
