@@ -2,7 +2,7 @@
 #
 #   . "$MB_ROOT/tests/lib.sh"
 #
-# Sourcing sets `set -euo pipefail`, creates $TEST_TMP (a private temp dir, short path so unix
+# Sourcing sets `set -eEuo pipefail`, creates $TEST_TMP (a private temp dir, short path so unix
 # sockets fit) and installs an EXIT trap that runs the on_exit commands in reverse order
 # (stopping the stack and every mb_start'ed process), prints the tails of the logs when the
 # test failed, then removes $TEST_TMP (kept with MB_KEEP_TMP=1).  Do not set your own EXIT
@@ -44,7 +44,7 @@
 #
 # Environment from tests/run: MB_BIN (built binaries), MB_ROOT (repo root).
 
-set -euo pipefail
+set -eEuo pipefail
 
 : "${MB_ROOT:=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}"
 : "${MB_BIN:=$MB_ROOT/bin}"
@@ -57,6 +57,8 @@ export TEST_TMP
 
 _MB_EXIT_CMDS=()
 _MB_STACK_DIR=""
+_MB_FAILED=0
+_MB_ERR=""
 
 note() { echo "[$TEST_NAME] $*" >&2; }
 
@@ -68,6 +70,7 @@ fail() {
         where="${BASH_SOURCE[2]:-?}:${BASH_LINENO[1]:-?}"
     fi
     echo "FAIL: $* ($(basename "${where%%:*}"):${where##*:})" >&2
+    _MB_FAILED=1
     exit 1
 }
 
@@ -90,6 +93,10 @@ log_tail() {
 _mb_cleanup() {
     local rc=$? i f
     set +e
+    # set -e ended the test: say where, or the log would just stop.
+    if [ "$rc" != 0 ] && [ "$rc" != 77 ] && [ "$_MB_FAILED" = 0 ] && [ -n "$_MB_ERR" ]; then
+        echo "FAIL: exit status $rc from: $_MB_ERR" >&2
+    fi
     if [ "$rc" != 0 ] && [ "$rc" != 77 ]; then
         for f in "$TEST_TMP"/*.log "$TEST_TMP"/stack/*.log; do
             [ -f "$f" ] && log_tail "$f" 20
@@ -106,6 +113,8 @@ _mb_cleanup() {
     exit "$rc"
 }
 trap _mb_cleanup EXIT
+# -E above makes functions inherit this: remember the last command set -e may stop on.
+trap '_MB_ERR="$BASH_COMMAND ($(basename "${BASH_SOURCE[0]:-?}"):$LINENO)"' ERR
 trap 'exit 143' TERM
 trap 'exit 130' INT
 

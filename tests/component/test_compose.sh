@@ -121,21 +121,23 @@ done
 # Every shared library a built binary loads directly must come from a package the runtime
 # stage installs (sanitizer runtimes and libc aside).
 runtime_pkgs=$(sed -n '/^FROM debian:bookworm-slim/,$p' Dockerfile)
-checked=0
-for b in "$MB_BIN"/*; do
+needed=$(for b in "$MB_BIN"/*; do
     [ -x "$b" ] && [ -f "$b" ] || continue
-    for so in $(readelf -d "$b" | sed -n 's/.*NEEDED.*\[\(.*\)\]/\1/p'); do
-        case "$so" in libc.so.* | libm.so.* | libasan.so.* | libubsan.so.* | libgcc_s.so.* | \
-            libpthread.so.* | libdl.so.* | ld-linux*) continue ;; esac
-        path=$(ldconfig -p | awk -v s="$so" '$1 == s { print $NF; exit }')
-        [ -n "$path" ] || fail "$b needs $so, which is not installed here"
-        pkg=$(dpkg -S "$(readlink -f "$path")" 2>/dev/null | head -n1 | cut -d: -f1)
-        [ -n "$pkg" ] || pkg=$(dpkg -S "$path" 2>/dev/null | head -n1 | cut -d: -f1)
-        [ -n "$pkg" ] || fail "no package owns $path"
-        grep -qw -- "$pkg" <<<"$runtime_pkgs" ||
-            fail "$(basename "$b") links $so (package $pkg) but the runtime stage does not install $pkg"
-        checked=$((checked + 1))
-    done
-done
+    readelf -d "$b" | sed -n "s|.*NEEDED.*\[\(.*\)\]|\1 $(basename "$b")|p"
+done | sort -u -k1,1)
+checked=0
+while read -r so bin; do
+    [ -n "$so" ] || continue
+    case "$so" in libc.so.* | libm.so.* | libasan.so.* | libubsan.so.* | libgcc_s.so.* | \
+        libpthread.so.* | libdl.so.* | ld-linux*) continue ;; esac
+    path=$(ldconfig -p | awk -v s="$so" '$1 == s && !found { print $NF; found = 1 }')
+    [ -n "$path" ] || fail "$bin needs $so, which is not installed here"
+    pkg=$(dpkg -S "$(readlink -f "$path")" 2>/dev/null | sed -n '1s/:.*//p' || true)
+    [ -n "$pkg" ] || pkg=$(dpkg -S "$path" 2>/dev/null | sed -n '1s/:.*//p' || true)
+    [ -n "$pkg" ] || fail "no package owns $path"
+    grep -qw -- "$pkg" <<<"$runtime_pkgs" ||
+        fail "$bin links $so (package $pkg) but the Dockerfile's runtime stage does not install $pkg"
+    checked=$((checked + 1))
+done <<<"$needed"
 [ "$checked" -gt 0 ] || note "no binaries in $MB_BIN: runtime library check skipped"
-note "checked $checked library links"
+note "checked $checked libraries"
