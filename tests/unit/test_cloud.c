@@ -412,13 +412,14 @@ static int mutations_matching(const char *n1, const char *n2)
     return count;
 }
 
-static int start_cloudsim(void **state)
+/* Starts cloudsim on a kernel-chosen port with scenario file scen_src, or
+ * with the test's own scenario when scen_src is NULL. */
+static int start_cloudsim_with(const char *scen_src)
 {
     const char *bin = getenv("MB_BIN");
-    char exe[512], scen[128], addrf[128];
+    char exe[512], scen[512], addrf[128];
     FILE *f;
     long end;
-    (void)state;
 
     if (bin == NULL || bin[0] == '\0') {
         fprintf(stderr, "test_cloud: MB_BIN is not set (tests/run sets it): cannot find "
@@ -438,11 +439,19 @@ static int start_cloudsim(void **state)
         return -1;
     snprintf(scen, sizeof(scen), "%s/scenario.json", E.dir);
     snprintf(addrf, sizeof(addrf), "%s/addr", E.dir);
+    E.addr[0] = '\0';
     f = fopen(scen, "w");
     if (f == NULL)
         return -1;
     fputs(scenario, f);
     fclose(f);
+    if (scen_src != NULL) {
+        if (access(scen_src, R_OK) != 0) {
+            fprintf(stderr, "test_cloud: scenario %s not readable\n", scen_src);
+            return -1;
+        }
+        snprintf(scen, sizeof(scen), "%s", scen_src);
+    }
 
     E.pid = fork();
     if (E.pid == 0) {
@@ -476,6 +485,22 @@ static int start_cloudsim(void **state)
     return 0;
 }
 
+static int start_cloudsim(void **state)
+{
+    (void)state;
+    return start_cloudsim_with(NULL);
+}
+
+/* The shipped test scenario, ops/cloudsim/scenarios/basic.json. */
+static int start_cloudsim_basic(void **state)
+{
+    const char *root = getenv("MB_ROOT");
+    char path[512];
+    (void)state;
+    snprintf(path, sizeof(path), "%s/ops/cloudsim/scenarios/basic.json", root ? root : ".");
+    return start_cloudsim_with(path);
+}
+
 static int stop_cloudsim(void **state)
 {
     char cmd[128];
@@ -483,6 +508,7 @@ static int stop_cloudsim(void **state)
     if (E.pid > 0) {
         kill(E.pid, SIGTERM);
         waitpid(E.pid, NULL, 0);
+        E.pid = 0;
     }
     if (E.dir[0]) {
         snprintf(cmd, sizeof(cmd), "%s/scenario.json", E.dir);
@@ -1053,6 +1079,140 @@ static void test_parallel_ops(void **state)
     }
 }
 
+/* ---- the shipped basic.json scenario ---- */
+
+static mb_cloud_target basic(const char *cluster)
+{
+    return (mb_cloud_target){"proj-a", "eu-de", cluster, TP};
+}
+
+static void test_basic_prechecks(void **state)
+{
+    env *e = *state;
+    mb_cloud_target t;
+    mb_cluster cl = {0};
+    mb_node_list nl = {0};
+    mb_coredns cd;
+    mb_k8s_meta m = {0};
+    mb_sg_rule_list l = {0};
+    long pods = 0;
+    int allows;
+    res r;
+
+    t = basic("c-good");
+    CALL(e, r, mb_cloud_cluster_get(e->cloud, &t, &cl, on_done, &r));
+    ASSERT_OK(r);
+    assert_string_equal(cl.phase, "Available");
+    assert_string_equal(cl.security_group_id, "sg-good");
+    CALL(e, r, mb_cloud_k8s_get(e->cloud, &t, MB_K8S_NAMESPACE, "istio-system", &m, on_done, &r));
+    ASSERT_OK(r);
+    assert_int_equal(m.exists, 0);
+    CALL(e, r, mb_cloud_sg_rules_list(e->cloud, &t, "sg-good", "ingress", "tcp", &l, on_done, &r));
+    ASSERT_OK(r);
+    allows = 0;
+    for (size_t i = 0; i < l.n; i++)
+        allows |= mb_sg_rule_allows(&l.items[i], 7443);
+    assert_int_equal(allows, 0);
+
+    t = basic("c-open7443");
+    CALL(e, r, mb_cloud_sg_rules_list(e->cloud, &t, "sg-open", "ingress", "tcp", &l, on_done, &r));
+    ASSERT_OK(r);
+    allows = 0;
+    for (size_t i = 0; i < l.n; i++)
+        allows |= mb_sg_rule_allows(&l.items[i], 7443);
+    assert_int_equal(allows, 1);
+
+    t = basic("c-otherproj"); /* another project's cluster */
+    CALL(e, r, mb_cloud_cluster_get(e->cloud, &t, &cl, on_done, &r));
+    assert_int_equal(r.err.status, MB_PERM);
+    assert_int_equal(r.err.http_status, 404);
+
+    t = basic("c-nodns");
+    CALL(e, r, mb_cloud_k8s_coredns_ready(e->cloud, &t, &cd, on_done, &r));
+    ASSERT_OK(r);
+    assert_int_equal(cd.ready, 0);
+    assert_non_null(strstr(cd.reason, "available"));
+
+    t = basic("c-bigpods");
+    CALL(e, r, mb_cloud_k8s_pods_count(e->cloud, &t, &pods, on_done, &r));
+    ASSERT_OK(r);
+    assert_int_equal(pods, 250);
+
+    t = basic("c-leftover");
+    CALL(e, r, mb_cloud_k8s_get(e->cloud, &t, MB_K8S_NAMESPACE, "istio-system", &m, on_done, &r));
+    ASSERT_OK(r);
+    assert_int_equal(m.exists, 1);
+
+    t = basic("c-labeled");
+    CALL(e, r, mb_cloud_k8s_get(e->cloud, &t, MB_K8S_NODE, "lab-node-1", &m, on_done, &r));
+    ASSERT_OK(r);
+    assert_string_equal(json_string_value(json_object_get(m.labels, "istio")), "master");
+
+    t = basic("c-inactive");
+    CALL(e, r, mb_cloud_nodes_list(e->cloud, &t, &nl, on_done, &r));
+    ASSERT_OK(r);
+    assert_int_equal(nl.n, 2);
+    for (size_t i = 0; i < nl.n; i++)
+        assert_string_equal(nl.items[i].phase,
+                            strcmp(nl.items[i].name, "inact-node-1") == 0 ? "Active" : "Abnormal");
+    mb_cluster_clear(&cl);
+    mb_node_list_clear(&nl);
+    mb_k8s_meta_clear(&m);
+    mb_sg_rule_list_clear(&l);
+}
+
+static void test_basic_failures(void **state)
+{
+    env *e = *state;
+    mb_cloud_target t = basic("c-sgfull");
+    mb_sg_rule_spec spec = {.security_group_id = "sg-full", .multiport = "7443"};
+    mb_sg_rule_created cr = {0};
+    mb_release rel = {0};
+    mb_release_spec rs = {.chart_id = "asm-istio-1-18",
+                          .name = "istio-master",
+                          .namespace = "istio-system",
+                          .version = "1.18.7-r1"};
+    long end;
+    char err[256];
+    res r;
+
+    CALL(e, r, mb_cloud_sg_rule_create(e->cloud, &t, &spec, &cr, on_done, &r));
+    assert_int_equal(r.err.status, MB_PERM);
+    assert_string_equal(r.err.code, "VPC.9905");
+
+    t = basic("c-relfail");
+    CALL(e, r, mb_cloud_release_create(e->cloud, &t, &rs, on_done, &r));
+    ASSERT_OK(r);
+    end = now_ms() + 5000;
+    do {
+        CALL(e, r,
+             mb_cloud_release_get(e->cloud, &t, "istio-system", "istio-master", &rel, on_done, &r));
+        ASSERT_OK(r);
+        if (strcmp(rel.status, "PENDING_INSTALL") != 0)
+            break;
+        usleep(50000);
+    } while (now_ms() < end);
+    assert_string_equal(rel.status, "FAILED");
+
+    /* the proj-a-only key on another project's cluster: 403, permanent */
+    {
+        mb_http_opts ho = {.ak = "MESHBUYPROJAONLYKEY0",
+                           .sk = "meshbuy-proj-a-only-secret-000000000000"};
+        mb_http *h = mb_http_new(e->base, &ho, err, sizeof(err));
+        mb_cloud *c = make_cloud(h);
+        mb_cluster cl = {0};
+        mb_cloud_target ot = {"proj-b", "eu-de", "c-otherproj", NULL};
+        CALL(e, r, mb_cloud_cluster_get(c, &ot, &cl, on_done, &r));
+        assert_int_equal(r.err.status, MB_PERM);
+        assert_int_equal(r.err.http_status, 403);
+        mb_cluster_clear(&cl);
+        mb_cloud_free(c);
+        mb_http_free(h);
+    }
+    mb_sg_rule_created_clear(&cr);
+    mb_release_clear(&rel);
+}
+
 int main(void)
 {
     const struct CMUnitTest pure[] = {
@@ -1075,7 +1235,13 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_cancel_inflight, setup, teardown),
         cmocka_unit_test_setup_teardown(test_parallel_ops, setup, teardown),
     };
+    const struct CMUnitTest shipped[] = {
+        cmocka_unit_test_setup_teardown(test_basic_prechecks, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_basic_failures, setup, teardown),
+    };
     int failed = cmocka_run_group_tests_name("cloud_pure", pure, NULL, NULL);
     failed += cmocka_run_group_tests_name("cloud_cloudsim", live, start_cloudsim, stop_cloudsim);
+    failed +=
+        cmocka_run_group_tests_name("cloud_basic", shipped, start_cloudsim_basic, stop_cloudsim);
     return failed ? 1 : 0;
 }
