@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "mb_conf.h"
+#include "mb_engine.h"
 #include "mb_kafka.h"
 #include "mb_log.h"
 #include "mb_loop.h"
@@ -54,6 +55,7 @@ int main(int argc, char **argv)
     char err[512];
     mb_conf *conf = NULL;
     mb_loop *loop;
+    mb_engine *engine;
     int rc;
 
     for (int i = 1; i < argc; i++) {
@@ -92,11 +94,15 @@ int main(int argc, char **argv)
         mb_conf_free(conf);
         return EXIT_FATAL;
     }
-    /* SAGA: the saga engine registers here, e.g.
-     *   mb_loop_set_saga(loop, &(mb_loop_saga){saga, tick_fn, drain_fn, inflight_fn, NULL});
-     * built on mb_loop_base(loop) and mb_loop_store(loop).  Without it the worker accepts
-     * orders and relays status events, and accepted jobs wait in Redis, due. */
+    engine = mb_engine_new(loop, conf, err, sizeof(err));
+    if (engine == NULL) {
+        mb_error("main", "cannot start the saga engine: %s", err);
+        mb_loop_free(loop);
+        mb_conf_free(conf);
+        return EXIT_FATAL;
+    }
     rc = mb_loop_run(loop);
+    mb_engine_free(engine);
     mb_loop_free(loop);
     mb_conf_free(conf);
     mb_info("main", "exit %d", rc);

@@ -55,6 +55,7 @@ typedef struct sjob {
     int compensating;      /* step runs its compensate() */
     int pending;           /* cloud calls in flight */
     int lost;              /* lease lost: drop once calls return */
+    int leave;             /* checkpointed for later (or ended): leaves memory */
     long long lease_until; /* ms */
     json_t *events;        /* status events queued for the next checkpoint */
     char mesh_id[32];      /* stable per order: "mesh-" + hash of key and order id */
@@ -269,6 +270,7 @@ static int checkpoint(sjob *j, const char *status, long long next_run_ms, int ke
         .order_id = j->job->order_id,
         .key = j->job->key,
         .fence = j->job->fence,
+        .ck = j->job->checkpoints + 1,
         .state = j->pub.state,
         .status = status,
         .step = mb_steps[st_step(j)]->name,
@@ -297,6 +299,7 @@ static int checkpoint(sjob *j, const char *status, long long next_run_ms, int ke
         j->lost = 1;
         return -1;
     }
+    j->job->checkpoints++;
     j->pub.release_name = 0;
     j->job->cancel_requested = res.cancel_requested;
     if (keep)
@@ -378,7 +381,7 @@ static void finish_terminal(sjob *j, const char *status, mb_mesh_status ev_statu
     queue_event(j, ev_status, step, msg, error);
     if (checkpoint(j, status, 0, 0) == 0)
         jlog(MB_LOG_INFO, j, "saga ended %s at %s: %s", status, step, msg);
-    drop(j);
+    j->leave = 1;
 }
 
 static void begin_compensation(sjob *j, const char *outcome, const json_t *error)
@@ -434,7 +437,7 @@ static int retry_later(sjob *j, const mb_step *st)
     j->saga->stats.retries++;
     end_exec(j);
     checkpoint(j, j->compensating ? "RollingBack" : "Installing", now + delay, 0);
-    drop(j);
+    j->leave = 1;
     return 1;
 }
 
@@ -538,7 +541,7 @@ static const mb_step *position(sjob *j)
     }
     if (j->job->cancel_requested) {
         begin_compensation(j, "Cancelled", NULL);
-        return j->lost ? NULL : position(j);
+        return j->lost || j->leave ? NULL : position(j);
     }
     if (i >= mb_steps_count)
         i = mb_steps_count - 1;
@@ -547,7 +550,7 @@ static const mb_step *position(sjob *j)
 
 static void advance(sjob *j)
 {
-    while (!j->lost && j->pending == 0) {
+    while (!j->lost && !j->leave && j->pending == 0) {
         const mb_step *st = j->step;
         mb_step_rc rc;
 
@@ -555,15 +558,15 @@ static void advance(sjob *j)
             int comp = strcmp(phase(j), "compensate") == 0;
             st = position(j);
             if (st == NULL)
-                return;
+                break;
             if (j->saga->draining) { /* stop at a boundary, due again at once */
-                checkpoint(j, comp ? "RollingBack" : "Installing", now_ms(), 0);
-                drop(j);
-                return;
+                checkpoint(j, comp ? "RollingBack" : "Installing", now_ms() + 1, 0);
+                j->leave = 1;
+                break;
             }
             if (begin_exec(j, st, comp) < 0) {
-                drop(j);
-                return;
+                j->lost = 1; /* out of memory: the lease expires, another worker resumes */
+                break;
             }
         }
         rc = j->compensating ? st->compensate(&j->pub) : st->run(&j->pub);
@@ -587,16 +590,16 @@ static void advance(sjob *j)
             st_set_int(j->pub.state, "attempt", st_int(j->pub.state, "attempt") - 1);
             checkpoint(j, j->compensating ? "RollingBack" : "Installing",
                        now_ms() + (j->pub.poll_ms > 0 ? j->pub.poll_ms : j->saga->o.poll_ms), 0);
-            drop(j);
-            return;
+            j->leave = 1;
+            break;
         case MB_STEP_ERROR:
             if (j->pub.err.status == MB_AGAIN && retry_later(j, st))
-                return;
+                break;
             step_failed(j, st);
             break;
         }
     }
-    if (j->lost && j->pending == 0)
+    if ((j->lost || j->leave) && j->pending == 0)
         drop(j);
 }
 

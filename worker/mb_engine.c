@@ -1,0 +1,130 @@
+/* mb_engine.c: wiring of the saga engine to the loop, the store and the cloud. */
+#include "mb_engine.h"
+
+#include <event2/buffer.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mb_catalog.h"
+#include "mb_cloud.h"
+#include "mb_http.h"
+#include "mb_saga.h"
+
+struct mb_engine {
+    mb_http *http;
+    mb_cloud *cloud;
+    mb_catalog *catalog;
+    mb_saga *saga;
+};
+
+static void tick(void *ctx)
+{
+    mb_saga_tick(((mb_engine *)ctx)->saga);
+}
+
+static void drain(void *ctx)
+{
+    mb_saga_drain(((mb_engine *)ctx)->saga);
+}
+
+static size_t inflight(void *ctx)
+{
+    return mb_saga_inflight(((mb_engine *)ctx)->saga);
+}
+
+static void metrics(void *ctx, struct evbuffer *out)
+{
+    mb_engine *e = ctx;
+    mb_saga_stats s;
+    mb_http_counters h;
+
+    mb_saga_stats_get(e->saga, &s);
+    mb_http_stats(e->http, &h);
+    evbuffer_add_printf(out,
+                        "# TYPE meshbuy_sagas_inflight gauge\nmeshbuy_sagas_inflight %zu\n"
+                        "# TYPE meshbuy_saga_claims_total counter\nmeshbuy_saga_claims_total %llu\n"
+                        "# TYPE meshbuy_saga_steps_total counter\nmeshbuy_saga_steps_total %llu\n"
+                        "# TYPE meshbuy_sagas_ended_total counter\n"
+                        "meshbuy_sagas_ended_total{status=\"Running\"} %llu\n"
+                        "meshbuy_sagas_ended_total{status=\"Failed\"} %llu\n"
+                        "meshbuy_sagas_ended_total{status=\"Cancelled\"} %llu\n"
+                        "meshbuy_sagas_ended_total{status=\"NeedsAttention\"} %llu\n"
+                        "# TYPE meshbuy_saga_retries_total counter\nmeshbuy_saga_retries_total %llu\n"
+                        "# TYPE meshbuy_saga_lost_total counter\nmeshbuy_saga_lost_total %llu\n"
+                        "# TYPE meshbuy_cloud_requests_total counter\n"
+                        "meshbuy_cloud_requests_total{outcome=\"ok\"} %llu\n"
+                        "meshbuy_cloud_requests_total{outcome=\"again\"} %llu\n"
+                        "meshbuy_cloud_requests_total{outcome=\"permanent\"} %llu\n"
+                        "# TYPE meshbuy_cloud_connections_total counter\n"
+                        "meshbuy_cloud_connections_total %llu\n",
+                        mb_saga_inflight(e->saga), (unsigned long long)s.claimed,
+                        (unsigned long long)s.steps_done, (unsigned long long)s.running,
+                        (unsigned long long)s.failed, (unsigned long long)s.cancelled,
+                        (unsigned long long)s.attention, (unsigned long long)s.retries,
+                        (unsigned long long)s.lost, (unsigned long long)h.ok,
+                        (unsigned long long)h.again, (unsigned long long)h.perm,
+                        (unsigned long long)h.new_conns);
+}
+
+mb_engine *mb_engine_new(mb_loop *loop, const mb_conf *conf, char *err, size_t errlen)
+{
+    mb_engine *e = calloc(1, sizeof(*e));
+    mb_http_opts ho = {
+        .connect_timeout_ms = mb_conf_int(conf, "MESHBUY_CONNECT_TIMEOUT_MS"),
+        .timeout_ms = mb_conf_int(conf, "MESHBUY_HTTP_TIMEOUT_MS"),
+        .ca_file = mb_conf_str(conf, "MESHBUY_CA_FILE"),
+        .ak = mb_conf_str(conf, "MESHBUY_AK"),
+        .sk = mb_conf_str(conf, "MESHBUY_SK"),
+    };
+    mb_cloud_opts co = {
+        .cce_url = mb_conf_str(conf, "MESHBUY_CCE_URL"),
+        .vpc_url = mb_conf_str(conf, "MESHBUY_VPC_URL"),
+        .k8s_url = mb_conf_str(conf, "MESHBUY_K8S_URL"),
+    };
+    mb_saga_opts so = {
+        .worker_id = mb_loop_worker_id(loop),
+        .lease_ms = mb_conf_int(conf, "MESHBUY_LEASE_MS"),
+        .max_inflight = (size_t)mb_conf_int(conf, "MESHBUY_MAX_INFLIGHT"),
+        .park_on_failure = strcmp(mb_conf_str(conf, "MESHBUY_ON_FAILURE"), "park") == 0,
+        .backoff_base_ms = mb_conf_int(conf, "MESHBUY_BACKOFF_BASE_MS"),
+        .backoff_max_ms = mb_conf_int(conf, "MESHBUY_BACKOFF_MAX_MS"),
+        .poll_ms = mb_conf_int(conf, "MESHBUY_POLL_MS"),
+        .step_deadline_ms = mb_conf_int(conf, "MESHBUY_STEP_DEADLINE_MS"),
+        .compensate_deadline_ms = mb_conf_int(conf, "MESHBUY_COMPENSATE_DEADLINE_MS"),
+    };
+
+    if (e == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    e->catalog = mb_catalog_load(mb_conf_str(conf, "MESHBUY_CATALOG"), err, errlen);
+    if (e->catalog == NULL)
+        goto err;
+    e->http = mb_http_new(mb_loop_base(loop), &ho, err, errlen);
+    if (e->http == NULL)
+        goto err;
+    e->cloud = mb_cloud_new(e->http, &co, err, errlen);
+    if (e->cloud == NULL)
+        goto err;
+    e->saga = mb_saga_new(mb_loop_store(loop), e->cloud, e->catalog, &so, err, errlen);
+    if (e->saga == NULL)
+        goto err;
+    mb_loop_set_saga(loop, &(mb_loop_saga){e, tick, drain, inflight, metrics});
+    return e;
+err:
+    mb_engine_free(e);
+    return NULL;
+}
+
+void mb_engine_free(mb_engine *e)
+{
+    if (e == NULL)
+        return;
+    /* Cloud first: it cancels every call, so no callback reaches a freed job. */
+    mb_cloud_free(e->cloud);
+    mb_http_free(e->http);
+    mb_saga_free(e->saga);
+    mb_catalog_free(e->catalog);
+    free(e);
+}
