@@ -30,7 +30,7 @@ WORKER_A   := $(O)/libworker.a
 
 # binary name -> its folder
 PROGS := meshworker:worker meshbuy:producer cloudsim:ops/cloudsim \
-         devkafka:ops/devkafka meshctl:ops/meshctl
+         devkafka:ops/devkafka meshctl:ops/meshctl meshbench:ops/bench
 prog_dir  = $(word 2,$(subst :, ,$(filter $(1):%,$(PROGS))))
 prog_src  = $(if $(filter worker,$(call prog_dir,$(1))),worker/main.c,$(wildcard $(call prog_dir,$(1))/*.c))
 BINS := $(foreach p,$(PROGS),$(if $(call prog_src,$(word 1,$(subst :, ,$(p)))),$(BIN)/$(word 1,$(subst :, ,$(p)))))
@@ -79,7 +79,7 @@ asan: test
 units: $(UNITS)
 
 bench: all
-	tests/bench/run --bin bin
+	ops/bench/run --bin bin
 
 demo: all
 	ops/demo --bin bin
