@@ -15,7 +15,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <sys/time.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "mb_http.h"
 #include "mb_sign.h"
@@ -591,6 +595,86 @@ static void test_tls_config_error(void **state)
     mb_http_free(h);
 }
 
+/* TLS against `openssl s_server` with a fresh self-signed certificate for
+ * 127.0.0.1: refused by default (peer verification on), accepted with that
+ * certificate as the CA file. */
+static void test_tls_verification(void **state)
+{
+    env *e = *state;
+    char dir[] = "/tmp/test_http_tls.XXXXXX", cmd[1024], cert[128], key[128], outf[128];
+    char line[256], u[128], err[128];
+    int port = 0;
+    pid_t pid;
+    long end;
+    res r1 = {0}, r2 = {0};
+
+    assert_non_null(mkdtemp(dir));
+    snprintf(cert, sizeof(cert), "%s/cert.pem", dir);
+    snprintf(key, sizeof(key), "%s/key.pem", dir);
+    snprintf(outf, sizeof(outf), "%s/server.out", dir);
+    snprintf(cmd, sizeof(cmd),
+             "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
+             "-keyout %s -out %s -days 1 -subj /CN=127.0.0.1 "
+             "-addext subjectAltName=IP:127.0.0.1 >/dev/null 2>&1",
+             key, cert);
+    if (system(cmd) != 0)
+        fail_msg("cannot make a test certificate with the openssl command");
+    pid = fork();
+    if (pid == 0) {
+        int fd = open(outf, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        dup2(fd, 1);
+        dup2(fd, 2);
+        execlp("openssl", "openssl", "s_server", "-accept", "127.0.0.1:0", "-cert", cert, "-key",
+               key, "-www", (char *)NULL);
+        _exit(127);
+    }
+    end = now_ms() + 10000;
+    while (port == 0 && now_ms() < end) {
+        FILE *f = fopen(outf, "r");
+        while (f && fgets(line, sizeof(line), f))
+            if (strncmp(line, "ACCEPT 127.0.0.1:", 17) == 0)
+                port = (int)strtol(line + 17, NULL, 10);
+        if (f)
+            fclose(f);
+        if (port == 0)
+            usleep(50000);
+    }
+    if (port == 0) {
+        kill(pid, SIGTERM);
+        waitpid(pid, NULL, 0);
+        fail_msg("openssl s_server did not start");
+    }
+    snprintf(u, sizeof(u), "https://127.0.0.1:%d/", port);
+    mb_http_req rq = {.method = "GET", .url = u};
+
+    /* default trust store: the self-signed peer is refused, permanently */
+    assert_non_null(mb_http_request(e->h, &rq, on_done, &r1));
+    run_until(e->base, &r1.called, 1, 10000);
+    assert_int_equal(r1.called, 1);
+    assert_int_equal(r1.err.status, MB_PERM);
+    assert_string_equal(r1.err.code, "TLSError");
+    assert_non_null(strstr(r1.err.msg, "GET /: "));
+
+    /* that certificate as the CA file: accepted */
+    mb_http_opts o = {.ca_file = cert};
+    mb_http *h = mb_http_new(e->base, &o, err, sizeof(err));
+    assert_non_null(h);
+    assert_non_null(mb_http_request(h, &rq, on_done, &r2));
+    run_until(e->base, &r2.called, 1, 10000);
+    assert_int_equal(r2.called, 1);
+    if (r2.err.status != MB_OK)
+        fail_msg("with the CA file: %s %s", r2.err.code, r2.err.msg);
+    assert_int_equal(r2.status, 200);
+    mb_http_free(h);
+
+    kill(pid, SIGTERM);
+    waitpid(pid, NULL, 0);
+    unlink(cert);
+    unlink(key);
+    unlink(outf);
+    rmdir(dir);
+}
+
 /* Cancels the xfer in arg from another request's callback. */
 typedef struct canceller {
     res r;
@@ -733,6 +817,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_connect_refused_and_bad_url, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tls_config_error, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tls_verification, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cancel, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_inflight, setup, teardown),
         cmocka_unit_test_setup_teardown(test_queue_bounded, setup, teardown),
