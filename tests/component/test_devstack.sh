@@ -30,6 +30,19 @@ assert_eq "traceparent" "$(json_get "$msg" '.headers[0]')" "header name"
 assert_eq "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01" \
     "$(json_get "$msg" '.headers[1]')" "header value"
 
+# Consumer groups work across processes and committed offsets survive a consumer restart
+# (the worker's at-least-once intake relies on both).
+for i in 1 2 3; do
+    printf 'm%s' "$i" | kcat -P -b "$KAFKA_BROKERS" -t mesh.status -k "k$i" -p 0 ||
+        fail "produce m$i"
+done
+group_read() {
+    timeout --kill-after=2 30 kcat -b "$KAFKA_BROKERS" -G test-group -q -f '%k=%s\n' \
+        -X session.timeout.ms=6000 -X auto.offset.reset=earliest -c "$1" mesh.status
+}
+assert_eq "k1=m1 k2=m2" "$(group_read 2 | tr '\n' ' ' | sed 's/ $//')" "first group member"
+assert_eq "k3=m3" "$(group_read 1)" "after restart the group resumes at its committed offset"
+
 # Fault injection over the control socket: a broker taken down stays out of the metadata.
 out=$(kafka_ctl ping)
 assert_eq "ok pong" "$out"
@@ -75,9 +88,9 @@ assert_eq v "$(redis_cli get k)" "value after kill -9 + restart (appendfsync eve
 stack_down
 # Gone: no such pid, a zombie, or the pid already reused by another program.
 gone() {
-    local comm
-    comm=$(cat "/proc/$1/comm" 2>/dev/null) || return 0
-    [ "$comm" != "$2" ] || grep -q '^[^)]*) [ZX]' "/proc/$1/stat" 2>/dev/null
+    local st
+    st=$(cat "/proc/$1/stat" 2>/dev/null) || return 0 # one read: no race with the reaper
+    [[ "$st" != *"($2) "* ]] || [[ "${st##*) }" == [ZX]* ]]
 }
 for p in "devkafka:$kpid" "redis-server:$rpid" "redis-server:$rpid2"; do
     gone "${p#*:}" "${p%%:*}" ||
