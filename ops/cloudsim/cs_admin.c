@@ -122,8 +122,7 @@ void cs_admin_handle(cs_call *c)
     char err[256];
 
     if (is(c->seg[0], "healthz")) {
-        cs_reply_json(c, 200, json_pack("{s:s, s:I}", "status", "ok", "held",
-                                        (json_int_t)s->held));
+        cs_reply_json(c, 200, json_pack("{s:s, s:I}", "status", "ok", "held", (json_int_t)s->held));
     } else if (is(what, "state") && is(c->method, "GET")) {
         const char *cid = cs_query(c, "cluster");
         json_t *st = cs_model_state(s->m, cid, c->now_ms);
@@ -133,8 +132,9 @@ void cs_admin_handle(cs_call *c)
             cs_reply_json(c, 200, st);
     } else if (is(what, "requests") && is(c->method, "GET")) {
         long long since = query_ll(c, "since", 0), limit = query_ll(c, "limit", 100000);
-        cs_reply_json(c, 200, cs_audit_requests_json(s->audit, (unsigned long long)since,
-                                                     limit > 0 ? (size_t)limit : 0));
+        cs_reply_json(c, 200,
+                      cs_audit_requests_json(s->audit, (unsigned long long)since,
+                                             limit > 0 ? (size_t)limit : 0));
     } else if (is(what, "mutations") && is(c->method, "GET")) {
         cs_reply_json(c, 200, cs_audit_mutations_json(s->audit, cs_query(c, "kind")));
     } else if (is(what, "reset") && is(c->method, "POST")) {

@@ -1,4 +1,4 @@
-/* cs_api.h: one HTTP call in cloudsim, the server it belongs to, and the reply helpers handlers use. */
+/* cs_api.h: one HTTP call in cloudsim, its server, and the reply helpers handlers use. */
 #ifndef CS_API_H
 #define CS_API_H
 
@@ -12,21 +12,21 @@
 #include "cs_model.h"
 #include "mb_sign.h"
 
-#define CS_MAX_SEGS 24
+#define CS_MAX_SEGS  24
 #define CS_MAX_QUERY 32
-#define CS_MAX_HDRS 64
+#define CS_MAX_HDRS  64
 
 typedef struct cs_server {
-    struct event_base *base;    /* borrowed from main */
+    struct event_base *base; /* borrowed from main */
     struct evhttp *http;
     cs_model *m;
     cs_audit *audit;
     cs_faults *faults;
     long long install_ms, delete_ms;
-    long latency_ms; /* added to every cloud request (benchmarks) */
-    int no_auth;     /* --no-auth: skip signature checks */
+    long latency_ms;  /* added to every cloud request (benchmarks) */
+    int no_auth;      /* --no-auth: skip signature checks */
     int kubectl_read; /* --kubectl-read: unsigned GETs under /k8s allowed */
-    long held;       /* calls waiting (latency or hang) */
+    long held;        /* calls waiting (latency or hang) */
     unsigned long long rid_seq;
     struct cs_call *held_list; /* hanging calls, freed when their client goes */
 } cs_server;
@@ -35,9 +35,9 @@ typedef struct cs_call {
     cs_server *srv;
     struct evhttp_request *req;
     const char *method;
-    char *uri;   /* raw request-target, owned */
-    char *path;  /* raw path, owned */
-    char *query; /* raw query (no '?') or NULL, points into uri */
+    char *uri;              /* raw request-target, owned */
+    char *path;             /* raw path, owned */
+    char *query;            /* raw query (no '?') or NULL, points into uri */
     char *seg[CS_MAX_SEGS]; /* decoded path segments */
     int nseg;
     char *segbuf;
@@ -51,8 +51,8 @@ typedef struct cs_call {
     long long now_ms;
     unsigned long long seq; /* in the request log */
     char request_id[33];
-    int sig_ok;              /* 1, 0, -1 not checked */
-    const cs_cred *cred;     /* who signed, borrowed from the model */
+    int sig_ok;          /* 1, 0, -1 not checked */
+    const cs_cred *cred; /* who signed, borrowed from the model */
     cs_fault_hit hit;
     struct event *timer;
     struct event *watch; /* hanging: notices the client closing */
@@ -75,8 +75,8 @@ void cs_reply_empty(cs_call *c, int status);
 void cs_reply_cloud(cs_call *c, int status, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 /* Kubernetes Status object.  kind/name fill details and may be NULL. */
-void cs_reply_k8s(cs_call *c, int status, const char *reason, const char *kind,
-                  const char *name, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+void cs_reply_k8s(cs_call *c, int status, const char *reason, const char *kind, const char *name,
+                  const char *fmt, ...) __attribute__((format(printf, 6, 7)));
 
 /* ---- request helpers ---- */
 

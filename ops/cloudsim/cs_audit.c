@@ -97,8 +97,8 @@ unsigned long long cs_audit_request(cs_audit *a, long long now_ms, const char *m
     return seq;
 }
 
-void cs_audit_finish(cs_audit *a, unsigned long long seq, long long now_ms, int status,
-                     int sig_ok, const char *fault)
+void cs_audit_finish(cs_audit *a, unsigned long long seq, long long now_ms, int status, int sig_ok,
+                     const char *fault)
 {
     req_rec *r = &a->reqs[seq % a->req_cap];
 
@@ -147,10 +147,9 @@ json_t *cs_audit_requests_json(const cs_audit *a, unsigned long long since, size
         const req_rec *r = &a->reqs[s % a->req_cap];
         if (r->seq != s)
             continue;
-        json_t *e = json_pack("{s:I, s:s, s:I, s:s, s:s, s:i}", "seq", (json_int_t)r->seq,
-                              "time", cs_time_text(r->t_ms, t, sizeof(t)), "t_ms",
-                              (json_int_t)r->t_ms, "method", r->method, "path", r->uri,
-                              "status", r->status);
+        json_t *e = json_pack("{s:I, s:s, s:I, s:s, s:s, s:i}", "seq", (json_int_t)r->seq, "time",
+                              cs_time_text(r->t_ms, t, sizeof(t)), "t_ms", (json_int_t)r->t_ms,
+                              "method", r->method, "path", r->uri, "status", r->status);
         json_object_set_new(e, "signature_ok",
                             r->sig_ok < 0 ? json_null() : json_boolean(r->sig_ok));
         json_object_set_new(e, "fault", r->fault ? json_string(r->fault) : json_null());
@@ -176,18 +175,15 @@ json_t *cs_audit_mutations_json(const cs_audit *a, const char *kind)
         const mut_rec *m = &a->muts[i];
         if (kind && strcmp(kind, mut_names[m->kind]) != 0)
             continue;
-        json_array_append_new(list, json_pack("{s:I, s:s, s:s, s:s, s:s, s:b, s:I}", "seq",
-                                              (json_int_t)m->seq, "time",
-                                              cs_time_text(m->t_ms, t, sizeof(t)), "kind",
-                                              mut_names[m->kind],
-                                              m->kind == CS_MUT_SG_RULE_CREATE ||
-                                                      m->kind == CS_MUT_SG_RULE_DELETE
-                                                  ? "security_group_id"
-                                                  : "cluster_id",
-                                              m->cluster,
-                                              "target", m->target, "changed", m->changed,
-                                              "request_seq", (json_int_t)m->req_seq));
+        json_array_append_new(
+            list, json_pack("{s:I, s:s, s:s, s:s, s:s, s:b, s:I}", "seq", (json_int_t)m->seq,
+                            "time", cs_time_text(m->t_ms, t, sizeof(t)), "kind", mut_names[m->kind],
+                            m->kind == CS_MUT_SG_RULE_CREATE || m->kind == CS_MUT_SG_RULE_DELETE
+                                ? "security_group_id"
+                                : "cluster_id",
+                            m->cluster, "target", m->target, "changed", m->changed, "request_seq",
+                            (json_int_t)m->req_seq));
     }
-    return json_pack("{s:o, s:I, s:o}", "counts", counts, "total", (json_int_t)total,
-                     "mutations", list);
+    return json_pack("{s:o, s:I, s:o}", "counts", counts, "total", (json_int_t)total, "mutations",
+                     list);
 }

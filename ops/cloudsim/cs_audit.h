@@ -1,4 +1,4 @@
-/* cs_audit.h: cloudsim's record of requests (bounded ring) and of successful mutations, for tests. */
+/* cs_audit.h: cloudsim's request ring and mutation log, for tests. */
 #ifndef CS_AUDIT_H
 #define CS_AUDIT_H
 
@@ -31,8 +31,8 @@ unsigned long long cs_audit_request(cs_audit *a, long long now_ms, const char *m
 
 /* Completes a request record (if still in the ring).  sig_ok: 1, 0, or -1
  * when no signature was checked.  fault: static text or NULL. */
-void cs_audit_finish(cs_audit *a, unsigned long long seq, long long now_ms, int status,
-                     int sig_ok, const char *fault);
+void cs_audit_finish(cs_audit *a, unsigned long long seq, long long now_ms, int status, int sig_ok,
+                     const char *fault);
 
 /* Records one successful mutating call.  changed: whether state changed. */
 void cs_audit_mutation(cs_audit *a, long long now_ms, cs_mut_kind kind, const char *cluster,

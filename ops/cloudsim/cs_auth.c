@@ -70,8 +70,8 @@ int cs_auth_verify(const cs_model *m, const cs_auth_req *r, const cs_cred **cred
         *msg = msgf(IAM_PREFIX "Authorization not found");
         return -1;
     }
-    if (mb_sign_parse_authorization(auth, ak, sizeof(ak), signed_hdrs, sizeof(signed_hdrs),
-                                    sig) < 0) {
+    if (mb_sign_parse_authorization(auth, ak, sizeof(ak), signed_hdrs, sizeof(signed_hdrs), sig) <
+        0) {
         *msg = msgf(IAM_PREFIX "Authorization is not of the form "
                                "'SDK-HMAC-SHA256 Access=..., SignedHeaders=..., Signature=...'");
         return -1;
@@ -101,8 +101,7 @@ int cs_auth_verify(const cs_model *m, const cs_auth_req *r, const cs_cred **cred
     char *canonical = mb_sign_canonical(r->method, r->path, r->query, r->hdrs, r->nhdrs,
                                         signed_hdrs, r->body, r->body_len);
     if (canonical == NULL) {
-        *msg = msgf(IAM_PREFIX "a header listed in SignedHeaders (%s) was not sent",
-                    signed_hdrs);
+        *msg = msgf(IAM_PREFIX "a header listed in SignedHeaders (%s) was not sent", signed_hdrs);
         return -1;
     }
     mb_sign_signature(c->sk, date, canonical, want);
@@ -123,7 +122,8 @@ int cs_auth_project_ok(const cs_cred *cred, const char *project)
 
     if (cred == NULL || json_array_size(cred->projects) == 0)
         return 1;
-    json_array_foreach(cred->projects, i, p) {
+    json_array_foreach(cred->projects, i, p)
+    {
         if (json_is_string(p) && strcmp(json_string_value(p), project) == 0)
             return 1;
     }

@@ -18,8 +18,7 @@ static void not_found_cluster(cs_call *c, const char *id)
 
 static void method_not_allowed(cs_call *c)
 {
-    cs_reply_cloud(c, 405, "CCE.01405001", "Method %s is not allowed on %s", c->method,
-                   c->path);
+    cs_reply_cloud(c, 405, "CCE.01405001", "Method %s is not allowed on %s", c->method, c->path);
 }
 
 /* ---------------------------------------------------------------- CCE */
@@ -41,11 +40,11 @@ static json_t *cluster_json(const cs_model *m, const cs_cluster *cl)
 
 static json_t *cce_node_json(const cs_model *m, const cs_node *n)
 {
-    return json_pack("{s:s, s:s, s:{s:s, s:s, s:s}, s:{s:s, s:s, s:s}, s:{s:s, s:s, s:s}}",
-                     "kind", "Node", "apiVersion", "v3", "metadata", "uid", n->uid, "name",
-                     n->name, "creationTimestamp", m->created, "spec", "flavor", n->flavor, "az",
-                     n->az, "os", "EulerOS 2.9", "status", "phase", n->phase, "privateIP",
-                     n->private_ip, "serverId", n->uid);
+    return json_pack("{s:s, s:s, s:{s:s, s:s, s:s}, s:{s:s, s:s, s:s}, s:{s:s, s:s, s:s}}", "kind",
+                     "Node", "apiVersion", "v3", "metadata", "uid", n->uid, "name", n->name,
+                     "creationTimestamp", m->created, "spec", "flavor", n->flavor, "az", n->az,
+                     "os", "EulerOS 2.9", "status", "phase", n->phase, "privateIP", n->private_ip,
+                     "serverId", n->uid);
 }
 
 /* /api/v3/projects/{project}/clusters/{cluster}[/nodes[/{uid}]] */
@@ -84,8 +83,8 @@ void cs_cce_handle(cs_call *c)
     json_t *items = json_array();
     for (cs_map_it *it = cs_map_first(cl->nodes); it; it = cs_map_next(it))
         json_array_append_new(items, cce_node_json(m, cs_map_value(it)));
-    cs_reply_json(c, 200, json_pack("{s:s, s:s, s:o}", "kind", "List", "apiVersion", "v3",
-                                     "items", items));
+    cs_reply_json(c, 200,
+                  json_pack("{s:s, s:s, s:o}", "kind", "List", "apiVersion", "v3", "items", items));
 }
 
 /* ---------------------------------------------------------------- CAM releases */
@@ -139,11 +138,11 @@ static void release_create(cs_call *c, cs_cluster *cl)
         cs_reply_cloud(c, 400, "CCE.01400001", "Invalid request: chart %s not found", chart_id);
     } else if (chart && !is(chart->version, version)) {
         cs_reply_cloud(c, 400, "CCE.01400001",
-                       "Invalid request: chart %s has no version %s (it has %s)", chart_id,
-                       version, chart->version);
+                       "Invalid request: chart %s has no version %s (it has %s)", chart_id, version,
+                       chart->version);
     } else if (!is(cl->phase, "Available")) {
-        cs_reply_cloud(c, 400, "CCE.01400013",
-                       "Invalid request: cluster %s is %s, not Available", cl->id, cl->phase);
+        cs_reply_cloud(c, 400, "CCE.01400013", "Invalid request: cluster %s is %s, not Available",
+                       cl->id, cl->phase);
     } else {
         snprintf(key, sizeof(key), "%s/%s", ns, name);
         if (cs_map_get(cl->releases, key)) {

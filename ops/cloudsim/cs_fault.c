@@ -309,11 +309,10 @@ json_t *cs_faults_json(const cs_faults *f)
             o = json_pack("{s:I, s:{s:s?, s:s}}", "id", (json_int_t)r->id, "release_fail",
                           "cluster_id", r->cluster_id, "status", r->final_status);
         } else {
-            o = json_pack("{s:I, s:{s:s?, s:s?, s:s?}, s:I, s:f, s:i, s:f, s:i, s:b, s:b}",
-                          "id", (json_int_t)r->id, "match", "method",
-                          r->method[0] ? r->method : NULL, "path_prefix", r->path_prefix,
-                          "path_contains", r->path_contains, "latency_ms",
-                          (json_int_t)r->latency_ms, "error_rate", r->error_rate,
+            o = json_pack("{s:I, s:{s:s?, s:s?, s:s?}, s:I, s:f, s:i, s:f, s:i, s:b, s:b}", "id",
+                          (json_int_t)r->id, "match", "method", r->method[0] ? r->method : NULL,
+                          "path_prefix", r->path_prefix, "path_contains", r->path_contains,
+                          "latency_ms", (json_int_t)r->latency_ms, "error_rate", r->error_rate,
                           "error_status", r->error_status, "throttle_rate", r->throttle_rate,
                           "retry_after", r->retry_after, "hang", r->hang, "after", r->after);
             json_object_set_new(o, "matched", json_integer(r->matched));

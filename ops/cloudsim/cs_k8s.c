@@ -49,13 +49,14 @@ static int discovery(cs_call *c, char **s, int n)
 {
     if (n == 1 && is(s[0], "api")) {
         cs_reply_json(c, 200,
-                      json_pack("{s:s, s:[s], s:[{s:s, s:s}]}", "kind", "APIVersions",
-                                "versions", "v1", "serverAddressByClientCIDRs", "clientCIDR",
-                                "0.0.0.0/0", "serverAddress", "127.0.0.1:5443"));
+                      json_pack("{s:s, s:[s], s:[{s:s, s:s}]}", "kind", "APIVersions", "versions",
+                                "v1", "serverAddressByClientCIDRs", "clientCIDR", "0.0.0.0/0",
+                                "serverAddress", "127.0.0.1:5443"));
     } else if (n == 1 && is(s[0], "apis")) {
         json_t *g = json_loads(apps_group, 0, NULL);
-        cs_reply_json(c, 200, json_pack("{s:s, s:s, s:[o]}", "kind", "APIGroupList",
-                                        "apiVersion", "v1", "groups", g));
+        cs_reply_json(c, 200,
+                      json_pack("{s:s, s:s, s:[o]}", "kind", "APIGroupList", "apiVersion", "v1",
+                                "groups", g));
     } else if (n == 2 && is(s[0], "api") && is(s[1], "v1")) {
         reply_text(c, api_v1_resources);
     } else if (n == 2 && is(s[0], "apis") && is(s[1], "apps")) {
@@ -79,12 +80,12 @@ static void version(cs_call *c, const cs_cluster *cl)
     char maj[8], min[8];
     snprintf(maj, sizeof(maj), "%d", major);
     snprintf(min, sizeof(min), "%d", minor);
-    cs_reply_json(c, 200, json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "major",
-                                    maj, "minor", min, "gitVersion", cl->git_version,
-                                    "gitCommit", "9c1fb6c2a1a8e0b05bb2b6bd01c59f5d4bd8ed31",
-                                    "gitTreeState", "clean", "buildDate",
-                                    "2023-08-01T10:00:00Z", "goVersion", "go1.20.6", "compiler",
-                                    "gc", "platform", "linux/amd64"));
+    cs_reply_json(c, 200,
+                  json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "major", maj, "minor",
+                            min, "gitVersion", cl->git_version, "gitCommit",
+                            "9c1fb6c2a1a8e0b05bb2b6bd01c59f5d4bd8ed31", "gitTreeState", "clean",
+                            "buildDate", "2023-08-01T10:00:00Z", "goVersion", "go1.20.6",
+                            "compiler", "gc", "platform", "linux/amd64"));
 }
 
 /* ---------------------------------------------------------------- label selectors */
@@ -156,7 +157,8 @@ static json_t *merge_patch(const json_t *target, const json_t *patch)
     if (!json_is_object(patch))
         return json_deep_copy(patch);
     json_t *out = json_is_object(target) ? json_deep_copy(target) : json_object();
-    json_object_foreach((json_t *)patch, k, v) {
+    json_object_foreach((json_t *)patch, k, v)
+    {
         if (json_is_null(v)) {
             json_object_del(out, k);
             continue;
@@ -175,7 +177,8 @@ static int string_map(const json_t *m)
         return 1;
     if (!json_is_object(m))
         return 0;
-    json_object_foreach((json_t *)m, k, v) {
+    json_object_foreach((json_t *)m, k, v)
+    {
         if (!json_is_string(v) || *k == '\0' || strlen(k) > 316)
             return 0;
     }
@@ -198,8 +201,7 @@ static int patch_type_ok(cs_call *c)
     char ct[128];
 
     cs_content_type(c, ct, sizeof(ct));
-    if (is(ct, "application/merge-patch+json") ||
-        is(ct, "application/strategic-merge-patch+json"))
+    if (is(ct, "application/merge-patch+json") || is(ct, "application/strategic-merge-patch+json"))
         return 1;
     cs_reply_k8s(c, 415, "UnsupportedMediaType", NULL, NULL,
                  "the body of the request was in an unknown format - accepted media types "
@@ -209,8 +211,8 @@ static int patch_type_ok(cs_call *c)
 
 /* Applies the request's patch to *slot (replaced on change).  Answers in every
  * case; returns 1 if the patch was accepted (changed or not) and sets *changed. */
-static int patch(cs_call *c, cs_cluster *cl, json_t **slot, const char *resource,
-                 const char *name, int *changed)
+static int patch(cs_call *c, cs_cluster *cl, json_t **slot, const char *resource, const char *name,
+                 int *changed)
 {
     char err[512];
     json_t *old_obj = *slot;
@@ -228,20 +230,19 @@ static int patch(cs_call *c, cs_cluster *cl, json_t **slot, const char *resource
     const json_t *ometa = json_object_get(old_obj, "metadata");
     if (!json_is_object(nmeta)) {
         json_decref(nu);
-        cs_reply_k8s(c, 422, "Invalid", resource, name, "%s \"%s\" is invalid: metadata",
-                     resource, name);
+        cs_reply_k8s(c, 422, "Invalid", resource, name, "%s \"%s\" is invalid: metadata", resource,
+                     name);
         return 0;
     }
-    static const char *const fixed_meta[] = {"name",   "namespace",  "uid", "resourceVersion",
-                                             "creationTimestamp", "generation", NULL};
+    static const char *const fixed_meta[] = {
+        "name", "namespace", "uid", "resourceVersion", "creationTimestamp", "generation", NULL};
     for (const char *const *k = fixed_meta; *k; k++)
         keep(nmeta, ometa, *k);
     keep(nu, old_obj, "apiVersion");
     keep(nu, old_obj, "kind");
     keep(nu, old_obj, "status");
-    const json_t *tmeta = json_object_get(json_object_get(json_object_get(nu, "spec"),
-                                                          "template"),
-                                          "metadata");
+    const json_t *tmeta =
+        json_object_get(json_object_get(json_object_get(nu, "spec"), "template"), "metadata");
     if (!string_map(json_object_get(nmeta, "labels")) ||
         !string_map(json_object_get(nmeta, "annotations")) ||
         !string_map(json_object_get(tmeta, "labels")) ||
@@ -371,9 +372,9 @@ static json_t *pod_json(const cs_model *m, const cs_cluster *cl, long i, const p
     snprintf(ip, sizeof(ip), "10.0.%ld.%ld", (i / 250) % 256, 2 + i % 250);
     return json_pack("{s:{s:s, s:s, s:s, s:s, s:s, s:{s:s}}, s:{s:s, s:[{s:s, s:s}]},"
                      " s:{s:s, s:s}}",
-                     "metadata", "name", name, "namespace", o->ns, "uid", uid,
-                     "resourceVersion", "1", "creationTimestamp", m->created, "labels", "app",
-                     o->name, "spec", "nodeName", node, "containers", "name", o->name, "image",
+                     "metadata", "name", name, "namespace", o->ns, "uid", uid, "resourceVersion",
+                     "1", "creationTimestamp", m->created, "labels", "app", o->name, "spec",
+                     "nodeName", node, "containers", "name", o->name, "image",
                      "registry.example/app:1.0", "status", "phase", "Running", "podIP", ip);
 }
 
@@ -415,8 +416,8 @@ static void pods(cs_call *c, cs_cluster *cl, const char *ns)
         unsigned long h;
         int used = 0;
         if (sscanf(cont, "c1.%lld.%ld.%lx%n", &epoch, &start, &h, &used) != 3 ||
-            cont[used] != '\0' || epoch != m->pods_epoch || h != token_hash(cl->id) ||
-            start < 0 || start > cl->pods) {
+            cont[used] != '\0' || epoch != m->pods_epoch || h != token_hash(cl->id) || start < 0 ||
+            start > cl->pods) {
             expired(c);
             return;
         }
@@ -443,8 +444,8 @@ static void pods(cs_call *c, cs_cluster *cl, const char *ns)
         const pod_owner *o = &owners[i % nown];
         if (ns && !is(ns, o->ns))
             continue;
-        json_array_append_new(items, pod_json(m, cl, i, o, nnodes ? node_names[i % nnodes]
-                                                                 : "node"));
+        json_array_append_new(items,
+                              pod_json(m, cl, i, o, nnodes ? node_names[i % nnodes] : "node"));
     }
     json_t *list = list_of(cl, "PodList", "v1", items);
     if (i < cl->pods && limit > 0) {

@@ -9,7 +9,7 @@ struct cs_map_ent {
     char *key;
     void *value;
     uint64_t hash;
-    struct cs_map_ent *chain;      /* next in bucket */
+    struct cs_map_ent *chain;       /* next in bucket */
     struct cs_map_ent *prev, *next; /* insertion order */
 };
 

@@ -175,9 +175,9 @@ static json_t *meta_new(cs_model *m, cs_cluster *cl, const char *name, const cha
     char uid[37], rv[24];
 
     cs_model_uuid(m, uid);
-    json_t *meta = json_pack("{s:s, s:s, s:s, s:s}", "name", name, "uid", uid, "resourceVersion",
-                             cs_cluster_next_rv(cl, rv, sizeof(rv)), "creationTimestamp",
-                             m->created);
+    json_t *meta =
+        json_pack("{s:s, s:s, s:s, s:s}", "name", name, "uid", uid, "resourceVersion",
+                  cs_cluster_next_rv(cl, rv, sizeof(rv)), "creationTimestamp", m->created);
     if (meta && ns)
         json_object_set_new(meta, "namespace", json_string(ns));
     return meta;
@@ -193,7 +193,8 @@ static int copy_labels(json_t *dst, const json_t *src)
         return 0;
     if (!json_is_object(src))
         return -1;
-    json_object_foreach((json_t *)src, k, v) {
+    json_object_foreach((json_t *)src, k, v)
+    {
         if (!json_is_string(v))
             return -1;
         json_object_set(dst, k, v);
@@ -243,12 +244,11 @@ static json_t *node_object(cs_model *m, cs_cluster *cl, const cs_node *n, const 
                      " s:[{s:s, s:s}, {s:s, s:s}], s:{s:s, s:s, s:s, s:s}}}",
                      "apiVersion", "v1", "kind", "Node", "metadata", meta, "spec", "providerID",
                      n->uid, "status", "conditions", "type", "Ready", "status", ready, "reason",
-                     ready[0] == 'T' ? "KubeletReady" : "NodeStatusUnknown",
-                     "lastTransitionTime", m->created, "addresses", "type", "InternalIP",
-                     "address", n->private_ip, "type", "Hostname", "address", n->name,
-                     "nodeInfo", "kubeletVersion", cl->git_version, "osImage",
-                     "EulerOS 2.0 (SP10)", "containerRuntimeVersion", "containerd://1.6.14",
-                     "architecture", "amd64");
+                     ready[0] == 'T' ? "KubeletReady" : "NodeStatusUnknown", "lastTransitionTime",
+                     m->created, "addresses", "type", "InternalIP", "address", n->private_ip,
+                     "type", "Hostname", "address", n->name, "nodeInfo", "kubeletVersion",
+                     cl->git_version, "osImage", "EulerOS 2.0 (SP10)", "containerRuntimeVersion",
+                     "containerd://1.6.14", "architecture", "amd64");
 }
 
 static const char *kind_plural(const char *kind)
@@ -308,15 +308,15 @@ static json_t *workload_object(cs_model *m, cs_cluster *cl, const char *plural, 
     if (strcmp(plural, "daemonsets") == 0) {
         status = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "observedGeneration", obs,
                            "desiredNumberScheduled", replicas, "currentNumberScheduled", replicas,
-                           "numberReady", avail, "updatedNumberScheduled", upd,
-                           "numberAvailable", avail);
+                           "numberReady", avail, "updatedNumberScheduled", upd, "numberAvailable",
+                           avail);
     } else {
         json_object_set_new(spec, "replicas", json_integer(replicas));
-        status = json_pack("{s:I, s:I, s:I, s:I, s:I}", "observedGeneration", obs, "replicas",
-                           replicas, "updatedReplicas", upd, "readyReplicas", avail,
-                           strcmp(plural, "deployments") == 0 ? "availableReplicas"
-                                                              : "currentReplicas",
-                           strcmp(plural, "deployments") == 0 ? avail : replicas);
+        status =
+            json_pack("{s:I, s:I, s:I, s:I, s:I}", "observedGeneration", obs, "replicas", replicas,
+                      "updatedReplicas", upd, "readyReplicas", avail,
+                      strcmp(plural, "deployments") == 0 ? "availableReplicas" : "currentReplicas",
+                      strcmp(plural, "deployments") == 0 ? avail : replicas);
     }
     if (strcmp(plural, "statefulsets") == 0)
         json_object_set_new(spec, "serviceName", json_string(name));
@@ -378,10 +378,18 @@ json_t *cs_sg_rule_build(cs_model *m, const cs_sg *sg, const json_t *in, long lo
     static const char *const eths[] = {"IPv4", "IPv6", NULL};
     static const char *const protos[] = {"tcp", "udp", "icmp", "icmpv6", "any", NULL};
     static const char *const actions[] = {"allow", "deny", NULL};
-    static const char *const strs[] = {"direction", "ethertype", "protocol", "multiport",
-                                       "action", "remote_ip_prefix", "remote_group_id",
-                                       "remote_address_group_id", "description", "id",
-                                       "security_group_id", NULL};
+    static const char *const strs[] = {"direction",
+                                       "ethertype",
+                                       "protocol",
+                                       "multiport",
+                                       "action",
+                                       "remote_ip_prefix",
+                                       "remote_group_id",
+                                       "remote_address_group_id",
+                                       "description",
+                                       "id",
+                                       "security_group_id",
+                                       NULL};
     char id[37], ts[32];
 
     if (!json_is_object(in)) {
@@ -439,8 +447,9 @@ json_t *cs_sg_rule_build(cs_model *m, const cs_sg *sg, const json_t *in, long lo
         jstr(in, "remote_address_group_id") ? jstr(in, "remote_address_group_id") : "";
     remotes = (*rip != '\0') + (*rgid != '\0') + (*ragid != '\0');
     if (remotes > 1) {
-        snprintf(err, errlen, "remote_ip_prefix, remote_group_id and remote_address_group_id "
-                              "are mutually exclusive");
+        snprintf(err, errlen,
+                 "remote_ip_prefix, remote_group_id and remote_address_group_id "
+                 "are mutually exclusive");
         return NULL;
     }
     if (jstr(in, "id"))
@@ -468,8 +477,7 @@ static cs_sg *sg_add(cs_model *m, const char *id, const char *project, const cha
     sg->project_id = strdup(project);
     sg->name = strdup(name ? name : id);
     sg->rules = json_array();
-    if (!sg->id || !sg->project_id || !sg->name || !sg->rules ||
-        cs_map_put(m->sgs, id, sg) < 0) {
+    if (!sg->id || !sg->project_id || !sg->name || !sg->rules || cs_map_put(m->sgs, id, sg) < 0) {
         sg_free(sg);
         return NULL;
     }
@@ -485,7 +493,8 @@ static int sg_add_rules(cs_model *m, cs_sg *sg, const json_t *rules, char *err, 
         snprintf(err, errlen, "security group %s: rules must be an array", sg->id);
         return -1;
     }
-    json_array_foreach((json_t *)rules, i, r) {
+    json_array_foreach((json_t *)rules, i, r)
+    {
         char why[256];
         json_t *rule = cs_sg_rule_build(m, sg, r, 0, why, sizeof(why));
         if (rule == NULL) {
@@ -502,12 +511,12 @@ static int sg_add_rules(cs_model *m, cs_sg *sg, const json_t *rules, char *err, 
 
 /* ---------------------------------------------------------------- clusters */
 
-#define NEED(obj, key, what)                                                          \
-    do {                                                                              \
-        if (jstr((obj), (key)) == NULL) {                                             \
-            snprintf(err, errlen, "%s: missing string \"%s\"", (what), (key));        \
-            goto err;                                                                 \
-        }                                                                             \
+#define NEED(obj, key, what)                                                   \
+    do {                                                                       \
+        if (jstr((obj), (key)) == NULL) {                                      \
+            snprintf(err, errlen, "%s: missing string \"%s\"", (what), (key)); \
+            goto err;                                                          \
+        }                                                                      \
     } while (0)
 
 static int add_nodes(cs_model *m, cs_cluster *cl, const json_t *nodes, char *err, size_t errlen)
@@ -515,7 +524,8 @@ static int add_nodes(cs_model *m, cs_cluster *cl, const json_t *nodes, char *err
     size_t i;
     json_t *jn;
 
-    json_array_foreach((json_t *)nodes, i, jn) {
+    json_array_foreach((json_t *)nodes, i, jn)
+    {
         char what[160], ip[32];
         cs_node *n = calloc(1, sizeof(*n));
         if (n == NULL)
@@ -546,13 +556,13 @@ static int add_nodes(cs_model *m, cs_cluster *cl, const json_t *nodes, char *err
     return 0;
 }
 
-static int add_workloads(cs_model *m, cs_cluster *cl, const json_t *wls, char *err,
-                         size_t errlen)
+static int add_workloads(cs_model *m, cs_cluster *cl, const json_t *wls, char *err, size_t errlen)
 {
     size_t i;
     json_t *w;
 
-    json_array_foreach((json_t *)wls, i, w) {
+    json_array_foreach((json_t *)wls, i, w)
+    {
         const char *ns = jstr(w, "namespace"), *name = jstr(w, "name");
         const char *plural = jstr(w, "kind") ? kind_plural(jstr(w, "kind")) : NULL;
         char key[512];
@@ -586,8 +596,7 @@ static int add_coredns(cs_model *m, cs_cluster *cl, const json_t *cd)
     } else if (json_is_false(json_object_get(cd, "ready"))) {
         /* Rolled out but nothing available: kubectl rollout status waits. */
         spec = json_pack("{s:i, s:i, s:i, s:i, s:i}", "replicas", 2, "generation", 2,
-                         "observed_generation", 2, "updated_replicas", 2, "available_replicas",
-                         0);
+                         "observed_generation", 2, "updated_replicas", 2, "available_replicas", 0);
     } else {
         spec = json_deep_copy(cd);
     }
@@ -654,7 +663,8 @@ static cs_cluster *cluster_new(cs_model *m, const json_t *jc, char *err, size_t 
         for (const char *const *d = defs; *d; d++)
             cs_cluster_add_namespace(m, cl, *d, NULL);
     }
-    json_array_foreach((json_t *)nss, i, v) {
+    json_array_foreach((json_t *)nss, i, v)
+    {
         const char *name = json_is_string(v) ? json_string_value(v) : jstr(v, "name");
         if (name == NULL ||
             cs_cluster_add_namespace(m, cl, name, json_object_get(v, "labels")) == NULL) {
@@ -706,7 +716,8 @@ static cs_cluster *materialize(cs_model *m, const char *id)
     size_t k;
     json_t *set;
 
-    json_array_foreach(m->sets, k, set) {
+    json_array_foreach(m->sets, k, set)
+    {
         const char *prefix = jstr(set, "prefix");
         long count = (long)json_integer_value(json_object_get(set, "count"));
         if (prefix == NULL || set_index(id, prefix, count) < 0)
@@ -718,7 +729,8 @@ static cs_cluster *materialize(cs_model *m, const char *id)
         snprintf(sg, sizeof(sg), "%s-sg", id);
         json_object_set_new(jc, "id", json_string(id));
         json_object_set_new(jc, "security_group_id", json_string(sg));
-        json_array_foreach(json_object_get(jc, "nodes"), i, n) {
+        json_array_foreach(json_object_get(jc, "nodes"), i, n)
+        {
             char uid[400];
             snprintf(uid, sizeof(uid), "%s-%s", id, jstr(n, "uid") ? jstr(n, "uid") : "node");
             json_object_set_new(n, "uid", json_string(uid));
@@ -792,12 +804,12 @@ json_t *cs_release_json(const cs_model *m, const cs_cluster *cl, const cs_releas
     else
         desc = "Install failed: timed out waiting for the condition (pods of istiod not ready)";
     return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:O, s:i, s:s}",
-                     "chart_name", r->chart_name, "chart_version", r->chart_version,
-                     "cluster_id", cl->id, "cluster_name", cl->name, "create_at",
+                     "chart_name", r->chart_name, "chart_version", r->chart_version, "cluster_id",
+                     cl->id, "cluster_name", cl->name, "create_at",
                      cs_time_text(r->created_ms, c, sizeof(c)), "update_at",
-                     cs_time_text(upd, u, sizeof(u)), "name", r->name, "namespace", r->ns,
-                     "status", st, "status_description", desc, "values", r->values, "version",
-                     1, "description", r->description ? r->description : "");
+                     cs_time_text(upd, u, sizeof(u)), "name", r->name, "namespace", r->ns, "status",
+                     st, "status_description", desc, "values", r->values, "version", 1,
+                     "description", r->description ? r->description : "");
 }
 
 static int ns_has_release(cs_cluster *cl, const char *ns)
@@ -836,7 +848,8 @@ static int load_creds(cs_model *m, const json_t *doc, char *err, size_t errlen)
     size_t i;
     json_t *c;
 
-    json_array_foreach(json_object_get(doc, "credentials"), i, c) {
+    json_array_foreach(json_object_get(doc, "credentials"), i, c)
+    {
         const json_t *pr = json_object_get(c, "projects");
         if (jstr(c, "ak") == NULL || jstr(c, "sk") == NULL || (pr && !json_is_array(pr))) {
             snprintf(err, errlen, "credentials[%zu]: needs ak, sk and optional projects[]", i);
@@ -861,7 +874,8 @@ static int load_charts(cs_model *m, const json_t *doc, char *err, size_t errlen)
     size_t i;
     json_t *c;
 
-    json_array_foreach(json_object_get(doc, "charts"), i, c) {
+    json_array_foreach(json_object_get(doc, "charts"), i, c)
+    {
         if (jstr(c, "id") == NULL || jstr(c, "version") == NULL) {
             snprintf(err, errlen, "charts[%zu]: needs id and version", i);
             return -1;
@@ -885,14 +899,14 @@ static int load_sgs(cs_model *m, const json_t *doc, char *err, size_t errlen)
     size_t i;
     json_t *s;
 
-    json_array_foreach(json_object_get(doc, "security_groups"), i, s) {
+    json_array_foreach(json_object_get(doc, "security_groups"), i, s)
+    {
         if (jstr(s, "id") == NULL || jstr(s, "project_id") == NULL) {
             snprintf(err, errlen, "security_groups[%zu]: needs id and project_id", i);
             return -1;
         }
         cs_sg *sg = sg_add(m, jstr(s, "id"), jstr(s, "project_id"), jstr(s, "name"));
-        if (sg == NULL ||
-            sg_add_rules(m, sg, json_object_get(s, "rules"), err, errlen) < 0)
+        if (sg == NULL || sg_add_rules(m, sg, json_object_get(s, "rules"), err, errlen) < 0)
             return -1;
     }
     return 0;
@@ -903,7 +917,8 @@ static int load_clusters(cs_model *m, const json_t *doc, char *err, size_t errle
     size_t i;
     json_t *c;
 
-    json_array_foreach(json_object_get(doc, "clusters"), i, c) {
+    json_array_foreach(json_object_get(doc, "clusters"), i, c)
+    {
         cs_cluster *cl = cluster_new(m, c, err, errlen);
         if (cl == NULL)
             return -1;
@@ -914,7 +929,8 @@ static int load_clusters(cs_model *m, const json_t *doc, char *err, size_t errle
         }
         cs_map_put(m->clusters, cl->id, cl);
     }
-    json_array_foreach(json_object_get(doc, "cluster_sets"), i, c) {
+    json_array_foreach(json_object_get(doc, "cluster_sets"), i, c)
+    {
         if (jstr(c, "prefix") == NULL || !json_is_integer(json_object_get(c, "count")) ||
             !json_is_object(json_object_get(c, "template"))) {
             snprintf(err, errlen, "cluster_sets[%zu]: needs prefix, count and template", i);
@@ -928,8 +944,8 @@ static int load_clusters(cs_model *m, const json_t *doc, char *err, size_t errle
     return 0;
 }
 
-cs_model *cs_model_new(const json_t *scenario, long long install_ms, long long delete_ms,
-                       char *err, size_t errlen)
+cs_model *cs_model_new(const json_t *scenario, long long install_ms, long long delete_ms, char *err,
+                       size_t errlen)
 {
     cs_model *m = calloc(1, sizeof(*m));
 
@@ -981,12 +997,10 @@ static json_t *cluster_state(cs_model *m, cs_cluster *cl, long long now_ms)
     cs_cluster_settle(m, cl, now_ms);
     for (cs_map_it *it = cs_map_first(cl->nodes); it; it = cs_map_next(it)) {
         const cs_node *n = cs_map_value(it);
-        json_array_append_new(nodes, json_pack("{s:s, s:s, s:s, s:s, s:s, s:O}", "uid", n->uid,
-                                               "name", n->name, "az", n->az, "phase", n->phase,
-                                               "private_ip", n->private_ip, "labels",
-                                               json_object_get(json_object_get(n->obj,
-                                                                               "metadata"),
-                                                               "labels")));
+        json_array_append_new(
+            nodes, json_pack("{s:s, s:s, s:s, s:s, s:s, s:O}", "uid", n->uid, "name", n->name, "az",
+                             n->az, "phase", n->phase, "private_ip", n->private_ip, "labels",
+                             json_object_get(json_object_get(n->obj, "metadata"), "labels")));
     }
     for (cs_map_it *it = cs_map_first(cl->namespaces); it; it = cs_map_next(it)) {
         json_t *meta = json_object_get(cs_map_value(it), "metadata");
@@ -996,17 +1010,14 @@ static json_t *cluster_state(cs_model *m, cs_cluster *cl, long long now_ms)
     for (cs_map_it *it = cs_map_first(cl->workloads); it; it = cs_map_next(it)) {
         json_t *o = cs_map_value(it), *meta = json_object_get(o, "metadata");
         json_t *spec = json_object_get(o, "spec");
-        json_t *ann = json_object_get(json_object_get(json_object_get(spec, "template"),
-                                                      "metadata"),
-                                      "annotations");
-        json_array_append_new(wls, json_pack("{s:s, s:s, s:s, s:b, s:O, s:O, s:O}", "kind",
-                                             jstr(o, "kind"), "namespace",
-                                             jstr(meta, "namespace"), "name", jstr(meta, "name"),
-                                             "paused",
-                                             json_is_true(json_object_get(spec, "paused")),
-                                             "generation", json_object_get(meta, "generation"),
-                                             "template_annotations", ann, "status",
-                                             json_object_get(o, "status")));
+        json_t *ann = json_object_get(
+            json_object_get(json_object_get(spec, "template"), "metadata"), "annotations");
+        json_array_append_new(
+            wls, json_pack("{s:s, s:s, s:s, s:b, s:O, s:O, s:O}", "kind", jstr(o, "kind"),
+                           "namespace", jstr(meta, "namespace"), "name", jstr(meta, "name"),
+                           "paused", json_is_true(json_object_get(spec, "paused")), "generation",
+                           json_object_get(meta, "generation"), "template_annotations", ann,
+                           "status", json_object_get(o, "status")));
     }
     for (cs_map_it *it = cs_map_first(cl->releases); it; it = cs_map_next(it))
         json_array_append_new(rels, cs_release_json(m, cl, cs_map_value(it), now_ms));

@@ -1,4 +1,4 @@
-/* cs_model.h: the simulated cloud's state (credentials, charts, clusters, security groups), loaded from a scenario. */
+/* cs_model.h: the simulated cloud's state, loaded from a scenario. */
 #ifndef CS_MODEL_H
 #define CS_MODEL_H
 
@@ -49,13 +49,13 @@ typedef struct cs_sg {
 } cs_sg;
 
 typedef struct cs_model {
-    json_t *doc;     /* the scenario as loaded, for /admin/reset */
-    cs_map *creds;   /* ak -> cs_cred */
-    cs_map *charts;  /* id -> cs_chart; empty = any chart id accepted */
+    json_t *doc;      /* the scenario as loaded, for /admin/reset */
+    cs_map *creds;    /* ak -> cs_cred */
+    cs_map *charts;   /* id -> cs_chart; empty = any chart id accepted */
     cs_map *clusters; /* id -> cs_cluster */
-    cs_map *sgs;     /* id -> cs_sg */
-    cs_map *rules;   /* rule id -> cs_sg (borrowed) */
-    json_t *sets;    /* cluster_sets, materialized on first use */
+    cs_map *sgs;      /* id -> cs_sg */
+    cs_map *rules;    /* rule id -> cs_sg (borrowed) */
+    json_t *sets;     /* cluster_sets, materialized on first use */
     long sg_rule_quota;
     int kubectl_read;
     long long install_ms, delete_ms; /* release timings */
@@ -66,8 +66,8 @@ typedef struct cs_model {
 
 /* Builds a model from a scenario document (borrowed; deep-copied).  Returns
  * a new model (cs_model_free) or NULL with the reason in err. */
-cs_model *cs_model_new(const json_t *scenario, long long install_ms, long long delete_ms,
-                       char *err, size_t errlen);
+cs_model *cs_model_new(const json_t *scenario, long long install_ms, long long delete_ms, char *err,
+                       size_t errlen);
 void cs_model_free(cs_model *m);
 
 /* Lookups; a cluster or SG of a cluster_set is created on first lookup.

@@ -62,12 +62,13 @@ void cs_reply_cloud(cs_call *c, int status, const char *code, const char *fmt, .
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    cs_reply_json(c, status, json_pack("{s:s, s:s, s:s}", "error_code", code, "error_msg", msg,
-                                       "request_id", c->request_id));
+    cs_reply_json(c, status,
+                  json_pack("{s:s, s:s, s:s}", "error_code", code, "error_msg", msg, "request_id",
+                            c->request_id));
 }
 
-void cs_reply_k8s(cs_call *c, int status, const char *reason, const char *kind,
-                  const char *name, const char *fmt, ...)
+void cs_reply_k8s(cs_call *c, int status, const char *reason, const char *kind, const char *name,
+                  const char *fmt, ...)
 {
     char msg[2048];
     va_list ap;
@@ -80,10 +81,10 @@ void cs_reply_k8s(cs_call *c, int status, const char *reason, const char *kind,
         json_object_set_new(details, "name", json_string(name));
     if (kind)
         json_object_set_new(details, "kind", json_string(kind));
-    cs_reply_json(c, status, json_pack("{s:s, s:s, s:{}, s:s, s:s, s:s, s:o, s:i}", "kind",
-                                       "Status", "apiVersion", "v1", "metadata", "status",
-                                       "Failure", "message", msg, "reason", reason, "details",
-                                       details, "code", status));
+    cs_reply_json(c, status,
+                  json_pack("{s:s, s:s, s:{}, s:s, s:s, s:s, s:o, s:i}", "kind", "Status",
+                            "apiVersion", "v1", "metadata", "status", "Failure", "message", msg,
+                            "reason", reason, "details", details, "code", status));
 }
 
 /* ---------------------------------------------------------------- request helpers */
@@ -171,8 +172,7 @@ const char *cs_content_type(const cs_call *c, char *buf, size_t len)
     return buf;
 }
 
-void cs_mutation(cs_call *c, cs_mut_kind kind, const char *cluster, const char *target,
-                 int changed)
+void cs_mutation(cs_call *c, cs_mut_kind kind, const char *cluster, const char *target, int changed)
 {
     cs_audit_mutation(c->srv->audit, c->now_ms, kind, cluster, target, changed, c->seq);
 }
@@ -294,7 +294,8 @@ static cs_call *call_new(cs_server *s, struct evhttp_request *req)
     split_query(c);
 
     struct evkeyval *kv;
-    TAILQ_FOREACH(kv, evhttp_request_get_input_headers(req), next) {
+    TAILQ_FOREACH(kv, evhttp_request_get_input_headers(req), next)
+    {
         if (c->nhdrs == CS_MAX_HDRS)
             break;
         c->hdrs[c->nhdrs].name = kv->key;
@@ -464,8 +465,7 @@ static int fault_reply(cs_call *c)
                          h->error_status >= 500 ? "InternalError" : "BadRequest", NULL, NULL,
                          "injected fault: HTTP %d", h->error_status);
         else
-            cs_reply_cloud(c, h->error_status,
-                           h->error_status >= 500 ? "APIGW.0201" : "APIGW.0400",
+            cs_reply_cloud(c, h->error_status, h->error_status >= 500 ? "APIGW.0201" : "APIGW.0400",
                            "injected fault: HTTP %d", h->error_status);
         return 1;
     }
@@ -500,8 +500,8 @@ static int authorize(cs_call *c)
     if (is_k8s(c) && strcmp(c->method, "GET") == 0 && cs_header(c, "Authorization") == NULL &&
         (s->kubectl_read || s->m->kubectl_read))
         return 1; /* kubectl reads (documented: --kubectl-read / scenario kubectl_read) */
-    cs_auth_req ar = {c->method, c->path, c->query, c->hdrs, c->nhdrs,
-                      c->body, c->body_len, (time_t)(c->now_ms / 1000)};
+    cs_auth_req ar = {c->method, c->path, c->query,    c->hdrs,
+                      c->nhdrs,  c->body, c->body_len, (time_t)(c->now_ms / 1000)};
     if (cs_auth_verify(s->m, &ar, &c->cred, &msg) < 0) {
         c->sig_ok = 0;
         cs_reply_cloud(c, 401, "APIGW.0301", "%s", msg ? msg : "Incorrect IAM authentication");
@@ -610,8 +610,8 @@ int cs_server_start(cs_server *s, int fd)
     if (s->http == NULL)
         return -1;
     evhttp_set_allowed_methods(s->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
-                                            EVHTTP_REQ_DELETE | EVHTTP_REQ_PATCH |
-                                            EVHTTP_REQ_HEAD | EVHTTP_REQ_OPTIONS);
+                                            EVHTTP_REQ_DELETE | EVHTTP_REQ_PATCH | EVHTTP_REQ_HEAD |
+                                            EVHTTP_REQ_OPTIONS);
     evhttp_set_max_body_size(s->http, MAX_BODY);
     /* Idle and hanging connections stay until the client gives up. */
     evhttp_set_timeout(s->http, 3600);

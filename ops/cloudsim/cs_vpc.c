@@ -11,10 +11,10 @@ static int is(const char *a, const char *b)
 }
 
 /* Filters that may repeat (?protocol=tcp&protocol=udp means either). */
-static const char *const filter_keys[] = {"id",        "security_group_id", "direction",
-                                          "protocol",  "ethertype",         "action",
-                                          "remote_ip_prefix", "remote_group_id", "priority",
-                                          "description", NULL};
+static const char *const filter_keys[] = {
+    "id",     "security_group_id", "direction",       "protocol", "ethertype",
+    "action", "remote_ip_prefix",  "remote_group_id", "priority", "description",
+    NULL};
 
 static int rule_passes(const cs_call *c, const json_t *rule)
 {
@@ -67,7 +67,8 @@ static void list_rules(cs_call *c, const char *project)
             size_t k;
             json_t *r;
             if (is(sg->project_id, project)) {
-                json_array_foreach(sg->rules, k, r) {
+                json_array_foreach(sg->rules, k, r)
+                {
                     const char *id = json_string_value(json_object_get(r, "id"));
                     if (!started) {
                         started = is(id, marker);
@@ -95,16 +96,23 @@ static void list_rules(cs_call *c, const char *project)
         json_object_set_new(page, "previous_marker", json_string(first));
     if (more && last)
         json_object_set_new(page, "next_marker", json_string(last));
-    cs_reply_json(c, 200, json_pack("{s:s, s:o, s:o}", "request_id", c->request_id,
-                                    "security_group_rules", out, "page_info", page));
+    cs_reply_json(c, 200,
+                  json_pack("{s:s, s:o, s:o}", "request_id", c->request_id, "security_group_rules",
+                            out, "page_info", page));
 }
 
 static int same_rule(const json_t *a, const json_t *b)
 {
-    static const char *const keys[] = {"direction",       "ethertype",       "protocol",
-                                       "multiport",       "action",          "priority",
-                                       "remote_ip_prefix", "remote_group_id",
-                                       "remote_address_group_id", NULL};
+    static const char *const keys[] = {"direction",
+                                       "ethertype",
+                                       "protocol",
+                                       "multiport",
+                                       "action",
+                                       "priority",
+                                       "remote_ip_prefix",
+                                       "remote_group_id",
+                                       "remote_address_group_id",
+                                       NULL};
 
     for (const char *const *k = keys; *k; k++) {
         if (!json_equal(json_object_get(a, *k), json_object_get(b, *k)))
@@ -129,8 +137,9 @@ static void create_rule(cs_call *c, const char *project)
     json_t *rule = NULL;
 
     if (!json_is_object(in)) {
-        cs_reply_cloud(c, 400, "VPC.9902", "Invalid request body: security_group_rule is "
-                                           "required and must be an object");
+        cs_reply_cloud(c, 400, "VPC.9902",
+                       "Invalid request body: security_group_rule is "
+                       "required and must be an object");
     } else if (sgid == NULL) {
         cs_reply_cloud(c, 400, "VPC.9902", "Invalid value for security_group_id: required");
     } else if (sg == NULL || !is(sg->project_id, project)) {
@@ -141,7 +150,8 @@ static void create_rule(cs_call *c, const char *project)
         size_t i;
         json_t *r;
         json_object_set_new(rule, "id", json_null()); /* callers cannot choose ids */
-        json_array_foreach(sg->rules, i, r) {
+        json_array_foreach(sg->rules, i, r)
+        {
             if (same_rule(r, rule)) {
                 cs_reply_cloud(c, 409, "VPC.9902",
                                "Security group rule already exists. Rule id is %s.",
@@ -165,8 +175,9 @@ static void create_rule(cs_call *c, const char *project)
         json_array_append(sg->rules, rule);
         cs_map_put(m->rules, id, sg);
         cs_mutation(c, CS_MUT_SG_RULE_CREATE, sg->id, id, 1);
-        cs_reply_json(c, 201, json_pack("{s:s, s:O}", "request_id", c->request_id,
-                                        "security_group_rule", rule));
+        cs_reply_json(
+            c, 201,
+            json_pack("{s:s, s:O}", "request_id", c->request_id, "security_group_rule", rule));
     }
 out:
     json_decref(rule);
@@ -184,12 +195,14 @@ static void one_rule(cs_call *c, const char *project, const char *id)
         cs_reply_cloud(c, 404, "VPC.9904", "Security group rule %s could not be found.", id);
         return;
     }
-    json_array_foreach(sg->rules, i, r) {
+    json_array_foreach(sg->rules, i, r)
+    {
         if (!is(json_string_value(json_object_get(r, "id")), id))
             continue;
         if (is(c->method, "GET")) {
-            cs_reply_json(c, 200, json_pack("{s:s, s:O}", "request_id", c->request_id,
-                                            "security_group_rule", r));
+            cs_reply_json(
+                c, 200,
+                json_pack("{s:s, s:O}", "request_id", c->request_id, "security_group_rule", r));
         } else if (is(c->method, "DELETE")) {
             char sgid[256];
             snprintf(sgid, sizeof(sgid), "%s", sg->id);
