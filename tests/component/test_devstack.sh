@@ -56,6 +56,14 @@ kafka_ctl broker-down 2 >/dev/null || fail "broker-down 2"
 wait_for 20 broker_refuses
 kafka_ctl broker-up 2 >/dev/null || fail "broker-up 2"
 wait_for 20 broker_answers
+# Injected request errors reach clients: exactly one Produce fails, the next one succeeds.
+kafka_ctl push-errors Produce 1 TOPIC_AUTHORIZATION_FAILED >/dev/null || fail "push-errors"
+if printf x | kcat -P -b "$KAFKA_BROKERS" -t mesh.orders.dlq -X message.send.max.retries=0 \
+    2>"$TEST_TMP/pe.err"; then
+    fail "produce succeeded despite an injected error"
+fi
+assert_contains "$(cat "$TEST_TMP/pe.err")" "authorization failed"
+printf y | kcat -P -b "$KAFKA_BROKERS" -t mesh.orders.dlq || fail "produce after the injected error"
 if kafka_ctl broker-down 9 >/dev/null 2>&1; then fail "broker-down 9 accepted"; fi
 out=$(kafka_ctl no-such-command || true)
 assert_contains "$out" "error unknown command"
