@@ -166,13 +166,12 @@ static int tmpl_check(const char *t, char *err, size_t errlen, const char *what)
         snprintf(err, errlen, "%s: not an http(s) URL: %s", what, t);
         return -1;
     }
-    while ((p = strchr(p, '{')) != NULL) {
+    for (p = strchr(p, '{'); p != NULL; p = strchr(p + 1, '{')) {
         if (strncmp(p, "{region}", 8) != 0 && strncmp(p, "{project_id}", 12) != 0 &&
             strncmp(p, "{cluster_id}", 12) != 0) {
             snprintf(err, errlen, "%s: unknown placeholder at \"%.20s\"", what, p);
             return -1;
         }
-        p++;
     }
     return 0;
 }
@@ -574,6 +573,11 @@ static void cluster_resp(mb_cloud_op *op, const mb_http_resp *r, const mb_error 
         finish_oom(op, "GET cluster");
         return;
     }
+    /* callers may rely on these; a reply without them is not a cluster */
+    if (out->version == NULL || out->phase == NULL)
+        mb_error_set(&pe, MB_AGAIN, "BadResponse",
+                     "GET cluster %s: HTTP %ld: no spec.version or status.phase", op->cluster_id,
+                     r->status);
     op_finish(op, &pe);
 }
 
@@ -636,6 +640,9 @@ static void nodes_resp(mb_cloud_op *op, const mb_http_resp *r, const mb_error *e
         n->name = jdup(it, "metadata.name", &oom);
         n->az = jdup(it, "spec.az", &oom);
         n->phase = jdup(it, "status.phase", &oom);
+        if (!oom && (n->uid == NULL || n->name == NULL || n->phase == NULL))
+            mb_error_set(&pe, MB_AGAIN, "BadResponse",
+                         "GET nodes: HTTP %ld: item %zu lacks uid, name or phase", r->status, i);
     }
     json_decref(j);
     if (oom) {
@@ -752,6 +759,8 @@ static void release_get_resp(mb_cloud_op *op, const mb_http_resp *r, const mb_er
         finish_oom(op, "GET release");
         return;
     }
+    if (out->status == NULL)
+        mb_error_set(&pe, MB_AGAIN, "BadResponse", "GET release: HTTP %ld: no status", r->status);
     op_finish(op, &pe);
 }
 
@@ -898,9 +907,11 @@ static void sg_list_resp(mb_cloud_op *op, const mb_http_resp *r, const mb_error 
         s->action = jdup(it, "action", &oom);
         prio = json_object_get(it, "priority");
         s->priority = json_is_integer(prio) ? (int)json_integer_value(prio) : 1;
+        if (!oom && s->id == NULL)
+            mb_error_set(&pe, MB_AGAIN, "BadResponse", "list SG rules: a rule without id");
     }
     next = jpath_str(j, "page_info.next_marker");
-    if (!oom && add > 0 && next != NULL && next[0] != '\0') {
+    if (!oom && pe.status == MB_OK && add > 0 && next != NULL && next[0] != '\0') {
         if (++op->pages >= MAX_PAGES) {
             mb_error_set(&pe, MB_PERM, "TooManyPages", "list SG rules of %s: over %d pages",
                          q->sg_id, MAX_PAGES);
@@ -933,9 +944,12 @@ mb_cloud_op *mb_cloud_sg_rules_list(mb_cloud *c, const mb_cloud_target *t, const
         return op_defer(op);
     }
     q = calloc(1, sizeof(*q));
-    if (q == NULL || !(q->sg_id = strdup(sg_id)) ||
-        (direction && !(q->direction = strdup(direction))) ||
-        (protocol && !(q->protocol = strdup(protocol)))) {
+    if (q != NULL) {
+        q->sg_id = strdup(sg_id);
+        q->direction = direction ? strdup(direction) : NULL;
+        q->protocol = protocol ? strdup(protocol) : NULL;
+    }
+    if (q == NULL || !q->sg_id || (direction && !q->direction) || (protocol && !q->protocol)) {
         sg_list_q_free(q);
         mb_cloud_cancel(op);
         return NULL;
@@ -1171,9 +1185,10 @@ static void version_resp(mb_cloud_op *op, const mb_http_resp *r, const mb_error 
         return;
     }
     v = jstr(j, "gitVersion");
+    *out = v ? strdup(v) : NULL;
     if (v == NULL)
         mb_error_set(&pe, MB_AGAIN, "BadResponse", "GET /version: no gitVersion");
-    else if ((*out = strdup(v)) == NULL)
+    else if (*out == NULL)
         mb_error_set(&pe, MB_FATAL, "OutOfMemory", "GET /version: out of memory");
     json_decref(j);
     op_finish(op, &pe);
@@ -1412,13 +1427,14 @@ static void wl_restart(mb_cloud_op *op)
     op_next(op, "GET", wl_url(op, NULL), wl_resp);
 }
 
-/* Appends the items of one page.  Returns 0, or -1 on out of memory. */
+/* Appends the items of one page.  Returns 0, -1 on out of memory, -2 when
+ * an item has no name. */
 static int wl_add(mb_cloud_op *op, json_t *items)
 {
     mb_workload_list *out = op->out;
     size_t add = json_array_size(items), i;
     json_t *it;
-    int oom = 0;
+    int oom = 0, bad = 0;
     mb_workload *ni;
 
     if (add == 0)
@@ -1435,35 +1451,56 @@ static int wl_add(mb_cloud_op *op, json_t *items)
         memset(w, 0, sizeof(*w));
         w->kind = (mb_workload_kind)op->kind;
         w->name = jdup(it, "metadata.name", &oom);
+        if (w->name == NULL && !oom)
+            bad = 1;
         w->paused = json_is_true(jpath(it, "spec.paused"));
-        if (ra != NULL && (w->restarted_at = strdup(ra)) == NULL)
+        w->restarted_at = ra ? strdup(ra) : NULL;
+        if (ra != NULL && w->restarted_at == NULL)
             oom = 1;
     }
-    return oom ? -1 : 0;
+    return oom ? -1 : bad ? -2 : 0;
 }
 
 static void wl_resp(mb_cloud_op *op, const mb_http_resp *r, const mb_error *e)
 {
     json_t *j;
-    const char *cont;
-    char *url;
+    const char *c;
+    char *url, *cont = NULL;
     mb_error ok;
+    int rc;
 
     if (!list_page(op, r, e, "GET workloads", wl_restart, &j))
         return;
-    if (wl_add(op, json_object_get(j, "items")) != 0) {
+    /* the token outlives j */
+    c = jpath_str(j, "metadata.continue");
+    if (c != NULL && c[0] != '\0')
+        cont = strdup(c);
+    if (c != NULL && c[0] != '\0' && cont == NULL) {
         json_decref(j);
         finish_oom(op, "GET workloads");
         return;
     }
-    cont = jpath_str(j, "metadata.continue");
-    if (cont != NULL && cont[0] != '\0') {
+    rc = wl_add(op, json_object_get(j, "items"));
+    json_decref(j);
+    if (rc != 0)
+        free(cont);
+    if (rc == -1) {
+        finish_oom(op, "GET workloads");
+        return;
+    }
+    if (rc == -2) {
+        mb_error_clear(&ok);
+        mb_error_set(&ok, MB_AGAIN, "BadResponse", "GET %s of %s: an item without a name",
+                     wl_plural[op->kind], op->name);
+        op_finish(op, &ok);
+        return;
+    }
+    if (cont != NULL) {
         url = wl_url(op, cont);
-        json_decref(j);
+        free(cont);
         op_next(op, "GET", url, wl_resp);
         return;
     }
-    json_decref(j);
     if (op->kind < MB_WL_DAEMONSET) {
         op->kind++;
         op_next(op, "GET", wl_url(op, NULL), wl_resp);

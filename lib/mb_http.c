@@ -568,10 +568,12 @@ static void xfer_done(mb_http_xfer *x, CURLcode cc)
  * and curl then drops its message. */
 static void check_done(mb_http *h)
 {
-    CURLMsg *m;
     int left;
-    while ((m = curl_multi_info_read(h->multi, &left)) != NULL) {
+    for (;;) {
+        CURLMsg *m = curl_multi_info_read(h->multi, &left);
         mb_http_xfer *x = NULL;
+        if (m == NULL)
+            break;
         if (m->msg != CURLMSG_DONE)
             continue;
         curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&x);
