@@ -566,6 +566,10 @@ static mb_status script_error(const redisReply *r, const char *what, const char 
         mb_error_set(err, MB_PERM, "Leased", "%s: %s", what, msg + 7);
         return MB_PERM;
     }
+    if (strncmp(msg, "NAMECONFLICT ", 13) == 0) {
+        mb_error_set(err, MB_PERM, "NameConflict", "%s %s: %s", what, id, msg + 13);
+        return MB_PERM;
+    }
     if (strncmp(msg, "EXISTS ", 7) == 0) {
         mb_error_set(err, MB_PERM, "Exists", "%s: %s", what, msg + 7);
         return MB_PERM;
@@ -1784,10 +1788,11 @@ mb_status mb_store_rewrite(mb_store *st, const mb_rewrite *w, mb_error *err)
     shard = mb_store_shard_of(st, w->key);
     memset(&c, 0, sizeof(c));
     c.script = S_REWRITE;
-    c.nkeys = 3;
+    c.nkeys = 4;
     key_of(&c.a, shard, "job", w->order_id);
     key_shard(&c.a, shard, "due");
     key_of(&c.a, shard, "hist", w->order_id);
+    key_of(&c.a, shard, "name", w->key);
     args_str(&c.a, w->order_id);
     args_ll(&c.a, w->expect_fence);
     args_ll(&c.a, w->expect_ck);
@@ -1804,6 +1809,7 @@ mb_status mb_store_rewrite(mb_store *st, const mb_rewrite *w, mb_error *err)
     args_opt(&c.a, w->error_msg);
     args_opt(&c.a, w->history);
     args_str(&c.a, w->clear_cancel ? "1" : "0");
+    args_str(&c.a, w->claim_name ? "1" : "0");
     s = pipeline(st, &c, 1, &r, err);
     args_free(&c.a);
     if (s != MB_OK)

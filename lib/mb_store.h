@@ -246,12 +246,14 @@ typedef struct mb_rewrite {
     long long expect_fence;  /* the job as the caller read it: refused if it moved since */
     long long expect_ck;
     long long now_ms;
+    int claim_name;          /* take the mesh name back (a replay after compensation gave it
+                                up); refused with "NameConflict" if another order holds it */
 } mb_rewrite;
 
 /* Rewrites the job atomically and makes it due now for any worker, lease cleared; bumps the
  * fence (a worker still running it stops at its next checkpoint).  MB_PERM with code
  * "Changed" (fence or checkpoint count differ from expect_*: read again), "Leased" (a worker
- * holds an unexpired lease), "NoSuchJob". */
+ * holds an unexpired lease), "NoSuchJob", "NameConflict" (claim_name, taken meanwhile). */
 mb_status mb_store_rewrite(mb_store *st, const mb_rewrite *w, mb_error *err);
 
 /* Before an SRE re-publishes a DLQ'd order: deletes the Failed InvalidOrder record of

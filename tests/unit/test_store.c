@@ -661,6 +661,37 @@ static void test_sre_ops(void **state)
     mb_store_free(a);
 }
 
+/* A replay after compensation takes the mesh name back, unless another order holds it. */
+static void test_replay_claims_name(void **state)
+{
+    mb_store *a;
+    mb_job *loser, *winner;
+    mb_error e;
+    (void)state;
+    flushall();
+    a = open_store("wn");
+    accept1(a, "ord-w", "acct9", "mesh-n");
+    assert_int_equal(accept1(a, "ord-l", "acct9", "mesh-n").verdict, MB_ACCEPT_CONFLICT);
+    assert_int_equal(mb_store_get(a, "ord-l", &loser, &e), MB_OK);
+    assert_int_equal(mb_store_get(a, "ord-w", &winner, &e), MB_OK);
+
+    mb_rewrite w = {"ord-l", "acct9/mesh-n", NULL, "Installing", "reserve", 0, "", "",
+                    "replay by sre", 1, loser->fence, loser->checkpoints, 2000, 1};
+    mb_error_clear(&e);
+    assert_int_equal(mb_store_rewrite(a, &w, &e), MB_PERM);
+    assert_string_equal(e.code, "NameConflict");
+    assert_non_null(strstr(e.msg, "ord-w"));
+
+    /* The holder itself may claim it again (idempotent). */
+    mb_rewrite w2 = {"ord-w", "acct9/mesh-n", NULL, "Installing", "reserve", 0, "", "",
+                     "replay by sre", 1, winner->fence, winner->checkpoints, 2000, 1};
+    mb_error_clear(&e);
+    assert_int_equal(mb_store_rewrite(a, &w2, &e), MB_OK);
+    mb_job_free(loser);
+    mb_job_free(winner);
+    mb_store_free(a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -672,6 +703,7 @@ int main(void)
         cmocka_unit_test(test_reject_and_dlq),
         cmocka_unit_test(test_scan_and_noscript),
         cmocka_unit_test(test_sre_ops),
+        cmocka_unit_test(test_replay_claims_name),
         cmocka_unit_test(test_redis_down), /* last: stops the server */
     };
     /* As the daemon does: a write to a dead server must fail, not kill the process. */

@@ -5,7 +5,9 @@
  * records the order id (a second order for the name is refused there with
  * NameConflict, a redelivery joins its job), so that no two jobs can ever
  * race for a name.  The step stands in the table for its compensation: a
- * failed order gives its name back so the customer can buy again. */
+ * failed order gives its name back so the customer can buy again (an SRE's
+ * replay from this step takes it back atomically, or is refused with
+ * NameConflict if another order took it meanwhile: mb_store_rewrite). */
 static mb_step_rc reserve_run(mb_sjob *j)
 {
     json_object_set_new(j->ck, "name", json_string(j->order->mesh_name));
