@@ -21,8 +21,8 @@
  *   ("VPC.9902"), a Kubernetes Status reason ("NotFound", "Conflict",
  *   "Expired") or a transport code ("Timeout", "ConnectFailed", "HTTP503").
  * - The one exception: the call returns NULL when it cannot even allocate
- *   its operation (out of memory); then done is never called and the caller
- *   treats it as MB_FATAL.
+ *   its operation (out of memory), or when c or done is NULL (a programming
+ *   error); then done is never called and the caller treats it as MB_FATAL.
  * - <out> is written before done is called; it is borrowed by the call
  *   until done (do not touch it meanwhile).  Strings in it are owned by the
  *   struct: free with the matching _clear, which also accepts a struct the
