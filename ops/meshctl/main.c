@@ -68,6 +68,7 @@ static void usage(FILE *f)
         "  2  usage: bad command line, nothing was done\n"
         "  3  configuration or connection: bad environment, Redis/Kafka/cloud unreachable\n"
         "  4  not found: no such job or DLQ record\n"
+        "  130  watch interrupted (Ctrl-C)\n"
         "\n"
         "environment:\n");
     mb_conf_help(f, CONF_KEYS);
@@ -97,7 +98,8 @@ static const struct {
     const char *name;
     cmd_fn fn;
 } COMMANDS[] = {
-    {"jobs", mc_cmd_jobs}, {"show", mc_cmd_show}, {"cancel", mc_cmd_cancel},
+    {"jobs", mc_cmd_jobs},     {"show", mc_cmd_show},   {"replay", mc_cmd_replay},
+    {"rollback", mc_cmd_rollback}, {"cancel", mc_cmd_cancel}, {"dlq", mc_cmd_dlq},
     {"watch", mc_cmd_watch},
 };
 

@@ -406,6 +406,7 @@ int mc_cmd_cancel(mc_ctx *c, int argc, char **argv)
     mb_job *j = NULL;
     int opt, rc, found = 0;
     char status[32];
+    char line[400], t[32];
     mb_error e;
 
     optind = 0;
@@ -440,6 +441,9 @@ int mc_cmd_cancel(mc_ctx *c, int argc, char **argv)
         mb_job_free(j);
         return mc_fail(MC_EXIT_NOTFOUND, "job vanished while cancelling");
     }
+    snprintf(line, sizeof(line), "%s cancel requested by %s (status was %s)",
+             mc_fmt_time(mc_now_ms(), t, sizeof(t)), c->who, status);
+    mc_history_note(c, j, line);
     printf("cancel requested for %s (status %s): a worker stops it at the next step boundary "
            "and undoes its changes; follow with: meshctl watch %s\n", j->order_id, status,
            j->order_id);

@@ -1,0 +1,581 @@
+/* mc_replay.c: meshctl replay (one job or in bulk) and rollback: rewrite a job's saga
+ * state so the workers run it again, or compensate it, in one atomic store call that
+ * refuses while a worker holds the job's lease. */
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "mb_step.h"
+#include "mc.h"
+#include "mc_kafka.h"
+
+/* A job that moved between our read and our write is read again, this many times. */
+#define REWRITE_TRIES 3
+
+void mc_history_note(mc_ctx *c, const mb_job *j, const char *line)
+{
+    mb_error e;
+
+    mb_error_clear(&e);
+    if (mb_store_history_add(c->store, j->key, j->order_id, line, &e) != MB_OK)
+        fprintf(stderr, "meshctl: warning: history line not recorded: %s\n", e.msg);
+}
+
+/* ================================================================ the state rewrites */
+
+static const char *error_step(const json_t *state)
+{
+    return json_string_value(json_object_get(json_object_get(state, "error"), "step"));
+}
+
+static int parked(const mb_job *j)
+{
+    return json_is_true(json_object_get(j->state, "parked"));
+}
+
+/* Where a replay starts when the SRE does not say: a parked job at its failed step (its
+ * effects are in place); a compensated one at reserve, the first step whose effect
+ * compensation removed (the name); anything else from the start. */
+static int default_from(const mb_job *j)
+{
+    int i;
+
+    if (parked(j)) {
+        i = mc_step_index(error_step(j->state));
+        if (i < 0)
+            i = mc_step_index(j->step);
+        return i < 0 ? 0 : i;
+    }
+    if (strcmp(j->status, "Failed") == 0 || strcmp(j->status, "Cancelled") == 0 ||
+        strcmp(j->status, "NeedsAttention") == 0)
+        return mc_step_index("reserve");
+    return 0;
+}
+
+static const char *step_status(const mb_job *j, int i)
+{
+    json_t *rec = json_object_get(json_object_get(j->state, "steps"), mb_steps[i]->name);
+
+    return json_string_value(json_object_get(rec, "status"));
+}
+
+/* Refuses a replay that would skip a step whose effect compensation removed: the later
+ * steps rely on it (labels the release is pinned to, the reserved name). */
+static int check_skipped(const mb_job *j, int from, char *why, size_t len)
+{
+    for (int i = 0; i < from; i++) {
+        const char *s = step_status(j, i);
+        if (mb_steps[i]->compensate == NULL || s == NULL)
+            continue;
+        if (strcmp(s, "compensated") == 0 || strcmp(s, "compensating") == 0 ||
+            strcmp(s, "compensation_failed") == 0) {
+            snprintf(why, len, "step %s before %s was undone (%s): replay from %s or earlier, "
+                     "or add --force", mb_steps[i]->name, mb_steps[from]->name, s,
+                     mb_steps[i]->name);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Whether the job may be replayed; why not in why. */
+static int check_replayable(const mb_job *j, int force, int dry_run, long long now, char *why,
+                            size_t len)
+{
+    if (j->order == NULL || json_is_null(j->order)) {
+        snprintf(why, len, "job %s has no order (the message was rejected: %s); correct it and "
+                 "redrive it: meshctl dlq list", j->order_id, j->error_msg);
+        return -1;
+    }
+    if (mc_job_leased(j, now)) {
+        snprintf(why, len, "a worker (%s) holds the lease of job %s until %lld ms from now: "
+                 "wait, or cancel it (meshctl cancel %s)", j->lease_owner, j->order_id,
+                 j->lease_until_ms - now, j->order_id);
+        return -1;
+    }
+    if (strcmp(j->status, "Running") == 0 && !dry_run) {
+        snprintf(why, len, "job %s is Running: nothing to replay", j->order_id);
+        return -1;
+    }
+    if (!mc_status_terminal(j->status) && !force && !dry_run) {
+        snprintf(why, len, "job %s is %s, not finished: a worker will resume it; add --force "
+                 "to restart it from a step anyway", j->order_id, j->status);
+        return -1;
+    }
+    return 0;
+}
+
+/* The state a replay from step `from` writes: the run phase at that step, with a fresh
+ * attempt count and deadline, the failure forgotten; the steps' records (and what their
+ * ck says they changed) kept, since steps observe before they act. */
+static json_t *replay_state(const mb_job *j, int from, const char *who, long long now)
+{
+    json_t *s = json_deep_copy(j->state);
+    json_t *replays;
+
+    if (s == NULL || !json_is_object(s)) {
+        json_decref(s);
+        s = json_object();
+    }
+    json_object_set_new(s, "phase", json_string("run"));
+    json_object_set_new(s, "step", json_integer(from));
+    json_object_set_new(s, "attempt", json_integer(0));
+    json_object_set_new(s, "step_started_ms", json_integer(0));
+    json_object_del(s, "error");
+    json_object_del(s, "outcome");
+    json_object_del(s, "parked");
+    replays = json_object_get(s, "replays");
+    if (!json_is_array(replays)) {
+        replays = json_array();
+        json_object_set_new(s, "replays", replays);
+    }
+    json_array_append_new(replays, json_pack("{s:s, s:s, s:I, s:s}", "by", who, "from",
+                                             mb_steps[from]->name, "at_ms", (json_int_t)now,
+                                             "status_was", j->status));
+    return s;
+}
+
+/* The last step that started (the one compensation starts from), or -1. */
+static int last_started(const mb_job *j)
+{
+    json_t *steps = json_object_get(j->state, "steps");
+
+    for (int i = mb_steps_count - 1; i >= 0; i--) {
+        json_t *rec = json_object_get(steps, mb_steps[i]->name);
+        if (rec && (json_integer_value(json_object_get(rec, "started_ms")) > 0 ||
+                    json_object_get(rec, "status")))
+            return i;
+    }
+    return -1;
+}
+
+static json_t *rollback_state(const mb_job *j, int from, const char *msg)
+{
+    json_t *s = json_deep_copy(j->state);
+
+    if (s == NULL)
+        return NULL;
+    json_object_set_new(s, "phase", json_string("compensate"));
+    json_object_set_new(s, "step", json_integer(from));
+    json_object_set_new(s, "attempt", json_integer(0));
+    json_object_set_new(s, "step_started_ms", json_integer(0));
+    json_object_set_new(s, "outcome", json_string("Failed"));
+    json_object_del(s, "parked");
+    json_object_set_new(s, "error", json_pack("{s:s, s:s, s:s, s:b}", "step",
+                                              mb_steps[from]->name, "code", "RolledBack",
+                                              "message", msg, "retryable", 0));
+    return s;
+}
+
+/* ================================================================ replay one */
+
+typedef struct replay_opts {
+    const char *from_step; /* NULL = default */
+    int dry_run, force, json, quiet;
+} replay_opts;
+
+/* Replays one job.  Returns an exit code; prints what it did. */
+static int replay_one(mc_ctx *c, const char *id, const replay_opts *o)
+{
+    char why[700], line[400], t[32];
+    int rc = MC_EXIT_FAILED;
+
+    for (int tries = 0; tries < REWRITE_TRIES; tries++) {
+        mb_job *j = NULL;
+        long long now = mc_now_ms();
+        int from;
+        json_t *state;
+        mb_rewrite rw;
+        mb_error e;
+        mb_status s;
+
+        rc = mc_get_job(c, id, &j);
+        if (rc != MC_EXIT_OK)
+            return rc;
+        from = o->from_step ? mc_step_index(o->from_step) : default_from(j);
+        if (from < 0) {
+            mb_job_free(j);
+            return mc_fail(MC_EXIT_USAGE, "--from-step %s: not a step (validate, reserve, "
+                           "precheck, label_nodes, install_release, open_port, inject, restart, "
+                           "finish)", o->from_step);
+        }
+        if (check_replayable(j, o->force, o->dry_run, now, why, sizeof(why)) != 0 ||
+            (!o->force && check_skipped(j, from, why, sizeof(why)) != 0)) {
+            mb_job_free(j);
+            return mc_fail(MC_EXIT_FAILED, "replay refused: %s", why);
+        }
+        if (o->dry_run) {
+            rc = mc_plan_show(c, j, from, o->json);
+            mb_job_free(j);
+            return rc;
+        }
+        state = replay_state(j, from, c->who, now);
+        snprintf(line, sizeof(line), "%s replay from %s by %s (status was %s%s)",
+                 mc_fmt_time(now, t, sizeof(t)), mb_steps[from]->name, c->who, j->status,
+                 parked(j) ? ", parked" : "");
+        memset(&rw, 0, sizeof(rw));
+        rw.order_id = j->order_id;
+        rw.key = j->key;
+        rw.state = state;
+        rw.status = "Installing";
+        rw.step = mb_steps[from]->name;
+        rw.attempt = 0;
+        rw.error_code = "";
+        rw.error_msg = "";
+        rw.history = line;
+        rw.clear_cancel = 1;
+        rw.expect_fence = j->fence;
+        rw.expect_ck = j->checkpoints;
+        rw.now_ms = now;
+        mb_error_clear(&e);
+        s = mb_store_rewrite(c->store, &rw, &e);
+        json_decref(state);
+        if (s == MB_PERM && strcmp(e.code, "Changed") == 0) {
+            mb_job_free(j);
+            continue;
+        }
+        if (s == MB_PERM && strcmp(e.code, "Leased") == 0) {
+            mb_job_free(j);
+            return mc_fail(MC_EXIT_FAILED, "replay refused: %s (wait for the lease to end, or "
+                           "cancel the job)", e.msg);
+        }
+        if (s != MB_OK) {
+            mb_job_free(j);
+            return mc_store_fail("replay", &e);
+        }
+        if (!o->quiet)
+            printf("replaying %s from %s (was %s): due now; follow with: meshctl watch %s\n",
+                   j->order_id, mb_steps[from]->name, j->status, j->order_id);
+        mb_job_free(j);
+        return MC_EXIT_OK;
+    }
+    return mc_fail(MC_EXIT_FAILED, "replay of %s: the job kept changing while we wrote it; "
+                   "look at it (meshctl show %s) and try again", id, id);
+}
+
+/* ================================================================ bulk replay */
+
+typedef struct bulk_ctx {
+    const mc_ctx *c;
+    const char *error_class; /* NULL = any */
+    long limit;
+    json_t *ids;
+} bulk_ctx;
+
+static int bulk_pick(void *arg, const mb_job *j)
+{
+    bulk_ctx *b = arg;
+
+    if (b->error_class && strcmp(j->error_code, b->error_class) != 0)
+        return 0;
+    if (j->order == NULL || json_is_null(j->order))
+        return 0; /* rejected messages: the DLQ's business */
+    json_array_append_new(b->ids, json_pack("{s:s, s:I, s:s}", "id", j->order_id, "created",
+                                            (json_int_t)j->created_ms, "error", j->error_code));
+    return 0;
+}
+
+static int oldest_first(const void *a, const void *b)
+{
+    json_int_t x = json_integer_value(json_object_get(*(json_t *const *)a, "created"));
+    json_int_t y = json_integer_value(json_object_get(*(json_t *const *)b, "created"));
+
+    return x < y ? -1 : x > y ? 1 : 0;
+}
+
+static void sleep_ms(long long ms)
+{
+    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+
+    while (ms > 0 && nanosleep(&ts, &ts) != 0)
+        ;
+}
+
+static int replay_bulk(mc_ctx *c, const char *status, const char *error_class, long limit,
+                       double rate, const replay_opts *o)
+{
+    bulk_ctx b = {c, error_class, limit, json_array()};
+    mb_store *st = mc_store(c);
+    size_t n, ok = 0, refused = 0;
+    json_t **v;
+    mb_error e;
+    long long t0;
+
+    if (st == NULL) {
+        json_decref(b.ids);
+        return MC_EXIT_CONFIG;
+    }
+    mb_error_clear(&e);
+    if (mb_store_scan(st, status, bulk_pick, &b, &e) != MB_OK) {
+        json_decref(b.ids);
+        return mc_store_fail("listing jobs", &e);
+    }
+    n = json_array_size(b.ids);
+    v = calloc(n ? n : 1, sizeof(*v));
+    for (size_t i = 0; v && i < n; i++)
+        v[i] = json_array_get(b.ids, i);
+    if (v)
+        qsort(v, n, sizeof(*v), oldest_first);
+    if (limit > 0 && n > (size_t)limit)
+        n = (size_t)limit;
+    printf("%s %zu %s job(s)%s%s, oldest first, at most %.2f/s\n",
+           o->dry_run ? "would replay" : "replaying", n, status,
+           error_class ? " with error " : "", error_class ? error_class : "", rate);
+    t0 = mc_now_ms();
+    for (size_t i = 0; v && i < n; i++) {
+        const char *id = json_string_value(json_object_get(v[i], "id"));
+        replay_opts one = *o;
+        int rc;
+
+        /* Paced from the start, not from the previous call: a slow call does not add up. */
+        sleep_ms(t0 + (long long)(1000.0 * (double)i / rate) - mc_now_ms());
+        if (o->dry_run) {
+            mb_job *j = NULL;
+            char why[700];
+            if (mc_get_job(c, id, &j) != MC_EXIT_OK)
+                continue;
+            if (check_replayable(j, 0, 0, mc_now_ms(), why, sizeof(why)) != 0) {
+                printf("  %-34s refused: %s\n", id, why);
+                refused++;
+            } else {
+                printf("  %-34s from %-16s error %s\n", id, mb_steps[default_from(j)]->name,
+                       j->error_code[0] ? j->error_code : "-");
+                ok++;
+            }
+            mb_job_free(j);
+            continue;
+        }
+        one.quiet = 1;
+        rc = replay_one(c, id, &one);
+        if (rc == MC_EXIT_OK) {
+            printf("  %-34s replayed\n", id);
+            ok++;
+        } else {
+            printf("  %-34s not replayed (exit %d)\n", id, rc);
+            refused++;
+            if (rc == MC_EXIT_CONFIG)
+                break;
+        }
+    }
+    printf("%zu %s, %zu refused or failed\n", ok, o->dry_run ? "would be replayed" : "replayed",
+           refused);
+    free(v);
+    json_decref(b.ids);
+    return refused ? MC_EXIT_FAILED : MC_EXIT_OK;
+}
+
+/* ================================================================ replay command */
+
+static void replay_usage(FILE *f)
+{
+    fprintf(f,
+        "usage: meshctl replay JOB [--from-step STEP] [--dry-run [--json]] [--force]\n"
+        "       meshctl replay --status failed [--error-class CODE] [--limit N] [--rate R]\n"
+        "                      [--dry-run]\n"
+        "\n"
+        "Runs a finished job's saga again.  The workers pick it up at once (due now, fence\n"
+        "bumped) at STEP with a fresh attempt count and deadline.  Steps observe before they\n"
+        "act, so a step whose effect is already in place costs a read and changes nothing.\n"
+        "\n"
+        "Default STEP: for a parked job (MESHBUY_ON_FAILURE=park) the failed step; for a\n"
+        "compensated job (Failed, Cancelled, NeedsAttention) reserve, the first step whose\n"
+        "effect compensation removed.  A replay that would skip a step compensation undid is\n"
+        "refused (--force overrides; also needed to restart an unfinished job).\n"
+        "\n"
+        "Refused while a worker holds the job's lease.  Recorded in the job's history as\n"
+        "\"replay from STEP by $USER@host\".\n"
+        "\n"
+        "  --from-step STEP   validate reserve precheck label_nodes install_release open_port\n"
+        "                     inject restart finish\n"
+        "  --dry-run          print the plan and change nothing: the steps that will run, the\n"
+        "                     side-effecting calls each may make, and what is already in\n"
+        "                     place in the cloud (read with MESHBUY_CCE_URL, _VPC_URL,\n"
+        "                     _K8S_URL, _AK, _SK; reads only)\n"
+        "  --json             the plan as JSON (with --dry-run)\n"
+        "  --status S         bulk: every job with this status (failed, cancelled, ...)\n"
+        "  --error-class CODE bulk: only jobs whose error code is CODE (see meshctl jobs)\n"
+        "  --limit N          bulk: at most N jobs, oldest first\n"
+        "  --rate R           bulk: at most R replays per second (default 5)\n");
+}
+
+int mc_cmd_replay(mc_ctx *c, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"from-step", required_argument, NULL, 'f'}, {"dry-run", no_argument, NULL, 'n'},
+        {"force", no_argument, NULL, 'F'},           {"json", no_argument, NULL, 'j'},
+        {"status", required_argument, NULL, 's'},    {"error-class", required_argument, NULL, 'e'},
+        {"limit", required_argument, NULL, 'l'},     {"rate", required_argument, NULL, 'r'},
+        {"help", no_argument, NULL, 'h'},            {NULL, 0, NULL, 0},
+    };
+    replay_opts o = {NULL, 0, 0, 0, 0};
+    const char *status = NULL, *error_class = NULL;
+    long limit = 0;
+    double rate = 5.0;
+    int opt;
+
+    optind = 0;
+    while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (opt) {
+        case 'f':
+            o.from_step = optarg;
+            break;
+        case 'n':
+            o.dry_run = 1;
+            break;
+        case 'F':
+            o.force = 1;
+            break;
+        case 'j':
+            o.json = 1;
+            break;
+        case 's':
+            status = mc_status_canon(optarg);
+            if (status == NULL || strcmp(status, "stuck") == 0)
+                return mc_fail(MC_EXIT_USAGE, "--status %s: want a job status (failed, "
+                               "cancelled, needsattention, ...)", optarg);
+            break;
+        case 'e':
+            error_class = optarg;
+            break;
+        case 'l':
+            if (mc_parse_long(optarg, 1, 1000000, &limit) != 0)
+                return mc_fail(MC_EXIT_USAGE, "--limit %s: want a positive number", optarg);
+            break;
+        case 'r':
+            if (mc_parse_double(optarg, 0.01, 10000, &rate) != 0)
+                return mc_fail(MC_EXIT_USAGE, "--rate %s: want replays per second "
+                               "(0.01..10000)", optarg);
+            break;
+        case 'h':
+            replay_usage(stdout);
+            return MC_EXIT_OK;
+        default:
+            replay_usage(stderr);
+            return MC_EXIT_USAGE;
+        }
+    }
+    if (status) {
+        if (optind != argc || o.from_step || o.force)
+            return mc_fail(MC_EXIT_USAGE, "replay --status takes no JOB, --from-step or --force "
+                           "(see meshctl replay --help)");
+        if (strcmp(status, "Running") == 0)
+            return mc_fail(MC_EXIT_USAGE, "replay --status Running: Running jobs have nothing "
+                           "to replay");
+        return replay_bulk(c, status, error_class, limit, rate, &o);
+    }
+    if (error_class || limit)
+        return mc_fail(MC_EXIT_USAGE, "--error-class and --limit go with --status");
+    if (optind + 1 != argc)
+        return mc_fail(MC_EXIT_USAGE, "replay: want one JOB, or --status for a bulk replay "
+                       "(see meshctl replay --help)");
+    return replay_one(c, argv[optind], &o);
+}
+
+/* ================================================================ rollback */
+
+static void rollback_usage(FILE *f)
+{
+    fprintf(f,
+        "usage: meshctl rollback JOB\n"
+        "\n"
+        "Compensates now: the workers undo, in reverse order, every step of the job that\n"
+        "started and was not already undone (labels restored to their prior values, the\n"
+        "release deleted, a 7443 rule the job created deleted, the name released), then the\n"
+        "job ends Failed with error RolledBack.  Works on Running, parked Failed and\n"
+        "NeedsAttention jobs (an undo that gave up is tried again).  Refused while a worker\n"
+        "holds the lease (to stop a job that is installing: meshctl cancel JOB).\n"
+        "Recorded in the job's history with who asked.\n");
+}
+
+static int rollback_once(mc_ctx *c, const char *id, int *retry)
+{
+    mb_job *j = NULL;
+    long long now = mc_now_ms();
+    char why[700], msg[300], line[400], t[32];
+    json_t *state;
+    mb_rewrite rw;
+    mb_error e;
+    mb_status s;
+    int rc, from;
+
+    *retry = 0;
+    rc = mc_get_job(c, id, &j);
+    if (rc != MC_EXIT_OK)
+        return rc;
+    from = last_started(j);
+    if (mc_job_leased(j, now)) {
+        snprintf(why, sizeof(why), "a worker (%s) holds the lease: to stop an installing job "
+                 "use meshctl cancel %s", j->lease_owner, j->order_id);
+        rc = mc_fail(MC_EXIT_FAILED, "rollback refused: %s", why);
+    } else if (from < 0) {
+        rc = mc_fail(MC_EXIT_FAILED, "rollback refused: job %s never started a step: nothing "
+                     "to undo%s", j->order_id, mc_status_terminal(j->status) ? "" :
+                     " (to stop it: meshctl cancel JOB)");
+    } else if ((strcmp(j->status, "Failed") == 0 || strcmp(j->status, "Cancelled") == 0) &&
+               !parked(j)) {
+        rc = mc_fail(MC_EXIT_FAILED, "rollback refused: job %s is %s and was already "
+                     "compensated: nothing to undo", j->order_id, j->status);
+    }
+    if (rc != MC_EXIT_OK) {
+        mb_job_free(j);
+        return rc;
+    }
+    snprintf(msg, sizeof(msg), "rolled back by %s", c->who);
+    state = rollback_state(j, from, msg);
+    snprintf(line, sizeof(line), "%s rollback from %s by %s (status was %s)",
+             mc_fmt_time(now, t, sizeof(t)), mb_steps[from]->name, c->who, j->status);
+    memset(&rw, 0, sizeof(rw));
+    rw.order_id = j->order_id;
+    rw.key = j->key;
+    rw.state = state;
+    rw.status = "RollingBack";
+    rw.step = mb_steps[from]->name;
+    rw.attempt = 0;
+    rw.error_code = "RolledBack";
+    rw.error_msg = msg;
+    rw.history = line;
+    rw.expect_fence = j->fence;
+    rw.expect_ck = j->checkpoints;
+    rw.now_ms = now;
+    mb_error_clear(&e);
+    s = mb_store_rewrite(c->store, &rw, &e);
+    json_decref(state);
+    if (s == MB_PERM && strcmp(e.code, "Changed") == 0)
+        *retry = 1;
+    else if (s == MB_PERM && strcmp(e.code, "Leased") == 0)
+        rc = mc_fail(MC_EXIT_FAILED, "rollback refused: %s", e.msg);
+    else if (s != MB_OK)
+        rc = mc_store_fail("rollback", &e);
+    else
+        printf("rolling back %s from %s (was %s): follow with: meshctl watch %s\n", j->order_id,
+               mb_steps[from]->name, j->status, j->order_id);
+    mb_job_free(j);
+    return rc;
+}
+
+int mc_cmd_rollback(mc_ctx *c, int argc, char **argv)
+{
+    static const struct option opts[] = {{"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+    int opt, rc = MC_EXIT_FAILED, retry = 0;
+
+    optind = 0;
+    while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        if (opt == 'h') {
+            rollback_usage(stdout);
+            return MC_EXIT_OK;
+        }
+        rollback_usage(stderr);
+        return MC_EXIT_USAGE;
+    }
+    if (optind + 1 != argc)
+        return mc_fail(MC_EXIT_USAGE, "rollback: want exactly one JOB (see meshctl rollback "
+                       "--help)");
+    for (int i = 0; i < REWRITE_TRIES; i++) {
+        rc = rollback_once(c, argv[optind], &retry);
+        if (!retry)
+            return rc;
+    }
+    return mc_fail(MC_EXIT_FAILED, "rollback: the job kept changing while we wrote it; try "
+                   "again");
+}

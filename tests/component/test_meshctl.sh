@@ -1,0 +1,213 @@
+#!/usr/bin/env bash
+# test_meshctl: meshctl against a private Redis, devkafka and cloudsim, no worker: jobs are
+# seeded as the saga leaves them (parked, compensated, leased, stuck, running), then jobs,
+# show, replay (one, dry-run, refused, bulk at a bounded rate), rollback and cancel are checked
+# on what they write to Redis and on what they do not write (Redis dump, cloudsim mutations).
+. "${MB_ROOT:-.}/tests/lib.sh"
+
+stack_up --cloudsim "$MB_ROOT/ops/cloudsim/scenarios/basic.json"
+MC="$MB_BIN/meshctl"
+CS=${MESHBUY_CCE_URL:?}
+export MESHBUY_LOG_LEVEL=error
+
+# ------------------------------------------------------------------ seeding
+# A job record as mb_store writes it (key layout: top of lib/mb_store.c).  Fixtures only.
+seed() { # id key status step state [field value...]
+    local id=$1 key=$2 status=$3 step=$4 state=$5
+    shift 5
+    local shard now
+    shard=$(/usr/bin/python3 -c '
+import sys
+h = 0x811c9dc5
+for b in sys.argv[1].encode():
+    h = ((h ^ b) * 0x01000193) & 0xffffffff
+print(h % 16)' "$key")
+    now=$(($(date +%s%N) / 1000000))
+    local acct=${key%%/*} name=${key#*/}
+    local order
+    order=$(jq -cn --arg id "$id" --arg a "$acct" --arg n "$name" '{specversion:"1.0",
+        id:("ev-" + $id), source:"test", type:"com.meshbuy.order.buy.v1",
+        time:"2024-05-01T12:00:00Z", datacontenttype:"application/json",
+        data:{order_id:$id, account_id:$a, project_id:"proj-a", region:"r1",
+              mesh:{name:$n, edition:"basic", istio_version:"1.18", cluster_id:"c-good",
+                    control_plane_nodes:["n-good-1","n-good-2"],
+                    sidecar:{namespaces:["shop"], restart_existing:false}}}}')
+    redis_cli HSET "mb:{s$shard}:job:$id" id "$id" key "$key" shard "$shard" order "$order" \
+        state "$state" status "$status" step "$step" attempt 1 fence 3 cancel 0 tp "" \
+        created "$((now - 60000))" updated "$now" next_run 0 lease_owner "" lease_until 0 \
+        claims 3 ck 7 error_code "" error_msg "" "$@" >/dev/null
+    redis_cli SET "mb:order:$id" "$shard" >/dev/null
+    echo "$shard" >"$TEST_TMP/shard.$id"
+}
+jobkey() { echo "mb:{s$(cat "$TEST_TMP/shard.$1")}:job:$1"; }
+field() { redis_cli HGET "$(jobkey "$1")" "$2"; }
+dump() { # everything meshctl could have written for a job
+    local k
+    k=$(jobkey "$1")
+    redis_cli HGETALL "$k"
+    redis_cli LRANGE "${k/:job:/:hist:}" 0 -1
+    redis_cli ZSCORE "${k%%:job:*}:due" "$1"
+}
+mutations() { curl -sf "$CS/admin/mutations"; }
+
+now_ms=$(($(date +%s%N) / 1000000))
+ck_pre='{"nodes":{"n-good-1":"good-node-1","n-good-2":"good-node-2"},"security_group_id":"sg-good","cluster_version":"v1.25","pods":40}'
+parked_state=$(jq -cn --argjson pre "$ck_pre" --argjson t "$now_ms" '{step:4, phase:"run", attempt:3,
+  step_started_ms:($t - 5000), parked:true,
+  error:{step:"install_release", code:"ReleaseFailed", message:"release istio-master FAILED", retryable:false},
+  steps:{validate:{status:"done", attempts:1, started_ms:($t-9000), ended_ms:($t-8990),
+                   ck:{build:"1.18.7-r1", chart_id:"asm-istio-1-18", chart_version:"1.18.7-r1"}},
+         reserve:{status:"done", attempts:1, started_ms:($t-8900), ended_ms:($t-8890), ck:{}},
+         precheck:{status:"done", attempts:1, started_ms:($t-8800), ended_ms:($t-8700), ck:$pre},
+         label_nodes:{status:"done", attempts:1, started_ms:($t-8600), ended_ms:($t-8500),
+                      ck:{prior:{"good-node-1":null, "good-node-2":null}, changed:["good-node-1","good-node-2"]}},
+         install_release:{status:"failed", attempts:3, started_ms:($t-8400), ended_ms:($t-5000),
+                          last_error:{step:"install_release", code:"ReleaseFailed", message:"release istio-master FAILED", retryable:false},
+                          ck:{created:true, status:"FAILED"}}}}')
+comp_state=$(echo "$parked_state" | jq -c 'del(.parked) | .phase="compensate" | .step=-1 | .outcome="Failed"
+  | .steps.label_nodes.status="compensated" | .steps.install_release.status="compensated"
+  | .steps.reserve.status="compensated"')
+running_state=$(echo "$parked_state" | jq -c 'del(.parked, .error) | .step=9
+  | .steps |= with_entries(.value.status="done")
+  | .steps.open_port={status:"done", attempts:1, started_ms:1, ended_ms:2, ck:{created:true, rule_id:"r1"}}
+  | .steps.finish={status:"done", attempts:1, started_ms:3, ended_ms:4, ck:{}}')
+
+seed ord-parked acct-a/mesh-parked Failed install_release "$parked_state" \
+    error_code ReleaseFailed error_msg "release istio-master FAILED"
+seed ord-comp acct-a/mesh-comp Failed install_release "$comp_state" \
+    error_code ReleaseFailed error_msg "release istio-master FAILED"
+seed ord-leased acct-b/mesh-leased Installing install_release "$parked_state" \
+    lease_owner worker-7 lease_until "$((now_ms + 600000))" next_run "$now_ms"
+seed ord-stuck acct-b/mesh-stuck Installing install_release \
+    "$(echo "$parked_state" | jq -c --argjson t "$now_ms" 'del(.parked,.error) | .step_started_ms=($t - 7200000)')" \
+    lease_owner "" next_run "$((now_ms + 3600000))"
+seed ord-run acct-a/mesh-run Running finish "$running_state"
+seed ord-cancelled acct-a/mesh-canc Cancelled label_nodes "$(echo "$comp_state" | jq -c '.outcome="Cancelled"')"
+for i in 1 2 3 4; do
+    seed "ord-bulk-$i" "acct-c/mesh-bulk-$i" Failed precheck \
+        "$(echo "$comp_state" | jq -c '.error.code="HTTP503"')" error_code HTTP503 error_msg "503 from CCE"
+done
+seed ord-other acct-c/mesh-other Failed precheck "$comp_state" error_code ClusterNotFound error_msg "no cluster"
+
+# ------------------------------------------------------------------ usage, help, exit codes
+"$MC" --help | grep -q "exit codes" || fail "meshctl --help has no exit codes"
+for c in jobs show replay rollback cancel dlq watch; do
+    "$MC" "$c" --help >/dev/null || fail "meshctl $c --help failed"
+done
+rc=0; "$MC" frobnicate 2>/dev/null || rc=$?; assert_eq 2 "$rc" "unknown command"
+rc=0; "$MC" jobs --status nope 2>/dev/null || rc=$?; assert_eq 2 "$rc" "bad --status"
+rc=0; "$MC" show no-such-order 2>/dev/null || rc=$?; assert_eq 4 "$rc" "unknown job"
+rc=0; REDIS_URL=unix://$TEST_TMP/none.sock "$MC" jobs 2>"$TEST_TMP/err" || rc=$?
+assert_eq 3 "$rc" "Redis unreachable"
+assert_contains "$(cat "$TEST_TMP/err")" "REDIS_URL"
+
+# ------------------------------------------------------------------ jobs
+out=$("$MC" jobs)
+assert_contains "$out" "ord-parked"
+assert_contains "$out" "Failed (parked)"
+assert_contains "$out" "ReleaseFailed"
+assert_contains "$out" "STUCK"
+json=$("$MC" jobs --json)
+assert_eq 11 "$(json_get "$json" 'length')" "jobs --json count"
+assert_json "$json" '[.[] | select(.stuck)] | map(.order_id) == ["ord-stuck"]' "only ord-stuck is stuck"
+assert_json "$json" '.[] | select(.order_id=="ord-stuck") | .stuck_reason | test("deadline")'
+assert_json "$json" '.[] | select(.order_id=="ord-parked") | .parked == true and .attempts == 3'
+assert_eq 7 "$(json_get "$("$MC" jobs --status failed --json)" 'length')" "--status failed"
+assert_eq 2 "$(json_get "$("$MC" jobs --account acct-b --json)" 'length')" "--account"
+assert_eq ord-stuck "$(json_get "$("$MC" jobs --status stuck --json)" '.[0].order_id')"
+assert_eq 11 "$(json_get "$("$MC" jobs --since 1h --json)" 'length')" "--since"
+
+# ------------------------------------------------------------------ show
+out=$("$MC" show ord-parked --no-events)
+assert_contains "$out" "parked: effects kept"
+assert_contains "$out" "install_release  failed"
+assert_contains "$out" '"changed":["good-node-1","good-node-2"]'
+assert_contains "$out" "ReleaseFailed"
+json=$("$MC" show ord-parked --json)
+assert_json "$json" '.state.steps.precheck.ck.security_group_id == "sg-good"'
+assert_json "$json" '.order.data.order_id == "ord-parked" and (.events | type) == "array"'
+
+# ------------------------------------------------------------------ replay refused
+rc=0; "$MC" replay ord-leased 2>"$TEST_TMP/err" || rc=$?
+assert_eq 1 "$rc" "replay of a leased job"
+assert_contains "$(cat "$TEST_TMP/err")" "worker-7"
+assert_eq Installing "$(field ord-leased status)"
+rc=0; "$MC" replay ord-run 2>/dev/null || rc=$?; assert_eq 1 "$rc" "replay of a Running job"
+rc=0; "$MC" replay ord-stuck 2>/dev/null || rc=$?; assert_eq 1 "$rc" "unfinished job without --force"
+rc=0; "$MC" replay ord-comp --from-step install_release 2>"$TEST_TMP/err" || rc=$?
+assert_eq 1 "$rc" "replay skipping compensated steps"
+assert_contains "$(cat "$TEST_TMP/err")" "was undone"
+rc=0; "$MC" replay ord-parked --from-step nosuch 2>/dev/null || rc=$?; assert_eq 2 "$rc"
+
+# ------------------------------------------------------------------ replay --dry-run changes nothing
+before=$(dump ord-parked); mut_before=$(mutations)
+plan=$("$MC" replay ord-parked --dry-run)
+assert_contains "$plan" "from install_release"
+assert_contains "$plan" "label_nodes      skipped"
+assert_contains "$plan" "may call: POST release istio-master"
+assert_contains "$plan" "may call: POST security-group rule ingress tcp 7443 on sg-good"
+assert_contains "$plan" "may call: PATCH /api/v1/namespaces/shop labels istio-injection=enabled"
+assert_not_contains "$plan" "cloud NOT read"
+pj=$("$MC" replay ord-parked --dry-run --json)
+assert_json "$pj" '.observed == true and .from_step == "install_release"'
+assert_json "$pj" '[.steps[] | select(.runs) | .step] == ["install_release","open_port","inject","restart","finish"]'
+"$MC" replay ord-comp --dry-run >"$TEST_TMP/plan2"
+assert_contains "$(cat "$TEST_TMP/plan2")" "PATCH /api/v1/nodes/good-node-1 labels istio=master (now: absent)"
+assert_eq "$before" "$(dump ord-parked)" "dry-run changed the job in Redis"
+assert_eq "$mut_before" "$(mutations)" "dry-run made a mutating cloud call"
+
+# ------------------------------------------------------------------ replay a parked job
+fence0=$(field ord-parked fence)
+"$MC" replay ord-parked >/dev/null
+assert_eq Installing "$(field ord-parked status)"
+assert_eq install_release "$(field ord-parked step)"
+assert_eq "$((fence0 + 1))" "$(field ord-parked fence)" "fence bumped"
+assert_eq "" "$(field ord-parked lease_owner)"
+assert_eq "" "$(field ord-parked error_code)"
+st=$(field ord-parked state)
+assert_json "$st" '.phase=="run" and .step==4 and .attempt==0 and .step_started_ms==0'
+assert_json "$st" '(has("error") or has("parked") or has("outcome")) | not'
+assert_json "$st" '.steps.label_nodes.ck.changed == ["good-node-1","good-node-2"]' "ck kept"
+assert_json "$st" '.replays[0].from == "install_release"'
+due=$(redis_cli ZSCORE "mb:{s$(cat "$TEST_TMP/shard.ord-parked")}:due" ord-parked)
+[ "${due%.*}" -le "$(($(date +%s%N) / 1000000))" ] || fail "replayed job not due now ($due)"
+hist=$("$MC" show ord-parked --no-events)
+assert_contains "$hist" "replay from install_release by ${USER:-$(id -un)}@"
+
+# compensated job: default step is reserve; cancel flag of a cancelled job is cleared
+"$MC" replay ord-comp >/dev/null
+assert_eq reserve "$(field ord-comp step)"
+assert_json "$(field ord-comp state)" '.step == 1 and .phase == "run"'
+redis_cli HSET "$(jobkey ord-cancelled)" cancel 1 >/dev/null
+"$MC" replay ord-cancelled >/dev/null
+assert_eq 0 "$(field ord-cancelled cancel)" "replay keeps a cancel flag"
+
+# ------------------------------------------------------------------ rollback and cancel
+rc=0; "$MC" rollback ord-leased 2>/dev/null || rc=$?; assert_eq 1 "$rc" "rollback of a leased job"
+rc=0; "$MC" rollback ord-other 2>/dev/null || rc=$?; assert_eq 1 "$rc" "rollback of a compensated job"
+"$MC" rollback ord-run >/dev/null
+assert_eq RollingBack "$(field ord-run status)"
+assert_eq RolledBack "$(field ord-run error_code)"
+assert_json "$(field ord-run state)" '.phase=="compensate" and .step==8 and .outcome=="Failed" and .error.code=="RolledBack" and .error.retryable==false'
+assert_contains "$("$MC" show ord-run --no-events)" "rollback from finish by"
+rc=0; "$MC" cancel ord-parked >/dev/null || rc=$?; assert_eq 0 "$rc" "cancel of an installing job"
+assert_eq 1 "$(field ord-parked cancel)"
+assert_contains "$("$MC" show ord-parked --no-events)" "cancel requested by"
+rc=0; "$MC" cancel ord-other 2>/dev/null || rc=$?; assert_eq 1 "$rc" "cancel of a finished job"
+
+# ------------------------------------------------------------------ bulk replay
+before=$(for i in 1 2 3 4; do dump "ord-bulk-$i"; done)
+out=$("$MC" replay --status failed --error-class HTTP503 --dry-run)
+assert_contains "$out" "would replay 4"
+assert_eq "$before" "$(for i in 1 2 3 4; do dump "ord-bulk-$i"; done)" "bulk dry-run changed jobs"
+t0=$(date +%s%N)
+out=$("$MC" replay --status failed --error-class HTTP503 --limit 3 --rate 4)
+t1=$(date +%s%N)
+assert_contains "$out" "3 replayed, 0 refused"
+[ $(((t1 - t0) / 1000000)) -ge 450 ] || fail "3 replays at 4/s took only $(((t1 - t0) / 1000000)) ms"
+n=0
+for i in 1 2 3 4; do [ "$(field "ord-bulk-$i" status)" = Installing ] && n=$((n + 1)); done
+assert_eq 3 "$n" "bulk replayed jobs"
+assert_eq Failed "$(field ord-other status)" "another error class was replayed"
+
+note "ok"
