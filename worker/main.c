@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "mb_conf.h"
 #include "mb_engine.h"
@@ -29,6 +30,18 @@ static void usage(FILE *f)
                "Exit codes: 0 drained after SIGTERM/SIGINT (or --check passed), 1 forced by a\n"
                "second signal, 2 fatal runtime error (Redis refused credentials, shard count\n"
                "mismatch, ...), 3 invalid configuration.\n");
+}
+
+/* Thousands of sagas in flight keep many cloud connections open: the soft
+ * limit (often 1024) would refuse sockets long before the hard one. */
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
 }
 
 /* Checks beyond types and bounds: the settings that are parsed elsewhere. */
@@ -70,6 +83,7 @@ int main(int argc, char **argv)
             return EXIT_CONFIG;
         }
     }
+    raise_fd_limit();
     /* A write to a closed socket (Redis gone) must be an error, not death. */
     signal(SIGPIPE, SIG_IGN);
     if (mb_log_init("meshworker") < 0) {

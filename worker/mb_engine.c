@@ -74,6 +74,8 @@ mb_engine *mb_engine_new(mb_loop *loop, const mb_conf *conf, char *err, size_t e
         .connect_timeout_ms = mb_conf_int(conf, "MESHBUY_CONNECT_TIMEOUT_MS"),
         .timeout_ms = mb_conf_int(conf, "MESHBUY_HTTP_TIMEOUT_MS"),
         .ca_file = mb_conf_str(conf, "MESHBUY_CA_FILE"),
+        .max_active = mb_conf_int(conf, "MESHBUY_HTTP_MAX_ACTIVE"),
+        .max_connections = mb_conf_int(conf, "MESHBUY_HTTP_MAX_CONNECTIONS"),
         .ak = mb_conf_str(conf, "MESHBUY_AK"),
         .sk = mb_conf_str(conf, "MESHBUY_SK"),
     };
