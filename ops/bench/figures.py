@@ -1,0 +1,339 @@
+#!/usr/bin/python3
+"""figures.py: the bench driver's helper: counter snapshots, deltas, the overhead join, the table.
+
+  figures.py snap --redis SOCK --cloud URL --metrics URL --pid NAME=PID ... > snap.json
+  figures.py delta BEFORE.json AFTER.json SAGAS > delta.json
+  figures.py overhead EVENTS.tsv REQUESTS.json POLL_MS STEPS > overhead.json
+  figures.py table RESULTS_DIR
+
+Only the standard library (and redis-cli for INFO), so /usr/bin/python3 runs it anywhere.
+"""
+import json
+import os
+import re
+import subprocess
+import sys
+import urllib.request
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def http_json(url):
+    with urllib.request.urlopen(url, timeout=30) as r:
+        return json.loads(r.read())
+
+
+def http_text(url):
+    with urllib.request.urlopen(url, timeout=30) as r:
+        return r.read().decode()
+
+
+def redis_info(sock, section):
+    out = subprocess.run(["redis-cli", "-s", sock, "INFO", section], capture_output=True,
+                         text=True, check=True).stdout
+    info = {}
+    for line in out.splitlines():
+        if ":" in line and not line.startswith("#"):
+            k, _, v = line.partition(":")
+            info[k.strip()] = v.strip()
+    return info
+
+
+def proc_cpu_s(pid):
+    """utime + stime of a live pid, in seconds (None if gone)."""
+    try:
+        stat = open("/proc/%s/stat" % pid).read()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def proc_status(pid, key):
+    try:
+        for line in open("/proc/%s/status" % pid):
+            if line.startswith(key + ":"):
+                return int(line.split()[1])  # kB
+    except OSError:
+        pass
+    return None
+
+
+def metrics(url):
+    m = {}
+    for line in http_text(url).splitlines():
+        if line.startswith("#") or not line.strip():
+            continue
+        name, _, value = line.rpartition(" ")
+        try:
+            m[name] = float(value)
+        except ValueError:
+            pass
+    return m
+
+
+def cmd_snap(args):
+    redis = cloud = murl = None
+    pids = {}
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if a == "--redis":
+            redis = args[i + 1]
+        elif a == "--cloud":
+            cloud = args[i + 1]
+        elif a == "--metrics":
+            murl = args[i + 1]
+        elif a == "--pid":
+            k, _, v = args[i + 1].partition("=")
+            pids[k] = v
+        else:
+            sys.exit("figures.py snap: unknown argument " + a)
+        i += 2
+    snap = {"cpu_s": {}, "rss_kb": {}, "hwm_kb": {}}
+    for name, pid in pids.items():
+        snap["cpu_s"][name] = proc_cpu_s(pid)
+        snap["rss_kb"][name] = proc_status(pid, "VmRSS")
+        snap["hwm_kb"][name] = proc_status(pid, "VmHWM")
+    if redis:
+        cs = redis_info(redis, "commandstats")
+        calls = {}
+        for k, v in cs.items():
+            m = re.search(r"calls=(\d+)", v)
+            if k.startswith("cmdstat_") and m:
+                calls[k[len("cmdstat_"):]] = int(m.group(1))
+        snap["redis_calls"] = calls
+        cpu = redis_info(redis, "cpu")
+        snap["redis_cpu_s"] = float(cpu.get("used_cpu_user", 0)) + float(cpu.get("used_cpu_sys", 0))
+        mem = redis_info(redis, "memory")
+        snap["redis_used_memory"] = int(mem.get("used_memory", 0))
+    if cloud:
+        snap["cloud_requests"] = http_json(cloud + "/admin/requests?limit=1")["total"]
+        snap["cloud_mutations"] = http_json(cloud + "/admin/mutations?limit=1")["counts"]
+    if murl:
+        snap["worker"] = metrics(murl)
+    json.dump(snap, sys.stdout)
+
+
+def cmd_delta(before_path, after_path, sagas):
+    b = json.load(open(before_path))
+    a = json.load(open(after_path))
+    n = max(int(sagas), 1)
+    d = {"sagas": int(sagas), "cpu_ms_per_saga": {}, "hwm_mb": {}}
+    for k, v in a["cpu_s"].items():
+        if v is not None and b["cpu_s"].get(k) is not None:
+            d["cpu_ms_per_saga"][k] = (v - b["cpu_s"][k]) * 1000 / n
+    for k, v in a["hwm_kb"].items():
+        if v is not None:
+            d["hwm_mb"][k] = v / 1024
+    if "redis_calls" in a:
+        calls = {k: v - b["redis_calls"].get(k, 0) for k, v in a["redis_calls"].items()}
+        # the snapshots' own INFO calls are not the worker's
+        calls = {k: v for k, v in calls.items() if v > 0 and k not in ("info",)}
+        d["redis_calls_per_saga"] = {k: v / n for k, v in sorted(calls.items())}
+        d["redis_executed_per_saga"] = sum(calls.values()) / n
+        d["redis_cpu_ms_per_saga"] = (a["redis_cpu_s"] - b["redis_cpu_s"]) * 1000 / n
+    if "cloud_requests" in a:
+        d["http_per_saga"] = (a["cloud_requests"] - b["cloud_requests"]) / n
+        d["mutations_per_saga"] = {k: (v - b["cloud_mutations"].get(k, 0)) / n
+                                   for k, v in a["cloud_mutations"].items()}
+    if "worker" in a:
+        wa, wb = a["worker"], b["worker"]
+
+        def dw(name):
+            return wa.get(name, 0) - wb.get(name, 0)
+        d["worker_commands_per_saga"] = dw("meshbuy_redis_commands_total") / n
+        d["worker_round_trips_per_saga"] = dw("meshbuy_redis_round_trips_total") / n
+        d["worker_claims_per_saga"] = dw("meshbuy_saga_claims_total") / n
+        d["worker_cloud_requests_per_saga"] = sum(
+            dw('meshbuy_cloud_requests_total{outcome="%s"}' % o)
+            for o in ("ok", "again", "permanent")) / n
+        d["worker_retries"] = dw("meshbuy_saga_retries_total")
+        d["worker_tick_overruns"] = dw("meshbuy_tick_overruns_total")
+        d["worker_ticks"] = dw("meshbuy_ticks_total")
+        d["worker_new_connections"] = dw("meshbuy_cloud_connections_total")
+    json.dump(d, sys.stdout)
+
+
+def pct(v, p):
+    if not v:
+        return None
+    v = sorted(v)
+    return v[int(round((len(v) - 1) * p))]
+
+
+def cmd_overhead(events_path, requests_path, poll_ms, steps):
+    """Per saga: (Running.occurred_at - first Installing.occurred_at) - sum of the cloud's own
+    time for the saga's calls (cloudsim's request log) - the deliberate poll waits, divided
+    by the steps.  Per step: the same between consecutive step events (means only: times are
+    whole milliseconds)."""
+    poll_ms = float(poll_ms)
+    steps = int(steps)
+    ev = {}
+    for line in open(events_path):
+        f = line.rstrip("\n").split("\t")
+        if len(f) < 8:
+            continue
+        idx, cluster, status, step, seq, occ = f[0], f[1], f[2], f[3], int(f[4]), int(f[5])
+        ev.setdefault(cluster, []).append((seq, status, step, occ))
+    reqs = json.load(open(requests_path))["requests"]
+    by_cluster = {}
+    unattributed = []
+    pat = re.compile(r"/(?:clusters|k8s)/([^/?]+)|security_group_id=([^&]+)-sg")
+    for r in reqs:
+        m = pat.search(r["path"])
+        if not m:
+            unattributed.append(r)
+            continue
+        cid = m.group(1) or m.group(2)
+        by_cluster.setdefault(cid, []).append(r)
+    # SG rule creations carry the group in the body only: their time is shared out evenly
+    un_ms = sum(r.get("ms") or 0 for r in unattributed)
+    per_saga_overhead, per_saga_cloud, per_saga_span, n_calls = [], [], [], []
+    step_sum, step_n = {}, {}
+    for cid, evs in ev.items():
+        evs.sort()
+        inst = [e for e in evs if e[1] == "Installing"]
+        run = [e for e in evs if e[1] == "Running"]
+        if not inst or not run:
+            continue
+        t0, t1 = inst[0][3], run[0][3]
+        calls = [r for r in by_cluster.get(cid, []) if t0 - 1 <= r["t_ms"] <= t1 + 1]
+        rel_gets = [r for r in calls if r["method"] == "GET" and "/releases/" in r["path"]]
+        polls = max(len(rel_gets) - 1, 0)
+        cloud = sum(r.get("ms") or 0 for r in calls) + un_ms / max(len(ev), 1)
+        span = t1 - t0
+        per_saga_span.append(span)
+        per_saga_cloud.append(cloud)
+        n_calls.append(len(calls))
+        per_saga_overhead.append((span - cloud - polls * poll_ms) / steps)
+        # per step: from the previous step's event to this step's event
+        marks = [(e[2], e[3]) for e in evs if e[1] in ("Installing", "Running")]
+        for (pstep, pt), (step, t) in zip(marks, marks[1:]):
+            c = [r for r in calls if pt <= r["t_ms"] < t]
+            w = sum(r.get("ms") or 0 for r in c)
+            if step == "install_release":
+                w += poll_ms * max(len([r for r in c if r["method"] == "GET"
+                                        and "/releases/" in r["path"]]) - 1, 0)
+            step_sum[step] = step_sum.get(step, 0) + (t - pt - w)
+            step_n[step] = step_n.get(step, 0) + 1
+    out = {
+        "sagas": len(per_saga_overhead),
+        "steps": steps,
+        "poll_ms": poll_ms,
+        "overhead_ms_per_step": {"p50": pct(per_saga_overhead, 0.5),
+                                 "p90": pct(per_saga_overhead, 0.9),
+                                 "p99": pct(per_saga_overhead, 0.99),
+                                 "mean": sum(per_saga_overhead) / max(len(per_saga_overhead), 1)},
+        "saga_span_ms": {"p50": pct(per_saga_span, 0.5), "p99": pct(per_saga_span, 0.99)},
+        "cloud_ms_per_saga": {"p50": pct(per_saga_cloud, 0.5), "p99": pct(per_saga_cloud, 0.99)},
+        "calls_attributed_per_saga": sum(n_calls) / max(len(n_calls), 1),
+        "unattributed_calls": len(unattributed),
+        "requests_in_log": len(reqs),
+        "mean_overhead_ms_by_step": {k: step_sum[k] / step_n[k] for k in step_sum},
+    }
+    json.dump(out, sys.stdout)
+
+
+def fmt(v, nd=1):
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return ("%." + str(nd) + "f") % v
+    return str(v)
+
+
+def load(path):
+    try:
+        return json.load(open(path))
+    except (OSError, ValueError):
+        return None
+
+
+def cmd_table(d):
+    rows = []
+    t = load(os.path.join(d, "throughput.json"))
+    if t:
+        b, dl, rb = t["bench"], t["delta"], t.get("redis_bench", {})
+        cmds = dl.get("worker_commands_per_saga") or 0
+        rows.append(("throughput: sagas/s end to end (1 worker)", fmt(b["sagas_per_s"], 0),
+                     ">= 1000", "%d orders, %.1f s" % (b["orders"], b["e2e_s"])))
+        rows.append(("throughput: sagas/s steady (10..90%)", fmt(b["steady_sagas_per_s"], 0),
+                     ">= 1000", ""))
+        rows.append(("Redis commands/saga (worker-sent, EVALSHA=1)", fmt(cmds, 1),
+                     "BullMQ ~150", "round trips/saga %s" % fmt(dl.get("worker_round_trips_per_saga"), 1)))
+        rows.append(("Redis commands/saga executed (incl. in scripts)",
+                     fmt(dl.get("redis_executed_per_saga"), 1), "", ""))
+        if rb.get("set") and cmds:
+            rows.append(("Redis bound: SET/s / commands per saga", fmt(rb["set"] / cmds, 0),
+                         "", "redis-benchmark SET %s/s" % fmt(rb["set"], 0)))
+        if rb.get("eval") and cmds:
+            rows.append(("Redis bound: EVAL/s / commands per saga", fmt(rb["eval"] / cmds, 0),
+                         "", "redis-benchmark EVAL %s/s" % fmt(rb["eval"], 0)))
+        rc = dl.get("redis_cpu_ms_per_saga")
+        if rc:
+            rows.append(("Redis bound: 1 core / Redis CPU per saga", fmt(1000 / rc, 0), "",
+                         "Redis CPU %s ms/saga" % fmt(rc, 3)))
+        rows.append(("HTTP calls/saga (cloudsim log)", fmt(dl.get("http_per_saga"), 1), "",
+                     "worker counts %s" % fmt(dl.get("worker_cloud_requests_per_saga"), 1)))
+        cpu = dl.get("cpu_ms_per_saga", {})
+        rows.append(("worker CPU ms/saga", fmt(cpu.get("worker"), 3), "BullMQ ~9",
+                     "-> %s sagas/s per core" % (fmt(1000 / cpu["worker"], 0)
+                                                 if cpu.get("worker") else "-")))
+        rows.append(("CPU ms/saga cloudsim / redis / devkafka / meshbench",
+                     " / ".join(fmt(cpu.get(k), 3) for k in ("cloudsim", "redis", "devkafka"))
+                     + " / " + fmt(b.get("cpu_s", 0) * 1000 / max(b["orders"], 1), 3), "", ""))
+        rows.append(("worker peak RSS (throughput run), MB",
+                     fmt(dl.get("hwm_mb", {}).get("worker"), 1), "", ""))
+        rows.append(("publish->Running p50 / p99 ms (saturated)",
+                     "%s / %s" % (fmt(b["latency_running"]["p50_ms"], 0),
+                                  fmt(b["latency_running"]["p99_ms"], 0)), "", "queueing"))
+    c = load(os.path.join(d, "concurrency.json"))
+    if c:
+        b, s = c["bench"], c["single"]
+        single = s["latency_running"]["p50_ms"] / 1000
+        ingest = b.get("last_accepted_s") or 0
+        bound = 2 * single + ingest
+        rows.append(("concurrency: %d orders all Running, s" % b["orders"], fmt(b["e2e_s"], 1),
+                     "<= %.1f" % bound, "2 x single %.2f s + ingestion %.2f s" % (single, ingest)))
+        rows.append(("concurrency: worker peak RSS, MB",
+                     fmt(c["delta"].get("hwm_mb", {}).get("worker"), 1), "<= 64", ""))
+        rows.append(("concurrency: publish->Running p50 / p99 s",
+                     "%s / %s" % (fmt(b["latency_running"]["p50_ms"] / 1000, 1),
+                                  fmt(b["latency_running"]["p99_ms"] / 1000, 1)), "", ""))
+    o = load(os.path.join(d, "overhead.json"))
+    if o:
+        ov, b = o["overhead"], o["bench"]
+        rows.append(("overhead: worker ms per step p50 / p99",
+                     "%s / %s" % (fmt(ov["overhead_ms_per_step"]["p50"], 2),
+                                  fmt(ov["overhead_ms_per_step"]["p99"], 2)), "",
+                     "at %s sagas/s offered, %d sagas" % (fmt(o.get("rate"), 0), ov["sagas"])))
+        rows.append(("overhead: publish->Running p50 / p99 ms",
+                     "%s / %s" % (fmt(b["latency_running"]["p50_ms"], 0),
+                                  fmt(b["latency_running"]["p99_ms"], 0)), "", ""))
+    w1 = max([len(r[0]) for r in rows] + [10])
+    print()
+    print("%-*s  %14s  %-12s  %s" % (w1, "figure", "measured", "bar/ref", "note"))
+    print("-" * (w1 + 50))
+    for r in rows:
+        print("%-*s  %14s  %-12s  %s" % (w1, r[0], r[1], r[2], r[3]))
+
+
+def main():
+    if len(sys.argv) < 2:
+        sys.exit(__doc__)
+    cmd, args = sys.argv[1], sys.argv[2:]
+    if cmd == "snap":
+        cmd_snap(args)
+    elif cmd == "delta":
+        cmd_delta(*args)
+    elif cmd == "overhead":
+        cmd_overhead(*args)
+    elif cmd == "table":
+        cmd_table(*args)
+    else:
+        sys.exit(__doc__)
+
+
+if __name__ == "__main__":
+    main()
