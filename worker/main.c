@@ -108,12 +108,15 @@ int main(int argc, char **argv)
         mb_conf_free(conf);
         return EXIT_FATAL;
     }
-    engine = mb_engine_new(loop, conf, err, sizeof(err));
-    if (engine == NULL) {
-        mb_error("main", "cannot start the saga engine: %s", err);
-        mb_loop_free(loop);
-        mb_conf_free(conf);
-        return EXIT_FATAL;
+    engine = NULL;
+    if (mb_conf_bool(conf, "MESHBUY_RUN_SAGAS")) {
+        engine = mb_engine_new(loop, conf, err, sizeof(err));
+        if (engine == NULL) {
+            fprintf(stderr, "meshworker: invalid configuration: %s\n", err);
+            mb_loop_free(loop);
+            mb_conf_free(conf);
+            return EXIT_CONFIG;
+        }
     }
     rc = mb_loop_run(loop);
     mb_engine_free(engine);

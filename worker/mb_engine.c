@@ -96,9 +96,18 @@ mb_engine *mb_engine_new(mb_loop *loop, const mb_conf *conf, char *err, size_t e
         .compensate_deadline_ms = mb_conf_int(conf, "MESHBUY_COMPENSATE_DEADLINE_MS"),
     };
 
+    static const char *const needed[] = {"MESHBUY_CCE_URL", "MESHBUY_VPC_URL", "MESHBUY_K8S_URL",
+                                         "MESHBUY_AK", "MESHBUY_SK"};
+
     if (e == NULL) {
         snprintf(err, errlen, "out of memory");
         return NULL;
+    }
+    for (size_t i = 0; i < sizeof(needed) / sizeof(needed[0]); i++) {
+        if (mb_conf_str(conf, needed[i]) == NULL) {
+            snprintf(err, errlen, "%s: required when sagas run (MESHBUY_RUN_SAGAS)", needed[i]);
+            goto err;
+        }
     }
     e->catalog = mb_catalog_load(mb_conf_str(conf, "MESHBUY_CATALOG"), err, errlen);
     if (e->catalog == NULL)

@@ -12,6 +12,8 @@ command -v jq >/dev/null || skip "jq missing"
 
 stack_up
 T=$TEST_TMP
+# Intake alone: accepted jobs must stay Accepted for the assertions below.
+export MESHBUY_RUN_SAGAS=false
 export MESHBUY_DRAIN_MS=5000 MESHBUY_LEASE_MS=5000 MESHBUY_LOG_LEVEL=info
 
 PORT=""
