@@ -627,6 +627,29 @@ static void drop(sjob *j)
     free(j);
 }
 
+/* An operator's rewrite (meshctl replay, rollback) leaves an "announce" in the
+ * state: the worker that picks the job up publishes it first, so the console
+ * sees the action.  Returns -1 if the job was dropped. */
+static int announce(sjob *j)
+{
+    json_t *ann = json_object_get(j->pub.state, "announce");
+    mb_mesh_status status;
+
+    if (!json_is_object(ann))
+        return 0;
+    if (mb_mesh_status_parse(st_str(ann, "status"), &status) == 0) {
+        int comp = status == MB_MESH_ROLLING_BACK;
+        queue_event(j, status, mb_steps[st_step(j)]->name, st_str(ann, "message"),
+                    comp ? json_object_get(j->pub.state, "error") : NULL);
+    }
+    json_object_del(j->pub.state, "announce");
+    if (checkpoint(j, j->job->status, now_ms(), 1) < 0) {
+        drop(j);
+        return -1;
+    }
+    return 0;
+}
+
 static void mesh_id_of(const mb_job *job, char *out, size_t len)
 {
     char seed[256], hash[MB_SIGN_HEX_LEN + 1];
@@ -678,6 +701,8 @@ static void start(mb_saga *s, mb_job *job)
     j->pub.target.region = j->order->region;
     j->pub.target.cluster_id = j->order->cluster_id;
     j->pub.target.traceparent = j->order->traceparent;
+    if (announce(j) < 0)
+        return;
     if (strcmp(job->status, "Accepted") == 0) {
         queue_event(j, MB_MESH_INSTALLING, mb_steps[0]->name, "installing", NULL);
         if (checkpoint(j, "Installing", now_ms(), 1) < 0) {

@@ -2,6 +2,8 @@
  * state so the workers run it again, or compensate it, in one atomic store call that
  * refuses while a worker holds the job's lease. */
 #include <getopt.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -106,6 +108,19 @@ static int check_replayable(const mb_job *j, int force, int dry_run, long long n
     return 0;
 }
 
+/* Asks the worker that picks the job up to publish a status event first, so the console
+ * sees the operator's action (the rewrite itself queues none). */
+static void announce(json_t *s, const char *status, const char *fmt, ...)
+{
+    char msg[300];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    json_object_set_new(s, "announce", json_pack("{s:s, s:s}", "status", status, "message", msg));
+}
+
 /* The state a replay from step `from` writes: the run phase at that step, with a fresh
  * attempt count and deadline, the failure forgotten; the steps' records (and what their
  * ck says they changed) kept, since steps observe before they act. */
@@ -133,6 +148,7 @@ static json_t *replay_state(const mb_job *j, int from, const char *who, long lon
     json_array_append_new(replays, json_pack("{s:s, s:s, s:I, s:s}", "by", who, "from",
                                              mb_steps[from]->name, "at_ms", (json_int_t)now,
                                              "status_was", j->status));
+    announce(s, "Installing", "replay from %s requested by %s", mb_steps[from]->name, who);
     return s;
 }
 
@@ -165,6 +181,7 @@ static json_t *rollback_state(const mb_job *j, int from, const char *msg)
     json_object_set_new(s, "error", json_pack("{s:s, s:s, s:s, s:b}", "step",
                                               mb_steps[from]->name, "code", "RolledBack",
                                               "message", msg, "retryable", 0));
+    announce(s, "RollingBack", "%s", msg);
     return s;
 }
 
@@ -225,6 +242,9 @@ static int replay_one(mc_ctx *c, const char *id, const replay_opts *o)
         rw.error_msg = "";
         rw.history = line;
         rw.clear_cancel = 1;
+        /* Compensation gave the name back; a replay from reserve or earlier takes it again
+         * (refused with NameConflict if another order holds it now). */
+        rw.claim_name = from <= mc_step_index("reserve");
         rw.expect_fence = j->fence;
         rw.expect_ck = j->checkpoints;
         rw.now_ms = now;

@@ -9,7 +9,7 @@
 stack_up --cloudsim "$MB_ROOT/ops/cloudsim/scenarios/basic.json"
 MC="$MB_BIN/meshctl"
 CS=${MESHBUY_CCE_URL:?}
-export MESHBUY_LOG_LEVEL=error
+export MESHBUY_LOG_LEVEL=info
 export MESHBUY_HTTP_PORT=0 MESHBUY_POLL_MS=200 MESHBUY_BACKOFF_BASE_MS=20
 
 status_of() { "$MC" show "$1" --json --no-events | jq -r .job.status; }
@@ -17,13 +17,13 @@ is_status() { [ "$(status_of "$1")" = "$2" ]; }
 mutations() { curl -sf "$CS/admin/mutations"; }
 mut_count() { mutations | jq ".counts.$1"; }
 dump() { "$MC" show "$1" --json --no-events | jq -S 'del(.job.age_ms)'; }
-add_release_fault() {
+add_release_fault() { # cluster
     curl -sf -X POST "$CS/admin/faults" -H 'Content-Type: application/json' \
-        -d '{"release_fail":{"cluster_id":"c-good","status":"FAILED"}}' | jq -r .id
+        -d "{\"release_fail\":{\"cluster_id\":\"$1\",\"status\":\"FAILED\"}}" | jq -r .id
 }
-order() { # id name
+order() { # id name cluster node-prefix (one mesh per cluster)
     "$MB_BIN/meshbuy" --order-id "$1" --account acct-e --project proj-a --region r1 \
-        --name "$2" --istio 1.18 --cluster c-good --node n-good-1 --node n-good-2 \
+        --name "$2" --istio 1.18 --cluster "$3" --node "$4-1" --node "$4-2" \
         --namespace shop >/dev/null
 }
 # The saga must move the job off Accepted: say so plainly when the worker does not.
@@ -37,9 +37,9 @@ wait_failed() {
 }
 
 # ------------------------------------------------------------------ compensated, then replayed
-fault=$(add_release_fault)
+fault=$(add_release_fault c-good)
 mb_start worker "$MB_BIN/meshworker"
-order ord-e1 mesh-e-one
+order ord-e1 mesh-e-one c-good n-good
 wait_failed ord-e1
 assert_ne "" "$("$MC" show ord-e1 --json --no-events | jq -r .job.error_code)" "Failed without an error code"
 assert_json "$("$MC" show ord-e1 --json --no-events)" '.state.steps.label_nodes.status == "compensated"'
@@ -73,8 +73,8 @@ assert_contains "$("$MC" show ord-e1 --no-events)" "replay from reserve by"
 # ------------------------------------------------------------------ parked, replayed from a step
 mb_stop worker
 MESHBUY_ON_FAILURE=park mb_start worker2 "$MB_BIN/meshworker"
-fault=$(add_release_fault)
-order ord-e2 mesh-e-two
+fault=$(add_release_fault c-open7443)
+order ord-e2 mesh-e-two c-open7443 n-open
 wait_failed ord-e2
 assert_json "$("$MC" show ord-e2 --json --no-events)" '.state.parked == true'
 curl -sf -X DELETE "$CS/admin/faults/$fault" >/dev/null

@@ -55,6 +55,11 @@ static mb_step_rc create(mb_sjob *j)
     return MB_STEP_WAIT;
 }
 
+static int failed(const char *status)
+{
+    return status && (strcmp(status, "FAILED") == 0 || strcmp(status, "UNKNOWN") == 0);
+}
+
 /* Where the release stands decides: absent -> create, ours and installing ->
  * look again later, DEPLOYED -> done, failed -> the step fails. */
 static mb_step_rc judge(mb_sjob *j, const mb_release *r)
@@ -68,13 +73,23 @@ static mb_step_rc judge(mb_sjob *j, const mb_release *r)
                             "release %s/%s exists and was not installed by this order (%s)",
                             RELEASE_NS, RELEASE_NAME, r->description ? r->description : "");
     json_object_set_new(j->ck, "created", json_true());
+    if (failed(st) && failed(json_string_value(json_object_get(j->ck, "status")))) {
+        /* Our release had already failed this step once: this is a replay (the job was
+         * parked with it in place).  Helm cannot install over a failed release: delete
+         * it, wait until it is gone, then create it again. */
+        json_object_set_new(j->ck, "status", json_string("RECREATING"));
+        mb_step_call(j, mb_cloud_release_delete(j->cloud, &j->target, RELEASE_NS, RELEASE_NAME,
+                                                mb_step_done, mb_step_io(j)));
+        j->pc = 4;
+        return MB_STEP_WAIT;
+    }
     json_object_set_new(j->ck, "status", json_string(st));
     if (strcmp(st, "DEPLOYED") == 0)
         return MB_STEP_DONE;
-    if (strcmp(st, "FAILED") == 0 || strcmp(st, "UNKNOWN") == 0)
+    if (failed(st))
         return mb_step_fail(j, "ReleaseFailed", "release %s/%s is %s: %s", RELEASE_NS,
                             RELEASE_NAME, st, r->status_description ? r->status_description : "");
-    return MB_STEP_POLL; /* PENDING_INSTALL and friends */
+    return MB_STEP_POLL; /* PENDING_INSTALL, DELETING (being recreated) and friends */
 }
 
 static mb_step_rc install_run(mb_sjob *j)
@@ -91,11 +106,14 @@ static mb_step_rc install_run(mb_sjob *j)
         if (j->err.status != MB_OK)
             return MB_STEP_ERROR;
         return judge(j, &s->rel);
-    default: /* created: it is installing now */
+    case 3: /* created: it is installing now */
         if (j->err.status != MB_OK)
             return MB_STEP_ERROR; /* a 409 is transient: the re-run adopts it */
         json_object_set_new(j->ck, "created", json_true());
+        json_object_set_new(j->ck, "status", json_string("PENDING_INSTALL"));
         return MB_STEP_POLL;
+    default: /* the failed release is being deleted */
+        return j->err.status != MB_OK ? MB_STEP_ERROR : MB_STEP_POLL;
     }
 }
 
