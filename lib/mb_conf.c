@@ -13,15 +13,41 @@ extern char **environ;
  * list and outside the binary's own table is a typo: refusing it at start is
  * kinder than running on a default nobody asked for. */
 static const char *const known_names[] = {
-    "MESHBUY_ORDERS_TOPIC", "MESHBUY_STATUS_TOPIC", "MESHBUY_DLQ_TOPIC", "MESHBUY_CCE_URL",
-    "MESHBUY_VPC_URL", "MESHBUY_K8S_URL", "MESHBUY_AK", "MESHBUY_SK", "MESHBUY_SK_FILE",
-    "MESHBUY_CA_FILE", "MESHBUY_GROUP", "MESHBUY_SHARDS", "MESHBUY_HTTP_PORT",
-    "MESHBUY_HTTP_ADDR", "MESHBUY_WORKER_ID", "MESHBUY_LEASE_MS", "MESHBUY_ON_FAILURE",
-    "MESHBUY_MAX_INFLIGHT", "MESHBUY_LOG_LEVEL", "MESHBUY_DRAIN_MS", "MESHBUY_CATALOG",
-    "MESHBUY_STACK_DIR", "MESHBUY_STEP_DEADLINE_MS", "MESHBUY_TICK_MS",
-    "MESHBUY_HTTP_TIMEOUT_MS", "MESHBUY_CONNECT_TIMEOUT_MS", "MESHBUY_POLL_MS",
-    "MESHBUY_BACKOFF_BASE_MS", "MESHBUY_BACKOFF_MAX_MS", "MESHBUY_COMPENSATE_DEADLINE_MS",
-    "MESHBUY_SOURCE", "MESHBUY_HTTP_MAX_ACTIVE", "MESHBUY_HTTP_MAX_CONNECTIONS", "MESHBUY_RUN_SAGAS", NULL,
+    "MESHBUY_ORDERS_TOPIC",
+    "MESHBUY_STATUS_TOPIC",
+    "MESHBUY_DLQ_TOPIC",
+    "MESHBUY_CCE_URL",
+    "MESHBUY_VPC_URL",
+    "MESHBUY_K8S_URL",
+    "MESHBUY_AK",
+    "MESHBUY_SK",
+    "MESHBUY_SK_FILE",
+    "MESHBUY_CA_FILE",
+    "MESHBUY_GROUP",
+    "MESHBUY_SHARDS",
+    "MESHBUY_HTTP_PORT",
+    "MESHBUY_HTTP_ADDR",
+    "MESHBUY_WORKER_ID",
+    "MESHBUY_LEASE_MS",
+    "MESHBUY_ON_FAILURE",
+    "MESHBUY_MAX_INFLIGHT",
+    "MESHBUY_LOG_LEVEL",
+    "MESHBUY_DRAIN_MS",
+    "MESHBUY_CATALOG",
+    "MESHBUY_STACK_DIR",
+    "MESHBUY_STEP_DEADLINE_MS",
+    "MESHBUY_TICK_MS",
+    "MESHBUY_HTTP_TIMEOUT_MS",
+    "MESHBUY_CONNECT_TIMEOUT_MS",
+    "MESHBUY_POLL_MS",
+    "MESHBUY_BACKOFF_BASE_MS",
+    "MESHBUY_BACKOFF_MAX_MS",
+    "MESHBUY_COMPENSATE_DEADLINE_MS",
+    "MESHBUY_SOURCE",
+    "MESHBUY_HTTP_MAX_ACTIVE",
+    "MESHBUY_HTTP_MAX_CONNECTIONS",
+    "MESHBUY_RUN_SAGAS",
+    NULL,
 };
 
 typedef struct conf_val {
@@ -153,8 +179,7 @@ static int load_one(conf_val *v, char *err, size_t errlen)
             return -1;
         }
         break;
-    default:
-        break;
+    default: break;
     }
     return 0;
 }
@@ -165,7 +190,8 @@ static int known(const mb_conf_key *keys, const char *name, size_t len)
         if (strlen(k->name) == len && strncmp(k->name, name, len) == 0)
             return 1;
         if (k->type == MB_CONF_SECRET && len == strlen(k->name) + 5 &&
-            strncmp(k->name, name, strlen(k->name)) == 0 && strncmp(name + len - 5, "_FILE", 5) == 0)
+            strncmp(k->name, name, strlen(k->name)) == 0 &&
+            strncmp(name + len - 5, "_FILE", 5) == 0)
             return 1;
     }
     for (size_t i = 0; known_names[i]; i++) {

@@ -17,11 +17,11 @@ typedef enum mb_conf_type {
 typedef struct mb_conf_key {
     const char *name; /* environment variable */
     mb_conf_type type;
-    const char *def;  /* default as text; NULL: unset gives NULL / 0 */
-    long min, max;    /* MB_CONF_INT bounds */
+    const char *def; /* default as text; NULL: unset gives NULL / 0 */
+    long min, max;   /* MB_CONF_INT bounds */
     const char *choices;
     const char *help;
-    int required;     /* unset and no default fails the load */
+    int required; /* unset and no default fails the load */
 } mb_conf_key;
 
 typedef struct mb_conf mb_conf;

@@ -8,9 +8,9 @@
  * backoff, failure or shutdown from this alone (nginx NGX_AGAIN, librdkafka's
  * retriable/fatal split). */
 typedef enum mb_status {
-    MB_OK    = 0,
+    MB_OK = 0,
     MB_AGAIN = 1,  /* transient: try again later (backoff, Retry-After) */
-    MB_PERM  = -1, /* permanent: this operation will not succeed as asked */
+    MB_PERM = -1,  /* permanent: this operation will not succeed as asked */
     MB_FATAL = -2, /* the process cannot go on (bad config, lost invariant) */
 } mb_status;
 

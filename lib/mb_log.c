@@ -82,8 +82,7 @@ static void put_field(char *buf, size_t cap, size_t *len, const char *key, const
     put_raw(buf, cap, len, "\"");
 }
 
-void mb_log_emit(mb_log_level lvl, const char *module, const mb_log_ctx *ctx,
-                 const char *fmt, ...)
+void mb_log_emit(mb_log_level lvl, const char *module, const mb_log_ctx *ctx, const char *fmt, ...)
 {
     char line[4096], msg[3072], ts[32];
     size_t len = 0;

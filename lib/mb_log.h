@@ -20,10 +20,10 @@ typedef struct mb_log_ctx {
 extern mb_log_level mb_log_min;
 
 /* The level is checked before any formatting happens. */
-#define mb_log(lvl, mod, ctx, ...)                                   \
-    do {                                                             \
-        if ((lvl) >= mb_log_min)                                     \
-            mb_log_emit((lvl), (mod), (ctx), __VA_ARGS__);           \
+#define mb_log(lvl, mod, ctx, ...)                         \
+    do {                                                   \
+        if ((lvl) >= mb_log_min)                           \
+            mb_log_emit((lvl), (mod), (ctx), __VA_ARGS__); \
     } while (0)
 
 #define mb_debug(mod, ...) mb_log(MB_LOG_DEBUG, mod, NULL, __VA_ARGS__)
@@ -41,7 +41,7 @@ int mb_log_level_parse(const char *s, mb_log_level *out);
 
 /* Writes one line with one write(2), so lines from many processes sharing a
  * pipe do not interleave. */
-void mb_log_emit(mb_log_level lvl, const char *module, const mb_log_ctx *ctx,
-                 const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+void mb_log_emit(mb_log_level lvl, const char *module, const mb_log_ctx *ctx, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 #endif

@@ -244,9 +244,8 @@ static char *sorted_names(const char *signed_headers)
     return b.p;
 }
 
-char *mb_sign_canonical(const char *method, const char *path, const char *query,
-                        const mb_hdr *hdrs, size_t nhdrs, const char *signed_headers,
-                        const void *body, size_t body_len)
+char *mb_sign_canonical(const char *method, const char *path, const char *query, const mb_hdr *hdrs,
+                        size_t nhdrs, const char *signed_headers, const void *body, size_t body_len)
 {
     sbuf b = {0};
     char hash[MB_SIGN_HEX_LEN + 1];
@@ -309,10 +308,9 @@ void mb_sign_signature(const char *sk, const char *sdk_date, const char *canonic
     hex_encode(mac, maclen, out);
 }
 
-int mb_sign_authorization(const char *ak, const char *sk, const char *method,
-                          const char *path, const char *query, const mb_hdr *hdrs,
-                          size_t nhdrs, const void *body, size_t body_len, char *out,
-                          size_t outlen)
+int mb_sign_authorization(const char *ak, const char *sk, const char *method, const char *path,
+                          const char *query, const mb_hdr *hdrs, size_t nhdrs, const void *body,
+                          size_t body_len, char *out, size_t outlen)
 {
     sbuf names = {0};
     char sig[MB_SIGN_HEX_LEN + 1], *sorted = NULL, *canon = NULL;
@@ -335,8 +333,8 @@ int mb_sign_authorization(const char *ak, const char *sk, const char *method,
     if (canon == NULL)
         goto out;
     mb_sign_signature(sk, date, canon, sig);
-    n = snprintf(out, outlen, "%s Access=%s, SignedHeaders=%s, Signature=%s", MB_SIGN_ALGORITHM,
-                 ak, sorted, sig);
+    n = snprintf(out, outlen, "%s Access=%s, SignedHeaders=%s, Signature=%s", MB_SIGN_ALGORITHM, ak,
+                 sorted, sig);
     if (n > 0 && (size_t)n < outlen)
         rc = 0;
 out:
@@ -370,9 +368,8 @@ static int auth_param(const char *v, const char *key, char *out, size_t outlen)
     return -1;
 }
 
-int mb_sign_parse_authorization(const char *value, char *ak, size_t aklen,
-                                char *signed_headers, size_t shlen,
-                                char sig[MB_SIGN_HEX_LEN + 1])
+int mb_sign_parse_authorization(const char *value, char *ak, size_t aklen, char *signed_headers,
+                                size_t shlen, char sig[MB_SIGN_HEX_LEN + 1])
 {
     size_t alg = strlen(MB_SIGN_ALGORITHM);
 

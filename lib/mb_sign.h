@@ -6,8 +6,8 @@
 #include <time.h>
 
 #define MB_SIGN_ALGORITHM "SDK-HMAC-SHA256"
-#define MB_SIGN_DATE_LEN 16 /* YYYYMMDDTHHMMSSZ */
-#define MB_SIGN_HEX_LEN 64
+#define MB_SIGN_DATE_LEN  16 /* YYYYMMDDTHHMMSSZ */
+#define MB_SIGN_HEX_LEN   64
 
 /* A header as sent on the wire.  Names compare case-insensitively. */
 typedef struct mb_hdr {
@@ -21,9 +21,9 @@ typedef struct mb_hdr {
  *        "/v1/x%20y" sign alike); query: the raw query without '?', or NULL;
  * signed_headers: lowercase names joined by ';', in any order.
  * A header x-sdk-content-sha256: UNSIGNED-PAYLOAD replaces the body hash. */
-char *mb_sign_canonical(const char *method, const char *path, const char *query,
-                        const mb_hdr *hdrs, size_t nhdrs, const char *signed_headers,
-                        const void *body, size_t body_len);
+char *mb_sign_canonical(const char *method, const char *path, const char *query, const mb_hdr *hdrs,
+                        size_t nhdrs, const char *signed_headers, const void *body,
+                        size_t body_len);
 
 /* hex(HMAC-SHA256(sk, "SDK-HMAC-SHA256\n" date "\n" hex(sha256(canonical)))). */
 void mb_sign_signature(const char *sk, const char *sdk_date, const char *canonical,
@@ -32,16 +32,14 @@ void mb_sign_signature(const char *sk, const char *sdk_date, const char *canonic
 /* Client side: signs every header in hdrs (one of them must be X-Sdk-Date)
  * and writes the Authorization value into out.  Returns 0, or -1 if out is
  * too small or the input is bad. */
-int mb_sign_authorization(const char *ak, const char *sk, const char *method,
-                          const char *path, const char *query, const mb_hdr *hdrs,
-                          size_t nhdrs, const void *body, size_t body_len, char *out,
-                          size_t outlen);
+int mb_sign_authorization(const char *ak, const char *sk, const char *method, const char *path,
+                          const char *query, const mb_hdr *hdrs, size_t nhdrs, const void *body,
+                          size_t body_len, char *out, size_t outlen);
 
 /* Server side: splits an Authorization value.  Returns 0, or -1 if it is not
  * of the SDK-HMAC-SHA256 form. */
-int mb_sign_parse_authorization(const char *value, char *ak, size_t aklen,
-                                char *signed_headers, size_t shlen,
-                                char sig[MB_SIGN_HEX_LEN + 1]);
+int mb_sign_parse_authorization(const char *value, char *ak, size_t aklen, char *signed_headers,
+                                size_t shlen, char sig[MB_SIGN_HEX_LEN + 1]);
 
 /* X-Sdk-Date text for t (UTC). */
 void mb_sign_date(time_t t, char out[MB_SIGN_DATE_LEN + 1]);

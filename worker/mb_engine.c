@@ -41,30 +41,29 @@ static void metrics(void *ctx, struct evbuffer *out)
 
     mb_saga_stats_get(e->saga, &s);
     mb_http_stats(e->http, &h);
-    evbuffer_add_printf(out,
-                        "# TYPE meshbuy_sagas_inflight gauge\nmeshbuy_sagas_inflight %zu\n"
-                        "# TYPE meshbuy_saga_claims_total counter\nmeshbuy_saga_claims_total %llu\n"
-                        "# TYPE meshbuy_saga_steps_total counter\nmeshbuy_saga_steps_total %llu\n"
-                        "# TYPE meshbuy_sagas_ended_total counter\n"
-                        "meshbuy_sagas_ended_total{status=\"Running\"} %llu\n"
-                        "meshbuy_sagas_ended_total{status=\"Failed\"} %llu\n"
-                        "meshbuy_sagas_ended_total{status=\"Cancelled\"} %llu\n"
-                        "meshbuy_sagas_ended_total{status=\"NeedsAttention\"} %llu\n"
-                        "# TYPE meshbuy_saga_retries_total counter\nmeshbuy_saga_retries_total %llu\n"
-                        "# TYPE meshbuy_saga_lost_total counter\nmeshbuy_saga_lost_total %llu\n"
-                        "# TYPE meshbuy_cloud_requests_total counter\n"
-                        "meshbuy_cloud_requests_total{outcome=\"ok\"} %llu\n"
-                        "meshbuy_cloud_requests_total{outcome=\"again\"} %llu\n"
-                        "meshbuy_cloud_requests_total{outcome=\"permanent\"} %llu\n"
-                        "# TYPE meshbuy_cloud_connections_total counter\n"
-                        "meshbuy_cloud_connections_total %llu\n",
-                        mb_saga_inflight(e->saga), (unsigned long long)s.claimed,
-                        (unsigned long long)s.steps_done, (unsigned long long)s.running,
-                        (unsigned long long)s.failed, (unsigned long long)s.cancelled,
-                        (unsigned long long)s.attention, (unsigned long long)s.retries,
-                        (unsigned long long)s.lost, (unsigned long long)h.ok,
-                        (unsigned long long)h.again, (unsigned long long)h.perm,
-                        (unsigned long long)h.new_conns);
+    evbuffer_add_printf(
+        out,
+        "# TYPE meshbuy_sagas_inflight gauge\nmeshbuy_sagas_inflight %zu\n"
+        "# TYPE meshbuy_saga_claims_total counter\nmeshbuy_saga_claims_total %llu\n"
+        "# TYPE meshbuy_saga_steps_total counter\nmeshbuy_saga_steps_total %llu\n"
+        "# TYPE meshbuy_sagas_ended_total counter\n"
+        "meshbuy_sagas_ended_total{status=\"Running\"} %llu\n"
+        "meshbuy_sagas_ended_total{status=\"Failed\"} %llu\n"
+        "meshbuy_sagas_ended_total{status=\"Cancelled\"} %llu\n"
+        "meshbuy_sagas_ended_total{status=\"NeedsAttention\"} %llu\n"
+        "# TYPE meshbuy_saga_retries_total counter\nmeshbuy_saga_retries_total %llu\n"
+        "# TYPE meshbuy_saga_lost_total counter\nmeshbuy_saga_lost_total %llu\n"
+        "# TYPE meshbuy_cloud_requests_total counter\n"
+        "meshbuy_cloud_requests_total{outcome=\"ok\"} %llu\n"
+        "meshbuy_cloud_requests_total{outcome=\"again\"} %llu\n"
+        "meshbuy_cloud_requests_total{outcome=\"permanent\"} %llu\n"
+        "# TYPE meshbuy_cloud_connections_total counter\n"
+        "meshbuy_cloud_connections_total %llu\n",
+        mb_saga_inflight(e->saga), (unsigned long long)s.claimed, (unsigned long long)s.steps_done,
+        (unsigned long long)s.running, (unsigned long long)s.failed,
+        (unsigned long long)s.cancelled, (unsigned long long)s.attention,
+        (unsigned long long)s.retries, (unsigned long long)s.lost, (unsigned long long)h.ok,
+        (unsigned long long)h.again, (unsigned long long)h.perm, (unsigned long long)h.new_conns);
 }
 
 mb_engine *mb_engine_new(mb_loop *loop, const mb_conf *conf, char *err, size_t errlen)

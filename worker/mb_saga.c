@@ -47,7 +47,7 @@
 #include "mb_store.h"
 
 typedef struct sjob {
-    mb_sjob pub;           /* first: steps see only this */
+    mb_sjob pub; /* first: steps see only this */
     struct mb_saga *saga;
     mb_job *job;           /* store record: fence, key, status (owned) */
     mb_order *order;       /* parsed from job->order (owned) */
@@ -90,10 +90,10 @@ static mb_log_ctx log_ctx(const sjob *j)
     return c;
 }
 
-#define jlog(lvl, j, ...)                                  \
-    do {                                                   \
-        mb_log_ctx lc_ = log_ctx(j);                       \
-        mb_log((lvl), "saga", &lc_, __VA_ARGS__);          \
+#define jlog(lvl, j, ...)                         \
+    do {                                          \
+        mb_log_ctx lc_ = log_ctx(j);              \
+        mb_log((lvl), "saga", &lc_, __VA_ARGS__); \
     } while (0)
 
 /* ---- small state-document accessors -------------------------------------------- */
@@ -375,8 +375,8 @@ static const char *phase(const sjob *j)
     return p ? p : "run";
 }
 
-static void finish_terminal(sjob *j, const char *status, mb_mesh_status ev_status,
-                            const char *step, const char *msg, const json_t *error)
+static void finish_terminal(sjob *j, const char *status, mb_mesh_status ev_status, const char *step,
+                            const char *msg, const json_t *error)
 {
     queue_event(j, ev_status, step, msg, error);
     if (checkpoint(j, status, 0, 0) == 0)
@@ -425,8 +425,9 @@ static void compensation_done(sjob *j)
 static int retry_later(sjob *j, const mb_step *st)
 {
     long long started = st_int(j->pub.state, "step_started_ms");
-    long deadline = j->compensating ? j->saga->o.compensate_deadline_ms
-                                    : (st->deadline_ms ? st->deadline_ms : j->saga->o.step_deadline_ms);
+    long deadline = j->compensating
+                        ? j->saga->o.compensate_deadline_ms
+                        : (st->deadline_ms ? st->deadline_ms : j->saga->o.step_deadline_ms);
     long delay = backoff_ms(j, j->pub.err.retry_after_ms);
     long long now = now_ms();
 
@@ -464,8 +465,10 @@ static void step_failed(sjob *j, const mb_step *st)
         json_t *ae = json_pack("{s:s, s:s, s:s, s:b}", "step", st->name, "code",
                                "CompensationFailed", "message", "", "retryable", 0);
         char m[700];
-        snprintf(m, sizeof(m), "undoing %s failed: %s; the order needs an operator "
-                 "(meshctl show / rollback)", st->name, j->pub.err.msg);
+        snprintf(m, sizeof(m),
+                 "undoing %s failed: %s; the order needs an operator "
+                 "(meshctl show / rollback)",
+                 st->name, j->pub.err.msg);
         json_object_set_new(ae, "message", json_string(m));
         json_object_set(j->pub.state, "error", ae);
         j->saga->stats.attention++;
@@ -577,14 +580,11 @@ static void advance(sjob *j)
         if (rc == MB_STEP_ERROR && j->pub.err.status == MB_OK)
             mb_error_set(&j->pub.err, MB_PERM, "Internal", "%s: error without a cause", st->name);
         switch (rc) {
-        case MB_STEP_WAIT:
-            break;
+        case MB_STEP_WAIT: break;
         case MB_STEP_SAVE:
             checkpoint(j, j->compensating ? "RollingBack" : "Installing", now_ms(), 1);
             break;
-        case MB_STEP_DONE:
-            step_completed(j, st);
-            break;
+        case MB_STEP_DONE: step_completed(j, st); break;
         case MB_STEP_POLL:
             end_exec(j);
             st_set_int(j->pub.state, "attempt", st_int(j->pub.state, "attempt") - 1);

@@ -24,14 +24,14 @@ typedef struct mb_saga_opts {
 } mb_saga_opts;
 
 typedef struct mb_saga_stats {
-    uint64_t claimed;       /* job claims taken */
-    uint64_t steps_done;    /* steps completed */
-    uint64_t running;       /* sagas that reached Running */
-    uint64_t failed;        /* sagas that ended Failed (compensated or parked) */
-    uint64_t cancelled;     /* sagas that ended Cancelled */
-    uint64_t attention;     /* compensations that gave up: NeedsAttention */
-    uint64_t retries;       /* transient errors rescheduled with backoff */
-    uint64_t lost;          /* jobs dropped on a stale fence or a store error */
+    uint64_t claimed;    /* job claims taken */
+    uint64_t steps_done; /* steps completed */
+    uint64_t running;    /* sagas that reached Running */
+    uint64_t failed;     /* sagas that ended Failed (compensated or parked) */
+    uint64_t cancelled;  /* sagas that ended Cancelled */
+    uint64_t attention;  /* compensations that gave up: NeedsAttention */
+    uint64_t retries;    /* transient errors rescheduled with backoff */
+    uint64_t lost;       /* jobs dropped on a stale fence or a store error */
 } mb_saga_stats;
 
 /* New engine over a store, a cloud client and the catalog (all borrowed; they

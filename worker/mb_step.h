@@ -44,20 +44,20 @@ typedef struct mb_step {
 
 /* The job as a step sees it.  Everything here is owned by the engine. */
 struct mb_sjob {
-    int pc;                     /* step-local program counter, 0 at each execution */
-    mb_error err;               /* first error of the last batch of calls */
-    long poll_ms;               /* with MB_STEP_POLL */
-    void *scratch;              /* step_size bytes, zeroed per execution */
-    json_t *ck;                 /* this step's checkpoint object (borrowed, mutable) */
-    json_t *state;              /* the whole saga state (borrowed; read other steps' ck) */
-    const mb_order *order;      /* the buy order (borrowed) */
+    int pc;                /* step-local program counter, 0 at each execution */
+    mb_error err;          /* first error of the last batch of calls */
+    long poll_ms;          /* with MB_STEP_POLL */
+    void *scratch;         /* step_size bytes, zeroed per execution */
+    json_t *ck;            /* this step's checkpoint object (borrowed, mutable) */
+    json_t *state;         /* the whole saga state (borrowed; read other steps' ck) */
+    const mb_order *order; /* the buy order (borrowed) */
     mb_cloud *cloud;
-    mb_cloud_target target;     /* project, region, cluster, traceparent of this order */
+    mb_cloud_target target; /* project, region, cluster, traceparent of this order */
     const struct mb_catalog *catalog;
     struct mb_store *store;
-    const struct mb_job *job;   /* the store's record (fence, key) */
-    int release_name;           /* set by a compensation: the next checkpoint frees the name */
-    char message[256];          /* optional line for the status event that reports this step */
+    const struct mb_job *job; /* the store's record (fence, key) */
+    int release_name;         /* set by a compensation: the next checkpoint frees the name */
+    char message[256];        /* optional line for the status event that reports this step */
 };
 
 /* Where a step's cloud calls report back: pass mb_step_done and mb_step_io(j)

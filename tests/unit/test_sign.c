@@ -36,12 +36,13 @@ static void vector_vpc_list(void **state)
     assert_int_equal(mb_sign_authorization("QTWAOYTTINDUT2QVKYUC",
                                            "MFyfvK41ba2giqM7Uio6PznpdUKGpownRZlmVmHc", "GET",
                                            "/v1/77b6a44cba5143ab91d13ab9a8ff44fd/vpcs",
-                                           "marker=13551d6b-755d-4757-b956-536f674975c0&limit=2",
-                                           h, 3, NULL, 0, auth, sizeof(auth)),
+                                           "marker=13551d6b-755d-4757-b956-536f674975c0&limit=2", h,
+                                           3, NULL, 0, auth, sizeof(auth)),
                      0);
-    assert_string_equal(auth, "SDK-HMAC-SHA256 Access=QTWAOYTTINDUT2QVKYUC, "
-                              "SignedHeaders=content-type;host;x-sdk-date, "
-                              "Signature=7be6668032f70418fcc22abc52071e57aff61b84a1d2381bb430d6870f4f6ebe");
+    assert_string_equal(
+        auth, "SDK-HMAC-SHA256 Access=QTWAOYTTINDUT2QVKYUC, "
+              "SignedHeaders=content-type;host;x-sdk-date, "
+              "Signature=7be6668032f70418fcc22abc52071e57aff61b84a1d2381bb430d6870f4f6ebe");
 }
 
 static void vector_sdk_get(void **state)
@@ -53,7 +54,8 @@ static void vector_sdk_get(void **state)
     assert_int_equal(mb_sign_authorization("AccessKey", "SecretKey", "GET", "/path", "limit=1", h,
                                            1, NULL, 0, auth, sizeof(auth)),
                      0);
-    assert_non_null(strstr(auth, "Signature=5a2ce64c865e0e6046321c6f3d5a77ba8413eeaf355c3166c03d58d02ac79624"));
+    assert_non_null(
+        strstr(auth, "Signature=5a2ce64c865e0e6046321c6f3d5a77ba8413eeaf355c3166c03d58d02ac79624"));
     assert_non_null(strstr(auth, "SignedHeaders=x-sdk-date,"));
 }
 
@@ -67,7 +69,8 @@ static void vector_sdk_post_body(void **state)
     assert_int_equal(mb_sign_authorization("AccessKey", "SecretKey", "POST", "/path", "key=value",
                                            h, 1, body, strlen(body), auth, sizeof(auth)),
                      0);
-    assert_non_null(strstr(auth, "Signature=cecc2af119b18ab70b4d094c0750f3b42c02f254903179a0fc2cc72fc9db4f59"));
+    assert_non_null(
+        strstr(auth, "Signature=cecc2af119b18ab70b4d094c0750f3b42c02f254903179a0fc2cc72fc9db4f59"));
 }
 
 static char *canon_query(const char *q)
@@ -173,14 +176,16 @@ static void parse_authorization(void **state)
     (void)state;
     char ak[64], sh[128], sig[65];
 
-    assert_int_equal(mb_sign_parse_authorization(
-                         "SDK-HMAC-SHA256 Access=AK1, SignedHeaders=host;x-sdk-date, "
-                         "Signature=5a2ce64c865e0e6046321c6f3d5a77ba8413eeaf355c3166c03d58d02ac79624",
-                         ak, sizeof(ak), sh, sizeof(sh), sig),
-                     0);
+    assert_int_equal(
+        mb_sign_parse_authorization(
+            "SDK-HMAC-SHA256 Access=AK1, SignedHeaders=host;x-sdk-date, "
+            "Signature=5a2ce64c865e0e6046321c6f3d5a77ba8413eeaf355c3166c03d58d02ac79624",
+            ak, sizeof(ak), sh, sizeof(sh), sig),
+        0);
     assert_string_equal(ak, "AK1");
     assert_string_equal(sh, "host;x-sdk-date");
-    assert_int_equal(mb_sign_parse_authorization("Bearer x", ak, sizeof(ak), sh, sizeof(sh), sig), -1);
+    assert_int_equal(mb_sign_parse_authorization("Bearer x", ak, sizeof(ak), sh, sizeof(sh), sig),
+                     -1);
     assert_int_equal(mb_sign_parse_authorization("SDK-HMAC-SHA256 Access=A, Signature=ab", ak,
                                                  sizeof(ak), sh, sizeof(sh), sig),
                      -1);
@@ -203,10 +208,10 @@ static void dates(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(vector_vpc_list),   cmocka_unit_test(vector_sdk_get),
+        cmocka_unit_test(vector_vpc_list),      cmocka_unit_test(vector_sdk_get),
         cmocka_unit_test(vector_sdk_post_body), cmocka_unit_test(query_edge_cases),
-        cmocka_unit_test(path_encoding),     cmocka_unit_test(headers_and_body),
-        cmocka_unit_test(parse_authorization), cmocka_unit_test(dates),
+        cmocka_unit_test(path_encoding),        cmocka_unit_test(headers_and_body),
+        cmocka_unit_test(parse_authorization),  cmocka_unit_test(dates),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

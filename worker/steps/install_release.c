@@ -5,7 +5,7 @@
 #include "mb_step.h"
 
 #define RELEASE_NAME "istio-master"
-#define RELEASE_NS "istio-system"
+#define RELEASE_NS   "istio-system"
 
 typedef struct install {
     mb_release rel;
@@ -35,10 +35,10 @@ static mb_step_rc create(mb_sjob *j)
 {
     json_t *v = mb_step_ck_of(j, "validate");
     char desc[160];
-    json_t *values = json_pack("{s:{s:s}, s:{s:s, s:s, s:s}}", "nodeSelector", "istio", "master",
-                               "global", "meshName", j->order->mesh_name, "meshID",
-                               j->order->order_id, "tag",
-                               json_string_value(json_object_get(v, "build")));
+    json_t *values =
+        json_pack("{s:{s:s}, s:{s:s, s:s, s:s}}", "nodeSelector", "istio", "master", "global",
+                  "meshName", j->order->mesh_name, "meshID", j->order->order_id, "tag",
+                  json_string_value(json_object_get(v, "build")));
     mb_release_spec spec = {
         .chart_id = json_string_value(json_object_get(v, "chart_id")),
         .name = RELEASE_NAME,
@@ -49,7 +49,8 @@ static mb_step_rc create(mb_sjob *j)
     };
 
     description(j, desc, sizeof(desc));
-    mb_step_call(j, mb_cloud_release_create(j->cloud, &j->target, &spec, mb_step_done, mb_step_io(j)));
+    mb_step_call(j,
+                 mb_cloud_release_create(j->cloud, &j->target, &spec, mb_step_done, mb_step_io(j)));
     json_decref(values);
     j->pc = 3;
     return MB_STEP_WAIT;
@@ -87,8 +88,8 @@ static mb_step_rc judge(mb_sjob *j, const mb_release *r)
     if (strcmp(st, "DEPLOYED") == 0)
         return MB_STEP_DONE;
     if (failed(st))
-        return mb_step_fail(j, "ReleaseFailed", "release %s/%s is %s: %s", RELEASE_NS,
-                            RELEASE_NAME, st, r->status_description ? r->status_description : "");
+        return mb_step_fail(j, "ReleaseFailed", "release %s/%s is %s: %s", RELEASE_NS, RELEASE_NAME,
+                            st, r->status_description ? r->status_description : "");
     return MB_STEP_POLL; /* PENDING_INSTALL, DELETING (being recreated) and friends */
 }
 
@@ -98,8 +99,8 @@ static mb_step_rc install_run(mb_sjob *j)
 
     switch (j->pc) {
     case 0:
-        mb_step_call(j, mb_cloud_release_get(j->cloud, &j->target, RELEASE_NS, RELEASE_NAME, &s->rel,
-                             mb_step_done, mb_step_io(j)));
+        mb_step_call(j, mb_cloud_release_get(j->cloud, &j->target, RELEASE_NS, RELEASE_NAME,
+                                             &s->rel, mb_step_done, mb_step_io(j)));
         j->pc = 1;
         return MB_STEP_WAIT;
     case 1:
@@ -126,8 +127,8 @@ static mb_step_rc install_compensate(mb_sjob *j)
         return MB_STEP_DONE;
     switch (j->pc) {
     case 0:
-        mb_step_call(j, mb_cloud_release_get(j->cloud, &j->target, RELEASE_NS, RELEASE_NAME, &s->rel,
-                             mb_step_done, mb_step_io(j)));
+        mb_step_call(j, mb_cloud_release_get(j->cloud, &j->target, RELEASE_NS, RELEASE_NAME,
+                                             &s->rel, mb_step_done, mb_step_io(j)));
         j->pc = 1;
         return MB_STEP_WAIT;
     case 1:
@@ -139,8 +140,8 @@ static mb_step_rc install_compensate(mb_sjob *j)
             return MB_STEP_DONE; /* replaced by someone else's: not ours to delete */
         if (s->rel.status && strcmp(s->rel.status, "DELETING") == 0)
             return MB_STEP_POLL;
-        mb_step_call(j, mb_cloud_release_delete(j->cloud, &j->target, RELEASE_NS, RELEASE_NAME, mb_step_done,
-                                mb_step_io(j)));
+        mb_step_call(j, mb_cloud_release_delete(j->cloud, &j->target, RELEASE_NS, RELEASE_NAME,
+                                                mb_step_done, mb_step_io(j)));
         j->pc = 2;
         return MB_STEP_WAIT;
     default:

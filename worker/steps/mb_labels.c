@@ -43,8 +43,8 @@ mb_step_rc mb_labels_run(mb_sjob *j, const mb_labels_spec *spec)
     switch (j->pc) {
     case 0:
         for (size_t i = 0; i < spec->n; i++)
-            mb_step_call(j, mb_cloud_k8s_get(j->cloud, &j->target, spec->kind, spec->names[i], &s->seen[i],
-                             mb_step_done, mb_step_io(j)));
+            mb_step_call(j, mb_cloud_k8s_get(j->cloud, &j->target, spec->kind, spec->names[i],
+                                             &s->seen[i], mb_step_done, mb_step_io(j)));
         j->pc = 1;
         return MB_STEP_WAIT;
     case 1:
@@ -69,13 +69,13 @@ mb_step_rc mb_labels_run(mb_sjob *j, const mb_labels_spec *spec)
             if (same(label_of(&s->seen[i], spec->key), spec->value))
                 continue; /* already in place: a read, no write */
             json_array_append_new(changed, json_string(spec->names[i]));
-            mb_step_call(j, mb_cloud_k8s_label_patch(j->cloud, &j->target, spec->kind, spec->names[i], spec->key,
-                                     spec->value, mb_step_done, mb_step_io(j)));
+            mb_step_call(j, mb_cloud_k8s_label_patch(j->cloud, &j->target, spec->kind,
+                                                     spec->names[i], spec->key, spec->value,
+                                                     mb_step_done, mb_step_io(j)));
         }
         j->pc = 3;
         return MB_STEP_WAIT;
-    default:
-        return j->err.status != MB_OK ? MB_STEP_ERROR : MB_STEP_DONE;
+    default: return j->err.status != MB_OK ? MB_STEP_ERROR : MB_STEP_DONE;
     }
 }
 
@@ -87,11 +87,13 @@ mb_step_rc mb_labels_compensate(mb_sjob *j, const mb_labels_spec *spec)
 
     if (j->pc == 0) {
         j->pc = 1;
-        json_object_foreach(prior, name, v) {
+        json_object_foreach(prior, name, v)
+        {
             if (same(json_string_value(v), spec->value))
                 continue; /* it was there before us: not ours to remove */
-            mb_step_call(j, mb_cloud_k8s_label_patch(j->cloud, &j->target, spec->kind, name, spec->key,
-                                     json_string_value(v), mb_step_done, mb_step_io(j)));
+            mb_step_call(j, mb_cloud_k8s_label_patch(j->cloud, &j->target, spec->kind, name,
+                                                     spec->key, json_string_value(v), mb_step_done,
+                                                     mb_step_io(j)));
         }
         return MB_STEP_WAIT;
     }

@@ -27,7 +27,8 @@ static const char *sg_of(mb_sjob *j)
 /* A rule exactly like the one this step creates. */
 static int is_like_ours(const mb_sg_rule *r)
 {
-    return mb_sg_rule_allows(r, WEBHOOK_PORT) && r->multiport && strcmp(r->multiport, "7443") == 0 &&
+    return mb_sg_rule_allows(r, WEBHOOK_PORT) && r->multiport &&
+           strcmp(r->multiport, "7443") == 0 &&
            (r->remote_ip_prefix == NULL || *r->remote_ip_prefix == '\0' ||
             strcmp(r->remote_ip_prefix, "0.0.0.0/0") == 0);
 }
@@ -75,8 +76,8 @@ static mb_step_rc judge(mb_sjob *j, open_port *s)
         .priority = 1,
         .description = desc,
     };
-    mb_step_call(j, mb_cloud_sg_rule_create(j->cloud, &j->target, &spec, &s->created,
-                                            mb_step_done, mb_step_io(j)));
+    mb_step_call(j, mb_cloud_sg_rule_create(j->cloud, &j->target, &spec, &s->created, mb_step_done,
+                                            mb_step_io(j)));
     j->pc = 2;
     return MB_STEP_WAIT;
 }
@@ -92,7 +93,7 @@ static mb_step_rc open_port_run(mb_sjob *j)
     switch (j->pc) {
     case 0:
         mb_step_call(j, mb_cloud_sg_rules_list(j->cloud, &j->target, sg, "ingress", NULL, &s->rules,
-                               mb_step_done, mb_step_io(j)));
+                                               mb_step_done, mb_step_io(j)));
         j->pc = 1;
         return MB_STEP_WAIT;
     case 1:
@@ -116,7 +117,8 @@ static mb_step_rc open_port_compensate(mb_sjob *j)
     if (!json_is_true(json_object_get(j->ck, "created")) || id == NULL)
         return MB_STEP_DONE;
     if (j->pc == 0) {
-        mb_step_call(j, mb_cloud_sg_rule_delete(j->cloud, &j->target, id, mb_step_done, mb_step_io(j)));
+        mb_step_call(
+            j, mb_cloud_sg_rule_delete(j->cloud, &j->target, id, mb_step_done, mb_step_io(j)));
         j->pc = 1;
         return MB_STEP_WAIT;
     }

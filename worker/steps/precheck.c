@@ -34,13 +34,14 @@ static void issue(mb_sjob *j, precheck *s)
 
     mb_step_call(j, mb_cloud_cluster_get(j->cloud, t, &s->cluster, mb_step_done, mb_step_io(j)));
     mb_step_call(j, mb_cloud_nodes_list(j->cloud, t, &s->nodes, mb_step_done, mb_step_io(j)));
-    mb_step_call(j, mb_cloud_k8s_coredns_ready(j->cloud, t, &s->coredns, mb_step_done, mb_step_io(j)));
+    mb_step_call(j,
+                 mb_cloud_k8s_coredns_ready(j->cloud, t, &s->coredns, mb_step_done, mb_step_io(j)));
     mb_step_call(j, mb_cloud_k8s_pods_count(j->cloud, t, &s->pods, mb_step_done, mb_step_io(j)));
-    mb_step_call(j, mb_cloud_k8s_get(j->cloud, t, MB_K8S_NAMESPACE, "istio-system", &s->istio_ns, mb_step_done,
-                     mb_step_io(j)));
+    mb_step_call(j, mb_cloud_k8s_get(j->cloud, t, MB_K8S_NAMESPACE, "istio-system", &s->istio_ns,
+                                     mb_step_done, mb_step_io(j)));
     for (size_t i = 0; i < o->n_namespaces; i++)
         mb_step_call(j, mb_cloud_k8s_get(j->cloud, t, MB_K8S_NAMESPACE, o->namespaces[i], &s->ns[i],
-                         mb_step_done, mb_step_io(j)));
+                                         mb_step_done, mb_step_io(j)));
 }
 
 static const mb_node *find_node(const mb_node_list *l, const char *uid)
@@ -101,9 +102,8 @@ static mb_step_rc evaluate(mb_sjob *j, precheck *s)
 
     if (j->err.status != MB_OK) {
         if (strcmp(j->err.code, "NotFound") == 0 || j->err.http_status == 403)
-            return mb_step_fail(j, "ClusterNotFound",
-                                "cluster %s not found in project %s (%s)", o->cluster_id,
-                                o->project_id, j->err.msg);
+            return mb_step_fail(j, "ClusterNotFound", "cluster %s not found in project %s (%s)",
+                                o->cluster_id, o->project_id, j->err.msg);
         return MB_STEP_ERROR; /* transient ones are retried */
     }
     if (strcmp(s->cluster.phase ? s->cluster.phase : "", "Available") != 0)
@@ -133,9 +133,9 @@ static mb_step_rc evaluate(mb_sjob *j, precheck *s)
     if (rc != MB_STEP_DONE)
         return rc;
     json_object_set_new(j->ck, "cluster_version", json_string(s->cluster.version));
-    json_object_set_new(j->ck, "security_group_id",
-                        json_string(s->cluster.security_group_id ? s->cluster.security_group_id
-                                                                 : ""));
+    json_object_set_new(
+        j->ck, "security_group_id",
+        json_string(s->cluster.security_group_id ? s->cluster.security_group_id : ""));
     json_object_set_new(j->ck, "pods", json_integer(s->pods));
     return MB_STEP_DONE;
 }
@@ -149,8 +149,7 @@ static mb_step_rc precheck_run(mb_sjob *j)
         issue(j, s);
         j->pc = 1;
         return MB_STEP_WAIT;
-    default:
-        return evaluate(j, s);
+    default: return evaluate(j, s);
     }
 }
 

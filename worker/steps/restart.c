@@ -39,8 +39,9 @@ static void patch_all(mb_sjob *j, restart *s, const char *ts)
             json_array_append_new(restarted, json_string(what));
             if (w->restarted_at && strcmp(w->restarted_at, ts) == 0)
                 continue; /* this job restarted it already */
-            mb_step_call(j, mb_cloud_k8s_workload_restart(j->cloud, &j->target, ns, w->kind, w->name, ts,
-                                          mb_step_done, mb_step_io(j)));
+            mb_step_call(j,
+                         mb_cloud_k8s_workload_restart(j->cloud, &j->target, ns, w->kind, w->name,
+                                                       ts, mb_step_done, mb_step_io(j)));
         }
     }
 }
@@ -66,8 +67,9 @@ static mb_step_rc restart_run(mb_sjob *j)
             return MB_STEP_SAVE;
         }
         for (size_t i = 0; i < j->order->n_namespaces; i++)
-            mb_step_call(j, mb_cloud_k8s_workloads_list(j->cloud, &j->target, j->order->namespaces[i],
-                                        &s->lists[i], mb_step_done, mb_step_io(j)));
+            mb_step_call(j,
+                         mb_cloud_k8s_workloads_list(j->cloud, &j->target, j->order->namespaces[i],
+                                                     &s->lists[i], mb_step_done, mb_step_io(j)));
         j->pc = 1;
         return MB_STEP_WAIT;
     case 1:
@@ -76,8 +78,7 @@ static mb_step_rc restart_run(mb_sjob *j)
         patch_all(j, s, ts);
         j->pc = 2;
         return MB_STEP_WAIT;
-    default:
-        return j->err.status != MB_OK ? MB_STEP_ERROR : MB_STEP_DONE;
+    default: return j->err.status != MB_OK ? MB_STEP_ERROR : MB_STEP_DONE;
     }
 }
 
