@@ -38,7 +38,7 @@ BINS := $(foreach p,$(PROGS),$(if $(call prog_src,$(word 1,$(subst :, ,$(p)))),$
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNITS    := $(UNIT_SRC:tests/unit/%.c=$(O)/tests/%)
 
-.PHONY: all test asan unit component bench demo lint fuzz clean deps
+.PHONY: all test asan units bench demo lint fuzz valgrind clean deps deps-check
 all: deps-check $(BINS)
 
 $(O)/%.o: %.c
@@ -96,6 +96,15 @@ fuzz:
 
 lint:
 	ops/lint
+
+# The unit suites under valgrind's memcheck (unsanitized build; children not traced).
+valgrind:
+	$(MAKE) O=build/vg BIN=build/vg/bin all units
+	@set -e; for t in build/vg/tests/test_*; do \
+	  echo "valgrind $$t"; \
+	  MB_BIN=$(CURDIR)/build/vg/bin valgrind -q --error-exitcode=99 --leak-check=full \
+	    --errors-for-leak-kinds=definite $$t >/dev/null; \
+	done
 
 clean:
 	rm -rf build bin

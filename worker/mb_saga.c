@@ -593,6 +593,14 @@ static void advance(sjob *j)
             j->leave = 1;
             break;
         case MB_STEP_ERROR:
+            if (j->pub.err.status == MB_FATAL) {
+                /* Our own trouble (out of memory), not the order's: let the lease
+                 * run out so this or another worker resumes it. */
+                jlog(MB_LOG_ERROR, j, "%s: %s; leaving the job to its lease", st->name,
+                     j->pub.err.msg);
+                j->lost = 1;
+                break;
+            }
             if (j->pub.err.status == MB_AGAIN && retry_later(j, st))
                 break;
             step_failed(j, st);
