@@ -13,6 +13,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 import urllib.request
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -47,6 +48,15 @@ def proc_cpu_s(pid):
         return None
     fields = stat[stat.rindex(")") + 2:].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def proc_schedstat(pid):
+    """(ns on a CPU, ns runnable but waiting for a CPU) of a live pid, or None."""
+    try:
+        f = open("/proc/%s/schedstat" % pid).read().split()
+        return [int(f[0]), int(f[1])]
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def proc_status(pid, key):
@@ -90,19 +100,22 @@ def cmd_snap(args):
         else:
             sys.exit("figures.py snap: unknown argument " + a)
         i += 2
-    snap = {"cpu_s": {}, "rss_kb": {}, "hwm_kb": {}}
+    snap = {"cpu_s": {}, "rss_kb": {}, "hwm_kb": {}, "sched": {}, "mono": time.monotonic()}
     for name, pid in pids.items():
+        snap["sched"][name] = proc_schedstat(pid)
         snap["cpu_s"][name] = proc_cpu_s(pid)
         snap["rss_kb"][name] = proc_status(pid, "VmRSS")
         snap["hwm_kb"][name] = proc_status(pid, "VmHWM")
     if redis:
         cs = redis_info(redis, "commandstats")
-        calls = {}
+        calls, usec = {}, {}
         for k, v in cs.items():
-            m = re.search(r"calls=(\d+)", v)
+            m = re.search(r"calls=(\d+),usec=(\d+)", v)
             if k.startswith("cmdstat_") and m:
                 calls[k[len("cmdstat_"):]] = int(m.group(1))
+                usec[k[len("cmdstat_"):]] = int(m.group(2))
         snap["redis_calls"] = calls
+        snap["redis_usec"] = usec
         cpu = redis_info(redis, "cpu")
         snap["redis_cpu_s"] = float(cpu.get("used_cpu_user", 0)) + float(cpu.get("used_cpu_sys", 0))
         mem = redis_info(redis, "memory")
@@ -133,6 +146,20 @@ def cmd_delta(before_path, after_path, sagas):
         d["redis_calls_per_saga"] = {k: v / n for k, v in sorted(calls.items())}
         d["redis_executed_per_saga"] = sum(calls.values()) / n
         d["redis_cpu_ms_per_saga"] = (a["redis_cpu_s"] - b["redis_cpu_s"]) * 1000 / n
+        us = {k: v - b["redis_usec"].get(k, 0) for k, v in a["redis_usec"].items()}
+        # evalsha's usec include the commands its script ran
+        d["redis_cmd_usec_per_saga"] = {k: v / n for k, v in sorted(us.items())
+                                        if v > 0 and k != "info"}
+    wall = a["mono"] - b["mono"]
+    d["wall_s"] = wall
+    d["sched_pct"] = {}
+    for k, v in a["sched"].items():
+        if v and b["sched"].get(k):
+            run = (v[0] - b["sched"][k][0]) / 1e9
+            wait = (v[1] - b["sched"][k][1]) / 1e9
+            # on a CPU / runnable but no CPU free / the rest: blocked (I/O, Redis replies, idle)
+            d["sched_pct"][k] = {"on_cpu": 100 * run / wall, "runqueue": 100 * wait / wall,
+                                 "blocked": 100 * max(wall - run - wait, 0) / wall}
     if "cloud_requests" in a:
         d["http_per_saga"] = (a["cloud_requests"] - b["cloud_requests"]) / n
         d["mutations_per_saga"] = {k: (v - b["cloud_mutations"].get(k, 0)) / n
@@ -258,8 +285,6 @@ def cmd_table(d):
         cmds = dl.get("worker_commands_per_saga") or 0
         rows.append(("throughput: sagas/s end to end (1 worker)", fmt(b["sagas_per_s"], 0),
                      ">= 1000", "%d orders, %.1f s" % (b["orders"], b["e2e_s"])))
-        rows.append(("throughput: sagas/s steady (10..90%)", fmt(b["steady_sagas_per_s"], 0),
-                     ">= 1000", ""))
         rows.append(("Redis commands/saga (worker-sent, EVALSHA=1)", fmt(cmds, 1),
                      "BullMQ ~150", "round trips/saga %s" % fmt(dl.get("worker_round_trips_per_saga"), 1)))
         rows.append(("Redis commands/saga executed (incl. in scripts)",
@@ -283,6 +308,11 @@ def cmd_table(d):
         rows.append(("CPU ms/saga cloudsim / redis / devkafka / meshbench",
                      " / ".join(fmt(cpu.get(k), 3) for k in ("cloudsim", "redis", "devkafka"))
                      + " / " + fmt(b.get("cpu_s", 0) * 1000 / max(b["orders"], 1), 3), "", ""))
+        sp = dl.get("sched_pct", {}).get("worker")
+        if sp:
+            rows.append(("worker loop thread: on CPU / waiting CPU / blocked %",
+                         "%.0f / %.0f / %.0f" % (sp["on_cpu"], sp["runqueue"], sp["blocked"]),
+                         "", "(/proc/PID/schedstat over the run)"))
         rows.append(("worker peak RSS (throughput run), MB",
                      fmt(dl.get("hwm_mb", {}).get("worker"), 1), "", ""))
         rows.append(("publish->Running p50 / p99 ms (saturated)",
@@ -301,16 +331,21 @@ def cmd_table(d):
         rows.append(("concurrency: publish->Running p50 / p99 s",
                      "%s / %s" % (fmt(b["latency_running"]["p50_ms"] / 1000, 1),
                                   fmt(b["latency_running"]["p99_ms"] / 1000, 1)), "", ""))
-    o = load(os.path.join(d, "overhead.json"))
-    if o:
+    for name in ("overhead", "overhead-low"):
+        o = load(os.path.join(d, name + ".json"))
+        if not o:
+            continue
         ov, b = o["overhead"], o["bench"]
-        rows.append(("overhead: worker ms per step p50 / p99",
+        rate = fmt(o.get("rate"), 0)
+        rows.append(("overhead @%s/s: worker ms per step p50 / p99" % rate,
                      "%s / %s" % (fmt(ov["overhead_ms_per_step"]["p50"], 2),
                                   fmt(ov["overhead_ms_per_step"]["p99"], 2)), "",
-                     "at %s sagas/s offered, %d sagas" % (fmt(o.get("rate"), 0), ov["sagas"])))
-        rows.append(("overhead: publish->Running p50 / p99 ms",
+                     "%d sagas, %s Running/s achieved" % (ov["sagas"],
+                                                        fmt(b["sagas_per_s"], 0))))
+        rows.append(("overhead @%s/s: publish->Running p50 / p99 ms" % rate,
                      "%s / %s" % (fmt(b["latency_running"]["p50_ms"], 0),
-                                  fmt(b["latency_running"]["p99_ms"], 0)), "", ""))
+                                  fmt(b["latency_running"]["p99_ms"], 0)), "",
+                     "cloud's own time/saga p50 %s ms" % fmt(ov["cloud_ms_per_saga"]["p50"], 1)))
     w1 = max([len(r[0]) for r in rows] + [10])
     print()
     print("%-*s  %14s  %-12s  %s" % (w1, "figure", "measured", "bar/ref", "note"))
