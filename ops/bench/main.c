@@ -179,12 +179,13 @@ static int parse_args(int argc, char **argv, opts *o)
     };
     long v;
     char *end;
+    int li = 0;
 
     *o = (opts){.orders = 1000, .timeout_s = 300, .account = "acct-bench", .accounts = 100,
                 .project = "proj-bench", .region = "bench-region-1", .istio = "1.18",
                 .cluster_prefix = "bench-", .namespace = "shop"};
     for (;;) {
-        int c = getopt_long(argc, argv, "h", lo, NULL);
+        int c = getopt_long(argc, argv, "h", lo, &li);
         if (c == -1)
             break;
         switch (c) {
@@ -232,7 +233,7 @@ static int parse_args(int argc, char **argv, opts *o)
     }
     return 0;
 bad:
-    fprintf(stderr, "meshbench: bad value for %s: %s\n", argv[optind - 1], optarg);
+    fprintf(stderr, "meshbench: bad value for --%s: %s\n", lo[li].name, optarg);
     return -1;
 bad_noarg:
     fprintf(stderr, "meshbench: bad option (see --help)\n");
@@ -708,7 +709,8 @@ static int report(bench *b)
            "not ended %ld\n", b->ended, n, b->running, b->failed, b->cancelled, n - b->ended);
     printf("  sagas/s end to end         %.1f  (%ld Running in %.3f s, first publish -> last "
            "Running)\n", e2e_s > 0 ? (double)b->running / e2e_s : 0.0, b->running, e2e_s);
-    printf("  sagas/s steady state       %.1f  (10th..90th percentile of end times)\n",
+    printf("  completion burst rate      %.1f/s  (between the 10th and 90th percentile of end "
+           "times; sagas move in waves, so this is no sustained rate)\n",
            mid_rate);
     printf("  last order Accepted at     %.3f s after the first publish (ingestion)\n", acc_s);
     print_dist("publish -> Accepted", &da);
