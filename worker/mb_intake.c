@@ -254,6 +254,19 @@ static void note_again(mb_intake *in, long long now_ms, const mb_error *e)
 
 /* Accepts the run of consecutive new buy orders starting at x (at most opts.batch) in one
  * round trip.  Returns 0, or -1 when Redis must be waited for. */
+/* A NUL-terminated copy of a Kafka payload, which has no terminator (strndup
+ * would scan past its end for one).  New: free(); NULL on out of memory. */
+static char *bytes_to_str(const void *p, size_t n)
+{
+    char *s = malloc(n + 1);
+
+    if (s == NULL)
+        return NULL;
+    memcpy(s, p, n);
+    s[n] = '\0';
+    return s;
+}
+
 static int accept_run(mb_intake *in, in_msg *x, long long now_ms)
 {
     size_t n = 0, cap = in->o.batch;
@@ -279,7 +292,14 @@ static int accept_run(mb_intake *in, in_msg *x, long long now_ms)
         con[n] = event(o->order_id, o->account_id, o->mesh_name, o->cluster_id,
                        MB_MESH_FAILED, "reserve", 2, msg, "NameConflict", x->tp, err,
                        sizeof(err));
-        body[n] = strndup(x->m->payload, x->m->len);
+        body[n] = bytes_to_str(x->m->payload, x->m->len);
+        if (body[n] == NULL || acc[n] == NULL || con[n] == NULL) {
+            /* Out of memory: accept what is batched; this one stays new for the next turn. */
+            free(body[n]);
+            json_decref(acc[n]);
+            json_decref(con[n]);
+            break;
+        }
         q[n] = (mb_accept){o->order_id, o->account_id, o->mesh_name, body[n], x->tp,
                            acc[n], con[n], now_ms};
         mb_error_clear(&errs[n]);

@@ -11,6 +11,8 @@
 #include "mb_json.h"
 #include "mb_kafka.h"
 
+static char *key_str(const void *p, size_t n);
+
 #define META_TIMEOUT_MS 5000
 #define MAX_PARTITIONS 1024
 
@@ -256,7 +258,7 @@ int mc_kafka_fetch(mc_ctx *c, const char *topic, int partition, long long offset
             memcpy(out->value, m->payload, m->len);
             out->value[m->len] = '\0';
             out->len = m->len;
-            out->key = m->key ? strndup(m->key, m->key_len) : NULL;
+            out->key = m->key ? key_str(m->key, m->key_len) : NULL;
             out->headers = headers_json(m);
             rc = 0;
         }
@@ -275,6 +277,18 @@ typedef struct delivery {
     int partition;
     long long offset;
 } delivery;
+
+/* A Kafka key has no terminator (strndup would scan past it).  New: free(). */
+static char *key_str(const void *p, size_t n)
+{
+    char *s = malloc(n + 1);
+
+    if (s == NULL)
+        return NULL;
+    memcpy(s, p, n);
+    s[n] = '\0';
+    return s;
+}
 
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
