@@ -117,7 +117,7 @@ mb_engine *mb_engine_new(mb_loop *loop, const mb_conf *conf, char *err, size_t e
     e->cloud = mb_cloud_new(e->http, &co, err, errlen);
     if (e->cloud == NULL)
         goto err;
-    e->saga = mb_saga_new(mb_loop_store(loop), e->cloud, e->catalog, &so, err, errlen);
+    e->saga = mb_saga_new(mb_loop_base(loop), mb_loop_store(loop), e->cloud, e->catalog, &so, err, errlen);
     if (e->saga == NULL)
         goto err;
     mb_loop_set_saga(loop, &(mb_loop_saga){e, tick, drain, inflight, metrics});

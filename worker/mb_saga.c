@@ -39,12 +39,17 @@
 #include <string.h>
 #include <sys/time.h>
 
+#include <event2/event.h>
+
 #include "mb_catalog.h"
 #include "mb_event.h"
 #include "mb_log.h"
 #include "mb_sign.h"
 #include "mb_step.h"
 #include "mb_store.h"
+
+#define FLUSH_BATCH 256 /* checkpoints per pipelined round trip */
+#define MAX_EVENTS 4    /* status events one checkpoint carries at most */
 
 typedef struct sjob {
     mb_sjob pub; /* first: steps see only this */
@@ -59,10 +64,20 @@ typedef struct sjob {
     long long lease_until; /* ms */
     json_t *events;        /* status events queued for the next checkpoint */
     char mesh_id[32];      /* stable per order: "mesh-" + hash of key and order id */
+    int ck_pending;        /* a checkpoint is queued: wait for the flush */
+    int ck_keep;
+    long long ck_next_run;
+    const char *ck_status;
     struct sjob *prev, *next;
 } sjob;
 
 struct mb_saga {
+    struct event_base *base;
+    struct event *flush_ev; /* end of a loop turn: write the queued checkpoints */
+    sjob **ckq;             /* jobs waiting for their checkpoint */
+    size_t nq, capq;
+    int flush_armed;
+    long long last_renew_ms;
     mb_store *store;
     mb_cloud *cloud;
     const mb_catalog *catalog;
@@ -256,55 +271,128 @@ static void queue_event(sjob *j, mb_mesh_status status, const char *step, const 
 
 static void drop(sjob *j);
 
-/* Writes the state, the status and the queued events in one atomic store
- * call.  next_run_ms 0 = terminal; keep: the job stays leased to us (we go on
- * working it), else the lease is given back and it is due at next_run_ms.
- * Returns 0, or -1 when the job is no longer ours (it is then marked lost). */
-static int checkpoint(sjob *j, const char *status, long long next_run_ms, int keep)
+/* Queues the job's checkpoint: the state, the status and the queued events,
+ * written in one atomic store call.  next_run_ms 0 = terminal; keep: the job
+ * stays leased to us (we go on working it), else the lease is given back and
+ * it is due at next_run_ms.  The job waits (ck_pending) until the flush at the
+ * end of this loop turn, which writes every queued checkpoint in one pipelined
+ * round trip and then resumes each job, or drops it (leave, or lost: the
+ * write was refused because the job is no longer ours). */
+static void checkpoint(sjob *j, const char *status, long long next_run_ms, int keep)
 {
-    long long now = now_ms();
-    size_t n = json_array_size(j->events);
-    json_t *evs[16];
+    mb_saga *s = j->saga;
+
+    if (s->nq == s->capq) {
+        size_t cap = s->capq ? s->capq * 2 : 256;
+        sjob **q = realloc(s->ckq, cap * sizeof(*q));
+        if (q == NULL) { /* the lease runs out; this or another worker resumes */
+            j->lost = 1;
+            return;
+        }
+        s->ckq = q;
+        s->capq = cap;
+    }
+    j->ck_status = status;
+    j->ck_next_run = next_run_ms;
+    j->ck_keep = keep;
+    j->ck_pending = 1;
+    s->ckq[s->nq++] = j;
+    if (!s->flush_armed) {
+        s->flush_armed = 1;
+        event_active(s->flush_ev, 0, 0);
+    }
+}
+
+static void fill_ckpt(sjob *j, mb_checkpoint *ck, json_t **evs, long long now)
+{
     json_t *error = json_object_get(j->pub.state, "error");
-    mb_checkpoint ck = {
+    size_t n = json_array_size(j->events);
+
+    if (n > MAX_EVENTS)
+        n = MAX_EVENTS;
+    for (size_t i = 0; i < n; i++)
+        evs[i] = json_array_get(j->events, i);
+    *ck = (mb_checkpoint){
         .order_id = j->job->order_id,
         .key = j->job->key,
         .fence = j->job->fence,
         .ck = j->job->checkpoints + 1,
         .state = j->pub.state,
-        .status = status,
+        .status = j->ck_status,
         .step = mb_steps[st_step(j)]->name,
         .attempt = (int)st_int(j->pub.state, "attempt"),
         .error_code = error ? st_str(error, "code") : "",
         .error_msg = error ? st_str(error, "message") : "",
-        .next_run_ms = next_run_ms == 0 ? 0 : (keep ? now : next_run_ms),
+        .next_run_ms = j->ck_next_run == 0 ? 0 : (j->ck_keep ? now : j->ck_next_run),
         .now_ms = now,
         .lease_ms = j->saga->o.lease_ms,
         .release_name = j->pub.release_name,
         .events = evs,
-        .n_events = n < 16 ? n : 16,
+        .n_events = n,
     };
-    mb_checkpoint_result res = {0};
-    mb_status sts;
-    mb_error e;
+}
 
-    for (size_t i = 0; i < ck.n_events; i++)
-        evs[i] = json_array_get(j->events, i);
-    mb_error_clear(&e);
-    mb_store_checkpoint(j->saga->store, &ck, 1, &res, &sts, &e);
+/* What a written (or refused) checkpoint means for its job. */
+static void ckpt_done(sjob *j, mb_status st, const mb_checkpoint_result *res, const mb_error *e,
+                      long long now)
+{
+    j->ck_pending = 0;
     json_array_clear(j->events);
-    if (sts != MB_OK) {
-        jlog(MB_LOG_WARN, j, "checkpoint refused, dropping the job: %s", e.msg);
+    if (st != MB_OK) {
+        jlog(MB_LOG_WARN, j, "checkpoint refused, dropping the job: %s", e->msg);
         j->saga->stats.lost++;
         j->lost = 1;
-        return -1;
+    } else {
+        j->job->checkpoints++;
+        j->pub.release_name = 0;
+        j->job->cancel_requested = res->cancel_requested;
+        if (j->ck_keep)
+            j->lease_until = now + j->saga->o.lease_ms;
     }
-    j->job->checkpoints++;
-    j->pub.release_name = 0;
-    j->job->cancel_requested = res.cancel_requested;
-    if (keep)
-        j->lease_until = now + j->saga->o.lease_ms;
-    return 0;
+    if (j->lost || j->leave) {
+        if (j->pending == 0)
+            drop(j);
+        return;
+    }
+    advance(j);
+}
+
+/* Writes a batch of queued checkpoints in one round trip. */
+static void flush_batch(mb_saga *s, sjob **batch, size_t n)
+{
+    mb_checkpoint cks[FLUSH_BATCH];
+    mb_checkpoint_result res[FLUSH_BATCH];
+    mb_status sts[FLUSH_BATCH];
+    mb_error errs[FLUSH_BATCH];
+    json_t *evs[FLUSH_BATCH][MAX_EVENTS];
+    long long now = now_ms();
+
+    for (size_t i = 0; i < n; i++) {
+        fill_ckpt(batch[i], &cks[i], evs[i], now);
+        mb_error_clear(&errs[i]);
+    }
+    memset(res, 0, n * sizeof(res[0]));
+    mb_store_checkpoint(s->store, cks, n, res, sts, errs);
+    for (size_t i = 0; i < n; i++)
+        ckpt_done(batch[i], sts[i], &res[i], &errs[i], now);
+}
+
+/* Runs once per loop turn in which checkpoints were queued.  Jobs resumed
+ * here queue their next checkpoints for the next turn. */
+static void flush(evutil_socket_t fd, short what, void *arg)
+{
+    mb_saga *s = arg;
+    sjob **q = s->ckq;
+    size_t n = s->nq;
+
+    (void)fd;
+    (void)what;
+    s->ckq = NULL;
+    s->nq = s->capq = 0;
+    s->flush_armed = 0;
+    for (size_t off = 0; off < n; off += FLUSH_BATCH)
+        flush_batch(s, q + off, n - off < FLUSH_BATCH ? n - off : FLUSH_BATCH);
+    free(q);
 }
 
 /* ---- executions ------------------------------------------------------------------- */
@@ -379,8 +467,8 @@ static void finish_terminal(sjob *j, const char *status, mb_mesh_status ev_statu
                             const char *msg, const json_t *error)
 {
     queue_event(j, ev_status, step, msg, error);
-    if (checkpoint(j, status, 0, 0) == 0)
-        jlog(MB_LOG_INFO, j, "saga ended %s at %s: %s", status, step, msg);
+    jlog(MB_LOG_INFO, j, "saga ends %s at %s: %s", status, step, msg);
+    checkpoint(j, status, 0, 0);
     j->leave = 1;
 }
 
@@ -393,8 +481,10 @@ static void begin_compensation(sjob *j, const char *outcome, const json_t *error
     st_set_str(j->pub.state, "outcome", outcome);
     if (error)
         json_object_set(j->pub.state, "error", (json_t *)error);
-    /* A cancel lands on a boundary: the step at `from` never started. */
-    next_position(j, strcmp(outcome, "Cancelled") == 0 ? from - 1 : from);
+    /* From the current step: it may have acted already (a cancel can land while a
+     * release installs, between two polls); a step that never started has no
+     * record and is skipped. */
+    next_position(j, from);
     queue_event(j, MB_MESH_ROLLING_BACK, step,
                 strcmp(outcome, "Cancelled") == 0 ? "cancel requested: undoing what was done"
                                                   : "a step failed: undoing what was done",
@@ -544,7 +634,7 @@ static const mb_step *position(sjob *j)
     }
     if (j->job->cancel_requested) {
         begin_compensation(j, "Cancelled", NULL);
-        return j->lost || j->leave ? NULL : position(j);
+        return NULL; /* resumed after the checkpoint, in the compensate phase */
     }
     if (i >= mb_steps_count)
         i = mb_steps_count - 1;
@@ -553,7 +643,7 @@ static const mb_step *position(sjob *j)
 
 static void advance(sjob *j)
 {
-    while (!j->lost && !j->leave && j->pending == 0) {
+    while (!j->lost && !j->leave && !j->ck_pending && j->pending == 0) {
         const mb_step *st = j->step;
         mb_step_rc rc;
 
@@ -607,7 +697,7 @@ static void advance(sjob *j)
             break;
         }
     }
-    if ((j->lost || j->leave) && j->pending == 0)
+    if ((j->lost || j->leave) && j->pending == 0 && !j->ck_pending)
         drop(j);
 }
 
@@ -617,7 +707,7 @@ static void drop(sjob *j)
 {
     mb_saga *s = j->saga;
 
-    if (j->pending > 0) { /* calls still out: free when they are back */
+    if (j->pending > 0 || j->ck_pending) { /* free when the calls or the write are back */
         j->lost = 1;
         return;
     }
@@ -637,7 +727,7 @@ static void drop(sjob *j)
 
 /* An operator's rewrite (meshctl replay, rollback) leaves an "announce" in the
  * state: the worker that picks the job up publishes it first, so the console
- * sees the action.  Returns -1 if the job was dropped. */
+ * sees the action.  Returns 1 if a checkpoint was queued for it. */
 static int announce(sjob *j)
 {
     json_t *ann = json_object_get(j->pub.state, "announce");
@@ -651,11 +741,8 @@ static int announce(sjob *j)
                     comp ? json_object_get(j->pub.state, "error") : NULL);
     }
     json_object_del(j->pub.state, "announce");
-    if (checkpoint(j, j->job->status, now_ms(), 1) < 0) {
-        drop(j);
-        return -1;
-    }
-    return 0;
+    checkpoint(j, j->job->status, now_ms(), 1);
+    return 1;
 }
 
 static void mesh_id_of(const mb_job *job, char *out, size_t len)
@@ -699,8 +786,10 @@ static void start(mb_saga *s, mb_job *job)
         json_object_set_new(job->state, "error",
                             json_pack("{s:s, s:s, s:s, s:b}", "step", mb_steps[0]->name, "code",
                                       "InvalidOrder", "message", oe.reason, "retryable", 0));
+        j->leave = 1;
         checkpoint(j, "Failed", 0, 0);
-        drop(j);
+        if (!j->ck_pending)
+            drop(j);
         return;
     }
     j->pub.order = j->order;
@@ -709,24 +798,29 @@ static void start(mb_saga *s, mb_job *job)
     j->pub.target.region = j->order->region;
     j->pub.target.cluster_id = j->order->cluster_id;
     j->pub.target.traceparent = j->order->traceparent;
-    if (announce(j) < 0)
+    /* The order is parsed: its JSON copy is not needed while the job runs. */
+    json_decref(job->order);
+    job->order = NULL;
+    if (announce(j))
         return;
     if (strcmp(job->status, "Accepted") == 0) {
         queue_event(j, MB_MESH_INSTALLING, mb_steps[0]->name, "installing", NULL);
-        if (checkpoint(j, "Installing", now_ms(), 1) < 0) {
-            drop(j);
-            return;
-        }
+        checkpoint(j, "Installing", now_ms(), 1);
+        return;
     }
     advance(j);
 }
 
-mb_saga *mb_saga_new(mb_store *store, mb_cloud *cloud, const mb_catalog *catalog,
-                     const mb_saga_opts *o, char *err, size_t errlen)
+mb_saga *mb_saga_new(struct event_base *base, mb_store *store, mb_cloud *cloud,
+                     const mb_catalog *catalog, const mb_saga_opts *o, char *err, size_t errlen)
 {
     mb_saga *s = calloc(1, sizeof(*s));
 
     if (s == NULL)
+        goto err;
+    s->base = base;
+    s->flush_ev = event_new(base, -1, 0, flush, s);
+    if (s->flush_ev == NULL)
         goto err;
     s->store = store;
     s->cloud = cloud;
@@ -757,8 +851,14 @@ static void renew_leases(mb_saga *s)
     mb_error errs[BATCH];
     size_t n = 0;
 
+    /* Checkpoints extend leases as jobs move; a scan every quarter lease finds
+     * the few waiting long enough to need a renewal, without walking thousands
+     * of jobs on every tick. */
+    if (now - s->last_renew_ms < s->o.lease_ms / 4)
+        return;
+    s->last_renew_ms = now;
     for (sjob *j = s->jobs; j && n < BATCH; j = j->next) {
-        if (j->lost || j->lease_until - now > s->o.lease_ms / 2)
+        if (j->lost || j->ck_pending || j->lease_until - now > s->o.lease_ms / 2)
             continue;
         refs[n] = (mb_lease_ref){j->job->order_id, j->job->key, j->job->fence};
         who[n++] = j;
@@ -780,7 +880,7 @@ static void renew_leases(mb_saga *s)
         jlog(MB_LOG_WARN, j, "lease lost: %s", errs[i].msg);
         s->stats.lost++;
         j->lost = 1;
-        if (j->pending == 0)
+        if (j->pending == 0 && !j->ck_pending)
             drop(j);
     }
 }
@@ -829,8 +929,12 @@ void mb_saga_free(mb_saga *s)
     while (s->jobs) {
         sjob *j = s->jobs;
         j->pending = 0;
+        j->ck_pending = 0;
         drop(j);
     }
+    if (s->flush_ev)
+        event_free(s->flush_ev);
+    free(s->ckq);
     free(s->worker_id);
     free(s);
 }

@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct event_base;
 struct mb_store;
 struct mb_cloud;
 struct mb_catalog;
@@ -34,9 +35,11 @@ typedef struct mb_saga_stats {
     uint64_t lost;       /* jobs dropped on a stale fence or a store error */
 } mb_saga_stats;
 
-/* New engine over a store, a cloud client and the catalog (all borrowed; they
- * must outlive it).  NULL with the reason in err. */
-mb_saga *mb_saga_new(struct mb_store *store, struct mb_cloud *cloud,
+/* New engine on a loop, over a store, a cloud client and the catalog (all
+ * borrowed; they must outlive it).  Checkpoints queued during a loop turn are
+ * written together at its end, in one pipelined round trip.  NULL with the
+ * reason in err. */
+mb_saga *mb_saga_new(struct event_base *base, struct mb_store *store, struct mb_cloud *cloud,
                      const struct mb_catalog *catalog, const mb_saga_opts *o, char *err,
                      size_t errlen);
 
