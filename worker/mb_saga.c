@@ -303,6 +303,18 @@ static void checkpoint(sjob *j, const char *status, long long next_run_ms, int k
     }
 }
 
+/* The store reads a next run at or before now as "the caller keeps the lease":
+ * a job leaving memory must ask for a time strictly after the flush, however
+ * late the flush runs after the checkpoint was queued. */
+static long long next_run_at(const sjob *j, long long now)
+{
+    if (j->ck_next_run == 0)
+        return 0;
+    if (j->ck_keep)
+        return now;
+    return j->ck_next_run > now ? j->ck_next_run : now + 1;
+}
+
 static void fill_ckpt(sjob *j, mb_checkpoint *ck, json_t **evs, long long now)
 {
     json_t *error = json_object_get(j->pub.state, "error");
@@ -323,7 +335,7 @@ static void fill_ckpt(sjob *j, mb_checkpoint *ck, json_t **evs, long long now)
         .attempt = (int)st_int(j->pub.state, "attempt"),
         .error_code = error ? st_str(error, "code") : "",
         .error_msg = error ? st_str(error, "message") : "",
-        .next_run_ms = j->ck_next_run == 0 ? 0 : (j->ck_keep ? now : j->ck_next_run),
+        .next_run_ms = next_run_at(j, now),
         .now_ms = now,
         .lease_ms = j->saga->o.lease_ms,
         .release_name = j->pub.release_name,
