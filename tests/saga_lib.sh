@@ -30,6 +30,7 @@
 #   saga_check_order KEY ORDER STATUS   the stream of KEY is gapless, ORDER's events end with
 #                                    exactly one STATUS event and nothing after it, the first
 #                                    event of ORDER is Accepted; prints ORDER's data objects
+#   saga_workers_alive               fails at once if every started worker has died
 #   saga_validate_all                every consumed event against schemas/mesh-status.schema.json
 #                                    (one python run; the reason names key and seq)
 # cloudsim:
@@ -169,6 +170,7 @@ saga_wait_terminal() {
     local secs=$1 key=$2 order=$3 deadline
     deadline=$(($(date +%s) + secs))
     while ! _saga_has_terminal "$key" "$order"; do
+        saga_workers_alive
         if [ "$(date +%s)" -ge "$deadline" ]; then
             fail "no terminal status for $order on $key within ${secs}s; its events: $(
                 saga_events "$key" | jq -c '.payload | fromjson | .data |
@@ -179,11 +181,32 @@ saga_wait_terminal() {
     saga_terminal "$key" "$order"
 }
 
+# Fails at once when every worker started with saga_worker* has died (a crash would otherwise
+# show only as a timeout), naming the first sanitizer or fatal line of each log.
+saga_workers_alive() {
+    local f name any=0
+    for f in "$TEST_TMP"/*.port; do
+        [ -f "$f" ] || continue
+        name=$(basename "$f" .port)
+        [ -f "$TEST_TMP/$name.pid" ] || continue
+        any=1
+        mb_alive "$name" && return 0
+    done
+    [ "$any" = 1 ] || return 0
+    for f in "$TEST_TMP"/*.port; do
+        name=$(basename "$f" .port)
+        note "$name: $(grep -m1 -E 'ERROR: AddressSanitizer|runtime error|"level":"(error|fatal)"' \
+            "$TEST_TMP/$name.log" 2>/dev/null | cut -c1-300)"
+    done
+    fail "every worker died"
+}
+
 saga_wait_all() {
     local secs=$1 p deadline pending
     shift
     deadline=$(($(date +%s) + secs))
     while :; do
+        saga_workers_alive
         pending=()
         for p in "$@"; do
             _saga_has_terminal "${p%%:*}" "${p#*:}" || pending+=("$p")
