@@ -491,6 +491,7 @@ static void begin_compensation(sjob *j, const char *outcome, const json_t *error
 
     st_set_str(j->pub.state, "phase", "compensate");
     st_set_str(j->pub.state, "outcome", outcome);
+    st_set_str(j->pub.state, "outcome_step", step); /* where the saga stopped */
     if (error)
         json_object_set(j->pub.state, "error", (json_t *)error);
     /* From the current step: it may have acted already (a cancel can land while a
@@ -508,7 +509,7 @@ static void compensation_done(sjob *j)
 {
     const char *outcome = st_str(j->pub.state, "outcome");
     json_t *error = json_object_get(j->pub.state, "error");
-    const char *step = error ? st_str(error, "step") : mb_steps[0]->name;
+    const char *step = error ? st_str(error, "step") : st_str(j->pub.state, "outcome_step");
     int cancelled = outcome && strcmp(outcome, "Cancelled") == 0;
 
     if (cancelled)
@@ -516,7 +517,8 @@ static void compensation_done(sjob *j)
     else
         j->saga->stats.failed++;
     finish_terminal(j, cancelled ? "Cancelled" : "Failed",
-                    cancelled ? MB_MESH_CANCELLED : MB_MESH_FAILED, step,
+                    cancelled ? MB_MESH_CANCELLED : MB_MESH_FAILED,
+                    step ? step : mb_steps[0]->name,
                     cancelled ? "cancelled; everything this order changed was undone"
                               : "failed; everything this order changed was undone",
                     cancelled ? NULL : error);

@@ -8,12 +8,17 @@
 static mb_step_rc finish_run(mb_sjob *j)
 {
     json_t *skipped = json_object_get(mb_step_ck_of(j, "restart"), "skipped");
+    size_t n = json_array_size(skipped), len;
 
-    if (json_array_size(skipped) > 0)
-        snprintf(j->message, sizeof(j->message),
-                 "the service mesh is running; %zu paused deployment(s) were not restarted "
-                 "(resume them to get the sidecar)",
-                 json_array_size(skipped));
+    if (n == 0)
+        return MB_STEP_DONE;
+    len = (size_t)snprintf(j->message, sizeof(j->message),
+                           "the service mesh is running; %zu paused deployment(s) were not "
+                           "restarted (resume them to get the sidecar):",
+                           n);
+    for (size_t i = 0; i < n && len < sizeof(j->message); i++)
+        len += (size_t)snprintf(j->message + len, sizeof(j->message) - len, "%s %s",
+                                i ? "," : "", json_string_value(json_array_get(skipped, i)));
     return MB_STEP_DONE;
 }
 
