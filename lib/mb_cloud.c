@@ -7,6 +7,8 @@
  * zero-delay timer, so done never runs inside the call that started it. */
 #include "mb_cloud.h"
 
+#include "mb_buf.h"
+
 #include <ctype.h>
 #include <event2/event.h>
 #include <stdarg.h>
@@ -62,47 +64,10 @@ static char *xstrdup(const char *s)
 }
 
 /* A growable string; an allocation failure sticks and is reported once. */
-typedef struct sbuf {
-    char *p;
-    size_t len, cap;
-    int oom;
-} sbuf;
-
-static void sb_add(sbuf *b, const char *s, size_t n)
-{
-    if (b->oom)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap * 2 : 128;
-        char *np;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        np = realloc(b->p, cap);
-        if (np == NULL) {
-            b->oom = 1;
-            return;
-        }
-        b->p = np;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
 /* RFC 3986: unreserved characters kept, everything else %XX. */
-static void sb_enc(sbuf *b, const char *s)
+static void put_pct(mb_buf *b, const char *s)
 {
-    static const char hex[] = "0123456789ABCDEF";
-    for (; *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (isalnum(ch) || ch == '-' || ch == '_' || ch == '.' || ch == '~') {
-            sb_add(b, (const char *)&ch, 1);
-        } else {
-            char e[3] = {'%', hex[ch >> 4], hex[ch & 15]};
-            sb_add(b, e, 3);
-        }
-    }
+    mb_buf_pct_encode(b, s, strlen(s));
 }
 
 static const char *jstr(json_t *o, const char *key)
@@ -182,7 +147,7 @@ static int tmpl_check(const char *t, char *err, size_t errlen, const char *what)
  * NULL with op->err set. */
 static char *op_url(mb_cloud_op *op, enum api api, const char *fmt, ...)
 {
-    sbuf b = {0};
+    mb_buf b = {0};
     const char *p = op->c->tmpl[api];
     va_list ap;
 
@@ -196,7 +161,7 @@ static char *op_url(mb_cloud_op *op, enum api api, const char *fmt, ...)
         else if (strncmp(p, "{cluster_id}", 12) == 0)
             val = op->cluster_id, name = "cluster_id", skip = 12;
         if (skip == 0) {
-            sb_add(&b, p, 1);
+            mb_buf_add(&b, p, 1);
             p++;
             continue;
         }
@@ -205,7 +170,7 @@ static char *op_url(mb_cloud_op *op, enum api api, const char *fmt, ...)
             free(b.p);
             return NULL;
         }
-        sb_enc(&b, val);
+        put_pct(&b, val);
         p += skip;
     }
     va_start(ap, fmt);
@@ -218,13 +183,13 @@ static char *op_url(mb_cloud_op *op, enum api api, const char *fmt, ...)
                 free(b.p);
                 return NULL;
             }
-            sb_enc(&b, v);
+            put_pct(&b, v);
             p++;
         } else if (p[0] == '%' && p[1] == '%') {
-            sb_add(&b, "%", 1);
+            mb_buf_add(&b, "%", 1);
             p++;
         } else {
-            sb_add(&b, p, 1);
+            mb_buf_add(&b, p, 1);
         }
     }
     va_end(ap);
@@ -823,25 +788,25 @@ typedef struct sg_list_q {
 
 static char *sg_list_url(mb_cloud_op *op, const sg_list_q *q, const char *marker)
 {
-    sbuf b = {0};
+    mb_buf b = {0};
     char *base = op_url(op, API_VPC, "/v3/%s/vpc/security-group-rules?security_group_id=%s",
                         op->project_id, q->sg_id);
     if (base == NULL)
         return NULL;
-    sb_add(&b, base, strlen(base));
+    mb_buf_add(&b, base, strlen(base));
     free(base);
     if (q->direction) {
-        sb_add(&b, "&direction=", 11);
-        sb_enc(&b, q->direction);
+        mb_buf_add(&b, "&direction=", 11);
+        put_pct(&b, q->direction);
     }
     if (q->protocol) {
-        sb_add(&b, "&protocol=", 10);
-        sb_enc(&b, q->protocol);
+        mb_buf_add(&b, "&protocol=", 10);
+        put_pct(&b, q->protocol);
     }
-    sb_add(&b, "&limit=" PAGE_LIMIT, strlen("&limit=" PAGE_LIMIT));
+    mb_buf_add(&b, "&limit=" PAGE_LIMIT, strlen("&limit=" PAGE_LIMIT));
     if (marker) {
-        sb_add(&b, "&marker=", 8);
-        sb_enc(&b, marker);
+        mb_buf_add(&b, "&marker=", 8);
+        put_pct(&b, marker);
     }
     if (b.oom) {
         free(b.p);

@@ -1,6 +1,8 @@
 /* mb_redis.c: REDIS_URL parsing and connecting (timeout, AUTH, SELECT, unix socket). */
 #include "mb_redis.h"
 
+#include "mb_buf.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
@@ -17,16 +19,6 @@ static int fail(char *err, size_t errlen, const char *msg)
     return -1;
 }
 
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    c = tolower(c);
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
-}
-
 /* Percent-decodes s[0..n) into out (cap bytes with the NUL).  0 or -1. */
 static int pct_decode(const char *s, size_t n, char *out, size_t cap)
 {
@@ -38,8 +30,8 @@ static int pct_decode(const char *s, size_t n, char *out, size_t cap)
             int hi, lo;
             if (i + 2 >= n)
                 return -1;
-            hi = hexval((unsigned char)s[i + 1]);
-            lo = hexval((unsigned char)s[i + 2]);
+            hi = mb_hexval((unsigned char)s[i + 1]);
+            lo = mb_hexval((unsigned char)s[i + 2]);
             if (hi < 0 || lo < 0)
                 return -1;
             c = hi * 16 + lo;

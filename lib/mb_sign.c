@@ -1,6 +1,8 @@
 /* mb_sign.c: SDK-HMAC-SHA256 signing, shared by the cloud client and cloudsim's verifier. */
 #include "mb_sign.h"
 
+#include "mb_buf.h"
+
 #include <ctype.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -9,39 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-
-/* A growable string; every append reports failure instead of truncating. */
-typedef struct sbuf {
-    char *p;
-    size_t len, cap;
-    int oom;
-} sbuf;
-
-static void sb_add(sbuf *b, const char *s, size_t n)
-{
-    if (b->oom)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *np = realloc(b->p, cap);
-        if (np == NULL) {
-            b->oom = 1;
-            return;
-        }
-        b->p = np;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-static void sb_puts(sbuf *b, const char *s)
-{
-    sb_add(b, s, strlen(s));
-}
 
 static void hex_encode(const unsigned char *in, size_t n, char *out)
 {
@@ -62,57 +31,39 @@ void mb_sign_sha256_hex(const void *data, size_t len, char out[MB_SIGN_HEX_LEN +
     hex_encode(md, sizeof(md), out);
 }
 
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    c = tolower(c);
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
-}
-
 /* Appends the RFC 3986 encoding of the decoded form of s[0..n).  Decoding
  * first makes "x y" and "x%20y" sign alike, as the SDKs do; plus_is_space
  * follows form decoding for query strings (Go's url.ParseQuery). */
-static void sb_encode(sbuf *b, const char *s, size_t n, int plus_is_space)
+static void put_encoded(mb_buf *b, const char *s, size_t n, int plus_is_space)
 {
-    static const char hex[] = "0123456789ABCDEF";
-
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
-        if (c == '%' && i + 2 < n && hexval(s[i + 1]) >= 0 && hexval(s[i + 2]) >= 0) {
-            c = (unsigned char)(hexval(s[i + 1]) * 16 + hexval(s[i + 2]));
+        if (c == '%' && i + 2 < n && mb_hexval(s[i + 1]) >= 0 && mb_hexval(s[i + 2]) >= 0) {
+            c = (unsigned char)(mb_hexval(s[i + 1]) * 16 + mb_hexval(s[i + 2]));
             i += 2;
         } else if (c == '+' && plus_is_space) {
             c = ' ';
         }
-        if (isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-            char ch = (char)c;
-            sb_add(b, &ch, 1);
-        } else {
-            char esc[3] = {'%', hex[c >> 4], hex[c & 15]};
-            sb_add(b, esc, 3);
-        }
+        mb_buf_pct_byte(b, c);
     }
 }
 
-static void canonical_uri(sbuf *b, const char *path)
+static void canonical_uri(mb_buf *b, const char *path)
 {
     const char *p = path && *path ? path : "/";
 
     while (*p) {
         if (*p == '/') {
-            sb_add(b, "/", 1);
+            mb_buf_add(b, "/", 1);
             p++;
             continue;
         }
         size_t n = strcspn(p, "/");
-        sb_encode(b, p, n, 0);
+        put_encoded(b, p, n, 0);
         p += n;
     }
     if (b->len == 0 || b->p[b->len - 1] != '/')
-        sb_add(b, "/", 1);
+        mb_buf_add(b, "/", 1);
 }
 
 typedef struct qparam {
@@ -128,18 +79,13 @@ static int qparam_cmp(const void *a, const void *b)
 
 static char *encode_dup(const char *s, size_t n)
 {
-    sbuf b = {0};
+    mb_buf b = {0};
 
-    sb_encode(&b, s, n, 1);
-    sb_add(&b, "", 0);
-    if (b.oom) {
-        free(b.p);
-        return NULL;
-    }
-    return b.p;
+    put_encoded(&b, s, n, 1);
+    return mb_buf_take(&b);
 }
 
-static int canonical_query(sbuf *b, const char *query)
+static int canonical_query(mb_buf *b, const char *query)
 {
     qparam *qs = NULL;
     size_t nq = 0, cap = 0;
@@ -172,10 +118,10 @@ static int canonical_query(sbuf *b, const char *query)
         qsort(qs, nq, sizeof(*qs), qparam_cmp);
     for (size_t i = 0; i < nq; i++) {
         if (i)
-            sb_add(b, "&", 1);
-        sb_puts(b, qs[i].name);
-        sb_add(b, "=", 1);
-        sb_puts(b, qs[i].value);
+            mb_buf_add(b, "&", 1);
+        mb_buf_puts(b, qs[i].name);
+        mb_buf_add(b, "=", 1);
+        mb_buf_puts(b, qs[i].value);
     }
     rc = 0;
 out:
@@ -196,7 +142,7 @@ static const char *find_header(const mb_hdr *hdrs, size_t n, const char *name, s
     return NULL;
 }
 
-static void sb_trimmed(sbuf *b, const char *v)
+static void put_trimmed(mb_buf *b, const char *v)
 {
     size_t n = strlen(v);
 
@@ -206,7 +152,7 @@ static void sb_trimmed(sbuf *b, const char *v)
     }
     while (n && isspace((unsigned char)v[n - 1]))
         n--;
-    sb_add(b, v, n);
+    mb_buf_add(b, v, n);
 }
 
 /* Signed header names, lowercased and sorted, as "a;b;c"; new. */
@@ -214,7 +160,7 @@ static char *sorted_names(const char *signed_headers)
 {
     char *copy = strdup(signed_headers), *names[64], *save = NULL;
     size_t n = 0;
-    sbuf b = {0};
+    mb_buf b = {0};
 
     if (copy == NULL)
         return NULL;
@@ -232,65 +178,58 @@ static char *sorted_names(const char *signed_headers)
     }
     for (size_t i = 0; i < n; i++) {
         if (i)
-            sb_add(&b, ";", 1);
-        sb_puts(&b, names[i]);
+            mb_buf_add(&b, ";", 1);
+        mb_buf_puts(&b, names[i]);
     }
-    sb_add(&b, "", 0);
     free(copy);
-    if (b.oom) {
-        free(b.p);
-        return NULL;
-    }
-    return b.p;
+    return mb_buf_take(&b);
 }
 
 char *mb_sign_canonical(const char *method, const char *path, const char *query, const mb_hdr *hdrs,
                         size_t nhdrs, const char *signed_headers, const void *body, size_t body_len)
 {
-    sbuf b = {0};
+    mb_buf b = {0};
     char hash[MB_SIGN_HEX_LEN + 1];
     char *names = sorted_names(signed_headers);
     const char *unsigned_payload;
 
     if (names == NULL)
         return NULL;
-    sb_puts(&b, method);
-    sb_add(&b, "\n", 1);
+    mb_buf_puts(&b, method);
+    mb_buf_add(&b, "\n", 1);
     canonical_uri(&b, path);
-    sb_add(&b, "\n", 1);
+    mb_buf_add(&b, "\n", 1);
     if (canonical_query(&b, query) < 0)
         goto err;
-    sb_add(&b, "\n", 1);
+    mb_buf_add(&b, "\n", 1);
     for (const char *p = names; *p;) {
         size_t n = strcspn(p, ";");
         const char *v = find_header(hdrs, nhdrs, p, n);
         if (v == NULL)
             goto err;
-        sb_add(&b, p, n);
-        sb_add(&b, ":", 1);
-        sb_trimmed(&b, v);
-        sb_add(&b, "\n", 1);
+        mb_buf_add(&b, p, n);
+        mb_buf_add(&b, ":", 1);
+        put_trimmed(&b, v);
+        mb_buf_add(&b, "\n", 1);
         p += n;
         if (*p == ';')
             p++;
     }
-    sb_add(&b, "\n", 1);
-    sb_puts(&b, names);
-    sb_add(&b, "\n", 1);
+    mb_buf_add(&b, "\n", 1);
+    mb_buf_puts(&b, names);
+    mb_buf_add(&b, "\n", 1);
     unsigned_payload = find_header(hdrs, nhdrs, "x-sdk-content-sha256", 20);
     if (unsigned_payload && strcmp(unsigned_payload, "UNSIGNED-PAYLOAD") == 0) {
-        sb_puts(&b, "UNSIGNED-PAYLOAD");
+        mb_buf_puts(&b, "UNSIGNED-PAYLOAD");
     } else {
         mb_sign_sha256_hex(body ? body : "", body ? body_len : 0, hash);
-        sb_puts(&b, hash);
+        mb_buf_puts(&b, hash);
     }
-    if (b.oom)
-        goto err;
     free(names);
-    return b.p;
+    return mb_buf_take(&b);
 err:
     free(names);
-    free(b.p);
+    mb_buf_free(&b);
     return NULL;
 }
 
@@ -312,7 +251,7 @@ int mb_sign_authorization(const char *ak, const char *sk, const char *method, co
                           const char *query, const mb_hdr *hdrs, size_t nhdrs, const void *body,
                           size_t body_len, char *out, size_t outlen)
 {
-    sbuf names = {0};
+    mb_buf names = {0};
     char sig[MB_SIGN_HEX_LEN + 1], *sorted = NULL, *canon = NULL;
     const char *date = find_header(hdrs, nhdrs, "x-sdk-date", 10);
     int rc = -1, n;
@@ -321,8 +260,8 @@ int mb_sign_authorization(const char *ak, const char *sk, const char *method, co
         return -1;
     for (size_t i = 0; i < nhdrs; i++) {
         if (i)
-            sb_add(&names, ";", 1);
-        sb_puts(&names, hdrs[i].name);
+            mb_buf_add(&names, ";", 1);
+        mb_buf_puts(&names, hdrs[i].name);
     }
     if (names.oom)
         goto out;
@@ -338,7 +277,7 @@ int mb_sign_authorization(const char *ak, const char *sk, const char *method, co
     if (n > 0 && (size_t)n < outlen)
         rc = 0;
 out:
-    free(names.p);
+    mb_buf_free(&names);
     free(sorted);
     free(canon);
     return rc;

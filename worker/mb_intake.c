@@ -8,6 +8,8 @@
  */
 #include "mb_intake.h"
 
+#include "mb_buf.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -254,19 +256,6 @@ static void note_again(mb_intake *in, long long now_ms, const mb_error *e)
 
 /* Accepts the run of consecutive new buy orders starting at x (at most opts.batch) in one
  * round trip.  Returns 0, or -1 when Redis must be waited for. */
-/* A NUL-terminated copy of a Kafka payload, which has no terminator (strndup
- * would scan past its end for one).  New: free(); NULL on out of memory. */
-static char *bytes_to_str(const void *p, size_t n)
-{
-    char *s = malloc(n + 1);
-
-    if (s == NULL)
-        return NULL;
-    memcpy(s, p, n);
-    s[n] = '\0';
-    return s;
-}
-
 static int accept_run(mb_intake *in, in_msg *x, long long now_ms)
 {
     size_t n = 0, cap = in->o.batch;
@@ -292,7 +281,7 @@ static int accept_run(mb_intake *in, in_msg *x, long long now_ms)
         con[n] = event(o->order_id, o->account_id, o->mesh_name, o->cluster_id,
                        MB_MESH_FAILED, "reserve", 2, msg, "NameConflict", x->tp, err,
                        sizeof(err));
-        body[n] = bytes_to_str(x->m->payload, x->m->len);
+        body[n] = mb_memdup_str(x->m->payload, x->m->len);
         if (body[n] == NULL || acc[n] == NULL || con[n] == NULL) {
             /* Out of memory: accept what is batched; this one stays new for the next turn. */
             free(body[n]);

@@ -3,6 +3,8 @@
  * never commits offsets. */
 #include "mc_kafka.h"
 
+#include "mb_buf.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,7 +13,6 @@
 #include "mb_json.h"
 #include "mb_kafka.h"
 
-static char *key_str(const void *p, size_t n);
 
 #define META_TIMEOUT_MS 5000
 #define MAX_PARTITIONS 1024
@@ -258,7 +259,7 @@ int mc_kafka_fetch(mc_ctx *c, const char *topic, int partition, long long offset
             memcpy(out->value, m->payload, m->len);
             out->value[m->len] = '\0';
             out->len = m->len;
-            out->key = m->key ? key_str(m->key, m->key_len) : NULL;
+            out->key = m->key ? mb_memdup_str(m->key, m->key_len) : NULL;
             out->headers = headers_json(m);
             rc = 0;
         }
@@ -277,18 +278,6 @@ typedef struct delivery {
     int partition;
     long long offset;
 } delivery;
-
-/* A Kafka key has no terminator (strndup would scan past it).  New: free(). */
-static char *key_str(const void *p, size_t n)
-{
-    char *s = malloc(n + 1);
-
-    if (s == NULL)
-        return NULL;
-    memcpy(s, p, n);
-    s[n] = '\0';
-    return s;
-}
 
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
