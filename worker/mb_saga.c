@@ -13,8 +13,9 @@
  *
  * The state document (json, opaque to the store):
  *   { "step": i, "phase": "run"|"compensate", "attempt": n, "step_started_ms": t,
- *     "outcome": "Failed"|"Cancelled", "parked": bool,
+ *     "outcome": "Failed"|"Cancelled", "outcome_step": name, "parked": bool,
  *     "error": {"step","code","message","retryable"},
+ *     "replays": [...], "announce": {"status","message"} (written by meshctl),
  *     "steps": { "<name>": {"status": "running"|"done"|"failed"|"compensating"|"compensated",
  *                           "attempts": n, "started_ms": t, "ended_ms": t,
  *                           "last_error": {...}, "ck": {...what the step changed...}} } }
@@ -29,6 +30,8 @@
  *   they observe before they act.
  * - Compensation undoes, in reverse order, every step that started (the failed
  *   one included: it may have half-acted), using only what its ck records.
+ * - Checkpoints queued during one loop turn are written at its end in one
+ *   pipelined round trip; a job does nothing while its write is out.
  */
 #include "mb_saga.h"
 
