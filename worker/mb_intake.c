@@ -604,7 +604,9 @@ mb_intake *mb_intake_new(struct event_base *base, mb_store *st, rd_kafka_t *prod
         set_default(conf, "KAFKA_SESSION_TIMEOUT_MS", "session.timeout.ms", "6000", err,
                     errlen) < 0 ||
         set_default(conf, "KAFKA_HEARTBEAT_INTERVAL_MS", "heartbeat.interval.ms", "1000", err,
-                    errlen) < 0)
+                    errlen) < 0 ||
+        /* An order waits for its first status: do not let an idle fetch hold it 500 ms. */
+        set_default(conf, "KAFKA_FETCH_WAIT_MAX_MS", "fetch.wait.max.ms", "50", err, errlen) < 0)
         goto err;
     rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
     rd_kafka_conf_set_opaque(conf, in);

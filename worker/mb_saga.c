@@ -911,6 +911,10 @@ void mb_saga_tick(mb_saga *s)
     renew_leases(s);
     if (s->draining || s->njobs >= s->o.max_inflight)
         return;
+    /* Claim no more than the cloud client can carry: a job claimed while its
+     * calls would only queue holds memory and a lease for nothing. */
+    if (s->o.max_cloud_backlog && mb_cloud_inflight(s->cloud) >= s->o.max_cloud_backlog)
+        return;
     room = s->o.max_inflight - s->njobs;
     if (room > 256)
         room = 256; /* bounded work per tick */
