@@ -116,7 +116,7 @@ static int assign_all(rd_kafka_t *rk, const char *topic, int from_end, int64_t *
     int n = partitions_of(rk, topic, err, errlen);
     rd_kafka_topic_partition_list_t *l;
     rd_kafka_resp_err_t e;
-    int todo = 0;
+    int waiting = 0;
 
     if (n < 0)
         return -1;
@@ -134,7 +134,7 @@ static int assign_all(rd_kafka_t *rk, const char *topic, int from_end, int64_t *
         if (!from_end && hi <= lo)
             continue;
         rd_kafka_topic_partition_list_add(l, topic, p)->offset = from_end ? hi : lo;
-        todo++;
+        waiting++;
     }
     e = rd_kafka_assign(rk, l);
     rd_kafka_topic_partition_list_destroy(l);
@@ -142,7 +142,7 @@ static int assign_all(rd_kafka_t *rk, const char *topic, int from_end, int64_t *
         snprintf(err, errlen, "assign %s: %s", topic, rd_kafka_err2str(e));
         return -1;
     }
-    return todo;
+    return waiting;
 }
 
 json_t *mc_kafka_status_events(mc_ctx *c, const char *key, const char *order_id,
@@ -153,24 +153,24 @@ json_t *mc_kafka_status_events(mc_ctx *c, const char *key, const char *order_id,
     int64_t ends[MAX_PARTITIONS];
     long long deadline = mc_now_ms() + timeout_ms;
     json_t *out;
-    int todo;
+    int waiting;
 
     if (rk == NULL)
         return NULL;
-    todo = assign_all(rk, topic, 0, ends, why, whylen);
-    if (todo < 0) {
+    waiting = assign_all(rk, topic, 0, ends, why, whylen);
+    if (waiting < 0) {
         consumer_free(rk);
         return NULL;
     }
     out = json_array();
-    while (todo > 0 && mc_now_ms() < deadline) {
+    while (waiting > 0 && mc_now_ms() < deadline) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
         json_t *ev;
         char e[256];
         if (m == NULL)
             continue;
         if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-            todo--;
+            waiting--;
             rd_kafka_message_destroy(m);
             continue;
         }
@@ -179,7 +179,7 @@ json_t *mc_kafka_status_events(mc_ctx *c, const char *key, const char *order_id,
             continue;
         }
         if (m->partition >= 0 && m->partition < MAX_PARTITIONS && m->offset + 1 == ends[m->partition])
-            todo--;
+            waiting--;
         if (m->key_len == strlen(key) && memcmp(m->key, key, m->key_len) == 0) {
             const char *oid;
             ev = mb_event_parse(m->payload, m->len, e, sizeof(e));
@@ -190,7 +190,7 @@ json_t *mc_kafka_status_events(mc_ctx *c, const char *key, const char *order_id,
         }
         rd_kafka_message_destroy(m);
     }
-    if (todo > 0) {
+    if (waiting > 0) {
         snprintf(why, whylen, "status topic not read to its end within %d ms", timeout_ms);
         json_decref(out);
         out = NULL;
