@@ -33,6 +33,30 @@ static size_t inflight(void *ctx)
     return mb_saga_inflight(((mb_engine *)ctx)->saga);
 }
 
+static void step_histograms(const mb_saga *saga, struct evbuffer *out)
+{
+    evbuffer_add_printf(out, "# HELP meshbuy_step_execution_seconds One execution of a saga "
+                             "step, start to done or poll.\n"
+                             "# TYPE meshbuy_step_execution_seconds histogram\n");
+    for (int i = 0; i < mb_saga_steps(); i++) {
+        const char *name = mb_saga_step_name(i);
+        mb_saga_hist h;
+        mb_saga_step_hist(saga, i, &h);
+        for (int b = 0; b < MB_SAGA_BUCKETS; b++)
+            evbuffer_add_printf(out,
+                                "meshbuy_step_execution_seconds_bucket{step=\"%s\",le=\"%g\"} "
+                                "%llu\n",
+                                name, mb_saga_bucket_le[b], (unsigned long long)h.bucket[b]);
+        evbuffer_add_printf(out,
+                            "meshbuy_step_execution_seconds_bucket{step=\"%s\",le=\"+Inf\"} "
+                            "%llu\n"
+                            "meshbuy_step_execution_seconds_sum{step=\"%s\"} %.6f\n"
+                            "meshbuy_step_execution_seconds_count{step=\"%s\"} %llu\n",
+                            name, (unsigned long long)h.bucket[MB_SAGA_BUCKETS], name, h.sum,
+                            name, (unsigned long long)h.bucket[MB_SAGA_BUCKETS]);
+    }
+}
+
 static void metrics(void *ctx, struct evbuffer *out)
 {
     mb_engine *e = ctx;
@@ -64,6 +88,7 @@ static void metrics(void *ctx, struct evbuffer *out)
         (unsigned long long)s.cancelled, (unsigned long long)s.attention,
         (unsigned long long)s.retries, (unsigned long long)s.lost, (unsigned long long)h.ok,
         (unsigned long long)h.again, (unsigned long long)h.perm, (unsigned long long)h.new_conns);
+    step_histograms(e->saga, out);
 }
 
 mb_engine *mb_engine_new(mb_loop *loop, const mb_conf *conf, char *err, size_t errlen)

@@ -41,6 +41,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
+#include <time.h>
 
 #include <event2/event.h>
 
@@ -67,6 +68,7 @@ typedef struct sjob {
     long long lease_until; /* ms */
     json_t *events;        /* status events queued for the next checkpoint */
     char mesh_id[32];      /* stable per order: "mesh-" + hash of key and order id */
+    long long exec_us;     /* when the current execution started (monotonic) */
     int ck_pending;        /* a checkpoint is queued: wait for the flush */
     int ck_keep;
     long long ck_next_run;
@@ -90,9 +92,36 @@ struct mb_saga {
     size_t njobs;
     int draining;
     mb_saga_stats stats;
+    mb_saga_hist *hist; /* per step */
 };
 
+const double mb_saga_bucket_le[MB_SAGA_BUCKETS] = {0.001, 0.005, 0.01, 0.05, 0.1,
+                                                   0.5,   1,     5,    30,   300};
+
 static void advance(sjob *j);
+static int step_index(const mb_step *st);
+
+static long long mono_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* One execution of st ended (DONE or POLL). */
+static void observe(mb_saga *s, const mb_step *st, long long started_us)
+{
+    mb_saga_hist *h = &s->hist[step_index(st)];
+    double secs = (double)(mono_us() - started_us) / 1e6;
+    int i = 0;
+
+    while (i < MB_SAGA_BUCKETS && secs > mb_saga_bucket_le[i])
+        i++;
+    for (; i <= MB_SAGA_BUCKETS; i++)
+        h->bucket[i]++;
+    h->sum += secs;
+}
 
 static long long now_ms(void)
 {
@@ -429,6 +458,7 @@ static int begin_exec(sjob *j, const mb_step *st, int compensating)
     end_exec(j);
     j->step = st;
     j->compensating = compensating;
+    j->exec_us = mono_us();
     j->pub.message[0] = '\0';
     mb_error_clear(&j->pub.err);
     j->pub.ck = st_obj(rec, "ck");
@@ -691,8 +721,14 @@ static void advance(sjob *j)
         case MB_STEP_SAVE:
             checkpoint(j, j->compensating ? "RollingBack" : "Installing", now_ms(), 1);
             break;
-        case MB_STEP_DONE: step_completed(j, st); break;
+        case MB_STEP_DONE:
+            if (!j->compensating)
+                observe(j->saga, st, j->exec_us);
+            step_completed(j, st);
+            break;
         case MB_STEP_POLL:
+            if (!j->compensating)
+                observe(j->saga, st, j->exec_us);
             end_exec(j);
             st_set_int(j->pub.state, "attempt", st_int(j->pub.state, "attempt") - 1);
             checkpoint(j, j->compensating ? "RollingBack" : "Installing",
@@ -836,6 +872,9 @@ mb_saga *mb_saga_new(struct event_base *base, mb_store *store, mb_cloud *cloud,
     if (s == NULL)
         goto err;
     s->base = base;
+    s->hist = calloc((size_t)mb_steps_count, sizeof(*s->hist));
+    if (s->hist == NULL)
+        goto err;
     s->flush_ev = event_new(base, -1, 0, flush, s);
     if (s->flush_ev == NULL)
         goto err;
@@ -938,6 +977,21 @@ size_t mb_saga_inflight(const mb_saga *s)
     return s->njobs;
 }
 
+int mb_saga_steps(void)
+{
+    return mb_steps_count;
+}
+
+const char *mb_saga_step_name(int i)
+{
+    return mb_steps[i]->name;
+}
+
+void mb_saga_step_hist(const mb_saga *s, int i, mb_saga_hist *out)
+{
+    *out = s->hist[i];
+}
+
 void mb_saga_stats_get(const mb_saga *s, mb_saga_stats *out)
 {
     *out = s->stats;
@@ -956,6 +1010,7 @@ void mb_saga_free(mb_saga *s)
     if (s->flush_ev)
         event_free(s->flush_ev);
     free(s->ckq);
+    free(s->hist);
     free(s->worker_id);
     free(s);
 }

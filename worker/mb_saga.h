@@ -55,6 +55,22 @@ void mb_saga_drain(mb_saga *s);
 size_t mb_saga_inflight(const mb_saga *s);
 void mb_saga_stats_get(const mb_saga *s, mb_saga_stats *out);
 
+/* How long one execution of a step takes in the worker, from its start to
+ * DONE or POLL (cloud calls included, waits between polls not): a Prometheus
+ * histogram per step. */
+#define MB_SAGA_BUCKETS 10
+extern const double mb_saga_bucket_le[MB_SAGA_BUCKETS]; /* seconds; +Inf implied */
+
+typedef struct mb_saga_hist {
+    uint64_t bucket[MB_SAGA_BUCKETS + 1]; /* cumulative counts per le, then +Inf */
+    double sum;                           /* seconds */
+} mb_saga_hist;
+
+/* Number of steps, a step's name (static), and a copy of its histogram. */
+int mb_saga_steps(void);
+const char *mb_saga_step_name(int i);
+void mb_saga_step_hist(const mb_saga *s, int i, mb_saga_hist *out);
+
 /* Drops every job still in memory without checkpointing (their leases expire
  * and another worker resumes them), then frees.  Accepts NULL. */
 void mb_saga_free(mb_saga *s);
