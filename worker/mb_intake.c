@@ -276,7 +276,7 @@ static int accept_run(mb_intake *in, in_msg *x, long long now_ms)
         snprintf(msg, sizeof(msg), "mesh name %s is already used in account %s",
                  o->mesh_name, o->account_id);
         acc[n] = event(o->order_id, o->account_id, o->mesh_name, o->cluster_id,
-                       MB_MESH_ACCEPTED, "reserve", 2, "order accepted", NULL, x->tp, err,
+                       MB_MESH_ACCEPTED, "validate", 1, "order accepted", NULL, x->tp, err,
                        sizeof(err));
         con[n] = event(o->order_id, o->account_id, o->mesh_name, o->cluster_id,
                        MB_MESH_FAILED, "reserve", 2, msg, "NameConflict", x->tp, err,
