@@ -55,6 +55,8 @@ static int check_more(const mb_conf *c, char *err, size_t errlen)
     memset(&u, 0, sizeof(u));
     if (rc < 0)
         return -1;
+    if (mb_engine_check_conf(c, err, errlen) < 0)
+        return -1;
     kc = mb_kafka_conf_new("meshworker-check", err, errlen);
     if (kc == NULL)
         return -1;

@@ -91,6 +91,22 @@ static void metrics(void *ctx, struct evbuffer *out)
     step_histograms(e->saga, out);
 }
 
+int mb_engine_check_conf(const mb_conf *conf, char *err, size_t errlen)
+{
+    static const char *const needed[] = {"MESHBUY_CCE_URL", "MESHBUY_VPC_URL", "MESHBUY_K8S_URL",
+                                         "MESHBUY_AK", "MESHBUY_SK"};
+
+    if (!mb_conf_bool(conf, "MESHBUY_RUN_SAGAS"))
+        return 0;
+    for (size_t i = 0; i < sizeof(needed) / sizeof(needed[0]); i++) {
+        if (mb_conf_str(conf, needed[i]) == NULL) {
+            snprintf(err, errlen, "%s: required when sagas run (MESHBUY_RUN_SAGAS)", needed[i]);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 mb_engine *mb_engine_new(mb_loop *loop, const mb_conf *conf, char *err, size_t errlen)
 {
     mb_engine *e = calloc(1, sizeof(*e));
@@ -122,19 +138,13 @@ mb_engine *mb_engine_new(mb_loop *loop, const mb_conf *conf, char *err, size_t e
         .compensate_deadline_ms = mb_conf_int(conf, "MESHBUY_COMPENSATE_DEADLINE_MS"),
     };
 
-    static const char *const needed[] = {"MESHBUY_CCE_URL", "MESHBUY_VPC_URL", "MESHBUY_K8S_URL",
-                                         "MESHBUY_AK", "MESHBUY_SK"};
 
     if (e == NULL) {
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    for (size_t i = 0; i < sizeof(needed) / sizeof(needed[0]); i++) {
-        if (mb_conf_str(conf, needed[i]) == NULL) {
-            snprintf(err, errlen, "%s: required when sagas run (MESHBUY_RUN_SAGAS)", needed[i]);
-            goto err;
-        }
-    }
+    if (mb_engine_check_conf(conf, err, errlen) < 0)
+        goto err;
     e->catalog = mb_catalog_load(mb_conf_str(conf, "MESHBUY_CATALOG"), err, errlen);
     if (e->catalog == NULL)
         goto err;

@@ -9,6 +9,10 @@
 
 typedef struct mb_engine mb_engine;
 
+/* Checks the settings the saga needs (the cloud endpoints and credentials,
+ * unless MESHBUY_RUN_SAGAS is false).  0, or -1 with "KEY: reason" in err. */
+int mb_engine_check_conf(const mb_conf *conf, char *err, size_t errlen);
+
 /* Builds the cloud side from the worker's configuration (borrowed; must
  * outlive the engine) and registers the saga with the loop.  Returns a new
  * engine (mb_engine_free, after the loop has stopped), or NULL with the
