@@ -17,6 +17,7 @@ typedef struct req_rec {
     long long t_ms, done_ms;
     char method[8];
     char uri[200];
+    char traceparent[56]; /* the W3C header as received, "" when absent */
     short status; /* 0 = no response yet (held, hanging) */
     signed char sig_ok;
     const char *fault;
@@ -83,7 +84,7 @@ void cs_audit_clear(cs_audit *a)
 }
 
 unsigned long long cs_audit_request(cs_audit *a, long long now_ms, const char *method,
-                                    const char *uri)
+                                    const char *uri, const char *traceparent)
 {
     unsigned long long seq = ++a->req_seq;
     req_rec *r = &a->reqs[seq % a->req_cap];
@@ -94,6 +95,7 @@ unsigned long long cs_audit_request(cs_audit *a, long long now_ms, const char *m
     r->sig_ok = -1;
     snprintf(r->method, sizeof(r->method), "%s", method);
     snprintf(r->uri, sizeof(r->uri), "%s", uri);
+    snprintf(r->traceparent, sizeof(r->traceparent), "%s", traceparent ? traceparent : "");
     return seq;
 }
 
@@ -153,6 +155,8 @@ json_t *cs_audit_requests_json(const cs_audit *a, unsigned long long since, size
         json_object_set_new(e, "signature_ok",
                             r->sig_ok < 0 ? json_null() : json_boolean(r->sig_ok));
         json_object_set_new(e, "fault", r->fault ? json_string(r->fault) : json_null());
+        json_object_set_new(e, "traceparent",
+                            r->traceparent[0] ? json_string(r->traceparent) : json_null());
         if (r->done_ms)
             json_object_set_new(e, "ms", json_integer(r->done_ms - r->t_ms));
         json_array_append_new(arr, e);

@@ -25,9 +25,10 @@ cs_audit *cs_audit_new(size_t req_cap, size_t mut_cap);
 void cs_audit_free(cs_audit *a);
 void cs_audit_clear(cs_audit *a);
 
-/* Records a request as it arrives; returns its sequence number (from 1). */
+/* Records a request as it arrives, with its traceparent header (NULL when
+ * absent) so tests can follow a trace; returns its sequence number (from 1). */
 unsigned long long cs_audit_request(cs_audit *a, long long now_ms, const char *method,
-                                    const char *uri);
+                                    const char *uri, const char *traceparent);
 
 /* Completes a request record (if still in the ring).  sig_ok: 1, 0, or -1
  * when no signature was checked.  fault: static text or NULL. */

@@ -3,7 +3,8 @@
 # one group against devkafka + redis + cloudsim (tests/fixtures/cloudsim/saga.json), one
 # cluster per case, all cases in flight at once:
 #   happy     HA nodes in two AZs, two namespaces, restart: labels, one release, one 7443 rule,
-#             injection labels, workloads restarted except the paused one (named in Running)
+#             injection labels, workloads restarted except the paused one (named in Running);
+#             the order's traceparent on every event and every call to its cluster
 #   single    one node, no namespaces: no namespace or workload touched
 #   open      the node security group already allows 7443: no rule created
 #   dup       the same order id three times (and once more after Running): one job, one
@@ -94,6 +95,15 @@ case_happy() {
         "restarted workloads: all but the paused one and kube-system's"
     assert_eq 1 "$(json_get "$st" "[$c.workloads[] | select($RESTARTED) | $RESTARTED] |
         unique | length")" "one restart timestamp per job"
+    # The order's W3C traceparent is on its status events and on every call to its cluster.
+    local tp calls
+    tp=$(saga_events acct-happy/happy-mesh | jq -r '.payload | fromjson |
+        select(.data.order_id == "o-happy") | .traceparent' | sort -u)
+    assert_eq 1 "$(printf '%s
+' "$tp" | grep -c '^00-')" "one traceparent on every event"
+    calls=$(cs_get "/admin/requests?limit=100000" | jq -c '[.requests[] |
+        select(.path | contains("/c-happy")) | .traceparent] | unique')
+    assert_eq "[\"$tp\"]" "$calls" "every call to the cluster carries the order's traceparent"
 }
 saga_case happy case_happy
 
