@@ -57,7 +57,7 @@ size_t mb_json_utf8_len(const char *s)
 {
     size_t n = 0;
     for (; *s; s++) {
-        /* count every byte that is not a continuation byte (10xxxxxx) */
+        /* count every byte that is not a UTF-8 continuation byte (top bits 10) */
         if (((unsigned char)*s & 0xC0) != 0x80)
             n++;
     }

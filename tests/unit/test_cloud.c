@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "mb_cloud.h"
+#include "loop_util.h"
 #include "mb_http.h"
 
 #define AK               "MESHBUYDEVACCESSKEY0"
@@ -207,30 +208,6 @@ static void on_done(void *arg, const mb_error *e)
     r->err = *e;
 }
 
-static long now_ms(void)
-{
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    return tv.tv_sec * 1000L + tv.tv_usec / 1000;
-}
-
-static void tick(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    (void)arg;
-}
-
-static void run_until(struct event_base *base, const int *count, int want, long limit_ms)
-{
-    struct timeval tv = {0, 20000};
-    struct event *t = event_new(base, -1, EV_PERSIST, tick, NULL);
-    long end = now_ms() + limit_ms;
-    event_add(t, &tv);
-    while (*count < want && now_ms() < end)
-        event_base_loop(base, EVLOOP_ONCE);
-    event_free(t);
-}
 
 /* Runs one call to completion; fails the test if done is not called. */
 #define CALL(env, r, expr)                                           \

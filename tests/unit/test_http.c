@@ -21,6 +21,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "loop_util.h"
 #include "mb_http.h"
 #include "mb_sign.h"
 
@@ -335,31 +336,6 @@ static void on_done(void *arg, const mb_http_resp *r, const mb_error *e)
     snprintf(o->body, sizeof(o->body), "%s", r ? r->body : "");
 }
 
-static long now_ms(void)
-{
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    return tv.tv_sec * 1000L + tv.tv_usec / 1000;
-}
-
-static void tick(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    (void)arg;
-}
-
-/* Runs the loop until *count reaches want or limit_ms passes. */
-static void run_until(struct event_base *base, const int *count, int want, long limit_ms)
-{
-    struct timeval tv = {0, 20000};
-    struct event *t = event_new(base, -1, EV_PERSIST, tick, NULL);
-    long end = now_ms() + limit_ms;
-    event_add(t, &tv);
-    while (*count < want && now_ms() < end)
-        event_base_loop(base, EVLOOP_ONCE);
-    event_free(t);
-}
 
 static char url_buf[256];
 static const char *url(const char *path)
