@@ -48,12 +48,20 @@ typedef struct mb_cloud_opts {
     const char *k8s_url;
 } mb_cloud_opts;
 
+/* TEMPORARY (branch fence): the guard API of branch cloud, declared only so this branch
+ * compiles until that lands; nothing here consults it.  Dropped at the merge. */
+typedef int mb_cloud_guard(void *arg, long timeout_ms, mb_error *err);
+
 /* Borrowed for the call.  traceparent may be NULL. */
 typedef struct mb_cloud_target {
     const char *project_id;
     const char *region;
     const char *cluster_id;
     const char *traceparent;
+    long long deadline_ms;
+    mb_cloud_guard *guard;
+    void *guard_arg;
+    const void *owner;
 } mb_cloud_target;
 
 typedef void mb_cloud_done(void *arg, const mb_error *err);
