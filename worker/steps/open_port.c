@@ -33,6 +33,22 @@ static int is_like_ours(const mb_sg_rule *r)
             strcmp(r->remote_ip_prefix, "0.0.0.0/0") == 0);
 }
 
+/* The description names the order: how compensation recognises a rule this
+ * job created when the create's reply never came. */
+static void description(const mb_sjob *j, char *buf, size_t len)
+{
+    snprintf(buf, len, "meshbuy order %s: Istio sidecar injection webhook", j->order->order_id);
+}
+
+/* A rule like ours that names this order. */
+static int is_ours(const mb_sjob *j, const mb_sg_rule *r)
+{
+    char want[160];
+
+    description(j, want, sizeof(want));
+    return is_like_ours(r) && r->description && strcmp(r->description, want) == 0;
+}
+
 /* The intent to create is persisted before the create: a re-run after a
  * crash that finds a rule like ours, with the intent recorded, knows the rule
  * is this job's (and deletes it on compensation); without the intent, any
@@ -64,8 +80,7 @@ static mb_step_rc judge(mb_sjob *j, open_port *s)
         json_object_set_new(j->ck, "creating", json_true());
         return MB_STEP_SAVE; /* called again at this pc, with the same listing */
     }
-    snprintf(desc, sizeof(desc), "meshbuy order %s: Istio sidecar injection webhook",
-             j->order->order_id);
+    description(j, desc, sizeof(desc));
     mb_sg_rule_spec spec = {
         .security_group_id = sg_of(j),
         .direction = "ingress",
@@ -110,19 +125,46 @@ static mb_step_rc open_port_run(mb_sjob *j)
     }
 }
 
+static mb_step_rc delete_rule(mb_sjob *j, const char *id)
+{
+    mb_step_call(j, mb_cloud_sg_rule_delete(j->cloud, &j->target, id, mb_step_done, mb_step_io(j)));
+    j->pc = 1;
+    return MB_STEP_WAIT;
+}
+
+/* Deletes the rule this job created: by its id when the create answered; when
+ * only the intent was saved (the reply never came, or the worker died), the
+ * create may still have taken effect: the rule is found by its fields and the
+ * description naming this order.  A rule that covered 7443 before is never
+ * touched. */
 static mb_step_rc open_port_compensate(mb_sjob *j)
 {
+    open_port *s = j->scratch;
+    json_t *created = json_object_get(j->ck, "created");
     const char *id = json_string_value(json_object_get(j->ck, "rule_id"));
+    const char *sg = sg_of(j);
 
-    if (!json_is_true(json_object_get(j->ck, "created")) || id == NULL)
-        return MB_STEP_DONE;
-    if (j->pc == 0) {
-        mb_step_call(
-            j, mb_cloud_sg_rule_delete(j->cloud, &j->target, id, mb_step_done, mb_step_io(j)));
-        j->pc = 1;
+    switch (j->pc) {
+    case 0:
+        if (json_is_true(created) && id != NULL)
+            return delete_rule(j, id);
+        if (created != NULL || !json_is_true(json_object_get(j->ck, "creating")) || sg == NULL)
+            return MB_STEP_DONE;
+        mb_step_call(j, mb_cloud_sg_rules_list(j->cloud, &j->target, sg, "ingress", "tcp",
+                                               &s->rules, mb_step_done, mb_step_io(j)));
+        j->pc = 2;
         return MB_STEP_WAIT;
+    case 1: /* deleted (a 404 counts: already gone) */
+        return j->err.status != MB_OK ? MB_STEP_ERROR : MB_STEP_DONE;
+    default: /* the listing after an unknown outcome */
+        if (j->err.status != MB_OK)
+            return MB_STEP_ERROR;
+        for (size_t i = 0; i < s->rules.n; i++) {
+            if (is_ours(j, &s->rules.items[i]))
+                return delete_rule(j, s->rules.items[i].id);
+        }
+        return MB_STEP_DONE;
     }
-    return j->err.status != MB_OK ? MB_STEP_ERROR : MB_STEP_DONE;
 }
 
 const mb_step mb_step_open_port = {
