@@ -17,8 +17,6 @@
 [ -x "$MB_BIN/meshctl" ] || skip "meshctl not built in $MB_BIN"
 
 saga_stack_up
-# Installs long enough that a cancel always lands while the release is still installing.
-cs_config '{"release_install_ms": 30000, "release_delete_ms": 200}' >/dev/null
 
 buy() { # id
     saga_buy "o-$1" "acct-$1" "$1-mesh" "proj-$1" "c-$1" --node "n-$1-1" --node "n-$1-2" \
@@ -76,6 +74,8 @@ rm -f "$TEST_TMP/wl.port"
 # A 16 s lease for 5 s calls: the POST stays out until w1 is stopped, and the lease is
 # still the 3 x timeout + margin a worker needs to start.
 P_ENV=(MESHBUY_HTTP_TIMEOUT_MS=5000 MESHBUY_LEASE_MARGIN_MS=500 MESHBUY_LEASE_MS=16000)
+# Installs long enough that the cancel always lands while w2's release is still installing.
+cs_config '{"release_install_ms": 30000}' >/dev/null
 cs_fault '{"match": {"method": "POST", "path_contains": "/cce/cam/v3/clusters/c-fence/releases"},
     "hang": true, "count": 1}' >/dev/null
 saga_worker w1 "${P_ENV[@]}"
