@@ -16,6 +16,24 @@
 
 [ -x "$MB_BIN/meshctl" ] || skip "meshctl not built in $MB_BIN"
 
+# ---- start-up: a lease shorter than 3 call timeouts + the margin is refused, with the reason
+check_lease() { # [LEASE_MS HTTP_TIMEOUT_MS MARGIN_MS] (none: defaults): exit status, stderr
+    local r=0 out set=()
+    [ $# = 0 ] || set=(MESHBUY_LEASE_MS="$1" MESHBUY_HTTP_TIMEOUT_MS="$2" \
+        MESHBUY_LEASE_MARGIN_MS="$3")
+    out=$(env -i PATH="$PATH" REDIS_URL=redis://127.0.0.1:1 KAFKA_BROKERS=127.0.0.1:1 \
+        MESHBUY_CCE_URL=http://127.0.0.1:1 MESHBUY_VPC_URL=http://127.0.0.1:1 \
+        MESHBUY_K8S_URL='http://127.0.0.1:1/k8s/{cluster_id}' MESHBUY_AK=a MESHBUY_SK=b \
+        "${set[@]}" "$MB_BIN/meshworker" --check 2>&1 >/dev/null) || r=$?
+    echo "$r $out"
+}
+out=$(check_lease 15999 5000 1000)
+assert_eq 3 "${out%% *}" "a 15999 ms lease for 5000 ms calls + 1000 ms margin: config error"
+assert_contains "$out" "MESHBUY_LEASE_MS=15999 is too short" "the reason"
+assert_contains "$out" "= 16000" "the minimum"
+assert_eq 0 "$(check_lease 16000 5000 1000 | cut -d' ' -f1)" "16000 ms is enough"
+assert_eq 0 "$(check_lease | cut -d' ' -f1)" "the defaults (120000 ms for 30000 ms calls)"
+
 saga_stack_up
 
 buy() { # id
