@@ -132,11 +132,11 @@ static mb_step_rc delete_rule(mb_sjob *j, const char *id)
     return MB_STEP_WAIT;
 }
 
-/* Deletes the rule this job created: by its id when the create answered; when
- * only the intent was saved (the reply never came, or the worker died), the
- * create may still have taken effect: the rule is found by its fields and the
- * description naming this order.  A rule that covered 7443 before is never
- * touched. */
+/* Deletes the rule this job created: by its id when the create answered 201.
+ * Otherwise, when the intent was saved (the reply never came, the worker died,
+ * or a retried create got 409 "exists" for the rule its lost first attempt
+ * made), the rule is found by its fields and the description naming this
+ * order.  A rule that covered 7443 before is never touched. */
 static mb_step_rc open_port_compensate(mb_sjob *j)
 {
     open_port *s = j->scratch;
@@ -148,7 +148,9 @@ static mb_step_rc open_port_compensate(mb_sjob *j)
     case 0:
         if (json_is_true(created) && id != NULL)
             return delete_rule(j, id);
-        if (created != NULL || !json_is_true(json_object_get(j->ck, "creating")) || sg == NULL)
+        /* No id of ours (no reply, or a 409 "exists" that may answer our own lost
+         * create): look for the rule, if this job ever meant to create one. */
+        if (!json_is_true(json_object_get(j->ck, "creating")) || sg == NULL)
             return MB_STEP_DONE;
         mb_step_call(j, mb_cloud_sg_rules_list(j->cloud, &j->target, sg, "ingress", "tcp",
                                                &s->rules, mb_step_done, mb_step_io(j)));
