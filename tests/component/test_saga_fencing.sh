@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # test_saga_fencing.sh: cloud side effects fenced in time, and creates whose outcome is unknown,
 # against devkafka + redis + cloudsim (tests/fixtures/cloudsim/saga.json), one cluster per case:
+#   start-up      meshworker --check refuses a lease under 3 call timeouts + the margin
 #   lost-release  the release POST takes effect but its reply never comes (cloudsim applies it
 #                 and hangs); a cancel arrives meanwhile: the release is found by name and the
 #                 description naming the order and deleted; Cancelled, nothing left
@@ -131,12 +132,15 @@ w1_lost() {
 wait_for 60 w1_lost
 wait_for 30 curl -sf --max-time 2 "http://127.0.0.1:$(cat "$TEST_TMP/w1.port")/healthz"
 sleep 2
+# Whether w1's timed-out POST came to a retry (stopped by the lease guard) or was dropped with
+# the job first depends on which of its timers fired first after the pause: noted, not asserted.
+note "paused: w1 refused $(grep -c 'cloud change not sent' "$TEST_TMP/w1.log" || true) cloud change(s)"
 
 paused_case() {
     local reqs takeover bad
     saga_check_order acct-fence/fence-mesh o-fence Cancelled >/dev/null
     check_clean fence
-    reqs=$(cs_get "/admin/requests?since=$((stopped_at - 200))&limit=100000")
+    reqs=$(cs_get "/admin/requests?since=$stopped_at&limit=100000")
     # Workers name themselves in the User-Agent: without it nothing below could be told apart.
     assert_json "$reqs" '[.requests[] | select((.user_agent // "") | test("\\(w2\\)"))] |
         length > 0' "requests of w2 carry its worker id in the User-Agent"
