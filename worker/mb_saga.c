@@ -79,6 +79,7 @@ typedef struct sjob {
     long long ck_next_run;
     const char *ck_status;
     struct sjob *prev, *next;
+    struct sjob *hnext; /* chain in mb_saga.held, by order id */
 } sjob;
 
 struct mb_saga {
@@ -98,6 +99,8 @@ struct mb_saga {
     int draining;
     mb_saga_stats stats;
     mb_saga_hist *hist; /* per step */
+    sjob **held;        /* jobs in memory by order id: hmask + 1 chains */
+    size_t hmask;
 };
 
 const double mb_saga_bucket_le[MB_SAGA_BUCKETS] = {0.001, 0.005, 0.01, 0.05, 0.1,
@@ -105,6 +108,16 @@ const double mb_saga_bucket_le[MB_SAGA_BUCKETS] = {0.001, 0.005, 0.01, 0.05, 0.1
 
 static void advance(sjob *j);
 static int step_index(const mb_step *st);
+
+/* The chain of mb_saga.held for order_id: FNV-1a. */
+static size_t held_slot(const struct mb_saga *s, const char *order_id)
+{
+    uint32_t h = 2166136261u;
+
+    for (const unsigned char *p = (const unsigned char *)order_id; *p; p++)
+        h = (h ^ *p) * 16777619u;
+    return h & s->hmask;
+}
 
 static long long mono_us(void)
 {
@@ -775,6 +788,12 @@ static void drop(sjob *j)
         return;
     }
     end_exec(j);
+    for (sjob **pp = &s->held[held_slot(s, j->job->order_id)]; *pp; pp = &(*pp)->hnext) {
+        if (*pp == j) {
+            *pp = j->hnext;
+            break;
+        }
+    }
     if (j->prev)
         j->prev->next = j->next;
     else if (s->jobs == j)
@@ -838,12 +857,12 @@ static int lease_guard(void *arg, long timeout_ms, mb_error *err)
     return -1;
 }
 
-/* 1 if a job of this order is in memory.  A linear walk: the claim script
- * never hands back a job whose lease we hold, so this only guards against a
- * lease that expired while we still work the job (its writes are refused). */
+/* 1 if a job of this order is in memory.  The claim script never hands back a
+ * job whose lease we hold; this guards against a lease that expired while we
+ * still work the job (its writes are refused, it leaves memory soon). */
 static int holds(const mb_saga *s, const char *order_id)
 {
-    for (const sjob *j = s->jobs; j; j = j->next) {
+    for (const sjob *j = s->held[held_slot(s, order_id)]; j; j = j->hnext) {
         if (strcmp(j->job->order_id, order_id) == 0)
             return 1;
     }
@@ -871,6 +890,8 @@ static void start(mb_saga *s, mb_job *job, long long sent_mono)
     j->job = job;
     j->events = json_array();
     j->lease_until = sent_mono + s->o.lease_ms;
+    j->hnext = s->held[held_slot(s, job->order_id)];
+    s->held[held_slot(s, job->order_id)] = j;
     j->next = s->jobs;
     if (s->jobs)
         s->jobs->prev = j;
@@ -928,6 +949,12 @@ mb_saga *mb_saga_new(struct event_base *base, mb_store *store, mb_cloud *cloud,
     s->base = base;
     s->hist = calloc((size_t)mb_steps_count, sizeof(*s->hist));
     if (s->hist == NULL)
+        goto err;
+    s->hmask = 255; /* chains: the next power of two at or above max_inflight */
+    while (s->hmask < o->max_inflight && s->hmask < (1u << 20) - 1)
+        s->hmask = s->hmask * 2 + 1;
+    s->held = calloc(s->hmask + 1, sizeof(*s->held));
+    if (s->held == NULL)
         goto err;
     s->flush_ev = event_new(base, -1, 0, flush, s);
     if (s->flush_ev == NULL)
@@ -1067,6 +1094,7 @@ void mb_saga_free(mb_saga *s)
         event_free(s->flush_ev);
     free(s->ckq);
     free(s->hist);
+    free(s->held);
     free(s->worker_id);
     free(s);
 }
