@@ -938,25 +938,35 @@ static void test_faults(void **state)
 {
     env *e = *state;
     mb_cluster cl = {0};
+    mb_cloud_counters cc;
     res r;
     long t0;
+    long long since;
     char err[256];
 
+    /* one 503: the call retries it on its own and succeeds */
     add_fault("{\"match\":{\"path_prefix\":\"/api/v3/projects\"},\"error_status\":503,"
               "\"count\":1}");
-    CALL(e, r, mb_cloud_cluster_get(e->cloud, &e->t, &cl, on_done, &r));
-    assert_int_equal(r.err.status, MB_AGAIN);
-    assert_int_equal(r.err.http_status, 503);
-    /* count 1: the next one passes */
+    since = requests_total();
     CALL(e, r, mb_cloud_cluster_get(e->cloud, &e->t, &cl, on_done, &r));
     ASSERT_OK(r);
+    assert_string_equal(cl.security_group_id, SG);
+    assert_int_equal(requests_matching(since, "/clusters/" CLUSTER, 503), 1);
+    assert_int_equal(requests_matching(since, "/clusters/" CLUSTER, 200), 1);
+    mb_cloud_stats(e->cloud, &cc);
+    assert_int_equal(cc.retries, 1);
+    assert_int_equal(cc.gave_up, 0);
 
+    /* 429 with Retry-After: 2 is waited for */
     add_fault("{\"match\":{\"path_prefix\":\"/api/v3/projects\"},\"throttle\":true,"
               "\"retry_after\":2,\"count\":1}");
+    since = requests_total();
+    t0 = now_ms();
     CALL(e, r, mb_cloud_cluster_get(e->cloud, &e->t, &cl, on_done, &r));
-    assert_int_equal(r.err.status, MB_AGAIN);
-    assert_int_equal(r.err.http_status, 429);
-    assert_int_equal(r.err.retry_after_ms, 2000);
+    ASSERT_OK(r);
+    assert_true(now_ms() - t0 >= 1990);
+    assert_int_equal(requests_matching(since, "/clusters/" CLUSTER, 429), 1);
+    assert_int_equal(requests_matching(since, "/clusters/" CLUSTER, 200), 1);
 
     add_fault("{\"match\":{\"path_prefix\":\"/api/v3/projects\"},\"latency_ms\":200,"
               "\"count\":1}");
@@ -965,18 +975,25 @@ static void test_faults(void **state)
     ASSERT_OK(r);
     assert_true(now_ms() - t0 >= 190);
 
-    /* a hang: the request times out, transient */
+    /* a hang: the request times out; with no room left before the deadline
+     * for another 400 ms attempt, the call gives up, transient */
     {
         mb_http_opts ho = {.ak = AK, .sk = SK, .timeout_ms = 400};
         mb_http *h = mb_http_new(e->base, &ho, err, sizeof(err));
         mb_cloud *c = make_cloud(h);
+        mb_cloud_target t = e->t;
         add_fault("{\"match\":{\"path_prefix\":\"/api/v3/projects\"},\"hang\":true,"
                   "\"count\":1}");
         t0 = now_ms();
-        CALL(e, r, mb_cloud_cluster_get(c, &e->t, &cl, on_done, &r));
+        t.deadline_ms = t0 + 700;
+        CALL(e, r, mb_cloud_cluster_get(c, &t, &cl, on_done, &r));
         assert_int_equal(r.err.status, MB_AGAIN);
         assert_string_equal(r.err.code, "Timeout");
+        assert_non_null(strstr(r.err.msg, "(gave up after 1 attempt)"));
         assert_true(now_ms() - t0 >= 350);
+        mb_cloud_stats(c, &cc);
+        assert_int_equal(cc.retries, 0);
+        assert_int_equal(cc.gave_up, 1);
         mb_cloud_free(c);
         mb_http_free(h);
     }
