@@ -444,8 +444,8 @@ static long retry_delay(mb_cloud_op *op, const mb_error *e)
         cap = c->retry_max_ms;
     delay = (long)(next_rand(c) % (uint64_t)(cap + 1));
     if (e->retry_after_ms >= 0) {
-        long ra = e->retry_after_ms < c->retry_after_max_ms ? e->retry_after_ms
-                                                            : c->retry_after_max_ms;
+        long ra =
+            e->retry_after_ms < c->retry_after_max_ms ? e->retry_after_ms : c->retry_after_max_ms;
         if (ra > delay)
             delay = ra;
     }

@@ -52,8 +52,8 @@ typedef struct mb_http_req {
     const char *content_type; /* with a body; NULL = application/json */
     const char *body;         /* NULL = none */
     size_t body_len;
-    const char *traceparent; /* NULL = header not sent */
-    long timeout_ms;         /* 0 = the mb_http default; counted from when the transfer
+    const char *traceparent;      /* NULL = header not sent */
+    long timeout_ms;              /* 0 = the mb_http default; counted from when the transfer
                                 starts, after any wait for a slot (max_active) */
     mb_http_start_hook *on_start; /* NULL = always send */
     void *start_arg;
