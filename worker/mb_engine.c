@@ -10,6 +10,7 @@
 #include "mb_cloud.h"
 #include "mb_http.h"
 #include "mb_saga.h"
+#include "mb_sagadef.h"
 
 #ifndef MESHBUY_VERSION
 #define MESHBUY_VERSION "dev"
@@ -42,8 +43,8 @@ static void step_histograms(const mb_saga *saga, struct evbuffer *out)
     evbuffer_add_printf(out, "# HELP meshbuy_step_execution_seconds One execution of a saga "
                              "step, start to done or poll.\n"
                              "# TYPE meshbuy_step_execution_seconds histogram\n");
-    for (int i = 0; i < mb_saga_steps(); i++) {
-        const char *name = mb_saga_step_name(i);
+    for (int i = 0; i < mb_saga_steps(saga); i++) {
+        const char *name = mb_saga_step_name(saga, i);
         mb_saga_hist h;
         mb_saga_step_hist(saga, i, &h);
         for (int b = 0; b < MB_SAGA_BUCKETS; b++)
@@ -151,6 +152,8 @@ mb_engine *mb_engine_new(mb_loop *loop, const mb_conf *conf, char *err, size_t e
         .poll_ms = mb_conf_int(conf, "MESHBUY_POLL_MS"),
         .step_deadline_ms = mb_conf_int(conf, "MESHBUY_STEP_DEADLINE_MS"),
         .compensate_deadline_ms = mb_conf_int(conf, "MESHBUY_COMPENSATE_DEADLINE_MS"),
+        .defs = mb_saga_defs,
+        .ndefs = mb_saga_defs_count,
     };
 
 
