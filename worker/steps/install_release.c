@@ -126,8 +126,7 @@ static mb_step_rc install_run(mb_sjob *j)
         json_object_set_new(j->ck, "created", json_true());
         json_object_set_new(j->ck, "status", json_string("PENDING_INSTALL"));
         return MB_STEP_POLL;
-    case RUN_RECREATING:
-        return j->err.status != MB_OK ? MB_STEP_ERROR : MB_STEP_POLL;
+    case RUN_RECREATING: return j->err.status != MB_OK ? MB_STEP_ERROR : MB_STEP_POLL;
     default: return mb_step_fail(j, "Internal", "install_release: no state %d", j->pc);
     }
 }
