@@ -495,6 +495,11 @@ static int begin_exec(sjob *j, const mb_step *st, int compensating)
     }
     if (st_int(j->pub.state, "step_started_ms") == 0)
         st_set_int(j->pub.state, "step_started_ms", now_ms());
+    /* each cloud call retries on its own within the step's deadline (as retry_later) */
+    j->pub.target.deadline_ms =
+        st_int(j->pub.state, "step_started_ms") +
+        (compensating ? j->saga->o.compensate_deadline_ms
+                      : (st->deadline_ms ? st->deadline_ms : j->saga->o.step_deadline_ms));
     st_set_int(j->pub.state, "attempt", st_int(j->pub.state, "attempt") + 1);
     st_set_int(rec, "attempts", st_int(rec, "attempts") + 1);
     if (st_int(rec, "started_ms") == 0)
