@@ -6,6 +6,18 @@
 
 #define WEBHOOK_PORT 7443
 
+/* Where an execution stands (j->pc). */
+enum {
+    RUN_LIST,    /* list the group's ingress rules */
+    RUN_JUDGE,   /* listed: covered, ours already, or create (after saving the intent) */
+    RUN_CREATED, /* the create was sent */
+};
+enum {
+    UNDO_DELETE,  /* delete the rule this job created (or look for it: UNDO_FOUND) */
+    UNDO_DELETED, /* the delete was sent */
+    UNDO_FOUND,   /* the rules were listed: the one naming this order is deleted */
+};
+
 typedef struct open_port {
     mb_sg_rule_list rules;
     mb_sg_rule_created created;
@@ -93,7 +105,7 @@ static mb_step_rc judge(mb_sjob *j, open_port *s)
     };
     mb_step_call(j, mb_cloud_sg_rule_create(j->cloud, &j->target, &spec, &s->created, mb_step_done,
                                             mb_step_io(j)));
-    j->pc = 2;
+    j->pc = RUN_CREATED;
     return MB_STEP_WAIT;
 }
 
@@ -106,29 +118,30 @@ static mb_step_rc open_port_run(mb_sjob *j)
         return mb_step_fail(j, "NoSecurityGroup", "cluster %s reports no node security group",
                             j->order->cluster_id);
     switch (j->pc) {
-    case 0:
+    case RUN_LIST:
         mb_step_call(j, mb_cloud_sg_rules_list(j->cloud, &j->target, sg, "ingress", NULL, &s->rules,
                                                mb_step_done, mb_step_io(j)));
-        j->pc = 1;
+        j->pc = RUN_JUDGE;
         return MB_STEP_WAIT;
-    case 1:
+    case RUN_JUDGE:
         if (j->err.status != MB_OK)
             return MB_STEP_ERROR;
         return judge(j, s);
-    default:
+    case RUN_CREATED:
         if (j->err.status != MB_OK)
             return MB_STEP_ERROR;
         /* VPC.9902: an identical rule appeared meanwhile; it is not ours to delete. */
         json_object_set_new(j->ck, "created", json_boolean(!s->created.existed));
         json_object_set_new(j->ck, "rule_id", json_string(s->created.id));
         return MB_STEP_DONE;
+    default: return mb_step_fail(j, "Internal", "open_port: no state %d", j->pc);
     }
 }
 
 static mb_step_rc delete_rule(mb_sjob *j, const char *id)
 {
     mb_step_call(j, mb_cloud_sg_rule_delete(j->cloud, &j->target, id, mb_step_done, mb_step_io(j)));
-    j->pc = 1;
+    j->pc = UNDO_DELETED;
     return MB_STEP_WAIT;
 }
 
@@ -145,7 +158,7 @@ static mb_step_rc open_port_compensate(mb_sjob *j)
     const char *sg = sg_of(j);
 
     switch (j->pc) {
-    case 0:
+    case UNDO_DELETE:
         if (json_is_true(created) && id != NULL)
             return delete_rule(j, id);
         /* No id of ours (no reply, or a 409 "exists" that may answer our own lost
@@ -154,11 +167,11 @@ static mb_step_rc open_port_compensate(mb_sjob *j)
             return MB_STEP_DONE;
         mb_step_call(j, mb_cloud_sg_rules_list(j->cloud, &j->target, sg, "ingress", "tcp",
                                                &s->rules, mb_step_done, mb_step_io(j)));
-        j->pc = 2;
+        j->pc = UNDO_FOUND;
         return MB_STEP_WAIT;
-    case 1: /* deleted (a 404 counts: already gone) */
+    case UNDO_DELETED: /* a 404 counts: already gone */
         return j->err.status != MB_OK ? MB_STEP_ERROR : MB_STEP_DONE;
-    default: /* the listing after an unknown outcome */
+    default: /* UNDO_FOUND: the listing after an unknown outcome */
         if (j->err.status != MB_OK)
             return MB_STEP_ERROR;
         for (size_t i = 0; i < s->rules.n; i++) {
