@@ -97,8 +97,12 @@ static void metrics(void *ctx, struct evbuffer *out)
     mb_cloud_stats(e->cloud, &c);
     evbuffer_add_printf(out,
                         "# TYPE meshbuy_cloud_retries_total counter\n"
-                        "meshbuy_cloud_retries_total %llu\n",
-                        (unsigned long long)c.retries);
+                        "meshbuy_cloud_retries_total %llu\n"
+                        "# HELP meshbuy_cloud_refused_total Cloud changes not sent: the job's "
+                        "lease was lost or too short for the call.\n"
+                        "# TYPE meshbuy_cloud_refused_total counter\n"
+                        "meshbuy_cloud_refused_total %llu\n",
+                        (unsigned long long)c.retries, (unsigned long long)c.refused);
     step_histograms(e->saga, out);
 }
 
