@@ -5,7 +5,7 @@
 # container engine runs here: this checks the files, not a running stack.
 . "$MB_ROOT/tests/lib.sh"
 
-command -v docker-compose >/dev/null || skip "docker-compose not installed (ops/deps)"
+need_tool docker-compose
 cd "$MB_ROOT"
 # Check the file as shipped, not as this shell's environment would interpolate it.
 unset CLOUDSIM_SCENARIO MESHBUY_CCE_URL MESHBUY_VPC_URL MESHBUY_K8S_URL MESHBUY_AK MESHBUY_SK

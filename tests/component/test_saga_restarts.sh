@@ -7,9 +7,7 @@
 # status stream must be gapless.
 . "$MB_ROOT/tests/lib.sh"
 
-for b in meshworker meshbuy devkafka cloudsim; do
-    [ -x "$MB_BIN/$b" ] || skip "$b not built in $MB_BIN"
-done
+need_bin meshworker meshbuy devkafka cloudsim
 
 N=30
 stack_up --cloudsim "$MB_ROOT/ops/cloudsim/scenarios/bench.json" --redis-fsync always
