@@ -122,7 +122,7 @@ done
 # stage installs (sanitizer runtimes and libc aside).
 runtime_pkgs=$(sed -n '/^FROM debian:bookworm-slim/,$p' Dockerfile)
 needed=$(for b in "$MB_BIN"/*; do
-    [ -x "$b" ] && [ -f "$b" ] || continue
+    [[ -x "$b" && -f "$b" ]] || continue
     readelf -d "$b" | sed -n "s|.*NEEDED.*\[\(.*\)\]|\1 $(basename "$b")|p"
 done | sort -u -k1,1)
 checked=0

@@ -20,7 +20,7 @@ export MESHBUY_LEASE_MS=3000 MESHBUY_POLL_MS=200 MESHBUY_BACKOFF_BASE_MS=50 \
 STATUS=$TEST_TMP/status.tsv
 kcat -C -b "$KAFKA_BROKERS" -t mesh.status -o beginning -u -f '%k\t%s\n' >"$STATUS" 2>/dev/null &
 echo $! >"$TEST_TMP/tail.pid"
-on_exit 'kill "$(cat "$TEST_TMP/tail.pid")" 2>/dev/null || true'
+on_exit "kill $(cat "$TEST_TMP/tail.pid") 2>/dev/null || true"
 
 for w in w1 w2; do
     port=$(free_port)

@@ -60,8 +60,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort(); /* only out of memory, which the fuzzer does not cause */
     if (wrap) {
         json_t *env = json_loadb(msg, len, 0, NULL);
-        if (env == NULL || strlen(msg) != len ||
-            !json_equal(json_object_get(env, "data"), doc) ||
+        if (env == NULL || strlen(msg) != len || !json_equal(json_object_get(env, "data"), doc) ||
             !json_is_string(json_object_get(env, "specversion")) ||
             !json_is_string(json_object_get(env, "type")))
             abort();

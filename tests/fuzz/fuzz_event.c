@@ -25,8 +25,7 @@ static int view_same(const mb_status_event *a, const mb_status_event *b)
            str_same(a->cluster_id, b->cluster_id) && a->status == b->status &&
            str_same(a->step, b->step) && a->step_index == b->step_index &&
            a->step_total == b->step_total && str_same(a->message, b->message) &&
-           str_same(a->error_code, b->error_code) &&
-           str_same(a->error_message, b->error_message) &&
+           str_same(a->error_code, b->error_code) && str_same(a->error_message, b->error_message) &&
            a->error_retryable == b->error_retryable && a->attempt == b->attempt &&
            a->seq == b->seq && str_same(a->traceparent, b->traceparent) &&
            str_same(a->source, b->source);
