@@ -104,6 +104,8 @@ test: | $(DEPS_ALL)
 asan: test
 
 units: $(UNITS)
+# The unit objects are intermediate to make: keep them (and what their .d files say).
+.SECONDARY: $(UNIT_SRC:%.c=$(O)/%.o)
 
 bench: all | $(DEPS_ALL)
 	ops/bench/run --bin bin
