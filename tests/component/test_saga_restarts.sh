@@ -41,6 +41,12 @@ count() { # status -> events with it
     awk -F'\t' -v s="\"status\":\"$1\"" 'index($2, s) { n++ } END { print n + 0 }' "$STATUS"
 }
 more_than() { [ "$(count "$1")" -gt "$2" ]; }
+# Meshes (keys) with a Running event: a re-relayed duplicate must not stand for a mesh
+# whose own events are still waiting in the outbox.
+meshes_running() {
+    awk -F'\t' 'index($2, "\"status\":\"Running\"") { k[$1] = 1 } END { print length(k) }' "$STATUS"
+}
+all_running() { [ "$(meshes_running)" -ge "$N" ]; }
 
 # Mid-run: some sagas done, most still going.
 wait_for 60 more_than Installing $((N * 2))
@@ -61,7 +67,7 @@ running_in_redis() {
 wait_for 120 running_in_redis
 kafka_ctl broker-up 1 >/dev/null
 
-wait_for 180 more_than Running $((N - 1))
+wait_for 180 all_running
 
 # Every mesh: seq 1..n with no gap (repeats only as identical copies), one Accepted first,
 # exactly one Running, last, nothing Failed.
