@@ -1042,8 +1042,8 @@ int mb_store_status_terminal(const char *status)
     return 0;
 }
 
-mb_status mb_store_claim(mb_store *st, long long lease_ms, size_t max,
-                         mb_job ***jobs, size_t *n, mb_error *err)
+mb_status mb_store_claim(mb_store *st, long long lease_ms, size_t max, mb_job ***jobs, size_t *n,
+                         mb_error *err)
 {
     size_t ns = (size_t)st->shards;
     size_t per = max / ns + (max % ns ? 1 : 0);
@@ -1339,8 +1339,8 @@ static mb_status simple_script(mb_store *st, int script, int shard, const char *
     return s;
 }
 
-mb_status mb_store_cancel(mb_store *st, const char *order_id, const char *mesh_key,
-                          int *found, char *status, size_t status_len, mb_error *err)
+mb_status mb_store_cancel(mb_store *st, const char *order_id, const char *mesh_key, int *found,
+                          char *status, size_t status_len, mb_error *err)
 {
     redisReply *r = NULL;
     mb_status s;

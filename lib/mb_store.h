@@ -124,7 +124,7 @@ typedef struct mb_reject {
     const char *reason;                             /* why it was refused */
     const void *raw;                                /* the message bytes (kept up to 64 KiB) */
     size_t raw_len;
-    const json_t *failed_event;                     /* queued unless the order id is known */
+    const json_t *failed_event; /* queued unless the order id is known */
 } mb_reject;
 
 /* Keeps a Failed record (status Failed, error InvalidOrder, the raw bytes) and queues the
@@ -140,8 +140,8 @@ mb_status mb_store_reject(mb_store *st, const mb_reject *r, int *queued, mb_erro
  * lease_ms after the script ran, so a caller that counts lease_ms from before it sent the
  * claim (on its own monotonic clock) never believes it holds a lease longer than it does.
  * *jobs is a new array of n new jobs (mb_job_free_array); *n may be 0 (then *jobs NULL). */
-mb_status mb_store_claim(mb_store *st, long long lease_ms, size_t max, mb_job ***jobs,
-                         size_t *n, mb_error *err);
+mb_status mb_store_claim(mb_store *st, long long lease_ms, size_t max, mb_job ***jobs, size_t *n,
+                         mb_error *err);
 
 /* ---- checkpoint */
 typedef struct mb_checkpoint {
@@ -202,8 +202,8 @@ mb_status mb_store_renew(mb_store *st, const mb_lease_ref *refs, size_t n, long 
  * used).  An unleased job that is not terminal (mb_store_status_terminal) becomes due
  * now; a leased one is told through renew/checkpoint replies; a terminal one stays as it
  * is.  *found = 0 when no such job; status (may be NULL) gets the job's status. */
-mb_status mb_store_cancel(mb_store *st, const char *order_id, const char *mesh_key,
-                          int *found, char *status, size_t status_len, mb_error *err);
+mb_status mb_store_cancel(mb_store *st, const char *order_id, const char *mesh_key, int *found,
+                          char *status, size_t status_len, mb_error *err);
 
 /* The statuses after which a job never runs again; the store's scripts use the same list. */
 #define MB_STORE_TERMINAL(X) X(Running) X(Failed) X(Cancelled) X(NeedsAttention)

@@ -4,7 +4,8 @@
 
 /* The store statuses after which a job never runs again, in Lua table syntax; the same
  * list as mb_store_status_terminal (MB_STORE_TERMINAL in mb_store.h). */
-#define LUA_TERMINAL_(s) #s "=true,"
+#define LUA_TERMINAL_(s)   #s "=true,"
+#define LUA_TERMINAL_TABLE "local TERMINAL = {" MB_STORE_TERMINAL(LUA_TERMINAL_) "}\n"
 
 static const char lua_prelude[] =
     "-- Shared by every script.  Lease ends, due scores and every other time a script\n"
@@ -15,7 +16,6 @@ static const char lua_prelude[] =
     "  local t = redis.call('TIME')\n"
     "  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
     "end\n"
-    "local TERMINAL = {" MB_STORE_TERMINAL(LUA_TERMINAL_) "}\n"
     "-- Queue one status event with the key's next seq.\n"
     "-- head/data are the event's top-level and data members without braces, \"id\" and \"seq\".\n"
     "local function emit(seqk, outk, key, tp, head, data)\n"
@@ -37,7 +37,7 @@ static const char lua_prelude[] =
     "    seq = emit(seqk, outk, key, etp, ARGV[first + 2 + 3 * i], ARGV[first + 3 + 3 * i])\n"
     "  end\n"
     "  return seq\n"
-    "end\n";
+    "end\n" LUA_TERMINAL_TABLE;
 
 static const char lua_accept[] =
     "-- KEYS: job name seq due outbox index\n"
@@ -247,8 +247,8 @@ static const char lua_rewrite[] =
     "local f = redis.call('HGET', KEYS[1], 'fence') or '0'\n"
     "local ck = redis.call('HGET', KEYS[1], 'ck') or '0'\n"
     "if f ~= ARGV[2] or ck ~= ARGV[3] then\n"
-    "  return redis.error_reply('CHANGED job ' .. ARGV[1] .. ' changed since it was read (fence ' ..\n"
-    "    f .. ', checkpoint ' .. ck .. ')')\n"
+    "  return redis.error_reply('CHANGED job ' .. ARGV[1] .. ' changed since it was read' ..\n"
+    "    ' (fence ' .. f .. ', checkpoint ' .. ck .. ')')\n"
     "end\n"
     "local now = clock_ms()\n"
     "local owner = redis.call('HGET', KEYS[1], 'lease_owner') or ''\n"
@@ -265,7 +265,8 @@ static const char lua_rewrite[] =
     "if ARGV[12] == '1' then redis.call('SET', KEYS[4], ARGV[1]) end\n"
     "redis.call('HINCRBY', KEYS[1], 'fence', 1)\n"
     "redis.call('HINCRBY', KEYS[1], 'ck', 1)\n"
-    "redis.call('HSET', KEYS[1], 'lease_owner', '', 'lease_until', 0, 'next_run', now, 'updated', now)\n"
+    "redis.call('HSET', KEYS[1], 'lease_owner', '', 'lease_until', 0, 'next_run', now,\n"
+    "  'updated', now)\n"
     "redis.call('ZADD', KEYS[2], now, ARGV[1])\n"
     "if ARGV[10] ~= U then\n"
     "  redis.call('RPUSH', KEYS[3], ARGV[10])\n"

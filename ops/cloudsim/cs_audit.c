@@ -19,7 +19,7 @@ typedef struct req_rec {
     char uri[200];
     char traceparent[56]; /* the W3C header as received, "" when absent */
     char user_agent[120]; /* as received (cut), "" when absent */
-    short status; /* 0 = no response yet (held, hanging) */
+    short status;         /* 0 = no response yet (held, hanging) */
     signed char sig_ok;
     const char *fault;
 } req_rec;
@@ -188,14 +188,14 @@ json_t *cs_audit_mutations_json(const cs_audit *a, const char *kind)
         const mut_rec *m = &a->muts[i];
         if (kind && strcmp(kind, mut_names[m->kind]) != 0)
             continue;
-        json_t *e = json_pack("{s:I, s:s, s:s, s:s, s:s, s:b, s:I}", "seq", (json_int_t)m->seq,
-                              "time", cs_time_text(m->t_ms, t, sizeof(t)), "kind",
-                              mut_names[m->kind],
-                              m->kind == CS_MUT_SG_RULE_CREATE || m->kind == CS_MUT_SG_RULE_DELETE
-                                  ? "security_group_id"
-                                  : "cluster_id",
-                              m->cluster, "target", m->target, "changed", m->changed,
-                              "request_seq", (json_int_t)m->req_seq);
+        json_t *e =
+            json_pack("{s:I, s:s, s:s, s:s, s:s, s:b, s:I}", "seq", (json_int_t)m->seq, "time",
+                      cs_time_text(m->t_ms, t, sizeof(t)), "kind", mut_names[m->kind],
+                      m->kind == CS_MUT_SG_RULE_CREATE || m->kind == CS_MUT_SG_RULE_DELETE
+                          ? "security_group_id"
+                          : "cluster_id",
+                      m->cluster, "target", m->target, "changed", m->changed, "request_seq",
+                      (json_int_t)m->req_seq);
         json_object_set_new(e, "user_agent",
                             m->user_agent ? json_string(m->user_agent) : json_null());
         json_array_append_new(list, e);

@@ -434,8 +434,8 @@ int mc_cmd_cancel(mc_ctx *c, int argc, char **argv)
         return rc;
     }
     mb_error_clear(&e);
-    if (mb_store_cancel(c->store, j->order_id, j->key, &found, status,
-                        sizeof(status), &e) != MB_OK) {
+    if (mb_store_cancel(c->store, j->order_id, j->key, &found, status, sizeof(status), &e) !=
+        MB_OK) {
         mb_job_free(j);
         return mc_store_fail("cancelling", &e);
     }

@@ -125,13 +125,12 @@ static void note(int undo, int i)
  * Lease ends are Redis's clock, so the due scores are moved back by hand. */
 static void steal(void)
 {
-    static const char expire[] =
-        "for _, k in ipairs(redis.call('KEYS', 'mb:*:due')) do\n"
-        "  for _, id in ipairs(redis.call('ZRANGE', k, 0, -1)) do\n"
-        "    redis.call('ZADD', k, 0, id)\n"
-        "  end\n"
-        "end\n"
-        "return 1\n";
+    static const char expire[] = "for _, k in ipairs(redis.call('KEYS', 'mb:*:due')) do\n"
+                                 "  for _, id in ipairs(redis.call('ZRANGE', k, 0, -1)) do\n"
+                                 "    redis.call('ZADD', k, 0, id)\n"
+                                 "  end\n"
+                                 "end\n"
+                                 "return 1\n";
     redisContext *c = redisConnectUnix(sock);
     mb_job **jobs = NULL;
     size_t n = 0;

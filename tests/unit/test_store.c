@@ -319,12 +319,12 @@ static void test_claim_fence_lease(void **state)
      * score goes back to its lease end (so b does not get it either). */
     {
         redisContext *c = raw();
-        freeReplyObject(redisCommand(c, "ZADD mb:{s%d}:due 0 ord-9",
-                                     mb_store_shard_of(a, "acct2/mesh-b")));
+        freeReplyObject(
+            redisCommand(c, "ZADD mb:{s%d}:due 0 ord-9", mb_store_shard_of(a, "acct2/mesh-b")));
         assert_null(claim_one(a, 30000));
         assert_null(claim_one(b, 30000));
-        redisReply *r = redisCommand(c, "ZSCORE mb:{s%d}:due ord-9",
-                                     mb_store_shard_of(a, "acct2/mesh-b"));
+        redisReply *r =
+            redisCommand(c, "ZSCORE mb:{s%d}:due ord-9", mb_store_shard_of(a, "acct2/mesh-b"));
         assert_int_equal(strtoll(r->str, NULL, 10), j->lease_until_ms);
         freeReplyObject(r);
         redisFree(c);
@@ -415,9 +415,15 @@ static void test_ck_idempotent(void **state)
     assert_int_equal(j->checkpoints, 0);
     ev = status_event("ord-c", "acct3", "mesh-c", MB_MESH_INSTALLING, NULL);
     json_t *list[1] = {ev};
-    mb_checkpoint k = {.order_id = j->order_id, .key = j->key, .fence = j->fence,
-                       .attempt = -1, .run_in_ms = 0, .lease_ms = 30000,
-                       .ck = 1, .events = list, .n_events = 1};
+    mb_checkpoint k = {.order_id = j->order_id,
+                       .key = j->key,
+                       .fence = j->fence,
+                       .attempt = -1,
+                       .run_in_ms = 0,
+                       .lease_ms = 30000,
+                       .ck = 1,
+                       .events = list,
+                       .n_events = 1};
     mb_error_clear(&e);
     assert_int_equal(mb_store_checkpoint(a, &k, 1, &res, &s, &e), MB_OK);
     assert_false(res.already_applied);
@@ -458,15 +464,13 @@ static void test_cancel(void **state)
     flushall();
     a = open_store("wa");
     mb_error_clear(&e);
-    assert_int_equal(mb_store_cancel(a, "ord-x", NULL, &found, status, sizeof(status), &e),
-                     MB_OK);
+    assert_int_equal(mb_store_cancel(a, "ord-x", NULL, &found, status, sizeof(status), &e), MB_OK);
     assert_false(found);
     accept1(a, "ord-x", "acct4", "mesh-d");
     j = claim_one(a, 400);
     assert_false(j->cancel_requested);
     /* Cancelled while leased: the holder learns it from renew; the score is untouched. */
-    assert_int_equal(mb_store_cancel(a, "ord-x", NULL, &found, status, sizeof(status), &e),
-                     MB_OK);
+    assert_int_equal(mb_store_cancel(a, "ord-x", NULL, &found, status, sizeof(status), &e), MB_OK);
     assert_true(found);
     assert_string_equal(status, "Accepted");
     {
@@ -484,8 +488,7 @@ static void test_cancel(void **state)
     assert_non_null(j);
     assert_true(j->cancel_requested);
     /* By mesh key (no index needed). */
-    assert_int_equal(mb_store_cancel(a, "ord-x", "acct4/mesh-d", &found, NULL, 0, &e),
-                     MB_OK);
+    assert_int_equal(mb_store_cancel(a, "ord-x", "acct4/mesh-d", &found, NULL, 0, &e), MB_OK);
     assert_true(found);
     /* A job that ended NeedsAttention (an undo gave up) stays as it is: a cancel neither
      * makes it due nor runs its compensation again. */
@@ -493,8 +496,7 @@ static void test_cancel(void **state)
         mb_checkpoint_result res;
         assert_int_equal(ckpt(a, j, j->fence, "NeedsAttention", -1, NULL, &res, &e), MB_OK);
     }
-    assert_int_equal(mb_store_cancel(a, "ord-x", NULL, &found, status, sizeof(status), &e),
-                     MB_OK);
+    assert_int_equal(mb_store_cancel(a, "ord-x", NULL, &found, status, sizeof(status), &e), MB_OK);
     assert_true(found);
     assert_string_equal(status, "NeedsAttention");
     assert_null(claim_one(a, 30000));
@@ -657,8 +659,8 @@ static void test_sre_ops(void **state)
     accept1(a, "ord-s", "acct8", "mesh-s");
     j = claim_one(a, 400);
     st_doc = json_pack("{s:s}", "replayed", "yes");
-    mb_rewrite w = {"ord-s", "acct8/mesh-s", st_doc, "Installing", "precheck", 0, "", "",
-                    "replay by sre", 1, j->fence, j->checkpoints};
+    mb_rewrite w = {"ord-s", "acct8/mesh-s",  st_doc, "Installing", "precheck",    0, "",
+                    "",      "replay by sre", 1,      j->fence,     j->checkpoints};
     /* Leased by a live worker: refused. */
     mb_error_clear(&e);
     assert_int_equal(mb_store_rewrite(a, &w, &e), MB_PERM);
@@ -722,16 +724,16 @@ static void test_replay_claims_name(void **state)
     assert_int_equal(mb_store_get(a, "ord-l", &loser, &e), MB_OK);
     assert_int_equal(mb_store_get(a, "ord-w", &winner, &e), MB_OK);
 
-    mb_rewrite w = {"ord-l", "acct9/mesh-n", NULL, "Installing", "reserve", 0, "", "",
-                    "replay by sre", 1, loser->fence, loser->checkpoints, 1};
+    mb_rewrite w = {"ord-l", "acct9/mesh-n",  NULL, "Installing", "reserve",          0, "",
+                    "",      "replay by sre", 1,    loser->fence, loser->checkpoints, 1};
     mb_error_clear(&e);
     assert_int_equal(mb_store_rewrite(a, &w, &e), MB_PERM);
     assert_string_equal(e.code, "NameConflict");
     assert_non_null(strstr(e.msg, "ord-w"));
 
     /* The holder itself may claim it again (idempotent). */
-    mb_rewrite w2 = {"ord-w", "acct9/mesh-n", NULL, "Installing", "reserve", 0, "", "",
-                     "replay by sre", 1, winner->fence, winner->checkpoints, 1};
+    mb_rewrite w2 = {"ord-w", "acct9/mesh-n",  NULL, "Installing",  "reserve",           0, "",
+                     "",      "replay by sre", 1,    winner->fence, winner->checkpoints, 1};
     mb_error_clear(&e);
     assert_int_equal(mb_store_rewrite(a, &w2, &e), MB_OK);
     mb_job_free(loser);
