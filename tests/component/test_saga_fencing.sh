@@ -15,7 +15,7 @@
 . "$MB_ROOT/tests/lib.sh"
 . "$MB_ROOT/tests/saga_lib.sh"
 
-[ -x "$MB_BIN/meshctl" ] || skip "meshctl not built in $MB_BIN"
+need_bin meshctl
 
 # ---- start-up: a lease shorter than 3 call timeouts + the margin is refused, with the reason
 check_lease() { # [LEASE_MS HTTP_TIMEOUT_MS MARGIN_MS] (none: defaults): exit status, stderr
