@@ -13,9 +13,9 @@
 # engine runs here: this checks the files and the binaries, not a running stack.
 . "$MB_ROOT/tests/lib.sh"
 
-command -v docker-compose >/dev/null || skip "docker-compose not installed (ops/deps)"
-/usr/bin/python3 -c 'import yaml' 2>/dev/null || skip "python3-yaml missing"
-[ -x "$MB_BIN/meshworker" ] || skip "meshworker not built in $MB_BIN"
+need_tool docker-compose
+need_py yaml
+need_bin meshworker
 cd "$MB_ROOT"
 # Check the file as shipped, not as this shell's environment would interpolate it.
 unset COMPOSE_PROFILES COMPOSE_FILE CLOUDSIM_SCENARIO MB_KAFKA_PORT MB_LOG_LEVEL \

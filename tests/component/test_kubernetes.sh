@@ -10,8 +10,8 @@
 # Each checker is also shown a broken copy it must reject.
 . "$MB_ROOT/tests/lib.sh"
 
-[ -x "$MB_BIN/meshworker" ] || skip "meshworker not built in $MB_BIN"
-/usr/bin/python3 -c 'import yaml' 2>/dev/null || skip "python3-yaml missing"
+need_bin meshworker
+need_py yaml
 
 K8S="$MB_ROOT/deploy/kubernetes"
 

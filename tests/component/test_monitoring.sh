@@ -11,8 +11,8 @@
 #   - the compose and Kubernetes scrape configurations use the job name the rules select on
 . "$MB_ROOT/tests/lib.sh"
 
-command -v promtool >/dev/null || skip "promtool missing (Debian package prometheus: ops/deps)"
-command -v prometheus >/dev/null || skip "prometheus missing (Debian package prometheus: ops/deps)"
+need_tool promtool prometheus
+need_py yaml
 . "$MB_ROOT/tests/saga_lib.sh"
 
 MON="$MB_ROOT/deploy/monitoring"
