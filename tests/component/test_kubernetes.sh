@@ -12,10 +12,12 @@
 
 need_bin meshworker
 need_py yaml
+need_tool kubectl
 
 K8S="$MB_ROOT/deploy/kubernetes"
 
-# check_manifests DIR: prints one line per finding; exit 1 if any.  Runs meshworker --check.
+# check_manifests DIR|RENDERED: prints one line per finding; exit 1 if any.  Runs
+# meshworker --check.
 cat >"$TEST_TMP/check.py" <<'PY'
 import os, re, subprocess, sys, tempfile, yaml
 
@@ -26,21 +28,28 @@ def need(cond, msg):
     if not cond:
         errors.append(msg)
 
-kust = yaml.safe_load(open(os.path.join(kdir, "kustomization.yaml")))
 docs = []
-for res in kust.get("resources", []):
-    path = os.path.join(kdir, res)
-    need(os.path.isfile(path), f"kustomization.yaml lists {res}, which does not exist")
-    if os.path.isfile(path):
-        docs += [d for d in yaml.safe_load_all(open(path)) if d]
-# Every manifest here parses; every Kubernetes object but the Secret example is deployed.
-for f in sorted(os.listdir(kdir)):
-    if f.endswith((".yaml", ".yml")):
-        for d in yaml.safe_load_all(open(os.path.join(kdir, f))):
-            if d and "kind" in d and "apiVersion" in d and d["kind"] not in ("Kustomization", "Secret"):
-                need(f in kust.get("resources", []), f"{f} ({d['kind']}) is not in kustomization.yaml")
-            if d and d.get("kind") == "Secret":
-                need(f not in kust.get("resources", []), f"{f}: a Secret with example values is deployed")
+if os.path.isfile(kdir):
+    # A rendered manifest stream (kubectl kustomize): everything in it is deployed.
+    docs = [d for d in yaml.safe_load_all(open(kdir)) if d]
+    need(all(d.get("metadata", {}).get("namespace") for d in docs),
+         "rendered objects without a namespace")
+else:
+    kust = yaml.safe_load(open(os.path.join(kdir, "kustomization.yaml")))
+    for res in kust.get("resources", []):
+        path = os.path.join(kdir, res)
+        need(os.path.isfile(path), f"kustomization.yaml lists {res}, which does not exist")
+        if os.path.isfile(path):
+            docs += [d for d in yaml.safe_load_all(open(path)) if d]
+    # Every Kubernetes object here but the Secret example is deployed.
+    for f in sorted(os.listdir(kdir)):
+        if f.endswith((".yaml", ".yml")):
+            for d in yaml.safe_load_all(open(os.path.join(kdir, f))):
+                if d and "kind" in d and "apiVersion" in d and d["kind"] not in ("Kustomization", "Secret"):
+                    need(f in kust.get("resources", []), f"{f} ({d['kind']}) is not in kustomization.yaml")
+                if d and d.get("kind") == "Secret":
+                    need(f not in kust.get("resources", []), f"{f}: a Secret with example values is deployed")
+need(not any(d.get("kind") == "Secret" for d in docs), "a Secret is deployed from the repository")
 
 def one(kind):
     found = [d for d in docs if d.get("kind") == kind]
@@ -181,6 +190,16 @@ check_manifests() { # DIR
 out=$(check_manifests "$K8S") || fail "deploy/kubernetes:
 $out"
 note "$out"
+# The same checks on what `kubectl apply -k` would send (no cluster needed to render).
+kubectl kustomize "$K8S" >"$TEST_TMP/rendered.yaml" 2>"$TEST_TMP/kustomize.err" ||
+    fail "kubectl kustomize deploy/kubernetes: $(cat "$TEST_TMP/kustomize.err")"
+out=$(check_manifests "$TEST_TMP/rendered.yaml") || fail "kubectl kustomize output:
+$out"
+image=$(/usr/bin/python3 -c '
+import sys, yaml
+d = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d and d["kind"] == "Deployment"][0]
+print(d["spec"]["template"]["spec"]["containers"][0]["image"])' "$TEST_TMP/rendered.yaml")
+assert_eq "meshbuy:latest" "$image" "the kustomization's image (kustomize edit set image changes it)"
 
 # Every YAML file in the directory parses (the example Secret and the scrape job too).
 for f in "$K8S"/*.yaml; do
