@@ -54,6 +54,41 @@ for f in sys.argv[1:]:
 PY
     fail "scrape job names"
 
+# The dashboard: a uid (provisioning and links keep it), unique panel ids, panels inside the
+# 24-column grid and not on top of each other, every query on the datasource variable.
+out=$(/usr/bin/python3 - "$DASH" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+errors = []
+if not d.get("uid") or not d.get("title"):
+    errors.append("no uid or title")
+if not any(v.get("type") == "datasource" and v.get("name") == "datasource"
+           for v in d.get("templating", {}).get("list", [])):
+    errors.append("no datasource variable")
+ids = [p["id"] for p in d["panels"]]
+if len(ids) != len(set(ids)):
+    errors.append(f"duplicate panel ids: {sorted(ids)}")
+cells = {}
+for p in d["panels"]:
+    g = p["gridPos"]
+    if g["x"] < 0 or g["x"] + g["w"] > 24:
+        errors.append(f"{p['title']}: outside the 24-column grid")
+    for x in range(g["x"], g["x"] + g["w"]):
+        for y in range(g["y"], g["y"] + g["h"]):
+            if (x, y) in cells:
+                errors.append(f"{p['title']} overlaps {cells[(x, y)]}")
+                break
+            cells[(x, y)] = p["title"]
+        else:
+            continue
+        break
+    for t in p.get("targets", []):
+        if t.get("datasource", {}).get("uid") != "${datasource}":
+            errors.append(f"{p['title']}: a query not on the datasource variable")
+print("\n".join(errors)); sys.exit(1 if errors else 0)
+PY
+) || fail "dashboard $DASH: $out"
+
 # ---- a live worker that ran one saga to Running and rejected one order
 saga_stack_up
 saga_worker w1
