@@ -17,7 +17,8 @@
 #define TEXT_MAX    1024
 
 static const char *const STATUS_NAMES[] = {
-    "Accepted", "Installing", "Running", "RollingBack", "Failed", "Cancelled", "Deleting", "Deleted",
+    "Accepted", "Installing", "Running",  "RollingBack",
+    "Failed",   "Cancelled",  "Deleting", "Deleted",
 };
 #define N_STATUS (sizeof STATUS_NAMES / sizeof STATUS_NAMES[0])
 

@@ -1125,9 +1125,7 @@ static int checkpoint_cmd(mb_store *st, const mb_checkpoint *k, cmd *c, mb_error
         args_str(&c->a, UNCHANGED);
     args_opt(&c->a, k->error_code);
     args_opt(&c->a, k->error_msg);
-    args_str(&c->a, !k->release_name ? ""
-                    : k->release_name_of ? k->release_name_of
-                                         : k->order_id);
+    args_str(&c->a, !k->release_name ? "" : k->release_name_of ? k->release_name_of : k->order_id);
     args_opt(&c->a, k->history);
     args_str(&c->a, k->key);
     args_ll(&c->a, k->ck);

@@ -353,10 +353,10 @@ static json_t *delete_from_flags(const cli *c, const char *order_id)
             return NULL;
         }
     }
-    json_t *data = json_pack("{s:s, s:s, s:s, s:s, s:{s:s}, s:{s:b}}", "order_id", order_id,
-                             "account_id", c->account, "project_id", c->project, "region",
-                             c->region, "mesh", "name", c->name, "sidecar", "restart_existing",
-                             c->restart);
+    json_t *data =
+        json_pack("{s:s, s:s, s:s, s:s, s:{s:s}, s:{s:b}}", "order_id", order_id, "account_id",
+                  c->account, "project_id", c->project, "region", c->region, "mesh", "name",
+                  c->name, "sidecar", "restart_existing", c->restart);
     if (!data)
         fprintf(stderr, "meshbuy: an argument is not valid UTF-8\n");
     return data;

@@ -304,8 +304,9 @@ static int accept_run(mb_intake *in, in_msg *x, long long now_ms)
             break;
         }
         q[n] = (mb_accept){o->order_id, o->account_id, o->mesh_name, body[n], x->tp,
-                           acc[n], con[n], now_ms,
-                           o->kind == MB_ORDER_DELETE ? mb_saga_delete.name : NULL};
+                           acc[n], con[n], now_ms};
+        if (o->kind == MB_ORDER_DELETE)
+            q[n].saga = mb_saga_delete.name;
         mb_error_clear(&errs[n]);
         n++;
     }

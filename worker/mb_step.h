@@ -56,11 +56,11 @@ struct mb_sjob {
     mb_cloud_target target; /* project, region, cluster, traceparent of this order */
     const struct mb_catalog *catalog;
     struct mb_store *store;
-    const struct mb_job *job; /* the store's record (fence, key) */
-    int release_name;         /* set by a compensation: the next checkpoint frees the name */
+    const struct mb_job *job;    /* the store's record (fence, key) */
+    int release_name;            /* set by a compensation: the next checkpoint frees the name */
     const char *release_name_of; /* with release_name: only if this order holds it (a delete
                                     frees its create's; borrowed from state); NULL = ours */
-    char message[256];        /* optional line for the status event that reports this step */
+    char message[256];           /* optional line for the status event that reports this step */
 };
 
 /* Where a step's cloud calls report back: pass mb_step_done and mb_step_io(j)

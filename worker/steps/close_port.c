@@ -4,6 +4,13 @@
 #include "mb_step.h"
 #include "mb_target.h"
 
+/* Where an execution stands (j->pc). */
+enum {
+    RUN_LIST,    /* list the ingress rules of the node security group */
+    RUN_JUDGE,   /* listed: delete the create's rule if it is still there */
+    RUN_DELETED, /* the delete was sent */
+};
+
 typedef struct close_port {
     mb_sg_rule_list rules;
 } close_port;
@@ -30,20 +37,20 @@ static mb_step_rc close_port_run(mb_sjob *j)
     close_port *s = j->scratch;
     const json_t *ck = mb_target_ck(j, "open_port");
     const char *id = json_string_value(json_object_get(ck, "rule_id"));
-    const char *sg = json_string_value(json_object_get(mb_target_ck(j, "precheck"),
-                                                       "security_group_id"));
+    const char *sg =
+        json_string_value(json_object_get(mb_target_ck(j, "precheck"), "security_group_id"));
 
     if (!json_is_true(json_object_get(ck, "created")) || id == NULL || sg == NULL) {
         json_object_set_new(j->ck, "created_by_mesh", json_false());
         return MB_STEP_DONE;
     }
     switch (j->pc) {
-    case 0:
-        mb_step_call(j, mb_cloud_sg_rules_list(j->cloud, &j->target, sg, "ingress", NULL,
-                                               &s->rules, mb_step_done, mb_step_io(j)));
-        j->pc = 1;
+    case RUN_LIST:
+        mb_step_call(j, mb_cloud_sg_rules_list(j->cloud, &j->target, sg, "ingress", NULL, &s->rules,
+                                               mb_step_done, mb_step_io(j)));
+        j->pc = RUN_JUDGE;
         return MB_STEP_WAIT;
-    case 1:
+    case RUN_JUDGE:
         if (j->err.status != MB_OK)
             return MB_STEP_ERROR;
         if (!listed(&s->rules, id))
@@ -51,9 +58,10 @@ static mb_step_rc close_port_run(mb_sjob *j)
         json_object_set_new(j->ck, "deleted", json_string(id));
         mb_step_call(
             j, mb_cloud_sg_rule_delete(j->cloud, &j->target, id, mb_step_done, mb_step_io(j)));
-        j->pc = 2;
+        j->pc = RUN_DELETED;
         return MB_STEP_WAIT;
-    default: return j->err.status != MB_OK ? MB_STEP_ERROR : MB_STEP_DONE;
+    case RUN_DELETED: return j->err.status != MB_OK ? MB_STEP_ERROR : MB_STEP_DONE;
+    default: return mb_step_fail(j, "Internal", "close_port: no state %d", j->pc);
     }
 }
 

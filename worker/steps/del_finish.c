@@ -9,8 +9,8 @@ static mb_step_rc del_finish_run(mb_sjob *j)
     size_t n = mb_labels_left_text(mb_step_ck_of(j, "uninject"), "namespace", "istio-injection",
                                    left, sizeof(left));
 
-    n += mb_labels_left_text(mb_step_ck_of(j, "unlabel_nodes"), "node", "istio", left,
-                             sizeof(left));
+    n +=
+        mb_labels_left_text(mb_step_ck_of(j, "unlabel_nodes"), "node", "istio", left, sizeof(left));
     if (n > 0)
         snprintf(j->message, sizeof(j->message),
                  "the service mesh is deleted; changed since the purchase, left as set: %.180s",

@@ -5,6 +5,12 @@
 #include "mb_step.h"
 #include "mb_target.h"
 
+/* Where an execution stands (j->pc). */
+enum {
+    RUN_JUDGE,   /* the snapshot decides; then read the cluster */
+    RUN_CLUSTER, /* the cluster was read */
+};
+
 typedef struct del_precheck {
     mb_cluster cluster;
 } del_precheck;
@@ -29,8 +35,10 @@ static mb_step_rc judge_target(mb_sjob *j)
     int parked = json_is_true(json_object_get(json_object_get(t, "state"), "parked"));
 
     if (t == NULL || !is(json_string_value(json_object_get(t, "saga")), "create"))
-        return mb_step_fail(j, "MeshNotFound", "no mesh %s in account %s (never bought, or "
-                            "already deleted)", j->order->mesh_name, j->order->account_id);
+        return mb_step_fail(j, "MeshNotFound",
+                            "no mesh %s in account %s (never bought, or "
+                            "already deleted)",
+                            j->order->mesh_name, j->order->account_id);
     if (other && *other)
         return mb_step_fail(j, "MeshBusy", "mesh %s is being deleted by order %s",
                             j->order->mesh_name, other);
@@ -40,12 +48,14 @@ static mb_step_rc judge_target(mb_sjob *j)
     if (is(st, "Running") || (is(st, "Failed") && parked))
         return MB_STEP_DONE;
     if (is(st, "NeedsAttention"))
-        return mb_step_fail(j, "MeshBusy", "mesh %s needs an operator (order %s, "
-                            "NeedsAttention): roll it back with meshctl", j->order->mesh_name,
-                            mb_target_order_id(j));
-    return mb_step_fail(j, "MeshNotFound", "mesh %s was never completed (order %s ended %s, "
-                        "everything it changed was undone)", j->order->mesh_name,
-                        mb_target_order_id(j), st ? st : "in no state");
+        return mb_step_fail(j, "MeshBusy",
+                            "mesh %s needs an operator (order %s, "
+                            "NeedsAttention): roll it back with meshctl",
+                            j->order->mesh_name, mb_target_order_id(j));
+    return mb_step_fail(j, "MeshNotFound",
+                        "mesh %s was never completed (order %s ended %s, "
+                        "everything it changed was undone)",
+                        j->order->mesh_name, mb_target_order_id(j), st ? st : "in no state");
 }
 
 static mb_step_rc evaluate(mb_sjob *j, const del_precheck *s)
@@ -53,8 +63,7 @@ static mb_step_rc evaluate(mb_sjob *j, const del_precheck *s)
     const char *cluster = j->order->cluster_id;
 
     if (j->err.status != MB_OK) {
-        if (j->err.status == MB_PERM &&
-            (j->err.http_status == 404 || j->err.http_status == 403))
+        if (j->err.status == MB_PERM && (j->err.http_status == 404 || j->err.http_status == 403))
             return mb_step_fail(j, "ClusterNotFound", "cluster %s not found in project %s (%s)",
                                 cluster, j->order->project_id, j->err.msg);
         return MB_STEP_ERROR;
@@ -73,7 +82,7 @@ static mb_step_rc del_precheck_run(mb_sjob *j)
     mb_step_rc rc;
 
     switch (j->pc) {
-    case 0:
+    case RUN_JUDGE:
         rc = judge_target(j);
         if (rc != MB_STEP_DONE)
             return rc;
@@ -82,9 +91,10 @@ static mb_step_rc del_precheck_run(mb_sjob *j)
                                 j->order->mesh_name);
         mb_step_call(j, mb_cloud_cluster_get(j->cloud, &j->target, &s->cluster, mb_step_done,
                                              mb_step_io(j)));
-        j->pc = 1;
+        j->pc = RUN_CLUSTER;
         return MB_STEP_WAIT;
-    default: return evaluate(j, s);
+    case RUN_CLUSTER: return evaluate(j, s);
+    default: return mb_step_fail(j, "Internal", "precheck: no state %d", j->pc);
     }
 }
 

@@ -15,6 +15,12 @@ enum {
     UNDO_RESTORE,  /* put the prior values back */
     UNDO_RESTORED, /* the patches were sent */
 };
+enum {
+    BACK_READ,    /* read every object the create changed */
+    BACK_PLAN,    /* read: decide (once) which still hold the create's value, save */
+    BACK_PATCH,   /* patch those back to their prior value */
+    BACK_PATCHED, /* the patches were sent */
+};
 
 void mb_labels_clear(void *scratch)
 {
@@ -149,9 +155,9 @@ static void plan(mb_sjob *j, const mb_labels_spec *spec, const mb_labels_scratch
         else
             json_object_set_new(left, s->names[i], now ? json_string(now) : json_null());
     }
-    json_object_set_new(j->ck, "plan",
-                        json_pack("{s:o, s:o, s:o}", "restore", restore, "left", left, "gone",
-                                  gone));
+    json_object_set_new(
+        j->ck, "plan",
+        json_pack("{s:o, s:o, s:o}", "restore", restore, "left", left, "gone", gone));
 }
 
 static int planned(const json_t *ck, const char *name)
@@ -174,24 +180,24 @@ mb_step_rc mb_labels_restore(mb_sjob *j, const mb_labels_spec *spec, const json_
 
     restore_names(s, spec, prior);
     switch (j->pc) {
-    case 0:
+    case BACK_READ:
         if (s->n == 0 && json_object_get(j->ck, "plan") == NULL)
             plan(j, spec, s);
         for (size_t i = 0; i < s->n; i++)
             mb_step_call(j, mb_cloud_k8s_get(j->cloud, &j->target, spec->kind, s->names[i],
                                              &s->seen[i], mb_step_done, mb_step_io(j)));
-        j->pc = 1;
+        j->pc = BACK_PLAN;
         return MB_STEP_WAIT;
-    case 1:
+    case BACK_PLAN:
         if (j->err.status != MB_OK)
             return MB_STEP_ERROR;
-        j->pc = 2;
+        j->pc = BACK_PATCH;
         if (json_object_get(j->ck, "plan") == NULL) {
             plan(j, spec, s);
             return MB_STEP_SAVE;
         }
         /* fall through */
-    case 2:
+    case BACK_PATCH:
         for (size_t i = 0; i < s->n; i++) {
             if (!planned(j->ck, s->names[i]) || !s->seen[i].exists ||
                 !same(label_of(&s->seen[i], spec->key), spec->value))
@@ -201,12 +207,13 @@ mb_step_rc mb_labels_restore(mb_sjob *j, const mb_labels_spec *spec, const json_
                                 json_string_value(json_object_get(prior, s->names[i])),
                                 mb_step_done, mb_step_io(j)));
         }
-        j->pc = 3;
+        j->pc = BACK_PATCHED;
         return MB_STEP_WAIT;
-    default:
+    case BACK_PATCHED:
         if (j->err.status != MB_OK && strcmp(j->err.code, "NotFound") != 0)
             return MB_STEP_ERROR;
         return MB_STEP_DONE;
+    default: return mb_step_fail(j, "Internal", "labels restore: no state %d", j->pc);
     }
 }
 

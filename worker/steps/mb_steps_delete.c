@@ -3,14 +3,14 @@
 #include "mb_sagadef.h"
 #include "mb_target.h"
 
-extern const mb_step mb_step_del_validate, mb_step_del_precheck, mb_step_uninject,
-    mb_step_restart, mb_step_uninstall_release, mb_step_close_port, mb_step_unlabel_nodes,
-    mb_step_release_name, mb_step_del_finish;
+extern const mb_step mb_step_del_validate, mb_step_del_precheck, mb_step_uninject, mb_step_restart,
+    mb_step_uninstall_release, mb_step_close_port, mb_step_unlabel_nodes, mb_step_release_name,
+    mb_step_del_finish;
 
 static const mb_step *const delete_steps[] = {
-    &mb_step_del_validate,      &mb_step_del_precheck, &mb_step_uninject,
-    &mb_step_restart,           &mb_step_uninstall_release, &mb_step_close_port,
-    &mb_step_unlabel_nodes,     &mb_step_release_name, &mb_step_del_finish,
+    &mb_step_del_validate,  &mb_step_del_precheck,      &mb_step_uninject,
+    &mb_step_restart,       &mb_step_uninstall_release, &mb_step_close_port,
+    &mb_step_unlabel_nodes, &mb_step_release_name,      &mb_step_del_finish,
 };
 
 const mb_saga_def mb_saga_delete = {

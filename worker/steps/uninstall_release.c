@@ -8,6 +8,13 @@
 #define RELEASE_NAME "istio-master"
 #define RELEASE_NS   "istio-system"
 
+/* Where an execution stands (j->pc). */
+enum {
+    RUN_READ,    /* read the release */
+    RUN_JUDGE,   /* read: gone, not the create's, deleting, or delete it */
+    RUN_DELETED, /* the delete was sent: poll until it reads as gone */
+};
+
 typedef struct uninstall {
     mb_release rel;
 } uninstall;
@@ -35,8 +42,8 @@ static mb_step_rc judge(mb_sjob *j, const mb_release *r)
     if (!the_creates(j, r)) {
         json_object_set_new(j->ck, "left", json_string(r->description ? r->description : ""));
         snprintf(j->message, sizeof(j->message),
-                 "release %s/%s is not the one this mesh installed (%s): left in place",
-                 RELEASE_NS, RELEASE_NAME, r->description ? r->description : "no description");
+                 "release %s/%s is not the one this mesh installed (%s): left in place", RELEASE_NS,
+                 RELEASE_NAME, r->description ? r->description : "no description");
         return MB_STEP_DONE;
     }
     if (r->status && strcmp(r->status, "DELETING") == 0)
@@ -44,7 +51,7 @@ static mb_step_rc judge(mb_sjob *j, const mb_release *r)
     json_object_set_new(j->ck, "deleted", json_true());
     mb_step_call(j, mb_cloud_release_delete(j->cloud, &j->target, RELEASE_NS, RELEASE_NAME,
                                             mb_step_done, mb_step_io(j)));
-    j->pc = 2;
+    j->pc = RUN_DELETED;
     return MB_STEP_WAIT;
 }
 
@@ -57,19 +64,20 @@ static mb_step_rc uninstall_run(mb_sjob *j)
         return MB_STEP_DONE; /* the create never got to install it */
     }
     switch (j->pc) {
-    case 0:
+    case RUN_READ:
         mb_step_call(j, mb_cloud_release_get(j->cloud, &j->target, RELEASE_NS, RELEASE_NAME,
                                              &s->rel, mb_step_done, mb_step_io(j)));
-        j->pc = 1;
+        j->pc = RUN_JUDGE;
         return MB_STEP_WAIT;
-    case 1:
+    case RUN_JUDGE:
         if (j->err.status != MB_OK)
             return MB_STEP_ERROR;
         return judge(j, &s->rel);
-    default:
+    case RUN_DELETED:
         if (j->err.status != MB_OK)
             return MB_STEP_ERROR;
         return MB_STEP_POLL; /* until it reads as gone (404) */
+    default: return mb_step_fail(j, "Internal", "uninstall_release: no state %d", j->pc);
     }
 }
 
