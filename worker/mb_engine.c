@@ -81,6 +81,7 @@ static void metrics(void *ctx, struct evbuffer *out)
         "meshbuy_sagas_ended_total{status=\"Failed\"} %llu\n"
         "meshbuy_sagas_ended_total{status=\"Cancelled\"} %llu\n"
         "meshbuy_sagas_ended_total{status=\"NeedsAttention\"} %llu\n"
+        "meshbuy_sagas_ended_total{status=\"Deleted\"} %llu\n"
         "# TYPE meshbuy_saga_retries_total counter\nmeshbuy_saga_retries_total %llu\n"
         "# TYPE meshbuy_saga_lost_total counter\nmeshbuy_saga_lost_total %llu\n"
         "# TYPE meshbuy_cloud_requests_total counter\n"
@@ -92,6 +93,7 @@ static void metrics(void *ctx, struct evbuffer *out)
         mb_saga_inflight(e->saga), (unsigned long long)s.claimed, (unsigned long long)s.steps_done,
         (unsigned long long)s.running, (unsigned long long)s.failed,
         (unsigned long long)s.cancelled, (unsigned long long)s.attention,
+        (unsigned long long)s.deleted,
         (unsigned long long)s.retries, (unsigned long long)s.lost, (unsigned long long)h.ok,
         (unsigned long long)h.again, (unsigned long long)h.perm, (unsigned long long)h.new_conns);
     mb_cloud_stats(e->cloud, &c);

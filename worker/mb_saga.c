@@ -681,7 +681,10 @@ static void step_completed(sjob *j, const mb_step *st)
     }
     next_position(j, i + 1);
     if (i + 1 >= j->def->nsteps) {
-        j->saga->stats.running++;
+        if (j->def->done_event == MB_MESH_DELETED)
+            j->saga->stats.deleted++;
+        else
+            j->saga->stats.running++;
         finish_terminal(j, j->def->done, j->def->done_event, st->name,
                         msg[0] ? msg : j->def->done_message, NULL);
         return;
@@ -836,6 +839,8 @@ static int announce(sjob *j)
         return 0;
     if (mb_mesh_status_parse(st_str(ann, "status"), &status) == 0) {
         int comp = status == MB_MESH_ROLLING_BACK;
+        if (status == MB_MESH_INSTALLING) /* "active again", in the job's saga's word */
+            status = j->def->active_event;
         queue_event(j, status, step_name(j, st_step(j)), st_str(ann, "message"),
                     comp ? json_object_get(j->pub.state, "error") : NULL);
     }

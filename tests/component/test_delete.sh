@@ -187,6 +187,9 @@ new_case() {
     assert_eq 2 "$(cs_get /admin/mutations | jq '[.mutations[] | select(.kind == "workload_patch"
         and .cluster_id == "c-new" and .target == "deployments/shop/web")] | length')" \
         "web restarted by the create and by the delete"
+    assert_contains "$(saga_events acct-new/new-mesh | jq -r '.payload | fromjson | .data |
+        select(.order_id == "d-new" and .status == "Deleted") | .message')" \
+        "shop/Deployment/legacy" "Deleted names the paused deployment the restart skipped"
     st=$(cs_state c-new)
     assert_json "$st" '[.clusters[0].releases[]] | length == 0' "no release left"
     assert_json "$st" '[.clusters[0].namespaces[] | select(.name == "istio-system")] |
@@ -222,6 +225,8 @@ fail_case() {
     assert_json "$(printf '%s\n' "$d" | tail -n 1)" '.step == "uninstall_release" and
         .step_index == 5 and .error.retryable == false and (.error.code | length > 0)' \
         "Failed at uninstall_release"
+    assert_contains "$(printf '%s\n' "$d" | tail -n 1 | jq -r .message)" "stays removed" \
+        "the Failed message says what was removed stays removed"
     assert_eq 0 "$(printf '%s\n' "$d" | jq -s '[.[] | select(.status == "RollingBack")] |
         length')" "no compensation"
     st=$(cs_state c-fail)
