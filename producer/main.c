@@ -390,10 +390,14 @@ static json_t *order_from_file(const cli *c, const char *source, const char *tp)
             json_object_set_new(doc, "traceparent", json_string(tp));
         return doc;
     }
-    /* data only: a cancel names its mesh at the top, a buy inside "mesh" */
-    mb_order_kind kind = json_object_get(doc, "mesh_name") && !json_object_get(doc, "mesh")
-                             ? MB_ORDER_CANCEL
-                             : MB_ORDER_BUY;
+    /* data only: a cancel names its mesh at the top, a buy inside "mesh", a delete too but
+     * with nothing else there (a buy's mesh says at least its edition and cluster) */
+    const json_t *mesh = json_object_get(doc, "mesh");
+    mb_order_kind kind =
+        json_object_get(doc, "mesh_name") && !mesh ? MB_ORDER_CANCEL
+        : json_is_object(mesh) && json_object_size(mesh) == 1 && json_object_get(mesh, "name")
+            ? MB_ORDER_DELETE
+            : MB_ORDER_BUY;
     return mb_order_envelope(kind, doc, source, tp);
 }
 
