@@ -14,7 +14,8 @@
 #   dup      the same delete delivered three times: one delete
 #   fail     a delete step failing permanently (403 on the release DELETE): Failed at
 #            uninstall_release with its code; what was removed stays removed, nothing re-made
-#   kill-*   a worker is SIGKILLed at uninject, uninstall_release, close_port and unlabel_nodes,
+#   kill-*   a worker is SIGKILLed at uninject, restart, uninstall_release, close_port and
+#            unlabel_nodes (the steps that change the cloud),
 #            its call held by cloudsim after (a) or before (b) it took effect; another worker
 #            finishes: Deleted, each deletion once
 # Every mesh's status stream is gapless across both sagas (seq 1..n under the key), every event
@@ -102,7 +103,7 @@ saga_buy o-cust acct-cust cust-mesh proj-a c-cust --node n-cust-1 --node n-cust-
     --namespace shop --namespace payments
 saga_buy o-dup acct-dup dup-mesh proj-a c-dup --node n-dup-1 --namespace shop
 saga_buy o-fail acct-fail fail-mesh proj-a c-fail --node n-fail-1 --namespace shop
-KILLS=(uninject uninstall close unlabel)
+KILLS=(uninject restart uninstall close unlabel)
 waits=()
 for b in a b; do
     for s in "${KILLS[@]}"; do
@@ -242,6 +243,7 @@ saga_case fail fail_case
 mb_stop w2 TERM 10 || true
 declare -A HOLD=(
     [uninject]='PATCH path_contains /k8s/c-%s/api/v1/namespaces/'
+    [restart]='PATCH path_contains /k8s/c-%s/apis/apps/v1/namespaces/'
     [uninstall]='DELETE path_contains /clusters/c-%s/namespace/'
     [close]='DELETE path_prefix /v3/proj-%s/vpc/security-group-rules/'
     [unlabel]='PATCH path_contains /k8s/c-%s/api/v1/nodes/'
@@ -271,10 +273,12 @@ all_held() { # batch
 }
 
 kill_batch() { # a|b
-    local b=$1 s
+    local b=$1 s args
     hold_batch "$b"
     for s in "${KILLS[@]}"; do
-        DEL_PROJECT="proj-k$b-$s" saga_delete "d-k$b-$s" "acct-k$b-$s" "k$b-$s-mesh"
+        args=()
+        [ "$s" = restart ] && args=(--restart)
+        DEL_PROJECT="proj-k$b-$s" saga_delete "d-k$b-$s" "acct-k$b-$s" "k$b-$s-mesh" "${args[@]}"
     done
     wait_for 120 all_held "$b"
     note "batch $b: every delete held at its step; SIGKILL $2"
@@ -300,6 +304,11 @@ kill_case() { # b s
     assert_eq 2 "$(mutation_count node_label_patch "c-$id")" "$id: node labeled, restored once"
     assert_eq 2 "$(mutation_count namespace_label_patch "c-$id")" \
         "$id: shop labeled, restored once"
+    if [ "$s" = restart ]; then
+        assert_eq "deployments/shop/web" "$(cs_get /admin/mutations | jq -r --arg c "c-$id" \
+            '[.mutations[] | select(.kind == "workload_patch" and .cluster_id == $c) |
+            .target] | join(" ")')" "$id: web restarted once, the paused legacy never"
+    fi
     assert_json "$(cs_state "c-$id")" '([.clusters[0].releases[]] | length == 0) and
         ([.clusters[0].nodes[] | .labels.istio | select(. != null)] | length == 0) and
         ([.clusters[0].namespaces[] | .labels["istio-injection"] | select(. != null)] |
