@@ -320,5 +320,17 @@ for b in a b; do
     done
 done
 
+metrics_case() { # the worker that finished batch b: its metrics name the delete saga's steps
+    local m
+    m=$(curl -sf --max-time 10 "http://127.0.0.1:$(cat "$TEST_TMP/w4.port")/metrics") ||
+        fail "no /metrics from w4"
+    assert_eq "" "$(printf '%s\n' "$m" | grep -v '^#' | awk '{ print $1 }' | sort | uniq -d)" \
+        "no series twice (the sagas share step names)"
+    assert_json "$(printf '%s\n' "$m" | awk '/^meshbuy_sagas_ended_total\{status="Deleted"\}/ {
+        print $2 }')" '. >= 1' "Deleted counted"
+    assert_contains "$m" 'meshbuy_step_execution_seconds_count{saga="delete",step="uninject"}'
+}
+saga_case metrics metrics_case
+
 saga_validate_all
 saga_done
