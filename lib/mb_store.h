@@ -95,7 +95,8 @@ typedef struct mb_accept {
     const char *traceparent;  /* NULL or "" when none */
     const json_t *accepted_event; /* queued when the order is new */
     const json_t *conflict_event; /* queued when the name belongs to another order */
-    const char *saga; /* the saga the job runs; NULL = "create" */
+    const char *saga; /* the saga the job runs; NULL = "create".  "delete" claims no
+                         name: it snapshots the mesh's create (mb_store.c) */
 } mb_accept;
 
 typedef enum mb_accept_verdict {
@@ -159,6 +160,8 @@ typedef struct mb_checkpoint {
     long long run_in_ms;
     long long lease_ms;
     int release_name;      /* free the mesh name if this order holds it (compensated reserve) */
+    const char *release_name_of; /* with release_name: free it only if that order holds it
+                                    (a delete frees its create's); NULL = this order */
     const char *history;   /* a line for the job's history (capped list), NULL = none */
     /* Makes a retry after a lost reply safe: when > 0 it must be the job's checkpoints + 1
      * (the job's count as claimed, plus one per checkpoint since).  A checkpoint whose ck
@@ -206,7 +209,7 @@ mb_status mb_store_cancel(mb_store *st, const char *order_id, const char *mesh_k
                           char *status, size_t status_len, mb_error *err);
 
 /* The statuses after which a job never runs again; the store's scripts use the same list. */
-#define MB_STORE_TERMINAL(X) X(Running) X(Failed) X(Cancelled) X(NeedsAttention)
+#define MB_STORE_TERMINAL(X) X(Running) X(Failed) X(Cancelled) X(NeedsAttention) X(Deleted)
 
 /* 1 if status is one of MB_STORE_TERMINAL. */
 int mb_store_status_terminal(const char *status);
