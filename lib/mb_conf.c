@@ -48,6 +48,8 @@ static const char *const known_names[] = {
     "MESHBUY_HTTP_MAX_ACTIVE",
     "MESHBUY_HTTP_MAX_CONNECTIONS",
     "MESHBUY_RUN_SAGAS",
+    "MESHBUY_RETENTION_S",
+    "MESHBUY_RETENTION_ORDER_IDS_S",
     NULL,
 };
 

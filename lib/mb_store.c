@@ -20,6 +20,9 @@
  *   mb:{sN}:due                zset: order id -> ms when it must run (or its lease ends)
  *   mb:{sN}:outbox             list: queued status events "<key>\n<traceparent>\n<json>"
  *   mb:{sN}:relay              string: relay lease token (SET NX PX), one relayer a shard
+ *   mb:{sN}:status:<status>    zset: order id -> ms it took that status (the status index:
+ *                              listings walk it, never the keyspace)
+ *   mb:{sN}:statuses           set: the statuses indexed in the shard
  *   mb:order:<order_id>        string: the shard of the order (order-id index)
  *   mb:dlq                     stream (capped ~10,000): what went to the DLQ topic and why
  *   mb:dlq:redrives            stream (capped ~10,000): DLQ records an SRE re-published
@@ -40,6 +43,22 @@
  *   A claim never hands a worker a job whose lease it still holds.
  * - The outbox is read and trimmed only by the holder of the shard's relay lease; a trim
  *   checks the token, so a relayer that lost the lease cannot drop unsent entries.
+ *
+ * Retention (mb_store_set_retention)
+ * - A job that ends Failed, Cancelled or Deleted (and does not hold its mesh name), a
+ *   conflicting order's Failed record, and a rejected order's record with its raw bytes
+ *   get a TTL: record and history expire retain_ms after that.  Running (the mesh's own
+ *   record: a delete snapshots it) and NeedsAttention (an SRE must act) never expire; a
+ *   create's record expires once a delete freed its name.  A replay or requeue removes
+ *   the TTL.
+ * - The order-id index entry of a finished job outlives its record (tombstone_ms): the
+ *   accept script answers "duplicate" from the index alone, so a redelivered old order
+ *   starts nothing.  A rejected order's entry expires with its record (it started
+ *   nothing; a redelivery is refused again).
+ * - Name keys never expire (a name is freed only by the saga's compensation or a delete)
+ *   and neither do seq counters (an event id "<key>#<seq>" must never be reused).
+ * - Status index members whose record expired are dropped by later scripts (a bounded
+ *   number at a time); listings skip records that are gone.
  *
  * Redis Cluster
  * - All keys a script touches are in one slot ({sN}) except mb:order:<id>, written by the
@@ -99,12 +118,14 @@ static const struct {
     [S_RELAY_ACK] = {"relay_ack", lua_relay_ack, 0},
     [S_RELAY_RELEASE] = {"relay_release", lua_relay_release, 0},
     [S_REWRITE] = {"rewrite", lua_rewrite, 1},
-    [S_FORGET] = {"forget", lua_forget, 0},
+    [S_FORGET] = {"forget", lua_forget, 1},
 };
 
 /* Marks "leave this field as it is" in checkpoint arguments. */
 #define UNCHANGED "\1"
 #define RAW_KEEP_MAX 65536
+#define INDEX_PREFIX "mb:order:"
+#define LIST_PAGE 200
 #define BACKOFF_MIN_MS 50
 #define BACKOFF_MAX_MS 2000
 
@@ -120,6 +141,8 @@ struct mb_store {
     long long next_connect_ms; /* reconnect backoff */
     long long backoff_ms;
     int ready;                 /* connected, scripts loaded, shards checked */
+    long long retain_ms;       /* finished jobs expire after this (0 = never) */
+    long long tombstone_ms;    /* their order-id index entries after this (0 = never) */
 };
 
 static long long mono_ms(void)
@@ -239,7 +262,7 @@ static void key_of(args *a, int shard, const char *what, const char *id)
 
 static void key_index(args *a, const char *order_id)
 {
-    args_fmt(a, "mb:order:%s", order_id);
+    args_fmt(a, INDEX_PREFIX "%s", order_id);
 }
 
 /* Ids become parts of keys, of JSON strings built in Lua and of the outbox framing:
@@ -419,6 +442,12 @@ void mb_store_free(mb_store *st)
     memset(&st->url, 0, sizeof(st->url)); /* the password */
     free(st->worker_id);
     free(st);
+}
+
+void mb_store_set_retention(mb_store *st, long long retain_ms, long long tombstone_ms)
+{
+    st->retain_ms = retain_ms > 0 ? retain_ms : 0;
+    st->tombstone_ms = tombstone_ms > 0 ? tombstone_ms : 0;
 }
 
 int mb_store_connected(const mb_store *st)
@@ -840,6 +869,8 @@ static int accept_cmd(mb_store *st, const mb_accept *q, cmd *c, mb_error *err)
         return -1;
     }
     args_str(&c->a, q->saga && q->saga[0] ? q->saga : "create");
+    args_ll(&c->a, st->retain_ms);
+    args_ll(&c->a, st->tombstone_ms);
     return 0;
 }
 
@@ -991,6 +1022,7 @@ mb_status mb_store_reject(mb_store *st, const mb_reject *q, int *queued, mb_erro
         mb_error_set(err, MB_PERM, "BadRequest", "reject %s: bad status event", q->order_id);
         return MB_PERM;
     }
+    args_ll(&c.a, st->retain_ms);
     s = pipeline(st, &c, 1, &r, err);
     if (s == MB_OK) {
         if (r->type == REDIS_REPLY_ERROR)
@@ -1169,6 +1201,9 @@ static int checkpoint_cmd(mb_store *st, const mb_checkpoint *k, cmd *c, mb_error
     args_opt(&c->a, k->history);
     args_str(&c->a, k->key);
     args_ll(&c->a, k->ck);
+    args_ll(&c->a, st->retain_ms);
+    args_ll(&c->a, st->tombstone_ms);
+    args_str(&c->a, INDEX_PREFIX);
     args_ll(&c->a, (long long)k->n_events);
     for (size_t i = 0; i < k->n_events; i++) {
         if (args_event_tp(&c->a, k->events[i]) < 0) {
@@ -1333,6 +1368,7 @@ static mb_status simple_script(mb_store *st, int script, int shard, const char *
     key_of(&c.a, shard, "job", order_id);
     key_shard(&c.a, shard, "due");
     args_str(&c.a, order_id);
+    key_index(&c.a, order_id);
     s = pipeline(st, &c, 1, r, err);
     args_free(&c.a);
     if (s == MB_OK && (*r)->type == REDIS_REPLY_ERROR) {
@@ -1515,6 +1551,127 @@ mb_status mb_store_scan(mb_store *st, const char *status,
             }
             freeReplyObject(r);
         } while (strcmp(cursor, "0") != 0);
+    }
+    return MB_OK;
+}
+
+/* The statuses ever indexed in a shard (SMEMBERS): *r is a new reply, an array. */
+static mb_status list_statuses(mb_store *st, int shard, redisReply **r, mb_error *err)
+{
+    cmd c;
+    mb_status s;
+
+    memset(&c, 0, sizeof(c));
+    c.script = -1;
+    args_str(&c.a, "SMEMBERS");
+    key_shard(&c.a, shard, "statuses");
+    s = pipeline(st, &c, 1, r, err);
+    args_free(&c.a);
+    if (s == MB_OK && (*r)->type != REDIS_REPLY_ARRAY) {
+        freeReplyObject(*r);
+        *r = NULL;
+        mb_error_set(err, MB_FATAL, "RedisError", "SMEMBERS statuses: unexpected reply");
+        return MB_FATAL;
+    }
+    return s;
+}
+
+/* One page of a status zset: its ids, then their records in one round trip.  fn sees the
+ * records that still exist and still have that status.  *more = 0 after the last page,
+ * *stop = 1 when fn asked to stop. */
+static mb_status list_page(mb_store *st, int shard, const char *status, long start,
+                           int (*fn)(void *arg, const mb_job *job), void *arg, int *more,
+                           int *stop, mb_error *err)
+{
+    cmd c, *gets = NULL;
+    redisReply *r = NULL, **recs = NULL;
+    size_t n = 0;
+    mb_status s;
+
+    *more = 0;
+    memset(&c, 0, sizeof(c));
+    c.script = -1;
+    args_str(&c.a, "ZRANGE");
+    args_fmt(&c.a, "mb:{s%d}:status:%s", shard, status);
+    args_ll(&c.a, start);
+    args_ll(&c.a, start + LIST_PAGE - 1);
+    s = pipeline(st, &c, 1, &r, err);
+    args_free(&c.a);
+    if (s != MB_OK)
+        return s;
+    if (r->type == REDIS_REPLY_ARRAY)
+        n = r->elements;
+    gets = calloc(n ? n : 1, sizeof(*gets));
+    recs = calloc(n ? n : 1, sizeof(*recs));
+    if (gets == NULL || recs == NULL) {
+        s = MB_FATAL;
+        mb_error_set(err, MB_FATAL, "NoMemory", "listing jobs");
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        gets[i].script = -1;
+        args_str(&gets[i].a, "HGETALL");
+        key_of(&gets[i].a, shard, "job", r->element[i]->str);
+    }
+    s = n ? pipeline(st, gets, n, recs, err) : MB_OK;
+    for (size_t i = 0; s == MB_OK && !*stop && i < n; i++) {
+        mb_job *j = NULL;
+        if (recs[i]->type == REDIS_REPLY_ARRAY && recs[i]->elements > 0)
+            j = job_from_hash(recs[i]);
+        if (j && strcmp(j->status, status) == 0)
+            *stop = fn(arg, j) != 0;
+        mb_job_free(j);
+    }
+    *more = n == LIST_PAGE;
+out:
+    if (recs)
+        free_replies(recs, n);
+    free(recs);
+    if (gets)
+        free_cmds(gets, n);
+    free(gets);
+    freeReplyObject(r);
+    return s;
+}
+
+static mb_status list_status(mb_store *st, int shard, const char *status,
+                             int (*fn)(void *arg, const mb_job *job), void *arg, int *stop,
+                             mb_error *err)
+{
+    int more = 1;
+
+    for (long start = 0; more && !*stop; start += LIST_PAGE) {
+        mb_status s = list_page(st, shard, status, start, fn, arg, &more, stop, err);
+        if (s != MB_OK)
+            return s;
+    }
+    return MB_OK;
+}
+
+mb_status mb_store_list(mb_store *st, const char *status,
+                        int (*fn)(void *arg, const mb_job *job), void *arg, mb_error *err)
+{
+    int stop = 0;
+
+    if (status && !id_ok(status, 64)) {
+        mb_error_set(err, MB_PERM, "BadRequest", "list: bad status");
+        return MB_PERM;
+    }
+    for (int shard = 0; shard < st->shards && !stop; shard++) {
+        redisReply *sts = NULL;
+        mb_status s = MB_OK;
+
+        if (status) {
+            s = list_status(st, shard, status, fn, arg, &stop, err);
+        } else {
+            s = list_statuses(st, shard, &sts, err);
+            for (size_t i = 0; s == MB_OK && !stop && sts && i < sts->elements; i++)
+                s = list_status(st, shard, sts->element[i]->str, fn, arg, &stop, err);
+        }
+        if (sts)
+            freeReplyObject(sts);
+        if (s != MB_OK)
+            return s;
     }
     return MB_OK;
 }
@@ -1839,11 +1996,12 @@ mb_status mb_store_rewrite(mb_store *st, const mb_rewrite *w, mb_error *err)
     shard = mb_store_shard_of(st, w->key);
     memset(&c, 0, sizeof(c));
     c.script = S_REWRITE;
-    c.nkeys = 4;
+    c.nkeys = 5;
     key_of(&c.a, shard, "job", w->order_id);
     key_shard(&c.a, shard, "due");
     key_of(&c.a, shard, "hist", w->order_id);
     key_of(&c.a, shard, "name", w->key);
+    key_index(&c.a, w->order_id);
     args_str(&c.a, w->order_id);
     args_ll(&c.a, w->expect_fence);
     args_ll(&c.a, w->expect_ck);

@@ -32,6 +32,13 @@ void mb_store_free(mb_store *st);
  * shard count mismatch). */
 mb_status mb_store_ping(mb_store *st, mb_error *err);
 
+/* Retention of finished jobs (see mb_store.c): records and histories of jobs that ended
+ * Failed, Cancelled or Deleted, and rejected orders' records with their raw bytes, expire
+ * retain_ms after they finished; a finished order's order-id index entry (which keeps a
+ * redelivery from starting it again) expires tombstone_ms after.  0 = never (the default
+ * of a new store).  Applies to the scripts this store runs from now on. */
+void mb_store_set_retention(mb_store *st, long long retain_ms, long long tombstone_ms);
+
 /* 1 while the last exchange with Redis succeeded. */
 int mb_store_connected(const mb_store *st);
 
@@ -221,8 +228,17 @@ mb_status mb_store_get(mb_store *st, const char *order_id, mb_job **out, mb_erro
 /* The job's history lines, oldest first: a new JSON array of strings (json_decref). */
 mb_status mb_store_history(mb_store *st, const mb_job *job, json_t **out, mb_error *err);
 
-/* Calls fn for every job whose status matches status (NULL = all), shard by shard with
- * SCAN (no blocking KEYS).  fn gets a borrowed job; returning non-zero stops the walk. */
+/* Calls fn for every job whose status is status (NULL = all), shard by shard, from the
+ * status index (oldest status change first, pages of 200 records a round trip): no
+ * keyspace walk.  Not a snapshot: a job changing status meanwhile may be missed or seen
+ * twice.  Jobs written before the index existed show once their status changes.
+ * fn gets a borrowed job; returning non-zero stops the walk. */
+mb_status mb_store_list(mb_store *st, const char *status,
+                        int (*fn)(void *arg, const mb_job *job), void *arg, mb_error *err);
+
+/* Like mb_store_list but walks the keyspace with SCAN and one HGETALL a job: slow, for
+ * records written before the status index.  Calls fn for every job whose status matches
+ * status (NULL = all), shard by shard with SCAN (no blocking KEYS).  fn gets a borrowed job; returning non-zero stops the walk. */
 mb_status mb_store_scan(mb_store *st, const char *status,
                         int (*fn)(void *arg, const mb_job *job), void *arg, mb_error *err);
 

@@ -102,6 +102,11 @@ const mb_conf_key mb_loop_conf_keys[] = {
      "retry delay cap of one cloud request"},
     {"MESHBUY_RETRY_AFTER_MAX_MS", MB_CONF_INT, "30000", 1, 3600000, NULL,
      "longest Retry-After a cloud request waits for"},
+    {"MESHBUY_RETENTION_S", MB_CONF_INT, "604800", 0, 31622400, NULL,
+     "finished (Failed, Cancelled, Deleted) and rejected jobs are kept this long; 0 = forever"},
+    {"MESHBUY_RETENTION_ORDER_IDS_S", MB_CONF_INT, "2592000", 0, 315360000, NULL,
+     "a finished order's id is remembered this long (redeliveries start nothing); 0 = "
+     "forever; at least MESHBUY_RETENTION_S"},
     {NULL},
 };
 
@@ -280,6 +285,23 @@ static void default_worker_id(char *buf, size_t len)
     snprintf(buf, len, "%s-%ld", host, (long)getpid());
 }
 
+/* Retention of finished jobs (mb_store_set_retention).  A tombstone shorter than the
+ * record would let an order id be forgotten while its record still says it ran. */
+static int retention_set(mb_store *st, const mb_conf *conf, char *err, size_t errlen)
+{
+    long long keep = mb_conf_int(conf, "MESHBUY_RETENTION_S");
+    long long ids = mb_conf_int(conf, "MESHBUY_RETENTION_ORDER_IDS_S");
+
+    if (ids != 0 && (keep == 0 || ids < keep)) {
+        snprintf(err, errlen, "MESHBUY_RETENTION_ORDER_IDS_S=%lld must be 0 (forever) or at "
+                 "least MESHBUY_RETENTION_S=%lld (and not finite when that is 0 = forever)",
+                 ids, keep);
+        return -1;
+    }
+    mb_store_set_retention(st, keep * 1000, ids * 1000);
+    return 0;
+}
+
 mb_loop *mb_loop_new(const mb_conf *conf, char *err, size_t errlen)
 {
     mb_loop *l = calloc(1, sizeof(*l));
@@ -315,6 +337,8 @@ mb_loop *mb_loop_new(const mb_conf *conf, char *err, size_t errlen)
         snprintf(err, errlen, "%s", e.msg);
         goto err;
     }
+    if (retention_set(l->st, conf, err, errlen) < 0)
+        goto err;
     s = mb_store_ping(l->st, &e);
     if (s == MB_FATAL || s == MB_PERM) {
         snprintf(err, errlen, "redis: %s", e.msg);

@@ -167,7 +167,7 @@ int mc_cmd_jobs(mc_ctx *c, int argc, char **argv)
     l.rows = json_array();
     mb_error_clear(&e);
     scan_status = l.status && strcmp(l.status, "stuck") != 0 ? l.status : NULL;
-    if (mb_store_scan(st, scan_status, list_one, &l, &e) != MB_OK) {
+    if (mb_store_list(st, scan_status, list_one, &l, &e) != MB_OK) {
         json_decref(l.rows);
         return mc_store_fail("listing jobs", &e);
     }

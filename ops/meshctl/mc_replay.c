@@ -326,7 +326,7 @@ static int replay_bulk(mc_ctx *c, const char *status, const char *error_class, l
         return MC_EXIT_CONFIG;
     }
     mb_error_clear(&e);
-    if (mb_store_scan(st, status, bulk_pick, &b, &e) != MB_OK) {
+    if (mb_store_list(st, status, bulk_pick, &b, &e) != MB_OK) {
         json_decref(b.ids);
         return mc_store_fail("listing jobs", &e);
     }

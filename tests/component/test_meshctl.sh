@@ -37,6 +37,9 @@ print(h % 16)' "$key")
         created "$((now - 60000))" updated "$now" next_run 0 lease_owner "" lease_until 0 \
         claims 3 ck 7 error_code "" error_msg "" "$@" >/dev/null
     redis_cli SET "mb:order:$id" "$shard" >/dev/null
+    # and its status index entry (what meshctl jobs lists from)
+    redis_cli ZADD "mb:{s$shard}:status:$status" "$now" "$id" >/dev/null
+    redis_cli SADD "mb:{s$shard}:statuses" "$status" >/dev/null
     echo "$shard" >"$TEST_TMP/shard.$id"
 }
 jobkey() { echo "mb:{s$(cat "$TEST_TMP/shard.$1")}:job:$1"; }
