@@ -574,6 +574,7 @@ static void finish_plain(mb_cloud_op *op, const mb_http_resp *r, const mb_error 
 {
     mb_error ok;
     if (gone_ok && r != NULL && r->status == 404) {
+        op->c->st.absent++;
         mb_error_clear(&ok);
         op_finish(op, &ok);
         return;
@@ -905,6 +906,7 @@ static void release_get_resp(mb_cloud_op *op, const mb_http_resp *r, const mb_er
 
     mb_error_clear(&pe);
     if (r != NULL && r->status == 404) {
+        op->c->st.absent++;
         out->exists = 0;
         op_finish(op, &pe);
         return;
@@ -1407,6 +1409,7 @@ static void k8s_get_resp(mb_cloud_op *op, const mb_http_resp *r, const mb_error 
 
     mb_error_clear(&pe);
     if (r != NULL && r->status == 404) {
+        op->c->st.absent++;
         out->exists = 0;
         op_finish(op, &pe);
         return;
@@ -1789,6 +1792,7 @@ static void coredns_resp(mb_cloud_op *op, const mb_http_resp *r, const mb_error 
 
     mb_error_clear(&pe);
     if (r != NULL && r->status == 404) {
+        op->c->st.absent++;
         out->ready = 0;
         snprintf(out->reason, sizeof(out->reason), "coredns deployment not found");
         op_finish(op, &pe);

@@ -114,6 +114,8 @@ typedef struct mb_cloud_counters {
     uint64_t retries; /* requests sent again after a transient failure */
     uint64_t gave_up; /* ops failed with a transient error after their budget ran out */
     uint64_t refused; /* attempts the guard stopped */
+    uint64_t absent;  /* 404s the caller expected (an observe-before-act read of something
+                         not there yet, a delete of something already gone): not errors */
 } mb_cloud_counters;
 
 /* Counters since mb_cloud_new, for metrics. */

@@ -5,6 +5,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <dirent.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
 #include <arpa/inet.h>
 #include <event2/buffer.h>
 #include <event2/http.h>
@@ -19,6 +23,7 @@ struct mb_admin {
     struct evhttp *http;
     struct mb_loop *loop;
     int port;
+    double start_s; /* wall clock at start, for process_start_time_seconds */
 };
 
 static void reply(struct evhttp_request *req, int code, const char *reason,
@@ -26,6 +31,82 @@ static void reply(struct evhttp_request *req, int code, const char *reason,
 {
     evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", ctype);
     evhttp_send_reply(req, code, reason, body);
+}
+
+#ifndef MESHBUY_VERSION
+#define MESHBUY_VERSION "dev"
+#endif
+
+/* Open file descriptors: the entries of /proc/self/fd (the directory's own fd aside). */
+static long open_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    long n = 0;
+
+    if (d == NULL)
+        return -1;
+    while (readdir(d) != NULL)
+        n++;
+    closedir(d);
+    return n - 3; /* ".", ".." and the fd of the walk itself */
+}
+
+/* Resident set size in bytes from /proc/self/statm (pages), -1 when unreadable. */
+static double rss_bytes(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    unsigned long size = 0, res = 0;
+    int n;
+
+    if (f == NULL)
+        return -1;
+    n = fscanf(f, "%lu %lu", &size, &res);
+    fclose(f);
+    return n == 2 ? (double)res * (double)sysconf(_SC_PAGESIZE) : -1;
+}
+
+/* The process families of the Prometheus client libraries (same names, same meaning), and
+ * the build: a scrape is enough to tell what runs where. */
+static void process_metrics(struct evbuffer *b, double start_s)
+{
+    struct rusage ru;
+    struct rlimit rl;
+    double cpu = 0, rss = rss_bytes();
+    long fds = open_fds();
+
+    if (getrusage(RUSAGE_SELF, &ru) == 0)
+        cpu = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+              (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+    evbuffer_add_printf(b,
+                        "# HELP meshbuy_build_info The running build (always 1).\n"
+                        "# TYPE meshbuy_build_info gauge\n"
+                        "meshbuy_build_info{version=\"%s\"} 1\n"
+                        "# HELP process_cpu_seconds_total User and system CPU time spent.\n"
+                        "# TYPE process_cpu_seconds_total counter\n"
+                        "process_cpu_seconds_total %.6f\n"
+                        "# HELP process_start_time_seconds Start time of the process since the "
+                        "epoch.\n"
+                        "# TYPE process_start_time_seconds gauge\n"
+                        "process_start_time_seconds %.3f\n",
+                        MESHBUY_VERSION, cpu, start_s);
+    if (rss >= 0)
+        evbuffer_add_printf(b,
+                            "# HELP process_resident_memory_bytes Resident memory size.\n"
+                            "# TYPE process_resident_memory_bytes gauge\n"
+                            "process_resident_memory_bytes %.0f\n",
+                            rss);
+    if (fds >= 0)
+        evbuffer_add_printf(b,
+                            "# HELP process_open_fds Open file descriptors.\n"
+                            "# TYPE process_open_fds gauge\n"
+                            "process_open_fds %ld\n",
+                            fds);
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+        evbuffer_add_printf(b,
+                            "# HELP process_max_fds Limit of open file descriptors.\n"
+                            "# TYPE process_max_fds gauge\n"
+                            "process_max_fds %llu\n",
+                            (unsigned long long)rl.rlim_cur);
 }
 
 static void on_request(struct evhttp_request *req, void *arg)
@@ -52,6 +133,7 @@ static void on_request(struct evhttp_request *req, void *arg)
         reply(req, ready ? 200 : 503, ready ? "OK" : "Service Unavailable", "text/plain", b);
     } else if (path && strcmp(path, "/metrics") == 0) {
         mb_loop_metrics_text(a->loop, b);
+        process_metrics(b, a->start_s);
         reply(req, 200, "OK", "text/plain; version=0.0.4", b);
     } else {
         evbuffer_add_printf(b, "not found\n");
@@ -73,6 +155,7 @@ mb_admin *mb_admin_new(struct event_base *base, const char *addr, int port,
         return NULL;
     }
     a->loop = loop;
+    a->start_s = (double)mb_loop_now_ms() / 1000.0;
     a->http = evhttp_new(base);
     if (a->http == NULL) {
         snprintf(err, errlen, "admin: evhttp_new failed");
