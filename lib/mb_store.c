@@ -1926,6 +1926,52 @@ mb_status mb_store_outbox_release(mb_store *st, int shard, const char *token, mb
     return relay_script(st, S_RELAY_RELEASE, shard, token, 0, &v, err);
 }
 
+mb_status mb_store_depths(mb_store *st, long long now_ms, mb_store_depth *depth, mb_error *err)
+{
+    size_t ns = (size_t)st->shards, n = 4 * ns;
+    cmd *cmds = calloc(n, sizeof(*cmds));
+    redisReply **rep = calloc(n, sizeof(*rep));
+    mb_status s;
+
+    if (cmds == NULL || rep == NULL) {
+        free(cmds);
+        free(rep);
+        mb_error_set(err, MB_FATAL, "NoMemory", "depths");
+        return MB_FATAL;
+    }
+    for (size_t i = 0; i < ns; i++) {
+        cmd *c = &cmds[4 * i];
+        for (int k = 0; k < 4; k++)
+            c[k].script = -1;
+        args_str(&c[0].a, "LLEN");
+        key_shard(&c[0].a, (int)i, "outbox");
+        args_str(&c[1].a, "ZCOUNT");
+        key_shard(&c[1].a, (int)i, "due");
+        args_str(&c[1].a, "-inf");
+        args_ll(&c[1].a, now_ms);
+        args_str(&c[2].a, "ZCOUNT");
+        key_shard(&c[2].a, (int)i, "due");
+        args_fmt(&c[2].a, "(%lld", now_ms);
+        args_str(&c[2].a, "+inf");
+        args_str(&c[3].a, "ZCARD");
+        key_shard(&c[3].a, (int)i, "status:NeedsAttention");
+    }
+    s = pipeline(st, cmds, n, rep, err);
+    for (size_t i = 0; i < ns; i++) {
+        long long *f[4] = {&depth[i].outbox, &depth[i].due, &depth[i].delayed,
+                           &depth[i].attention};
+        for (int k = 0; k < 4; k++) {
+            redisReply *r = rep[4 * i + (size_t)k];
+            *f[k] = s == MB_OK && r && r->type == REDIS_REPLY_INTEGER ? r->integer : 0;
+        }
+    }
+    free_replies(rep, n);
+    free(rep);
+    free_cmds(cmds, n);
+    free(cmds);
+    return s;
+}
+
 mb_status mb_store_outbox_len(mb_store *st, long long *total, mb_error *err)
 {
     size_t ns = (size_t)st->shards;

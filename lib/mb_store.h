@@ -354,6 +354,17 @@ mb_status mb_store_outbox_ack(mb_store *st, int shard, const char *token, size_t
 /* Gives up the shard's relay lease if token holds it. */
 mb_status mb_store_outbox_release(mb_store *st, int shard, const char *token, mb_error *err);
 
+/* Per-shard depths for metrics, read in one round trip (4 commands a shard: run it at a
+ * bounded rate).  due: jobs due by now_ms (the caller's clock: a gauge needs no more) and not
+ * held by a live lease; delayed: due later, leased jobs included (a lease's end is its due
+ * score); attention: jobs in NeedsAttention (from the status index). */
+typedef struct mb_store_depth {
+    long long outbox, due, delayed, attention;
+} mb_store_depth;
+
+/* Fills depth[0..shards-1] (the caller's array of mb_store_shards entries). */
+mb_status mb_store_depths(mb_store *st, long long now_ms, mb_store_depth *depth, mb_error *err);
+
 /* Entries waiting in all outboxes (one pipelined LLEN per shard). */
 mb_status mb_store_outbox_len(mb_store *st, long long *total, mb_error *err);
 

@@ -624,6 +624,78 @@ static void test_scan_and_noscript(void **state)
     mb_store_free(a);
 }
 
+/* Listing from the status index, the retention TTLs, and the depth gauges. */
+static void test_index_retention_depths(void **state)
+{
+    mb_store *a;
+    mb_error e;
+    int n = 0;
+    mb_store_depth d[16];
+    long long due = 0, outbox = 0, delayed = 0;
+    mb_job **jobs = NULL;
+    size_t nj = 0;
+    redisContext *c;
+    redisReply *r;
+    (void)state;
+    flushall();
+    a = open_store("wa");
+    mb_error_clear(&e);
+    mb_store_set_retention(a, 60000, 600000);
+    accept1(a, "x1", "acct8", "mesh-g");
+    accept1(a, "x2", "acct8", "mesh-h");
+    accept1(a, "x3", "acct8", "mesh-g"); /* conflict: Failed, expires */
+    mb_error_clear(&e);
+    assert_int_equal(mb_store_list(a, NULL, count_fn, &n, &e), MB_OK);
+    assert_int_equal(n, 3);
+    n = 0;
+    assert_int_equal(mb_store_list(a, "Accepted", count_fn, &n, &e), MB_OK);
+    assert_int_equal(n, 2);
+    n = 0;
+    assert_int_equal(mb_store_list(a, "Failed", count_fn, &n, &e), MB_OK);
+    assert_int_equal(n, 1);
+    c = raw();
+    r = redisCommand(c, "PTTL mb:{s%d}:job:x3", mb_store_shard_of(a, "acct8/mesh-g"));
+    assert_true(r->integer > 0 && r->integer <= 60000);
+    freeReplyObject(r);
+    r = redisCommand(c, "PTTL mb:order:x3");
+    assert_true(r->integer > 60000 && r->integer <= 600000);
+    freeReplyObject(r);
+    r = redisCommand(c, "PTTL mb:{s%d}:job:x1", mb_store_shard_of(a, "acct8/mesh-g"));
+    assert_int_equal(r->integer, -1); /* not finished: no TTL */
+    freeReplyObject(r);
+    /* An expired record leaves the listing; the tombstone keeps the order a duplicate. */
+    freeReplyObject(redisCommand(c, "DEL mb:{s%d}:job:x3", mb_store_shard_of(a, "acct8/mesh-g")));
+    n = 0;
+    assert_int_equal(mb_store_list(a, "Failed", count_fn, &n, &e), MB_OK);
+    assert_int_equal(n, 0);
+    assert_int_equal(accept1(a, "x3", "acct8", "mesh-k").verdict, MB_ACCEPT_DUPLICATE);
+    redisFree(c);
+    /* Depths: two due now, three Accepted/Failed events queued; a claim moves one to
+     * delayed (its lease end). */
+    assert_int_equal(mb_store_depths(a, redis_now(a), d, &e), MB_OK);
+    for (int i = 0; i < 16; i++) {
+        due += d[i].due;
+        outbox += d[i].outbox;
+        delayed += d[i].delayed;
+        assert_int_equal(d[i].attention, 0);
+    }
+    assert_int_equal(due, 2);
+    assert_int_equal(outbox, 3);
+    assert_int_equal(delayed, 0);
+    assert_int_equal(mb_store_claim(a, 60000, 1, &jobs, &nj, &e), MB_OK);
+    assert_true(nj >= 1); /* max is per shard */
+    mb_job_free_array(jobs, nj);
+    due = delayed = 0;
+    assert_int_equal(mb_store_depths(a, redis_now(a), d, &e), MB_OK);
+    for (int i = 0; i < 16; i++) {
+        due += d[i].due;
+        delayed += d[i].delayed;
+    }
+    assert_int_equal(due, 2 - (long long)nj);
+    assert_int_equal(delayed, (long long)nj);
+    mb_store_free(a);
+}
+
 static void test_redis_down(void **state)
 {
     mb_store *a;
@@ -897,6 +969,7 @@ int main(void)
         cmocka_unit_test(test_sre_ops),
         cmocka_unit_test(test_replay_claims_name),
         cmocka_unit_test(test_delete_accept),
+        cmocka_unit_test(test_index_retention_depths),
         cmocka_unit_test(test_redis_down), /* last: stops the server */
     };
     /* As the daemon does: a write to a dead server must fail, not kill the process. */
