@@ -23,6 +23,8 @@
  *   mb:{sN}:status:<status>    zset: order id -> ms it took that status (the status index:
  *                              listings walk it, never the keyspace)
  *   mb:{sN}:statuses           set: the statuses indexed in the shard
+ *   mb:{sN}:wake               counter: bumped by every script that queues an event or makes
+ *                              a job due for any worker (idle workers read it, mb_store_stirs)
  *   mb:order:<order_id>        string: the shard of the order (order-id index)
  *   mb:dlq                     stream (capped ~10,000): what went to the DLQ topic and why
  *   mb:dlq:redrives            stream (capped ~10,000): DLQ records an SRE re-published
@@ -66,7 +68,8 @@
  *   the index must become a separate best-effort SET after the script (it is only used to
  *   find a job by order id for cancel-by-id and meshctl; intake passes the mesh key, and
  *   duplicate detection then relies on the job key, which holds for redeliveries since a
- *   redelivered order has the same mesh key).  The scripts derive job keys from ARGV
+ *   redelivered order has the same mesh key).  mb_store_stirs reads every shard's wake counter with
+ *   one MGET: on Cluster it becomes one GET per shard (or per node).  The scripts derive job keys from ARGV
  *   prefixes within their own slot (claim), which Cluster serves but does not check.
  */
 #include "mb_store.h"
@@ -141,6 +144,7 @@ struct mb_store {
     long long next_connect_ms; /* reconnect backoff */
     long long backoff_ms;
     int ready;                 /* connected, scripts loaded, shards checked */
+    long long next_due_ms;     /* the earliest due score the last claim saw (0 = none) */
     long long retain_ms;       /* finished jobs expire after this (0 = never) */
     long long tombstone_ms;    /* their order-id index entries after this (0 = never) */
 };
@@ -1108,12 +1112,27 @@ mb_status mb_store_claim(mb_store *st, long long lease_ms, size_t max, mb_job **
         args_str(&cmds[i].a, st->worker_id);
     }
     s = pipeline(st, cmds, ns, rep, err);
+    if (s == MB_OK)
+        st->next_due_ms = 0;
     for (size_t i = 0; s == MB_OK && i < ns; i++) {
+        const redisReply *nx;
         if (rep[i]->type == REDIS_REPLY_ERROR) {
             s = script_error(rep[i], "claim", "-", err);
             break;
         }
-        for (size_t k = 0; k < rep[i]->elements; k++) {
+        if (rep[i]->type != REDIS_REPLY_ARRAY || rep[i]->elements == 0) {
+            s = MB_FATAL;
+            mb_error_set(err, MB_FATAL, "ScriptError", "claim: unexpected reply");
+            break;
+        }
+        /* The last element: the shard's earliest due score ('' when none). */
+        nx = rep[i]->element[rep[i]->elements - 1];
+        if (nx->type == REDIS_REPLY_STRING && nx->len > 0) {
+            long long due = strtoll(nx->str, NULL, 10);
+            if (st->next_due_ms == 0 || due < st->next_due_ms)
+                st->next_due_ms = due;
+        }
+        for (size_t k = 0; k + 1 < rep[i]->elements; k++) {
             mb_job *j = job_from_hash(rep[i]->element[k]);
             if (j == NULL) {
                 mb_warn("store", "claim: malformed job record in shard %zu skipped", i);
@@ -1924,6 +1943,34 @@ mb_status mb_store_outbox_release(mb_store *st, int shard, const char *token, mb
 {
     long long v = 0;
     return relay_script(st, S_RELAY_RELEASE, shard, token, 0, &v, err);
+}
+
+long long mb_store_next_due_ms(const mb_store *st)
+{
+    return st->next_due_ms;
+}
+
+mb_status mb_store_stirs(mb_store *st, unsigned long long *sum, mb_error *err)
+{
+    cmd c;
+    redisReply *r = NULL;
+    mb_status s;
+
+    *sum = 0;
+    memset(&c, 0, sizeof(c));
+    c.script = -1;
+    args_str(&c.a, "MGET");
+    for (int i = 0; i < st->shards; i++)
+        key_shard(&c.a, i, "wake");
+    s = pipeline(st, &c, 1, &r, err);
+    args_free(&c.a);
+    if (s != MB_OK)
+        return s;
+    for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++)
+        if (r->element[i]->type == REDIS_REPLY_STRING)
+            *sum += strtoull(r->element[i]->str, NULL, 10);
+    freeReplyObject(r);
+    return MB_OK;
 }
 
 mb_status mb_store_depths(mb_store *st, long long now_ms, mb_store_depth *depth, mb_error *err)

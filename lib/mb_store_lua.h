@@ -16,6 +16,9 @@ static const char lua_prelude[] =
     "  local t = redis.call('TIME')\n"
     "  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
     "end\n"
+    "-- The shard's wake counter: bumped whenever an event is queued or a job becomes due\n"
+    "-- for any worker, so an idle worker learns of work with one cheap read (mb_store_stirs).\n"
+    "local function stir(pre) redis.call('INCR', pre .. 'wake') end\n"
     "-- Queue one status event with the key's next seq.\n"
     "-- head/data are the event's top-level and data members without braces, \"id\" and \"seq\".\n"
     "local function emit(seqk, outk, key, tp, head, data)\n"
@@ -26,6 +29,7 @@ static const char lua_prelude[] =
     "  if data ~= '' then ev = ev .. ',' .. data end\n"
     "  ev = ev .. '}}'\n"
     "  redis.call('RPUSH', outk, key .. '\\n' .. tp .. '\\n' .. ev)\n"
+    "  stir(string.sub(outk, 1, #outk - 6))\n"
     "  return seq\n"
     "end\n"
     "local function emit_all(seqk, outk, key, tp, first)\n"
@@ -179,6 +183,10 @@ static const char lua_claim[] =
     "    out[#out + 1] = redis.call('HGETALL', jk)\n"
     "  end\n"
     "end\n"
+    "-- Last: when the earliest job of the shard is due (leases' ends included), so an idle\n"
+    "-- worker claims again then and not before.  '' when none.\n"
+    "local nx = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')\n"
+    "out[#out + 1] = nx[2] or ''\n"
     "return out\n";
 
 static const char lua_checkpoint[] =
@@ -232,6 +240,7 @@ static const char lua_checkpoint[] =
     "else\n"
     "  redis.call('ZADD', KEYS[2], due, ARGV[1])\n"
     "end\n"
+    "if run_in > 0 then stir(shard_pre(KEYS[1], ARGV[1])) end\n"
     "local pre, fin, oid = shard_pre(KEYS[1], ARGV[1]), tonumber(ARGV[16]), tonumber(ARGV[17])\n"
     "if ARGV[12] ~= '' and redis.call('GET', KEYS[5]) == ARGV[12] then\n"
     "  redis.call('DEL', KEYS[5])\n"
@@ -279,6 +288,7 @@ static const char lua_cancel[] =
     "if not terminal and (owner == '' or untl <= now) then\n"
     "  redis.call('ZADD', KEYS[2], now, ARGV[1])\n"
     "  redis.call('HSET', KEYS[1], 'next_run', now)\n"
+    "  stir(shard_pre(KEYS[1], ARGV[1]))\n"
     "end\n"
     "return {1, st}\n";
 
@@ -290,6 +300,7 @@ static const char lua_requeue[] =
     "redis.call('HINCRBY', KEYS[1], 'fence', 1)\n"
     "redis.call('HSET', KEYS[1], 'lease_owner', '', 'lease_until', 0, 'next_run', now)\n"
     "redis.call('ZADD', KEYS[2], now, ARGV[1])\n"
+    "stir(shard_pre(KEYS[1], ARGV[1]))\n"
     "return 1\n";
 
 static const char lua_relay_peek[] =
@@ -357,6 +368,7 @@ static const char lua_rewrite[] =
     "redis.call('HSET', KEYS[1], 'lease_owner', '', 'lease_until', 0, 'next_run', now,\n"
     "  'updated', now)\n"
     "redis.call('ZADD', KEYS[2], now, ARGV[1])\n"
+    "stir(pre)\n"
     "if ARGV[10] ~= U then\n"
     "  redis.call('RPUSH', KEYS[3], ARGV[10])\n"
     "  redis.call('LTRIM', KEYS[3], -200, -1)\n"

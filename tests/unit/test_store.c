@@ -693,6 +693,21 @@ static void test_index_retention_depths(void **state)
     }
     assert_int_equal(due, 2 - (long long)nj);
     assert_int_equal(delayed, (long long)nj);
+    /* The wake counters move with every queued event; a claim learns the next due time. */
+    {
+        unsigned long long w0 = 0, w1 = 0;
+        long long now;
+        assert_int_equal(mb_store_stirs(a, &w0, &e), MB_OK);
+        assert_true(w0 >= 3);
+        accept1(a, "x4", "acct8", "mesh-m");
+        assert_int_equal(mb_store_stirs(a, &w1, &e), MB_OK);
+        assert_true(w1 > w0);
+        now = redis_now(a);
+        assert_int_equal(mb_store_claim(a, 60000, 1000, &jobs, &nj, &e), MB_OK);
+        mb_job_free_array(jobs, nj);
+        /* everything is leased now: the earliest due score is a lease end */
+        assert_true(mb_store_next_due_ms(a) > now && mb_store_next_due_ms(a) <= now + 61000);
+    }
     mb_store_free(a);
 }
 

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# test_idle.sh: an idle worker is quiet and still quick (devkafka + redis + cloudsim):
+#   - one worker with nothing to do sends at most IDLE_MAX Redis commands a second, counted
+#     as INFO stats total_commands_processed over 30 s (the worker is the only client; the
+#     two INFO calls are subtracted)
+#   - an order published to that idle worker is claimed (its first Installing event) within
+#     PICKUP_MAX seconds of its Accepted event and reaches Running
+. "$MB_ROOT/tests/lib.sh"
+. "$MB_ROOT/tests/saga_lib.sh"
+
+IDLE_MAX=20
+IDLE_SECS=30
+PICKUP_MAX=2
+saga_stack_up
+saga_worker w1
+
+commands() {
+    redis_cli INFO stats | tr -d '\r' | awk -F: '$1 == "total_commands_processed" { print $2 }'
+}
+
+# ---- idle: let the worker settle (connect, scripts, group join), then count
+sleep_until() { [ "$(date +%s)" -ge "$1" ]; }
+wait_for 20 sleep_until $(($(date +%s) + 3))
+c0=$(commands)
+t0=$(date +%s%N)
+wait_for $((IDLE_SECS + 5)) sleep_until $(($(date +%s) + IDLE_SECS))
+c1=$(commands)
+t1=$(date +%s%N)
+rate=$(awk -v c=$((c1 - c0 - 1)) -v ns=$((t1 - t0)) 'BEGIN { printf "%.1f", c / (ns / 1e9) }')
+note "idle worker: $((c1 - c0 - 1)) Redis commands in $(((t1 - t0) / 1000000)) ms = $rate/s"
+awk -v r="$rate" -v m="$IDLE_MAX" 'BEGIN { exit !(r <= m) }' ||
+    fail "idle worker sends $rate Redis commands/s, bound $IDLE_MAX"
+mb_alive w1 || fail "worker died while idle"
+
+# Seconds (decimal) between ORDER's Accepted event and its first Installing one on KEY.
+pickup() { # KEY ORDER
+    saga_events "$1" | jq -rs --arg o "$2" '[.[] | .payload | fromjson |
+        select(.data.order_id == $o)] as $e |
+        (($e | map(select(.data.status == "Installing")) | first | .time) as $i |
+         ($e | map(select(.data.status == "Accepted")) | first | .time) as $a |
+         if $i == null or $a == null then "none" else
+         (($i | sub("\\.[0-9]+"; "") | fromdateiso8601) - ($a | sub("\\.[0-9]+"; "") | fromdateiso8601)) +
+         (($i | capture("\\.(?<f>[0-9]+)").f // "0" | ("0." + .) | tonumber) -
+          ($a | capture("\\.(?<f>[0-9]+)").f // "0" | ("0." + .) | tonumber)) | tostring end)'
+}
+check_pickup() { # KEY ORDER MAX
+    local p
+    p=$(pickup "$1" "$2")
+    note "$2: claimed ${p}s after its acceptance"
+    [ "$p" != none ] || fail "$2: no Accepted or Installing event"
+    awk -v p="$p" -v m="$3" 'BEGIN { exit !(p <= m) }' ||
+        fail "$2 was claimed ${p}s after its acceptance, bound ${3}s"
+}
+
+# ---- an order published to the idle worker is claimed at once
+saga_buy o-idle-1 acct-idle idle-mesh proj-a c-single --node n-single-1
+assert_eq Running "$(saga_wait_terminal 120 acct-idle/idle-mesh o-idle-1)" "o-idle-1"
+check_pickup acct-idle/idle-mesh o-idle-1 "$PICKUP_MAX"
+
+saga_stream acct-idle/idle-mesh >/dev/null
