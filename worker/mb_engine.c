@@ -72,49 +72,71 @@ static void step_histograms(const mb_saga *saga, struct evbuffer *out)
     }
 }
 
+/* One family, HELP and TYPE first (promtool check metrics), one sample. */
+static void family(struct evbuffer *out, const char *name, const char *type, const char *help,
+                   unsigned long long v)
+{
+    evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", name, help, name, type,
+                        name, v);
+}
+
 static void metrics(void *ctx, struct evbuffer *out)
 {
     mb_engine *e = ctx;
     mb_saga_stats s;
     mb_http_counters h;
     mb_cloud_counters c;
+    unsigned long long perm;
 
     mb_saga_stats_get(e->saga, &s);
     mb_http_stats(e->http, &h);
+    mb_cloud_stats(e->cloud, &c);
+    family(out, "meshbuy_saga_claims_total", "counter", "Jobs claimed (leased) by this worker.",
+           (unsigned long long)s.claimed);
+    family(out, "meshbuy_saga_steps_total", "counter", "Saga steps completed.",
+           (unsigned long long)s.steps_done);
     evbuffer_add_printf(
         out,
-        "# TYPE meshbuy_sagas_inflight gauge\nmeshbuy_sagas_inflight %zu\n"
-        "# TYPE meshbuy_saga_claims_total counter\nmeshbuy_saga_claims_total %llu\n"
-        "# TYPE meshbuy_saga_steps_total counter\nmeshbuy_saga_steps_total %llu\n"
+        "# HELP meshbuy_sagas_ended_total Sagas this worker brought to an end, by final status.\n"
         "# TYPE meshbuy_sagas_ended_total counter\n"
         "meshbuy_sagas_ended_total{status=\"Running\"} %llu\n"
         "meshbuy_sagas_ended_total{status=\"Failed\"} %llu\n"
         "meshbuy_sagas_ended_total{status=\"Cancelled\"} %llu\n"
         "meshbuy_sagas_ended_total{status=\"NeedsAttention\"} %llu\n"
-        "meshbuy_sagas_ended_total{status=\"Deleted\"} %llu\n"
-        "# TYPE meshbuy_saga_retries_total counter\nmeshbuy_saga_retries_total %llu\n"
-        "# TYPE meshbuy_saga_lost_total counter\nmeshbuy_saga_lost_total %llu\n"
+        "meshbuy_sagas_ended_total{status=\"Deleted\"} %llu\n",
+        (unsigned long long)s.running, (unsigned long long)s.failed,
+        (unsigned long long)s.cancelled, (unsigned long long)s.attention,
+        (unsigned long long)s.deleted);
+    family(out, "meshbuy_saga_retries_total", "counter",
+           "Steps rescheduled with backoff after a transient error.",
+           (unsigned long long)s.retries);
+    family(out, "meshbuy_saga_lost_total", "counter",
+           "Jobs dropped by this worker: stale fence (another worker holds the job) or store "
+           "error.",
+           (unsigned long long)s.lost);
+    /* A 404 the caller expected (observe-before-act reads, deletes of what is gone) reaches
+     * the HTTP layer as a permanent error; it is counted apart, as "absent". */
+    perm = h.perm > c.absent ? (unsigned long long)(h.perm - c.absent) : 0;
+    evbuffer_add_printf(
+        out,
+        "# HELP meshbuy_cloud_requests_total Cloud API requests completed, by outcome: ok, "
+        "again (transient: timeout, 5xx, 429), permanent (other errors), absent (a 404 the "
+        "caller expected: not an error).\n"
         "# TYPE meshbuy_cloud_requests_total counter\n"
         "meshbuy_cloud_requests_total{outcome=\"ok\"} %llu\n"
         "meshbuy_cloud_requests_total{outcome=\"again\"} %llu\n"
         "meshbuy_cloud_requests_total{outcome=\"permanent\"} %llu\n"
-        "# TYPE meshbuy_cloud_connections_total counter\n"
-        "meshbuy_cloud_connections_total %llu\n",
-        mb_saga_inflight(e->saga), (unsigned long long)s.claimed, (unsigned long long)s.steps_done,
-        (unsigned long long)s.running, (unsigned long long)s.failed,
-        (unsigned long long)s.cancelled, (unsigned long long)s.attention,
-        (unsigned long long)s.deleted,
-        (unsigned long long)s.retries, (unsigned long long)s.lost, (unsigned long long)h.ok,
-        (unsigned long long)h.again, (unsigned long long)h.perm, (unsigned long long)h.new_conns);
-    mb_cloud_stats(e->cloud, &c);
-    evbuffer_add_printf(out,
-                        "# TYPE meshbuy_cloud_retries_total counter\n"
-                        "meshbuy_cloud_retries_total %llu\n"
-                        "# HELP meshbuy_cloud_refused_total Cloud changes not sent: the job's "
-                        "lease was lost or too short for the call.\n"
-                        "# TYPE meshbuy_cloud_refused_total counter\n"
-                        "meshbuy_cloud_refused_total %llu\n",
-                        (unsigned long long)c.retries, (unsigned long long)c.refused);
+        "meshbuy_cloud_requests_total{outcome=\"absent\"} %llu\n",
+        (unsigned long long)h.ok, (unsigned long long)h.again, perm,
+        (unsigned long long)c.absent);
+    family(out, "meshbuy_cloud_connections_total", "counter",
+           "Connections opened to the cloud APIs.", (unsigned long long)h.new_conns);
+    family(out, "meshbuy_cloud_retries_total", "counter",
+           "Cloud requests sent again after a transient failure.",
+           (unsigned long long)c.retries);
+    family(out, "meshbuy_cloud_refused_total", "counter",
+           "Cloud changes not sent: the job's lease was lost or too short for the call.",
+           (unsigned long long)c.refused);
     step_histograms(e->saga, out);
 }
 
