@@ -72,6 +72,55 @@ static void step_histograms(const mb_saga *saga, struct evbuffer *out)
     }
 }
 
+/* One histogram's samples (HELP and TYPE written by the caller); labels is the text inside
+ * the braces before le. */
+static void hist_samples(struct evbuffer *out, const char *name, const char *labels,
+                         const double *le, const mb_saga_hist *h)
+{
+    for (int b = 0; b < MB_SAGA_BUCKETS; b++)
+        evbuffer_add_printf(out, "%s_bucket{%s,le=\"%g\"} %llu\n", name, labels, le[b],
+                            (unsigned long long)h->bucket[b]);
+    evbuffer_add_printf(out,
+                        "%s_bucket{%s,le=\"+Inf\"} %llu\n%s_sum{%s} %.6f\n%s_count{%s} %llu\n",
+                        name, labels, (unsigned long long)h->bucket[MB_SAGA_BUCKETS], name,
+                        labels, h->sum, name, labels,
+                        (unsigned long long)h->bucket[MB_SAGA_BUCKETS]);
+}
+
+/* Saga durations by saga and final status, and the sagas in memory by step (every step of
+ * every saga, zeros included, so a series never disappears). */
+static void saga_families(const mb_saga *saga, struct evbuffer *out)
+{
+    int n = mb_saga_steps(saga), k = 0;
+    uint64_t *at = calloc(n > 0 ? (size_t)n : 1, sizeof(*at));
+    char labels[160];
+
+    evbuffer_add_printf(out, "# HELP meshbuy_saga_duration_seconds Sagas from acceptance to "
+                             "their end, by saga and final status.\n"
+                             "# TYPE meshbuy_saga_duration_seconds histogram\n");
+    for (size_t d = 0; d < mb_saga_defs_count; d++) {
+        for (int o = 0; o < MB_SAGA_OUTCOMES; o++) {
+            mb_saga_hist h;
+            mb_saga_duration_hist(saga, d, o, &h);
+            snprintf(labels, sizeof(labels), "saga=\"%s\",outcome=\"%s\"",
+                     mb_saga_defs[d]->name, mb_saga_outcomes[o]);
+            hist_samples(out, "meshbuy_saga_duration_seconds", labels, mb_saga_duration_le, &h);
+        }
+    }
+    if (at == NULL)
+        return;
+    mb_saga_inflight_steps(saga, at);
+    evbuffer_add_printf(out, "# HELP meshbuy_sagas_inflight Sagas held in memory by this "
+                             "worker, by saga and the step they are at.\n"
+                             "# TYPE meshbuy_sagas_inflight gauge\n");
+    for (size_t d = 0; d < mb_saga_defs_count; d++)
+        for (int i = 0; i < mb_saga_defs[d]->nsteps && k < n; i++, k++)
+            evbuffer_add_printf(out, "meshbuy_sagas_inflight{saga=\"%s\",step=\"%s\"} %llu\n",
+                                mb_saga_defs[d]->name, mb_saga_step_name(saga, k),
+                                (unsigned long long)at[k]);
+    free(at);
+}
+
 /* One family, HELP and TYPE first (promtool check metrics), one sample. */
 static void family(struct evbuffer *out, const char *name, const char *type, const char *help,
                    unsigned long long v)
@@ -138,6 +187,7 @@ static void metrics(void *ctx, struct evbuffer *out)
            "Cloud changes not sent: the job's lease was lost or too short for the call.",
            (unsigned long long)c.refused);
     step_histograms(e->saga, out);
+    saga_families(e->saga, out);
 }
 
 /* A cloud change starts only while the job's lease has the call's timeout + the margin

@@ -474,8 +474,8 @@ void mb_loop_metrics_text(mb_loop *l, struct evbuffer *b)
             m->tick_overruns);
     gauge(b, "meshbuy_redis_up", "1 if the last Redis exchange succeeded",
           mb_store_connected(l->st));
-    gauge(b, "meshbuy_jobs_inflight", "sagas held by this worker",
-          l->saga.inflight ? (double)l->saga.inflight(l->saga.ctx) : 0);
+    gauge(b, "meshbuy_ready", "1 while /readyz answers 200 (Redis, consumer group, not draining)",
+          mb_loop_ready(l));
     gauge(b, "meshbuy_intake_pending", "order messages taken and not done",
           (double)mb_intake_pending(l->in));
     gauge(b, "meshbuy_relay_inflight", "status events awaiting delivery",

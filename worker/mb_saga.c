@@ -110,12 +110,17 @@ struct mb_saga {
     size_t ndefs;
     int nhist;          /* steps of every definition, in order */
     mb_saga_hist *hist; /* per step of every definition */
+    mb_saga_hist *dur;  /* saga durations: ndefs x MB_SAGA_OUTCOMES */
     sjob **held;        /* jobs in memory by order id: hmask + 1 chains */
     size_t hmask;
 };
 
 const double mb_saga_bucket_le[MB_SAGA_BUCKETS] = {0.001, 0.005, 0.01, 0.05, 0.1,
                                                    0.5,   1,     5,    30,   300};
+const double mb_saga_duration_le[MB_SAGA_BUCKETS] = {1,   5,    15,   30,   60,
+                                                     120, 300,  900,  1800, 3600};
+const char *const mb_saga_outcomes[MB_SAGA_OUTCOMES] = {"Running", "Deleted", "Failed",
+                                                        "Cancelled", "NeedsAttention"};
 
 static void advance(sjob *j);
 static int step_index(const sjob *j, const mb_step *st);
@@ -138,18 +143,23 @@ static long long mono_us(void)
     return (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
-/* One execution of st ended (DONE or POLL). */
-static void observe(sjob *j, const mb_step *st, long long started_us)
+/* One observation of secs into h, whose bucket bounds are le. */
+static void hist_add(mb_saga_hist *h, const double *le, double secs)
 {
-    mb_saga_hist *h = &j->saga->hist[j->hist_base + step_index(j, st)];
-    double secs = (double)(mono_us() - started_us) / 1e6;
     int i = 0;
 
-    while (i < MB_SAGA_BUCKETS && secs > mb_saga_bucket_le[i])
+    while (i < MB_SAGA_BUCKETS && secs > le[i])
         i++;
     for (; i <= MB_SAGA_BUCKETS; i++)
         h->bucket[i]++;
     h->sum += secs;
+}
+
+/* One execution of st ended (DONE or POLL). */
+static void observe(sjob *j, const mb_step *st, long long started_us)
+{
+    hist_add(&j->saga->hist[j->hist_base + step_index(j, st)], mb_saga_bucket_le,
+             (double)(mono_us() - started_us) / 1e6);
 }
 
 static long long mono_ms(void)
@@ -564,9 +574,31 @@ static const char *phase(const sjob *j)
     return p ? p : "run";
 }
 
+static long long now_ms(void);
+
+/* A saga ended with status: its duration from acceptance (the job's created time, Redis's
+ * clock) to now (this worker's clock; the skew between the two is noise at this scale). */
+static void observe_end(sjob *j, const char *status)
+{
+    mb_saga *s = j->saga;
+    size_t d = 0;
+    int o = 0;
+    double secs;
+
+    while (d < s->ndefs && s->defs[d] != j->def)
+        d++;
+    while (o < MB_SAGA_OUTCOMES && strcmp(mb_saga_outcomes[o], status) != 0)
+        o++;
+    if (d == s->ndefs || o == MB_SAGA_OUTCOMES || s->dur == NULL)
+        return;
+    secs = (double)(now_ms() - j->job->created_ms) / 1e3;
+    hist_add(&s->dur[d * MB_SAGA_OUTCOMES + (size_t)o], mb_saga_duration_le, secs < 0 ? 0 : secs);
+}
+
 static void finish_terminal(sjob *j, const char *status, mb_mesh_status ev_status, const char *step,
                             const char *msg, const json_t *error)
 {
+    observe_end(j, status);
     queue_event(j, ev_status, step, msg, error);
     jlog(MB_LOG_INFO, j, "saga ends %s at %s: %s", status, step, msg);
     checkpoint(j, status, 0, 0);
@@ -1053,7 +1085,8 @@ mb_saga *mb_saga_new(struct event_base *base, mb_store *store, mb_cloud *cloud,
     for (size_t d = 0; d < s->ndefs; d++)
         s->nhist += s->defs[d]->nsteps;
     s->hist = calloc((size_t)s->nhist, sizeof(*s->hist));
-    if (s->hist == NULL)
+    s->dur = calloc(s->ndefs * MB_SAGA_OUTCOMES, sizeof(*s->dur));
+    if (s->hist == NULL || s->dur == NULL)
         goto err;
     s->hmask = 255; /* chains: the next power of two at or above max_inflight */
     while (s->hmask < o->max_inflight && s->hmask < (1u << 20) - 1)
@@ -1185,6 +1218,27 @@ void mb_saga_step_hist(const mb_saga *s, int i, mb_saga_hist *out)
     *out = s->hist[i];
 }
 
+void mb_saga_duration_hist(const mb_saga *s, size_t def, int outcome, mb_saga_hist *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (def < s->ndefs && outcome >= 0 && outcome < MB_SAGA_OUTCOMES)
+        *out = s->dur[def * MB_SAGA_OUTCOMES + (size_t)outcome];
+}
+
+void mb_saga_inflight_steps(const mb_saga *s, uint64_t *counts)
+{
+    memset(counts, 0, (size_t)s->nhist * sizeof(*counts));
+    for (const sjob *j = s->jobs; j; j = j->next) {
+        long long i = st_int(j->pub.state, "step");
+        if (i < 0)
+            i = 0;
+        if (i >= j->def->nsteps)
+            i = j->def->nsteps - 1;
+        if (j->hist_base + i < s->nhist)
+            counts[j->hist_base + i]++;
+    }
+}
+
 void mb_saga_stats_get(const mb_saga *s, mb_saga_stats *out)
 {
     *out = s->stats;
@@ -1204,6 +1258,7 @@ void mb_saga_free(mb_saga *s)
         event_free(s->flush_ev);
     free(s->ckq);
     free(s->hist);
+    free(s->dur);
     free(s->held);
     free(s->worker_id);
     free(s);

@@ -79,6 +79,17 @@ int mb_saga_steps(const mb_saga *s);
 const char *mb_saga_step_name(const mb_saga *s, int i);
 void mb_saga_step_hist(const mb_saga *s, int i, mb_saga_hist *out);
 
+/* How long sagas took, acceptance to end, by definition (mb_saga_defs order) and final
+ * status (mb_saga_outcomes): a copy of the histogram (bounds mb_saga_duration_le). */
+#define MB_SAGA_OUTCOMES 5
+extern const char *const mb_saga_outcomes[MB_SAGA_OUTCOMES];
+extern const double mb_saga_duration_le[MB_SAGA_BUCKETS]; /* seconds; +Inf implied */
+void mb_saga_duration_hist(const mb_saga *s, size_t def, int outcome, mb_saga_hist *out);
+
+/* Jobs in memory now by the step they are at (compensations at the step they undo):
+ * counts has mb_saga_steps entries, indexed as mb_saga_step_hist. */
+void mb_saga_inflight_steps(const mb_saga *s, uint64_t *counts);
+
 /* Drops every job still in memory without checkpointing (their leases expire
  * and another worker resumes them), then frees.  Accepts NULL. */
 void mb_saga_free(mb_saga *s);
