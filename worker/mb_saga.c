@@ -54,7 +54,6 @@
 #include "mb_event.h"
 #include "mb_log.h"
 #include "mb_sagadef.h"
-#include "mb_sign.h"
 #include "mb_step.h"
 #include "mb_store.h"
 
@@ -831,11 +830,7 @@ static int announce(sjob *j)
 
 static void mesh_id_of(const mb_job *job, char *out, size_t len)
 {
-    char seed[256], hash[MB_SIGN_HEX_LEN + 1];
-    int n = snprintf(seed, sizeof(seed), "%s#%s", job->key, job->order_id);
-
-    mb_sign_sha256_hex(seed, (size_t)n, hash);
-    snprintf(out, len, "mesh-%.16s", hash);
+    mb_order_mesh_id(job->key, job->order_id, out, len);
 }
 
 /* Accepted orders were checked; a record that no longer parses was changed by
