@@ -328,6 +328,8 @@ static int accept_run(mb_intake *in, in_msg *x, long long now_ms)
         }
         q[n] = (mb_accept){o->order_id, o->account_id, o->mesh_name, body[n], x->tp,
                            acc[n], con[n], now_ms};
+        q[n].mesh_id = json_string_value(json_object_get(json_object_get(acc[n], "data"),
+                                                         "mesh_id"));
         if (o->kind == MB_ORDER_DELETE)
             q[n].saga = mb_saga_delete.name;
         mb_error_clear(&errs[n]);
