@@ -16,6 +16,7 @@
 #include "mb_kafka.h"
 #include "mb_log.h"
 #include "mb_order.h"
+#include "mb_version.h"
 
 /* Exit codes (documented in --help; billing scripts branch on them). */
 enum {
@@ -88,6 +89,7 @@ static void usage(FILE *f)
         "                     ce_ headers, data alone as the value); default: structured\n"
         "  --dry-run          validate and print key and message on stdout, send nothing\n"
         "  -h, --help         this text\n"
+        "  --version          print the version and exit\n"
         "\n"
         "exit codes:\n"
         "  0  delivered (or valid, with --validate / --dry-run)\n"
@@ -111,7 +113,7 @@ static int bad_usage(const char *fmt, ...)
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
     va_end(ap);
-    fprintf(stderr, "\n(see meshbuy --help)\n");
+    fprintf(stderr, " (see meshbuy --help)\n");
     return EXIT_INVALID;
 }
 
@@ -195,6 +197,7 @@ static int parse_args(int argc, char **argv, cli *c)
     memset(c, 0, sizeof *c);
     c->timeout_s = 30;
     for (;;) {
+        opterr = 0; /* bad_usage's one line names the flag */
         int opt = getopt_long(argc, argv, "h", OPTIONS, NULL);
         if (opt == -1)
             break;
@@ -232,7 +235,7 @@ static int parse_args(int argc, char **argv, cli *c)
                 return bad_usage("--timeout: not a number of seconds in 1..3600: %s", optarg);
             break;
         case 'h': usage(stdout); return EXIT_OK;
-        default: return bad_usage("%s", "bad option");
+        default: return bad_usage("unknown option or missing value: %s", argv[optind - 1]);
         }
         if (slot) {
             if (*slot)
@@ -668,6 +671,8 @@ static int run(const cli *c, const mb_conf *conf)
 int main(int argc, char **argv)
 {
     cli c;
+    if (mb_version_flag(argc, argv, "meshbuy"))
+        return EXIT_OK;
     int rc = parse_args(argc, argv, &c);
     if (rc >= 0)
         return rc;
