@@ -94,4 +94,8 @@ tp=$(jq -R -c 'fromjson? | select(.key == "acct-mb/mb-mesh") | .headers as $h |
     [range(0; $h | length; 2) | select($h[.] == "traceparent") | $h[. + 1]] | .[]' \
     "$SAGA_STATUS" | sort -u)
 assert_eq 1 "$(printf '%s\n' "$tp" | grep -c '^"00-')" "meshbuy's traceparent on its events"
+# ---- the build's version on /metrics, as --version prints it
+v=$("$MB_BIN/meshworker" --version | cut -d' ' -f2)
+assert_contains "$(curl -sf --max-time 5 "http://127.0.0.1:$(cat "$TEST_TMP/w1.port")/metrics")" \
+    "meshbuy_build_info{version=\"$v\"} 1" "meshbuy_build_info on /metrics"
 note "binary, structured and meshbuy --binary orders Running; refusals in the DLQ"
