@@ -22,7 +22,6 @@ static const char *const STATUS_NAMES[] = {
 };
 #define N_STATUS (sizeof STATUS_NAMES / sizeof STATUS_NAMES[0])
 
-
 const char *mb_mesh_status_name(mb_mesh_status s)
 {
     if ((size_t)s >= N_STATUS)

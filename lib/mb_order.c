@@ -16,8 +16,8 @@
 #define PATH_MAX_LEN 128
 
 static const char *const ENVELOPE_KEYS[] = {
-    "specversion", "id",         "source",      "type",       "time", "datacontenttype",
-    "dataschema",  "subject",    "traceparent", "tracestate", "data", NULL,
+    "specversion", "id",      "source",      "type",       "time", "datacontenttype",
+    "dataschema",  "subject", "traceparent", "tracestate", "data", NULL,
 };
 static const char *const BUY_KEYS[] = {
     "order_id", "account_id", "project_id", "region", "mesh", NULL,
@@ -838,8 +838,7 @@ static const mb_order_header *find_header(const mb_order_header *h, size_t n, co
     return found;
 }
 
-static int fail_msg(mb_order_err *err, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+static int fail_msg(mb_order_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 static int fail_msg(mb_order_err *err, const char *fmt, ...)
 {
@@ -883,8 +882,10 @@ static int binary_attrs(const mb_order_header *h, size_t n, json_t *env, mb_orde
             continue;
         const char *attr = name + 3;
         if (!mb_order_attr_name_valid(attr))
-            return fail_msg(err, "header %.40s: a ce_ header names an attribute of 1 to 20 "
-                            "lower-case letters and digits", name);
+            return fail_msg(err,
+                            "header %.40s: a ce_ header names an attribute of 1 to 20 "
+                            "lower-case letters and digits",
+                            name);
         if (strcmp(attr, "data") == 0 || strcmp(attr, "datacontenttype") == 0)
             return fail_msg(err, "header %s: in binary content mode %s", name,
                             strcmp(attr, "data") == 0 ? "data is the message value"
@@ -925,9 +926,8 @@ static int binary_mode(const mb_order_header *h, size_t n, const mb_order_header
     }
     json_t *data = json_loadb(value, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
     if (!data) {
-        snprintf(err->reason, sizeof err->reason,
-                 "message: data not JSON: %s at line %d column %d", jerr.text, jerr.line,
-                 jerr.column);
+        snprintf(err->reason, sizeof err->reason, "message: data not JSON: %s at line %d column %d",
+                 jerr.text, jerr.line, jerr.column);
         goto fail;
     }
     json_object_set_new(env, "data", data);
@@ -987,9 +987,8 @@ int mb_order_canonical(const mb_order_header *hdrs, size_t n, const void *value,
     return 0;
 }
 
-int mb_order_parse_message(const mb_order_header *hdrs, size_t n, const void *value,
-                           size_t len, char **canon, size_t *canon_len, mb_order **out,
-                           mb_order_err *err)
+int mb_order_parse_message(const mb_order_header *hdrs, size_t n, const void *value, size_t len,
+                           char **canon, size_t *canon_len, mb_order **out, mb_order_err *err)
 {
     *out = NULL;
     if (mb_order_canonical(hdrs, n, value, len, canon, canon_len, err) < 0)
@@ -1003,8 +1002,7 @@ int mb_order_parse_message(const mb_order_header *hdrs, size_t n, const void *va
     return 0;
 }
 
-static int kafka_json_headers(const json_t *hs, mb_order_header *h, size_t *n,
-                              mb_order_err *err)
+static int kafka_json_headers(const json_t *hs, mb_order_header *h, size_t *n, mb_order_err *err)
 {
     const char *name;
     json_t *v;

@@ -170,9 +170,8 @@ int mb_order_canonical(const mb_order_header *hdrs, size_t n, const void *value,
 /* mb_order_canonical then mb_order_parse: what intake does with a message.
  * On success *canon (new, free()) is the envelope to store and *out the
  * order; on failure both are NULL and err says why. */
-int mb_order_parse_message(const mb_order_header *hdrs, size_t n, const void *value,
-                           size_t len, char **canon, size_t *canon_len, mb_order **out,
-                           mb_order_err *err);
+int mb_order_parse_message(const mb_order_header *hdrs, size_t n, const void *value, size_t len,
+                           char **canon, size_t *canon_len, mb_order **out, mb_order_err *err);
 
 /* A Kafka message written down as JSON, as the fixtures and `meshbuy --validate
  * FILE.kafka.json` take it: {"headers": {"<name>": "<value>", ...}, "value": V}

@@ -255,7 +255,8 @@ static int parse_opts(int argc, char **argv, opts *o)
             fprintf(stderr, "cloudsim: %s needs a value (see cloudsim --help)\n", argv[optind - 1]);
             return -1;
         default:
-            fprintf(stderr, "cloudsim: unknown option %s (see cloudsim --help)\n", argv[optind - 1]);
+            fprintf(stderr, "cloudsim: unknown option %s (see cloudsim --help)\n",
+                    argv[optind - 1]);
             return -1;
         }
         if (target && parse_long(optarg, 0, 86400000, target) < 0) {

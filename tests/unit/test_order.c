@@ -321,10 +321,13 @@ static void builders(void **state)
 
 /* ------------------------------------------------- the Kafka protocol binding */
 
-#define H(n, v) {n, v, sizeof(v) - 1}
-#define DATA                                                                                   \
-    "{\"order_id\":\"ord-1\",\"account_id\":\"acc1\",\"project_id\":\"proj1\","              \
-    "\"region\":\"eu-de-01\",\"mesh\":{\"name\":\"mesh-one\",\"edition\":\"basic\","          \
+#define H(n, v)             \
+    {                       \
+        n, v, sizeof(v) - 1 \
+    }
+#define DATA                                                                         \
+    "{\"order_id\":\"ord-1\",\"account_id\":\"acc1\",\"project_id\":\"proj1\","      \
+    "\"region\":\"eu-de-01\",\"mesh\":{\"name\":\"mesh-one\",\"edition\":\"basic\"," \
     "\"istio_version\":\"1.18\",\"cluster_id\":\"c-1\",\"control_plane_nodes\":[\"n1\"]}}"
 
 static void structured_mode_is_the_value(void **state)
@@ -369,11 +372,9 @@ static void binary_mode_maps_headers(void **state)
         H("ce_traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
         H("other", "ignored"),
     };
-    assert_int_equal(mb_order_parse_message(h, 8, DATA, strlen(DATA), &canon, &clen, &o, &err),
-                     0);
+    assert_int_equal(mb_order_parse_message(h, 8, DATA, strlen(DATA), &canon, &clen, &o, &err), 0);
     assert_string_equal(o->event_id, "e-1");
-    assert_string_equal(o->traceparent,
-                        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+    assert_string_equal(o->traceparent, "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
     assert_string_equal(o->time, "2024-05-01T12:00:00.000Z");
     json_t *env = json_loads(canon, 0, NULL);
     assert_non_null(env);
@@ -389,8 +390,7 @@ static void binary_mode_maps_headers(void **state)
     mb_order_header p[] = {H("ce_specversion", "1.0"), H("ce_id", "e-2"), H("ce_source", "b"),
                            H("ce_type", "com.meshbuy.order.buy.v1"),
                            H("content-type", "application/json; charset=utf-8")};
-    assert_int_equal(mb_order_parse_message(p, 5, DATA, strlen(DATA), &canon, &clen, &o, &err),
-                     0);
+    assert_int_equal(mb_order_parse_message(p, 5, DATA, strlen(DATA), &canon, &clen, &o, &err), 0);
     assert_null(o->time);
     assert_non_null(strstr(canon, "\"datacontenttype\":\"application/json; charset=utf-8\""));
     mb_order_free(o);
@@ -429,9 +429,9 @@ static void binary_mode_refusals(void **state)
     mb_order_header many[MB_ORDER_MAX_HEADERS + 1];
     for (size_t i = 0; i <= MB_ORDER_MAX_HEADERS; i++)
         many[i] = (mb_order_header)H("ce_specversion", "1.0");
-    assert_int_equal(mb_order_canonical(many, MB_ORDER_MAX_HEADERS + 1, DATA, strlen(DATA),
-                                        &canon, &clen, &err),
-                     -1);
+    assert_int_equal(
+        mb_order_canonical(many, MB_ORDER_MAX_HEADERS + 1, DATA, strlen(DATA), &canon, &clen, &err),
+        -1);
     assert_non_null(strstr(err.reason, "headers, more than"));
 
     /* strict data: an unknown field is refused, and the identity is still salvaged */
@@ -489,11 +489,16 @@ static void mesh_id_is_stable(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(fixtures_valid),    cmocka_unit_test(fixtures_invalid),
-        cmocka_unit_test(buy_fields),        cmocka_unit_test(reasons_are_precise),
-        cmocka_unit_test(salvage_identity),  cmocka_unit_test(size_cap_and_edges),
-        cmocka_unit_test(json_round_trip),   cmocka_unit_test(cancel_round_trip),
-        cmocka_unit_test(delete_round_trip), cmocka_unit_test(builders),
+        cmocka_unit_test(fixtures_valid),
+        cmocka_unit_test(fixtures_invalid),
+        cmocka_unit_test(buy_fields),
+        cmocka_unit_test(reasons_are_precise),
+        cmocka_unit_test(salvage_identity),
+        cmocka_unit_test(size_cap_and_edges),
+        cmocka_unit_test(json_round_trip),
+        cmocka_unit_test(cancel_round_trip),
+        cmocka_unit_test(delete_round_trip),
+        cmocka_unit_test(builders),
         cmocka_unit_test(structured_mode_is_the_value),
         cmocka_unit_test(binary_mode_maps_headers),
         cmocka_unit_test(binary_mode_refusals),
