@@ -131,6 +131,7 @@ FUZZ_NAMES := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_EXTRA := ops/meshctl/mc_edit.c
 FUZZ_SEEDS_order    := tests/fixtures/order/valid tests/fixtures/order/invalid
 FUZZ_SEEDS_event    := tests/fixtures/mesh-status/valid tests/fixtures/mesh-status/invalid
+FUZZ_SEEDS_kafka    := tests/fixtures/order/valid tests/fixtures/order/invalid
 FUZZ_SEEDS_dlq_edit := tests/fuzz/seeds/dlq_edit tests/fixtures/order/valid \
                        tests/fixtures/order/invalid
 FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined \
