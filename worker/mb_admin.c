@@ -33,10 +33,6 @@ static void reply(struct evhttp_request *req, int code, const char *reason,
     evhttp_send_reply(req, code, reason, body);
 }
 
-#ifndef MESHBUY_VERSION
-#define MESHBUY_VERSION "dev"
-#endif
-
 /* Open file descriptors: the entries of /proc/self/fd (the directory's own fd aside). */
 static long open_fds(void)
 {
@@ -65,8 +61,7 @@ static double rss_bytes(void)
     return n == 2 ? (double)res * (double)sysconf(_SC_PAGESIZE) : -1;
 }
 
-/* The process families of the Prometheus client libraries (same names, same meaning), and
- * the build: a scrape is enough to tell what runs where. */
+/* The process families of the Prometheus client libraries (same names, same meaning). */
 static void process_metrics(struct evbuffer *b, double start_s)
 {
     struct rusage ru;
@@ -78,9 +73,6 @@ static void process_metrics(struct evbuffer *b, double start_s)
         cpu = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
               (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
     evbuffer_add_printf(b,
-                        "# HELP meshbuy_build_info The running build (always 1).\n"
-                        "# TYPE meshbuy_build_info gauge\n"
-                        "meshbuy_build_info{version=\"%s\"} 1\n"
                         "# HELP process_cpu_seconds_total User and system CPU time spent.\n"
                         "# TYPE process_cpu_seconds_total counter\n"
                         "process_cpu_seconds_total %.6f\n"
@@ -88,7 +80,7 @@ static void process_metrics(struct evbuffer *b, double start_s)
                         "epoch.\n"
                         "# TYPE process_start_time_seconds gauge\n"
                         "process_start_time_seconds %.3f\n",
-                        MESHBUY_VERSION, cpu, start_s);
+                        cpu, start_s);
     if (rss >= 0)
         evbuffer_add_printf(b,
                             "# HELP process_resident_memory_bytes Resident memory size.\n"
