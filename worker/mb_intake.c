@@ -733,3 +733,23 @@ void mb_intake_free(mb_intake *in)
         close(in->pipefd[1]);
     free(in);
 }
+
+void mb_intake_lag(mb_intake *in,
+                   void (*fn)(void *arg, const char *topic, int partition, long long lag),
+                   void *arg)
+{
+    rd_kafka_topic_partition_list_t *parts = NULL;
+
+    if (in == NULL || in->rk == NULL || rd_kafka_assignment(in->rk, &parts) != 0 || !parts)
+        return;
+    rd_kafka_position(in->rk, parts);
+    for (int i = 0; i < parts->cnt; i++) {
+        const rd_kafka_topic_partition_t *p = &parts->elems[i];
+        int64_t lo = -1, hi = -1;
+        if (rd_kafka_get_watermark_offsets(in->rk, p->topic, p->partition, &lo, &hi) != 0 ||
+            hi < 0 || p->offset < 0)
+            continue;
+        fn(arg, p->topic, (int)p->partition, hi > p->offset ? (long long)(hi - p->offset) : 0);
+    }
+    rd_kafka_topic_partition_list_destroy(parts);
+}

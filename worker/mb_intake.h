@@ -46,4 +46,11 @@ int mb_intake_joined(const mb_intake *in);
  * frees.  Messages not done are not committed: another member gets them again. */
 void mb_intake_free(mb_intake *in);
 
+/* Consumer lag of each assigned partition from what librdkafka knows locally (the high
+ * watermark its last fetch saw, minus the position): no broker round trip, cheap enough for
+ * every scrape.  fn(arg, topic, partition, lag) for each partition whose figures are known. */
+void mb_intake_lag(mb_intake *in,
+                   void (*fn)(void *arg, const char *topic, int partition, long long lag),
+                   void *arg);
+
 #endif

@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -132,6 +133,11 @@ struct mb_loop {
     long long drain_deadline_ms;
     int exit_code;
     const char *status_topic;
+    /* Redis-backed gauges (outbox depth, due and delayed jobs, NeedsAttention), gathered at
+     * most every DEPTH_EVERY_MS: the last complete reading is what /metrics shows. */
+    struct depth_req *depth_req; /* the request out, or NULL */
+    mb_store_depth *depth;       /* shards entries, valid once depth_ok_ms > 0 */
+    long long depth_ok_ms, depth_next_ms; /* monotonic */
 };
 
 long long mb_loop_now_ms(void)
@@ -207,6 +213,108 @@ static int producer_new(mb_loop *l, char *err, size_t errlen)
     return 0;
 }
 
+/* ================================================================ Redis gauges */
+
+/* Four commands a shard each time: every 15 s keeps an idle worker's cost near 4 commands a
+ * second at 16 shards, and a Prometheus scrape every 15-30 s sees fresh figures. */
+#define DEPTH_EVERY_MS 15000
+
+typedef struct depth_req {
+    mb_loop *l;
+    long long now_ms; /* wall clock: the due bound */
+    mb_store_depth *d;
+    mb_status st;
+} depth_req;
+
+/* On a store (the Redis thread's when there is one): touches only the request. */
+static void depth_run(mb_store *st, void *ctx)
+{
+    depth_req *r = ctx;
+    mb_error e;
+
+    mb_error_clear(&e);
+    r->st = mb_store_depths(st, r->now_ms, r->d, &e);
+}
+
+static void depth_done(void *ctx)
+{
+    depth_req *r = ctx;
+    mb_loop *l = r->l;
+
+    l->depth_req = NULL;
+    if (r->st == MB_OK) {
+        free(l->depth);
+        l->depth = r->d;
+        r->d = NULL;
+        l->depth_ok_ms = mono_ms();
+    }
+    free(r->d);
+    free(r);
+}
+
+static void depth_tick(mb_loop *l)
+{
+    long long now = mono_ms();
+    depth_req *r;
+
+    if (l->depth_req || now < l->depth_next_ms)
+        return;
+    l->depth_next_ms = now + DEPTH_EVERY_MS;
+    r = calloc(1, sizeof(*r));
+    if (r == NULL)
+        return;
+    r->l = l;
+    r->now_ms = mb_loop_now_ms();
+    r->d = calloc((size_t)mb_store_shards(l->st), sizeof(*r->d));
+    if (r->d == NULL) {
+        free(r);
+        return;
+    }
+    l->depth_req = r;
+    depth_run(l->st, r);
+    depth_done(r);
+}
+
+static void lag_sample(void *arg, const char *topic, int partition, long long lag)
+{
+    evbuffer_add_printf(arg, "meshbuy_consumer_lag{topic=\"%s\",partition=\"%d\"} %lld\n",
+                        topic, partition, lag);
+}
+
+/* The gauges, one sample a shard: every worker reports the same Redis, so aggregate with
+ * max by (shard), not sum. */
+static void depth_metrics(mb_loop *l, struct evbuffer *b)
+{
+    static const struct {
+        const char *name, *help;
+        size_t off;
+    } fam[] = {
+        {"meshbuy_outbox_depth", "status events queued in Redis, not yet delivered to Kafka",
+         offsetof(mb_store_depth, outbox)},
+        {"meshbuy_jobs_due", "jobs due now and not held by a live lease (waiting for a worker)",
+         offsetof(mb_store_depth, due)},
+        {"meshbuy_jobs_delayed", "jobs due later (retry backoff, polls) or leased by a worker",
+         offsetof(mb_store_depth, delayed)},
+        {"meshbuy_jobs_needs_attention", "jobs in NeedsAttention (an undo gave up)",
+         offsetof(mb_store_depth, attention)},
+    };
+    int shards = mb_store_shards(l->st);
+
+    if (l->depth_ok_ms == 0)
+        return;
+    for (size_t f = 0; f < sizeof(fam) / sizeof(fam[0]); f++) {
+        evbuffer_add_printf(b, "# HELP %s %s (Redis, per shard)\n# TYPE %s gauge\n", fam[f].name,
+                            fam[f].help, fam[f].name);
+        for (int i = 0; i < shards; i++)
+            evbuffer_add_printf(b, "%s{shard=\"%d\"} %lld\n", fam[f].name, i,
+                                *(const long long *)((const char *)&l->depth[i] + fam[f].off));
+    }
+    evbuffer_add_printf(b, "# HELP meshbuy_redis_gauges_age_seconds age of the Redis-backed "
+                        "gauges above\n# TYPE meshbuy_redis_gauges_age_seconds gauge\n"
+                        "meshbuy_redis_gauges_age_seconds %.3f\n",
+                        (double)(mono_ms() - l->depth_ok_ms) / 1000.0);
+}
+
 /* ================================================================ tick, signals */
 
 static int drained(mb_loop *l)
@@ -228,6 +336,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     if (l->saga.tick)
         l->saga.tick(l->saga.ctx);
     mb_relay_tick(l->relay, now);
+    depth_tick(l);
     rd_kafka_poll(l->producer, 0);
     if (l->draining) {
         if (drained(l)) {
@@ -487,6 +596,11 @@ void mb_loop_metrics_text(mb_loop *l, struct evbuffer *b)
     gauge(b, "meshbuy_relay_inflight", "status events awaiting delivery",
           (double)mb_relay_inflight(l->relay));
     gauge(b, "meshbuy_draining", "1 while draining after SIGTERM", l->draining);
+    depth_metrics(l, b);
+    evbuffer_add_printf(b, "# HELP meshbuy_consumer_lag orders in the topic beyond this worker's "
+                        "position, per assigned partition (librdkafka's last fetch)\n"
+                        "# TYPE meshbuy_consumer_lag gauge\n");
+    mb_intake_lag(l->in, lag_sample, b);
     if (l->saga.metrics)
         l->saga.metrics(l->saga.ctx, b);
 }
@@ -525,6 +639,7 @@ void mb_loop_free(mb_loop *l)
         close(l->prod_pipe[0]);
     if (l->prod_pipe[1] >= 0)
         close(l->prod_pipe[1]);
+    free(l->depth);
     mb_store_free(l->st);
     if (l->base)
         event_base_free(l->base);
