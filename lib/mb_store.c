@@ -144,7 +144,7 @@ struct mb_store {
     long long next_connect_ms; /* reconnect backoff */
     long long backoff_ms;
     int ready;                 /* connected, scripts loaded, shards checked */
-    long long next_due_ms;     /* the earliest due score the last claim saw (0 = none) */
+    long long next_due_in_ms;  /* the last claim: ms until the earliest due job (-1 = none) */
     long long retain_ms;       /* finished jobs expire after this (0 = never) */
     long long tombstone_ms;    /* their order-id index entries after this (0 = never) */
 };
@@ -428,6 +428,7 @@ mb_store *mb_store_new(const char *url, int shards, int timeout_ms, const char *
         goto err;
     }
     st->worker_id = strdup(worker_id);
+    st->next_due_in_ms = -1;
     if (st->worker_id == NULL)
         goto err;
     st->shards = shards;
@@ -1114,7 +1115,7 @@ mb_status mb_store_claim(mb_store *st, long long lease_ms, size_t max, mb_job **
     }
     s = pipeline(st, cmds, ns, rep, err);
     if (s == MB_OK)
-        st->next_due_ms = 0;
+        st->next_due_in_ms = -1;
     for (size_t i = 0; s == MB_OK && i < ns; i++) {
         const redisReply *nx;
         if (rep[i]->type == REDIS_REPLY_ERROR) {
@@ -1126,12 +1127,12 @@ mb_status mb_store_claim(mb_store *st, long long lease_ms, size_t max, mb_job **
             mb_error_set(err, MB_FATAL, "ScriptError", "claim: unexpected reply");
             break;
         }
-        /* The last element: the shard's earliest due score ('' when none). */
+        /* The last element: in how many ms the shard's earliest job is due ('' if none). */
         nx = rep[i]->element[rep[i]->elements - 1];
         if (nx->type == REDIS_REPLY_STRING && nx->len > 0) {
-            long long due = strtoll(nx->str, NULL, 10);
-            if (st->next_due_ms == 0 || due < st->next_due_ms)
-                st->next_due_ms = due;
+            long long in = strtoll(nx->str, NULL, 10);
+            if (st->next_due_in_ms < 0 || in < st->next_due_in_ms)
+                st->next_due_in_ms = in;
         }
         for (size_t k = 0; k + 1 < rep[i]->elements; k++) {
             mb_job *j = job_from_hash(rep[i]->element[k]);
@@ -1946,18 +1947,18 @@ mb_status mb_store_outbox_release(mb_store *st, int shard, const char *token, mb
     return relay_script(st, S_RELAY_RELEASE, shard, token, 0, &v, err);
 }
 
-long long mb_store_next_due_ms(const mb_store *st)
+long long mb_store_next_due_in_ms(const mb_store *st)
 {
-    return st->next_due_ms;
+    return st->next_due_in_ms;
 }
 
-mb_status mb_store_stirs(mb_store *st, unsigned long long *sum, mb_error *err)
+mb_status mb_store_stirs(mb_store *st, unsigned long long *wake, mb_error *err)
 {
     cmd c;
     redisReply *r = NULL;
     mb_status s;
 
-    *sum = 0;
+    memset(wake, 0, (size_t)st->shards * sizeof(*wake));
     memset(&c, 0, sizeof(c));
     c.script = -1;
     args_str(&c.a, "MGET");
@@ -1967,9 +1968,10 @@ mb_status mb_store_stirs(mb_store *st, unsigned long long *sum, mb_error *err)
     args_free(&c.a);
     if (s != MB_OK)
         return s;
-    for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++)
+    for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements && i < (size_t)st->shards;
+         i++)
         if (r->element[i]->type == REDIS_REPLY_STRING)
-            *sum += strtoull(r->element[i]->str, NULL, 10);
+            wake[i] = strtoull(r->element[i]->str, NULL, 10);
     freeReplyObject(r);
     return MB_OK;
 }

@@ -153,16 +153,18 @@ mb_status mb_store_reject(mb_store *st, const mb_reject *r, int *queued, mb_erro
 mb_status mb_store_claim(mb_store *st, long long lease_ms, size_t max, mb_job ***jobs, size_t *n,
                          mb_error *err);
 
-/* The earliest due score (Redis's clock, ms) over all shards that the last successful claim
- * saw after it claimed, leases' ends included; 0 when every due set was empty.  A worker that
- * claimed nothing need not claim again before then, unless mb_store_stirs changes. */
-long long mb_store_next_due_ms(const mb_store *st);
+/* After the last successful claim: in how many ms (Redis's clock, counted when the claim
+ * ran) the earliest job of any shard is due, leases' ends included; -1 when every due set
+ * was empty.  A worker that claimed nothing need not claim again before then, unless
+ * mb_store_stirs changes. */
+long long mb_store_next_due_in_ms(const mb_store *st);
 
-/* The sum of the shards' wake counters, in one command (MGET).  Every script that queues a
- * status event or makes a job due for any worker (accept, reject, checkpoints that queue
- * events or hand a job back, cancel, requeue, rewrite) bumps its shard's counter: while the
- * sum stays the same, an idle worker has nothing new to claim or relay. */
-mb_status mb_store_stirs(mb_store *st, unsigned long long *sum, mb_error *err);
+/* Each shard's wake counter into wake[0..shards-1], in one command (MGET).  Every script
+ * that queues a status event or makes a job due for any worker (accept, reject, checkpoints
+ * that queue events or hand a job back, cancel, requeue, rewrite) bumps its shard's counter:
+ * while a shard's counter stays the same, an idle worker has nothing new to claim or relay
+ * there. */
+mb_status mb_store_stirs(mb_store *st, unsigned long long *wake, mb_error *err);
 
 /* ---- checkpoint */
 typedef struct mb_checkpoint {

@@ -191,10 +191,15 @@ static const char lua_claim[] =
     "    out[#out + 1] = redis.call('HGETALL', jk)\n"
     "  end\n"
     "end\n"
-    "-- Last: when the earliest job of the shard is due (leases' ends included), so an idle\n"
-    "-- worker claims again then and not before.  '' when none.\n"
+    "-- Last: in how many ms the earliest job of the shard is due (leases' ends included),\n"
+    "-- on Redis's clock, so an idle worker claims again then and not before.  '' when none.\n"
     "local nx = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')\n"
-    "out[#out + 1] = nx[2] or ''\n"
+    "if nx[2] then\n"
+    "  local d = tonumber(nx[2]) - now\n"
+    "  out[#out + 1] = tostring(d > 0 and d or 0)\n"
+    "else\n"
+    "  out[#out + 1] = ''\n"
+    "end\n"
     "return out\n";
 
 static const char lua_checkpoint[] =
