@@ -21,11 +21,23 @@ struct mb_engine {
     mb_cloud *cloud;
     mb_catalog *catalog;
     mb_saga *saga;
+    mb_loop *loop;                /* borrowed */
+    unsigned long long wake_seen; /* acceptances + cancels + stirs at the last tick */
 };
 
+/* An idle saga waits for its next due job; it claims at once when this worker accepted an
+ * order or applied a cancel, or when the loop saw any worker's scripts queue work. */
 static void tick(void *ctx)
 {
-    mb_saga_tick(((mb_engine *)ctx)->saga);
+    mb_engine *e = ctx;
+    const mb_worker_metrics *m = mb_loop_metrics(e->loop);
+    unsigned long long w = m->orders_accepted + m->cancels + mb_loop_stirred(e->loop);
+
+    if (w != e->wake_seen) {
+        e->wake_seen = w;
+        mb_saga_wake(e->saga);
+    }
+    mb_saga_tick(e->saga);
 }
 
 static void drain(void *ctx)
@@ -287,6 +299,7 @@ mb_engine *mb_engine_new(mb_loop *loop, const mb_conf *conf, char *err, size_t e
     e->cloud = mb_cloud_new(e->http, &co, err, errlen);
     if (e->cloud == NULL)
         goto err;
+    e->loop = loop;
     e->saga = mb_saga_new(mb_loop_base(loop), mb_loop_store(loop), e->cloud, e->catalog, &so, err, errlen);
     if (e->saga == NULL)
         goto err;

@@ -35,7 +35,12 @@
 
 #define REDIS_TIMEOUT_MS 2000
 #define RELAY_BATCH 500
-#define RELAY_IDLE_MS 100
+/* An empty outbox is looked at again after this, or as soon as its shard's wake counter
+ * moves (STIR_EVERY_MS): its relay lease may lapse meanwhile, the next look takes it again. */
+#define RELAY_IDLE_MS 30000
+/* How often the shards' wake counters are read (one MGET): the delay with which an idle
+ * worker notices work another worker queued (its own acceptances wake it at once). */
+#define STIR_EVERY_MS 250
 #define RELAY_LEASE_MS 10000
 #define INTAKE_BATCH 64
 #define INTAKE_MAX_PENDING 2000
@@ -138,6 +143,12 @@ struct mb_loop {
     struct depth_req *depth_req; /* the request out, or NULL */
     mb_store_depth *depth;       /* shards entries, valid once depth_ok_ms > 0 */
     long long depth_ok_ms, depth_next_ms; /* monotonic */
+    /* The shards' wake counters as last read (mb_store_stirs), and how many reads saw one
+     * move (the saga engine claims when this changes). */
+    unsigned long long *stir;
+    unsigned long long stir_gen;
+    int stir_known;
+    long long stir_next_ms;
 };
 
 long long mb_loop_now_ms(void)
@@ -315,6 +326,46 @@ static void depth_metrics(mb_loop *l, struct evbuffer *b)
                         (double)(mono_ms() - l->depth_ok_ms) / 1000.0);
 }
 
+/* ================================================================ wake-ups */
+
+/* Reads the shards' wake counters at most every STIR_EVERY_MS: a shard whose counter moved
+ * has new events (its relay looks now) or a job due for anyone (the saga claims now). */
+static void stir_tick(mb_loop *l)
+{
+    int n = mb_store_shards(l->st), moved = 0;
+    unsigned long long *now_w;
+    long long now = mono_ms();
+    mb_error e;
+
+    if (now < l->stir_next_ms)
+        return;
+    l->stir_next_ms = now + STIR_EVERY_MS;
+    now_w = calloc((size_t)n, sizeof(*now_w));
+    if (now_w == NULL)
+        return;
+    mb_error_clear(&e);
+    if (mb_store_stirs(l->st, now_w, &e) != MB_OK) {
+        free(now_w);
+        return;
+    }
+    for (int i = 0; i < n; i++) {
+        if (l->stir_known && now_w[i] == l->stir[i])
+            continue;
+        moved = 1;
+        mb_relay_wake(l->relay, i);
+    }
+    free(l->stir);
+    l->stir = now_w;
+    if (moved && l->stir_known)
+        l->stir_gen++;
+    l->stir_known = 1;
+}
+
+unsigned long long mb_loop_stirred(const mb_loop *l)
+{
+    return l->stir_gen;
+}
+
 /* ================================================================ tick, signals */
 
 static int drained(mb_loop *l)
@@ -333,6 +384,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     (void)what;
     l->m.ticks++;
     mb_intake_tick(l->in, now);
+    stir_tick(l);
     if (l->saga.tick)
         l->saga.tick(l->saga.ctx);
     mb_relay_tick(l->relay, now);
@@ -596,6 +648,9 @@ void mb_loop_metrics_text(mb_loop *l, struct evbuffer *b)
     gauge(b, "meshbuy_relay_inflight", "status events awaiting delivery",
           (double)mb_relay_inflight(l->relay));
     gauge(b, "meshbuy_draining", "1 while draining after SIGTERM", l->draining);
+    gauge(b, "meshbuy_relay_shards_held", "shards whose status events this worker relays "
+          "(relay lease held at its last look; an idle shard's lease may lapse)",
+          (double)mb_relay_held(l->relay));
     depth_metrics(l, b);
     evbuffer_add_printf(b, "# HELP meshbuy_consumer_lag orders in the topic beyond this worker's "
                         "position, per assigned partition (librdkafka's last fetch)\n"
@@ -640,6 +695,7 @@ void mb_loop_free(mb_loop *l)
     if (l->prod_pipe[1] >= 0)
         close(l->prod_pipe[1]);
     free(l->depth);
+    free(l->stir);
     mb_store_free(l->st);
     if (l->base)
         event_base_free(l->base);

@@ -64,6 +64,10 @@ struct mb_store *mb_loop_store(mb_loop *l);
 const char *mb_loop_worker_id(const mb_loop *l);
 mb_worker_metrics *mb_loop_metrics(mb_loop *l);
 
+/* Grows each time the loop saw a shard's wake counter move (mb_store_stirs, read every
+ * 250 ms): work queued by any worker.  The saga engine claims when it changes. */
+unsigned long long mb_loop_stirred(const mb_loop *l);
+
 /* 1 when Redis answers and the consumer has joined its group (/readyz). */
 int mb_loop_ready(mb_loop *l);
 

@@ -223,8 +223,9 @@ void mb_relay_tick(mb_relay *r, long long now_ms)
         if (!b[i].held) {
             if (s->held)
                 lost(s, "taken by another worker");
-            /* Someone else relays it; look again after a while to take over if it dies. */
-            s->next_peek_ms = now_ms + r->o.lease_ms / 2;
+            /* Someone else relays it; look again once its lease could have run out, to take
+             * over if it died (new events wake us sooner: mb_relay_wake). */
+            s->next_peek_ms = now_ms + r->o.lease_ms;
             continue;
         }
         if (!s->held)
@@ -278,4 +279,19 @@ void mb_relay_free(mb_relay *r)
         batch_done(&r->sh[i]);
     free(r->sh);
     free(r);
+}
+
+void mb_relay_wake(mb_relay *r, int shard)
+{
+    if (shard >= 0 && shard < r->n && r->sh[shard].batch.n == 0)
+        r->sh[shard].next_peek_ms = 0;
+}
+
+int mb_relay_held(const mb_relay *r)
+{
+    int n = 0;
+
+    for (int i = 0; i < r->n; i++)
+        n += r->sh[i].held != 0;
+    return n;
 }

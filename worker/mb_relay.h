@@ -40,4 +40,12 @@ void mb_relay_release(mb_relay *r);
 
 void mb_relay_free(mb_relay *r);
 
+/* Looks at the shard's outbox at the next tick (unless a batch is out): the loop calls it
+ * when the shard's wake counter moved (mb_store_stirs), so an empty shard need not be polled
+ * often (idle_ms). */
+void mb_relay_wake(mb_relay *r, int shard);
+
+/* Shards whose relay lease this worker held at its last look (metrics). */
+int mb_relay_held(const mb_relay *r);
+
 #endif

@@ -63,6 +63,9 @@
 #include "mb_store.h"
 
 #define FLUSH_BATCH 256 /* checkpoints per pipelined round trip */
+/* An idle worker claims again when the next job is due (as its last claim saw it), when woken
+ * (mb_saga_wake), or after this at the latest: a safety net, every shard costs a script. */
+#define CLAIM_IDLE_MAX_MS 30000
 #define MAX_EVENTS 4    /* status events one checkpoint carries at most */
 
 typedef struct sjob {
@@ -104,6 +107,7 @@ struct mb_saga {
     sjob *jobs;
     size_t njobs;
     int draining;
+    long long next_claim_ms; /* monotonic: an idle worker's next claim (0: next tick) */
     mb_saga_stats stats;
     const mb_saga_def *const *defs; /* the sagas this engine runs (borrowed) */
     size_t ndefs;
@@ -1156,6 +1160,19 @@ static void renew_leases(mb_saga *s)
     }
 }
 
+/* After a claim sent at sent (monotonic) that took n jobs: claim again next tick while
+ * there is work, else when the next job is due (leases' ends included: a dead worker's jobs
+ * come back then), or after CLAIM_IDLE_MAX_MS; mb_saga_wake cuts the wait short. */
+static void claim_pace(mb_saga *s, size_t n, long long sent)
+{
+    long long in = mb_store_next_due_in_ms(s->store);
+
+    if (n > 0 || in == 0)
+        s->next_claim_ms = 0;
+    else
+        s->next_claim_ms = sent + (in > 0 && in < CLAIM_IDLE_MAX_MS ? in : CLAIM_IDLE_MAX_MS);
+}
+
 void mb_saga_tick(mb_saga *s)
 {
     mb_job **jobs = NULL;
@@ -1173,15 +1190,23 @@ void mb_saga_tick(mb_saga *s)
     room = s->o.max_inflight - s->njobs;
     if (room > 256)
         room = 256; /* bounded work per tick */
-    mb_error_clear(&e);
     sent = mono_ms();
+    if (sent < s->next_claim_ms)
+        return;
+    mb_error_clear(&e);
     if (mb_store_claim(s->store, s->o.lease_ms, room, &jobs, &n, &e) != MB_OK) {
         mb_warn("saga", "claim failed: %s", e.msg);
         return;
     }
+    claim_pace(s, n, sent);
     for (size_t i = 0; i < n; i++)
         start(s, jobs[i], sent);
     free(jobs);
+}
+
+void mb_saga_wake(mb_saga *s)
+{
+    s->next_claim_ms = 0;
 }
 
 void mb_saga_drain(mb_saga *s)

@@ -55,6 +55,11 @@ mb_saga *mb_saga_new(struct event_base *base, struct mb_store *store, struct mb_
  * due jobs up to max_inflight.  Bounded work; never waits. */
 void mb_saga_tick(mb_saga *s);
 
+/* Claims at the next tick: an idle worker otherwise waits until its next job is due (as its
+ * last claim saw it) or 30 s.  The engine calls it when this worker accepted an order or a
+ * cancel, or when the loop saw another worker's scripts stir a shard (mb_store_stirs). */
+void mb_saga_wake(mb_saga *s);
+
 /* Stops claiming.  Jobs in flight finish their current step execution and are
  * released at the next boundary (checkpointed, due again for any worker). */
 void mb_saga_drain(mb_saga *s);
