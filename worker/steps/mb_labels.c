@@ -11,6 +11,10 @@ enum {
     RUN_PATCHED, /* the patches were sent */
 };
 enum {
+    CHECK_READ,  /* read every object */
+    CHECK_JUDGE, /* read: say what run() would patch */
+};
+enum {
     UNDO_RESTORE,  /* put the prior values back */
     UNDO_RESTORED, /* the patches were sent */
 };
@@ -112,5 +116,35 @@ mb_step_rc mb_labels_compensate(mb_sjob *j, const mb_labels_spec *spec)
     }
     if (j->err.status != MB_OK && strcmp(j->err.code, "NotFound") != 0)
         return MB_STEP_ERROR;
+    return MB_STEP_DONE;
+}
+
+mb_step_rc mb_labels_check(mb_sjob *j, const mb_labels_spec *spec)
+{
+    mb_labels_scratch *s = j->scratch;
+    const char *what = spec->kind == MB_K8S_NODE ? "node" : "namespace";
+
+    if (spec->n > sizeof(s->seen) / sizeof(s->seen[0]))
+        return mb_step_fail(j, "InvalidOrder", "too many objects to label (%zu)", spec->n);
+    if (j->pc == CHECK_READ) {
+        for (size_t i = 0; i < spec->n; i++)
+            mb_step_call(j, mb_cloud_k8s_get(j->cloud, &j->target, spec->kind, spec->names[i],
+                                             &s->seen[i], mb_step_done, mb_step_io(j)));
+        j->pc = CHECK_JUDGE;
+        return MB_STEP_WAIT;
+    }
+    if (j->err.status != MB_OK)
+        return MB_STEP_ERROR;
+    for (size_t i = 0; i < spec->n; i++) {
+        const char *now = label_of(&s->seen[i], spec->key);
+        if (!s->seen[i].exists)
+            mb_step_would_fail(j, "NotFound", "%s %s does not exist", what, spec->names[i]);
+        else if (same(now, spec->value))
+            mb_step_seen(j, "%s %s already has %s=%s: no call", what, spec->names[i], spec->key,
+                         spec->value);
+        else
+            mb_step_would(j, "PATCH %s %s label %s=%s (now: %s)", what, spec->names[i],
+                          spec->key, spec->value, now ? now : "absent");
+    }
     return MB_STEP_DONE;
 }

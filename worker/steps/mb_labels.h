@@ -24,6 +24,10 @@ void mb_labels_clear(void *scratch);
  * ck.prior, persists it, then patches the objects that differ. */
 mb_step_rc mb_labels_run(mb_sjob *j, const mb_labels_spec *spec);
 
+/* check: reads every object and says which would be patched (and from what) and which
+ * already carry the value; a missing object is what run() would fail with. */
+mb_step_rc mb_labels_check(mb_sjob *j, const mb_labels_spec *spec);
+
 /* compensate: restores each recorded prior value (null deletes the label);
  * objects whose prior value was already ours are left alone, as are objects
  * that no longer exist. */
