@@ -27,6 +27,8 @@ static const mb_conf_key CONF_KEYS[] = {
     {"MESHBUY_AK", MB_CONF_STR, NULL, 0, 0, NULL, "access key for AK/SK signing"},
     {"MESHBUY_SK", MB_CONF_SECRET, NULL, 0, 0, NULL, "secret key (or MESHBUY_SK_FILE)"},
     {"MESHBUY_CA_FILE", MB_CONF_STR, NULL, 0, 0, NULL, "CA bundle for the cloud APIs"},
+    {"MESHBUY_CATALOG", MB_CONF_STR, NULL, 0, 0, NULL,
+     "Istio catalog file, as the workers' (replay --dry-run of validate)"},
     {"MESHBUY_HTTP_TIMEOUT_MS", MB_CONF_INT, "15000", 100, 600000, NULL,
      "bound on each cloud read of replay --dry-run"},
     {"MESHBUY_STEP_DEADLINE_MS", MB_CONF_INT, "300000", 1000, 86400000, NULL,

@@ -9,6 +9,7 @@
 
 #include "mb_conf.h"
 #include "mb_err.h"
+#include "mb_sagadef.h"
 #include "mb_store.h"
 
 /* Exit codes: documented in `meshctl --help` and OPERATING.md; scripts branch on them. */
@@ -56,11 +57,16 @@ int mc_parse_double(const char *s, double min, double max, double *out);
  * "stuck" is accepted and returned as is (a view, not a stored status).  Static. */
 const char *mc_status_canon(const char *s);
 
-/* 1 for Running, Failed, Cancelled, NeedsAttention: no worker will touch the job again. */
+/* 1 for a saga's done word (Running), Failed, Cancelled, NeedsAttention: no worker will
+ * touch the job again. */
 int mc_status_terminal(const char *status);
 
-/* Index of a step name in mb_steps[], or -1. */
-int mc_step_index(const char *name);
+/* 1 for a saga's done word (Running for create): the saga reached its end. */
+int mc_status_done(const char *status);
+
+/* The saga definition of the job (its record's saga field; none = create) into *out
+ * (static).  Prints why and returns MC_EXIT_FAILED when this meshctl does not know it. */
+int mc_saga_of(const mb_job *j, const mb_saga_def **out);
 
 /* Why a job is stuck ("" when it is not) into buf: a step past its deadline, a lease
  * whose holder stopped renewing, or a due job nobody claimed.  now in ms. */
@@ -81,10 +87,10 @@ int mc_get_job(mc_ctx *c, const char *id, mb_job **out);
 /* Adds a history line to the job (best effort: prints a warning when it cannot). */
 void mc_history_note(mc_ctx *c, const mb_job *j, const char *line);
 
-/* replay --dry-run: prints the plan of a replay of j from step index `from` (what will
- * run, the calls each step may make, what is in place in the cloud), reading only.
- * Returns an exit code. */
-int mc_plan_show(mc_ctx *c, const mb_job *j, int from, int json);
+/* replay --dry-run: prints the plan of a replay of j (saga d) from step index `from`: each
+ * step that would run says through its read-only face what it would change and what is
+ * in place in the cloud.  Reads only.  Returns an exit code. */
+int mc_plan_show(mc_ctx *c, const mb_job *j, const mb_saga_def *d, int from, int json);
 
 /* Commands: each parses its own options from argv[0] = command name. */
 int mc_cmd_jobs(mc_ctx *c, int argc, char **argv);

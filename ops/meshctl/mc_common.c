@@ -12,7 +12,7 @@
 
 #include "mb_json.h"
 #include "mb_order.h"
-#include "mb_step.h"
+#include "mb_sagadef.h"
 
 #define STORE_TIMEOUT_MS 5000
 /* A lease is only called abandoned, and a due job unclaimed, after this much slack:
@@ -150,9 +150,9 @@ int mc_parse_double(const char *s, double min, double max, double *out)
     return 0;
 }
 
+/* The engine's own status words; the sagas add theirs (active and done words). */
 static const char *const STATUSES[] = {
-    "Accepted", "Installing", "RollingBack", "Running", "Failed", "Cancelled", "NeedsAttention",
-    NULL,
+    "Accepted", "RollingBack", "Failed", "Cancelled", "NeedsAttention", NULL,
 };
 
 const char *mc_status_canon(const char *s)
@@ -163,22 +163,43 @@ const char *mc_status_canon(const char *s)
         if (strcasecmp(s, STATUSES[i]) == 0)
             return STATUSES[i];
     }
+    for (size_t i = 0; i < mb_saga_defs_count; i++) {
+        if (strcasecmp(s, mb_saga_defs[i]->active) == 0)
+            return mb_saga_defs[i]->active;
+        if (strcasecmp(s, mb_saga_defs[i]->done) == 0)
+            return mb_saga_defs[i]->done;
+    }
     return NULL;
+}
+
+int mc_status_done(const char *st)
+{
+    for (size_t i = 0; i < mb_saga_defs_count; i++) {
+        if (strcmp(st, mb_saga_defs[i]->done) == 0)
+            return 1;
+    }
+    return 0;
 }
 
 int mc_status_terminal(const char *st)
 {
-    return strcmp(st, "Running") == 0 || strcmp(st, "Failed") == 0 ||
-           strcmp(st, "Cancelled") == 0 || strcmp(st, "NeedsAttention") == 0;
+    return mc_status_done(st) || strcmp(st, "Failed") == 0 || strcmp(st, "Cancelled") == 0 ||
+           strcmp(st, "NeedsAttention") == 0;
 }
 
-int mc_step_index(const char *name)
+/* The job's definition, or NULL (a saga of a newer build). */
+static const mb_saga_def *def_of(const mb_job *j)
 {
-    for (int i = 0; name && i < mb_steps_count; i++) {
-        if (strcmp(mb_steps[i]->name, name) == 0)
-            return i;
-    }
-    return -1;
+    return mb_saga_def_find(mb_saga_defs, mb_saga_defs_count, j->saga);
+}
+
+int mc_saga_of(const mb_job *j, const mb_saga_def **out)
+{
+    *out = def_of(j);
+    if (*out)
+        return MC_EXIT_OK;
+    return mc_fail(MC_EXIT_FAILED, "job %s runs saga \"%s\", which this meshctl does not know "
+                   "(use the meshctl of the workers' release)", j->order_id, j->saga);
 }
 
 int mc_job_leased(const mb_job *j, long long now)
@@ -191,11 +212,14 @@ static long long step_deadline(const mc_ctx *c, const mb_job *j)
 {
     long long i = json_integer_value(json_object_get(j->state, "step"));
     const char *phase = json_string_value(json_object_get(j->state, "phase"));
+    const mb_saga_def *d = def_of(j);
 
     if (phase && strcmp(phase, "compensate") == 0)
         return mb_conf_int(c->conf, "MESHBUY_COMPENSATE_DEADLINE_MS");
-    if (i >= 0 && i < mb_steps_count && mb_steps[i]->deadline_ms > 0)
-        return mb_steps[i]->deadline_ms;
+    if (d && i >= 0 && i < d->nsteps && d->steps[i]->deadline_ms > 0)
+        return d->steps[i]->deadline_ms;
+    if (d && d->step_deadline_ms > 0)
+        return d->step_deadline_ms;
     return mb_conf_int(c->conf, "MESHBUY_STEP_DEADLINE_MS");
 }
 
@@ -241,6 +265,10 @@ json_t *mc_job_summary(const mc_ctx *c, const mb_job *j, long long now)
                   "age_ms", (json_int_t)(now - j->created_ms), "error_code", j->error_code,
                   "error_msg", j->error_msg, "lease_owner", j->lease_owner, "stuck",
                   why[0] != '\0', "stuck_reason", why, "claims", (json_int_t)j->claims);
+    if (o) {
+        const mb_saga_def *d = def_of(j);
+        json_object_set_new(o, "saga", json_string(d ? d->name : j->saga));
+    }
     if (o && json_is_true(json_object_get(j->state, "parked")))
         json_object_set_new(o, "parked", json_true());
     return o;

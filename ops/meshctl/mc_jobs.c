@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "mb_step.h"
+#include "mb_sagadef.h"
 #include "mc.h"
 #include "mc_kafka.h"
 
@@ -72,8 +72,8 @@ static void print_table(json_t *rows, long long now)
     json_t *r;
 
     (void)now;
-    printf("%-34s %-28s %-15s %-16s %4s %5s  %s\n", "ORDER", "MESH", "STATUS", "STEP", "ATT",
-           "AGE", "ERROR");
+    printf("%-34s %-28s %-8s %-15s %-16s %4s %5s  %s\n", "ORDER", "MESH", "SAGA", "STATUS",
+           "STEP", "ATT", "AGE", "ERROR");
     json_array_foreach(rows, i, r) {
         char age[16], status[32];
         const char *err = json_string_value(json_object_get(r, "error_code"));
@@ -81,9 +81,10 @@ static void print_table(json_t *rows, long long now)
 
         snprintf(status, sizeof(status), "%s%s", json_string_value(json_object_get(r, "status")),
                  stuck ? " STUCK" : json_is_true(json_object_get(r, "parked")) ? " (parked)" : "");
-        printf("%-34s %-28s %-15s %-16s %4lld %5s  %s\n",
+        printf("%-34s %-28s %-8s %-15s %-16s %4lld %5s  %s\n",
                json_string_value(json_object_get(r, "order_id")),
-               json_string_value(json_object_get(r, "mesh")), status,
+               json_string_value(json_object_get(r, "mesh")),
+               json_string_value(json_object_get(r, "saga")), status,
                json_string_value(json_object_get(r, "step"))[0]
                    ? json_string_value(json_object_get(r, "step"))
                    : "-",
@@ -103,7 +104,7 @@ static void jobs_usage(FILE *f)
     fprintf(f,
         "usage: meshctl jobs [--status S] [--account A] [--since DURATION] [--json]\n"
         "\n"
-        "Lists jobs, newest first: order id, mesh (<account>/<name>), status, current step,\n"
+        "Lists jobs, newest first: order id, mesh (<account>/<name>), saga, status, step,\n"
         "attempts at that step, age, last error code.  A job is flagged STUCK when its step\n"
         "ran past its deadline, its lease holder stopped renewing, or it is due and no worker\n"
         "claims it; the reason is printed under it.\n"
@@ -112,7 +113,7 @@ static void jobs_usage(FILE *f)
         "                  NeedsAttention (any case), or 'stuck'\n"
         "  --account A     only this account's jobs\n"
         "  --since DUR     only jobs created within DUR (90s, 15m, 2h, 1d)\n"
-        "  --json          one JSON array (fields: order_id mesh status step attempts\n"
+        "  --json          one JSON array (fields: order_id mesh saga status step attempts\n"
         "                  created_ms updated_ms age_ms error_code error_msg lease_owner claims\n"
         "                  stuck stuck_reason [parked])\n");
 }
@@ -195,24 +196,28 @@ static void show_usage(FILE *f)
         "--json prints one object: {job, order, state, history, events}.\n");
 }
 
-/* Steps in saga order with what the state document recorded for each. */
-static void print_steps(const json_t *state)
+/* Steps in saga order with what the state document recorded for each.  A saga this
+ * meshctl does not know: its recorded steps as they are. */
+static void print_steps(const mb_saga_def *d, const json_t *state)
 {
     json_t *steps = json_object_get(state, "steps");
+    int n = d ? d->nsteps : (int)json_object_size(steps);
+    void *it = json_object_iter(steps);
 
     printf("\nsteps:\n");
-    for (int i = 0; i < mb_steps_count; i++) {
-        json_t *rec = json_object_get(steps, mb_steps[i]->name);
+    for (int i = 0; i < n; i++, it = json_object_iter_next(steps, it)) {
+        const char *name = d ? d->steps[i]->name : json_object_iter_key(it);
+        json_t *rec = json_object_get(steps, name);
         json_t *le, *ck;
         char t1[32], t2[32];
         char *cks;
 
         if (rec == NULL) {
-            printf("  %d %-16s -\n", i + 1, mb_steps[i]->name);
+            printf("  %d %-16s -\n", i + 1, name);
             continue;
         }
         printf("  %d %-16s %-20s attempts %lld  started %s  ended %s\n", i + 1,
-               mb_steps[i]->name, json_string_value(json_object_get(rec, "status"))
+               name, json_string_value(json_object_get(rec, "status"))
                    ? json_string_value(json_object_get(rec, "status"))
                    : "?",
                (long long)json_integer_value(json_object_get(rec, "attempts")),
@@ -255,12 +260,13 @@ static void print_order(const json_t *order)
     free(sidecar);
 }
 
-static void print_job(const mc_ctx *c, const mb_job *j, long long now)
+static void print_job(const mc_ctx *c, const mb_job *j, const json_t *sum, long long now)
 {
     char t1[32], t2[32], t3[32], why[300];
     json_t *err = json_object_get(j->state, "error");
 
-    printf("job:      %s  (%s)\n", j->order_id, j->key);
+    printf("job:      %s  (%s)  saga %s\n", j->order_id, j->key,
+           json_string_value(json_object_get(sum, "saga")));
     printf("status:   %s%s  step %s  attempt %d\n", j->status,
            json_is_true(json_object_get(j->state, "parked")) ? " (parked: effects kept)" : "",
            j->step[0] ? j->step : "-", j->attempt);
@@ -370,9 +376,11 @@ int mc_cmd_show(mc_ctx *c, int argc, char **argv)
         fputc('\n', stdout);
         json_decref(doc);
     } else {
-        print_job(c, j, now);
+        json_t *sum = mc_job_summary(c, j, now);
+        print_job(c, j, sum, now);
+        json_decref(sum);
         print_order(j->order);
-        print_steps(j->state);
+        print_steps(mb_saga_def_find(mb_saga_defs, mb_saga_defs_count, j->saga), j->state);
         printf("\nhistory (replays, rollbacks, cancels; who asked):\n");
         json_array_foreach(hist, i, h)
             printf("  %s\n", json_string_value(h));
@@ -425,7 +433,7 @@ int mc_cmd_cancel(mc_ctx *c, int argc, char **argv)
         return rc;
     if (mc_status_terminal(j->status)) {
         rc = mc_fail(MC_EXIT_FAILED, "job %s is already %s: nothing to cancel%s", j->order_id,
-                     j->status, strcmp(j->status, "Running") == 0
+                     j->status, mc_status_done(j->status)
                                     ? " (to undo the mesh: meshctl rollback JOB)"
                                     : "");
         mb_job_free(j);

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "mb_event.h"
+#include "mb_sagadef.h"
 #include "mc.h"
 #include "mc_kafka.h"
 
@@ -33,9 +34,19 @@ static void watch_usage(FILE *f)
         "(exit 1).  Ctrl-C stops (exit 130).\n");
 }
 
+/* A saga's done status on the status stream (Running for create). */
+static int done_event(const char *status)
+{
+    for (size_t i = 0; i < mb_saga_defs_count; i++) {
+        if (strcmp(status, mb_mesh_status_name(mb_saga_defs[i]->done_event)) == 0)
+            return 1;
+    }
+    return 0;
+}
+
 static int terminal_event(const char *status)
 {
-    return strcmp(status, "Running") == 0 || strcmp(status, "Failed") == 0 ||
+    return done_event(status) || strcmp(status, "Failed") == 0 ||
            strcmp(status, "Cancelled") == 0;
 }
 
@@ -45,7 +56,7 @@ static void show_event(const mb_status_event *ev, const json_t *env, int tty, in
         json_object_get(json_object_get(env, "data"), "occurred_at"));
     const char *status = mb_mesh_status_name(ev->status);
     char bar[BAR_WIDTH + 1];
-    int done = ev->step_index - (ev->status == MB_MESH_RUNNING ? 0 : 1);
+    int done = ev->step_index - (done_event(status) ? 0 : 1);
 
     if (!tty) {
         printf("%s %s seq=%lld %s %s %d/%d %s%s%s\n", occurred ? occurred : "-", ev->order_id,
@@ -54,7 +65,7 @@ static void show_event(const mb_status_event *ev, const json_t *env, int tty, in
         fflush(stdout);
         return;
     }
-    if (ev->status == MB_MESH_RUNNING)
+    if (done_event(status))
         done = ev->step_total;
     for (int i = 0; i < BAR_WIDTH; i++)
         bar[i] = i < done * BAR_WIDTH / (ev->step_total > 0 ? ev->step_total : 1) ? '#' : '-';
@@ -71,7 +82,7 @@ static void show_event(const mb_status_event *ev, const json_t *env, int tty, in
 /* The exit code for a job's final status. */
 static int final_rc(const char *status)
 {
-    return strcmp(status, "Running") == 0 ? MC_EXIT_OK : MC_EXIT_FAILED;
+    return done_event(status) || mc_status_done(status) ? MC_EXIT_OK : MC_EXIT_FAILED;
 }
 
 int mc_cmd_watch(mc_ctx *c, int argc, char **argv)
