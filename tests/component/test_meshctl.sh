@@ -116,6 +116,8 @@ assert_eq 7 "$(json_get "$("$MC" jobs --status failed --json)" 'length')" "--sta
 assert_eq 2 "$(json_get "$("$MC" jobs --account acct-b --json)" 'length')" "--account"
 assert_eq ord-stuck "$(json_get "$("$MC" jobs --status stuck --json)" '.[0].order_id')"
 assert_eq 11 "$(json_get "$("$MC" jobs --since 1h --json)" 'length')" "--since"
+assert_json "$json" 'map(.saga) | unique == ["create"]' "records without a saga field run create"
+assert_contains "$out" "SAGA"
 
 # ------------------------------------------------------------------ show
 out=$("$MC" show ord-parked --no-events)
@@ -153,6 +155,60 @@ assert_json "$pj" '.observed == true and .from_step == "install_release"'
 assert_json "$pj" '[.steps[] | select(.runs) | .step] == ["install_release","open_port","inject","restart","finish"]'
 "$MC" replay ord-comp --dry-run >"$TEST_TMP/plan2"
 assert_contains "$(cat "$TEST_TMP/plan2")" "PATCH /api/v1/nodes/good-node-1 labels istio=master (now: absent)"
+
+# Every step plans by its own read-only face.  ord-plan: a compensated job whose order asks
+# for restarts, planned from the first step against cloudsim's c-good.
+set_order() { # id jq-filter: rewrite the job's stored order
+    redis_cli HSET "$(jobkey "$1")" order "$(field "$1" order | jq -c "$2")" >/dev/null
+}
+seed ord-plan acct-d/mesh-plan Failed precheck "$comp_state" error_code X error_msg x
+set_order ord-plan '.data.mesh.sidecar.restart_existing = true'
+pj=$("$MC" replay ord-plan --from-step validate --dry-run --json)
+step() { printf '%s' "$pj" | jq -c --arg s "$1" '.steps[] | select(.step == $s)'; }
+assert_json "$pj" '.saga == "create" and ([.steps[] | .runs] | all) and (.steps | length) == 9'
+assert_json "$pj" '[.steps[] | select(.observed and .error == null and .fails == null)] | length == 9' \
+    "every step observed, none would fail"
+assert_json "$(step validate)" '.in_place[0] | test("Istio 1.18 is offered: build 1.18.7-r1")'
+assert_json "$(step reserve)" '.changes == [] and (.in_place[0] | test("mesh-plan"))'
+assert_json "$(step precheck)" '.changes == [] and (.in_place[0] | test("c-good is Available .*40 pods.*passes"))'
+assert_json "$(step label_nodes)" '.changes == ["PATCH /api/v1/nodes/good-node-1 labels istio=master (now: absent)", "PATCH /api/v1/nodes/good-node-2 labels istio=master (now: absent)"]'
+assert_json "$(step install_release)" '.changes[0] | test("^POST release istio-master in istio-system \\(chart asm-istio-1-18 1.18.7-r1\\)")'
+assert_json "$(step open_port)" '.changes == ["POST security-group rule ingress tcp 7443 on sg-good (no rule covers it now)"]'
+assert_json "$(step inject)" '.changes == ["PATCH /api/v1/namespaces/shop labels istio-injection=enabled (now: absent)"]'
+assert_json "$(step restart)" '(.changes | length) == 3 and (.changes | map(test("^PATCH shop/")) | all)' \
+    "restart: web, db, agent"
+assert_json "$(step restart)" '.in_place == ["shop/Deployment/legacy is paused: skipped, no call"]'
+assert_json "$(step finish)" '.changes == [] and (.in_place[0] | test("no cloud call"))'
+plan=$("$MC" replay ord-plan --from-step validate --dry-run)
+assert_contains "$plan" "may call: PATCH shop/StatefulSet/db restartedAt annotation"
+assert_contains "$plan" "in place: shop/Deployment/legacy is paused"
+
+# What run() would fail with, and what cannot be observed yet, each from its own face.
+seed ord-badver acct-d/mesh-badver Failed validate '{}' error_code UnsupportedVersion error_msg x
+set_order ord-badver '.data.mesh.istio_version = "1.8"'
+jq '.istio |= map(select(.minor != "1.8"))' "$MB_ROOT/schemas/istio-catalog.json" >"$TEST_TMP/catalog.json"
+cp "$MB_ROOT/schemas/istio-catalog.schema.json" "$TEST_TMP/"
+pj=$(MESHBUY_CATALOG=$TEST_TMP/catalog.json "$MC" replay ord-badver --from-step validate --dry-run --json)
+assert_json "$(step validate)" '.fails.code == "UnsupportedVersion"'
+assert_json "$(step label_nodes)" '.observed == false and .error.code == "NotRecorded"'
+assert_json "$(step open_port)" '.observed == false and .error.code == "NotRecorded"'
+seed ord-nocl acct-d/mesh-nocl Failed precheck '{}' error_code ClusterNotFound error_msg x
+set_order ord-nocl '.data.mesh.cluster_id = "c-nosuch"'
+pj=$("$MC" replay ord-nocl --dry-run --json)
+assert_json "$(step precheck)" '.fails.code == "ClusterNotFound" and .observed'
+assert_contains "$("$MC" replay ord-nocl --dry-run)" "would fail: ClusterNotFound"
+# Without the cloud's URLs nothing is read, and every step says so.
+pj=$(MESHBUY_K8S_URL='' "$MC" replay ord-plan --from-step validate --dry-run --json)
+assert_json "$pj" '.observed == false and ([.steps[] | .error.code] | unique) == ["NotRead"]'
+
+# A saga this build does not know (a newer worker's): listed and shown, never rewritten.
+seed ord-future acct-d/mesh-future Failed step1 '{"steps":{"step1":{"status":"failed"}}}' saga frobnicate
+assert_json "$("$MC" jobs --json)" '.[] | select(.order_id == "ord-future") | .saga == "frobnicate"'
+assert_contains "$("$MC" show ord-future --no-events)" "step1"
+rc=0; "$MC" replay ord-future 2>"$TEST_TMP/err" || rc=$?; assert_eq 1 "$rc" "replay of an unknown saga"
+assert_contains "$(cat "$TEST_TMP/err")" 'saga "frobnicate"'
+rc=0; "$MC" rollback ord-future 2>/dev/null || rc=$?; assert_eq 1 "$rc" "rollback of an unknown saga"
+
 assert_eq "$before" "$(dump ord-parked)" "dry-run changed the job in Redis"
 assert_eq "$mut_before" "$(mutations)" "dry-run made a mutating cloud call"
 
