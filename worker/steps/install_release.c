@@ -177,8 +177,9 @@ static void check_judge(mb_sjob *j, const mb_release *r)
     const char *st = r->status ? r->status : "";
 
     if (!r->exists)
-        mb_step_would(j, "POST release %s/%s (chart %s %s), then poll until DEPLOYED", RELEASE_NS,
-                      RELEASE_NAME, v ? json_string_value(json_object_get(v, "chart_id")) : "?",
+        mb_step_would(j, "POST release %s in %s (chart %s %s), then poll until DEPLOYED",
+                      RELEASE_NAME, RELEASE_NS,
+                      v ? json_string_value(json_object_get(v, "chart_id")) : "?",
                       v ? json_string_value(json_object_get(v, "chart_version")) : "?");
     else if (!ours(j, r))
         mb_step_would_fail(j, "ReleaseExists",

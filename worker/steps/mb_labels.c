@@ -143,8 +143,8 @@ mb_step_rc mb_labels_check(mb_sjob *j, const mb_labels_spec *spec)
             mb_step_seen(j, "%s %s already has %s=%s: no call", what, spec->names[i], spec->key,
                          spec->value);
         else
-            mb_step_would(j, "PATCH %s %s label %s=%s (now: %s)", what, spec->names[i],
-                          spec->key, spec->value, now ? now : "absent");
+            mb_step_would(j, "PATCH /api/v1/%ss/%s labels %s=%s (now: %s)", what,
+                          spec->names[i], spec->key, spec->value, now ? now : "absent");
     }
     return MB_STEP_DONE;
 }
