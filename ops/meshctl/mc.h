@@ -73,6 +73,10 @@ int mc_saga_of(const mb_job *j, const mb_saga_def **out);
 const char *mc_stuck_reason(const mc_ctx *c, const mb_job *j, long long now, char *buf,
                             size_t len);
 
+/* The step to show for the job: where the saga stopped for a Failed, Cancelled or
+ * NeedsAttention job (the failed or cancelled step), else its current step.  Borrowed. */
+const char *mc_job_step(const mb_job *j);
+
 /* A summary of the job as JSON (new reference): order_id, mesh, status, step, attempts,
  * created/updated, age_ms, error_code, error_msg, lease_owner, stuck, stuck_reason. */
 json_t *mc_job_summary(const mc_ctx *c, const mb_job *j, long long now);

@@ -13,6 +13,7 @@
 #include "mb_json.h"
 #include "mb_order.h"
 #include "mb_sagadef.h"
+#include "mb_sagadoc.h"
 
 #define STORE_TIMEOUT_MS 5000
 /* A lease is only called abandoned, and a due job unclaimed, after this much slack:
@@ -251,6 +252,18 @@ const char *mc_stuck_reason(const mc_ctx *c, const mb_job *j, long long now, cha
     return buf;
 }
 
+const char *mc_job_step(const mb_job *j)
+{
+    const char *at = mb_sagadoc_stopped_at(j->state);
+
+    /* After compensation the stored position is the start of the saga; where it stopped
+     * is what the operator needs (the Failed event says the same). */
+    if (at && (strcmp(j->status, "Failed") == 0 || strcmp(j->status, "Cancelled") == 0 ||
+               strcmp(j->status, "NeedsAttention") == 0))
+        return at;
+    return j->step;
+}
+
 json_t *mc_job_summary(const mc_ctx *c, const mb_job *j, long long now)
 {
     char why[300];
@@ -259,7 +272,8 @@ json_t *mc_job_summary(const mc_ctx *c, const mb_job *j, long long now)
 
     mc_stuck_reason(c, j, now, why, sizeof(why));
     o = json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:s, s:s, s:s, s:b, s:s, s:I}",
-                  "order_id", j->order_id, "mesh", j->key, "status", j->status, "step", j->step,
+                  "order_id", j->order_id, "mesh", j->key, "status", j->status, "step",
+                  mc_job_step(j),
                   "attempts", (json_int_t)(attempts > 0 ? attempts : j->attempt),
                   "created_ms", (json_int_t)j->created_ms, "updated_ms", (json_int_t)j->updated_ms,
                   "age_ms", (json_int_t)(now - j->created_ms), "error_code", j->error_code,

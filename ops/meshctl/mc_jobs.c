@@ -269,7 +269,7 @@ static void print_job(const mc_ctx *c, const mb_job *j, const json_t *sum, long 
            json_string_value(json_object_get(sum, "saga")));
     printf("status:   %s%s  step %s  attempt %d\n", j->status,
            json_is_true(json_object_get(j->state, "parked")) ? " (parked: effects kept)" : "",
-           j->step[0] ? j->step : "-", j->attempt);
+           mc_job_step(j)[0] ? mc_job_step(j) : "-", j->attempt);
     printf("created:  %s  updated %s  next run %s\n", mc_fmt_time(j->created_ms, t1, sizeof(t1)),
            mc_fmt_time(j->updated_ms, t2, sizeof(t2)), mc_fmt_time(j->next_run_ms, t3, sizeof(t3)));
     printf("lease:    %s  fence %lld  claims %lld%s\n",

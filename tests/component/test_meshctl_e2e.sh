@@ -43,6 +43,11 @@ order ord-e1 mesh-e-one c-good n-good
 wait_failed ord-e1
 assert_ne "" "$("$MC" show ord-e1 --json --no-events | jq -r .job.error_code)" "Failed without an error code"
 assert_json "$("$MC" show ord-e1 --json --no-events)" '.state.steps.label_nodes.status == "compensated"'
+# every view shows the step where the saga stopped, not where compensation ended
+assert_json "$("$MC" show ord-e1 --json --no-events)" '.job.step == "install_release"'
+assert_contains "$("$MC" show ord-e1 --no-events)" "step install_release"
+assert_json "$("$MC" jobs --json)" '.[] | select(.order_id == "ord-e1") | .step == "install_release"'
+assert_contains "$("$MC" jobs | grep ord-e1)" "install_release"
 curl -sf -X DELETE "$CS/admin/faults/$fault" >/dev/null
 
 before=$(dump ord-e1); mut_before=$(mutations)
