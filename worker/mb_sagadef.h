@@ -33,6 +33,17 @@ typedef struct mb_saga_def {
     long step_deadline_ms;     /* a step without its own deadline; 0 = the worker's setting */
 } mb_saga_def;
 
+/* The deadlines' settings as mb_conf table rows (mb_conf.h), one definition for the
+ * worker's table and meshctl's (which flags a step past its deadline as stuck): a step
+ * without a deadline of its own or of its saga's, and each compensation. */
+#define MB_SAGA_CONF_DEADLINES                                                              \
+    {"MESHBUY_STEP_DEADLINE_MS", MB_CONF_INT, "600000", 1000, 86400000, NULL,              \
+     "deadline of a step that sets none (nor its saga), retries included"},                \
+    {                                                                                       \
+        "MESHBUY_COMPENSATE_DEADLINE_MS", MB_CONF_INT, "600000", 1000, 86400000, NULL,      \
+            "per-compensation deadline, retries included"                                   \
+    }
+
 /* The sagas this build knows (worker/mb_sagadef.c), and the create saga
  * (worker/steps/mb_steps.c).  Adding a saga is its definition and one line there. */
 extern const mb_saga_def mb_saga_create;

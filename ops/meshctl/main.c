@@ -9,6 +9,7 @@
 
 #include "mb_conf.h"
 #include "mb_log.h"
+#include "mb_sagadef.h"
 #include "mc.h"
 
 static const mb_conf_key CONF_KEYS[] = {
@@ -31,10 +32,7 @@ static const mb_conf_key CONF_KEYS[] = {
      "Istio catalog file, as the workers' (replay --dry-run of validate)"},
     {"MESHBUY_HTTP_TIMEOUT_MS", MB_CONF_INT, "15000", 100, 600000, NULL,
      "bound on each cloud read of replay --dry-run"},
-    {"MESHBUY_STEP_DEADLINE_MS", MB_CONF_INT, "300000", 1000, 86400000, NULL,
-     "the workers' default step deadline (a step past it shows as stuck)"},
-    {"MESHBUY_COMPENSATE_DEADLINE_MS", MB_CONF_INT, "300000", 1000, 86400000, NULL,
-     "the workers' compensation deadline (idem, while rolling back)"},
+    MB_SAGA_CONF_DEADLINES, /* as the workers' (a step past its deadline shows as stuck) */
     {"MESHBUY_LOG_LEVEL", MB_CONF_ENUM, "warn", 0, 0, "debug|info|warn|error|off",
      "level of the JSON log lines on stderr"},
     {NULL, 0, NULL, 0, 0, NULL, NULL},

@@ -266,4 +266,20 @@ for i in 1 2 3 4; do [ "$(field "ord-bulk-$i" status)" = Installing ] && n=$((n 
 assert_eq 3 "$n" "bulk replayed jobs"
 assert_eq Failed "$(field ord-other status)" "another error class was replayed"
 
+# ------------------------------------------------------------------ deadlines from the definition
+# A step's own deadline (restart: 5 min, install_release: 15 min) and the workers' default for
+# compensations (600 s, the same setting the worker reads), not a second table.
+now_ms=$(($(date +%s%N) / 1000000))
+six_min_ago=$(echo "$parked_state" | jq -c --argjson t "$now_ms" 'del(.parked,.error) | .step_started_ms=($t - 360000)')
+seed ord-dl-restart acct-e/mesh-dl-1 Installing restart "$(echo "$six_min_ago" | jq -c '.step=7')" \
+    next_run "$((now_ms + 3600000))"
+seed ord-dl-install acct-e/mesh-dl-2 Installing install_release "$six_min_ago" next_run "$((now_ms + 3600000))"
+seed ord-dl-comp acct-e/mesh-dl-3 RollingBack label_nodes "$(echo "$six_min_ago" | jq -c '.phase="compensate" | .step=3')" \
+    next_run "$((now_ms + 3600000))"
+json=$("$MC" jobs --account acct-e --json)
+assert_json "$json" '.[] | select(.order_id=="ord-dl-restart") | .stuck and (.stuck_reason | test("300s deadline"))' \
+    "restart past its own 5 min deadline"
+assert_json "$json" '[.[] | select(.stuck)] | map(.order_id) == ["ord-dl-restart"]' \
+    "install_release (15 min) and a compensation (600 s) are not stuck after 6 min"
+
 note "ok"
