@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "mb_sagadoc.h"
 #include "mc.h"
@@ -64,13 +65,14 @@ static int check_replayable(const mb_job *j, int force, int dry_run, long long n
 
 typedef struct replay_opts {
     const char *from_step; /* NULL = default */
-    int dry_run, force, json, quiet;
+    const char *reason;    /* why, for the job's history; NULL = none given */
+    int dry_run, force, json, quiet, yes;
 } replay_opts;
 
 /* Replays one job.  Returns an exit code; prints what it did. */
 static int replay_one(mc_ctx *c, const char *id, const replay_opts *o)
 {
-    char why[700], line[400], t[32];
+    char why[700], line[800], t[32];
     int rc = MC_EXIT_FAILED;
 
     for (int tries = 0; tries < REWRITE_TRIES; tries++) {
@@ -115,9 +117,9 @@ static int replay_one(mc_ctx *c, const char *id, const replay_opts *o)
             return rc;
         }
         state = mb_sagadoc_replay(d, j->state, from, c->who, j->status, now);
-        snprintf(line, sizeof(line), "%s replay from %s by %s (status was %s%s)",
+        snprintf(line, sizeof(line), "%s replay from %s by %s (status was %s%s)%s%s",
                  mc_fmt_time(now, t, sizeof(t)), d->steps[from]->name, c->who, j->status,
-                 parked(j) ? ", parked" : "");
+                 parked(j) ? ", parked" : "", o->reason ? ": " : "", o->reason ? o->reason : "");
         memset(&rw, 0, sizeof(rw));
         rw.order_id = j->order_id;
         rw.key = j->key;
@@ -199,6 +201,35 @@ static void sleep_ms(long long ms)
         ;
 }
 
+/* Says what a bulk replay will do and, on a terminal without --yes, asks.  0 to go on. */
+static int confirm_bulk(json_t **v, size_t n, const char *status, const char *error_code,
+                        double rate, const replay_opts *o)
+{
+    char answer[16] = "";
+
+    printf("will replay %zu %s job(s)%s%s, oldest first, at most %.2f/s, reason: %s\n", n,
+           status, error_code ? " with error " : "", error_code ? error_code : "", rate,
+           o->reason);
+    for (size_t i = 0; v && i < n; i++)
+        printf("  %-36s error %s\n", json_string_value(json_object_get(v[i], "id")),
+               json_string_value(json_object_get(v[i], "error")));
+    if (o->yes || n == 0)
+        return 0;
+    if (!isatty(STDIN_FILENO)) {
+        mc_fail(MC_EXIT_FAILED, "not a terminal: nothing was replayed; add --yes to confirm "
+                "(check the list first with --dry-run)");
+        return -1;
+    }
+    printf("replay these %zu job(s)? [y/N] ", n);
+    fflush(stdout);
+    if (fgets(answer, sizeof(answer), stdin) == NULL ||
+        (strcmp(answer, "y\n") != 0 && strcmp(answer, "yes\n") != 0)) {
+        printf("nothing was replayed\n");
+        return -1;
+    }
+    return 0;
+}
+
 static int replay_bulk(mc_ctx *c, const char *status, const char *error_class, long limit,
                        double rate, const replay_opts *o)
 {
@@ -226,6 +257,11 @@ static int replay_bulk(mc_ctx *c, const char *status, const char *error_class, l
         qsort(v, n, sizeof(*v), oldest_first);
     if (limit > 0 && n > (size_t)limit)
         n = (size_t)limit;
+    if (!o->dry_run && confirm_bulk(v, n, status, error_class, rate, o) != 0) {
+        free(v);
+        json_decref(b.ids);
+        return MC_EXIT_FAILED;
+    }
     printf("%s %zu %s job(s)%s%s, oldest first, at most %.2f/s\n",
            o->dry_run ? "would replay" : "replaying", n, status,
            error_class ? " with error " : "", error_class ? error_class : "", rate);
@@ -283,8 +319,9 @@ static void replay_usage(FILE *f)
 {
     fprintf(f,
         "usage: meshctl replay JOB [--from-step STEP] [--dry-run [--json]] [--force]\n"
-        "       meshctl replay --status failed [--error-class CODE] [--limit N] [--rate R]\n"
-        "                      [--dry-run]\n"
+        "                          [--reason TEXT]\n"
+        "       meshctl replay --status failed --reason TEXT [--error-code CODE] [--limit N]\n"
+        "                      [--rate R] [--yes | --dry-run]\n"
         "\n"
         "Runs a finished job's saga again.  The workers pick it up at once (due now, fence\n"
         "bumped) at STEP with a fresh attempt count and deadline.  Steps observe before they\n"
@@ -296,7 +333,9 @@ static void replay_usage(FILE *f)
         "refused (--force overrides; also needed to restart an unfinished job).\n"
         "\n"
         "Refused while a worker holds the job's lease.  Recorded in the job's history as\n"
-        "\"replay from STEP by $USER@host\".\n"
+        "\"replay from STEP by $USER@host: REASON\".  A bulk replay needs --reason, prints\n"
+        "the jobs it will replay and asks on a terminal (--yes confirms for scripts;\n"
+        "without a terminal it is refused unless --yes).\n"
         "\n"
         "  --from-step STEP   a step of the job's saga (listed below)\n"
         "  --dry-run          print the plan and change nothing: each step that will run says,\n"
@@ -305,7 +344,10 @@ static void replay_usage(FILE *f)
         "                     _VPC_URL, _K8S_URL, _AK, _SK; reads only)\n"
         "  --json             the plan as JSON (with --dry-run)\n"
         "  --status S         bulk: every job with this status (failed, cancelled, ...)\n"
-        "  --error-class CODE bulk: only jobs whose error code is CODE (see meshctl jobs)\n"
+        "  --reason TEXT      why: written to each job's history (needed in bulk)\n"
+        "  --yes              bulk: do not ask\n"
+        "  --error-code CODE  bulk: only jobs whose error code is CODE (see meshctl jobs;\n"
+        "                     --error-class is the same)\n"
         "  --limit N          bulk: at most N jobs, oldest first\n"
         "  --rate R           bulk: at most R replays per second (default 5)\n"
         "\n"
@@ -324,10 +366,12 @@ int mc_cmd_replay(mc_ctx *c, int argc, char **argv)
         {"from-step", required_argument, NULL, 'f'}, {"dry-run", no_argument, NULL, 'n'},
         {"force", no_argument, NULL, 'F'},           {"json", no_argument, NULL, 'j'},
         {"status", required_argument, NULL, 's'},    {"error-class", required_argument, NULL, 'e'},
+        {"error-code", required_argument, NULL, 'e'}, {"reason", required_argument, NULL, 'R'},
+        {"yes", no_argument, NULL, 'y'},
         {"limit", required_argument, NULL, 'l'},     {"rate", required_argument, NULL, 'r'},
         {"help", no_argument, NULL, 'h'},            {NULL, 0, NULL, 0},
     };
-    replay_opts o = {NULL, 0, 0, 0, 0};
+    replay_opts o = {NULL, NULL, 0, 0, 0, 0, 0};
     const char *status = NULL, *error_class = NULL;
     long limit = 0;
     double rate = 5.0;
@@ -357,6 +401,14 @@ int mc_cmd_replay(mc_ctx *c, int argc, char **argv)
         case 'e':
             error_class = optarg;
             break;
+        case 'R':
+            if (optarg[0] == '\0' || strlen(optarg) > 300)
+                return mc_fail(MC_EXIT_USAGE, "--reason: want a short text (1..300 characters)");
+            o.reason = optarg;
+            break;
+        case 'y':
+            o.yes = 1;
+            break;
         case 'l':
             if (mc_parse_long(optarg, 1, 1000000, &limit) != 0)
                 return mc_fail(MC_EXIT_USAGE, "--limit %s: want a positive number", optarg);
@@ -378,13 +430,16 @@ int mc_cmd_replay(mc_ctx *c, int argc, char **argv)
         if (optind != argc || o.from_step || o.force)
             return mc_fail(MC_EXIT_USAGE, "replay --status takes no JOB, --from-step or --force "
                            "(see meshctl replay --help)");
+        if (o.reason == NULL && !o.dry_run)
+            return mc_fail(MC_EXIT_USAGE, "a bulk replay needs --reason TEXT (written to each "
+                           "job's history); see what it would do with --dry-run");
         if (mc_status_done(status))
             return mc_fail(MC_EXIT_USAGE, "replay --status %s: %s jobs have nothing to replay",
                            status, status);
         return replay_bulk(c, status, error_class, limit, rate, &o);
     }
-    if (error_class || limit)
-        return mc_fail(MC_EXIT_USAGE, "--error-class and --limit go with --status");
+    if (error_class || limit || o.yes)
+        return mc_fail(MC_EXIT_USAGE, "--error-code, --limit and --yes go with --status");
     if (optind + 1 != argc)
         return mc_fail(MC_EXIT_USAGE, "replay: want one JOB, or --status for a bulk replay "
                        "(see meshctl replay --help)");

@@ -256,8 +256,24 @@ before=$(for i in 1 2 3 4; do dump "ord-bulk-$i"; done)
 out=$("$MC" replay --status failed --error-class HTTP503 --dry-run)
 assert_contains "$out" "would replay 4"
 assert_eq "$before" "$(for i in 1 2 3 4; do dump "ord-bulk-$i"; done)" "bulk dry-run changed jobs"
+rc=0; "$MC" replay --status failed --error-class HTTP503 2>"$TEST_TMP/err" || rc=$?
+assert_eq 2 "$rc" "bulk replay without --reason"
+assert_contains "$(cat "$TEST_TMP/err")" "needs --reason"
+rc=0; "$MC" replay --status failed --error-code HTTP503 --reason "cce outage" </dev/null \
+    >"$TEST_TMP/out" 2>&1 || rc=$?
+assert_eq 1 "$rc" "bulk replay off a terminal without --yes"
+assert_contains "$(cat "$TEST_TMP/out")" "will replay 4 Failed job(s) with error HTTP503"
+assert_contains "$(cat "$TEST_TMP/out")" "add --yes"
+assert_eq "$before" "$(for i in 1 2 3 4; do dump "ord-bulk-$i"; done)" "unconfirmed bulk replay changed jobs"
+if command -v script >/dev/null; then # on a terminal it asks; anything but y/yes is a no
+    rc=0; printf 'n\n' | script -qec "$MC replay --status failed --error-code HTTP503 --reason x" \
+        /dev/null >"$TEST_TMP/out" 2>&1 || rc=$?
+    assert_contains "$(cat "$TEST_TMP/out")" "replay these 4 job(s)? [y/N]"
+    assert_contains "$(cat "$TEST_TMP/out")" "nothing was replayed"
+    assert_eq "$before" "$(for i in 1 2 3 4; do dump "ord-bulk-$i"; done)" "declined bulk replay changed jobs"
+fi
 t0=$(date +%s%N)
-out=$("$MC" replay --status failed --error-class HTTP503 --limit 3 --rate 4)
+out=$("$MC" replay --status failed --error-class HTTP503 --limit 3 --rate 4 --reason "cce outage" --yes)
 t1=$(date +%s%N)
 assert_contains "$out" "3 replayed, 0 refused"
 [ $(((t1 - t0) / 1000000)) -ge 450 ] || fail "3 replays at 4/s took only $(((t1 - t0) / 1000000)) ms"
@@ -265,6 +281,8 @@ n=0
 for i in 1 2 3 4; do [ "$(field "ord-bulk-$i" status)" = Installing ] && n=$((n + 1)); done
 assert_eq 3 "$n" "bulk replayed jobs"
 assert_eq Failed "$(field ord-other status)" "another error class was replayed"
+assert_contains "$("$MC" show ord-bulk-1 --no-events)" "by ${USER:-$(id -un)}@"
+assert_contains "$("$MC" show ord-bulk-1 --no-events)" "(status was Failed): cce outage"
 
 # ------------------------------------------------------------------ deadlines from the definition
 # A step's own deadline (restart: 5 min, install_release: 15 min) and the workers' default for
