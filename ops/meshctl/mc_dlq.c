@@ -29,7 +29,9 @@ static void dlq_usage(FILE *f)
         "            or with --edit FILE a corrected order instead: a full CloudEvent, or\n"
         "            only its data object (then wrapped in a new envelope).  The order is\n"
         "            checked with the workers' parser first: an invalid one is never sent\n"
-        "            (--force sends the original bytes even though they do not parse).  The\n"
+        "            (--force sends the original bytes even though they do not parse).  A\n"
+        "            correction that changes the order id, account or project of the\n"
+        "            rejected message is refused (it would be another order; --force).  The\n"
         "            rejected record of the same order id is removed so the order is not\n"
         "            taken for a duplicate.  Recorded: `dlq list` shows who redrove it when,\n"
         "            and the job's history says so.\n");
@@ -207,6 +209,48 @@ static char *corrected_order(const char *path, size_t *len, char *why, size_t wh
     return mc_edit_order(buf, n, len, why, whylen);
 }
 
+/* One identity field: what the rejected message said (NULL or "" = unknown) against the
+ * correction.  Appends a line to why when they differ. */
+static void compare_field(const char *what, const char *was, const char *now, char *why,
+                          size_t len)
+{
+    size_t used = strlen(why);
+
+    if (was == NULL || *was == '\0' || (now && strcmp(was, now) == 0) || used >= len)
+        return;
+    snprintf(why + used, len - used, "%s%s %s -> %s", used ? ", " : "", what, was,
+             now ? now : "(none)");
+}
+
+/* A correction fixes an order; it must not make another one: the order id, account and
+ * project billing sent stay.  0, or -1 with the changes in why.  The original's project is
+ * read from its bytes (best effort: they did not pass the schema, but may be JSON). */
+static int identity_kept(mc_ctx *c, const json_t *rec, const mb_order *o, char *why,
+                         size_t len)
+{
+    const char *key = rec_str(rec, "key"), *slash = strchr(key, '/');
+    char account[200] = "";
+    mc_kafka_msg m = {0};
+    json_t *orig = NULL;
+
+    why[0] = '\0';
+    if (slash)
+        snprintf(account, sizeof(account), "%.*s", (int)(slash - key), key);
+    if (mc_kafka_fetch(c, rec_str(rec, "topic"), (int)strtol(rec_str(rec, "partition"), NULL, 10),
+                       strtoll(rec_str(rec, "offset"), NULL, 10), FETCH_TIMEOUT_MS, &m, why,
+                       len) == 0)
+        orig = json_loadb(m.value, m.len, 0, NULL);
+    why[0] = '\0';
+    compare_field("order id", rec_str(rec, "order_id"), o->order_id, why, len);
+    compare_field("account", account, o->account_id, why, len);
+    compare_field("project",
+                  json_string_value(json_object_get(json_object_get(orig, "data"), "project_id")),
+                  o->project_id, why, len);
+    json_decref(orig);
+    mc_kafka_msg_clear(&m);
+    return why[0] ? -1 : 0;
+}
+
 static int dlq_redrive(mc_ctx *c, const char *id, const char *edit, int force)
 {
     int rc = MC_EXIT_OK, partition = -1, forgotten = 0;
@@ -243,6 +287,13 @@ static int dlq_redrive(mc_ctx *c, const char *id, const char *edit, int force)
         rc = mc_fail(MC_EXIT_FAILED, "redrive refused, nothing sent: the %s does not parse: %s%s",
                      edit ? "corrected order" : "original message", oe.reason,
                      edit ? "" : " (fix it with --edit FILE; --force sends it anyway)");
+        goto out;
+    }
+    if (o && edit && !force && identity_kept(c, rec, o, why, sizeof(why)) != 0) {
+        rc = mc_fail(MC_EXIT_FAILED, "redrive refused, nothing sent: the correction changes %s; "
+                     "a redrive corrects the order billing sent, it does not make another one "
+                     "(billing would not recognise its status events); --force sends it anyway",
+                     why);
         goto out;
     }
     if (o)

@@ -39,6 +39,16 @@ echo "$data" | jq '.mesh.name = "Bad_Name"' >"$TEST_TMP/worse.json"
 rc=0; "$MC" dlq redrive "$id" --edit "$TEST_TMP/worse.json" 2>/dev/null || rc=$?
 assert_eq 1 "$rc" "redrive of an invalid correction"
 
+# a correction must not make another order: order id, account, project kept (unless --force)
+for edit in '.order_id = "ord-other"' '.account_id = "acct-x"' '.project_id = "proj-x"'; do
+    echo "$data" | jq ".mesh.istio_version = \"1.18\" | $edit" >"$TEST_TMP/other.json"
+    rc=0; "$MC" dlq redrive "$id" --edit "$TEST_TMP/other.json" 2>"$TEST_TMP/err" || rc=$?
+    assert_eq 1 "$rc" "redrive changing identity ($edit)"
+    assert_contains "$(cat "$TEST_TMP/err")" "the correction changes"
+    assert_contains "$(cat "$TEST_TMP/err")" "--force"
+done
+assert_contains "$(cat "$TEST_TMP/err")" "project proj-a -> proj-x"
+
 # corrected: data only, wrapped in a fresh envelope; same order id
 echo "$data" | jq '.mesh.istio_version = "1.18"' >"$TEST_TMP/fixed.json"
 "$MC" dlq redrive "$id" --edit "$TEST_TMP/fixed.json" >"$TEST_TMP/out"
