@@ -77,8 +77,12 @@ const char *mc_stuck_reason(const mc_ctx *c, const mb_job *j, long long now, cha
  * NeedsAttention job (the failed or cancelled step), else its current step.  Borrowed. */
 const char *mc_job_step(const mb_job *j);
 
-/* A summary of the job as JSON (new reference): order_id, mesh, status, step, attempts,
- * created/updated, age_ms, error_code, error_msg, lease_owner, stuck, stuck_reason. */
+/* The job as JSON, one shape for every command (new reference): order_id, mesh, account,
+ * cluster, saga, status, step (where it stopped, for an ended job), step_index, step_total,
+ * attempts, parked, created_ms/created, updated_ms/updated, age_ms, next_run_ms/next_run,
+ * error_code, error_msg, lease_owner, lease_until_ms/lease_until, fence, claims,
+ * cancel_requested, stuck, stuck_reason.  Numbers are numbers, times RFC 3339 beside the
+ * epoch ms, null for absent. */
 json_t *mc_job_summary(const mc_ctx *c, const mb_job *j, long long now);
 
 /* 1 if a worker holds the job's lease now. */
@@ -91,10 +95,10 @@ int mc_get_job(mc_ctx *c, const char *id, mb_job **out);
 /* Adds a history line to the job (best effort: prints a warning when it cannot). */
 void mc_history_note(mc_ctx *c, const mb_job *j, const char *line);
 
-/* replay --dry-run: prints the plan of a replay of j (saga d) from step index `from`: each
+/* replay --dry-run: prints (fmt: an mc_fmt of mc_out.h; json and yaml as documents) the plan of a replay of j (saga d) from step index `from`: each
  * step that would run says through its read-only face what it would change and what is
  * in place in the cloud.  Reads only.  Returns an exit code. */
-int mc_plan_show(mc_ctx *c, const mb_job *j, const mb_saga_def *d, int from, int json);
+int mc_plan_show(mc_ctx *c, const mb_job *j, const mb_saga_def *d, int from, int fmt);
 
 /* dlq redrive --edit: the message to send from the file's n bytes in buf (taken over, NUL
  * after the n bytes): a full envelope as is, a data object (no "specversion") wrapped in a

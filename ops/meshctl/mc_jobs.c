@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "mb_sagadef.h"
+#include "mc_out.h"
 #include "mc.h"
 #include "mc_kafka.h"
 
@@ -66,73 +67,121 @@ static void sort_rows(json_t *rows)
     free(v);
 }
 
-static void print_table(json_t *rows, long long now)
+static const char *row_str(const json_t *r, const char *k)
+{
+    const char *v = json_string_value(json_object_get(r, k));
+    return v && *v ? v : "-";
+}
+
+/* The table (wide: cluster, lease, updated, error message too); a stuck job's reason is
+ * printed under it. */
+static void print_table(const json_t *rows, const mc_out *o)
+{
+    static const char *const cols[] = {"ORDER", "MESH",    "SAGA",    "STATUS", "STEP",
+                                       "ATT",   "AGE",     "ERROR",   "CLUSTER", "LEASE",
+                                       "UPDATED", "MESSAGE"};
+    int wide = o->fmt == MC_FMT_WIDE;
+    mc_table *t = mc_table_new(cols, wide ? 12 : 8);
+    size_t i;
+    json_t *r;
+
+    json_array_foreach(rows, i, r) {
+        char age[16], status[48], att[24], why[400];
+        int stuck = json_is_true(json_object_get(r, "stuck"));
+        const char *cells[12];
+
+        snprintf(status, sizeof(status), "%s%s", row_str(r, "status"),
+                 stuck ? " STUCK" : json_is_true(json_object_get(r, "parked")) ? " (parked)" : "");
+        snprintf(att, sizeof(att), "%lld",
+                 (long long)json_integer_value(json_object_get(r, "attempts")));
+        mc_fmt_age(json_integer_value(json_object_get(r, "age_ms")), age, sizeof(age));
+        cells[0] = row_str(r, "order_id");
+        cells[1] = row_str(r, "mesh");
+        cells[2] = row_str(r, "saga");
+        cells[3] = status;
+        cells[4] = row_str(r, "step");
+        cells[5] = att;
+        cells[6] = age;
+        cells[7] = row_str(r, "error_code");
+        cells[8] = row_str(r, "cluster");
+        cells[9] = row_str(r, "lease_owner");
+        cells[10] = row_str(r, "updated");
+        cells[11] = row_str(r, "error_msg");
+        mc_table_row(t, cells);
+        if (stuck) {
+            snprintf(why, sizeof(why), "stuck: %s", row_str(r, "stuck_reason"));
+            mc_table_note(t, why);
+        }
+    }
+    if (json_array_size(rows) == 0 && !o->no_headers) {
+        printf("(no jobs match)\n");
+    } else {
+        mc_table_print(t, stdout, o->no_headers);
+    }
+    mc_table_free(t);
+}
+
+static void print_rows(const json_t *rows, const mc_out *o)
 {
     size_t i;
     json_t *r;
 
-    (void)now;
-    printf("%-34s %-28s %-8s %-15s %-16s %4s %5s  %s\n", "ORDER", "MESH", "SAGA", "STATUS",
-           "STEP", "ATT", "AGE", "ERROR");
-    json_array_foreach(rows, i, r) {
-        char age[16], status[32];
-        const char *err = json_string_value(json_object_get(r, "error_code"));
-        int stuck = json_is_true(json_object_get(r, "stuck"));
-
-        snprintf(status, sizeof(status), "%s%s", json_string_value(json_object_get(r, "status")),
-                 stuck ? " STUCK" : json_is_true(json_object_get(r, "parked")) ? " (parked)" : "");
-        printf("%-34s %-28s %-8s %-15s %-16s %4lld %5s  %s\n",
-               json_string_value(json_object_get(r, "order_id")),
-               json_string_value(json_object_get(r, "mesh")),
-               json_string_value(json_object_get(r, "saga")), status,
-               json_string_value(json_object_get(r, "step"))[0]
-                   ? json_string_value(json_object_get(r, "step"))
-                   : "-",
-               (long long)json_integer_value(json_object_get(r, "attempts")),
-               mc_fmt_age(json_integer_value(json_object_get(r, "age_ms")), age, sizeof(age)),
-               err && *err ? err : "-");
-        if (stuck)
-            printf("%-34s   stuck: %s\n", "",
-                   json_string_value(json_object_get(r, "stuck_reason")));
+    if (o->fmt == MC_FMT_JSON || o->fmt == MC_FMT_YAML) {
+        mc_out_doc(o, rows, stdout);
+        return;
     }
-    if (json_array_size(rows) == 0)
-        printf("(no jobs match)\n");
+    if (o->fmt == MC_FMT_NAME) {
+        json_array_foreach(rows, i, r)
+            printf("%s\n", row_str(r, "order_id"));
+        return;
+    }
+    print_table(rows, o);
 }
 
 static void jobs_usage(FILE *f)
 {
     fprintf(f,
-        "usage: meshctl jobs [--status S] [--account A] [--since DURATION] [--json]\n"
+        "usage: meshctl jobs [--status S] [--account A] [--since DURATION] [-o FMT]\n"
         "\n"
         "Lists jobs, newest first: order id, mesh (<account>/<name>), saga, status, step,\n"
         "attempts at that step, age, last error code.  A job is flagged STUCK when its step\n"
         "ran past its deadline, its lease holder stopped renewing, or it is due and no worker\n"
         "claims it; the reason is printed under it.\n"
         "\n"
-        "  --status S      Accepted|Installing|RollingBack|Running|Failed|Cancelled|\n"
-        "                  NeedsAttention (any case), or 'stuck'\n"
+        "  --status S      Accepted|RollingBack|Failed|Cancelled|NeedsAttention, a saga's\n"
+        "                  status words (Installing|Running for create; any case), or 'stuck'\n"
         "  --account A     only this account's jobs\n"
         "  --since DUR     only jobs created within DUR (90s, 15m, 2h, 1d)\n"
-        "  --json          one JSON array (fields: order_id mesh saga status step attempts\n"
-        "                  created_ms updated_ms age_ms error_code error_msg lease_owner claims\n"
-        "                  stuck stuck_reason [parked])\n");
+        MC_OUT_USAGE
+        "\n"
+        "JSON/YAML: an array of jobs, each the shape `meshctl show -o json` prints as .job\n"
+        "(order_id mesh account cluster saga status step step_index step_total attempts\n"
+        "parked created_ms created updated_ms updated age_ms next_run_ms next_run error_code\n"
+        "error_msg lease_owner lease_until_ms lease_until fence claims cancel_requested stuck\n"
+        "stuck_reason; null when absent).  -o name: one order id a line.\n");
 }
 
 int mc_cmd_jobs(mc_ctx *c, int argc, char **argv)
 {
     static const struct option opts[] = {
         {"status", required_argument, NULL, 's'}, {"account", required_argument, NULL, 'a'},
-        {"since", required_argument, NULL, 'S'},  {"json", no_argument, NULL, 'j'},
+        {"since", required_argument, NULL, 'S'},  MC_OUT_OPTIONS,
         {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
     };
     list_ctx l = {c, NULL, NULL, 0, mc_now_ms(), NULL};
-    int json = 0, opt;
+    mc_out out = {MC_FMT_TABLE, 0};
+    int opt, taken;
     mb_store *st;
     mb_error e;
     const char *scan_status;
 
     optind = 0;
-    while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "ho:", opts, NULL)) != -1) {
+        taken = mc_out_opt(&out, opt, optarg);
+        if (taken < 0)
+            return MC_EXIT_USAGE;
+        if (taken)
+            continue;
         switch (opt) {
         case 's':
             l.status = mc_status_canon(optarg);
@@ -147,9 +196,6 @@ int mc_cmd_jobs(mc_ctx *c, int argc, char **argv)
             if (mc_parse_duration(optarg, &l.since_ms) != 0)
                 return mc_fail(MC_EXIT_USAGE, "--since %s: want a duration like 90s, 15m, "
                                "2h, 1d", optarg);
-            break;
-        case 'j':
-            json = 1;
             break;
         case 'h':
             jobs_usage(stdout);
@@ -172,12 +218,7 @@ int mc_cmd_jobs(mc_ctx *c, int argc, char **argv)
         return mc_store_fail("listing jobs", &e);
     }
     sort_rows(l.rows);
-    if (json) {
-        json_dumpf(l.rows, stdout, JSON_INDENT(2));
-        fputc('\n', stdout);
-    } else {
-        print_table(l.rows, l.now);
-    }
+    print_rows(l.rows, &out);
     json_decref(l.rows);
     return MC_EXIT_OK;
 }
@@ -187,13 +228,17 @@ int mc_cmd_jobs(mc_ctx *c, int argc, char **argv)
 static void show_usage(FILE *f)
 {
     fprintf(f,
-        "usage: meshctl show JOB [--json] [--no-events] [--events-timeout SEC]\n"
+        "usage: meshctl show JOB... [-o FMT] [--no-events] [--events-timeout SEC]\n"
         "\n"
         "Prints the job: its order, where it stands (status, step, lease, stuck or not), each\n"
         "step's history (attempts, start and end, last error, what it changed), the job's\n"
         "history lines (replays, rollbacks and who asked), and the status events emitted for\n"
         "it, read back from the status topic (needs KAFKA_BROKERS; --no-events skips them).\n"
-        "--json prints one object: {job, order, state, history, events}.\n");
+        "Several JOBs (xargs meshctl show < ids) are shown one after the other (JSON: an\n"
+        "array; YAML: documents).\n"
+        MC_OUT_USAGE
+        "JSON/YAML: {job, order, state, history, events, events_unavailable}; job has the\n"
+        "shape of `meshctl jobs -o json`; events null when not read (the reason beside).\n");
 }
 
 /* Steps in saga order with what the state document recorded for each.  A saga this
@@ -314,31 +359,80 @@ static void print_events(const json_t *events, const char *why_none)
         printf("  (none found on the status topic)\n");
 }
 
+/* Shows one job; a document for JSON/YAML is appended to docs instead of printed. */
+static int show_one(mc_ctx *c, const char *id, const mc_out *o, int events, long tmo_s,
+                    json_t *docs)
+{
+    long long now = mc_now_ms();
+    mb_job *j = NULL;
+    json_t *hist = NULL, *evs = NULL, *sum, *h;
+    char why[300] = "--no-events";
+    mb_error e;
+    size_t i;
+    int rc;
+
+    rc = mc_get_job(c, id, &j);
+    if (rc != MC_EXIT_OK)
+        return rc;
+    if (o->fmt == MC_FMT_NAME) {
+        printf("%s\n", j->order_id);
+        mb_job_free(j);
+        return MC_EXIT_OK;
+    }
+    mb_error_clear(&e);
+    if (mb_store_history(c->store, j, &hist, &e) != MB_OK) {
+        mb_job_free(j);
+        return mc_store_fail("reading the job's history", &e);
+    }
+    if (events)
+        evs = mc_kafka_status_events(c, j->key, j->order_id, (int)tmo_s * 1000, why, sizeof(why));
+    sum = mc_job_summary(c, j, now);
+    if (docs) {
+        json_array_append_new(docs, json_pack("{s:O, s:O, s:O, s:O, s:O, s:o}", "job", sum,
+                                              "order", j->order ? j->order : json_null(),
+                                              "state", j->state, "history", hist, "events",
+                                              evs ? evs : json_null(), "events_unavailable",
+                                              evs ? json_null() : json_string(why)));
+    } else {
+        print_job(c, j, sum, now);
+        print_order(j->order);
+        print_steps(mb_saga_def_find(mb_saga_defs, mb_saga_defs_count, j->saga), j->state);
+        printf("\nhistory (replays, rollbacks, cancels; who asked, why):\n");
+        json_array_foreach(hist, i, h)
+            printf("  %s\n", json_string_value(h));
+        if (json_array_size(hist) == 0)
+            printf("  (none)\n");
+        print_events(evs, why);
+    }
+    json_decref(sum);
+    json_decref(hist);
+    json_decref(evs);
+    mb_job_free(j);
+    return MC_EXIT_OK;
+}
+
 int mc_cmd_show(mc_ctx *c, int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"json", no_argument, NULL, 'j'},
+        MC_OUT_OPTIONS,
         {"no-events", no_argument, NULL, 'n'},
         {"events-timeout", required_argument, NULL, 't'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    int json = 0, events = 1, opt, rc;
+    int events = 1, opt, rc = MC_EXIT_OK, taken;
     long tmo_s = SHOW_EVENTS_TIMEOUT_MS / 1000;
-    long long now = mc_now_ms();
-    mb_job *j = NULL;
-    json_t *hist = NULL, *evs = NULL;
-    char why[300] = "--no-events";
-    mb_error e;
-    size_t i;
-    json_t *h;
+    mc_out out = {MC_FMT_TABLE, 0};
+    json_t *docs = NULL;
 
     optind = 0;
-    while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "ho:", opts, NULL)) != -1) {
+        taken = mc_out_opt(&out, opt, optarg);
+        if (taken < 0)
+            return MC_EXIT_USAGE;
+        if (taken)
+            continue;
         switch (opt) {
-        case 'j':
-            json = 1;
-            break;
         case 'n':
             events = 0;
             break;
@@ -354,44 +448,30 @@ int mc_cmd_show(mc_ctx *c, int argc, char **argv)
             return MC_EXIT_USAGE;
         }
     }
-    if (optind + 1 != argc)
-        return mc_fail(MC_EXIT_USAGE, "show: want exactly one JOB (see meshctl show --help)");
-    rc = mc_get_job(c, argv[optind], &j);
-    if (rc != MC_EXIT_OK)
-        return rc;
-    mb_error_clear(&e);
-    if (mb_store_history(c->store, j, &hist, &e) != MB_OK) {
-        mb_job_free(j);
-        return mc_store_fail("reading the job's history", &e);
+    if (optind >= argc)
+        return mc_fail(MC_EXIT_USAGE, "show: want a JOB (see meshctl show --help)");
+    if (out.fmt == MC_FMT_JSON || out.fmt == MC_FMT_YAML)
+        docs = json_array();
+    for (int i = optind; i < argc; i++) {
+        int one;
+        if (docs == NULL && out.fmt != MC_FMT_NAME && i > optind)
+            printf("\n---\n\n");
+        one = show_one(c, argv[i], &out, events, tmo_s, docs);
+        if (one != MC_EXIT_OK && rc == MC_EXIT_OK)
+            rc = one;
+        if (one == MC_EXIT_CONFIG)
+            break;
     }
-    if (events)
-        evs = mc_kafka_status_events(c, j->key, j->order_id, (int)tmo_s * 1000, why, sizeof(why));
-    if (json) {
-        json_t *doc = json_pack("{s:o, s:O, s:O, s:O, s:O}", "job", mc_job_summary(c, j, now),
-                                "order", j->order ? j->order : json_null(), "state", j->state,
-                                "history", hist, "events", evs ? evs : json_null());
-        if (doc && !evs)
-            json_object_set_new(doc, "events_unavailable", json_string(why));
-        json_dumpf(doc, stdout, JSON_INDENT(2));
-        fputc('\n', stdout);
-        json_decref(doc);
-    } else {
-        json_t *sum = mc_job_summary(c, j, now);
-        print_job(c, j, sum, now);
-        json_decref(sum);
-        print_order(j->order);
-        print_steps(mb_saga_def_find(mb_saga_defs, mb_saga_defs_count, j->saga), j->state);
-        printf("\nhistory (replays, rollbacks, cancels; who asked):\n");
-        json_array_foreach(hist, i, h)
-            printf("  %s\n", json_string_value(h));
-        if (json_array_size(hist) == 0)
-            printf("  (none)\n");
-        print_events(evs, why);
+    if (docs && json_array_size(docs) > 0 && out.fmt == MC_FMT_JSON) /* one JOB: its object */
+        mc_out_doc(&out, json_array_size(docs) == 1 && argc - optind == 1
+                             ? json_array_get(docs, 0) : docs, stdout);
+    for (size_t i = 0; docs && out.fmt == MC_FMT_YAML && i < json_array_size(docs); i++) {
+        if (argc - optind > 1)
+            printf("---\n");
+        mc_out_doc(&out, json_array_get(docs, i), stdout);
     }
-    json_decref(hist);
-    json_decref(evs);
-    mb_job_free(j);
-    return MC_EXIT_OK;
+    json_decref(docs);
+    return rc;
 }
 
 /* ================================================================ cancel */

@@ -14,6 +14,7 @@
 #include "mb_http.h"
 #include "mb_order.h"
 #include "mc.h"
+#include "mc_out.h"
 
 /* The cloud as the check faces read it. */
 typedef struct cloudside {
@@ -158,7 +159,7 @@ static void print_plan(const json_t *doc)
     }
 }
 
-int mc_plan_show(mc_ctx *c, const mb_job *j, const mb_saga_def *d, int from, int json)
+int mc_plan_show(mc_ctx *c, const mb_job *j, const mb_saga_def *d, int from, int fmt)
 {
     mb_order *o = NULL;
     mb_order_err oe;
@@ -172,9 +173,9 @@ int mc_plan_show(mc_ctx *c, const mb_job *j, const mb_saga_def *d, int from, int
     mb_order_free(o);
     if (doc == NULL)
         return mc_fail(MC_EXIT_FAILED, "out of memory building the plan");
-    if (json) {
-        json_dumpf(doc, stdout, JSON_INDENT(2));
-        fputc('\n', stdout);
+    if (fmt == MC_FMT_JSON || fmt == MC_FMT_YAML) {
+        mc_out o = {(mc_fmt)fmt, 0};
+        mc_out_doc(&o, doc, stdout);
     } else {
         print_plan(doc);
     }

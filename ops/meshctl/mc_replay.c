@@ -11,6 +11,7 @@
 
 #include "mb_sagadoc.h"
 #include "mc.h"
+#include "mc_out.h"
 #include "mc_kafka.h"
 
 /* A job that moved between our read and our write is read again, this many times. */
@@ -66,7 +67,7 @@ static int check_replayable(const mb_job *j, int force, int dry_run, long long n
 typedef struct replay_opts {
     const char *from_step; /* NULL = default */
     const char *reason;    /* why, for the job's history; NULL = none given */
-    int dry_run, force, json, quiet, yes;
+    int dry_run, force, fmt, quiet, yes;
 } replay_opts;
 
 /* Replays one job.  Returns an exit code; prints what it did. */
@@ -112,7 +113,7 @@ static int replay_one(mc_ctx *c, const char *id, const replay_opts *o)
             return mc_fail(MC_EXIT_FAILED, "replay refused: %s", why);
         }
         if (o->dry_run) {
-            rc = mc_plan_show(c, j, d, from, o->json);
+            rc = mc_plan_show(c, j, d, from, o->fmt);
             mb_job_free(j);
             return rc;
         }
@@ -318,7 +319,7 @@ static int replay_bulk(mc_ctx *c, const char *status, const char *error_class, l
 static void replay_usage(FILE *f)
 {
     fprintf(f,
-        "usage: meshctl replay JOB [--from-step STEP] [--dry-run [--json]] [--force]\n"
+        "usage: meshctl replay JOB [--from-step STEP] [--dry-run [-o json|yaml]] [--force]\n"
         "                          [--reason TEXT]\n"
         "       meshctl replay --status failed --reason TEXT [--error-code CODE] [--limit N]\n"
         "                      [--rate R] [--yes | --dry-run]\n"
@@ -342,7 +343,7 @@ static void replay_usage(FILE *f)
         "                     by its own read-only face, what it would change and what is\n"
         "                     already in place in the cloud (read with MESHBUY_CCE_URL,\n"
         "                     _VPC_URL, _K8S_URL, _AK, _SK; reads only)\n"
-        "  --json             the plan as JSON (with --dry-run)\n"
+        "  -o json|yaml       the plan as JSON or YAML (with --dry-run; --json = -o json)\n"
         "  --status S         bulk: every job with this status (failed, cancelled, ...)\n"
         "  --reason TEXT      why: written to each job's history (needed in bulk)\n"
         "  --yes              bulk: do not ask\n"
@@ -364,7 +365,7 @@ int mc_cmd_replay(mc_ctx *c, int argc, char **argv)
 {
     static const struct option opts[] = {
         {"from-step", required_argument, NULL, 'f'}, {"dry-run", no_argument, NULL, 'n'},
-        {"force", no_argument, NULL, 'F'},           {"json", no_argument, NULL, 'j'},
+        {"force", no_argument, NULL, 'F'},           MC_OUT_OPTIONS,
         {"status", required_argument, NULL, 's'},    {"error-class", required_argument, NULL, 'e'},
         {"error-code", required_argument, NULL, 'e'}, {"reason", required_argument, NULL, 'R'},
         {"yes", no_argument, NULL, 'y'},
@@ -378,7 +379,7 @@ int mc_cmd_replay(mc_ctx *c, int argc, char **argv)
     int opt;
 
     optind = 0;
-    while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "ho:", opts, NULL)) != -1) {
         switch (opt) {
         case 'f':
             o.from_step = optarg;
@@ -389,9 +390,15 @@ int mc_cmd_replay(mc_ctx *c, int argc, char **argv)
         case 'F':
             o.force = 1;
             break;
-        case 'j':
-            o.json = 1;
+        case 'o':
+        case MC_OUT_OPT_NOHEAD:
+        case MC_OUT_OPT_JSON: {
+            mc_out out = {MC_FMT_TABLE, 0};
+            if (mc_out_opt(&out, opt, optarg) < 0)
+                return MC_EXIT_USAGE;
+            o.fmt = (int)out.fmt;
             break;
+        }
         case 's':
             status = mc_status_canon(optarg);
             if (status == NULL || strcmp(status, "stuck") == 0)

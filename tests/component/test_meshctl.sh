@@ -119,6 +119,46 @@ assert_eq 11 "$(json_get "$("$MC" jobs --since 1h --json)" 'length')" "--since"
 assert_json "$json" 'map(.saga) | unique == ["create"]' "records without a saga field run create"
 assert_contains "$out" "SAGA"
 
+# output formats: -o json|yaml|name|wide|table, --json, --output=, --no-headers
+need_py jsonschema yaml
+validate_jobs() { # JSON array of jobs on stdin
+    /usr/bin/python3 -c '
+import json, sys, jsonschema
+schema = json.load(open(sys.argv[1]))
+jobs = json.load(sys.stdin)
+assert jobs, "no jobs"
+for j in jobs:
+    jsonschema.validate(j, schema)' "$MB_ROOT/schemas/meshctl-job.schema.json"
+}
+"$MC" jobs -o json | validate_jobs || fail "jobs -o json does not match schemas/meshctl-job.schema.json"
+assert_eq "$("$MC" jobs --json | jq -S 'map(del(.age_ms))')" \
+    "$("$MC" jobs --output=json | jq -S 'map(del(.age_ms))')" "--json = --output=json"
+assert_json "$json" '.[] | select(.order_id=="ord-run") | .error_code == null and .lease_owner == null and .stuck_reason == null'
+assert_json "$json" '.[] | select(.order_id=="ord-leased") | (.lease_until_ms | type) == "number" and (.lease_until | test("Z$"))'
+assert_json "$json" '.[] | select(.order_id=="ord-parked") | (.created | sub("\\.[0-9]+Z$"; "Z")) == (.created_ms / 1000 | floor | todate)'
+yaml_ids=$("$MC" jobs -o yaml | /usr/bin/python3 -c 'import sys, yaml; print(" ".join(sorted(j["order_id"] for j in yaml.safe_load(sys.stdin))))')
+assert_eq "$(json_get "$json" '[.[].order_id] | sort | join(" ")')" "$yaml_ids" "jobs -o yaml"
+names=$("$MC" jobs -o name)
+assert_eq 11 "$(echo "$names" | wc -l)" "jobs -o name"
+# -o name feeds xargs meshctl show
+shown=$(echo "$names" | xargs "$MC" show -o json --no-events)
+assert_json "$shown" 'length == 11 and ([.[].job.order_id] | sort) == ([.[].job.order_id] | unique)'
+printf '%s' "$shown" | jq '[.[].job]' | validate_jobs || fail "show -o json .job against the schema"
+assert_eq "$(echo "$names" | sort)" "$(printf '%s' "$shown" | jq -r '.[].job.order_id' | sort)"
+head=$("$MC" jobs | head -1)
+assert_contains "$head" "ORDER"
+assert_not_contains "$("$MC" jobs --no-headers)" "ORDER"
+assert_contains "$("$MC" jobs -o wide | head -1)" "CLUSTER"
+assert_contains "$("$MC" jobs -o wide | grep ord-parked)" "c-good"
+# columns fit the data: the ORDER column is as wide as the longest order id, plus two spaces
+w=$("$MC" jobs | head -1 | sed 's/MESH.*//' | wc -c)
+assert_eq $(($(json_get "$json" '[.[].order_id | length] | max') + 2 + 1)) "$w" "ORDER column width"
+rc=0; "$MC" jobs -o xml 2>/dev/null || rc=$?; assert_eq 2 "$rc" "-o xml"
+assert_eq ord-parked "$("$MC" show ord-parked -o name)"
+"$MC" show ord-parked -o yaml --no-events | /usr/bin/python3 -c '
+import sys, yaml; d = yaml.safe_load(sys.stdin); assert d["job"]["order_id"] == "ord-parked", d' ||
+    fail "show -o yaml"
+
 # ------------------------------------------------------------------ show
 out=$("$MC" show ord-parked --no-events)
 assert_contains "$out" "parked: effects kept"

@@ -61,5 +61,26 @@ wait_for 30 accepted
 assert_contains "$("$MC" show ord-dlq-1 --no-events)" "DLQ record $id redriven (corrected order) by"
 out=$("$MC" dlq list)
 assert_contains "$out" "redriven by ${USER:-$(id -un)}@"
-assert_json "$("$MC" dlq list --json)" '.[0].redriven.edited == "1" and .[0].redriven.order_id == "ord-dlq-1"'
+assert_json "$("$MC" dlq list --json)" '.[0].redriven.edited == true and .[0].redriven.order_id == "ord-dlq-1"'
+# one shape per object: numbers as numbers, RFC 3339 beside epoch ms, null for absent
+need_py jsonschema
+list=$("$MC" dlq list -o json)
+printf '%s' "$list" | /usr/bin/python3 -c '
+import json, sys, jsonschema
+schema = json.load(open(sys.argv[1]))
+items = json.load(sys.stdin)
+assert items, "no DLQ records"
+for r in items:
+    jsonschema.validate(r, schema)' "$MB_ROOT/schemas/meshctl-dlq-record.schema.json" ||
+    fail "dlq list -o json does not match schemas/meshctl-dlq-record.schema.json"
+"$MC" dlq show "$id" --output=json | /usr/bin/python3 -c '
+import json, sys, jsonschema
+jsonschema.validate(json.load(sys.stdin), json.load(open(sys.argv[1])))' \
+    "$MB_ROOT/schemas/meshctl-dlq-record.schema.json" || fail "dlq show -o json against the schema"
+assert_json "$list" '.[0].partition | type == "number"'
+assert_eq "$id" "$("$MC" dlq list -o name | head -1)" "dlq list -o name"
+assert_eq "$(json_get "$list" '.[0].reason')" "$("$MC" dlq list -o yaml | /usr/bin/python3 -c '
+import sys, yaml; print(yaml.safe_load(sys.stdin)[0]["reason"])')" "dlq list -o yaml"
+assert_not_contains "$("$MC" dlq list --no-headers)" "POSITION"
+
 note "ok"
