@@ -45,7 +45,8 @@ int mb_sagadoc_last_started(const mb_saga_def *d, const json_t *state)
 
 int mb_sagadoc_default_from(const mb_saga_def *d, const json_t *state, const char *status)
 {
-    if (json_is_true(json_object_get(state, "parked"))) {
+    if (json_is_true(json_object_get(state, "parked")) ||
+        (d->keep_effects && mb_sagadoc_stopped_at(state))) {
         int i = mb_saga_def_step(d, mb_sagadoc_stopped_at(state));
         return i < 0 ? 0 : i;
     }

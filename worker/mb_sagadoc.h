@@ -21,8 +21,9 @@ const char *mb_sagadoc_stopped_at(const json_t *state);
 /* Index in d of the last step that started, or -1 when none did. */
 int mb_sagadoc_last_started(const mb_saga_def *d, const json_t *state);
 
-/* Where a replay starts when the operator does not say: a parked job at its failed step
- * (its effects are in place); a compensated one (Failed, Cancelled, NeedsAttention) at the
+/* Where a replay starts when the operator does not say: a parked job, or one of a saga
+ * that keeps its effects, at the step where it stopped (its effects are in place); a
+ * compensated one (Failed, Cancelled, NeedsAttention) at the
  * first step with something to undo (the earlier ones changed nothing); else the start. */
 int mb_sagadoc_default_from(const mb_saga_def *d, const json_t *state, const char *status);
 

@@ -169,6 +169,12 @@ int mc_plan_show(mc_ctx *c, const mb_job *j, const mb_saga_def *d, int from, int
     if (d->parse(j->order, &o, &oe) != 0)
         return mc_fail(MC_EXIT_FAILED, "the stored order of %s does not parse (%s): it cannot "
                        "be replayed", j->order_id, oe.reason);
+    /* As the engine does: a saga may complete its order from the state (a delete takes the
+     * cluster, nodes and namespaces from the create it undoes). */
+    if (d->resolve && d->resolve(o, j->state) < 0) {
+        mb_order_free(o);
+        return mc_fail(MC_EXIT_FAILED, "out of memory completing the order of %s", j->order_id);
+    }
     doc = plan_doc(c, j, d, o, from);
     mb_order_free(o);
     if (doc == NULL)

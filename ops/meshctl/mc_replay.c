@@ -461,11 +461,12 @@ static void rollback_usage(FILE *f)
         "usage: meshctl rollback JOB\n"
         "\n"
         "Compensates now: the workers undo, in reverse order, every step of the job that\n"
-        "started and was not already undone (labels restored to their prior values, the\n"
-        "release deleted, a 7443 rule the job created deleted, the name released), then the\n"
-        "job ends Failed with error RolledBack.  Works on Running, parked Failed and\n"
-        "NeedsAttention jobs (an undo that gave up is tried again).  Refused while a worker\n"
-        "holds the lease (to stop a job that is installing: meshctl cancel JOB).\n"
+        "started and was not already undone (create: labels restored to their prior values,\n"
+        "the release deleted, a 7443 rule the job created deleted, the name released), then\n"
+        "the job ends Failed with error RolledBack.  Works on Running (its saga's end),\n"
+        "parked Failed and NeedsAttention jobs (an undo that gave up is tried again).\n"
+        "Refused while a worker holds the lease (to stop a job that is installing: meshctl\n"
+        "cancel JOB), and for a saga that keeps its effects (delete: replay it instead).\n"
         "Recorded in the job's history with who asked.\n");
 }
 
@@ -489,6 +490,10 @@ static int rollback_once(mc_ctx *c, const char *id, int *retry)
     from = d ? mb_sagadoc_last_started(d, j->state) : -1;
     if (rc != MC_EXIT_OK) {
         /* printed */
+    } else if (d->keep_effects) {
+        rc = mc_fail(MC_EXIT_FAILED, "rollback refused: the %s saga does not undo what it did "
+                     "(job %s); replay it instead (meshctl replay %s)", d->name, j->order_id,
+                     j->order_id);
     } else if (mc_job_leased(j, now)) {
         snprintf(why, sizeof(why), "a worker (%s) holds the lease: to stop an installing job "
                  "use meshctl cancel %s", j->lease_owner, j->order_id);
