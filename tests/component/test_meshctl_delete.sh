@@ -42,8 +42,24 @@ assert_json "$plan" '[.steps[].step] == ["validate","precheck","uninject","resta
     "uninstall_release","close_port","unlabel_nodes","release_name","finish"]'
 assert_json "$plan" '[.steps[] | select(.runs) | .step] == ["uninstall_release","close_port",
     "unlabel_nodes","release_name","finish"]'
-assert_json "$plan" '[.steps[] | select(.runs) | (.observed or (.changes[0] | test("^unknown")))] | all' \
-    "every running step observed by its face, or said to be unknown"
+assert_json "$plan" '[.steps[] | select(.runs) | .observed and .error == null and .fails == null] | all' \
+    "every running step observed by its own face"
+full=$("$MC" replay d-1 --from-step validate --dry-run -o json)
+step() { printf '%s' "$full" | jq -c --arg s "$1" '.steps[] | select(.step == $s)'; }
+assert_json "$full" '[.steps[] | .observed and .error == null and .fails == null] | all'
+assert_json "$(step precheck)" '.in_place[0] | test("the create o-1 may be deleted; cluster c-fail is Available")'
+assert_json "$(step uninject)" '.changes == [] and (.in_place[0] | test("namespace shop is back to istio-injection=\\(none\\) already"))'
+assert_json "$(step uninstall_release)" '.changes[0] | test("^DELETE release istio-master in istio-system")'
+assert_json "$(step close_port)" '.changes[0] | test("^DELETE security-group rule .* on sg-fail")'
+assert_json "$(step unlabel_nodes)" '.changes == ["PATCH /api/v1/nodes/fail-node-1 labels istio=(removed) (now: master)"]'
+assert_json "$(step release_name)" '.changes[0] | test("free mesh name mesh-m from order o-1")'
+assert_json "$(step finish)" '.changes == [] and (.in_place[0] | test("no cloud call"))'
+# a delete of a mesh never bought: its precheck face says what run() would fail with
+"$MB_BIN/meshbuy" --delete --order-id d-none --account acct-none --name nomesh --project proj-a \
+    --region "$SAGA_REGION" >/dev/null
+assert_eq Failed "$(saga_wait_terminal 90 acct-none/nomesh d-none)"
+none=$("$MC" replay d-none --from-step validate --dry-run -o json)
+assert_json "$none" '.steps[] | select(.step == "precheck") | .fails.code == "MeshNotFound"' 
 assert_eq "$before" "$(cs_get /admin/mutations | jq -S .)" "dry-run made a mutating cloud call"
 assert_eq "$hist_before" "$("$MC" show d-1 -o json --no-events | jq -S '.job | del(.age_ms)')" \
     "dry-run changed the job"

@@ -45,6 +45,11 @@ mb_step_rc mb_labels_compensate(mb_sjob *j, const mb_labels_spec *spec);
  * skips what is already back, so each object is patched once. */
 mb_step_rc mb_labels_restore(mb_sjob *j, const mb_labels_spec *spec, const json_t *prior);
 
+/* check of restore: reads the objects the create changed and says which would be patched
+ * back (to what), which are back already, which the customer changed since (left as set)
+ * and which are gone. */
+mb_step_rc mb_labels_restore_check(mb_sjob *j, const mb_labels_spec *spec, const json_t *prior);
+
 /* "kind name key=value" for each object ck.plan.left names, into buf (appended after what
  * it holds, ", "-separated).  Returns how many. */
 size_t mb_labels_left_text(const json_t *ck, const char *kind, const char *key, char *buf,
