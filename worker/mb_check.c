@@ -119,8 +119,8 @@ static void drive(cjob *c, const mb_step *st, const mb_check_env *env, json_t *p
 
 static json_t *new_plan(const mb_step *st)
 {
-    return json_pack("{s:s, s:b, s:[], s:[], s:n, s:n}", "step", st->name, "observed", 1,
-                     "changes", "in_place", "fails", "error");
+    return json_pack("{s:s, s:b, s:[], s:[], s:n, s:n}", "step", st->name, "observed", 1, "changes",
+                     "in_place", "fails", "error");
 }
 
 json_t *mb_check_step(const mb_check_env *env, const mb_step *st, const json_t *state,
@@ -136,7 +136,8 @@ json_t *mb_check_step(const mb_check_env *env, const mb_step *st, const json_t *
         json_object_set_new(plan, "observed", json_false());
         mb_step_would(&(mb_sjob){.plan = plan},
                       "unknown: step %s has no read-only face; it may change whatever its run "
-                      "changes", st->name);
+                      "changes",
+                      st->name);
         return plan;
     }
     memset(&c, 0, sizeof(c));

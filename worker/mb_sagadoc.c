@@ -98,7 +98,10 @@ void mb_sagadoc_compensate(const mb_saga_def *d, json_t *state, int from, const 
     json_object_set_new(state, "phase", json_string("compensate"));
     json_object_set_new(state, "outcome", json_string(outcome));
     json_object_set_new(state, "outcome_step",
-                        json_string(d->steps[from < 0 ? 0 : from >= n ? n - 1 : from]->name));
+                        json_string(d->steps[from < 0    ? 0
+                                             : from >= n ? n - 1
+                                                         : from]
+                                        ->name));
     if (error)
         json_object_set(state, "error", (json_t *)error);
     mb_sagadoc_position(state, from);
@@ -142,16 +145,15 @@ json_t *mb_sagadoc_replay(const mb_saga_def *d, const json_t *state, int from, c
         replays = json_array();
         json_object_set_new(s, "replays", replays);
     }
-    json_array_append_new(replays, json_pack("{s:s, s:s, s:I, s:s}", "by", who, "from",
-                                             d->steps[from]->name, "at_ms", (json_int_t)now_ms,
-                                             "status_was", status_was));
+    json_array_append_new(replays,
+                          json_pack("{s:s, s:s, s:I, s:s}", "by", who, "from", d->steps[from]->name,
+                                    "at_ms", (json_int_t)now_ms, "status_was", status_was));
     snprintf(msg, sizeof(msg), "replay from %s requested by %s", d->steps[from]->name, who);
     mb_sagadoc_announce(s, mb_mesh_status_name(d->active_event), msg);
     return s;
 }
 
-json_t *mb_sagadoc_rollback(const mb_saga_def *d, const json_t *state, int from,
-                            const char *msg)
+json_t *mb_sagadoc_rollback(const mb_saga_def *d, const json_t *state, int from, const char *msg)
 {
     json_t *s = copy_of(state);
     json_t *error;

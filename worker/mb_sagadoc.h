@@ -56,7 +56,6 @@ json_t *mb_sagadoc_replay(const mb_saga_def *d, const json_t *state, int from, c
 /* The document a roll back from `from` writes (new): compensation from that step,
  * outcome Failed with error RolledBack (message msg), parked forgotten, announced as
  * RollingBack. */
-json_t *mb_sagadoc_rollback(const mb_saga_def *d, const json_t *state, int from,
-                            const char *msg);
+json_t *mb_sagadoc_rollback(const mb_saga_def *d, const json_t *state, int from, const char *msg);
 
 #endif

@@ -200,8 +200,10 @@ int mc_saga_of(const mb_job *j, const mb_saga_def **out)
     *out = def_of(j);
     if (*out)
         return MC_EXIT_OK;
-    return mc_fail(MC_EXIT_FAILED, "job %s runs saga \"%s\", which this meshctl does not know "
-                   "(use the meshctl of the workers' release)", j->order_id, j->saga);
+    return mc_fail(MC_EXIT_FAILED,
+                   "job %s runs saga \"%s\", which this meshctl does not know "
+                   "(use the meshctl of the workers' release)",
+                   j->order_id, j->saga);
 }
 
 int mc_job_leased(const mb_job *j, long long now)
@@ -300,21 +302,21 @@ json_t *mc_job_summary(const mc_ctx *c, const mb_job *j, long long now)
     json_object_set_new(o, "step", mc_json_str(mc_job_step(j)));
     step_pos(j, mc_job_step(j), o);
     json_object_set_new(o, "attempts", json_integer(attempts > 0 ? attempts : j->attempt));
-    json_object_set_new(o, "parked", json_boolean(json_is_true(json_object_get(j->state,
-                                                                                "parked"))));
+    json_object_set_new(o, "parked",
+                        json_boolean(json_is_true(json_object_get(j->state, "parked"))));
     json_object_set_new(o, "created_ms", json_integer(j->created_ms));
     json_object_set_new(o, "created", mc_json_time(j->created_ms));
     json_object_set_new(o, "updated_ms", json_integer(j->updated_ms));
     json_object_set_new(o, "updated", mc_json_time(j->updated_ms));
     json_object_set_new(o, "age_ms", json_integer(now - j->created_ms));
-    json_object_set_new(o, "next_run_ms", j->next_run_ms > 0 ? json_integer(j->next_run_ms)
-                                                              : json_null());
+    json_object_set_new(o, "next_run_ms",
+                        j->next_run_ms > 0 ? json_integer(j->next_run_ms) : json_null());
     json_object_set_new(o, "next_run", mc_json_time(j->next_run_ms));
     json_object_set_new(o, "error_code", mc_json_str(j->error_code));
     json_object_set_new(o, "error_msg", mc_json_str(j->error_msg));
     json_object_set_new(o, "lease_owner", mc_json_str(j->lease_owner));
-    json_object_set_new(o, "lease_until_ms", j->lease_owner[0] ? json_integer(j->lease_until_ms)
-                                                                : json_null());
+    json_object_set_new(o, "lease_until_ms",
+                        j->lease_owner[0] ? json_integer(j->lease_until_ms) : json_null());
     json_object_set_new(o, "lease_until",
                         j->lease_owner[0] ? mc_json_time(j->lease_until_ms) : json_null());
     json_object_set_new(o, "fence", json_integer(j->fence));

@@ -16,30 +16,29 @@
 static void dlq_usage(FILE *f)
 {
     fprintf(f,
-        "usage: meshctl dlq list [--limit N] [-o FMT]\n"
-        "       meshctl dlq show ID [-o FMT]\n"
-        "       meshctl dlq redrive ID [--edit FILE] [--force]\n"
-        "\n"
-        "The workers send every message they cannot accept to the DLQ topic and record why.\n"
-        "  list      newest first: record id, time, error class, key, order id, where the\n"
-        "            message was read (topic [partition] @offset), reason, and whether it\n"
-        "            was redriven (default --limit 50)\n"
-        "  show      one record and the message bytes, read back from the topic position\n"
-        "            (needs KAFKA_BROKERS)\n"
-        "  redrive   publishes the message again to the orders topic (key <account>/<mesh>),\n"
-        "            or with --edit FILE a corrected order instead: a full CloudEvent, or\n"
-        "            only its data object (then wrapped in a new envelope).  The order is\n"
-        "            checked with the workers' parser first: an invalid one is never sent\n"
-        "            (--force sends the original bytes even though they do not parse).  A\n"
-        "            correction that changes the order id, account or project of the\n"
-        "            rejected message is refused (it would be another order; --force).  The\n"
-        "            rejected record of the same order id is removed so the order is not\n"
-        "            taken for a duplicate.  Recorded: `dlq list` shows who redrove it when,\n"
-        "            and the job's history says so.\n"
-        MC_OUT_USAGE
-        "JSON/YAML: records with id, at_ms and at (RFC 3339), class, key, order_id, topic,\n"
-        "partition, offset, size (numbers), reason, redriven (null, or who/when/where);\n"
-        "-o name: one record id a line.\n");
+            "usage: meshctl dlq list [--limit N] [-o FMT]\n"
+            "       meshctl dlq show ID [-o FMT]\n"
+            "       meshctl dlq redrive ID [--edit FILE] [--force]\n"
+            "\n"
+            "The workers send every message they cannot accept to the DLQ topic and record why.\n"
+            "  list      newest first: record id, time, error class, key, order id, where the\n"
+            "            message was read (topic [partition] @offset), reason, and whether it\n"
+            "            was redriven (default --limit 50)\n"
+            "  show      one record and the message bytes, read back from the topic position\n"
+            "            (needs KAFKA_BROKERS)\n"
+            "  redrive   publishes the message again to the orders topic (key <account>/<mesh>),\n"
+            "            or with --edit FILE a corrected order instead: a full CloudEvent, or\n"
+            "            only its data object (then wrapped in a new envelope).  The order is\n"
+            "            checked with the workers' parser first: an invalid one is never sent\n"
+            "            (--force sends the original bytes even though they do not parse).  A\n"
+            "            correction that changes the order id, account or project of the\n"
+            "            rejected message is refused (it would be another order; --force).  The\n"
+            "            rejected record of the same order id is removed so the order is not\n"
+            "            taken for a duplicate.  Recorded: `dlq list` shows who redrove it when,\n"
+            "            and the job's history says so.\n" MC_OUT_USAGE
+            "JSON/YAML: records with id, at_ms and at (RFC 3339), class, key, order_id, topic,\n"
+            "partition, offset, size (numbers), reason, redriven (null, or who/when/where);\n"
+            "-o name: one record id a line.\n");
 }
 
 /* The record with id, from the newest DLQ_SCAN_MAX.  New reference or NULL. */
@@ -81,7 +80,8 @@ static json_t *rec_json(const json_t *r)
     json_t *o = json_object(), *v;
     const char *k;
 
-    json_object_foreach((json_t *)r, k, v) {
+    json_object_foreach((json_t *)r, k, v)
+    {
         const char *s = json_string_value(v);
         if (json_is_object(v)) {
             json_object_set_new(o, k, rec_json(v));
@@ -148,7 +148,8 @@ static int dlq_list(mc_ctx *c, long limit, const mc_out *out)
         return MC_EXIT_OK;
     }
     t = mc_table_new(cols, 7);
-    json_array_foreach(docs, i, r) {
+    json_array_foreach(docs, i, r)
+    {
         json_t *d = json_object_get(r, "redriven");
         char pos[200], note[400];
         const char *cells[7];
@@ -168,12 +169,11 @@ static int dlq_list(mc_ctx *c, long limit, const mc_out *out)
         cells[6] = rec_str(r, "reason");
         mc_table_row(t, cells);
         if (json_is_object(d)) {
-            snprintf(note, sizeof(note), "redriven by %s at %s%s -> %s[%lld]@%lld",
-                     rec_str(d, "by"), rec_str(d, "at"),
-                     json_is_true(json_object_get(d, "edited")) ? " (corrected)" : "",
-                     rec_str(d, "topic"),
-                     (long long)json_integer_value(json_object_get(d, "partition")),
-                     (long long)json_integer_value(json_object_get(d, "offset")));
+            snprintf(
+                note, sizeof(note), "redriven by %s at %s%s -> %s[%lld]@%lld", rec_str(d, "by"),
+                rec_str(d, "at"), json_is_true(json_object_get(d, "edited")) ? " (corrected)" : "",
+                rec_str(d, "topic"), (long long)json_integer_value(json_object_get(d, "partition")),
+                (long long)json_integer_value(json_object_get(d, "offset")));
             mc_table_note(t, note);
         }
     }
@@ -231,7 +231,8 @@ static int dlq_show(mc_ctx *c, const char *id, const mc_out *out)
     if (out->fmt == MC_FMT_JSON || out->fmt == MC_FMT_YAML) {
         mc_out_doc(out, doc, stdout);
     } else {
-        json_object_foreach(doc, k, v) {
+        json_object_foreach(doc, k, v)
+        {
             char *s;
             if (strcmp(k, "message") == 0 || strcmp(k, "headers") == 0 || json_is_null(v))
                 continue;
@@ -282,8 +283,7 @@ static char *corrected_order(const char *path, size_t *len, char *why, size_t wh
 
 /* One identity field: what the rejected message said (NULL or "" = unknown) against the
  * correction.  Appends a line to why when they differ. */
-static void compare_field(const char *what, const char *was, const char *now, char *why,
-                          size_t len)
+static void compare_field(const char *what, const char *was, const char *now, char *why, size_t len)
 {
     size_t used = strlen(why);
 
@@ -296,8 +296,7 @@ static void compare_field(const char *what, const char *was, const char *now, ch
 /* A correction fixes an order; it must not make another one: the order id, account and
  * project billing sent stay.  0, or -1 with the changes in why.  The original's project is
  * read from its bytes (best effort: they did not pass the schema, but may be JSON). */
-static int identity_kept(mc_ctx *c, const json_t *rec, const mb_order *o, char *why,
-                         size_t len)
+static int identity_kept(mc_ctx *c, const json_t *rec, const mb_order *o, char *why, size_t len)
 {
     const char *key = rec_str(rec, "key"), *slash = strchr(key, '/');
     char account[200] = "";
@@ -361,7 +360,8 @@ static int dlq_redrive(mc_ctx *c, const char *id, const char *edit, int force)
         goto out;
     }
     if (o && edit && !force && identity_kept(c, rec, o, why, sizeof(why)) != 0) {
-        rc = mc_fail(MC_EXIT_FAILED, "redrive refused, nothing sent: the correction changes %s; "
+        rc = mc_fail(MC_EXIT_FAILED,
+                     "redrive refused, nothing sent: the correction changes %s; "
                      "a redrive corrects the order billing sent, it does not make another one "
                      "(billing would not recognise its status events); --force sends it anyway",
                      why);

@@ -77,9 +77,8 @@ static const char *row_str(const json_t *r, const char *k)
  * printed under it. */
 static void print_table(const json_t *rows, const mc_out *o)
 {
-    static const char *const cols[] = {"ORDER", "MESH",    "SAGA",    "STATUS", "STEP",
-                                       "ATT",   "AGE",     "ERROR",   "CLUSTER", "LEASE",
-                                       "UPDATED", "MESSAGE"};
+    static const char *const cols[] = {"ORDER", "MESH",  "SAGA",    "STATUS", "STEP",    "ATT",
+                                       "AGE",   "ERROR", "CLUSTER", "LEASE",  "UPDATED", "MESSAGE"};
     int wide = o->fmt == MC_FMT_WIDE;
     mc_table *t = mc_table_new(cols, wide ? 12 : 8);
     size_t i;
@@ -91,7 +90,9 @@ static void print_table(const json_t *rows, const mc_out *o)
         const char *cells[12];
 
         snprintf(status, sizeof(status), "%s%s", row_str(r, "status"),
-                 stuck ? " STUCK" : json_is_true(json_object_get(r, "parked")) ? " (parked)" : "");
+                 stuck                                        ? " STUCK"
+                 : json_is_true(json_object_get(r, "parked")) ? " (parked)"
+                                                              : "");
         snprintf(att, sizeof(att), "%lld",
                  (long long)json_integer_value(json_object_get(r, "attempts")));
         mc_fmt_age(json_integer_value(json_object_get(r, "age_ms")), age, sizeof(age));
@@ -132,7 +133,9 @@ static void print_rows(const json_t *rows, const mc_out *o)
     }
     if (o->fmt == MC_FMT_NAME) {
         json_array_foreach(rows, i, r)
+        {
             printf("%s\n", row_str(r, "order_id"));
+        }
         return;
     }
     print_table(rows, o);
@@ -141,24 +144,22 @@ static void print_rows(const json_t *rows, const mc_out *o)
 static void jobs_usage(FILE *f)
 {
     fprintf(f,
-        "usage: meshctl jobs [--status S] [--account A] [--since DURATION] [-o FMT]\n"
-        "\n"
-        "Lists jobs, newest first: order id, mesh (<account>/<name>), saga, status, step,\n"
-        "attempts at that step, age, last error code.  A job is flagged STUCK when its step\n"
-        "ran past its deadline, its lease holder stopped renewing, or it is due and no worker\n"
-        "claims it; the reason is printed under it.\n"
-        "\n"
-        "  --status S      Accepted|RollingBack|Failed|Cancelled|NeedsAttention, a saga's\n"
-        "                  status words (Installing|Running for create; any case), or 'stuck'\n"
-        "  --account A     only this account's jobs\n"
-        "  --since DUR     only jobs created within DUR (90s, 15m, 2h, 1d)\n"
-        MC_OUT_USAGE
-        "\n"
-        "JSON/YAML: an array of jobs, each the shape `meshctl show -o json` prints as .job\n"
-        "(order_id mesh account cluster saga status step step_index step_total attempts\n"
-        "parked created_ms created updated_ms updated age_ms next_run_ms next_run error_code\n"
-        "error_msg lease_owner lease_until_ms lease_until fence claims cancel_requested stuck\n"
-        "stuck_reason; null when absent).  -o name: one order id a line.\n");
+            "usage: meshctl jobs [--status S] [--account A] [--since DURATION] [-o FMT]\n"
+            "\n"
+            "Lists jobs, newest first: order id, mesh (<account>/<name>), saga, status, step,\n"
+            "attempts at that step, age, last error code.  A job is flagged STUCK when its step\n"
+            "ran past its deadline, its lease holder stopped renewing, or it is due and no worker\n"
+            "claims it; the reason is printed under it.\n"
+            "\n"
+            "  --status S      Accepted|RollingBack|Failed|Cancelled|NeedsAttention, a saga's\n"
+            "                  status words (Installing|Running for create; any case), or 'stuck'\n"
+            "  --account A     only this account's jobs\n"
+            "  --since DUR     only jobs created within DUR (90s, 15m, 2h, 1d)\n" MC_OUT_USAGE "\n"
+            "JSON/YAML: an array of jobs, each the shape `meshctl show -o json` prints as .job\n"
+            "(order_id mesh account cluster saga status step step_index step_total attempts\n"
+            "parked created_ms created updated_ms updated age_ms next_run_ms next_run error_code\n"
+            "error_msg lease_owner lease_until_ms lease_until fence claims cancel_requested stuck\n"
+            "stuck_reason; null when absent).  -o name: one order id a line.\n");
 }
 
 int mc_cmd_jobs(mc_ctx *c, int argc, char **argv)
@@ -228,17 +229,16 @@ int mc_cmd_jobs(mc_ctx *c, int argc, char **argv)
 static void show_usage(FILE *f)
 {
     fprintf(f,
-        "usage: meshctl show JOB... [-o FMT] [--no-events] [--events-timeout SEC]\n"
-        "\n"
-        "Prints the job: its order, where it stands (status, step, lease, stuck or not), each\n"
-        "step's history (attempts, start and end, last error, what it changed), the job's\n"
-        "history lines (replays, rollbacks and who asked), and the status events emitted for\n"
-        "it, read back from the status topic (needs KAFKA_BROKERS; --no-events skips them).\n"
-        "Several JOBs (xargs meshctl show < ids) are shown one after the other (JSON: an\n"
-        "array; YAML: documents).\n"
-        MC_OUT_USAGE
-        "JSON/YAML: {job, order, state, history, events, events_unavailable}; job has the\n"
-        "shape of `meshctl jobs -o json`; events null when not read (the reason beside).\n");
+            "usage: meshctl show JOB... [-o FMT] [--no-events] [--events-timeout SEC]\n"
+            "\n"
+            "Prints the job: its order, where it stands (status, step, lease, stuck or not), each\n"
+            "step's history (attempts, start and end, last error, what it changed), the job's\n"
+            "history lines (replays, rollbacks and who asked), and the status events emitted for\n"
+            "it, read back from the status topic (needs KAFKA_BROKERS; --no-events skips them).\n"
+            "Several JOBs (xargs meshctl show < ids) are shown one after the other (JSON: an\n"
+            "array; YAML: documents).\n" MC_OUT_USAGE
+            "JSON/YAML: {job, order, state, history, events, events_unavailable}; job has the\n"
+            "shape of `meshctl jobs -o json`; events null when not read (the reason beside).\n");
 }
 
 /* Steps in saga order with what the state document recorded for each.  A saga this
@@ -261,8 +261,8 @@ static void print_steps(const mb_saga_def *d, const json_t *state)
             printf("  %d %-16s -\n", i + 1, name);
             continue;
         }
-        printf("  %d %-16s %-20s attempts %lld  started %s  ended %s\n", i + 1,
-               name, json_string_value(json_object_get(rec, "status"))
+        printf("  %d %-16s %-20s attempts %lld  started %s  ended %s\n", i + 1, name,
+               json_string_value(json_object_get(rec, "status"))
                    ? json_string_value(json_object_get(rec, "status"))
                    : "?",
                (long long)json_integer_value(json_object_get(rec, "attempts")),
@@ -388,10 +388,10 @@ static int show_one(mc_ctx *c, const char *id, const mc_out *o, int events, long
         evs = mc_kafka_status_events(c, j->key, j->order_id, (int)tmo_s * 1000, why, sizeof(why));
     sum = mc_job_summary(c, j, now);
     if (docs) {
-        json_array_append_new(docs, json_pack("{s:O, s:O, s:O, s:O, s:O, s:o}", "job", sum,
-                                              "order", j->order ? j->order : json_null(),
-                                              "state", j->state, "history", hist, "events",
-                                              evs ? evs : json_null(), "events_unavailable",
+        json_array_append_new(docs, json_pack("{s:O, s:O, s:O, s:O, s:O, s:o}", "job", sum, "order",
+                                              j->order ? j->order : json_null(), "state", j->state,
+                                              "history", hist, "events", evs ? evs : json_null(),
+                                              "events_unavailable",
                                               evs ? json_null() : json_string(why)));
     } else {
         print_job(c, j, sum, now);
@@ -399,7 +399,9 @@ static int show_one(mc_ctx *c, const char *id, const mc_out *o, int events, long
         print_steps(mb_saga_def_find(mb_saga_defs, mb_saga_defs_count, j->saga), j->state);
         printf("\nhistory (replays, rollbacks, cancels; who asked, why):\n");
         json_array_foreach(hist, i, h)
+        {
             printf("  %s\n", json_string_value(h));
+        }
         if (json_array_size(hist) == 0)
             printf("  (none)\n");
         print_events(evs, why);
@@ -463,8 +465,9 @@ int mc_cmd_show(mc_ctx *c, int argc, char **argv)
             break;
     }
     if (docs && json_array_size(docs) > 0 && out.fmt == MC_FMT_JSON) /* one JOB: its object */
-        mc_out_doc(&out, json_array_size(docs) == 1 && argc - optind == 1
-                             ? json_array_get(docs, 0) : docs, stdout);
+        mc_out_doc(
+            &out, json_array_size(docs) == 1 && argc - optind == 1 ? json_array_get(docs, 0) : docs,
+            stdout);
     for (size_t i = 0; docs && out.fmt == MC_FMT_YAML && i < json_array_size(docs); i++) {
         if (argc - optind > 1)
             printf("---\n");
@@ -513,9 +516,8 @@ int mc_cmd_cancel(mc_ctx *c, int argc, char **argv)
         return rc;
     if (mc_status_terminal(j->status)) {
         rc = mc_fail(MC_EXIT_FAILED, "job %s is already %s: nothing to cancel%s", j->order_id,
-                     j->status, mc_status_done(j->status)
-                                    ? " (to undo the mesh: meshctl rollback JOB)"
-                                    : "");
+                     j->status,
+                     mc_status_done(j->status) ? " (to undo the mesh: meshctl rollback JOB)" : "");
         mb_job_free(j);
         return rc;
     }

@@ -76,7 +76,8 @@ static void yaml_node(const json_t *v, FILE *f, int depth)
     size_t i;
 
     if (json_is_object(v)) {
-        json_object_foreach((json_t *)v, k, x) {
+        json_object_foreach((json_t *)v, k, x)
+        {
             indent(f, depth);
             yaml_key(k, f);
             fputc(':', f);
@@ -91,7 +92,8 @@ static void yaml_node(const json_t *v, FILE *f, int depth)
         }
         return;
     }
-    json_array_foreach(v, i, x) {
+    json_array_foreach(v, i, x)
+    {
         indent(f, depth);
         fputs("-", f);
         if (scalar(x) || empty(x)) {
@@ -175,14 +177,16 @@ void mc_table_print(const mc_table *t, FILE *f, int no_headers)
     w = calloc(t->ncols ? t->ncols : 1, sizeof(*w));
     if (w == NULL)
         return;
-    json_array_foreach(t->rows, i, row) {
+    json_array_foreach(t->rows, i, row)
+    {
         for (c = 0; json_is_array(row) && c < t->ncols; c++) {
             size_t n = strlen(json_string_value(json_array_get(row, c)));
             if (n > w[c])
                 w[c] = n;
         }
     }
-    json_array_foreach(t->rows, i, row) {
+    json_array_foreach(t->rows, i, row)
+    {
         if (i == 0 && no_headers)
             continue;
         if (json_is_string(row)) {

@@ -18,14 +18,14 @@ typedef struct mc_out {
 /* The -o / --output option, --json (an alias of -o json) and --no-headers, for getopt_long
  * tables: MC_OUT_OPTIONS among the options, "o:" in the short ones, and mc_out_opt for
  * each of them.  MC_OUT_USAGE is the help line. */
-#define MC_OUT_OPT_JSON 0x1001
+#define MC_OUT_OPT_JSON   0x1001
 #define MC_OUT_OPT_NOHEAD 0x1002
-#define MC_OUT_OPTIONS                                                                 \
+#define MC_OUT_OPTIONS                                                                      \
     {"output", required_argument, NULL, 'o'}, {"json", no_argument, NULL, MC_OUT_OPT_JSON}, \
-    {                                                                                  \
-        "no-headers", no_argument, NULL, MC_OUT_OPT_NOHEAD                             \
+    {                                                                                       \
+        "no-headers", no_argument, NULL, MC_OUT_OPT_NOHEAD                                  \
     }
-#define MC_OUT_USAGE                                                                   \
+#define MC_OUT_USAGE                                                                        \
     "  -o, --output FMT   table (default), wide (more columns), json, yaml, or name (one\n" \
     "                     id a line: feeds xargs); --json = -o json; --no-headers\n"
 
@@ -44,7 +44,7 @@ void mc_out_yaml(const json_t *v, FILE *f);
 typedef struct mc_table mc_table;
 
 mc_table *mc_table_new(const char *const *headers, size_t ncols); /* headers copied */
-void mc_table_row(mc_table *t, const char *const *cells);          /* ncols cells, copied */
+void mc_table_row(mc_table *t, const char *const *cells);         /* ncols cells, copied */
 void mc_table_note(mc_table *t, const char *line);
 void mc_table_print(const mc_table *t, FILE *f, int no_headers);
 void mc_table_free(mc_table *t);

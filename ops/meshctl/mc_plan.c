@@ -77,9 +77,8 @@ static json_t *plan_step(const cloudside *p, int opened, const char *why, const 
         e = json_pack("{s:s, s:b, s:[], s:[], s:n, s:n}", "step", st->name, "observed", 0,
                       "changes", "in_place", "fails", "error");
     else if (!opened)
-        e = json_pack("{s:s, s:b, s:[], s:[], s:n, s:{s:s, s:s}}", "step", st->name, "observed",
-                      0, "changes", "in_place", "fails", "error", "code", "NotRead", "message",
-                      why);
+        e = json_pack("{s:s, s:b, s:[], s:[], s:n, s:{s:s, s:s}}", "step", st->name, "observed", 0,
+                      "changes", "in_place", "fails", "error", "code", "NotRead", "message", why);
     else
         e = mb_check_step(&env, st, j->state, o, &t);
     if (e == NULL)
@@ -122,7 +121,12 @@ static void print_lines(const json_t *arr, const char *label)
     json_t *v;
 
     json_array_foreach(arr, k, v)
+
+    {
+
         printf("      %s %s\n", label, json_string_value(v));
+
+    }
 }
 
 static void print_plan(const json_t *doc)
@@ -153,8 +157,7 @@ static void print_plan(const json_t *doc)
             printf("      would fail: %s: %s\n", json_string_value(json_object_get(fails, "code")),
                    json_string_value(json_object_get(fails, "message")));
         if (json_is_object(err))
-            printf("      not observed: %s: %s\n",
-                   json_string_value(json_object_get(err, "code")),
+            printf("      not observed: %s: %s\n", json_string_value(json_object_get(err, "code")),
                    json_string_value(json_object_get(err, "message")));
     }
 }

@@ -208,9 +208,8 @@ static int confirm_bulk(json_t **v, size_t n, const char *status, const char *er
 {
     char answer[16] = "";
 
-    printf("will replay %zu %s job(s)%s%s, oldest first, at most %.2f/s, reason: %s\n", n,
-           status, error_code ? " with error " : "", error_code ? error_code : "", rate,
-           o->reason);
+    printf("will replay %zu %s job(s)%s%s, oldest first, at most %.2f/s, reason: %s\n", n, status,
+           error_code ? " with error " : "", error_code ? error_code : "", rate, o->reason);
     for (size_t i = 0; v && i < n; i++)
         printf("  %-36s error %s\n", json_string_value(json_object_get(v[i], "id")),
                json_string_value(json_object_get(v[i], "error")));
@@ -218,7 +217,7 @@ static int confirm_bulk(json_t **v, size_t n, const char *status, const char *er
         return 0;
     if (!isatty(STDIN_FILENO)) {
         mc_fail(MC_EXIT_FAILED, "not a terminal: nothing was replayed; add --yes to confirm "
-                "(check the list first with --dry-run)");
+                                "(check the list first with --dry-run)");
         return -1;
     }
     printf("replay these %zu job(s)? [y/N] ", n);
@@ -318,41 +317,41 @@ static int replay_bulk(mc_ctx *c, const char *status, const char *error_class, l
 
 static void replay_usage(FILE *f)
 {
-    fprintf(f,
-        "usage: meshctl replay JOB [--from-step STEP] [--dry-run [-o json|yaml]] [--force]\n"
-        "                          [--reason TEXT]\n"
-        "       meshctl replay --status failed --reason TEXT [--error-code CODE] [--limit N]\n"
-        "                      [--rate R] [--yes | --dry-run]\n"
-        "\n"
-        "Runs a finished job's saga again.  The workers pick it up at once (due now, fence\n"
-        "bumped) at STEP with a fresh attempt count and deadline.  Steps observe before they\n"
-        "act, so a step whose effect is already in place costs a read and changes nothing.\n"
-        "\n"
-        "Default STEP: for a parked job (MESHBUY_ON_FAILURE=park) the failed step; for a\n"
-        "compensated job (Failed, Cancelled, NeedsAttention) the first step with something\n"
-        "to undo (create: reserve).  A replay that would skip a step compensation undid is\n"
-        "refused (--force overrides; also needed to restart an unfinished job).\n"
-        "\n"
-        "Refused while a worker holds the job's lease.  Recorded in the job's history as\n"
-        "\"replay from STEP by $USER@host: REASON\".  A bulk replay needs --reason, prints\n"
-        "the jobs it will replay and asks on a terminal (--yes confirms for scripts;\n"
-        "without a terminal it is refused unless --yes).\n"
-        "\n"
-        "  --from-step STEP   a step of the job's saga (listed below)\n"
-        "  --dry-run          print the plan and change nothing: each step that will run says,\n"
-        "                     by its own read-only face, what it would change and what is\n"
-        "                     already in place in the cloud (read with MESHBUY_CCE_URL,\n"
-        "                     _VPC_URL, _K8S_URL, _AK, _SK; reads only)\n"
-        "  -o json|yaml       the plan as JSON or YAML (with --dry-run; --json = -o json)\n"
-        "  --status S         bulk: every job with this status (failed, cancelled, ...)\n"
-        "  --reason TEXT      why: written to each job's history (needed in bulk)\n"
-        "  --yes              bulk: do not ask\n"
-        "  --error-code CODE  bulk: only jobs whose error code is CODE (see meshctl jobs;\n"
-        "                     --error-class is the same)\n"
-        "  --limit N          bulk: at most N jobs, oldest first\n"
-        "  --rate R           bulk: at most R replays per second (default 5)\n"
-        "\n"
-        "steps, per saga:\n");
+    fprintf(
+        f, "usage: meshctl replay JOB [--from-step STEP] [--dry-run [-o json|yaml]] [--force]\n"
+           "                          [--reason TEXT]\n"
+           "       meshctl replay --status failed --reason TEXT [--error-code CODE] [--limit N]\n"
+           "                      [--rate R] [--yes | --dry-run]\n"
+           "\n"
+           "Runs a finished job's saga again.  The workers pick it up at once (due now, fence\n"
+           "bumped) at STEP with a fresh attempt count and deadline.  Steps observe before they\n"
+           "act, so a step whose effect is already in place costs a read and changes nothing.\n"
+           "\n"
+           "Default STEP: for a parked job (MESHBUY_ON_FAILURE=park) the failed step; for a\n"
+           "compensated job (Failed, Cancelled, NeedsAttention) the first step with something\n"
+           "to undo (create: reserve).  A replay that would skip a step compensation undid is\n"
+           "refused (--force overrides; also needed to restart an unfinished job).\n"
+           "\n"
+           "Refused while a worker holds the job's lease.  Recorded in the job's history as\n"
+           "\"replay from STEP by $USER@host: REASON\".  A bulk replay needs --reason, prints\n"
+           "the jobs it will replay and asks on a terminal (--yes confirms for scripts;\n"
+           "without a terminal it is refused unless --yes).\n"
+           "\n"
+           "  --from-step STEP   a step of the job's saga (listed below)\n"
+           "  --dry-run          print the plan and change nothing: each step that will run says,\n"
+           "                     by its own read-only face, what it would change and what is\n"
+           "                     already in place in the cloud (read with MESHBUY_CCE_URL,\n"
+           "                     _VPC_URL, _K8S_URL, _AK, _SK; reads only)\n"
+           "  -o json|yaml       the plan as JSON or YAML (with --dry-run; --json = -o json)\n"
+           "  --status S         bulk: every job with this status (failed, cancelled, ...)\n"
+           "  --reason TEXT      why: written to each job's history (needed in bulk)\n"
+           "  --yes              bulk: do not ask\n"
+           "  --error-code CODE  bulk: only jobs whose error code is CODE (see meshctl jobs;\n"
+           "                     --error-class is the same)\n"
+           "  --limit N          bulk: at most N jobs, oldest first\n"
+           "  --rate R           bulk: at most R replays per second (default 5)\n"
+           "\n"
+           "steps, per saga:\n");
     for (size_t d = 0; d < mb_saga_defs_count; d++) {
         fprintf(f, "  %-8s", mb_saga_defs[d]->name);
         for (int i = 0; i < mb_saga_defs[d]->nsteps; i++)
@@ -364,13 +363,19 @@ static void replay_usage(FILE *f)
 int mc_cmd_replay(mc_ctx *c, int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"from-step", required_argument, NULL, 'f'}, {"dry-run", no_argument, NULL, 'n'},
-        {"force", no_argument, NULL, 'F'},           MC_OUT_OPTIONS,
-        {"status", required_argument, NULL, 's'},    {"error-class", required_argument, NULL, 'e'},
-        {"error-code", required_argument, NULL, 'e'}, {"reason", required_argument, NULL, 'R'},
+        {"from-step", required_argument, NULL, 'f'},
+        {"dry-run", no_argument, NULL, 'n'},
+        {"force", no_argument, NULL, 'F'},
+        MC_OUT_OPTIONS,
+        {"status", required_argument, NULL, 's'},
+        {"error-class", required_argument, NULL, 'e'},
+        {"error-code", required_argument, NULL, 'e'},
+        {"reason", required_argument, NULL, 'R'},
         {"yes", no_argument, NULL, 'y'},
-        {"limit", required_argument, NULL, 'l'},     {"rate", required_argument, NULL, 'r'},
-        {"help", no_argument, NULL, 'h'},            {NULL, 0, NULL, 0},
+        {"limit", required_argument, NULL, 'l'},
+        {"rate", required_argument, NULL, 'r'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
     };
     replay_opts o = {NULL, NULL, 0, 0, 0, 0, 0};
     const char *status = NULL, *error_class = NULL;
@@ -413,9 +418,7 @@ int mc_cmd_replay(mc_ctx *c, int argc, char **argv)
                 return mc_fail(MC_EXIT_USAGE, "--reason: want a short text (1..300 characters)");
             o.reason = optarg;
             break;
-        case 'y':
-            o.yes = 1;
-            break;
+        case 'y': o.yes = 1; break;
         case 'l':
             if (mc_parse_long(optarg, 1, 1000000, &limit) != 0)
                 return mc_fail(MC_EXIT_USAGE, "--limit %s: want a positive number", optarg);
@@ -439,7 +442,7 @@ int mc_cmd_replay(mc_ctx *c, int argc, char **argv)
                            "(see meshctl replay --help)");
         if (o.reason == NULL && !o.dry_run)
             return mc_fail(MC_EXIT_USAGE, "a bulk replay needs --reason TEXT (written to each "
-                           "job's history); see what it would do with --dry-run");
+                                          "job's history); see what it would do with --dry-run");
         if (mc_status_done(status))
             return mc_fail(MC_EXIT_USAGE, "replay --status %s: %s jobs have nothing to replay",
                            status, status);
@@ -458,16 +461,16 @@ int mc_cmd_replay(mc_ctx *c, int argc, char **argv)
 static void rollback_usage(FILE *f)
 {
     fprintf(f,
-        "usage: meshctl rollback JOB\n"
-        "\n"
-        "Compensates now: the workers undo, in reverse order, every step of the job that\n"
-        "started and was not already undone (create: labels restored to their prior values,\n"
-        "the release deleted, a 7443 rule the job created deleted, the name released), then\n"
-        "the job ends Failed with error RolledBack.  Works on Running (its saga's end),\n"
-        "parked Failed and NeedsAttention jobs (an undo that gave up is tried again).\n"
-        "Refused while a worker holds the lease (to stop a job that is installing: meshctl\n"
-        "cancel JOB), and for a saga that keeps its effects (delete: replay it instead).\n"
-        "Recorded in the job's history with who asked.\n");
+            "usage: meshctl rollback JOB\n"
+            "\n"
+            "Compensates now: the workers undo, in reverse order, every step of the job that\n"
+            "started and was not already undone (create: labels restored to their prior values,\n"
+            "the release deleted, a 7443 rule the job created deleted, the name released), then\n"
+            "the job ends Failed with error RolledBack.  Works on Running (its saga's end),\n"
+            "parked Failed and NeedsAttention jobs (an undo that gave up is tried again).\n"
+            "Refused while a worker holds the lease (to stop a job that is installing: meshctl\n"
+            "cancel JOB), and for a saga that keeps its effects (delete: replay it instead).\n"
+            "Recorded in the job's history with who asked.\n");
 }
 
 static int rollback_once(mc_ctx *c, const char *id, int *retry)
@@ -491,9 +494,10 @@ static int rollback_once(mc_ctx *c, const char *id, int *retry)
     if (rc != MC_EXIT_OK) {
         /* printed */
     } else if (d->keep_effects) {
-        rc = mc_fail(MC_EXIT_FAILED, "rollback refused: the %s saga does not undo what it did "
-                     "(job %s); replay it instead (meshctl replay %s)", d->name, j->order_id,
-                     j->order_id);
+        rc = mc_fail(MC_EXIT_FAILED,
+                     "rollback refused: the %s saga does not undo what it did "
+                     "(job %s); replay it instead (meshctl replay %s)",
+                     d->name, j->order_id, j->order_id);
     } else if (mc_job_leased(j, now)) {
         snprintf(why, sizeof(why), "a worker (%s) holds the lease: to stop an installing job "
                  "use meshctl cancel %s", j->lease_owner, j->order_id);

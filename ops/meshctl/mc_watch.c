@@ -26,15 +26,15 @@ static void on_sigint(int sig)
 static void watch_usage(FILE *f)
 {
     fprintf(f,
-        "usage: meshctl watch JOB [--timeout SEC] [--accept-timeout SEC]\n"
-        "       meshctl watch --all [--timeout SEC]\n"
-        "\n"
-        "Follows status events on the status topic from now on (needs KAFKA_BROKERS).  On a\n"
-        "terminal: a progress bar per job; piped: one plain line per event.  Watching JOB\n"
-        "ends when its saga reaches its end (Running: exit 0) or Failed/Cancelled (exit 1); a\n"
-        "JOB that already ended is reported at once.  A JOB not accepted yet (published a\n"
-        "moment ago) is waited for, up to --accept-timeout SEC (default 60; exit 4 after).\n"
-        "--timeout SEC: give up after SEC seconds (exit 1).  Ctrl-C stops (exit 130).\n");
+            "usage: meshctl watch JOB [--timeout SEC] [--accept-timeout SEC]\n"
+            "       meshctl watch --all [--timeout SEC]\n"
+            "\n"
+            "Follows status events on the status topic from now on (needs KAFKA_BROKERS).  On a\n"
+            "terminal: a progress bar per job; piped: one plain line per event.  Watching JOB\n"
+            "ends when its saga reaches its end (Running: exit 0) or Failed/Cancelled (exit 1); a\n"
+            "JOB that already ended is reported at once.  A JOB not accepted yet (published a\n"
+            "moment ago) is waited for, up to --accept-timeout SEC (default 60; exit 4 after).\n"
+            "--timeout SEC: give up after SEC seconds (exit 1).  Ctrl-C stops (exit 130).\n");
 }
 
 /* A saga's done status on the status stream (Running for create). */
@@ -49,8 +49,7 @@ static int done_event(const char *status)
 
 static int terminal_event(const char *status)
 {
-    return done_event(status) || strcmp(status, "Failed") == 0 ||
-           strcmp(status, "Cancelled") == 0;
+    return done_event(status) || strcmp(status, "Failed") == 0 || strcmp(status, "Cancelled") == 0;
 }
 
 static void show_event(const mb_status_event *ev, const json_t *env, int tty, int all)
@@ -117,9 +116,11 @@ static int wait_accepted(mc_ctx *c, const char *id, long long bound_ms, int tty,
         if (interrupted)
             return EXIT_INTERRUPTED;
         if (mc_now_ms() >= until)
-            return mc_fail(MC_EXIT_NOTFOUND, "no job for order %s after waiting %llds: no worker "
+            return mc_fail(MC_EXIT_NOTFOUND,
+                           "no job for order %s after waiting %llds: no worker "
                            "accepted it (are workers running? was it rejected: meshctl dlq "
-                           "list? is the order id right: meshctl jobs)", id, bound_ms / 1000);
+                           "list? is the order id right: meshctl jobs)",
+                           id, bound_ms / 1000);
         if (!said) {
             fprintf(tty ? stderr : stdout, "waiting for order %s to be accepted (up to %llds)\n",
                     id, bound_ms / 1000);
@@ -175,8 +176,10 @@ int mc_cmd_watch(mc_ctx *c, int argc, char **argv)
     if (!all) {
         id = argv[optind];
         if (mb_order_check_order_id(id) != NULL)
-            return mc_fail(MC_EXIT_USAGE, "'%s' is not an order id (letters, digits, ._:-, at "
-                           "most 64)", id);
+            return mc_fail(MC_EXIT_USAGE,
+                           "'%s' is not an order id (letters, digits, ._:-, at "
+                           "most 64)",
+                           id);
         if (mc_store(c) == NULL) /* fails early when Redis is away */
             return MC_EXIT_CONFIG;
     }

@@ -33,7 +33,7 @@ static int setup(void **state)
 {
     fixture *f = calloc(1, sizeof(*f));
     mb_http_opts ho = {.timeout_ms = 2000, .connect_timeout_ms = 1000};
-    mb_cloud_opts co = {CLOSED "/cce", CLOSED "/vpc", CLOSED "/k8s/{cluster_id}",
+    mb_cloud_opts co = {CLOSED "/cce",      CLOSED "/vpc",     CLOSED "/k8s/{cluster_id}",
                         .retry_base_ms = 1, .retry_max_ms = 5, .call_budget_ms = 3000};
     char err[200];
 

@@ -126,8 +126,10 @@ static mb_step_rc del_precheck_check(mb_sjob *j)
     }
     if (rc != MB_STEP_DONE)
         return rc; /* not read: the caller reports why */
-    mb_step_seen(j, "the create %s may be deleted; cluster %s is Available: precheck passes "
-                 "(reads only)", mb_target_order_id(j), j->order->cluster_id);
+    mb_step_seen(j,
+                 "the create %s may be deleted; cluster %s is Available: precheck passes "
+                 "(reads only)",
+                 mb_target_order_id(j), j->order->cluster_id);
     return MB_STEP_DONE;
 }
 

@@ -186,14 +186,16 @@ static void check_judge(mb_sjob *j, const mb_release *r)
                            "release %s/%s exists and was not installed by this order (%s)",
                            RELEASE_NS, RELEASE_NAME, r->description ? r->description : "");
     else if (failed(st) && failed(json_string_value(json_object_get(j->ck, "status"))))
-        mb_step_would(j, "DELETE this order's %s release %s/%s, then POST it again and poll "
-                      "until DEPLOYED", st, RELEASE_NS, RELEASE_NAME);
+        mb_step_would(j,
+                      "DELETE this order's %s release %s/%s, then POST it again and poll "
+                      "until DEPLOYED",
+                      st, RELEASE_NS, RELEASE_NAME);
     else if (strcmp(st, "DEPLOYED") == 0)
-        mb_step_seen(j, "release %s/%s is DEPLOYED and this order's: adopted, no call",
-                     RELEASE_NS, RELEASE_NAME);
+        mb_step_seen(j, "release %s/%s is DEPLOYED and this order's: adopted, no call", RELEASE_NS,
+                     RELEASE_NAME);
     else if (failed(st))
-        mb_step_would_fail(j, "ReleaseFailed", "release %s/%s is %s: %s", RELEASE_NS,
-                           RELEASE_NAME, st, r->status_description ? r->status_description : "");
+        mb_step_would_fail(j, "ReleaseFailed", "release %s/%s is %s: %s", RELEASE_NS, RELEASE_NAME,
+                           st, r->status_description ? r->status_description : "");
     else
         mb_step_would(j, "poll this order's release %s/%s (%s) until DEPLOYED", RELEASE_NS,
                       RELEASE_NAME, st);

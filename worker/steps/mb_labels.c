@@ -150,8 +150,8 @@ mb_step_rc mb_labels_check(mb_sjob *j, const mb_labels_spec *spec)
             mb_step_seen(j, "%s %s already has %s=%s: no call", what, spec->names[i], spec->key,
                          spec->value);
         else
-            mb_step_would(j, "PATCH /api/v1/%ss/%s labels %s=%s (now: %s)", what,
-                          spec->names[i], spec->key, spec->value, now ? now : "absent");
+            mb_step_would(j, "PATCH /api/v1/%ss/%s labels %s=%s (now: %s)", what, spec->names[i],
+                          spec->key, spec->value, now ? now : "absent");
     }
     return MB_STEP_DONE;
 }
@@ -278,8 +278,8 @@ mb_step_rc mb_labels_restore_check(mb_sjob *j, const mb_labels_spec *spec, const
             mb_step_would(j, "PATCH /api/v1/%ss/%s labels %s=%s (now: %s)", what, s->names[i],
                           spec->key, was ? was : "(removed)", now);
         else if (same(now, was) || (now == NULL && was == NULL))
-            mb_step_seen(j, "%s %s is back to %s=%s already: no call", what, s->names[i],
-                         spec->key, was ? was : "(none)");
+            mb_step_seen(j, "%s %s is back to %s=%s already: no call", what, s->names[i], spec->key,
+                         was ? was : "(none)");
         else
             mb_step_seen(j, "%s %s was changed since the purchase (%s=%s): left as set", what,
                          s->names[i], spec->key, now ? now : "(removed)");

@@ -26,8 +26,10 @@ static mb_step_rc release_name_check(mb_sjob *j)
     if (of == NULL)
         mb_step_would_fail(j, "MeshNotFound", "no create order to release the name of");
     else
-        mb_step_would(j, "free mesh name %s from order %s in the store (if it still points "
-                      "there; no cloud call)", j->order->mesh_name, of);
+        mb_step_would(j,
+                      "free mesh name %s from order %s in the store (if it still points "
+                      "there; no cloud call)",
+                      j->order->mesh_name, of);
     return MB_STEP_DONE;
 }
 

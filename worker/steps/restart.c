@@ -109,11 +109,13 @@ static void check_judge(mb_sjob *j, const restart *s, const char *ts)
             if (w->kind == MB_WL_DEPLOYMENT && w->paused)
                 mb_step_seen(j, "%s/%s/%s is paused: skipped, no call", ns, kind, w->name);
             else if (ts && w->restarted_at && strcmp(w->restarted_at, ts) == 0)
-                mb_step_seen(j, "%s/%s/%s already restarted by this order at %s: no call", ns,
-                             kind, w->name, ts);
+                mb_step_seen(j, "%s/%s/%s already restarted by this order at %s: no call", ns, kind,
+                             w->name, ts);
             else
-                mb_step_would(j, "PATCH %s/%s/%s restartedAt annotation (rolls its pods; "
-                              "irreversible)", ns, kind, w->name);
+                mb_step_would(j,
+                              "PATCH %s/%s/%s restartedAt annotation (rolls its pods; "
+                              "irreversible)",
+                              ns, kind, w->name);
         }
     }
     if (total == 0)

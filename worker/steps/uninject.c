@@ -14,8 +14,7 @@ static mb_step_rc uninject_check(mb_sjob *j)
 {
     mb_labels_spec spec = {MB_K8S_NAMESPACE, "istio-injection", "enabled", NULL, 0};
 
-    return mb_labels_restore_check(j, &spec,
-                                   json_object_get(mb_target_ck(j, "inject"), "prior"));
+    return mb_labels_restore_check(j, &spec, json_object_get(mb_target_ck(j, "inject"), "prior"));
 }
 
 const mb_step mb_step_uninject = {
