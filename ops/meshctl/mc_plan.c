@@ -121,11 +121,8 @@ static void print_lines(const json_t *arr, const char *label)
     json_t *v;
 
     json_array_foreach(arr, k, v)
-
     {
-
         printf("      %s %s\n", label, json_string_value(v));
-
     }
 }
 
