@@ -17,9 +17,19 @@ typedef struct list_ctx {
     const char *status;  /* canonical, "stuck", or NULL */
     const char *account; /* NULL = all */
     long long since_ms;  /* 0 = any age */
+    long long until_ms;  /* created at least this long ago; 0 = any */
+    const char *saga, *step, *error_code, *cluster; /* NULL = any */
     long long now;
     json_t *rows;
 } list_ctx;
+
+/* 1 if want is NULL or the row's key holds exactly want. */
+static int matches(const json_t *row, const char *key, const char *want)
+{
+    const char *v = json_string_value(json_object_get(row, key));
+
+    return want == NULL || (v && strcmp(v, want) == 0);
+}
 
 static int list_one(void *arg, const mb_job *j)
 {
@@ -31,11 +41,15 @@ static int list_one(void *arg, const mb_job *j)
         return 0;
     if (l->since_ms > 0 && j->created_ms < l->now - l->since_ms)
         return 0;
+    if (l->until_ms > 0 && j->created_ms > l->now - l->until_ms)
+        return 0;
     row = mc_job_summary(l->c, j, l->now);
     if (row == NULL)
         return 0;
-    if (l->status && strcmp(l->status, "stuck") == 0 &&
-        !json_is_true(json_object_get(row, "stuck"))) {
+    if ((l->status && strcmp(l->status, "stuck") == 0 &&
+         !json_is_true(json_object_get(row, "stuck"))) ||
+        !matches(row, "saga", l->saga) || !matches(row, "step", l->step) ||
+        !matches(row, "error_code", l->error_code) || !matches(row, "cluster", l->cluster)) {
         json_decref(row);
         return 0;
     }
@@ -144,7 +158,9 @@ static void print_rows(const json_t *rows, const mc_out *o)
 static void jobs_usage(FILE *f)
 {
     fprintf(f,
-            "usage: meshctl jobs [--status S] [--account A] [--since DURATION] [-o FMT]\n"
+            "usage: meshctl jobs [--status S] [--saga S] [--step S] [--error-code C]\n"
+        "                    [--cluster C] [--account A] [--since DUR] [--until DUR]\n"
+        "                    [--limit N] [-o FMT]\n"
             "\n"
             "Lists jobs, newest first: order id, mesh (<account>/<name>), saga, status, step,\n"
             "attempts at that step, age, last error code.  A job is flagged STUCK when its step\n"
@@ -154,7 +170,14 @@ static void jobs_usage(FILE *f)
             "  --status S      Accepted|RollingBack|Failed|Cancelled|NeedsAttention, a saga's\n"
             "                  status words (Installing|Running for create; any case), or 'stuck'\n"
             "  --account A     only this account's jobs\n"
-            "  --since DUR     only jobs created within DUR (90s, 15m, 2h, 1d)\n" MC_OUT_USAGE "\n"
+            "  --since DUR     only jobs created within DUR (90s, 15m, 2h, 1d)\n"
+        "  --until DUR     only jobs created at least DUR ago\n"
+        "  --saga S        only jobs of saga S (create, delete)\n"
+        "  --step S        only jobs at step S (for an ended job: where it stopped)\n"
+        "  --error-code C  only jobs whose last error code is C\n"
+        "  --cluster C     only jobs whose order targets cluster C\n"
+        "  --limit N       the N newest that match\n"
+        "(the filters read every job of the status asked, or all: a scan of the store)\n" MC_OUT_USAGE "\n"
             "JSON/YAML: an array of jobs, each the shape `meshctl show -o json` prints as .job\n"
             "(order_id mesh account cluster saga status step step_index step_total attempts\n"
             "parked created_ms created updated_ms updated age_ms next_run_ms next_run error_code\n"
@@ -167,9 +190,13 @@ int mc_cmd_jobs(mc_ctx *c, int argc, char **argv)
     static const struct option opts[] = {
         {"status", required_argument, NULL, 's'}, {"account", required_argument, NULL, 'a'},
         {"since", required_argument, NULL, 'S'},  MC_OUT_OPTIONS,
+        {"until", required_argument, NULL, 'U'},  {"saga", required_argument, NULL, 'g'},
+        {"step", required_argument, NULL, 'p'},   {"error-code", required_argument, NULL, 'e'},
+        {"cluster", required_argument, NULL, 'c'}, {"limit", required_argument, NULL, 'l'},
         {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
     };
-    list_ctx l = {c, NULL, NULL, 0, mc_now_ms(), NULL};
+    list_ctx l = {.c = c, .now = mc_now_ms()};
+    long limit = 0;
     mc_out out = {MC_FMT_TABLE, 0};
     int opt, taken;
     mb_store *st;
@@ -198,6 +225,30 @@ int mc_cmd_jobs(mc_ctx *c, int argc, char **argv)
                 return mc_fail(MC_EXIT_USAGE, "--since %s: want a duration like 90s, 15m, "
                                "2h, 1d", optarg);
             break;
+        case 'U':
+            if (mc_parse_duration(optarg, &l.until_ms) != 0)
+                return mc_fail(MC_EXIT_USAGE, "--until %s: want a duration like 90s, 15m, "
+                               "2h, 1d", optarg);
+            break;
+        case 'g':
+            if (mb_saga_def_find(mb_saga_defs, mb_saga_defs_count, optarg) == NULL)
+                return mc_fail(MC_EXIT_USAGE, "--saga %s: not a saga this meshctl knows",
+                               optarg);
+            l.saga = optarg;
+            break;
+        case 'p':
+            l.step = optarg;
+            break;
+        case 'e':
+            l.error_code = optarg;
+            break;
+        case 'c':
+            l.cluster = optarg;
+            break;
+        case 'l':
+            if (mc_parse_long(optarg, 1, 1000000, &limit) != 0)
+                return mc_fail(MC_EXIT_USAGE, "--limit %s: want a positive number", optarg);
+            break;
         case 'h':
             jobs_usage(stdout);
             return MC_EXIT_OK;
@@ -219,6 +270,8 @@ int mc_cmd_jobs(mc_ctx *c, int argc, char **argv)
         return mc_store_fail("listing jobs", &e);
     }
     sort_rows(l.rows);
+    while (limit > 0 && json_array_size(l.rows) > (size_t)limit)
+        json_array_remove(l.rows, json_array_size(l.rows) - 1);
     print_rows(l.rows, &out);
     json_decref(l.rows);
     return MC_EXIT_OK;

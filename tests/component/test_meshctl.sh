@@ -117,6 +117,16 @@ assert_eq 2 "$(json_get "$("$MC" jobs --account acct-b --json)" 'length')" "--ac
 assert_eq ord-stuck "$(json_get "$("$MC" jobs --status stuck --json)" '.[0].order_id')"
 assert_eq 11 "$(json_get "$("$MC" jobs --since 1h --json)" 'length')" "--since"
 assert_json "$json" 'map(.saga) | unique == ["create"]' "records without a saga field run create"
+# filters
+assert_eq 4 "$(json_get "$("$MC" jobs --error-code HTTP503 -o json)" 'length')" "--error-code"
+assert_json "$("$MC" jobs --step finish -o json)" 'map(.order_id) == ["ord-run"]' "--step"
+assert_eq 11 "$(json_get "$("$MC" jobs --saga create --cluster c-good -o json)" 'length')" "--saga --cluster"
+assert_eq 0 "$(json_get "$("$MC" jobs --cluster c-other -o json)" 'length')" "--cluster"
+rc=0; "$MC" jobs --saga nosuch 2>/dev/null || rc=$?; assert_eq 2 "$rc" "--saga of no saga"
+assert_eq "$(json_get "$json" '[.[0:2][].order_id] | join(" ")')" \
+    "$(json_get "$("$MC" jobs --limit 2 -o json)" '[.[].order_id] | join(" ")')" "--limit: the newest"
+assert_eq 11 "$(json_get "$("$MC" jobs --until 30s -o json)" 'length')" "--until"
+assert_eq 0 "$(json_get "$("$MC" jobs --until 1h -o json)" 'length')" "--until 1h"
 assert_contains "$out" "SAGA"
 
 # output formats: -o json|yaml|name|wide|table, --json, --output=, --no-headers
