@@ -159,8 +159,8 @@ static void jobs_usage(FILE *f)
 {
     fprintf(f,
             "usage: meshctl jobs [--status S] [--saga S] [--step S] [--error-code C]\n"
-        "                    [--cluster C] [--account A] [--since DUR] [--until DUR]\n"
-        "                    [--limit N] [-o FMT]\n"
+            "                    [--cluster C] [--account A] [--since DUR] [--until DUR]\n"
+            "                    [--limit N] [-o FMT]\n"
             "\n"
             "Lists jobs, newest first: order id, mesh (<account>/<name>), saga, status, step,\n"
             "attempts at that step, age, last error code.  A job is flagged STUCK when its step\n"
@@ -171,13 +171,14 @@ static void jobs_usage(FILE *f)
             "                  status words (Installing|Running for create; any case), or 'stuck'\n"
             "  --account A     only this account's jobs\n"
             "  --since DUR     only jobs created within DUR (90s, 15m, 2h, 1d)\n"
-        "  --until DUR     only jobs created at least DUR ago\n"
-        "  --saga S        only jobs of saga S (create, delete)\n"
-        "  --step S        only jobs at step S (for an ended job: where it stopped)\n"
-        "  --error-code C  only jobs whose last error code is C\n"
-        "  --cluster C     only jobs whose order targets cluster C\n"
-        "  --limit N       the N newest that match\n"
-        "(the filters read every job of the status asked, or all: a scan of the store)\n" MC_OUT_USAGE "\n"
+            "  --until DUR     only jobs created at least DUR ago\n"
+            "  --saga S        only jobs of saga S (create, delete)\n"
+            "  --step S        only jobs at step S (for an ended job: where it stopped)\n"
+            "  --error-code C  only jobs whose last error code is C\n"
+            "  --cluster C     only jobs whose order targets cluster C\n"
+            "  --limit N       the N newest that match\n"
+            "(the filters read every job of the status asked, or all: a scan of the "
+            "store)\n" MC_OUT_USAGE "\n"
             "JSON/YAML: an array of jobs, each the shape `meshctl show -o json` prints as .job\n"
             "(order_id mesh account cluster saga status step step_index step_total attempts\n"
             "parked created_ms created updated_ms updated age_ms next_run_ms next_run error_code\n"
@@ -188,12 +189,12 @@ static void jobs_usage(FILE *f)
 int mc_cmd_jobs(mc_ctx *c, int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"status", required_argument, NULL, 's'}, {"account", required_argument, NULL, 'a'},
-        {"since", required_argument, NULL, 'S'},  MC_OUT_OPTIONS,
-        {"until", required_argument, NULL, 'U'},  {"saga", required_argument, NULL, 'g'},
-        {"step", required_argument, NULL, 'p'},   {"error-code", required_argument, NULL, 'e'},
+        {"status", required_argument, NULL, 's'},  {"account", required_argument, NULL, 'a'},
+        {"since", required_argument, NULL, 'S'},   MC_OUT_OPTIONS,
+        {"until", required_argument, NULL, 'U'},   {"saga", required_argument, NULL, 'g'},
+        {"step", required_argument, NULL, 'p'},    {"error-code", required_argument, NULL, 'e'},
         {"cluster", required_argument, NULL, 'c'}, {"limit", required_argument, NULL, 'l'},
-        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
+        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
     };
     list_ctx l = {.c = c, .now = mc_now_ms()};
     long limit = 0;
@@ -227,24 +228,19 @@ int mc_cmd_jobs(mc_ctx *c, int argc, char **argv)
             break;
         case 'U':
             if (mc_parse_duration(optarg, &l.until_ms) != 0)
-                return mc_fail(MC_EXIT_USAGE, "--until %s: want a duration like 90s, 15m, "
-                               "2h, 1d", optarg);
+                return mc_fail(MC_EXIT_USAGE,
+                               "--until %s: want a duration like 90s, 15m, "
+                               "2h, 1d",
+                               optarg);
             break;
         case 'g':
             if (mb_saga_def_find(mb_saga_defs, mb_saga_defs_count, optarg) == NULL)
-                return mc_fail(MC_EXIT_USAGE, "--saga %s: not a saga this meshctl knows",
-                               optarg);
+                return mc_fail(MC_EXIT_USAGE, "--saga %s: not a saga this meshctl knows", optarg);
             l.saga = optarg;
             break;
-        case 'p':
-            l.step = optarg;
-            break;
-        case 'e':
-            l.error_code = optarg;
-            break;
-        case 'c':
-            l.cluster = optarg;
-            break;
+        case 'p': l.step = optarg; break;
+        case 'e': l.error_code = optarg; break;
+        case 'c': l.cluster = optarg; break;
         case 'l':
             if (mc_parse_long(optarg, 1, 1000000, &limit) != 0)
                 return mc_fail(MC_EXIT_USAGE, "--limit %s: want a positive number", optarg);
@@ -575,8 +571,8 @@ int mc_cmd_cancel(mc_ctx *c, int argc, char **argv)
         return rc;
     }
     mb_error_clear(&e);
-    if (mb_store_cancel(c->store, j->order_id, j->key, mc_now_ms(), &found, status,
-                        sizeof(status), &e) != MB_OK) {
+    if (mb_store_cancel(c->store, j->order_id, j->key, mc_now_ms(), &found, status, sizeof(status),
+                        &e) != MB_OK) {
         mb_job_free(j);
         return mc_store_fail("cancelling", &e);
     }
