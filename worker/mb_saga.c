@@ -37,6 +37,11 @@
  *   one included: it may have half-acted), using only what its ck records.
  * - Checkpoints queued during one loop turn are written at its end in one
  *   pipelined round trip; a job does nothing while its write is out.
+ * - Side effects are fenced in time: no cloud change starts unless the job's
+ *   lease has more than the call's timeout + a margin left (lease_guard).  The
+ *   lease end is kept on this process's monotonic clock, counted from when the
+ *   claim, renew or checkpoint that set it was sent (Redis counts from later,
+ *   when the script ran), so a worker paused past its lease sees it gone.
  */
 #include "mb_saga.h"
 
@@ -74,7 +79,7 @@ typedef struct sjob {
     int pending;           /* cloud calls in flight */
     int lost;              /* lease lost: drop once calls return */
     int leave;             /* checkpointed for later (or ended): leaves memory */
-    long long lease_until; /* ms */
+    long long lease_until; /* ms, monotonic (mono_ms): conservative end of our lease */
     json_t *events;        /* status events queued for the next checkpoint */
     char mesh_id[32];      /* stable per order: "mesh-" + hash of key and order id */
     long long exec_us;     /* when the current execution started (monotonic) */
@@ -83,6 +88,7 @@ typedef struct sjob {
     long long ck_next_run;
     const char *ck_status;
     struct sjob *prev, *next;
+    struct sjob *hnext; /* chain in mb_saga.held, by order id */
 } sjob;
 
 struct mb_saga {
@@ -105,6 +111,8 @@ struct mb_saga {
     size_t ndefs;
     int nhist;          /* steps of every definition, in order */
     mb_saga_hist *hist; /* per step of every definition */
+    sjob **held;        /* jobs in memory by order id: hmask + 1 chains */
+    size_t hmask;
 };
 
 const double mb_saga_bucket_le[MB_SAGA_BUCKETS] = {0.001, 0.005, 0.01, 0.05, 0.1,
@@ -112,6 +120,16 @@ const double mb_saga_bucket_le[MB_SAGA_BUCKETS] = {0.001, 0.005, 0.01, 0.05, 0.1
 
 static void advance(sjob *j);
 static int step_index(const sjob *j, const mb_step *st);
+
+/* The chain of mb_saga.held for order_id: FNV-1a. */
+static size_t held_slot(const struct mb_saga *s, const char *order_id)
+{
+    uint32_t h = 2166136261u;
+
+    for (const unsigned char *p = (const unsigned char *)order_id; *p; p++)
+        h = (h ^ *p) * 16777619u;
+    return h & s->hmask;
+}
 
 static long long mono_us(void)
 {
@@ -133,6 +151,11 @@ static void observe(sjob *j, const mb_step *st, long long started_us)
     for (; i <= MB_SAGA_BUCKETS; i++)
         h->bucket[i]++;
     h->sum += secs;
+}
+
+static long long mono_ms(void)
+{
+    return mono_us() / 1000;
 }
 
 static long long now_ms(void)
@@ -343,16 +366,17 @@ static void checkpoint(sjob *j, const char *status, long long next_run_ms, int k
     }
 }
 
-/* The store reads a next run at or before now as "the caller keeps the lease":
- * a job leaving memory must ask for a time strictly after the flush, however
- * late the flush runs after the checkpoint was queued. */
-static long long next_run_at(const sjob *j, long long now)
+/* The store takes a delay, counted on its own clock: < 0 terminal, 0 "the
+ * caller keeps the lease", > 0 due that much later.  A job leaving memory asks
+ * for at least 1 ms, however late the flush runs after the checkpoint was
+ * queued. */
+static long long run_in(const sjob *j, long long now)
 {
     if (j->ck_next_run == 0)
-        return 0;
+        return -1;
     if (j->ck_keep)
-        return now;
-    return j->ck_next_run > now ? j->ck_next_run : now + 1;
+        return 0;
+    return j->ck_next_run > now ? j->ck_next_run - now : 1;
 }
 
 static void fill_ckpt(sjob *j, mb_checkpoint *ck, json_t **evs, long long now)
@@ -375,8 +399,7 @@ static void fill_ckpt(sjob *j, mb_checkpoint *ck, json_t **evs, long long now)
         .attempt = (int)st_int(j->pub.state, "attempt"),
         .error_code = error ? st_str(error, "code") : "",
         .error_msg = error ? st_str(error, "message") : "",
-        .next_run_ms = next_run_at(j, now),
-        .now_ms = now,
+        .run_in_ms = run_in(j, now),
         .lease_ms = j->saga->o.lease_ms,
         .release_name = j->pub.release_name,
         .release_name_of = j->pub.release_name_of,
@@ -387,7 +410,7 @@ static void fill_ckpt(sjob *j, mb_checkpoint *ck, json_t **evs, long long now)
 
 /* What a written (or refused) checkpoint means for its job. */
 static void ckpt_done(sjob *j, mb_status st, const mb_checkpoint_result *res, const mb_error *e,
-                      long long now)
+                      long long sent_mono)
 {
     j->ck_pending = 0;
     json_array_clear(j->events);
@@ -401,7 +424,7 @@ static void ckpt_done(sjob *j, mb_status st, const mb_checkpoint_result *res, co
         j->pub.release_name_of = NULL;
         j->job->cancel_requested = res->cancel_requested;
         if (j->ck_keep)
-            j->lease_until = now + j->saga->o.lease_ms;
+            j->lease_until = sent_mono + j->saga->o.lease_ms;
     }
     if (j->lost || j->leave) {
         if (j->pending == 0)
@@ -419,7 +442,7 @@ static void flush_batch(mb_saga *s, sjob **batch, size_t n)
     mb_status sts[FLUSH_BATCH];
     mb_error errs[FLUSH_BATCH];
     json_t *evs[FLUSH_BATCH][MAX_EVENTS];
-    long long now = now_ms();
+    long long now = now_ms(), sent = mono_ms();
 
     for (size_t i = 0; i < n; i++) {
         fill_ckpt(batch[i], &cks[i], evs[i], now);
@@ -428,7 +451,7 @@ static void flush_batch(mb_saga *s, sjob **batch, size_t n)
     memset(res, 0, n * sizeof(res[0]));
     mb_store_checkpoint(s->store, cks, n, res, sts, errs);
     for (size_t i = 0; i < n; i++)
-        ckpt_done(batch[i], sts[i], &res[i], &errs[i], now);
+        ckpt_done(batch[i], sts[i], &res[i], &errs[i], sent);
 }
 
 /* Runs once per loop turn in which checkpoints were queued.  Jobs resumed
@@ -789,6 +812,12 @@ static void drop(sjob *j)
         return;
     }
     end_exec(j);
+    for (sjob **pp = &s->held[held_slot(s, j->job->order_id)]; *pp; pp = &(*pp)->hnext) {
+        if (*pp == j) {
+            *pp = j->hnext;
+            break;
+        }
+    }
     if (j->prev)
         j->prev->next = j->next;
     else if (s->jobs == j)
@@ -835,6 +864,39 @@ static void mesh_id_of(const mb_job *job, const mb_saga_def *def, char *out, siz
     snprintf(out, len, "mesh-%.16s", hash);
 }
 
+/* Refuses a cloud change unless the job is still ours with room to spare: its
+ * lease must outlast the call's timeout plus the margin (mb_cloud_guard). */
+static int lease_guard(void *arg, long timeout_ms, mb_error *err)
+{
+    sjob *j = arg;
+    long long left = j->lease_until - mono_ms();
+
+    if (j->lost) {
+        mb_error_set(err, MB_AGAIN, "LeaseLost", "lease lost: cloud change not sent");
+    } else if (left > timeout_ms + j->saga->o.lease_margin_ms) {
+        return 0;
+    } else {
+        mb_error_set(err, MB_AGAIN, "LeaseShort",
+                     "lease has %lld ms left, under the call's timeout %ld ms + margin %ld ms: "
+                     "cloud change not sent",
+                     left, timeout_ms, j->saga->o.lease_margin_ms);
+    }
+    jlog(MB_LOG_WARN, j, "%s", err->msg); /* rare, and worth seeing: a fenced side effect */
+    return -1;
+}
+
+/* 1 if a job of this order is in memory.  The claim script never hands back a
+ * job whose lease we hold; this guards against a lease that expired while we
+ * still work the job (its writes are refused, it leaves memory soon). */
+static int holds(const mb_saga *s, const char *order_id)
+{
+    for (const sjob *j = s->held[held_slot(s, order_id)]; j; j = j->hnext) {
+        if (strcmp(j->job->order_id, order_id) == 0)
+            return 1;
+    }
+    return 0;
+}
+
 /* Accepted orders were checked; a record that no longer parses was changed by
  * hand.  Fail it visibly rather than guess: Failed InvalidOrder in the store
  * and on the status stream, with what the record still tells (order id, the
@@ -869,12 +931,19 @@ static void invalid_order(sjob *j, const mb_order_err *oe)
         drop(j);
 }
 
-static void start(mb_saga *s, mb_job *job)
+/* sent_mono: when the claim was sent (mono_ms), the start of our lease. */
+static void start(mb_saga *s, mb_job *job, long long sent_mono)
 {
     const mb_saga_def *def = mb_saga_def_find(s->defs, s->ndefs, job->saga);
     sjob *j;
     mb_order_err oe;
 
+    if (holds(s, job->order_id)) {
+        mb_warn("saga", "claim returned job %s, already in memory: left to its lease",
+                job->order_id);
+        mb_job_free(job);
+        return;
+    }
     if (def == NULL) {
         /* Written by a newer worker (a rolling upgrade): leave it to its lease,
          * after which a worker that knows the saga can take it. */
@@ -895,7 +964,9 @@ static void start(mb_saga *s, mb_job *job)
         j->hist_base += s->defs[d]->nsteps;
     j->job = job;
     j->events = json_array();
-    j->lease_until = now_ms() + s->o.lease_ms;
+    j->lease_until = sent_mono + s->o.lease_ms;
+    j->hnext = s->held[held_slot(s, job->order_id)];
+    s->held[held_slot(s, job->order_id)] = j;
     j->next = s->jobs;
     if (s->jobs)
         s->jobs->prev = j;
@@ -924,6 +995,9 @@ static void start(mb_saga *s, mb_job *job)
     j->pub.target.region = j->order->region;
     j->pub.target.cluster_id = j->order->cluster_id;
     j->pub.target.traceparent = j->order->traceparent;
+    j->pub.target.guard = lease_guard;
+    j->pub.target.guard_arg = j;
+    j->pub.target.owner = j;
     /* The order is parsed: its JSON copy is not needed while the job runs. */
     json_decref(job->order);
     job->order = NULL;
@@ -957,6 +1031,12 @@ mb_saga *mb_saga_new(struct event_base *base, mb_store *store, mb_cloud *cloud,
     s->hist = calloc((size_t)s->nhist, sizeof(*s->hist));
     if (s->hist == NULL)
         goto err;
+    s->hmask = 255; /* chains: the next power of two at or above max_inflight */
+    while (s->hmask < o->max_inflight && s->hmask < (1u << 20) - 1)
+        s->hmask = s->hmask * 2 + 1;
+    s->held = calloc(s->hmask + 1, sizeof(*s->held));
+    if (s->held == NULL)
+        goto err;
     s->flush_ev = event_new(base, -1, 0, flush, s);
     if (s->flush_ev == NULL)
         goto err;
@@ -981,7 +1061,7 @@ err:
 static void renew_leases(mb_saga *s)
 {
     enum { BATCH = 256 };
-    long long now = now_ms();
+    long long now = mono_ms();
     mb_lease_ref refs[BATCH];
     sjob *who[BATCH];
     mb_status sts[BATCH];
@@ -1005,7 +1085,7 @@ static void renew_leases(mb_saga *s)
         return;
     for (size_t i = 0; i < n; i++)
         mb_error_clear(&errs[i]);
-    mb_store_renew(s->store, refs, n, now, s->o.lease_ms, sts, cancel, errs);
+    mb_store_renew(s->store, refs, n, s->o.lease_ms, sts, cancel, errs);
     for (size_t i = 0; i < n; i++) {
         sjob *j = who[i];
         if (sts[i] == MB_OK) {
@@ -1027,6 +1107,7 @@ void mb_saga_tick(mb_saga *s)
 {
     mb_job **jobs = NULL;
     size_t n = 0, room;
+    long long sent;
     mb_error e;
 
     renew_leases(s);
@@ -1040,12 +1121,13 @@ void mb_saga_tick(mb_saga *s)
     if (room > 256)
         room = 256; /* bounded work per tick */
     mb_error_clear(&e);
-    if (mb_store_claim(s->store, now_ms(), s->o.lease_ms, room, &jobs, &n, &e) != MB_OK) {
+    sent = mono_ms();
+    if (mb_store_claim(s->store, s->o.lease_ms, room, &jobs, &n, &e) != MB_OK) {
         mb_warn("saga", "claim failed: %s", e.msg);
         return;
     }
     for (size_t i = 0; i < n; i++)
-        start(s, jobs[i]);
+        start(s, jobs[i], sent);
     free(jobs);
 }
 
@@ -1098,6 +1180,7 @@ void mb_saga_free(mb_saga *s)
         event_free(s->flush_ev);
     free(s->ckq);
     free(s->hist);
+    free(s->held);
     free(s->worker_id);
     free(s);
 }

@@ -29,6 +29,18 @@ long long mc_now_ms(void)
     return (long long)tv.tv_sec * 1000 + tv.tv_usec / 1000;
 }
 
+long long mc_store_now_ms(mc_ctx *c)
+{
+    mb_store *st = mc_store(c);
+    long long now;
+    mb_error e;
+
+    mb_error_clear(&e);
+    if (st == NULL || mb_store_time_ms(st, &now, &e) != MB_OK)
+        return mc_now_ms();
+    return now;
+}
+
 int mc_fail(int code, const char *fmt, ...)
 {
     va_list ap;
@@ -185,8 +197,7 @@ int mc_status_done(const char *st)
 
 int mc_status_terminal(const char *st)
 {
-    return mc_status_done(st) || strcmp(st, "Failed") == 0 || strcmp(st, "Cancelled") == 0 ||
-           strcmp(st, "NeedsAttention") == 0;
+    return mb_store_status_terminal(st);
 }
 
 /* The job's definition, or NULL (a saga of a newer build). */

@@ -196,7 +196,7 @@ int mc_cmd_jobs(mc_ctx *c, int argc, char **argv)
         {"cluster", required_argument, NULL, 'c'}, {"limit", required_argument, NULL, 'l'},
         {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
     };
-    list_ctx l = {.c = c, .now = mc_now_ms()};
+    list_ctx l = {.c = c};
     long limit = 0;
     mc_out out = {MC_FMT_TABLE, 0};
     int opt, taken;
@@ -258,6 +258,7 @@ int mc_cmd_jobs(mc_ctx *c, int argc, char **argv)
     st = mc_store(c);
     if (st == NULL)
         return MC_EXIT_CONFIG;
+    l.now = mc_store_now_ms(c);
     l.rows = json_array();
     mb_error_clear(&e);
     scan_status = l.status && strcmp(l.status, "stuck") != 0 ? l.status : NULL;
@@ -412,7 +413,7 @@ static void print_events(const json_t *events, const char *why_none)
 static int show_one(mc_ctx *c, const char *id, const mc_out *o, int events, long tmo_s,
                     json_t *docs)
 {
-    long long now = mc_now_ms();
+    long long now;
     mb_job *j = NULL;
     json_t *hist = NULL, *evs = NULL, *sum, *h;
     char why[300] = "--no-events";
@@ -423,6 +424,7 @@ static int show_one(mc_ctx *c, const char *id, const mc_out *o, int events, long
     rc = mc_get_job(c, id, &j);
     if (rc != MC_EXIT_OK)
         return rc;
+    now = mc_store_now_ms(c);
     if (o->fmt == MC_FMT_NAME) {
         printf("%s\n", j->order_id);
         mb_job_free(j);
@@ -571,8 +573,8 @@ int mc_cmd_cancel(mc_ctx *c, int argc, char **argv)
         return rc;
     }
     mb_error_clear(&e);
-    if (mb_store_cancel(c->store, j->order_id, j->key, mc_now_ms(), &found, status, sizeof(status),
-                        &e) != MB_OK) {
+    if (mb_store_cancel(c->store, j->order_id, j->key, &found, status, sizeof(status), &e) !=
+        MB_OK) {
         mb_job_free(j);
         return mc_store_fail("cancelling", &e);
     }

@@ -79,7 +79,7 @@ static int replay_one(mc_ctx *c, const char *id, const replay_opts *o)
     for (int tries = 0; tries < REWRITE_TRIES; tries++) {
         mb_job *j = NULL;
         const mb_saga_def *d;
-        long long now = mc_now_ms();
+        long long now = mc_store_now_ms(c);
         int from;
         json_t *state;
         mb_rewrite rw;
@@ -137,7 +137,6 @@ static int replay_one(mc_ctx *c, const char *id, const replay_opts *o)
         rw.claim_name = mb_sagadoc_claims_name(d, from);
         rw.expect_fence = j->fence;
         rw.expect_ck = j->checkpoints;
-        rw.now_ms = now;
         mb_error_clear(&e);
         s = mb_store_rewrite(c->store, &rw, &e);
         json_decref(state);
@@ -282,7 +281,7 @@ static int replay_bulk(mc_ctx *c, const char *status, const char *error_class, l
             if (d == NULL) {
                 printf("  %-34s refused: saga \"%s\" unknown to this meshctl\n", id, j->saga);
                 refused++;
-            } else if (check_replayable(j, 0, 0, mc_now_ms(), why, sizeof(why)) != 0) {
+            } else if (check_replayable(j, 0, 0, mc_store_now_ms(c), why, sizeof(why)) != 0) {
                 printf("  %-34s refused: %s\n", id, why);
                 refused++;
             } else {
@@ -477,7 +476,7 @@ static int rollback_once(mc_ctx *c, const char *id, int *retry)
 {
     mb_job *j = NULL;
     const mb_saga_def *d = NULL;
-    long long now = mc_now_ms();
+    long long now = mc_store_now_ms(c);
     char why[700], msg[300], line[400], t[32];
     json_t *state;
     mb_rewrite rw;
@@ -531,7 +530,6 @@ static int rollback_once(mc_ctx *c, const char *id, int *retry)
     rw.history = line;
     rw.expect_fence = j->fence;
     rw.expect_ck = j->checkpoints;
-    rw.now_ms = now;
     mb_error_clear(&e);
     s = mb_store_rewrite(c->store, &rw, &e);
     json_decref(state);
