@@ -37,17 +37,18 @@ typedef struct mb_step {
     const char *name;
     mb_step_rc (*run)(mb_sjob *j);
     mb_step_rc (*compensate)(mb_sjob *j); /* NULL: nothing to undo */
+    void (*clear)(void *scratch);         /* frees what scratch points to; NULL if nothing */
+    size_t scratch_size;
+    long deadline_ms; /* per execution of the step, retries included */
     /* The read-only face: observes what run() would look at (GET calls only; a driver
      * refuses any write) and says, through mb_step_would / mb_step_seen / mb_step_would_fail,
      * what run() would change and what is already in place.  j->ck is a copy: what it
      * writes there is dropped.  Returns MB_STEP_DONE, MB_STEP_WAIT, or MB_STEP_ERROR when
      * it could not observe (j->err).  NULL: the planner reports the step as unknown. */
     mb_step_rc (*check)(mb_sjob *j);
-    int releases_name; /* its compensation gives the mesh name back: a replay from this
-                          step or an earlier one takes the name again */
-    void (*clear)(void *scratch);         /* frees what scratch points to; NULL if nothing */
-    size_t scratch_size;
-    long deadline_ms; /* per execution of the step, retries included */
+    /* Its compensation gives the mesh name back: a replay from this step or an earlier one
+     * takes the name again. */
+    int releases_name;
 } mb_step;
 
 /* Who drives a step and hears about its cloud calls: the engine, or the check driver

@@ -42,7 +42,8 @@ static int cloud_open(mc_ctx *c, cloudside *p, char *err, size_t errlen)
     char cerr[300];
 
     if (!co.cce_url || !co.vpc_url || !co.k8s_url) {
-        snprintf(err, errlen, "MESHBUY_CCE_URL, MESHBUY_VPC_URL and MESHBUY_K8S_URL are not all "
+        snprintf(err, errlen,
+                 "MESHBUY_CCE_URL, MESHBUY_VPC_URL and MESHBUY_K8S_URL are not all "
                  "set: the cloud was not read");
         return -1;
     }
@@ -138,9 +139,9 @@ static void print_plan(const json_t *doc)
            json_string_value(json_object_get(doc, "status")),
            json_string_value(json_object_get(doc, "from_step")));
     if (json_object_get(doc, "not_observed"))
-        printf("cloud NOT read: %s\n",
-               json_string_value(json_object_get(doc, "not_observed")));
-    json_array_foreach(steps, i, st) {
+        printf("cloud NOT read: %s\n", json_string_value(json_object_get(doc, "not_observed")));
+    json_array_foreach(steps, i, st)
+    {
         json_t *fails = json_object_get(st, "fails"), *err = json_object_get(st, "error");
         int runs = json_is_true(json_object_get(st, "runs"));
 
@@ -167,8 +168,10 @@ int mc_plan_show(mc_ctx *c, const mb_job *j, const mb_saga_def *d, int from, int
 
     memset(&oe, 0, sizeof(oe));
     if (d->parse(j->order, &o, &oe) != 0)
-        return mc_fail(MC_EXIT_FAILED, "the stored order of %s does not parse (%s): it cannot "
-                       "be replayed", j->order_id, oe.reason);
+        return mc_fail(MC_EXIT_FAILED,
+                       "the stored order of %s does not parse (%s): it cannot "
+                       "be replayed",
+                       j->order_id, oe.reason);
     /* As the engine does: a saga may complete its order from the state (a delete takes the
      * cluster, nodes and namespaces from the create it undoes). */
     if (d->resolve && d->resolve(o, j->state) < 0) {
