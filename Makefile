@@ -65,6 +65,15 @@ ALL_OBJ  := $(LIB_OBJ) $(WORKER_OBJ) $(PROG_OBJ) $(UNIT_SRC:%.c=$(O)/%.o)
 .PHONY: all test asan units bench demo lint fuzz valgrind clean deps
 all: $(BINS)
 
+# The version every binary prints (--version): `git describe` of this tree, "dev" without git.
+# Only lib/mb_version.c gets it, and a stamp rewritten when it changes recompiles that file.
+MB_VERSION := $(or $(shell git describe --always --dirty 2>/dev/null),dev)
+VERSION_STAMP := $(O)/.version
+$(shell mkdir -p $(O) && [ "$$(cat $(VERSION_STAMP) 2>/dev/null)" = "$(MB_VERSION)" ] || \
+    printf '%s' "$(MB_VERSION)" >$(VERSION_STAMP))
+$(O)/lib/mb_version.o: $(VERSION_STAMP)
+$(O)/lib/mb_version.o: override CFLAGS += -DMB_VERSION='"$(MB_VERSION)"'
+
 $(O)/%.o: %.c | $(DEPS_BUILD)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
@@ -129,6 +138,7 @@ FUZZ_NAMES := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_EXTRA := ops/meshctl/mc_edit.c
 FUZZ_SEEDS_order    := tests/fixtures/order/valid tests/fixtures/order/invalid
 FUZZ_SEEDS_event    := tests/fixtures/mesh-status/valid tests/fixtures/mesh-status/invalid
+FUZZ_SEEDS_kafka    := tests/fixtures/order/valid tests/fixtures/order/invalid
 FUZZ_SEEDS_dlq_edit := tests/fuzz/seeds/dlq_edit tests/fixtures/order/valid \
                        tests/fixtures/order/invalid
 FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined \

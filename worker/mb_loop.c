@@ -31,6 +31,7 @@
 #include "mb_relay.h"
 #include "mb_sagadef.h"
 #include "mb_store.h"
+#include "mb_version.h"
 
 #define REDIS_TIMEOUT_MS 2000
 #define RELAY_BATCH 500
@@ -422,6 +423,11 @@ void mb_loop_metrics_text(mb_loop *l, struct evbuffer *b)
 {
     const mb_worker_metrics *m = &l->m;
 
+    /* the version --version prints, as a label (the usual *_build_info shape) */
+    evbuffer_add_printf(b,
+                        "# HELP meshbuy_build_info the build (git describe), always 1\n"
+                        "# TYPE meshbuy_build_info gauge\nmeshbuy_build_info{version=\"%s\"} 1\n",
+                        mb_version());
     counter(b, "meshbuy_orders_consumed_total", "order messages consumed", m->orders_consumed);
     counter(b, "meshbuy_orders_accepted_total", "orders accepted as new jobs",
             m->orders_accepted);

@@ -60,7 +60,6 @@
 #include "mb_log.h"
 #include "mb_sagadef.h"
 #include "mb_sagadoc.h"
-#include "mb_sign.h"
 #include "mb_step.h"
 #include "mb_store.h"
 
@@ -856,12 +855,9 @@ static int announce(sjob *j)
 /* The mesh is named by the order that created it: a delete reports its create's mesh. */
 static void mesh_id_of(const mb_job *job, const mb_saga_def *def, char *out, size_t len)
 {
-    char seed[256], hash[MB_SIGN_HEX_LEN + 1];
     const char *of = def->mesh_of ? def->mesh_of(job->state) : NULL;
-    int n = snprintf(seed, sizeof(seed), "%s#%s", job->key, of ? of : job->order_id);
 
-    mb_sign_sha256_hex(seed, (size_t)n, hash);
-    snprintf(out, len, "mesh-%.16s", hash);
+    mb_order_mesh_id(job->key, of ? of : job->order_id, out, len);
 }
 
 /* Refuses a cloud change unless the job is still ours with room to spare: its

@@ -10,6 +10,7 @@
 #include "mb_conf.h"
 #include "mb_log.h"
 #include "mb_sagadef.h"
+#include "mb_version.h"
 #include "mc.h"
 
 static const mb_conf_key CONF_KEYS[] = {
@@ -42,6 +43,7 @@ static void usage(FILE *f)
 {
     fprintf(f,
         "usage: meshctl COMMAND [options]     (meshctl COMMAND --help for each)\n"
+        "       meshctl --help | --version\n"
         "\n"
         "See and fix meshbuy jobs without reading Redis or writing Kafka messages by hand.\n"
         "\n"
@@ -119,6 +121,8 @@ int main(int argc, char **argv)
         usage(stderr);
         return MC_EXIT_USAGE;
     }
+    if (mb_version_flag(argc, argv, "meshctl"))
+        return MC_EXIT_OK;
     if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0 ||
         strcmp(argv[1], "help") == 0) {
         usage(stdout);

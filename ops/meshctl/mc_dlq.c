@@ -328,7 +328,7 @@ static int dlq_redrive(mc_ctx *c, const char *id, const char *edit, int force)
     json_t *rec = find_record(c, id, &rc);
     mc_kafka_msg m = {0};
     char *value = NULL, why[600], key[200], line[400], t[32];
-    const char *hdrs[8];
+    const char *hdrs[10];
     size_t len = 0, nh = 0;
     mb_order *o = NULL;
     mb_order_err oe;
@@ -384,6 +384,11 @@ static int dlq_redrive(mc_ctx *c, const char *id, const char *edit, int force)
             goto out;
         }
     }
+    /* what is sent is a structured-mode CloudEvent (it passed mb_order_parse): say so, or
+     * intake's Kafka binding takes it for no CloudEvent at all */
+    hdrs[nh * 2] = "content-type";
+    hdrs[nh * 2 + 1] = "application/cloudevents+json";
+    nh++;
     if (o && o->traceparent) {
         hdrs[nh * 2] = "traceparent";
         hdrs[nh * 2 + 1] = o->traceparent;
