@@ -8,6 +8,7 @@
 #               datacontenttype with parameters and no time: reaches Running
 #   meshbuy     `meshbuy --binary`: reaches Running
 #   bad-data    binary mode with an unknown data field: Failed InvalidOrder (with mesh_id), DLQ
+#   plain       a whole structured event with no header at all (plain kcat): reaches Running
 #   not-ce      a JSON order without content-type or ce_ headers: DLQ "not a CloudEvent"
 # Every status event of the suite, Accepted included, validates against the status schema and
 # carries the mesh_id "mesh-" + 16 hex of SHA-256("<key>#<order_id>").
@@ -45,6 +46,14 @@ saga_buy o-mb acct-mb mb-mesh proj-a c-dup --node n-dup-1 --binary
 "$MB_BIN/meshbuy" --binary --dry-run --order-id o-x --account a --project p --region r1 \
     --name mesh-x --istio 1.18 --cluster c --node n >/dev/null || fail "meshbuy --binary --dry-run"
 
+# ---- a whole structured event with no header at all, as plain producers send it
+plain=$(jq -cn --argjson d "$(data o-plain acct-plain plain-mesh c-happy n-happy-1)" '{
+    specversion: "1.0", id: "ce-plain-1", source: "billing/test",
+    type: "com.meshbuy.order.buy.v1", data: $d}')
+printf '%s' "$plain" >"$TEST_TMP/plain.json"
+kcat -P -b "$KAFKA_BROKERS" -t mesh.orders -k acct-plain/plain-mesh -q "$TEST_TMP/plain.json" ||
+    fail "could not produce the header-less event"
+
 # ---- refused: an unknown data field in binary mode, and no CloudEvent at all
 bad=$(data o-bad acct-bad bad-mesh c-rebuy n-rebuy-1 | jq -c '.colour = "blue"')
 kcat_produce mesh.orders acct-bad/bad-mesh "$bad" ce_specversion=1.0 ce_id=ce-bad-1 \
@@ -54,10 +63,11 @@ kcat -P -b "$KAFKA_BROKERS" -t mesh.orders -k acct-nce/nce-mesh -q "$TEST_TMP/nc
     fail "could not produce the plain JSON message"
 
 saga_wait_all 180 acct-bin/bin-mesh:o-bin acct-st/st-mesh:o-st acct-mb/mb-mesh:o-mb \
-    acct-bad/bad-mesh:o-bad
+    acct-bad/bad-mesh:o-bad acct-plain/plain-mesh:o-plain
 saga_check_order acct-bin/bin-mesh o-bin Running >/dev/null
 saga_check_order acct-st/st-mesh o-st Running >/dev/null
 saga_check_order acct-mb/mb-mesh o-mb Running >/dev/null
+saga_check_order acct-plain/plain-mesh o-plain Running >/dev/null
 assert_eq Failed "$(saga_terminal acct-bad/bad-mesh o-bad)" "unknown data field in binary mode"
 f=$(saga_stream acct-bad/bad-mesh | tail -n 1)
 assert_json "$f" '.data.error.code == "InvalidOrder" and

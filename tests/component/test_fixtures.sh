@@ -59,6 +59,14 @@ def canonical(msg):
         except ValueError:
             return None, "not JSON"
     if "ce_specversion" not in hs:
+        # Neither mode's marker: an object carrying specversion is read as structured
+        # mode (plain producers send the event with no header), as intake does.
+        try:
+            v = strict_json(raw)
+        except ValueError:
+            return None, "not a CloudEvent"
+        if isinstance(v, dict) and "specversion" in v:
+            return v, None
         return None, "not a CloudEvent"
     env = {}
     for k, val in hs.items():
