@@ -579,6 +579,10 @@ static void compensation_done(sjob *j)
         j->saga->stats.cancelled++;
     else
         j->saga->stats.failed++;
+    /* The name was claimed at acceptance, not by a step: give it back even when no step
+     * that stands for it started (a cancel before the first step).  The checkpoint frees
+     * it only while this order holds it. */
+    j->pub.release_name = 1;
     finish_terminal(j, cancelled ? "Cancelled" : "Failed",
                     cancelled ? MB_MESH_CANCELLED : MB_MESH_FAILED, step ? step : step_name(j, 0),
                     cancelled ? "cancelled; everything this order changed was undone"
