@@ -378,6 +378,18 @@ static long long run_in(const sjob *j, long long now)
     return j->ck_next_run > now ? j->ck_next_run - now : 1;
 }
 
+/* The step the record names: where the saga stands, or, once it has ended after a
+ * compensation, where it stopped (compensation leaves the position before the first step,
+ * which would read as if the order had failed at validate). */
+static const char *ckpt_step(const sjob *j)
+{
+    const char *stopped = mb_sagadoc_stopped_at(j->pub.state);
+
+    if (j->ck_next_run == 0 && stopped != NULL) /* terminal */
+        return stopped;
+    return step_name(j, st_step(j));
+}
+
 static void fill_ckpt(sjob *j, mb_checkpoint *ck, json_t **evs, long long now)
 {
     json_t *error = json_object_get(j->pub.state, "error");
@@ -394,7 +406,7 @@ static void fill_ckpt(sjob *j, mb_checkpoint *ck, json_t **evs, long long now)
         .ck = j->job->checkpoints + 1,
         .state = j->pub.state,
         .status = j->ck_status,
-        .step = step_name(j, st_step(j)),
+        .step = ckpt_step(j),
         .attempt = (int)st_int(j->pub.state, "attempt"),
         .error_code = error ? st_str(error, "code") : "",
         .error_msg = error ? st_str(error, "message") : "",

@@ -661,6 +661,7 @@ static void test_past_deadline(void **state)
     expect_calls(want_calls, 5);
     j = get_job("ord-late");
     assert_string_equal(j->error_code, "Unavailable");
+    assert_string_equal(j->step, "gamma"); /* where it stopped, not where undoing ended */
     assert_string_equal(step_status(j, "gamma"), "compensated");
     assert_string_equal(step_status(j, "alpha"), "compensated");
     assert_string_equal(step_status(j, "beta"), "done");
