@@ -43,6 +43,10 @@ LIB_OBJ    := $(LIB_SRC:%.c=$(O)/%.o)
 WORKER_OBJ := $(WORKER_SRC:%.c=$(O)/%.o)
 LIB_A      := $(O)/libmeshbuy.a
 WORKER_A   := $(O)/libworker.a
+# The sagas without the engine: definitions, steps, the shared state-document rewrites and
+# the check driver (meshctl links these, not the worker).
+STEPS_SRC  := $(wildcard worker/steps/*.c) $(addprefix worker/,mb_sagadef.c mb_sagadoc.c mb_step.c mb_check.c)
+STEPS_A    := $(O)/libsteps.a
 
 # binary name -> its folder
 PROGS := meshworker:worker meshbuy:producer cloudsim:ops/cloudsim \
@@ -78,11 +82,14 @@ $(LIB_A): $(LIB_OBJ)
 	@mkdir -p $(dir $@); rm -f $@; ar rcs $@ $^
 $(WORKER_A): $(WORKER_OBJ)
 	@mkdir -p $(dir $@); rm -f $@; ar rcs $@ $^
+$(STEPS_A): $(STEPS_SRC:%.c=$(O)/%.o)
+	@mkdir -p $(dir $@); rm -f $@; ar rcs $@ $^
 
-# Only the worker and meshctl (which reuses the saga's steps) link the worker objects.
-uses_worker = $(filter meshworker meshctl,$(1))
+# Only the worker links the worker objects; meshctl links the sagas without the engine.
+uses_worker = $(filter meshworker,$(1))
+uses_steps  = $(filter meshctl,$(1))
 define prog_rule
-$(BIN)/$(1): $(patsubst %.c,$(O)/%.o,$(call prog_src,$(1))) $(if $(call uses_worker,$(1)),$(WORKER_A)) $(LIB_A) | $(DEPS_BUILD)
+$(BIN)/$(1): $(patsubst %.c,$(O)/%.o,$(call prog_src,$(1))) $(if $(call uses_worker,$(1)),$(WORKER_A)) $(if $(call uses_steps,$(1)),$(STEPS_A)) $(LIB_A) | $(DEPS_BUILD)
 	@mkdir -p $$(dir $$@)
 	$$(CC) $$(LDFLAGS) -o $$@ $$^ $$(LDLIBS)
 endef

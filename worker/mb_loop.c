@@ -30,6 +30,7 @@
 #include "mb_log.h"
 #include "mb_redis.h"
 #include "mb_relay.h"
+#include "mb_sagadef.h"
 #include "mb_store.h"
 #include "mb_version.h"
 
@@ -87,10 +88,7 @@ const mb_conf_key mb_loop_conf_keys[] = {
     {"MESHBUY_DRAIN_MS", MB_CONF_INT, "10000", 0, 600000, NULL,
      "SIGTERM: time to finish or release work before exiting"},
     {"MESHBUY_TICK_MS", MB_CONF_INT, "20", 1, 1000, NULL, "period of the loop's tick"},
-    {"MESHBUY_STEP_DEADLINE_MS", MB_CONF_INT, "600000", 1000, 86400000, NULL,
-     "per-step deadline, retries included"},
-    {"MESHBUY_COMPENSATE_DEADLINE_MS", MB_CONF_INT, "600000", 1000, 86400000, NULL,
-     "per-compensation deadline, retries included"},
+    MB_SAGA_CONF_DEADLINES,
     {"MESHBUY_POLL_MS", MB_CONF_INT, "2000", 10, 600000, NULL,
      "how often a waiting step looks again"},
     {"MESHBUY_BACKOFF_BASE_MS", MB_CONF_INT, "200", 1, 600000, NULL, "first retry delay cap"},
