@@ -146,6 +146,7 @@ struct mb_loop {
     unsigned long long *stir;
     unsigned long long stir_gen;
     int stir_known;
+    int stir_out; /* a read is out */
     long long stir_next_ms;
 };
 
@@ -326,37 +327,70 @@ static void depth_metrics(mb_loop *l, struct evbuffer *b)
 
 /* ================================================================ wake-ups */
 
-/* Reads the shards' wake counters at most every STIR_EVERY_MS: a shard whose counter moved
- * has new events (its relay looks now) or a job due for anyone (the saga claims now). */
-static void stir_tick(mb_loop *l)
+typedef struct stir_req {
+    mb_loop *l;
+    unsigned long long *w; /* shards entries */
+    mb_status st;
+} stir_req;
+
+/* On a store (the Redis thread's when there is one): touches only the request. */
+static void stir_run(mb_store *st, void *ctx)
 {
-    int n = mb_store_shards(l->st), moved = 0;
-    unsigned long long *now_w;
-    long long now = mono_ms();
+    stir_req *r = ctx;
     mb_error e;
 
-    if (now < l->stir_next_ms)
+    mb_error_clear(&e);
+    r->st = mb_store_stirs(st, r->w, &e);
+}
+
+/* A shard whose counter moved has new events (its relay looks now) or a job due for anyone
+ * (the saga claims now). */
+static void stir_done(void *ctx)
+{
+    stir_req *r = ctx;
+    mb_loop *l = r->l;
+    int moved = 0;
+
+    l->stir_out = 0;
+    if (r->st == MB_OK) {
+        for (int i = 0; i < mb_store_shards(l->st); i++) {
+            if (l->stir_known && r->w[i] == l->stir[i])
+                continue;
+            moved = 1;
+            mb_relay_wake(l->relay, i);
+        }
+        free(l->stir);
+        l->stir = r->w;
+        r->w = NULL;
+        if (moved && l->stir_known)
+            l->stir_gen++;
+        l->stir_known = 1;
+    }
+    free(r->w);
+    free(r);
+}
+
+/* Reads the shards' wake counters at most every STIR_EVERY_MS, one read out at a time. */
+static void stir_tick(mb_loop *l)
+{
+    long long now = mono_ms();
+    stir_req *r;
+
+    if (l->stir_out || now < l->stir_next_ms)
         return;
     l->stir_next_ms = now + STIR_EVERY_MS;
-    now_w = calloc((size_t)n, sizeof(*now_w));
-    if (now_w == NULL)
+    r = calloc(1, sizeof(*r));
+    if (r == NULL)
         return;
-    mb_error_clear(&e);
-    if (mb_store_stirs(l->st, now_w, &e) != MB_OK) {
-        free(now_w);
+    r->l = l;
+    r->w = calloc((size_t)mb_store_shards(l->st), sizeof(*r->w));
+    if (r->w == NULL) {
+        free(r);
         return;
     }
-    for (int i = 0; i < n; i++) {
-        if (l->stir_known && now_w[i] == l->stir[i])
-            continue;
-        moved = 1;
-        mb_relay_wake(l->relay, i);
-    }
-    free(l->stir);
-    l->stir = now_w;
-    if (moved && l->stir_known)
-        l->stir_gen++;
-    l->stir_known = 1;
+    l->stir_out = 1;
+    stir_run(l->st, r);
+    stir_done(r);
 }
 
 unsigned long long mb_loop_stirred(const mb_loop *l)
