@@ -29,6 +29,8 @@
  *   mb:dlq                     stream (capped ~10,000): what went to the DLQ topic and why
  *   mb:dlq:redrives            stream (capped ~10,000): DLQ records an SRE re-published
  *   mb:meta:shards             string: the shard count the data was written with
+ *   mb:meta:indexed            string: set once every job written before the status index
+ *                              was indexed (by the first listing)
  *
  * Invariants
  * - Accept, reject, claim, checkpoint, renew, cancel are each one Lua script (SCRIPT LOAD
@@ -1669,15 +1671,95 @@ static mb_status list_status(mb_store *st, int shard, const char *status,
     return MB_OK;
 }
 
+/* Records written before the status index existed: the first listing walks the keyspace
+ * once (mb_store_scan), indexes every record it meets and, when the walk completed, marks the
+ * data indexed (mb:meta:indexed); later listings read the index only. */
+typedef struct backfill {
+    mb_store *st;
+    const char *status;
+    int (*fn)(void *arg, const mb_job *job);
+    void *arg;
+    int stopped;
+} backfill;
+
+static int backfill_one(void *ctx, const mb_job *j)
+{
+    backfill *b = ctx;
+    cmd c[2];
+    redisReply *r[2] = {NULL, NULL};
+    mb_error e;
+
+    memset(c, 0, sizeof(c));
+    c[0].script = c[1].script = -1;
+    args_str(&c[0].a, "ZADD");
+    args_fmt(&c[0].a, "mb:{s%d}:status:%s", j->shard, j->status);
+    args_ll(&c[0].a, j->updated_ms);
+    args_str(&c[0].a, j->order_id);
+    args_str(&c[1].a, "SADD");
+    key_shard(&c[1].a, j->shard, "statuses");
+    args_str(&c[1].a, j->status);
+    mb_error_clear(&e);
+    if (pipeline(b->st, c, 2, r, &e) != MB_OK)
+        mb_debug("store", "indexing %s: %s", j->order_id, e.msg);
+    free_replies(r, 2);
+    free_cmds(c, 2);
+    if (!b->stopped && (b->status == NULL || strcmp(b->status, j->status) == 0))
+        b->stopped = b->fn(b->arg, j) != 0;
+    return 0; /* the walk goes on to index everything */
+}
+
+static mb_status list_backfill(mb_store *st, const char *status,
+                               int (*fn)(void *arg, const mb_job *job), void *arg, int *done,
+                               mb_error *err)
+{
+    backfill b = {st, status, fn, arg, 0};
+    cmd c;
+    redisReply *r = NULL;
+    mb_status s;
+
+    *done = 0;
+    memset(&c, 0, sizeof(c));
+    c.script = -1;
+    args_str(&c.a, "GET");
+    args_str(&c.a, "mb:meta:indexed");
+    s = pipeline(st, &c, 1, &r, err);
+    args_free(&c.a);
+    if (s != MB_OK)
+        return s;
+    *done = r->type == REDIS_REPLY_STRING;
+    freeReplyObject(r);
+    if (*done)
+        return MB_OK;
+    mb_info("store", "indexing jobs written before the status index (once)");
+    s = mb_store_scan(st, NULL, backfill_one, &b, err);
+    if (s != MB_OK)
+        return s;
+    memset(&c, 0, sizeof(c));
+    c.script = -1;
+    args_str(&c.a, "SET");
+    args_str(&c.a, "mb:meta:indexed");
+    args_str(&c.a, "1");
+    s = pipeline(st, &c, 1, &r, err);
+    args_free(&c.a);
+    if (r)
+        freeReplyObject(r);
+    *done = 0; /* this listing was served by the walk */
+    return s;
+}
+
 mb_status mb_store_list(mb_store *st, const char *status,
                         int (*fn)(void *arg, const mb_job *job), void *arg, mb_error *err)
 {
-    int stop = 0;
+    int stop = 0, indexed = 0;
+    mb_status bs;
 
     if (status && !id_ok(status, 64)) {
         mb_error_set(err, MB_PERM, "BadRequest", "list: bad status");
         return MB_PERM;
     }
+    bs = list_backfill(st, status, fn, arg, &indexed, err);
+    if (bs != MB_OK || !indexed)
+        return bs;
     for (int shard = 0; shard < st->shards && !stop; shard++) {
         redisReply *sts = NULL;
         mb_status s = MB_OK;

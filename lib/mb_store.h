@@ -246,7 +246,8 @@ mb_status mb_store_history(mb_store *st, const mb_job *job, json_t **out, mb_err
 /* Calls fn for every job whose status is status (NULL = all), shard by shard, from the
  * status index (oldest status change first, pages of 200 records a round trip): no
  * keyspace walk.  Not a snapshot: a job changing status meanwhile may be missed or seen
- * twice.  Jobs written before the index existed show once their status changes.
+ * twice.  The first listing over data written before the index existed walks the keyspace
+ * once instead (SCAN), indexing every job it meets.
  * fn gets a borrowed job; returning non-zero stops the walk. */
 mb_status mb_store_list(mb_store *st, const char *status,
                         int (*fn)(void *arg, const mb_job *job), void *arg, mb_error *err);

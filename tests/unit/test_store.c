@@ -642,10 +642,26 @@ static void test_index_retention_depths(void **state)
     a = open_store("wa");
     mb_error_clear(&e);
     mb_store_set_retention(a, 60000, 600000);
+    /* A record written before the status index: the first listing walks and indexes it. */
+    c = raw();
+    freeReplyObject(redisCommand(c, "HSET mb:{s0}:job:old1 id old1 key acct8/old shard 0 "
+                                    "state {} status Running step finish updated 1 created 1"));
     accept1(a, "x1", "acct8", "mesh-g");
     accept1(a, "x2", "acct8", "mesh-h");
     accept1(a, "x3", "acct8", "mesh-g"); /* conflict: Failed, expires */
     mb_error_clear(&e);
+    n = 0;
+    assert_int_equal(mb_store_list(a, "Running", count_fn, &n, &e), MB_OK);
+    assert_int_equal(n, 1);
+    r = redisCommand(c, "GET mb:meta:indexed");
+    assert_int_equal(r->type, REDIS_REPLY_STRING);
+    freeReplyObject(r);
+    n = 0;
+    assert_int_equal(mb_store_list(a, "Running", count_fn, &n, &e), MB_OK);
+    assert_int_equal(n, 1); /* from the index now */
+    freeReplyObject(redisCommand(c, "DEL mb:{s0}:job:old1"));
+    redisFree(c);
+    n = 0;
     assert_int_equal(mb_store_list(a, NULL, count_fn, &n, &e), MB_OK);
     assert_int_equal(n, 3);
     n = 0;
