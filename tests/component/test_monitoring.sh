@@ -125,6 +125,20 @@ note "MeshbuyDLQGrowing fired in a real Prometheus"
 curl -sf --max-time 10 "http://127.0.0.1:$WPORT/metrics" >"$TEST_TMP/metrics.txt" ||
     fail "cannot read the worker's /metrics"
 
+# A clean saga's expected 404s (observe-before-act reads) are "absent", not errors.
+sample() { awk -v m="$1" '$1 == m { print $2; f = 1 } END { if (!f) print "none" }' "$TEST_TMP/metrics.txt"; }
+assert_eq 0 "$(sample 'meshbuy_cloud_requests_total{outcome="permanent"}')" \
+    "permanent cloud errors after a clean saga"
+absent=$(sample 'meshbuy_cloud_requests_total{outcome="absent"}')
+if [ "$absent" = none ] || [ "$absent" -lt 1 ]; then
+    fail "no expected 404 counted as absent: $absent"
+fi
+for f in meshbuy_outbox_depth meshbuy_jobs_due meshbuy_consumer_lag meshbuy_saga_duration_seconds_count \
+    meshbuy_sagas_inflight meshbuy_ready meshbuy_build_info process_cpu_seconds_total \
+    process_resident_memory_bytes process_open_fds; do
+    grep -q "^${f}[{ ]" "$TEST_TMP/metrics.txt" || fail "/metrics has no $f"
+done
+
 # ---- names: every metric and label value the rules and the dashboard use exists
 cat >"$TEST_TMP/names.py" <<'PY'
 import json, re, sys, yaml
