@@ -77,6 +77,7 @@ static void metrics(void *ctx, struct evbuffer *out)
         "meshbuy_sagas_ended_total{status=\"NeedsAttention\"} %llu\n"
         "# TYPE meshbuy_saga_retries_total counter\nmeshbuy_saga_retries_total %llu\n"
         "# TYPE meshbuy_saga_lost_total counter\nmeshbuy_saga_lost_total %llu\n"
+        "# TYPE meshbuy_checkpoint_resends_total counter\nmeshbuy_checkpoint_resends_total %llu\n"
         "# TYPE meshbuy_cloud_requests_total counter\n"
         "meshbuy_cloud_requests_total{outcome=\"ok\"} %llu\n"
         "meshbuy_cloud_requests_total{outcome=\"again\"} %llu\n"
@@ -86,8 +87,9 @@ static void metrics(void *ctx, struct evbuffer *out)
         mb_saga_inflight(e->saga), (unsigned long long)s.claimed, (unsigned long long)s.steps_done,
         (unsigned long long)s.running, (unsigned long long)s.failed,
         (unsigned long long)s.cancelled, (unsigned long long)s.attention,
-        (unsigned long long)s.retries, (unsigned long long)s.lost, (unsigned long long)h.ok,
-        (unsigned long long)h.again, (unsigned long long)h.perm, (unsigned long long)h.new_conns);
+        (unsigned long long)s.retries, (unsigned long long)s.lost, (unsigned long long)s.resends,
+        (unsigned long long)h.ok, (unsigned long long)h.again, (unsigned long long)h.perm,
+        (unsigned long long)h.new_conns);
     step_histograms(e->saga, out);
 }
 
@@ -154,7 +156,8 @@ mb_engine *mb_engine_new(mb_loop *loop, const mb_conf *conf, char *err, size_t e
     e->cloud = mb_cloud_new(e->http, &co, err, errlen);
     if (e->cloud == NULL)
         goto err;
-    e->saga = mb_saga_new(mb_loop_base(loop), mb_loop_store(loop), e->cloud, e->catalog, &so, err, errlen);
+    e->saga =
+        mb_saga_new(mb_loop_base(loop), mb_loop_rq(loop), e->cloud, e->catalog, &so, err, errlen);
     if (e->saga == NULL)
         goto err;
     mb_loop_set_saga(loop, &(mb_loop_saga){e, tick, drain, inflight, metrics});
