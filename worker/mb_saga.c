@@ -89,7 +89,7 @@ typedef struct sjob {
     int pending;           /* cloud calls in flight */
     int lost;              /* lease lost: drop once calls return */
     int leave;             /* checkpointed for later (or ended): leaves memory */
-    long long lease_end;   /* monotonic ms: the lease ends no earlier than this */
+    long long lease_until; /* ms, monotonic (mono_ms): conservative end of our lease */
     json_t *events;        /* status events queued for the next checkpoint */
     char mesh_id[32];      /* stable per order: "mesh-" + hash of key and order id */
     long long exec_us;     /* when the current execution started (monotonic) */
@@ -478,7 +478,7 @@ static void ckpt_again(sjob *j, const mb_error *e)
         drop(j);
         return;
     }
-    if (now >= j->lease_end) {
+    if (now >= j->lease_until) {
         j->ck_pending = 0;
         lease_lost(j, "checkpoint not confirmed before the lease ran out");
         return;
@@ -526,7 +526,7 @@ static void ckpt_done(sjob *j, mb_status st, const mb_checkpoint_result *res, co
         j->job->cancel_requested = res->cancel_requested;
         /* An earlier send that landed started the lease then: count from the first. */
         if (j->ck_keep)
-            j->lease_end = (res->already_applied ? j->ck_first_ms : sent_ms) + j->saga->o.lease_ms;
+            j->lease_until = (res->already_applied ? j->ck_first_ms : sent_ms) + j->saga->o.lease_ms;
     }
     if (j->lost || j->leave) {
         drop(j);
@@ -606,7 +606,7 @@ static void resend_due(mb_saga *s)
         if (j->lost) {
             j->ck_pending = 0;
             drop(j);
-        } else if (now >= j->lease_end) {
+        } else if (now >= j->lease_until) {
             j->ck_pending = 0;
             lease_lost(j, "checkpoint not confirmed before the lease ran out");
         } else if (now >= j->ck_retry_ms) {
@@ -1017,7 +1017,7 @@ static void start(mb_saga *s, mb_job *job, long long granted_ms)
     j->saga = s;
     j->job = job;
     j->events = json_array();
-    j->lease_end = granted_ms + s->o.lease_ms;
+    j->lease_until = granted_ms + s->o.lease_ms;
     j->next = s->jobs;
     if (s->jobs)
         s->jobs->prev = j;
@@ -1170,8 +1170,8 @@ static void renew_back(void *ctx)
         }
         if (r->sts[i] == MB_OK) {
             /* A checkpoint confirmed meanwhile may have set a later end. */
-            if (r->sent_ms + s->o.lease_ms > j->lease_end)
-                j->lease_end = r->sent_ms + s->o.lease_ms;
+            if (r->sent_ms + s->o.lease_ms > j->lease_until)
+                j->lease_until = r->sent_ms + s->o.lease_ms;
             j->job->cancel_requested = r->cancel[i];
         } else if (r->sts[i] == MB_AGAIN) {
             /* Redis away: the lease may hold yet.  Renewed again shortly; lost by the
@@ -1189,7 +1189,7 @@ static void renew_back(void *ctx)
 /* Does the job's lease need extending now? */
 static int needs_renewal(const mb_saga *s, const sjob *j, long long now)
 {
-    return !j->lost && !j->leave && !j->ck_pending && j->lease_end - now <= s->o.lease_ms / 2;
+    return !j->lost && !j->leave && !j->ck_pending && j->lease_until - now <= s->o.lease_ms / 2;
 }
 
 /* Each tick: a lease past its end on our clock is lost; every lease past half
@@ -1203,7 +1203,7 @@ static void renew_leases(mb_saga *s)
 
     for (sjob *j = s->jobs, *next; j; j = next) {
         next = j->next;
-        if (!j->lost && !j->ck_pending && now >= j->lease_end) {
+        if (!j->lost && !j->ck_pending && now >= j->lease_until) {
             lease_lost(j, "not renewed before it ran out");
             continue;
         }
