@@ -97,6 +97,12 @@ const mb_conf_key mb_loop_conf_keys[] = {
      "kept-alive connections to the cloud APIs"},
     {"MESHBUY_CONNECT_TIMEOUT_MS", MB_CONF_INT, "5000", 100, 600000, NULL,
      "connect timeout of cloud API calls"},
+    {"MESHBUY_CALL_RETRY_BASE_MS", MB_CONF_INT, "100", 1, 600000, NULL,
+     "first retry delay cap of one cloud request (full jitter, doubling)"},
+    {"MESHBUY_CALL_RETRY_MAX_MS", MB_CONF_INT, "5000", 1, 3600000, NULL,
+     "retry delay cap of one cloud request"},
+    {"MESHBUY_RETRY_AFTER_MAX_MS", MB_CONF_INT, "30000", 1, 3600000, NULL,
+     "longest Retry-After a cloud request waits for"},
     {NULL},
 };
 
