@@ -5,7 +5,7 @@
 # container engine runs here: this checks the files, not a running stack.
 . "$MB_ROOT/tests/lib.sh"
 
-command -v docker-compose >/dev/null || skip "docker-compose not installed (ops/deps)"
+need_tool docker-compose
 cd "$MB_ROOT"
 # Check the file as shipped, not as this shell's environment would interpolate it.
 unset CLOUDSIM_SCENARIO MESHBUY_CCE_URL MESHBUY_VPC_URL MESHBUY_K8S_URL MESHBUY_AK MESHBUY_SK
@@ -122,7 +122,7 @@ done
 # stage installs (sanitizer runtimes and libc aside).
 runtime_pkgs=$(sed -n '/^FROM debian:bookworm-slim/,$p' Dockerfile)
 needed=$(for b in "$MB_BIN"/*; do
-    [ -x "$b" ] && [ -f "$b" ] || continue
+    [[ -x "$b" && -f "$b" ]] || continue
     readelf -d "$b" | sed -n "s|.*NEEDED.*\[\(.*\)\]|\1 $(basename "$b")|p"
 done | sort -u -k1,1)
 checked=0
