@@ -63,7 +63,7 @@ int mb_loop_run(mb_loop *l);
 /* Borrowed accessors for the saga engine's set-up (valid until mb_loop_free). */
 struct event_base *mb_loop_base(mb_loop *l);
 struct mb_store *mb_loop_store(mb_loop *l); /* synchronous: blocks the loop; prefer the queue */
-struct mb_rq *mb_loop_rq(mb_loop *l);        /* the Redis queue (its own thread and connection) */
+struct mb_rq *mb_loop_rq(mb_loop *l);       /* the Redis queue (its own thread and connection) */
 const char *mb_loop_worker_id(const mb_loop *l);
 mb_worker_metrics *mb_loop_metrics(mb_loop *l);
 

@@ -77,31 +77,31 @@
 #include "mb_step.h"
 #include "mb_store.h"
 
-#define FLUSH_BATCH 256 /* checkpoints per pipelined round trip */
-#define MAX_EVENTS 4    /* status events one checkpoint carries at most */
-#define RESEND_MIN_MS 100   /* first pause before re-sending an unconfirmed checkpoint */
-#define RESEND_MAX_MS 1000  /* its cap */
+#define FLUSH_BATCH    256  /* checkpoints per pipelined round trip */
+#define MAX_EVENTS     4    /* status events one checkpoint carries at most */
+#define RESEND_MIN_MS  100  /* first pause before re-sending an unconfirmed checkpoint */
+#define RESEND_MAX_MS  1000 /* its cap */
 #define CLAIM_PAUSE_MS 500  /* after a failed claim */
 #define RENEW_PAUSE_MS 100  /* after a renewal that did not reach Redis */
-#define CLAIM_MAX 256       /* jobs per claim: bounded work per completion */
+#define CLAIM_MAX      256  /* jobs per claim: bounded work per completion */
 
 typedef struct sjob {
     mb_sjob pub; /* first: steps see only this */
     struct mb_saga *saga;
     const mb_saga_def *def; /* the job's saga (borrowed from the engine's set) */
     int hist_base;          /* its first step's histogram in saga->hist */
-    mb_job *job;           /* store record: fence, key, status (owned) */
-    mb_order *order;       /* parsed from job->order (owned) */
-    const mb_step *step;   /* executing, or NULL between executions */
-    int compensating;      /* step runs its compensate() */
-    int pending;           /* cloud calls in flight */
-    int lost;              /* lease lost: drop once calls return */
-    int leave;             /* checkpointed for later (or ended): leaves memory */
-    long long lease_until; /* ms, monotonic (mono_ms): conservative end of our lease */
-    json_t *events;        /* status events queued for the next checkpoint */
-    char mesh_id[32];      /* stable per order: "mesh-" + hash of key and order id */
-    long long exec_us;     /* when the current execution started (monotonic) */
-    int ck_pending;        /* a checkpoint is queued, out, or waiting to be re-sent */
+    mb_job *job;            /* store record: fence, key, status (owned) */
+    mb_order *order;        /* parsed from job->order (owned) */
+    const mb_step *step;    /* executing, or NULL between executions */
+    int compensating;       /* step runs its compensate() */
+    int pending;            /* cloud calls in flight */
+    int lost;               /* lease lost: drop once calls return */
+    int leave;              /* checkpointed for later (or ended): leaves memory */
+    long long lease_until;  /* ms, monotonic (mono_ms): conservative end of our lease */
+    json_t *events;         /* status events queued for the next checkpoint */
+    char mesh_id[32];       /* stable per order: "mesh-" + hash of key and order id */
+    long long exec_us;      /* when the current execution started (monotonic) */
+    int ck_pending;         /* a checkpoint is queued, out, or waiting to be re-sent */
     int ck_keep;
     long long ck_next_run;
     const char *ck_status;
@@ -117,13 +117,13 @@ struct mb_saga {
     struct event *flush_ev; /* end of a loop turn: write the queued checkpoints */
     sjob **ckq;             /* jobs waiting for their checkpoint */
     size_t nq, capq;
-    sjob **rsq;             /* jobs whose checkpoint waits to be re-sent */
+    sjob **rsq; /* jobs whose checkpoint waits to be re-sent */
     size_t nrs, caprs;
     int flush_armed;
-    int claim_out;          /* a claim request is out */
-    int renew_out;          /* a renewal request is out */
+    int claim_out;                          /* a claim request is out */
+    int renew_out;                          /* a renewal request is out */
     long long next_claim_ms, next_renew_ms; /* monotonic: pauses after failures */
-    int claim_failing;      /* the last claim failed (logged once) */
+    int claim_failing;                      /* the last claim failed (logged once) */
     mb_rq *rq;
     mb_cloud *cloud;
     const mb_catalog *catalog;
@@ -524,8 +524,10 @@ static void ckpt_again(sjob *j, const mb_error *e)
     s->stats.resends++;
     j->ck_retry_ms = now + resend_delay(j);
     if (j->ck_resends == 1)
-        jlog(MB_LOG_WARN, j, "checkpoint not confirmed (%s): re-sending until it is, "
-             "while the lease lasts", e->msg);
+        jlog(MB_LOG_WARN, j,
+             "checkpoint not confirmed (%s): re-sending until it is, "
+             "while the lease lasts",
+             e->msg);
     s->rsq[s->nrs++] = j;
 }
 
@@ -552,7 +554,8 @@ static void ckpt_done(sjob *j, mb_status st, const mb_checkpoint_result *res, co
         j->job->cancel_requested = res->cancel_requested;
         /* An earlier send that landed started the lease then: count from the first. */
         if (j->ck_keep)
-            j->lease_until = (res->already_applied ? j->ck_first_ms : sent_ms) + j->saga->o.lease_ms;
+            j->lease_until =
+                (res->already_applied ? j->ck_first_ms : sent_ms) + j->saga->o.lease_ms;
     }
     if (j->lost || j->leave) {
         drop(j);
@@ -1137,8 +1140,8 @@ static void start(mb_saga *s, mb_job *job, long long granted_ms)
     advance(j);
 }
 
-mb_saga *mb_saga_new(struct event_base *base, mb_rq *rq, mb_cloud *cloud,
-                     const mb_catalog *catalog, const mb_saga_opts *o, char *err, size_t errlen)
+mb_saga *mb_saga_new(struct event_base *base, mb_rq *rq, mb_cloud *cloud, const mb_catalog *catalog,
+                     const mb_saga_opts *o, char *err, size_t errlen)
 {
     mb_saga *s = calloc(1, sizeof(*s));
 
@@ -1355,8 +1358,8 @@ static void claim_back(void *ctx)
     s->claim_out = 0;
     if (r->st != MB_OK) {
         if (!s->claim_failing)
-            mb_warn("saga", "claim failed (retrying every %d ms, logged once): %s",
-                    CLAIM_PAUSE_MS, r->err.msg);
+            mb_warn("saga", "claim failed (retrying every %d ms, logged once): %s", CLAIM_PAUSE_MS,
+                    r->err.msg);
         s->claim_failing = 1;
         s->next_claim_ms = mono_ms() + CLAIM_PAUSE_MS;
     } else if (s->claim_failing) {

@@ -35,6 +35,8 @@
 #define BOUND_MS 20000 /* generous: the machine may be loaded and sanitized */
 #define STALL_MS 3500  /* Redis SIGSTOPped this long (the queue's store times out at 2 s) */
 #define HANG_MS  2500  /* a fake call that takes this long */
+
+/* The lease of the lost-lease test: shorter than the stall and the hung call. */
 #define SHORT_LEASE_MS 1500
 
 /* ================================================================ a private Redis */
@@ -365,7 +367,8 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
-    kill(redis_pid, SIGCONT); /* a failed stall test must not stop the next */
+    /* A failed stall test must not stop the next. */
+    kill(redis_pid, SIGCONT);
     mb_rq_free(rq); /* every request's done runs first, while the engine is alive */
     rq = NULL;
     mb_saga_free(saga);
