@@ -17,7 +17,8 @@
 #define TEXT_MAX    1024
 
 static const char *const STATUS_NAMES[] = {
-    "Accepted", "Installing", "Running", "RollingBack", "Failed", "Cancelled",
+    "Accepted", "Installing", "Running",  "RollingBack",
+    "Failed",   "Cancelled",  "Deleting", "Deleted",
 };
 #define N_STATUS (sizeof STATUS_NAMES / sizeof STATUS_NAMES[0])
 
@@ -52,7 +53,8 @@ static const char *rule_status(const char *s)
 {
     mb_mesh_status st;
     if (mb_mesh_status_parse(s, &st) < 0)
-        return "must be one of Accepted, Installing, Running, RollingBack, Failed, Cancelled";
+        return "must be one of Accepted, Installing, Running, RollingBack, Failed, Cancelled, "
+               "Deleting, Deleted";
     return NULL;
 }
 

@@ -15,6 +15,8 @@ typedef enum mb_mesh_status {
     MB_MESH_ROLLING_BACK,
     MB_MESH_FAILED,
     MB_MESH_CANCELLED,
+    MB_MESH_DELETING, /* the delete saga, while its steps run */
+    MB_MESH_DELETED,  /* the delete saga's end */
 } mb_mesh_status;
 
 /* One status event.  All strings are borrowed for the call (build) or until
@@ -41,7 +43,8 @@ typedef struct mb_status_event {
     const char *source;      /* NULL = MB_EVENT_SOURCE */
 } mb_status_event;
 
-/* "Accepted", "Installing", "Running", "RollingBack", "Failed", "Cancelled".  Static. */
+/* "Accepted", "Installing", "Running", "RollingBack", "Failed", "Cancelled", "Deleting",
+ * "Deleted".  Static. */
 const char *mb_mesh_status_name(mb_mesh_status s);
 
 /* Parses a status name.  0, or -1 if it names none. */

@@ -1,7 +1,7 @@
 /* mb_order.c: strict parsing and building of mesh.orders messages (see mb_order.h).
  *
- * The rules here mirror schemas/order-buy.schema.json and order-cancel.schema.json
- * one for one: tests/component/test_fixtures.sh holds both to the same verdict on
+ * The rules here mirror schemas/order-buy.schema.json, order-cancel.schema.json and
+ * order-delete.schema.json one for one: tests/component/test_fixtures.sh holds both to the same verdict on
  * every fixture.  Change one, change the other. */
 #include "mb_order.h"
 
@@ -23,6 +23,11 @@ static const char *const MESH_KEYS[] = {
 };
 static const char *const SIDECAR_KEYS[] = {"namespaces", "restart_existing", NULL};
 static const char *const CANCEL_KEYS[] = {"order_id", "account_id", "mesh_name", "reason", NULL};
+static const char *const DELETE_KEYS[] = {
+    "order_id", "account_id", "project_id", "region", "mesh", "sidecar", NULL,
+};
+static const char *const DELETE_MESH_KEYS[] = {"name", NULL};
+static const char *const DELETE_SIDECAR_KEYS[] = {"restart_existing", NULL};
 static const char *const ISTIO_MINORS[] = {"1.8", "1.13", "1.15", "1.18", NULL};
 
 /* ---------------------------------------------------------------- rules */
@@ -388,6 +393,44 @@ static int parse_cancel(mb_jcheck *c, const json_t *data, mb_order *o)
     return 0;
 }
 
+/* The delete order: which mesh (data.mesh.name), in which project and region, and whether
+ * the workloads that got the sidecar are restarted to drop it (data.sidecar). */
+static int parse_delete_sidecar(mb_jcheck *c, const json_t *data, mb_order *o)
+{
+    const json_t *sc = get_obj(c, data, "data", "sidecar", 0);
+    if (!sc)
+        return c->failed ? -1 : 0;
+    if (mb_jcheck_keys(c, "data.sidecar", sc, DELETE_SIDECAR_KEYS) < 0)
+        return -1;
+    const json_t *r = json_object_get(sc, "restart_existing");
+    if (r && !json_is_boolean(r))
+        return mb_jcheck_fail(c, "data.sidecar.restart_existing", "must be a boolean");
+    o->restart_existing = r ? json_is_true(r) : 0;
+    return 0;
+}
+
+static int parse_delete(mb_jcheck *c, const json_t *data, mb_order *o)
+{
+    const char *oid, *acc, *proj, *region, *name;
+    const json_t *mesh;
+    if (mb_jcheck_keys(c, "data", data, DELETE_KEYS) < 0 ||
+        mb_jcheck_str(c, data, "data", "order_id", 1, mb_order_check_order_id, &oid) < 0 ||
+        mb_jcheck_str(c, data, "data", "account_id", 1, mb_order_check_id, &acc) < 0 ||
+        mb_jcheck_str(c, data, "data", "project_id", 1, mb_order_check_id, &proj) < 0 ||
+        mb_jcheck_str(c, data, "data", "region", 1, rule_region, &region) < 0)
+        return -1;
+    mesh = get_obj(c, data, "data", "mesh", 1);
+    if (!mesh || mb_jcheck_keys(c, "data.mesh", mesh, DELETE_MESH_KEYS) < 0 ||
+        mb_jcheck_str(c, mesh, "data.mesh", "name", 1, mb_order_check_mesh_name, &name) < 0 ||
+        parse_delete_sidecar(c, data, o) < 0)
+        return -1;
+    if (dup_str(c, &o->order_id, oid) < 0 || dup_str(c, &o->account_id, acc) < 0 ||
+        dup_str(c, &o->project_id, proj) < 0 || dup_str(c, &o->region, region) < 0 ||
+        dup_str(c, &o->mesh_name, name) < 0)
+        return -1;
+    return 0;
+}
+
 /* ------------------------------------------------------- partial identity */
 
 static void take_if(char *dst, size_t len, const json_t *v, mb_jrule rule)
@@ -405,6 +448,8 @@ static mb_order_kind kind_of(const char *type)
         return MB_ORDER_BUY;
     if (strcmp(type, MB_TYPE_ORDER_CANCEL) == 0)
         return MB_ORDER_CANCEL;
+    if (strcmp(type, MB_TYPE_ORDER_DELETE) == 0)
+        return MB_ORDER_DELETE;
     return MB_ORDER_UNKNOWN;
 }
 
@@ -458,14 +503,16 @@ int mb_order_from_json(const json_t *env, mb_order **out, mb_order_err *err)
         goto err;
     o->kind = kind_of(type);
     if (o->kind == MB_ORDER_UNKNOWN) {
-        mb_jcheck_fail(&c, "event.type", "must be \"%s\" or \"%s\"", MB_TYPE_ORDER_BUY,
-                       MB_TYPE_ORDER_CANCEL);
+        mb_jcheck_fail(&c, "event.type", "must be \"%s\", \"%s\" or \"%s\"", MB_TYPE_ORDER_BUY,
+                       MB_TYPE_ORDER_CANCEL, MB_TYPE_ORDER_DELETE);
         goto err;
     }
     const json_t *data = get_obj(&c, env, "event", "data", 1);
     if (!data)
         goto err;
-    if (o->kind == MB_ORDER_BUY ? parse_buy(&c, data, o) < 0 : parse_cancel(&c, data, o) < 0)
+    if (o->kind == MB_ORDER_BUY      ? parse_buy(&c, data, o) < 0
+        : o->kind == MB_ORDER_DELETE ? parse_delete(&c, data, o) < 0
+                                     : parse_cancel(&c, data, o) < 0)
         goto err;
     if (copy_envelope(&c, env, o) < 0)
         goto err;
@@ -529,6 +576,7 @@ const char *mb_order_kind_name(mb_order_kind k)
     switch (k) {
     case MB_ORDER_BUY: return "buy";
     case MB_ORDER_CANCEL: return "cancel";
+    case MB_ORDER_DELETE: return "delete";
     default: return "unknown";
     }
 }
@@ -564,6 +612,11 @@ json_t *mb_order_data_json(const mb_order *o)
         }
         return d;
     }
+    if (o->kind == MB_ORDER_DELETE)
+        return json_pack("{s:s, s:s, s:s, s:s, s:{s:s}, s:{s:b}}", "order_id", o->order_id,
+                         "account_id", o->account_id, "project_id", o->project_id, "region",
+                         o->region, "mesh", "name", o->mesh_name, "sidecar", "restart_existing",
+                         o->restart_existing ? 1 : 0);
     /* "o" steals the arrays, and json_pack frees them if packing fails */
     return json_pack("{s:s, s:s, s:s, s:s, s:{s:s, s:s, s:s, s:s, s:o, s:{s:o, s:b}}}", "order_id",
                      o->order_id, "account_id", o->account_id, "project_id", o->project_id,
@@ -583,7 +636,9 @@ static int set_opt(json_t *obj, const char *key, const char *val)
 
 json_t *mb_order_to_json(const mb_order *o)
 {
-    const char *type = o->kind == MB_ORDER_CANCEL ? MB_TYPE_ORDER_CANCEL : MB_TYPE_ORDER_BUY;
+    const char *type = o->kind == MB_ORDER_CANCEL   ? MB_TYPE_ORDER_CANCEL
+                       : o->kind == MB_ORDER_DELETE ? MB_TYPE_ORDER_DELETE
+                                                    : MB_TYPE_ORDER_BUY;
     json_t *env = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:o}", "specversion", "1.0", "id",
                             o->event_id, "source", o->source, "type", type, "time", o->time,
                             "datacontenttype", "application/json", "data", mb_order_data_json(o));
@@ -642,6 +697,7 @@ json_t *mb_order_envelope(mb_order_kind kind, json_t *data, const char *source,
     char id[40], now[32], subject[160];
     const char *type = kind == MB_ORDER_BUY      ? MB_TYPE_ORDER_BUY
                        : kind == MB_ORDER_CANCEL ? MB_TYPE_ORDER_CANCEL
+                       : kind == MB_ORDER_DELETE ? MB_TYPE_ORDER_DELETE
                                                  : NULL;
     if (!type || !data || mb_order_new_id("ce-", id, sizeof id) < 0) {
         json_decref(data);

@@ -1,4 +1,4 @@
-/* mb_order.h: the order contract: strict parsing of mesh.orders messages (buy, cancel). */
+/* mb_order.h: the order contract: strict parsing of mesh.orders messages (buy, cancel, delete). */
 #ifndef MB_ORDER_H
 #define MB_ORDER_H
 
@@ -18,11 +18,13 @@
 
 #define MB_TYPE_ORDER_BUY    "com.meshbuy.order.buy.v1"
 #define MB_TYPE_ORDER_CANCEL "com.meshbuy.order.cancel.v1"
+#define MB_TYPE_ORDER_DELETE "com.meshbuy.order.delete.v1"
 
 typedef enum mb_order_kind {
     MB_ORDER_UNKNOWN = 0,
     MB_ORDER_BUY = 1,
     MB_ORDER_CANCEL = 2,
+    MB_ORDER_DELETE = 3,
 } mb_order_kind;
 
 /* A parsed, valid order.  Every string is owned by the order (freed by
@@ -37,13 +39,15 @@ typedef struct mb_order {
     char *subject;     /* optional */
     char *traceparent; /* optional, W3C, validated */
     char *tracestate;  /* optional */
-    /* data: both kinds */
+    /* data: every kind */
     char *order_id;
     char *account_id;
-    char *mesh_name; /* buy: data.mesh.name; cancel: data.mesh_name */
-    /* data: buy only */
+    char *mesh_name; /* buy, delete: data.mesh.name; cancel: data.mesh_name */
+    /* data: buy and delete */
     char *project_id;
     char *region;
+    /* data: buy only (a delete saga fills cluster_id, nodes and namespaces from the create
+     * it undoes, mb_saga_def.resolve; to_json leaves them out of a delete) */
     char *edition;       /* "basic" */
     char *istio_version; /* "1.8", "1.13", "1.15" or "1.18" */
     char *cluster_id;
@@ -51,7 +55,7 @@ typedef struct mb_order {
     size_t n_nodes;
     char **namespaces; /* sidecar.namespaces, 0..64, unique (absent sidecar: none) */
     size_t n_namespaces;
-    int restart_existing; /* sidecar.restart_existing (absent: 0) */
+    int restart_existing; /* sidecar.restart_existing (absent: 0); delete: data.sidecar */
     /* data: cancel only */
     char *reason; /* optional */
 } mb_order;
@@ -70,7 +74,7 @@ typedef struct mb_order_err {
 } mb_order_err;
 
 /* Parses a Kafka message value (len bytes, need not be NUL-terminated) as a
- * CloudEvents structured order, strictly per schemas/order-{buy,cancel}.schema.json,
+ * CloudEvents structured order, strictly per schemas/order-{buy,cancel,delete}.schema.json,
  * plus: at most MB_ORDER_MAX_BYTES, no duplicate object keys, no NUL in strings.
  * Returns 0 and *out (new, mb_order_free), or -1 with *out NULL and err filled
  * (err may be NULL when the caller only needs the verdict). */
@@ -92,7 +96,7 @@ char *mb_order_key(const mb_order *o, char *buf, size_t len);
 
 void mb_order_free(mb_order *o);
 
-/* "buy", "cancel", "unknown".  Static. */
+/* "buy", "cancel", "delete", "unknown".  Static. */
 const char *mb_order_kind_name(mb_order_kind k);
 
 /* --- building orders (the producer) ----------------------------------------------- */

@@ -8,8 +8,12 @@
  *
  *   mb:{sN}:job:<order_id>     hash: the job record (the only state; see mb_job)
  *       id key shard order state status step attempt fence claims ck cancel tp created
- *       updated next_run lease_owner lease_until error_code error_msg saga [raw cancel_at]
- *       (saga: the saga that runs the job; a record without it is a "create")
+ *       updated next_run lease_owner lease_until error_code error_msg saga [raw cancel_at
+ *       deleted_by]
+ *       (saga: the saga that runs the job; a record without it is a "create"; deleted_by:
+ *       on a create, the delete order accepted for its mesh.  A delete job's state starts
+ *       as {"target": snapshot of the create it undoes, or null}, taken by the accept
+ *       script; a delete never holds the name)
  *   mb:{sN}:name:<mesh key>    string: the order id holding the mesh name
  *   mb:{sN}:seq:<mesh key>     counter: the last status event seq of the key
  *   mb:{sN}:hist:<order_id>    list: the job's history lines (last 200)
@@ -1152,7 +1156,7 @@ static int checkpoint_cmd(mb_store *st, const mb_checkpoint *k, cmd *c, mb_error
         args_str(&c->a, UNCHANGED);
     args_opt(&c->a, k->error_code);
     args_opt(&c->a, k->error_msg);
-    args_str(&c->a, k->release_name ? "1" : "0");
+    args_str(&c->a, !k->release_name ? "" : k->release_name_of ? k->release_name_of : k->order_id);
     args_opt(&c->a, k->history);
     args_str(&c->a, k->key);
     args_ll(&c->a, k->ck);

@@ -99,7 +99,8 @@ typedef struct mb_accept {
     const json_t *accepted_event; /* queued when the order is new */
     const json_t *conflict_event; /* queued when the name belongs to another order */
     long long now_ms;
-    const char *saga; /* the saga the job runs; NULL = "create" */
+    const char *saga; /* the saga the job runs; NULL = "create".  "delete" claims no
+                         name: it snapshots the mesh's create (mb_store.c) */
 } mb_accept;
 
 typedef enum mb_accept_verdict {
@@ -162,6 +163,8 @@ typedef struct mb_checkpoint {
     long long now_ms;
     long long lease_ms;
     int release_name;      /* free the mesh name if this order holds it (compensated reserve) */
+    const char *release_name_of; /* with release_name: free it only if that order holds it
+                                    (a delete frees its create's); NULL = this order */
     const char *history;   /* a line for the job's history (capped list), NULL = none */
     /* Makes a retry after a lost reply safe: when > 0 it must be the job's checkpoints + 1
      * (the job's count as claimed, plus one per checkpoint since).  A checkpoint whose ck

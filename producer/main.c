@@ -45,7 +45,7 @@ typedef struct cli {
     size_t n_nodes;
     const char *namespaces[MAX_REPEAT];
     size_t n_namespaces;
-    int restart, dry_run, check;
+    int restart, dry_run, check, del;
     int timeout_s;
 } cli;
 
@@ -59,6 +59,8 @@ static void usage(FILE *f)
         "       meshbuy --file FILE|-    publish an order read from JSON: a full CloudEvent,\n"
         "                                or only its data object (wrapped here)\n"
         "       meshbuy --cancel ORDER_ID --account A --name MESH [--reason TEXT]\n"
+        "       meshbuy --delete --account A --name MESH --project P --region R [--restart]\n"
+        "               [--order-id ID]      delete a mesh: undo what its purchase changed\n"
         "       meshbuy --validate FILE|- [FILE...]         check order messages byte for byte,\n"
         "                                                 send nothing\n"
         "       meshbuy --validate-status FILE|- [FILE...]  check mesh.status events\n"
@@ -74,7 +76,9 @@ static void usage(FILE *f)
         "options:\n"
         "  --order-id ID      billing's idempotency key (default: fresh ord-<32 hex>)\n"
         "  --traceparent TP   W3C traceparent of the order (default: a fresh one)\n"
-        "  --restart          restart existing workloads of the --namespace namespaces\n"
+        "  --restart          restart existing workloads of the --namespace namespaces (with\n"
+        "                     --delete: of the namespaces the purchase labeled, so pods drop\n"
+        "                     the sidecar)\n"
         "  --reason TEXT      free-text reason of a cancel\n"
         "  --source S         CloudEvents source (default $MESHBUY_SOURCE)\n"
         "  --timeout SEC      wait at most SEC seconds for delivery (default 30)\n"
@@ -130,6 +134,7 @@ enum {
     OPT_SOURCE,
     OPT_DRY_RUN,
     OPT_CHECK,
+    OPT_DELETE,
 };
 
 /* same order as the enum above: OPTIONS[opt - OPT_ACCOUNT] names an option */
@@ -154,6 +159,7 @@ static const struct option OPTIONS[] = {
     {"source", required_argument, NULL, OPT_SOURCE},
     {"dry-run", no_argument, NULL, OPT_DRY_RUN},
     {"check", no_argument, NULL, OPT_CHECK},
+    {"delete", no_argument, NULL, OPT_DELETE},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -213,6 +219,7 @@ static int parse_args(int argc, char **argv, cli *c)
         case OPT_RESTART: c->restart = 1; break;
         case OPT_DRY_RUN: c->dry_run = 1; break;
         case OPT_CHECK: c->check = 1; break;
+        case OPT_DELETE: c->del = 1; break;
         case OPT_TIMEOUT:
             if (parse_timeout(optarg, &c->timeout_s) < 0)
                 return bad_usage("--timeout: not a number of seconds in 1..3600: %s", optarg);
@@ -229,16 +236,19 @@ static int parse_args(int argc, char **argv, cli *c)
     /* only the validate modes take more files */
     if (optind < argc && !c->validate && !c->validate_status)
         return bad_usage("unexpected argument: %s", argv[optind]);
-    int modes = !!c->file + !!c->cancel + !!c->validate + !!c->validate_status;
+    int modes = !!c->file + !!c->cancel + !!c->del + !!c->validate + !!c->validate_status;
     if (modes > 1)
-        return bad_usage("%s",
-                         "--file, --cancel, --validate and --validate-status exclude each other");
+        return bad_usage("%s", "--file, --cancel, --delete, --validate and --validate-status "
+                               "exclude each other");
     int flags = c->project || c->region || c->istio || c->cluster || c->n_nodes ||
                 c->n_namespaces || c->restart || c->order_id;
     if ((c->file || c->validate || c->validate_status) && (flags || c->account || c->name))
         return bad_usage("%s", "order fields cannot be combined with --file or --validate");
     if (c->cancel && flags)
         return bad_usage("%s", "--cancel takes only --account, --name and --reason");
+    if (c->del && (c->istio || c->cluster || c->n_nodes || c->n_namespaces))
+        return bad_usage("%s", "--delete takes only --account, --name, --project, --region, "
+                               "--restart and --order-id");
     if (c->reason && !c->cancel)
         return bad_usage("%s", "--reason goes with --cancel");
     return -1;
@@ -331,6 +341,27 @@ static json_t *cancel_from_flags(const cli *c)
     return data;
 }
 
+/* The data object of a delete order from the flags.  New reference; NULL after printing
+ * why. */
+static json_t *delete_from_flags(const cli *c, const char *order_id)
+{
+    static const char *const req[] = {"account", "name", "project", "region"};
+    const char *vals[] = {c->account, c->name, c->project, c->region};
+    for (size_t i = 0; i < sizeof req / sizeof req[0]; i++) {
+        if (!vals[i]) {
+            bad_usage("--delete needs --%s", req[i]);
+            return NULL;
+        }
+    }
+    json_t *data =
+        json_pack("{s:s, s:s, s:s, s:s, s:{s:s}, s:{s:b}}", "order_id", order_id, "account_id",
+                  c->account, "project_id", c->project, "region", c->region, "mesh", "name",
+                  c->name, "sidecar", "restart_existing", c->restart);
+    if (!data)
+        fprintf(stderr, "meshbuy: an argument is not valid UTF-8\n");
+    return data;
+}
+
 /* An order from --file: a whole envelope (kept as given; a traceparent is
  * added when it has none) or only the data (wrapped).  New reference or NULL. */
 static json_t *order_from_file(const cli *c, const char *source, const char *tp)
@@ -359,10 +390,14 @@ static json_t *order_from_file(const cli *c, const char *source, const char *tp)
             json_object_set_new(doc, "traceparent", json_string(tp));
         return doc;
     }
-    /* data only: a cancel names its mesh at the top, a buy inside "mesh" */
-    mb_order_kind kind = json_object_get(doc, "mesh_name") && !json_object_get(doc, "mesh")
-                             ? MB_ORDER_CANCEL
-                             : MB_ORDER_BUY;
+    /* data only: a cancel names its mesh at the top, a buy inside "mesh", a delete too but
+     * with nothing else there (a buy's mesh says at least its edition and cluster) */
+    const json_t *mesh = json_object_get(doc, "mesh");
+    mb_order_kind kind =
+        json_object_get(doc, "mesh_name") && !mesh ? MB_ORDER_CANCEL
+        : json_is_object(mesh) && json_object_size(mesh) == 1 && json_object_get(mesh, "name")
+            ? MB_ORDER_DELETE
+            : MB_ORDER_BUY;
     return mb_order_envelope(kind, doc, source, tp);
 }
 
@@ -540,6 +575,8 @@ static int run(const cli *c, const mb_conf *conf)
         env = order_from_file(c, source, tp);
     else if (c->cancel)
         env = mb_order_envelope(MB_ORDER_CANCEL, cancel_from_flags(c), source, tp);
+    else if (c->del)
+        env = mb_order_envelope(MB_ORDER_DELETE, delete_from_flags(c, order_id), source, tp);
     else
         env = mb_order_envelope(MB_ORDER_BUY, buy_from_flags(c, order_id), source, tp);
     if (!env)

@@ -25,7 +25,7 @@
 #                                    as an identical copy (dropped); prints the deduplicated
 #                                    CloudEvents, one per line; fails with the reason
 #   saga_terminal KEY ORDER          prints ORDER's terminal status on KEY (Running, Failed,
-#                                    Cancelled) or nothing
+#                                    Cancelled, Deleted) or nothing
 #   saga_wait_terminal SECS KEY ORDER   waits for it
 #   saga_wait_all SECS KEY:ORDER...  waits until every pair has its terminal status
 #   saga_check_order KEY ORDER STATUS   the stream of KEY is gapless, ORDER's events end with
@@ -156,7 +156,7 @@ for line in sys.stdin:
 saga_terminal() {
     saga_events "$1" | jq -r --arg o "$2" '.payload | fromjson | .data |
         select(.order_id == $o and (.status == "Running" or .status == "Failed" or
-        .status == "Cancelled")) | .status' | head -n 1
+        .status == "Cancelled" or .status == "Deleted")) | .status' | head -n 1
 }
 
 _saga_has_terminal() {

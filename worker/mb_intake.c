@@ -30,6 +30,8 @@
 #define BACKOFF_MAX_MS 5000
 #define POLL_MAX 500 /* messages taken per wake-up: keeps one turn of the loop bounded */
 #define STEP_TOTAL (mb_saga_create.nsteps) /* an accepted buy order runs the create saga */
+/* Orders accepted as jobs: a buy runs the create saga, a delete the delete saga. */
+#define ACCEPTED_KIND(o) ((o)->kind == MB_ORDER_BUY || (o)->kind == MB_ORDER_DELETE)
 #define MAX_BATCH 64 /* accepts per round trip */
 
 enum { ST_NEW, ST_NEED_DLQ, ST_WAIT_DLQ, ST_DONE };
@@ -240,6 +242,16 @@ static json_t *event(const char *order_id, const char *acct, const char *mesh,
     return mb_event_build_json(&ev, err, errlen);
 }
 
+/* A delete reports Deleting from its acceptance on, counted in the delete saga's steps. */
+static void as_delete(json_t *ev)
+{
+    json_t *d = json_object_get(ev, "data");
+
+    json_object_set_new(d, "status", json_string(mb_mesh_status_name(MB_MESH_DELETING)));
+    json_object_set_new(d, "step_total", json_integer(mb_saga_delete.nsteps));
+    json_object_set_new(d, "message", json_string("delete order accepted"));
+}
+
 /* ================================================================ processing */
 
 static void note_again(mb_intake *in, long long now_ms, const mb_error *e)
@@ -270,8 +282,7 @@ static int accept_run(mb_intake *in, in_msg *x, long long now_ms)
     char err[256], msg[300];
     int rc = 0;
 
-    for (; x && n < cap && x->state == ST_NEW && x->o && x->o->kind == MB_ORDER_BUY;
-         x = x->next) {
+    for (; x && n < cap && x->state == ST_NEW && x->o && ACCEPTED_KIND(x->o); x = x->next) {
         mb_order *o = x->o;
         run[n] = x;
         snprintf(msg, sizeof(msg), "mesh name %s is already used in account %s",
@@ -282,6 +293,8 @@ static int accept_run(mb_intake *in, in_msg *x, long long now_ms)
         con[n] = event(o->order_id, o->account_id, o->mesh_name, o->cluster_id,
                        MB_MESH_FAILED, "reserve", 2, msg, "NameConflict", x->tp, err,
                        sizeof(err));
+        if (o->kind == MB_ORDER_DELETE)
+            as_delete(acc[n]);
         body[n] = mb_memdup_str(x->m->payload, x->m->len);
         if (body[n] == NULL || acc[n] == NULL || con[n] == NULL) {
             /* Out of memory: accept what is batched; this one stays new for the next turn. */
@@ -292,6 +305,8 @@ static int accept_run(mb_intake *in, in_msg *x, long long now_ms)
         }
         q[n] = (mb_accept){o->order_id, o->account_id, o->mesh_name, body[n], x->tp,
                            acc[n], con[n], now_ms};
+        if (o->kind == MB_ORDER_DELETE)
+            q[n].saga = mb_saga_delete.name;
         mb_error_clear(&errs[n]);
         n++;
     }
@@ -470,7 +485,7 @@ static void process(mb_intake *in, long long now_ms)
             all_ok = 0;
             break;
         }
-        if (x->state == ST_NEW && x->o && x->o->kind == MB_ORDER_BUY) {
+        if (x->state == ST_NEW && x->o && ACCEPTED_KIND(x->o)) {
             if (accept_run(in, x, now_ms) < 0) {
                 all_ok = 0;
                 break;

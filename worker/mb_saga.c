@@ -462,6 +462,7 @@ static void fill_ckpt(sjob *j, mb_checkpoint *ck, json_t **evs)
         .error_msg = error ? st_str(error, "message") : "",
         .lease_ms = j->saga->o.lease_ms,
         .release_name = j->pub.release_name,
+        .release_name_of = j->pub.release_name_of,
         .events = evs,
         .n_events = n,
     };
@@ -551,6 +552,7 @@ static void ckpt_done(sjob *j, mb_status st, const mb_checkpoint_result *res, co
                  res->already_applied ? " (an earlier send had landed)" : "");
         j->job->checkpoints++;
         j->pub.release_name = 0;
+        j->pub.release_name_of = NULL;
         j->job->cancel_requested = res->cancel_requested;
         /* An earlier send that landed started the lease then: count from the first. */
         if (j->ck_keep)
@@ -826,6 +828,11 @@ static void step_failed(sjob *j, const mb_step *st)
         j->saga->stats.attention++;
         finish_terminal(j, "NeedsAttention", MB_MESH_FAILED, st->name, m, ae);
         json_decref(ae);
+    } else if (j->def->keep_effects) { /* no undo: the saga stops here, replayable */
+        json_object_set(j->pub.state, "error", error);
+        json_object_set_new(j->pub.state, "parked", json_true());
+        j->saga->stats.failed++;
+        finish_terminal(j, "Failed", MB_MESH_FAILED, st->name, j->def->failed_message, error);
     } else if (j->saga->o.park_on_failure) {
         json_object_set(j->pub.state, "error", error);
         json_object_set_new(j->pub.state, "parked", json_true());
@@ -858,7 +865,10 @@ static void step_completed(sjob *j, const mb_step *st)
     }
     next_position(j, i + 1);
     if (i + 1 >= j->def->nsteps) {
-        j->saga->stats.running++;
+        if (j->def->done_event == MB_MESH_DELETED)
+            j->saga->stats.deleted++;
+        else
+            j->saga->stats.running++;
         finish_terminal(j, j->def->done, j->def->done_event, st->name,
                         msg[0] ? msg : j->def->done_message, NULL);
         return;
@@ -895,6 +905,14 @@ static const mb_step *position(sjob *j)
             return NULL;
         }
         return j->def->steps[i];
+    }
+    if (j->job->cancel_requested && j->def->keep_effects) {
+        st_set_str(j->pub.state, "outcome", "Cancelled");
+        st_set_str(j->pub.state, "outcome_step", step_name(j, i));
+        j->saga->stats.cancelled++;
+        finish_terminal(j, "Cancelled", MB_MESH_CANCELLED, step_name(j, i),
+                        j->def->cancelled_message, NULL);
+        return NULL;
     }
     if (j->job->cancel_requested) {
         begin_compensation(j, "Cancelled", NULL);
@@ -1024,6 +1042,8 @@ static int announce(sjob *j)
         return 0;
     if (mb_mesh_status_parse(st_str(ann, "status"), &status) == 0) {
         int comp = status == MB_MESH_ROLLING_BACK;
+        if (status == MB_MESH_INSTALLING) /* "active again", in the job's saga's word */
+            status = j->def->active_event;
         queue_event(j, status, step_name(j, st_step(j)), st_str(ann, "message"),
                     comp ? json_object_get(j->pub.state, "error") : NULL);
     }
@@ -1032,10 +1052,12 @@ static int announce(sjob *j)
     return 1;
 }
 
-static void mesh_id_of(const mb_job *job, char *out, size_t len)
+/* The mesh is named by the order that created it: a delete reports its create's mesh. */
+static void mesh_id_of(const mb_job *job, const mb_saga_def *def, char *out, size_t len)
 {
     char seed[256], hash[MB_SIGN_HEX_LEN + 1];
-    int n = snprintf(seed, sizeof(seed), "%s#%s", job->key, job->order_id);
+    const char *of = def->mesh_of ? def->mesh_of(job->state) : NULL;
+    int n = snprintf(seed, sizeof(seed), "%s#%s", job->key, of ? of : job->order_id);
 
     mb_sign_sha256_hex(seed, (size_t)n, hash);
     snprintf(out, len, "mesh-%.16s", hash);
@@ -1115,10 +1137,15 @@ static void start(mb_saga *s, mb_job *job, long long granted_ms)
     j->pub.catalog = s->catalog;
     j->pub.store = NULL; /* steps never reach Redis: the engine does, off the loop */
     j->pub.job = job;
-    mesh_id_of(job, j->mesh_id, sizeof(j->mesh_id));
+    mesh_id_of(job, def, j->mesh_id, sizeof(j->mesh_id));
     memset(&oe, 0, sizeof(oe));
     if (def->parse(job->order, &j->order, &oe) < 0) {
         invalid_order(j, &oe);
+        return;
+    }
+    if (def->resolve && def->resolve(j->order, job->state) < 0) {
+        j->lost = 1; /* out of memory: the lease expires, another worker resumes */
+        drop(j);
         return;
     }
     j->pub.order = j->order;

@@ -34,6 +34,7 @@ typedef struct mb_saga_stats {
     uint64_t claimed;    /* job claims taken */
     uint64_t steps_done; /* steps completed */
     uint64_t running;    /* sagas that reached Running */
+    uint64_t deleted;    /* sagas that reached Deleted (the delete saga's end) */
     uint64_t failed;     /* sagas that ended Failed (compensated or parked) */
     uint64_t cancelled;  /* sagas that ended Cancelled */
     uint64_t attention;  /* compensations that gave up: NeedsAttention */

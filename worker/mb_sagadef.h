@@ -31,11 +31,26 @@ typedef struct mb_saga_def {
     const char *start_message; /* first event when a worker takes the job: "installing" */
     const char *done_message;  /* when the last step leaves no line of its own */
     long step_deadline_ms;     /* a step without its own deadline; 0 = the worker's setting */
+    /* 1: a failure does not compensate: the job ends Failed at the failed step with what
+     * was done so far kept (as MESHBUY_ON_FAILURE=park does for every saga), replayable
+     * from there; a cancel ends it Cancelled at the next step boundary, nothing undone. */
+    int keep_effects;
+    const char *failed_message;    /* with keep_effects: the Failed event's message */
+    const char *cancelled_message; /* with keep_effects: the Cancelled event's message */
+    /* Optional: completes the parsed order from the job's state before any step runs (a
+     * delete takes the cluster, nodes and namespaces from the create it undoes).  0, or -1
+     * out of memory. */
+    int (*resolve)(mb_order *o, const json_t *state);
+    /* Optional: the order whose mesh this job acts on, for the events' mesh_id (borrowed
+     * from state); NULL or absent = the job's own order. */
+    const char *(*mesh_of)(const json_t *state);
 } mb_saga_def;
 
-/* The sagas this build knows (worker/mb_sagadef.c), and the create saga
- * (worker/steps/mb_steps.c).  Adding a saga is its definition and one line there. */
+/* The sagas this build knows (worker/mb_sagadef.c), the create saga
+ * (worker/steps/mb_steps.c) and the delete saga (worker/steps/mb_steps_delete.c).  Adding
+ * a saga is its definition and one line there. */
 extern const mb_saga_def mb_saga_create;
+extern const mb_saga_def mb_saga_delete;
 extern const mb_saga_def *const mb_saga_defs[];
 extern const size_t mb_saga_defs_count;
 

@@ -51,14 +51,16 @@ struct mb_sjob {
     void *scratch;         /* step_size bytes, zeroed per execution */
     json_t *ck;            /* this step's checkpoint object (borrowed, mutable) */
     json_t *state;         /* the whole saga state (borrowed; read other steps' ck) */
-    const mb_order *order; /* the buy order (borrowed) */
+    const mb_order *order; /* the job's order, completed by its saga's resolve (borrowed) */
     mb_cloud *cloud;
     mb_cloud_target target; /* project, region, cluster, traceparent of this order */
     const struct mb_catalog *catalog;
     struct mb_store *store;
-    const struct mb_job *job; /* the store's record (fence, key) */
-    int release_name;         /* set by a compensation: the next checkpoint frees the name */
-    char message[256];        /* optional line for the status event that reports this step */
+    const struct mb_job *job;    /* the store's record (fence, key) */
+    int release_name;            /* set by a compensation: the next checkpoint frees the name */
+    const char *release_name_of; /* with release_name: only if this order holds it (a delete
+                                    frees its create's; borrowed from state); NULL = ours */
+    char message[256];           /* optional line for the status event that reports this step */
 };
 
 /* Where a step's cloud calls report back: pass mb_step_done and mb_step_io(j)

@@ -249,6 +249,44 @@ static void cancel_round_trip(void **state)
     mb_order_free(o);
 }
 
+static void delete_round_trip(void **state)
+{
+    (void)state;
+    json_t *data = json_pack("{s:s, s:s, s:s, s:s, s:{s:s}, s:{s:b}}", "order_id", "del-1",
+                             "account_id", "acc1", "project_id", "proj1", "region", "eu-de-01",
+                             "mesh", "name", "shop-mesh", "sidecar", "restart_existing", 1);
+    json_t *env = mb_order_envelope(MB_ORDER_DELETE, data, NULL, NULL);
+    assert_non_null(env);
+    assert_string_equal(json_string_value(json_object_get(env, "type")), MB_TYPE_ORDER_DELETE);
+    mb_order *o;
+    mb_order_err err;
+    assert_int_equal(mb_order_from_json(env, &o, &err), 0);
+    assert_int_equal(o->kind, MB_ORDER_DELETE);
+    assert_string_equal(mb_order_kind_name(o->kind), "delete");
+    assert_string_equal(o->subject, "acc1/shop-mesh");
+    assert_string_equal(o->mesh_name, "shop-mesh");
+    assert_string_equal(o->project_id, "proj1");
+    assert_string_equal(o->region, "eu-de-01");
+    assert_int_equal(o->restart_existing, 1);
+    assert_null(o->cluster_id); /* a delete names no cluster: the create it undoes does */
+    assert_int_equal(o->n_nodes, 0);
+    char key[160];
+    assert_string_equal(mb_order_key(o, key, sizeof key), "acc1/shop-mesh");
+    json_t *back = mb_order_to_json(o);
+    assert_true(json_equal(back, env));
+    json_decref(back);
+    mb_order_free(o);
+    /* a buy's mesh fields are refused in a delete, with the path that names them */
+    json_object_set_new(json_object_get(json_object_get(env, "data"), "mesh"), "cluster_id",
+                        json_string("c-1"));
+    assert_int_equal(mb_order_from_json(env, &o, &err), -1);
+    assert_non_null(strstr(err.reason, "data.mesh"));
+    assert_int_equal(err.kind, MB_ORDER_DELETE);
+    assert_string_equal(err.order_id, "del-1");
+    assert_string_equal(err.mesh_name, "shop-mesh");
+    json_decref(env);
+}
+
 static void builders(void **state)
 {
     (void)state;
@@ -282,11 +320,11 @@ static void builders(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(fixtures_valid),   cmocka_unit_test(fixtures_invalid),
-        cmocka_unit_test(buy_fields),       cmocka_unit_test(reasons_are_precise),
-        cmocka_unit_test(salvage_identity), cmocka_unit_test(size_cap_and_edges),
-        cmocka_unit_test(json_round_trip),  cmocka_unit_test(cancel_round_trip),
-        cmocka_unit_test(builders),
+        cmocka_unit_test(fixtures_valid),    cmocka_unit_test(fixtures_invalid),
+        cmocka_unit_test(buy_fields),        cmocka_unit_test(reasons_are_precise),
+        cmocka_unit_test(salvage_identity),  cmocka_unit_test(size_cap_and_edges),
+        cmocka_unit_test(json_round_trip),   cmocka_unit_test(cancel_round_trip),
+        cmocka_unit_test(delete_round_trip), cmocka_unit_test(builders),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

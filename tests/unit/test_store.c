@@ -692,6 +692,151 @@ static void test_replay_claims_name(void **state)
     mb_store_free(a);
 }
 
+/* Accepts order_id as a job of saga; returns the verdict. */
+static mb_accept_result accept_saga(mb_store *st, const char *order_id, const char *acct,
+                                    const char *mesh, const char *saga)
+{
+    json_t *acc = status_event(order_id, acct, mesh, MB_MESH_DELETING, NULL);
+    json_t *con = status_event(order_id, acct, mesh, MB_MESH_FAILED, "NameConflict");
+    char order[256];
+    mb_accept q = {order_id, acct, mesh, order, "", acc, con, 1000, saga};
+    mb_accept_result res;
+    mb_status s;
+    mb_error e;
+
+    snprintf(order, sizeof(order), "{\"data\":{\"order_id\":\"%s\"}}", order_id);
+    mb_error_clear(&e);
+    assert_int_equal(mb_store_accept(st, &q, 1, &res, &s, &e), MB_OK);
+    assert_int_equal(s, MB_OK);
+    json_decref(acc);
+    json_decref(con);
+    return res;
+}
+
+static json_t *target_of(mb_store *st, const char *order_id)
+{
+    mb_job *j = NULL;
+    mb_error e;
+    json_t *t;
+
+    mb_error_clear(&e);
+    assert_int_equal(mb_store_get(st, order_id, &j, &e), MB_OK);
+    assert_non_null(j);
+    assert_string_equal(j->saga, "delete");
+    t = json_incref(json_object_get(j->state, "target"));
+    mb_job_free(j);
+    return t;
+}
+
+/* A delete claims no name: it snapshots the create that holds it, marks it deleted_by, and
+ * its release_name checkpoint frees the name only while the create holds it. */
+static void test_delete_accept(void **state)
+{
+    mb_store *a;
+    mb_job *c, *d;
+    mb_error e;
+    mb_checkpoint_result res;
+    mb_status s;
+    json_t *t;
+    redisContext *rc;
+    redisReply *r;
+    (void)state;
+    flushall();
+    a = open_store("wd");
+    accept1(a, "ord-c", "acct5", "mesh-d");
+    c = claim_one(a, 1000, 30000);
+    json_t *cst = json_pack("{s:{s:{s:{s:{s:n}}}}}", "steps", "inject", "ck", "prior", "shop");
+    mb_checkpoint k = {.order_id = "ord-c",
+                       .key = "acct5/mesh-d",
+                       .fence = c->fence,
+                       .state = cst,
+                       .status = "Running",
+                       .step = "finish",
+                       .attempt = 1,
+                       .next_run_ms = 0,
+                       .now_ms = 1100,
+                       .lease_ms = 30000};
+    mb_error_clear(&e);
+    mb_store_checkpoint(a, &k, 1, &res, &s, &e);
+    assert_int_equal(s, MB_OK);
+    json_decref(cst);
+    mb_job_free(c);
+
+    assert_int_equal(accept_saga(a, "del-1", "acct5", "mesh-d", "delete").verdict, MB_ACCEPT_NEW);
+    t = target_of(a, "del-1");
+    assert_string_equal(json_string_value(json_object_get(t, "order_id")), "ord-c");
+    assert_string_equal(json_string_value(json_object_get(t, "status")), "Running");
+    assert_string_equal(json_string_value(json_object_get(t, "saga")), "create");
+    assert_string_equal(json_string_value(json_object_get(t, "deleted_by")), "");
+    assert_true(json_is_null(json_object_get(
+        json_object_get(
+            json_object_get(
+                json_object_get(json_object_get(json_object_get(t, "state"), "steps"), "inject"),
+                "ck"),
+            "prior"),
+        "shop")));
+    assert_string_equal(json_string_value(json_object_get(
+                            json_object_get(json_object_get(t, "order"), "data"), "order_id")),
+                        "ord-c");
+    json_decref(t);
+    rc = raw();
+    r = redisCommand(rc, "HGET mb:{s%d}:job:ord-c deleted_by",
+                     mb_store_shard_of(a, "acct5/mesh-d"));
+    assert_string_equal(r->str, "del-1");
+    freeReplyObject(r);
+    redisFree(rc);
+    /* the name still belongs to the create; the same delete again joins */
+    assert_int_equal(accept1(a, "ord-x", "acct5", "mesh-d").verdict, MB_ACCEPT_CONFLICT);
+    assert_int_equal(accept_saga(a, "del-1", "acct5", "mesh-d", "delete").verdict,
+                     MB_ACCEPT_DUPLICATE);
+    /* another delete while del-1 runs: told who deletes it */
+    assert_int_equal(accept_saga(a, "del-2", "acct5", "mesh-d", "delete").verdict, MB_ACCEPT_NEW);
+    t = target_of(a, "del-2");
+    assert_string_equal(json_string_value(json_object_get(t, "deleted_by")), "del-1");
+    json_decref(t);
+    /* no mesh of that name */
+    assert_int_equal(accept_saga(a, "del-3", "acct5", "mesh-none", "delete").verdict,
+                     MB_ACCEPT_NEW);
+    t = target_of(a, "del-3");
+    assert_true(json_is_null(t));
+    json_decref(t);
+
+    /* release_name frees the name only if it points at the order named */
+    mb_job **jobs = NULL;
+    size_t n = 0;
+    d = NULL;
+    mb_error_clear(&e);
+    assert_int_equal(mb_store_claim(a, 2000, 30000, 100, &jobs, &n, &e), MB_OK);
+    assert_int_equal(n, 3); /* del-1, del-2, del-3 */
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(jobs[i]->order_id, "del-1") == 0)
+            d = jobs[i];
+        else
+            mb_job_free(jobs[i]);
+    }
+    free(jobs);
+    assert_non_null(d);
+    mb_checkpoint k2 = {.order_id = "del-1",
+                        .key = "acct5/mesh-d",
+                        .fence = d->fence,
+                        .status = "Deleting",
+                        .attempt = -1,
+                        .next_run_ms = 3000,
+                        .now_ms = 3000,
+                        .lease_ms = 30000,
+                        .release_name = 1,
+                        .release_name_of = "ord-other"};
+    mb_store_checkpoint(a, &k2, 1, &res, &s, &e);
+    assert_int_equal(s, MB_OK);
+    assert_int_equal(accept1(a, "ord-y", "acct5", "mesh-d").verdict, MB_ACCEPT_CONFLICT);
+    k2.release_name_of = "ord-c";
+    mb_store_checkpoint(a, &k2, 1, &res, &s, &e);
+    assert_int_equal(s, MB_OK);
+    assert_int_equal(accept1(a, "ord-z", "acct5", "mesh-d").verdict, MB_ACCEPT_NEW);
+    mb_job_free(d);
+    mb_store_free(a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -704,6 +849,7 @@ int main(void)
         cmocka_unit_test(test_scan_and_noscript),
         cmocka_unit_test(test_sre_ops),
         cmocka_unit_test(test_replay_claims_name),
+        cmocka_unit_test(test_delete_accept),
         cmocka_unit_test(test_redis_down), /* last: stops the server */
     };
     /* As the daemon does: a write to a dead server must fail, not kill the process. */
