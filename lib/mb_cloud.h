@@ -201,6 +201,7 @@ typedef struct mb_sg_rule {
     char *remote_group_id;
     char *action; /* allow | deny; NULL = allow */
     int priority;
+    char *description; /* NULL when none */
 } mb_sg_rule;
 typedef struct mb_sg_rule_list {
     mb_sg_rule *items;

@@ -110,9 +110,32 @@ static void metrics(void *ctx, struct evbuffer *out)
     mb_cloud_stats(e->cloud, &c);
     evbuffer_add_printf(out,
                         "# TYPE meshbuy_cloud_retries_total counter\n"
-                        "meshbuy_cloud_retries_total %llu\n",
-                        (unsigned long long)c.retries);
+                        "meshbuy_cloud_retries_total %llu\n"
+                        "# HELP meshbuy_cloud_refused_total Cloud changes not sent: the job's "
+                        "lease was lost or too short for the call.\n"
+                        "# TYPE meshbuy_cloud_refused_total counter\n"
+                        "meshbuy_cloud_refused_total %llu\n",
+                        (unsigned long long)c.retries, (unsigned long long)c.refused);
     step_histograms(e->saga, out);
+}
+
+/* A cloud change starts only while the job's lease has the call's timeout + the margin
+ * left (mb_saga's guard).  A lease of at least 3 timeouts + the margin leaves room for
+ * calls between renewals; a shorter one would refuse most of them. */
+static int check_lease(const mb_conf *conf, char *err, size_t errlen)
+{
+    long long lease = mb_conf_int(conf, "MESHBUY_LEASE_MS");
+    long long timeout = mb_conf_int(conf, "MESHBUY_HTTP_TIMEOUT_MS");
+    long long margin = mb_conf_int(conf, "MESHBUY_LEASE_MARGIN_MS");
+
+    if (lease >= 3 * timeout + margin)
+        return 0;
+    snprintf(err, errlen,
+             "MESHBUY_LEASE_MS=%lld is too short: it must be at least 3 x "
+             "MESHBUY_HTTP_TIMEOUT_MS (%lld) + MESHBUY_LEASE_MARGIN_MS (%lld) = %lld, so that "
+             "a cloud call never outlives the job's lease",
+             lease, timeout, margin, 3 * timeout + margin);
+    return -1;
 }
 
 int mb_engine_check_conf(const mb_conf *conf, char *err, size_t errlen)
@@ -134,7 +157,7 @@ int mb_engine_check_conf(const mb_conf *conf, char *err, size_t errlen)
             return -1;
         }
     }
-    return 0;
+    return check_lease(conf, err, errlen);
 }
 
 mb_engine *mb_engine_new(mb_loop *loop, const mb_conf *conf, char *err, size_t errlen)
@@ -162,6 +185,7 @@ mb_engine *mb_engine_new(mb_loop *loop, const mb_conf *conf, char *err, size_t e
     mb_saga_opts so = {
         .worker_id = mb_loop_worker_id(loop),
         .lease_ms = mb_conf_int(conf, "MESHBUY_LEASE_MS"),
+        .lease_margin_ms = mb_conf_int(conf, "MESHBUY_LEASE_MARGIN_MS"),
         .max_inflight = (size_t)mb_conf_int(conf, "MESHBUY_MAX_INFLIGHT"),
         /* Two rounds of the calls libcurl carries at once keep it busy. */
         .max_cloud_backlog = 2 * (size_t)mb_conf_int(conf, "MESHBUY_HTTP_MAX_ACTIVE"),

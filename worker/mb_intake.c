@@ -303,8 +303,8 @@ static int accept_run(mb_intake *in, in_msg *x, long long now_ms)
             json_decref(con[n]);
             break;
         }
-        q[n] = (mb_accept){o->order_id, o->account_id, o->mesh_name, body[n], x->tp,
-                           acc[n], con[n], now_ms};
+        q[n] =
+            (mb_accept){o->order_id, o->account_id, o->mesh_name, body[n], x->tp, acc[n], con[n]};
         if (o->kind == MB_ORDER_DELETE)
             q[n].saga = mb_saga_delete.name;
         mb_error_clear(&errs[n]);
@@ -357,8 +357,7 @@ static int do_cancel(mb_intake *in, in_msg *x, long long now_ms)
 
     mb_order_key(x->o, key, sizeof(key));
     mb_error_clear(&e);
-    if (mb_store_cancel(in->st, x->o->order_id, key, now_ms, &found, status, sizeof(status),
-                        &e) != MB_OK) {
+    if (mb_store_cancel(in->st, x->o->order_id, key, &found, status, sizeof(status), &e) != MB_OK) {
         if (e.status == MB_PERM) {
             make_invalid(x, "rejected", e.msg);
             return 0;
@@ -392,8 +391,8 @@ static int do_reject(mb_intake *in, in_msg *x, long long now_ms)
         json_t *ev = event(oe->order_id, oe->account_id, oe->mesh_name, oe->cluster_id,
                            MB_MESH_FAILED, "validate", 1, oe->reason, "InvalidOrder", x->tp,
                            err, sizeof(err));
-        mb_reject r = {oe->order_id, oe->account_id, oe->mesh_name, x->tp, oe->reason,
-                       x->m->payload, x->m->len, ev, now_ms};
+        mb_reject r = {oe->order_id, oe->account_id, oe->mesh_name, x->tp,
+                       oe->reason,   x->m->payload,  x->m->len,     ev};
         mb_status s = ev ? mb_store_reject(in->st, &r, &queued, &e) : MB_PERM;
         json_decref(ev);
         if (s == MB_AGAIN) {

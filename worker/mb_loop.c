@@ -69,8 +69,11 @@ const mb_conf_key mb_loop_conf_keys[] = {
     {"MESHBUY_HTTP_ADDR", MB_CONF_STR, "127.0.0.1", 0, 0, NULL, "address of that port"},
     {"MESHBUY_WORKER_ID", MB_CONF_STR, NULL, 0, 0, NULL,
      "this worker's name in leases (default <hostname>-<pid>)"},
-    {"MESHBUY_LEASE_MS", MB_CONF_INT, "30000", 1000, 3600000, NULL,
-     "job lease: a dead worker's jobs resume elsewhere after this"},
+    {"MESHBUY_LEASE_MS", MB_CONF_INT, "120000", 1000, 3600000, NULL,
+     "job lease: a dead worker's jobs resume elsewhere after this (at least 3 x "
+     "MESHBUY_HTTP_TIMEOUT_MS + MESHBUY_LEASE_MARGIN_MS)"},
+    {"MESHBUY_LEASE_MARGIN_MS", MB_CONF_INT, "5000", 0, 600000, NULL,
+     "a cloud change starts only while the job's lease has its timeout + this left"},
     {"MESHBUY_RUN_SAGAS", MB_CONF_BOOL, "true", 0, 0, NULL,
      "run sagas; false: intake and status relay only (a dedicated intake tier)"},
     {"MESHBUY_ON_FAILURE", MB_CONF_ENUM, "compensate", 0, 0, "compensate|park",

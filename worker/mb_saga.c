@@ -55,6 +55,8 @@
  * - One claim is out at a time.  A claimed job still in memory (an old copy
  *   whose lease ran out) is not run twice: the old copy is dropped, and the new
  *   claim runs only if nothing of the old one is still out.
+ * - Side effects are fenced in time: no cloud change starts unless the job's
+ *   lease has more than the call's timeout + a margin left (lease_guard).
  */
 #include "mb_saga.h"
 
@@ -110,6 +112,7 @@ typedef struct sjob {
     long long ck_retry_ms; /* monotonic ms of its next re-send */
     int renew_out;         /* in the renewal out: not freed before it is back */
     struct sjob *prev, *next;
+    struct sjob *hnext; /* chain in mb_saga.held, by order id */
 } sjob;
 
 struct mb_saga {
@@ -137,6 +140,8 @@ struct mb_saga {
     size_t ndefs;
     int nhist;          /* steps of every definition, in order */
     mb_saga_hist *hist; /* per step of every definition */
+    sjob **held;        /* jobs in memory by order id: hmask + 1 chains */
+    size_t hmask;
 };
 
 const double mb_saga_bucket_le[MB_SAGA_BUCKETS] = {0.001, 0.005, 0.01, 0.05, 0.1,
@@ -144,6 +149,16 @@ const double mb_saga_bucket_le[MB_SAGA_BUCKETS] = {0.001, 0.005, 0.01, 0.05, 0.1
 
 static void advance(sjob *j);
 static int step_index(const sjob *j, const mb_step *st);
+
+/* The chain of mb_saga.held for order_id: FNV-1a. */
+static size_t held_slot(const struct mb_saga *s, const char *order_id)
+{
+    uint32_t h = 2166136261u;
+
+    for (const unsigned char *p = (const unsigned char *)order_id; *p; p++)
+        h = (h ^ *p) * 16777619u;
+    return h & s->hmask;
+}
 
 static long long mono_us(void)
 {
@@ -410,16 +425,17 @@ static void checkpoint(sjob *j, const char *status, long long next_run_ms, int k
     enqueue_ckpt(j);
 }
 
-/* The store reads a next run at or before now as "the caller keeps the lease":
- * a job leaving memory must ask for a time strictly after the write, however
- * late the write is sent after the checkpoint was queued. */
-static long long next_run_at(int keep, long long next_run, long long now)
+/* The store takes a delay, counted on its own clock: < 0 terminal, 0 "the
+ * caller keeps the lease", > 0 due that much later.  A job leaving memory asks
+ * for at least 1 ms, however late the write is sent after the checkpoint was
+ * queued. */
+static long long run_in(int keep, long long next_run, long long now)
 {
     if (next_run == 0)
-        return 0;
+        return -1;
     if (keep)
-        return now;
-    return next_run > now ? next_run : now + 1;
+        return 0;
+    return next_run > now ? next_run - now : 1;
 }
 
 /* One pipelined round trip of checkpoints, out on the Redis thread.  Its jobs
@@ -476,10 +492,8 @@ static void ck_run(mb_store *st, void *ctx)
 
     r->sent_ms = mono_ms();
     now = now_ms();
-    for (size_t i = 0; i < r->n; i++) {
-        r->cks[i].now_ms = now;
-        r->cks[i].next_run_ms = next_run_at(r->keep[i], r->next_run[i], now);
-    }
+    for (size_t i = 0; i < r->n; i++)
+        r->cks[i].run_in_ms = run_in(r->keep[i], r->next_run[i], now);
     mb_store_checkpoint(st, r->cks, r->n, r->res, r->sts, r->errs);
 }
 
@@ -1017,6 +1031,12 @@ static void drop(sjob *j)
         return;
     }
     end_exec(j);
+    for (sjob **pp = &s->held[held_slot(s, j->job->order_id)]; *pp; pp = &(*pp)->hnext) {
+        if (*pp == j) {
+            *pp = j->hnext;
+            break;
+        }
+    }
     if (j->prev)
         j->prev->next = j->next;
     else if (s->jobs == j)
@@ -1063,6 +1083,39 @@ static void mesh_id_of(const mb_job *job, const mb_saga_def *def, char *out, siz
     snprintf(out, len, "mesh-%.16s", hash);
 }
 
+/* Refuses a cloud change unless the job is still ours with room to spare: its
+ * lease must outlast the call's timeout plus the margin (mb_cloud_guard). */
+static int lease_guard(void *arg, long timeout_ms, mb_error *err)
+{
+    sjob *j = arg;
+    long long left = j->lease_until - mono_ms();
+
+    if (j->lost) {
+        mb_error_set(err, MB_AGAIN, "LeaseLost", "lease lost: cloud change not sent");
+    } else if (left > timeout_ms + j->saga->o.lease_margin_ms) {
+        return 0;
+    } else {
+        mb_error_set(err, MB_AGAIN, "LeaseShort",
+                     "lease has %lld ms left, under the call's timeout %ld ms + margin %ld ms: "
+                     "cloud change not sent",
+                     left, timeout_ms, j->saga->o.lease_margin_ms);
+    }
+    jlog(MB_LOG_WARN, j, "%s", err->msg); /* rare, and worth seeing: a fenced side effect */
+    return -1;
+}
+
+/* The job of this order in memory, or NULL.  The claim script never hands back
+ * a job whose lease we hold; this guards against a lease that expired in Redis
+ * while we still work the job (its writes are refused, it leaves memory soon). */
+static sjob *find_held(const mb_saga *s, const char *order_id)
+{
+    for (sjob *j = s->held[held_slot(s, order_id)]; j; j = j->hnext) {
+        if (strcmp(j->job->order_id, order_id) == 0)
+            return j;
+    }
+    return NULL;
+}
+
 /* Accepted orders were checked; a record that no longer parses was changed by
  * hand.  Fail it visibly rather than guess: Failed InvalidOrder in the store
  * and on the status stream, with what the record still tells (order id, the
@@ -1105,6 +1158,12 @@ static void start(mb_saga *s, mb_job *job, long long granted_ms)
     sjob *j;
     mb_order_err oe;
 
+    if (find_held(s, job->order_id) != NULL) {
+        mb_warn("saga", "claim returned job %s, already in memory: left to its lease",
+                job->order_id);
+        mb_job_free(job);
+        return;
+    }
     if (def == NULL) {
         /* Written by a newer worker (a rolling upgrade): leave it to its lease,
          * after which a worker that knows the saga can take it. */
@@ -1126,6 +1185,8 @@ static void start(mb_saga *s, mb_job *job, long long granted_ms)
     j->job = job;
     j->events = json_array();
     j->lease_until = granted_ms + s->o.lease_ms;
+    j->hnext = s->held[held_slot(s, job->order_id)];
+    s->held[held_slot(s, job->order_id)] = j;
     j->next = s->jobs;
     if (s->jobs)
         s->jobs->prev = j;
@@ -1153,6 +1214,8 @@ static void start(mb_saga *s, mb_job *job, long long granted_ms)
     j->pub.target.region = j->order->region;
     j->pub.target.cluster_id = j->order->cluster_id;
     j->pub.target.traceparent = j->order->traceparent;
+    j->pub.target.guard = lease_guard;
+    j->pub.target.guard_arg = j;
     j->pub.target.owner = j; /* lease_lost cancels the job's calls by it */
     /* The order is parsed: its JSON copy is not needed while the job runs. */
     json_decref(job->order);
@@ -1186,6 +1249,12 @@ mb_saga *mb_saga_new(struct event_base *base, mb_rq *rq, mb_cloud *cloud, const 
         s->nhist += s->defs[d]->nsteps;
     s->hist = calloc((size_t)s->nhist, sizeof(*s->hist));
     if (s->hist == NULL)
+        goto err;
+    s->hmask = 255; /* chains: the next power of two at or above max_inflight */
+    while (s->hmask < o->max_inflight && s->hmask < (1u << 20) - 1)
+        s->hmask = s->hmask * 2 + 1;
+    s->held = calloc(s->hmask + 1, sizeof(*s->held));
+    if (s->held == NULL)
         goto err;
     s->flush_ev = event_new(base, -1, 0, flush, s);
     if (s->flush_ev == NULL)
@@ -1262,7 +1331,7 @@ static void renew_run(mb_store *st, void *ctx)
     renew_req *r = ctx;
 
     r->sent_ms = mono_ms();
-    mb_store_renew(st, r->refs, r->n, now_ms(), r->lease_ms, r->sts, r->cancel, r->errs);
+    mb_store_renew(st, r->refs, r->n, r->lease_ms, r->sts, r->cancel, r->errs);
 }
 
 static void renew_back(void *ctx)
@@ -1364,17 +1433,7 @@ static void claim_run(mb_store *st, void *ctx)
 
     r->sent_ms = mono_ms();
     mb_error_clear(&r->err);
-    r->st = mb_store_claim(st, now_ms(), r->lease_ms, r->room, &r->jobs, &r->n, &r->err);
-}
-
-/* The job of order_id in memory, or NULL. */
-static sjob *held(mb_saga *s, const char *order_id)
-{
-    for (sjob *j = s->jobs; j; j = j->next) {
-        if (strcmp(j->job->order_id, order_id) == 0)
-            return j;
-    }
-    return NULL;
+    r->st = mb_store_claim(st, r->lease_ms, r->room, &r->jobs, &r->n, &r->err);
 }
 
 static void claim_back(void *ctx)
@@ -1394,16 +1453,12 @@ static void claim_back(void *ctx)
         s->claim_failing = 0;
     }
     for (size_t i = 0; i < r->n; i++) {
-        sjob *old = held(s, r->jobs[i]->order_id);
-        if (old != NULL) {
-            /* Our copy's lease ran out in Redis before we let go of it: the new claim
-             * (a higher fence) wins, but never beside a copy still acting. */
+        sjob *old = find_held(s, r->jobs[i]->order_id);
+        /* Our copy's lease ran out in Redis before we let go of it: the new claim (a
+         * higher fence) wins, but never beside a copy still acting: start() leaves it to
+         * its lease while the old copy is still in memory. */
+        if (old != NULL)
             lease_lost(old, "claimed again: this copy's lease ran out");
-            if (held(s, r->jobs[i]->order_id) != NULL) {
-                mb_job_free(r->jobs[i]); /* its lease runs out; claimed again then */
-                continue;
-            }
-        }
         start(s, r->jobs[i], r->sent_ms);
     }
     free(r->jobs);
@@ -1496,6 +1551,7 @@ void mb_saga_free(mb_saga *s)
     free(s->ckq);
     free(s->rsq);
     free(s->hist);
+    free(s->held);
     free(s->worker_id);
     free(s);
 }

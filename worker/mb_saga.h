@@ -16,6 +16,7 @@ typedef struct mb_saga mb_saga;
 typedef struct mb_saga_opts {
     const char *worker_id;       /* lease owner name; copied */
     long lease_ms;               /* lease on a claimed job */
+    long lease_margin_ms;        /* a cloud change starts only with its timeout + this left */
     size_t max_inflight;         /* jobs held in memory at once */
     size_t max_cloud_backlog;    /* no claims while this many cloud calls are out (0 = no cap) */
     int park_on_failure;         /* MESHBUY_ON_FAILURE=park: keep effects, stop at Failed */

@@ -33,6 +33,10 @@ mb_store *mc_store(mc_ctx *c);
 /* Wall clock, ms. */
 long long mc_now_ms(void);
 
+/* Redis's clock (mb_store_time_ms), ms: lease ends and due times are on it, so compare
+ * jobs' times with this.  The local clock if Redis cannot tell. */
+long long mc_store_now_ms(mc_ctx *c);
+
 /* Prints "meshctl: <msg>" on stderr, with a newline.  Returns code. */
 int mc_fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

@@ -27,6 +27,18 @@ long long mc_now_ms(void)
     return (long long)tv.tv_sec * 1000 + tv.tv_usec / 1000;
 }
 
+long long mc_store_now_ms(mc_ctx *c)
+{
+    mb_store *st = mc_store(c);
+    long long now;
+    mb_error e;
+
+    mb_error_clear(&e);
+    if (st == NULL || mb_store_time_ms(st, &now, &e) != MB_OK)
+        return mc_now_ms();
+    return now;
+}
+
 int mc_fail(int code, const char *fmt, ...)
 {
     va_list ap;
@@ -168,8 +180,7 @@ const char *mc_status_canon(const char *s)
 
 int mc_status_terminal(const char *st)
 {
-    return strcmp(st, "Running") == 0 || strcmp(st, "Failed") == 0 ||
-           strcmp(st, "Cancelled") == 0 || strcmp(st, "NeedsAttention") == 0;
+    return mb_store_status_terminal(st);
 }
 
 int mc_step_index(const char *name)

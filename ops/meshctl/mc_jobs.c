@@ -124,7 +124,7 @@ int mc_cmd_jobs(mc_ctx *c, int argc, char **argv)
         {"since", required_argument, NULL, 'S'},  {"json", no_argument, NULL, 'j'},
         {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
     };
-    list_ctx l = {c, NULL, NULL, 0, mc_now_ms(), NULL};
+    list_ctx l = {c, NULL, NULL, 0, 0, NULL};
     int json = 0, opt;
     mb_store *st;
     mb_error e;
@@ -163,6 +163,7 @@ int mc_cmd_jobs(mc_ctx *c, int argc, char **argv)
     st = mc_store(c);
     if (st == NULL)
         return MC_EXIT_CONFIG;
+    l.now = mc_store_now_ms(c);
     l.rows = json_array();
     mb_error_clear(&e);
     scan_status = l.status && strcmp(l.status, "stuck") != 0 ? l.status : NULL;
@@ -319,7 +320,7 @@ int mc_cmd_show(mc_ctx *c, int argc, char **argv)
     };
     int json = 0, events = 1, opt, rc;
     long tmo_s = SHOW_EVENTS_TIMEOUT_MS / 1000;
-    long long now = mc_now_ms();
+    long long now;
     mb_job *j = NULL;
     json_t *hist = NULL, *evs = NULL;
     char why[300] = "--no-events";
@@ -353,6 +354,7 @@ int mc_cmd_show(mc_ctx *c, int argc, char **argv)
     rc = mc_get_job(c, argv[optind], &j);
     if (rc != MC_EXIT_OK)
         return rc;
+    now = mc_store_now_ms(c);
     mb_error_clear(&e);
     if (mb_store_history(c->store, j, &hist, &e) != MB_OK) {
         mb_job_free(j);
@@ -432,8 +434,8 @@ int mc_cmd_cancel(mc_ctx *c, int argc, char **argv)
         return rc;
     }
     mb_error_clear(&e);
-    if (mb_store_cancel(c->store, j->order_id, j->key, mc_now_ms(), &found, status,
-                        sizeof(status), &e) != MB_OK) {
+    if (mb_store_cancel(c->store, j->order_id, j->key, &found, status, sizeof(status), &e) !=
+        MB_OK) {
         mb_job_free(j);
         return mc_store_fail("cancelling", &e);
     }

@@ -200,7 +200,7 @@ static int replay_one(mc_ctx *c, const char *id, const replay_opts *o)
 
     for (int tries = 0; tries < REWRITE_TRIES; tries++) {
         mb_job *j = NULL;
-        long long now = mc_now_ms();
+        long long now = mc_store_now_ms(c);
         int from;
         json_t *state;
         mb_rewrite rw;
@@ -247,7 +247,6 @@ static int replay_one(mc_ctx *c, const char *id, const replay_opts *o)
         rw.claim_name = from <= mc_step_index("reserve");
         rw.expect_fence = j->fence;
         rw.expect_ck = j->checkpoints;
-        rw.now_ms = now;
         mb_error_clear(&e);
         s = mb_store_rewrite(c->store, &rw, &e);
         json_decref(state);
@@ -355,7 +354,7 @@ static int replay_bulk(mc_ctx *c, const char *status, const char *error_class, l
             char why[700];
             if (mc_get_job(c, id, &j) != MC_EXIT_OK)
                 continue;
-            if (check_replayable(j, 0, 0, mc_now_ms(), why, sizeof(why)) != 0) {
+            if (check_replayable(j, 0, 0, mc_store_now_ms(c), why, sizeof(why)) != 0) {
                 printf("  %-34s refused: %s\n", id, why);
                 refused++;
             } else {
@@ -511,7 +510,7 @@ static void rollback_usage(FILE *f)
 static int rollback_once(mc_ctx *c, const char *id, int *retry)
 {
     mb_job *j = NULL;
-    long long now = mc_now_ms();
+    long long now = mc_store_now_ms(c);
     char why[700], msg[300], line[400], t[32];
     json_t *state;
     mb_rewrite rw;
@@ -557,7 +556,6 @@ static int rollback_once(mc_ctx *c, const char *id, int *retry)
     rw.history = line;
     rw.expect_fence = j->fence;
     rw.expect_ck = j->checkpoints;
-    rw.now_ms = now;
     mb_error_clear(&e);
     s = mb_store_rewrite(c->store, &rw, &e);
     json_decref(state);

@@ -25,8 +25,10 @@
 
 SAGA_SCENARIO="$MB_ROOT/tests/fixtures/cloudsim/delete.json"
 saga_stack_up
-# Hung calls must outlive the wait for all of them: no client timeout before the kill.
-W_ENV=(MESHBUY_HTTP_TIMEOUT_MS=60000)
+# Hung calls should outlive the wait for all of them (10 s calls), and a worker's lease must
+# be at least 3 call timeouts + the margin: the takeovers wait 31 s.  A call that times out
+# anyway is retried into a second hold that never acts, lifted after the kill.
+W_ENV=(MESHBUY_HTTP_TIMEOUT_MS=10000 MESHBUY_LEASE_MARGIN_MS=1000 MESHBUY_LEASE_MS=31000)
 saga_worker w1 "${W_ENV[@]}"
 
 saga_delete() { # ID ACCOUNT MESH [meshbuy args]; project $DEL_PROJECT (default proj-a)
@@ -248,7 +250,8 @@ declare -A HOLD=(
     [close]='DELETE path_prefix /v3/proj-%s/vpc/security-group-rules/'
     [unlabel]='PATCH path_contains /k8s/c-%s/api/v1/nodes/'
 )
-hold_batch() { # a|b: the first matching call of each kill case ("a": after it took effect)
+hold_batch() { # a|b: the first matching call of each kill case ("a": after it took effect),
+    # and every later one before it acts, until unhold_batch
     local b=$1 s method how path after=false
     [ "$b" = a ] && after=true
     for s in "${KILLS[@]}"; do
@@ -259,7 +262,14 @@ hold_batch() { # a|b: the first matching call of each kill case ("a": after it t
         path=$(printf "$3" "k$b-$s")
         cs_fault "{\"match\": {\"method\": \"$method\", \"$how\": \"$path\"}, \"hang\": true,
             \"after\": $after, \"count\": 1}" >/dev/null
+        cs_fault "{\"match\": {\"method\": \"$method\", \"$how\": \"$path\"}, \"hang\": true}" \
+            >>"$TEST_TMP/holds-$b"
     done
+}
+
+unhold_batch() { # a|b
+    local id
+    while read -r id; do cs_delete "/admin/faults/$id"; done <"$TEST_TMP/holds-$1"
 }
 
 all_held() { # batch
@@ -283,6 +293,7 @@ kill_batch() { # a|b
     wait_for 120 all_held "$b"
     note "batch $b: every delete held at its step; SIGKILL $2"
     mb_stop "$2" KILL 5 || true
+    unhold_batch "$b"
 }
 
 kill_batch a w1

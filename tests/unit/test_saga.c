@@ -166,16 +166,26 @@ static void note(int undo, int i)
         snprintf(calls[ncalls++], sizeof(calls[0]), "%s %s", undo ? "undo" : "run", names[i]);
 }
 
-/* Another worker claims every due job as if our leases had run out: each fence moves on. */
+/* Another worker claims every job as if our leases had run out: each fence moves on.
+ * Lease ends are Redis's clock, so the due scores are moved back by hand. */
 static void steal(void)
 {
+    static const char expire[] = "for _, k in ipairs(redis.call('KEYS', 'mb:*:due')) do\n"
+                                 "  for _, id in ipairs(redis.call('ZRANGE', k, 0, -1)) do\n"
+                                 "    redis.call('ZADD', k, 0, id)\n"
+                                 "  end\n"
+                                 "end\n"
+                                 "return 1\n";
+    redisContext *c = redisConnectUnix(sock);
     mb_job **jobs = NULL;
     size_t n = 0;
     mb_error e;
 
+    assert_true(c != NULL && c->err == 0);
+    freeReplyObject(redisCommand(c, "EVAL %s 0", expire));
+    redisFree(c);
     mb_error_clear(&e);
-    assert_int_equal(
-        mb_store_claim(intruder, now_ms() + 10 * LEASE_MS, LEASE_MS, 16, &jobs, &n, &e), MB_OK);
+    assert_int_equal(mb_store_claim(intruder, LEASE_MS, 16, &jobs, &n, &e), MB_OK);
     assert_int_equal(n, 1);
     mb_job_free_array(jobs, n);
 }
@@ -186,7 +196,7 @@ static void cancel_job(mb_store *st, const char *order_id)
     mb_error e;
 
     mb_error_clear(&e);
-    assert_int_equal(mb_store_cancel(st, order_id, NULL, now_ms(), &found, NULL, 0, &e), MB_OK);
+    assert_int_equal(mb_store_cancel(st, order_id, NULL, &found, NULL, 0, &e), MB_OK);
     assert_true(found);
 }
 
@@ -496,7 +506,6 @@ static void accept_as(const char *order_id, const char *mesh, const char *saga_n
         .traceparent = TP,
         .accepted_event = acc,
         .conflict_event = acc,
-        .now_ms = now_ms(),
         .saga = saga_name,
     };
     mb_accept_result res;
@@ -929,7 +938,6 @@ static void replay_from(const char *order_id, int from)
     rw.clear_cancel = 1;
     rw.expect_fence = j->fence;
     rw.expect_ck = j->checkpoints;
-    rw.now_ms = now_ms();
     mb_error_clear(&e);
     if (mb_store_rewrite(store, &rw, &e) != MB_OK)
         fail_msg("rewrite: %s", e.msg);
@@ -1110,8 +1118,10 @@ static void test_lease_lost_in_stall(void **state)
     mb_saga_stats_get(saga, &stats);
     assert_int_equal(stats.lost, 1);
     assert_int_equal(stats.running, 1);
+    /* Claimed again after the stall (more than once if a claim sent into the stall landed
+     * when Redis resumed: its reply lost, that lease had to run out too). */
     j = get_job("ord-lost");
-    assert_int_equal(j->claims, 2);
+    assert_true(j->claims >= 2);
     mb_job_free(j);
 }
 

@@ -75,11 +75,18 @@ static int failed(const char *status)
 }
 
 /* Where the release stands decides: absent -> create, ours and installing ->
- * look again later, DEPLOYED -> done, failed -> the step fails. */
+ * look again later, DEPLOYED -> done, failed -> the step fails.  The intent
+ * to create ("creating") is saved before the POST: a create whose outcome is
+ * unknown (reply lost, timed out, worker gone) may have left a release, and
+ * compensation then looks for it even though "created" was never recorded. */
 static mb_step_rc judge(mb_sjob *j, const mb_release *r)
 {
     const char *st = r->status ? r->status : "";
 
+    if (!r->exists && !json_is_true(json_object_get(j->ck, "creating"))) {
+        json_object_set_new(j->ck, "creating", json_true());
+        return MB_STEP_SAVE; /* called again at this pc, with the same observation */
+    }
     if (!r->exists)
         return create(j);
     if (!ours(j, r))
@@ -131,12 +138,15 @@ static mb_step_rc install_run(mb_sjob *j)
     }
 }
 
-/* Deletes the release this job created, then waits until it is gone. */
+/* Deletes the release this job created, or may have created (the intent was
+ * saved; the reply never came), then waits until it is gone.  Only a release
+ * whose description names this order is touched. */
 static mb_step_rc install_compensate(mb_sjob *j)
 {
     install *s = j->scratch;
 
-    if (!json_is_true(json_object_get(j->ck, "created")))
+    if (!json_is_true(json_object_get(j->ck, "created")) &&
+        !json_is_true(json_object_get(j->ck, "creating")))
         return MB_STEP_DONE;
     switch (j->pc) {
     case UNDO_READ:
