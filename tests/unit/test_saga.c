@@ -475,6 +475,7 @@ static json_t *accepted_event(const char *order_id, const char *mesh)
         .order_id = order_id,
         .account_id = ACCOUNT,
         .mesh_name = mesh,
+        .mesh_id = "mesh-0123456789abcdef", /* every event has one */
         .status = MB_MESH_ACCEPTED,
         .step = "alpha",
         .step_index = 1,
