@@ -436,6 +436,18 @@ typedef struct ck_req {
     long long sent_ms; /* monotonic, stamped by the Redis thread just before sending */
 } ck_req;
 
+/* The step the record names: where the saga stands, or, once it has ended after a
+ * compensation, where it stopped (compensation leaves the position before the first step,
+ * which would read as if the order had failed at validate). */
+static const char *ckpt_step(const sjob *j)
+{
+    const char *stopped = mb_sagadoc_stopped_at(j->pub.state);
+
+    if (j->ck_next_run == 0 && stopped != NULL) /* terminal */
+        return stopped;
+    return step_name(j, st_step(j));
+}
+
 /* Fills everything but the times, which the Redis thread stamps when it sends. */
 static void fill_ckpt(sjob *j, mb_checkpoint *ck, json_t **evs)
 {
@@ -453,7 +465,7 @@ static void fill_ckpt(sjob *j, mb_checkpoint *ck, json_t **evs)
         .ck = j->job->checkpoints + 1,
         .state = j->pub.state,
         .status = j->ck_status,
-        .step = step_name(j, st_step(j)),
+        .step = ckpt_step(j),
         .attempt = (int)st_int(j->pub.state, "attempt"),
         .error_code = error ? st_str(error, "code") : "",
         .error_msg = error ? st_str(error, "message") : "",
@@ -754,6 +766,10 @@ static void compensation_done(sjob *j)
         j->saga->stats.cancelled++;
     else
         j->saga->stats.failed++;
+    /* The name was claimed at acceptance, not by a step: give it back even when no step
+     * that stands for it started (a cancel before the first step).  The checkpoint frees
+     * it only while this order holds it. */
+    j->pub.release_name = 1;
     finish_terminal(j, cancelled ? "Cancelled" : "Failed",
                     cancelled ? MB_MESH_CANCELLED : MB_MESH_FAILED, step ? step : step_name(j, 0),
                     cancelled ? "cancelled; everything this order changed was undone"
