@@ -175,6 +175,9 @@ static void metrics(void *ctx, struct evbuffer *out)
            "Jobs dropped by this worker: stale fence (another worker holds the job) or store "
            "error.",
            (unsigned long long)s.lost);
+    family(out, "meshbuy_checkpoint_resends_total", "counter",
+           "Checkpoints sent again after an unknown outcome (Redis stall or lost reply).",
+           (unsigned long long)s.resends);
     /* A 404 the caller expected (observe-before-act reads, deletes of what is gone) reaches
      * the HTTP layer as a permanent error; it is counted apart, as "absent". */
     perm = h.perm > c.absent ? (unsigned long long)(h.perm - c.absent) : 0;
@@ -300,7 +303,8 @@ mb_engine *mb_engine_new(mb_loop *loop, const mb_conf *conf, char *err, size_t e
     if (e->cloud == NULL)
         goto err;
     e->loop = loop;
-    e->saga = mb_saga_new(mb_loop_base(loop), mb_loop_store(loop), e->cloud, e->catalog, &so, err, errlen);
+    e->saga =
+        mb_saga_new(mb_loop_base(loop), mb_loop_rq(loop), e->cloud, e->catalog, &so, err, errlen);
     if (e->saga == NULL)
         goto err;
     mb_loop_set_saga(loop, &(mb_loop_saga){e, tick, drain, inflight, metrics});

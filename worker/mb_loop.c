@@ -30,11 +30,15 @@
 #include "mb_log.h"
 #include "mb_redis.h"
 #include "mb_relay.h"
+#include "mb_rq.h"
 #include "mb_sagadef.h"
 #include "mb_store.h"
 #include "mb_version.h"
 
 #define REDIS_TIMEOUT_MS 2000
+/* /readyz wants an answer from Redis this recent (the Redis thread PINGs once a second when
+ * idle; a stall shows after a couple of store timeouts). */
+#define REDIS_READY_AGE_MS 5000
 #define RELAY_BATCH 500
 /* An empty outbox is looked at again after this, or as soon as its shard's wake counter
  * moves (STIR_EVERY_MS): its relay lease may lapse meanwhile, the next look takes it again. */
@@ -122,7 +126,8 @@ struct mb_loop {
     int prod_pipe[2];
     rd_kafka_t *producer;
     rd_kafka_queue_t *prod_q;
-    mb_store *st;
+    mb_store *st;      /* synchronous: the start-up ping, and intake and relay for now */
+    mb_rq *rq;         /* the Redis thread: every other Redis call goes through it */
     mb_intake *in;
     mb_relay *relay;
     mb_admin *admin;
@@ -236,7 +241,7 @@ typedef struct depth_req {
     mb_status st;
 } depth_req;
 
-/* On a store (the Redis thread's when there is one): touches only the request. */
+/* On the Redis thread: touches only the request. */
 static void depth_run(mb_store *st, void *ctx)
 {
     depth_req *r = ctx;
@@ -280,9 +285,12 @@ static void depth_tick(mb_loop *l)
         free(r);
         return;
     }
+    if (mb_rq_submit(l->rq, depth_run, depth_done, r) < 0) {
+        free(r->d);
+        free(r);
+        return;
+    }
     l->depth_req = r;
-    depth_run(l->st, r);
-    depth_done(r);
 }
 
 static void lag_sample(void *arg, const char *topic, int partition, long long lag)
@@ -333,7 +341,7 @@ typedef struct stir_req {
     mb_status st;
 } stir_req;
 
-/* On a store (the Redis thread's when there is one): touches only the request. */
+/* On the Redis thread: touches only the request. */
 static void stir_run(mb_store *st, void *ctx)
 {
     stir_req *r = ctx;
@@ -388,9 +396,12 @@ static void stir_tick(mb_loop *l)
         free(r);
         return;
     }
+    if (mb_rq_submit(l->rq, stir_run, stir_done, r) < 0) {
+        free(r->w);
+        free(r);
+        return;
+    }
     l->stir_out = 1;
-    stir_run(l->st, r);
-    stir_done(r);
 }
 
 unsigned long long mb_loop_stirred(const mb_loop *l)
@@ -540,6 +551,13 @@ mb_loop *mb_loop_new(const mb_conf *conf, char *err, size_t errlen)
     }
     if (s == MB_AGAIN)
         mb_warn("loop", "redis not reachable yet (%s): retrying in the background", e.msg);
+    l->rq = mb_rq_new(l->base,
+                      &(mb_rq_opts){mb_conf_str(conf, "REDIS_URL"),
+                                    (int)mb_conf_int(conf, "MESHBUY_SHARDS"), REDIS_TIMEOUT_MS,
+                                    l->worker_id, 0},
+                      err, errlen);
+    if (l->rq == NULL)
+        goto err;
     if (producer_new(l, err, errlen) < 0)
         goto err;
     io = (mb_intake_opts){
@@ -593,6 +611,9 @@ void mb_loop_set_saga(mb_loop *l, const mb_loop_saga *saga)
 int mb_loop_run(mb_loop *l)
 {
     event_base_dispatch(l->base);
+    /* The loop is over: the Redis thread runs what is still queued (without reconnecting)
+     * and every completion is delivered now, before the modules that own them are freed. */
+    mb_rq_stop(l->rq);
     if (l->exit_code == 0 && !l->draining) {
         /* The loop ended without a signal: nothing left to wait on, a bug. */
         mb_error("loop", "event loop ended unexpectedly");
@@ -611,6 +632,11 @@ struct mb_store *mb_loop_store(mb_loop *l)
     return l->st;
 }
 
+struct mb_rq *mb_loop_rq(mb_loop *l)
+{
+    return l->rq;
+}
+
 const char *mb_loop_worker_id(const mb_loop *l)
 {
     return l->worker_id;
@@ -623,7 +649,7 @@ mb_worker_metrics *mb_loop_metrics(mb_loop *l)
 
 int mb_loop_ready(mb_loop *l)
 {
-    return !l->draining && mb_store_connected(l->st) && mb_intake_joined(l->in);
+    return !l->draining && mb_rq_ready(l->rq, REDIS_READY_AGE_MS) && mb_intake_joined(l->in);
 }
 
 static void counter(struct evbuffer *b, const char *name, const char *help, uint64_t v)
@@ -641,6 +667,9 @@ static void gauge(struct evbuffer *b, const char *name, const char *help, double
 void mb_loop_metrics_text(mb_loop *l, struct evbuffer *b)
 {
     const mb_worker_metrics *m = &l->m;
+    mb_rq_health h;
+
+    mb_rq_health_get(l->rq, &h);
 
     /* the version --version prints, as a label (the usual *_build_info shape) */
     evbuffer_add_printf(b,
@@ -665,14 +694,19 @@ void mb_loop_metrics_text(mb_loop *l, struct evbuffer *b)
     counter(b, "meshbuy_relay_failures_total", "status event deliveries failed (retried)",
             m->relay_failures);
     counter(b, "meshbuy_redis_commands_total", "commands sent to Redis",
-            mb_store_commands(l->st));
+            mb_store_commands(l->st) + h.commands);
     counter(b, "meshbuy_redis_round_trips_total", "round trips to Redis",
-            mb_store_round_trips(l->st));
+            mb_store_round_trips(l->st) + h.round_trips);
+    counter(b, "meshbuy_redis_requests_total", "requests the Redis thread ran", h.requests);
     counter(b, "meshbuy_ticks_total", "loop ticks", m->ticks);
     counter(b, "meshbuy_tick_overruns_total", "ticks longer than the tick period",
             m->tick_overruns);
-    gauge(b, "meshbuy_redis_up", "1 if the last Redis exchange succeeded",
-          mb_store_connected(l->st));
+    gauge(b, "meshbuy_redis_up", "1 if the Redis thread's last exchange succeeded", h.connected);
+    gauge(b, "meshbuy_redis_answer_age_seconds",
+          "time since Redis last answered the Redis thread (-1: never)",
+          h.age_ms < 0 ? -1 : (double)h.age_ms / 1000);
+    gauge(b, "meshbuy_redis_queue_depth", "Redis requests queued or running, not completed",
+          (double)h.depth);
     gauge(b, "meshbuy_ready", "1 while /readyz answers 200 (Redis, consumer group, not draining)",
           mb_loop_ready(l));
     gauge(b, "meshbuy_intake_pending", "order messages taken and not done",
@@ -696,6 +730,8 @@ void mb_loop_free(mb_loop *l)
 {
     if (l == NULL)
         return;
+    mb_rq_free(l->rq); /* stopped by mb_loop_run; here too when the loop never ran */
+    l->rq = NULL;
     mb_admin_free(l->admin);
     if (l->relay && l->exit_code == 0)
         mb_relay_release(l->relay);
