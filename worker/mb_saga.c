@@ -409,8 +409,17 @@ static void enqueue_ckpt(sjob *j)
  * checkpoint to the Redis thread, and the completion resumes each job, or
  * drops it (leave, or lost: the write was refused because the job is no
  * longer ours), or re-sends it later (outcome unknown). */
+static long long mono_ms(void);
+
 static void checkpoint(sjob *j, const char *status, long long next_run_ms, int keep)
 {
+    /* A job handed back for later (retry backoff, a drain): claim no later than it is due,
+     * whatever the last idle claim planned. */
+    if (!keep && next_run_ms > 0 && j->saga->next_claim_ms > 0) {
+        long long due = mono_ms() + (next_run_ms - now_ms());
+        if (due < j->saga->next_claim_ms)
+            j->saga->next_claim_ms = due;
+    }
     j->ck_status = status;
     j->ck_next_run = next_run_ms;
     j->ck_keep = keep;
