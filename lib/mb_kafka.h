@@ -15,11 +15,21 @@ typedef enum { MB_TOPIC_ORDERS, MB_TOPIC_STATUS, MB_TOPIC_DLQ } mb_kafka_topic_i
  *                           a name librdkafka spells with '_' keeps them: KAFKA_LOG_LEVEL -> log_level)
  *   KAFKA_<X>_FILE       -> <x> with the file's content, one trailing newline cut (secrets:
  *                           KAFKA_SASL_PASSWORD_FILE -> sasl.password); setting both fails.
+ * Kubernetes service-link variables (a Service named "kafka" or "kafka-x" injects KAFKA_PORT,
+ * KAFKA_PORT_9092_TCP[_PROTO|_PORT|_ADDR], KAFKA_SERVICE_HOST, KAFKA_SERVICE_PORT[_NAME],
+ * KAFKA_X_...) are skipped: see mb_kafka_is_service_link.
  * client.id is set to client_id first (KAFKA_CLIENT_ID overrides).  librdkafka's logs go to
  * mb_log, module "kafka".  Keys are applied in sorted order, so the first error is stable.
  * Returns NULL with "KAFKA_X: reason" in err on an unknown key, a bad value or an unreadable
  * file.  Values of secret keys never appear in err or in logs. */
 rd_kafka_conf_t *mb_kafka_conf_new(const char *client_id, char *err, size_t errlen);
+
+/* 1 if the environment entry name (a "NAME=value" entry or a bare NAME) with value (may be
+ * NULL) has the shape of a Kubernetes service-link variable of a Service whose name starts
+ * with "kafka": KAFKA[_X]_SERVICE_HOST, KAFKA[_X]_SERVICE_PORT[_NAME],
+ * KAFKA[_X]_PORT=tcp://..., KAFKA[_X]_PORT_<n>_<TCP|UDP|SCTP>[_PROTO|_PORT|_ADDR].  No
+ * librdkafka property maps to these names. */
+int mb_kafka_is_service_link(const char *name, const char *value);
 
 /* Topic name from MESHBUY_ORDERS_TOPIC / MESHBUY_STATUS_TOPIC / MESHBUY_DLQ_TOPIC, or the
  * default (mesh.orders, mesh.status, mesh.orders.dlq) when unset or empty.  Borrowed: a static
