@@ -354,6 +354,24 @@ err:
     return NULL;
 }
 
+int mb_kafka_err_is_permanent(rd_kafka_resp_err_t err)
+{
+    switch (err) {
+    case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:      /* local check or the broker's */
+    case RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE:
+    case RD_KAFKA_RESP_ERR_INVALID_RECORD:
+    case RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC:          /* the cluster says it does not exist */
+    case RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART:
+    case RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION:
+    case RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION:         /* invalid topic name */
+    case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
+    case RD_KAFKA_RESP_ERR_POLICY_VIOLATION:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
 int mb_kafka_flush(rd_kafka_t *rk, int timeout_ms)
 {
     int left;

@@ -44,6 +44,12 @@ void mb_kafka_conf_set_logger(rd_kafka_conf_t *conf);
  * never be printed. */
 int mb_kafka_key_is_secret(const char *key);
 
+/* 1 if a produce error (from rd_kafka_producev or a delivery report) refuses this message
+ * for good: sending the same bytes to the same topic again cannot succeed (too large, topic
+ * unknown or invalid, not authorized, invalid record).  0 for the transient rest (timeouts,
+ * full queue, leader moves, purges, a producer's fatal error: a new producer may succeed). */
+int mb_kafka_err_is_permanent(rd_kafka_resp_err_t err);
+
 /* Flushes rk for at most timeout_ms.  Returns the number of messages still queued or in
  * flight afterwards (0 = all delivered or failed with their delivery report); logs a
  * warning when some are left. */

@@ -1,10 +1,16 @@
 /* mb_intake.c: order intake: the orders consumer, acceptance into Redis, the DLQ.
  *
  * At-least-once, never skipping: a message's offset is stored only once its effect is
- * durable (the job in Redis, or the DLQ delivery report in), and offsets advance per
- * partition only over a done prefix, so a crash at any point re-delivers what was not
- * finished; accept is idempotent on the order id.  While Redis is unreachable the
- * partitions are paused and the held messages retried with backoff, in order.
+ * durable (the job in Redis, or the DLQ delivery report in and its record in Redis), and
+ * offsets advance per partition only over a done prefix, so a crash at any point re-delivers
+ * what was not finished; accept is idempotent on the order id.  While Redis is unreachable
+ * the partitions are paused and the held messages retried with backoff, in order.
+ *
+ * Never wedged by one message: a DLQ copy the producer refuses for good (too large, DLQ
+ * topic missing or not authorized: mb_kafka_err_is_permanent) is recorded in Redis as
+ * undeliverable with its origin, logged once as an error, counted, and its offset moves on
+ * (the bytes stay at their origin, where meshctl dlq show/redrive read them).  A transient
+ * refusal is retried with a per-message backoff and logged once per message.
  */
 #include "mb_intake.h"
 
@@ -30,8 +36,12 @@
 #define POLL_MAX 500 /* messages taken per wake-up: keeps one turn of the loop bounded */
 #define STEP_TOTAL 9
 #define MAX_BATCH 64 /* accepts per round trip */
+#define DLQ_BACKOFF_MIN_MS 200
+#define DLQ_BACKOFF_MAX_MS 10000
 
-enum { ST_NEW, ST_NEED_DLQ, ST_WAIT_DLQ, ST_DONE };
+/* NEW -> (Failed record) -> NEED_DLQ -> WAIT_DLQ -> NEED_RECORD -> DONE; a transient DLQ
+ * refusal goes back to NEED_DLQ after a backoff, a permanent one on to NEED_RECORD. */
+enum { ST_NEW, ST_NEED_DLQ, ST_WAIT_DLQ, ST_NEED_RECORD, ST_DONE };
 
 typedef struct in_msg {
     mb_dr_hdr hdr; /* first: DLQ delivery reports come back here */
@@ -43,14 +53,16 @@ typedef struct in_msg {
     const char *cls;  /* error class header */
     char tp[MB_TRACEPARENT_LEN + 1];
     int rejected;     /* the Failed record/event is in Redis */
-    int recorded;     /* the DLQ record is in Redis */
+    int dlq_tries;    /* transient DLQ refusals so far */
+    long long dlq_retry_at_ms;
+    char undeliverable[160]; /* "" or why the DLQ copy was refused for good */
     struct in_msg *next;
 } in_msg;
 
 struct mb_intake {
     mb_store *st;
     rd_kafka_t *rk;        /* consumer */
-    rd_kafka_t *producer;  /* DLQ, borrowed */
+    rd_kafka_t *producer;  /* DLQ, borrowed; NULL while the loop replaces it */
     rd_kafka_queue_t *q;
     struct event *ev;
     int pipefd[2];
@@ -361,8 +373,8 @@ static int do_cancel(mb_intake *in, in_msg *x, long long now_ms)
     return 0;
 }
 
-/* The Redis side of an invalid message: the Failed record/event when its identity was
- * readable, and the DLQ record.  Returns -1 when Redis must be waited for. */
+/* The Redis side of an invalid message before its DLQ copy: the Failed record/event when its
+ * identity was readable.  Returns -1 when Redis must be waited for. */
 static int do_reject(mb_intake *in, in_msg *x, long long now_ms)
 {
     const mb_order_err *oe = &x->oe;
@@ -389,22 +401,6 @@ static int do_reject(mb_intake *in, in_msg *x, long long now_ms)
                    ev ? e.msg : err);
     }
     x->rejected = 1;
-    if (!x->recorded) {
-        char key[300] = "";
-        if (x->m->key && x->m->key_len < sizeof(key)) {
-            memcpy(key, x->m->key, x->m->key_len);
-            key[x->m->key_len] = '\0';
-        }
-        mb_dlq_record d = {oe->reason, x->cls, rd_kafka_topic_name(x->m->rkt),
-                           x->m->partition, x->m->offset, key, oe->order_id, x->m->len,
-                           now_ms};
-        mb_error_clear(&e);
-        if (mb_store_dlq_record(in->st, &d, &e) == MB_AGAIN) {
-            note_again(in, now_ms, &e);
-            return -1;
-        }
-    }
-    x->recorded = 1;
     mb_log(MB_LOG_WARN, "intake", &ctx, "to DLQ (%s) %s [%d] @%lld: %s", x->cls,
            rd_kafka_topic_name(x->m->rkt), (int)x->m->partition, (long long)x->m->offset,
            oe->reason);
@@ -412,26 +408,78 @@ static int do_reject(mb_intake *in, in_msg *x, long long now_ms)
     return 0;
 }
 
+static void msg_key(const in_msg *x, char *key, size_t len)
+{
+    key[0] = '\0';
+    if (x->m->key && x->m->key_len < len) {
+        memcpy(key, x->m->key, x->m->key_len);
+        key[x->m->key_len] = '\0';
+    }
+}
+
+/* The producer refused x's DLQ copy (at produce time or in its delivery report). */
+static void dlq_refused(mb_intake *in, in_msg *x, rd_kafka_resp_err_t err, long long now_ms)
+{
+    const rd_kafka_message_t *m = x->m;
+    mb_log_ctx ctx = {x->oe.order_id[0] ? x->oe.order_id : NULL, NULL, NULL};
+    char key[200];
+    long long backoff;
+
+    msg_key(x, key, sizeof(key));
+    if (mb_kafka_err_is_permanent(err)) {
+        snprintf(x->undeliverable, sizeof(x->undeliverable), "%s: %s", rd_kafka_err2name(err),
+                 rd_kafka_err2str(err));
+        in->m->dlq_undeliverable++;
+        mb_log(MB_LOG_ERROR, "intake", &ctx,
+               "DLQ copy of %s [%d] @%lld (key %s, %zu bytes) undeliverable to %s: %s; "
+               "recorded in Redis, offset moves on",
+               rd_kafka_topic_name(m->rkt), (int)m->partition, (long long)m->offset,
+               key[0] ? key : "-", m->len, in->o.dlq_topic, rd_kafka_err2str(err));
+        x->state = ST_NEED_RECORD;
+        return;
+    }
+    x->dlq_tries++;
+    in->m->dlq_retries++;
+    backoff = DLQ_BACKOFF_MIN_MS;
+    for (int i = 1; i < x->dlq_tries && backoff < DLQ_BACKOFF_MAX_MS; i++)
+        backoff *= 2;
+    if (backoff > DLQ_BACKOFF_MAX_MS)
+        backoff = DLQ_BACKOFF_MAX_MS;
+    x->dlq_retry_at_ms = now_ms + backoff;
+    x->state = ST_NEED_DLQ;
+    /* Once per message: a DLQ down for an hour must not write a line per retry. */
+    if (x->dlq_tries == 1)
+        mb_log(MB_LOG_WARN, "intake", &ctx,
+               "DLQ copy of %s [%d] @%lld refused: %s; retried with backoff (up to %d ms), "
+               "its partition waits", rd_kafka_topic_name(m->rkt), (int)m->partition,
+               (long long)m->offset, rd_kafka_err2str(err), DLQ_BACKOFF_MAX_MS);
+    else
+        mb_debug("intake", "DLQ copy of %s [%d] @%lld refused again (%d): %s",
+                 rd_kafka_topic_name(m->rkt), (int)m->partition, (long long)m->offset,
+                 x->dlq_tries, rd_kafka_err2str(err));
+}
+
 static void on_dlq_dr(mb_dr_hdr *h, const rd_kafka_message_t *m)
 {
     in_msg *x = (in_msg *)h;
 
     if (m->err) {
-        mb_warn("intake", "DLQ delivery failed: %s (retried)", rd_kafka_err2str(m->err));
-        x->state = ST_NEED_DLQ;
+        dlq_refused(x->in, x, m->err, mb_loop_now_ms());
         return;
     }
-    x->state = ST_DONE;
+    x->state = ST_NEED_RECORD;
     x->in->m->orders_dlq++;
 }
 
-static void produce_dlq(mb_intake *in, in_msg *x)
+static void produce_dlq(mb_intake *in, in_msg *x, long long now_ms)
 {
     const rd_kafka_message_t *m = x->m;
     rd_kafka_headers_t *src = NULL, *h;
     char part[16], off[24];
     rd_kafka_resp_err_t err;
 
+    if (in->producer == NULL || now_ms < x->dlq_retry_at_ms)
+        return;
     if (rd_kafka_message_headers(m, &src) == RD_KAFKA_RESP_ERR_NO_ERROR && src)
         h = rd_kafka_headers_copy(src);
     else
@@ -451,10 +499,35 @@ static void produce_dlq(mb_intake *in, in_msg *x)
                             RD_KAFKA_V_OPAQUE(x), RD_KAFKA_V_END);
     if (err) {
         rd_kafka_headers_destroy(h);
-        mb_warn("intake", "DLQ produce: %s (retried)", rd_kafka_err2str(err));
+        dlq_refused(in, x, err, now_ms);
         return;
     }
     x->state = ST_WAIT_DLQ;
+}
+
+/* The DLQ record (mb:dlq, for meshctl): delivered, or undeliverable and why.  Returns -1
+ * when Redis must be waited for. */
+static int do_record(mb_intake *in, in_msg *x, long long now_ms)
+{
+    char key[300];
+    mb_error e;
+    mb_status s;
+    mb_log_ctx ctx = {x->oe.order_id[0] ? x->oe.order_id : NULL, NULL, NULL};
+    mb_dlq_record d = {x->oe.reason, x->cls, rd_kafka_topic_name(x->m->rkt), x->m->partition,
+                       x->m->offset, key, x->oe.order_id, x->m->len, now_ms,
+                       x->undeliverable};
+
+    msg_key(x, key, sizeof(key));
+    mb_error_clear(&e);
+    s = mb_store_dlq_record(in->st, &d, &e);
+    if (s == MB_AGAIN) {
+        note_again(in, now_ms, &e);
+        return -1;
+    }
+    if (s != MB_OK)
+        mb_log(MB_LOG_WARN, "intake", &ctx, "DLQ record not kept: %s", e.msg);
+    x->state = ST_DONE;
+    return 0;
 }
 
 /* Walks held messages in order; stops at the first that must wait for Redis, so no later
@@ -490,7 +563,11 @@ static void process(mb_intake *in, long long now_ms)
             break;
         }
         if (x->state == ST_NEED_DLQ)
-            produce_dlq(in, x);
+            produce_dlq(in, x, now_ms);
+        if (x->state == ST_NEED_RECORD && (!redis_ok || do_record(in, x, now_ms) < 0)) {
+            all_ok = 0;
+            break;
+        }
     }
     if (all_ok && redis_ok) {
         in->backoff_ms = 0;
@@ -649,6 +726,12 @@ void mb_intake_stop(mb_intake *in)
         return;
     in->stopped = 1;
     set_paused(in, 1);
+}
+
+void mb_intake_set_producer(mb_intake *in, rd_kafka_t *producer)
+{
+    if (in)
+        in->producer = producer;
 }
 
 size_t mb_intake_pending(const mb_intake *in)

@@ -29,12 +29,17 @@ mb_intake *mb_intake_new(struct event_base *base, struct mb_store *st, rd_kafka_
                          const mb_intake_opts *o, mb_worker_metrics *m, char *err,
                          size_t errlen);
 
-/* Bounded work: retries what waits for Redis (with backoff), re-sends failed DLQ
- * messages, consumes what is queued, stores offsets of what is done. */
+/* Bounded work: retries what waits for Redis (with backoff), re-sends DLQ copies refused
+ * for a transient reason (with a per-message backoff), records copies refused for good as
+ * undeliverable, consumes what is queued, stores offsets of what is done. */
 void mb_intake_tick(mb_intake *in, long long now_ms);
 
 /* Stops taking messages (drain).  What is already taken still completes. */
 void mb_intake_stop(mb_intake *in);
+
+/* The DLQ producer from now on (borrowed); NULL while the loop replaces a failed one (DLQ
+ * copies wait).  Reports of the old one must all have been served. */
+void mb_intake_set_producer(mb_intake *in, rd_kafka_t *producer);
 
 /* Messages taken and not yet done (waiting for Redis or a DLQ delivery report). */
 size_t mb_intake_pending(const mb_intake *in);

@@ -423,6 +423,11 @@ void mb_loop_metrics_text(mb_loop *l, struct evbuffer *b)
     counter(b, "meshbuy_orders_conflict_total", "orders failed with NameConflict",
             m->orders_conflict);
     counter(b, "meshbuy_orders_dlq_total", "messages delivered to the DLQ topic", m->orders_dlq);
+    counter(b, "meshbuy_dlq_undeliverable_total",
+            "DLQ copies refused for good (recorded in Redis, offset moved on)",
+            m->dlq_undeliverable);
+    counter(b, "meshbuy_dlq_retries_total", "DLQ copies refused for a transient reason",
+            m->dlq_retries);
     counter(b, "meshbuy_cancels_total", "cancel orders applied", m->cancels);
     counter(b, "meshbuy_cancels_unknown_total", "cancel orders for no known job",
             m->cancels_unknown);

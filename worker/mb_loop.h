@@ -23,6 +23,8 @@ typedef struct mb_worker_metrics {
     uint64_t orders_duplicate; /* redelivered orders joined to their job */
     uint64_t orders_conflict;  /* NameConflict */
     uint64_t orders_dlq;       /* messages delivered to the DLQ topic */
+    uint64_t dlq_undeliverable; /* DLQ copies refused for good: recorded, offset moved on */
+    uint64_t dlq_retries;      /* DLQ copies refused for a transient reason (retried) */
     uint64_t cancels;          /* cancel orders applied to a job */
     uint64_t cancels_unknown;  /* cancel orders for no known job */
     uint64_t redis_retries;    /* intake waits for Redis */

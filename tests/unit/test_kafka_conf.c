@@ -268,6 +268,20 @@ static void port_without_link_value_refused(void **state)
     assert_string_equal(err, "KAFKA_PORT: unknown librdkafka property \"port\"");
 }
 
+static void permanent_errors(void **state)
+{
+    (void)state;
+    assert_true(mb_kafka_err_is_permanent(RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE));
+    assert_true(mb_kafka_err_is_permanent(RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC));
+    assert_true(mb_kafka_err_is_permanent(RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART));
+    assert_true(mb_kafka_err_is_permanent(RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED));
+    assert_false(mb_kafka_err_is_permanent(RD_KAFKA_RESP_ERR__MSG_TIMED_OUT));
+    assert_false(mb_kafka_err_is_permanent(RD_KAFKA_RESP_ERR__QUEUE_FULL));
+    assert_false(mb_kafka_err_is_permanent(RD_KAFKA_RESP_ERR__FATAL));
+    assert_false(mb_kafka_err_is_permanent(RD_KAFKA_RESP_ERR__PURGE_INFLIGHT));
+    assert_false(mb_kafka_err_is_permanent(RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION));
+}
+
 static void secret_names(void **state)
 {
     (void)state;
@@ -351,6 +365,7 @@ int main(void)
         cmocka_unit_test_setup(service_links_ignored, clear_env),
         cmocka_unit_test_setup(service_link_shapes, clear_env),
         cmocka_unit_test_setup(port_without_link_value_refused, clear_env),
+        cmocka_unit_test_setup(permanent_errors, clear_env),
         cmocka_unit_test_setup(secret_names, clear_env),
         cmocka_unit_test_setup(topics, clear_env),
         cmocka_unit_test_setup(flush_delivers, clear_env),
