@@ -354,6 +354,58 @@ err:
     return NULL;
 }
 
+static int env_set(const char *name)
+{
+    const char *v = getenv(name);
+    return v != NULL && *v != '\0';
+}
+
+rd_kafka_conf_t *mb_kafka_producer_conf_new(const char *client_id, long default_timeout_ms,
+                                            long max_timeout_ms, char *err, size_t errlen)
+{
+    rd_kafka_conf_t *conf = mb_kafka_conf_new(client_id, err, errlen);
+    char val[32], rderr[256];
+    size_t len = sizeof(val);
+    long timeout;
+
+    if (conf == NULL)
+        return NULL;
+    if (!env_set("KAFKA_MESSAGE_TIMEOUT_MS") && !env_set("KAFKA_MESSAGE_TIMEOUT_MS_FILE") &&
+        !env_set("KAFKA_DELIVERY_TIMEOUT_MS") && !env_set("KAFKA_DELIVERY_TIMEOUT_MS_FILE")) {
+        snprintf(val, sizeof(val), "%ld", default_timeout_ms);
+        if (rd_kafka_conf_set(conf, "message.timeout.ms", val, rderr, sizeof(rderr)) !=
+            RD_KAFKA_CONF_OK) {
+            snprintf(err, errlen, "message.timeout.ms: %s", rderr);
+            goto err;
+        }
+    }
+    if (rd_kafka_conf_set(conf, "enable.idempotence", "true", rderr, sizeof(rderr)) !=
+            RD_KAFKA_CONF_OK ||
+        rd_kafka_conf_set(conf, "acks", "all", rderr, sizeof(rderr)) != RD_KAFKA_CONF_OK ||
+        rd_kafka_conf_set(conf, "enable.gapless.guarantee", "true", rderr, sizeof(rderr)) !=
+            RD_KAFKA_CONF_OK) {
+        snprintf(err, errlen, "producer: %s", rderr);
+        goto err;
+    }
+    len = sizeof(val);
+    if (rd_kafka_conf_get(conf, "message.timeout.ms", val, &len) != RD_KAFKA_CONF_OK) {
+        snprintf(err, errlen, "message.timeout.ms: cannot read it back");
+        goto err;
+    }
+    timeout = strtol(val, NULL, 10);
+    if (timeout <= 0 || timeout >= max_timeout_ms) {
+        snprintf(err, errlen,
+                 "KAFKA_MESSAGE_TIMEOUT_MS: message.timeout.ms %s must be between 1 and %ld "
+                 "(below the relay lease, less a margin): a status event must fail before "
+                 "its shard can pass to another worker", val, max_timeout_ms - 1);
+        goto err;
+    }
+    return conf;
+err:
+    rd_kafka_conf_destroy(conf);
+    return NULL;
+}
+
 int mb_kafka_err_is_permanent(rd_kafka_resp_err_t err)
 {
     switch (err) {

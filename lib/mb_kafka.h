@@ -31,6 +31,17 @@ rd_kafka_conf_t *mb_kafka_conf_new(const char *client_id, char *err, size_t errl
  * librdkafka property maps to these names. */
 int mb_kafka_is_service_link(const char *name, const char *value);
 
+/* New conf for the worker's producer (caller frees, or rd_kafka_new takes it over): the
+ * environment's settings as mb_kafka_conf_new, then enable.idempotence=true, acks=all and
+ * enable.gapless.guarantee=true (not overridable: the relay's order rests on them), and
+ * message.timeout.ms = default_timeout_ms unless KAFKA_MESSAGE_TIMEOUT_MS or
+ * KAFKA_DELIVERY_TIMEOUT_MS (or their _FILE) set it.  A message.timeout.ms of 0 (never) or
+ * >= max_timeout_ms is refused (NULL, "KAFKA_MESSAGE_TIMEOUT_MS: ..." in err): every
+ * message must have its delivery report before a lease of max_timeout_ms can pass to
+ * another worker. */
+rd_kafka_conf_t *mb_kafka_producer_conf_new(const char *client_id, long default_timeout_ms,
+                                            long max_timeout_ms, char *err, size_t errlen);
+
 /* Topic name from MESHBUY_ORDERS_TOPIC / MESHBUY_STATUS_TOPIC / MESHBUY_DLQ_TOPIC, or the
  * default (mesh.orders, mesh.status, mesh.orders.dlq) when unset or empty.  Borrowed: a static
  * string or the environment's, valid until that variable changes. */

@@ -734,6 +734,22 @@ void mb_intake_set_producer(mb_intake *in, rd_kafka_t *producer)
         in->producer = producer;
 }
 
+void mb_intake_producer_lost(mb_intake *in)
+{
+    size_t n = 0;
+
+    if (in == NULL)
+        return;
+    for (in_msg *x = in->head; x; x = x->next) {
+        if (x->state == ST_WAIT_DLQ) {
+            x->state = ST_NEED_DLQ; /* unknown outcome: sent again (at-least-once) */
+            n++;
+        }
+    }
+    if (n)
+        mb_warn("intake", "%zu DLQ cop(ies) without a delivery report: sent again", n);
+}
+
 size_t mb_intake_pending(const mb_intake *in)
 {
     return in ? in->pending : 0;

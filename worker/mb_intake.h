@@ -41,6 +41,9 @@ void mb_intake_stop(mb_intake *in);
  * copies wait).  Reports of the old one must all have been served. */
 void mb_intake_set_producer(mb_intake *in, rd_kafka_t *producer);
 
+/* The old producer is destroyed: DLQ copies whose report never came are sent again. */
+void mb_intake_producer_lost(mb_intake *in);
+
 /* Messages taken and not yet done (waiting for Redis or a DLQ delivery report). */
 size_t mb_intake_pending(const mb_intake *in);
 

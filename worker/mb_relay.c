@@ -4,6 +4,12 @@
  * read a batch from the head of the outbox, produce it, and once every delivery report of
  * the batch is in, trim the longest delivered prefix.  Entries after a failed one are
  * read and sent again (consumers drop a seq seen twice); nothing is trimmed unsent.
+ *
+ * While a batch is out its lease is renewed every third of the lease (a read of one entry
+ * renews it), and the producer's message.timeout.ms is below the lease, so a batch has all
+ * its reports before the lease can pass to another worker even if renewing stops.  When the
+ * producer dies (a fatal error) the loop purges it, then mb_relay_producer_lost counts
+ * every missing report as a failure, trims what was delivered and gives up every lease.
  */
 #include "mb_relay.h"
 
@@ -30,12 +36,14 @@ typedef struct shard {
     slot *slots;
     signed char *result;   /* per entry: 0 waiting, 1 delivered, -1 failed/not sent */
     size_t waiting;        /* produced, report not in yet */
+    int failures_logged;   /* the batch's first failed report was logged */
     long long next_peek_ms;
+    long long renewed_ms;  /* when the lease was last taken or renewed (request time) */
 } shard;
 
 struct mb_relay {
     mb_store *st;
-    rd_kafka_t *rk;
+    rd_kafka_t *rk; /* NULL while the loop replaces a dead producer */
     mb_relay_opts o;
     mb_worker_metrics *m;
     int n;
@@ -83,6 +91,7 @@ static void batch_done(shard *s)
     s->slots = NULL;
     s->result = NULL;
     s->waiting = 0;
+    s->failures_logged = 0;
 }
 
 static void lost(shard *s, const char *why)
@@ -102,8 +111,11 @@ static void on_dr(mb_dr_hdr *h, const rd_kafka_message_t *m)
     if (m->err) {
         s->result[sl->idx] = -1;
         s->r->m->relay_failures++;
-        mb_warn("relay", "shard %d: delivery of %s failed: %s (retried)", s->id,
-                s->batch.entries[sl->idx].key, rd_kafka_err2str(m->err));
+        /* One line per batch: a purge fails hundreds of entries at once. */
+        if (!s->failures_logged)
+            mb_warn("relay", "shard %d: delivery of %s failed: %s (resent from there)", s->id,
+                    s->batch.entries[sl->idx].key, rd_kafka_err2str(m->err));
+        s->failures_logged = 1;
     } else {
         s->result[sl->idx] = 1;
         s->r->m->events_relayed++;
@@ -180,6 +192,49 @@ static void finish_batch(shard *s)
     batch_done(s);
 }
 
+/* Renews the leases of shards with a batch out, every third of the lease, in one round trip
+ * (a peek of one entry, dropped: it takes or renews like any peek). */
+static void renew_busy(mb_relay *r, long long now_ms)
+{
+    const char *tokens[MB_STORE_MAX_SHARDS];
+    mb_outbox_batch b[MB_STORE_MAX_SHARDS];
+    shard *who[MB_STORE_MAX_SHARDS];
+    size_t k = 0;
+    mb_error e;
+
+    for (int i = 0; i < r->n && k < MB_STORE_MAX_SHARDS; i++) {
+        shard *s = &r->sh[i];
+        if (s->batch.n == 0 || !s->held)
+            continue;
+        if (now_ms - s->renewed_ms > r->o.lease_ms) {
+            /* Renewing failed for a whole lease: another worker may relay it now.  The
+             * reports still come (message.timeout.ms is shorter); the trim will be refused. */
+            lost(s, "not renewed within the lease while a batch was out");
+            continue;
+        }
+        if (now_ms - s->renewed_ms < r->o.lease_ms / 3)
+            continue;
+        memset(&b[k], 0, sizeof(b[k]));
+        b[k].shard = s->id;
+        tokens[k] = s->token;
+        who[k++] = s;
+    }
+    if (k == 0)
+        return;
+    mb_error_clear(&e);
+    if (mb_store_outbox_peek(r->st, tokens, b, k, r->o.lease_ms, 1, &e) != MB_OK) {
+        mb_debug("relay", "renew: %s", e.msg);
+        return;
+    }
+    for (size_t i = 0; i < k; i++) {
+        if (b[i].held)
+            who[i]->renewed_ms = now_ms;
+        else
+            lost(who[i], "taken by another worker while a batch was out");
+        mb_outbox_batch_clear(&b[i]);
+    }
+}
+
 void mb_relay_tick(mb_relay *r, long long now_ms)
 {
     const char **tokens = NULL;
@@ -193,6 +248,9 @@ void mb_relay_tick(mb_relay *r, long long now_ms)
         if (s->batch.n > 0 && s->waiting == 0)
             finish_batch(s);
     }
+    if (r->rk == NULL)
+        return; /* no producer: nothing to send with, no lease to take */
+    renew_busy(r, now_ms);
     tokens = calloc(ns, sizeof(*tokens));
     b = calloc(ns, sizeof(*b));
     who = calloc(ns, sizeof(*who));
@@ -225,6 +283,7 @@ void mb_relay_tick(mb_relay *r, long long now_ms)
         if (!s->held)
             mb_debug("relay", "shard %d: relay lease taken", s->id);
         s->held = 1;
+        s->renewed_ms = now_ms;
         if (b[i].n == 0) {
             mb_outbox_batch_clear(&b[i]);
             s->next_peek_ms = now_ms + r->o.idle_ms;
@@ -244,6 +303,40 @@ out:
 size_t mb_relay_inflight(const mb_relay *r)
 {
     return r->inflight;
+}
+
+void mb_relay_set_producer(mb_relay *r, rd_kafka_t *producer)
+{
+    r->rk = producer;
+}
+
+void mb_relay_producer_lost(mb_relay *r)
+{
+    size_t missing = 0;
+
+    for (int i = 0; i < r->n; i++) {
+        shard *s = &r->sh[i];
+        if (s->batch.n == 0)
+            continue;
+        /* Reports that never came: unknown outcome, so sent again (at-least-once). */
+        for (size_t k = 0; k < s->batch.n; k++) {
+            if (s->result[k] == 0) {
+                s->result[k] = -1;
+                missing++;
+            }
+        }
+        r->inflight -= s->waiting;
+        s->waiting = 0;
+    }
+    if (missing)
+        mb_warn("relay", "%zu status event(s) without a delivery report: sent again", missing);
+    mb_relay_release(r);
+    for (int i = 0; i < r->n; i++) {
+        /* A fresh token: nothing of the old producer's life can pass for this one. */
+        r->sh[i].gen++;
+        set_token(&r->sh[i]);
+        r->sh[i].next_peek_ms = 0;
+    }
 }
 
 void mb_relay_release(mb_relay *r)

@@ -282,6 +282,43 @@ static void permanent_errors(void **state)
     assert_false(mb_kafka_err_is_permanent(RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION));
 }
 
+static void producer_conf_defaults(void **state)
+{
+    char err[256] = "";
+    rd_kafka_conf_t *conf;
+
+    (void)state;
+    setenv("KAFKA_ENABLE_GAPLESS_GUARANTEE", "false", 1); /* not the operator's to turn off */
+    conf = mb_kafka_producer_conf_new("p", 6000, 8000, err, sizeof(err));
+    assert_string_equal(err, "");
+    assert_non_null(conf);
+    expect_prop(conf, "enable.idempotence", "true");
+    expect_prop(conf, "enable.gapless.guarantee", "true");
+    expect_prop(conf, "acks", "-1");
+    expect_prop(conf, "message.timeout.ms", "6000");
+    rd_kafka_conf_destroy(conf);
+}
+
+static void producer_conf_timeout_checked(void **state)
+{
+    char err[256] = "";
+    rd_kafka_conf_t *conf;
+
+    (void)state;
+    setenv("KAFKA_MESSAGE_TIMEOUT_MS", "7000", 1); /* the operator's, below the bound: kept */
+    conf = mb_kafka_producer_conf_new("p", 6000, 8000, err, sizeof(err));
+    assert_non_null(conf);
+    expect_prop(conf, "message.timeout.ms", "7000");
+    rd_kafka_conf_destroy(conf);
+    setenv("KAFKA_MESSAGE_TIMEOUT_MS", "300000", 1);
+    assert_null(mb_kafka_producer_conf_new("p", 6000, 8000, err, sizeof(err)));
+    assert_true(strncmp(err, "KAFKA_MESSAGE_TIMEOUT_MS: message.timeout.ms 300000 must be", 59) ==
+                0);
+    unsetenv("KAFKA_MESSAGE_TIMEOUT_MS");
+    setenv("KAFKA_DELIVERY_TIMEOUT_MS", "0", 1); /* 0 = never: refused too */
+    assert_null(mb_kafka_producer_conf_new("p", 6000, 8000, err, sizeof(err)));
+}
+
 static void secret_names(void **state)
 {
     (void)state;
@@ -366,6 +403,8 @@ int main(void)
         cmocka_unit_test_setup(service_link_shapes, clear_env),
         cmocka_unit_test_setup(port_without_link_value_refused, clear_env),
         cmocka_unit_test_setup(permanent_errors, clear_env),
+        cmocka_unit_test_setup(producer_conf_defaults, clear_env),
+        cmocka_unit_test_setup(producer_conf_timeout_checked, clear_env),
         cmocka_unit_test_setup(secret_names, clear_env),
         cmocka_unit_test_setup(topics, clear_env),
         cmocka_unit_test_setup(flush_delivers, clear_env),
