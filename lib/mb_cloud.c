@@ -4,7 +4,14 @@
  * inputs, sends one request at a time (paging and restarts included), parses
  * the answer into the caller's out struct and reports through done exactly
  * once.  Failures found before any request is sent are reported from a
- * zero-delay timer, so done never runs inside the call that started it. */
+ * zero-delay timer, so done never runs inside the call that started it.
+ *
+ * Retries are per request: on_http looks at every outcome before the call's
+ * handler does, and sends the same request again (same URL and body: the
+ * same page of a listing) after a transient failure, on a timer, while the
+ * op's deadline leaves room for one more request timeout.  Handlers thus
+ * only ever see a success, a failure that is not transient, or the last
+ * transient failure once the budget is spent. */
 #include "mb_cloud.h"
 
 #include "mb_buf.h"
@@ -15,6 +22,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #define MAX_PAGES    1000 /* a listing longer than this is refused, not followed forever */
 #define MAX_RESTARTS 3    /* 410 Gone restarts of one listing */
@@ -28,6 +37,9 @@ struct mb_cloud {
     char *tmpl[3]; /* URL templates, no trailing '/' */
     mb_cloud_op *ops;
     size_t inflight;
+    long retry_base_ms, retry_max_ms, retry_after_max_ms, call_budget_ms;
+    uint64_t rng; /* splitmix64 state for the jitter */
+    mb_cloud_counters st;
 };
 
 typedef void resp_fn(mb_cloud_op *op, const mb_http_resp *r, const mb_error *e);
@@ -42,6 +54,16 @@ struct mb_cloud_op {
     mb_error err;
     char *project_id, *region, *cluster_id, *traceparent;
     int finishing;
+    /* the request being sent, kept for its retries */
+    const char *method, *ctype; /* string literals */
+    char *url, *body;           /* owned */
+    int attempts;               /* of this request */
+    int refused;                /* the guard stopped the last attempt */
+    struct event *retry_ev;
+    long long deadline_ms;
+    mb_cloud_guard *guard;
+    void *guard_arg;
+    const void *owner;
     /* per-call state */
     void *out;
     int kind; /* k8s kind, workload kind being listed */
@@ -217,6 +239,10 @@ static void op_free(mb_cloud_op *op)
     c->inflight--;
     if (op->later)
         event_free(op->later);
+    if (op->retry_ev)
+        event_free(op->retry_ev);
+    free(op->url);
+    free(op->body);
     free(op->name);
     if (op->aux_free)
         op->aux_free(op->aux);
@@ -261,6 +287,13 @@ static char *put(char **p, const char *s, size_t n)
     return at;
 }
 
+static long long wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 /* A new op, linked to c, with the target copied into the same allocation. */
 static mb_cloud_op *op_new(mb_cloud *c, const mb_cloud_target *t, mb_cloud_done *done, void *arg,
                            void *out)
@@ -291,11 +324,17 @@ static mb_cloud_op *op_new(mb_cloud *c, const mb_cloud_target *t, mb_cloud_done 
         op->region = put(&p, t->region, lr);
         op->cluster_id = put(&p, t->cluster_id, lc);
         op->traceparent = put(&p, t->traceparent, lt);
+        op->deadline_ms = t->deadline_ms;
+        op->guard = t->guard;
+        op->guard_arg = t->guard_arg;
+        op->owner = t->owner;
         if (op->traceparent && strpbrk(op->traceparent, "\r\n"))
             mb_error_set(&op->err, MB_PERM, "BadRequest", "traceparent holds a line break");
     } else {
         mb_error_set(&op->err, MB_PERM, "BadRequest", "no target given");
     }
+    if (op->deadline_ms == 0)
+        op->deadline_ms = wall_ms() + c->call_budget_ms;
     op->next = c->ops;
     if (c->ops)
         c->ops->prev = op;
@@ -319,38 +358,170 @@ static mb_cloud_op *op_defer(mb_cloud_op *op)
     return op;
 }
 
+static int is_mutating(const char *method)
+{
+    return strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0;
+}
+
+/* mb_http's start hook for a guarded mutating request. */
+static int on_start(void *arg, long timeout_ms, mb_error *err)
+{
+    mb_cloud_op *op = arg;
+    if (op->guard(op->guard_arg, timeout_ms, err) == 0)
+        return 0;
+    if (err->status == MB_OK)
+        mb_error_set(err, MB_AGAIN, "Refused", "%s: not sent: refused by the guard", op->method);
+    op->refused = 1;
+    op->c->st.refused++;
+    return -1;
+}
+
+static void on_http(void *arg, const mb_http_resp *r, const mb_error *e);
+
+/* Sends the op's current request once more.  Returns 0, or -1 with
+ * op->err set. */
+static int op_attempt(mb_cloud_op *op)
+{
+    mb_http_req rq = {.method = op->method,
+                      .url = op->url,
+                      .content_type = op->ctype,
+                      .body = op->body,
+                      .body_len = op->body ? strlen(op->body) : 0,
+                      .traceparent = op->traceparent};
+    if (op->guard != NULL && is_mutating(op->method)) {
+        rq.on_start = on_start;
+        rq.start_arg = op;
+    }
+    op->refused = 0;
+    op->attempts++;
+    op->x = mb_http_request(op->c->http, &rq, on_http, op);
+    if (op->x == NULL) {
+        mb_error_set(&op->err, MB_FATAL, "OutOfMemory", "%s: request not started", op->method);
+        return -1;
+    }
+    return 0;
+}
+
+static void on_retry(evutil_socket_t fd, short what, void *arg)
+{
+    mb_cloud_op *op = arg;
+    (void)fd;
+    (void)what;
+    if (op_attempt(op) != 0)
+        op_finish_own(op);
+}
+
+/* A failure worth sending the same request again: no answer (transport,
+ * timeout) or 5xx, 408, 429.  409 and the other 4xx are the caller's. */
+static int transient(const mb_http_resp *r, const mb_error *e)
+{
+    if (e->status != MB_AGAIN)
+        return 0;
+    if (r == NULL)
+        return 1;
+    return r->status == 408 || r->status == 429 || (r->status >= 500 && r->status < 600);
+}
+
+static uint64_t next_rand(mb_cloud *c)
+{
+    uint64_t z = (c->rng += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+/* The wait before retry number op->attempts: full jitter under a doubling
+ * cap, but never less than the server's Retry-After (itself capped). */
+static long retry_delay(mb_cloud_op *op, const mb_error *e)
+{
+    mb_cloud *c = op->c;
+    long cap = c->retry_base_ms;
+    long delay;
+
+    for (int i = 1; i < op->attempts && cap < c->retry_max_ms; i++)
+        cap *= 2;
+    if (cap > c->retry_max_ms)
+        cap = c->retry_max_ms;
+    delay = (long)(next_rand(c) % (uint64_t)(cap + 1));
+    if (e->retry_after_ms >= 0) {
+        long ra =
+            e->retry_after_ms < c->retry_after_max_ms ? e->retry_after_ms : c->retry_after_max_ms;
+        if (ra > delay)
+            delay = ra;
+    }
+    return delay;
+}
+
+/* Schedules the next attempt of the current request.  Returns 1, or 0 when
+ * it could not end by the op's deadline (or no timer could be made). */
+static int schedule_retry(mb_cloud_op *op, const mb_error *e)
+{
+    mb_cloud *c = op->c;
+    long delay = retry_delay(op, e);
+    struct timeval tv;
+
+    if (wall_ms() + delay + mb_http_timeout_ms(c->http) > op->deadline_ms)
+        return 0;
+    if (op->retry_ev == NULL)
+        op->retry_ev = evtimer_new(c->base, on_retry, op);
+    tv.tv_sec = delay / 1000;
+    tv.tv_usec = (delay % 1000) * 1000;
+    if (op->retry_ev == NULL || evtimer_add(op->retry_ev, &tv) != 0)
+        return 0;
+    c->st.retries++;
+    return 1;
+}
+
 static void on_http(void *arg, const mb_http_resp *r, const mb_error *e)
 {
     mb_cloud_op *op = arg;
+    mb_error last;
+    size_t used;
+
     op->x = NULL;
-    op->on_resp(op, r, e);
+    if (op->refused) {
+        op_finish(op, e); /* nothing was sent: no retry, no handler */
+        return;
+    }
+    if (!transient(r, e)) {
+        op->on_resp(op, r, e);
+        return;
+    }
+    if (schedule_retry(op, e))
+        return;
+    last = *e;
+    used = strlen(last.msg);
+    if (used + 40 < sizeof(last.msg))
+        snprintf(last.msg + used, sizeof(last.msg) - used, " (gave up after %d attempt%s)",
+                 op->attempts, op->attempts == 1 ? "" : "s");
+    op->c->st.gave_up++;
+    op->on_resp(op, r, &last);
 }
 
-/* Sends one request of op; url is taken over.  Returns 0, or -1 with
- * op->err set (url NULL: op_url already set it). */
+/* Sends one request of op; url is taken over, body copied.  Returns 0, or
+ * -1 with op->err set (url NULL: op_url already set it). */
 static int op_send(mb_cloud_op *op, const char *method, char *url, const char *ctype,
                    const char *body, resp_fn *fn)
 {
-    mb_http_req rq = {.method = method,
-                      .url = url,
-                      .content_type = ctype,
-                      .body = body,
-                      .body_len = body ? strlen(body) : 0,
-                      .traceparent = op->traceparent};
     if (url == NULL || op->err.status != MB_OK) {
         free(url);
         if (op->err.status == MB_OK)
             mb_error_set(&op->err, MB_FATAL, "OutOfMemory", "out of memory");
         return -1;
     }
-    op->on_resp = fn;
-    op->x = mb_http_request(op->c->http, &rq, on_http, op);
-    free(url);
-    if (op->x == NULL) {
-        mb_error_set(&op->err, MB_FATAL, "OutOfMemory", "%s: request not started", method);
+    free(op->url);
+    free(op->body);
+    op->url = url;
+    op->body = body ? strdup(body) : NULL;
+    if (body != NULL && op->body == NULL) {
+        mb_error_set(&op->err, MB_FATAL, "OutOfMemory", "%s: out of memory", method);
         return -1;
     }
-    return 0;
+    op->method = method;
+    op->ctype = ctype;
+    op->on_resp = fn;
+    op->attempts = 0;
+    return op_attempt(op);
 }
 
 /* First request of a call: failures are deferred to the loop. */
@@ -456,6 +627,13 @@ mb_cloud *mb_cloud_new(mb_http *http, const mb_cloud_opts *o, char *err, size_t 
         goto oom;
     c->http = http;
     c->base = mb_http_base(http);
+    c->retry_base_ms = o->retry_base_ms > 0 ? o->retry_base_ms : 100;
+    c->retry_max_ms = o->retry_max_ms > 0 ? o->retry_max_ms : 5000;
+    if (c->retry_max_ms < c->retry_base_ms)
+        c->retry_max_ms = c->retry_base_ms;
+    c->retry_after_max_ms = o->retry_after_max_ms > 0 ? o->retry_after_max_ms : 30000;
+    c->call_budget_ms = o->call_budget_ms > 0 ? o->call_budget_ms : 60000;
+    c->rng = (uint64_t)wall_ms() ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)c;
     for (int i = 0; i < 3; i++) {
         c->tmpl[i] = tmpl_dup(urls[i]);
         if (c->tmpl[i] == NULL)
@@ -475,6 +653,32 @@ void mb_cloud_cancel(mb_cloud_op *op)
     mb_http_cancel(op->x);
     op->x = NULL;
     op_free(op);
+}
+
+size_t mb_cloud_cancel_owner(mb_cloud *c, const void *owner)
+{
+    mb_cloud_op *op, *next;
+    size_t n = 0;
+
+    if (c == NULL || owner == NULL)
+        return 0;
+    for (op = c->ops; op != NULL; op = next) {
+        next = op->next; /* cancelling frees op, and nothing else */
+        if (op->owner != owner || op->finishing)
+            continue;
+        mb_cloud_cancel(op);
+        n++;
+    }
+    return n;
+}
+
+void mb_cloud_stats(const mb_cloud *c, mb_cloud_counters *out)
+{
+    if (c == NULL) {
+        memset(out, 0, sizeof(*out));
+        return;
+    }
+    *out = c->st;
 }
 
 void mb_cloud_free(mb_cloud *c)

@@ -4,6 +4,7 @@
 
 #include <jansson.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "mb_err.h"
 #include "mb_http.h"
@@ -33,6 +34,18 @@
  *   done returns or cancel.  Cancelling an op from inside its own done is a
  *   no-op.
  * - Paging (SG rules, pods, workloads) happens inside one op.
+ * - Retries happen per request, inside the op: each HTTP request of an op
+ *   (each page of a listing on its own) is sent again after a transient
+ *   failure (transport error, timeout, 5xx, 408, 429) with capped
+ *   exponential backoff and full jitter, waiting at least Retry-After (up to
+ *   retry_after_max_ms).  Pages already read are kept.  409 and the other
+ *   4xx are never retried here: callers observe them.  No retry starts when
+ *   it could not end by the op's deadline (target deadline_ms, else now +
+ *   call_budget_ms): the request's timeout must fit before it.  The op then
+ *   fails with the last transient error, still MB_AGAIN, its text ending
+ *   "(gave up after N attempts)".  The first request always goes out.
+ * - Mutating requests (POST, PUT, PATCH, DELETE) pass the target's guard
+ *   right before every attempt goes on the wire (see mb_cloud_guard).
  */
 
 typedef struct mb_cloud mb_cloud;
@@ -46,14 +59,34 @@ typedef struct mb_cloud_opts {
     const char *cce_url;
     const char *vpc_url;
     const char *k8s_url;
+    /* Per-request retries (0 = the default in parentheses). */
+    long retry_base_ms;      /* backoff before the first retry is drawn in [0, base] (100) */
+    long retry_max_ms;       /* cap of the doubling backoff (5000) */
+    long retry_after_max_ms; /* a longer Retry-After is cut to this (30000) */
+    long call_budget_ms;     /* an op's budget when its target has no deadline (60000) */
 } mb_cloud_opts;
 
-/* Borrowed for the call.  traceparent may be NULL. */
+/* Consulted right before every attempt of a mutating request (POST, PUT,
+ * PATCH, DELETE) goes on the wire: after any wait in mb_http's queue and
+ * before each retry.  timeout_ms is that request's timeout.  Returns 0 to
+ * send it, or -1 with err set (an err left MB_OK becomes MB_AGAIN
+ * "Refused"): the op then completes with that error, asynchronously as
+ * usual, no request is sent and it is not retried.  Runs on the loop; it
+ * must not start or cancel ops of this client. */
+typedef int mb_cloud_guard(void *arg, long timeout_ms, mb_error *err);
+
+/* Borrowed for the call (the strings are copied; guard_arg and owner are
+ * kept as given).  traceparent may be NULL. */
 typedef struct mb_cloud_target {
     const char *project_id;
     const char *region;
     const char *cluster_id;
     const char *traceparent;
+    long long deadline_ms; /* wall clock (CLOCK_REALTIME) ms: no retry starts unless it can
+                              end by then; 0 = now + the client's call_budget_ms */
+    mb_cloud_guard *guard; /* NULL = always go */
+    void *guard_arg;
+    const void *owner; /* a tag for mb_cloud_cancel_owner; NULL = none */
 } mb_cloud_target;
 
 typedef void mb_cloud_done(void *arg, const mb_error *err);
@@ -69,8 +102,22 @@ void mb_cloud_free(mb_cloud *c);
 
 void mb_cloud_cancel(mb_cloud_op *op);
 
+/* Cancels every op in flight whose target named owner (done never called,
+ * as with mb_cloud_cancel; an op inside its own done is left alone).
+ * Returns how many.  owner NULL matches nothing. */
+size_t mb_cloud_cancel_owner(mb_cloud *c, const void *owner);
+
 /* Ops started and not yet done or cancelled. */
 size_t mb_cloud_inflight(const mb_cloud *c);
+
+typedef struct mb_cloud_counters {
+    uint64_t retries; /* requests sent again after a transient failure */
+    uint64_t gave_up; /* ops failed with a transient error after their budget ran out */
+    uint64_t refused; /* attempts the guard stopped */
+} mb_cloud_counters;
+
+/* Counters since mb_cloud_new, for metrics. */
+void mb_cloud_stats(const mb_cloud *c, mb_cloud_counters *out);
 
 /* ------------------------------------------------------------------ */
 /* CCE                                                                */

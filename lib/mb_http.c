@@ -47,6 +47,7 @@ struct mb_http {
     char *ca_file;
     char *ak;
     char *sk;
+    char *user_agent;
     xlist queued; /* accepted, waiting for a slot; no curl handle yet */
     xlist active; /* handed to curl */
     CURL **pool;  /* reset easy handles kept for reuse */
@@ -66,6 +67,8 @@ struct mb_http_xfer {
     int state;
     int with_body;
     long timeout_ms;
+    mb_http_start_hook *on_start; /* NULL = always send */
+    void *start_arg;
     /* all of these point into one allocation, strs */
     char *strs;
     const char *method, *url, *host, *path, *query, *ctype, *traceparent;
@@ -456,6 +459,8 @@ static int xfer_activate(mb_http *h, mb_http_xfer *x)
         curl_easy_setopt(e, CURLOPT_CAINFO, h->ca_file);
     curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->hdrs);
+    if (h->user_agent)
+        curl_easy_setopt(e, CURLOPT_USERAGENT, h->user_agent);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
@@ -496,13 +501,31 @@ static void report(mb_http_xfer *x, const mb_http_resp *r, const mb_error *e)
     xfer_free(x);
 }
 
+/* Asks the transfer's start hook.  Returns 0 to go, or -1 with e set. */
+static int ask_hook(mb_http_xfer *x, mb_error *e)
+{
+    if (x->on_start == NULL || x->on_start(x->start_arg, x->timeout_ms, e) == 0)
+        return 0;
+    if (e->status == MB_OK)
+        mb_error_set(e, MB_AGAIN, "Refused", "%s: not sent (refused at start)", x->what);
+    return -1;
+}
+
 /* Starts queued transfers while slots are free.  From the loop only: a
- * transfer that cannot start is reported through its callback. */
+ * transfer that cannot start, or that its hook stops, is reported through
+ * its callback. */
 static void pump(mb_http *h)
 {
     while (h->queued.head != NULL && h->active.n < (size_t)h->max_active) {
         mb_http_xfer *x = h->queued.head;
+        mb_error he;
         xl_del(&h->queued, x);
+        mb_error_clear(&he);
+        if (ask_hook(x, &he) != 0) {
+            h->st.refused++;
+            report(x, NULL, &he);
+            continue;
+        }
         if (xfer_activate(h, x) != 0) {
             mb_error e;
             mb_error_clear(&e);
@@ -708,6 +731,10 @@ mb_http *mb_http_new(struct event_base *base, const mb_http_opts *o, char *err, 
         snprintf(err, errlen, "mb_http_new: AK and SK must be given together");
         return NULL;
     }
+    if (o->user_agent && strpbrk(o->user_agent, "\r\n")) {
+        snprintf(err, errlen, "mb_http_new: line break in the User-Agent");
+        return NULL;
+    }
     if (!global_done) {
         /* thread-unsafe by libcurl's contract; the first client is made at
          * start-up, before any thread exists */
@@ -728,7 +755,9 @@ mb_http *mb_http_new(struct event_base *base, const mb_http_opts *o, char *err, 
     h->ca_file = dup_or_null(o->ca_file);
     h->ak = dup_or_null(o->ak);
     h->sk = dup_or_null(o->sk);
-    if ((o->ca_file && !h->ca_file) || (o->ak && (!h->ak || !h->sk)))
+    h->user_agent = dup_or_null(o->user_agent);
+    if ((o->ca_file && !h->ca_file) || (o->ak && (!h->ak || !h->sk)) ||
+        (o->user_agent && !h->user_agent))
         goto oom;
     h->pool = calloc((size_t)h->max_active, sizeof(*h->pool));
     h->multi = curl_multi_init();
@@ -870,14 +899,23 @@ mb_http_xfer *mb_http_request(mb_http *h, const mb_http_req *rq, mb_http_cb *cb,
     x->retry_after_ms = -1;
     x->with_body = rq->body != NULL || method_has_body(rq->method);
     x->timeout_ms = rq->timeout_ms > 0 ? rq->timeout_ms : h->timeout_ms;
+    x->on_start = rq->on_start;
+    x->start_arg = rq->start_arg;
     if (xfer_fill(x, rq) != 0) {
         xfer_free(x);
         return NULL;
     }
     /* Only max_active transfers go to curl: curl 7.88 scans its pending
      * list on every removal, and a queued request here costs a few hundred
-     * bytes instead of a curl handle. */
-    if (h->queued.n == 0 && h->active.n < (size_t)h->max_active) {
+     * bytes instead of a curl handle.  A request with a start hook always
+     * starts from the loop: its hook may refuse, and the callback must not
+     * run inside this call. */
+    if (x->on_start != NULL) {
+        x->state = X_QUEUED;
+        xl_push(&h->queued, x);
+        if (h->active.n < (size_t)h->max_active)
+            event_active(h->pump_ev, 0, 0);
+    } else if (h->queued.n == 0 && h->active.n < (size_t)h->max_active) {
         if (xfer_activate(h, x) != 0) {
             xfer_free(x);
             return NULL;
@@ -919,6 +957,11 @@ size_t mb_http_inflight(const mb_http *h)
     return h ? h->queued.n + h->active.n : 0;
 }
 
+long mb_http_timeout_ms(const mb_http *h)
+{
+    return h ? h->timeout_ms : 0;
+}
+
 void mb_http_stats(const mb_http *h, mb_http_counters *out)
 {
     if (h == NULL) {
@@ -951,6 +994,7 @@ void mb_http_free(mb_http *h)
         event_free(h->pump_ev);
     free(h->ca_file);
     free(h->ak);
+    free(h->user_agent);
     if (h->sk) {
         /* do not leave the secret in freed memory */
         volatile char *p = h->sk;

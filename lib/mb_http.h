@@ -33,7 +33,18 @@ typedef struct mb_http_opts {
                                   FIFO here (no socket, no curl handle); 0 = max_connections */
     const char *ak;            /* NULL = requests are not signed */
     const char *sk;            /* never logged, never put in an error text */
+    const char *user_agent;    /* sent as User-Agent on every request; NULL = curl sends
+                                  none; copied */
 } mb_http_opts;
+
+/* Consulted right before a transfer goes on the wire: when it is handed to
+ * curl, after any wait for a slot (max_active).  timeout_ms is the request's
+ * total timeout.  Returns 0 to send it, or -1 with err set: nothing is sent
+ * and the request completes through its callback with err (resp NULL).  A
+ * request with a hook is always started from the loop (one turn later),
+ * never inside mb_http_request.  The hook must not start or cancel requests
+ * of this client. */
+typedef int mb_http_start_hook(void *arg, long timeout_ms, mb_error *err);
 
 typedef struct mb_http_req {
     const char *method;       /* "GET", "POST", "PUT", "PATCH", "DELETE" */
@@ -41,9 +52,11 @@ typedef struct mb_http_req {
     const char *content_type; /* with a body; NULL = application/json */
     const char *body;         /* NULL = none */
     size_t body_len;
-    const char *traceparent; /* NULL = header not sent */
-    long timeout_ms;         /* 0 = the mb_http default; counted from when the transfer
+    const char *traceparent;      /* NULL = header not sent */
+    long timeout_ms;              /* 0 = the mb_http default; counted from when the transfer
                                 starts, after any wait for a slot (max_active) */
+    mb_http_start_hook *on_start; /* NULL = always send */
+    void *start_arg;
 } mb_http_req;
 
 /* body is NUL-terminated (body[body_len] == 0).  retry_after_ms: -1 when
@@ -76,6 +89,7 @@ typedef struct mb_http_counters {
     uint64_t perm;      /* completed with MB_PERM or MB_FATAL */
     uint64_t new_conns; /* connections opened */
     uint64_t reused;    /* completed transfers that reused a kept-alive connection */
+    uint64_t refused;   /* completed without being sent: the start hook said no */
     uint64_t queued;    /* now: waiting for a slot (max_active) */
     uint64_t active;    /* now: handed to curl */
 } mb_http_counters;
@@ -98,6 +112,9 @@ size_t mb_http_inflight(const mb_http *h);
 
 /* The loop the client runs on.  Borrowed. */
 struct event_base *mb_http_base(const mb_http *h);
+
+/* The default total time per request (mb_http_opts.timeout_ms, resolved). */
+long mb_http_timeout_ms(const mb_http *h);
 
 /* Counters since mb_http_new, for metrics. */
 void mb_http_stats(const mb_http *h, mb_http_counters *out);

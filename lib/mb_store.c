@@ -8,7 +8,8 @@
  *
  *   mb:{sN}:job:<order_id>     hash: the job record (the only state; see mb_job)
  *       id key shard order state status step attempt fence claims ck cancel tp created
- *       updated next_run lease_owner lease_until error_code error_msg [raw cancel_at]
+ *       updated next_run lease_owner lease_until error_code error_msg saga [raw cancel_at]
+ *       (saga: the saga that runs the job; a record without it is a "create")
  *   mb:{sN}:name:<mesh key>    string: the order id holding the mesh name
  *   mb:{sN}:seq:<mesh key>     counter: the last status event seq of the key
  *   mb:{sN}:hist:<order_id>    list: the job's history lines (last 200)
@@ -691,6 +692,7 @@ void mb_job_free(mb_job *j)
     free(j->error_code);
     free(j->error_msg);
     free(j->lease_owner);
+    free(j->saga);
     free(j);
 }
 
@@ -753,6 +755,8 @@ static mb_job *job_from_hash(const redisReply *r)
             bad |= set_str(&j->error_msg, v);
         else if (strcmp(f, "lease_owner") == 0)
             bad |= set_str(&j->lease_owner, v);
+        else if (strcmp(f, "saga") == 0)
+            bad |= set_str(&j->saga, v);
         else if (strcmp(f, "fence") == 0)
             j->fence = to_ll(v);
         else if (strcmp(f, "lease_until") == 0)
@@ -779,6 +783,11 @@ static mb_job *job_from_hash(const redisReply *r)
     for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++)
         if (*strs[i] == NULL)
             bad |= set_str(strs[i], &empty);
+    if (j->saga == NULL || j->saga[0] == '\0') {
+        static const redisReply create = {.type = REDIS_REPLY_STRING, .str = (char *)"create",
+                                          .len = 6};
+        bad |= set_str(&j->saga, &create);
+    }
     if (j->state == NULL)
         j->state = json_object();
     if (bad || j->order_id[0] == '\0' || j->state == NULL) {
@@ -823,6 +832,7 @@ static int accept_cmd(mb_store *st, const mb_accept *q, cmd *c, mb_error *err)
                      "with a data object", q->order_id);
         return -1;
     }
+    args_str(&c->a, q->saga && q->saga[0] ? q->saga : "create");
     return 0;
 }
 

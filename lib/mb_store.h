@@ -60,6 +60,8 @@ typedef struct mb_job {
     char *error_code;    /* "" when none */
     char *error_msg;     /* "" when none */
     char *lease_owner;   /* "" when not leased */
+    char *saga;          /* the saga that runs it: "create" (also for records written before
+                            the field) */
     long long fence;     /* bumped by every claim: proves the lease in checkpoints */
     long long lease_until_ms;
     long long created_ms, updated_ms;
@@ -89,6 +91,7 @@ typedef struct mb_accept {
     const json_t *accepted_event; /* queued when the order is new */
     const json_t *conflict_event; /* queued when the name belongs to another order */
     long long now_ms;
+    const char *saga;         /* the saga the job runs; NULL = "create" */
 } mb_accept;
 
 typedef enum mb_accept_verdict {

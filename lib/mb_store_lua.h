@@ -28,7 +28,7 @@ static const char lua_prelude[] =
 
 static const char lua_accept[] =
     "-- KEYS: job name seq due outbox index\n"
-    "-- ARGV: id key shard order tp now acc_head acc_data fail_head fail_data\n"
+    "-- ARGV: id key shard order tp now acc_head acc_data fail_head fail_data saga\n"
     "local id, key, now = ARGV[1], ARGV[2], ARGV[6]\n"
     "if redis.call('EXISTS', KEYS[1]) == 1 then\n"
     "  return {'duplicate', redis.call('HGET', KEYS[1], 'status') or '', 0}\n"
@@ -41,7 +41,7 @@ static const char lua_accept[] =
     "    'state', '{}', 'status', 'Failed', 'step', 'reserve', 'attempt', 0, 'fence', 0,\n"
     "    'cancel', 0, 'tp', ARGV[5], 'created', now, 'updated', now, 'next_run', 0,\n"
     "    'lease_owner', '', 'lease_until', 0, 'claims', 0, 'ck', 0, 'error_code', 'NameConflict',\n"
-    "    'error_msg', 'mesh name ' .. key .. ' is held by order ' .. owner)\n"
+    "    'error_msg', 'mesh name ' .. key .. ' is held by order ' .. owner, 'saga', ARGV[11])\n"
     "  redis.call('SET', KEYS[6], ARGV[3])\n"
     "  local seq = emit(KEYS[3], KEYS[5], key, ARGV[5], ARGV[9], ARGV[10])\n"
     "  return {'conflict', owner, seq}\n"
@@ -49,7 +49,7 @@ static const char lua_accept[] =
     "redis.call('HSET', KEYS[1], 'id', id, 'key', key, 'shard', ARGV[3], 'order', ARGV[4],\n"
     "  'state', '{}', 'status', 'Accepted', 'step', '', 'attempt', 0, 'fence', 0, 'cancel', 0,\n"
     "  'tp', ARGV[5], 'created', now, 'updated', now, 'next_run', now, 'lease_owner', '',\n"
-    "  'lease_until', 0, 'claims', 0, 'error_code', '', 'error_msg', '')\n"
+    "  'lease_until', 0, 'claims', 0, 'error_code', '', 'error_msg', '', 'saga', ARGV[11])\n"
     "redis.call('SET', KEYS[2], id)\n"
     "redis.call('SET', KEYS[6], ARGV[3])\n"
     "redis.call('ZADD', KEYS[4], now, id)\n"

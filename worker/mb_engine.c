@@ -10,6 +10,11 @@
 #include "mb_cloud.h"
 #include "mb_http.h"
 #include "mb_saga.h"
+#include "mb_sagadef.h"
+
+#ifndef MESHBUY_VERSION
+#define MESHBUY_VERSION "dev"
+#endif
 
 struct mb_engine {
     mb_http *http;
@@ -38,8 +43,8 @@ static void step_histograms(const mb_saga *saga, struct evbuffer *out)
     evbuffer_add_printf(out, "# HELP meshbuy_step_execution_seconds One execution of a saga "
                              "step, start to done or poll.\n"
                              "# TYPE meshbuy_step_execution_seconds histogram\n");
-    for (int i = 0; i < mb_saga_steps(); i++) {
-        const char *name = mb_saga_step_name(i);
+    for (int i = 0; i < mb_saga_steps(saga); i++) {
+        const char *name = mb_saga_step_name(saga, i);
         mb_saga_hist h;
         mb_saga_step_hist(saga, i, &h);
         for (int b = 0; b < MB_SAGA_BUCKETS; b++)
@@ -62,6 +67,7 @@ static void metrics(void *ctx, struct evbuffer *out)
     mb_engine *e = ctx;
     mb_saga_stats s;
     mb_http_counters h;
+    mb_cloud_counters c;
 
     mb_saga_stats_get(e->saga, &s);
     mb_http_stats(e->http, &h);
@@ -88,6 +94,11 @@ static void metrics(void *ctx, struct evbuffer *out)
         (unsigned long long)s.cancelled, (unsigned long long)s.attention,
         (unsigned long long)s.retries, (unsigned long long)s.lost, (unsigned long long)h.ok,
         (unsigned long long)h.again, (unsigned long long)h.perm, (unsigned long long)h.new_conns);
+    mb_cloud_stats(e->cloud, &c);
+    evbuffer_add_printf(out,
+                        "# TYPE meshbuy_cloud_retries_total counter\n"
+                        "meshbuy_cloud_retries_total %llu\n",
+                        (unsigned long long)c.retries);
     step_histograms(e->saga, out);
 }
 
@@ -110,6 +121,7 @@ int mb_engine_check_conf(const mb_conf *conf, char *err, size_t errlen)
 mb_engine *mb_engine_new(mb_loop *loop, const mb_conf *conf, char *err, size_t errlen)
 {
     mb_engine *e = calloc(1, sizeof(*e));
+    char ua[256];
     mb_http_opts ho = {
         .connect_timeout_ms = mb_conf_int(conf, "MESHBUY_CONNECT_TIMEOUT_MS"),
         .timeout_ms = mb_conf_int(conf, "MESHBUY_HTTP_TIMEOUT_MS"),
@@ -118,11 +130,15 @@ mb_engine *mb_engine_new(mb_loop *loop, const mb_conf *conf, char *err, size_t e
         .max_connections = mb_conf_int(conf, "MESHBUY_HTTP_MAX_CONNECTIONS"),
         .ak = mb_conf_str(conf, "MESHBUY_AK"),
         .sk = mb_conf_str(conf, "MESHBUY_SK"),
+        .user_agent = ua, /* cloudsim and cloud audit logs tell workers apart by it */
     };
     mb_cloud_opts co = {
         .cce_url = mb_conf_str(conf, "MESHBUY_CCE_URL"),
         .vpc_url = mb_conf_str(conf, "MESHBUY_VPC_URL"),
         .k8s_url = mb_conf_str(conf, "MESHBUY_K8S_URL"),
+        .retry_base_ms = mb_conf_int(conf, "MESHBUY_CALL_RETRY_BASE_MS"),
+        .retry_max_ms = mb_conf_int(conf, "MESHBUY_CALL_RETRY_MAX_MS"),
+        .retry_after_max_ms = mb_conf_int(conf, "MESHBUY_RETRY_AFTER_MAX_MS"),
     };
     mb_saga_opts so = {
         .worker_id = mb_loop_worker_id(loop),
@@ -136,6 +152,8 @@ mb_engine *mb_engine_new(mb_loop *loop, const mb_conf *conf, char *err, size_t e
         .poll_ms = mb_conf_int(conf, "MESHBUY_POLL_MS"),
         .step_deadline_ms = mb_conf_int(conf, "MESHBUY_STEP_DEADLINE_MS"),
         .compensate_deadline_ms = mb_conf_int(conf, "MESHBUY_COMPENSATE_DEADLINE_MS"),
+        .defs = mb_saga_defs,
+        .ndefs = mb_saga_defs_count,
     };
 
 
@@ -143,6 +161,7 @@ mb_engine *mb_engine_new(mb_loop *loop, const mb_conf *conf, char *err, size_t e
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
+    snprintf(ua, sizeof(ua), "meshworker/%s (%s)", MESHBUY_VERSION, mb_loop_worker_id(loop));
     if (mb_engine_check_conf(conf, err, errlen) < 0)
         goto err;
     e->catalog = mb_catalog_load(mb_conf_str(conf, "MESHBUY_CATALOG"), err, errlen);

@@ -29,12 +29,13 @@
 #include "mb_kafka.h"
 #include "mb_log.h"
 #include "mb_order.h"
+#include "mb_sagadef.h"
 #include "mb_store.h"
 
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
 #define POLL_MAX 500 /* messages taken per wake-up: keeps one turn of the loop bounded */
-#define STEP_TOTAL 9
+#define STEP_TOTAL (mb_saga_create.nsteps) /* an accepted buy order runs the create saga */
 #define MAX_BATCH 64 /* accepts per round trip */
 #define DLQ_BACKOFF_MIN_MS 200
 #define DLQ_BACKOFF_MAX_MS 10000

@@ -1,4 +1,9 @@
-/* mb_saga.c: the create-mesh saga engine.
+/* mb_saga.c: the saga engine.
+ *
+ * The engine knows a saga only through its definition (mb_sagadef.h), chosen by
+ * the job record's "saga" field: its steps, its status words and its messages.
+ * Below, the create saga's words: Installing is the definition's "active" word,
+ * Running its "done" word; the rest are the engine's own.
  *
  * States of a job (the store's "status" field; the saga state document keeps
  * the detail):
@@ -48,6 +53,7 @@
 #include "mb_catalog.h"
 #include "mb_event.h"
 #include "mb_log.h"
+#include "mb_sagadef.h"
 #include "mb_sign.h"
 #include "mb_step.h"
 #include "mb_store.h"
@@ -58,6 +64,8 @@
 typedef struct sjob {
     mb_sjob pub; /* first: steps see only this */
     struct mb_saga *saga;
+    const mb_saga_def *def; /* the job's saga (borrowed from the engine's set) */
+    int hist_base;          /* its first step's histogram in saga->hist */
     mb_job *job;           /* store record: fence, key, status (owned) */
     mb_order *order;       /* parsed from job->order (owned) */
     const mb_step *step;   /* executing, or NULL between executions */
@@ -92,14 +100,17 @@ struct mb_saga {
     size_t njobs;
     int draining;
     mb_saga_stats stats;
-    mb_saga_hist *hist; /* per step */
+    const mb_saga_def *const *defs; /* the sagas this engine runs (borrowed) */
+    size_t ndefs;
+    int nhist;          /* steps of every definition, in order */
+    mb_saga_hist *hist; /* per step of every definition */
 };
 
 const double mb_saga_bucket_le[MB_SAGA_BUCKETS] = {0.001, 0.005, 0.01, 0.05, 0.1,
                                                    0.5,   1,     5,    30,   300};
 
 static void advance(sjob *j);
-static int step_index(const mb_step *st);
+static int step_index(const sjob *j, const mb_step *st);
 
 static long long mono_us(void)
 {
@@ -110,9 +121,9 @@ static long long mono_us(void)
 }
 
 /* One execution of st ended (DONE or POLL). */
-static void observe(mb_saga *s, const mb_step *st, long long started_us)
+static void observe(sjob *j, const mb_step *st, long long started_us)
 {
-    mb_saga_hist *h = &s->hist[step_index(st)];
+    mb_saga_hist *h = &j->saga->hist[j->hist_base + step_index(j, st)];
     double secs = (double)(mono_us() - started_us) / 1e6;
     int i = 0;
 
@@ -182,28 +193,33 @@ static json_t *step_rec(sjob *j, const mb_step *st)
     return st_obj(st_obj(j->pub.state, "steps"), st->name);
 }
 
-static int step_index(const mb_step *st)
+static int step_index(const sjob *j, const mb_step *st)
 {
-    for (int i = 0; i < mb_steps_count; i++) {
-        if (mb_steps[i] == st)
+    for (int i = 0; i < j->def->nsteps; i++) {
+        if (j->def->steps[i] == st)
             return i;
     }
     return 0;
 }
 
+/* The saga's position, clamped to its steps. */
 static int st_step(const sjob *j)
 {
     long long i = st_int(j->pub.state, "step");
-    return i < 0 ? 0 : i >= mb_steps_count ? mb_steps_count - 1 : (int)i;
+    int n = j->def->nsteps;
+    return i < 0 ? 0 : i >= n ? n - 1 : (int)i;
 }
 
-static int step_index_by_name(const char *name)
+static const char *step_name(const sjob *j, int i)
 {
-    for (int i = 0; i < mb_steps_count; i++) {
-        if (strcmp(mb_steps[i]->name, name) == 0)
-            return i;
-    }
-    return 0;
+    int n = j->def->nsteps;
+    return j->def->steps[i < 0 ? 0 : i >= n ? n - 1 : i]->name;
+}
+
+/* The store's status word while steps run (or are undone). */
+static const char *active_word(const sjob *j, int compensating)
+{
+    return compensating ? "RollingBack" : j->def->active;
 }
 
 static json_t *error_json(const char *step, const mb_error *e, int retryable)
@@ -266,39 +282,49 @@ json_t *mb_step_ck_of(mb_sjob *j, const char *name)
 
 /* ---- events and checkpoints ------------------------------------------------------ */
 
-static void queue_event(sjob *j, mb_mesh_status status, const char *step, const char *msg,
-                        const json_t *error)
+/* Queues a status event about the job; ev brings who it is about (account,
+ * mesh name, cluster, traceparent), the rest is filled here. */
+static void queue_ev(sjob *j, mb_status_event *ev, mb_mesh_status status, const char *step,
+                     const char *msg, const json_t *error)
 {
-    const mb_order *o = j->order;
+    int i = mb_saga_def_step(j->def, step);
     char err[256];
-    mb_status_event ev = {
-        .order_id = j->job->order_id,
-        .mesh_id = j->mesh_id,
-        .account_id = o->account_id,
-        .mesh_name = o->mesh_name,
-        .cluster_id = o->cluster_id,
-        .status = status,
-        .step = step,
-        .step_index = step_index_by_name(step) + 1,
-        .step_total = mb_steps_count,
-        .message = msg,
-        .attempt = st_int(j->pub.state, "attempt") > 0 ? st_int(j->pub.state, "attempt") : 1,
-        .seq = 1, /* stamped by the store, in the same atomic step as the checkpoint */
-        .traceparent = o->traceparent,
-    };
     json_t *e;
 
+    ev->order_id = j->job->order_id;
+    ev->mesh_id = j->mesh_id;
+    ev->status = status;
+    ev->step = step;
+    ev->step_index = (i < 0 ? 0 : i) + 1;
+    ev->step_total = j->def->nsteps;
+    ev->message = msg;
+    ev->attempt = st_int(j->pub.state, "attempt") > 0 ? st_int(j->pub.state, "attempt") : 1;
+    ev->seq = 1; /* stamped by the store, in the same atomic step as the checkpoint */
     if (error) {
-        ev.error_code = st_str(error, "code");
-        ev.error_message = st_str(error, "message");
-        ev.error_retryable = json_is_true(json_object_get(error, "retryable"));
+        ev->error_code = st_str(error, "code");
+        ev->error_message = st_str(error, "message");
+        ev->error_retryable = json_is_true(json_object_get(error, "retryable"));
     }
-    e = mb_event_build_json(&ev, err, sizeof(err));
+    e = mb_event_build_json(ev, err, sizeof(err));
     if (e == NULL) {
         jlog(MB_LOG_ERROR, j, "status event not built: %s", err);
         return;
     }
     json_array_append_new(j->events, e);
+}
+
+static void queue_event(sjob *j, mb_mesh_status status, const char *step, const char *msg,
+                        const json_t *error)
+{
+    const mb_order *o = j->order;
+    mb_status_event ev = {
+        .account_id = o->account_id,
+        .mesh_name = o->mesh_name,
+        .cluster_id = o->cluster_id,
+        .traceparent = o->traceparent,
+    };
+
+    queue_ev(j, &ev, status, step, msg, error);
 }
 
 static void drop(sjob *j);
@@ -363,7 +389,7 @@ static void fill_ckpt(sjob *j, mb_checkpoint *ck, json_t **evs, long long now)
         .ck = j->job->checkpoints + 1,
         .state = j->pub.state,
         .status = j->ck_status,
-        .step = mb_steps[st_step(j)]->name,
+        .step = step_name(j, st_step(j)),
         .attempt = (int)st_int(j->pub.state, "attempt"),
         .error_code = error ? st_str(error, "code") : "",
         .error_msg = error ? st_str(error, "message") : "",
@@ -469,6 +495,11 @@ static int begin_exec(sjob *j, const mb_step *st, int compensating)
     }
     if (st_int(j->pub.state, "step_started_ms") == 0)
         st_set_int(j->pub.state, "step_started_ms", now_ms());
+    /* each cloud call retries on its own within the step's deadline (as retry_later) */
+    j->pub.target.deadline_ms =
+        st_int(j->pub.state, "step_started_ms") +
+        (compensating ? j->saga->o.compensate_deadline_ms
+                      : (st->deadline_ms ? st->deadline_ms : j->saga->o.step_deadline_ms));
     st_set_int(j->pub.state, "attempt", st_int(j->pub.state, "attempt") + 1);
     st_set_int(rec, "attempts", st_int(rec, "attempts") + 1);
     if (st_int(rec, "started_ms") == 0)
@@ -520,7 +551,7 @@ static void finish_terminal(sjob *j, const char *status, mb_mesh_status ev_statu
 static void begin_compensation(sjob *j, const char *outcome, const json_t *error)
 {
     int from = (int)st_int(j->pub.state, "step");
-    const char *step = mb_steps[from < mb_steps_count ? from : mb_steps_count - 1]->name;
+    const char *step = step_name(j, from);
 
     st_set_str(j->pub.state, "phase", "compensate");
     st_set_str(j->pub.state, "outcome", outcome);
@@ -551,7 +582,7 @@ static void compensation_done(sjob *j)
         j->saga->stats.failed++;
     finish_terminal(j, cancelled ? "Cancelled" : "Failed",
                     cancelled ? MB_MESH_CANCELLED : MB_MESH_FAILED,
-                    step ? step : mb_steps[0]->name,
+                    step ? step : step_name(j, 0),
                     cancelled ? "cancelled; everything this order changed was undone"
                               : "failed; everything this order changed was undone",
                     cancelled ? NULL : error);
@@ -562,9 +593,10 @@ static void compensation_done(sjob *j)
 static int retry_later(sjob *j, const mb_step *st)
 {
     long long started = st_int(j->pub.state, "step_started_ms");
-    long deadline = j->compensating
-                        ? j->saga->o.compensate_deadline_ms
-                        : (st->deadline_ms ? st->deadline_ms : j->saga->o.step_deadline_ms);
+    long deadline = j->compensating        ? j->saga->o.compensate_deadline_ms
+                    : st->deadline_ms          ? st->deadline_ms
+                    : j->def->step_deadline_ms ? j->def->step_deadline_ms
+                                               : j->saga->o.step_deadline_ms;
     long delay = backoff_ms(j, j->pub.err.retry_after_ms);
     long long now = now_ms();
 
@@ -574,7 +606,7 @@ static int retry_later(sjob *j, const mb_step *st)
     jlog(MB_LOG_INFO, j, "%s: %s; retrying in %ld ms", st->name, j->pub.err.msg, delay);
     j->saga->stats.retries++;
     end_exec(j);
-    checkpoint(j, j->compensating ? "RollingBack" : "Installing", now + delay, 0);
+    checkpoint(j, active_word(j, j->compensating), now + delay, 0);
     j->leave = 1;
     return 1;
 }
@@ -627,7 +659,7 @@ static void step_failed(sjob *j, const mb_step *st)
 static void step_completed(sjob *j, const mb_step *st)
 {
     json_t *rec = step_rec(j, st);
-    int i = step_index(st);
+    int i = step_index(j, st);
     char msg[sizeof(j->pub.message)];
 
     memcpy(msg, j->pub.message, sizeof(msg));
@@ -642,16 +674,16 @@ static void step_completed(sjob *j, const mb_step *st)
         return;
     }
     next_position(j, i + 1);
-    if (i + 1 >= mb_steps_count) {
+    if (i + 1 >= j->def->nsteps) {
         j->saga->stats.running++;
-        finish_terminal(j, "Running", MB_MESH_RUNNING, st->name,
-                        msg[0] ? msg : "the service mesh is running", NULL);
+        finish_terminal(j, j->def->done, j->def->done_event, st->name,
+                        msg[0] ? msg : j->def->done_message, NULL);
         return;
     }
     if (msg[0] == '\0')
         snprintf(msg, sizeof(msg), "%s done", st->name);
-    queue_event(j, MB_MESH_INSTALLING, st->name, msg, NULL);
-    checkpoint(j, "Installing", now_ms(), 1);
+    queue_event(j, j->def->active_event, st->name, msg, NULL);
+    checkpoint(j, j->def->active, now_ms(), 1);
 }
 
 /* Whether st has anything to undo: it started, and was not already undone. */
@@ -671,21 +703,23 @@ static const mb_step *position(sjob *j)
     int i = (int)st_int(j->pub.state, "step");
 
     if (strcmp(phase(j), "compensate") == 0) {
-        while (i >= 0 && !needs_undo(j, mb_steps[i]))
+        if (i >= j->def->nsteps)
+            i = j->def->nsteps - 1;
+        while (i >= 0 && !needs_undo(j, j->def->steps[i]))
             next_position(j, --i);
         if (i < 0) {
             compensation_done(j);
             return NULL;
         }
-        return mb_steps[i];
+        return j->def->steps[i];
     }
     if (j->job->cancel_requested) {
         begin_compensation(j, "Cancelled", NULL);
         return NULL; /* resumed after the checkpoint, in the compensate phase */
     }
-    if (i >= mb_steps_count)
-        i = mb_steps_count - 1;
-    return mb_steps[i];
+    if (i >= j->def->nsteps)
+        i = j->def->nsteps - 1;
+    return j->def->steps[i < 0 ? 0 : i];
 }
 
 static void advance(sjob *j)
@@ -700,7 +734,7 @@ static void advance(sjob *j)
             if (st == NULL)
                 break;
             if (j->saga->draining) { /* stop at a boundary, due again at once */
-                checkpoint(j, comp ? "RollingBack" : "Installing", now_ms() + 1, 0);
+                checkpoint(j, active_word(j, comp), now_ms() + 1, 0);
                 j->leave = 1;
                 break;
             }
@@ -719,19 +753,19 @@ static void advance(sjob *j)
         switch (rc) {
         case MB_STEP_WAIT: break;
         case MB_STEP_SAVE:
-            checkpoint(j, j->compensating ? "RollingBack" : "Installing", now_ms(), 1);
+            checkpoint(j, active_word(j, j->compensating), now_ms(), 1);
             break;
         case MB_STEP_DONE:
             if (!j->compensating)
-                observe(j->saga, st, j->exec_us);
+                observe(j, st, j->exec_us);
             step_completed(j, st);
             break;
         case MB_STEP_POLL:
             if (!j->compensating)
-                observe(j->saga, st, j->exec_us);
+                observe(j, st, j->exec_us);
             end_exec(j);
             st_set_int(j->pub.state, "attempt", st_int(j->pub.state, "attempt") - 1);
-            checkpoint(j, j->compensating ? "RollingBack" : "Installing",
+            checkpoint(j, active_word(j, j->compensating),
                        now_ms() + (j->pub.poll_ms > 0 ? j->pub.poll_ms : j->saga->o.poll_ms), 0);
             j->leave = 1;
             break;
@@ -790,7 +824,7 @@ static int announce(sjob *j)
         return 0;
     if (mb_mesh_status_parse(st_str(ann, "status"), &status) == 0) {
         int comp = status == MB_MESH_ROLLING_BACK;
-        queue_event(j, status, mb_steps[st_step(j)]->name, st_str(ann, "message"),
+        queue_event(j, status, step_name(j, st_step(j)), st_str(ann, "message"),
                     comp ? json_object_get(j->pub.state, "error") : NULL);
     }
     json_object_del(j->pub.state, "announce");
@@ -807,16 +841,64 @@ static void mesh_id_of(const mb_job *job, char *out, size_t len)
     snprintf(out, len, "mesh-%.16s", hash);
 }
 
+/* Accepted orders were checked; a record that no longer parses was changed by
+ * hand.  Fail it visibly rather than guess: Failed InvalidOrder in the store
+ * and on the status stream, with what the record still tells (order id, the
+ * key's account and mesh name, its traceparent, the cluster if it was read). */
+static void invalid_order(sjob *j, const mb_order_err *oe)
+{
+    mb_job *job = j->job;
+    const char *slash = strchr(job->key, '/');
+    char account[MB_ORDER_ID_MAX + 1] = "", mesh[MB_MESH_NAME_MAX + 1] = "";
+    json_t *error = json_pack("{s:s, s:s, s:s, s:b}", "step", step_name(j, 0), "code",
+                              "InvalidOrder", "message", oe->reason, "retryable", 0);
+    mb_status_event ev = {
+        .account_id = account,
+        .mesh_name = mesh,
+        .cluster_id = oe->cluster_id[0] ? oe->cluster_id : NULL,
+        .traceparent = job->traceparent[0] ? job->traceparent : NULL,
+    };
+
+    jlog(MB_LOG_ERROR, j, "stored order does not parse: %s", oe->reason);
+    if (slash) {
+        snprintf(account, sizeof(account), "%.*s", (int)(slash - job->key), job->key);
+        snprintf(mesh, sizeof(mesh), "%s", slash + 1);
+    }
+    json_object_set(job->state, "error", error);
+    queue_ev(j, &ev, MB_MESH_FAILED, step_name(j, 0),
+             "the stored order no longer parses; nothing was changed", error);
+    json_decref(error);
+    j->saga->stats.failed++;
+    j->leave = 1;
+    checkpoint(j, "Failed", 0, 0);
+    if (!j->ck_pending)
+        drop(j);
+}
+
 static void start(mb_saga *s, mb_job *job)
 {
-    sjob *j = calloc(1, sizeof(*j));
+    const mb_saga_def *def = mb_saga_def_find(s->defs, s->ndefs, job->saga);
+    sjob *j;
     mb_order_err oe;
 
+    if (def == NULL) {
+        /* Written by a newer worker (a rolling upgrade): leave it to its lease,
+         * after which a worker that knows the saga can take it. */
+        mb_log_ctx lc = {job->order_id, job->order_id, NULL};
+        mb_log(MB_LOG_WARN, "saga", &lc, "saga \"%s\" unknown to this worker; left to its lease",
+               job->saga);
+        mb_job_free(job);
+        return;
+    }
+    j = calloc(1, sizeof(*j));
     if (j == NULL) {
         mb_job_free(job);
         return;
     }
     j->saga = s;
+    j->def = def;
+    for (size_t d = 0; d < s->ndefs && s->defs[d] != def; d++)
+        j->hist_base += s->defs[d]->nsteps;
     j->job = job;
     j->events = json_array();
     j->lease_until = now_ms() + s->o.lease_ms;
@@ -831,22 +913,13 @@ static void start(mb_saga *s, mb_job *job)
     j->pub.catalog = s->catalog;
     j->pub.store = s->store;
     j->pub.job = job;
-    if (mb_order_from_json(job->order, &j->order, &oe) < 0) {
-        /* Accepted orders were checked; a record that no longer parses was
-         * changed by hand.  Fail it visibly rather than guess. */
-        mb_log_ctx lc = {job->order_id, job->order_id, NULL};
-        mb_log(MB_LOG_ERROR, "saga", &lc, "stored order does not parse: %s", oe.reason);
-        json_object_set_new(job->state, "error",
-                            json_pack("{s:s, s:s, s:s, s:b}", "step", mb_steps[0]->name, "code",
-                                      "InvalidOrder", "message", oe.reason, "retryable", 0));
-        j->leave = 1;
-        checkpoint(j, "Failed", 0, 0);
-        if (!j->ck_pending)
-            drop(j);
+    mesh_id_of(job, j->mesh_id, sizeof(j->mesh_id));
+    memset(&oe, 0, sizeof(oe));
+    if (def->parse(job->order, &j->order, &oe) < 0) {
+        invalid_order(j, &oe);
         return;
     }
     j->pub.order = j->order;
-    mesh_id_of(job, j->mesh_id, sizeof(j->mesh_id));
     j->pub.target.project_id = j->order->project_id;
     j->pub.target.region = j->order->region;
     j->pub.target.cluster_id = j->order->cluster_id;
@@ -857,8 +930,8 @@ static void start(mb_saga *s, mb_job *job)
     if (announce(j))
         return;
     if (strcmp(job->status, "Accepted") == 0) {
-        queue_event(j, MB_MESH_INSTALLING, mb_steps[0]->name, "installing", NULL);
-        checkpoint(j, "Installing", now_ms(), 1);
+        queue_event(j, def->active_event, step_name(j, 0), def->start_message, NULL);
+        checkpoint(j, def->active, now_ms(), 1);
         return;
     }
     advance(j);
@@ -872,7 +945,16 @@ mb_saga *mb_saga_new(struct event_base *base, mb_store *store, mb_cloud *cloud,
     if (s == NULL)
         goto err;
     s->base = base;
-    s->hist = calloc((size_t)mb_steps_count, sizeof(*s->hist));
+    if (o->defs == NULL || o->ndefs == 0) {
+        snprintf(err, errlen, "no saga definitions");
+        free(s);
+        return NULL;
+    }
+    s->defs = o->defs;
+    s->ndefs = o->ndefs;
+    for (size_t d = 0; d < s->ndefs; d++)
+        s->nhist += s->defs[d]->nsteps;
+    s->hist = calloc((size_t)s->nhist, sizeof(*s->hist));
     if (s->hist == NULL)
         goto err;
     s->flush_ev = event_new(base, -1, 0, flush, s);
@@ -977,14 +1059,19 @@ size_t mb_saga_inflight(const mb_saga *s)
     return s->njobs;
 }
 
-int mb_saga_steps(void)
+int mb_saga_steps(const mb_saga *s)
 {
-    return mb_steps_count;
+    return s->nhist;
 }
 
-const char *mb_saga_step_name(int i)
+const char *mb_saga_step_name(const mb_saga *s, int i)
 {
-    return mb_steps[i]->name;
+    for (size_t d = 0; d < s->ndefs; d++) {
+        if (i < s->defs[d]->nsteps)
+            return s->defs[d]->steps[i]->name;
+        i -= s->defs[d]->nsteps;
+    }
+    return "";
 }
 
 void mb_saga_step_hist(const mb_saga *s, int i, mb_saga_hist *out)

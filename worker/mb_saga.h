@@ -1,4 +1,4 @@
-/* mb_saga.h: the create-mesh saga engine: claims due jobs, runs their steps, checkpoints. */
+/* mb_saga.h: the saga engine: claims due jobs, runs their sagas' steps, checkpoints. */
 #ifndef MB_SAGA_H
 #define MB_SAGA_H
 
@@ -9,6 +9,7 @@ struct event_base;
 struct mb_store;
 struct mb_cloud;
 struct mb_catalog;
+struct mb_saga_def;
 
 typedef struct mb_saga mb_saga;
 
@@ -23,6 +24,10 @@ typedef struct mb_saga_opts {
     long poll_ms;                /* how often a waiting step (release install) looks again */
     long step_deadline_ms;       /* default per-step deadline, retries included */
     long compensate_deadline_ms; /* per compensation of one step, retries included */
+    /* The sagas this engine runs (borrowed; must outlive it; mb_saga_defs in the worker, a
+     * fake one in a test); a job is run by the one its record names.  At least one. */
+    const struct mb_saga_def *const *defs;
+    size_t ndefs;
 } mb_saga_opts;
 
 typedef struct mb_saga_stats {
@@ -66,9 +71,10 @@ typedef struct mb_saga_hist {
     double sum;                           /* seconds */
 } mb_saga_hist;
 
-/* Number of steps, a step's name (static), and a copy of its histogram. */
-int mb_saga_steps(void);
-const char *mb_saga_step_name(int i);
+/* Number of steps (of every definition, in order), a step's name (static), and a copy of
+ * its histogram. */
+int mb_saga_steps(const mb_saga *s);
+const char *mb_saga_step_name(const mb_saga *s, int i);
 void mb_saga_step_hist(const mb_saga *s, int i, mb_saga_hist *out);
 
 /* Drops every job still in memory without checkpointing (their leases expire

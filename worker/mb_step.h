@@ -76,7 +76,8 @@ mb_step_rc mb_step_fail(mb_sjob *j, const char *code, const char *fmt, ...)
 /* Another step's checkpoint object, or NULL if that step has not recorded one. Borrowed. */
 json_t *mb_step_ck_of(mb_sjob *j, const char *step_name);
 
-/* The table, in saga order (worker/steps/mb_steps.c). */
+/* The create saga's table, in order (worker/steps/mb_steps.c).  The engine reads it only
+ * through the saga's definition (mb_saga_create, mb_sagadef.h); meshctl reads it here. */
 extern const mb_step *const mb_steps[];
 extern const int mb_steps_count;
 

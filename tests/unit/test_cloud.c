@@ -938,25 +938,35 @@ static void test_faults(void **state)
 {
     env *e = *state;
     mb_cluster cl = {0};
+    mb_cloud_counters cc;
     res r;
     long t0;
+    long long since;
     char err[256];
 
+    /* one 503: the call retries it on its own and succeeds */
     add_fault("{\"match\":{\"path_prefix\":\"/api/v3/projects\"},\"error_status\":503,"
               "\"count\":1}");
-    CALL(e, r, mb_cloud_cluster_get(e->cloud, &e->t, &cl, on_done, &r));
-    assert_int_equal(r.err.status, MB_AGAIN);
-    assert_int_equal(r.err.http_status, 503);
-    /* count 1: the next one passes */
+    since = requests_total();
     CALL(e, r, mb_cloud_cluster_get(e->cloud, &e->t, &cl, on_done, &r));
     ASSERT_OK(r);
+    assert_string_equal(cl.security_group_id, SG);
+    assert_int_equal(requests_matching(since, "/clusters/" CLUSTER, 503), 1);
+    assert_int_equal(requests_matching(since, "/clusters/" CLUSTER, 200), 1);
+    mb_cloud_stats(e->cloud, &cc);
+    assert_int_equal(cc.retries, 1);
+    assert_int_equal(cc.gave_up, 0);
 
+    /* 429 with Retry-After: 2 is waited for */
     add_fault("{\"match\":{\"path_prefix\":\"/api/v3/projects\"},\"throttle\":true,"
               "\"retry_after\":2,\"count\":1}");
+    since = requests_total();
+    t0 = now_ms();
     CALL(e, r, mb_cloud_cluster_get(e->cloud, &e->t, &cl, on_done, &r));
-    assert_int_equal(r.err.status, MB_AGAIN);
-    assert_int_equal(r.err.http_status, 429);
-    assert_int_equal(r.err.retry_after_ms, 2000);
+    ASSERT_OK(r);
+    assert_true(now_ms() - t0 >= 1990);
+    assert_int_equal(requests_matching(since, "/clusters/" CLUSTER, 429), 1);
+    assert_int_equal(requests_matching(since, "/clusters/" CLUSTER, 200), 1);
 
     add_fault("{\"match\":{\"path_prefix\":\"/api/v3/projects\"},\"latency_ms\":200,"
               "\"count\":1}");
@@ -965,18 +975,25 @@ static void test_faults(void **state)
     ASSERT_OK(r);
     assert_true(now_ms() - t0 >= 190);
 
-    /* a hang: the request times out, transient */
+    /* a hang: the request times out; with no room left before the deadline
+     * for another 400 ms attempt, the call gives up, transient */
     {
         mb_http_opts ho = {.ak = AK, .sk = SK, .timeout_ms = 400};
         mb_http *h = mb_http_new(e->base, &ho, err, sizeof(err));
         mb_cloud *c = make_cloud(h);
+        mb_cloud_target t = e->t;
         add_fault("{\"match\":{\"path_prefix\":\"/api/v3/projects\"},\"hang\":true,"
                   "\"count\":1}");
         t0 = now_ms();
-        CALL(e, r, mb_cloud_cluster_get(c, &e->t, &cl, on_done, &r));
+        t.deadline_ms = t0 + 700;
+        CALL(e, r, mb_cloud_cluster_get(c, &t, &cl, on_done, &r));
         assert_int_equal(r.err.status, MB_AGAIN);
         assert_string_equal(r.err.code, "Timeout");
+        assert_non_null(strstr(r.err.msg, "(gave up after 1 attempt)"));
         assert_true(now_ms() - t0 >= 350);
+        mb_cloud_stats(c, &cc);
+        assert_int_equal(cc.retries, 0);
+        assert_int_equal(cc.gave_up, 1);
         mb_cloud_free(c);
         mb_http_free(h);
     }
@@ -1054,6 +1071,366 @@ static void test_parallel_ops(void **state)
         assert_string_equal(cl[i].security_group_id, SG);
         mb_cluster_clear(&cl[i]);
     }
+}
+
+/* ---- per-request retries, deadline, guard, owner ---- */
+
+/* A cloud client on h with the retry options of ro (URLs filled in here). */
+static mb_cloud *make_cloud_opts(mb_http *h, const mb_cloud_opts *ro)
+{
+    char cce[128], k8s[160], err[256];
+    mb_cloud_opts o = *ro;
+    mb_cloud *c;
+    snprintf(cce, sizeof(cce), "http://%s", E.addr);
+    snprintf(k8s, sizeof(k8s), "http://%s/k8s/{cluster_id}", E.addr);
+    o.cce_url = cce;
+    o.vpc_url = cce;
+    o.k8s_url = k8s;
+    c = mb_cloud_new(h, &o, err, sizeof(err));
+    if (c == NULL)
+        fail_msg("mb_cloud_new: %s", err);
+    return c;
+}
+
+/* Requests in cloudsim's log after since with this method whose path contains needle. */
+static int requests_method(long long since, const char *method, const char *needle)
+{
+    json_t *j = NULL, *it;
+    size_t i;
+    int n = 0;
+    char path[64];
+    snprintf(path, sizeof(path), "/admin/requests?since=%lld", since);
+    admin("GET", path, NULL, &j);
+    json_array_foreach(json_object_get(j, "requests"), i, it)
+    {
+        const char *p = json_string_value(json_object_get(it, "path"));
+        const char *m = json_string_value(json_object_get(it, "method"));
+        if (p && m && strstr(p, needle) && strcmp(m, method) == 0)
+            n++;
+    }
+    json_decref(j);
+    return n;
+}
+
+/* A Retry-After longer than the client's cap is cut to the cap. */
+static void test_retry_after_capped(void **state)
+{
+    env *e = *state;
+    mb_cloud_opts ro = {.retry_after_max_ms = 300};
+    mb_cloud *c = make_cloud_opts(e->http, &ro);
+    mb_cluster cl = {0};
+    long long since;
+    long t0, took;
+    res r;
+
+    add_fault("{\"match\":{\"path_prefix\":\"/api/v3/projects\"},\"throttle\":true,"
+              "\"retry_after\":5,\"count\":1}");
+    since = requests_total();
+    t0 = now_ms();
+    CALL(e, r, mb_cloud_cluster_get(c, &e->t, &cl, on_done, &r));
+    took = now_ms() - t0;
+    ASSERT_OK(r);
+    if (took < 290 || took > 3000)
+        fail_msg("a 5 s Retry-After capped at 300 ms took %ld ms", took);
+    assert_int_equal(requests_matching(since, "/clusters/" CLUSTER, 429), 1);
+    assert_int_equal(requests_matching(since, "/clusters/" CLUSTER, 200), 1);
+    mb_cluster_clear(&cl);
+    mb_cloud_free(c);
+}
+
+/* 404 and 409 are the caller's to read: sent once, never retried. */
+static void test_no_retry_of_4xx(void **state)
+{
+    env *e = *state;
+    mb_cluster cl = {0};
+    mb_release_spec spec = {.chart_id = "asm-istio-1-18",
+                            .name = "istio-once",
+                            .namespace = "istio-system",
+                            .version = "1.18.7-r1"};
+    mb_cloud_counters cc;
+    long long since;
+    res r;
+
+    add_fault("{\"match\":{\"path_prefix\":\"/api/v3/projects\"},\"error_status\":404,"
+              "\"count\":3}");
+    since = requests_total();
+    CALL(e, r, mb_cloud_cluster_get(e->cloud, &e->t, &cl, on_done, &r));
+    assert_int_equal(r.err.status, MB_PERM);
+    assert_int_equal(r.err.http_status, 404);
+    assert_int_equal(requests_matching(since, "/clusters/" CLUSTER, 0), 1);
+    admin("DELETE", "/admin/faults", NULL, NULL);
+
+    CALL(e, r, mb_cloud_release_create(e->cloud, &e->t, &spec, on_done, &r));
+    ASSERT_OK(r);
+    since = requests_total();
+    CALL(e, r, mb_cloud_release_create(e->cloud, &e->t, &spec, on_done, &r));
+    assert_int_equal(r.err.status, MB_AGAIN); /* "exists": the step observes it */
+    assert_int_equal(r.err.http_status, 409);
+    assert_null(strstr(r.err.msg, "gave up"));
+    assert_int_equal(requests_method(since, "POST", "/releases"), 1);
+    assert_int_equal(mutations_matching("istio-once", "release_create"), 1);
+    mb_cloud_stats(e->cloud, &cc);
+    assert_int_equal(cc.retries, 0);
+    assert_int_equal(cc.gave_up, 0);
+    mb_cluster_clear(&cl);
+}
+
+/* A listing of three pages whose second page fails once: only that page
+ * is fetched again, the first is not re-read. */
+static void test_paged_retry_one_page(void **state)
+{
+    env *e = *state;
+    long n = -1;
+    long long since;
+    mb_cloud_counters cc;
+    res r;
+
+    /* faults match the path without its query: skip page 1, fail page 2 once */
+    add_fault("{\"match\":{\"method\":\"GET\",\"path_prefix\":\"/k8s/" CLUSTER "/api/v1/pods\"},"
+              "\"error_status\":503,\"skip\":1,\"count\":1}");
+    since = requests_total();
+    CALL(e, r, mb_cloud_k8s_pods_count(e->cloud, &e->t, &n, on_done, &r));
+    ASSERT_OK(r);
+    assert_int_equal(n, NPODS);
+    assert_int_equal(requests_matching(since, "/api/v1/pods", 0), 4);
+    assert_int_equal(requests_matching(since, "/api/v1/pods", 503), 1);
+    assert_int_equal(requests_matching(since, "continue=", 200), 2);
+    assert_int_equal(requests_matching(since, "continue=", 0), 3); /* page 2 twice */
+    mb_cloud_stats(e->cloud, &cc);
+    assert_int_equal(cc.retries, 1);
+}
+
+/* No attempt starts that could not end by the deadline: the target's, or
+ * the client's per-call budget. */
+static void test_deadline_stops_retries(void **state)
+{
+    env *e = *state;
+    char err[256];
+    mb_http_opts ho = {.ak = AK, .sk = SK, .timeout_ms = 300};
+    mb_http *h = mb_http_new(e->base, &ho, err, sizeof(err));
+    mb_cloud_opts ro = {.retry_base_ms = 50, .retry_max_ms = 100, .call_budget_ms = 900};
+    mb_cloud *c = make_cloud_opts(h, &ro);
+    mb_cloud_target t = e->t;
+    mb_cloud_counters cc;
+    mb_cluster cl = {0};
+    long long since;
+    long t0, took;
+    int n503;
+    char want[64];
+    res r;
+
+    add_fault("{\"match\":{\"path_prefix\":\"/api/v3/projects\"},\"error_status\":503}");
+    since = requests_total();
+    t0 = now_ms();
+    t.deadline_ms = (long long)t0 + 1500;
+    CALL(e, r, mb_cloud_cluster_get(c, &t, &cl, on_done, &r));
+    took = now_ms() - t0;
+    assert_int_equal(r.err.status, MB_AGAIN);
+    assert_int_equal(r.err.http_status, 503);
+    n503 = requests_matching(since, "/clusters/" CLUSTER, 503);
+    if (n503 < 3)
+        fail_msg("only %d attempts in a 1.5 s deadline with 50-100 ms backoff", n503);
+    snprintf(want, sizeof(want), "(gave up after %d attempts)", n503);
+    if (strstr(r.err.msg, want) == NULL)
+        fail_msg("\"%s\" does not say %s", r.err.msg, want);
+    /* the last attempt started no later than deadline - timeout */
+    if (took > 1500)
+        fail_msg("gave up after %ld ms, past the 1500 ms deadline", took);
+    mb_cloud_stats(c, &cc);
+    assert_int_equal(cc.retries, (uint64_t)(n503 - 1));
+    assert_int_equal(cc.gave_up, 1);
+
+    /* no deadline on the target: the budget (900 ms) bounds it */
+    since = requests_total();
+    t0 = now_ms();
+    CALL(e, r, mb_cloud_cluster_get(c, &e->t, &cl, on_done, &r));
+    took = now_ms() - t0;
+    assert_int_equal(r.err.status, MB_AGAIN);
+    assert_non_null(strstr(r.err.msg, "(gave up after "));
+    assert_true(requests_matching(since, "/clusters/" CLUSTER, 503) >= 2);
+    if (took > 900)
+        fail_msg("gave up after %ld ms, past the 900 ms budget", took);
+    mb_cluster_clear(&cl);
+    mb_cloud_free(c);
+    mb_http_free(h);
+}
+
+typedef struct guard_st {
+    int calls;
+    int refuse_from; /* refuse from this call on (1-based); 0 = never */
+    long timeout_ms; /* as last seen */
+    const int *watch;
+    int watched; /* *watch at the last call */
+} guard_st;
+
+static int test_guard(void *arg, long timeout_ms, mb_error *err)
+{
+    guard_st *g = arg;
+    g->calls++;
+    g->timeout_ms = timeout_ms;
+    if (g->watch)
+        g->watched = *g->watch;
+    if (g->refuse_from && g->calls >= g->refuse_from) {
+        mb_error_set(err, MB_AGAIN, "LeaseShort", "lease too short for a %ld ms call", timeout_ms);
+        return -1;
+    }
+    return 0;
+}
+
+static void test_guard_refuses_mutations(void **state)
+{
+    env *e = *state;
+    guard_st g = {.refuse_from = 1};
+    mb_cloud_target t = e->t;
+    mb_release_spec spec = {.chart_id = "asm-istio-1-18",
+                            .name = "istio-guarded",
+                            .namespace = "istio-system",
+                            .version = "1.18.7-r1"};
+    mb_cluster cl = {0};
+    mb_cloud_counters cc;
+    long long since;
+    res r;
+
+    t.guard = test_guard;
+    t.guard_arg = &g;
+    since = requests_total();
+    CALL(e, r, mb_cloud_release_create(e->cloud, &t, &spec, on_done, &r));
+    assert_int_equal(r.err.status, MB_AGAIN);
+    assert_string_equal(r.err.code, "LeaseShort");
+    assert_int_equal(g.calls, 1);
+    assert_int_equal(g.timeout_ms, 5000); /* the request's timeout (setup) */
+    assert_int_equal(requests_matching(since, "/releases", 0), 0);
+    assert_int_equal(mutations_matching("istio-guarded", NULL), 0);
+    mb_cloud_stats(e->cloud, &cc);
+    assert_int_equal(cc.refused, 1);
+    assert_int_equal(cc.retries, 0);
+
+    /* a GET does not ask the guard */
+    g = (guard_st){.refuse_from = 1};
+    CALL(e, r, mb_cloud_cluster_get(e->cloud, &t, &cl, on_done, &r));
+    ASSERT_OK(r);
+    assert_int_equal(g.calls, 0);
+
+    /* asked again before the retry of a 503, which then goes through */
+    g = (guard_st){0};
+    add_fault("{\"match\":{\"method\":\"POST\",\"path_contains\":\"/releases\"},"
+              "\"error_status\":503,\"count\":1}");
+    since = requests_total();
+    CALL(e, r, mb_cloud_release_create(e->cloud, &t, &spec, on_done, &r));
+    ASSERT_OK(r);
+    assert_int_equal(g.calls, 2);
+    assert_int_equal(requests_matching(since, "/releases", 503), 1);
+    assert_int_equal(requests_matching(since, "/releases", 201), 1);
+    assert_int_equal(mutations_matching("istio-guarded", "release_create"), 1);
+
+    /* the guard says no at the retry: one POST went out, not the second */
+    g = (guard_st){.refuse_from = 2};
+    spec.name = "istio-guarded-2";
+    add_fault("{\"match\":{\"method\":\"POST\",\"path_contains\":\"/releases\"},"
+              "\"error_status\":503,\"count\":1}");
+    since = requests_total();
+    CALL(e, r, mb_cloud_release_create(e->cloud, &t, &spec, on_done, &r));
+    assert_int_equal(r.err.status, MB_AGAIN);
+    assert_string_equal(r.err.code, "LeaseShort");
+    assert_int_equal(g.calls, 2);
+    assert_int_equal(requests_matching(since, "/releases", 0), 1);
+    assert_int_equal(mutations_matching("istio-guarded-2", NULL), 0);
+    mb_cluster_clear(&cl);
+}
+
+static int refuse_silently(void *arg, long timeout_ms, mb_error *err)
+{
+    (void)arg;
+    (void)timeout_ms;
+    (void)err;
+    return -1;
+}
+
+/* The guard runs when the request really starts: after its wait in
+ * mb_http's queue, not when the op is created. */
+static void test_guard_after_queue_wait(void **state)
+{
+    env *e = *state;
+    char err[256];
+    mb_http_opts ho = {.ak = AK, .sk = SK, .timeout_ms = 4000, .max_active = 1};
+    mb_http *h = mb_http_new(e->base, &ho, err, sizeof(err));
+    mb_cloud_opts ro = {0};
+    mb_cloud *c = make_cloud_opts(h, &ro);
+    mb_cloud_target t = e->t;
+    mb_cluster cl = {0};
+    guard_st g = {0};
+    res r1 = {0}, r2 = {0};
+    int never = 0;
+    mb_k8s_kind kind = MB_K8S_NAMESPACE;
+
+    add_fault("{\"match\":{\"path_prefix\":\"/api/v3/projects\"},\"latency_ms\":400,"
+              "\"count\":1}");
+    g.watch = &r1.called;
+    t.guard = test_guard;
+    t.guard_arg = &g;
+    assert_non_null(mb_cloud_cluster_get(c, &e->t, &cl, on_done, &r1));
+    assert_non_null(mb_cloud_k8s_label_patch(c, &t, kind, "apps", "istio", "x", on_done, &r2));
+    run_until(e->base, &never, 1, 150);
+    assert_int_equal(g.calls, 0); /* still queued behind the slow GET */
+    run_until(e->base, &r2.called, 1, 10000);
+    assert_int_equal(r1.called, 1);
+    assert_int_equal(r2.called, 1);
+    ASSERT_OK(r1);
+    ASSERT_OK(r2);
+    assert_int_equal(g.calls, 1);
+    assert_int_equal(g.watched, 1); /* the GET had finished when the guard ran */
+    assert_int_equal(g.timeout_ms, 4000);
+
+    /* a guard that refuses without saying why: MB_AGAIN "Refused" */
+    t.guard = refuse_silently;
+    CALL(e, r2, mb_cloud_k8s_label_patch(c, &t, kind, "apps", "istio", "y", on_done, &r2));
+    assert_int_equal(r2.err.status, MB_AGAIN);
+    assert_string_equal(r2.err.code, "Refused");
+    mb_cluster_clear(&cl);
+    mb_cloud_free(c);
+    mb_http_free(h);
+}
+
+/* Every op of one owner goes, in flight or waiting for a retry; the others stay. */
+static void test_cancel_owner(void **state)
+{
+    env *e = *state;
+    int owner_a, owner_b;
+    mb_cloud_target ta = e->t, tb = e->t;
+    mb_cluster cl[3] = {{0}};
+    mb_node_list nl = {0};
+    res ra[3] = {{0}}, rb = {0}, rn = {0};
+    int never = 0;
+    long long since;
+
+    ta.owner = &owner_a;
+    tb.owner = &owner_b;
+    /* one op of A waits for its retry (Retry-After 1 s) */
+    add_fault("{\"match\":{\"path_contains\":\"/nodes\"},\"throttle\":true,\"retry_after\":1,"
+              "\"count\":1}");
+    since = requests_total();
+    assert_non_null(mb_cloud_nodes_list(e->cloud, &ta, &nl, on_done, &rn));
+    run_until(e->base, &never, 1, 300);
+    assert_int_equal(requests_matching(since, "/nodes", 429), 1);
+    /* two more of A and one of B, held by latency */
+    add_fault("{\"match\":{\"path_prefix\":\"/api/v3/projects\"},\"latency_ms\":300}");
+    assert_non_null(mb_cloud_cluster_get(e->cloud, &ta, &cl[0], on_done, &ra[0]));
+    assert_non_null(mb_cloud_cluster_get(e->cloud, &ta, &cl[1], on_done, &ra[1]));
+    assert_non_null(mb_cloud_cluster_get(e->cloud, &tb, &cl[2], on_done, &rb));
+    run_until(e->base, &never, 1, 50);
+    assert_int_equal(mb_cloud_inflight(e->cloud), 4);
+    assert_int_equal(mb_cloud_cancel_owner(e->cloud, NULL), 0);
+    assert_int_equal(mb_cloud_cancel_owner(e->cloud, &owner_a), 3);
+    assert_int_equal(mb_cloud_inflight(e->cloud), 1);
+    run_until(e->base, &rb.called, 1, 5000);
+    ASSERT_OK(rb);
+    run_until(e->base, &never, 1, 1300); /* past A's retry time */
+    assert_int_equal(rn.called + ra[0].called + ra[1].called, 0);
+    assert_int_equal(requests_matching(since, "/nodes", 0), 1); /* the retry never went */
+    assert_int_equal(mb_cloud_cancel_owner(e->cloud, &owner_a), 0);
+    for (int i = 0; i < 3; i++)
+        mb_cluster_clear(&cl[i]);
+    mb_node_list_clear(&nl);
 }
 
 /* ---- the shipped basic.json scenario ---- */
@@ -1211,6 +1588,13 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_wrong_sk, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cancel_inflight, setup, teardown),
         cmocka_unit_test_setup_teardown(test_parallel_ops, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retry_after_capped, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_no_retry_of_4xx, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_paged_retry_one_page, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_deadline_stops_retries, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_guard_refuses_mutations, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_guard_after_queue_wait, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cancel_owner, setup, teardown),
     };
     const struct CMUnitTest shipped[] = {
         cmocka_unit_test_setup_teardown(test_basic_prechecks, setup, teardown),

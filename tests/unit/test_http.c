@@ -128,6 +128,7 @@ typedef struct srv {
     char last_traceparent[128];
     char last_ctype[128];
     char last_body[256];
+    char last_ua[128];
     struct evhttp_request *hung[64];
     int nhung;
 } srv;
@@ -247,6 +248,8 @@ static void handle(struct evhttp_request *req, void *arg)
     snprintf(S.last_traceparent, sizeof(S.last_traceparent), "%s", v ? v : "");
     v = evhttp_find_header(in, "Content-Type");
     snprintf(S.last_ctype, sizeof(S.last_ctype), "%s", v ? v : "");
+    v = evhttp_find_header(in, "User-Agent");
+    snprintf(S.last_ua, sizeof(S.last_ua), "%s", v ? v : "");
 
     sig = verify_sig(req, body, blen);
     if (sig < 0) {
@@ -762,6 +765,131 @@ static void test_queue_bounded(void **state)
     mb_http_free(h);
 }
 
+typedef struct hook_st {
+    int calls;
+    int refuse;
+    int set_err;
+    long timeout_ms;
+    int requests_seen; /* S.requests when the hook ran */
+    const int *watch;
+    int watched;
+} hook_st;
+
+static int hook(void *arg, long timeout_ms, mb_error *err)
+{
+    hook_st *k = arg;
+    k->calls++;
+    k->timeout_ms = timeout_ms;
+    k->requests_seen = S.requests;
+    if (k->watch)
+        k->watched = *k->watch;
+    if (!k->refuse)
+        return 0;
+    if (k->set_err)
+        mb_error_set(err, MB_AGAIN, "LeaseShort", "lease too short");
+    return -1;
+}
+
+/* The start hook: asked on the loop when the transfer starts, never inside
+ * mb_http_request; a refusal sends nothing and reports through the callback. */
+static void test_start_hook(void **state)
+{
+    env *e = *state;
+    hook_st k = {.refuse = 1, .set_err = 1};
+    mb_http_req rq = {.method = "POST",
+                      .url = url("/echo"),
+                      .body = "{}",
+                      .body_len = 2,
+                      .timeout_ms = 1234,
+                      .on_start = hook,
+                      .start_arg = &k};
+    mb_http_counters c;
+    res r = {0};
+    int before = S.requests;
+
+    assert_non_null(mb_http_request(e->h, &rq, on_done, &r));
+    assert_int_equal(k.calls, 0);
+    assert_int_equal(r.called, 0);
+    run_until(e->base, &r.called, 1, 5000);
+    assert_int_equal(r.called, 1);
+    assert_int_equal(k.calls, 1);
+    assert_int_equal(k.timeout_ms, 1234);
+    assert_int_equal(r.err.status, MB_AGAIN);
+    assert_string_equal(r.err.code, "LeaseShort");
+    assert_int_equal(r.status, 0); /* no response */
+    assert_int_equal(S.requests, before);
+    mb_http_stats(e->h, &c);
+    assert_int_equal(c.refused, 1);
+    assert_int_equal(c.completed, 1);
+
+    /* refused without a reason: MB_AGAIN "Refused" */
+    k = (hook_st){.refuse = 1};
+    memset(&r, 0, sizeof(r));
+    assert_non_null(mb_http_request(e->h, &rq, on_done, &r));
+    run_until(e->base, &r.called, 1, 5000);
+    assert_int_equal(r.err.status, MB_AGAIN);
+    assert_string_equal(r.err.code, "Refused");
+    assert_non_null(strstr(r.err.msg, "POST /echo"));
+    assert_int_equal(S.requests, before);
+
+    /* cancelled while waiting for its turn: neither hook nor callback */
+    k = (hook_st){0};
+    memset(&r, 0, sizeof(r));
+    mb_http_cancel(mb_http_request(e->h, &rq, on_done, &r));
+    {
+        int never = 0;
+        run_until(e->base, &never, 1, 100);
+    }
+    assert_int_equal(k.calls, 0);
+    assert_int_equal(r.called, 0);
+
+    /* allowed: sent as usual */
+    memset(&r, 0, sizeof(r));
+    assert_non_null(mb_http_request(e->h, &rq, on_done, &r));
+    run_until(e->base, &r.called, 1, 5000);
+    assert_int_equal(r.err.status, MB_OK);
+    assert_int_equal(k.calls, 1);
+    assert_int_equal(S.requests, before + 1);
+    assert_string_equal(S.last_body, "{}");
+}
+
+/* With max_active 1 the hook runs only once the slot is free, i.e. after
+ * the wait in the FIFO, right before the request goes out. */
+static void test_start_hook_after_queue(void **state)
+{
+    env *e = *state;
+    char err[128];
+    mb_http_opts o = {.max_active = 1, .user_agent = "meshworker/dev (w-test-1)"};
+    mb_http *h = mb_http_new(e->base, &o, err, sizeof(err));
+    mb_http_req slow = {.method = "GET", .url = url("/slow")};
+    res r1 = {0}, r2 = {0};
+    hook_st k = {0};
+    mb_http_req rq;
+    int never = 0;
+
+    assert_non_null(h);
+    assert_non_null(mb_http_request(h, &slow, on_done, &r1));
+    rq = (mb_http_req){.method = "DELETE", .url = url("/echo"), .on_start = hook, .start_arg = &k};
+    k.watch = &r1.called;
+    assert_non_null(mb_http_request(h, &rq, on_done, &r2));
+    run_until(e->base, &never, 1, 50);
+    assert_int_equal(k.calls, 0); /* /slow answers after 100 ms */
+    run_until(e->base, &r2.called, 1, 5000);
+    assert_int_equal(r2.err.status, MB_OK);
+    assert_int_equal(k.calls, 1);
+    assert_int_equal(k.watched, 1);
+    assert_int_equal(k.timeout_ms, 30000); /* the client's default */
+    assert_int_equal(mb_http_timeout_ms(h), 30000);
+    /* and the User-Agent went with it */
+    assert_string_equal(S.last_ua, "meshworker/dev (w-test-1)");
+    mb_http_free(h);
+
+    /* a line break in the User-Agent is refused */
+    o.user_agent = "x\r\nEvil: 1";
+    assert_null(mb_http_new(e->base, &o, err, sizeof(err)));
+    assert_non_null(strstr(err, "User-Agent"));
+}
+
 /* Requests in flight when the client is freed never call back. */
 static void test_free_inflight(void **state)
 {
@@ -797,6 +925,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_cancel, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_inflight, setup, teardown),
         cmocka_unit_test_setup_teardown(test_queue_bounded, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_start_hook, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_start_hook_after_queue, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

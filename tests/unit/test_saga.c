@@ -1,0 +1,992 @@
+/* test_saga.c: the saga engine on a fake saga of four scripted steps (no network, no
+ * cloud), against a private redis-server: the happy path, a step past its deadline, a
+ * compensation that gives up, park mode, cancel at every step boundary, a stale fence
+ * mid-run, a replay from a step, an unknown saga and a stored order that no longer
+ * parses.  Each test drives the loop until a condition holds, within a bound. */
+#include <fcntl.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include <event2/event.h>
+#include <hiredis/hiredis.h>
+
+#include "loop_util.h"
+#include "mb_event.h"
+#include "mb_saga.h"
+#include "mb_sagadef.h"
+#include "mb_step.h"
+#include "mb_store.h"
+
+#define ACCOUNT  "0a1b2c3d4e5f60718293a4b5c6d7e8f9"
+#define TP       "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+#define LEASE_MS 60000
+#define BOUND_MS 20000 /* generous: the machine may be loaded and sanitized */
+
+/* ================================================================ a private Redis */
+
+static char tmpdir[] = "/tmp/mbsagaXXXXXX";
+static char sock[256];
+static char url[300];
+static pid_t redis_pid = -1;
+
+static int start_redis(void **state)
+{
+    (void)state;
+    if (mkdtemp(tmpdir) == NULL)
+        return -1;
+    snprintf(sock, sizeof(sock), "%s/r.sock", tmpdir);
+    snprintf(url, sizeof(url), "unix://%s", sock);
+    redis_pid = fork();
+    if (redis_pid == 0) {
+        int fd = open("/dev/null", O_WRONLY);
+        dup2(fd, 1);
+        dup2(fd, 2);
+        execlp("redis-server", "redis-server", "--port", "0", "--unixsocket", sock, "--save", "",
+               "--appendonly", "no", "--dir", tmpdir, (char *)NULL);
+        _exit(127);
+    }
+    for (int i = 0; i < 400; i++) {
+        struct stat st;
+        struct timespec ts = {0, 25 * 1000 * 1000};
+        if (stat(sock, &st) == 0)
+            return 0;
+        nanosleep(&ts, NULL);
+    }
+    return -1;
+}
+
+static int teardown_all(void **state)
+{
+    (void)state;
+    if (redis_pid > 0) {
+        kill(redis_pid, SIGKILL);
+        waitpid(redis_pid, NULL, 0);
+    }
+    unlink(sock);
+    rmdir(tmpdir);
+    return 0;
+}
+
+static mb_store *open_store(const char *worker)
+{
+    mb_error e;
+    mb_store *st;
+
+    mb_error_clear(&e);
+    st = mb_store_new(url, 16, 2000, worker, &e);
+    assert_non_null(st);
+    assert_int_equal(mb_store_ping(st, &e), MB_OK);
+    return st;
+}
+
+/* ================================================================ the fake saga */
+
+enum { ALPHA, BETA, GAMMA, DELTA, NFAKE };
+static const char *const names[NFAKE] = {"alpha", "beta", "gamma", "delta"};
+
+/* What each step does this test.  Zeroed by setup. */
+typedef struct script {
+    int fail_runs[NFAKE];  /* this many runs fail permanently ("Broken") */
+    int again[NFAKE];      /* every run fails transiently ("Unavailable") */
+    int undo_again[NFAKE]; /* every undo fails transiently */
+    int cancel_in[NFAKE];  /* the run sets the job's cancel flag, as a cancel order would */
+    int steal_in[NFAKE];   /* the run lets another worker take the job over (fence bumped) */
+} script;
+
+static script sc;
+static int runs[NFAKE], undos[NFAKE];
+static char calls[512][16]; /* "run alpha", "undo gamma", in order; a retry after a
+                               transient error is not a new call */
+static int ncalls;
+static int retrying[2][NFAKE]; /* [0] run, [1] undo: the last one failed transiently */
+static mb_store *intruder;     /* the other worker */
+
+static void note(int undo, int i)
+{
+    if (retrying[undo][i]) {
+        retrying[undo][i] = 0;
+        return;
+    }
+    if (ncalls < (int)(sizeof(calls) / sizeof(calls[0])))
+        snprintf(calls[ncalls++], sizeof(calls[0]), "%s %s", undo ? "undo" : "run", names[i]);
+}
+
+/* Another worker claims every due job as if our leases had run out: each fence moves on. */
+static void steal(void)
+{
+    mb_job **jobs = NULL;
+    size_t n = 0;
+    mb_error e;
+
+    mb_error_clear(&e);
+    assert_int_equal(
+        mb_store_claim(intruder, now_ms() + 10 * LEASE_MS, LEASE_MS, 16, &jobs, &n, &e), MB_OK);
+    assert_int_equal(n, 1);
+    mb_job_free_array(jobs, n);
+}
+
+static void cancel_job(mb_store *st, const char *order_id)
+{
+    int found = 0;
+    mb_error e;
+
+    mb_error_clear(&e);
+    assert_int_equal(mb_store_cancel(st, order_id, NULL, now_ms(), &found, NULL, 0, &e), MB_OK);
+    assert_true(found);
+}
+
+/* Program counter of a fake run: it saves once (as a step does before a side effect
+ * whose undo needs what it observed), then acts. */
+enum { PC_OBSERVE, PC_ACT };
+
+static mb_step_rc fake_run(mb_sjob *j, int i)
+{
+    if (j->pc == PC_OBSERVE) {
+        note(0, i);
+        runs[i]++;
+        json_object_set_new(j->ck, "observed", json_true());
+        j->pc = PC_ACT;
+        return MB_STEP_SAVE;
+    }
+    if (sc.cancel_in[i])
+        cancel_job(j->store, j->job->order_id);
+    if (sc.steal_in[i])
+        steal();
+    if (sc.again[i]) {
+        retrying[0][i] = 1;
+        mb_error_set(&j->err, MB_AGAIN, "Unavailable", "%s: the cloud answered 503", names[i]);
+        return MB_STEP_ERROR;
+    }
+    if (sc.fail_runs[i] > 0) {
+        sc.fail_runs[i]--;
+        return mb_step_fail(j, "Broken", "%s broke", names[i]);
+    }
+    json_object_set_new(j->ck, "did", json_integer(runs[i]));
+    snprintf(j->message, sizeof(j->message), "%s did it", names[i]);
+    return MB_STEP_DONE;
+}
+
+static mb_step_rc fake_undo(mb_sjob *j, int i)
+{
+    note(1, i);
+    undos[i]++;
+    assert_true(json_is_true(json_object_get(j->ck, "observed")));
+    if (sc.undo_again[i]) {
+        retrying[1][i] = 1;
+        mb_error_set(&j->err, MB_AGAIN, "Unavailable", "undo %s: the cloud answered 503", names[i]);
+        return MB_STEP_ERROR;
+    }
+    return MB_STEP_DONE;
+}
+
+#define FAKE_RUN(I, NAME)                    \
+    static mb_step_rc NAME##_run(mb_sjob *j) \
+    {                                        \
+        return fake_run(j, I);               \
+    }
+#define FAKE_UNDO(I, NAME)                    \
+    static mb_step_rc NAME##_undo(mb_sjob *j) \
+    {                                         \
+        return fake_undo(j, I);               \
+    }
+
+FAKE_RUN(ALPHA, alpha)
+FAKE_UNDO(ALPHA, alpha)
+FAKE_RUN(BETA, beta)
+FAKE_RUN(GAMMA, gamma)
+FAKE_UNDO(GAMMA, gamma)
+FAKE_RUN(DELTA, delta)
+FAKE_UNDO(DELTA, delta)
+
+static const mb_step fake_alpha = {.name = "alpha", .run = alpha_run, .compensate = alpha_undo};
+/* beta has nothing to undo: compensation passes it by. */
+static const mb_step fake_beta = {.name = "beta", .run = beta_run};
+static const mb_step fake_gamma = {.name = "gamma", .run = gamma_run, .compensate = gamma_undo};
+static const mb_step fake_delta = {.name = "delta", .run = delta_run, .compensate = delta_undo};
+static const mb_step *const fake_steps[] = {&fake_alpha, &fake_beta, &fake_gamma, &fake_delta};
+
+static const mb_saga_def fake_def = {
+    .name = "fake",
+    .order_type = MB_TYPE_ORDER_BUY,
+    .parse = mb_order_from_json,
+    .steps = fake_steps,
+    .nsteps = NFAKE,
+    .active = "Installing",
+    .active_event = MB_MESH_INSTALLING,
+    .done = "Running",
+    .done_event = MB_MESH_RUNNING,
+    .start_message = "faking",
+    .done_message = "the fake is done",
+    .step_deadline_ms = 500, /* the past-deadline test's budget for transient errors */
+};
+static const mb_saga_def *const fake_defs[] = {&fake_def};
+
+/* ================================================================ the engine under test */
+
+static struct event_base *base;
+static mb_store *store;
+static mb_saga *saga;
+
+static void make_saga(int park)
+{
+    char err[256];
+    mb_saga_opts o = {
+        .worker_id = "test-worker",
+        .lease_ms = LEASE_MS,
+        .max_inflight = 16,
+        .park_on_failure = park,
+        .backoff_base_ms = 1,
+        .backoff_max_ms = 4,
+        .poll_ms = 10,
+        .step_deadline_ms = LEASE_MS, /* the fake definition's own deadline applies */
+        .compensate_deadline_ms = 500,
+        .defs = fake_defs,
+        .ndefs = 1,
+    };
+
+    saga = mb_saga_new(base, store, NULL, NULL, &o, err, sizeof(err));
+    if (saga == NULL)
+        fail_msg("mb_saga_new: %s", err);
+}
+
+static void reset_script(void)
+{
+    memset(&sc, 0, sizeof(sc));
+    memset(runs, 0, sizeof(runs));
+    memset(undos, 0, sizeof(undos));
+    memset(retrying, 0, sizeof(retrying));
+    ncalls = 0;
+}
+
+static int setup(void **state)
+{
+    redisContext *c = redisConnectUnix(sock);
+
+    (void)state;
+    /* Each test starts from an empty Redis (a command the store does not offer). */
+    if (c == NULL || c->err)
+        return -1;
+    freeReplyObject(redisCommand(c, "FLUSHALL"));
+    redisFree(c);
+    reset_script();
+    base = event_base_new();
+    store = open_store("test-worker");
+    intruder = open_store("intruder");
+    make_saga(0);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    mb_saga_free(saga);
+    saga = NULL;
+    mb_store_free(store);
+    mb_store_free(intruder);
+    event_base_free(base);
+    return 0;
+}
+
+static void tick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    mb_saga_tick(arg);
+}
+
+/* Runs the loop (the engine ticking every millisecond, as mb_loop ticks it) until
+ * done(arg) holds or limit_ms passes.  Returns done(arg). */
+static int drive(int (*done)(void *), void *arg, long limit_ms)
+{
+    struct timeval tv = {0, 1000};
+    struct event *t = event_new(base, -1, EV_PERSIST, tick, saga);
+    long end = now_ms() + limit_ms;
+    int ok = done(arg);
+
+    event_add(t, &tv);
+    while (!ok && now_ms() < end) {
+        event_base_loop(base, EVLOOP_ONCE);
+        ok = done(arg);
+    }
+    event_free(t);
+    return ok;
+}
+
+static mb_job *get_job(const char *order_id)
+{
+    mb_job *j = NULL;
+    mb_error e;
+
+    mb_error_clear(&e);
+    assert_int_equal(mb_store_get(store, order_id, &j, &e), MB_OK);
+    assert_non_null(j);
+    return j;
+}
+
+typedef struct want_status {
+    const char *order_id;
+    const char *status;
+} want_status;
+
+static int terminal(const char *status)
+{
+    static const char *const ends[] = {"Running", "Failed", "Cancelled", "NeedsAttention"};
+
+    for (size_t i = 0; i < sizeof(ends) / sizeof(ends[0]); i++) {
+        if (strcmp(status, ends[i]) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* The job has reached the status wanted, or another end, and left the engine's memory. */
+static int settled(void *arg)
+{
+    want_status *w = arg;
+    mb_job *j = get_job(w->order_id);
+    int ok =
+        (strcmp(j->status, w->status) == 0 || terminal(j->status)) && mb_saga_inflight(saga) == 0;
+
+    mb_job_free(j);
+    return ok;
+}
+
+static void drive_to(const char *order_id, const char *status)
+{
+    want_status w = {order_id, status};
+    mb_job *j;
+
+    drive(settled, &w, BOUND_MS);
+    j = get_job(order_id);
+    if (strcmp(j->status, status) != 0 || mb_saga_inflight(saga) != 0)
+        fail_msg("job %s is %s (step %s, %s), not %s", order_id, j->status, j->step, j->error_code,
+                 status);
+    mb_job_free(j);
+}
+
+/* ================================================================ orders and events */
+
+static json_t *accepted_event(const char *order_id, const char *mesh)
+{
+    char err[256];
+    mb_status_event ev = {
+        .order_id = order_id,
+        .account_id = ACCOUNT,
+        .mesh_name = mesh,
+        .status = MB_MESH_ACCEPTED,
+        .step = "alpha",
+        .step_index = 1,
+        .step_total = NFAKE,
+        .message = "accepted",
+        .attempt = 1,
+        .seq = 1,
+        .traceparent = TP,
+    };
+    json_t *j = mb_event_build_json(&ev, err, sizeof(err));
+
+    if (j == NULL)
+        fail_msg("event build: %s", err);
+    return j;
+}
+
+/* Accepts a buy order for mesh under order_id into the saga named saga_name; order_json
+ * NULL = a valid order. */
+static void accept_as(const char *order_id, const char *mesh, const char *saga_name,
+                      const char *order_json)
+{
+    char order[1024];
+    json_t *acc = accepted_event(order_id, mesh);
+    mb_accept q = {
+        .order_id = order_id,
+        .account_id = ACCOUNT,
+        .mesh_name = mesh,
+        .order_json = order,
+        .traceparent = TP,
+        .accepted_event = acc,
+        .conflict_event = acc,
+        .now_ms = now_ms(),
+        .saga = saga_name,
+    };
+    mb_accept_result res;
+    mb_status s;
+    mb_error e;
+
+    if (order_json)
+        snprintf(order, sizeof(order), "%s", order_json);
+    else
+        snprintf(order, sizeof(order),
+                 "{\"specversion\":\"1.0\",\"id\":\"ce-%s\",\"source\":\"billing/orders\","
+                 "\"type\":\"com.meshbuy.order.buy.v1\",\"time\":\"2024-05-01T12:00:00Z\","
+                 "\"datacontenttype\":\"application/json\",\"traceparent\":\"" TP "\","
+                 "\"data\":{\"order_id\":\"%s\",\"account_id\":\"" ACCOUNT "\","
+                 "\"project_id\":\"77b6a44cba5143ab91d13ab9a8ff44fd\",\"region\":\"eu-de-01\","
+                 "\"mesh\":{\"name\":\"%s\",\"edition\":\"basic\",\"istio_version\":\"1.18\","
+                 "\"cluster_id\":\"5ee4a5a1-1a43-11ef-9a7e-0255ac100b02\","
+                 "\"control_plane_nodes\":[\"n00\"]}}}",
+                 order_id, order_id, mesh);
+    mb_error_clear(&e);
+    assert_int_equal(mb_store_accept(store, &q, 1, &res, &s, &e), MB_OK);
+    assert_int_equal(res.verdict, MB_ACCEPT_NEW);
+    json_decref(acc);
+}
+
+static void accept_order(const char *order_id, const char *mesh)
+{
+    accept_as(order_id, mesh, "fake", NULL);
+}
+
+/* Every event queued under the mesh's key, in order (a new array). */
+static json_t *outbox(const char *mesh)
+{
+    char key[128];
+    mb_outbox_batch b;
+    const char *tok = "test-reader";
+    json_t *arr = json_array();
+    mb_error e;
+
+    snprintf(key, sizeof(key), "%s/%s", ACCOUNT, mesh);
+    memset(&b, 0, sizeof(b));
+    b.shard = mb_store_shard_of(store, key);
+    mb_error_clear(&e);
+    assert_int_equal(mb_store_outbox_peek(store, &tok, &b, 1, 5000, 10000, &e), MB_OK);
+    assert_true(b.held);
+    for (size_t i = 0; i < b.n; i++) {
+        json_t *ev;
+        char err[256];
+        if (strcmp(b.entries[i].key, key) != 0)
+            continue;
+        ev = json_loadb(b.entries[i].event, b.entries[i].event_len, 0, NULL);
+        assert_non_null(ev);
+        if (mb_event_check(ev, err, sizeof(err)) != 0)
+            fail_msg("queued event %zu is not a valid status event: %s", i, err);
+        json_array_append_new(arr, ev);
+    }
+    mb_outbox_batch_clear(&b);
+    assert_int_equal(mb_store_outbox_release(store, b.shard, tok, &e), MB_OK);
+    return arr;
+}
+
+/* One expected event: status, step, and the error code (NULL = no error object). */
+typedef struct want_ev {
+    const char *status;
+    const char *step;
+    const char *code;
+} want_ev;
+
+static int index_of(const char *step)
+{
+    for (int i = 0; i < NFAKE; i++) {
+        if (strcmp(names[i], step) == 0)
+            return i + 1;
+    }
+    return -1;
+}
+
+/* The key's events are exactly want, with seq 1..n (gapless), and step_index/step_total
+ * from the fake definition.  Returns the events (a new array) for further checks. */
+static json_t *expect_events(const char *mesh, const want_ev *want, size_t n)
+{
+    json_t *evs = outbox(mesh);
+
+    for (size_t i = 0; i < json_array_size(evs) || i < n; i++) {
+        json_t *d = json_object_get(json_array_get(evs, i), "data");
+        json_t *err = json_object_get(d, "error");
+        const char *status = json_string_value(json_object_get(d, "status"));
+        const char *step = json_string_value(json_object_get(d, "step"));
+
+        if (i >= n || i >= json_array_size(evs))
+            fail_msg("event %zu: %s at %s; expected %zu events, got %zu", i + 1,
+                     status ? status : "(none)", step ? step : "(none)", n, json_array_size(evs));
+        if (strcmp(status, want[i].status) != 0 || strcmp(step, want[i].step) != 0)
+            fail_msg("event %zu: %s at %s, expected %s at %s", i + 1, status, step, want[i].status,
+                     want[i].step);
+        assert_int_equal(json_integer_value(json_object_get(d, "seq")), (long long)i + 1);
+        assert_int_equal(json_integer_value(json_object_get(d, "step_index")),
+                         index_of(want[i].step));
+        assert_int_equal(json_integer_value(json_object_get(d, "step_total")), NFAKE);
+        if (want[i].code == NULL) {
+            assert_null(err);
+        } else {
+            assert_non_null(err);
+            assert_string_equal(json_string_value(json_object_get(err, "code")), want[i].code);
+        }
+    }
+    return evs;
+}
+
+static const char *ev_message(const json_t *evs, size_t i)
+{
+    return json_string_value(
+        json_object_get(json_object_get(json_array_get(evs, i), "data"), "message"));
+}
+
+static const json_t *ev_error(const json_t *evs, size_t i)
+{
+    return json_object_get(json_object_get(json_array_get(evs, i), "data"), "error");
+}
+
+/* The calls the fake steps saw are exactly want. */
+static void expect_calls(const char *const *want, int n)
+{
+    for (int i = 0; i < ncalls; i++) {
+        if (i >= n)
+            fail_msg("unexpected call %d: %s", i + 1, calls[i]);
+        if (strcmp(calls[i], want[i]) != 0)
+            fail_msg("call %d: %s, expected %s", i + 1, calls[i], want[i]);
+    }
+    if (ncalls != n)
+        fail_msg("%d calls, expected %d (next: %s)", ncalls, n, want[ncalls]);
+}
+
+static const char *step_status(const mb_job *j, const char *step)
+{
+    json_t *rec = json_object_get(json_object_get(j->state, "steps"), step);
+    return json_string_value(json_object_get(rec, "status"));
+}
+
+/* ================================================================ the tests */
+
+static void test_happy(void **state)
+{
+    static const want_ev want[] = {
+        {"Accepted", "alpha", NULL},  {"Installing", "alpha", NULL}, {"Installing", "alpha", NULL},
+        {"Installing", "beta", NULL}, {"Installing", "gamma", NULL}, {"Running", "delta", NULL},
+    };
+    static const char *const want_calls[] = {"run alpha", "run beta", "run gamma", "run delta"};
+    mb_saga_stats stats;
+    mb_job *j;
+    json_t *evs;
+
+    (void)state;
+    accept_order("ord-happy", "mesh-happy");
+    j = get_job("ord-happy");
+    assert_string_equal(j->saga, "fake");
+    mb_job_free(j);
+    drive_to("ord-happy", "Running");
+    evs = expect_events("mesh-happy", want, sizeof(want) / sizeof(want[0]));
+    assert_string_equal(ev_message(evs, 1), "faking");
+    assert_string_equal(ev_message(evs, 2), "alpha did it");
+    /* The last step's own line wins over the definition's done message. */
+    assert_string_equal(ev_message(evs, 5), "delta did it");
+    json_decref(evs);
+    expect_calls(want_calls, 4);
+    j = get_job("ord-happy");
+    assert_string_equal(j->step, "delta");
+    assert_string_equal(j->error_code, "");
+    assert_int_equal(j->next_run_ms, 0);
+    assert_string_equal(j->lease_owner, "");
+    for (int i = 0; i < NFAKE; i++)
+        assert_string_equal(step_status(j, names[i]), "done");
+    mb_job_free(j);
+    mb_saga_stats_get(saga, &stats);
+    assert_int_equal(stats.running, 1);
+    assert_int_equal(stats.steps_done, 4);
+    /* The histograms are the definition's steps. */
+    assert_int_equal(mb_saga_steps(saga), NFAKE);
+    assert_string_equal(mb_saga_step_name(saga, 2), "gamma");
+}
+
+static void test_past_deadline(void **state)
+{
+    static const want_ev want[] = {
+        {"Accepted", "alpha", NULL},
+        {"Installing", "alpha", NULL},
+        {"Installing", "alpha", NULL},
+        {"Installing", "beta", NULL},
+        {"RollingBack", "gamma", "Unavailable"},
+        {"Failed", "gamma", "Unavailable"},
+    };
+    static const char *const want_calls[] = {"run alpha", "run beta", "run gamma", "undo gamma",
+                                             "undo alpha"};
+    mb_saga_stats stats;
+    const json_t *err;
+    mb_job *j;
+    json_t *evs;
+
+    (void)state;
+    sc.again[GAMMA] = 1;
+    accept_order("ord-late", "mesh-late");
+    drive_to("ord-late", "Failed");
+    /* Retried, each time a new execution, until the definition's 500 ms were spent. */
+    assert_true(runs[GAMMA] >= 2);
+    mb_saga_stats_get(saga, &stats);
+    assert_true(stats.retries >= 1);
+    assert_int_equal(stats.failed, 1);
+    evs = expect_events("mesh-late", want, sizeof(want) / sizeof(want[0]));
+    err = ev_error(evs, 5);
+    assert_true(json_is_true(json_object_get(err, "retryable")));
+    assert_non_null(strstr(json_string_value(json_object_get(err, "message")), "gave up after"));
+    json_decref(evs);
+    /* The step that failed may have half-acted: it is undone too, then alpha; beta has
+     * nothing to undo; delta never started. */
+    expect_calls(want_calls, 5);
+    j = get_job("ord-late");
+    assert_string_equal(j->error_code, "Unavailable");
+    assert_string_equal(step_status(j, "gamma"), "compensated");
+    assert_string_equal(step_status(j, "alpha"), "compensated");
+    assert_string_equal(step_status(j, "beta"), "done");
+    assert_null(step_status(j, "delta"));
+    mb_job_free(j);
+}
+
+static void test_compensation_gives_up(void **state)
+{
+    static const want_ev want[] = {
+        {"Accepted", "alpha", NULL},
+        {"Installing", "alpha", NULL},
+        {"Installing", "alpha", NULL},
+        {"Installing", "beta", NULL},
+        {"Installing", "gamma", NULL},
+        {"RollingBack", "delta", "Broken"},
+        {"Failed", "gamma", "CompensationFailed"},
+    };
+    static const char *const want_calls[] = {"run alpha", "run beta",   "run gamma",
+                                             "run delta", "undo delta", "undo gamma"};
+    mb_saga_stats stats;
+    mb_job *j;
+    json_t *evs;
+
+    (void)state;
+    sc.fail_runs[DELTA] = 1;
+    sc.undo_again[GAMMA] = 1;
+    accept_order("ord-stuck", "mesh-stuck");
+    drive_to("ord-stuck", "NeedsAttention");
+    evs = expect_events("mesh-stuck", want, sizeof(want) / sizeof(want[0]));
+    assert_non_null(strstr(ev_message(evs, 6), "undoing gamma failed"));
+    json_decref(evs);
+    /* Never silently half-undone: alpha is left as it is, for an operator. */
+    expect_calls(want_calls, 6);
+    assert_true(undos[GAMMA] >= 2);
+    assert_int_equal(undos[ALPHA], 0);
+    j = get_job("ord-stuck");
+    assert_string_equal(j->error_code, "CompensationFailed");
+    assert_string_equal(j->step, "gamma");
+    assert_string_equal(step_status(j, "gamma"), "compensation_failed");
+    assert_string_equal(step_status(j, "delta"), "compensated");
+    assert_string_equal(step_status(j, "alpha"), "done");
+    assert_int_equal(j->next_run_ms, 0);
+    mb_job_free(j);
+    mb_saga_stats_get(saga, &stats);
+    assert_int_equal(stats.attention, 1);
+}
+
+static void test_park(void **state)
+{
+    static const want_ev want[] = {
+        {"Accepted", "alpha", NULL},  {"Installing", "alpha", NULL}, {"Installing", "alpha", NULL},
+        {"Installing", "beta", NULL}, {"Failed", "gamma", "Broken"},
+    };
+    static const char *const want_calls[] = {"run alpha", "run beta", "run gamma"};
+    mb_job *j;
+    json_t *evs;
+
+    (void)state;
+    mb_saga_free(saga);
+    make_saga(1);
+    sc.fail_runs[GAMMA] = 1;
+    accept_order("ord-park", "mesh-park");
+    drive_to("ord-park", "Failed");
+    evs = expect_events("mesh-park", want, sizeof(want) / sizeof(want[0]));
+    assert_non_null(strstr(ev_message(evs, 4), "MESHBUY_ON_FAILURE=park"));
+    json_decref(evs);
+    expect_calls(want_calls, 3); /* no compensation at all */
+    j = get_job("ord-park");
+    assert_true(json_is_true(json_object_get(j->state, "parked")));
+    assert_string_equal(j->error_code, "Broken");
+    assert_string_equal(step_status(j, "alpha"), "done"); /* effects kept */
+    assert_string_equal(step_status(j, "gamma"), "failed");
+    mb_job_free(j);
+}
+
+/* A cancel that lands while step k-1 runs is seen at the boundary before step k:
+ * everything started is undone in reverse order and the saga ends Cancelled.  At k = 0
+ * the cancel comes before any worker took the job; at k = NFAKE it comes too late. */
+static void test_cancel_each_boundary(void **state)
+{
+    (void)state;
+    for (int k = 0; k <= NFAKE; k++) {
+        char id[32], mesh[32];
+        want_ev want[16];
+        const char *want_calls[16];
+        char bufs[16][16];
+        size_t nw = 0;
+        int nc = 0;
+        json_t *evs;
+
+        reset_script();
+        snprintf(id, sizeof(id), "ord-cancel-%d", k);
+        snprintf(mesh, sizeof(mesh), "mesh-cancel-%d", k);
+        accept_order(id, mesh);
+        if (k == 0)
+            cancel_job(store, id);
+        else
+            sc.cancel_in[k - 1] = 1;
+        drive_to(id, k == NFAKE ? "Running" : "Cancelled");
+
+        want[nw++] = (want_ev){"Accepted", "alpha", NULL};
+        want[nw++] = (want_ev){"Installing", "alpha", NULL};
+        for (int i = 0; i < k; i++) {
+            snprintf(bufs[nc], sizeof(bufs[0]), "run %s", names[i]);
+            want_calls[nc] = bufs[nc];
+            nc++;
+            if (i < NFAKE - 1)
+                want[nw++] = (want_ev){"Installing", names[i], NULL};
+        }
+        if (k == NFAKE) {
+            want[nw++] = (want_ev){"Running", "delta", NULL};
+        } else {
+            /* Reported at the step where the saga stopped: the one that did not start. */
+            want[nw++] = (want_ev){"RollingBack", names[k], NULL};
+            for (int i = k - 1; i >= 0; i--) {
+                if (fake_steps[i]->compensate == NULL)
+                    continue;
+                snprintf(bufs[nc], sizeof(bufs[0]), "undo %s", names[i]);
+                want_calls[nc] = bufs[nc];
+                nc++;
+            }
+            want[nw++] = (want_ev){"Cancelled", names[k], NULL};
+        }
+        evs = expect_events(mesh, want, nw);
+        json_decref(evs);
+        expect_calls(want_calls, nc);
+    }
+}
+
+typedef struct lost_ctx {
+    int want;
+} lost_ctx;
+
+static int lost(void *arg)
+{
+    mb_saga_stats s;
+
+    mb_saga_stats_get(saga, &s);
+    return (int)s.lost >= ((lost_ctx *)arg)->want && mb_saga_inflight(saga) == 0;
+}
+
+/* Another worker takes the job over while beta runs: beta's checkpoint is refused, the
+ * engine drops the job, and nothing more is written under the old fence. */
+static void test_stale_fence(void **state)
+{
+    static const want_ev want[] = {
+        {"Accepted", "alpha", NULL},
+        {"Installing", "alpha", NULL},
+        {"Installing", "alpha", NULL},
+    };
+    static const char *const want_calls[] = {"run alpha", "run beta"};
+    lost_ctx lc = {1};
+    mb_job *before, *after;
+    json_t *evs;
+
+    (void)state;
+    sc.steal_in[BETA] = 1;
+    accept_order("ord-stale", "mesh-stale");
+    if (!drive(lost, &lc, BOUND_MS))
+        fail_msg("the engine did not drop the job");
+    before = get_job("ord-stale");
+    assert_string_equal(before->lease_owner, "intruder");
+    assert_string_equal(before->status, "Installing");
+    assert_string_equal(before->step, "beta"); /* beta's SAVE went through; its DONE did not */
+    assert_string_equal(step_status(before, "beta"), "running");
+    /* A few more turns of the loop: the job is not ours any more. */
+    for (int i = 0; i < 20; i++) {
+        mb_saga_tick(saga);
+        event_base_loop(base, EVLOOP_NONBLOCK);
+    }
+    after = get_job("ord-stale");
+    assert_int_equal(after->checkpoints, before->checkpoints);
+    assert_int_equal(after->fence, before->fence);
+    assert_int_equal(after->updated_ms, before->updated_ms);
+    mb_job_free(before);
+    mb_job_free(after);
+    evs = expect_events("mesh-stale", want, sizeof(want) / sizeof(want[0]));
+    json_decref(evs);
+    expect_calls(want_calls, 2);
+    assert_int_equal(mb_saga_inflight(saga), 0);
+}
+
+/* As meshctl replay does: the state at the step, the failure forgotten, an announce for
+ * the worker to publish; one atomic rewrite under the fence and checkpoint count read. */
+static void replay_from(const char *order_id, int from)
+{
+    mb_job *j = get_job(order_id);
+    json_t *s = json_deep_copy(j->state);
+    char msg[128];
+    mb_rewrite rw;
+    mb_error e;
+
+    json_object_set_new(s, "phase", json_string("run"));
+    json_object_set_new(s, "step", json_integer(from));
+    json_object_set_new(s, "attempt", json_integer(0));
+    json_object_set_new(s, "step_started_ms", json_integer(0));
+    json_object_del(s, "error");
+    json_object_del(s, "outcome");
+    json_object_del(s, "parked");
+    snprintf(msg, sizeof(msg), "replay from %s requested by test", names[from]);
+    json_object_set_new(s, "announce",
+                        json_pack("{s:s, s:s}", "status", "Installing", "message", msg));
+    memset(&rw, 0, sizeof(rw));
+    rw.order_id = j->order_id;
+    rw.key = j->key;
+    rw.state = s;
+    rw.status = "Installing";
+    rw.step = names[from];
+    rw.attempt = 0;
+    rw.error_code = "";
+    rw.error_msg = "";
+    rw.history = msg;
+    rw.clear_cancel = 1;
+    rw.expect_fence = j->fence;
+    rw.expect_ck = j->checkpoints;
+    rw.now_ms = now_ms();
+    mb_error_clear(&e);
+    if (mb_store_rewrite(store, &rw, &e) != MB_OK)
+        fail_msg("rewrite: %s", e.msg);
+    json_decref(s);
+    mb_job_free(j);
+}
+
+static void test_replay_from_step(void **state)
+{
+    static const want_ev want[] = {
+        {"Accepted", "alpha", NULL},   {"Installing", "alpha", NULL}, {"Installing", "alpha", NULL},
+        {"Installing", "beta", NULL},  {"Failed", "gamma", "Broken"}, {"Installing", "gamma", NULL},
+        {"Installing", "gamma", NULL}, {"Running", "delta", NULL},
+    };
+    static const char *const want_calls[] = {"run alpha", "run beta", "run gamma", "run gamma",
+                                             "run delta"};
+    mb_job *j;
+    json_t *evs;
+
+    (void)state;
+    mb_saga_free(saga);
+    make_saga(1);
+    sc.fail_runs[GAMMA] = 1;
+    accept_order("ord-replay", "mesh-replay");
+    drive_to("ord-replay", "Failed");
+    replay_from("ord-replay", GAMMA);
+    drive_to("ord-replay", "Running");
+    evs = expect_events("mesh-replay", want, sizeof(want) / sizeof(want[0]));
+    assert_string_equal(ev_message(evs, 5), "replay from gamma requested by test");
+    json_decref(evs);
+    /* alpha and beta kept their effects and are not run again. */
+    expect_calls(want_calls, 5);
+    assert_int_equal(runs[ALPHA], 1);
+    assert_int_equal(runs[GAMMA], 2);
+    j = get_job("ord-replay");
+    assert_null(json_object_get(j->state, "announce"));
+    assert_null(json_object_get(j->state, "parked"));
+    assert_string_equal(j->error_code, "");
+    mb_job_free(j);
+}
+
+typedef struct claimed_ctx {
+    const char *order_id;
+} claimed_ctx;
+
+static int claimed(void *arg)
+{
+    mb_job *j = get_job(((claimed_ctx *)arg)->order_id);
+    int ok = j->claims >= 1 && mb_saga_inflight(saga) == 0;
+
+    mb_job_free(j);
+    return ok;
+}
+
+/* A saga this worker does not know (written by a newer one): left to its lease, untouched. */
+static void test_unknown_saga(void **state)
+{
+    static const want_ev want[] = {{"Accepted", "alpha", NULL}};
+    claimed_ctx cc = {"ord-newer"};
+    mb_job *j;
+    json_t *evs;
+
+    (void)state;
+    accept_as("ord-newer", "mesh-newer", "delete-v9", NULL);
+    if (!drive(claimed, &cc, BOUND_MS))
+        fail_msg("the job was never claimed");
+    j = get_job("ord-newer");
+    assert_string_equal(j->status, "Accepted");
+    assert_string_equal(j->saga, "delete-v9");
+    assert_int_equal(j->checkpoints, 0);
+    mb_job_free(j);
+    evs = expect_events("mesh-newer", want, 1);
+    json_decref(evs);
+    assert_int_equal(ncalls, 0);
+}
+
+/* A record whose order no longer parses ends Failed InvalidOrder, and says so on the
+ * status stream (the console would otherwise stay at Installing). */
+static void test_invalid_stored_order(void **state)
+{
+    static const want_ev want[] = {
+        {"Accepted", "alpha", NULL},
+        {"Failed", "alpha", "InvalidOrder"},
+    };
+    json_t *evs, *d;
+    mb_job *j;
+
+    (void)state;
+    accept_as("ord-garbled", "mesh-garbled", "fake", "{\"data\":{\"order_id\":\"ord-garbled\"}}");
+    drive_to("ord-garbled", "Failed");
+    evs = expect_events("mesh-garbled", want, 2);
+    d = json_object_get(json_array_get(evs, 1), "data");
+    assert_string_equal(json_string_value(json_object_get(d, "order_id")), "ord-garbled");
+    assert_string_equal(json_string_value(json_object_get(d, "account_id")), ACCOUNT);
+    assert_string_equal(json_string_value(json_object_get(d, "mesh_name")), "mesh-garbled");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(evs, 1), "traceparent")),
+                        TP);
+    json_decref(evs);
+    j = get_job("ord-garbled");
+    assert_string_equal(j->error_code, "InvalidOrder");
+    assert_int_equal(j->next_run_ms, 0);
+    mb_job_free(j);
+    assert_int_equal(ncalls, 0);
+}
+
+/* A record written before records named their saga runs the create saga; the engine
+ * refuses to start without definitions. */
+static void test_defs(void **state)
+{
+    mb_saga_opts o = {.worker_id = "w", .lease_ms = 1000, .max_inflight = 1};
+    char err[128] = "";
+
+    (void)state;
+    assert_ptr_equal(mb_saga_def_find(mb_saga_defs, mb_saga_defs_count, NULL), &mb_saga_create);
+    assert_ptr_equal(mb_saga_def_find(mb_saga_defs, mb_saga_defs_count, ""), &mb_saga_create);
+    assert_ptr_equal(mb_saga_def_find(mb_saga_defs, mb_saga_defs_count, "create"), &mb_saga_create);
+    assert_null(mb_saga_def_find(mb_saga_defs, mb_saga_defs_count, "fake"));
+    assert_int_equal(mb_saga_create.nsteps, 9);
+    assert_int_equal(mb_saga_def_step(&mb_saga_create, "finish"), 8);
+    assert_int_equal(mb_saga_def_step(&mb_saga_create, "nope"), -1);
+    assert_null(mb_saga_new(base, store, NULL, NULL, &o, err, sizeof(err)));
+    assert_string_equal(err, "no saga definitions");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_defs, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_happy, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_past_deadline, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_compensation_gives_up, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_park, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cancel_each_boundary, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stale_fence, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_replay_from_step, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unknown_saga, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_invalid_stored_order, setup, teardown),
+    };
+    signal(SIGPIPE, SIG_IGN);
+    return cmocka_run_group_tests(tests, start_redis, teardown_all);
+}
