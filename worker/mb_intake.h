@@ -37,6 +37,12 @@ void mb_intake_tick(mb_intake *in, long long now_ms);
 /* Stops taking messages (drain).  What is already taken still completes. */
 void mb_intake_stop(mb_intake *in);
 
+/* Sends intake's Redis work (accepts, cancels, rejects, DLQ records) through
+ * fn(submitter, ...) from now on (the loop's Redis thread); until then it runs on the store
+ * given at creation.  One request is out at a time; an order's offset is stored only after
+ * its request's completion saw it in Redis. */
+void mb_intake_set_submit(mb_intake *in, mb_submit_fn *fn, void *submitter);
+
 /* The DLQ producer from now on (borrowed); NULL while the loop replaces a failed one (DLQ
  * copies wait).  Reports of the old one must all have been served. */
 void mb_intake_set_producer(mb_intake *in, rd_kafka_t *producer);

@@ -82,4 +82,12 @@ typedef struct mb_dr_hdr {
 
 long long mb_loop_now_ms(void); /* wall clock, epoch ms */
 
+/* ---- Redis work of the loop's modules, as requests: fn runs with a store (on the Redis
+ * thread when there is one: it touches only ctx), then done runs on the loop thread.
+ * A submitter returns 0 (done will run exactly once) or -1 (not queued; done never runs).
+ * Without a submitter a module runs fn on its own store and then done, at once. */
+typedef void mb_req_fn(struct mb_store *st, void *ctx);
+typedef void mb_req_done(void *ctx);
+typedef int mb_submit_fn(void *submitter, mb_req_fn *fn, mb_req_done *done, void *ctx);
+
 #endif

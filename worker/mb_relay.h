@@ -26,6 +26,10 @@ typedef struct mb_relay_opts {
 mb_relay *mb_relay_new(struct mb_store *st, rd_kafka_t *producer, const mb_relay_opts *o,
                        mb_worker_metrics *m);
 
+/* Sends the relay's Redis work through fn(submitter, ...) from now on (the loop's Redis
+ * thread); until then (and after mb_relay_release) it runs on the store given at creation. */
+void mb_relay_set_submit(mb_relay *r, mb_submit_fn *fn, void *submitter);
+
 /* One bounded round: renews the leases of shards with a batch out (every lease/3); for
  * shards with no batch in flight, takes/renews their relay lease and reads their next entries (one pipelined round trip), produces them keyed by mesh key with
  * the traceparent header; trims the entries of batches fully reported (the delivered
@@ -44,8 +48,9 @@ void mb_relay_set_producer(mb_relay *r, rd_kafka_t *producer);
  * another worker can go on at once) and takes fresh tokens. */
 void mb_relay_producer_lost(mb_relay *r);
 
-/* Gives up every relay lease this worker holds (at shutdown, once nothing is in flight),
- * so another worker takes over at once instead of after the lease. */
+/* Gives up every relay lease this worker holds (at shutdown, once nothing is in flight and
+ * the Redis queue has stopped: synchronous, on the store given at creation), so another
+ * worker takes over at once instead of after the lease. */
 void mb_relay_release(mb_relay *r);
 
 void mb_relay_free(mb_relay *r);
