@@ -2,20 +2,36 @@
 # runs every suite; `make demo` runs one order end to end.  Binaries are
 # discovered from folders, tests from file names: adding a module or a test
 # never needs an edit here.
+#
+# Packages first: every compile waits (order-only) for a stamp that `ops/deps`
+# leaves once the Debian packages are in, so `make -jN` in a fresh clone
+# installs before it compiles.  `make` needs the build profile only (compilers
+# and -dev packages, `ops/deps --build`); test, lint, fuzz, valgrind, bench and
+# demo need the full one (`ops/deps --all`: redis, kcat, clang, shellcheck...).
 
 CC       ?= cc
 PKGS     := rdkafka jansson libcurl hiredis openssl libevent
 WARN     := -Wall -Wextra -Werror -Wformat=2 -Wstrict-prototypes -Wwrite-strings \
             -Wno-missing-field-initializers
+# CFLAGS is yours (make CFLAGS=-O0): what the build needs is appended whatever it says.
 CFLAGS   ?= -O2 -g
-CFLAGS   += -std=c11 -D_GNU_SOURCE $(WARN) -Ilib -Iworker -MMD -MP
-LDLIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lrdkafka -ljansson -lcurl -lhiredis -lssl -lcrypto -levent) -lm
+override CFLAGS += -std=c11 -D_GNU_SOURCE $(WARN) -Ilib -Iworker -MMD -MP
+
+# pkg-config runs when a link first needs it (after the deps stamp), not when the
+# Makefile is read: on a fresh machine the packages are not there yet.  Once per make.
+pkg_libs = $(or $(shell pkg-config --libs $(PKGS) 2>/dev/null),$(error pkg-config --libs $(PKGS) failed: run ops/deps --build))
+PKG_LIBS = $(eval PKG_LIBS := $$(call pkg_libs))$(PKG_LIBS)
+LDLIBS   = $(PKG_LIBS) -lm
+
+# The package stamps (ops/deps is idempotent; a stamp only saves re-checking).
+DEPS_BUILD := build/.deps-build.ok
+DEPS_ALL   := build/.deps-all.ok
 
 # SAN=1: AddressSanitizer + UndefinedBehaviorSanitizer, in its own tree.
 ifeq ($(SAN),1)
 O        ?= build/san
-CFLAGS   += -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
-LDFLAGS  += -fsanitize=address,undefined
+override CFLAGS  += -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+override LDFLAGS += -fsanitize=address,undefined
 else
 O        ?= build/rel
 endif
@@ -38,10 +54,14 @@ BINS := $(foreach p,$(PROGS),$(if $(call prog_src,$(word 1,$(subst :, ,$(p)))),$
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNITS    := $(UNIT_SRC:tests/unit/%.c=$(O)/tests/%)
 
-.PHONY: all test asan units bench demo lint fuzz valgrind clean deps deps-check
-all: deps-check $(BINS)
+# Every object of this tree, for its header dependencies (.d next to the .o, wherever O is).
+PROG_OBJ := $(foreach p,$(PROGS),$(patsubst %.c,$(O)/%.o,$(call prog_src,$(word 1,$(subst :, ,$(p))))))
+ALL_OBJ  := $(LIB_OBJ) $(WORKER_OBJ) $(PROG_OBJ) $(UNIT_SRC:%.c=$(O)/%.o)
 
-$(O)/%.o: %.c
+.PHONY: all test asan units bench demo lint fuzz valgrind clean deps
+all: $(BINS)
+
+$(O)/%.o: %.c | $(DEPS_BUILD)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
@@ -53,52 +73,79 @@ $(WORKER_A): $(WORKER_OBJ)
 # Only the worker and meshctl (which reuses the saga's steps) link the worker objects.
 uses_worker = $(filter meshworker meshctl,$(1))
 define prog_rule
-$(BIN)/$(1): $(patsubst %.c,$(O)/%.o,$(call prog_src,$(1))) $(if $(call uses_worker,$(1)),$(WORKER_A)) $(LIB_A)
+$(BIN)/$(1): $(patsubst %.c,$(O)/%.o,$(call prog_src,$(1))) $(if $(call uses_worker,$(1)),$(WORKER_A)) $(LIB_A) | $(DEPS_BUILD)
 	@mkdir -p $$(dir $$@)
 	$$(CC) $$(LDFLAGS) -o $$@ $$^ $$(LDLIBS)
 endef
 $(foreach p,$(PROGS),$(eval $(call prog_rule,$(word 1,$(subst :, ,$(p))))))
 
-$(O)/tests/%: $(O)/tests/unit/%.o $(WORKER_A) $(LIB_A)
+$(O)/tests/%: $(O)/tests/unit/%.o $(WORKER_A) $(LIB_A) | $(DEPS_BUILD)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
 
-deps-check:
-	@ops/deps --check >/dev/null 2>&1 || ops/deps
+# Remade when ops/deps (its package lists) changes.
+$(DEPS_BUILD): ops/deps
+	ops/deps --build
+	@mkdir -p $(dir $@); touch $@
+$(DEPS_ALL): ops/deps
+	ops/deps --all
+	@mkdir -p $(dir $@); touch $@
 
+# Install (or check) the full profile now, stamp or not.
 deps:
-	ops/deps
+	ops/deps --all
+	@mkdir -p $(dir $(DEPS_ALL)); touch $(DEPS_ALL)
 
 # The one test command: sanitized build, unit then component suites.
-test:
+test: | $(DEPS_ALL)
 	$(MAKE) SAN=1 all units
 	tests/run --bin build/san/bin --units build/san/tests
 
 asan: test
 
 units: $(UNITS)
+# The unit objects are intermediate to make: keep them (and what their .d files say).
+.SECONDARY: $(UNIT_SRC:%.c=$(O)/%.o)
 
-bench: all
+bench: all | $(DEPS_ALL)
 	ops/bench/run --bin bin
 
-demo: all
+demo: all | $(DEPS_ALL)
 	ops/demo --bin bin
 
-# libFuzzer on the order parser (clang); FUZZ_SECONDS bounds the run.
+# libFuzzer (clang): each tests/fuzz/fuzz_NAME.c is built with the library (plus
+# FUZZ_EXTRA) and run for FUZZ_SECONDS from build/fuzz/corpus/NAME and its seed
+# directories FUZZ_SEEDS_NAME; a crash leaves build/fuzz/NAME-crash-* and fails.
+# `make fuzz-NAME` runs one.
 FUZZ_SECONDS ?= 60
-fuzz:
-	@mkdir -p build/fuzz
-	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Ilib \
-	  tests/fuzz/fuzz_order.c $(LIB_SRC) -o build/fuzz/fuzz_order $(LDLIBS)
-	@mkdir -p build/fuzz/corpus
-	build/fuzz/fuzz_order -max_total_time=$(FUZZ_SECONDS) build/fuzz/corpus \
-	  tests/fixtures/order/valid tests/fixtures/order/invalid
+FUZZ_NAMES := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_EXTRA := ops/meshctl/mc_edit.c
+FUZZ_SEEDS_order    := tests/fixtures/order/valid tests/fixtures/order/invalid
+FUZZ_SEEDS_event    := tests/fixtures/mesh-status/valid tests/fixtures/mesh-status/invalid
+FUZZ_SEEDS_dlq_edit := tests/fuzz/seeds/dlq_edit tests/fixtures/order/valid \
+                       tests/fixtures/order/invalid
+FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined \
+               -fno-sanitize-recover=undefined -Ilib -Iworker -Iops/meshctl
 
-lint:
+build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(LIB_SRC) $(FUZZ_EXTRA) $(wildcard lib/*.h ops/meshctl/*.h) | $(DEPS_ALL)
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) $< $(FUZZ_EXTRA) $(LIB_SRC) -o $@ $(LDLIBS)
+
+# One after the other (not in parallel): each gets the cores for its FUZZ_SECONDS.
+fuzz: $(FUZZ_NAMES:%=build/fuzz/fuzz_%)
+	@rc=0; for t in $(FUZZ_NAMES); do $(MAKE) --no-print-directory fuzz-$$t || rc=1; done; exit $$rc
+
+fuzz-%: build/fuzz/fuzz_%
+	@mkdir -p build/fuzz/corpus/$*
+	@echo "fuzz $*: $(FUZZ_SECONDS)s"
+	$< -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=build/fuzz/$*- \
+	  build/fuzz/corpus/$* $(FUZZ_SEEDS_$*)
+
+lint: | $(DEPS_ALL)
 	ops/lint
 
 # The unit suites under valgrind's memcheck (unsanitized build; children not traced).
-valgrind:
+valgrind: | $(DEPS_ALL)
 	$(MAKE) O=build/vg BIN=build/vg/bin all units
 	@set -e; for t in build/vg/tests/test_*; do \
 	  echo "valgrind $$t"; \
@@ -109,4 +156,4 @@ valgrind:
 clean:
 	rm -rf build bin
 
--include $(shell find build -name '*.d' 2>/dev/null)
+-include $(ALL_OBJ:.o=.d)

@@ -784,8 +784,8 @@ static mb_job *job_from_hash(const redisReply *r)
         if (*strs[i] == NULL)
             bad |= set_str(strs[i], &empty);
     if (j->saga == NULL || j->saga[0] == '\0') {
-        static const redisReply create = {.type = REDIS_REPLY_STRING, .str = (char *)"create",
-                                          .len = 6};
+        static const redisReply create = {
+            .type = REDIS_REPLY_STRING, .str = (char *)"create", .len = 6};
         bad |= set_str(&j->saga, &create);
     }
     if (j->state == NULL)

@@ -91,7 +91,7 @@ typedef struct mb_accept {
     const json_t *accepted_event; /* queued when the order is new */
     const json_t *conflict_event; /* queued when the name belongs to another order */
     long long now_ms;
-    const char *saga;         /* the saga the job runs; NULL = "create" */
+    const char *saga; /* the saga the job runs; NULL = "create" */
 } mb_accept;
 
 typedef enum mb_accept_verdict {

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # tests/lib.sh: shared helpers for component tests (bash).  Source it first thing:
 #
 #   . "$MB_ROOT/tests/lib.sh"
@@ -10,7 +11,13 @@
 #
 # Functions:
 #   fail MSG...                      print "FAIL: MSG" (with the caller's line) and exit 1
-#   skip MSG...                      print "SKIP: MSG" and exit 77 (tests/run counts a skip)
+#   skip REASON DETAIL...            print "SKIP: REASON: DETAIL" and exit 77.  REASON must be a key
+#                                    of tests/skips-allowed, else tests/run reports the skip as not
+#                                    allowed (a failure with CI=true).  Never skip for something
+#                                    missing: use need_* (a failure naming it).
+#   need_bin NAME...                 fail unless $MB_BIN/NAME is an executable (built binaries)
+#   need_tool CMD...                 fail unless CMD is on PATH (ops/deps installs them)
+#   need_py MODULE...                fail unless /usr/bin/python3 can import MODULE
 #   note MSG...                      progress line on stderr
 #   on_exit CMD...                   run CMD at exit (LIFO)
 #   assert_eq EXPECTED ACTUAL [MSG]
@@ -42,7 +49,8 @@
 #                                    returns the exit status when it was our child
 #   log_tail FILE [N]                last N (30) lines of FILE on stderr
 #
-# Environment from tests/run: MB_BIN (built binaries), MB_ROOT (repo root).
+# Environment from tests/run: MB_BIN (built binaries), MB_ROOT (repo root), MB_SKIP_FILE (where
+# skip writes its reason).
 
 set -eEuo pipefail
 
@@ -75,8 +83,37 @@ fail() {
 }
 
 skip() {
-    echo "SKIP: $*" >&2
+    local reason=${1:-}
+    shift || true
+    echo "SKIP: $reason: $*" >&2
+    # tests/run reads the reason from this file, not from the log, so no output can fake one.
+    if [ -n "${MB_SKIP_FILE:-}" ]; then
+        printf '%s\t%s\n' "$reason" "$*" >"$MB_SKIP_FILE"
+    fi
     exit 77
+}
+
+# A missing binary or tool fails the test, naming it: a suite that cannot run has not passed.
+need_bin() {
+    local b
+    for b in "$@"; do
+        [ -x "$MB_BIN/$b" ] || fail "missing binary: $MB_BIN/$b (build first: make, or make SAN=1 all)"
+    done
+}
+
+need_tool() {
+    local t
+    for t in "$@"; do
+        command -v "$t" >/dev/null 2>&1 || fail "missing tool: $t (ops/deps installs it)"
+    done
+}
+
+need_py() {
+    local m
+    for m in "$@"; do
+        /usr/bin/python3 -c "import $m" 2>/dev/null ||
+            fail "missing python3 module: $m (ops/deps installs it)"
+    done
 }
 
 on_exit() {
@@ -117,6 +154,9 @@ trap _mb_cleanup EXIT
 trap '_MB_ERR="$BASH_COMMAND ($(basename "${BASH_SOURCE[0]:-?}"):$LINENO)"' ERR
 trap 'exit 143' TERM
 trap 'exit 130' INT
+
+# Every component test runs built binaries: no binaries dir is a failure, said once, here.
+[ -d "$MB_BIN" ] || fail "missing binaries dir: $MB_BIN (build first: make, or make SAN=1 all)"
 
 # ------------------------------------------------------------------ asserts
 

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # tests/saga_lib.sh: helpers shared by the create-mesh saga component tests
 # (tests/component/test_saga*.sh).  Source it after tests/lib.sh:
 #
@@ -54,13 +55,9 @@ SAGA_SCHEMA="$MB_ROOT/schemas/mesh-status.schema.json"
 SAGA_STATUS="$TEST_TMP/status.jsonl"
 SAGA_REGION=r1
 
-for _b in meshworker meshbuy devkafka cloudsim; do
-    [ -x "$MB_BIN/$_b" ] || skip "$_b not built in $MB_BIN"
-done
-for _t in jq kcat curl redis-server; do
-    command -v "$_t" >/dev/null || skip "$_t missing"
-done
-/usr/bin/python3 -c 'import jsonschema' 2>/dev/null || skip "python3-jsonschema missing"
+need_bin meshworker meshbuy devkafka cloudsim
+need_tool jq kcat curl redis-server redis-cli
+need_py jsonschema
 
 # ------------------------------------------------------------------ stack and workers
 

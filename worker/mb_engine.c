@@ -109,9 +109,15 @@ int mb_engine_check_conf(const mb_conf *conf, char *err, size_t errlen)
 
     if (!mb_conf_bool(conf, "MESHBUY_RUN_SAGAS"))
         return 0;
+    /* No default credentials anywhere (a container without them must not start against
+     * a simulator's keys): say what to set, and how to run without cloud access. */
     for (size_t i = 0; i < sizeof(needed) / sizeof(needed[0]); i++) {
         if (mb_conf_str(conf, needed[i]) == NULL) {
-            snprintf(err, errlen, "%s: required when sagas run (MESHBUY_RUN_SAGAS)", needed[i]);
+            snprintf(err, errlen,
+                     "%s: required when sagas run: set MESHBUY_CCE_URL, MESHBUY_VPC_URL, "
+                     "MESHBUY_K8S_URL, MESHBUY_AK and MESHBUY_SK (or MESHBUY_SK_FILE); "
+                     "MESHBUY_RUN_SAGAS=false runs intake and the status relay without them",
+                     needed[i]);
             return -1;
         }
     }

@@ -581,8 +581,7 @@ static void compensation_done(sjob *j)
     else
         j->saga->stats.failed++;
     finish_terminal(j, cancelled ? "Cancelled" : "Failed",
-                    cancelled ? MB_MESH_CANCELLED : MB_MESH_FAILED,
-                    step ? step : step_name(j, 0),
+                    cancelled ? MB_MESH_CANCELLED : MB_MESH_FAILED, step ? step : step_name(j, 0),
                     cancelled ? "cancelled; everything this order changed was undone"
                               : "failed; everything this order changed was undone",
                     cancelled ? NULL : error);
@@ -593,7 +592,7 @@ static void compensation_done(sjob *j)
 static int retry_later(sjob *j, const mb_step *st)
 {
     long long started = st_int(j->pub.state, "step_started_ms");
-    long deadline = j->compensating        ? j->saga->o.compensate_deadline_ms
+    long deadline = j->compensating            ? j->saga->o.compensate_deadline_ms
                     : st->deadline_ms          ? st->deadline_ms
                     : j->def->step_deadline_ms ? j->def->step_deadline_ms
                                                : j->saga->o.step_deadline_ms;
@@ -752,9 +751,7 @@ static void advance(sjob *j)
             mb_error_set(&j->pub.err, MB_PERM, "Internal", "%s: error without a cause", st->name);
         switch (rc) {
         case MB_STEP_WAIT: break;
-        case MB_STEP_SAVE:
-            checkpoint(j, active_word(j, j->compensating), now_ms(), 1);
-            break;
+        case MB_STEP_SAVE: checkpoint(j, active_word(j, j->compensating), now_ms(), 1); break;
         case MB_STEP_DONE:
             if (!j->compensating)
                 observe(j, st, j->exec_us);

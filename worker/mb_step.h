@@ -11,7 +11,7 @@
 /*
  * A step is a small state machine over one job.  The engine calls run() (or
  * compensate()) with j->pc == 0 at the start of every execution; the step
- * issues cloud calls, bumps j->pc and returns MB_STEP_WAIT; when every call it
+ * issues cloud calls, moves j->pc on and returns MB_STEP_WAIT; when every call it
  * issued has completed, the engine calls it again, with the first error (if
  * any) in j->err.  Steps observe before they act, so an execution cut short by
  * a crash is simply run again from pc 0 by whichever worker claims the job.
@@ -44,7 +44,8 @@ typedef struct mb_step {
 
 /* The job as a step sees it.  Everything here is owned by the engine. */
 struct mb_sjob {
-    int pc;                /* step-local program counter, 0 at each execution */
+    int pc;                /* step-local program counter, 0 at each execution; each step
+                              names its values in an enum whose first (0) is the start */
     mb_error err;          /* first error of the last batch of calls */
     long poll_ms;          /* with MB_STEP_POLL */
     void *scratch;         /* step_size bytes, zeroed per execution */

@@ -86,6 +86,12 @@ void mc_history_note(mc_ctx *c, const mb_job *j, const char *line);
  * Returns an exit code. */
 int mc_plan_show(mc_ctx *c, const mb_job *j, int from, int json);
 
+/* dlq redrive --edit: the message to send from the file's n bytes in buf (taken over, NUL
+ * after the n bytes): a full envelope as is, a data object (no "specversion") wrapped in a
+ * fresh buy envelope.  New string with its length in len, or NULL with why (out of memory).
+ * Pure: no store, no Kafka. */
+char *mc_edit_order(char *buf, size_t n, size_t *len, char *why, size_t whylen);
+
 /* Commands: each parses its own options from argv[0] = command name. */
 int mc_cmd_jobs(mc_ctx *c, int argc, char **argv);
 int mc_cmd_show(mc_ctx *c, int argc, char **argv);

@@ -193,34 +193,18 @@ static char *read_file(const char *path, size_t *len)
     return buf;
 }
 
-/* The corrected order from FILE as message bytes: a full envelope as is, a data object
- * wrapped in a fresh buy envelope.  New string, or NULL with why. */
+/* The corrected order from FILE as message bytes (mc_edit_order).  New string, or NULL
+ * with why. */
 static char *corrected_order(const char *path, size_t *len, char *why, size_t whylen)
 {
     size_t n = 0;
     char *buf = read_file(path, &n);
-    json_t *doc;
-    char *out;
 
     if (buf == NULL) {
         snprintf(why, whylen, "--edit %s: cannot read the file", path);
         return NULL;
     }
-    doc = json_loadb(buf, n, 0, NULL);
-    if (doc && json_is_object(doc) && json_object_get(doc, "specversion") == NULL) {
-        json_t *env = mb_order_envelope(MB_ORDER_BUY, doc, "meshctl-redrive", NULL);
-        doc = NULL; /* taken over */
-        out = env ? json_dumps(env, JSON_COMPACT) : NULL;
-        json_decref(env);
-        free(buf);
-        if (out == NULL)
-            snprintf(why, whylen, "out of memory");
-        *len = out ? strlen(out) : 0;
-        return out;
-    }
-    json_decref(doc);
-    *len = n;
-    return buf;
+    return mc_edit_order(buf, n, len, why, whylen);
 }
 
 static int dlq_redrive(mc_ctx *c, const char *id, const char *edit, int force)

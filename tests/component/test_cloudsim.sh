@@ -17,7 +17,7 @@ call() {
         sign=0
         shift
     fi
-    local m=$1 p=$2 body=${3-} url="http://$ADDR$2" args=() h out
+    local m=$1 body=${3-} url="http://$ADDR$2" args=() h out
     shift 2
     [ $# -gt 0 ] && shift
     if [ $sign = 1 ]; then
@@ -394,7 +394,7 @@ for _ in $(seq 40); do
     call GET $NODES
     [ "$ST" = 500 ] && n500=$((n500 + 1))
 done
-[ $n500 -ge 8 ] && [ $n500 -le 32 ] || fail "error_rate 0.5 gave $n500/40"
+((n500 >= 8 && n500 <= 32)) || fail "error_rate 0.5 gave $n500/40"
 assert_json "$(admin GET /admin/faults)" '.faults | length == 1'
 admin DELETE /admin/faults >/dev/null
 assert_json "$(admin GET /admin/faults)" '.faults | length == 0'

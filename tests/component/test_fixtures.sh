@@ -13,7 +13,7 @@
 MESHBUY="$MB_BIN/meshbuy"
 [ -x "$MESHBUY" ] || fail "no $MESHBUY (build first)"
 PY=/usr/bin/python3
-$PY -c 'import jsonschema' 2>/dev/null || skip "python3-jsonschema missing (apt-get install python3-jsonschema)"
+need_py jsonschema
 
 # One line per fixture: "<file> valid|invalid <first error>", judged by the schemas.
 cat >"$TEST_TMP/judge.py" <<'PYEOF'

@@ -5,10 +5,8 @@
 # consumed-not-accepted order loses nothing; SIGTERM drains and exits 0 within the bound.
 . "$MB_ROOT/tests/lib.sh"
 
-for b in meshworker meshbuy devkafka; do
-    [ -x "$MB_BIN/$b" ] || skip "$b not built in $MB_BIN"
-done
-command -v jq >/dev/null || skip "jq missing"
+need_bin meshworker meshbuy devkafka
+need_tool jq
 
 stack_up
 T=$TEST_TMP

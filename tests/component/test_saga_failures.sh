@@ -40,7 +40,7 @@ declare -A PRE=(
 )
 declare -A BEFORE
 for k in "${!PRE[@]}"; do
-    set -- ${PRE[$k]}
+    read -ra w <<<"${PRE[$k]}" && set -- "${w[@]}"
     [ "$1" = c-nowhere ] || BEFORE[$1]=$(cs_state "$1")
 done
 for c in c-relfail c-late c-quota c-cancel c-rebuy; do
@@ -55,7 +55,7 @@ cs_fault '{"match": {"method": "GET",
 # ---- phase 1: every case but cancel, at once
 waits=()
 for k in "${!PRE[@]}"; do
-    set -- ${PRE[$k]}
+    read -ra w <<<"${PRE[$k]}" && set -- "${w[@]}"
     c=$1
     shift 2
     saga_buy "o-pf-$k" "acct-pf-$k" "pf-$k-mesh" proj-a "$c" "$@"
@@ -73,7 +73,7 @@ saga_wait_all 150 "${waits[@]}" acct-relfail/relfail-mesh:o-relfail acct-late/la
 # ---- precheck failures: the right code, no mutating call, nothing changed
 case_precheck() { # case-key
     local k=$1 c code d f m
-    set -- ${PRE[$k]}
+    read -ra w <<<"${PRE[$k]}" && set -- "${w[@]}"
     c=$1 code=$2
     d=$(saga_check_order "acct-pf-$k/pf-$k-mesh" "o-pf-$k" Failed)
     f=$(printf '%s\n' "$d" | tail -n 1)

@@ -53,7 +53,7 @@ hold_batch() { # a|b
     local b=$1 s method how path after=false
     [ "$b" = a ] && after=true
     for s in "${STEPS[@]}"; do
-        set -- ${HOLD[$s]}
+        read -ra w <<<"${HOLD[$s]}" && set -- "${w[@]}"
         method=$1 how=$2
         # shellcheck disable=SC2059
         path=$(printf "$3" "k$b-$s")
@@ -64,7 +64,7 @@ hold_batch() { # a|b
 
 held() { # batch step
     local b=$1 s=$2
-    set -- ${HOLD[$s]}
+    read -ra w <<<"${HOLD[$s]}" && set -- "${w[@]}"
     # shellcheck disable=SC2059
     cs_requests_match "$1" "$(printf "$3" "k$b-$s")" '.fault == "hang"'
 }

@@ -7,9 +7,7 @@
 # status stream must be gapless.
 . "$MB_ROOT/tests/lib.sh"
 
-for b in meshworker meshbuy devkafka cloudsim; do
-    [ -x "$MB_BIN/$b" ] || skip "$b not built in $MB_BIN"
-done
+need_bin meshworker meshbuy devkafka cloudsim
 
 N=30
 stack_up --cloudsim "$MB_ROOT/ops/cloudsim/scenarios/bench.json" --redis-fsync always
@@ -22,7 +20,7 @@ export MESHBUY_LEASE_MS=3000 MESHBUY_POLL_MS=200 MESHBUY_BACKOFF_BASE_MS=50 \
 STATUS=$TEST_TMP/status.tsv
 kcat -C -b "$KAFKA_BROKERS" -t mesh.status -o beginning -u -f '%k\t%s\n' >"$STATUS" 2>/dev/null &
 echo $! >"$TEST_TMP/tail.pid"
-on_exit 'kill "$(cat "$TEST_TMP/tail.pid")" 2>/dev/null || true'
+on_exit "kill $(cat "$TEST_TMP/tail.pid") 2>/dev/null || true"
 
 for w in w1 w2; do
     port=$(free_port)
@@ -43,6 +41,12 @@ count() { # status -> events with it
     awk -F'\t' -v s="\"status\":\"$1\"" 'index($2, s) { n++ } END { print n + 0 }' "$STATUS"
 }
 more_than() { [ "$(count "$1")" -gt "$2" ]; }
+# Meshes (keys) with a Running event: a re-relayed duplicate must not stand for a mesh
+# whose own events are still waiting in the outbox.
+meshes_running() {
+    awk -F'\t' 'index($2, "\"status\":\"Running\"") { k[$1] = 1 } END { print length(k) }' "$STATUS"
+}
+all_running() { [ "$(meshes_running)" -ge "$N" ]; }
 
 # Mid-run: some sagas done, most still going.
 wait_for 60 more_than Installing $((N * 2))
@@ -63,13 +67,6 @@ running_in_redis() {
 wait_for 120 running_in_redis
 kafka_ctl broker-up 1 >/dev/null
 
-# Meshes with a Running event, not Running events: a resent batch (at-least-once, e.g. after
-# a message timeout during the outage) may carry a mesh's Running twice.
-meshes_running() {
-    awk -F'\t' 'index($2, "\"status\":\"Running\"") { k[$1] = 1 } END { print length(k) }' \
-        "$STATUS"
-}
-all_running() { [ "$(meshes_running)" -ge "$N" ]; }
 wait_for 180 all_running
 
 # Every mesh: seq 1..n with no gap (repeats only as identical copies), one Accepted first,

@@ -1428,6 +1428,24 @@ static void test_cancel_owner(void **state)
     assert_int_equal(rn.called + ra[0].called + ra[1].called, 0);
     assert_int_equal(requests_matching(since, "/nodes", 0), 1); /* the retry never went */
     assert_int_equal(mb_cloud_cancel_owner(e->cloud, &owner_a), 0);
+
+    /* a client freed while an op waits for its retry: the timer goes with it */
+    {
+        mb_cloud_opts ro = {0};
+        mb_cloud *c = make_cloud_opts(e->http, &ro);
+        admin("DELETE", "/admin/faults", NULL, NULL);
+        add_fault("{\"match\":{\"path_contains\":\"/nodes\"},\"throttle\":true,"
+                  "\"retry_after\":1,\"count\":1}");
+        since = requests_total();
+        memset(&rn, 0, sizeof(rn));
+        assert_non_null(mb_cloud_nodes_list(c, &ta, &nl, on_done, &rn));
+        run_until(e->base, &never, 1, 300);
+        assert_int_equal(requests_matching(since, "/nodes", 429), 1);
+        mb_cloud_free(c);
+        run_until(e->base, &never, 1, 1300);
+        assert_int_equal(rn.called, 0);
+        assert_int_equal(requests_matching(since, "/nodes", 0), 1);
+    }
     for (int i = 0; i < 3; i++)
         mb_cluster_clear(&cl[i]);
     mb_node_list_clear(&nl);

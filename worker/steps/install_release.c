@@ -7,6 +7,19 @@
 #define RELEASE_NAME "istio-master"
 #define RELEASE_NS   "istio-system"
 
+/* Where an execution stands (j->pc). */
+enum {
+    RUN_READ,       /* read the release */
+    RUN_JUDGE,      /* it was read: create, adopt, wait or fail */
+    RUN_CREATED,    /* the create was sent */
+    RUN_RECREATING, /* our failed release is being deleted, to be created again */
+};
+enum {
+    UNDO_READ,     /* read the release */
+    UNDO_JUDGE,    /* it was read: delete it if it is ours */
+    UNDO_DELETING, /* the delete was sent */
+};
+
 typedef struct install {
     mb_release rel;
 } install;
@@ -52,7 +65,7 @@ static mb_step_rc create(mb_sjob *j)
     mb_step_call(j,
                  mb_cloud_release_create(j->cloud, &j->target, &spec, mb_step_done, mb_step_io(j)));
     json_decref(values);
-    j->pc = 3;
+    j->pc = RUN_CREATED;
     return MB_STEP_WAIT;
 }
 
@@ -81,7 +94,7 @@ static mb_step_rc judge(mb_sjob *j, const mb_release *r)
         json_object_set_new(j->ck, "status", json_string("RECREATING"));
         mb_step_call(j, mb_cloud_release_delete(j->cloud, &j->target, RELEASE_NS, RELEASE_NAME,
                                                 mb_step_done, mb_step_io(j)));
-        j->pc = 4;
+        j->pc = RUN_RECREATING;
         return MB_STEP_WAIT;
     }
     json_object_set_new(j->ck, "status", json_string(st));
@@ -98,23 +111,23 @@ static mb_step_rc install_run(mb_sjob *j)
     install *s = j->scratch;
 
     switch (j->pc) {
-    case 0:
+    case RUN_READ:
         mb_step_call(j, mb_cloud_release_get(j->cloud, &j->target, RELEASE_NS, RELEASE_NAME,
                                              &s->rel, mb_step_done, mb_step_io(j)));
-        j->pc = 1;
+        j->pc = RUN_JUDGE;
         return MB_STEP_WAIT;
-    case 1:
+    case RUN_JUDGE:
         if (j->err.status != MB_OK)
             return MB_STEP_ERROR;
         return judge(j, &s->rel);
-    case 3: /* created: it is installing now */
+    case RUN_CREATED: /* it is installing now */
         if (j->err.status != MB_OK)
             return MB_STEP_ERROR; /* a 409 is transient: the re-run adopts it */
         json_object_set_new(j->ck, "created", json_true());
         json_object_set_new(j->ck, "status", json_string("PENDING_INSTALL"));
         return MB_STEP_POLL;
-    default: /* the failed release is being deleted */
-        return j->err.status != MB_OK ? MB_STEP_ERROR : MB_STEP_POLL;
+    case RUN_RECREATING: return j->err.status != MB_OK ? MB_STEP_ERROR : MB_STEP_POLL;
+    default: return mb_step_fail(j, "Internal", "install_release: no state %d", j->pc);
     }
 }
 
@@ -126,12 +139,12 @@ static mb_step_rc install_compensate(mb_sjob *j)
     if (!json_is_true(json_object_get(j->ck, "created")))
         return MB_STEP_DONE;
     switch (j->pc) {
-    case 0:
+    case UNDO_READ:
         mb_step_call(j, mb_cloud_release_get(j->cloud, &j->target, RELEASE_NS, RELEASE_NAME,
                                              &s->rel, mb_step_done, mb_step_io(j)));
-        j->pc = 1;
+        j->pc = UNDO_JUDGE;
         return MB_STEP_WAIT;
-    case 1:
+    case UNDO_JUDGE:
         if (j->err.status != MB_OK)
             return MB_STEP_ERROR;
         if (!s->rel.exists)
@@ -142,12 +155,13 @@ static mb_step_rc install_compensate(mb_sjob *j)
             return MB_STEP_POLL;
         mb_step_call(j, mb_cloud_release_delete(j->cloud, &j->target, RELEASE_NS, RELEASE_NAME,
                                                 mb_step_done, mb_step_io(j)));
-        j->pc = 2;
+        j->pc = UNDO_DELETING;
         return MB_STEP_WAIT;
-    default:
+    case UNDO_DELETING:
         if (j->err.status != MB_OK)
             return MB_STEP_ERROR;
         return MB_STEP_POLL; /* until the release reads as gone */
+    default: return mb_step_fail(j, "Internal", "install_release undo: no state %d", j->pc);
     }
 }
 

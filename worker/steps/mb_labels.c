@@ -3,6 +3,18 @@
 
 #include <string.h>
 
+/* Where an execution stands (j->pc). */
+enum {
+    RUN_READ,    /* read every object */
+    RUN_CHECK,   /* read: all exist? remember the prior values (once), save */
+    RUN_PATCH,   /* patch the objects whose label differs */
+    RUN_PATCHED, /* the patches were sent */
+};
+enum {
+    UNDO_RESTORE,  /* put the prior values back */
+    UNDO_RESTORED, /* the patches were sent */
+};
+
 void mb_labels_clear(void *scratch)
 {
     mb_labels_scratch *s = scratch;
@@ -41,13 +53,13 @@ mb_step_rc mb_labels_run(mb_sjob *j, const mb_labels_spec *spec)
     if (spec->n > sizeof(s->seen) / sizeof(s->seen[0]))
         return mb_step_fail(j, "InvalidOrder", "too many objects to label (%zu)", spec->n);
     switch (j->pc) {
-    case 0:
+    case RUN_READ:
         for (size_t i = 0; i < spec->n; i++)
             mb_step_call(j, mb_cloud_k8s_get(j->cloud, &j->target, spec->kind, spec->names[i],
                                              &s->seen[i], mb_step_done, mb_step_io(j)));
-        j->pc = 1;
+        j->pc = RUN_CHECK;
         return MB_STEP_WAIT;
-    case 1:
+    case RUN_CHECK:
         if (j->err.status != MB_OK)
             return MB_STEP_ERROR;
         for (size_t i = 0; i < spec->n; i++) {
@@ -56,13 +68,13 @@ mb_step_rc mb_labels_run(mb_sjob *j, const mb_labels_spec *spec)
                                     spec->kind == MB_K8S_NODE ? "node" : "namespace",
                                     spec->names[i]);
         }
-        j->pc = 2;
+        j->pc = RUN_PATCH;
         if (json_object_get(j->ck, "prior") == NULL) {
             remember(j, spec, s);
             return MB_STEP_SAVE;
         }
         /* fall through */
-    case 2:
+    case RUN_PATCH:
         changed = json_array();
         json_object_set_new(j->ck, "changed", changed);
         for (size_t i = 0; i < spec->n; i++) {
@@ -73,9 +85,10 @@ mb_step_rc mb_labels_run(mb_sjob *j, const mb_labels_spec *spec)
                                                      spec->names[i], spec->key, spec->value,
                                                      mb_step_done, mb_step_io(j)));
         }
-        j->pc = 3;
+        j->pc = RUN_PATCHED;
         return MB_STEP_WAIT;
-    default: return j->err.status != MB_OK ? MB_STEP_ERROR : MB_STEP_DONE;
+    case RUN_PATCHED: return j->err.status != MB_OK ? MB_STEP_ERROR : MB_STEP_DONE;
+    default: return mb_step_fail(j, "Internal", "labels: no state %d", j->pc);
     }
 }
 
@@ -85,8 +98,8 @@ mb_step_rc mb_labels_compensate(mb_sjob *j, const mb_labels_spec *spec)
     const char *name;
     json_t *v;
 
-    if (j->pc == 0) {
-        j->pc = 1;
+    if (j->pc == UNDO_RESTORE) {
+        j->pc = UNDO_RESTORED;
         json_object_foreach(prior, name, v)
         {
             if (same(json_string_value(v), spec->value))

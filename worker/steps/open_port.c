@@ -6,6 +6,17 @@
 
 #define WEBHOOK_PORT 7443
 
+/* Where an execution stands (j->pc). */
+enum {
+    RUN_LIST,    /* list the group's ingress rules */
+    RUN_JUDGE,   /* listed: covered, ours already, or create (after saving the intent) */
+    RUN_CREATED, /* the create was sent */
+};
+enum {
+    UNDO_DELETE,  /* delete the rule this job created */
+    UNDO_DELETED, /* the delete was sent */
+};
+
 typedef struct open_port {
     mb_sg_rule_list rules;
     mb_sg_rule_created created;
@@ -78,7 +89,7 @@ static mb_step_rc judge(mb_sjob *j, open_port *s)
     };
     mb_step_call(j, mb_cloud_sg_rule_create(j->cloud, &j->target, &spec, &s->created, mb_step_done,
                                             mb_step_io(j)));
-    j->pc = 2;
+    j->pc = RUN_CREATED;
     return MB_STEP_WAIT;
 }
 
@@ -91,22 +102,23 @@ static mb_step_rc open_port_run(mb_sjob *j)
         return mb_step_fail(j, "NoSecurityGroup", "cluster %s reports no node security group",
                             j->order->cluster_id);
     switch (j->pc) {
-    case 0:
+    case RUN_LIST:
         mb_step_call(j, mb_cloud_sg_rules_list(j->cloud, &j->target, sg, "ingress", NULL, &s->rules,
                                                mb_step_done, mb_step_io(j)));
-        j->pc = 1;
+        j->pc = RUN_JUDGE;
         return MB_STEP_WAIT;
-    case 1:
+    case RUN_JUDGE:
         if (j->err.status != MB_OK)
             return MB_STEP_ERROR;
         return judge(j, s);
-    default:
+    case RUN_CREATED:
         if (j->err.status != MB_OK)
             return MB_STEP_ERROR;
         /* VPC.9902: an identical rule appeared meanwhile; it is not ours to delete. */
         json_object_set_new(j->ck, "created", json_boolean(!s->created.existed));
         json_object_set_new(j->ck, "rule_id", json_string(s->created.id));
         return MB_STEP_DONE;
+    default: return mb_step_fail(j, "Internal", "open_port: no state %d", j->pc);
     }
 }
 
@@ -116,10 +128,10 @@ static mb_step_rc open_port_compensate(mb_sjob *j)
 
     if (!json_is_true(json_object_get(j->ck, "created")) || id == NULL)
         return MB_STEP_DONE;
-    if (j->pc == 0) {
+    if (j->pc == UNDO_DELETE) {
         mb_step_call(
             j, mb_cloud_sg_rule_delete(j->cloud, &j->target, id, mb_step_done, mb_step_io(j)));
-        j->pc = 1;
+        j->pc = UNDO_DELETED;
         return MB_STEP_WAIT;
     }
     return j->err.status != MB_OK ? MB_STEP_ERROR : MB_STEP_DONE;

@@ -7,6 +7,12 @@
 
 #define MAX_PODS 200
 
+/* Where an execution stands (j->pc). */
+enum {
+    RUN_READ,     /* read the cluster, nodes, CoreDNS, pods and namespaces at once */
+    RUN_EVALUATE, /* all read: judge */
+};
+
 typedef struct precheck {
     mb_cluster cluster;
     mb_node_list nodes;
@@ -146,11 +152,12 @@ static mb_step_rc precheck_run(mb_sjob *j)
     precheck *s = j->scratch;
 
     switch (j->pc) {
-    case 0:
+    case RUN_READ:
         issue(j, s);
-        j->pc = 1;
+        j->pc = RUN_EVALUATE;
         return MB_STEP_WAIT;
-    default: return evaluate(j, s);
+    case RUN_EVALUATE: return evaluate(j, s);
+    default: return mb_step_fail(j, "Internal", "precheck: no state %d", j->pc);
     }
 }
 

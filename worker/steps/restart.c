@@ -6,6 +6,13 @@
 
 #include "mb_step.h"
 
+/* Where an execution stands (j->pc). */
+enum {
+    RUN_LIST,    /* fix the job's timestamp (once), list the namespaces' workloads */
+    RUN_PATCH,   /* listed: restart those not restarted at that timestamp yet */
+    RUN_PATCHED, /* the restarts were sent */
+};
+
 typedef struct restart {
     mb_workload_list lists[MB_ORDER_MAX_NAMESPACES];
 } restart;
@@ -56,7 +63,7 @@ static mb_step_rc restart_run(mb_sjob *j)
         return MB_STEP_DONE;
     }
     switch (j->pc) {
-    case 0:
+    case RUN_LIST:
         if (ts == NULL) { /* fixed once per job, so a replay does not restart twice */
             char buf[32];
             time_t now = time(NULL);
@@ -70,15 +77,16 @@ static mb_step_rc restart_run(mb_sjob *j)
             mb_step_call(j,
                          mb_cloud_k8s_workloads_list(j->cloud, &j->target, j->order->namespaces[i],
                                                      &s->lists[i], mb_step_done, mb_step_io(j)));
-        j->pc = 1;
+        j->pc = RUN_PATCH;
         return MB_STEP_WAIT;
-    case 1:
+    case RUN_PATCH:
         if (j->err.status != MB_OK)
             return MB_STEP_ERROR;
         patch_all(j, s, ts);
-        j->pc = 2;
+        j->pc = RUN_PATCHED;
         return MB_STEP_WAIT;
-    default: return j->err.status != MB_OK ? MB_STEP_ERROR : MB_STEP_DONE;
+    case RUN_PATCHED: return j->err.status != MB_OK ? MB_STEP_ERROR : MB_STEP_DONE;
+    default: return mb_step_fail(j, "Internal", "restart: no state %d", j->pc);
     }
 }
 
