@@ -973,6 +973,7 @@ static void sg_rule_free(mb_sg_rule *r)
     free(r->remote_ip_prefix);
     free(r->remote_group_id);
     free(r->action);
+    free(r->description);
 }
 
 void mb_sg_rule_list_clear(mb_sg_rule_list *l)
@@ -1074,6 +1075,7 @@ static void sg_list_resp(mb_cloud_op *op, const mb_http_resp *r, const mb_error 
         s->remote_ip_prefix = jdup(it, "remote_ip_prefix", &oom);
         s->remote_group_id = jdup(it, "remote_group_id", &oom);
         s->action = jdup(it, "action", &oom);
+        s->description = jdup(it, "description", &oom);
         prio = json_object_get(it, "priority");
         s->priority = json_is_integer(prio) ? (int)json_integer_value(prio) : 1;
         if (!oom && s->id == NULL)

@@ -1,4 +1,4 @@
-/* mb_cloud.h: typed async clients for the CCE, VPC and Kubernetes calls of DESIGN.md 4. */
+/* mb_cloud.h: typed async clients for the CCE, VPC and Kubernetes calls listed in docs/reference.md. */
 #ifndef MB_CLOUD_H
 #define MB_CLOUD_H
 
@@ -201,6 +201,7 @@ typedef struct mb_sg_rule {
     char *remote_group_id;
     char *action; /* allow | deny; NULL = allow */
     int priority;
+    char *description; /* NULL when none */
 } mb_sg_rule;
 typedef struct mb_sg_rule_list {
     mb_sg_rule *items;

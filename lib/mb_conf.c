@@ -29,6 +29,7 @@ static const char *const known_names[] = {
     "MESHBUY_HTTP_ADDR",
     "MESHBUY_WORKER_ID",
     "MESHBUY_LEASE_MS",
+    "MESHBUY_LEASE_MARGIN_MS",
     "MESHBUY_ON_FAILURE",
     "MESHBUY_MAX_INFLIGHT",
     "MESHBUY_LOG_LEVEL",

@@ -15,13 +15,15 @@ typedef enum mb_mesh_status {
     MB_MESH_ROLLING_BACK,
     MB_MESH_FAILED,
     MB_MESH_CANCELLED,
+    MB_MESH_DELETING, /* the delete saga, while its steps run */
+    MB_MESH_DELETED,  /* the delete saga's end */
 } mb_mesh_status;
 
 /* One status event.  All strings are borrowed for the call (build) or until
  * the parsed json_t is released (mb_event_view).  NULL = absent. */
 typedef struct mb_status_event {
     const char *order_id;   /* required */
-    const char *mesh_id;    /* optional: absent before the order is reserved */
+    const char *mesh_id;    /* required: mb_order_mesh_id of the order */
     const char *account_id; /* required */
     const char *mesh_name;  /* required */
     const char *cluster_id; /* optional: absent when the order only parsed partly */
@@ -41,7 +43,8 @@ typedef struct mb_status_event {
     const char *source;      /* NULL = MB_EVENT_SOURCE */
 } mb_status_event;
 
-/* "Accepted", "Installing", "Running", "RollingBack", "Failed", "Cancelled".  Static. */
+/* "Accepted", "Installing", "Running", "RollingBack", "Failed", "Cancelled", "Deleting",
+ * "Deleted".  Static. */
 const char *mb_mesh_status_name(mb_mesh_status s);
 
 /* Parses a status name.  0, or -1 if it names none. */

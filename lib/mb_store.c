@@ -8,8 +8,12 @@
  *
  *   mb:{sN}:job:<order_id>     hash: the job record (the only state; see mb_job)
  *       id key shard order state status step attempt fence claims ck cancel tp created
- *       updated next_run lease_owner lease_until error_code error_msg saga [raw cancel_at]
- *       (saga: the saga that runs the job; a record without it is a "create")
+ *       updated next_run lease_owner lease_until error_code error_msg saga [raw cancel_at
+ *       deleted_by]
+ *       (saga: the saga that runs the job; a record without it is a "create"; deleted_by:
+ *       on a create, the delete order accepted for its mesh.  A delete job's state starts
+ *       as {"target": snapshot of the create it undoes, or null}, taken by the accept
+ *       script; a delete never holds the name)
  *   mb:{sN}:name:<mesh key>    string: the order id holding the mesh name
  *   mb:{sN}:seq:<mesh key>     counter: the last status event seq of the key
  *   mb:{sN}:hist:<order_id>    list: the job's history lines (last 200)
@@ -30,6 +34,10 @@
  *   (StaleFence), so a worker that lost its lease cannot overwrite the new holder.
  * - A leased job's due score is its lease end: a crashed worker's job is due again by
  *   itself, no reaper needed.
+ * - Every time a script writes or compares (lease ends, due scores, created/updated) is
+ *   the Redis server's (TIME): callers pass durations (lease_ms, run_in_ms), never
+ *   instants, so a worker's clock can neither shorten another's lease nor run a job early.
+ *   A claim never hands a worker a job whose lease it still holds.
  * - The outbox is read and trimmed only by the holder of the shard's relay lease; a trim
  *   checks the token, so a relayer that lost the lease cannot drop unsent entries.
  *
@@ -78,19 +86,19 @@ enum {
 static const struct {
     const char *name;
     const char *body;
-    int prelude; /* needs the shared emit() helpers */
+    int prelude; /* needs the shared helpers (clock_ms, TERMINAL, emit) */
 } scripts[S_COUNT] = {
     [S_ACCEPT] = {"accept", lua_accept, 1},
     [S_REJECT] = {"reject", lua_reject, 1},
-    [S_CLAIM] = {"claim", lua_claim, 0},
+    [S_CLAIM] = {"claim", lua_claim, 1},
     [S_CHECKPOINT] = {"checkpoint", lua_checkpoint, 1},
-    [S_RENEW] = {"renew", lua_renew, 0},
-    [S_CANCEL] = {"cancel", lua_cancel, 0},
-    [S_REQUEUE] = {"requeue", lua_requeue, 0},
+    [S_RENEW] = {"renew", lua_renew, 1},
+    [S_CANCEL] = {"cancel", lua_cancel, 1},
+    [S_REQUEUE] = {"requeue", lua_requeue, 1},
     [S_RELAY_PEEK] = {"relay_peek", lua_relay_peek, 0},
     [S_RELAY_ACK] = {"relay_ack", lua_relay_ack, 0},
     [S_RELAY_RELEASE] = {"relay_release", lua_relay_release, 0},
-    [S_REWRITE] = {"rewrite", lua_rewrite, 0},
+    [S_REWRITE] = {"rewrite", lua_rewrite, 1},
     [S_FORGET] = {"forget", lua_forget, 0},
 };
 
@@ -826,13 +834,13 @@ static int accept_cmd(mb_store *st, const mb_accept *q, cmd *c, mb_error *err)
     args_ll(&c->a, shard);
     args_str(&c->a, q->order_json);
     args_str(&c->a, q->traceparent);
-    args_ll(&c->a, q->now_ms);
     if (args_event(&c->a, q->accepted_event) < 0 || args_event(&c->a, q->conflict_event) < 0) {
         mb_error_set(err, MB_PERM, "BadRequest", "accept %s: status event is not an object "
                      "with a data object", q->order_id);
         return -1;
     }
     args_str(&c->a, q->saga && q->saga[0] ? q->saga : "create");
+    args_str(&c->a, q->mesh_id ? q->mesh_id : "");
     return 0;
 }
 
@@ -978,7 +986,6 @@ mb_status mb_store_reject(mb_store *st, const mb_reject *q, int *queued, mb_erro
     args_ll(&c.a, shard);
     args_add(&c.a, q->raw ? q->raw : "", q->raw_len < RAW_KEEP_MAX ? q->raw_len : RAW_KEEP_MAX);
     args_str(&c.a, q->traceparent);
-    args_ll(&c.a, q->now_ms);
     args_str(&c.a, q->reason);
     if (args_event(&c.a, q->failed_event) < 0) {
         args_free(&c.a);
@@ -998,10 +1005,50 @@ mb_status mb_store_reject(mb_store *st, const mb_reject *q, int *queued, mb_erro
     return s;
 }
 
+/* ================================================================ time */
+
+mb_status mb_store_time_ms(mb_store *st, long long *now_ms, mb_error *err)
+{
+    cmd c;
+    redisReply *r = NULL;
+    mb_status s;
+
+    memset(&c, 0, sizeof(c));
+    c.script = -1;
+    args_str(&c.a, "TIME");
+    s = pipeline(st, &c, 1, &r, err);
+    args_free(&c.a);
+    if (s != MB_OK)
+        return s;
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+        r->element[0]->type != REDIS_REPLY_STRING || r->element[1]->type != REDIS_REPLY_STRING) {
+        mb_error_set(err, MB_FATAL, "ScriptError", "TIME: unexpected reply");
+        s = MB_FATAL;
+    } else {
+        *now_ms = strtoll(r->element[0]->str, NULL, 10) * 1000 +
+                  strtoll(r->element[1]->str, NULL, 10) / 1000;
+    }
+    freeReplyObject(r);
+    return s;
+}
+
 /* ================================================================ claim */
 
-mb_status mb_store_claim(mb_store *st, long long now_ms, long long lease_ms, size_t max,
-                         mb_job ***jobs, size_t *n, mb_error *err)
+#define C_TERMINAL_(s) #s,
+
+int mb_store_status_terminal(const char *status)
+{
+    static const char *const terminal[] = {MB_STORE_TERMINAL(C_TERMINAL_) NULL};
+
+    for (int i = 0; status && terminal[i]; i++) {
+        if (strcmp(status, terminal[i]) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+mb_status mb_store_claim(mb_store *st, long long lease_ms, size_t max, mb_job ***jobs, size_t *n,
+                         mb_error *err)
 {
     size_t ns = (size_t)st->shards;
     size_t per = max / ns + (max % ns ? 1 : 0);
@@ -1025,7 +1072,6 @@ mb_status mb_store_claim(mb_store *st, long long now_ms, long long lease_ms, siz
         cmds[i].nkeys = 1;
         key_shard(&cmds[i].a, (int)i, "due");
         args_fmt(&cmds[i].a, "mb:{s%zu}:job:", i);
-        args_ll(&cmds[i].a, now_ms);
         args_ll(&cmds[i].a, lease_ms);
         args_ll(&cmds[i].a, (long long)per);
         args_str(&cmds[i].a, st->worker_id);
@@ -1100,9 +1146,8 @@ static int checkpoint_cmd(mb_store *st, const mb_checkpoint *k, cmd *c, mb_error
     args_str(&c->a, k->order_id);
     args_ll(&c->a, k->fence);
     args_str(&c->a, st->worker_id);
-    args_ll(&c->a, k->now_ms);
     args_ll(&c->a, k->lease_ms);
-    args_ll(&c->a, k->next_run_ms);
+    args_ll(&c->a, k->run_in_ms < 0 ? -1 : k->run_in_ms);
     if (k->state) {
         state = json_dumps(k->state, JSON_COMPACT);
         if (state == NULL) {
@@ -1121,7 +1166,7 @@ static int checkpoint_cmd(mb_store *st, const mb_checkpoint *k, cmd *c, mb_error
         args_str(&c->a, UNCHANGED);
     args_opt(&c->a, k->error_code);
     args_opt(&c->a, k->error_msg);
-    args_str(&c->a, k->release_name ? "1" : "0");
+    args_str(&c->a, !k->release_name ? "" : k->release_name_of ? k->release_name_of : k->order_id);
     args_opt(&c->a, k->history);
     args_str(&c->a, k->key);
     args_ll(&c->a, k->ck);
@@ -1205,8 +1250,8 @@ static mb_status renew_fn(void *ctx, size_t i, const redisReply *r, mb_error *er
     return MB_OK;
 }
 
-mb_status mb_store_renew(mb_store *st, const mb_lease_ref *refs, size_t n, long long now_ms,
-                         long long lease_ms, mb_status *sts, int *cancel, mb_error *errs)
+mb_status mb_store_renew(mb_store *st, const mb_lease_ref *refs, size_t n, long long lease_ms,
+                         mb_status *sts, int *cancel, mb_error *errs)
 {
     cmd *cmds = calloc(n ? n : 1, sizeof(*cmds));
     int *ok = calloc(n ? n : 1, sizeof(*ok));
@@ -1235,7 +1280,6 @@ mb_status mb_store_renew(mb_store *st, const mb_lease_ref *refs, size_t n, long 
         args_str(&cmds[i].a, refs[i].order_id);
         args_ll(&cmds[i].a, refs[i].fence);
         args_str(&cmds[i].a, st->worker_id);
-        args_ll(&cmds[i].a, now_ms);
         args_ll(&cmds[i].a, lease_ms);
     }
     s = run_batch(st, cmds, ok, n, sts, errs, renew_fn, &ctx);
@@ -1279,7 +1323,7 @@ static mb_status find_shard(mb_store *st, const char *order_id, const char *mesh
 }
 
 static mb_status simple_script(mb_store *st, int script, int shard, const char *order_id,
-                               long long now_ms, redisReply **r, mb_error *err)
+                               redisReply **r, mb_error *err)
 {
     cmd c;
     mb_status s;
@@ -1290,7 +1334,6 @@ static mb_status simple_script(mb_store *st, int script, int shard, const char *
     key_of(&c.a, shard, "job", order_id);
     key_shard(&c.a, shard, "due");
     args_str(&c.a, order_id);
-    args_ll(&c.a, now_ms);
     s = pipeline(st, &c, 1, r, err);
     args_free(&c.a);
     if (s == MB_OK && (*r)->type == REDIS_REPLY_ERROR) {
@@ -1301,9 +1344,8 @@ static mb_status simple_script(mb_store *st, int script, int shard, const char *
     return s;
 }
 
-mb_status mb_store_cancel(mb_store *st, const char *order_id, const char *mesh_key,
-                          long long now_ms, int *found, char *status, size_t status_len,
-                          mb_error *err)
+mb_status mb_store_cancel(mb_store *st, const char *order_id, const char *mesh_key, int *found,
+                          char *status, size_t status_len, mb_error *err)
 {
     redisReply *r = NULL;
     mb_status s;
@@ -1319,7 +1361,7 @@ mb_status mb_store_cancel(mb_store *st, const char *order_id, const char *mesh_k
     s = find_shard(st, order_id, mesh_key, &shard, err);
     if (s != MB_OK || shard < 0)
         return s;
-    s = simple_script(st, S_CANCEL, shard, order_id, now_ms, &r, err);
+    s = simple_script(st, S_CANCEL, shard, order_id, &r, err);
     if (s != MB_OK)
         return s;
     if (r->type == REDIS_REPLY_ARRAY && r->elements == 2) {
@@ -1331,7 +1373,7 @@ mb_status mb_store_cancel(mb_store *st, const char *order_id, const char *mesh_k
     return MB_OK;
 }
 
-mb_status mb_store_requeue(mb_store *st, const char *order_id, long long now_ms, mb_error *err)
+mb_status mb_store_requeue(mb_store *st, const char *order_id, mb_error *err)
 {
     redisReply *r = NULL;
     mb_status s;
@@ -1348,7 +1390,7 @@ mb_status mb_store_requeue(mb_store *st, const char *order_id, long long now_ms,
         mb_error_set(err, MB_PERM, "NoSuchJob", "requeue: no job for order %s", order_id);
         return MB_PERM;
     }
-    s = simple_script(st, S_REQUEUE, shard, order_id, now_ms, &r, err);
+    s = simple_script(st, S_REQUEUE, shard, order_id, &r, err);
     if (s != MB_OK)
         return s;
     if (r->type != REDIS_REPLY_INTEGER || r->integer != 1) {
@@ -1814,7 +1856,6 @@ mb_status mb_store_rewrite(mb_store *st, const mb_rewrite *w, mb_error *err)
     args_str(&c.a, w->order_id);
     args_ll(&c.a, w->expect_fence);
     args_ll(&c.a, w->expect_ck);
-    args_ll(&c.a, w->now_ms);
     args_opt(&c.a, state);
     free(state);
     args_opt(&c.a, w->status);

@@ -45,6 +45,11 @@ int mb_store_shard_of(const mb_store *st, const char *mesh_key);
 unsigned long long mb_store_commands(const mb_store *st);
 unsigned long long mb_store_round_trips(const mb_store *st);
 
+/* The Redis server's clock (TIME), in ms since the epoch: the clock of every lease end,
+ * due time and timestamp the store writes.  Compare a job's times with this, not with the
+ * local clock. */
+mb_status mb_store_time_ms(mb_store *st, long long *now_ms, mb_error *err);
+
 /* ------------------------------------------------------------------ jobs */
 
 /* One job as stored.  Everything is owned by the struct (mb_job_free). */
@@ -90,8 +95,10 @@ typedef struct mb_accept {
     const char *traceparent;  /* NULL or "" when none */
     const json_t *accepted_event; /* queued when the order is new */
     const json_t *conflict_event; /* queued when the name belongs to another order */
-    long long now_ms;
-    const char *saga; /* the saga the job runs; NULL = "create" */
+    const char *saga; /* the saga the job runs; NULL = "create".  "delete" claims no
+                         name: it snapshots the mesh's create (mb_store.c) */
+    const char *mesh_id; /* the order's mesh id (mb_order_mesh_id), kept on the record; a
+                            delete's accepted_event gets its target's instead (NULL: none) */
 } mb_accept;
 
 typedef enum mb_accept_verdict {
@@ -120,8 +127,7 @@ typedef struct mb_reject {
     const char *reason;                             /* why it was refused */
     const void *raw;                                /* the message bytes (kept up to 64 KiB) */
     size_t raw_len;
-    const json_t *failed_event;                     /* queued unless the order id is known */
-    long long now_ms;
+    const json_t *failed_event; /* queued unless the order id is known */
 } mb_reject;
 
 /* Keeps a Failed record (status Failed, error InvalidOrder, the raw bytes) and queues the
@@ -130,12 +136,15 @@ typedef struct mb_reject {
 mb_status mb_store_reject(mb_store *st, const mb_reject *r, int *queued, mb_error *err);
 
 /* ---- claim */
-/* Leases up to max due jobs (score <= now_ms) over all shards in one round trip: each
- * gets fence+1, lease_owner = this worker, lease_until = now + lease_ms, and its due score
- * moves to lease_until, so a dead worker's job becomes due again by itself.
+/* Leases up to max due jobs (score <= now, Redis's clock) over all shards in one round
+ * trip: each gets fence+1, lease_owner = this worker, lease_until = now + lease_ms, and its
+ * due score moves to lease_until, so a dead worker's job becomes due again by itself.  A
+ * job whose unexpired lease this worker already holds is never returned.  The lease ends
+ * lease_ms after the script ran, so a caller that counts lease_ms from before it sent the
+ * claim (on its own monotonic clock) never believes it holds a lease longer than it does.
  * *jobs is a new array of n new jobs (mb_job_free_array); *n may be 0 (then *jobs NULL). */
-mb_status mb_store_claim(mb_store *st, long long now_ms, long long lease_ms, size_t max,
-                         mb_job ***jobs, size_t *n, mb_error *err);
+mb_status mb_store_claim(mb_store *st, long long lease_ms, size_t max, mb_job ***jobs, size_t *n,
+                         mb_error *err);
 
 /* ---- checkpoint */
 typedef struct mb_checkpoint {
@@ -147,13 +156,14 @@ typedef struct mb_checkpoint {
     const char *step;      /* NULL = unchanged */
     int attempt;           /* < 0 = unchanged */
     const char *error_code, *error_msg; /* NULL = unchanged, "" = clear */
-    /* 0: terminal (off the due set, lease cleared).  <= now: the caller goes on with the
-     * job: the lease is kept and extended by lease_ms.  > now: the lease is released and
-     * the job is due at that time, for any worker. */
-    long long next_run_ms;
-    long long now_ms;
+    /* < 0: terminal (off the due set, lease cleared).  0: the caller goes on with the job:
+     * the lease is kept and extended to lease_ms from now.  > 0: the lease is released and
+     * the job is due that many ms from now, for any worker.  "Now" is Redis's clock. */
+    long long run_in_ms;
     long long lease_ms;
     int release_name;      /* free the mesh name if this order holds it (compensated reserve) */
+    const char *release_name_of; /* with release_name: free it only if that order holds it
+                                    (a delete frees its create's); NULL = this order */
     const char *history;   /* a line for the job's history (capped list), NULL = none */
     /* Makes a retry after a lost reply safe: when > 0 it must be the job's checkpoints + 1
      * (the job's count as claimed, plus one per checkpoint since).  A checkpoint whose ck
@@ -185,20 +195,26 @@ typedef struct mb_lease_ref {
     long long fence;
 } mb_lease_ref;
 
-/* Extends n leases to now + lease_ms (and their due scores) in one round trip.  sts[i]
+/* Extends n leases to now + lease_ms (Redis's clock; and their due scores) in one round
+ * trip.  sts[i]
  * as for checkpoints (StaleFence when lost); cancel[i] (may be NULL) gets the job's
  * cancel flag so a worker sees a cancel while it holds the job. */
-mb_status mb_store_renew(mb_store *st, const mb_lease_ref *refs, size_t n, long long now_ms,
-                         long long lease_ms, mb_status *sts, int *cancel, mb_error *errs);
+mb_status mb_store_renew(mb_store *st, const mb_lease_ref *refs, size_t n, long long lease_ms,
+                         mb_status *sts, int *cancel, mb_error *errs);
 
 /* ---- cancel */
 /* Sets the cancel flag of the job for order_id (mesh_key may be NULL: the order index is
- * used).  An unleased, unfinished job becomes due now; a leased one is told through
- * renew/checkpoint replies.  *found = 0 when no such job; status (may be NULL) gets the
- * job's status. */
-mb_status mb_store_cancel(mb_store *st, const char *order_id, const char *mesh_key,
-                          long long now_ms, int *found, char *status, size_t status_len,
-                          mb_error *err);
+ * used).  An unleased job that is not terminal (mb_store_status_terminal) becomes due
+ * now; a leased one is told through renew/checkpoint replies; a terminal one stays as it
+ * is.  *found = 0 when no such job; status (may be NULL) gets the job's status. */
+mb_status mb_store_cancel(mb_store *st, const char *order_id, const char *mesh_key, int *found,
+                          char *status, size_t status_len, mb_error *err);
+
+/* The statuses after which a job never runs again; the store's scripts use the same list. */
+#define MB_STORE_TERMINAL(X) X(Running) X(Failed) X(Cancelled) X(NeedsAttention) X(Deleted)
+
+/* 1 if status is one of MB_STORE_TERMINAL. */
+int mb_store_status_terminal(const char *status);
 
 /* ---- reading (meshctl) */
 /* The job of order_id (via the order index), as a new job, or *out NULL when unknown. */
@@ -214,7 +230,7 @@ mb_status mb_store_scan(mb_store *st, const char *status,
 
 /* Makes a job due now, lease cleared (an SRE replay, after the caller reset its state
  * with a checkpoint if needed).  Bumps the fence so a worker still running it stops. */
-mb_status mb_store_requeue(mb_store *st, const char *order_id, long long now_ms, mb_error *err);
+mb_status mb_store_requeue(mb_store *st, const char *order_id, mb_error *err);
 
 /* ---- the DLQ record (what was sent to the DLQ topic, for meshctl) */
 typedef struct mb_dlq_record {
@@ -254,7 +270,6 @@ typedef struct mb_rewrite {
     int clear_cancel;        /* drop the cancel flag */
     long long expect_fence;  /* the job as the caller read it: refused if it moved since */
     long long expect_ck;
-    long long now_ms;
     int claim_name;          /* take the mesh name back (a replay after compensation gave it
                                 up); refused with "NameConflict" if another order holds it */
 } mb_rewrite;

@@ -13,8 +13,9 @@
 # Stack and workers:
 #   saga_stack_up                    stack_up with the saga scenario; fast releases
 #                                    (install 400 ms, delete 200 ms); starts the status tail
-#   saga_worker NAME [VAR=VAL...]    start a meshworker (short lease, fast polls and backoff;
-#                                    VAR=VAL override), wait until it has joined the group
+#   saga_worker NAME [VAR=VAL...]    start a meshworker (10 s lease, 3 s cloud call timeout,
+#                                    fast polls and backoff; VAR=VAL override), wait until it
+#                                    has joined the group
 #   saga_worker_nowait NAME [VAR=VAL...]   same, without waiting for the group join
 # Orders:
 #   saga_buy ID ACCOUNT MESH PROJECT CLUSTER [meshbuy args: --node U --namespace N --restart]
@@ -25,7 +26,7 @@
 #                                    as an identical copy (dropped); prints the deduplicated
 #                                    CloudEvents, one per line; fails with the reason
 #   saga_terminal KEY ORDER          prints ORDER's terminal status on KEY (Running, Failed,
-#                                    Cancelled) or nothing
+#                                    Cancelled, Deleted) or nothing
 #   saga_wait_terminal SECS KEY ORDER   waits for it
 #   saga_wait_all SECS KEY:ORDER...  waits until every pair has its terminal status
 #   saga_check_order KEY ORDER STATUS   the stream of KEY is gapless, ORDER's events end with
@@ -80,7 +81,8 @@ _saga_worker_start() {
     echo "$port" >"$TEST_TMP/$name.port"
     # env -u: a MESHBUY_* the worker does not know would make it refuse to start.
     mb_start "$name" env MESHBUY_HTTP_PORT="$port" MESHBUY_WORKER_ID="$name" \
-        MESHBUY_LEASE_MS=2000 MESHBUY_POLL_MS=100 MESHBUY_BACKOFF_BASE_MS=50 \
+        MESHBUY_LEASE_MS=10000 MESHBUY_HTTP_TIMEOUT_MS=3000 MESHBUY_LEASE_MARGIN_MS=1000 \
+        MESHBUY_POLL_MS=100 MESHBUY_BACKOFF_BASE_MS=50 \
         MESHBUY_BACKOFF_MAX_MS=500 MESHBUY_DRAIN_MS=3000 MESHBUY_LOG_LEVEL=info \
         MESHBUY_CATALOG="$MB_ROOT/schemas/istio-catalog.json" \
         "$@" "$MB_BIN/meshworker"
@@ -156,7 +158,7 @@ for line in sys.stdin:
 saga_terminal() {
     saga_events "$1" | jq -r --arg o "$2" '.payload | fromjson | .data |
         select(.order_id == $o and (.status == "Running" or .status == "Failed" or
-        .status == "Cancelled")) | .status' | head -n 1
+        .status == "Cancelled" or .status == "Deleted")) | .status' | head -n 1
 }
 
 _saga_has_terminal() {

@@ -38,27 +38,37 @@ static size_t inflight(void *ctx)
     return mb_saga_inflight(((mb_engine *)ctx)->saga);
 }
 
+/* One histogram per step of every saga, labelled by both (the create and the delete share
+ * step names: validate, precheck, restart, finish).  The engine numbers the steps of the
+ * definitions it was given (mb_saga_defs, below) in their order. */
 static void step_histograms(const mb_saga *saga, struct evbuffer *out)
 {
+    int k = 0;
+
     evbuffer_add_printf(out, "# HELP meshbuy_step_execution_seconds One execution of a saga "
                              "step, start to done or poll.\n"
                              "# TYPE meshbuy_step_execution_seconds histogram\n");
-    for (int i = 0; i < mb_saga_steps(saga); i++) {
-        const char *name = mb_saga_step_name(saga, i);
-        mb_saga_hist h;
-        mb_saga_step_hist(saga, i, &h);
-        for (int b = 0; b < MB_SAGA_BUCKETS; b++)
-            evbuffer_add_printf(out,
-                                "meshbuy_step_execution_seconds_bucket{step=\"%s\",le=\"%g\"} "
-                                "%llu\n",
-                                name, mb_saga_bucket_le[b], (unsigned long long)h.bucket[b]);
-        evbuffer_add_printf(out,
-                            "meshbuy_step_execution_seconds_bucket{step=\"%s\",le=\"+Inf\"} "
-                            "%llu\n"
-                            "meshbuy_step_execution_seconds_sum{step=\"%s\"} %.6f\n"
-                            "meshbuy_step_execution_seconds_count{step=\"%s\"} %llu\n",
-                            name, (unsigned long long)h.bucket[MB_SAGA_BUCKETS], name, h.sum,
-                            name, (unsigned long long)h.bucket[MB_SAGA_BUCKETS]);
+    for (size_t d = 0; d < mb_saga_defs_count; d++) {
+        const char *sg = mb_saga_defs[d]->name;
+        for (int i = 0; i < mb_saga_defs[d]->nsteps && k < mb_saga_steps(saga); i++, k++) {
+            const char *name = mb_saga_step_name(saga, k);
+            mb_saga_hist h;
+            mb_saga_step_hist(saga, k, &h);
+            for (int b = 0; b < MB_SAGA_BUCKETS; b++)
+                evbuffer_add_printf(out,
+                                    "meshbuy_step_execution_seconds_bucket{saga=\"%s\","
+                                    "step=\"%s\",le=\"%g\"} %llu\n",
+                                    sg, name, mb_saga_bucket_le[b],
+                                    (unsigned long long)h.bucket[b]);
+            evbuffer_add_printf(
+                out,
+                "meshbuy_step_execution_seconds_bucket{saga=\"%s\",step=\"%s\",le=\"+Inf\"} "
+                "%llu\n"
+                "meshbuy_step_execution_seconds_sum{saga=\"%s\",step=\"%s\"} %.6f\n"
+                "meshbuy_step_execution_seconds_count{saga=\"%s\",step=\"%s\"} %llu\n",
+                sg, name, (unsigned long long)h.bucket[MB_SAGA_BUCKETS], sg, name, h.sum, sg, name,
+                (unsigned long long)h.bucket[MB_SAGA_BUCKETS]);
+        }
     }
 }
 
@@ -81,6 +91,7 @@ static void metrics(void *ctx, struct evbuffer *out)
         "meshbuy_sagas_ended_total{status=\"Failed\"} %llu\n"
         "meshbuy_sagas_ended_total{status=\"Cancelled\"} %llu\n"
         "meshbuy_sagas_ended_total{status=\"NeedsAttention\"} %llu\n"
+        "meshbuy_sagas_ended_total{status=\"Deleted\"} %llu\n"
         "# TYPE meshbuy_saga_retries_total counter\nmeshbuy_saga_retries_total %llu\n"
         "# TYPE meshbuy_saga_lost_total counter\nmeshbuy_saga_lost_total %llu\n"
         "# TYPE meshbuy_cloud_requests_total counter\n"
@@ -92,14 +103,38 @@ static void metrics(void *ctx, struct evbuffer *out)
         mb_saga_inflight(e->saga), (unsigned long long)s.claimed, (unsigned long long)s.steps_done,
         (unsigned long long)s.running, (unsigned long long)s.failed,
         (unsigned long long)s.cancelled, (unsigned long long)s.attention,
+        (unsigned long long)s.deleted,
         (unsigned long long)s.retries, (unsigned long long)s.lost, (unsigned long long)h.ok,
         (unsigned long long)h.again, (unsigned long long)h.perm, (unsigned long long)h.new_conns);
     mb_cloud_stats(e->cloud, &c);
     evbuffer_add_printf(out,
                         "# TYPE meshbuy_cloud_retries_total counter\n"
-                        "meshbuy_cloud_retries_total %llu\n",
-                        (unsigned long long)c.retries);
+                        "meshbuy_cloud_retries_total %llu\n"
+                        "# HELP meshbuy_cloud_refused_total Cloud changes not sent: the job's "
+                        "lease was lost or too short for the call.\n"
+                        "# TYPE meshbuy_cloud_refused_total counter\n"
+                        "meshbuy_cloud_refused_total %llu\n",
+                        (unsigned long long)c.retries, (unsigned long long)c.refused);
     step_histograms(e->saga, out);
+}
+
+/* A cloud change starts only while the job's lease has the call's timeout + the margin
+ * left (mb_saga's guard).  A lease of at least 3 timeouts + the margin leaves room for
+ * calls between renewals; a shorter one would refuse most of them. */
+static int check_lease(const mb_conf *conf, char *err, size_t errlen)
+{
+    long long lease = mb_conf_int(conf, "MESHBUY_LEASE_MS");
+    long long timeout = mb_conf_int(conf, "MESHBUY_HTTP_TIMEOUT_MS");
+    long long margin = mb_conf_int(conf, "MESHBUY_LEASE_MARGIN_MS");
+
+    if (lease >= 3 * timeout + margin)
+        return 0;
+    snprintf(err, errlen,
+             "MESHBUY_LEASE_MS=%lld is too short: it must be at least 3 x "
+             "MESHBUY_HTTP_TIMEOUT_MS (%lld) + MESHBUY_LEASE_MARGIN_MS (%lld) = %lld, so that "
+             "a cloud call never outlives the job's lease",
+             lease, timeout, margin, 3 * timeout + margin);
+    return -1;
 }
 
 int mb_engine_check_conf(const mb_conf *conf, char *err, size_t errlen)
@@ -121,7 +156,7 @@ int mb_engine_check_conf(const mb_conf *conf, char *err, size_t errlen)
             return -1;
         }
     }
-    return 0;
+    return check_lease(conf, err, errlen);
 }
 
 mb_engine *mb_engine_new(mb_loop *loop, const mb_conf *conf, char *err, size_t errlen)
@@ -149,6 +184,7 @@ mb_engine *mb_engine_new(mb_loop *loop, const mb_conf *conf, char *err, size_t e
     mb_saga_opts so = {
         .worker_id = mb_loop_worker_id(loop),
         .lease_ms = mb_conf_int(conf, "MESHBUY_LEASE_MS"),
+        .lease_margin_ms = mb_conf_int(conf, "MESHBUY_LEASE_MARGIN_MS"),
         .max_inflight = (size_t)mb_conf_int(conf, "MESHBUY_MAX_INFLIGHT"),
         /* Two rounds of the calls libcurl carries at once keep it busy. */
         .max_cloud_backlog = 2 * (size_t)mb_conf_int(conf, "MESHBUY_HTTP_MAX_ACTIVE"),

@@ -36,6 +36,8 @@
 #define BACKOFF_MAX_MS 5000
 #define POLL_MAX 500 /* messages taken per wake-up: keeps one turn of the loop bounded */
 #define STEP_TOTAL (mb_saga_create.nsteps) /* an accepted buy order runs the create saga */
+/* Orders accepted as jobs: a buy runs the create saga, a delete the delete saga. */
+#define ACCEPTED_KIND(o) ((o)->kind == MB_ORDER_BUY || (o)->kind == MB_ORDER_DELETE)
 #define MAX_BATCH 64 /* accepts per round trip */
 #define DLQ_BACKOFF_MIN_MS 200
 #define DLQ_BACKOFF_MAX_MS 10000
@@ -52,6 +54,7 @@ typedef struct in_msg {
     rd_kafka_message_t *m;
     int state;
     mb_order *o;      /* parsed, valid; NULL when invalid */
+    char *canon;      /* o as a structured envelope, whatever the content mode (new) */
     mb_order_err oe;  /* why invalid, and what identity was readable */
     const char *cls;  /* error class header */
     char tp[MB_TRACEPARENT_LEN + 1];
@@ -164,6 +167,7 @@ static void store_offsets(mb_intake *in)
             in->tail = prev;
         in->pending--;
         mb_order_free(x->o);
+        free(x->canon);
         rd_kafka_message_destroy(x->m);
         free(x);
     }
@@ -199,6 +203,23 @@ static void header_tp(const rd_kafka_message_t *m, char *out, size_t len)
         out[0] = '\0';
 }
 
+/* The CloudEvents Kafka binding (structured or binary content mode) is lib's. */
+static int parse_message(const rd_kafka_message_t *m, char **canon, mb_order **o,
+                         mb_order_err *oe)
+{
+    mb_order_header h[MB_ORDER_MAX_HEADERS + 1];
+    rd_kafka_headers_t *hs = NULL;
+    size_t n = 0, clen;
+
+    if (rd_kafka_message_headers(m, &hs) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        while (n < MB_ORDER_MAX_HEADERS + 1 &&
+               rd_kafka_header_get_all(hs, n, &h[n].name, &h[n].value, &h[n].len) == 0)
+            n++;
+    }
+    return mb_order_parse_message(h, n, m->payload ? m->payload : "", m->len, canon, &clen, o,
+                                  oe);
+}
+
 static void parse(in_msg *x)
 {
     const rd_kafka_message_t *m = x->m;
@@ -213,7 +234,7 @@ static void parse(in_msg *x)
         snprintf(x->tp, sizeof(x->tp), "%s", htp);
         return;
     }
-    if (mb_order_parse(m->payload ? m->payload : "", m->len, &x->o, &x->oe) < 0) {
+    if (parse_message(m, &x->canon, &x->o, &x->oe) < 0) {
         x->o = NULL;
         x->cls = "invalid";
         snprintf(x->tp, sizeof(x->tp), "%s", x->oe.traceparent[0] ? x->oe.traceparent : htp);
@@ -239,8 +260,12 @@ static json_t *event(const char *order_id, const char *acct, const char *mesh,
                      const char *msg, const char *code, const char *tp, char *err,
                      size_t errlen)
 {
+    char key[MB_ORDER_ID_MAX + MB_MESH_NAME_MAX + 2], mesh_id[MB_MESH_ID_LEN + 1];
+
+    snprintf(key, sizeof(key), "%s/%s", acct, mesh);
     mb_status_event ev = {
         .order_id = order_id,
+        .mesh_id = mb_order_mesh_id(key, order_id, mesh_id, sizeof(mesh_id)),
         .account_id = acct,
         .mesh_name = mesh,
         .cluster_id = cluster && *cluster ? cluster : NULL,
@@ -257,6 +282,16 @@ static json_t *event(const char *order_id, const char *acct, const char *mesh,
         .traceparent = tp && *tp ? tp : NULL,
     };
     return mb_event_build_json(&ev, err, errlen);
+}
+
+/* A delete reports Deleting from its acceptance on, counted in the delete saga's steps. */
+static void as_delete(json_t *ev)
+{
+    json_t *d = json_object_get(ev, "data");
+
+    json_object_set_new(d, "status", json_string(mb_mesh_status_name(MB_MESH_DELETING)));
+    json_object_set_new(d, "step_total", json_integer(mb_saga_delete.nsteps));
+    json_object_set_new(d, "message", json_string("delete order accepted"));
 }
 
 /* ================================================================ processing */
@@ -422,8 +457,8 @@ static void req_cancel_fn(mb_store *st, void *ctx)
 {
     in_req *q = ctx;
     mb_error_clear(&q->e);
-    q->st = mb_store_cancel(st, q->order_id, q->key, q->now_ms, &q->found, q->status,
-                            sizeof(q->status), &q->e);
+    q->st = mb_store_cancel(st, q->order_id, q->key, &q->found, q->status, sizeof(q->status),
+                            &q->e);
 }
 
 static void req_reject_fn(mb_store *st, void *ctx)
@@ -496,15 +531,14 @@ static void accept_done(void *ctx)
     req_end(in);
 }
 
-/* Builds the run of consecutive new buy orders starting at x (at most opts.batch).
+/* Builds the run of consecutive new buy and delete orders starting at x (at most opts.batch).
  * Returns how many. */
-static size_t build_accept(mb_intake *in, in_req *q, in_msg *x, long long now_ms)
+static size_t build_accept(mb_intake *in, in_req *q, in_msg *x)
 {
     size_t n = 0, cap = in->o.batch;
     char err[256], msg[300];
 
-    for (; x && n < cap && x->state == ST_NEW && x->o && x->o->kind == MB_ORDER_BUY;
-         x = x->next) {
+    for (; x && n < cap && x->state == ST_NEW && x->o && ACCEPTED_KIND(x->o); x = x->next) {
         mb_order *o = x->o;
         q->run[n] = x;
         snprintf(msg, sizeof(msg), "mesh name %s is already used in account %s",
@@ -515,7 +549,9 @@ static size_t build_accept(mb_intake *in, in_req *q, in_msg *x, long long now_ms
         q->con[n] = event(o->order_id, o->account_id, o->mesh_name, o->cluster_id,
                           MB_MESH_FAILED, "reserve", 2, msg, "NameConflict", x->tp, err,
                           sizeof(err));
-        q->body[n] = mb_memdup_str(x->m->payload, x->m->len);
+        if (o->kind == MB_ORDER_DELETE)
+            as_delete(q->acc[n]);
+        q->body[n] = mb_memdup_str(x->canon, strlen(x->canon));
         if (q->body[n] == NULL || q->acc[n] == NULL || q->con[n] == NULL) {
             /* Out of memory: accept what is batched; this one stays new for the next turn. */
             free(q->body[n]);
@@ -526,7 +562,11 @@ static size_t build_accept(mb_intake *in, in_req *q, in_msg *x, long long now_ms
             break;
         }
         q->q[n] = (mb_accept){o->order_id, o->account_id, o->mesh_name, q->body[n], x->tp,
-                              q->acc[n], q->con[n], now_ms};
+                              q->acc[n], q->con[n]};
+        q->q[n].mesh_id = json_string_value(json_object_get(json_object_get(q->acc[n], "data"),
+                                                            "mesh_id"));
+        if (o->kind == MB_ORDER_DELETE)
+            q->q[n].saga = mb_saga_delete.name;
         q->sts[n] = MB_OK;
         memset(&q->res[n], 0, sizeof(q->res[n]));
         mb_error_clear(&q->errs[n]);
@@ -653,8 +693,8 @@ static int start_redis(mb_intake *in, in_msg *x, long long now_ms)
         submit(in, req_record_fn, record_done, now_ms);
         return 0;
     }
-    if (x->o && x->o->kind == MB_ORDER_BUY) {
-        q->n = build_accept(in, q, x, now_ms);
+    if (x->o && ACCEPTED_KIND(x->o)) {
+        q->n = build_accept(in, q, x);
         if (q->n == 0) {
             in->retry_at_ms = now_ms + BACKOFF_MIN_MS; /* out of memory */
             return -1;
@@ -686,7 +726,7 @@ static int start_redis(mb_intake *in, in_msg *x, long long now_ms)
             return 0;
         }
         q->rj = (mb_reject){oe->order_id, oe->account_id, oe->mesh_name, x->tp, oe->reason,
-                            x->m->payload, x->m->len, q->ev, now_ms};
+                            x->m->payload, x->m->len, q->ev};
         q->queued = 0;
         submit(in, req_reject_fn, reject_done, now_ms);
     }
@@ -923,6 +963,7 @@ void mb_intake_free(mb_intake *in)
             in_msg *x = in->head;
             in->head = x->next;
             mb_order_free(x->o);
+            free(x->canon);
             rd_kafka_message_destroy(x->m);
             free(x);
         }

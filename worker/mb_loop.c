@@ -35,7 +35,9 @@
 #include "mb_log.h"
 #include "mb_redis.h"
 #include "mb_relay.h"
+#include "mb_sagadef.h"
 #include "mb_store.h"
+#include "mb_version.h"
 
 #define REDIS_TIMEOUT_MS 2000
 #define RELAY_BATCH 500
@@ -82,8 +84,11 @@ const mb_conf_key mb_loop_conf_keys[] = {
     {"MESHBUY_HTTP_ADDR", MB_CONF_STR, "127.0.0.1", 0, 0, NULL, "address of that port"},
     {"MESHBUY_WORKER_ID", MB_CONF_STR, NULL, 0, 0, NULL,
      "this worker's name in leases (default <hostname>-<pid>)"},
-    {"MESHBUY_LEASE_MS", MB_CONF_INT, "30000", 1000, 3600000, NULL,
-     "job lease: a dead worker's jobs resume elsewhere after this"},
+    {"MESHBUY_LEASE_MS", MB_CONF_INT, "120000", 1000, 3600000, NULL,
+     "job lease: a dead worker's jobs resume elsewhere after this (at least 3 x "
+     "MESHBUY_HTTP_TIMEOUT_MS + MESHBUY_LEASE_MARGIN_MS)"},
+    {"MESHBUY_LEASE_MARGIN_MS", MB_CONF_INT, "5000", 0, 600000, NULL,
+     "a cloud change starts only while the job's lease has its timeout + this left"},
     {"MESHBUY_RUN_SAGAS", MB_CONF_BOOL, "true", 0, 0, NULL,
      "run sagas; false: intake and status relay only (a dedicated intake tier)"},
     {"MESHBUY_ON_FAILURE", MB_CONF_ENUM, "compensate", 0, 0, "compensate|park",
@@ -94,10 +99,7 @@ const mb_conf_key mb_loop_conf_keys[] = {
     {"MESHBUY_DRAIN_MS", MB_CONF_INT, "10000", 0, 600000, NULL,
      "SIGTERM: time to finish or release work before exiting"},
     {"MESHBUY_TICK_MS", MB_CONF_INT, "20", 1, 1000, NULL, "period of the loop's tick"},
-    {"MESHBUY_STEP_DEADLINE_MS", MB_CONF_INT, "600000", 1000, 86400000, NULL,
-     "per-step deadline, retries included"},
-    {"MESHBUY_COMPENSATE_DEADLINE_MS", MB_CONF_INT, "600000", 1000, 86400000, NULL,
-     "per-compensation deadline, retries included"},
+    MB_SAGA_CONF_DEADLINES,
     {"MESHBUY_POLL_MS", MB_CONF_INT, "2000", 10, 600000, NULL,
      "how often a waiting step looks again"},
     {"MESHBUY_BACKOFF_BASE_MS", MB_CONF_INT, "200", 1, 600000, NULL, "first retry delay cap"},
@@ -572,6 +574,11 @@ void mb_loop_metrics_text(mb_loop *l, struct evbuffer *b)
 {
     const mb_worker_metrics *m = &l->m;
 
+    /* the version --version prints, as a label (the usual *_build_info shape) */
+    evbuffer_add_printf(b,
+                        "# HELP meshbuy_build_info the build (git describe), always 1\n"
+                        "# TYPE meshbuy_build_info gauge\nmeshbuy_build_info{version=\"%s\"} 1\n",
+                        mb_version());
     counter(b, "meshbuy_orders_consumed_total", "order messages consumed", m->orders_consumed);
     counter(b, "meshbuy_orders_accepted_total", "orders accepted as new jobs",
             m->orders_accepted);

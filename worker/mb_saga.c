@@ -37,6 +37,11 @@
  *   one included: it may have half-acted), using only what its ck records.
  * - Checkpoints queued during one loop turn are written at its end in one
  *   pipelined round trip; a job does nothing while its write is out.
+ * - Side effects are fenced in time: no cloud change starts unless the job's
+ *   lease has more than the call's timeout + a margin left (lease_guard).  The
+ *   lease end is kept on this process's monotonic clock, counted from when the
+ *   claim, renew or checkpoint that set it was sent (Redis counts from later,
+ *   when the script ran), so a worker paused past its lease sees it gone.
  */
 #include "mb_saga.h"
 
@@ -54,7 +59,7 @@
 #include "mb_event.h"
 #include "mb_log.h"
 #include "mb_sagadef.h"
-#include "mb_sign.h"
+#include "mb_sagadoc.h"
 #include "mb_step.h"
 #include "mb_store.h"
 
@@ -73,7 +78,7 @@ typedef struct sjob {
     int pending;           /* cloud calls in flight */
     int lost;              /* lease lost: drop once calls return */
     int leave;             /* checkpointed for later (or ended): leaves memory */
-    long long lease_until; /* ms */
+    long long lease_until; /* ms, monotonic (mono_ms): conservative end of our lease */
     json_t *events;        /* status events queued for the next checkpoint */
     char mesh_id[32];      /* stable per order: "mesh-" + hash of key and order id */
     long long exec_us;     /* when the current execution started (monotonic) */
@@ -82,6 +87,7 @@ typedef struct sjob {
     long long ck_next_run;
     const char *ck_status;
     struct sjob *prev, *next;
+    struct sjob *hnext; /* chain in mb_saga.held, by order id */
 } sjob;
 
 struct mb_saga {
@@ -104,6 +110,8 @@ struct mb_saga {
     size_t ndefs;
     int nhist;          /* steps of every definition, in order */
     mb_saga_hist *hist; /* per step of every definition */
+    sjob **held;        /* jobs in memory by order id: hmask + 1 chains */
+    size_t hmask;
 };
 
 const double mb_saga_bucket_le[MB_SAGA_BUCKETS] = {0.001, 0.005, 0.01, 0.05, 0.1,
@@ -111,6 +119,16 @@ const double mb_saga_bucket_le[MB_SAGA_BUCKETS] = {0.001, 0.005, 0.01, 0.05, 0.1
 
 static void advance(sjob *j);
 static int step_index(const sjob *j, const mb_step *st);
+
+/* The chain of mb_saga.held for order_id: FNV-1a. */
+static size_t held_slot(const struct mb_saga *s, const char *order_id)
+{
+    uint32_t h = 2166136261u;
+
+    for (const unsigned char *p = (const unsigned char *)order_id; *p; p++)
+        h = (h ^ *p) * 16777619u;
+    return h & s->hmask;
+}
 
 static long long mono_us(void)
 {
@@ -132,6 +150,11 @@ static void observe(sjob *j, const mb_step *st, long long started_us)
     for (; i <= MB_SAGA_BUCKETS; i++)
         h->bucket[i]++;
     h->sum += secs;
+}
+
+static long long mono_ms(void)
+{
+    return mono_us() / 1000;
 }
 
 static long long now_ms(void)
@@ -230,9 +253,11 @@ static json_t *error_json(const char *step, const mb_error *e, int retryable)
 
 /* ---- the step-facing helpers (mb_step.h) ---------------------------------------- */
 
-void mb_step_done(void *arg, const mb_error *err)
+/* The engine as the steps' host (mb_step.h): counts a job's calls in flight and resumes
+ * it when the last of a batch is back. */
+static void eng_done(mb_sjob *pub, const mb_error *err)
 {
-    sjob *j = arg;
+    sjob *j = (sjob *)pub;
 
     if (err && err->status != MB_OK && j->pub.err.status == MB_OK)
         j->pub.err = *err;
@@ -241,44 +266,23 @@ void mb_step_done(void *arg, const mb_error *err)
     advance(j);
 }
 
-void *mb_step_io(mb_sjob *pub)
+static void eng_io(mb_sjob *pub)
 {
     sjob *j = (sjob *)pub;
 
     if (j->pending++ == 0) /* a new batch: its first error is what the step sees next */
         mb_error_clear(&j->pub.err);
-    return j;
 }
 
-void mb_step_call(mb_sjob *pub, mb_cloud_op *op)
+static void eng_lost(mb_sjob *pub)
 {
     sjob *j = (sjob *)pub;
 
-    if (op != NULL)
-        return;
     j->pending--;
     mb_error_set(&j->pub.err, MB_FATAL, "OutOfMemory", "cloud call not started: out of memory");
 }
 
-mb_step_rc mb_step_fail(mb_sjob *j, const char *code, const char *fmt, ...)
-{
-    va_list ap;
-
-    mb_error_clear(&j->err);
-    j->err.status = MB_PERM;
-    snprintf(j->err.code, sizeof(j->err.code), "%s", code);
-    va_start(ap, fmt);
-    vsnprintf(j->err.msg, sizeof(j->err.msg), fmt, ap);
-    va_end(ap);
-    return MB_STEP_ERROR;
-}
-
-json_t *mb_step_ck_of(mb_sjob *j, const char *name)
-{
-    json_t *rec = json_object_get(json_object_get(j->state, "steps"), name);
-
-    return json_object_get(rec, "ck");
-}
+static const mb_step_host engine_host = {eng_io, eng_done, eng_lost};
 
 /* ---- events and checkpoints ------------------------------------------------------ */
 
@@ -361,16 +365,29 @@ static void checkpoint(sjob *j, const char *status, long long next_run_ms, int k
     }
 }
 
-/* The store reads a next run at or before now as "the caller keeps the lease":
- * a job leaving memory must ask for a time strictly after the flush, however
- * late the flush runs after the checkpoint was queued. */
-static long long next_run_at(const sjob *j, long long now)
+/* The store takes a delay, counted on its own clock: < 0 terminal, 0 "the
+ * caller keeps the lease", > 0 due that much later.  A job leaving memory asks
+ * for at least 1 ms, however late the flush runs after the checkpoint was
+ * queued. */
+static long long run_in(const sjob *j, long long now)
 {
     if (j->ck_next_run == 0)
-        return 0;
+        return -1;
     if (j->ck_keep)
-        return now;
-    return j->ck_next_run > now ? j->ck_next_run : now + 1;
+        return 0;
+    return j->ck_next_run > now ? j->ck_next_run - now : 1;
+}
+
+/* The step the record names: where the saga stands, or, once it has ended after a
+ * compensation, where it stopped (compensation leaves the position before the first step,
+ * which would read as if the order had failed at validate). */
+static const char *ckpt_step(const sjob *j)
+{
+    const char *stopped = mb_sagadoc_stopped_at(j->pub.state);
+
+    if (j->ck_next_run == 0 && stopped != NULL) /* terminal */
+        return stopped;
+    return step_name(j, st_step(j));
 }
 
 static void fill_ckpt(sjob *j, mb_checkpoint *ck, json_t **evs, long long now)
@@ -389,14 +406,14 @@ static void fill_ckpt(sjob *j, mb_checkpoint *ck, json_t **evs, long long now)
         .ck = j->job->checkpoints + 1,
         .state = j->pub.state,
         .status = j->ck_status,
-        .step = step_name(j, st_step(j)),
+        .step = ckpt_step(j),
         .attempt = (int)st_int(j->pub.state, "attempt"),
         .error_code = error ? st_str(error, "code") : "",
         .error_msg = error ? st_str(error, "message") : "",
-        .next_run_ms = next_run_at(j, now),
-        .now_ms = now,
+        .run_in_ms = run_in(j, now),
         .lease_ms = j->saga->o.lease_ms,
         .release_name = j->pub.release_name,
+        .release_name_of = j->pub.release_name_of,
         .events = evs,
         .n_events = n,
     };
@@ -404,7 +421,7 @@ static void fill_ckpt(sjob *j, mb_checkpoint *ck, json_t **evs, long long now)
 
 /* What a written (or refused) checkpoint means for its job. */
 static void ckpt_done(sjob *j, mb_status st, const mb_checkpoint_result *res, const mb_error *e,
-                      long long now)
+                      long long sent_mono)
 {
     j->ck_pending = 0;
     json_array_clear(j->events);
@@ -415,9 +432,10 @@ static void ckpt_done(sjob *j, mb_status st, const mb_checkpoint_result *res, co
     } else {
         j->job->checkpoints++;
         j->pub.release_name = 0;
+        j->pub.release_name_of = NULL;
         j->job->cancel_requested = res->cancel_requested;
         if (j->ck_keep)
-            j->lease_until = now + j->saga->o.lease_ms;
+            j->lease_until = sent_mono + j->saga->o.lease_ms;
     }
     if (j->lost || j->leave) {
         if (j->pending == 0)
@@ -435,7 +453,7 @@ static void flush_batch(mb_saga *s, sjob **batch, size_t n)
     mb_status sts[FLUSH_BATCH];
     mb_error errs[FLUSH_BATCH];
     json_t *evs[FLUSH_BATCH][MAX_EVENTS];
-    long long now = now_ms();
+    long long now = now_ms(), sent = mono_ms();
 
     for (size_t i = 0; i < n; i++) {
         fill_ckpt(batch[i], &cks[i], evs[i], now);
@@ -444,7 +462,7 @@ static void flush_batch(mb_saga *s, sjob **batch, size_t n)
     memset(res, 0, n * sizeof(res[0]));
     mb_store_checkpoint(s->store, cks, n, res, sts, errs);
     for (size_t i = 0; i < n; i++)
-        ckpt_done(batch[i], sts[i], &res[i], &errs[i], now);
+        ckpt_done(batch[i], sts[i], &res[i], &errs[i], sent);
 }
 
 /* Runs once per loop turn in which checkpoints were queued.  Jobs resumed
@@ -512,9 +530,7 @@ static int begin_exec(sjob *j, const mb_step *st, int compensating)
  * and deadline. */
 static void next_position(sjob *j, int step)
 {
-    st_set_int(j->pub.state, "step", step);
-    st_set_int(j->pub.state, "attempt", 0);
-    st_set_int(j->pub.state, "step_started_ms", 0);
+    mb_sagadoc_position(j->pub.state, step);
 }
 
 static long backoff_ms(const sjob *j, long retry_after_ms)
@@ -553,15 +569,10 @@ static void begin_compensation(sjob *j, const char *outcome, const json_t *error
     int from = (int)st_int(j->pub.state, "step");
     const char *step = step_name(j, from);
 
-    st_set_str(j->pub.state, "phase", "compensate");
-    st_set_str(j->pub.state, "outcome", outcome);
-    st_set_str(j->pub.state, "outcome_step", step); /* where the saga stopped */
-    if (error)
-        json_object_set(j->pub.state, "error", (json_t *)error);
     /* From the current step: it may have acted already (a cancel can land while a
      * release installs, between two polls); a step that never started has no
-     * record and is skipped. */
-    next_position(j, from);
+     * record and is skipped.  The same rewrite as meshctl's rollback (mb_sagadoc). */
+    mb_sagadoc_compensate(j->def, j->pub.state, from, outcome, error);
     queue_event(j, MB_MESH_ROLLING_BACK, step,
                 strcmp(outcome, "Cancelled") == 0 ? "cancel requested: undoing what was done"
                                                   : "a step failed: undoing what was done",
@@ -580,6 +591,10 @@ static void compensation_done(sjob *j)
         j->saga->stats.cancelled++;
     else
         j->saga->stats.failed++;
+    /* The name was claimed at acceptance, not by a step: give it back even when no step
+     * that stands for it started (a cancel before the first step).  The checkpoint frees
+     * it only while this order holds it. */
+    j->pub.release_name = 1;
     finish_terminal(j, cancelled ? "Cancelled" : "Failed",
                     cancelled ? MB_MESH_CANCELLED : MB_MESH_FAILED, step ? step : step_name(j, 0),
                     cancelled ? "cancelled; everything this order changed was undone"
@@ -642,6 +657,11 @@ static void step_failed(sjob *j, const mb_step *st)
         j->saga->stats.attention++;
         finish_terminal(j, "NeedsAttention", MB_MESH_FAILED, st->name, m, ae);
         json_decref(ae);
+    } else if (j->def->keep_effects) { /* no undo: the saga stops here, replayable */
+        json_object_set(j->pub.state, "error", error);
+        json_object_set_new(j->pub.state, "parked", json_true());
+        j->saga->stats.failed++;
+        finish_terminal(j, "Failed", MB_MESH_FAILED, st->name, j->def->failed_message, error);
     } else if (j->saga->o.park_on_failure) {
         json_object_set(j->pub.state, "error", error);
         json_object_set_new(j->pub.state, "parked", json_true());
@@ -674,7 +694,10 @@ static void step_completed(sjob *j, const mb_step *st)
     }
     next_position(j, i + 1);
     if (i + 1 >= j->def->nsteps) {
-        j->saga->stats.running++;
+        if (j->def->done_event == MB_MESH_DELETED)
+            j->saga->stats.deleted++;
+        else
+            j->saga->stats.running++;
         finish_terminal(j, j->def->done, j->def->done_event, st->name,
                         msg[0] ? msg : j->def->done_message, NULL);
         return;
@@ -711,6 +734,14 @@ static const mb_step *position(sjob *j)
             return NULL;
         }
         return j->def->steps[i];
+    }
+    if (j->job->cancel_requested && j->def->keep_effects) {
+        st_set_str(j->pub.state, "outcome", "Cancelled");
+        st_set_str(j->pub.state, "outcome_step", step_name(j, i));
+        j->saga->stats.cancelled++;
+        finish_terminal(j, "Cancelled", MB_MESH_CANCELLED, step_name(j, i),
+                        j->def->cancelled_message, NULL);
+        return NULL;
     }
     if (j->job->cancel_requested) {
         begin_compensation(j, "Cancelled", NULL);
@@ -796,6 +827,12 @@ static void drop(sjob *j)
         return;
     }
     end_exec(j);
+    for (sjob **pp = &s->held[held_slot(s, j->job->order_id)]; *pp; pp = &(*pp)->hnext) {
+        if (*pp == j) {
+            *pp = j->hnext;
+            break;
+        }
+    }
     if (j->prev)
         j->prev->next = j->next;
     else if (s->jobs == j)
@@ -821,6 +858,8 @@ static int announce(sjob *j)
         return 0;
     if (mb_mesh_status_parse(st_str(ann, "status"), &status) == 0) {
         int comp = status == MB_MESH_ROLLING_BACK;
+        if (status == MB_MESH_INSTALLING) /* "active again", in the job's saga's word */
+            status = j->def->active_event;
         queue_event(j, status, step_name(j, st_step(j)), st_str(ann, "message"),
                     comp ? json_object_get(j->pub.state, "error") : NULL);
     }
@@ -829,13 +868,45 @@ static int announce(sjob *j)
     return 1;
 }
 
-static void mesh_id_of(const mb_job *job, char *out, size_t len)
+/* The mesh is named by the order that created it: a delete reports its create's mesh. */
+static void mesh_id_of(const mb_job *job, const mb_saga_def *def, char *out, size_t len)
 {
-    char seed[256], hash[MB_SIGN_HEX_LEN + 1];
-    int n = snprintf(seed, sizeof(seed), "%s#%s", job->key, job->order_id);
+    const char *of = def->mesh_of ? def->mesh_of(job->state) : NULL;
 
-    mb_sign_sha256_hex(seed, (size_t)n, hash);
-    snprintf(out, len, "mesh-%.16s", hash);
+    mb_order_mesh_id(job->key, of ? of : job->order_id, out, len);
+}
+
+/* Refuses a cloud change unless the job is still ours with room to spare: its
+ * lease must outlast the call's timeout plus the margin (mb_cloud_guard). */
+static int lease_guard(void *arg, long timeout_ms, mb_error *err)
+{
+    sjob *j = arg;
+    long long left = j->lease_until - mono_ms();
+
+    if (j->lost) {
+        mb_error_set(err, MB_AGAIN, "LeaseLost", "lease lost: cloud change not sent");
+    } else if (left > timeout_ms + j->saga->o.lease_margin_ms) {
+        return 0;
+    } else {
+        mb_error_set(err, MB_AGAIN, "LeaseShort",
+                     "lease has %lld ms left, under the call's timeout %ld ms + margin %ld ms: "
+                     "cloud change not sent",
+                     left, timeout_ms, j->saga->o.lease_margin_ms);
+    }
+    jlog(MB_LOG_WARN, j, "%s", err->msg); /* rare, and worth seeing: a fenced side effect */
+    return -1;
+}
+
+/* 1 if a job of this order is in memory.  The claim script never hands back a
+ * job whose lease we hold; this guards against a lease that expired while we
+ * still work the job (its writes are refused, it leaves memory soon). */
+static int holds(const mb_saga *s, const char *order_id)
+{
+    for (const sjob *j = s->held[held_slot(s, order_id)]; j; j = j->hnext) {
+        if (strcmp(j->job->order_id, order_id) == 0)
+            return 1;
+    }
+    return 0;
 }
 
 /* Accepted orders were checked; a record that no longer parses was changed by
@@ -872,12 +943,19 @@ static void invalid_order(sjob *j, const mb_order_err *oe)
         drop(j);
 }
 
-static void start(mb_saga *s, mb_job *job)
+/* sent_mono: when the claim was sent (mono_ms), the start of our lease. */
+static void start(mb_saga *s, mb_job *job, long long sent_mono)
 {
     const mb_saga_def *def = mb_saga_def_find(s->defs, s->ndefs, job->saga);
     sjob *j;
     mb_order_err oe;
 
+    if (holds(s, job->order_id)) {
+        mb_warn("saga", "claim returned job %s, already in memory: left to its lease",
+                job->order_id);
+        mb_job_free(job);
+        return;
+    }
     if (def == NULL) {
         /* Written by a newer worker (a rolling upgrade): leave it to its lease,
          * after which a worker that knows the saga can take it. */
@@ -898,7 +976,9 @@ static void start(mb_saga *s, mb_job *job)
         j->hist_base += s->defs[d]->nsteps;
     j->job = job;
     j->events = json_array();
-    j->lease_until = now_ms() + s->o.lease_ms;
+    j->lease_until = sent_mono + s->o.lease_ms;
+    j->hnext = s->held[held_slot(s, job->order_id)];
+    s->held[held_slot(s, job->order_id)] = j;
     j->next = s->jobs;
     if (s->jobs)
         s->jobs->prev = j;
@@ -906,14 +986,20 @@ static void start(mb_saga *s, mb_job *job)
     s->njobs++;
     s->stats.claimed++;
     j->pub.state = job->state;
+    j->pub.host = &engine_host;
     j->pub.cloud = s->cloud;
     j->pub.catalog = s->catalog;
     j->pub.store = s->store;
     j->pub.job = job;
-    mesh_id_of(job, j->mesh_id, sizeof(j->mesh_id));
+    mesh_id_of(job, def, j->mesh_id, sizeof(j->mesh_id));
     memset(&oe, 0, sizeof(oe));
     if (def->parse(job->order, &j->order, &oe) < 0) {
         invalid_order(j, &oe);
+        return;
+    }
+    if (def->resolve && def->resolve(j->order, job->state) < 0) {
+        j->lost = 1; /* out of memory: the lease expires, another worker resumes */
+        drop(j);
         return;
     }
     j->pub.order = j->order;
@@ -921,6 +1007,9 @@ static void start(mb_saga *s, mb_job *job)
     j->pub.target.region = j->order->region;
     j->pub.target.cluster_id = j->order->cluster_id;
     j->pub.target.traceparent = j->order->traceparent;
+    j->pub.target.guard = lease_guard;
+    j->pub.target.guard_arg = j;
+    j->pub.target.owner = j;
     /* The order is parsed: its JSON copy is not needed while the job runs. */
     json_decref(job->order);
     job->order = NULL;
@@ -954,6 +1043,12 @@ mb_saga *mb_saga_new(struct event_base *base, mb_store *store, mb_cloud *cloud,
     s->hist = calloc((size_t)s->nhist, sizeof(*s->hist));
     if (s->hist == NULL)
         goto err;
+    s->hmask = 255; /* chains: the next power of two at or above max_inflight */
+    while (s->hmask < o->max_inflight && s->hmask < (1u << 20) - 1)
+        s->hmask = s->hmask * 2 + 1;
+    s->held = calloc(s->hmask + 1, sizeof(*s->held));
+    if (s->held == NULL)
+        goto err;
     s->flush_ev = event_new(base, -1, 0, flush, s);
     if (s->flush_ev == NULL)
         goto err;
@@ -978,7 +1073,7 @@ err:
 static void renew_leases(mb_saga *s)
 {
     enum { BATCH = 256 };
-    long long now = now_ms();
+    long long now = mono_ms();
     mb_lease_ref refs[BATCH];
     sjob *who[BATCH];
     mb_status sts[BATCH];
@@ -1002,7 +1097,7 @@ static void renew_leases(mb_saga *s)
         return;
     for (size_t i = 0; i < n; i++)
         mb_error_clear(&errs[i]);
-    mb_store_renew(s->store, refs, n, now, s->o.lease_ms, sts, cancel, errs);
+    mb_store_renew(s->store, refs, n, s->o.lease_ms, sts, cancel, errs);
     for (size_t i = 0; i < n; i++) {
         sjob *j = who[i];
         if (sts[i] == MB_OK) {
@@ -1024,6 +1119,7 @@ void mb_saga_tick(mb_saga *s)
 {
     mb_job **jobs = NULL;
     size_t n = 0, room;
+    long long sent;
     mb_error e;
 
     renew_leases(s);
@@ -1037,12 +1133,13 @@ void mb_saga_tick(mb_saga *s)
     if (room > 256)
         room = 256; /* bounded work per tick */
     mb_error_clear(&e);
-    if (mb_store_claim(s->store, now_ms(), s->o.lease_ms, room, &jobs, &n, &e) != MB_OK) {
+    sent = mono_ms();
+    if (mb_store_claim(s->store, s->o.lease_ms, room, &jobs, &n, &e) != MB_OK) {
         mb_warn("saga", "claim failed: %s", e.msg);
         return;
     }
     for (size_t i = 0; i < n; i++)
-        start(s, jobs[i]);
+        start(s, jobs[i], sent);
     free(jobs);
 }
 
@@ -1095,6 +1192,7 @@ void mb_saga_free(mb_saga *s)
         event_free(s->flush_ev);
     free(s->ckq);
     free(s->hist);
+    free(s->held);
     free(s->worker_id);
     free(s);
 }

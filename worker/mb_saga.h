@@ -16,6 +16,7 @@ typedef struct mb_saga mb_saga;
 typedef struct mb_saga_opts {
     const char *worker_id;       /* lease owner name; copied */
     long lease_ms;               /* lease on a claimed job */
+    long lease_margin_ms;        /* a cloud change starts only with its timeout + this left */
     size_t max_inflight;         /* jobs held in memory at once */
     size_t max_cloud_backlog;    /* no claims while this many cloud calls are out (0 = no cap) */
     int park_on_failure;         /* MESHBUY_ON_FAILURE=park: keep effects, stop at Failed */
@@ -34,6 +35,7 @@ typedef struct mb_saga_stats {
     uint64_t claimed;    /* job claims taken */
     uint64_t steps_done; /* steps completed */
     uint64_t running;    /* sagas that reached Running */
+    uint64_t deleted;    /* sagas that reached Deleted (the delete saga's end) */
     uint64_t failed;     /* sagas that ended Failed (compensated or parked) */
     uint64_t cancelled;  /* sagas that ended Cancelled */
     uint64_t attention;  /* compensations that gave up: NeedsAttention */

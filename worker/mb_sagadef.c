@@ -5,6 +5,7 @@
 
 const mb_saga_def *const mb_saga_defs[] = {
     &mb_saga_create,
+    &mb_saga_delete,
 };
 const size_t mb_saga_defs_count = sizeof(mb_saga_defs) / sizeof(mb_saga_defs[0]);
 

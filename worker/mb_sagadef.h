@@ -31,11 +31,37 @@ typedef struct mb_saga_def {
     const char *start_message; /* first event when a worker takes the job: "installing" */
     const char *done_message;  /* when the last step leaves no line of its own */
     long step_deadline_ms;     /* a step without its own deadline; 0 = the worker's setting */
+    /* 1: a failure does not compensate: the job ends Failed at the failed step with what
+     * was done so far kept (as MESHBUY_ON_FAILURE=park does for every saga), replayable
+     * from there; a cancel ends it Cancelled at the next step boundary, nothing undone. */
+    int keep_effects;
+    const char *failed_message;    /* with keep_effects: the Failed event's message */
+    const char *cancelled_message; /* with keep_effects: the Cancelled event's message */
+    /* Optional: completes the parsed order from the job's state before any step runs (a
+     * delete takes the cluster, nodes and namespaces from the create it undoes).  0, or -1
+     * out of memory. */
+    int (*resolve)(mb_order *o, const json_t *state);
+    /* Optional: the order whose mesh this job acts on, for the events' mesh_id (borrowed
+     * from state); NULL or absent = the job's own order. */
+    const char *(*mesh_of)(const json_t *state);
 } mb_saga_def;
 
-/* The sagas this build knows (worker/mb_sagadef.c), and the create saga
- * (worker/steps/mb_steps.c).  Adding a saga is its definition and one line there. */
+/* The deadlines' settings as mb_conf table rows (mb_conf.h), one definition for the
+ * worker's table and meshctl's (which flags a step past its deadline as stuck): a step
+ * without a deadline of its own or of its saga's, and each compensation. */
+/* clang-format off */
+#define MB_SAGA_CONF_DEADLINES                                                               \
+    {"MESHBUY_STEP_DEADLINE_MS", MB_CONF_INT, "600000", 1000, 86400000, NULL,               \
+     "deadline of a step that sets none (nor its saga), retries included"},                 \
+    {"MESHBUY_COMPENSATE_DEADLINE_MS", MB_CONF_INT, "600000", 1000, 86400000, NULL,         \
+     "per-compensation deadline, retries included"}
+/* clang-format on */
+
+/* The sagas this build knows (worker/mb_sagadef.c), the create saga
+ * (worker/steps/mb_steps.c) and the delete saga (worker/steps/mb_steps_delete.c).  Adding
+ * a saga is its definition and one line there. */
 extern const mb_saga_def mb_saga_create;
+extern const mb_saga_def mb_saga_delete;
 extern const mb_saga_def *const mb_saga_defs[];
 extern const size_t mb_saga_defs_count;
 

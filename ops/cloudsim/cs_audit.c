@@ -18,7 +18,8 @@ typedef struct req_rec {
     char method[8];
     char uri[200];
     char traceparent[56]; /* the W3C header as received, "" when absent */
-    short status; /* 0 = no response yet (held, hanging) */
+    char user_agent[120]; /* as received (cut), "" when absent */
+    short status;         /* 0 = no response yet (held, hanging) */
     signed char sig_ok;
     const char *fault;
 } req_rec;
@@ -29,6 +30,7 @@ typedef struct mut_rec {
     cs_mut_kind kind;
     int changed;
     char *cluster, *target;
+    char *user_agent; /* of the request that made it; NULL when absent */
 } mut_rec;
 
 struct cs_audit {
@@ -61,6 +63,7 @@ static void clear_muts(cs_audit *a)
     for (size_t i = 0; i < a->mut_len; i++) {
         free(a->muts[i].cluster);
         free(a->muts[i].target);
+        free(a->muts[i].user_agent);
     }
     a->mut_len = 0;
 }
@@ -84,7 +87,8 @@ void cs_audit_clear(cs_audit *a)
 }
 
 unsigned long long cs_audit_request(cs_audit *a, long long now_ms, const char *method,
-                                    const char *uri, const char *traceparent)
+                                    const char *uri, const char *traceparent,
+                                    const char *user_agent)
 {
     unsigned long long seq = ++a->req_seq;
     req_rec *r = &a->reqs[seq % a->req_cap];
@@ -96,6 +100,7 @@ unsigned long long cs_audit_request(cs_audit *a, long long now_ms, const char *m
     snprintf(r->method, sizeof(r->method), "%s", method);
     snprintf(r->uri, sizeof(r->uri), "%s", uri);
     snprintf(r->traceparent, sizeof(r->traceparent), "%s", traceparent ? traceparent : "");
+    snprintf(r->user_agent, sizeof(r->user_agent), "%s", user_agent ? user_agent : "");
     return seq;
 }
 
@@ -127,7 +132,9 @@ void cs_audit_mutation(cs_audit *a, long long now_ms, cs_mut_kind kind, const ch
         a->muts = p;
         a->mut_alloc = n;
     }
+    const req_rec *r = &a->reqs[req_seq % a->req_cap];
     mut_rec *m = &a->muts[a->mut_len++];
+    m->user_agent = r->seq == req_seq && r->user_agent[0] ? strdup(r->user_agent) : NULL;
     m->seq = a->mut_seq;
     m->req_seq = req_seq;
     m->t_ms = now_ms;
@@ -157,6 +164,8 @@ json_t *cs_audit_requests_json(const cs_audit *a, unsigned long long since, size
         json_object_set_new(e, "fault", r->fault ? json_string(r->fault) : json_null());
         json_object_set_new(e, "traceparent",
                             r->traceparent[0] ? json_string(r->traceparent) : json_null());
+        json_object_set_new(e, "user_agent",
+                            r->user_agent[0] ? json_string(r->user_agent) : json_null());
         if (r->done_ms)
             json_object_set_new(e, "ms", json_integer(r->done_ms - r->t_ms));
         json_array_append_new(arr, e);
@@ -179,14 +188,17 @@ json_t *cs_audit_mutations_json(const cs_audit *a, const char *kind)
         const mut_rec *m = &a->muts[i];
         if (kind && strcmp(kind, mut_names[m->kind]) != 0)
             continue;
-        json_array_append_new(
-            list, json_pack("{s:I, s:s, s:s, s:s, s:s, s:b, s:I}", "seq", (json_int_t)m->seq,
-                            "time", cs_time_text(m->t_ms, t, sizeof(t)), "kind", mut_names[m->kind],
-                            m->kind == CS_MUT_SG_RULE_CREATE || m->kind == CS_MUT_SG_RULE_DELETE
-                                ? "security_group_id"
-                                : "cluster_id",
-                            m->cluster, "target", m->target, "changed", m->changed, "request_seq",
-                            (json_int_t)m->req_seq));
+        json_t *e =
+            json_pack("{s:I, s:s, s:s, s:s, s:s, s:b, s:I}", "seq", (json_int_t)m->seq, "time",
+                      cs_time_text(m->t_ms, t, sizeof(t)), "kind", mut_names[m->kind],
+                      m->kind == CS_MUT_SG_RULE_CREATE || m->kind == CS_MUT_SG_RULE_DELETE
+                          ? "security_group_id"
+                          : "cluster_id",
+                      m->cluster, "target", m->target, "changed", m->changed, "request_seq",
+                      (json_int_t)m->req_seq);
+        json_object_set_new(e, "user_agent",
+                            m->user_agent ? json_string(m->user_agent) : json_null());
+        json_array_append_new(list, e);
     }
     return json_pack("{s:o, s:I, s:o}", "counts", counts, "total", (json_int_t)total, "mutations",
                      list);

@@ -26,16 +26,20 @@ void cs_audit_free(cs_audit *a);
 void cs_audit_clear(cs_audit *a);
 
 /* Records a request as it arrives, with its traceparent header (NULL when
- * absent) so tests can follow a trace; returns its sequence number (from 1). */
+ * absent) so tests can follow a trace, and its User-Agent (NULL when absent;
+ * a worker names itself there) so tests can tell callers apart; returns its
+ * sequence number (from 1). */
 unsigned long long cs_audit_request(cs_audit *a, long long now_ms, const char *method,
-                                    const char *uri, const char *traceparent);
+                                    const char *uri, const char *traceparent,
+                                    const char *user_agent);
 
 /* Completes a request record (if still in the ring).  sig_ok: 1, 0, or -1
  * when no signature was checked.  fault: static text or NULL. */
 void cs_audit_finish(cs_audit *a, unsigned long long seq, long long now_ms, int status, int sig_ok,
                      const char *fault);
 
-/* Records one successful mutating call.  changed: whether state changed. */
+/* Records one successful mutating call.  changed: whether state changed.  The
+ * User-Agent of request req_seq is kept with it (if still in the ring). */
 void cs_audit_mutation(cs_audit *a, long long now_ms, cs_mut_kind kind, const char *cluster,
                        const char *target, int changed, unsigned long long req_seq);
 

@@ -304,9 +304,10 @@ static cs_call *call_new(cs_server *s, struct evhttp_request *req)
     struct evbuffer *in = evhttp_request_get_input_buffer(req);
     c->body_len = evbuffer_get_length(in);
     c->body = c->body_len ? evbuffer_pullup(in, -1) : (const unsigned char *)"";
-    c->seq = cs_audit_request(s->audit, c->now_ms, c->method, c->uri,
-                              evhttp_find_header(evhttp_request_get_input_headers(req),
-                                                 "traceparent"));
+    c->seq =
+        cs_audit_request(s->audit, c->now_ms, c->method, c->uri,
+                         evhttp_find_header(evhttp_request_get_input_headers(req), "traceparent"),
+                         evhttp_find_header(evhttp_request_get_input_headers(req), "User-Agent"));
     snprintf(c->request_id, sizeof(c->request_id), "%016llx%016llx",
              (unsigned long long)c->now_ms * 1000003ULL, ++s->rid_seq * 0x9e3779b97f4a7c15ULL);
     return c;

@@ -6,7 +6,7 @@
 #   kill-a-*  a worker is SIGKILLed while a call of one step is in flight, the call having
 #             taken effect (cloudsim applies it and never answers), for each step that calls
 #             the cloud: precheck, label_nodes, install_release, open_port, inject, restart;
-#             another worker resumes once the lease (2 s) expires: Running, each effect once
+#             another worker resumes once the lease (31 s) expires: Running, each effect once
 #   kill-b-*  the same, the call never reaching the cloud (cloudsim holds it unanswered)
 # The flaky order runs through both crashes.  Every stream is gapless, every event matches
 # the schema, cloudsim's mutation log shows each side effect once.
@@ -14,8 +14,10 @@
 . "$MB_ROOT/tests/saga_lib.sh"
 
 saga_stack_up
-# Hung calls must outlive the wait for all of them: no client timeout before the kill.
-W_ENV=(MESHBUY_HTTP_TIMEOUT_MS=60000)
+# Hung calls should outlive the wait for all of them (10 s calls), and a worker's lease must
+# be at least 3 call timeouts + the margin: the takeovers wait 31 s.  A call that times out
+# anyway is retried into a second hold that never acts, lifted after the kill.
+W_ENV=(MESHBUY_HTTP_TIMEOUT_MS=10000 MESHBUY_LEASE_MARGIN_MS=1000 MESHBUY_LEASE_MS=31000)
 
 STEPS=(pre lab rel port inj rst)
 # step -> "METHOD path-match" of the call to hold (%s: the case's cluster / project)
@@ -48,7 +50,8 @@ buy_case() { # id [namespace...]: two nodes in two AZs, restart (default shop, p
         "${ns[@]}" --restart
 }
 
-# Holds the first matching call of each step of batch B ("a": after the cloud applied it).
+# Holds the first matching call of each step of batch B ("a": after the cloud applied it),
+# and every later one before it acts, until unhold_batch B.
 hold_batch() { # a|b
     local b=$1 s method how path after=false
     [ "$b" = a ] && after=true
@@ -59,7 +62,14 @@ hold_batch() { # a|b
         path=$(printf "$3" "k$b-$s")
         cs_fault "{\"match\": {\"method\": \"$method\", \"$how\": \"$path\"}, \"hang\": true,
             \"after\": $after, \"count\": 1}" >/dev/null
+        cs_fault "{\"match\": {\"method\": \"$method\", \"$how\": \"$path\"}, \"hang\": true}" \
+            >>"$TEST_TMP/holds-$b"
     done
+}
+
+unhold_batch() { # a|b
+    local id
+    while read -r id; do cs_delete "/admin/faults/$id"; done <"$TEST_TMP/holds-$1"
 }
 
 held() { # batch step
@@ -84,6 +94,7 @@ for s in "${STEPS[@]}"; do buy_case "ka-$s"; done
 wait_for 120 all_held a
 note "batch a: every step held; SIGKILL w1"
 mb_stop w1 KILL 5 || true
+unhold_batch a
 
 # ---- batch b: w2 resumes batch a (and flaky) and takes batch b up to its holds
 hold_batch b
@@ -92,6 +103,7 @@ for s in "${STEPS[@]}"; do buy_case "kb-$s"; done
 wait_for 120 all_held b
 note "batch b: every step held; SIGKILL w2"
 mb_stop w2 KILL 5 || true
+unhold_batch b
 
 # ---- two fresh workers finish everything
 saga_worker_nowait w3

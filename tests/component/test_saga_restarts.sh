@@ -14,7 +14,8 @@ stack_up --cloudsim "$MB_ROOT/ops/cloudsim/scenarios/bench.json" --redis-fsync a
 CS=${MESHBUY_CCE_URL%/}/admin
 curl -sf -X POST "$CS/config" -H 'Content-Type: application/json' \
     -d '{"release_install_ms":3000,"latency_ms":20}' >/dev/null
-export MESHBUY_LEASE_MS=3000 MESHBUY_POLL_MS=200 MESHBUY_BACKOFF_BASE_MS=50 \
+export MESHBUY_LEASE_MS=10000 MESHBUY_HTTP_TIMEOUT_MS=3000 MESHBUY_LEASE_MARGIN_MS=1000 \
+    MESHBUY_POLL_MS=200 MESHBUY_BACKOFF_BASE_MS=50 \
     MESHBUY_BACKOFF_MAX_MS=500 MESHBUY_LOG_LEVEL=info MESHBUY_DRAIN_MS=3000
 
 STATUS=$TEST_TMP/status.tsv

@@ -83,6 +83,22 @@ static void flushall(void)
     redisFree(c);
 }
 
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* Redis's clock: every lease end and due time the scripts write is on it. */
+static long long redis_now(mb_store *st)
+{
+    long long now = 0;
+    mb_error e;
+    mb_error_clear(&e);
+    assert_int_equal(mb_store_time_ms(st, &now, &e), MB_OK);
+    return now;
+}
+
 static mb_store *open_store(const char *worker)
 {
     mb_error e;
@@ -102,6 +118,7 @@ static json_t *status_event(const char *order_id, const char *acct, const char *
         .order_id = order_id,
         .account_id = acct,
         .mesh_name = mesh,
+        .mesh_id = "mesh-0123456789abcdef", /* every event has one */
         .status = s,
         .step = "reserve",
         .step_index = 2,
@@ -126,7 +143,7 @@ static mb_accept_result accept1(mb_store *st, const char *order_id, const char *
     json_t *acc = status_event(order_id, acct, mesh, MB_MESH_ACCEPTED, NULL);
     json_t *con = status_event(order_id, acct, mesh, MB_MESH_FAILED, "NameConflict");
     char order[256];
-    mb_accept q = {order_id, acct, mesh, order, "", acc, con, 1000};
+    mb_accept q = {order_id, acct, mesh, order, "", acc, con};
     mb_accept_result res;
     mb_status s;
     mb_error e;
@@ -232,7 +249,7 @@ static void test_accept(void **state)
     mb_store_free(st);
 }
 
-static mb_job *claim_one(mb_store *st, long long now, long long lease)
+static mb_job *claim_one(mb_store *st, long long lease)
 {
     mb_job **jobs = NULL;
     size_t n = 0;
@@ -240,7 +257,7 @@ static mb_job *claim_one(mb_store *st, long long now, long long lease)
     mb_job *j;
 
     mb_error_clear(&e);
-    assert_int_equal(mb_store_claim(st, now, lease, 100, &jobs, &n, &e), MB_OK);
+    assert_int_equal(mb_store_claim(st, lease, 100, &jobs, &n, &e), MB_OK);
     if (n == 0)
         return NULL;
     assert_int_equal(n, 1);
@@ -250,8 +267,7 @@ static mb_job *claim_one(mb_store *st, long long now, long long lease)
 }
 
 static mb_status ckpt(mb_store *st, const mb_job *j, long long fence, const char *status,
-                      long long next, long long now, json_t *ev, mb_checkpoint_result *res,
-                      mb_error *e)
+                      long long run_in, json_t *ev, mb_checkpoint_result *res, mb_error *e)
 {
     json_t *evs[1] = {ev};
     json_t *state = json_pack("{s:s}", "step", status);
@@ -263,8 +279,7 @@ static mb_status ckpt(mb_store *st, const mb_job *j, long long fence, const char
         .status = status,
         .step = "label_nodes",
         .attempt = 1,
-        .next_run_ms = next,
-        .now_ms = now,
+        .run_in_ms = run_in,
         .lease_ms = 30000,
         .history = "{\"step\":\"label_nodes\"}",
         .events = evs,
@@ -289,53 +304,70 @@ static void test_claim_fence_lease(void **state)
     a = open_store("wa");
     b = open_store("wb");
     accept1(a, "ord-9", "acct2", "mesh-b");
-    /* Not due before its time. */
-    assert_null(claim_one(a, 999, 30000));
-    j = claim_one(a, 1000, 30000);
+    long long t0 = redis_now(a);
+    j = claim_one(a, 600);
+    long long t1 = redis_now(a);
     assert_non_null(j);
     assert_int_equal(j->fence, 1);
     assert_string_equal(j->lease_owner, "wa");
-    assert_int_equal(j->lease_until_ms, 31000);
+    /* The lease ends lease_ms after the script ran, on Redis's clock. */
+    assert_true(j->lease_until_ms >= t0 + 600 && j->lease_until_ms <= t1 + 600);
     assert_string_equal(j->status, "Accepted");
     assert_string_equal(j->order_id, "ord-9");
     /* Leased: nobody else gets it while the lease runs. */
-    assert_null(claim_one(b, 30999, 30000));
-    /* a renews to 40000+30000. */
+    assert_null(claim_one(b, 30000));
+    /* A job whose lease a holds is never handed to a again, even made due by hand; its
+     * score goes back to its lease end (so b does not get it either). */
+    {
+        redisContext *c = raw();
+        freeReplyObject(
+            redisCommand(c, "ZADD mb:{s%d}:due 0 ord-9", mb_store_shard_of(a, "acct2/mesh-b")));
+        assert_null(claim_one(a, 30000));
+        assert_null(claim_one(b, 30000));
+        redisReply *r =
+            redisCommand(c, "ZSCORE mb:{s%d}:due ord-9", mb_store_shard_of(a, "acct2/mesh-b"));
+        assert_int_equal(strtoll(r->str, NULL, 10), j->lease_until_ms);
+        freeReplyObject(r);
+        redisFree(c);
+    }
+    /* a renews for 600 ms more. */
     {
         mb_lease_ref ref = {j->order_id, j->key, j->fence};
         mb_status s;
         int cancel = -1;
         mb_error_clear(&e);
-        assert_int_equal(mb_store_renew(a, &ref, 1, 40000, 30000, &s, &cancel, &e), MB_OK);
+        assert_int_equal(mb_store_renew(a, &ref, 1, 600, &s, &cancel, &e), MB_OK);
         assert_int_equal(cancel, 0);
     }
-    assert_null(claim_one(b, 69999, 30000));
+    assert_null(claim_one(b, 30000));
     /* a dies: the lease runs out, the job is due again by itself; b takes it, fence 2. */
-    j2 = claim_one(b, 70000, 30000);
+    sleep_ms(700);
+    j2 = claim_one(b, 30000);
     assert_non_null(j2);
     assert_int_equal(j2->fence, 2);
     assert_string_equal(j2->lease_owner, "wb");
     /* a's late checkpoint and renewal are refused. */
     ev = status_event("ord-9", "acct2", "mesh-b", MB_MESH_INSTALLING, NULL);
-    assert_int_equal(ckpt(a, j, 1, "Installing", 70001, 70001, ev, &res, &e), MB_PERM);
+    assert_int_equal(ckpt(a, j, 1, "Installing", 0, ev, &res, &e), MB_PERM);
     assert_string_equal(e.code, "StaleFence");
     {
         mb_lease_ref ref = {j->order_id, j->key, 1};
         mb_status s;
         mb_error_clear(&e);
-        assert_int_equal(mb_store_renew(a, &ref, 1, 70001, 30000, &s, NULL, &e), MB_PERM);
+        assert_int_equal(mb_store_renew(a, &ref, 1, 30000, &s, NULL, &e), MB_PERM);
         assert_string_equal(e.code, "StaleFence");
     }
-    /* b's checkpoint goes through, keeps the lease (next run now), seq 2. */
-    assert_int_equal(ckpt(b, j2, 2, "Installing", 70001, 70001, ev, &res, &e), MB_OK);
+    /* b's checkpoint goes through, keeps the lease (run in 0), seq 2. */
+    assert_int_equal(ckpt(b, j2, 2, "Installing", 0, ev, &res, &e), MB_OK);
     assert_int_equal(res.last_seq, 2);
-    assert_null(claim_one(a, 99000, 30000));
-    /* Next run later: lease released, due at 150000 for anyone. */
-    assert_int_equal(ckpt(b, j2, 2, "Installing", 150000, 80000, ev, &res, &e), MB_OK);
+    assert_null(claim_one(a, 30000));
+    /* Run in 400 ms: lease released, due then for anyone. */
+    assert_int_equal(ckpt(b, j2, 2, "Installing", 400, ev, &res, &e), MB_OK);
     assert_int_equal(res.last_seq, 3);
-    assert_null(claim_one(a, 149999, 30000));
+    assert_null(claim_one(a, 30000));
     mb_job_free(j);
-    j = claim_one(a, 150000, 30000);
+    sleep_ms(500);
+    j = claim_one(a, 30000);
     assert_non_null(j);
     assert_int_equal(j->fence, 3);
     assert_string_equal(j->status, "Installing");
@@ -344,9 +376,9 @@ static void test_claim_fence_lease(void **state)
     /* Terminal: off the due set for good. */
     json_decref(ev);
     ev = status_event("ord-9", "acct2", "mesh-b", MB_MESH_RUNNING, NULL);
-    assert_int_equal(ckpt(a, j, 3, "Running", 0, 150001, ev, &res, &e), MB_OK);
+    assert_int_equal(ckpt(a, j, 3, "Running", -1, ev, &res, &e), MB_OK);
     assert_int_equal(res.last_seq, 4);
-    assert_null(claim_one(b, 10000000, 30000));
+    assert_null(claim_one(b, 30000));
     json_decref(ev);
 
     /* Seq gapless and in order across accept and checkpoints. */
@@ -380,13 +412,19 @@ static void test_ck_idempotent(void **state)
     flushall();
     a = open_store("wa");
     accept1(a, "ord-c", "acct3", "mesh-c");
-    j = claim_one(a, 1000, 30000);
+    j = claim_one(a, 30000);
     assert_int_equal(j->checkpoints, 0);
     ev = status_event("ord-c", "acct3", "mesh-c", MB_MESH_INSTALLING, NULL);
     json_t *list[1] = {ev};
-    mb_checkpoint k = {.order_id = j->order_id, .key = j->key, .fence = j->fence,
-                       .attempt = -1, .next_run_ms = 1000, .now_ms = 1000, .lease_ms = 30000,
-                       .ck = 1, .events = list, .n_events = 1};
+    mb_checkpoint k = {.order_id = j->order_id,
+                       .key = j->key,
+                       .fence = j->fence,
+                       .attempt = -1,
+                       .run_in_ms = 0,
+                       .lease_ms = 30000,
+                       .ck = 1,
+                       .events = list,
+                       .n_events = 1};
     mb_error_clear(&e);
     assert_int_equal(mb_store_checkpoint(a, &k, 1, &res, &s, &e), MB_OK);
     assert_false(res.already_applied);
@@ -427,35 +465,47 @@ static void test_cancel(void **state)
     flushall();
     a = open_store("wa");
     mb_error_clear(&e);
-    assert_int_equal(mb_store_cancel(a, "ord-x", NULL, 1000, &found, status, sizeof(status), &e),
-                     MB_OK);
+    assert_int_equal(mb_store_cancel(a, "ord-x", NULL, &found, status, sizeof(status), &e), MB_OK);
     assert_false(found);
     accept1(a, "ord-x", "acct4", "mesh-d");
-    j = claim_one(a, 1000, 30000);
+    j = claim_one(a, 400);
     assert_false(j->cancel_requested);
     /* Cancelled while leased: the holder learns it from renew; the score is untouched. */
-    assert_int_equal(mb_store_cancel(a, "ord-x", NULL, 2000, &found, status, sizeof(status), &e),
-                     MB_OK);
+    assert_int_equal(mb_store_cancel(a, "ord-x", NULL, &found, status, sizeof(status), &e), MB_OK);
     assert_true(found);
     assert_string_equal(status, "Accepted");
     {
         mb_lease_ref ref = {j->order_id, j->key, j->fence};
         mb_status s;
         int cancel = 0;
-        assert_int_equal(mb_store_renew(a, &ref, 1, 3000, 30000, &s, &cancel, &e), MB_OK);
+        assert_int_equal(mb_store_renew(a, &ref, 1, 400, &s, &cancel, &e), MB_OK);
         assert_int_equal(cancel, 1);
     }
-    assert_null(claim_one(a, 4000, 30000));
+    assert_null(claim_one(a, 30000));
     mb_job_free(j);
     /* Not leased (lease ran out): due now, with the flag. */
-    j = claim_one(a, 40000, 30000);
+    sleep_ms(500);
+    j = claim_one(a, 30000);
     assert_non_null(j);
     assert_true(j->cancel_requested);
-    mb_job_free(j);
     /* By mesh key (no index needed). */
-    assert_int_equal(mb_store_cancel(a, "ord-x", "acct4/mesh-d", 5000, &found, NULL, 0, &e),
-                     MB_OK);
+    assert_int_equal(mb_store_cancel(a, "ord-x", "acct4/mesh-d", &found, NULL, 0, &e), MB_OK);
     assert_true(found);
+    /* A job that ended NeedsAttention (an undo gave up) stays as it is: a cancel neither
+     * makes it due nor runs its compensation again. */
+    {
+        mb_checkpoint_result res;
+        assert_int_equal(ckpt(a, j, j->fence, "NeedsAttention", -1, NULL, &res, &e), MB_OK);
+    }
+    assert_int_equal(mb_store_cancel(a, "ord-x", NULL, &found, status, sizeof(status), &e), MB_OK);
+    assert_true(found);
+    assert_string_equal(status, "NeedsAttention");
+    assert_null(claim_one(a, 30000));
+    mb_job_free(j);
+    assert_true(mb_store_status_terminal("NeedsAttention"));
+    assert_true(mb_store_status_terminal("Cancelled"));
+    assert_false(mb_store_status_terminal("RollingBack"));
+    assert_false(mb_store_status_terminal(NULL));
     mb_store_free(a);
 }
 
@@ -518,7 +568,7 @@ static void test_reject_and_dlq(void **state)
     flushall();
     a = open_store("wa");
     ev = status_event("ord-r", "acct6", "mesh-f", MB_MESH_FAILED, "InvalidOrder");
-    mb_reject r = {"ord-r", "acct6", "mesh-f", "", "data.x: unknown", "{bad", 4, ev, 1000};
+    mb_reject r = {"ord-r", "acct6", "mesh-f", "", "data.x: unknown", "{bad", 4, ev};
     mb_error_clear(&e);
     assert_int_equal(mb_store_reject(a, &r, &queued, &e), MB_OK);
     assert_true(queued);
@@ -585,7 +635,7 @@ static void test_redis_down(void **state)
     stop_redis();
     mb_error_clear(&e);
     json_t *acc = status_event("d1", "a", "mesh-z", MB_MESH_ACCEPTED, NULL);
-    mb_accept q = {"d1", "a", "mesh-z", "{}", NULL, acc, acc, 1};
+    mb_accept q = {"d1", "a", "mesh-z", "{}", NULL, acc, acc};
     mb_accept_result res;
     mb_status s;
     assert_int_equal(mb_store_accept(a, &q, 1, &res, &s, &e), MB_AGAIN);
@@ -608,23 +658,23 @@ static void test_sre_ops(void **state)
     flushall();
     a = open_store("wa");
     accept1(a, "ord-s", "acct8", "mesh-s");
-    j = claim_one(a, 1000, 30000);
+    j = claim_one(a, 400);
     st_doc = json_pack("{s:s}", "replayed", "yes");
-    mb_rewrite w = {"ord-s", "acct8/mesh-s", st_doc, "Installing", "precheck", 0, "", "",
-                    "replay by sre", 1, j->fence, j->checkpoints, 2000};
+    mb_rewrite w = {"ord-s", "acct8/mesh-s",  st_doc, "Installing", "precheck",    0, "",
+                    "",      "replay by sre", 1,      j->fence,     j->checkpoints};
     /* Leased by a live worker: refused. */
     mb_error_clear(&e);
     assert_int_equal(mb_store_rewrite(a, &w, &e), MB_PERM);
     assert_string_equal(e.code, "Leased");
     /* After the lease: done, due now, fence bumped. */
-    w.now_ms = 40000;
+    sleep_ms(500);
     mb_error_clear(&e);
     assert_int_equal(mb_store_rewrite(a, &w, &e), MB_OK);
     /* Read before the rewrite: refused as changed. */
     mb_error_clear(&e);
     assert_int_equal(mb_store_rewrite(a, &w, &e), MB_PERM);
     assert_string_equal(e.code, "Changed");
-    j2 = claim_one(a, 40000, 30000);
+    j2 = claim_one(a, 30000);
     assert_non_null(j2);
     assert_int_equal(j2->fence, j->fence + 2);
     assert_string_equal(j2->status, "Installing");
@@ -642,7 +692,7 @@ static void test_sre_ops(void **state)
     assert_int_equal(mb_store_forget_rejected(a, "ord-s", "x", &forgotten, &e), MB_PERM);
     assert_string_equal(e.code, "Exists");
     json_t *ev = status_event("ord-q", "acct8", "mesh-q", MB_MESH_FAILED, "InvalidOrder");
-    mb_reject r = {"ord-q", "acct8", "mesh-q", "", "bad", "{", 1, ev, 1000};
+    mb_reject r = {"ord-q", "acct8", "mesh-q", "", "bad", "{", 1, ev};
     int queued;
     assert_int_equal(mb_store_reject(a, &r, &queued, &e), MB_OK);
     json_decref(ev);
@@ -675,20 +725,163 @@ static void test_replay_claims_name(void **state)
     assert_int_equal(mb_store_get(a, "ord-l", &loser, &e), MB_OK);
     assert_int_equal(mb_store_get(a, "ord-w", &winner, &e), MB_OK);
 
-    mb_rewrite w = {"ord-l", "acct9/mesh-n", NULL, "Installing", "reserve", 0, "", "",
-                    "replay by sre", 1, loser->fence, loser->checkpoints, 2000, 1};
+    mb_rewrite w = {"ord-l", "acct9/mesh-n",  NULL, "Installing", "reserve",          0, "",
+                    "",      "replay by sre", 1,    loser->fence, loser->checkpoints, 1};
     mb_error_clear(&e);
     assert_int_equal(mb_store_rewrite(a, &w, &e), MB_PERM);
     assert_string_equal(e.code, "NameConflict");
     assert_non_null(strstr(e.msg, "ord-w"));
 
     /* The holder itself may claim it again (idempotent). */
-    mb_rewrite w2 = {"ord-w", "acct9/mesh-n", NULL, "Installing", "reserve", 0, "", "",
-                     "replay by sre", 1, winner->fence, winner->checkpoints, 2000, 1};
+    mb_rewrite w2 = {"ord-w", "acct9/mesh-n",  NULL, "Installing",  "reserve",           0, "",
+                     "",      "replay by sre", 1,    winner->fence, winner->checkpoints, 1};
     mb_error_clear(&e);
     assert_int_equal(mb_store_rewrite(a, &w2, &e), MB_OK);
     mb_job_free(loser);
     mb_job_free(winner);
+    mb_store_free(a);
+}
+
+/* Accepts order_id as a job of saga; returns the verdict. */
+static mb_accept_result accept_saga(mb_store *st, const char *order_id, const char *acct,
+                                    const char *mesh, const char *saga)
+{
+    json_t *acc = status_event(order_id, acct, mesh, MB_MESH_DELETING, NULL);
+    json_t *con = status_event(order_id, acct, mesh, MB_MESH_FAILED, "NameConflict");
+    char order[256];
+    mb_accept q = {order_id, acct, mesh, order, "", acc, con, saga};
+    mb_accept_result res;
+    mb_status s;
+    mb_error e;
+
+    snprintf(order, sizeof(order), "{\"data\":{\"order_id\":\"%s\"}}", order_id);
+    mb_error_clear(&e);
+    assert_int_equal(mb_store_accept(st, &q, 1, &res, &s, &e), MB_OK);
+    assert_int_equal(s, MB_OK);
+    json_decref(acc);
+    json_decref(con);
+    return res;
+}
+
+static json_t *target_of(mb_store *st, const char *order_id)
+{
+    mb_job *j = NULL;
+    mb_error e;
+    json_t *t;
+
+    mb_error_clear(&e);
+    assert_int_equal(mb_store_get(st, order_id, &j, &e), MB_OK);
+    assert_non_null(j);
+    assert_string_equal(j->saga, "delete");
+    t = json_incref(json_object_get(j->state, "target"));
+    mb_job_free(j);
+    return t;
+}
+
+/* A delete claims no name: it snapshots the create that holds it, marks it deleted_by, and
+ * its release_name checkpoint frees the name only while the create holds it. */
+static void test_delete_accept(void **state)
+{
+    mb_store *a;
+    mb_job *c, *d;
+    mb_error e;
+    mb_checkpoint_result res;
+    mb_status s;
+    json_t *t;
+    redisContext *rc;
+    redisReply *r;
+    (void)state;
+    flushall();
+    a = open_store("wd");
+    accept1(a, "ord-c", "acct5", "mesh-d");
+    c = claim_one(a, 30000);
+    json_t *cst = json_pack("{s:{s:{s:{s:{s:n}}}}}", "steps", "inject", "ck", "prior", "shop");
+    mb_checkpoint k = {.order_id = "ord-c",
+                       .key = "acct5/mesh-d",
+                       .fence = c->fence,
+                       .state = cst,
+                       .status = "Running",
+                       .step = "finish",
+                       .attempt = 1,
+                       .run_in_ms = -1,
+                       .lease_ms = 30000};
+    mb_error_clear(&e);
+    mb_store_checkpoint(a, &k, 1, &res, &s, &e);
+    assert_int_equal(s, MB_OK);
+    json_decref(cst);
+    mb_job_free(c);
+
+    assert_int_equal(accept_saga(a, "del-1", "acct5", "mesh-d", "delete").verdict, MB_ACCEPT_NEW);
+    t = target_of(a, "del-1");
+    assert_string_equal(json_string_value(json_object_get(t, "order_id")), "ord-c");
+    assert_string_equal(json_string_value(json_object_get(t, "status")), "Running");
+    assert_string_equal(json_string_value(json_object_get(t, "saga")), "create");
+    assert_string_equal(json_string_value(json_object_get(t, "deleted_by")), "");
+    assert_true(json_is_null(json_object_get(
+        json_object_get(
+            json_object_get(
+                json_object_get(json_object_get(json_object_get(t, "state"), "steps"), "inject"),
+                "ck"),
+            "prior"),
+        "shop")));
+    assert_string_equal(json_string_value(json_object_get(
+                            json_object_get(json_object_get(t, "order"), "data"), "order_id")),
+                        "ord-c");
+    json_decref(t);
+    rc = raw();
+    r = redisCommand(rc, "HGET mb:{s%d}:job:ord-c deleted_by",
+                     mb_store_shard_of(a, "acct5/mesh-d"));
+    assert_string_equal(r->str, "del-1");
+    freeReplyObject(r);
+    redisFree(rc);
+    /* the name still belongs to the create; the same delete again joins */
+    assert_int_equal(accept1(a, "ord-x", "acct5", "mesh-d").verdict, MB_ACCEPT_CONFLICT);
+    assert_int_equal(accept_saga(a, "del-1", "acct5", "mesh-d", "delete").verdict,
+                     MB_ACCEPT_DUPLICATE);
+    /* another delete while del-1 runs: told who deletes it */
+    assert_int_equal(accept_saga(a, "del-2", "acct5", "mesh-d", "delete").verdict, MB_ACCEPT_NEW);
+    t = target_of(a, "del-2");
+    assert_string_equal(json_string_value(json_object_get(t, "deleted_by")), "del-1");
+    json_decref(t);
+    /* no mesh of that name */
+    assert_int_equal(accept_saga(a, "del-3", "acct5", "mesh-none", "delete").verdict,
+                     MB_ACCEPT_NEW);
+    t = target_of(a, "del-3");
+    assert_true(json_is_null(t));
+    json_decref(t);
+
+    /* release_name frees the name only if it points at the order named */
+    mb_job **jobs = NULL;
+    size_t n = 0;
+    d = NULL;
+    mb_error_clear(&e);
+    assert_int_equal(mb_store_claim(a, 30000, 100, &jobs, &n, &e), MB_OK);
+    assert_int_equal(n, 3); /* del-1, del-2, del-3 */
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(jobs[i]->order_id, "del-1") == 0)
+            d = jobs[i];
+        else
+            mb_job_free(jobs[i]);
+    }
+    free(jobs);
+    assert_non_null(d);
+    mb_checkpoint k2 = {.order_id = "del-1",
+                        .key = "acct5/mesh-d",
+                        .fence = d->fence,
+                        .status = "Deleting",
+                        .attempt = -1,
+                        .run_in_ms = 0,
+                        .lease_ms = 30000,
+                        .release_name = 1,
+                        .release_name_of = "ord-other"};
+    mb_store_checkpoint(a, &k2, 1, &res, &s, &e);
+    assert_int_equal(s, MB_OK);
+    assert_int_equal(accept1(a, "ord-y", "acct5", "mesh-d").verdict, MB_ACCEPT_CONFLICT);
+    k2.release_name_of = "ord-c";
+    mb_store_checkpoint(a, &k2, 1, &res, &s, &e);
+    assert_int_equal(s, MB_OK);
+    assert_int_equal(accept1(a, "ord-z", "acct5", "mesh-d").verdict, MB_ACCEPT_NEW);
+    mb_job_free(d);
     mb_store_free(a);
 }
 
@@ -704,6 +897,7 @@ int main(void)
         cmocka_unit_test(test_scan_and_noscript),
         cmocka_unit_test(test_sre_ops),
         cmocka_unit_test(test_replay_claims_name),
+        cmocka_unit_test(test_delete_accept),
         cmocka_unit_test(test_redis_down), /* last: stops the server */
     };
     /* As the daemon does: a write to a dead server must fail, not kill the process. */

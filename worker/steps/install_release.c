@@ -75,11 +75,18 @@ static int failed(const char *status)
 }
 
 /* Where the release stands decides: absent -> create, ours and installing ->
- * look again later, DEPLOYED -> done, failed -> the step fails. */
+ * look again later, DEPLOYED -> done, failed -> the step fails.  The intent
+ * to create ("creating") is saved before the POST: a create whose outcome is
+ * unknown (reply lost, timed out, worker gone) may have left a release, and
+ * compensation then looks for it even though "created" was never recorded. */
 static mb_step_rc judge(mb_sjob *j, const mb_release *r)
 {
     const char *st = r->status ? r->status : "";
 
+    if (!r->exists && !json_is_true(json_object_get(j->ck, "creating"))) {
+        json_object_set_new(j->ck, "creating", json_true());
+        return MB_STEP_SAVE; /* called again at this pc, with the same observation */
+    }
     if (!r->exists)
         return create(j);
     if (!ours(j, r))
@@ -131,12 +138,15 @@ static mb_step_rc install_run(mb_sjob *j)
     }
 }
 
-/* Deletes the release this job created, then waits until it is gone. */
+/* Deletes the release this job created, or may have created (the intent was
+ * saved; the reply never came), then waits until it is gone.  Only a release
+ * whose description names this order is touched. */
 static mb_step_rc install_compensate(mb_sjob *j)
 {
     install *s = j->scratch;
 
-    if (!json_is_true(json_object_get(j->ck, "created")))
+    if (!json_is_true(json_object_get(j->ck, "created")) &&
+        !json_is_true(json_object_get(j->ck, "creating")))
         return MB_STEP_DONE;
     switch (j->pc) {
     case UNDO_READ:
@@ -165,9 +175,62 @@ static mb_step_rc install_compensate(mb_sjob *j)
     }
 }
 
+/* Read-only face: the release now, judged as run() would. */
+enum {
+    CHECK_READ,  /* read the release */
+    CHECK_JUDGE, /* read: say what run() would do */
+};
+
+static void check_judge(mb_sjob *j, const mb_release *r)
+{
+    json_t *v = mb_step_ck_of(j, "validate");
+    const char *st = r->status ? r->status : "";
+
+    if (!r->exists)
+        mb_step_would(j, "POST release %s in %s (chart %s %s), then poll until DEPLOYED",
+                      RELEASE_NAME, RELEASE_NS,
+                      v ? json_string_value(json_object_get(v, "chart_id")) : "?",
+                      v ? json_string_value(json_object_get(v, "chart_version")) : "?");
+    else if (!ours(j, r))
+        mb_step_would_fail(j, "ReleaseExists",
+                           "release %s/%s exists and was not installed by this order (%s)",
+                           RELEASE_NS, RELEASE_NAME, r->description ? r->description : "");
+    else if (failed(st) && failed(json_string_value(json_object_get(j->ck, "status"))))
+        mb_step_would(j,
+                      "DELETE this order's %s release %s/%s, then POST it again and poll "
+                      "until DEPLOYED",
+                      st, RELEASE_NS, RELEASE_NAME);
+    else if (strcmp(st, "DEPLOYED") == 0)
+        mb_step_seen(j, "release %s/%s is DEPLOYED and this order's: adopted, no call", RELEASE_NS,
+                     RELEASE_NAME);
+    else if (failed(st))
+        mb_step_would_fail(j, "ReleaseFailed", "release %s/%s is %s: %s", RELEASE_NS, RELEASE_NAME,
+                           st, r->status_description ? r->status_description : "");
+    else
+        mb_step_would(j, "poll this order's release %s/%s (%s) until DEPLOYED", RELEASE_NS,
+                      RELEASE_NAME, st);
+}
+
+static mb_step_rc install_check(mb_sjob *j)
+{
+    install *s = j->scratch;
+
+    if (j->pc == CHECK_READ) {
+        mb_step_call(j, mb_cloud_release_get(j->cloud, &j->target, RELEASE_NS, RELEASE_NAME,
+                                             &s->rel, mb_step_done, mb_step_io(j)));
+        j->pc = CHECK_JUDGE;
+        return MB_STEP_WAIT;
+    }
+    if (j->err.status != MB_OK)
+        return MB_STEP_ERROR;
+    check_judge(j, &s->rel);
+    return MB_STEP_DONE;
+}
+
 const mb_step mb_step_install_release = {
     .name = "install_release",
     .run = install_run,
+    .check = install_check,
     .compensate = install_compensate,
     .clear = install_clear,
     .scratch_size = sizeof(install),

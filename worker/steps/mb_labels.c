@@ -1,6 +1,7 @@
 /* mb_labels.c: the observe, remember, patch cycle that label_nodes and inject share. */
 #include "mb_labels.h"
 
+#include <stdio.h>
 #include <string.h>
 
 /* Where an execution stands (j->pc). */
@@ -11,8 +12,18 @@ enum {
     RUN_PATCHED, /* the patches were sent */
 };
 enum {
+    CHECK_READ,  /* read every object */
+    CHECK_JUDGE, /* read: say what run() would patch */
+};
+enum {
     UNDO_RESTORE,  /* put the prior values back */
     UNDO_RESTORED, /* the patches were sent */
+};
+enum {
+    BACK_READ,    /* read every object the create changed */
+    BACK_PLAN,    /* read: decide (once) which still hold the create's value, save */
+    BACK_PATCH,   /* patch those back to their prior value */
+    BACK_PATCHED, /* the patches were sent */
 };
 
 void mb_labels_clear(void *scratch)
@@ -113,4 +124,184 @@ mb_step_rc mb_labels_compensate(mb_sjob *j, const mb_labels_spec *spec)
     if (j->err.status != MB_OK && strcmp(j->err.code, "NotFound") != 0)
         return MB_STEP_ERROR;
     return MB_STEP_DONE;
+}
+
+mb_step_rc mb_labels_check(mb_sjob *j, const mb_labels_spec *spec)
+{
+    mb_labels_scratch *s = j->scratch;
+    const char *what = spec->kind == MB_K8S_NODE ? "node" : "namespace";
+
+    if (spec->n > sizeof(s->seen) / sizeof(s->seen[0]))
+        return mb_step_fail(j, "InvalidOrder", "too many objects to label (%zu)", spec->n);
+    if (j->pc == CHECK_READ) {
+        for (size_t i = 0; i < spec->n; i++)
+            mb_step_call(j, mb_cloud_k8s_get(j->cloud, &j->target, spec->kind, spec->names[i],
+                                             &s->seen[i], mb_step_done, mb_step_io(j)));
+        j->pc = CHECK_JUDGE;
+        return MB_STEP_WAIT;
+    }
+    if (j->err.status != MB_OK)
+        return MB_STEP_ERROR;
+    for (size_t i = 0; i < spec->n; i++) {
+        const char *now = label_of(&s->seen[i], spec->key);
+        if (!s->seen[i].exists)
+            mb_step_would_fail(j, "NotFound", "%s %s does not exist", what, spec->names[i]);
+        else if (same(now, spec->value))
+            mb_step_seen(j, "%s %s already has %s=%s: no call", what, spec->names[i], spec->key,
+                         spec->value);
+        else
+            mb_step_would(j, "PATCH /api/v1/%ss/%s labels %s=%s (now: %s)", what, spec->names[i],
+                          spec->key, spec->value, now ? now : "absent");
+    }
+    return MB_STEP_DONE;
+}
+
+/* ---- restore (the delete saga) ---------------------------------------------------- */
+
+/* The objects the create changed: those whose prior value was not already its own. */
+static void restore_names(mb_labels_scratch *s, const mb_labels_spec *spec, const json_t *prior)
+{
+    const char *name;
+    json_t *v;
+
+    s->n = 0;
+    json_object_foreach((json_t *)prior, name, v)
+    {
+        if (same(json_string_value(v), spec->value))
+            continue;
+        if (s->n < sizeof(s->names) / sizeof(s->names[0]))
+            s->names[s->n++] = name;
+    }
+}
+
+/* ck.plan, from what was just read: decided once, so a re-run does not take an object it
+ * already put back for one the customer changed. */
+static void plan(mb_sjob *j, const mb_labels_spec *spec, const mb_labels_scratch *s)
+{
+    json_t *restore = json_array(), *left = json_object(), *gone = json_array();
+
+    for (size_t i = 0; i < s->n; i++) {
+        const char *now = label_of(&s->seen[i], spec->key);
+        if (!s->seen[i].exists)
+            json_array_append_new(gone, json_string(s->names[i]));
+        else if (same(now, spec->value))
+            json_array_append_new(restore, json_string(s->names[i]));
+        else
+            json_object_set_new(left, s->names[i], now ? json_string(now) : json_null());
+    }
+    json_object_set_new(
+        j->ck, "plan",
+        json_pack("{s:o, s:o, s:o}", "restore", restore, "left", left, "gone", gone));
+}
+
+static int planned(const json_t *ck, const char *name)
+{
+    json_t *restore = json_object_get(json_object_get(ck, "plan"), "restore");
+    size_t i;
+    json_t *v;
+
+    json_array_foreach(restore, i, v)
+    {
+        if (same(json_string_value(v), name))
+            return 1;
+    }
+    return 0;
+}
+
+mb_step_rc mb_labels_restore(mb_sjob *j, const mb_labels_spec *spec, const json_t *prior)
+{
+    mb_labels_scratch *s = j->scratch;
+
+    restore_names(s, spec, prior);
+    switch (j->pc) {
+    case BACK_READ:
+        if (s->n == 0 && json_object_get(j->ck, "plan") == NULL)
+            plan(j, spec, s);
+        for (size_t i = 0; i < s->n; i++)
+            mb_step_call(j, mb_cloud_k8s_get(j->cloud, &j->target, spec->kind, s->names[i],
+                                             &s->seen[i], mb_step_done, mb_step_io(j)));
+        j->pc = BACK_PLAN;
+        return MB_STEP_WAIT;
+    case BACK_PLAN:
+        if (j->err.status != MB_OK)
+            return MB_STEP_ERROR;
+        j->pc = BACK_PATCH;
+        if (json_object_get(j->ck, "plan") == NULL) {
+            plan(j, spec, s);
+            return MB_STEP_SAVE;
+        }
+        /* fall through */
+    case BACK_PATCH:
+        for (size_t i = 0; i < s->n; i++) {
+            if (!planned(j->ck, s->names[i]) || !s->seen[i].exists ||
+                !same(label_of(&s->seen[i], spec->key), spec->value))
+                continue; /* not ours to touch, or already back */
+            mb_step_call(j, mb_cloud_k8s_label_patch(
+                                j->cloud, &j->target, spec->kind, s->names[i], spec->key,
+                                json_string_value(json_object_get(prior, s->names[i])),
+                                mb_step_done, mb_step_io(j)));
+        }
+        j->pc = BACK_PATCHED;
+        return MB_STEP_WAIT;
+    case BACK_PATCHED:
+        if (j->err.status != MB_OK && strcmp(j->err.code, "NotFound") != 0)
+            return MB_STEP_ERROR;
+        return MB_STEP_DONE;
+    default: return mb_step_fail(j, "Internal", "labels restore: no state %d", j->pc);
+    }
+}
+
+mb_step_rc mb_labels_restore_check(mb_sjob *j, const mb_labels_spec *spec, const json_t *prior)
+{
+    mb_labels_scratch *s = j->scratch;
+    const char *what = spec->kind == MB_K8S_NODE ? "node" : "namespace";
+    int decided = json_object_get(j->ck, "plan") != NULL;
+
+    restore_names(s, spec, prior);
+    if (j->pc == CHECK_READ) {
+        for (size_t i = 0; i < s->n; i++)
+            mb_step_call(j, mb_cloud_k8s_get(j->cloud, &j->target, spec->kind, s->names[i],
+                                             &s->seen[i], mb_step_done, mb_step_io(j)));
+        j->pc = CHECK_JUDGE;
+        return MB_STEP_WAIT;
+    }
+    if (j->err.status != MB_OK)
+        return MB_STEP_ERROR;
+    if (s->n == 0)
+        mb_step_seen(j, "the create changed no %s's %s label: no call", what, spec->key);
+    for (size_t i = 0; i < s->n; i++) {
+        const char *now = label_of(&s->seen[i], spec->key);
+        const char *was = json_string_value(json_object_get(prior, s->names[i]));
+        if (!s->seen[i].exists)
+            mb_step_seen(j, "%s %s is gone: nothing to put back", what, s->names[i]);
+        else if (same(now, spec->value) && (!decided || planned(j->ck, s->names[i])))
+            mb_step_would(j, "PATCH /api/v1/%ss/%s labels %s=%s (now: %s)", what, s->names[i],
+                          spec->key, was ? was : "(removed)", now);
+        else if (same(now, was) || (now == NULL && was == NULL))
+            mb_step_seen(j, "%s %s is back to %s=%s already: no call", what, s->names[i], spec->key,
+                         was ? was : "(none)");
+        else
+            mb_step_seen(j, "%s %s was changed since the purchase (%s=%s): left as set", what,
+                         s->names[i], spec->key, now ? now : "(removed)");
+    }
+    return MB_STEP_DONE;
+}
+
+size_t mb_labels_left_text(const json_t *ck, const char *kind, const char *key, char *buf,
+                           size_t len)
+{
+    json_t *left = json_object_get(json_object_get(ck, "plan"), "left");
+    size_t n = 0, used = strlen(buf);
+    const char *name;
+    json_t *v;
+
+    json_object_foreach(left, name, v)
+    {
+        const char *val = json_string_value(v);
+        if (used < len)
+            used += (size_t)snprintf(buf + used, len - used, "%s%s %s %s%s%s", used ? ", " : "",
+                                     kind, name, key, val ? "=" : " removed", val ? val : "");
+        n++;
+    }
+    return n;
 }
