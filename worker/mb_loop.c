@@ -35,11 +35,15 @@
 #include "mb_log.h"
 #include "mb_redis.h"
 #include "mb_relay.h"
+#include "mb_rq.h"
 #include "mb_sagadef.h"
 #include "mb_store.h"
 #include "mb_version.h"
 
 #define REDIS_TIMEOUT_MS 2000
+/* /readyz wants an answer from Redis this recent (the Redis thread PINGs once a second when
+ * idle; a stall shows after a couple of store timeouts). */
+#define REDIS_READY_AGE_MS 5000
 #define RELAY_BATCH 500
 #define RELAY_IDLE_MS 100
 #define RELAY_LEASE_MS 10000
@@ -138,7 +142,8 @@ struct mb_loop {
     long long rebuilt_at_ms;    /* monotonic: when the last new producer came up */
     uint64_t producer_fatal;    /* fatal errors seen */
     uint64_t producer_rebuilt;  /* producers built after one died */
-    mb_store *st;
+    mb_store *st;      /* synchronous: the start-up ping, and intake and relay for now */
+    mb_rq *rq;         /* the Redis thread: every other Redis call goes through it */
     mb_intake *in;
     mb_relay *relay;
     mb_admin *admin;
@@ -411,6 +416,12 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 
 /* ================================================================ life */
 
+/* The modules' submitter: their requests run on the Redis thread. */
+static int rq_submit(void *rq, mb_req_fn *fn, mb_req_done *done, void *ctx)
+{
+    return mb_rq_submit(rq, fn, done, ctx);
+}
+
 static void default_worker_id(char *buf, size_t len)
 {
     char host[200];
@@ -463,6 +474,13 @@ mb_loop *mb_loop_new(const mb_conf *conf, char *err, size_t errlen)
     }
     if (s == MB_AGAIN)
         mb_warn("loop", "redis not reachable yet (%s): retrying in the background", e.msg);
+    l->rq = mb_rq_new(l->base,
+                      &(mb_rq_opts){mb_conf_str(conf, "REDIS_URL"),
+                                    (int)mb_conf_int(conf, "MESHBUY_SHARDS"), REDIS_TIMEOUT_MS,
+                                    l->worker_id, 0},
+                      err, errlen);
+    if (l->rq == NULL)
+        goto err;
     if (producer_new(l, err, errlen) < 0)
         goto err;
     io = (mb_intake_opts){
@@ -483,6 +501,10 @@ mb_loop *mb_loop_new(const mb_conf *conf, char *err, size_t errlen)
         snprintf(err, errlen, "relay: out of memory");
         goto err;
     }
+    /* Their Redis work goes through the Redis thread; the synchronous store stays for the
+     * start-up ping and the relay's release at shutdown (the thread has stopped by then). */
+    mb_intake_set_submit(l->in, rq_submit, l->rq);
+    mb_relay_set_submit(l->relay, rq_submit, l->rq);
     if (mb_conf_int(conf, "MESHBUY_HTTP_PORT") > 0) {
         l->admin = mb_admin_new(l->base, mb_conf_str(conf, "MESHBUY_HTTP_ADDR"),
                                 (int)mb_conf_int(conf, "MESHBUY_HTTP_PORT"), l, err, errlen);
@@ -524,6 +546,9 @@ void mb_loop_set_saga(mb_loop *l, const mb_loop_saga *saga)
 int mb_loop_run(mb_loop *l)
 {
     event_base_dispatch(l->base);
+    /* The loop is over: the Redis thread runs what is still queued (without reconnecting)
+     * and every completion is delivered now, before the modules that own them are freed. */
+    mb_rq_stop(l->rq);
     if (l->exit_code == 0 && !l->draining) {
         /* The loop ended without a signal: nothing left to wait on, a bug. */
         mb_error("loop", "event loop ended unexpectedly");
@@ -542,6 +567,11 @@ struct mb_store *mb_loop_store(mb_loop *l)
     return l->st;
 }
 
+struct mb_rq *mb_loop_rq(mb_loop *l)
+{
+    return l->rq;
+}
+
 const char *mb_loop_worker_id(const mb_loop *l)
 {
     return l->worker_id;
@@ -554,8 +584,8 @@ mb_worker_metrics *mb_loop_metrics(mb_loop *l)
 
 int mb_loop_ready(mb_loop *l)
 {
-    return !l->draining && l->heal == 0 && l->producer != NULL && mb_store_connected(l->st) &&
-           mb_intake_joined(l->in);
+    return !l->draining && l->heal == 0 && l->producer != NULL &&
+           mb_rq_ready(l->rq, REDIS_READY_AGE_MS) && mb_intake_joined(l->in);
 }
 
 static void counter(struct evbuffer *b, const char *name, const char *help, uint64_t v)
@@ -573,6 +603,9 @@ static void gauge(struct evbuffer *b, const char *name, const char *help, double
 void mb_loop_metrics_text(mb_loop *l, struct evbuffer *b)
 {
     const mb_worker_metrics *m = &l->m;
+    mb_rq_health h;
+
+    mb_rq_health_get(l->rq, &h);
 
     /* the version --version prints, as a label (the usual *_build_info shape) */
     evbuffer_add_printf(b,
@@ -602,9 +635,10 @@ void mb_loop_metrics_text(mb_loop *l, struct evbuffer *b)
     counter(b, "meshbuy_relay_failures_total", "status event deliveries failed (retried)",
             m->relay_failures);
     counter(b, "meshbuy_redis_commands_total", "commands sent to Redis",
-            mb_store_commands(l->st));
+            mb_store_commands(l->st) + h.commands);
     counter(b, "meshbuy_redis_round_trips_total", "round trips to Redis",
-            mb_store_round_trips(l->st));
+            mb_store_round_trips(l->st) + h.round_trips);
+    counter(b, "meshbuy_redis_requests_total", "requests the Redis thread ran", h.requests);
     counter(b, "meshbuy_producer_fatal_total", "producer fatal errors (each replaces it)",
             l->producer_fatal);
     counter(b, "meshbuy_producer_rebuilt_total", "producers built after one died",
@@ -614,8 +648,12 @@ void mb_loop_metrics_text(mb_loop *l, struct evbuffer *b)
     counter(b, "meshbuy_ticks_total", "loop ticks", m->ticks);
     counter(b, "meshbuy_tick_overruns_total", "ticks longer than the tick period",
             m->tick_overruns);
-    gauge(b, "meshbuy_redis_up", "1 if the last Redis exchange succeeded",
-          mb_store_connected(l->st));
+    gauge(b, "meshbuy_redis_up", "1 if the Redis thread's last exchange succeeded", h.connected);
+    gauge(b, "meshbuy_redis_answer_age_seconds",
+          "time since Redis last answered the Redis thread (-1: never)",
+          h.age_ms < 0 ? -1 : (double)h.age_ms / 1000);
+    gauge(b, "meshbuy_redis_queue_depth", "Redis requests queued or running, not completed",
+          (double)h.depth);
     gauge(b, "meshbuy_jobs_inflight", "sagas held by this worker",
           l->saga.inflight ? (double)l->saga.inflight(l->saga.ctx) : 0);
     gauge(b, "meshbuy_intake_pending", "order messages taken and not done",
@@ -631,6 +669,8 @@ void mb_loop_free(mb_loop *l)
 {
     if (l == NULL)
         return;
+    mb_rq_free(l->rq); /* stopped by mb_loop_run; here too when the loop never ran */
+    l->rq = NULL;
     mb_admin_free(l->admin);
     if (l->relay && l->exit_code == 0)
         mb_relay_release(l->relay);
