@@ -138,6 +138,78 @@ err:
     return NULL;
 }
 
+/* 1 if s[0..len) is "TCP", "UDP" or "SCTP". */
+static int is_proto(const char *s, size_t len)
+{
+    return (len == 3 && (strncmp(s, "TCP", 3) == 0 || strncmp(s, "UDP", 3) == 0)) ||
+           (len == 4 && strncmp(s, "SCTP", 4) == 0);
+}
+
+/* "PORT_<digits>_<PROTO>" optionally followed by "_PROTO", "_PORT" or "_ADDR", ending at end. */
+static int is_port_proto(const char *s, const char *end)
+{
+    const char *p = s + 5, *q;
+
+    if (end - s < 5 || strncmp(s, "PORT_", 5) != 0 || p >= end || *p < '0' || *p > '9')
+        return 0;
+    while (p < end && *p >= '0' && *p <= '9')
+        p++;
+    if (p >= end || *p != '_')
+        return 0;
+    q = ++p;
+    while (q < end && *q != '_')
+        q++;
+    if (!is_proto(p, (size_t)(q - p)))
+        return 0;
+    if (q == end)
+        return 1;
+    return (end - q == 6 && (strncmp(q, "_PROTO", 6) == 0)) ||
+           (end - q == 5 && (strncmp(q, "_PORT", 5) == 0 || strncmp(q, "_ADDR", 5) == 0));
+}
+
+int mb_kafka_is_service_link(const char *name, const char *value)
+{
+    const char *end, *p;
+
+    if (strncmp(name, ENV_PREFIX, strlen(ENV_PREFIX)) != 0)
+        return 0;
+    end = strchr(name, '=');
+    if (end == NULL)
+        end = name + strlen(name);
+    /* A Service "kafka-x" prefixes its variables with KAFKA_X_: look at every '_' boundary
+     * (the name itself starts one: KAFKA_ ...). */
+    for (p = name + strlen(ENV_PREFIX); p <= end; p++) {
+        size_t rest = (size_t)(end - p);
+        if (p != name + strlen(ENV_PREFIX) && p[-1] != '_')
+            continue;
+        if (rest == 12 && strncmp(p, "SERVICE_HOST", 12) == 0)
+            return 1;
+        if (rest >= 12 && strncmp(p, "SERVICE_PORT", 12) == 0 && (rest == 12 || p[12] == '_'))
+            return 1;
+        /* KAFKA_PORT=tcp://10.0.0.1:9092 */
+        if (rest == 4 && strncmp(p, "PORT", 4) == 0 && value &&
+            (strncmp(value, "tcp://", 6) == 0 || strncmp(value, "udp://", 6) == 0 ||
+             strncmp(value, "sctp://", 7) == 0))
+            return 1;
+        if (is_port_proto(p, end))
+            return 1;
+    }
+    return 0;
+}
+
+/* Says once per process that service-link variables are skipped (each conf built would
+ * otherwise repeat it). */
+static void note_service_link(const char *name, const char *eq)
+{
+    static int said;
+
+    if (said)
+        return;
+    said = 1;
+    mb_info("kafka", "%.*s and other Kubernetes service-link variables are not librdkafka "
+            "settings: ignored", (int)(eq - name), name);
+}
+
 /* Collects the KAFKA_* variables, sorted. Returns the count, or -1 with err set. */
 static int collect(kv **out, char *err, size_t errlen)
 {
@@ -154,6 +226,10 @@ static int collect(kv **out, char *err, size_t errlen)
         eq = strchr(*e, '=');
         if (eq == NULL)
             continue;
+        if (mb_kafka_is_service_link(*e, eq + 1)) {
+            note_service_link(*e, eq);
+            continue;
+        }
         if (n == cap) {
             kv *nv;
             cap = cap ? cap * 2 : 16;
@@ -276,6 +352,76 @@ err:
     free(v);
     rd_kafka_conf_destroy(conf);
     return NULL;
+}
+
+static int env_set(const char *name)
+{
+    const char *v = getenv(name);
+    return v != NULL && *v != '\0';
+}
+
+rd_kafka_conf_t *mb_kafka_producer_conf_new(const char *client_id, long default_timeout_ms,
+                                            long max_timeout_ms, char *err, size_t errlen)
+{
+    rd_kafka_conf_t *conf = mb_kafka_conf_new(client_id, err, errlen);
+    char val[32], rderr[256];
+    size_t len = sizeof(val);
+    long timeout;
+
+    if (conf == NULL)
+        return NULL;
+    if (!env_set("KAFKA_MESSAGE_TIMEOUT_MS") && !env_set("KAFKA_MESSAGE_TIMEOUT_MS_FILE") &&
+        !env_set("KAFKA_DELIVERY_TIMEOUT_MS") && !env_set("KAFKA_DELIVERY_TIMEOUT_MS_FILE")) {
+        snprintf(val, sizeof(val), "%ld", default_timeout_ms);
+        if (rd_kafka_conf_set(conf, "message.timeout.ms", val, rderr, sizeof(rderr)) !=
+            RD_KAFKA_CONF_OK) {
+            snprintf(err, errlen, "message.timeout.ms: %s", rderr);
+            goto err;
+        }
+    }
+    if (rd_kafka_conf_set(conf, "enable.idempotence", "true", rderr, sizeof(rderr)) !=
+            RD_KAFKA_CONF_OK ||
+        rd_kafka_conf_set(conf, "acks", "all", rderr, sizeof(rderr)) != RD_KAFKA_CONF_OK ||
+        rd_kafka_conf_set(conf, "enable.gapless.guarantee", "true", rderr, sizeof(rderr)) !=
+            RD_KAFKA_CONF_OK) {
+        snprintf(err, errlen, "producer: %s", rderr);
+        goto err;
+    }
+    len = sizeof(val);
+    if (rd_kafka_conf_get(conf, "message.timeout.ms", val, &len) != RD_KAFKA_CONF_OK) {
+        snprintf(err, errlen, "message.timeout.ms: cannot read it back");
+        goto err;
+    }
+    timeout = strtol(val, NULL, 10);
+    if (timeout <= 0 || timeout >= max_timeout_ms) {
+        snprintf(err, errlen,
+                 "KAFKA_MESSAGE_TIMEOUT_MS: message.timeout.ms %s must be between 1 and %ld "
+                 "(below the relay lease, less a margin): a status event must fail before "
+                 "its shard can pass to another worker", val, max_timeout_ms - 1);
+        goto err;
+    }
+    return conf;
+err:
+    rd_kafka_conf_destroy(conf);
+    return NULL;
+}
+
+int mb_kafka_err_is_permanent(rd_kafka_resp_err_t err)
+{
+    switch (err) {
+    case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:      /* local check or the broker's */
+    case RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE:
+    case RD_KAFKA_RESP_ERR_INVALID_RECORD:
+    case RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC:          /* the cluster says it does not exist */
+    case RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART:
+    case RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION:
+    case RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION:         /* invalid topic name */
+    case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
+    case RD_KAFKA_RESP_ERR_POLICY_VIOLATION:
+        return 1;
+    default:
+        return 0;
+    }
 }
 
 int mb_kafka_flush(rd_kafka_t *rk, int timeout_ms)

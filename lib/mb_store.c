@@ -1844,6 +1844,14 @@ mb_status mb_store_dlq_record(mb_store *st, const mb_dlq_record *d, mb_error *er
     args_ll(&c.a, (long long)d->size);
     args_str(&c.a, "at");
     args_ll(&c.a, d->now_ms);
+    args_str(&c.a, "dlq");
+    if (d->undeliverable && *d->undeliverable) {
+        args_str(&c.a, "undeliverable");
+        args_str(&c.a, "dlq_error");
+        args_str(&c.a, d->undeliverable);
+    } else {
+        args_str(&c.a, "delivered");
+    }
     s = pipeline(st, &c, 1, &r, err);
     args_free(&c.a);
     if (s == MB_OK && r->type == REDIS_REPLY_ERROR) {

@@ -280,9 +280,15 @@ typedef struct mb_dlq_record {
     const char *order_id; /* may be NULL or "" */
     size_t size;
     long long now_ms;
+    /* NULL or "": the copy is on the DLQ topic.  Else why the producer refused the copy for
+     * good (too large for the broker, DLQ topic missing or not authorized): the message is
+     * only at its origin (topic/partition/offset), which meshctl dlq show/redrive read. */
+    const char *undeliverable;
 } mb_dlq_record;
 
-/* Appends to a capped stream (the last 10,000 records). */
+/* Appends to a capped stream (the last 10,000 records).  Fields: reason, class, topic,
+ * partition, offset, key, order_id, size, at, and dlq ("delivered" or "undeliverable") with
+ * dlq_error (the producer's refusal) when undeliverable. */
 mb_status mb_store_dlq_record(mb_store *st, const mb_dlq_record *r, mb_error *err);
 
 /* Reads the newest max DLQ records as a new JSON array of objects (json_decref). */

@@ -1,10 +1,16 @@
 /* mb_intake.c: order intake: the orders consumer, acceptance into Redis, the DLQ.
  *
  * At-least-once, never skipping: a message's offset is stored only once its effect is
- * durable (the job in Redis, or the DLQ delivery report in), and offsets advance per
- * partition only over a done prefix, so a crash at any point re-delivers what was not
- * finished; accept is idempotent on the order id.  While Redis is unreachable the
- * partitions are paused and the held messages retried with backoff, in order.
+ * durable (the job in Redis, or the DLQ delivery report in and its record in Redis), and
+ * offsets advance per partition only over a done prefix, so a crash at any point re-delivers
+ * what was not finished; accept is idempotent on the order id.  While Redis is unreachable
+ * the partitions are paused and the held messages retried with backoff, in order.
+ *
+ * Never wedged by one message: a DLQ copy the producer refuses for good (too large, DLQ
+ * topic missing or not authorized: mb_kafka_err_is_permanent) is recorded in Redis as
+ * undeliverable with its origin, logged once as an error, counted, and its offset moves on
+ * (the bytes stay at their origin, where meshctl dlq show/redrive read them).  A transient
+ * refusal is retried with a per-message backoff and logged once per message.
  */
 #include "mb_intake.h"
 
@@ -33,8 +39,14 @@
 /* Orders accepted as jobs: a buy runs the create saga, a delete the delete saga. */
 #define ACCEPTED_KIND(o) ((o)->kind == MB_ORDER_BUY || (o)->kind == MB_ORDER_DELETE)
 #define MAX_BATCH 64 /* accepts per round trip */
+#define DLQ_BACKOFF_MIN_MS 200
+#define DLQ_BACKOFF_MAX_MS 10000
 
-enum { ST_NEW, ST_NEED_DLQ, ST_WAIT_DLQ, ST_DONE };
+/* NEW -> (Failed record) -> NEED_DLQ -> WAIT_DLQ -> NEED_RECORD -> DONE; a transient DLQ
+ * refusal goes back to NEED_DLQ after a backoff, a permanent one on to NEED_RECORD. */
+enum { ST_NEW, ST_NEED_DLQ, ST_WAIT_DLQ, ST_NEED_RECORD, ST_DONE };
+
+typedef struct in_req in_req;
 
 typedef struct in_msg {
     mb_dr_hdr hdr; /* first: DLQ delivery reports come back here */
@@ -47,14 +59,16 @@ typedef struct in_msg {
     const char *cls;  /* error class header */
     char tp[MB_TRACEPARENT_LEN + 1];
     int rejected;     /* the Failed record/event is in Redis */
-    int recorded;     /* the DLQ record is in Redis */
+    int dlq_tries;    /* transient DLQ refusals so far */
+    long long dlq_retry_at_ms;
+    char undeliverable[160]; /* "" or why the DLQ copy was refused for good */
     struct in_msg *next;
 } in_msg;
 
 struct mb_intake {
     mb_store *st;
     rd_kafka_t *rk;        /* consumer */
-    rd_kafka_t *producer;  /* DLQ, borrowed */
+    rd_kafka_t *producer;  /* DLQ, borrowed; NULL while the loop replaces it */
     rd_kafka_queue_t *q;
     struct event *ev;
     int pipefd[2];
@@ -67,6 +81,11 @@ struct mb_intake {
     int paused;
     long long retry_at_ms;
     long long backoff_ms;
+    struct in_req *req;    /* the one Redis request (reused); busy while it is out */
+    int busy;
+    int in_process;        /* the walk is running (a done inside it must not walk again) */
+    mb_submit_fn *submit;  /* NULL: requests run at once on st */
+    void *submitter;
 };
 
 /* ================================================================ rebalance, pause */
@@ -277,179 +296,55 @@ static void as_delete(json_t *ev)
 
 /* ================================================================ processing */
 
-static void note_again(mb_intake *in, long long now_ms, const mb_error *e)
+static void msg_key(const in_msg *x, char *key, size_t len)
 {
-    in->backoff_ms = in->backoff_ms ? in->backoff_ms * 2 : BACKOFF_MIN_MS;
-    if (in->backoff_ms > BACKOFF_MAX_MS)
-        in->backoff_ms = BACKOFF_MAX_MS;
-    in->retry_at_ms = now_ms + in->backoff_ms;
-    in->m->redis_retries++;
-    if (!in->paused)
-        mb_warn("intake", "redis: %s: holding %zu message(s), retrying in %lld ms", e->msg,
-                in->pending, in->backoff_ms);
-    set_paused(in, 1);
+    key[0] = '\0';
+    if (x->m->key && x->m->key_len < len) {
+        memcpy(key, x->m->key, x->m->key_len);
+        key[x->m->key_len] = '\0';
+    }
 }
 
-/* Accepts the run of consecutive new buy orders starting at x (at most opts.batch) in one
- * round trip.  Returns 0, or -1 when Redis must be waited for. */
-static int accept_run(mb_intake *in, in_msg *x, long long now_ms)
+/* The producer refused x's DLQ copy (at produce time or in its delivery report). */
+static void dlq_refused(mb_intake *in, in_msg *x, rd_kafka_resp_err_t err, long long now_ms)
 {
-    size_t n = 0, cap = in->o.batch;
-    in_msg *run[MAX_BATCH];
-    mb_accept q[MAX_BATCH] = {{0}};
-    mb_accept_result res[MAX_BATCH];
-    mb_status sts[MAX_BATCH];
-    mb_error errs[MAX_BATCH];
-    json_t *acc[MAX_BATCH], *con[MAX_BATCH];
-    char *body[MAX_BATCH];
-    char err[256], msg[300];
-    int rc = 0;
+    const rd_kafka_message_t *m = x->m;
+    mb_log_ctx ctx = {x->oe.order_id[0] ? x->oe.order_id : NULL, NULL, NULL};
+    char key[200];
+    long long backoff;
 
-    for (; x && n < cap && x->state == ST_NEW && x->o && ACCEPTED_KIND(x->o); x = x->next) {
-        mb_order *o = x->o;
-        run[n] = x;
-        snprintf(msg, sizeof(msg), "mesh name %s is already used in account %s",
-                 o->mesh_name, o->account_id);
-        acc[n] = event(o->order_id, o->account_id, o->mesh_name, o->cluster_id,
-                       MB_MESH_ACCEPTED, "validate", 1, "order accepted", NULL, x->tp, err,
-                       sizeof(err));
-        con[n] = event(o->order_id, o->account_id, o->mesh_name, o->cluster_id,
-                       MB_MESH_FAILED, "reserve", 2, msg, "NameConflict", x->tp, err,
-                       sizeof(err));
-        if (o->kind == MB_ORDER_DELETE)
-            as_delete(acc[n]);
-        body[n] = mb_memdup_str(x->canon, strlen(x->canon));
-        if (body[n] == NULL || acc[n] == NULL || con[n] == NULL) {
-            /* Out of memory: accept what is batched; this one stays new for the next turn. */
-            free(body[n]);
-            json_decref(acc[n]);
-            json_decref(con[n]);
-            break;
-        }
-        q[n] =
-            (mb_accept){o->order_id, o->account_id, o->mesh_name, body[n], x->tp, acc[n], con[n]};
-        q[n].mesh_id = json_string_value(json_object_get(json_object_get(acc[n], "data"),
-                                                         "mesh_id"));
-        if (o->kind == MB_ORDER_DELETE)
-            q[n].saga = mb_saga_delete.name;
-        mb_error_clear(&errs[n]);
-        n++;
+    msg_key(x, key, sizeof(key));
+    if (mb_kafka_err_is_permanent(err)) {
+        snprintf(x->undeliverable, sizeof(x->undeliverable), "%s: %s", rd_kafka_err2name(err),
+                 rd_kafka_err2str(err));
+        in->m->dlq_undeliverable++;
+        mb_log(MB_LOG_ERROR, "intake", &ctx,
+               "DLQ copy of %s [%d] @%lld (key %s, %zu bytes) undeliverable to %s: %s; "
+               "recorded in Redis, offset moves on",
+               rd_kafka_topic_name(m->rkt), (int)m->partition, (long long)m->offset,
+               key[0] ? key : "-", m->len, in->o.dlq_topic, rd_kafka_err2str(err));
+        x->state = ST_NEED_RECORD;
+        return;
     }
-    memset(sts, 0, sizeof(sts));
-    memset(res, 0, sizeof(res));
-    mb_store_accept(in->st, q, n, res, sts, errs);
-    for (size_t i = 0; i < n; i++) {
-        in_msg *y = run[i];
-        mb_log_ctx ctx = {y->o->order_id, y->o->order_id, NULL};
-        if (rc == 0 && sts[i] == MB_OK) {
-            y->state = ST_DONE;
-            if (res[i].verdict == MB_ACCEPT_NEW) {
-                in->m->orders_accepted++;
-                mb_log(MB_LOG_INFO, "intake", &ctx, "accepted %s/%s (seq %lld)",
-                       y->o->account_id, y->o->mesh_name, res[i].seq);
-            } else if (res[i].verdict == MB_ACCEPT_DUPLICATE) {
-                in->m->orders_duplicate++;
-                mb_log(MB_LOG_INFO, "intake", &ctx, "duplicate order joined (%s)",
-                       res[i].other);
-            } else {
-                in->m->orders_conflict++;
-                mb_log(MB_LOG_WARN, "intake", &ctx, "NameConflict: %s/%s held by %s",
-                       y->o->account_id, y->o->mesh_name, res[i].other);
-            }
-        } else if (rc == 0 && sts[i] == MB_PERM) {
-            make_invalid(y, "rejected", errs[i].msg);
-            y->state = ST_NEW;
-        } else if (rc == 0) {
-            /* AGAIN, or FATAL (a script error): never skip an order; hold and retry. */
-            if (sts[i] == MB_FATAL)
-                mb_log(MB_LOG_ERROR, "intake", &ctx, "accept: %s", errs[i].msg);
-            note_again(in, now_ms, &errs[i]);
-            rc = -1;
-        }
-        json_decref(acc[i]);
-        json_decref(con[i]);
-        free(body[i]);
-    }
-    return rc;
-}
-
-static int do_cancel(mb_intake *in, in_msg *x, long long now_ms)
-{
-    char key[160], status[32];
-    mb_error e;
-    int found = 0;
-    mb_log_ctx ctx = {x->o->order_id, x->o->order_id, NULL};
-
-    mb_order_key(x->o, key, sizeof(key));
-    mb_error_clear(&e);
-    if (mb_store_cancel(in->st, x->o->order_id, key, &found, status, sizeof(status), &e) != MB_OK) {
-        if (e.status == MB_PERM) {
-            make_invalid(x, "rejected", e.msg);
-            return 0;
-        }
-        note_again(in, now_ms, &e);
-        return -1;
-    }
-    x->state = ST_DONE;
-    if (found) {
-        in->m->cancels++;
-        mb_log(MB_LOG_INFO, "intake", &ctx, "cancel requested (job %s)", status);
-    } else {
-        in->m->cancels_unknown++;
-        mb_log(MB_LOG_WARN, "intake", &ctx, "cancel for an unknown order ignored");
-    }
-    return 0;
-}
-
-/* The Redis side of an invalid message: the Failed record/event when its identity was
- * readable, and the DLQ record.  Returns -1 when Redis must be waited for. */
-static int do_reject(mb_intake *in, in_msg *x, long long now_ms)
-{
-    const mb_order_err *oe = &x->oe;
-    mb_error e;
-    mb_log_ctx ctx = {oe->order_id[0] ? oe->order_id : NULL, NULL, NULL};
-
-    mb_error_clear(&e);
-    if (!x->rejected && oe->order_id[0] && oe->account_id[0] && oe->mesh_name[0]) {
-        char err[256];
-        int queued = 0;
-        json_t *ev = event(oe->order_id, oe->account_id, oe->mesh_name, oe->cluster_id,
-                           MB_MESH_FAILED, "validate", 1, oe->reason, "InvalidOrder", x->tp,
-                           err, sizeof(err));
-        mb_reject r = {oe->order_id, oe->account_id, oe->mesh_name, x->tp,
-                       oe->reason,   x->m->payload,  x->m->len,     ev};
-        mb_status s = ev ? mb_store_reject(in->st, &r, &queued, &e) : MB_PERM;
-        json_decref(ev);
-        if (s == MB_AGAIN) {
-            note_again(in, now_ms, &e);
-            return -1;
-        }
-        if (s != MB_OK)
-            mb_log(MB_LOG_WARN, "intake", &ctx, "no Failed event for invalid order: %s",
-                   ev ? e.msg : err);
-    }
-    x->rejected = 1;
-    if (!x->recorded) {
-        char key[300] = "";
-        if (x->m->key && x->m->key_len < sizeof(key)) {
-            memcpy(key, x->m->key, x->m->key_len);
-            key[x->m->key_len] = '\0';
-        }
-        mb_dlq_record d = {oe->reason, x->cls, rd_kafka_topic_name(x->m->rkt),
-                           x->m->partition, x->m->offset, key, oe->order_id, x->m->len,
-                           now_ms};
-        mb_error_clear(&e);
-        if (mb_store_dlq_record(in->st, &d, &e) == MB_AGAIN) {
-            note_again(in, now_ms, &e);
-            return -1;
-        }
-    }
-    x->recorded = 1;
-    mb_log(MB_LOG_WARN, "intake", &ctx, "to DLQ (%s) %s [%d] @%lld: %s", x->cls,
-           rd_kafka_topic_name(x->m->rkt), (int)x->m->partition, (long long)x->m->offset,
-           oe->reason);
+    x->dlq_tries++;
+    in->m->dlq_retries++;
+    backoff = DLQ_BACKOFF_MIN_MS;
+    for (int i = 1; i < x->dlq_tries && backoff < DLQ_BACKOFF_MAX_MS; i++)
+        backoff *= 2;
+    if (backoff > DLQ_BACKOFF_MAX_MS)
+        backoff = DLQ_BACKOFF_MAX_MS;
+    x->dlq_retry_at_ms = now_ms + backoff;
     x->state = ST_NEED_DLQ;
-    return 0;
+    /* Once per message: a DLQ down for an hour must not write a line per retry. */
+    if (x->dlq_tries == 1)
+        mb_log(MB_LOG_WARN, "intake", &ctx,
+               "DLQ copy of %s [%d] @%lld refused: %s; retried with backoff (up to %d ms), "
+               "its partition waits", rd_kafka_topic_name(m->rkt), (int)m->partition,
+               (long long)m->offset, rd_kafka_err2str(err), DLQ_BACKOFF_MAX_MS);
+    else
+        mb_debug("intake", "DLQ copy of %s [%d] @%lld refused again (%d): %s",
+                 rd_kafka_topic_name(m->rkt), (int)m->partition, (long long)m->offset,
+                 x->dlq_tries, rd_kafka_err2str(err));
 }
 
 static void on_dlq_dr(mb_dr_hdr *h, const rd_kafka_message_t *m)
@@ -457,21 +352,22 @@ static void on_dlq_dr(mb_dr_hdr *h, const rd_kafka_message_t *m)
     in_msg *x = (in_msg *)h;
 
     if (m->err) {
-        mb_warn("intake", "DLQ delivery failed: %s (retried)", rd_kafka_err2str(m->err));
-        x->state = ST_NEED_DLQ;
+        dlq_refused(x->in, x, m->err, mb_loop_now_ms());
         return;
     }
-    x->state = ST_DONE;
+    x->state = ST_NEED_RECORD;
     x->in->m->orders_dlq++;
 }
 
-static void produce_dlq(mb_intake *in, in_msg *x)
+static void produce_dlq(mb_intake *in, in_msg *x, long long now_ms)
 {
     const rd_kafka_message_t *m = x->m;
     rd_kafka_headers_t *src = NULL, *h;
     char part[16], off[24];
     rd_kafka_resp_err_t err;
 
+    if (in->producer == NULL || now_ms < x->dlq_retry_at_ms)
+        return;
     if (rd_kafka_message_headers(m, &src) == RD_KAFKA_RESP_ERR_NO_ERROR && src)
         h = rd_kafka_headers_copy(src);
     else
@@ -491,52 +387,370 @@ static void produce_dlq(mb_intake *in, in_msg *x)
                             RD_KAFKA_V_OPAQUE(x), RD_KAFKA_V_END);
     if (err) {
         rd_kafka_headers_destroy(h);
-        mb_warn("intake", "DLQ produce: %s (retried)", rd_kafka_err2str(err));
+        dlq_refused(in, x, err, now_ms);
         return;
     }
     x->state = ST_WAIT_DLQ;
 }
 
-/* Walks held messages in order; stops at the first that must wait for Redis, so no later
- * message overtakes it. */
+static void note_again(mb_intake *in, long long now_ms, const mb_error *e)
+{
+    in->backoff_ms = in->backoff_ms ? in->backoff_ms * 2 : BACKOFF_MIN_MS;
+    if (in->backoff_ms > BACKOFF_MAX_MS)
+        in->backoff_ms = BACKOFF_MAX_MS;
+    in->retry_at_ms = now_ms + in->backoff_ms;
+    in->m->redis_retries++;
+    if (!in->paused)
+        mb_warn("intake", "redis: %s: holding %zu message(s), retrying in %lld ms", e->msg,
+                in->pending, in->backoff_ms);
+    set_paused(in, 1);
+}
+
+/* Redis answered: consumption may go on (unless draining). */
+static void note_ok(mb_intake *in)
+{
+    in->backoff_ms = 0;
+    if (!in->stopped)
+        set_paused(in, 0);
+}
+
+/* ---------------------------------------------------------------- requests
+ * One Redis request of intake is out at a time (in->req, reused): a run of accepts, a
+ * cancel, a reject or a DLQ record, for the first held message that needs Redis.  Messages
+ * after it wait, so none overtakes it.  fn runs with a store (on the Redis thread when the
+ * loop has one) and touches only the request; done applies the result on the loop. */
+
+struct in_req {
+    mb_intake *in;
+    long long now_ms;
+    size_t n;
+    in_msg *run[MAX_BATCH];
+    /* accept */
+    mb_accept q[MAX_BATCH];
+    mb_accept_result res[MAX_BATCH];
+    mb_status sts[MAX_BATCH];
+    mb_error errs[MAX_BATCH];
+    json_t *acc[MAX_BATCH], *con[MAX_BATCH];
+    char *body[MAX_BATCH];
+    /* cancel */
+    char key[300];
+    const char *order_id; /* the cancel's, borrowed from its message */
+    int found;
+    char status[32];
+    /* reject */
+    mb_reject rj;
+    json_t *ev;
+    int queued;
+    /* record */
+    mb_dlq_record d;
+    mb_status st;
+    mb_error e;
+};
+
+static void req_accept_fn(mb_store *st, void *ctx)
+{
+    in_req *q = ctx;
+    mb_store_accept(st, q->q, q->n, q->res, q->sts, q->errs);
+}
+
+static void req_cancel_fn(mb_store *st, void *ctx)
+{
+    in_req *q = ctx;
+    mb_error_clear(&q->e);
+    q->st = mb_store_cancel(st, q->order_id, q->key, &q->found, q->status, sizeof(q->status),
+                            &q->e);
+}
+
+static void req_reject_fn(mb_store *st, void *ctx)
+{
+    in_req *q = ctx;
+    mb_error_clear(&q->e);
+    q->st = mb_store_reject(st, &q->rj, &q->queued, &q->e);
+}
+
+static void req_record_fn(mb_store *st, void *ctx)
+{
+    in_req *q = ctx;
+    mb_error_clear(&q->e);
+    q->st = mb_store_dlq_record(st, &q->d, &q->e);
+}
+
+static void process(mb_intake *in, long long now_ms);
+
+/* Every completion ends here: the request is free again, and the walk goes on (unless the
+ * walk is what ran it: without a Redis thread done runs inside submit). */
+static void req_end(mb_intake *in)
+{
+    in->busy = 0;
+    if (!in->in_process)
+        process(in, mb_loop_now_ms());
+}
+
+static void accept_done(void *ctx)
+{
+    in_req *q = ctx;
+    mb_intake *in = q->in;
+    int rc = 0;
+
+    for (size_t i = 0; i < q->n; i++) {
+        in_msg *y = q->run[i];
+        mb_log_ctx lctx = {y->o->order_id, y->o->order_id, NULL};
+        if (rc == 0 && q->sts[i] == MB_OK) {
+            y->state = ST_DONE;
+            if (q->res[i].verdict == MB_ACCEPT_NEW) {
+                in->m->orders_accepted++;
+                mb_log(MB_LOG_INFO, "intake", &lctx, "accepted %s/%s (seq %lld)",
+                       y->o->account_id, y->o->mesh_name, q->res[i].seq);
+            } else if (q->res[i].verdict == MB_ACCEPT_DUPLICATE) {
+                in->m->orders_duplicate++;
+                mb_log(MB_LOG_INFO, "intake", &lctx, "duplicate order joined (%s)",
+                       q->res[i].other);
+            } else {
+                in->m->orders_conflict++;
+                mb_log(MB_LOG_WARN, "intake", &lctx, "NameConflict: %s/%s held by %s",
+                       y->o->account_id, y->o->mesh_name, q->res[i].other);
+            }
+        } else if (rc == 0 && q->sts[i] == MB_PERM) {
+            make_invalid(y, "rejected", q->errs[i].msg);
+            y->state = ST_NEW;
+        } else if (rc == 0) {
+            /* AGAIN, or FATAL (a script error): never skip an order; hold and retry. */
+            if (q->sts[i] == MB_FATAL)
+                mb_log(MB_LOG_ERROR, "intake", &lctx, "accept: %s", q->errs[i].msg);
+            note_again(in, q->now_ms, &q->errs[i]);
+            rc = -1;
+        }
+        json_decref(q->acc[i]);
+        json_decref(q->con[i]);
+        free(q->body[i]);
+        q->acc[i] = q->con[i] = NULL;
+        q->body[i] = NULL;
+    }
+    if (rc == 0 && q->n > 0)
+        note_ok(in);
+    req_end(in);
+}
+
+/* Builds the run of consecutive new buy and delete orders starting at x (at most opts.batch).
+ * Returns how many. */
+static size_t build_accept(mb_intake *in, in_req *q, in_msg *x)
+{
+    size_t n = 0, cap = in->o.batch;
+    char err[256], msg[300];
+
+    for (; x && n < cap && x->state == ST_NEW && x->o && ACCEPTED_KIND(x->o); x = x->next) {
+        mb_order *o = x->o;
+        q->run[n] = x;
+        snprintf(msg, sizeof(msg), "mesh name %s is already used in account %s",
+                 o->mesh_name, o->account_id);
+        q->acc[n] = event(o->order_id, o->account_id, o->mesh_name, o->cluster_id,
+                          MB_MESH_ACCEPTED, "validate", 1, "order accepted", NULL, x->tp, err,
+                          sizeof(err));
+        q->con[n] = event(o->order_id, o->account_id, o->mesh_name, o->cluster_id,
+                          MB_MESH_FAILED, "reserve", 2, msg, "NameConflict", x->tp, err,
+                          sizeof(err));
+        if (o->kind == MB_ORDER_DELETE)
+            as_delete(q->acc[n]);
+        q->body[n] = mb_memdup_str(x->canon, strlen(x->canon));
+        if (q->body[n] == NULL || q->acc[n] == NULL || q->con[n] == NULL) {
+            /* Out of memory: accept what is batched; this one stays new for the next turn. */
+            free(q->body[n]);
+            json_decref(q->acc[n]);
+            json_decref(q->con[n]);
+            q->body[n] = NULL;
+            q->acc[n] = q->con[n] = NULL;
+            break;
+        }
+        q->q[n] = (mb_accept){o->order_id, o->account_id, o->mesh_name, q->body[n], x->tp,
+                              q->acc[n], q->con[n]};
+        q->q[n].mesh_id = json_string_value(json_object_get(json_object_get(q->acc[n], "data"),
+                                                            "mesh_id"));
+        if (o->kind == MB_ORDER_DELETE)
+            q->q[n].saga = mb_saga_delete.name;
+        q->sts[n] = MB_OK;
+        memset(&q->res[n], 0, sizeof(q->res[n]));
+        mb_error_clear(&q->errs[n]);
+        n++;
+    }
+    return n;
+}
+
+static void cancel_done(void *ctx)
+{
+    in_req *q = ctx;
+    mb_intake *in = q->in;
+    in_msg *x = q->run[0];
+    mb_log_ctx lctx = {x->o->order_id, x->o->order_id, NULL};
+
+    if (q->st != MB_OK) {
+        if (q->e.status == MB_PERM)
+            make_invalid(x, "rejected", q->e.msg);
+        else
+            note_again(in, q->now_ms, &q->e);
+        req_end(in);
+        return;
+    }
+    note_ok(in);
+    x->state = ST_DONE;
+    if (q->found) {
+        in->m->cancels++;
+        mb_log(MB_LOG_INFO, "intake", &lctx, "cancel requested (job %s)", q->status);
+    } else {
+        in->m->cancels_unknown++;
+        mb_log(MB_LOG_WARN, "intake", &lctx, "cancel for an unknown order ignored");
+    }
+    req_end(in);
+}
+
+/* After the Redis side of an invalid message (or none to do): on to its DLQ copy. */
+static void to_dlq(in_msg *x)
+{
+    const mb_order_err *oe = &x->oe;
+    mb_log_ctx lctx = {oe->order_id[0] ? oe->order_id : NULL, NULL, NULL};
+
+    x->rejected = 1;
+    mb_log(MB_LOG_WARN, "intake", &lctx, "to DLQ (%s) %s [%d] @%lld: %s", x->cls,
+           rd_kafka_topic_name(x->m->rkt), (int)x->m->partition, (long long)x->m->offset,
+           oe->reason);
+    x->state = ST_NEED_DLQ;
+}
+
+static void reject_done(void *ctx)
+{
+    in_req *q = ctx;
+    mb_intake *in = q->in;
+    in_msg *x = q->run[0];
+    mb_log_ctx lctx = {x->oe.order_id[0] ? x->oe.order_id : NULL, NULL, NULL};
+
+    json_decref(q->ev);
+    q->ev = NULL;
+    if (q->st == MB_AGAIN) {
+        note_again(in, q->now_ms, &q->e);
+        req_end(in);
+        return;
+    }
+    note_ok(in);
+    if (q->st != MB_OK)
+        mb_log(MB_LOG_WARN, "intake", &lctx, "no Failed event for invalid order: %s", q->e.msg);
+    to_dlq(x);
+    req_end(in);
+}
+
+static void record_done(void *ctx)
+{
+    in_req *q = ctx;
+    mb_intake *in = q->in;
+    in_msg *x = q->run[0];
+    mb_log_ctx lctx = {x->oe.order_id[0] ? x->oe.order_id : NULL, NULL, NULL};
+
+    if (q->st == MB_AGAIN) {
+        note_again(in, q->now_ms, &q->e);
+        req_end(in);
+        return;
+    }
+    note_ok(in);
+    if (q->st != MB_OK)
+        mb_log(MB_LOG_WARN, "intake", &lctx, "DLQ record not kept: %s", q->e.msg);
+    x->state = ST_DONE;
+    req_end(in);
+}
+
+/* Runs fn then done, through the loop's Redis queue when there is one. */
+static void submit(mb_intake *in, mb_req_fn *fn, mb_req_done *done, long long now_ms)
+{
+    mb_error e;
+
+    in->busy = 1;
+    if (in->submit == NULL) {
+        fn(in->st, in->req);
+        done(in->req);
+        return;
+    }
+    if (in->submit(in->submitter, fn, done, in->req) == 0)
+        return;
+    /* Not queued (out of memory, or the queue is stopping): as if Redis were away. */
+    in->busy = 0;
+    mb_error_clear(&e);
+    mb_error_set(&e, MB_AGAIN, "NotQueued", "redis queue refused the request");
+    note_again(in, now_ms, &e);
+}
+
+/* Starts the Redis work x needs: returns 0 when a request was submitted (done may have run
+ * already), -1 when none could be built (retried after a backoff). */
+static int start_redis(mb_intake *in, in_msg *x, long long now_ms)
+{
+    in_req *q = in->req;
+
+    q->in = in;
+    q->now_ms = now_ms;
+    q->run[0] = x;
+    q->n = 1;
+    if (x->state == ST_NEED_RECORD) {
+        msg_key(x, q->key, sizeof(q->key));
+        q->d = (mb_dlq_record){x->oe.reason, x->cls, rd_kafka_topic_name(x->m->rkt),
+                               x->m->partition, x->m->offset, q->key, x->oe.order_id,
+                               x->m->len, now_ms, x->undeliverable};
+        submit(in, req_record_fn, record_done, now_ms);
+        return 0;
+    }
+    if (x->o && ACCEPTED_KIND(x->o)) {
+        q->n = build_accept(in, q, x);
+        if (q->n == 0) {
+            in->retry_at_ms = now_ms + BACKOFF_MIN_MS; /* out of memory */
+            return -1;
+        }
+        submit(in, req_accept_fn, accept_done, now_ms);
+        return 0;
+    }
+    if (x->o) {
+        mb_order_key(x->o, q->key, sizeof(q->key));
+        q->order_id = x->o->order_id;
+        submit(in, req_cancel_fn, cancel_done, now_ms);
+        return 0;
+    }
+    /* Invalid: the Failed record/event when its identity was readable, else straight on. */
+    if (x->rejected || !x->oe.order_id[0] || !x->oe.account_id[0] || !x->oe.mesh_name[0]) {
+        to_dlq(x);
+        return 0;
+    }
+    {
+        const mb_order_err *oe = &x->oe;
+        char err[256];
+        q->ev = event(oe->order_id, oe->account_id, oe->mesh_name, oe->cluster_id,
+                      MB_MESH_FAILED, "validate", 1, oe->reason, "InvalidOrder", x->tp, err,
+                      sizeof(err));
+        if (q->ev == NULL) {
+            mb_log_ctx lctx = {oe->order_id, NULL, NULL};
+            mb_log(MB_LOG_WARN, "intake", &lctx, "no Failed event for invalid order: %s", err);
+            to_dlq(x);
+            return 0;
+        }
+        q->rj = (mb_reject){oe->order_id, oe->account_id, oe->mesh_name, x->tp, oe->reason,
+                            x->m->payload, x->m->len, q->ev};
+        q->queued = 0;
+        submit(in, req_reject_fn, reject_done, now_ms);
+    }
+    return 0;
+}
+
+/* Walks held messages in order: sends DLQ copies, and starts the Redis work of the first
+ * message that needs it; stops there, so no later message overtakes it. */
 static void process(mb_intake *in, long long now_ms)
 {
-    int redis_ok = now_ms >= in->retry_at_ms;
-    int all_ok = 1;
+    in_msg *x = in->head;
 
-    for (in_msg *x = in->head; x; x = x->next) {
-        if (x->state == ST_NEW && !redis_ok) {
-            all_ok = 0;
-            break;
-        }
-        if (x->state == ST_NEW && x->o && ACCEPTED_KIND(x->o)) {
-            if (accept_run(in, x, now_ms) < 0) {
-                all_ok = 0;
-                break;
-            }
-            /* accept_run may have turned some into invalid ones: look at x again. */
-            if (x->state == ST_NEW && x->o == NULL && do_reject(in, x, now_ms) < 0) {
-                all_ok = 0;
-                break;
-            }
-        } else if (x->state == ST_NEW && x->o) {
-            if (do_cancel(in, x, now_ms) < 0) {
-                all_ok = 0;
-                break;
-            }
-        }
-        if (x->state == ST_NEW && x->o == NULL && do_reject(in, x, now_ms) < 0) {
-            all_ok = 0;
-            break;
-        }
+    in->in_process = 1;
+    while (x) {
         if (x->state == ST_NEED_DLQ)
-            produce_dlq(in, x);
+            produce_dlq(in, x, now_ms);
+        if (x->state == ST_NEW || x->state == ST_NEED_RECORD) {
+            if (in->busy || now_ms < in->retry_at_ms || start_redis(in, x, now_ms) < 0)
+                break;
+            continue; /* look at x again: without a Redis thread its request is done */
+        }
+        x = x->next;
     }
-    if (all_ok && redis_ok) {
-        in->backoff_ms = 0;
-        if (!in->stopped)
-            set_paused(in, 0);
-    }
+    in->in_process = 0;
     store_offsets(in);
 }
 
@@ -628,6 +842,11 @@ mb_intake *mb_intake_new(struct event_base *base, mb_store *st, rd_kafka_t *prod
     if (in->o.batch > MAX_BATCH)
         in->o.batch = MAX_BATCH;
     in->m = m;
+    in->req = calloc(1, sizeof(*in->req));
+    if (in->req == NULL) {
+        snprintf(err, errlen, "intake: out of memory");
+        goto err;
+    }
     conf = mb_kafka_conf_new(o->client_id, err, errlen);
     if (conf == NULL)
         goto err;
@@ -691,6 +910,34 @@ void mb_intake_stop(mb_intake *in)
     set_paused(in, 1);
 }
 
+void mb_intake_set_submit(mb_intake *in, mb_submit_fn *fn, void *submitter)
+{
+    in->submit = fn;
+    in->submitter = submitter;
+}
+
+void mb_intake_set_producer(mb_intake *in, rd_kafka_t *producer)
+{
+    if (in)
+        in->producer = producer;
+}
+
+void mb_intake_producer_lost(mb_intake *in)
+{
+    size_t n = 0;
+
+    if (in == NULL)
+        return;
+    for (in_msg *x = in->head; x; x = x->next) {
+        if (x->state == ST_WAIT_DLQ) {
+            x->state = ST_NEED_DLQ; /* unknown outcome: sent again (at-least-once) */
+            n++;
+        }
+    }
+    if (n)
+        mb_warn("intake", "%zu DLQ cop(ies) without a delivery report: sent again", n);
+}
+
 size_t mb_intake_pending(const mb_intake *in)
 {
     return in ? in->pending : 0;
@@ -727,6 +974,7 @@ void mb_intake_free(mb_intake *in)
             mb_warn("intake", "consumer close: %s", rd_kafka_err2str(err));
         rd_kafka_destroy(in->rk);
     }
+    free(in->req);
     if (in->pipefd[0] >= 0)
         close(in->pipefd[0]);
     if (in->pipefd[1] >= 0)

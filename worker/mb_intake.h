@@ -29,12 +29,26 @@ mb_intake *mb_intake_new(struct event_base *base, struct mb_store *st, rd_kafka_
                          const mb_intake_opts *o, mb_worker_metrics *m, char *err,
                          size_t errlen);
 
-/* Bounded work: retries what waits for Redis (with backoff), re-sends failed DLQ
- * messages, consumes what is queued, stores offsets of what is done. */
+/* Bounded work: retries what waits for Redis (with backoff), re-sends DLQ copies refused
+ * for a transient reason (with a per-message backoff), records copies refused for good as
+ * undeliverable, consumes what is queued, stores offsets of what is done. */
 void mb_intake_tick(mb_intake *in, long long now_ms);
 
 /* Stops taking messages (drain).  What is already taken still completes. */
 void mb_intake_stop(mb_intake *in);
+
+/* Sends intake's Redis work (accepts, cancels, rejects, DLQ records) through
+ * fn(submitter, ...) from now on (the loop's Redis thread); until then it runs on the store
+ * given at creation.  One request is out at a time; an order's offset is stored only after
+ * its request's completion saw it in Redis. */
+void mb_intake_set_submit(mb_intake *in, mb_submit_fn *fn, void *submitter);
+
+/* The DLQ producer from now on (borrowed); NULL while the loop replaces a failed one (DLQ
+ * copies wait).  Reports of the old one must all have been served. */
+void mb_intake_set_producer(mb_intake *in, rd_kafka_t *producer);
+
+/* The old producer is destroyed: DLQ copies whose report never came are sent again. */
+void mb_intake_producer_lost(mb_intake *in);
 
 /* Messages taken and not yet done (waiting for Redis or a DLQ delivery report). */
 size_t mb_intake_pending(const mb_intake *in);

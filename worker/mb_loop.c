@@ -5,6 +5,12 @@
  * does all periodic work in a bounded turn (redis serverCron): intake retries, relay,
  * the saga engine, delivery reports, drain progress.
  *
+ * The producer heals: a fatal error (error_cb with ERR__FATAL, or rd_kafka_fatal_error seen
+ * at a tick: an idempotent producer that cannot keep its guarantees) makes /readyz false,
+ * stops the relay and the DLQ from producing, purges the dead producer and serves its
+ * reports (bounded), tells the relay (which trims what was delivered and gives up its
+ * leases), destroys it and builds a new one in-process, retrying with backoff until it can.
+ *
  * Drain (SIGTERM/SIGINT): stop consuming, tell the saga to stop claiming, keep ticking until
  * nothing is in flight (or MESHBUY_DRAIN_MS passes), give up relay leases, flush the
  * producer, close the consumer (commits stored offsets).  A second signal exits at once.
@@ -47,6 +53,17 @@
  * worker notices work another worker queued (its own acceptances wake it at once). */
 #define STIR_EVERY_MS 250
 #define RELAY_LEASE_MS 10000
+/* message.timeout.ms by default, and the bound on it: a batch's reports are all in before
+ * its relay lease can lapse (the peek that renewed it came a little before the produce). */
+#define RELAY_MSG_TIMEOUT_MS 6000
+#define RELAY_LEASE_MARGIN_MS 2000
+#define HEAL_PURGE_WAIT_MS 3000   /* reports of a dead producer waited for, at most */
+/* Before building a new producer: HEAL_PAUSE_MS, doubled for each fatal error that comes
+ * within HEAL_CALM_MS of the last rebuild (a cause that outlives producers, such as a
+ * refused authorization, must not make a rebuild loop), at most HEAL_BACKOFF_MAX_MS. */
+#define HEAL_PAUSE_MS 500
+#define HEAL_CALM_MS 60000
+#define HEAL_BACKOFF_MAX_MS 30000
 #define INTAKE_BATCH 64
 #define INTAKE_MAX_PENDING 2000
 
@@ -116,16 +133,26 @@ const mb_conf_key mb_loop_conf_keys[] = {
     {"MESHBUY_RETENTION_ORDER_IDS_S", MB_CONF_INT, "2592000", 0, 315360000, NULL,
      "a finished order's id is remembered this long (redeliveries start nothing); 0 = "
      "forever; at least MESHBUY_RETENTION_S"},
+    {"MESHBUY_TEST_HOOKS", MB_CONF_BOOL, "false", 0, 0, NULL,
+     "tests only: SIGUSR2 injects a producer fatal error"},
     {NULL},
 };
 
 struct mb_loop {
     const mb_conf *conf;
     struct event_base *base;
-    struct event *tick_ev, *sig_term, *sig_int, *prod_ev;
+    struct event *tick_ev, *sig_term, *sig_int, *prod_ev, *sig_test;
     int prod_pipe[2];
-    rd_kafka_t *producer;
+    rd_kafka_t *producer;      /* NULL between a dead one and its replacement */
     rd_kafka_queue_t *prod_q;
+    /* healing: 0 healthy; 1 dead, purged, waiting for its reports; 2 destroyed, a new one
+     * not built yet */
+    int heal;
+    long long heal_deadline_ms; /* monotonic: end of the report wait, or next build try */
+    long heal_backoff_ms;
+    long long rebuilt_at_ms;    /* monotonic: when the last new producer came up */
+    uint64_t producer_fatal;    /* fatal errors seen */
+    uint64_t producer_rebuilt;  /* producers built after one died */
     mb_store *st;      /* synchronous: the start-up ping, and intake and relay for now */
     mb_rq *rq;         /* the Redis thread: every other Redis call goes through it */
     mb_intake *in;
@@ -190,7 +217,28 @@ static void on_producer(evutil_socket_t fd, short what, void *arg)
     (void)what;
     while (read(fd, buf, sizeof(buf)) > 0)
         ;
-    rd_kafka_poll(l->producer, 0);
+    if (l->producer)
+        rd_kafka_poll(l->producer, 0);
+}
+
+/* librdkafka errors come through rd_kafka_poll on the loop thread.  Most are transient and
+ * retried inside librdkafka (log them); a fatal one means this producer is done. */
+static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+    mb_loop *l = opaque;
+
+    if (err == RD_KAFKA_RESP_ERR__FATAL) {
+        char why[512] = "";
+        rd_kafka_resp_err_t orig = rd_kafka_fatal_error(rk, why, sizeof(why));
+        if (l->heal == 0)
+            mb_error("loop", "producer fatal error: %s: %s: replacing the producer (not ready "
+                     "meanwhile)", rd_kafka_err2name(orig), why[0] ? why : reason);
+        l->producer_fatal += l->heal == 0;
+        l->heal = l->heal ? l->heal : -1; /* picked up at the next tick */
+        return;
+    }
+    mb_warn("kafka", "%s: %s: %s", rd_kafka_name(rk), rd_kafka_err2name((rd_kafka_resp_err_t)err),
+            reason);
 }
 
 static int producer_new(mb_loop *l, char *err, size_t errlen)
@@ -199,31 +247,32 @@ static int producer_new(mb_loop *l, char *err, size_t errlen)
     rd_kafka_conf_t *conf;
 
     snprintf(cid, sizeof(cid), "meshworker-%s", l->worker_id);
-    conf = mb_kafka_conf_new(cid, err, errlen);
+    /* The relay's order and no-duplicate guarantees rest on idempotence, acks=all, and
+     * gapless (a gap is a fatal error, healed below, never a silent loss). */
+    conf = mb_kafka_producer_conf_new(cid, RELAY_MSG_TIMEOUT_MS,
+                                      RELAY_LEASE_MS - RELAY_LEASE_MARGIN_MS, err, errlen);
     if (conf == NULL)
         return -1;
-    /* The relay's order and no-duplicate guarantees rest on these. */
-    if (rd_kafka_conf_set(conf, "enable.idempotence", "true", err, errlen) != RD_KAFKA_CONF_OK ||
-        rd_kafka_conf_set(conf, "acks", "all", err, errlen) != RD_KAFKA_CONF_OK) {
-        rd_kafka_conf_destroy(conf);
-        return -1;
-    }
     rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
+    rd_kafka_conf_set_error_cb(conf, error_cb);
+    rd_kafka_conf_set_opaque(conf, l);
     l->producer = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, errlen);
     if (l->producer == NULL) {
         rd_kafka_conf_destroy(conf);
         return -1;
     }
-    if (pipe2(l->prod_pipe, O_NONBLOCK | O_CLOEXEC) < 0) {
+    if (l->prod_pipe[0] < 0 && pipe2(l->prod_pipe, O_NONBLOCK | O_CLOEXEC) < 0) {
         snprintf(err, errlen, "pipe: %s", strerror(errno));
         return -1;
     }
     l->prod_q = rd_kafka_queue_get_main(l->producer);
     rd_kafka_queue_io_event_enable(l->prod_q, l->prod_pipe[1], "1", 1);
-    l->prod_ev = event_new(l->base, l->prod_pipe[0], EV_READ | EV_PERSIST, on_producer, l);
-    if (l->prod_ev == NULL || event_add(l->prod_ev, NULL) < 0) {
-        snprintf(err, errlen, "producer: event_add failed");
-        return -1;
+    if (l->prod_ev == NULL) {
+        l->prod_ev = event_new(l->base, l->prod_pipe[0], EV_READ | EV_PERSIST, on_producer, l);
+        if (l->prod_ev == NULL || event_add(l->prod_ev, NULL) < 0) {
+            snprintf(err, errlen, "producer: event_add failed");
+            return -1;
+        }
     }
     return 0;
 }
@@ -409,6 +458,96 @@ unsigned long long mb_loop_stirred(const mb_loop *l)
     return l->stir_gen;
 }
 
+static void producer_destroy(mb_loop *l)
+{
+    if (l->prod_q) {
+        rd_kafka_queue_io_event_enable(l->prod_q, -1, NULL, 0);
+        rd_kafka_queue_destroy(l->prod_q);
+        l->prod_q = NULL;
+    }
+    if (l->producer)
+        rd_kafka_destroy(l->producer);
+    l->producer = NULL;
+}
+
+/* A fatal error was seen: stop producing through it, purge it, wait for its reports. */
+static void heal_start(mb_loop *l)
+{
+    l->heal = 1;
+    l->heal_deadline_ms = mono_ms() + HEAL_PURGE_WAIT_MS;
+    mb_relay_set_producer(l->relay, NULL);
+    mb_intake_set_producer(l->in, NULL);
+    rd_kafka_purge(l->producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+}
+
+/* One step of healing per tick; never blocks the loop for long. */
+static void heal_step(mb_loop *l)
+{
+    char err[512];
+
+    if (l->heal < 0 || (l->heal == 0 && rd_kafka_fatal_error(l->producer, NULL, 0))) {
+        if (l->heal == 0) {
+            l->producer_fatal++;
+            mb_error("loop", "producer fatal error: replacing the producer (not ready "
+                     "meanwhile)");
+        }
+        heal_start(l);
+    }
+    if (l->heal == 1) {
+        rd_kafka_poll(l->producer, 0); /* the purged messages' reports */
+        if (rd_kafka_outq_len(l->producer) > 0 && mono_ms() < l->heal_deadline_ms)
+            return;
+        producer_destroy(l); /* no report can come after this */
+        mb_relay_producer_lost(l->relay);
+        mb_intake_producer_lost(l->in);
+        l->heal = 2;
+        if (l->rebuilt_at_ms && mono_ms() - l->rebuilt_at_ms < HEAL_CALM_MS)
+            l->heal_backoff_ms = l->heal_backoff_ms * 2;
+        else
+            l->heal_backoff_ms = HEAL_PAUSE_MS;
+        if (l->heal_backoff_ms < HEAL_PAUSE_MS)
+            l->heal_backoff_ms = HEAL_PAUSE_MS;
+        if (l->heal_backoff_ms > HEAL_BACKOFF_MAX_MS)
+            l->heal_backoff_ms = HEAL_BACKOFF_MAX_MS;
+        l->heal_deadline_ms = mono_ms() + l->heal_backoff_ms;
+        mb_info("loop", "producer destroyed, relay leases given up; a new one in %ld ms",
+                l->heal_backoff_ms);
+    }
+    if (l->heal == 2 && mono_ms() >= l->heal_deadline_ms) {
+        if (producer_new(l, err, sizeof(err)) < 0) {
+            producer_destroy(l);
+            l->heal_backoff_ms *= 2;
+            if (l->heal_backoff_ms > HEAL_BACKOFF_MAX_MS)
+                l->heal_backoff_ms = HEAL_BACKOFF_MAX_MS;
+            l->heal_deadline_ms = mono_ms() + l->heal_backoff_ms;
+            mb_error("loop", "new producer: %s (next try in %ld ms)", err, l->heal_backoff_ms);
+            return;
+        }
+        mb_relay_set_producer(l->relay, l->producer);
+        mb_intake_set_producer(l->in, l->producer);
+        l->heal = 0;
+        l->rebuilt_at_ms = mono_ms();
+        l->producer_rebuilt++;
+        mb_info("loop", "new producer up: relaying and DLQ resume");
+    }
+}
+
+/* MESHBUY_TEST_HOOKS=1 only: SIGUSR2 makes the producer fail as an idempotent producer
+ * that lost a sequence would (the tests' way to reach the healing path). */
+static void on_test_signal(evutil_socket_t sig, short what, void *arg)
+{
+    mb_loop *l = arg;
+    rd_kafka_resp_err_t e;
+
+    (void)sig;
+    (void)what;
+    if (l->producer == NULL || l->heal != 0)
+        return;
+    e = rd_kafka_test_fatal_error(l->producer, RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER,
+                                  "injected by SIGUSR2 (MESHBUY_TEST_HOOKS)");
+    mb_warn("loop", "test hook: producer fatal error injected: %s", rd_kafka_err2str(e));
+}
+
 /* ================================================================ tick, signals */
 
 static int drained(mb_loop *l)
@@ -426,13 +565,16 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     l->m.ticks++;
+    if (l->producer || l->heal)
+        heal_step(l);
     mb_intake_tick(l->in, now);
     stir_tick(l);
     if (l->saga.tick)
         l->saga.tick(l->saga.ctx);
     mb_relay_tick(l->relay, now);
     depth_tick(l);
-    rd_kafka_poll(l->producer, 0);
+    if (l->producer)
+        rd_kafka_poll(l->producer, 0);
     if (l->draining) {
         if (drained(l)) {
             mb_info("loop", "drained");
@@ -479,6 +621,12 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 }
 
 /* ================================================================ life */
+
+/* The modules' submitter: their requests run on the Redis thread. */
+static int rq_submit(void *rq, mb_req_fn *fn, mb_req_done *done, void *ctx)
+{
+    return mb_rq_submit(rq, fn, done, ctx);
+}
 
 static void default_worker_id(char *buf, size_t len)
 {
@@ -578,6 +726,10 @@ mb_loop *mb_loop_new(const mb_conf *conf, char *err, size_t errlen)
         snprintf(err, errlen, "relay: out of memory");
         goto err;
     }
+    /* Their Redis work goes through the Redis thread; the synchronous store stays for the
+     * start-up ping and the relay's release at shutdown (the thread has stopped by then). */
+    mb_intake_set_submit(l->in, rq_submit, l->rq);
+    mb_relay_set_submit(l->relay, rq_submit, l->rq);
     if (mb_conf_int(conf, "MESHBUY_HTTP_PORT") > 0) {
         l->admin = mb_admin_new(l->base, mb_conf_str(conf, "MESHBUY_HTTP_ADDR"),
                                 (int)mb_conf_int(conf, "MESHBUY_HTTP_PORT"), l, err, errlen);
@@ -594,6 +746,14 @@ mb_loop *mb_loop_new(const mb_conf *conf, char *err, size_t errlen)
         event_add(l->sig_int, NULL) < 0) {
         snprintf(err, errlen, "event set-up failed");
         goto err;
+    }
+    if (mb_conf_bool(conf, "MESHBUY_TEST_HOOKS")) {
+        l->sig_test = evsignal_new(l->base, SIGUSR2, on_test_signal, l);
+        if (l->sig_test == NULL || event_add(l->sig_test, NULL) < 0) {
+            snprintf(err, errlen, "event set-up failed");
+            goto err;
+        }
+        mb_warn("loop", "MESHBUY_TEST_HOOKS: SIGUSR2 injects a producer fatal error");
     }
     mb_info("loop", "worker %s: orders %s, status %s, dlq %s, group %s, %d shards", l->worker_id,
             io.orders_topic, l->status_topic, io.dlq_topic, io.group, mb_store_shards(l->st));
@@ -649,7 +809,8 @@ mb_worker_metrics *mb_loop_metrics(mb_loop *l)
 
 int mb_loop_ready(mb_loop *l)
 {
-    return !l->draining && mb_rq_ready(l->rq, REDIS_READY_AGE_MS) && mb_intake_joined(l->in);
+    return !l->draining && l->heal == 0 && l->producer != NULL &&
+           mb_rq_ready(l->rq, REDIS_READY_AGE_MS) && mb_intake_joined(l->in);
 }
 
 static void counter(struct evbuffer *b, const char *name, const char *help, uint64_t v)
@@ -684,6 +845,11 @@ void mb_loop_metrics_text(mb_loop *l, struct evbuffer *b)
     counter(b, "meshbuy_orders_conflict_total", "orders failed with NameConflict",
             m->orders_conflict);
     counter(b, "meshbuy_orders_dlq_total", "messages delivered to the DLQ topic", m->orders_dlq);
+    counter(b, "meshbuy_dlq_undeliverable_total",
+            "DLQ copies refused for good (recorded in Redis, offset moved on)",
+            m->dlq_undeliverable);
+    counter(b, "meshbuy_dlq_retries_total", "DLQ copies refused for a transient reason",
+            m->dlq_retries);
     counter(b, "meshbuy_cancels_total", "cancel orders applied", m->cancels);
     counter(b, "meshbuy_cancels_unknown_total", "cancel orders for no known job",
             m->cancels_unknown);
@@ -698,6 +864,12 @@ void mb_loop_metrics_text(mb_loop *l, struct evbuffer *b)
     counter(b, "meshbuy_redis_round_trips_total", "round trips to Redis",
             mb_store_round_trips(l->st) + h.round_trips);
     counter(b, "meshbuy_redis_requests_total", "requests the Redis thread ran", h.requests);
+    counter(b, "meshbuy_producer_fatal_total", "producer fatal errors (each replaces it)",
+            l->producer_fatal);
+    counter(b, "meshbuy_producer_rebuilt_total", "producers built after one died",
+            l->producer_rebuilt);
+    gauge(b, "meshbuy_producer_up", "1 while the producer works (0: being replaced)",
+          l->heal == 0 && l->producer != NULL);
     counter(b, "meshbuy_ticks_total", "loop ticks", m->ticks);
     counter(b, "meshbuy_tick_overruns_total", "ticks longer than the tick period",
             m->tick_overruns);
@@ -735,7 +907,7 @@ void mb_loop_free(mb_loop *l)
     mb_admin_free(l->admin);
     if (l->relay && l->exit_code == 0)
         mb_relay_release(l->relay);
-    if (l->producer) {
+    if (l->producer && l->heal == 0) {
         long left = l->draining ? l->drain_deadline_ms - mono_ms() : 0;
         /* Delivery reports must all be served before the intake and relay go: their
          * opaques point into them. */
@@ -743,12 +915,14 @@ void mb_loop_free(mb_loop *l)
         rd_kafka_purge(l->producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
         rd_kafka_poll(l->producer, 0);
     }
+    if (l->producer && l->heal != 0) {
+        /* Dead producer: its reports are void; serve what purging yields. */
+        rd_kafka_purge(l->producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+        rd_kafka_poll(l->producer, 0);
+    }
     /* Offsets of what finished meanwhile (DLQ reports just served) are stored on close. */
     mb_intake_free(l->in);
-    if (l->prod_q)
-        rd_kafka_queue_destroy(l->prod_q);
-    if (l->producer)
-        rd_kafka_destroy(l->producer);
+    producer_destroy(l);
     mb_relay_free(l->relay);
     if (l->tick_ev)
         event_free(l->tick_ev);
@@ -756,6 +930,8 @@ void mb_loop_free(mb_loop *l)
         event_free(l->sig_term);
     if (l->sig_int)
         event_free(l->sig_int);
+    if (l->sig_test)
+        event_free(l->sig_test);
     if (l->prod_ev)
         event_free(l->prod_ev);
     if (l->prod_pipe[0] >= 0)

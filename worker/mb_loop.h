@@ -24,6 +24,8 @@ typedef struct mb_worker_metrics {
     uint64_t orders_duplicate; /* redelivered orders joined to their job */
     uint64_t orders_conflict;  /* NameConflict */
     uint64_t orders_dlq;       /* messages delivered to the DLQ topic */
+    uint64_t dlq_undeliverable; /* DLQ copies refused for good: recorded, offset moved on */
+    uint64_t dlq_retries;      /* DLQ copies refused for a transient reason (retried) */
     uint64_t cancels;          /* cancel orders applied to a job */
     uint64_t cancels_unknown;  /* cancel orders for no known job */
     uint64_t redis_retries;    /* intake waits for Redis */
@@ -87,5 +89,13 @@ typedef struct mb_dr_hdr {
 } mb_dr_hdr;
 
 long long mb_loop_now_ms(void); /* wall clock, epoch ms */
+
+/* ---- Redis work of the loop's modules, as requests: fn runs with a store (on the Redis
+ * thread when there is one: it touches only ctx), then done runs on the loop thread.
+ * A submitter returns 0 (done will run exactly once) or -1 (not queued; done never runs).
+ * Without a submitter a module runs fn on its own store and then done, at once. */
+typedef void mb_req_fn(struct mb_store *st, void *ctx);
+typedef void mb_req_done(void *ctx);
+typedef int mb_submit_fn(void *submitter, mb_req_fn *fn, mb_req_done *done, void *ctx);
 
 #endif

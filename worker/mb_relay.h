@@ -20,13 +20,18 @@ typedef struct mb_relay_opts {
     long idle_ms;          /* how often an empty shard is looked at again */
 } mb_relay_opts;
 
-/* New relay over a store and an idempotent producer (both borrowed), counting into m
+/* New relay over a store and an idempotent producer (both borrowed; the producer's
+ * message.timeout.ms must be below o->lease_ms), counting into m
  * (borrowed).  NULL on out-of-memory. */
 mb_relay *mb_relay_new(struct mb_store *st, rd_kafka_t *producer, const mb_relay_opts *o,
                        mb_worker_metrics *m);
 
-/* One bounded round: for shards with no batch in flight, takes/renews their relay lease and
- * reads their next entries (one pipelined round trip), produces them keyed by mesh key with
+/* Sends the relay's Redis work through fn(submitter, ...) from now on (the loop's Redis
+ * thread); until then (and after mb_relay_release) it runs on the store given at creation. */
+void mb_relay_set_submit(mb_relay *r, mb_submit_fn *fn, void *submitter);
+
+/* One bounded round: renews the leases of shards with a batch out (every lease/3); for
+ * shards with no batch in flight, takes/renews their relay lease and reads their next entries (one pipelined round trip), produces them keyed by mesh key with
  * the traceparent header; trims the entries of batches fully reported (the delivered
  * prefix only: a failed delivery is retried from that entry, never reordered). */
 void mb_relay_tick(mb_relay *r, long long now_ms);
@@ -34,8 +39,18 @@ void mb_relay_tick(mb_relay *r, long long now_ms);
 /* Entries produced whose delivery report has not come yet. */
 size_t mb_relay_inflight(const mb_relay *r);
 
-/* Gives up every relay lease this worker holds (at shutdown, once nothing is in flight),
- * so another worker takes over at once instead of after the lease. */
+/* The producer to send with from now on (borrowed).  NULL while the loop replaces a dead
+ * one: nothing new is sent (reports of the old one are still served). */
+void mb_relay_set_producer(mb_relay *r, rd_kafka_t *producer);
+
+/* The old producer is destroyed: its missing reports never come.  Counts them as failed
+ * (sent again: at-least-once), trims what was delivered, gives up every relay lease (so
+ * another worker can go on at once) and takes fresh tokens. */
+void mb_relay_producer_lost(mb_relay *r);
+
+/* Gives up every relay lease this worker holds (at shutdown, once nothing is in flight and
+ * the Redis queue has stopped: synchronous, on the store given at creation), so another
+ * worker takes over at once instead of after the lease. */
 void mb_relay_release(mb_relay *r);
 
 void mb_relay_free(mb_relay *r);

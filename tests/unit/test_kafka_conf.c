@@ -1,4 +1,5 @@
-/* test_kafka_conf.c: KAFKA_* environment to librdkafka conf, _FILE secrets, errors, topics. */
+/* test_kafka_conf.c: KAFKA_* environment to librdkafka conf, _FILE secrets, errors, topics,
+ * Kubernetes service-link variables skipped. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -210,6 +211,114 @@ static void error_is_first_in_sorted_order(void **state)
     assert_true(strncmp(err, "KAFKA_AAA_BAD: ", 15) == 0);
 }
 
+/* What a Service named "kafka" (and one named "kafka-bootstrap") injects into a pod. */
+static void service_links_ignored(void **state)
+{
+    char err[256] = "";
+    rd_kafka_conf_t *conf;
+
+    (void)state;
+    setenv("KAFKA_BROKERS", "10.0.0.1:9092", 1);
+    setenv("KAFKA_PORT", "tcp://10.0.0.1:9092", 1);
+    setenv("KAFKA_SERVICE_HOST", "10.0.0.1", 1);
+    setenv("KAFKA_SERVICE_PORT", "9092", 1);
+    setenv("KAFKA_SERVICE_PORT_BROKER", "9092", 1);
+    setenv("KAFKA_PORT_9092_TCP", "tcp://10.0.0.1:9092", 1);
+    setenv("KAFKA_PORT_9092_TCP_PROTO", "tcp", 1);
+    setenv("KAFKA_PORT_9092_TCP_PORT", "9092", 1);
+    setenv("KAFKA_PORT_9092_TCP_ADDR", "10.0.0.1", 1);
+    setenv("KAFKA_BOOTSTRAP_SERVICE_HOST", "10.0.0.2", 1);
+    setenv("KAFKA_BOOTSTRAP_PORT", "udp://10.0.0.2:9093", 1);
+    setenv("KAFKA_BOOTSTRAP_PORT_9093_SCTP_ADDR", "10.0.0.2", 1);
+    setenv("KAFKA_SOCKET_TIMEOUT_MS", "4321", 1); /* a real setting still passes */
+    conf = mb_kafka_conf_new("t", err, sizeof(err));
+    assert_string_equal(err, "");
+    assert_non_null(conf);
+    expect_prop(conf, "bootstrap.servers", "10.0.0.1:9092");
+    expect_prop(conf, "socket.timeout.ms", "4321");
+    rd_kafka_conf_destroy(conf);
+}
+
+static void service_link_shapes(void **state)
+{
+    (void)state;
+    assert_true(mb_kafka_is_service_link("KAFKA_PORT=tcp://10.0.0.1:9092", "tcp://10.0.0.1:9092"));
+    assert_true(mb_kafka_is_service_link("KAFKA_SERVICE_HOST", "10.0.0.1"));
+    assert_true(mb_kafka_is_service_link("KAFKA_SERVICE_PORT_HTTPS", "443"));
+    assert_true(mb_kafka_is_service_link("KAFKA_PORT_9092_UDP_ADDR", "10.0.0.1"));
+    /* not the shape: real settings, or an operator's mistake librdkafka must report */
+    assert_false(mb_kafka_is_service_link("KAFKA_PORT", "9092"));
+    assert_false(mb_kafka_is_service_link("KAFKA_SASL_KERBEROS_SERVICE_NAME", "kafka"));
+    assert_false(mb_kafka_is_service_link("KAFKA_SERVICE_HOSTS", "x"));
+    assert_false(mb_kafka_is_service_link("KAFKA_PORT_9092_HTTP", "x"));
+    assert_false(mb_kafka_is_service_link("KAFKA_PORT_X_TCP", "x"));
+    assert_false(mb_kafka_is_service_link("KAFKA_PORT_9092_TCP_HOST", "x"));
+    assert_false(mb_kafka_is_service_link("KAFKA_XSERVICE_HOST", "x"));
+    assert_false(mb_kafka_is_service_link("OTHER_SERVICE_HOST", "x"));
+}
+
+/* KAFKA_PORT that is no service link is still refused by name, as before. */
+static void port_without_link_value_refused(void **state)
+{
+    char err[256];
+
+    (void)state;
+    setenv("KAFKA_PORT", "9092", 1);
+    assert_null(mb_kafka_conf_new("t", err, sizeof(err)));
+    assert_string_equal(err, "KAFKA_PORT: unknown librdkafka property \"port\"");
+}
+
+static void permanent_errors(void **state)
+{
+    (void)state;
+    assert_true(mb_kafka_err_is_permanent(RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE));
+    assert_true(mb_kafka_err_is_permanent(RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC));
+    assert_true(mb_kafka_err_is_permanent(RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART));
+    assert_true(mb_kafka_err_is_permanent(RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED));
+    assert_false(mb_kafka_err_is_permanent(RD_KAFKA_RESP_ERR__MSG_TIMED_OUT));
+    assert_false(mb_kafka_err_is_permanent(RD_KAFKA_RESP_ERR__QUEUE_FULL));
+    assert_false(mb_kafka_err_is_permanent(RD_KAFKA_RESP_ERR__FATAL));
+    assert_false(mb_kafka_err_is_permanent(RD_KAFKA_RESP_ERR__PURGE_INFLIGHT));
+    assert_false(mb_kafka_err_is_permanent(RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION));
+}
+
+static void producer_conf_defaults(void **state)
+{
+    char err[256] = "";
+    rd_kafka_conf_t *conf;
+
+    (void)state;
+    setenv("KAFKA_ENABLE_GAPLESS_GUARANTEE", "false", 1); /* not the operator's to turn off */
+    conf = mb_kafka_producer_conf_new("p", 6000, 8000, err, sizeof(err));
+    assert_string_equal(err, "");
+    assert_non_null(conf);
+    expect_prop(conf, "enable.idempotence", "true");
+    expect_prop(conf, "enable.gapless.guarantee", "true");
+    expect_prop(conf, "acks", "-1");
+    expect_prop(conf, "message.timeout.ms", "6000");
+    rd_kafka_conf_destroy(conf);
+}
+
+static void producer_conf_timeout_checked(void **state)
+{
+    char err[256] = "";
+    rd_kafka_conf_t *conf;
+
+    (void)state;
+    setenv("KAFKA_MESSAGE_TIMEOUT_MS", "7000", 1); /* the operator's, below the bound: kept */
+    conf = mb_kafka_producer_conf_new("p", 6000, 8000, err, sizeof(err));
+    assert_non_null(conf);
+    expect_prop(conf, "message.timeout.ms", "7000");
+    rd_kafka_conf_destroy(conf);
+    setenv("KAFKA_MESSAGE_TIMEOUT_MS", "300000", 1);
+    assert_null(mb_kafka_producer_conf_new("p", 6000, 8000, err, sizeof(err)));
+    assert_true(strncmp(err, "KAFKA_MESSAGE_TIMEOUT_MS: message.timeout.ms 300000 must be", 59) ==
+                0);
+    unsetenv("KAFKA_MESSAGE_TIMEOUT_MS");
+    setenv("KAFKA_DELIVERY_TIMEOUT_MS", "0", 1); /* 0 = never: refused too */
+    assert_null(mb_kafka_producer_conf_new("p", 6000, 8000, err, sizeof(err)));
+}
+
 static void secret_names(void **state)
 {
     (void)state;
@@ -290,6 +399,12 @@ int main(void)
         cmocka_unit_test_setup(missing_file, clear_env),
         cmocka_unit_test_setup(value_and_file_both_set, clear_env),
         cmocka_unit_test_setup(error_is_first_in_sorted_order, clear_env),
+        cmocka_unit_test_setup(service_links_ignored, clear_env),
+        cmocka_unit_test_setup(service_link_shapes, clear_env),
+        cmocka_unit_test_setup(port_without_link_value_refused, clear_env),
+        cmocka_unit_test_setup(permanent_errors, clear_env),
+        cmocka_unit_test_setup(producer_conf_defaults, clear_env),
+        cmocka_unit_test_setup(producer_conf_timeout_checked, clear_env),
         cmocka_unit_test_setup(secret_names, clear_env),
         cmocka_unit_test_setup(topics, clear_env),
         cmocka_unit_test_setup(flush_delivers, clear_env),
