@@ -573,13 +573,13 @@ void mb_relay_free(mb_relay *r)
     free(r);
 }
 
-void mb_relay_wake(mb_relay *r, int shard)
+void mb_relay_wake(mb_relay *r, int id)
 {
     shard *s;
 
-    if (shard < 0 || shard >= r->n)
+    if (id < 0 || id >= r->n)
         return;
-    s = &r->sh[shard];
+    s = &r->sh[id];
     /* A peek out now may have read the outbox before the new events: look again after it. */
     if (s->busy)
         s->woken = 1;
