@@ -702,7 +702,9 @@ mb_loop *mb_loop_new(const mb_conf *conf, char *err, size_t errlen)
     l->rq = mb_rq_new(l->base,
                       &(mb_rq_opts){mb_conf_str(conf, "REDIS_URL"),
                                     (int)mb_conf_int(conf, "MESHBUY_SHARDS"), REDIS_TIMEOUT_MS,
-                                    l->worker_id, 0},
+                                    l->worker_id, 0,
+                                    mb_conf_int(conf, "MESHBUY_RETENTION_S") * 1000LL,
+                                    mb_conf_int(conf, "MESHBUY_RETENTION_ORDER_IDS_S") * 1000LL},
                       err, errlen);
     if (l->rq == NULL)
         goto err;

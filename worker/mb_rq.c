@@ -243,6 +243,7 @@ mb_rq *mb_rq_new(struct event_base *base, const mb_rq_opts *o, char *err, size_t
         snprintf(err, errlen, "%s", e.msg);
         goto err;
     }
+    mb_store_set_retention(q->st, o->retain_ms, o->tombstone_ms);
     q->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (q->efd < 0) {
         snprintf(err, errlen, "redis queue: eventfd: %s", strerror(errno));

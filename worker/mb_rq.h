@@ -28,6 +28,8 @@ typedef struct mb_rq_opts {
     int timeout_ms;        /* connect and round-trip bound of the thread's store */
     const char *worker_id; /* lease owner name (copied by the store) */
     long idle_ping_ms;     /* PING when idle this long, so health stays current (0: 1000) */
+    long long retain_ms;   /* mb_store_set_retention of the thread's store (0: never) */
+    long long tombstone_ms;
 } mb_rq_opts;
 
 /* Starts the Redis thread with a store of its own (connecting lazily, on the thread) and
