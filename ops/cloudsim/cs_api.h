@@ -60,7 +60,8 @@ typedef struct cs_call {
     int hanging;
     /* the reply being built */
     int status;
-    json_t *out; /* JSON body, or NULL for none */
+    json_t *out;           /* JSON body, or NULL for none */
+    const char *out_ctype; /* its Content-Type, a string literal; NULL = application/json */
     int retry_after;
     const char *fault_label; /* for the request log */
 } cs_call;

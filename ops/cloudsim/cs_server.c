@@ -38,6 +38,7 @@ static void reply_reset(cs_call *c)
 {
     json_decref(c->out);
     c->out = NULL;
+    c->out_ctype = NULL;
     c->retry_after = 0;
 }
 
@@ -337,7 +338,7 @@ static void call_send(cs_call *c)
     if (c->out && buf) {
         /* One serialization, handed to the buffer without a copy. */
         char *text = json_dumps(c->out, JSON_COMPACT);
-        evhttp_add_header(oh, "Content-Type", "application/json");
+        evhttp_add_header(oh, "Content-Type", c->out_ctype ? c->out_ctype : "application/json");
         if (text && evbuffer_add_reference(buf, text, strlen(text), free_dump, NULL) < 0)
             free(text);
     }

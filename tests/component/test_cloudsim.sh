@@ -281,6 +281,35 @@ expect 410 '.reason == "Expired"' "expired continue token"
 call GET /k8s/c-good/api/v1/pods
 expect 200 '(.items | length) == 40' "unpaged pods"
 
+note "pods as PartialObjectMetadataList (kubectl's metadata-only read)"
+META='application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1'
+call GET "$P?limit=100" '' -H "Accept: $META,application/json"
+expect 200 '.kind == "PartialObjectMetadataList" and .apiVersion == "meta.k8s.io/v1"
+    and (.items | length) == 100 and all(.items[]; .kind == "PartialObjectMetadata"
+    and .apiVersion == "meta.k8s.io/v1" and .metadata.name != null and .spec == null
+    and .status == null) and .metadata.remainingItemCount == 150' "metadata page 1"
+total=100
+tok=$(json_get "$BODY" .metadata.continue)
+while [ -n "$tok" ] && [ "$tok" != null ]; do
+    call GET "$P?limit=100&continue=$tok" '' -H "Accept: $META,application/json"
+    expect 200 '.kind == "PartialObjectMetadataList"' "metadata next page"
+    total=$((total + $(json_get "$BODY" '.items | length')))
+    tok=$(json_get "$BODY" '.metadata.continue // empty')
+done
+assert_eq 250 "$total" "pod count over metadata pages"
+ctype=$(curl -sS -o /dev/null -w '%{content_type}' -H "Accept: $META,application/json" \
+    "http://$ADDR/k8s/c-good/api/v1/pods")
+assert_eq "$META" "$ctype" "Content-Type of a metadata list"
+ctype=$(curl -sS -o /dev/null -w '%{content_type}' "http://$ADDR/k8s/c-good/api/v1/pods")
+assert_eq application/json "$ctype" "Content-Type of a full list"
+call GET /k8s/c-good/api/v1/pods '' -H 'Accept: application/json'
+expect 200 '.kind == "PodList" and (.items | length) == 40 and .items[0].spec.nodeName != null' \
+    "plain Accept: full PodList"
+call GET /k8s/c-good/api/v1/pods '' -H 'Accept: application/json;as=Table;g=meta.k8s.io;v=v1, */*'
+expect 200 '.kind == "PodList"' "unserved form, then */*: full PodList"
+call GET /k8s/c-good/api/v1/pods '' -H 'Accept: application/yaml'
+expect 406 '.kind == "Status" and .reason == "NotAcceptable"' "no acceptable form: 406"
+
 note "workloads"
 call GET $K/apis/apps/v1/namespaces/kube-system/deployments/coredns
 expect 200 '.metadata.generation <= .status.observedGeneration
