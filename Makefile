@@ -43,6 +43,10 @@ LIB_OBJ    := $(LIB_SRC:%.c=$(O)/%.o)
 WORKER_OBJ := $(WORKER_SRC:%.c=$(O)/%.o)
 LIB_A      := $(O)/libmeshbuy.a
 WORKER_A   := $(O)/libworker.a
+# The sagas without the engine: definitions, steps, the shared state-document rewrites and
+# the check driver (meshctl links these, not the worker).
+STEPS_SRC  := $(wildcard worker/steps/*.c) $(addprefix worker/,mb_sagadef.c mb_sagadoc.c mb_step.c mb_check.c)
+STEPS_A    := $(O)/libsteps.a
 
 # binary name -> its folder
 PROGS := meshworker:worker meshbuy:producer cloudsim:ops/cloudsim \
@@ -61,6 +65,15 @@ ALL_OBJ  := $(LIB_OBJ) $(WORKER_OBJ) $(PROG_OBJ) $(UNIT_SRC:%.c=$(O)/%.o)
 .PHONY: all test asan units bench demo lint fuzz valgrind clean deps
 all: $(BINS)
 
+# The version every binary prints (--version): `git describe` of this tree, "dev" without git.
+# Only lib/mb_version.c gets it, and a stamp rewritten when it changes recompiles that file.
+MB_VERSION := $(or $(shell git describe --always --dirty 2>/dev/null),dev)
+VERSION_STAMP := $(O)/.version
+$(shell mkdir -p $(O) && [ "$$(cat $(VERSION_STAMP) 2>/dev/null)" = "$(MB_VERSION)" ] || \
+    printf '%s' "$(MB_VERSION)" >$(VERSION_STAMP))
+$(O)/lib/mb_version.o: $(VERSION_STAMP)
+$(O)/lib/mb_version.o: override CFLAGS += -DMB_VERSION='"$(MB_VERSION)"'
+
 $(O)/%.o: %.c | $(DEPS_BUILD)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
@@ -69,11 +82,14 @@ $(LIB_A): $(LIB_OBJ)
 	@mkdir -p $(dir $@); rm -f $@; ar rcs $@ $^
 $(WORKER_A): $(WORKER_OBJ)
 	@mkdir -p $(dir $@); rm -f $@; ar rcs $@ $^
+$(STEPS_A): $(STEPS_SRC:%.c=$(O)/%.o)
+	@mkdir -p $(dir $@); rm -f $@; ar rcs $@ $^
 
-# Only the worker and meshctl (which reuses the saga's steps) link the worker objects.
-uses_worker = $(filter meshworker meshctl,$(1))
+# Only the worker links the worker objects; meshctl links the sagas without the engine.
+uses_worker = $(filter meshworker,$(1))
+uses_steps  = $(filter meshctl,$(1))
 define prog_rule
-$(BIN)/$(1): $(patsubst %.c,$(O)/%.o,$(call prog_src,$(1))) $(if $(call uses_worker,$(1)),$(WORKER_A)) $(LIB_A) | $(DEPS_BUILD)
+$(BIN)/$(1): $(patsubst %.c,$(O)/%.o,$(call prog_src,$(1))) $(if $(call uses_worker,$(1)),$(WORKER_A)) $(if $(call uses_steps,$(1)),$(STEPS_A)) $(LIB_A) | $(DEPS_BUILD)
 	@mkdir -p $$(dir $$@)
 	$$(CC) $$(LDFLAGS) -o $$@ $$^ $$(LDLIBS)
 endef
@@ -122,6 +138,7 @@ FUZZ_NAMES := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_EXTRA := ops/meshctl/mc_edit.c
 FUZZ_SEEDS_order    := tests/fixtures/order/valid tests/fixtures/order/invalid
 FUZZ_SEEDS_event    := tests/fixtures/mesh-status/valid tests/fixtures/mesh-status/invalid
+FUZZ_SEEDS_kafka    := tests/fixtures/order/valid tests/fixtures/order/invalid
 FUZZ_SEEDS_dlq_edit := tests/fuzz/seeds/dlq_edit tests/fixtures/order/valid \
                        tests/fixtures/order/invalid
 FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined \

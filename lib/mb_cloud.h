@@ -1,4 +1,4 @@
-/* mb_cloud.h: typed async clients for the CCE, VPC and Kubernetes calls of DESIGN.md 4. */
+/* mb_cloud.h: typed async clients for the CCE, VPC and Kubernetes calls listed in docs/reference.md. */
 #ifndef MB_CLOUD_H
 #define MB_CLOUD_H
 

@@ -22,13 +22,6 @@ static const char *const STATUS_NAMES[] = {
 };
 #define N_STATUS (sizeof STATUS_NAMES / sizeof STATUS_NAMES[0])
 
-static const char *const DATA_KEYS[] = {
-    "order_id", "mesh_id", "account_id", "mesh_name",   "cluster_id",
-    "status",   "step",    "step_index", "step_total",  "message",
-    "error",    "attempt", "seq",        "occurred_at", NULL,
-};
-static const char *const ERROR_KEYS[] = {"code", "message", "retryable", NULL};
-
 const char *mb_mesh_status_name(mb_mesh_status s)
 {
     if ((size_t)s >= N_STATUS)
@@ -94,8 +87,8 @@ static int check_error(mb_jcheck *c, const json_t *e)
     const char *s;
     if (!json_is_object(e))
         return mb_jcheck_fail(c, "data.error", "must be an object");
-    if (mb_jcheck_keys(c, "data.error", e, ERROR_KEYS) < 0 ||
-        mb_jcheck_str(c, e, "data.error", "code", 1, rule_error_code, &s) < 0 ||
+    /* Open to additive fields, like data: a consumer must ignore what it does not know. */
+    if (mb_jcheck_str(c, e, "data.error", "code", 1, rule_error_code, &s) < 0 ||
         mb_jcheck_str(c, e, "data.error", "message", 1, rule_text, &s) < 0)
         return -1;
     const json_t *r = json_object_get(e, "retryable");
@@ -112,9 +105,11 @@ static int check_data(mb_jcheck *c, const json_t *d)
     long long n;
     if (!json_is_object(d))
         return mb_jcheck_fail(c, "event.data", "must be an object");
-    if (mb_jcheck_keys(c, "data", d, DATA_KEYS) < 0 ||
-        mb_jcheck_str(c, d, "data", "order_id", 1, mb_order_check_order_id, &s) < 0 ||
-        mb_jcheck_str(c, d, "data", "mesh_id", 0, mb_order_check_id, &s) < 0 ||
+    /* Open to additive fields: required are those every event carries, which consumers
+     * may rely on; cluster_id is absent only on the Failed event of an order that did
+     * not carry a valid one. */
+    if (mb_jcheck_str(c, d, "data", "order_id", 1, mb_order_check_order_id, &s) < 0 ||
+        mb_jcheck_str(c, d, "data", "mesh_id", 1, mb_order_check_id, &s) < 0 ||
         mb_jcheck_str(c, d, "data", "account_id", 1, mb_order_check_id, &s) < 0 ||
         mb_jcheck_str(c, d, "data", "mesh_name", 1, mb_order_check_mesh_name, &s) < 0 ||
         mb_jcheck_str(c, d, "data", "cluster_id", 0, mb_order_check_id, &s) < 0 ||
@@ -146,7 +141,10 @@ int mb_event_check(const json_t *env, char *err, size_t errlen)
     mb_jcheck c;
     const char *type;
     mb_jcheck_init(&c, err, errlen);
+    /* time and datacontenttype are optional on orders; every status event has them */
     if (mb_order_check_envelope(&c, env) < 0 ||
+        mb_jcheck_str(&c, env, "event", "time", 1, NULL, &type) < 0 ||
+        mb_jcheck_str(&c, env, "event", "datacontenttype", 1, NULL, &type) < 0 ||
         mb_jcheck_str(&c, env, "event", "type", 1, NULL, &type) < 0)
         return -1;
     if (strcmp(type, MB_TYPE_MESH_STATUS) != 0)

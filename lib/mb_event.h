@@ -23,7 +23,7 @@ typedef enum mb_mesh_status {
  * the parsed json_t is released (mb_event_view).  NULL = absent. */
 typedef struct mb_status_event {
     const char *order_id;   /* required */
-    const char *mesh_id;    /* optional: absent before the order is reserved */
+    const char *mesh_id;    /* required: mb_order_mesh_id of the order */
     const char *account_id; /* required */
     const char *mesh_name;  /* required */
     const char *cluster_id; /* optional: absent when the order only parsed partly */

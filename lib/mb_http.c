@@ -143,7 +143,7 @@ static mb_status classify_http(long s, char *code, size_t codelen)
     else if (s == 429)
         st = MB_AGAIN, name = "TooManyRequests";
     else if (s == 409)
-        st = MB_AGAIN, name = "Conflict"; /* DESIGN.md 3: conflicts are transient */
+        st = MB_AGAIN, name = "Conflict"; /* a conflict is transient: the caller observes and retries */
     else if (s == 404)
         st = MB_PERM, name = "NotFound";
     else if (s == 408 || (s >= 500 && s < 600))
@@ -785,7 +785,7 @@ static int has_crlf(const char *s)
 }
 
 /* Host header value as the server sees it: host[:port], the default port
- * of the scheme left out (DESIGN.md 6). */
+ * of the scheme left out (docs/reference.md, "AK/SK signing"). */
 static int host_value(CURLU *u, char *out, size_t outlen)
 {
     char *host = NULL, *port = NULL, *scheme = NULL;

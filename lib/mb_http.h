@@ -12,9 +12,9 @@ struct event_base;
 
 /* Many transfers run at once on the caller's event_base; nothing blocks.
  * One curl multi handle keeps connections alive and reuses them.  Every
- * request is signed with AK/SK when credentials are given (DESIGN.md 6) and
+ * request is signed with AK/SK when credentials are given (docs/reference.md) and
  * carries the W3C traceparent when given.  Every outcome is classified into
- * an mb_status (DESIGN.md 3):
+ * an mb_status:
  *   2xx -> MB_OK; 429 -> MB_AGAIN (+ Retry-After); 5xx, 408, 409 -> MB_AGAIN;
  *   other 4xx, 1xx, 3xx -> MB_PERM; connection errors and timeouts -> MB_AGAIN;
  *   TLS verification, bad URL, bad option -> MB_PERM; out of memory -> MB_FATAL.

@@ -5,15 +5,19 @@
  * every fixture.  Change one, change the other. */
 #include "mb_order.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+
+#include "mb_sign.h"
 
 #define PATH_MAX_LEN 128
 
 static const char *const ENVELOPE_KEYS[] = {
-    "specversion", "id",          "source",     "type", "time", "datacontenttype",
-    "subject",     "traceparent", "tracestate", "data", NULL,
+    "specversion", "id",      "source",      "type",       "time", "datacontenttype",
+    "dataschema",  "subject", "traceparent", "tracestate", "data", NULL,
 };
 static const char *const BUY_KEYS[] = {
     "order_id", "account_id", "project_id", "region", "mesh", NULL,
@@ -267,23 +271,97 @@ static int get_str_array(mb_jcheck *c, const json_t *obj, const char *path, cons
 
 /* ------------------------------------------------------------- envelope */
 
+/* ^application/json[ \t]*(;[\x20-\x7e]*)?$: JSON data, with media type parameters
+ * ("; charset=utf-8") allowed. */
+static const char *rule_json_content_type(const char *s)
+{
+    static const char why[] = "must be application/json, parameters allowed "
+                              "(application/json; charset=utf-8)";
+    if (strlen(s) > 256)
+        return "must be at most 256 characters";
+    if (strncmp(s, "application/json", 16) != 0)
+        return why;
+    for (s += 16; *s == ' ' || *s == '\t'; s++)
+        ;
+    if (*s == '\0')
+        return NULL;
+    if (*s != ';')
+        return why;
+    for (; *s; s++) {
+        if (*s < 0x20 || *s > 0x7e)
+            return why;
+    }
+    return NULL;
+}
+
+static const char *rule_uri(const char *s)
+{
+    return rule_ascii(s, 512, 0x21);
+}
+
+/* CloudEvents attribute names: lower-case letters and digits, at most 20. */
+int mb_order_attr_name_valid(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > MB_ORDER_ATTR_NAME_MAX)
+        return 0;
+    for (; *s; s++) {
+        if (!is_lower_alnum(*s))
+            return 0;
+    }
+    return 1;
+}
+
+static int is_known_attr(const char *name)
+{
+    for (size_t i = 0; ENVELOPE_KEYS[i]; i++) {
+        if (strcmp(name, ENVELOPE_KEYS[i]) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* Extension attributes (partitionkey, ...): any valid name, a string of at most
+ * 512 characters, a number or a boolean.  Their meaning is the producer's. */
+static int check_extensions(mb_jcheck *c, const json_t *env)
+{
+    const char *name;
+    json_t *v;
+    json_object_foreach((json_t *)env, name, v)
+    {
+        char p[PATH_MAX_LEN];
+        if (is_known_attr(name))
+            continue;
+        snprintf(p, sizeof p, "event.%.60s", name);
+        if (!mb_order_attr_name_valid(name))
+            return mb_jcheck_fail(c, p,
+                                  "unknown attribute; an extension attribute name has 1 to 20 "
+                                  "lower-case letters and digits");
+        if (json_is_string(v) ? mb_json_utf8_len(json_string_value(v)) > 512
+                              : !json_is_number(v) && !json_is_boolean(v))
+            return mb_jcheck_fail(c, p,
+                                  "an extension attribute must be a string of at most 512 "
+                                  "characters, a number or a boolean");
+    }
+    return 0;
+}
+
 int mb_order_check_envelope(mb_jcheck *c, const json_t *env)
 {
     const char *s;
     if (!json_is_object(env))
         return mb_jcheck_fail(c, "event", "must be a JSON object");
-    if (mb_jcheck_keys(c, "event", env, ENVELOPE_KEYS) < 0)
-        return -1;
     if (get_const(c, env, "event", "specversion", "1.0") < 0 ||
         mb_jcheck_str(c, env, "event", "id", 1, rule_printable256, &s) < 0 ||
         mb_jcheck_str(c, env, "event", "source", 1, rule_printable256, &s) < 0 ||
-        mb_jcheck_str(c, env, "event", "time", 1, rule_time, &s) < 0 ||
-        get_const(c, env, "event", "datacontenttype", "application/json") < 0 ||
+        mb_jcheck_str(c, env, "event", "time", 0, rule_time, &s) < 0 ||
+        mb_jcheck_str(c, env, "event", "datacontenttype", 0, rule_json_content_type, &s) < 0 ||
+        mb_jcheck_str(c, env, "event", "dataschema", 0, rule_uri, &s) < 0 ||
         mb_jcheck_str(c, env, "event", "subject", 0, rule_printable256, &s) < 0 ||
         mb_jcheck_str(c, env, "event", "traceparent", 0, rule_traceparent, &s) < 0 ||
         mb_jcheck_str(c, env, "event", "tracestate", 0, rule_tracestate, &s) < 0)
         return -1;
-    return 0;
+    return check_extensions(c, env);
 }
 
 static int copy_envelope(mb_jcheck *c, const json_t *env, mb_order *o)
@@ -587,6 +665,18 @@ char *mb_order_key(const mb_order *o, char *buf, size_t len)
     return buf;
 }
 
+char *mb_order_mesh_id(const char *key, const char *order_id, char *buf, size_t len)
+{
+    char seed[256], hash[MB_SIGN_HEX_LEN + 1];
+    int n = snprintf(seed, sizeof seed, "%s#%s", key, order_id);
+
+    if (n < 0 || (size_t)n >= sizeof seed)
+        n = n < 0 ? 0 : (int)sizeof seed - 1; /* keys and ids are bounded well below */
+    mb_sign_sha256_hex(seed, (size_t)n, hash);
+    snprintf(buf, len, "mesh-%.16s", hash);
+    return buf;
+}
+
 /* ------------------------------------------------------------- to JSON */
 
 static json_t *str_array(char **v, size_t n)
@@ -639,12 +729,12 @@ json_t *mb_order_to_json(const mb_order *o)
     const char *type = o->kind == MB_ORDER_CANCEL   ? MB_TYPE_ORDER_CANCEL
                        : o->kind == MB_ORDER_DELETE ? MB_TYPE_ORDER_DELETE
                                                     : MB_TYPE_ORDER_BUY;
-    json_t *env = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:o}", "specversion", "1.0", "id",
-                            o->event_id, "source", o->source, "type", type, "time", o->time,
-                            "datacontenttype", "application/json", "data", mb_order_data_json(o));
+    json_t *env = json_pack("{s:s, s:s, s:s, s:s, s:s, s:o}", "specversion", "1.0", "id",
+                            o->event_id, "source", o->source, "type", type, "datacontenttype",
+                            "application/json", "data", mb_order_data_json(o));
     if (!env)
         return NULL;
-    if (set_opt(env, "subject", o->subject) < 0 ||
+    if (set_opt(env, "time", o->time) < 0 || set_opt(env, "subject", o->subject) < 0 ||
         set_opt(env, "traceparent", o->traceparent) < 0 ||
         set_opt(env, "tracestate", o->tracestate) < 0) {
         json_decref(env);
@@ -725,4 +815,325 @@ json_t *mb_order_envelope(mb_order_kind kind, json_t *data, const char *source,
         return NULL;
     }
     return env;
+}
+
+/* ------------------------------------------------- the Kafka protocol binding */
+
+#define CE_PREFIX "ce_"
+
+static int ascii_prefix_ci(const void *v, size_t len, const char *prefix)
+{
+    size_t n = strlen(prefix);
+    return v && len >= n && strncasecmp(v, prefix, n) == 0;
+}
+
+/* The last header called name (case-insensitive), or NULL. */
+static const mb_order_header *find_header(const mb_order_header *h, size_t n, const char *name)
+{
+    const mb_order_header *found = NULL;
+    for (size_t i = 0; i < n; i++) {
+        if (h[i].name && strcasecmp(h[i].name, name) == 0)
+            found = &h[i];
+    }
+    return found;
+}
+
+static int fail_msg(mb_order_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static int fail_msg(mb_order_err *err, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err->reason, sizeof err->reason, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+/* A header value as a NUL-terminated, printable string for a reason. */
+static void header_text(const mb_order_header *h, char *buf, size_t len)
+{
+    size_t n = h->value && h->len < len ? h->len : (h->value ? len - 1 : 0);
+    for (size_t i = 0; i < n; i++) {
+        char ch = ((const char *)h->value)[i];
+        buf[i] = ch >= 0x20 && ch <= 0x7e ? ch : '?';
+    }
+    buf[n] = '\0';
+}
+
+/* "application/cloudevents+json" with nothing or parameters after it. */
+/* The value as the envelope, NUL-terminated (new, free()). */
+static int copy_value(const void *value, size_t len, char **out, size_t *out_len,
+                      mb_order_err *err)
+{
+    *out = malloc(len + 1);
+    if (!*out)
+        return fail_msg(err, "message: out of memory");
+    if (len)
+        memcpy(*out, value, len);
+    (*out)[len] = '\0';
+    *out_len = len;
+    return 0;
+}
+
+/* Whether a header-less value is a JSON object with a "specversion" member. */
+static int looks_structured(const void *value, size_t len)
+{
+    json_t *v = json_loadb(value, len, 0, NULL);
+    int yes = json_is_object(v) && json_object_get(v, "specversion") != NULL;
+
+    json_decref(v);
+    return yes;
+}
+
+static int structured_json(const mb_order_header *ct)
+{
+    static const char mt[] = "application/cloudevents+json";
+    size_t n = sizeof mt - 1;
+    if (!ascii_prefix_ci(ct->value, ct->len, mt))
+        return 0;
+    if (ct->len == n)
+        return 1;
+    char next = ((const char *)ct->value)[n];
+    return next == ';' || next == ' ' || next == '\t';
+}
+
+/* The ce_ headers of a binary-mode message into env (borrowed). */
+static int binary_attrs(const mb_order_header *h, size_t n, json_t *env, mb_order_err *err)
+{
+    for (size_t i = 0; i < n; i++) {
+        const char *name = h[i].name;
+        if (!name || strncmp(name, CE_PREFIX, 3) != 0)
+            continue;
+        const char *attr = name + 3;
+        if (!mb_order_attr_name_valid(attr))
+            return fail_msg(err,
+                            "header %.40s: a ce_ header names an attribute of 1 to 20 "
+                            "lower-case letters and digits",
+                            name);
+        if (strcmp(attr, "data") == 0 || strcmp(attr, "datacontenttype") == 0)
+            return fail_msg(err, "header %s: in binary content mode %s", name,
+                            strcmp(attr, "data") == 0 ? "data is the message value"
+                                                      : "the content-type header carries it");
+        if (json_object_get(env, attr))
+            return fail_msg(err, "header %s: given more than once", name);
+        json_t *v = h[i].value ? json_stringn(h[i].value, h[i].len) : NULL;
+        if (!v || json_object_set_new(env, attr, v) < 0)
+            return fail_msg(err, "header %s: %s", name,
+                            h[i].value ? "not UTF-8 text" : "has no value");
+    }
+    return 0;
+}
+
+static int binary_mode(const mb_order_header *h, size_t n, const mb_order_header *ct,
+                       const void *value, size_t len, char **out, mb_order_err *err)
+{
+    char ctext[128];
+    json_error_t jerr;
+    json_t *env = json_object();
+    if (!env)
+        return fail_msg(err, "message: out of memory");
+    if (binary_attrs(h, n, env, err) < 0)
+        goto fail;
+    if (ct) {
+        header_text(ct, ctext, sizeof ctext);
+        const char *why = rule_json_content_type(ctext);
+        if (why || ct->len >= sizeof ctext) {
+            fail_msg(err, "header content-type \"%s\": the data of an order %s", ctext,
+                     "must be application/json (parameters allowed)");
+            goto fail;
+        }
+        json_object_set_new(env, "datacontenttype", json_string(ctext));
+    }
+    if (len == 0 || !value) {
+        fail_msg(err, "message: empty value (binary content mode: the value is data)");
+        goto fail;
+    }
+    json_t *data = json_loadb(value, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
+    if (!data) {
+        snprintf(err->reason, sizeof err->reason, "message: data not JSON: %s at line %d column %d",
+                 jerr.text, jerr.line, jerr.column);
+        goto fail;
+    }
+    json_object_set_new(env, "data", data);
+    *out = json_dumps(env, JSON_COMPACT);
+    json_decref(env);
+    if (!*out)
+        return fail_msg(err, "message: out of memory");
+    return 0;
+fail:
+    json_decref(env);
+    return -1;
+}
+
+int mb_order_canonical(const mb_order_header *hdrs, size_t n, const void *value, size_t len,
+                       char **out, size_t *out_len, mb_order_err *err)
+{
+    mb_order_err scratch;
+    if (!err)
+        err = &scratch;
+    memset(err, 0, sizeof *err);
+    *out = NULL;
+    *out_len = 0;
+    if (n > MB_ORDER_MAX_HEADERS) {
+        snprintf(err->reason, sizeof err->reason, "message: %zu headers, more than the %d allowed",
+                 n, MB_ORDER_MAX_HEADERS);
+        return -1;
+    }
+    if (len > MB_ORDER_MAX_BYTES) {
+        snprintf(err->reason, sizeof err->reason, "message: %zu bytes, more than the %d allowed",
+                 len, MB_ORDER_MAX_BYTES);
+        return -1;
+    }
+    const mb_order_header *ct = find_header(hdrs, n, "content-type");
+    if (ct && ascii_prefix_ci(ct->value, ct->len, "application/cloudevents")) {
+        char ctext[128];
+        header_text(ct, ctext, sizeof ctext);
+        if (!structured_json(ct))
+            return fail_msg(err, "header content-type \"%s\": %s", ctext,
+                            "structured content mode is understood only as "
+                            "application/cloudevents+json (no batches)");
+        return copy_value(value, len, out, out_len, err);
+    }
+    if (!find_header(hdrs, n, CE_PREFIX "specversion")) {
+        /* Neither mode's marker.  Plain producers (kcat, scripts, meshbuy before the
+         * binding) send the whole event as JSON with no header: an object carrying
+         * specversion is read as structured mode; the strict parser still judges it. */
+        if (looks_structured(value, len))
+            return copy_value(value, len, out, out_len, err);
+        return fail_msg(err, "not a CloudEvent: neither a content-type header "
+                             "application/cloudevents+json (structured content mode) nor a "
+                             "ce_specversion header (binary content mode), and the value is "
+                             "not an event with specversion");
+    }
+    if (binary_mode(hdrs, n, ct, value, len, out, err) < 0)
+        return -1;
+    *out_len = strlen(*out);
+    return 0;
+}
+
+int mb_order_parse_message(const mb_order_header *hdrs, size_t n, const void *value, size_t len,
+                           char **canon, size_t *canon_len, mb_order **out, mb_order_err *err)
+{
+    *out = NULL;
+    if (mb_order_canonical(hdrs, n, value, len, canon, canon_len, err) < 0)
+        return -1;
+    if (mb_order_parse(*canon, *canon_len, out, err) < 0) {
+        free(*canon);
+        *canon = NULL;
+        *canon_len = 0;
+        return -1;
+    }
+    return 0;
+}
+
+static int kafka_json_headers(const json_t *hs, mb_order_header *h, size_t *n, mb_order_err *err)
+{
+    const char *name;
+    json_t *v;
+    *n = 0;
+    if (hs && !json_is_object(hs))
+        return fail_msg(err, "message file: \"headers\" must be an object");
+    json_object_foreach((json_t *)hs, name, v)
+    {
+        if (*n >= MB_ORDER_MAX_HEADERS)
+            return fail_msg(err, "message file: more than %d headers", MB_ORDER_MAX_HEADERS);
+        if (!json_is_string(v))
+            return fail_msg(err, "message file: header %.60s must be a string", name);
+        h[*n] = (mb_order_header){name, json_string_value(v), json_string_length(v)};
+        (*n)++;
+    }
+    return 0;
+}
+
+int mb_order_parse_kafka_json(const void *buf, size_t len, char **canon, mb_order **out,
+                              mb_order_err *err)
+{
+    mb_order_header h[MB_ORDER_MAX_HEADERS];
+    size_t n = 0, vlen = 0, clen;
+    char *owned = NULL, *c = NULL;
+    const char *value = NULL;
+    json_error_t jerr;
+    int rc = -1;
+
+    *out = NULL;
+    if (canon)
+        *canon = NULL;
+    memset(err, 0, sizeof *err);
+    json_t *msg = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!json_is_object(msg)) {
+        fail_msg(err, "message file: not a JSON object {\"headers\", \"value\"}");
+        goto out;
+    }
+    if (kafka_json_headers(json_object_get(msg, "headers"), h, &n, err) < 0)
+        goto out;
+    const json_t *v = json_object_get(msg, "value");
+    if (json_is_string(v)) {
+        value = json_string_value(v);
+        vlen = json_string_length(v);
+    } else if (v) {
+        owned = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+        value = owned;
+        vlen = owned ? strlen(owned) : 0;
+    }
+    rc = mb_order_parse_message(h, n, value, vlen, &c, &clen, out, err);
+    if (canon)
+        *canon = c;
+    else
+        free(c);
+out:
+    free(owned);
+    json_decref(msg);
+    return rc;
+}
+
+void mb_order_binary_free(mb_order_binary *b)
+{
+    for (size_t i = 0; i < b->n; i++) {
+        free(b->names[i]);
+        free(b->values[i]);
+    }
+    free(b->value);
+    memset(b, 0, sizeof *b);
+}
+
+static int binary_add(mb_order_binary *b, const char *prefix, const char *name, const json_t *v)
+{
+    char nm[64];
+    if (b->n >= MB_ORDER_MAX_HEADERS)
+        return -1;
+    snprintf(nm, sizeof nm, "%s%s", prefix, name);
+    b->names[b->n] = strdup(nm);
+    b->values[b->n] = json_is_string(v) ? strdup(json_string_value(v))
+                                        : json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+    b->n++;
+    return b->names[b->n - 1] && b->values[b->n - 1] ? 0 : -1;
+}
+
+int mb_order_to_binary(const json_t *env, mb_order_binary *b)
+{
+    const char *name;
+    json_t *v;
+    memset(b, 0, sizeof *b);
+    const json_t *data = json_object_get(env, "data");
+    if (!json_is_object(env) || !data)
+        return -1;
+    json_object_foreach((json_t *)env, name, v)
+    {
+        int rc = 0;
+        if (strcmp(name, "datacontenttype") == 0)
+            rc = binary_add(b, "", "content-type", v);
+        else if (strcmp(name, "data") != 0)
+            rc = binary_add(b, CE_PREFIX, name, v);
+        if (rc < 0) {
+            mb_order_binary_free(b);
+            return -1;
+        }
+    }
+    b->value = json_dumps(data, JSON_COMPACT | JSON_ENCODE_ANY);
+    if (!b->value) {
+        mb_order_binary_free(b);
+        return -1;
+    }
+    b->value_len = strlen(b->value);
+    return 0;
 }

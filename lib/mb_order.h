@@ -13,6 +13,7 @@
 #define MB_ORDER_ID_MAX         64
 #define MB_MESH_NAME_MAX        64
 #define MB_TRACEPARENT_LEN      55
+#define MB_ORDER_ATTR_NAME_MAX  20 /* CloudEvents attribute names: [a-z0-9]{1,20} */
 #define MB_ORDER_MAX_NODES      16
 #define MB_ORDER_MAX_NAMESPACES 64
 
@@ -35,7 +36,7 @@ typedef struct mb_order {
     /* CloudEvents envelope */
     char *event_id;
     char *source;
-    char *time;        /* RFC 3339 as received */
+    char *time;        /* optional, RFC 3339 as received */
     char *subject;     /* optional */
     char *traceparent; /* optional, W3C, validated */
     char *tracestate;  /* optional */
@@ -96,6 +97,14 @@ char *mb_order_key(const mb_order *o, char *buf, size_t len);
 
 void mb_order_free(mb_order *o);
 
+/* The mesh id of an order: "mesh-" + the first 16 hex digits of
+ * SHA-256("<key>#<order_id>"), key being "<account_id>/<mesh_name>".  Stable,
+ * so every part of the worker (intake's Accepted and Failed events, the saga)
+ * reports the same id without asking the store.  buf needs MB_MESH_ID_LEN + 1
+ * bytes.  Returns buf. */
+#define MB_MESH_ID_LEN 21
+char *mb_order_mesh_id(const char *key, const char *order_id, char *buf, size_t len);
+
 /* "buy", "cancel", "delete", "unknown".  Static. */
 const char *mb_order_kind_name(mb_order_kind k);
 
@@ -130,11 +139,77 @@ const char *mb_order_check_order_id(const char *s); /* ^[A-Za-z0-9._:-]{1,64}$ *
 const char *mb_order_check_id(const char *s);       /* ^[A-Za-z0-9._-]{1,64}$: account, project,
                                                        cluster, node, mesh ids */
 
+/* --- the CloudEvents Kafka protocol binding ------------------------------------------- */
+
+/* At most this many headers on an order message (more: refused). */
+#define MB_ORDER_MAX_HEADERS 64
+
+/* One Kafka header, borrowed from the message: value NULL for a null header;
+ * len bytes, not NUL-terminated. */
+typedef struct mb_order_header {
+    const char *name;
+    const void *value;
+    size_t len;
+} mb_order_header;
+
+/* Turns an order message (headers and value) into the structured envelope
+ * mb_order_parse reads, so there is one parser whatever the content mode:
+ *  - structured mode (content-type application/cloudevents+json, parameters
+ *    allowed): the value itself;
+ *  - binary mode (no such content-type, a ce_specversion header): an object of
+ *    the ce_<name> headers (name [a-z0-9]{1,20}, UTF-8 values, each at most
+ *    once), "datacontenttype" from a content-type header when there is one
+ *    (only application/json and its parameters), and "data" = the value
+ *    parsed as JSON;
+ *  - neither: not a CloudEvent, refused.
+ * Returns 0 and *out (new, NUL-terminated, free()) with its length in
+ * *out_len, or -1 with the reason in err (identity fields stay ""). */
+int mb_order_canonical(const mb_order_header *hdrs, size_t n, const void *value, size_t len,
+                       char **out, size_t *out_len, mb_order_err *err);
+
+/* mb_order_canonical then mb_order_parse: what intake does with a message.
+ * On success *canon (new, free()) is the envelope to store and *out the
+ * order; on failure both are NULL and err says why. */
+int mb_order_parse_message(const mb_order_header *hdrs, size_t n, const void *value, size_t len,
+                           char **canon, size_t *canon_len, mb_order **out, mb_order_err *err);
+
+/* A Kafka message written down as JSON, as the fixtures and `meshbuy --validate
+ * FILE.kafka.json` take it: {"headers": {"<name>": "<value>", ...}, "value": V}
+ * where V is the value's text when it is a string, else V's compact JSON (so a
+ * binary-mode order's data can be written as an object).  Parsed like intake
+ * parses a message (mb_order_parse_message; canon may be NULL when not wanted).
+ * 0, or -1 with err (a malformed file is an invalid message). */
+int mb_order_parse_kafka_json(const void *buf, size_t len, char **canon, mb_order **out,
+                              mb_order_err *err);
+
+/* An envelope in binary content mode (what `meshbuy --binary` publishes):
+ * one ce_<attribute> header per attribute but data and datacontenttype (a
+ * non-string extension value is written as its JSON text), a content-type
+ * header from datacontenttype when it is set, and data alone as the value.
+ * Everything in it is new (mb_order_binary_free). */
+typedef struct mb_order_binary {
+    size_t n;
+    char *names[MB_ORDER_MAX_HEADERS];
+    char *values[MB_ORDER_MAX_HEADERS];
+    char *value; /* compact JSON of data, NUL-terminated */
+    size_t value_len;
+} mb_order_binary;
+
+/* env borrowed.  0, or -1 (not an object with data, too many attributes,
+ * out of memory; *b is then empty). */
+int mb_order_to_binary(const json_t *env, mb_order_binary *b);
+void mb_order_binary_free(mb_order_binary *b);
+
 /* --- shared with mb_event ------------------------------------------------------------ */
 /* Checks the CloudEvents attributes every meshbuy event shares (all but "type"
- * and "data", which the caller checks): specversion, id, source, time,
- * datacontenttype, subject, traceparent, tracestate, and no unknown attribute.
- * env is borrowed.  0 or -1 (first error recorded in c). */
+ * and "data", which the caller checks): specversion, id, source (required);
+ * time, datacontenttype (application/json, parameters allowed), dataschema,
+ * subject, traceparent, tracestate (optional); any other attribute is an
+ * extension: a name of [a-z0-9]{1,20}, a string (at most 512 characters), a
+ * number or a boolean.  env is borrowed.  0 or -1 (first error recorded in c). */
 int mb_order_check_envelope(mb_jcheck *c, const json_t *env);
+
+/* 1 if s is a valid CloudEvents attribute name ([a-z0-9]{1,20}), else 0. */
+int mb_order_attr_name_valid(const char *s);
 
 #endif

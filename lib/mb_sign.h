@@ -1,4 +1,4 @@
-/* mb_sign.h: AK/SK request signing, SDK-HMAC-SHA256 (DESIGN.md section 6). */
+/* mb_sign.h: AK/SK request signing, SDK-HMAC-SHA256 (docs/reference.md, "AK/SK signing"). */
 #ifndef MB_SIGN_H
 #define MB_SIGN_H
 

@@ -840,6 +840,7 @@ static int accept_cmd(mb_store *st, const mb_accept *q, cmd *c, mb_error *err)
         return -1;
     }
     args_str(&c->a, q->saga && q->saga[0] ? q->saga : "create");
+    args_str(&c->a, q->mesh_id ? q->mesh_id : "");
     return 0;
 }
 

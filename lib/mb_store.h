@@ -97,6 +97,8 @@ typedef struct mb_accept {
     const json_t *conflict_event; /* queued when the name belongs to another order */
     const char *saga; /* the saga the job runs; NULL = "create".  "delete" claims no
                          name: it snapshots the mesh's create (mb_store.c) */
+    const char *mesh_id; /* the order's mesh id (mb_order_mesh_id), kept on the record; a
+                            delete's accepted_event gets its target's instead (NULL: none) */
 } mb_accept;
 
 typedef enum mb_accept_verdict {

@@ -41,8 +41,9 @@ static const char lua_prelude[] =
 
 static const char lua_accept[] =
     "-- KEYS: job name seq due outbox index\n"
-    "-- ARGV: id key shard order tp acc_head acc_data fail_head fail_data saga\n"
+    "-- ARGV: id key shard order tp acc_head acc_data fail_head fail_data saga mesh_id\n"
     "local id, key, now = ARGV[1], ARGV[2], clock_ms()\n"
+    "local acc, mid = ARGV[7], ARGV[11]\n"
     "if redis.call('EXISTS', KEYS[1]) == 1 then\n"
     "  return {'duplicate', redis.call('HGET', KEYS[1], 'status') or '', 0}\n"
     "end\n"
@@ -58,8 +59,13 @@ static const char lua_accept[] =
     "  local target, holder = 'null', redis.call('GET', KEYS[2])\n"
     "  local pre = string.sub(KEYS[1], 1, #KEYS[1] - #id)\n"
     "  local t = holder and redis.call('HMGET', pre .. holder, 'status', 'state', 'order',\n"
-    "    'saga', 'deleted_by')\n"
+    "    'saga', 'deleted_by', 'mesh_id')\n"
     "  if t and t[1] then\n"
+    "    -- the delete reports the mesh of its create: the Accepted event carries its mesh_id\n"
+    "    if t[6] and t[6] ~= '' then\n"
+    "      mid = t[6]\n"
+    "      acc = string.gsub(acc, '\"mesh_id\":\"[^\"]*\"', '\"mesh_id\":\"' .. mid .. '\"', 1)\n"
+    "    end\n"
     "    local busy = ''\n"
     "    if t[5] and t[5] ~= id then\n"
     "      local ost = redis.call('HGET', pre .. t[5], 'status')\n"
@@ -89,11 +95,12 @@ static const char lua_accept[] =
     "redis.call('HSET', KEYS[1], 'id', id, 'key', key, 'shard', ARGV[3], 'order', ARGV[4],\n"
     "  'state', state, 'status', 'Accepted', 'step', '', 'attempt', 0, 'fence', 0, 'cancel', 0,\n"
     "  'tp', ARGV[5], 'created', now, 'updated', now, 'next_run', now, 'lease_owner', '',\n"
-    "  'lease_until', 0, 'claims', 0, 'error_code', '', 'error_msg', '', 'saga', ARGV[10])\n"
+    "  'lease_until', 0, 'claims', 0, 'error_code', '', 'error_msg', '', 'saga', ARGV[10],\n"
+    "  'mesh_id', mid)\n"
     "if not delete then redis.call('SET', KEYS[2], id) end\n"
     "redis.call('SET', KEYS[6], ARGV[3])\n"
     "redis.call('ZADD', KEYS[4], now, id)\n"
-    "local seq = emit(KEYS[3], KEYS[5], key, ARGV[5], ARGV[6], ARGV[7])\n"
+    "local seq = emit(KEYS[3], KEYS[5], key, ARGV[5], ARGV[6], acc)\n"
     "return {'accepted', '', seq}\n";
 
 static const char lua_reject[] =

@@ -16,6 +16,7 @@
 #include "mb_kafka.h"
 #include "mb_log.h"
 #include "mb_order.h"
+#include "mb_version.h"
 
 /* Exit codes (documented in --help; billing scripts branch on them). */
 enum {
@@ -45,7 +46,7 @@ typedef struct cli {
     size_t n_nodes;
     const char *namespaces[MAX_REPEAT];
     size_t n_namespaces;
-    int restart, dry_run, check, del;
+    int restart, dry_run, check, del, binary;
     int timeout_s;
 } cli;
 
@@ -62,7 +63,9 @@ static void usage(FILE *f)
         "       meshbuy --delete --account A --name MESH --project P --region R [--restart]\n"
         "               [--order-id ID]      delete a mesh: undo what its purchase changed\n"
         "       meshbuy --validate FILE|- [FILE...]         check order messages byte for byte,\n"
-        "                                                 send nothing\n"
+        "                                                 send nothing (FILE.kafka.json: a\n"
+        "                                                 message with headers, {\"headers\":\n"
+        "                                                 {...}, \"value\": ...})\n"
         "       meshbuy --validate-status FILE|- [FILE...]  check mesh.status events\n"
         "         (several files: one line per file on stdout, \"FILE: valid: ...\" or\n"
         "         \"FILE: invalid: reason\"; exit 2 if any is invalid)\n"
@@ -82,8 +85,11 @@ static void usage(FILE *f)
         "  --reason TEXT      free-text reason of a cancel\n"
         "  --source S         CloudEvents source (default $MESHBUY_SOURCE)\n"
         "  --timeout SEC      wait at most SEC seconds for delivery (default 30)\n"
+        "  --binary           publish in the CloudEvents binary content mode (attributes in\n"
+        "                     ce_ headers, data alone as the value); default: structured\n"
         "  --dry-run          validate and print key and message on stdout, send nothing\n"
         "  -h, --help         this text\n"
+        "  --version          print the version and exit\n"
         "\n"
         "exit codes:\n"
         "  0  delivered (or valid, with --validate / --dry-run)\n"
@@ -107,7 +113,7 @@ static int bad_usage(const char *fmt, ...)
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
     va_end(ap);
-    fprintf(stderr, "\n(see meshbuy --help)\n");
+    fprintf(stderr, " (see meshbuy --help)\n");
     return EXIT_INVALID;
 }
 
@@ -135,6 +141,7 @@ enum {
     OPT_DRY_RUN,
     OPT_CHECK,
     OPT_DELETE,
+    OPT_BINARY,
 };
 
 /* same order as the enum above: OPTIONS[opt - OPT_ACCOUNT] names an option */
@@ -160,6 +167,7 @@ static const struct option OPTIONS[] = {
     {"dry-run", no_argument, NULL, OPT_DRY_RUN},
     {"check", no_argument, NULL, OPT_CHECK},
     {"delete", no_argument, NULL, OPT_DELETE},
+    {"binary", no_argument, NULL, OPT_BINARY},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -189,6 +197,7 @@ static int parse_args(int argc, char **argv, cli *c)
     memset(c, 0, sizeof *c);
     c->timeout_s = 30;
     for (;;) {
+        opterr = 0; /* bad_usage's one line names the flag */
         int opt = getopt_long(argc, argv, "h", OPTIONS, NULL);
         if (opt == -1)
             break;
@@ -220,12 +229,13 @@ static int parse_args(int argc, char **argv, cli *c)
         case OPT_DRY_RUN: c->dry_run = 1; break;
         case OPT_CHECK: c->check = 1; break;
         case OPT_DELETE: c->del = 1; break;
+        case OPT_BINARY: c->binary = 1; break;
         case OPT_TIMEOUT:
             if (parse_timeout(optarg, &c->timeout_s) < 0)
                 return bad_usage("--timeout: not a number of seconds in 1..3600: %s", optarg);
             break;
         case 'h': usage(stdout); return EXIT_OK;
-        default: return bad_usage("%s", "bad option");
+        default: return bad_usage("unknown option or missing value: %s", argv[optind - 1]);
         }
         if (slot) {
             if (*slot)
@@ -422,7 +432,10 @@ static int validate_file(const char *path, int status_event, const char *label)
     } else {
         mb_order *o;
         mb_order_err err;
-        if (mb_order_parse(buf, len, &o, &err) == 0)
+        size_t pl = strlen(path);
+        int kafka = pl > 11 && strcmp(path + pl - 11, ".kafka.json") == 0;
+        if ((kafka ? mb_order_parse_kafka_json(buf, len, NULL, &o, &err)
+                   : mb_order_parse(buf, len, &o, &err)) == 0)
             snprintf(what, sizeof what, "%s order %s", mb_order_kind_name(o->kind), o->order_id);
         else
             snprintf(reason, sizeof reason, "%s", err.reason);
@@ -488,8 +501,32 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* The message's headers and value (into *b when binary): structured content mode, or
+ * binary content mode (ce_ headers, data alone as the value).  New headers or NULL. */
+static rd_kafka_headers_t *message_of(const char *value, const char *tp, int binary,
+                                      mb_order_binary *b)
+{
+    rd_kafka_headers_t *h = rd_kafka_headers_new(MB_ORDER_MAX_HEADERS);
+    memset(b, 0, sizeof *b);
+    rd_kafka_header_add(h, "traceparent", -1, tp, -1);
+    if (!binary) {
+        rd_kafka_header_add(h, "content-type", -1, "application/cloudevents+json", -1);
+        return h;
+    }
+    json_t *env = json_loads(value, 0, NULL);
+    int rc = env ? mb_order_to_binary(env, b) : -1;
+    json_decref(env);
+    if (rc < 0) {
+        rd_kafka_headers_destroy(h);
+        return NULL;
+    }
+    for (size_t i = 0; i < b->n; i++)
+        rd_kafka_header_add(h, b->names[i], -1, b->values[i], -1);
+    return h;
+}
+
 static int publish(const char *topic, const char *key, const char *value, const char *tp,
-                   int timeout_s)
+                   int timeout_s, int binary)
 {
     char err[512], ms[32];
     rd_kafka_conf_t *conf = mb_kafka_conf_new("meshbuy", err, sizeof err);
@@ -513,14 +550,23 @@ static int publish(const char *topic, const char *key, const char *value, const 
     }
     conf = NULL; /* owned by rk */
     delivery d = {0};
+    mb_order_binary b;
+    rd_kafka_headers_t *h = message_of(value, tp, binary, &b);
+    if (!h) {
+        fprintf(stderr, "meshbuy: out of memory\n");
+        rd_kafka_destroy(rk);
+        return EXIT_CONFIG;
+    }
+    if (binary)
+        value = b.value;
     rd_kafka_resp_err_t perr = rd_kafka_producev(
         rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, strlen(key)),
         RD_KAFKA_V_VALUE((void *)value, strlen(value)), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-        RD_KAFKA_V_HEADER("traceparent", tp, (ssize_t)strlen(tp)),
-        RD_KAFKA_V_HEADER("content-type", "application/cloudevents+json", -1),
-        RD_KAFKA_V_OPAQUE(&d), RD_KAFKA_V_END);
+        RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_OPAQUE(&d), RD_KAFKA_V_END);
+    mb_order_binary_free(&b); /* copied by the produce */
     int rc = EXIT_OK;
     if (perr) {
+        rd_kafka_headers_destroy(h); /* taken over only by a successful produce */
         fprintf(stderr, "meshbuy: produce to %s: %s\n", topic, rd_kafka_err2str(perr));
         rc = EXIT_DELIVERY;
         goto out;
@@ -607,7 +653,7 @@ static int run(const cli *c, const mb_conf *conf)
             rc = EXIT_CONFIG;
         } else {
             rc = publish(mb_kafka_topic(MB_TOPIC_ORDERS), key, value,
-                         o->traceparent ? o->traceparent : tp, c->timeout_s);
+                         o->traceparent ? o->traceparent : tp, c->timeout_s, c->binary);
         }
         if (rc == EXIT_OK)
             printf("%s\n", o->order_id);
@@ -625,6 +671,8 @@ static int run(const cli *c, const mb_conf *conf)
 int main(int argc, char **argv)
 {
     cli c;
+    if (mb_version_flag(argc, argv, "meshbuy"))
+        return EXIT_OK;
     int rc = parse_args(argc, argv, &c);
     if (rc >= 0)
         return rc;

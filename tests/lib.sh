@@ -253,11 +253,16 @@ redis_cli() {
 
 # ------------------------------------------------------------------ kafka
 
+# kcat_produce TOPIC KEY VALUE [NAME=VALUE header...]: an order (topic *.orders) without
+# headers goes in structured content mode (content-type: application/cloudevents+json).
 kcat_produce() {
     local topic=$1 key=$2 value=$3
     shift 3
     local hdr=() h f="$TEST_TMP/kcat.msg.$$.$RANDOM"
     for h in "$@"; do hdr+=(-H "$h"); done
+    case "$topic:$#" in
+    *.orders:0) hdr+=(-H "content-type=application/cloudevents+json") ;;
+    esac
     printf '%s' "$value" >"$f"
     # A file argument is produced as one message, whatever newlines the value holds.
     kcat -P -b "${KAFKA_BROKERS:?stack_up first}" -t "$topic" -k "$key" "${hdr[@]}" \

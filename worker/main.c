@@ -11,25 +11,27 @@
 #include "mb_log.h"
 #include "mb_loop.h"
 #include "mb_redis.h"
+#include "mb_version.h"
 
 /* Exit codes (documented in --help). */
-enum { EXIT_OK = 0, EXIT_FORCED = 1, EXIT_FATAL = 2, EXIT_CONFIG = 3 };
+enum { EXIT_OK = 0, EXIT_FORCED = 1, EXIT_USAGE = 2, EXIT_CONFIG = 3, EXIT_FATAL = 4 };
 
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: meshworker [--check] [--help]\n"
+            "usage: meshworker [--check] [--help] [--version]\n"
             "\n"
             "The meshbuy worker: consumes orders, runs the create-mesh saga, publishes status.\n"
             "Configured from the environment:\n\n");
     mb_conf_help(f, mb_loop_conf_keys);
     fprintf(f, "\n"
                "  --check   validate the configuration, print it (secrets masked), exit\n"
-               "  --help    this text\n"
+               "  -h, --help  this text\n"
+               "  --version   print the version and exit\n"
                "\n"
                "Exit codes: 0 drained after SIGTERM/SIGINT (or --check passed), 1 forced by a\n"
-               "second signal, 2 fatal runtime error (Redis refused credentials, shard count\n"
-               "mismatch, ...), 3 invalid configuration.\n");
+               "second signal, 2 usage (bad command line), 3 invalid configuration, 4 fatal\n"
+               "runtime error (Redis refused credentials, shard count mismatch, ...).\n");
 }
 
 /* Thousands of sagas in flight keep many cloud connections open: the soft
@@ -73,6 +75,8 @@ int main(int argc, char **argv)
     mb_engine *engine;
     int rc;
 
+    if (mb_version_flag(argc, argv, "meshworker"))
+        return EXIT_OK;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             usage(stdout);
@@ -80,9 +84,9 @@ int main(int argc, char **argv)
         } else if (strcmp(argv[i], "--check") == 0) {
             check = 1;
         } else {
-            fprintf(stderr, "meshworker: unknown argument: %s\n", argv[i]);
-            usage(stderr);
-            return EXIT_CONFIG;
+            fprintf(stderr, "meshworker: unknown argument: %s (see meshworker --help)\n",
+                    argv[i]);
+            return EXIT_USAGE;
         }
     }
     raise_fd_limit();
@@ -124,6 +128,7 @@ int main(int argc, char **argv)
     mb_engine_free(engine);
     mb_loop_free(loop);
     mb_conf_free(conf);
+    rc = rc == 2 ? EXIT_FATAL : rc; /* mb_loop_run: 0 drained, 1 forced, 2 fatal */
     mb_info("main", "exit %d", rc);
     return rc;
 }

@@ -42,6 +42,7 @@ typedef struct in_msg {
     rd_kafka_message_t *m;
     int state;
     mb_order *o;      /* parsed, valid; NULL when invalid */
+    char *canon;      /* o as a structured envelope, whatever the content mode (new) */
     mb_order_err oe;  /* why invalid, and what identity was readable */
     const char *cls;  /* error class header */
     char tp[MB_TRACEPARENT_LEN + 1];
@@ -147,6 +148,7 @@ static void store_offsets(mb_intake *in)
             in->tail = prev;
         in->pending--;
         mb_order_free(x->o);
+        free(x->canon);
         rd_kafka_message_destroy(x->m);
         free(x);
     }
@@ -182,6 +184,23 @@ static void header_tp(const rd_kafka_message_t *m, char *out, size_t len)
         out[0] = '\0';
 }
 
+/* The CloudEvents Kafka binding (structured or binary content mode) is lib's. */
+static int parse_message(const rd_kafka_message_t *m, char **canon, mb_order **o,
+                         mb_order_err *oe)
+{
+    mb_order_header h[MB_ORDER_MAX_HEADERS + 1];
+    rd_kafka_headers_t *hs = NULL;
+    size_t n = 0, clen;
+
+    if (rd_kafka_message_headers(m, &hs) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        while (n < MB_ORDER_MAX_HEADERS + 1 &&
+               rd_kafka_header_get_all(hs, n, &h[n].name, &h[n].value, &h[n].len) == 0)
+            n++;
+    }
+    return mb_order_parse_message(h, n, m->payload ? m->payload : "", m->len, canon, &clen, o,
+                                  oe);
+}
+
 static void parse(in_msg *x)
 {
     const rd_kafka_message_t *m = x->m;
@@ -196,7 +215,7 @@ static void parse(in_msg *x)
         snprintf(x->tp, sizeof(x->tp), "%s", htp);
         return;
     }
-    if (mb_order_parse(m->payload ? m->payload : "", m->len, &x->o, &x->oe) < 0) {
+    if (parse_message(m, &x->canon, &x->o, &x->oe) < 0) {
         x->o = NULL;
         x->cls = "invalid";
         snprintf(x->tp, sizeof(x->tp), "%s", x->oe.traceparent[0] ? x->oe.traceparent : htp);
@@ -222,8 +241,12 @@ static json_t *event(const char *order_id, const char *acct, const char *mesh,
                      const char *msg, const char *code, const char *tp, char *err,
                      size_t errlen)
 {
+    char key[MB_ORDER_ID_MAX + MB_MESH_NAME_MAX + 2], mesh_id[MB_MESH_ID_LEN + 1];
+
+    snprintf(key, sizeof(key), "%s/%s", acct, mesh);
     mb_status_event ev = {
         .order_id = order_id,
+        .mesh_id = mb_order_mesh_id(key, order_id, mesh_id, sizeof(mesh_id)),
         .account_id = acct,
         .mesh_name = mesh,
         .cluster_id = cluster && *cluster ? cluster : NULL,
@@ -295,7 +318,7 @@ static int accept_run(mb_intake *in, in_msg *x, long long now_ms)
                        sizeof(err));
         if (o->kind == MB_ORDER_DELETE)
             as_delete(acc[n]);
-        body[n] = mb_memdup_str(x->m->payload, x->m->len);
+        body[n] = mb_memdup_str(x->canon, strlen(x->canon));
         if (body[n] == NULL || acc[n] == NULL || con[n] == NULL) {
             /* Out of memory: accept what is batched; this one stays new for the next turn. */
             free(body[n]);
@@ -305,6 +328,8 @@ static int accept_run(mb_intake *in, in_msg *x, long long now_ms)
         }
         q[n] =
             (mb_accept){o->order_id, o->account_id, o->mesh_name, body[n], x->tp, acc[n], con[n]};
+        q[n].mesh_id = json_string_value(json_object_get(json_object_get(acc[n], "data"),
+                                                         "mesh_id"));
         if (o->kind == MB_ORDER_DELETE)
             q[n].saga = mb_saga_delete.name;
         mb_error_clear(&errs[n]);
@@ -691,6 +716,7 @@ void mb_intake_free(mb_intake *in)
             in_msg *x = in->head;
             in->head = x->next;
             mb_order_free(x->o);
+            free(x->canon);
             rd_kafka_message_destroy(x->m);
             free(x);
         }

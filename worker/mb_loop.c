@@ -29,7 +29,9 @@
 #include "mb_log.h"
 #include "mb_redis.h"
 #include "mb_relay.h"
+#include "mb_sagadef.h"
 #include "mb_store.h"
+#include "mb_version.h"
 
 #define REDIS_TIMEOUT_MS 2000
 #define RELAY_BATCH 500
@@ -80,10 +82,7 @@ const mb_conf_key mb_loop_conf_keys[] = {
     {"MESHBUY_DRAIN_MS", MB_CONF_INT, "10000", 0, 600000, NULL,
      "SIGTERM: time to finish or release work before exiting"},
     {"MESHBUY_TICK_MS", MB_CONF_INT, "20", 1, 1000, NULL, "period of the loop's tick"},
-    {"MESHBUY_STEP_DEADLINE_MS", MB_CONF_INT, "600000", 1000, 86400000, NULL,
-     "per-step deadline, retries included"},
-    {"MESHBUY_COMPENSATE_DEADLINE_MS", MB_CONF_INT, "600000", 1000, 86400000, NULL,
-     "per-compensation deadline, retries included"},
+    MB_SAGA_CONF_DEADLINES,
     {"MESHBUY_POLL_MS", MB_CONF_INT, "2000", 10, 600000, NULL,
      "how often a waiting step looks again"},
     {"MESHBUY_BACKOFF_BASE_MS", MB_CONF_INT, "200", 1, 600000, NULL, "first retry delay cap"},
@@ -424,6 +423,11 @@ void mb_loop_metrics_text(mb_loop *l, struct evbuffer *b)
 {
     const mb_worker_metrics *m = &l->m;
 
+    /* the version --version prints, as a label (the usual *_build_info shape) */
+    evbuffer_add_printf(b,
+                        "# HELP meshbuy_build_info the build (git describe), always 1\n"
+                        "# TYPE meshbuy_build_info gauge\nmeshbuy_build_info{version=\"%s\"} 1\n",
+                        mb_version());
     counter(b, "meshbuy_orders_consumed_total", "order messages consumed", m->orders_consumed);
     counter(b, "meshbuy_orders_accepted_total", "orders accepted as new jobs",
             m->orders_accepted);

@@ -136,14 +136,19 @@ static void produce_batch(shard *s)
             s->result[i] = -1;
             continue;
         }
-        /* No copy: the batch outlives every delivery report of its entries. */
+        /* No copy: the batch outlives every delivery report of its entries.  The
+         * headers are taken over by a successful produce; no traceparent header
+         * at all when the order had none (never an empty one). */
+        rd_kafka_headers_t *hdrs = rd_kafka_headers_new(2);
+        rd_kafka_header_add(hdrs, "content-type", -1, "application/cloudevents+json", -1);
+        if (e->traceparent[0])
+            rd_kafka_header_add(hdrs, "traceparent", -1, e->traceparent, -1);
         err = rd_kafka_producev(
             r->rk, RD_KAFKA_V_TOPIC(r->o.topic), RD_KAFKA_V_KEY(e->key, strlen(e->key)),
-            RD_KAFKA_V_VALUE((void *)e->event, e->event_len),
-            RD_KAFKA_V_HEADER("traceparent", e->traceparent,
-                              e->traceparent[0] ? (ssize_t)strlen(e->traceparent) : 0),
-            RD_KAFKA_V_HEADER("content-type", "application/cloudevents+json", -1),
+            RD_KAFKA_V_VALUE((void *)e->event, e->event_len), RD_KAFKA_V_HEADERS(hdrs),
             RD_KAFKA_V_OPAQUE(&s->slots[i]), RD_KAFKA_V_END);
+        if (err)
+            rd_kafka_headers_destroy(hdrs);
         if (err) {
             mb_warn("relay", "shard %d: produce: %s (retried)", s->id, rd_kafka_err2str(err));
             s->result[i] = -1;

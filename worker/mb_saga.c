@@ -59,7 +59,7 @@
 #include "mb_event.h"
 #include "mb_log.h"
 #include "mb_sagadef.h"
-#include "mb_sign.h"
+#include "mb_sagadoc.h"
 #include "mb_step.h"
 #include "mb_store.h"
 
@@ -253,9 +253,11 @@ static json_t *error_json(const char *step, const mb_error *e, int retryable)
 
 /* ---- the step-facing helpers (mb_step.h) ---------------------------------------- */
 
-void mb_step_done(void *arg, const mb_error *err)
+/* The engine as the steps' host (mb_step.h): counts a job's calls in flight and resumes
+ * it when the last of a batch is back. */
+static void eng_done(mb_sjob *pub, const mb_error *err)
 {
-    sjob *j = arg;
+    sjob *j = (sjob *)pub;
 
     if (err && err->status != MB_OK && j->pub.err.status == MB_OK)
         j->pub.err = *err;
@@ -264,44 +266,23 @@ void mb_step_done(void *arg, const mb_error *err)
     advance(j);
 }
 
-void *mb_step_io(mb_sjob *pub)
+static void eng_io(mb_sjob *pub)
 {
     sjob *j = (sjob *)pub;
 
     if (j->pending++ == 0) /* a new batch: its first error is what the step sees next */
         mb_error_clear(&j->pub.err);
-    return j;
 }
 
-void mb_step_call(mb_sjob *pub, mb_cloud_op *op)
+static void eng_lost(mb_sjob *pub)
 {
     sjob *j = (sjob *)pub;
 
-    if (op != NULL)
-        return;
     j->pending--;
     mb_error_set(&j->pub.err, MB_FATAL, "OutOfMemory", "cloud call not started: out of memory");
 }
 
-mb_step_rc mb_step_fail(mb_sjob *j, const char *code, const char *fmt, ...)
-{
-    va_list ap;
-
-    mb_error_clear(&j->err);
-    j->err.status = MB_PERM;
-    snprintf(j->err.code, sizeof(j->err.code), "%s", code);
-    va_start(ap, fmt);
-    vsnprintf(j->err.msg, sizeof(j->err.msg), fmt, ap);
-    va_end(ap);
-    return MB_STEP_ERROR;
-}
-
-json_t *mb_step_ck_of(mb_sjob *j, const char *name)
-{
-    json_t *rec = json_object_get(json_object_get(j->state, "steps"), name);
-
-    return json_object_get(rec, "ck");
-}
+static const mb_step_host engine_host = {eng_io, eng_done, eng_lost};
 
 /* ---- events and checkpoints ------------------------------------------------------ */
 
@@ -397,6 +378,18 @@ static long long run_in(const sjob *j, long long now)
     return j->ck_next_run > now ? j->ck_next_run - now : 1;
 }
 
+/* The step the record names: where the saga stands, or, once it has ended after a
+ * compensation, where it stopped (compensation leaves the position before the first step,
+ * which would read as if the order had failed at validate). */
+static const char *ckpt_step(const sjob *j)
+{
+    const char *stopped = mb_sagadoc_stopped_at(j->pub.state);
+
+    if (j->ck_next_run == 0 && stopped != NULL) /* terminal */
+        return stopped;
+    return step_name(j, st_step(j));
+}
+
 static void fill_ckpt(sjob *j, mb_checkpoint *ck, json_t **evs, long long now)
 {
     json_t *error = json_object_get(j->pub.state, "error");
@@ -413,7 +406,7 @@ static void fill_ckpt(sjob *j, mb_checkpoint *ck, json_t **evs, long long now)
         .ck = j->job->checkpoints + 1,
         .state = j->pub.state,
         .status = j->ck_status,
-        .step = step_name(j, st_step(j)),
+        .step = ckpt_step(j),
         .attempt = (int)st_int(j->pub.state, "attempt"),
         .error_code = error ? st_str(error, "code") : "",
         .error_msg = error ? st_str(error, "message") : "",
@@ -537,9 +530,7 @@ static int begin_exec(sjob *j, const mb_step *st, int compensating)
  * and deadline. */
 static void next_position(sjob *j, int step)
 {
-    st_set_int(j->pub.state, "step", step);
-    st_set_int(j->pub.state, "attempt", 0);
-    st_set_int(j->pub.state, "step_started_ms", 0);
+    mb_sagadoc_position(j->pub.state, step);
 }
 
 static long backoff_ms(const sjob *j, long retry_after_ms)
@@ -578,15 +569,10 @@ static void begin_compensation(sjob *j, const char *outcome, const json_t *error
     int from = (int)st_int(j->pub.state, "step");
     const char *step = step_name(j, from);
 
-    st_set_str(j->pub.state, "phase", "compensate");
-    st_set_str(j->pub.state, "outcome", outcome);
-    st_set_str(j->pub.state, "outcome_step", step); /* where the saga stopped */
-    if (error)
-        json_object_set(j->pub.state, "error", (json_t *)error);
     /* From the current step: it may have acted already (a cancel can land while a
      * release installs, between two polls); a step that never started has no
-     * record and is skipped. */
-    next_position(j, from);
+     * record and is skipped.  The same rewrite as meshctl's rollback (mb_sagadoc). */
+    mb_sagadoc_compensate(j->def, j->pub.state, from, outcome, error);
     queue_event(j, MB_MESH_ROLLING_BACK, step,
                 strcmp(outcome, "Cancelled") == 0 ? "cancel requested: undoing what was done"
                                                   : "a step failed: undoing what was done",
@@ -605,6 +591,10 @@ static void compensation_done(sjob *j)
         j->saga->stats.cancelled++;
     else
         j->saga->stats.failed++;
+    /* The name was claimed at acceptance, not by a step: give it back even when no step
+     * that stands for it started (a cancel before the first step).  The checkpoint frees
+     * it only while this order holds it. */
+    j->pub.release_name = 1;
     finish_terminal(j, cancelled ? "Cancelled" : "Failed",
                     cancelled ? MB_MESH_CANCELLED : MB_MESH_FAILED, step ? step : step_name(j, 0),
                     cancelled ? "cancelled; everything this order changed was undone"
@@ -881,12 +871,9 @@ static int announce(sjob *j)
 /* The mesh is named by the order that created it: a delete reports its create's mesh. */
 static void mesh_id_of(const mb_job *job, const mb_saga_def *def, char *out, size_t len)
 {
-    char seed[256], hash[MB_SIGN_HEX_LEN + 1];
     const char *of = def->mesh_of ? def->mesh_of(job->state) : NULL;
-    int n = snprintf(seed, sizeof(seed), "%s#%s", job->key, of ? of : job->order_id);
 
-    mb_sign_sha256_hex(seed, (size_t)n, hash);
-    snprintf(out, len, "mesh-%.16s", hash);
+    mb_order_mesh_id(job->key, of ? of : job->order_id, out, len);
 }
 
 /* Refuses a cloud change unless the job is still ours with room to spare: its
@@ -999,6 +986,7 @@ static void start(mb_saga *s, mb_job *job, long long sent_mono)
     s->njobs++;
     s->stats.claimed++;
     j->pub.state = job->state;
+    j->pub.host = &engine_host;
     j->pub.cloud = s->cloud;
     j->pub.catalog = s->catalog;
     j->pub.store = s->store;

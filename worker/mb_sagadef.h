@@ -46,6 +46,17 @@ typedef struct mb_saga_def {
     const char *(*mesh_of)(const json_t *state);
 } mb_saga_def;
 
+/* The deadlines' settings as mb_conf table rows (mb_conf.h), one definition for the
+ * worker's table and meshctl's (which flags a step past its deadline as stuck): a step
+ * without a deadline of its own or of its saga's, and each compensation. */
+/* clang-format off */
+#define MB_SAGA_CONF_DEADLINES                                                               \
+    {"MESHBUY_STEP_DEADLINE_MS", MB_CONF_INT, "600000", 1000, 86400000, NULL,               \
+     "deadline of a step that sets none (nor its saga), retries included"},                 \
+    {"MESHBUY_COMPENSATE_DEADLINE_MS", MB_CONF_INT, "600000", 1000, 86400000, NULL,         \
+     "per-compensation deadline, retries included"}
+/* clang-format on */
+
 /* The sagas this build knows (worker/mb_sagadef.c), the create saga
  * (worker/steps/mb_steps.c) and the delete saga (worker/steps/mb_steps_delete.c).  Adding
  * a saga is its definition and one line there. */

@@ -40,9 +40,26 @@ typedef struct mb_step {
     void (*clear)(void *scratch);         /* frees what scratch points to; NULL if nothing */
     size_t scratch_size;
     long deadline_ms; /* per execution of the step, retries included */
+    /* The read-only face: observes what run() would look at (GET calls only; a driver
+     * refuses any write) and says, through mb_step_would / mb_step_seen / mb_step_would_fail,
+     * what run() would change and what is already in place.  j->ck is a copy: what it
+     * writes there is dropped.  Returns MB_STEP_DONE, MB_STEP_WAIT, or MB_STEP_ERROR when
+     * it could not observe (j->err).  NULL: the planner reports the step as unknown. */
+    mb_step_rc (*check)(mb_sjob *j);
+    /* Its compensation gives the mesh name back: a replay from this step or an earlier one
+     * takes the name again. */
+    int releases_name;
 } mb_step;
 
-/* The job as a step sees it.  Everything here is owned by the engine. */
+/* Who drives a step and hears about its cloud calls: the engine, or the check driver
+ * (mb_check.h).  mb_step_io / mb_step_done / mb_step_call forward to it. */
+typedef struct mb_step_host {
+    void (*io)(mb_sjob *j);                        /* a call is about to be issued: count it */
+    void (*done)(mb_sjob *j, const mb_error *err); /* a counted call completed */
+    void (*lost)(mb_sjob *j); /* a counted call never started (out of memory) */
+} mb_step_host;
+
+/* The job as a step sees it.  Everything here is owned by the engine (or the driver). */
 struct mb_sjob {
     int pc;                /* step-local program counter, 0 at each execution; each step
                               names its values in an enum whose first (0) is the start */
@@ -61,6 +78,8 @@ struct mb_sjob {
     const char *release_name_of; /* with release_name: only if this order holds it (a delete
                                     frees its create's; borrowed from state); NULL = ours */
     char message[256];           /* optional line for the status event that reports this step */
+    const mb_step_host *host;    /* set by whoever drives the step (static) */
+    json_t *plan;                /* check(): where it reports (borrowed); NULL otherwise */
 };
 
 /* Where a step's cloud calls report back: pass mb_step_done and mb_step_io(j)
@@ -79,8 +98,16 @@ mb_step_rc mb_step_fail(mb_sjob *j, const char *code, const char *fmt, ...)
 /* Another step's checkpoint object, or NULL if that step has not recorded one. Borrowed. */
 json_t *mb_step_ck_of(mb_sjob *j, const char *step_name);
 
-/* The create saga's table, in order (worker/steps/mb_steps.c).  The engine reads it only
- * through the saga's definition (mb_saga_create, mb_sagadef.h); meshctl reads it here. */
+/* For check faces: a line saying what run() would change ("changes"), what it found
+ * already in place ("in_place"), and the error run() would fail with ("fails": code and
+ * message; the last one wins).  No-ops when j->plan is NULL. */
+void mb_step_would(mb_sjob *j, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void mb_step_seen(mb_sjob *j, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void mb_step_would_fail(mb_sjob *j, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* The create saga's table, in order (worker/steps/mb_steps.c).  The engine and meshctl
+ * read it only through the saga's definition (mb_saga_create, mb_sagadef.h). */
 extern const mb_step *const mb_steps[];
 extern const int mb_steps_count;
 

@@ -32,6 +32,7 @@
 #include "mb_kafka.h"
 #include "mb_log.h"
 #include "mb_order.h"
+#include "mb_version.h"
 
 /* Exit codes (documented in --help). */
 enum {
@@ -185,6 +186,7 @@ static int parse_args(int argc, char **argv, opts *o)
                 .project = "proj-bench", .region = "bench-region-1", .istio = "1.18",
                 .cluster_prefix = "bench-", .namespace = "shop"};
     for (;;) {
+        opterr = 0; /* bad_noarg's one line names the flag */
         int c = getopt_long(argc, argv, "h", lo, &li);
         if (c == -1)
             break;
@@ -236,7 +238,8 @@ bad:
     fprintf(stderr, "meshbench: bad value for --%s: %s\n", lo[li].name, optarg);
     return -1;
 bad_noarg:
-    fprintf(stderr, "meshbench: bad option (see --help)\n");
+    fprintf(stderr, "meshbench: unknown option or missing value: %s (see meshbench --help)\n",
+            argv[optind - 1]);
     return -1;
 }
 
@@ -764,6 +767,8 @@ int main(int argc, char **argv)
 
     memset(&b, 0, sizeof(b));
     mb_log_init("meshbench");
+    if (mb_version_flag(argc, argv, "meshbench"))
+        return EXIT_OK;
     if (parse_args(argc, argv, &b.o) < 0)
         return EXIT_USAGE;
     signal(SIGINT, on_sigint);

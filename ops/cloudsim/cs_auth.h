@@ -1,4 +1,4 @@
-/* cs_auth.h: server-side verification of SDK-HMAC-SHA256 signed requests (DESIGN.md section 6). */
+/* cs_auth.h: server-side verification of SDK-HMAC-SHA256 signed requests (docs/reference.md). */
 #ifndef CS_AUTH_H
 #define CS_AUTH_H
 

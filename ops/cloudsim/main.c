@@ -18,6 +18,7 @@
 #include "cs_api.h"
 #include "mb_log.h"
 #include "mb_sign.h"
+#include "mb_version.h"
 
 static const char usage[] =
     "usage: cloudsim --listen HOST:PORT --addr-file FILE --scenario FILE.json [options]\n"
@@ -40,7 +41,8 @@ static const char usage[] =
     "  --no-auth                 accept requests without checking signatures\n"
     "  --kubectl-read            accept unsigned GETs under /k8s (kubectl); mutations\n"
     "                            always need a signature\n"
-    "  --help                    this text\n"
+    "  -h, --help                this text\n"
+    "  --version                 print the version and exit\n"
     "\n"
     "--sign prints Host, X-Sdk-Date and Authorization header lines for curl -H,\n"
     "signing host;x-sdk-date and the body with MESHBUY_AK / MESHBUY_SK from the\n"
@@ -270,7 +272,8 @@ static int parse_opts(int argc, char **argv, opts *o)
     o->install_ms = 1500;
     o->delete_ms = 500;
     o->seed = 1;
-    while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+    opterr = 0; /* our one line names the flag */
+    while ((ch = getopt_long(argc, argv, ":h", lo, NULL)) != -1) {
         long *target = NULL;
         switch (ch) {
         case 'l': o->listen = optarg; break;
@@ -284,7 +287,13 @@ static int parse_opts(int argc, char **argv, opts *o)
         case 'n': o->no_auth = 1; break;
         case 'k': o->kubectl_read = 1; break;
         case 'h': fputs(usage, stdout); exit(0);
-        default: return -1;
+        case ':':
+            fprintf(stderr, "cloudsim: %s needs a value (see cloudsim --help)\n", argv[optind - 1]);
+            return -1;
+        default:
+            fprintf(stderr, "cloudsim: unknown option %s (see cloudsim --help)\n",
+                    argv[optind - 1]);
+            return -1;
         }
         if (target && parse_long(optarg, 0, 86400000, target) < 0) {
             fprintf(stderr, "cloudsim: bad number '%s'\n", optarg);
@@ -296,7 +305,9 @@ static int parse_opts(int argc, char **argv, opts *o)
         return -1;
     }
     if (optind != argc || o->listen == NULL || o->scenario == NULL) {
-        fprintf(stderr, "cloudsim: --listen and --scenario are required\n");
+        fprintf(stderr, "cloudsim: %s%s (see cloudsim --help)\n",
+                optind != argc ? "unexpected argument " : "--listen and --scenario are required",
+                optind != argc ? argv[optind] : "");
         return -1;
     }
     return 0;
@@ -312,13 +323,13 @@ int main(int argc, char **argv)
     struct event_base *sigbase = NULL;
     int port = 0, rc = 1;
 
+    if (mb_version_flag(argc, argv, "cloudsim"))
+        return 0;
     if (argc >= 2 && strcmp(argv[1], "--sign") == 0)
         return sign_main(argc - 2, argv + 2);
     mb_log_init("cloudsim");
-    if (parse_opts(argc, argv, &o) < 0) {
-        fputs(usage, stderr);
+    if (parse_opts(argc, argv, &o) < 0)
         return 2;
-    }
     signal(SIGPIPE, SIG_IGN);
     raise_nofile();
     json_t *doc = json_load_file(o.scenario, JSON_REJECT_DUPLICATES, &je);

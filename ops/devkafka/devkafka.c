@@ -32,6 +32,7 @@
 
 #include "mb_kafka.h"
 #include "mb_log.h"
+#include "mb_version.h"
 
 #define MOD        "devkafka"
 #define MAX_TOPICS 64
@@ -92,6 +93,7 @@ static void usage(FILE *f)
             "  --topic NAME[:P]     another topic to create (repeatable)\n"
             "  --bootstrap-file F   write host:port,... to F once ready (atomic)\n"
             "  --control SOCKET     serve the control commands on a unix socket\n"
+            "  -h, --help           this text; --version: print the version\n"
             "Topics always created: $MESHBUY_ORDERS_TOPIC (mesh.orders), $MESHBUY_STATUS_TOPIC\n"
             "(mesh.status), $MESHBUY_DLQ_TOPIC (mesh.orders.dlq).\n"
             "Consumer groups need session.timeout.ms > 3000 against this broker.\n\n%s",
@@ -635,8 +637,7 @@ static int parse_options(options *o, int argc, char **argv)
     }
     return 0;
 bad:
-    fprintf(stderr, "devkafka: bad or incomplete argument: %s\n", a);
-    usage(stderr);
+    fprintf(stderr, "devkafka: bad or incomplete argument: %s (see devkafka --help)\n", a);
     return 2;
 }
 
@@ -707,6 +708,8 @@ int main(int argc, char **argv)
     const char *boot;
     int lfd = -1, rc = 1;
 
+    if (mb_version_flag(argc, argv, "devkafka"))
+        return 0;
     mb_log_init("devkafka");
     if (argc > 1 && strcmp(argv[1], "ctl") == 0)
         return control_client(argc - 2, argv + 2);

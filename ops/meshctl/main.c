@@ -9,6 +9,8 @@
 
 #include "mb_conf.h"
 #include "mb_log.h"
+#include "mb_sagadef.h"
+#include "mb_version.h"
 #include "mc.h"
 
 static const mb_conf_key CONF_KEYS[] = {
@@ -27,12 +29,11 @@ static const mb_conf_key CONF_KEYS[] = {
     {"MESHBUY_AK", MB_CONF_STR, NULL, 0, 0, NULL, "access key for AK/SK signing"},
     {"MESHBUY_SK", MB_CONF_SECRET, NULL, 0, 0, NULL, "secret key (or MESHBUY_SK_FILE)"},
     {"MESHBUY_CA_FILE", MB_CONF_STR, NULL, 0, 0, NULL, "CA bundle for the cloud APIs"},
+    {"MESHBUY_CATALOG", MB_CONF_STR, NULL, 0, 0, NULL,
+     "Istio catalog file, as the workers' (replay --dry-run of validate)"},
     {"MESHBUY_HTTP_TIMEOUT_MS", MB_CONF_INT, "15000", 100, 600000, NULL,
      "bound on each cloud read of replay --dry-run"},
-    {"MESHBUY_STEP_DEADLINE_MS", MB_CONF_INT, "300000", 1000, 86400000, NULL,
-     "the workers' default step deadline (a step past it shows as stuck)"},
-    {"MESHBUY_COMPENSATE_DEADLINE_MS", MB_CONF_INT, "300000", 1000, 86400000, NULL,
-     "the workers' compensation deadline (idem, while rolling back)"},
+    MB_SAGA_CONF_DEADLINES, /* as the workers' (a step past its deadline shows as stuck) */
     {"MESHBUY_LOG_LEVEL", MB_CONF_ENUM, "warn", 0, 0, "debug|info|warn|error|off",
      "level of the JSON log lines on stderr"},
     {NULL, 0, NULL, 0, 0, NULL, NULL},
@@ -42,21 +43,26 @@ static void usage(FILE *f)
 {
     fprintf(f,
         "usage: meshctl COMMAND [options]     (meshctl COMMAND --help for each)\n"
+        "       meshctl --help | --version\n"
         "\n"
         "See and fix meshbuy jobs without reading Redis or writing Kafka messages by hand.\n"
         "\n"
         "commands:\n"
-        "  jobs [--status S] [--account A] [--since DUR] [--json]   list jobs; stuck ones flagged\n"
-        "  show JOB [--json] [--no-events]     order, steps, history, replays, status events\n"
-        "  replay JOB [--from-step STEP] [--dry-run] [--force]      re-run a failed job\n"
-        "  replay --status failed [--error-class C] [--limit N] [--rate R] [--dry-run]\n"
-        "                                      bulk replay (after a cloud outage)\n"
+        "  jobs [--status S] [--account A] [--since DUR]   list jobs of every saga; stuck flagged\n"
+        "  show JOB... [--no-events]           order, steps, history, replays, status events\n"
+        "  replay JOB [--from-step STEP] [--dry-run] [--force] [--reason R]  re-run a job\n"
+        "  replay --status failed --reason R [--error-code C] [--limit N] [--rate R]\n"
+        "         [--yes | --dry-run]          bulk replay (after a cloud outage)\n"
         "  rollback JOB                        compensate now: undo everything the job did\n"
         "  cancel JOB                          stop at the next step boundary and compensate\n"
-        "  dlq list [--limit N] [--json]       messages the workers rejected, with reasons\n"
+        "  dlq list [--limit N]                messages the workers rejected, with reasons\n"
         "  dlq show ID                         one record and its message bytes\n"
         "  dlq redrive ID [--edit FILE]        publish it (or a corrected order) to mesh.orders\n"
-        "  watch JOB|--all [--timeout SEC]     live progress from mesh.status\n"
+        "  watch JOB|--all [--timeout SEC]     live progress from mesh.status (waits for a JOB\n"
+        "                                      not accepted yet)\n"
+        "\n"
+        "Listings and show take -o table|wide|json|yaml|name (--json = -o json) and\n"
+        "--no-headers; replay --dry-run takes -o json|yaml.\n"
         "\n"
         "JOB is the order id (billing's order_id).  Every change meshctl makes is recorded in\n"
         "the job's history with who asked ($USER@host).\n"
@@ -115,6 +121,8 @@ int main(int argc, char **argv)
         usage(stderr);
         return MC_EXIT_USAGE;
     }
+    if (mb_version_flag(argc, argv, "meshctl"))
+        return MC_EXIT_OK;
     if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0 ||
         strcmp(argv[1], "help") == 0) {
         usage(stdout);

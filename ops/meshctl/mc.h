@@ -9,6 +9,7 @@
 
 #include "mb_conf.h"
 #include "mb_err.h"
+#include "mb_sagadef.h"
 #include "mb_store.h"
 
 /* Exit codes: documented in `meshctl --help` and OPERATING.md; scripts branch on them. */
@@ -60,19 +61,32 @@ int mc_parse_double(const char *s, double min, double max, double *out);
  * "stuck" is accepted and returned as is (a view, not a stored status).  Static. */
 const char *mc_status_canon(const char *s);
 
-/* 1 for Running, Failed, Cancelled, NeedsAttention: no worker will touch the job again. */
+/* 1 for a saga's done word (Running), Failed, Cancelled, NeedsAttention: no worker will
+ * touch the job again. */
 int mc_status_terminal(const char *status);
 
-/* Index of a step name in mb_steps[], or -1. */
-int mc_step_index(const char *name);
+/* 1 for a saga's done word (Running for create): the saga reached its end. */
+int mc_status_done(const char *status);
+
+/* The saga definition of the job (its record's saga field; none = create) into *out
+ * (static).  Prints why and returns MC_EXIT_FAILED when this meshctl does not know it. */
+int mc_saga_of(const mb_job *j, const mb_saga_def **out);
 
 /* Why a job is stuck ("" when it is not) into buf: a step past its deadline, a lease
  * whose holder stopped renewing, or a due job nobody claimed.  now in ms. */
 const char *mc_stuck_reason(const mc_ctx *c, const mb_job *j, long long now, char *buf,
                             size_t len);
 
-/* A summary of the job as JSON (new reference): order_id, mesh, status, step, attempts,
- * created/updated, age_ms, error_code, error_msg, lease_owner, stuck, stuck_reason. */
+/* The step to show for the job: where the saga stopped for a Failed, Cancelled or
+ * NeedsAttention job (the failed or cancelled step), else its current step.  Borrowed. */
+const char *mc_job_step(const mb_job *j);
+
+/* The job as JSON, one shape for every command (new reference): order_id, mesh, account,
+ * cluster, saga, status, step (where it stopped, for an ended job), step_index, step_total,
+ * attempts, parked, created_ms/created, updated_ms/updated, age_ms, next_run_ms/next_run,
+ * error_code, error_msg, lease_owner, lease_until_ms/lease_until, fence, claims,
+ * cancel_requested, stuck, stuck_reason.  Numbers are numbers, times RFC 3339 beside the
+ * epoch ms, null for absent. */
 json_t *mc_job_summary(const mc_ctx *c, const mb_job *j, long long now);
 
 /* 1 if a worker holds the job's lease now. */
@@ -85,10 +99,10 @@ int mc_get_job(mc_ctx *c, const char *id, mb_job **out);
 /* Adds a history line to the job (best effort: prints a warning when it cannot). */
 void mc_history_note(mc_ctx *c, const mb_job *j, const char *line);
 
-/* replay --dry-run: prints the plan of a replay of j from step index `from` (what will
- * run, the calls each step may make, what is in place in the cloud), reading only.
- * Returns an exit code. */
-int mc_plan_show(mc_ctx *c, const mb_job *j, int from, int json);
+/* replay --dry-run: prints (fmt: an mc_fmt of mc_out.h; json and yaml as documents) the plan of a replay of j (saga d) from step index `from`: each
+ * step that would run says through its read-only face what it would change and what is
+ * in place in the cloud.  Reads only.  Returns an exit code. */
+int mc_plan_show(mc_ctx *c, const mb_job *j, const mb_saga_def *d, int from, int fmt);
 
 /* dlq redrive --edit: the message to send from the file's n bytes in buf (taken over, NUL
  * after the n bytes): a full envelope as is, a data object (no "specversion") wrapped in a

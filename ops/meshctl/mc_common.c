@@ -12,7 +12,9 @@
 
 #include "mb_json.h"
 #include "mb_order.h"
-#include "mb_step.h"
+#include "mb_sagadef.h"
+#include "mb_sagadoc.h"
+#include "mc_out.h"
 
 #define STORE_TIMEOUT_MS 5000
 /* A lease is only called abandoned, and a due job unclaimed, after this much slack:
@@ -162,9 +164,9 @@ int mc_parse_double(const char *s, double min, double max, double *out)
     return 0;
 }
 
+/* The engine's own status words; the sagas add theirs (active and done words). */
 static const char *const STATUSES[] = {
-    "Accepted", "Installing", "RollingBack", "Running", "Failed", "Cancelled", "NeedsAttention",
-    NULL,
+    "Accepted", "RollingBack", "Failed", "Cancelled", "NeedsAttention", NULL,
 };
 
 const char *mc_status_canon(const char *s)
@@ -175,7 +177,22 @@ const char *mc_status_canon(const char *s)
         if (strcasecmp(s, STATUSES[i]) == 0)
             return STATUSES[i];
     }
+    for (size_t i = 0; i < mb_saga_defs_count; i++) {
+        if (strcasecmp(s, mb_saga_defs[i]->active) == 0)
+            return mb_saga_defs[i]->active;
+        if (strcasecmp(s, mb_saga_defs[i]->done) == 0)
+            return mb_saga_defs[i]->done;
+    }
     return NULL;
+}
+
+int mc_status_done(const char *st)
+{
+    for (size_t i = 0; i < mb_saga_defs_count; i++) {
+        if (strcmp(st, mb_saga_defs[i]->done) == 0)
+            return 1;
+    }
+    return 0;
 }
 
 int mc_status_terminal(const char *st)
@@ -183,13 +200,21 @@ int mc_status_terminal(const char *st)
     return mb_store_status_terminal(st);
 }
 
-int mc_step_index(const char *name)
+/* The job's definition, or NULL (a saga of a newer build). */
+static const mb_saga_def *def_of(const mb_job *j)
 {
-    for (int i = 0; name && i < mb_steps_count; i++) {
-        if (strcmp(mb_steps[i]->name, name) == 0)
-            return i;
-    }
-    return -1;
+    return mb_saga_def_find(mb_saga_defs, mb_saga_defs_count, j->saga);
+}
+
+int mc_saga_of(const mb_job *j, const mb_saga_def **out)
+{
+    *out = def_of(j);
+    if (*out)
+        return MC_EXIT_OK;
+    return mc_fail(MC_EXIT_FAILED,
+                   "job %s runs saga \"%s\", which this meshctl does not know "
+                   "(use the meshctl of the workers' release)",
+                   j->order_id, j->saga);
 }
 
 int mc_job_leased(const mb_job *j, long long now)
@@ -202,11 +227,14 @@ static long long step_deadline(const mc_ctx *c, const mb_job *j)
 {
     long long i = json_integer_value(json_object_get(j->state, "step"));
     const char *phase = json_string_value(json_object_get(j->state, "phase"));
+    const mb_saga_def *d = def_of(j);
 
     if (phase && strcmp(phase, "compensate") == 0)
         return mb_conf_int(c->conf, "MESHBUY_COMPENSATE_DEADLINE_MS");
-    if (i >= 0 && i < mb_steps_count && mb_steps[i]->deadline_ms > 0)
-        return mb_steps[i]->deadline_ms;
+    if (d && i >= 0 && i < d->nsteps && d->steps[i]->deadline_ms > 0)
+        return d->steps[i]->deadline_ms;
+    if (d && d->step_deadline_ms > 0)
+        return d->step_deadline_ms;
     return mb_conf_int(c->conf, "MESHBUY_STEP_DEADLINE_MS");
 }
 
@@ -238,22 +266,75 @@ const char *mc_stuck_reason(const mc_ctx *c, const mb_job *j, long long now, cha
     return buf;
 }
 
+const char *mc_job_step(const mb_job *j)
+{
+    const char *at = mb_sagadoc_stopped_at(j->state);
+
+    /* After compensation the stored position is the start of the saga; where it stopped
+     * is what the operator needs (the Failed event says the same). */
+    if (at && (strcmp(j->status, "Failed") == 0 || strcmp(j->status, "Cancelled") == 0 ||
+               strcmp(j->status, "NeedsAttention") == 0))
+        return at;
+    return j->step;
+}
+
+/* The step's index in its saga (1-based) and the saga's length, as status events count. */
+static void step_pos(const mb_job *j, const char *step, json_t *o)
+{
+    const mb_saga_def *d = def_of(j);
+    int i = d ? mb_saga_def_step(d, step) : -1;
+
+    json_object_set_new(o, "step_index", i < 0 ? json_null() : json_integer(i + 1));
+    json_object_set_new(o, "step_total", d ? json_integer(d->nsteps) : json_null());
+}
+
 json_t *mc_job_summary(const mc_ctx *c, const mb_job *j, long long now)
 {
     char why[300];
     long long attempts = json_integer_value(json_object_get(j->state, "attempt"));
-    json_t *o;
+    json_t *mesh = json_object_get(json_object_get(j->order, "data"), "mesh");
+    const mb_saga_def *d = def_of(j);
+    const char *slash = strchr(j->key, '/');
+    json_t *o = json_object();
 
+    if (o == NULL)
+        return NULL;
     mc_stuck_reason(c, j, now, why, sizeof(why));
-    o = json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:s, s:s, s:s, s:b, s:s, s:I}",
-                  "order_id", j->order_id, "mesh", j->key, "status", j->status, "step", j->step,
-                  "attempts", (json_int_t)(attempts > 0 ? attempts : j->attempt),
-                  "created_ms", (json_int_t)j->created_ms, "updated_ms", (json_int_t)j->updated_ms,
-                  "age_ms", (json_int_t)(now - j->created_ms), "error_code", j->error_code,
-                  "error_msg", j->error_msg, "lease_owner", j->lease_owner, "stuck",
-                  why[0] != '\0', "stuck_reason", why, "claims", (json_int_t)j->claims);
-    if (o && json_is_true(json_object_get(j->state, "parked")))
-        json_object_set_new(o, "parked", json_true());
+    /* One shape wherever a job is printed: numbers as numbers, each epoch value with its
+     * RFC 3339 time beside it, null for what is absent. */
+    json_object_set_new(o, "order_id", json_string(j->order_id));
+    json_object_set_new(o, "mesh", json_string(j->key));
+    json_object_set_new(o, "account",
+                        slash ? json_stringn(j->key, (size_t)(slash - j->key)) : json_null());
+    json_object_set_new(o, "cluster",
+                        mc_json_str(json_string_value(json_object_get(mesh, "cluster_id"))));
+    json_object_set_new(o, "saga", json_string(d ? d->name : j->saga));
+    json_object_set_new(o, "status", json_string(j->status));
+    json_object_set_new(o, "step", mc_json_str(mc_job_step(j)));
+    step_pos(j, mc_job_step(j), o);
+    json_object_set_new(o, "attempts", json_integer(attempts > 0 ? attempts : j->attempt));
+    json_object_set_new(o, "parked",
+                        json_boolean(json_is_true(json_object_get(j->state, "parked"))));
+    json_object_set_new(o, "created_ms", json_integer(j->created_ms));
+    json_object_set_new(o, "created", mc_json_time(j->created_ms));
+    json_object_set_new(o, "updated_ms", json_integer(j->updated_ms));
+    json_object_set_new(o, "updated", mc_json_time(j->updated_ms));
+    json_object_set_new(o, "age_ms", json_integer(now - j->created_ms));
+    json_object_set_new(o, "next_run_ms",
+                        j->next_run_ms > 0 ? json_integer(j->next_run_ms) : json_null());
+    json_object_set_new(o, "next_run", mc_json_time(j->next_run_ms));
+    json_object_set_new(o, "error_code", mc_json_str(j->error_code));
+    json_object_set_new(o, "error_msg", mc_json_str(j->error_msg));
+    json_object_set_new(o, "lease_owner", mc_json_str(j->lease_owner));
+    json_object_set_new(o, "lease_until_ms",
+                        j->lease_owner[0] ? json_integer(j->lease_until_ms) : json_null());
+    json_object_set_new(o, "lease_until",
+                        j->lease_owner[0] ? mc_json_time(j->lease_until_ms) : json_null());
+    json_object_set_new(o, "fence", json_integer(j->fence));
+    json_object_set_new(o, "claims", json_integer(j->claims));
+    json_object_set_new(o, "cancel_requested", json_boolean(j->cancel_requested));
+    json_object_set_new(o, "stuck", json_boolean(why[0] != '\0'));
+    json_object_set_new(o, "stuck_reason", mc_json_str(why));
     return o;
 }
 

@@ -7,9 +7,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
-#include "mb_step.h"
+#include "mb_sagadoc.h"
 #include "mc.h"
+#include "mc_out.h"
 #include "mc_kafka.h"
 
 /* A job that moved between our read and our write is read again, this many times. */
@@ -24,61 +26,13 @@ void mc_history_note(mc_ctx *c, const mb_job *j, const char *line)
         fprintf(stderr, "meshctl: warning: history line not recorded: %s\n", e.msg);
 }
 
-/* ================================================================ the state rewrites */
+/* ================================================================ what may be rewritten */
 
-static const char *error_step(const json_t *state)
-{
-    return json_string_value(json_object_get(json_object_get(state, "error"), "step"));
-}
+/* The rewrites themselves (replay from a step, roll back) are the engine's too: mb_sagadoc. */
 
 static int parked(const mb_job *j)
 {
     return json_is_true(json_object_get(j->state, "parked"));
-}
-
-/* Where a replay starts when the SRE does not say: a parked job at its failed step (its
- * effects are in place); a compensated one at reserve, the first step whose effect
- * compensation removed (the name); anything else from the start. */
-static int default_from(const mb_job *j)
-{
-    int i;
-
-    if (parked(j)) {
-        i = mc_step_index(error_step(j->state));
-        if (i < 0)
-            i = mc_step_index(j->step);
-        return i < 0 ? 0 : i;
-    }
-    if (strcmp(j->status, "Failed") == 0 || strcmp(j->status, "Cancelled") == 0 ||
-        strcmp(j->status, "NeedsAttention") == 0)
-        return mc_step_index("reserve");
-    return 0;
-}
-
-static const char *step_status(const mb_job *j, int i)
-{
-    json_t *rec = json_object_get(json_object_get(j->state, "steps"), mb_steps[i]->name);
-
-    return json_string_value(json_object_get(rec, "status"));
-}
-
-/* Refuses a replay that would skip a step whose effect compensation removed: the later
- * steps rely on it (labels the release is pinned to, the reserved name). */
-static int check_skipped(const mb_job *j, int from, char *why, size_t len)
-{
-    for (int i = 0; i < from; i++) {
-        const char *s = step_status(j, i);
-        if (mb_steps[i]->compensate == NULL || s == NULL)
-            continue;
-        if (strcmp(s, "compensated") == 0 || strcmp(s, "compensating") == 0 ||
-            strcmp(s, "compensation_failed") == 0) {
-            snprintf(why, len, "step %s before %s was undone (%s): replay from %s or earlier, "
-                     "or add --force", mb_steps[i]->name, mb_steps[from]->name, s,
-                     mb_steps[i]->name);
-            return -1;
-        }
-    }
-    return 0;
 }
 
 /* Whether the job may be replayed; why not in why. */
@@ -96,8 +50,8 @@ static int check_replayable(const mb_job *j, int force, int dry_run, long long n
                  j->lease_until_ms - now, j->order_id);
         return -1;
     }
-    if (strcmp(j->status, "Running") == 0 && !dry_run) {
-        snprintf(why, len, "job %s is Running: nothing to replay", j->order_id);
+    if (mc_status_done(j->status) && !dry_run) {
+        snprintf(why, len, "job %s is %s: nothing to replay", j->order_id, j->status);
         return -1;
     }
     if (!mc_status_terminal(j->status) && !force && !dry_run) {
@@ -108,98 +62,23 @@ static int check_replayable(const mb_job *j, int force, int dry_run, long long n
     return 0;
 }
 
-/* Asks the worker that picks the job up to publish a status event first, so the console
- * sees the operator's action (the rewrite itself queues none). */
-static void announce(json_t *s, const char *status, const char *fmt, ...)
-{
-    char msg[300];
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    json_object_set_new(s, "announce", json_pack("{s:s, s:s}", "status", status, "message", msg));
-}
-
-/* The state a replay from step `from` writes: the run phase at that step, with a fresh
- * attempt count and deadline, the failure forgotten; the steps' records (and what their
- * ck says they changed) kept, since steps observe before they act. */
-static json_t *replay_state(const mb_job *j, int from, const char *who, long long now)
-{
-    json_t *s = json_deep_copy(j->state);
-    json_t *replays;
-
-    if (s == NULL || !json_is_object(s)) {
-        json_decref(s);
-        s = json_object();
-    }
-    json_object_set_new(s, "phase", json_string("run"));
-    json_object_set_new(s, "step", json_integer(from));
-    json_object_set_new(s, "attempt", json_integer(0));
-    json_object_set_new(s, "step_started_ms", json_integer(0));
-    json_object_del(s, "error");
-    json_object_del(s, "outcome");
-    json_object_del(s, "parked");
-    replays = json_object_get(s, "replays");
-    if (!json_is_array(replays)) {
-        replays = json_array();
-        json_object_set_new(s, "replays", replays);
-    }
-    json_array_append_new(replays, json_pack("{s:s, s:s, s:I, s:s}", "by", who, "from",
-                                             mb_steps[from]->name, "at_ms", (json_int_t)now,
-                                             "status_was", j->status));
-    announce(s, "Installing", "replay from %s requested by %s", mb_steps[from]->name, who);
-    return s;
-}
-
-/* The last step that started (the one compensation starts from), or -1. */
-static int last_started(const mb_job *j)
-{
-    json_t *steps = json_object_get(j->state, "steps");
-
-    for (int i = mb_steps_count - 1; i >= 0; i--) {
-        json_t *rec = json_object_get(steps, mb_steps[i]->name);
-        if (rec && (json_integer_value(json_object_get(rec, "started_ms")) > 0 ||
-                    json_object_get(rec, "status")))
-            return i;
-    }
-    return -1;
-}
-
-static json_t *rollback_state(const mb_job *j, int from, const char *msg)
-{
-    json_t *s = json_deep_copy(j->state);
-
-    if (s == NULL)
-        return NULL;
-    json_object_set_new(s, "phase", json_string("compensate"));
-    json_object_set_new(s, "step", json_integer(from));
-    json_object_set_new(s, "attempt", json_integer(0));
-    json_object_set_new(s, "step_started_ms", json_integer(0));
-    json_object_set_new(s, "outcome", json_string("Failed"));
-    json_object_del(s, "parked");
-    json_object_set_new(s, "error", json_pack("{s:s, s:s, s:s, s:b}", "step",
-                                              mb_steps[from]->name, "code", "RolledBack",
-                                              "message", msg, "retryable", 0));
-    announce(s, "RollingBack", "%s", msg);
-    return s;
-}
-
 /* ================================================================ replay one */
 
 typedef struct replay_opts {
     const char *from_step; /* NULL = default */
-    int dry_run, force, json, quiet;
+    const char *reason;    /* why, for the job's history; NULL = none given */
+    int dry_run, force, fmt, quiet, yes;
 } replay_opts;
 
 /* Replays one job.  Returns an exit code; prints what it did. */
 static int replay_one(mc_ctx *c, const char *id, const replay_opts *o)
 {
-    char why[700], line[400], t[32];
+    char why[700], line[800], t[32];
     int rc = MC_EXIT_FAILED;
 
     for (int tries = 0; tries < REWRITE_TRIES; tries++) {
         mb_job *j = NULL;
+        const mb_saga_def *d;
         long long now = mc_store_now_ms(c);
         int from;
         json_t *state;
@@ -210,41 +89,52 @@ static int replay_one(mc_ctx *c, const char *id, const replay_opts *o)
         rc = mc_get_job(c, id, &j);
         if (rc != MC_EXIT_OK)
             return rc;
-        from = o->from_step ? mc_step_index(o->from_step) : default_from(j);
-        if (from < 0) {
+        rc = mc_saga_of(j, &d);
+        if (rc != MC_EXIT_OK) {
             mb_job_free(j);
-            return mc_fail(MC_EXIT_USAGE, "--from-step %s: not a step (validate, reserve, "
-                           "precheck, label_nodes, install_release, open_port, inject, restart, "
-                           "finish)", o->from_step);
+            return rc;
+        }
+        from = o->from_step ? mb_saga_def_step(d, o->from_step)
+                            : mb_sagadoc_default_from(d, j->state, j->status);
+        if (from < 0) {
+            char names[600];
+            size_t len = 0;
+            for (int i = 0; i < d->nsteps && len < sizeof(names); i++)
+                len += (size_t)snprintf(names + len, sizeof(names) - len, "%s%s", i ? ", " : "",
+                                        d->steps[i]->name);
+            rc = mc_fail(MC_EXIT_USAGE, "--from-step %s: not a step of the %s saga (%s)",
+                         o->from_step, d->name, names);
+            mb_job_free(j);
+            return rc;
         }
         if (check_replayable(j, o->force, o->dry_run, now, why, sizeof(why)) != 0 ||
-            (!o->force && check_skipped(j, from, why, sizeof(why)) != 0)) {
+            (!o->force && mb_sagadoc_check_skipped(d, j->state, from, why, sizeof(why)) != 0)) {
             mb_job_free(j);
             return mc_fail(MC_EXIT_FAILED, "replay refused: %s", why);
         }
         if (o->dry_run) {
-            rc = mc_plan_show(c, j, from, o->json);
+            rc = mc_plan_show(c, j, d, from, o->fmt);
             mb_job_free(j);
             return rc;
         }
-        state = replay_state(j, from, c->who, now);
-        snprintf(line, sizeof(line), "%s replay from %s by %s (status was %s%s)",
-                 mc_fmt_time(now, t, sizeof(t)), mb_steps[from]->name, c->who, j->status,
-                 parked(j) ? ", parked" : "");
+        state = mb_sagadoc_replay(d, j->state, from, c->who, j->status, now);
+        snprintf(line, sizeof(line), "%s replay from %s by %s (status was %s%s)%s%s",
+                 mc_fmt_time(now, t, sizeof(t)), d->steps[from]->name, c->who, j->status,
+                 parked(j) ? ", parked" : "", o->reason ? ": " : "", o->reason ? o->reason : "");
         memset(&rw, 0, sizeof(rw));
         rw.order_id = j->order_id;
         rw.key = j->key;
         rw.state = state;
-        rw.status = "Installing";
-        rw.step = mb_steps[from]->name;
+        rw.status = d->active;
+        rw.step = d->steps[from]->name;
         rw.attempt = 0;
         rw.error_code = "";
         rw.error_msg = "";
         rw.history = line;
         rw.clear_cancel = 1;
-        /* Compensation gave the name back; a replay from reserve or earlier takes it again
-         * (refused with NameConflict if another order holds it now). */
-        rw.claim_name = from <= mc_step_index("reserve");
+        /* Compensation gave the name back; a replay that runs the step which gave it back
+         * takes it again (refused with NameConflict if another order holds it now). */
+        rw.claim_name = mb_sagadoc_claims_name(d, from);
         rw.expect_fence = j->fence;
         rw.expect_ck = j->checkpoints;
         mb_error_clear(&e);
@@ -265,7 +155,7 @@ static int replay_one(mc_ctx *c, const char *id, const replay_opts *o)
         }
         if (!o->quiet)
             printf("replaying %s from %s (was %s): due now; follow with: meshctl watch %s\n",
-                   j->order_id, mb_steps[from]->name, j->status, j->order_id);
+                   j->order_id, d->steps[from]->name, j->status, j->order_id);
         mb_job_free(j);
         return MC_EXIT_OK;
     }
@@ -311,6 +201,34 @@ static void sleep_ms(long long ms)
         ;
 }
 
+/* Says what a bulk replay will do and, on a terminal without --yes, asks.  0 to go on. */
+static int confirm_bulk(json_t **v, size_t n, const char *status, const char *error_code,
+                        double rate, const replay_opts *o)
+{
+    char answer[16] = "";
+
+    printf("will replay %zu %s job(s)%s%s, oldest first, at most %.2f/s, reason: %s\n", n, status,
+           error_code ? " with error " : "", error_code ? error_code : "", rate, o->reason);
+    for (size_t i = 0; v && i < n; i++)
+        printf("  %-36s error %s\n", json_string_value(json_object_get(v[i], "id")),
+               json_string_value(json_object_get(v[i], "error")));
+    if (o->yes || n == 0)
+        return 0;
+    if (!isatty(STDIN_FILENO)) {
+        mc_fail(MC_EXIT_FAILED, "not a terminal: nothing was replayed; add --yes to confirm "
+                                "(check the list first with --dry-run)");
+        return -1;
+    }
+    printf("replay these %zu job(s)? [y/N] ", n);
+    fflush(stdout);
+    if (fgets(answer, sizeof(answer), stdin) == NULL ||
+        (strcmp(answer, "y\n") != 0 && strcmp(answer, "yes\n") != 0)) {
+        printf("nothing was replayed\n");
+        return -1;
+    }
+    return 0;
+}
+
 static int replay_bulk(mc_ctx *c, const char *status, const char *error_class, long limit,
                        double rate, const replay_opts *o)
 {
@@ -338,6 +256,11 @@ static int replay_bulk(mc_ctx *c, const char *status, const char *error_class, l
         qsort(v, n, sizeof(*v), oldest_first);
     if (limit > 0 && n > (size_t)limit)
         n = (size_t)limit;
+    if (!o->dry_run && confirm_bulk(v, n, status, error_class, rate, o) != 0) {
+        free(v);
+        json_decref(b.ids);
+        return MC_EXIT_FAILED;
+    }
     printf("%s %zu %s job(s)%s%s, oldest first, at most %.2f/s\n",
            o->dry_run ? "would replay" : "replaying", n, status,
            error_class ? " with error " : "", error_class ? error_class : "", rate);
@@ -354,11 +277,16 @@ static int replay_bulk(mc_ctx *c, const char *status, const char *error_class, l
             char why[700];
             if (mc_get_job(c, id, &j) != MC_EXIT_OK)
                 continue;
-            if (check_replayable(j, 0, 0, mc_store_now_ms(c), why, sizeof(why)) != 0) {
+            const mb_saga_def *d = mb_saga_def_find(mb_saga_defs, mb_saga_defs_count, j->saga);
+            if (d == NULL) {
+                printf("  %-34s refused: saga \"%s\" unknown to this meshctl\n", id, j->saga);
+                refused++;
+            } else if (check_replayable(j, 0, 0, mc_store_now_ms(c), why, sizeof(why)) != 0) {
                 printf("  %-34s refused: %s\n", id, why);
                 refused++;
             } else {
-                printf("  %-34s from %-16s error %s\n", id, mb_steps[default_from(j)]->name,
+                printf("  %-34s from %-16s error %s\n", id,
+                       d->steps[mb_sagadoc_default_from(d, j->state, j->status)]->name,
                        j->error_code[0] ? j->error_code : "-");
                 ok++;
             }
@@ -388,53 +316,74 @@ static int replay_bulk(mc_ctx *c, const char *status, const char *error_class, l
 
 static void replay_usage(FILE *f)
 {
-    fprintf(f,
-        "usage: meshctl replay JOB [--from-step STEP] [--dry-run [--json]] [--force]\n"
-        "       meshctl replay --status failed [--error-class CODE] [--limit N] [--rate R]\n"
-        "                      [--dry-run]\n"
-        "\n"
-        "Runs a finished job's saga again.  The workers pick it up at once (due now, fence\n"
-        "bumped) at STEP with a fresh attempt count and deadline.  Steps observe before they\n"
-        "act, so a step whose effect is already in place costs a read and changes nothing.\n"
-        "\n"
-        "Default STEP: for a parked job (MESHBUY_ON_FAILURE=park) the failed step; for a\n"
-        "compensated job (Failed, Cancelled, NeedsAttention) reserve, the first step whose\n"
-        "effect compensation removed.  A replay that would skip a step compensation undid is\n"
-        "refused (--force overrides; also needed to restart an unfinished job).\n"
-        "\n"
-        "Refused while a worker holds the job's lease.  Recorded in the job's history as\n"
-        "\"replay from STEP by $USER@host\".\n"
-        "\n"
-        "  --from-step STEP   validate reserve precheck label_nodes install_release open_port\n"
-        "                     inject restart finish\n"
-        "  --dry-run          print the plan and change nothing: the steps that will run, the\n"
-        "                     side-effecting calls each may make, and what is already in\n"
-        "                     place in the cloud (read with MESHBUY_CCE_URL, _VPC_URL,\n"
-        "                     _K8S_URL, _AK, _SK; reads only)\n"
-        "  --json             the plan as JSON (with --dry-run)\n"
-        "  --status S         bulk: every job with this status (failed, cancelled, ...)\n"
-        "  --error-class CODE bulk: only jobs whose error code is CODE (see meshctl jobs)\n"
-        "  --limit N          bulk: at most N jobs, oldest first\n"
-        "  --rate R           bulk: at most R replays per second (default 5)\n");
+    fprintf(
+        f, "usage: meshctl replay JOB [--from-step STEP] [--dry-run [-o json|yaml]] [--force]\n"
+           "                          [--reason TEXT]\n"
+           "       meshctl replay --status failed --reason TEXT [--error-code CODE] [--limit N]\n"
+           "                      [--rate R] [--yes | --dry-run]\n"
+           "\n"
+           "Runs a finished job's saga again.  The workers pick it up at once (due now, fence\n"
+           "bumped) at STEP with a fresh attempt count and deadline.  Steps observe before they\n"
+           "act, so a step whose effect is already in place costs a read and changes nothing.\n"
+           "\n"
+           "Default STEP: for a parked job (MESHBUY_ON_FAILURE=park) the failed step; for a\n"
+           "compensated job (Failed, Cancelled, NeedsAttention) the first step with something\n"
+           "to undo (create: reserve).  A replay that would skip a step compensation undid is\n"
+           "refused (--force overrides; also needed to restart an unfinished job).\n"
+           "\n"
+           "Refused while a worker holds the job's lease.  Recorded in the job's history as\n"
+           "\"replay from STEP by $USER@host: REASON\".  A bulk replay needs --reason, prints\n"
+           "the jobs it will replay and asks on a terminal (--yes confirms for scripts;\n"
+           "without a terminal it is refused unless --yes).\n"
+           "\n"
+           "  --from-step STEP   a step of the job's saga (listed below)\n"
+           "  --dry-run          print the plan and change nothing: each step that will run says,\n"
+           "                     by its own read-only face, what it would change and what is\n"
+           "                     already in place in the cloud (read with MESHBUY_CCE_URL,\n"
+           "                     _VPC_URL, _K8S_URL, _AK, _SK; reads only)\n"
+           "  -o json|yaml       the plan as JSON or YAML (with --dry-run; --json = -o json)\n"
+           "  --status S         bulk: every job with this status (failed, cancelled, ...)\n"
+           "  --reason TEXT      why: written to each job's history (needed in bulk)\n"
+           "  --yes              bulk: do not ask\n"
+           "  --error-code CODE  bulk: only jobs whose error code is CODE (see meshctl jobs;\n"
+           "                     --error-class is the same)\n"
+           "  --limit N          bulk: at most N jobs, oldest first\n"
+           "  --rate R           bulk: at most R replays per second (default 5)\n"
+           "\n"
+           "steps, per saga:\n");
+    for (size_t d = 0; d < mb_saga_defs_count; d++) {
+        fprintf(f, "  %-8s", mb_saga_defs[d]->name);
+        for (int i = 0; i < mb_saga_defs[d]->nsteps; i++)
+            fprintf(f, " %s", mb_saga_defs[d]->steps[i]->name);
+        fputc('\n', f);
+    }
 }
 
 int mc_cmd_replay(mc_ctx *c, int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"from-step", required_argument, NULL, 'f'}, {"dry-run", no_argument, NULL, 'n'},
-        {"force", no_argument, NULL, 'F'},           {"json", no_argument, NULL, 'j'},
-        {"status", required_argument, NULL, 's'},    {"error-class", required_argument, NULL, 'e'},
-        {"limit", required_argument, NULL, 'l'},     {"rate", required_argument, NULL, 'r'},
-        {"help", no_argument, NULL, 'h'},            {NULL, 0, NULL, 0},
+        {"from-step", required_argument, NULL, 'f'},
+        {"dry-run", no_argument, NULL, 'n'},
+        {"force", no_argument, NULL, 'F'},
+        MC_OUT_OPTIONS,
+        {"status", required_argument, NULL, 's'},
+        {"error-class", required_argument, NULL, 'e'},
+        {"error-code", required_argument, NULL, 'e'},
+        {"reason", required_argument, NULL, 'R'},
+        {"yes", no_argument, NULL, 'y'},
+        {"limit", required_argument, NULL, 'l'},
+        {"rate", required_argument, NULL, 'r'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
     };
-    replay_opts o = {NULL, 0, 0, 0, 0};
+    replay_opts o = {NULL, NULL, 0, 0, 0, 0, 0};
     const char *status = NULL, *error_class = NULL;
     long limit = 0;
     double rate = 5.0;
     int opt;
 
     optind = 0;
-    while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "ho:", opts, NULL)) != -1) {
         switch (opt) {
         case 'f':
             o.from_step = optarg;
@@ -445,9 +394,15 @@ int mc_cmd_replay(mc_ctx *c, int argc, char **argv)
         case 'F':
             o.force = 1;
             break;
-        case 'j':
-            o.json = 1;
+        case 'o':
+        case MC_OUT_OPT_NOHEAD:
+        case MC_OUT_OPT_JSON: {
+            mc_out out = {MC_FMT_TABLE, 0};
+            if (mc_out_opt(&out, opt, optarg) < 0)
+                return MC_EXIT_USAGE;
+            o.fmt = (int)out.fmt;
             break;
+        }
         case 's':
             status = mc_status_canon(optarg);
             if (status == NULL || strcmp(status, "stuck") == 0)
@@ -457,6 +412,12 @@ int mc_cmd_replay(mc_ctx *c, int argc, char **argv)
         case 'e':
             error_class = optarg;
             break;
+        case 'R':
+            if (optarg[0] == '\0' || strlen(optarg) > 300)
+                return mc_fail(MC_EXIT_USAGE, "--reason: want a short text (1..300 characters)");
+            o.reason = optarg;
+            break;
+        case 'y': o.yes = 1; break;
         case 'l':
             if (mc_parse_long(optarg, 1, 1000000, &limit) != 0)
                 return mc_fail(MC_EXIT_USAGE, "--limit %s: want a positive number", optarg);
@@ -478,13 +439,16 @@ int mc_cmd_replay(mc_ctx *c, int argc, char **argv)
         if (optind != argc || o.from_step || o.force)
             return mc_fail(MC_EXIT_USAGE, "replay --status takes no JOB, --from-step or --force "
                            "(see meshctl replay --help)");
-        if (strcmp(status, "Running") == 0)
-            return mc_fail(MC_EXIT_USAGE, "replay --status Running: Running jobs have nothing "
-                           "to replay");
+        if (o.reason == NULL && !o.dry_run)
+            return mc_fail(MC_EXIT_USAGE, "a bulk replay needs --reason TEXT (written to each "
+                                          "job's history); see what it would do with --dry-run");
+        if (mc_status_done(status))
+            return mc_fail(MC_EXIT_USAGE, "replay --status %s: %s jobs have nothing to replay",
+                           status, status);
         return replay_bulk(c, status, error_class, limit, rate, &o);
     }
-    if (error_class || limit)
-        return mc_fail(MC_EXIT_USAGE, "--error-class and --limit go with --status");
+    if (error_class || limit || o.yes)
+        return mc_fail(MC_EXIT_USAGE, "--error-code, --limit and --yes go with --status");
     if (optind + 1 != argc)
         return mc_fail(MC_EXIT_USAGE, "replay: want one JOB, or --status for a bulk replay "
                        "(see meshctl replay --help)");
@@ -496,20 +460,22 @@ int mc_cmd_replay(mc_ctx *c, int argc, char **argv)
 static void rollback_usage(FILE *f)
 {
     fprintf(f,
-        "usage: meshctl rollback JOB\n"
-        "\n"
-        "Compensates now: the workers undo, in reverse order, every step of the job that\n"
-        "started and was not already undone (labels restored to their prior values, the\n"
-        "release deleted, a 7443 rule the job created deleted, the name released), then the\n"
-        "job ends Failed with error RolledBack.  Works on Running, parked Failed and\n"
-        "NeedsAttention jobs (an undo that gave up is tried again).  Refused while a worker\n"
-        "holds the lease (to stop a job that is installing: meshctl cancel JOB).\n"
-        "Recorded in the job's history with who asked.\n");
+            "usage: meshctl rollback JOB\n"
+            "\n"
+            "Compensates now: the workers undo, in reverse order, every step of the job that\n"
+            "started and was not already undone (create: labels restored to their prior values,\n"
+            "the release deleted, a 7443 rule the job created deleted, the name released), then\n"
+            "the job ends Failed with error RolledBack.  Works on Running (its saga's end),\n"
+            "parked Failed and NeedsAttention jobs (an undo that gave up is tried again).\n"
+            "Refused while a worker holds the lease (to stop a job that is installing: meshctl\n"
+            "cancel JOB), and for a saga that keeps its effects (delete: replay it instead).\n"
+            "Recorded in the job's history with who asked.\n");
 }
 
 static int rollback_once(mc_ctx *c, const char *id, int *retry)
 {
     mb_job *j = NULL;
+    const mb_saga_def *d = NULL;
     long long now = mc_store_now_ms(c);
     char why[700], msg[300], line[400], t[32];
     json_t *state;
@@ -522,8 +488,16 @@ static int rollback_once(mc_ctx *c, const char *id, int *retry)
     rc = mc_get_job(c, id, &j);
     if (rc != MC_EXIT_OK)
         return rc;
-    from = last_started(j);
-    if (mc_job_leased(j, now)) {
+    rc = mc_saga_of(j, &d);
+    from = d ? mb_sagadoc_last_started(d, j->state) : -1;
+    if (rc != MC_EXIT_OK) {
+        /* printed */
+    } else if (d->keep_effects) {
+        rc = mc_fail(MC_EXIT_FAILED,
+                     "rollback refused: the %s saga does not undo what it did "
+                     "(job %s); replay it instead (meshctl replay %s)",
+                     d->name, j->order_id, j->order_id);
+    } else if (mc_job_leased(j, now)) {
         snprintf(why, sizeof(why), "a worker (%s) holds the lease: to stop an installing job "
                  "use meshctl cancel %s", j->lease_owner, j->order_id);
         rc = mc_fail(MC_EXIT_FAILED, "rollback refused: %s", why);
@@ -541,15 +515,15 @@ static int rollback_once(mc_ctx *c, const char *id, int *retry)
         return rc;
     }
     snprintf(msg, sizeof(msg), "rolled back by %s", c->who);
-    state = rollback_state(j, from, msg);
+    state = mb_sagadoc_rollback(d, j->state, from, msg);
     snprintf(line, sizeof(line), "%s rollback from %s by %s (status was %s)",
-             mc_fmt_time(now, t, sizeof(t)), mb_steps[from]->name, c->who, j->status);
+             mc_fmt_time(now, t, sizeof(t)), d->steps[from]->name, c->who, j->status);
     memset(&rw, 0, sizeof(rw));
     rw.order_id = j->order_id;
     rw.key = j->key;
     rw.state = state;
     rw.status = "RollingBack";
-    rw.step = mb_steps[from]->name;
+    rw.step = d->steps[from]->name;
     rw.attempt = 0;
     rw.error_code = "RolledBack";
     rw.error_msg = msg;
@@ -567,7 +541,7 @@ static int rollback_once(mc_ctx *c, const char *id, int *retry)
         rc = mc_store_fail("rollback", &e);
     else
         printf("rolling back %s from %s (was %s): follow with: meshctl watch %s\n", j->order_id,
-               mb_steps[from]->name, j->status, j->order_id);
+               d->steps[from]->name, j->status, j->order_id);
     mb_job_free(j);
     return rc;
 }

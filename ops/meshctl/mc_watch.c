@@ -3,9 +3,12 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "mb_event.h"
+#include "mb_order.h"
+#include "mb_sagadef.h"
 #include "mc.h"
 #include "mc_kafka.h"
 
@@ -23,20 +26,30 @@ static void on_sigint(int sig)
 static void watch_usage(FILE *f)
 {
     fprintf(f,
-        "usage: meshctl watch JOB [--timeout SEC]\n"
-        "       meshctl watch --all [--timeout SEC]\n"
-        "\n"
-        "Follows status events on the status topic from now on (needs KAFKA_BROKERS).  On a\n"
-        "terminal: a progress bar per job; piped: one plain line per event.  Watching JOB\n"
-        "ends when it reaches Running (exit 0) or Failed/Cancelled (exit 1); a JOB that\n"
-        "already ended is reported at once.  --timeout SEC: give up after SEC seconds\n"
-        "(exit 1).  Ctrl-C stops (exit 130).\n");
+            "usage: meshctl watch JOB [--timeout SEC] [--accept-timeout SEC]\n"
+            "       meshctl watch --all [--timeout SEC]\n"
+            "\n"
+            "Follows status events on the status topic from now on (needs KAFKA_BROKERS).  On a\n"
+            "terminal: a progress bar per job; piped: one plain line per event.  Watching JOB\n"
+            "ends when its saga reaches its end (Running: exit 0) or Failed/Cancelled (exit 1); a\n"
+            "JOB that already ended is reported at once.  A JOB not accepted yet (published a\n"
+            "moment ago) is waited for, up to --accept-timeout SEC (default 60; exit 4 after).\n"
+            "--timeout SEC: give up after SEC seconds (exit 1).  Ctrl-C stops (exit 130).\n");
+}
+
+/* A saga's done status on the status stream (Running for create). */
+static int done_event(const char *status)
+{
+    for (size_t i = 0; i < mb_saga_defs_count; i++) {
+        if (strcmp(status, mb_mesh_status_name(mb_saga_defs[i]->done_event)) == 0)
+            return 1;
+    }
+    return 0;
 }
 
 static int terminal_event(const char *status)
 {
-    return strcmp(status, "Running") == 0 || strcmp(status, "Failed") == 0 ||
-           strcmp(status, "Cancelled") == 0;
+    return done_event(status) || strcmp(status, "Failed") == 0 || strcmp(status, "Cancelled") == 0;
 }
 
 static void show_event(const mb_status_event *ev, const json_t *env, int tty, int all)
@@ -45,7 +58,7 @@ static void show_event(const mb_status_event *ev, const json_t *env, int tty, in
         json_object_get(json_object_get(env, "data"), "occurred_at"));
     const char *status = mb_mesh_status_name(ev->status);
     char bar[BAR_WIDTH + 1];
-    int done = ev->step_index - (ev->status == MB_MESH_RUNNING ? 0 : 1);
+    int done = ev->step_index - (done_event(status) ? 0 : 1);
 
     if (!tty) {
         printf("%s %s seq=%lld %s %s %d/%d %s%s%s\n", occurred ? occurred : "-", ev->order_id,
@@ -54,7 +67,7 @@ static void show_event(const mb_status_event *ev, const json_t *env, int tty, in
         fflush(stdout);
         return;
     }
-    if (ev->status == MB_MESH_RUNNING)
+    if (done_event(status))
         done = ev->step_total;
     for (int i = 0; i < BAR_WIDTH; i++)
         bar[i] = i < done * BAR_WIDTH / (ev->step_total > 0 ? ev->step_total : 1) ? '#' : '-';
@@ -71,7 +84,51 @@ static void show_event(const mb_status_event *ev, const json_t *env, int tty, in
 /* The exit code for a job's final status. */
 static int final_rc(const char *status)
 {
-    return strcmp(status, "Running") == 0 ? MC_EXIT_OK : MC_EXIT_FAILED;
+    return done_event(status) || mc_status_done(status) ? MC_EXIT_OK : MC_EXIT_FAILED;
+}
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+
+    nanosleep(&ts, NULL);
+}
+
+/* The order may have been published a moment ago and not be accepted yet: looks for its
+ * job until it appears, bound_ms passes (MC_EXIT_NOTFOUND, with what to look at) or
+ * Ctrl-C.  *out is new. */
+static int wait_accepted(mc_ctx *c, const char *id, long long bound_ms, int tty, mb_job **out)
+{
+    mb_store *st = mc_store(c);
+    long long until = mc_now_ms() + bound_ms;
+    int said = 0;
+    mb_error e;
+
+    *out = NULL;
+    if (st == NULL)
+        return MC_EXIT_CONFIG;
+    for (;;) {
+        mb_error_clear(&e);
+        if (mb_store_get(st, id, out, &e) != MB_OK)
+            return mc_store_fail("reading the job", &e);
+        if (*out)
+            return MC_EXIT_OK;
+        if (interrupted)
+            return EXIT_INTERRUPTED;
+        if (mc_now_ms() >= until)
+            return mc_fail(MC_EXIT_NOTFOUND,
+                           "no job for order %s after waiting %llds: no worker "
+                           "accepted it (are workers running? was it rejected: meshctl dlq "
+                           "list? is the order id right: meshctl jobs)",
+                           id, bound_ms / 1000);
+        if (!said) {
+            fprintf(tty ? stderr : stdout, "waiting for order %s to be accepted (up to %llds)\n",
+                    id, bound_ms / 1000);
+            fflush(stdout);
+            said = 1;
+        }
+        sleep_ms(250);
+    }
 }
 
 int mc_cmd_watch(mc_ctx *c, int argc, char **argv)
@@ -79,11 +136,12 @@ int mc_cmd_watch(mc_ctx *c, int argc, char **argv)
     static const struct option opts[] = {
         {"all", no_argument, NULL, 'a'},
         {"timeout", required_argument, NULL, 't'},
+        {"accept-timeout", required_argument, NULL, 'A'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     int all = 0, opt, rc = MC_EXIT_OK, tty = isatty(STDOUT_FILENO);
-    long timeout_s = 0;
+    long timeout_s = 0, accept_s = 60;
     const char *id = NULL;
     mb_job *j = NULL;
     rd_kafka_t *rk;
@@ -101,6 +159,10 @@ int mc_cmd_watch(mc_ctx *c, int argc, char **argv)
             if (mc_parse_long(optarg, 1, 86400 * 7, &timeout_s) != 0)
                 return mc_fail(MC_EXIT_USAGE, "--timeout %s: want seconds", optarg);
             break;
+        case 'A':
+            if (mc_parse_long(optarg, 0, 86400, &accept_s) != 0)
+                return mc_fail(MC_EXIT_USAGE, "--accept-timeout %s: want seconds", optarg);
+            break;
         case 'h':
             watch_usage(stdout);
             return MC_EXIT_OK;
@@ -113,20 +175,29 @@ int mc_cmd_watch(mc_ctx *c, int argc, char **argv)
         return mc_fail(MC_EXIT_USAGE, "watch: want one JOB or --all (see meshctl watch --help)");
     if (!all) {
         id = argv[optind];
-        rc = mc_get_job(c, id, &j); /* fails early on an unknown job */
-        if (rc != MC_EXIT_OK)
-            return rc;
-        mb_job_free(j);
-        j = NULL;
+        if (mb_order_check_order_id(id) != NULL)
+            return mc_fail(MC_EXIT_USAGE,
+                           "'%s' is not an order id (letters, digits, ._:-, at "
+                           "most 64)",
+                           id);
+        if (mc_store(c) == NULL) /* fails early when Redis is away */
+            return MC_EXIT_CONFIG;
     }
     /* Assign at the end first, then look at the job: nothing falls between the two. */
     rk = mc_kafka_tail(c, mb_conf_str(c->conf, "MESHBUY_STATUS_TOPIC"), err, sizeof(err));
     if (rk == NULL)
         return mc_fail(MC_EXIT_CONFIG, "watch: %s", err);
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_sigint;
+    sigaction(SIGINT, &sa, NULL);
     if (!all) {
-        rc = mc_get_job(c, id, &j);
+        long long bound = (long long)accept_s * 1000;
+        if (timeout_s && timeout_s < accept_s)
+            bound = (long long)timeout_s * 1000;
+        rc = wait_accepted(c, id, bound, tty, &j);
         if (rc == MC_EXIT_OK && mc_status_terminal(j->status)) {
-            printf("%s is %s%s%s\n", id, j->status, j->error_code[0] ? ": " : "",
+            printf("%s is %s%s%s%s%s\n", id, j->status, mc_status_done(j->status) ? "" : " at ",
+                   mc_status_done(j->status) ? "" : mc_job_step(j), j->error_code[0] ? ": " : "",
                    j->error_code[0] ? j->error_msg : "");
             rc = final_rc(j->status);
             goto out;
@@ -134,13 +205,11 @@ int mc_cmd_watch(mc_ctx *c, int argc, char **argv)
         if (rc != MC_EXIT_OK)
             goto out;
         if (!tty) {
-            printf("watching %s (%s, step %s)\n", id, j->status, j->step[0] ? j->step : "-");
+            printf("watching %s (%s, step %s)\n", id, j->status,
+                   mc_job_step(j)[0] ? mc_job_step(j) : "-");
             fflush(stdout);
         }
     }
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_sigint;
-    sigaction(SIGINT, &sa, NULL);
     deadline = timeout_s ? mc_now_ms() + timeout_s * 1000 : 0;
     for (;;) {
         rd_kafka_message_t *m;

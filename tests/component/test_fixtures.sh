@@ -5,6 +5,10 @@
 # tests/fixtures/order/        messages on mesh.orders   -> schemas/order.schema.json
 #                                                           (oneOf order-buy / order-cancel)
 #                                                           and `meshbuy --validate`
+#   *.kafka.json                 a whole Kafka message {"headers": {...}, "value": ...} (the value
+#                                as text when a string, else as compact JSON): the schemas judge
+#                                the envelope the CloudEvents Kafka binding maps it to (canonical()
+#                                below, the same mapping as lib/mb_order.c mb_order_canonical)
 # tests/fixtures/mesh-status/  events on mesh.status     -> schemas/mesh-status.schema.json
 #                                                           and `meshbuy --validate-status`
 # Also: every schema is itself a valid 2020-12 schema, and schemas/istio-catalog.json is valid.
@@ -17,7 +21,7 @@ need_py jsonschema
 
 # One line per fixture: "<file> valid|invalid <first error>", judged by the schemas.
 cat >"$TEST_TMP/judge.py" <<'PYEOF'
-import glob, json, os, sys
+import glob, json, os, re, sys
 import jsonschema
 root = sys.argv[1]
 V = jsonschema.Draft202012Validator
@@ -30,6 +34,58 @@ def validator(name):
     s = store["https://meshbuy.example/schemas/%s.schema.json" % name]
     return V(s, resolver=jsonschema.RefResolver.from_schema(s, store=store),
              format_checker=V.FORMAT_CHECKER)
+def strict_json(text):
+    def no_dups(pairs):
+        keys = [k for k, _ in pairs]
+        if len(keys) != len(set(keys)):
+            raise ValueError("duplicate key")
+        return dict(pairs)
+    return json.loads(text, object_pairs_hook=no_dups)
+def canonical(msg):
+    """The CloudEvents Kafka binding: (envelope, None) or (None, why it is refused)."""
+    if not isinstance(msg, dict) or not isinstance(msg.get("headers", {}), dict):
+        return None, "not a message file"
+    hs, v = msg.get("headers", {}), msg.get("value")
+    raw = v if isinstance(v, str) else "" if v is None else json.dumps(v, separators=(",", ":"))
+    ct = None
+    for k, val in hs.items():
+        if k.lower() == "content-type":
+            ct = val
+    if ct is not None and ct.lower().startswith("application/cloudevents"):
+        if not re.match(r"(?i)application/cloudevents\+json([; \t]|$)", ct):
+            return None, "structured mode is application/cloudevents+json only"
+        try:
+            return strict_json(raw), None
+        except ValueError:
+            return None, "not JSON"
+    if "ce_specversion" not in hs:
+        # Neither mode's marker: an object carrying specversion is read as structured
+        # mode (plain producers send the event with no header), as intake does.
+        try:
+            v = strict_json(raw)
+        except ValueError:
+            return None, "not a CloudEvent"
+        if isinstance(v, dict) and "specversion" in v:
+            return v, None
+        return None, "not a CloudEvent"
+    env = {}
+    for k, val in hs.items():
+        if not k.startswith("ce_"):
+            continue
+        if not re.fullmatch(r"[a-z0-9]{1,20}", k[3:]) or k[3:] in ("data", "datacontenttype"):
+            return None, "bad ce_ header " + k
+        env[k[3:]] = val
+    if ct is not None:
+        if len(ct) >= 128 or not re.fullmatch(r"application/json[ \t]*(;[\x20-\x7e]*)?", ct):
+            return None, "data content type not JSON"
+        env["datacontenttype"] = ct
+    if raw == "":
+        return None, "empty value"
+    try:
+        env["data"] = strict_json(raw)
+    except ValueError:
+        return None, "data not JSON"
+    return env, None
 cat = json.load(open(os.path.join(root, "schemas", "istio-catalog.json")))
 validator("istio-catalog").validate(cat)
 for f in sys.argv[2:]:
@@ -38,6 +94,10 @@ for f in sys.argv[2:]:
         doc = json.loads(open(f, "rb").read())
     except ValueError:
         print(f, "invalid", "not JSON"); continue
+    if f.endswith(".kafka.json"):
+        doc, why = canonical(doc)
+        if doc is None:
+            print(f, "invalid", why); continue
     err = next(iter(validator(schema).iter_errors(doc)), None)
     print(f, "valid" if err is None else "invalid", "" if err is None else err.message[:120])
 PYEOF

@@ -116,6 +116,58 @@ assert_eq 7 "$(json_get "$("$MC" jobs --status failed --json)" 'length')" "--sta
 assert_eq 2 "$(json_get "$("$MC" jobs --account acct-b --json)" 'length')" "--account"
 assert_eq ord-stuck "$(json_get "$("$MC" jobs --status stuck --json)" '.[0].order_id')"
 assert_eq 11 "$(json_get "$("$MC" jobs --since 1h --json)" 'length')" "--since"
+assert_json "$json" 'map(.saga) | unique == ["create"]' "records without a saga field run create"
+# filters
+assert_eq 4 "$(json_get "$("$MC" jobs --error-code HTTP503 -o json)" 'length')" "--error-code"
+assert_json "$("$MC" jobs --step finish -o json)" 'map(.order_id) == ["ord-run"]' "--step"
+assert_eq 11 "$(json_get "$("$MC" jobs --saga create --cluster c-good -o json)" 'length')" "--saga --cluster"
+assert_eq 0 "$(json_get "$("$MC" jobs --cluster c-other -o json)" 'length')" "--cluster"
+rc=0; "$MC" jobs --saga nosuch 2>/dev/null || rc=$?; assert_eq 2 "$rc" "--saga of no saga"
+assert_eq "$(json_get "$json" '[.[0:2][].order_id] | join(" ")')" \
+    "$(json_get "$("$MC" jobs --limit 2 -o json)" '[.[].order_id] | join(" ")')" "--limit: the newest"
+assert_eq 11 "$(json_get "$("$MC" jobs --until 30s -o json)" 'length')" "--until"
+assert_eq 0 "$(json_get "$("$MC" jobs --until 1h -o json)" 'length')" "--until 1h"
+assert_contains "$out" "SAGA"
+
+# output formats: -o json|yaml|name|wide|table, --json, --output=, --no-headers
+need_py jsonschema yaml
+validate_jobs() { # JSON array of jobs on stdin
+    /usr/bin/python3 -c '
+import json, sys, jsonschema
+schema = json.load(open(sys.argv[1]))
+jobs = json.load(sys.stdin)
+assert jobs, "no jobs"
+for j in jobs:
+    jsonschema.validate(j, schema)' "$MB_ROOT/schemas/meshctl-job.schema.json"
+}
+"$MC" jobs -o json | validate_jobs || fail "jobs -o json does not match schemas/meshctl-job.schema.json"
+assert_eq "$("$MC" jobs --json | jq -S 'map(del(.age_ms))')" \
+    "$("$MC" jobs --output=json | jq -S 'map(del(.age_ms))')" "--json = --output=json"
+assert_json "$json" '.[] | select(.order_id=="ord-run") | .error_code == null and .lease_owner == null and .stuck_reason == null'
+assert_json "$json" '.[] | select(.order_id=="ord-leased") | (.lease_until_ms | type) == "number" and (.lease_until | test("Z$"))'
+assert_json "$json" '.[] | select(.order_id=="ord-parked") | (.created | sub("\\.[0-9]+Z$"; "Z")) == (.created_ms / 1000 | floor | todate)'
+yaml_ids=$("$MC" jobs -o yaml | /usr/bin/python3 -c 'import sys, yaml; print(" ".join(sorted(j["order_id"] for j in yaml.safe_load(sys.stdin))))')
+assert_eq "$(json_get "$json" '[.[].order_id] | sort | join(" ")')" "$yaml_ids" "jobs -o yaml"
+names=$("$MC" jobs -o name)
+assert_eq 11 "$(echo "$names" | wc -l)" "jobs -o name"
+# -o name feeds xargs meshctl show
+shown=$(echo "$names" | xargs "$MC" show -o json --no-events)
+assert_json "$shown" 'length == 11 and ([.[].job.order_id] | sort) == ([.[].job.order_id] | unique)'
+printf '%s' "$shown" | jq '[.[].job]' | validate_jobs || fail "show -o json .job against the schema"
+assert_eq "$(echo "$names" | sort)" "$(printf '%s' "$shown" | jq -r '.[].job.order_id' | sort)"
+head=$("$MC" jobs | head -1)
+assert_contains "$head" "ORDER"
+assert_not_contains "$("$MC" jobs --no-headers)" "ORDER"
+assert_contains "$("$MC" jobs -o wide | head -1)" "CLUSTER"
+assert_contains "$("$MC" jobs -o wide | grep ord-parked)" "c-good"
+# columns fit the data: the ORDER column is as wide as the longest order id, plus two spaces
+w=$("$MC" jobs | head -1 | sed 's/MESH.*//' | wc -c)
+assert_eq $(($(json_get "$json" '[.[].order_id | length] | max') + 2 + 1)) "$w" "ORDER column width"
+rc=0; "$MC" jobs -o xml 2>/dev/null || rc=$?; assert_eq 2 "$rc" "-o xml"
+assert_eq ord-parked "$("$MC" show ord-parked -o name)"
+"$MC" show ord-parked -o yaml --no-events | /usr/bin/python3 -c '
+import sys, yaml; d = yaml.safe_load(sys.stdin); assert d["job"]["order_id"] == "ord-parked", d' ||
+    fail "show -o yaml"
 
 # ------------------------------------------------------------------ show
 out=$("$MC" show ord-parked --no-events)
@@ -153,6 +205,60 @@ assert_json "$pj" '.observed == true and .from_step == "install_release"'
 assert_json "$pj" '[.steps[] | select(.runs) | .step] == ["install_release","open_port","inject","restart","finish"]'
 "$MC" replay ord-comp --dry-run >"$TEST_TMP/plan2"
 assert_contains "$(cat "$TEST_TMP/plan2")" "PATCH /api/v1/nodes/good-node-1 labels istio=master (now: absent)"
+
+# Every step plans by its own read-only face.  ord-plan: a compensated job whose order asks
+# for restarts, planned from the first step against cloudsim's c-good.
+set_order() { # id jq-filter: rewrite the job's stored order
+    redis_cli HSET "$(jobkey "$1")" order "$(field "$1" order | jq -c "$2")" >/dev/null
+}
+seed ord-plan acct-d/mesh-plan Failed precheck "$comp_state" error_code X error_msg x
+set_order ord-plan '.data.mesh.sidecar.restart_existing = true'
+pj=$("$MC" replay ord-plan --from-step validate --dry-run --json)
+step() { printf '%s' "$pj" | jq -c --arg s "$1" '.steps[] | select(.step == $s)'; }
+assert_json "$pj" '.saga == "create" and ([.steps[] | .runs] | all) and (.steps | length) == 9'
+assert_json "$pj" '[.steps[] | select(.observed and .error == null and .fails == null)] | length == 9' \
+    "every step observed, none would fail"
+assert_json "$(step validate)" '.in_place[0] | test("Istio 1.18 is offered: build 1.18.7-r1")'
+assert_json "$(step reserve)" '.changes == [] and (.in_place[0] | test("mesh-plan"))'
+assert_json "$(step precheck)" '.changes == [] and (.in_place[0] | test("c-good is Available .*40 pods.*passes"))'
+assert_json "$(step label_nodes)" '.changes == ["PATCH /api/v1/nodes/good-node-1 labels istio=master (now: absent)", "PATCH /api/v1/nodes/good-node-2 labels istio=master (now: absent)"]'
+assert_json "$(step install_release)" '.changes[0] | test("^POST release istio-master in istio-system \\(chart asm-istio-1-18 1.18.7-r1\\)")'
+assert_json "$(step open_port)" '.changes == ["POST security-group rule ingress tcp 7443 on sg-good (no rule covers it now)"]'
+assert_json "$(step inject)" '.changes == ["PATCH /api/v1/namespaces/shop labels istio-injection=enabled (now: absent)"]'
+assert_json "$(step restart)" '(.changes | length) == 3 and (.changes | map(test("^PATCH shop/")) | all)' \
+    "restart: web, db, agent"
+assert_json "$(step restart)" '.in_place == ["shop/Deployment/legacy is paused: skipped, no call"]'
+assert_json "$(step finish)" '.changes == [] and (.in_place[0] | test("no cloud call"))'
+plan=$("$MC" replay ord-plan --from-step validate --dry-run)
+assert_contains "$plan" "may call: PATCH shop/StatefulSet/db restartedAt annotation"
+assert_contains "$plan" "in place: shop/Deployment/legacy is paused"
+
+# What run() would fail with, and what cannot be observed yet, each from its own face.
+seed ord-badver acct-d/mesh-badver Failed validate '{}' error_code UnsupportedVersion error_msg x
+set_order ord-badver '.data.mesh.istio_version = "1.8"'
+jq '.istio |= map(select(.minor != "1.8"))' "$MB_ROOT/schemas/istio-catalog.json" >"$TEST_TMP/catalog.json"
+cp "$MB_ROOT/schemas/istio-catalog.schema.json" "$TEST_TMP/"
+pj=$(MESHBUY_CATALOG=$TEST_TMP/catalog.json "$MC" replay ord-badver --from-step validate --dry-run --json)
+assert_json "$(step validate)" '.fails.code == "UnsupportedVersion"'
+assert_json "$(step label_nodes)" '.observed == false and .error.code == "NotRecorded"'
+assert_json "$(step open_port)" '.observed == false and .error.code == "NotRecorded"'
+seed ord-nocl acct-d/mesh-nocl Failed precheck '{}' error_code ClusterNotFound error_msg x
+set_order ord-nocl '.data.mesh.cluster_id = "c-nosuch"'
+pj=$("$MC" replay ord-nocl --dry-run --json)
+assert_json "$(step precheck)" '.fails.code == "ClusterNotFound" and .observed'
+assert_contains "$("$MC" replay ord-nocl --dry-run)" "would fail: ClusterNotFound"
+# Without the cloud's URLs nothing is read, and every step says so.
+pj=$(MESHBUY_K8S_URL='' "$MC" replay ord-plan --from-step validate --dry-run --json)
+assert_json "$pj" '.observed == false and ([.steps[] | .error.code] | unique) == ["NotRead"]'
+
+# A saga this build does not know (a newer worker's): listed and shown, never rewritten.
+seed ord-future acct-d/mesh-future Failed step1 '{"steps":{"step1":{"status":"failed"}}}' saga frobnicate
+assert_json "$("$MC" jobs --json)" '.[] | select(.order_id == "ord-future") | .saga == "frobnicate"'
+assert_contains "$("$MC" show ord-future --no-events)" "step1"
+rc=0; "$MC" replay ord-future 2>"$TEST_TMP/err" || rc=$?; assert_eq 1 "$rc" "replay of an unknown saga"
+assert_contains "$(cat "$TEST_TMP/err")" 'saga "frobnicate"'
+rc=0; "$MC" rollback ord-future 2>/dev/null || rc=$?; assert_eq 1 "$rc" "rollback of an unknown saga"
+
 assert_eq "$before" "$(dump ord-parked)" "dry-run changed the job in Redis"
 assert_eq "$mut_before" "$(mutations)" "dry-run made a mutating cloud call"
 
@@ -200,8 +306,24 @@ before=$(for i in 1 2 3 4; do dump "ord-bulk-$i"; done)
 out=$("$MC" replay --status failed --error-class HTTP503 --dry-run)
 assert_contains "$out" "would replay 4"
 assert_eq "$before" "$(for i in 1 2 3 4; do dump "ord-bulk-$i"; done)" "bulk dry-run changed jobs"
+rc=0; "$MC" replay --status failed --error-class HTTP503 2>"$TEST_TMP/err" || rc=$?
+assert_eq 2 "$rc" "bulk replay without --reason"
+assert_contains "$(cat "$TEST_TMP/err")" "needs --reason"
+rc=0; "$MC" replay --status failed --error-code HTTP503 --reason "cce outage" </dev/null \
+    >"$TEST_TMP/out" 2>&1 || rc=$?
+assert_eq 1 "$rc" "bulk replay off a terminal without --yes"
+assert_contains "$(cat "$TEST_TMP/out")" "will replay 4 Failed job(s) with error HTTP503"
+assert_contains "$(cat "$TEST_TMP/out")" "add --yes"
+assert_eq "$before" "$(for i in 1 2 3 4; do dump "ord-bulk-$i"; done)" "unconfirmed bulk replay changed jobs"
+if command -v script >/dev/null; then # on a terminal it asks; anything but y/yes is a no
+    rc=0; printf 'n\n' | script -qec "$MC replay --status failed --error-code HTTP503 --reason x" \
+        /dev/null >"$TEST_TMP/out" 2>&1 || rc=$?
+    assert_contains "$(cat "$TEST_TMP/out")" "replay these 4 job(s)? [y/N]"
+    assert_contains "$(cat "$TEST_TMP/out")" "nothing was replayed"
+    assert_eq "$before" "$(for i in 1 2 3 4; do dump "ord-bulk-$i"; done)" "declined bulk replay changed jobs"
+fi
 t0=$(date +%s%N)
-out=$("$MC" replay --status failed --error-class HTTP503 --limit 3 --rate 4)
+out=$("$MC" replay --status failed --error-class HTTP503 --limit 3 --rate 4 --reason "cce outage" --yes)
 t1=$(date +%s%N)
 assert_contains "$out" "3 replayed, 0 refused"
 [ $(((t1 - t0) / 1000000)) -ge 450 ] || fail "3 replays at 4/s took only $(((t1 - t0) / 1000000)) ms"
@@ -209,5 +331,23 @@ n=0
 for i in 1 2 3 4; do [ "$(field "ord-bulk-$i" status)" = Installing ] && n=$((n + 1)); done
 assert_eq 3 "$n" "bulk replayed jobs"
 assert_eq Failed "$(field ord-other status)" "another error class was replayed"
+assert_contains "$("$MC" show ord-bulk-1 --no-events)" "by ${USER:-$(id -un)}@"
+assert_contains "$("$MC" show ord-bulk-1 --no-events)" "(status was Failed): cce outage"
+
+# ------------------------------------------------------------------ deadlines from the definition
+# A step's own deadline (restart: 5 min, install_release: 15 min) and the workers' default for
+# compensations (600 s, the same setting the worker reads), not a second table.
+now_ms=$(($(date +%s%N) / 1000000))
+six_min_ago=$(echo "$parked_state" | jq -c --argjson t "$now_ms" 'del(.parked,.error) | .step_started_ms=($t - 360000)')
+seed ord-dl-restart acct-e/mesh-dl-1 Installing restart "$(echo "$six_min_ago" | jq -c '.step=7')" \
+    next_run "$((now_ms + 3600000))"
+seed ord-dl-install acct-e/mesh-dl-2 Installing install_release "$six_min_ago" next_run "$((now_ms + 3600000))"
+seed ord-dl-comp acct-e/mesh-dl-3 RollingBack label_nodes "$(echo "$six_min_ago" | jq -c '.phase="compensate" | .step=3')" \
+    next_run "$((now_ms + 3600000))"
+json=$("$MC" jobs --account acct-e --json)
+assert_json "$json" '.[] | select(.order_id=="ord-dl-restart") | .stuck and (.stuck_reason | test("300s deadline"))' \
+    "restart past its own 5 min deadline"
+assert_json "$json" '[.[] | select(.stuck)] | map(.order_id) == ["ord-dl-restart"]' \
+    "install_release (15 min) and a compensation (600 s) are not stuck after 6 min"
 
 note "ok"

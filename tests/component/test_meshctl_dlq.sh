@@ -39,6 +39,16 @@ echo "$data" | jq '.mesh.name = "Bad_Name"' >"$TEST_TMP/worse.json"
 rc=0; "$MC" dlq redrive "$id" --edit "$TEST_TMP/worse.json" 2>/dev/null || rc=$?
 assert_eq 1 "$rc" "redrive of an invalid correction"
 
+# a correction must not make another order: order id, account, project kept (unless --force)
+for edit in '.order_id = "ord-other"' '.account_id = "acct-x"' '.project_id = "proj-x"'; do
+    echo "$data" | jq ".mesh.istio_version = \"1.18\" | $edit" >"$TEST_TMP/other.json"
+    rc=0; "$MC" dlq redrive "$id" --edit "$TEST_TMP/other.json" 2>"$TEST_TMP/err" || rc=$?
+    assert_eq 1 "$rc" "redrive changing identity ($edit)"
+    assert_contains "$(cat "$TEST_TMP/err")" "the correction changes"
+    assert_contains "$(cat "$TEST_TMP/err")" "--force"
+done
+assert_contains "$(cat "$TEST_TMP/err")" "project proj-a -> proj-x"
+
 # corrected: data only, wrapped in a fresh envelope; same order id
 echo "$data" | jq '.mesh.istio_version = "1.18"' >"$TEST_TMP/fixed.json"
 "$MC" dlq redrive "$id" --edit "$TEST_TMP/fixed.json" >"$TEST_TMP/out"
@@ -51,5 +61,26 @@ wait_for 30 accepted
 assert_contains "$("$MC" show ord-dlq-1 --no-events)" "DLQ record $id redriven (corrected order) by"
 out=$("$MC" dlq list)
 assert_contains "$out" "redriven by ${USER:-$(id -un)}@"
-assert_json "$("$MC" dlq list --json)" '.[0].redriven.edited == "1" and .[0].redriven.order_id == "ord-dlq-1"'
+assert_json "$("$MC" dlq list --json)" '.[0].redriven.edited == true and .[0].redriven.order_id == "ord-dlq-1"'
+# one shape per object: numbers as numbers, RFC 3339 beside epoch ms, null for absent
+need_py jsonschema
+list=$("$MC" dlq list -o json)
+printf '%s' "$list" | /usr/bin/python3 -c '
+import json, sys, jsonschema
+schema = json.load(open(sys.argv[1]))
+items = json.load(sys.stdin)
+assert items, "no DLQ records"
+for r in items:
+    jsonschema.validate(r, schema)' "$MB_ROOT/schemas/meshctl-dlq-record.schema.json" ||
+    fail "dlq list -o json does not match schemas/meshctl-dlq-record.schema.json"
+"$MC" dlq show "$id" --output=json | /usr/bin/python3 -c '
+import json, sys, jsonschema
+jsonschema.validate(json.load(sys.stdin), json.load(open(sys.argv[1])))' \
+    "$MB_ROOT/schemas/meshctl-dlq-record.schema.json" || fail "dlq show -o json against the schema"
+assert_json "$list" '.[0].partition | type == "number"'
+assert_eq "$id" "$("$MC" dlq list -o name | head -1)" "dlq list -o name"
+assert_eq "$(json_get "$list" '.[0].reason')" "$("$MC" dlq list -o yaml | /usr/bin/python3 -c '
+import sys, yaml; print(yaml.safe_load(sys.stdin)[0]["reason"])')" "dlq list -o yaml"
+assert_not_contains "$("$MC" dlq list --no-headers)" "POSITION"
+
 note "ok"

@@ -43,6 +43,11 @@ order ord-e1 mesh-e-one c-good n-good
 wait_failed ord-e1
 assert_ne "" "$("$MC" show ord-e1 --json --no-events | jq -r .job.error_code)" "Failed without an error code"
 assert_json "$("$MC" show ord-e1 --json --no-events)" '.state.steps.label_nodes.status == "compensated"'
+# every view shows the step where the saga stopped, not where compensation ended
+assert_json "$("$MC" show ord-e1 --json --no-events)" '.job.step == "install_release"'
+assert_contains "$("$MC" show ord-e1 --no-events)" "step install_release"
+assert_json "$("$MC" jobs --json)" '.[] | select(.order_id == "ord-e1") | .step == "install_release"'
+assert_contains "$("$MC" jobs | grep ord-e1)" "install_release"
 curl -sf -X DELETE "$CS/admin/faults/$fault" >/dev/null
 
 before=$(dump ord-e1); mut_before=$(mutations)
@@ -69,6 +74,29 @@ rel=$(mutations | jq '[.mutations[] | select(.kind=="release_create")] | length'
 del=$(mutations | jq '[.mutations[] | select(.kind=="release_delete")] | length')
 assert_eq 1 "$((rel - del))" "exactly one release left"
 assert_contains "$("$MC" show ord-e1 --no-events)" "replay from reserve by"
+
+# ------------------------------------------------------------------ watch a just-published order
+# meshbuy && meshctl watch: the job does not exist yet when watch starts; watch waits for it.
+"$MC" watch ord-e3 --timeout 120 >"$TEST_TMP/w3" 2>&1 &
+wpid=$!
+wait_for 30 grep -q "waiting for order ord-e3 to be accepted" "$TEST_TMP/w3"
+order ord-e3 mesh-e-three c-labeled n-lab
+rc=0; wait "$wpid" || rc=$?
+assert_eq 0 "$rc" "watch of a just-published order: $(cat "$TEST_TMP/w3")"
+assert_contains "$(cat "$TEST_TMP/w3")" "Running"
+order ord-e4 mesh-e-four c-unavailable n-unav
+rc=0; "$MC" watch ord-e4 --timeout 120 >"$TEST_TMP/w4" 2>&1 || rc=$?
+assert_eq 1 "$rc" "watch of an order that fails: $(cat "$TEST_TMP/w4")"
+assert_contains "$(cat "$TEST_TMP/w4")" "Failed"
+assert_json "$("$MC" jobs --json)" '.[] | select(.order_id == "ord-e4") | .step == "precheck"' \
+    "a job compensated after precheck failed shows precheck"
+rc=0; "$MC" watch ord-e4 >"$TEST_TMP/w4b" 2>&1 || rc=$?
+assert_eq 1 "$rc"
+assert_contains "$(cat "$TEST_TMP/w4b")" "ord-e4 is Failed at precheck: "
+# an order nobody accepts: a bounded wait, then exit 4 with what to look at
+rc=0; "$MC" watch ord-never --accept-timeout 2 >"$TEST_TMP/w5" 2>&1 || rc=$?
+assert_eq 4 "$rc" "watch of an order never accepted"
+assert_contains "$(cat "$TEST_TMP/w5")" "no worker accepted it"
 
 # ------------------------------------------------------------------ parked, replayed from a step
 mb_stop worker

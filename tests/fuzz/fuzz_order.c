@@ -38,9 +38,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!json_equal(j, j2))
         abort();
     /* and the status event the worker would build for it */
-    char ebuf[256];
+    char ebuf[256], key[160], mesh_id[MB_MESH_ID_LEN + 1];
     mb_status_event ev = {
         .order_id = o->order_id,
+        .mesh_id = mb_order_mesh_id(mb_order_key(o, key, sizeof key), o->order_id, mesh_id,
+                                    sizeof mesh_id),
         .account_id = o->account_id,
         .mesh_name = o->mesh_name,
         .cluster_id = o->cluster_id,

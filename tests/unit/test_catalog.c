@@ -56,7 +56,7 @@ static void builds_and_charts(void **state)
     mb_catalog_free(cat);
 }
 
-/* The matrix of DESIGN.md section 2, exactly: every pair in, every other pair out. */
+/* The product's version matrix (schemas/istio-catalog.json), exactly: every pair in, every other pair out. */
 static void matrix_exact(void **state)
 {
     (void)state;

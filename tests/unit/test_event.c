@@ -78,7 +78,10 @@ static void build_failed_partial(void **state)
     char err[256];
     mb_status_event ev = base();
     ev.status = MB_MESH_FAILED;
-    ev.mesh_id = NULL;
+    ev.mesh_id = NULL; /* every event has one: refused without */
+    assert_null(mb_event_build_json(&ev, err, sizeof err));
+    assert_string_equal(err, "data.mesh_id: is required");
+    ev.mesh_id = "mesh-3f74f33e4ba493f0";
     ev.cluster_id = NULL;
     ev.step = "validate";
     ev.error_code = "InvalidOrder";
@@ -88,7 +91,7 @@ static void build_failed_partial(void **state)
     json_t *env = mb_event_build_json(&ev, err, sizeof err);
     assert_non_null(env);
     json_t *d = json_object_get(env, "data");
-    assert_null(json_object_get(d, "mesh_id"));
+    assert_string_equal(json_string_value(json_object_get(d, "mesh_id")), "mesh-3f74f33e4ba493f0");
     assert_null(json_object_get(d, "cluster_id"));
     assert_null(json_object_get(env, "traceparent"));
     json_t *e = json_object_get(d, "error");

@@ -145,7 +145,7 @@ static void reply(struct evhttp_request *req, int code, const char *body)
     evbuffer_free(b);
 }
 
-/* Checks the request's signature the way the gateway does (DESIGN.md 6).
+/* Checks the request's signature the way the gateway does (docs/reference.md).
  * Returns 1 when signed and valid, 0 when unsigned, -1 when wrong. */
 static int verify_sig(struct evhttp_request *req, const char *body, size_t blen)
 {

@@ -64,7 +64,9 @@ static void walk(const char *kind, int want_ok)
         char *buf = slurp(path, &len);
         mb_order *o = NULL;
         mb_order_err err;
-        int rc = mb_order_parse(buf, len, &o, &err);
+        int kafka = strstr(e->d_name, ".kafka.json") != NULL;
+        int rc = kafka ? mb_order_parse_kafka_json(buf, len, NULL, &o, &err)
+                       : mb_order_parse(buf, len, &o, &err);
         if ((rc == 0) != want_ok)
             fail_msg("%s: expected %s, got %s (%s)", path, want_ok ? "valid" : "invalid",
                      rc == 0 ? "valid" : "invalid", err.reason);
@@ -317,14 +319,191 @@ static void builders(void **state)
     assert_string_equal(mb_order_kind_name(MB_ORDER_CANCEL), "cancel");
 }
 
+/* ------------------------------------------------- the Kafka protocol binding */
+
+#define H(n, v)             \
+    {                       \
+        n, v, sizeof(v) - 1 \
+    }
+#define DATA                                                                         \
+    "{\"order_id\":\"ord-1\",\"account_id\":\"acc1\",\"project_id\":\"proj1\","      \
+    "\"region\":\"eu-de-01\",\"mesh\":{\"name\":\"mesh-one\",\"edition\":\"basic\"," \
+    "\"istio_version\":\"1.18\",\"cluster_id\":\"c-1\",\"control_plane_nodes\":[\"n1\"]}}"
+
+static void structured_mode_is_the_value(void **state)
+{
+    (void)state;
+    char buf[2048], *canon = NULL;
+    size_t clen;
+    mb_order *o = NULL;
+    mb_order_err err;
+    int n = snprintf(buf, sizeof buf, BUY, "mesh-one", "1.18");
+    mb_order_header h[] = {H("traceparent", "x"),
+                           H("content-type", "application/cloudevents+json; charset=utf-8")};
+    assert_int_equal(mb_order_parse_message(h, 2, buf, (size_t)n, &canon, &clen, &o, &err), 0);
+    assert_int_equal(clen, (size_t)n);
+    assert_memory_equal(canon, buf, clen); /* byte for byte: stored as received */
+    assert_string_equal(o->mesh_name, "mesh-one");
+    mb_order_free(o);
+    free(canon);
+    /* a batch is not an order */
+    mb_order_header b[] = {H("content-type", "application/cloudevents-batch+json")};
+    assert_int_equal(mb_order_parse_message(b, 1, buf, (size_t)n, &canon, &clen, &o, &err), -1);
+    assert_null(canon);
+    assert_null(o);
+    assert_non_null(strstr(err.reason, "no batches"));
+}
+
+static void binary_mode_maps_headers(void **state)
+{
+    (void)state;
+    char *canon = NULL;
+    size_t clen;
+    mb_order *o = NULL;
+    mb_order_err err;
+    /* what the JavaScript SDK's Kafka.binary() sends: no content-type header */
+    mb_order_header h[] = {
+        H("ce_specversion", "1.0"),
+        H("ce_id", "e-1"),
+        H("ce_source", "billing"),
+        H("ce_type", "com.meshbuy.order.buy.v1"),
+        H("ce_time", "2024-05-01T12:00:00.000Z"),
+        H("ce_partitionkey", "acc1/mesh-one"),
+        H("ce_traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+        H("other", "ignored"),
+    };
+    assert_int_equal(mb_order_parse_message(h, 8, DATA, strlen(DATA), &canon, &clen, &o, &err), 0);
+    assert_string_equal(o->event_id, "e-1");
+    assert_string_equal(o->traceparent, "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+    assert_string_equal(o->time, "2024-05-01T12:00:00.000Z");
+    json_t *env = json_loads(canon, 0, NULL);
+    assert_non_null(env);
+    assert_string_equal(json_string_value(json_object_get(env, "partitionkey")), "acc1/mesh-one");
+    assert_null(json_object_get(env, "datacontenttype"));
+    assert_null(json_object_get(env, "other"));
+    assert_true(json_is_object(json_object_get(env, "data")));
+    json_decref(env);
+    mb_order_free(o);
+    free(canon);
+
+    /* a content-type with parameters becomes datacontenttype; time is optional */
+    mb_order_header p[] = {H("ce_specversion", "1.0"), H("ce_id", "e-2"), H("ce_source", "b"),
+                           H("ce_type", "com.meshbuy.order.buy.v1"),
+                           H("content-type", "application/json; charset=utf-8")};
+    assert_int_equal(mb_order_parse_message(p, 5, DATA, strlen(DATA), &canon, &clen, &o, &err), 0);
+    assert_null(o->time);
+    assert_non_null(strstr(canon, "\"datacontenttype\":\"application/json; charset=utf-8\""));
+    mb_order_free(o);
+    free(canon);
+}
+
+static void binary_mode_refusals(void **state)
+{
+    (void)state;
+    char *canon = NULL;
+    size_t clen;
+    mb_order *o = NULL;
+    mb_order_err err;
+    mb_order_header none[] = {H("traceparent", "x")};
+    assert_int_equal(mb_order_canonical(none, 1, DATA, strlen(DATA), &canon, &clen, &err), -1);
+    assert_non_null(strstr(err.reason, "not a CloudEvent"));
+    assert_int_equal(mb_order_canonical(NULL, 0, DATA, strlen(DATA), &canon, &clen, &err), -1);
+    assert_null(canon);
+
+    mb_order_header xml[] = {H("ce_specversion", "1.0"), H("content-type", "application/xml")};
+    assert_int_equal(mb_order_canonical(xml, 2, DATA, strlen(DATA), &canon, &clen, &err), -1);
+    assert_non_null(strstr(err.reason, "must be application/json"));
+
+    mb_order_header twice[] = {H("ce_specversion", "1.0"), H("ce_id", "a"), H("ce_id", "b")};
+    assert_int_equal(mb_order_canonical(twice, 3, DATA, strlen(DATA), &canon, &clen, &err), -1);
+    assert_string_equal(err.reason, "header ce_id: given more than once");
+
+    mb_order_header upper[] = {H("ce_specversion", "1.0"), H("ce_Id", "a")};
+    assert_int_equal(mb_order_canonical(upper, 2, DATA, strlen(DATA), &canon, &clen, &err), -1);
+    assert_non_null(strstr(err.reason, "header ce_Id"));
+
+    mb_order_header bad_utf8[] = {H("ce_specversion", "1.0"), H("ce_id", "\xff")};
+    assert_int_equal(mb_order_canonical(bad_utf8, 2, DATA, strlen(DATA), &canon, &clen, &err), -1);
+    assert_non_null(strstr(err.reason, "not UTF-8"));
+
+    mb_order_header many[MB_ORDER_MAX_HEADERS + 1];
+    for (size_t i = 0; i <= MB_ORDER_MAX_HEADERS; i++)
+        many[i] = (mb_order_header)H("ce_specversion", "1.0");
+    assert_int_equal(
+        mb_order_canonical(many, MB_ORDER_MAX_HEADERS + 1, DATA, strlen(DATA), &canon, &clen, &err),
+        -1);
+    assert_non_null(strstr(err.reason, "headers, more than"));
+
+    /* strict data: an unknown field is refused, and the identity is still salvaged */
+    mb_order_header ok[] = {H("ce_specversion", "1.0"), H("ce_id", "e"), H("ce_source", "b"),
+                            H("ce_type", "com.meshbuy.order.buy.v1")};
+    const char *bad = "{\"order_id\":\"ord-9\",\"account_id\":\"acc1\",\"colour\":1}";
+    assert_int_equal(mb_order_parse_message(ok, 4, bad, strlen(bad), &canon, &clen, &o, &err), -1);
+    assert_null(canon);
+    assert_null(o);
+    assert_string_equal(err.reason, "data: unknown field 'colour'");
+    assert_string_equal(err.order_id, "ord-9");
+}
+
+/* to_binary then canonical gives the envelope back, whatever its attributes. */
+static void binary_round_trip(void **state)
+{
+    (void)state;
+    char buf[2048], *canon = NULL;
+    size_t clen;
+    mb_order_binary b;
+    mb_order_header h[MB_ORDER_MAX_HEADERS];
+    int n = snprintf(buf, sizeof buf, BUY, "mesh-one", "1.18");
+    json_t *env = json_loadb(buf, (size_t)n, 0, NULL);
+    json_object_set_new(env, "partitionkey", json_string("acc1/mesh-one"));
+    json_object_set_new(env, "dataschema", json_string("https://example/s.json"));
+    assert_int_equal(mb_order_to_binary(env, &b), 0);
+    assert_null(strstr(b.value, "specversion"));
+    for (size_t i = 0; i < b.n; i++) {
+        h[i] = (mb_order_header){b.names[i], b.values[i], strlen(b.values[i])};
+        assert_string_not_equal(b.names[i], "ce_datacontenttype");
+    }
+    assert_int_equal(mb_order_canonical(h, b.n, b.value, b.value_len, &canon, &clen, NULL), 0);
+    json_t *back = json_loads(canon, 0, NULL);
+    assert_true(json_equal(env, back));
+    json_decref(back);
+    free(canon);
+    mb_order_binary_free(&b);
+    json_decref(env);
+    json_t *empty = json_object();
+    assert_int_equal(mb_order_to_binary(empty, &b), -1); /* no data */
+    json_decref(empty);
+}
+
+static void mesh_id_is_stable(void **state)
+{
+    (void)state;
+    char id[MB_MESH_ID_LEN + 1];
+    /* sha256("acct1/mesh-one#ord-1") starts 3f74f33e4ba493f0 */
+    assert_string_equal(mb_order_mesh_id("acct1/mesh-one", "ord-1", id, sizeof id),
+                        "mesh-3f74f33e4ba493f0");
+    assert_int_equal(strlen(id), MB_MESH_ID_LEN);
+    assert_null(mb_order_check_id(id));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(fixtures_valid),    cmocka_unit_test(fixtures_invalid),
-        cmocka_unit_test(buy_fields),        cmocka_unit_test(reasons_are_precise),
-        cmocka_unit_test(salvage_identity),  cmocka_unit_test(size_cap_and_edges),
-        cmocka_unit_test(json_round_trip),   cmocka_unit_test(cancel_round_trip),
-        cmocka_unit_test(delete_round_trip), cmocka_unit_test(builders),
+        cmocka_unit_test(fixtures_valid),
+        cmocka_unit_test(fixtures_invalid),
+        cmocka_unit_test(buy_fields),
+        cmocka_unit_test(reasons_are_precise),
+        cmocka_unit_test(salvage_identity),
+        cmocka_unit_test(size_cap_and_edges),
+        cmocka_unit_test(json_round_trip),
+        cmocka_unit_test(cancel_round_trip),
+        cmocka_unit_test(delete_round_trip),
+        cmocka_unit_test(builders),
+        cmocka_unit_test(structured_mode_is_the_value),
+        cmocka_unit_test(binary_mode_maps_headers),
+        cmocka_unit_test(binary_mode_refusals),
+        cmocka_unit_test(binary_round_trip),
+        cmocka_unit_test(mesh_id_is_stable),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

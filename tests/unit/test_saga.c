@@ -393,6 +393,7 @@ static json_t *accepted_event(const char *order_id, const char *mesh)
         .order_id = order_id,
         .account_id = ACCOUNT,
         .mesh_name = mesh,
+        .mesh_id = "mesh-0123456789abcdef", /* every event has one */
         .status = MB_MESH_ACCEPTED,
         .step = "alpha",
         .step_index = 1,
@@ -407,6 +408,25 @@ static json_t *accepted_event(const char *order_id, const char *mesh)
     if (j == NULL)
         fail_msg("event build: %s", err);
     return j;
+}
+
+/* Whether some order holds the mesh name (the store's name key; a command it does not offer). */
+static int name_held(const char *mesh)
+{
+    char key[128], k[192];
+    redisContext *c = redisConnectUnix(sock);
+    redisReply *r;
+    int held;
+
+    assert_true(c != NULL && c->err == 0);
+    snprintf(key, sizeof(key), "%s/%s", ACCOUNT, mesh);
+    snprintf(k, sizeof(k), "mb:{s%d}:name:%s", mb_store_shard_of(store, key), key);
+    r = redisCommand(c, "EXISTS %s", k);
+    assert_non_null(r);
+    held = (int)r->integer;
+    freeReplyObject(r);
+    redisFree(c);
+    return held;
 }
 
 /* Accepts a buy order for mesh under order_id into the saga named saga_name; order_json
@@ -641,6 +661,7 @@ static void test_past_deadline(void **state)
     expect_calls(want_calls, 5);
     j = get_job("ord-late");
     assert_string_equal(j->error_code, "Unavailable");
+    assert_string_equal(j->step, "gamma"); /* where it stopped, not where undoing ended */
     assert_string_equal(step_status(j, "gamma"), "compensated");
     assert_string_equal(step_status(j, "alpha"), "compensated");
     assert_string_equal(step_status(j, "beta"), "done");
@@ -768,6 +789,9 @@ static void test_cancel_each_boundary(void **state)
         evs = expect_events(mesh, want, nw);
         json_decref(evs);
         expect_calls(want_calls, nc);
+        /* The name was claimed at acceptance: a compensated saga gives it back even when
+         * no step that stands for it had started (a cancel before the first step). */
+        assert_int_equal(name_held(mesh), k == NFAKE);
     }
 }
 

@@ -118,6 +118,7 @@ static json_t *status_event(const char *order_id, const char *acct, const char *
         .order_id = order_id,
         .account_id = acct,
         .mesh_name = mesh,
+        .mesh_id = "mesh-0123456789abcdef", /* every event has one */
         .status = s,
         .step = "reserve",
         .step_index = 2,

@@ -65,9 +65,43 @@ static mb_step_rc close_port_run(mb_sjob *j)
     }
 }
 
+/* Read-only face: the group's rules now, judged as run() would. */
+enum {
+    CHECK_LIST,  /* list the ingress rules */
+    CHECK_JUDGE, /* listed: say what run() would do */
+};
+
+static mb_step_rc close_port_check(mb_sjob *j)
+{
+    close_port *s = j->scratch;
+    const json_t *ck = mb_target_ck(j, "open_port");
+    const char *id = json_string_value(json_object_get(ck, "rule_id"));
+    const char *sg =
+        json_string_value(json_object_get(mb_target_ck(j, "precheck"), "security_group_id"));
+
+    if (!json_is_true(json_object_get(ck, "created")) || id == NULL || sg == NULL) {
+        mb_step_seen(j, "the create made no 7443 rule (one covered it before): no call");
+        return MB_STEP_DONE;
+    }
+    if (j->pc == CHECK_LIST) {
+        mb_step_call(j, mb_cloud_sg_rules_list(j->cloud, &j->target, sg, "ingress", NULL, &s->rules,
+                                               mb_step_done, mb_step_io(j)));
+        j->pc = CHECK_JUDGE;
+        return MB_STEP_WAIT;
+    }
+    if (j->err.status != MB_OK)
+        return MB_STEP_ERROR;
+    if (listed(&s->rules, id))
+        mb_step_would(j, "DELETE security-group rule %s on %s (the create's 7443 rule)", id, sg);
+    else
+        mb_step_seen(j, "security group %s: the create's rule %s is gone already: no call", sg, id);
+    return MB_STEP_DONE;
+}
+
 const mb_step mb_step_close_port = {
     .name = "close_port",
     .run = close_port_run,
+    .check = close_port_check,
     .clear = close_port_clear,
     .scratch_size = sizeof(close_port),
     .deadline_ms = 120000,

@@ -33,8 +33,16 @@ static mb_step_rc del_finish_run(mb_sjob *j)
     return MB_STEP_DONE;
 }
 
+/* Read-only face: nothing to change. */
+static mb_step_rc del_finish_check(mb_sjob *j)
+{
+    mb_step_seen(j, "no cloud call: reports the mesh deleted");
+    return MB_STEP_DONE;
+}
+
 const mb_step mb_step_del_finish = {
     .name = "finish",
     .run = del_finish_run,
+    .check = del_finish_check,
     .deadline_ms = 60000,
 };

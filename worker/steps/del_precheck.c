@@ -98,9 +98,45 @@ static mb_step_rc del_precheck_run(mb_sjob *j)
     }
 }
 
+/* Read-only face: the same judgement (the snapshot, then the cluster), what run() would
+ * fail with reported rather than returned. */
+static mb_step_rc del_precheck_check(mb_sjob *j)
+{
+    del_precheck *s = j->scratch;
+    mb_step_rc rc;
+
+    if (j->pc == RUN_JUDGE) {
+        rc = judge_target(j);
+        if (rc == MB_STEP_DONE && j->order->cluster_id == NULL)
+            rc = mb_step_fail(j, "MeshNotFound", "the order of mesh %s names no cluster",
+                              j->order->mesh_name);
+        if (rc != MB_STEP_DONE) {
+            mb_step_would_fail(j, j->err.code, "%s", j->err.msg);
+            return MB_STEP_DONE;
+        }
+        mb_step_call(j, mb_cloud_cluster_get(j->cloud, &j->target, &s->cluster, mb_step_done,
+                                             mb_step_io(j)));
+        j->pc = RUN_CLUSTER;
+        return MB_STEP_WAIT;
+    }
+    rc = evaluate(j, s);
+    if (rc == MB_STEP_ERROR && j->err.status == MB_PERM) {
+        mb_step_would_fail(j, j->err.code, "%s", j->err.msg);
+        return MB_STEP_DONE;
+    }
+    if (rc != MB_STEP_DONE)
+        return rc; /* not read: the caller reports why */
+    mb_step_seen(j,
+                 "the create %s may be deleted; cluster %s is Available: precheck passes "
+                 "(reads only)",
+                 mb_target_order_id(j), j->order->cluster_id);
+    return MB_STEP_DONE;
+}
+
 const mb_step mb_step_del_precheck = {
     .name = "precheck",
     .run = del_precheck_run,
+    .check = del_precheck_check,
     .clear = del_precheck_clear,
     .scratch_size = sizeof(del_precheck),
     .deadline_ms = 120000,

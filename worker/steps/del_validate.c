@@ -13,8 +13,20 @@ static mb_step_rc del_validate_run(mb_sjob *j)
     return MB_STEP_DONE;
 }
 
+/* Read-only face: the same test, reported. */
+static mb_step_rc del_validate_check(mb_sjob *j)
+{
+    if (j->order->kind != MB_ORDER_DELETE)
+        mb_step_would_fail(j, "InvalidOrder", "the delete saga runs a %s order",
+                           mb_order_kind_name(j->order->kind));
+    else
+        mb_step_seen(j, "no cloud call: records the delete of mesh %s", j->order->mesh_name);
+    return MB_STEP_DONE;
+}
+
 const mb_step mb_step_del_validate = {
     .name = "validate",
     .run = del_validate_run,
+    .check = del_validate_check,
     .deadline_ms = 60000,
 };

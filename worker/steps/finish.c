@@ -22,8 +22,19 @@ static mb_step_rc finish_run(mb_sjob *j)
     return MB_STEP_DONE;
 }
 
+/* Read-only face: nothing to change; says what the customer would be told. */
+static mb_step_rc finish_check(mb_sjob *j)
+{
+    size_t n = json_array_size(json_object_get(mb_step_ck_of(j, "restart"), "skipped"));
+
+    mb_step_seen(j, "no cloud call: reports the mesh running%s",
+                 n ? " and names the paused deployments restart skipped" : "");
+    return MB_STEP_DONE;
+}
+
 const mb_step mb_step_finish = {
     .name = "finish",
     .run = finish_run,
+    .check = finish_check,
     .deadline_ms = 60000,
 };

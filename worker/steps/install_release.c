@@ -175,9 +175,62 @@ static mb_step_rc install_compensate(mb_sjob *j)
     }
 }
 
+/* Read-only face: the release now, judged as run() would. */
+enum {
+    CHECK_READ,  /* read the release */
+    CHECK_JUDGE, /* read: say what run() would do */
+};
+
+static void check_judge(mb_sjob *j, const mb_release *r)
+{
+    json_t *v = mb_step_ck_of(j, "validate");
+    const char *st = r->status ? r->status : "";
+
+    if (!r->exists)
+        mb_step_would(j, "POST release %s in %s (chart %s %s), then poll until DEPLOYED",
+                      RELEASE_NAME, RELEASE_NS,
+                      v ? json_string_value(json_object_get(v, "chart_id")) : "?",
+                      v ? json_string_value(json_object_get(v, "chart_version")) : "?");
+    else if (!ours(j, r))
+        mb_step_would_fail(j, "ReleaseExists",
+                           "release %s/%s exists and was not installed by this order (%s)",
+                           RELEASE_NS, RELEASE_NAME, r->description ? r->description : "");
+    else if (failed(st) && failed(json_string_value(json_object_get(j->ck, "status"))))
+        mb_step_would(j,
+                      "DELETE this order's %s release %s/%s, then POST it again and poll "
+                      "until DEPLOYED",
+                      st, RELEASE_NS, RELEASE_NAME);
+    else if (strcmp(st, "DEPLOYED") == 0)
+        mb_step_seen(j, "release %s/%s is DEPLOYED and this order's: adopted, no call", RELEASE_NS,
+                     RELEASE_NAME);
+    else if (failed(st))
+        mb_step_would_fail(j, "ReleaseFailed", "release %s/%s is %s: %s", RELEASE_NS, RELEASE_NAME,
+                           st, r->status_description ? r->status_description : "");
+    else
+        mb_step_would(j, "poll this order's release %s/%s (%s) until DEPLOYED", RELEASE_NS,
+                      RELEASE_NAME, st);
+}
+
+static mb_step_rc install_check(mb_sjob *j)
+{
+    install *s = j->scratch;
+
+    if (j->pc == CHECK_READ) {
+        mb_step_call(j, mb_cloud_release_get(j->cloud, &j->target, RELEASE_NS, RELEASE_NAME,
+                                             &s->rel, mb_step_done, mb_step_io(j)));
+        j->pc = CHECK_JUDGE;
+        return MB_STEP_WAIT;
+    }
+    if (j->err.status != MB_OK)
+        return MB_STEP_ERROR;
+    check_judge(j, &s->rel);
+    return MB_STEP_DONE;
+}
+
 const mb_step mb_step_install_release = {
     .name = "install_release",
     .run = install_run,
+    .check = install_check,
     .compensate = install_compensate,
     .clear = install_clear,
     .scratch_size = sizeof(install),

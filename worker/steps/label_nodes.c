@@ -33,9 +33,25 @@ static mb_step_rc label_nodes_compensate(mb_sjob *j)
     return mb_labels_compensate(j, &spec);
 }
 
+/* Read-only face: the nodes' labels now, by the names precheck recorded. */
+static mb_step_rc label_nodes_check(mb_sjob *j)
+{
+    const char *names[MB_ORDER_MAX_NODES];
+    mb_labels_spec spec = {MB_K8S_NODE, "istio", "master", names, 0};
+
+    spec.n = node_names(j, names, MB_ORDER_MAX_NODES);
+    if (spec.n != j->order->n_nodes)
+        return mb_step_fail(j, "NotRecorded",
+                            "precheck has not recorded the nodes' names: it reads them when it "
+                            "runs, then %zu node(s) get istio=master",
+                            j->order->n_nodes);
+    return mb_labels_check(j, &spec);
+}
+
 const mb_step mb_step_label_nodes = {
     .name = "label_nodes",
     .run = label_nodes_run,
+    .check = label_nodes_check,
     .compensate = label_nodes_compensate,
     .clear = mb_labels_clear,
     .scratch_size = sizeof(mb_labels_scratch),

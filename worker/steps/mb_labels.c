@@ -12,6 +12,10 @@ enum {
     RUN_PATCHED, /* the patches were sent */
 };
 enum {
+    CHECK_READ,  /* read every object */
+    CHECK_JUDGE, /* read: say what run() would patch */
+};
+enum {
     UNDO_RESTORE,  /* put the prior values back */
     UNDO_RESTORED, /* the patches were sent */
 };
@@ -122,6 +126,36 @@ mb_step_rc mb_labels_compensate(mb_sjob *j, const mb_labels_spec *spec)
     return MB_STEP_DONE;
 }
 
+mb_step_rc mb_labels_check(mb_sjob *j, const mb_labels_spec *spec)
+{
+    mb_labels_scratch *s = j->scratch;
+    const char *what = spec->kind == MB_K8S_NODE ? "node" : "namespace";
+
+    if (spec->n > sizeof(s->seen) / sizeof(s->seen[0]))
+        return mb_step_fail(j, "InvalidOrder", "too many objects to label (%zu)", spec->n);
+    if (j->pc == CHECK_READ) {
+        for (size_t i = 0; i < spec->n; i++)
+            mb_step_call(j, mb_cloud_k8s_get(j->cloud, &j->target, spec->kind, spec->names[i],
+                                             &s->seen[i], mb_step_done, mb_step_io(j)));
+        j->pc = CHECK_JUDGE;
+        return MB_STEP_WAIT;
+    }
+    if (j->err.status != MB_OK)
+        return MB_STEP_ERROR;
+    for (size_t i = 0; i < spec->n; i++) {
+        const char *now = label_of(&s->seen[i], spec->key);
+        if (!s->seen[i].exists)
+            mb_step_would_fail(j, "NotFound", "%s %s does not exist", what, spec->names[i]);
+        else if (same(now, spec->value))
+            mb_step_seen(j, "%s %s already has %s=%s: no call", what, spec->names[i], spec->key,
+                         spec->value);
+        else
+            mb_step_would(j, "PATCH /api/v1/%ss/%s labels %s=%s (now: %s)", what, spec->names[i],
+                          spec->key, spec->value, now ? now : "absent");
+    }
+    return MB_STEP_DONE;
+}
+
 /* ---- restore (the delete saga) ---------------------------------------------------- */
 
 /* The objects the create changed: those whose prior value was not already its own. */
@@ -215,6 +249,42 @@ mb_step_rc mb_labels_restore(mb_sjob *j, const mb_labels_spec *spec, const json_
         return MB_STEP_DONE;
     default: return mb_step_fail(j, "Internal", "labels restore: no state %d", j->pc);
     }
+}
+
+mb_step_rc mb_labels_restore_check(mb_sjob *j, const mb_labels_spec *spec, const json_t *prior)
+{
+    mb_labels_scratch *s = j->scratch;
+    const char *what = spec->kind == MB_K8S_NODE ? "node" : "namespace";
+    int decided = json_object_get(j->ck, "plan") != NULL;
+
+    restore_names(s, spec, prior);
+    if (j->pc == CHECK_READ) {
+        for (size_t i = 0; i < s->n; i++)
+            mb_step_call(j, mb_cloud_k8s_get(j->cloud, &j->target, spec->kind, s->names[i],
+                                             &s->seen[i], mb_step_done, mb_step_io(j)));
+        j->pc = CHECK_JUDGE;
+        return MB_STEP_WAIT;
+    }
+    if (j->err.status != MB_OK)
+        return MB_STEP_ERROR;
+    if (s->n == 0)
+        mb_step_seen(j, "the create changed no %s's %s label: no call", what, spec->key);
+    for (size_t i = 0; i < s->n; i++) {
+        const char *now = label_of(&s->seen[i], spec->key);
+        const char *was = json_string_value(json_object_get(prior, s->names[i]));
+        if (!s->seen[i].exists)
+            mb_step_seen(j, "%s %s is gone: nothing to put back", what, s->names[i]);
+        else if (same(now, spec->value) && (!decided || planned(j->ck, s->names[i])))
+            mb_step_would(j, "PATCH /api/v1/%ss/%s labels %s=%s (now: %s)", what, s->names[i],
+                          spec->key, was ? was : "(removed)", now);
+        else if (same(now, was) || (now == NULL && was == NULL))
+            mb_step_seen(j, "%s %s is back to %s=%s already: no call", what, s->names[i], spec->key,
+                         was ? was : "(none)");
+        else
+            mb_step_seen(j, "%s %s was changed since the purchase (%s=%s): left as set", what,
+                         s->names[i], spec->key, now ? now : "(removed)");
+    }
+    return MB_STEP_DONE;
 }
 
 size_t mb_labels_left_text(const json_t *ck, const char *kind, const char *key, char *buf,

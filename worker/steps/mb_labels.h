@@ -27,6 +27,10 @@ void mb_labels_clear(void *scratch);
  * ck.prior, persists it, then patches the objects that differ. */
 mb_step_rc mb_labels_run(mb_sjob *j, const mb_labels_spec *spec);
 
+/* check: reads every object and says which would be patched (and from what) and which
+ * already carry the value; a missing object is what run() would fail with. */
+mb_step_rc mb_labels_check(mb_sjob *j, const mb_labels_spec *spec);
+
 /* compensate: restores each recorded prior value (null deletes the label);
  * objects whose prior value was already ours are left alone, as are objects
  * that no longer exist. */
@@ -40,6 +44,11 @@ mb_step_rc mb_labels_compensate(mb_sjob *j, const mb_labels_spec *spec);
  * label) on those that still hold spec->value.  A re-run after a crash reads again and
  * skips what is already back, so each object is patched once. */
 mb_step_rc mb_labels_restore(mb_sjob *j, const mb_labels_spec *spec, const json_t *prior);
+
+/* check of restore: reads the objects the create changed and says which would be patched
+ * back (to what), which are back already, which the customer changed since (left as set)
+ * and which are gone. */
+mb_step_rc mb_labels_restore_check(mb_sjob *j, const mb_labels_spec *spec, const json_t *prior);
 
 /* "kind name key=value" for each object ck.plan.left names, into buf (appended after what
  * it holds, ", "-separated).  Returns how many. */

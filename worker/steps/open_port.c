@@ -182,9 +182,63 @@ static mb_step_rc open_port_compensate(mb_sjob *j)
     }
 }
 
+/* Read-only face: the group's ingress rules now, judged as run() would. */
+enum {
+    CHECK_LIST,  /* list the group's ingress rules */
+    CHECK_JUDGE, /* listed: say what run() would do */
+};
+
+static void check_judge(mb_sjob *j, const open_port *s, const char *sg)
+{
+    const mb_sg_rule *covering = NULL, *like = NULL;
+
+    for (size_t i = 0; i < s->rules.n; i++) {
+        const mb_sg_rule *r = &s->rules.items[i];
+        if (covering == NULL && mb_sg_rule_allows(r, WEBHOOK_PORT))
+            covering = r;
+        if (like == NULL && is_like_ours(r))
+            like = r;
+    }
+    if (json_is_true(json_object_get(j->ck, "creating")) && like)
+        mb_step_seen(j, "security group %s: rule %s (this order's) allows tcp %d: no call", sg,
+                     like->id ? like->id : "?", WEBHOOK_PORT);
+    else if (covering)
+        mb_step_seen(j, "security group %s: rule %s (%s) already allows tcp %d: no call", sg,
+                     covering->id ? covering->id : "?",
+                     covering->multiport && *covering->multiport ? covering->multiport
+                                                                 : "all ports",
+                     WEBHOOK_PORT);
+    else
+        mb_step_would(j, "POST security-group rule ingress tcp %d on %s (no rule covers it now)",
+                      WEBHOOK_PORT, sg);
+}
+
+static mb_step_rc open_port_check(mb_sjob *j)
+{
+    open_port *s = j->scratch;
+    const char *sg = sg_of(j);
+
+    if (sg == NULL || *sg == '\0')
+        return mb_step_fail(j, "NotRecorded",
+                            "precheck has not recorded the node security group: it reads it when "
+                            "it runs, then a rule for tcp %d is created unless one covers it",
+                            WEBHOOK_PORT);
+    if (j->pc == CHECK_LIST) {
+        mb_step_call(j, mb_cloud_sg_rules_list(j->cloud, &j->target, sg, "ingress", NULL, &s->rules,
+                                               mb_step_done, mb_step_io(j)));
+        j->pc = CHECK_JUDGE;
+        return MB_STEP_WAIT;
+    }
+    if (j->err.status != MB_OK)
+        return MB_STEP_ERROR;
+    check_judge(j, s, sg);
+    return MB_STEP_DONE;
+}
+
 const mb_step mb_step_open_port = {
     .name = "open_port",
     .run = open_port_run,
+    .check = open_port_check,
     .compensate = open_port_compensate,
     .clear = open_port_clear,
     .scratch_size = sizeof(open_port),

@@ -161,9 +161,37 @@ static mb_step_rc precheck_run(mb_sjob *j)
     }
 }
 
+/* Read-only face: the same reads and judgement; what run() would fail with is reported,
+ * not returned (j->ck is the driver's copy, so what evaluate records there is dropped). */
+static mb_step_rc precheck_check(mb_sjob *j)
+{
+    precheck *s = j->scratch;
+    mb_step_rc rc;
+
+    if (j->pc == RUN_READ) {
+        issue(j, s);
+        j->pc = RUN_EVALUATE;
+        return MB_STEP_WAIT;
+    }
+    rc = evaluate(j, s);
+    if (rc == MB_STEP_ERROR && j->err.status == MB_PERM) {
+        mb_step_would_fail(j, j->err.code, "%s", j->err.msg);
+        return MB_STEP_DONE;
+    }
+    if (rc != MB_STEP_DONE)
+        return rc; /* not read: the caller reports why */
+    mb_step_seen(j,
+                 "cluster %s is Available (%s), CoreDNS ready, %ld pods, %zu node(s) Active, "
+                 "%zu namespace(s) found: precheck passes (reads only)",
+                 j->order->cluster_id, s->cluster.version ? s->cluster.version : "?", s->pods,
+                 j->order->n_nodes, j->order->n_namespaces);
+    return MB_STEP_DONE;
+}
+
 const mb_step mb_step_precheck = {
     .name = "precheck",
     .run = precheck_run,
+    .check = precheck_check,
     .clear = precheck_clear,
     .scratch_size = sizeof(precheck),
     .deadline_ms = 120000,

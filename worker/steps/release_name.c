@@ -18,8 +18,24 @@ static mb_step_rc release_name_run(mb_sjob *j)
     return MB_STEP_DONE;
 }
 
+/* Read-only face: the store's business, no cloud call. */
+static mb_step_rc release_name_check(mb_sjob *j)
+{
+    const char *of = mb_target_order_id(j);
+
+    if (of == NULL)
+        mb_step_would_fail(j, "MeshNotFound", "no create order to release the name of");
+    else
+        mb_step_would(j,
+                      "free mesh name %s from order %s in the store (if it still points "
+                      "there; no cloud call)",
+                      j->order->mesh_name, of);
+    return MB_STEP_DONE;
+}
+
 const mb_step mb_step_release_name = {
     .name = "release_name",
     .run = release_name_run,
+    .check = release_name_check,
     .deadline_ms = 60000,
 };

@@ -20,9 +20,22 @@ static mb_step_rc reserve_compensate(mb_sjob *j)
     return MB_STEP_DONE;
 }
 
+/* Read-only face: nothing in the cloud; the name is the store's business. */
+static mb_step_rc reserve_check(mb_sjob *j)
+{
+    mb_step_seen(j,
+                 "no cloud call: records mesh name %s as this order's (claimed at acceptance; "
+                 "a replay from here takes it back, refused with NameConflict if another order "
+                 "holds it)",
+                 j->order->mesh_name);
+    return MB_STEP_DONE;
+}
+
 const mb_step mb_step_reserve = {
     .name = "reserve",
     .run = reserve_run,
     .compensate = reserve_compensate,
+    .check = reserve_check,
+    .releases_name = 1,
     .deadline_ms = 60000,
 };

@@ -90,9 +90,64 @@ static mb_step_rc restart_run(mb_sjob *j)
     }
 }
 
+/* Read-only face: the namespaces' workloads now, and which run() would restart. */
+enum {
+    CHECK_LIST,  /* list the namespaces' workloads */
+    CHECK_JUDGE, /* listed: say which would be restarted */
+};
+
+static void check_judge(mb_sjob *j, const restart *s, const char *ts)
+{
+    size_t total = 0;
+
+    for (size_t i = 0; i < j->order->n_namespaces; i++) {
+        const char *ns = j->order->namespaces[i];
+        for (size_t k = 0; k < s->lists[i].n; k++) {
+            const mb_workload *w = &s->lists[i].items[k];
+            const char *kind = mb_workload_kind_name(w->kind);
+            total++;
+            if (w->kind == MB_WL_DEPLOYMENT && w->paused)
+                mb_step_seen(j, "%s/%s/%s is paused: skipped, no call", ns, kind, w->name);
+            else if (ts && w->restarted_at && strcmp(w->restarted_at, ts) == 0)
+                mb_step_seen(j, "%s/%s/%s already restarted by this order at %s: no call", ns, kind,
+                             w->name, ts);
+            else
+                mb_step_would(j,
+                              "PATCH %s/%s/%s restartedAt annotation (rolls its pods; "
+                              "irreversible)",
+                              ns, kind, w->name);
+        }
+    }
+    if (total == 0)
+        mb_step_seen(j, "no workloads in the order's namespaces: no call");
+}
+
+static mb_step_rc restart_check(mb_sjob *j)
+{
+    restart *s = j->scratch;
+
+    if (!j->order->restart_existing || j->order->n_namespaces == 0) {
+        mb_step_seen(j, "no restart asked in the order: no call");
+        return MB_STEP_DONE;
+    }
+    if (j->pc == CHECK_LIST) {
+        for (size_t i = 0; i < j->order->n_namespaces; i++)
+            mb_step_call(j,
+                         mb_cloud_k8s_workloads_list(j->cloud, &j->target, j->order->namespaces[i],
+                                                     &s->lists[i], mb_step_done, mb_step_io(j)));
+        j->pc = CHECK_JUDGE;
+        return MB_STEP_WAIT;
+    }
+    if (j->err.status != MB_OK)
+        return MB_STEP_ERROR;
+    check_judge(j, s, json_string_value(json_object_get(j->ck, "restarted_at")));
+    return MB_STEP_DONE;
+}
+
 const mb_step mb_step_restart = {
     .name = "restart",
     .run = restart_run,
+    .check = restart_check,
     .clear = restart_clear,
     .scratch_size = sizeof(restart),
     .deadline_ms = 300000,

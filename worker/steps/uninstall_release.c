@@ -81,9 +81,51 @@ static mb_step_rc uninstall_run(mb_sjob *j)
     }
 }
 
+/* Read-only face: the release now, judged as run() would. */
+enum {
+    CHECK_READ,  /* read the release */
+    CHECK_JUDGE, /* read: say what run() would do */
+};
+
+static void check_judge(mb_sjob *j, const mb_release *r)
+{
+    if (!r->exists)
+        mb_step_seen(j, "release %s/%s is gone already: no call", RELEASE_NS, RELEASE_NAME);
+    else if (!the_creates(j, r))
+        mb_step_seen(j, "release %s/%s is not the one this mesh installed (%s): left in place",
+                     RELEASE_NS, RELEASE_NAME, r->description ? r->description : "no description");
+    else if (r->status && strcmp(r->status, "DELETING") == 0)
+        mb_step_would(j, "poll release %s/%s (DELETING) until it is gone", RELEASE_NS,
+                      RELEASE_NAME);
+    else
+        mb_step_would(j, "DELETE release %s in %s (%s), then poll until it is gone", RELEASE_NAME,
+                      RELEASE_NS, r->status ? r->status : "?");
+}
+
+static mb_step_rc uninstall_check(mb_sjob *j)
+{
+    uninstall *s = j->scratch;
+
+    if (!json_is_true(json_object_get(mb_target_ck(j, "install_release"), "created"))) {
+        mb_step_seen(j, "the create never installed the release: no call");
+        return MB_STEP_DONE;
+    }
+    if (j->pc == CHECK_READ) {
+        mb_step_call(j, mb_cloud_release_get(j->cloud, &j->target, RELEASE_NS, RELEASE_NAME,
+                                             &s->rel, mb_step_done, mb_step_io(j)));
+        j->pc = CHECK_JUDGE;
+        return MB_STEP_WAIT;
+    }
+    if (j->err.status != MB_OK)
+        return MB_STEP_ERROR;
+    check_judge(j, &s->rel);
+    return MB_STEP_DONE;
+}
+
 const mb_step mb_step_uninstall_release = {
     .name = "uninstall_release",
     .run = uninstall_run,
+    .check = uninstall_check,
     .clear = uninstall_clear,
     .scratch_size = sizeof(uninstall),
     .deadline_ms = 15 * 60 * 1000,
