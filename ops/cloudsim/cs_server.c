@@ -370,6 +370,8 @@ static void call_send(cs_call *c)
     if (buf)
         evbuffer_free(buf);
     cs_audit_finish(c->srv->audit, c->seq, wall_ms(), c->status, c->sig_ok, c->fault_label);
+    if (c->out && c->out_ctype)
+        cs_audit_media(c->srv->audit, c->seq, c->out_ctype);
     call_free(c);
 }
 

@@ -805,6 +805,27 @@ static int requests_matching(long long since, const char *needle, long status)
     return n;
 }
 
+/* Requests since `since` whose path holds needle and whose reply had the
+ * Content-Type media (the request log notes any but plain JSON). */
+static int media_matching(long long since, const char *needle, const char *media)
+{
+    json_t *j = NULL, *it;
+    size_t i;
+    int n = 0;
+    char path[64];
+    snprintf(path, sizeof(path), "/admin/requests?since=%lld", since);
+    admin("GET", path, NULL, &j);
+    json_array_foreach(json_object_get(j, "requests"), i, it)
+    {
+        const char *p = json_string_value(json_object_get(it, "path"));
+        const char *m = json_string_value(json_object_get(it, "content_type"));
+        if (p && strstr(p, needle) && m && strcmp(m, media) == 0)
+            n++;
+    }
+    json_decref(j);
+    return n;
+}
+
 static long long requests_total(void)
 {
     json_t *j = NULL;
@@ -830,6 +851,11 @@ static void test_pods_count_and_410(void **state)
     assert_int_equal(n, NPODS);
     assert_int_equal(requests_matching(since, "/api/v1/pods?limit=500", 200), 3);
     assert_int_equal(requests_matching(since, "continue=", 200), 2);
+    /* every page was asked for, and came back, as metadata only */
+    assert_int_equal(media_matching(since, "/api/v1/pods?limit=500",
+                                    "application/json;as=PartialObjectMetadataList;"
+                                    "g=meta.k8s.io;v=v1"),
+                     3);
 
     /* The continue token expires while the second page is on its way (the
      * second request is delayed, and the list epoch bumped meanwhile): the
