@@ -681,7 +681,6 @@ static int loop_init(cs_server *s, cs_loop *l, int fd)
     struct event_config *cfg = event_config_new();
 
     l->srv = s;
-    l->wake[0] = l->wake[1] = -1;
     if (cfg)
         event_config_set_flag(cfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
     l->base = cfg ? event_base_new_with_config(cfg) : NULL;
@@ -721,6 +720,8 @@ int cs_server_start(cs_server *s, const int *fds, int nfds)
     pthread_mutexattr_destroy(&ma);
     s->loops = calloc((size_t)(nfds > 0 ? nfds : 1), sizeof(*s->loops));
     s->nloops = s->loops ? nfds : 0;
+    for (i = 0; i < s->nloops; i++) /* cs_server_stop closes only what was opened */
+        s->loops[i].wake[0] = s->loops[i].wake[1] = -1;
     for (i = 0; i < s->nloops; i++) {
         if (loop_init(s, &s->loops[i], fds[i]) < 0)
             break;
