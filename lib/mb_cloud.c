@@ -1731,8 +1731,8 @@ static int ls_object(lscan *s, ls_member_fn *fn, void *arg)
         if (s->p >= s->end || *s->p++ != ':')
             return -1;
         ls_ws(s);
-        if ((fn ? fn(s, key, kn < sizeof(key) && memchr(key, 0, kn) == NULL, arg)
-                : ls_value(s)) != 0)
+        if ((fn ? fn(s, key, kn < sizeof(key) && memchr(key, 0, kn) == NULL, arg) : ls_value(s)) !=
+            0)
             return -1;
         ls_ws(s);
         if (s->p >= s->end)
@@ -1939,7 +1939,8 @@ static void pods_resp(mb_cloud_op *op, const mb_http_resp *r, const mb_error *e)
         return;
     op->count += n;
     if (cont[0] != '\0') {
-        op_next(op, "GET", op_url(op, API_K8S, "/api/v1/pods?limit=" PAGE_LIMIT "&continue=%s", cont),
+        op_next(op, "GET",
+                op_url(op, API_K8S, "/api/v1/pods?limit=" PAGE_LIMIT "&continue=%s", cont),
                 pods_resp);
         return;
     }

@@ -143,7 +143,8 @@ static mb_status classify_http(long s, char *code, size_t codelen)
     else if (s == 429)
         st = MB_AGAIN, name = "TooManyRequests";
     else if (s == 409)
-        st = MB_AGAIN, name = "Conflict"; /* a conflict is transient: the caller observes and retries */
+        st = MB_AGAIN,
+        name = "Conflict"; /* a conflict is transient: the caller observes and retries */
     else if (s == 404)
         st = MB_PERM, name = "NotFound";
     else if (s == 408 || (s >= 500 && s < 600))
@@ -891,7 +892,8 @@ mb_http_xfer *mb_http_request(mb_http *h, const mb_http_req *rq, mb_http_cb *cb,
     if (h == NULL || rq == NULL || cb == NULL || rq->method == NULL || rq->url == NULL)
         return NULL;
     if (has_crlf(rq->method) || has_crlf(rq->url) || has_crlf(rq->traceparent) ||
-        has_crlf(rq->content_type) || has_crlf(rq->accept) || (rq->body == NULL && rq->body_len > 0))
+        has_crlf(rq->content_type) || has_crlf(rq->accept) ||
+        (rq->body == NULL && rq->body_len > 0))
         return NULL;
     x = calloc(1, sizeof(*x));
     if (x == NULL)

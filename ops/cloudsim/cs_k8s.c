@@ -385,9 +385,9 @@ static json_t *pod_json(const cs_model *m, const cs_cluster *cl, long i, const p
                          "meta.k8s.io/v1", "metadata", pod_meta(m, cl, i, o));
     snprintf(ip, sizeof(ip), "10.0.%ld.%ld", (i / 250) % 256, 2 + i % 250);
     return json_pack("{s:o, s:{s:s, s:[{s:s, s:s}]}, s:{s:s, s:s}}", "metadata",
-                     pod_meta(m, cl, i, o), "spec", "nodeName", node, "containers", "name",
-                     o->name, "image", "registry.example/app:1.0", "status", "phase", "Running",
-                     "podIP", ip);
+                     pod_meta(m, cl, i, o), "spec", "nodeName", node, "containers", "name", o->name,
+                     "image", "registry.example/app:1.0", "status", "phase", "Running", "podIP",
+                     ip);
 }
 
 /* One media range of an Accept header, s[0..n): its type and whether its
@@ -506,8 +506,8 @@ static void pods(cs_call *c, cs_cluster *cl, const char *ns)
         const pod_owner *o = &owners[i % nown];
         if (ns && !is(ns, o->ns))
             continue;
-        json_array_append_new(items,
-                              pod_json(m, cl, i, o, nnodes ? node_names[i % nnodes] : "node", meta));
+        json_array_append_new(
+            items, pod_json(m, cl, i, o, nnodes ? node_names[i % nnodes] : "node", meta));
     }
     json_t *list = meta ? list_of(cl, "PartialObjectMetadataList", "meta.k8s.io/v1", items)
                         : list_of(cl, "PodList", "v1", items);

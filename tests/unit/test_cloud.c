@@ -208,7 +208,6 @@ static void on_done(void *arg, const mb_error *e)
     r->err = *e;
 }
 
-
 /* Runs one call to completion; fails the test if done is not called. */
 #define CALL(env, r, expr)                                           \
     do {                                                             \

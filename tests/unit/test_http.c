@@ -342,7 +342,6 @@ static void on_done(void *arg, const mb_http_resp *r, const mb_error *e)
     snprintf(o->body, sizeof(o->body), "%s", r ? r->body : "");
 }
 
-
 static char url_buf[256];
 static const char *url(const char *path)
 {
