@@ -117,9 +117,11 @@ struct mb_store {
     char sha[S_COUNT][41];
     unsigned long long commands;
     unsigned long long round_trips;
-    long long next_connect_ms; /* reconnect backoff */
-    long long backoff_ms;
+    long long next_connect_ms; /* no connection attempt before (monotonic ms) */
+    long long backoff_ms;      /* the last pause between attempts; 0 after a success */
+    long long last_ok_ms;      /* monotonic ms of the last complete exchange (0: none) */
     int ready;                 /* connected, scripts loaded, shards checked */
+    int offline;               /* no new connection (shutting down) */
 };
 
 static long long mono_ms(void)
@@ -273,6 +275,18 @@ static void disconnect(mb_store *st)
     st->ready = 0;
 }
 
+/* The next connection attempt waits a growing pause, counted from now: after the failure,
+ * not before the attempt, or an attempt that itself took a whole timeout (a stalled server
+ * accepts connections and never answers) would leave no pause at all.  So a Redis that does
+ * not answer costs one timeout per pause, and calls in between fail fast. */
+static void backoff(mb_store *st)
+{
+    st->backoff_ms = st->backoff_ms ? st->backoff_ms * 2 : BACKOFF_MIN_MS;
+    if (st->backoff_ms > BACKOFF_MAX_MS)
+        st->backoff_ms = BACKOFF_MAX_MS;
+    st->next_connect_ms = mono_ms() + st->backoff_ms;
+}
+
 /* Loss of the connection: drop it; the next call reconnects after the backoff. */
 static mb_status conn_lost(mb_store *st, const char *what, mb_error *err)
 {
@@ -281,6 +295,7 @@ static mb_status conn_lost(mb_store *st, const char *what, mb_error *err)
     if (st->ready)
         mb_warn("store", "redis connection lost during %s", what);
     disconnect(st);
+    backoff(st);
     return MB_AGAIN;
 }
 
@@ -349,6 +364,10 @@ static mb_status ensure(mb_store *st, mb_error *err)
 
     if (st->ready)
         return MB_OK;
+    if (st->offline) {
+        mb_error_set(err, MB_AGAIN, "RedisConnection", "redis: shutting down");
+        return MB_AGAIN;
+    }
     now = mono_ms();
     if (now < st->next_connect_ms) {
         mb_error_set(err, MB_AGAIN, "RedisConnection", "redis unreachable (retry in %lld ms)",
@@ -357,22 +376,23 @@ static mb_status ensure(mb_store *st, mb_error *err)
     }
     st->c = mb_redis_connect(&st->url, st->timeout_ms, err);
     if (st->c == NULL) {
-        st->backoff_ms = st->backoff_ms ? st->backoff_ms * 2 : BACKOFF_MIN_MS;
-        if (st->backoff_ms > BACKOFF_MAX_MS)
-            st->backoff_ms = BACKOFF_MAX_MS;
-        st->next_connect_ms = now + st->backoff_ms;
+        backoff(st);
         return err ? err->status : MB_AGAIN;
     }
     s = load_scripts(st, err);
     if (s == MB_OK)
         s = check_shards(st, err);
     if (s != MB_OK) {
-        disconnect(st);
-        st->next_connect_ms = now + BACKOFF_MIN_MS;
+        /* conn_lost has already dropped the connection and armed the backoff. */
+        if (st->c != NULL) {
+            disconnect(st);
+            backoff(st);
+        }
         return s;
     }
     st->ready = 1;
     st->backoff_ms = 0;
+    st->last_ok_ms = mono_ms();
     mb_info("store", "redis connected, %d scripts loaded, %d shards", S_COUNT, st->shards);
     return MB_OK;
 }
@@ -424,6 +444,16 @@ void mb_store_free(mb_store *st)
 int mb_store_connected(const mb_store *st)
 {
     return st->ready;
+}
+
+long long mb_store_last_ok_ms(const mb_store *st)
+{
+    return st->last_ok_ms;
+}
+
+void mb_store_set_offline(mb_store *st, int offline)
+{
+    st->offline = offline != 0;
 }
 
 int mb_store_shards(const mb_store *st)
@@ -519,6 +549,7 @@ static mb_status pipeline(mb_store *st, cmd *cmds, size_t n, redisReply **out, m
         if (is_noscript(out[i]))
             again = 1;
     }
+    st->last_ok_ms = mono_ms();
     if (!again)
         return MB_OK;
     mb_warn("store", "scripts missing in redis (restart or flush): reloading");

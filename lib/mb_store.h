@@ -28,12 +28,20 @@ mb_store *mb_store_new(const char *url, int shards, int timeout_ms, const char *
 void mb_store_free(mb_store *st);
 
 /* Connects if needed and PINGs.  MB_OK, MB_AGAIN (unreachable: the caller retries later;
- * reconnect attempts are spaced by a growing backoff), MB_FATAL (credentials refused,
- * shard count mismatch). */
+ * after a failed connection attempt or a lost connection, no new attempt is made for a
+ * pause that grows from 50 ms to 2 s, counted from the failure: calls meanwhile fail at once
+ * with MB_AGAIN), MB_FATAL (credentials refused, shard count mismatch). */
 mb_status mb_store_ping(mb_store *st, mb_error *err);
 
 /* 1 while the last exchange with Redis succeeded. */
 int mb_store_connected(const mb_store *st);
+
+/* Monotonic ms (CLOCK_MONOTONIC) of the last exchange Redis answered completely, 0 if none. */
+long long mb_store_last_ok_ms(const mb_store *st);
+
+/* offline = 1: keep using the current connection but never open a new one; a call that
+ * needs one fails at once with MB_AGAIN ("shutting down").  For a bounded shutdown. */
+void mb_store_set_offline(mb_store *st, int offline);
 
 int mb_store_shards(const mb_store *st);
 const char *mb_store_worker_id(const mb_store *st); /* borrowed until mb_store_free */

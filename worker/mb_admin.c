@@ -43,7 +43,8 @@ static void on_request(struct evhttp_request *req, void *arg)
         evbuffer_add_printf(b, "method not allowed\n");
         reply(req, 405, "Method Not Allowed", "text/plain", b);
     } else if (path && strcmp(path, "/healthz") == 0) {
-        /* Alive: the loop turns (this very reply proves it). */
+        /* Alive: the loop turns (this very reply proves it).  Never asks Redis: a stalled
+         * Redis must not make a live worker look dead (/readyz reports it instead). */
         evbuffer_add_printf(b, "ok\n");
         reply(req, 200, "OK", "text/plain", b);
     } else if (path && strcmp(path, "/readyz") == 0) {

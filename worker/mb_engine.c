@@ -94,6 +94,7 @@ static void metrics(void *ctx, struct evbuffer *out)
         "meshbuy_sagas_ended_total{status=\"Deleted\"} %llu\n"
         "# TYPE meshbuy_saga_retries_total counter\nmeshbuy_saga_retries_total %llu\n"
         "# TYPE meshbuy_saga_lost_total counter\nmeshbuy_saga_lost_total %llu\n"
+        "# TYPE meshbuy_checkpoint_resends_total counter\nmeshbuy_checkpoint_resends_total %llu\n"
         "# TYPE meshbuy_cloud_requests_total counter\n"
         "meshbuy_cloud_requests_total{outcome=\"ok\"} %llu\n"
         "meshbuy_cloud_requests_total{outcome=\"again\"} %llu\n"
@@ -103,8 +104,8 @@ static void metrics(void *ctx, struct evbuffer *out)
         mb_saga_inflight(e->saga), (unsigned long long)s.claimed, (unsigned long long)s.steps_done,
         (unsigned long long)s.running, (unsigned long long)s.failed,
         (unsigned long long)s.cancelled, (unsigned long long)s.attention,
-        (unsigned long long)s.deleted,
-        (unsigned long long)s.retries, (unsigned long long)s.lost, (unsigned long long)h.ok,
+        (unsigned long long)s.deleted, (unsigned long long)s.retries,
+        (unsigned long long)s.lost, (unsigned long long)s.resends, (unsigned long long)h.ok,
         (unsigned long long)h.again, (unsigned long long)h.perm, (unsigned long long)h.new_conns);
     mb_cloud_stats(e->cloud, &c);
     evbuffer_add_printf(out,
@@ -215,7 +216,8 @@ mb_engine *mb_engine_new(mb_loop *loop, const mb_conf *conf, char *err, size_t e
     e->cloud = mb_cloud_new(e->http, &co, err, errlen);
     if (e->cloud == NULL)
         goto err;
-    e->saga = mb_saga_new(mb_loop_base(loop), mb_loop_store(loop), e->cloud, e->catalog, &so, err, errlen);
+    e->saga =
+        mb_saga_new(mb_loop_base(loop), mb_loop_rq(loop), e->cloud, e->catalog, &so, err, errlen);
     if (e->saga == NULL)
         goto err;
     mb_loop_set_saga(loop, &(mb_loop_saga){e, tick, drain, inflight, metrics});

@@ -29,11 +29,15 @@
 #include "mb_log.h"
 #include "mb_redis.h"
 #include "mb_relay.h"
+#include "mb_rq.h"
 #include "mb_sagadef.h"
 #include "mb_store.h"
 #include "mb_version.h"
 
 #define REDIS_TIMEOUT_MS 2000
+/* /readyz wants an answer from Redis this recent (the Redis thread PINGs once a second when
+ * idle; a stall shows after a couple of store timeouts). */
+#define REDIS_READY_AGE_MS 5000
 #define RELAY_BATCH 500
 #define RELAY_IDLE_MS 100
 #define RELAY_LEASE_MS 10000
@@ -111,7 +115,8 @@ struct mb_loop {
     int prod_pipe[2];
     rd_kafka_t *producer;
     rd_kafka_queue_t *prod_q;
-    mb_store *st;
+    mb_store *st;      /* synchronous: the start-up ping, and intake and relay for now */
+    mb_rq *rq;         /* the Redis thread: every other Redis call goes through it */
     mb_intake *in;
     mb_relay *relay;
     mb_admin *admin;
@@ -321,6 +326,13 @@ mb_loop *mb_loop_new(const mb_conf *conf, char *err, size_t errlen)
     }
     if (s == MB_AGAIN)
         mb_warn("loop", "redis not reachable yet (%s): retrying in the background", e.msg);
+    l->rq = mb_rq_new(l->base,
+                      &(mb_rq_opts){mb_conf_str(conf, "REDIS_URL"),
+                                    (int)mb_conf_int(conf, "MESHBUY_SHARDS"), REDIS_TIMEOUT_MS,
+                                    l->worker_id, 0},
+                      err, errlen);
+    if (l->rq == NULL)
+        goto err;
     if (producer_new(l, err, errlen) < 0)
         goto err;
     io = (mb_intake_opts){
@@ -374,6 +386,9 @@ void mb_loop_set_saga(mb_loop *l, const mb_loop_saga *saga)
 int mb_loop_run(mb_loop *l)
 {
     event_base_dispatch(l->base);
+    /* The loop is over: the Redis thread runs what is still queued (without reconnecting)
+     * and every completion is delivered now, before the modules that own them are freed. */
+    mb_rq_stop(l->rq);
     if (l->exit_code == 0 && !l->draining) {
         /* The loop ended without a signal: nothing left to wait on, a bug. */
         mb_error("loop", "event loop ended unexpectedly");
@@ -392,6 +407,11 @@ struct mb_store *mb_loop_store(mb_loop *l)
     return l->st;
 }
 
+struct mb_rq *mb_loop_rq(mb_loop *l)
+{
+    return l->rq;
+}
+
 const char *mb_loop_worker_id(const mb_loop *l)
 {
     return l->worker_id;
@@ -404,7 +424,7 @@ mb_worker_metrics *mb_loop_metrics(mb_loop *l)
 
 int mb_loop_ready(mb_loop *l)
 {
-    return !l->draining && mb_store_connected(l->st) && mb_intake_joined(l->in);
+    return !l->draining && mb_rq_ready(l->rq, REDIS_READY_AGE_MS) && mb_intake_joined(l->in);
 }
 
 static void counter(struct evbuffer *b, const char *name, const char *help, uint64_t v)
@@ -422,6 +442,9 @@ static void gauge(struct evbuffer *b, const char *name, const char *help, double
 void mb_loop_metrics_text(mb_loop *l, struct evbuffer *b)
 {
     const mb_worker_metrics *m = &l->m;
+    mb_rq_health h;
+
+    mb_rq_health_get(l->rq, &h);
 
     /* the version --version prints, as a label (the usual *_build_info shape) */
     evbuffer_add_printf(b,
@@ -446,14 +469,19 @@ void mb_loop_metrics_text(mb_loop *l, struct evbuffer *b)
     counter(b, "meshbuy_relay_failures_total", "status event deliveries failed (retried)",
             m->relay_failures);
     counter(b, "meshbuy_redis_commands_total", "commands sent to Redis",
-            mb_store_commands(l->st));
+            mb_store_commands(l->st) + h.commands);
     counter(b, "meshbuy_redis_round_trips_total", "round trips to Redis",
-            mb_store_round_trips(l->st));
+            mb_store_round_trips(l->st) + h.round_trips);
+    counter(b, "meshbuy_redis_requests_total", "requests the Redis thread ran", h.requests);
     counter(b, "meshbuy_ticks_total", "loop ticks", m->ticks);
     counter(b, "meshbuy_tick_overruns_total", "ticks longer than the tick period",
             m->tick_overruns);
-    gauge(b, "meshbuy_redis_up", "1 if the last Redis exchange succeeded",
-          mb_store_connected(l->st));
+    gauge(b, "meshbuy_redis_up", "1 if the Redis thread's last exchange succeeded", h.connected);
+    gauge(b, "meshbuy_redis_answer_age_seconds",
+          "time since Redis last answered the Redis thread (-1: never)",
+          h.age_ms < 0 ? -1 : (double)h.age_ms / 1000);
+    gauge(b, "meshbuy_redis_queue_depth", "Redis requests queued or running, not completed",
+          (double)h.depth);
     gauge(b, "meshbuy_jobs_inflight", "sagas held by this worker",
           l->saga.inflight ? (double)l->saga.inflight(l->saga.ctx) : 0);
     gauge(b, "meshbuy_intake_pending", "order messages taken and not done",
@@ -469,6 +497,8 @@ void mb_loop_free(mb_loop *l)
 {
     if (l == NULL)
         return;
+    mb_rq_free(l->rq); /* stopped by mb_loop_run; here too when the loop never ran */
+    l->rq = NULL;
     mb_admin_free(l->admin);
     if (l->relay && l->exit_code == 0)
         mb_relay_release(l->relay);

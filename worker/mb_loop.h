@@ -12,6 +12,7 @@
 struct event_base;
 struct evbuffer;
 struct mb_store;
+struct mb_rq;
 
 typedef struct mb_loop mb_loop;
 
@@ -55,16 +56,19 @@ mb_loop *mb_loop_new(const mb_conf *conf, char *err, size_t errlen);
 void mb_loop_set_saga(mb_loop *l, const mb_loop_saga *saga);
 
 /* Runs until drained after SIGTERM/SIGINT (returns 0), or a second signal (returns 1),
- * or a fatal error (returns 2). */
+ * or a fatal error (returns 2).  Before returning it stops the Redis queue (mb_rq_stop):
+ * every request's done has run, and later submits are refused. */
 int mb_loop_run(mb_loop *l);
 
 /* Borrowed accessors for the saga engine's set-up (valid until mb_loop_free). */
 struct event_base *mb_loop_base(mb_loop *l);
-struct mb_store *mb_loop_store(mb_loop *l);
+struct mb_store *mb_loop_store(mb_loop *l); /* synchronous: blocks the loop; prefer the queue */
+struct mb_rq *mb_loop_rq(mb_loop *l);       /* the Redis queue (its own thread and connection) */
 const char *mb_loop_worker_id(const mb_loop *l);
 mb_worker_metrics *mb_loop_metrics(mb_loop *l);
 
-/* 1 when Redis answers and the consumer has joined its group (/readyz). */
+/* 1 when Redis answered the Redis thread within the last 5 s, the consumer has joined its
+ * group and the worker is not draining (/readyz). */
 int mb_loop_ready(mb_loop *l);
 
 /* Appends the Prometheus text of every counter to out (/metrics). */

@@ -28,6 +28,9 @@
  * Invariants:
  * - A job is worked on only under its lease; every write carries the fencing
  *   token, and a refused write (StaleFence) drops the job from memory at once.
+ * - The engine reaches Redis only through the Redis queue (mb_rq: one thread,
+ *   its own connection): the loop never waits on Redis, so a stalled Redis
+ *   stops no cloud callback and no /healthz.
  * - The state is written (with the events that report it, atomically) after
  *   every step, before any step whose undo needs what was observed (SAVE), and
  *   before the job leaves memory (retry, poll, terminal).  A crash loses at
@@ -35,13 +38,25 @@
  *   they observe before they act.
  * - Compensation undoes, in reverse order, every step that started (the failed
  *   one included: it may have half-acted), using only what its ck records.
- * - Checkpoints queued during one loop turn are written at its end in one
- *   pipelined round trip; a job does nothing while its write is out.
+ * - Checkpoints queued during one loop turn are sent at its end, up to 256 per
+ *   pipelined round trip; a job does nothing while its checkpoint is out (the
+ *   Redis thread reads its state document meanwhile).
+ * - A checkpoint whose outcome is unknown (MB_AGAIN: it may have landed) is
+ *   re-sent unchanged, with backoff: its ck number makes a second write a
+ *   no-op ("already applied"), its fence refuses it once another worker holds
+ *   the job.  It ends written, refused (the job is dropped), or with the lease
+ *   run out on this worker's clock (the job is dropped: lost).
+ * - Leases are tracked on the monotonic clock from the moment the request that
+ *   granted or extended them was sent, never later than Redis starts them.
+ *   Each tick, every held job past half its lease is renewed, all in one
+ *   pipelined request (one renewal out at a time).  When a lease end passes
+ *   without a renewal or checkpoint confirmed, the lease is lost: the job's
+ *   cloud calls are cancelled and it leaves memory.
+ * - One claim is out at a time.  A claimed job still in memory (an old copy
+ *   whose lease ran out) is not run twice: the old copy is dropped, and the new
+ *   claim runs only if nothing of the old one is still out.
  * - Side effects are fenced in time: no cloud change starts unless the job's
- *   lease has more than the call's timeout + a margin left (lease_guard).  The
- *   lease end is kept on this process's monotonic clock, counted from when the
- *   claim, renew or checkpoint that set it was sent (Redis counts from later,
- *   when the script ran), so a worker paused past its lease sees it gone.
+ *   lease has more than the call's timeout + a margin left (lease_guard).
  */
 #include "mb_saga.h"
 
@@ -58,34 +73,44 @@
 #include "mb_catalog.h"
 #include "mb_event.h"
 #include "mb_log.h"
+#include "mb_rq.h"
 #include "mb_sagadef.h"
 #include "mb_sagadoc.h"
 #include "mb_step.h"
 #include "mb_store.h"
 
-#define FLUSH_BATCH 256 /* checkpoints per pipelined round trip */
-#define MAX_EVENTS 4    /* status events one checkpoint carries at most */
+#define FLUSH_BATCH    256  /* checkpoints per pipelined round trip */
+#define MAX_EVENTS     4    /* status events one checkpoint carries at most */
+#define RESEND_MIN_MS  100  /* first pause before re-sending an unconfirmed checkpoint */
+#define RESEND_MAX_MS  1000 /* its cap */
+#define CLAIM_PAUSE_MS 500  /* after a failed claim */
+#define RENEW_PAUSE_MS 100  /* after a renewal that did not reach Redis */
+#define CLAIM_MAX      256  /* jobs per claim: bounded work per completion */
 
 typedef struct sjob {
     mb_sjob pub; /* first: steps see only this */
     struct mb_saga *saga;
     const mb_saga_def *def; /* the job's saga (borrowed from the engine's set) */
     int hist_base;          /* its first step's histogram in saga->hist */
-    mb_job *job;           /* store record: fence, key, status (owned) */
-    mb_order *order;       /* parsed from job->order (owned) */
-    const mb_step *step;   /* executing, or NULL between executions */
-    int compensating;      /* step runs its compensate() */
-    int pending;           /* cloud calls in flight */
-    int lost;              /* lease lost: drop once calls return */
-    int leave;             /* checkpointed for later (or ended): leaves memory */
-    long long lease_until; /* ms, monotonic (mono_ms): conservative end of our lease */
-    json_t *events;        /* status events queued for the next checkpoint */
-    char mesh_id[32];      /* stable per order: "mesh-" + hash of key and order id */
-    long long exec_us;     /* when the current execution started (monotonic) */
-    int ck_pending;        /* a checkpoint is queued: wait for the flush */
+    mb_job *job;            /* store record: fence, key, status (owned) */
+    mb_order *order;        /* parsed from job->order (owned) */
+    const mb_step *step;    /* executing, or NULL between executions */
+    int compensating;       /* step runs its compensate() */
+    int pending;            /* cloud calls in flight */
+    int lost;               /* lease lost: drop once calls return */
+    int leave;              /* checkpointed for later (or ended): leaves memory */
+    long long lease_until;  /* ms, monotonic (mono_ms): conservative end of our lease */
+    json_t *events;         /* status events queued for the next checkpoint */
+    char mesh_id[32];       /* stable per order: "mesh-" + hash of key and order id */
+    long long exec_us;      /* when the current execution started (monotonic) */
+    int ck_pending;         /* a checkpoint is queued, out, or waiting to be re-sent */
     int ck_keep;
     long long ck_next_run;
     const char *ck_status;
+    int ck_resends;        /* re-sends of the current checkpoint so far */
+    long long ck_first_ms; /* monotonic ms the current checkpoint was first sent */
+    long long ck_retry_ms; /* monotonic ms of its next re-send */
+    int renew_out;         /* in the renewal out: not freed before it is back */
     struct sjob *prev, *next;
     struct sjob *hnext; /* chain in mb_saga.held, by order id */
 } sjob;
@@ -95,9 +120,14 @@ struct mb_saga {
     struct event *flush_ev; /* end of a loop turn: write the queued checkpoints */
     sjob **ckq;             /* jobs waiting for their checkpoint */
     size_t nq, capq;
+    sjob **rsq; /* jobs whose checkpoint waits to be re-sent */
+    size_t nrs, caprs;
     int flush_armed;
-    long long last_renew_ms;
-    mb_store *store;
+    int claim_out;                          /* a claim request is out */
+    int renew_out;                          /* a renewal request is out */
+    long long next_claim_ms, next_renew_ms; /* monotonic: pauses after failures */
+    int claim_failing;                      /* the last claim failed (logged once) */
+    mb_rq *rq;
     mb_cloud *cloud;
     const mb_catalog *catalog;
     mb_saga_opts o;
@@ -332,15 +362,10 @@ static void queue_event(sjob *j, mb_mesh_status status, const char *step, const 
 }
 
 static void drop(sjob *j);
+static void lease_lost(sjob *j, const char *why);
 
-/* Queues the job's checkpoint: the state, the status and the queued events,
- * written in one atomic store call.  next_run_ms 0 = terminal; keep: the job
- * stays leased to us (we go on working it), else the lease is given back and
- * it is due at next_run_ms.  The job waits (ck_pending) until the flush at the
- * end of this loop turn, which writes every queued checkpoint in one pipelined
- * round trip and then resumes each job, or drops it (leave, or lost: the
- * write was refused because the job is no longer ours). */
-static void checkpoint(sjob *j, const char *status, long long next_run_ms, int keep)
+/* Puts a job whose checkpoint is pending on the queue the next flush sends. */
+static void enqueue_ckpt(sjob *j)
 {
     mb_saga *s = j->saga;
 
@@ -348,16 +373,13 @@ static void checkpoint(sjob *j, const char *status, long long next_run_ms, int k
         size_t cap = s->capq ? s->capq * 2 : 256;
         sjob **q = realloc(s->ckq, cap * sizeof(*q));
         if (q == NULL) { /* the lease runs out; this or another worker resumes */
+            j->ck_pending = 0;
             j->lost = 1;
             return;
         }
         s->ckq = q;
         s->capq = cap;
     }
-    j->ck_status = status;
-    j->ck_next_run = next_run_ms;
-    j->ck_keep = keep;
-    j->ck_pending = 1;
     s->ckq[s->nq++] = j;
     if (!s->flush_armed) {
         s->flush_armed = 1;
@@ -365,18 +387,54 @@ static void checkpoint(sjob *j, const char *status, long long next_run_ms, int k
     }
 }
 
+/* Queues the job's checkpoint: the state, the status and the queued events,
+ * written in one atomic store call.  next_run_ms 0 = terminal; keep: the job
+ * stays leased to us (we go on working it), else the lease is given back and
+ * it is due at next_run_ms.  The job waits (ck_pending) until the write is
+ * confirmed: the flush at the end of this loop turn hands every queued
+ * checkpoint to the Redis thread, and the completion resumes each job, or
+ * drops it (leave, or lost: the write was refused because the job is no
+ * longer ours), or re-sends it later (outcome unknown). */
+static void checkpoint(sjob *j, const char *status, long long next_run_ms, int keep)
+{
+    j->ck_status = status;
+    j->ck_next_run = next_run_ms;
+    j->ck_keep = keep;
+    j->ck_resends = 0;
+    j->ck_first_ms = 0;
+    j->ck_pending = 1;
+    enqueue_ckpt(j);
+}
+
 /* The store takes a delay, counted on its own clock: < 0 terminal, 0 "the
  * caller keeps the lease", > 0 due that much later.  A job leaving memory asks
- * for at least 1 ms, however late the flush runs after the checkpoint was
+ * for at least 1 ms, however late the write is sent after the checkpoint was
  * queued. */
-static long long run_in(const sjob *j, long long now)
+static long long run_in(int keep, long long next_run, long long now)
 {
-    if (j->ck_next_run == 0)
+    if (next_run == 0)
         return -1;
-    if (j->ck_keep)
+    if (keep)
         return 0;
-    return j->ck_next_run > now ? j->ck_next_run - now : 1;
+    return next_run > now ? next_run - now : 1;
 }
+
+/* One pipelined round trip of checkpoints, out on the Redis thread.  Its jobs
+ * are frozen (ck_pending) while it is out: the thread reads their state
+ * documents, events, ids and fences through cks. */
+typedef struct ck_req {
+    mb_saga *saga;
+    size_t n;
+    sjob *jobs[FLUSH_BATCH];
+    mb_checkpoint cks[FLUSH_BATCH];
+    int keep[FLUSH_BATCH];
+    long long next_run[FLUSH_BATCH]; /* as asked: stamped against the send time */
+    json_t *evs[FLUSH_BATCH][MAX_EVENTS];
+    mb_checkpoint_result res[FLUSH_BATCH];
+    mb_status sts[FLUSH_BATCH];
+    mb_error errs[FLUSH_BATCH];
+    long long sent_ms; /* monotonic, stamped by the Redis thread just before sending */
+} ck_req;
 
 /* The step the record names: where the saga stands, or, once it has ended after a
  * compensation, where it stopped (compensation leaves the position before the first step,
@@ -390,7 +448,8 @@ static const char *ckpt_step(const sjob *j)
     return step_name(j, st_step(j));
 }
 
-static void fill_ckpt(sjob *j, mb_checkpoint *ck, json_t **evs, long long now)
+/* Fills everything but the times, which the Redis thread stamps when it sends. */
+static void fill_ckpt(sjob *j, mb_checkpoint *ck, json_t **evs)
 {
     json_t *error = json_object_get(j->pub.state, "error");
     size_t n = json_array_size(j->events);
@@ -410,7 +469,6 @@ static void fill_ckpt(sjob *j, mb_checkpoint *ck, json_t **evs, long long now)
         .attempt = (int)st_int(j->pub.state, "attempt"),
         .error_code = error ? st_str(error, "code") : "",
         .error_msg = error ? st_str(error, "message") : "",
-        .run_in_ms = run_in(j, now),
         .lease_ms = j->saga->o.lease_ms,
         .release_name = j->pub.release_name,
         .release_name_of = j->pub.release_name_of,
@@ -419,10 +477,76 @@ static void fill_ckpt(sjob *j, mb_checkpoint *ck, json_t **evs, long long now)
     };
 }
 
-/* What a written (or refused) checkpoint means for its job. */
-static void ckpt_done(sjob *j, mb_status st, const mb_checkpoint_result *res, const mb_error *e,
-                      long long sent_mono)
+/* Redis thread: stamps the send time and writes the batch. */
+static void ck_run(mb_store *st, void *ctx)
 {
+    ck_req *r = ctx;
+    long long now;
+
+    r->sent_ms = mono_ms();
+    now = now_ms();
+    for (size_t i = 0; i < r->n; i++)
+        r->cks[i].run_in_ms = run_in(r->keep[i], r->next_run[i], now);
+    mb_store_checkpoint(st, r->cks, r->n, r->res, r->sts, r->errs);
+}
+
+/* The pause before the next re-send of an unconfirmed checkpoint. */
+static long resend_delay(const sjob *j)
+{
+    long d = RESEND_MIN_MS;
+
+    for (int i = 1; i < j->ck_resends && d < RESEND_MAX_MS; i++)
+        d *= 2;
+    return d < RESEND_MAX_MS ? d : RESEND_MAX_MS;
+}
+
+/* An unconfirmed checkpoint (it may or may not have landed): re-sent as it is
+ * until confirmed or refused, while the lease lasts. */
+static void ckpt_again(sjob *j, const mb_error *e)
+{
+    mb_saga *s = j->saga;
+    long long now = mono_ms();
+
+    if (j->lost) { /* dropped meanwhile: nothing to re-send */
+        j->ck_pending = 0;
+        drop(j);
+        return;
+    }
+    if (now >= j->lease_until) {
+        j->ck_pending = 0;
+        lease_lost(j, "checkpoint not confirmed before the lease ran out");
+        return;
+    }
+    if (s->nrs == s->caprs) {
+        size_t cap = s->caprs ? s->caprs * 2 : 64;
+        sjob **q = realloc(s->rsq, cap * sizeof(*q));
+        if (q == NULL) {
+            j->ck_pending = 0;
+            lease_lost(j, "out of memory");
+            return;
+        }
+        s->rsq = q;
+        s->caprs = cap;
+    }
+    j->ck_resends++;
+    s->stats.resends++;
+    j->ck_retry_ms = now + resend_delay(j);
+    if (j->ck_resends == 1)
+        jlog(MB_LOG_WARN, j,
+             "checkpoint not confirmed (%s): re-sending until it is, "
+             "while the lease lasts",
+             e->msg);
+    s->rsq[s->nrs++] = j;
+}
+
+/* What a written (or refused, or unconfirmed) checkpoint means for its job. */
+static void ckpt_done(sjob *j, mb_status st, const mb_checkpoint_result *res, const mb_error *e,
+                      long long sent_ms)
+{
+    if (st == MB_AGAIN) {
+        ckpt_again(j, e);
+        return;
+    }
     j->ck_pending = 0;
     json_array_clear(j->events);
     if (st != MB_OK) {
@@ -430,43 +554,67 @@ static void ckpt_done(sjob *j, mb_status st, const mb_checkpoint_result *res, co
         j->saga->stats.lost++;
         j->lost = 1;
     } else {
+        if (j->ck_resends > 0)
+            jlog(MB_LOG_INFO, j, "checkpoint confirmed after %d re-send(s)%s", j->ck_resends,
+                 res->already_applied ? " (an earlier send had landed)" : "");
         j->job->checkpoints++;
         j->pub.release_name = 0;
         j->pub.release_name_of = NULL;
         j->job->cancel_requested = res->cancel_requested;
+        /* An earlier send that landed started the lease then: count from the first. */
         if (j->ck_keep)
-            j->lease_until = sent_mono + j->saga->o.lease_ms;
+            j->lease_until =
+                (res->already_applied ? j->ck_first_ms : sent_ms) + j->saga->o.lease_ms;
     }
     if (j->lost || j->leave) {
-        if (j->pending == 0)
-            drop(j);
+        drop(j);
         return;
     }
     advance(j);
 }
 
-/* Writes a batch of queued checkpoints in one round trip. */
+/* Loop thread: the batch is back. */
+static void ck_back(void *ctx)
+{
+    ck_req *r = ctx;
+
+    for (size_t i = 0; i < r->n; i++) {
+        sjob *j = r->jobs[i];
+        if (j->ck_first_ms == 0)
+            j->ck_first_ms = r->sent_ms;
+        ckpt_done(j, r->sts[i], &r->res[i], &r->errs[i], r->sent_ms);
+    }
+    free(r);
+}
+
+/* Hands a batch of queued checkpoints to the Redis thread (one round trip). */
 static void flush_batch(mb_saga *s, sjob **batch, size_t n)
 {
-    mb_checkpoint cks[FLUSH_BATCH];
-    mb_checkpoint_result res[FLUSH_BATCH];
-    mb_status sts[FLUSH_BATCH];
-    mb_error errs[FLUSH_BATCH];
-    json_t *evs[FLUSH_BATCH][MAX_EVENTS];
-    long long now = now_ms(), sent = mono_ms();
+    ck_req *r = calloc(1, sizeof(*r));
 
-    for (size_t i = 0; i < n; i++) {
-        fill_ckpt(batch[i], &cks[i], evs[i], now);
-        mb_error_clear(&errs[i]);
+    if (r != NULL) {
+        r->saga = s;
+        r->n = n;
+        for (size_t i = 0; i < n; i++) {
+            r->jobs[i] = batch[i];
+            r->keep[i] = batch[i]->ck_keep;
+            r->next_run[i] = batch[i]->ck_next_run;
+            fill_ckpt(batch[i], &r->cks[i], r->evs[i]);
+            mb_error_clear(&r->errs[i]);
+        }
+        if (mb_rq_submit(s->rq, ck_run, ck_back, r) == 0)
+            return;
+        free(r);
     }
-    memset(res, 0, n * sizeof(res[0]));
-    mb_store_checkpoint(s->store, cks, n, res, sts, errs);
-    for (size_t i = 0; i < n; i++)
-        ckpt_done(batch[i], sts[i], &res[i], &errs[i], sent);
+    /* Out of memory or shutting down: nothing was sent; the leases run out. */
+    for (size_t i = 0; i < n; i++) {
+        batch[i]->ck_pending = 0;
+        lease_lost(batch[i], "checkpoint not sent (out of memory or shutting down)");
+    }
 }
 
 /* Runs once per loop turn in which checkpoints were queued.  Jobs resumed
- * here queue their next checkpoints for the next turn. */
+ * later queue their next checkpoints for a later turn. */
 static void flush(evutil_socket_t fd, short what, void *arg)
 {
     mb_saga *s = arg;
@@ -481,6 +629,33 @@ static void flush(evutil_socket_t fd, short what, void *arg)
     for (size_t off = 0; off < n; off += FLUSH_BATCH)
         flush_batch(s, q + off, n - off < FLUSH_BATCH ? n - off : FLUSH_BATCH);
     free(q);
+}
+
+/* Each tick: unconfirmed checkpoints whose pause is over go out again; those
+ * whose lease has run out meanwhile are lost. */
+static void resend_due(mb_saga *s)
+{
+    long long now = mono_ms();
+    size_t keep = 0, n = s->nrs;
+    sjob **q = s->rsq;
+
+    for (size_t i = 0; i < n; i++) {
+        sjob *j = q[i];
+        if (j->lost) {
+            j->ck_pending = 0;
+            drop(j);
+        } else if (now >= j->lease_until) {
+            j->ck_pending = 0;
+            lease_lost(j, "checkpoint not confirmed before the lease ran out");
+        } else if (now >= j->ck_retry_ms) {
+            enqueue_ckpt(j);
+            if (j->lost) /* could not queue */
+                drop(j);
+        } else {
+            q[keep++] = j;
+        }
+    }
+    s->nrs = keep;
 }
 
 /* ---- executions ------------------------------------------------------------------- */
@@ -812,8 +987,27 @@ static void advance(sjob *j)
             break;
         }
     }
-    if ((j->lost || j->leave) && j->pending == 0 && !j->ck_pending)
+    if ((j->lost || j->leave) && j->pending == 0 && !j->ck_pending && !j->renew_out)
         drop(j);
+}
+
+/* The lease is gone (or about to be, with no way to extend it): stop acting for
+ * the job at once.  Its cloud calls in flight are cancelled (their dones never
+ * come: the count of calls out drops by as many), so nothing more is sent for
+ * it; the job leaves memory when nothing of it is out any more.  Never called
+ * from a cloud callback. */
+static void lease_lost(sjob *j, const char *why)
+{
+    if (!j->lost) {
+        jlog(MB_LOG_WARN, j, "lease lost: %s", why);
+        j->saga->stats.lost++;
+        j->lost = 1;
+    }
+    if (j->saga->cloud != NULL && j->pending > 0) {
+        size_t n = mb_cloud_cancel_owner(j->saga->cloud, j);
+        j->pending = n >= (size_t)j->pending ? 0 : j->pending - (int)n;
+    }
+    drop(j);
 }
 
 /* ---- job lifetime ------------------------------------------------------------------ */
@@ -822,8 +1016,8 @@ static void drop(sjob *j)
 {
     mb_saga *s = j->saga;
 
-    if (j->pending > 0 || j->ck_pending) { /* free when the calls or the write are back */
-        j->lost = 1;
+    if (j->pending > 0 || j->ck_pending || j->renew_out) {
+        j->lost = 1; /* freed when the calls, the write or the renewal are back */
         return;
     }
     end_exec(j);
@@ -897,16 +1091,16 @@ static int lease_guard(void *arg, long timeout_ms, mb_error *err)
     return -1;
 }
 
-/* 1 if a job of this order is in memory.  The claim script never hands back a
- * job whose lease we hold; this guards against a lease that expired while we
- * still work the job (its writes are refused, it leaves memory soon). */
-static int holds(const mb_saga *s, const char *order_id)
+/* The job of this order in memory, or NULL.  The claim script never hands back
+ * a job whose lease we hold; this guards against a lease that expired in Redis
+ * while we still work the job (its writes are refused, it leaves memory soon). */
+static sjob *find_held(const mb_saga *s, const char *order_id)
 {
-    for (const sjob *j = s->held[held_slot(s, order_id)]; j; j = j->hnext) {
+    for (sjob *j = s->held[held_slot(s, order_id)]; j; j = j->hnext) {
         if (strcmp(j->job->order_id, order_id) == 0)
-            return 1;
+            return j;
     }
-    return 0;
+    return NULL;
 }
 
 /* Accepted orders were checked; a record that no longer parses was changed by
@@ -943,14 +1137,15 @@ static void invalid_order(sjob *j, const mb_order_err *oe)
         drop(j);
 }
 
-/* sent_mono: when the claim was sent (mono_ms), the start of our lease. */
-static void start(mb_saga *s, mb_job *job, long long sent_mono)
+/* A job (job taken over) whose lease was granted by a request sent at
+ * granted_ms (monotonic). */
+static void start(mb_saga *s, mb_job *job, long long granted_ms)
 {
     const mb_saga_def *def = mb_saga_def_find(s->defs, s->ndefs, job->saga);
     sjob *j;
     mb_order_err oe;
 
-    if (holds(s, job->order_id)) {
+    if (find_held(s, job->order_id) != NULL) {
         mb_warn("saga", "claim returned job %s, already in memory: left to its lease",
                 job->order_id);
         mb_job_free(job);
@@ -976,7 +1171,7 @@ static void start(mb_saga *s, mb_job *job, long long sent_mono)
         j->hist_base += s->defs[d]->nsteps;
     j->job = job;
     j->events = json_array();
-    j->lease_until = sent_mono + s->o.lease_ms;
+    j->lease_until = granted_ms + s->o.lease_ms;
     j->hnext = s->held[held_slot(s, job->order_id)];
     s->held[held_slot(s, job->order_id)] = j;
     j->next = s->jobs;
@@ -989,7 +1184,7 @@ static void start(mb_saga *s, mb_job *job, long long sent_mono)
     j->pub.host = &engine_host;
     j->pub.cloud = s->cloud;
     j->pub.catalog = s->catalog;
-    j->pub.store = s->store;
+    j->pub.store = NULL; /* steps never reach Redis: the engine does, off the loop */
     j->pub.job = job;
     mesh_id_of(job, def, j->mesh_id, sizeof(j->mesh_id));
     memset(&oe, 0, sizeof(oe));
@@ -1009,7 +1204,7 @@ static void start(mb_saga *s, mb_job *job, long long sent_mono)
     j->pub.target.traceparent = j->order->traceparent;
     j->pub.target.guard = lease_guard;
     j->pub.target.guard_arg = j;
-    j->pub.target.owner = j;
+    j->pub.target.owner = j; /* lease_lost cancels the job's calls by it */
     /* The order is parsed: its JSON copy is not needed while the job runs. */
     json_decref(job->order);
     job->order = NULL;
@@ -1023,8 +1218,8 @@ static void start(mb_saga *s, mb_job *job, long long sent_mono)
     advance(j);
 }
 
-mb_saga *mb_saga_new(struct event_base *base, mb_store *store, mb_cloud *cloud,
-                     const mb_catalog *catalog, const mb_saga_opts *o, char *err, size_t errlen)
+mb_saga *mb_saga_new(struct event_base *base, mb_rq *rq, mb_cloud *cloud, const mb_catalog *catalog,
+                     const mb_saga_opts *o, char *err, size_t errlen)
 {
     mb_saga *s = calloc(1, sizeof(*s));
 
@@ -1052,7 +1247,7 @@ mb_saga *mb_saga_new(struct event_base *base, mb_store *store, mb_cloud *cloud,
     s->flush_ev = event_new(base, -1, 0, flush, s);
     if (s->flush_ev == NULL)
         goto err;
-    s->store = store;
+    s->rq = rq;
     s->cloud = cloud;
     s->catalog = catalog;
     s->o = *o;
@@ -1068,79 +1263,229 @@ err:
     return NULL;
 }
 
-/* Renews, in one round trip, every lease past half its life; a lease found
- * lost drops its job, a cancel found set is seen at the next boundary. */
-static void renew_leases(mb_saga *s)
-{
-    enum { BATCH = 256 };
-    long long now = mono_ms();
-    mb_lease_ref refs[BATCH];
-    sjob *who[BATCH];
-    mb_status sts[BATCH];
-    int cancel[BATCH];
-    mb_error errs[BATCH];
-    size_t n = 0;
+/* ---- leases and claims (requests on the Redis thread) ------------------------------ */
 
-    /* Checkpoints extend leases as jobs move; a scan every quarter lease finds
-     * the few waiting long enough to need a renewal, without walking thousands
-     * of jobs on every tick. */
-    if (now - s->last_renew_ms < s->o.lease_ms / 4)
+/* One renewal of every lease that needs it, in one pipelined round trip.  Its
+ * jobs are kept in memory (renew_out) until it is back; the thread reads only
+ * the ids, keys and fences copied into refs' borrowed strings, which do not
+ * change while the job lives. */
+typedef struct renew_req {
+    mb_saga *saga;
+    size_t n;
+    sjob **jobs;
+    mb_lease_ref *refs;
+    mb_status *sts;
+    int *cancel;
+    mb_error *errs;
+    long long lease_ms;
+    long long sent_ms; /* monotonic, stamped by the Redis thread */
+} renew_req;
+
+static void renew_req_free(renew_req *r)
+{
+    if (r == NULL)
         return;
-    s->last_renew_ms = now;
-    for (sjob *j = s->jobs; j && n < BATCH; j = j->next) {
-        if (j->lost || j->ck_pending || j->lease_until - now > s->o.lease_ms / 2)
-            continue;
-        refs[n] = (mb_lease_ref){j->job->order_id, j->job->key, j->job->fence};
-        who[n++] = j;
-    }
-    if (n == 0)
-        return;
-    for (size_t i = 0; i < n; i++)
-        mb_error_clear(&errs[i]);
-    mb_store_renew(s->store, refs, n, s->o.lease_ms, sts, cancel, errs);
-    for (size_t i = 0; i < n; i++) {
-        sjob *j = who[i];
-        if (sts[i] == MB_OK) {
-            j->lease_until = now + s->o.lease_ms;
-            j->job->cancel_requested = cancel[i];
-            continue;
-        }
-        if (sts[i] == MB_AGAIN)
-            continue; /* Redis away: the lease may still hold; try next tick */
-        jlog(MB_LOG_WARN, j, "lease lost: %s", errs[i].msg);
-        s->stats.lost++;
-        j->lost = 1;
-        if (j->pending == 0 && !j->ck_pending)
-            drop(j);
-    }
+    free(r->jobs);
+    free(r->refs);
+    free(r->sts);
+    free(r->cancel);
+    free(r->errs);
+    free(r);
 }
 
-void mb_saga_tick(mb_saga *s)
+static renew_req *renew_req_new(mb_saga *s, size_t n)
 {
-    mb_job **jobs = NULL;
-    size_t n = 0, room;
-    long long sent;
-    mb_error e;
+    renew_req *r = calloc(1, sizeof(*r));
 
-    renew_leases(s);
-    if (s->draining || s->njobs >= s->o.max_inflight)
+    if (r == NULL)
+        return NULL;
+    r->saga = s;
+    r->lease_ms = s->o.lease_ms;
+    r->jobs = calloc(n, sizeof(*r->jobs));
+    r->refs = calloc(n, sizeof(*r->refs));
+    r->sts = calloc(n, sizeof(*r->sts));
+    r->cancel = calloc(n, sizeof(*r->cancel));
+    r->errs = calloc(n, sizeof(*r->errs));
+    if (r->jobs == NULL || r->refs == NULL || r->sts == NULL || r->cancel == NULL ||
+        r->errs == NULL) {
+        renew_req_free(r);
+        return NULL;
+    }
+    return r;
+}
+
+static void renew_run(mb_store *st, void *ctx)
+{
+    renew_req *r = ctx;
+
+    r->sent_ms = mono_ms();
+    mb_store_renew(st, r->refs, r->n, r->lease_ms, r->sts, r->cancel, r->errs);
+}
+
+static void renew_back(void *ctx)
+{
+    renew_req *r = ctx;
+    mb_saga *s = r->saga;
+    long long now = mono_ms();
+    int failed = 0;
+
+    s->renew_out = 0;
+    for (size_t i = 0; i < r->n; i++) {
+        sjob *j = r->jobs[i];
+        j->renew_out = 0;
+        if (j->lost || j->leave) {
+            /* It waited for the renewal to be back, unless something else is out. */
+            if (j->pending == 0 && !j->ck_pending)
+                drop(j);
+            continue;
+        }
+        if (r->sts[i] == MB_OK) {
+            /* A checkpoint confirmed meanwhile may have set a later end. */
+            if (r->sent_ms + s->o.lease_ms > j->lease_until)
+                j->lease_until = r->sent_ms + s->o.lease_ms;
+            j->job->cancel_requested = r->cancel[i];
+        } else if (r->sts[i] == MB_AGAIN) {
+            /* Redis away: the lease may hold yet.  Renewed again shortly; lost by the
+             * tick once its end passes. */
+            failed = 1;
+        } else {
+            lease_lost(j, r->errs[i].msg);
+        }
+    }
+    if (failed)
+        s->next_renew_ms = now + RENEW_PAUSE_MS;
+    renew_req_free(r);
+}
+
+/* Does the job's lease need extending now? */
+static int needs_renewal(const mb_saga *s, const sjob *j, long long now)
+{
+    return !j->lost && !j->leave && !j->ck_pending && j->lease_until - now <= s->o.lease_ms / 2;
+}
+
+/* Each tick: a lease past its end on our clock is lost; every lease past half
+ * its life is renewed, all in one request, one request out at a time.
+ * Checkpoints extend leases as jobs move, so most jobs never need one. */
+static void renew_leases(mb_saga *s)
+{
+    long long now = mono_ms();
+    size_t n = 0, k = 0;
+    renew_req *r;
+
+    for (sjob *j = s->jobs, *next; j; j = next) {
+        next = j->next;
+        if (!j->lost && !j->ck_pending && now >= j->lease_until) {
+            lease_lost(j, "not renewed before it ran out");
+            continue;
+        }
+        if (needs_renewal(s, j, now))
+            n++;
+    }
+    if (n == 0 || s->renew_out || now < s->next_renew_ms)
+        return;
+    r = renew_req_new(s, n);
+    if (r == NULL)
+        return; /* tried again next tick */
+    for (sjob *j = s->jobs; j && k < n; j = j->next) {
+        if (!needs_renewal(s, j, now))
+            continue;
+        r->refs[k] = (mb_lease_ref){j->job->order_id, j->job->key, j->job->fence};
+        mb_error_clear(&r->errs[k]);
+        r->jobs[k++] = j;
+    }
+    r->n = k;
+    if (mb_rq_submit(s->rq, renew_run, renew_back, r) < 0) {
+        renew_req_free(r);
+        return;
+    }
+    s->renew_out = 1;
+    for (size_t i = 0; i < k; i++)
+        r->jobs[i]->renew_out = 1;
+}
+
+/* A claim out on the Redis thread. */
+typedef struct claim_req {
+    mb_saga *saga;
+    size_t room;
+    long long lease_ms;
+    mb_job **jobs; /* new, filled by the thread; taken over by start() */
+    size_t n;
+    mb_status st;
+    mb_error err;
+    long long sent_ms;
+} claim_req;
+
+static void claim_run(mb_store *st, void *ctx)
+{
+    claim_req *r = ctx;
+
+    r->sent_ms = mono_ms();
+    mb_error_clear(&r->err);
+    r->st = mb_store_claim(st, r->lease_ms, r->room, &r->jobs, &r->n, &r->err);
+}
+
+static void claim_back(void *ctx)
+{
+    claim_req *r = ctx;
+    mb_saga *s = r->saga;
+
+    s->claim_out = 0;
+    if (r->st != MB_OK) {
+        if (!s->claim_failing)
+            mb_warn("saga", "claim failed (retrying every %d ms, logged once): %s", CLAIM_PAUSE_MS,
+                    r->err.msg);
+        s->claim_failing = 1;
+        s->next_claim_ms = mono_ms() + CLAIM_PAUSE_MS;
+    } else if (s->claim_failing) {
+        mb_info("saga", "claims work again");
+        s->claim_failing = 0;
+    }
+    for (size_t i = 0; i < r->n; i++) {
+        sjob *old = find_held(s, r->jobs[i]->order_id);
+        /* Our copy's lease ran out in Redis before we let go of it: the new claim (a
+         * higher fence) wins, but never beside a copy still acting: start() leaves it to
+         * its lease while the old copy is still in memory. */
+        if (old != NULL)
+            lease_lost(old, "claimed again: this copy's lease ran out");
+        start(s, r->jobs[i], r->sent_ms);
+    }
+    free(r->jobs);
+    free(r);
+}
+
+static void claim(mb_saga *s)
+{
+    claim_req *r;
+    size_t room;
+
+    if (s->claim_out || s->draining || s->njobs >= s->o.max_inflight ||
+        mono_ms() < s->next_claim_ms)
         return;
     /* Claim no more than the cloud client can carry: a job claimed while its
      * calls would only queue holds memory and a lease for nothing. */
     if (s->o.max_cloud_backlog && mb_cloud_inflight(s->cloud) >= s->o.max_cloud_backlog)
         return;
     room = s->o.max_inflight - s->njobs;
-    if (room > 256)
-        room = 256; /* bounded work per tick */
-    mb_error_clear(&e);
-    sent = mono_ms();
-    if (mb_store_claim(s->store, s->o.lease_ms, room, &jobs, &n, &e) != MB_OK) {
-        mb_warn("saga", "claim failed: %s", e.msg);
+    if (room > CLAIM_MAX)
+        room = CLAIM_MAX; /* bounded work per completion */
+    r = calloc(1, sizeof(*r));
+    if (r == NULL)
+        return;
+    r->saga = s;
+    r->room = room;
+    r->lease_ms = s->o.lease_ms;
+    if (mb_rq_submit(s->rq, claim_run, claim_back, r) < 0) {
+        free(r);
         return;
     }
-    for (size_t i = 0; i < n; i++)
-        start(s, jobs[i], sent);
-    free(jobs);
+    s->claim_out = 1;
+}
+
+void mb_saga_tick(mb_saga *s)
+{
+    resend_due(s);
+    renew_leases(s);
+    claim(s);
 }
 
 void mb_saga_drain(mb_saga *s)
@@ -1186,11 +1531,13 @@ void mb_saga_free(mb_saga *s)
         sjob *j = s->jobs;
         j->pending = 0;
         j->ck_pending = 0;
+        j->renew_out = 0;
         drop(j);
     }
     if (s->flush_ev)
         event_free(s->flush_ev);
     free(s->ckq);
+    free(s->rsq);
     free(s->hist);
     free(s->held);
     free(s->worker_id);

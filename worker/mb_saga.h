@@ -6,7 +6,7 @@
 #include <stdint.h>
 
 struct event_base;
-struct mb_store;
+struct mb_rq;
 struct mb_cloud;
 struct mb_catalog;
 struct mb_saga_def;
@@ -40,19 +40,22 @@ typedef struct mb_saga_stats {
     uint64_t cancelled;  /* sagas that ended Cancelled */
     uint64_t attention;  /* compensations that gave up: NeedsAttention */
     uint64_t retries;    /* transient errors rescheduled with backoff */
-    uint64_t lost;       /* jobs dropped on a stale fence or a store error */
+    uint64_t lost;       /* jobs dropped: stale fence, refused write, lease ran out */
+    uint64_t resends;    /* checkpoints re-sent after an unknown outcome */
 } mb_saga_stats;
 
-/* New engine on a loop, over a store, a cloud client and the catalog (all
- * borrowed; they must outlive it).  Checkpoints queued during a loop turn are
- * written together at its end, in one pipelined round trip.  NULL with the
- * reason in err. */
-mb_saga *mb_saga_new(struct event_base *base, struct mb_store *store, struct mb_cloud *cloud,
+/* New engine on a loop, over the Redis queue, a cloud client and the catalog
+ * (all borrowed; they must outlive it; the queue must be stopped, every
+ * request's done run, before mb_saga_free).  Checkpoints queued during a loop
+ * turn are sent together at its end, in one pipelined round trip.  NULL with
+ * the reason in err. */
+mb_saga *mb_saga_new(struct event_base *base, struct mb_rq *rq, struct mb_cloud *cloud,
                      const struct mb_catalog *catalog, const mb_saga_opts *o, char *err,
                      size_t errlen);
 
-/* One turn of the loop's tick: renews leases that are getting old and claims
- * due jobs up to max_inflight.  Bounded work; never waits. */
+/* One turn of the loop's tick: re-sends unconfirmed checkpoints, drops jobs
+ * whose lease ran out, renews leases that are getting old, and claims due jobs
+ * up to max_inflight (one claim out at a time).  Never waits on Redis. */
 void mb_saga_tick(mb_saga *s);
 
 /* Stops claiming.  Jobs in flight finish their current step execution and are

@@ -1,8 +1,9 @@
 /* test_saga.c: the saga engine on a fake saga of four scripted steps (no network, no
  * cloud), against a private redis-server: the happy path, a step past its deadline, a
  * compensation that gives up, park mode, cancel at every step boundary, a stale fence
- * mid-run, a replay from a step, an unknown saga and a stored order that no longer
- * parses.  Each test drives the loop until a condition holds, within a bound. */
+ * mid-run, a replay from a step, an unknown saga, a stored order that no longer
+ * parses, a checkpoint re-sent across a Redis stall and a lease lost in one.  Each test
+ * drives the loop until a condition holds, within a bound. */
 #include <fcntl.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -25,12 +26,18 @@
 #include "mb_saga.h"
 #include "mb_sagadef.h"
 #include "mb_step.h"
+#include "mb_rq.h"
 #include "mb_store.h"
 
 #define ACCOUNT  "0a1b2c3d4e5f60718293a4b5c6d7e8f9"
 #define TP       "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 #define LEASE_MS 60000
 #define BOUND_MS 20000 /* generous: the machine may be loaded and sanitized */
+#define STALL_MS 3500  /* Redis SIGSTOPped this long (the queue's store times out at 2 s) */
+#define HANG_MS  2500  /* a fake call that takes this long */
+
+/* The lease of the lost-lease test: shorter than the stall and the hung call. */
+#define SHORT_LEASE_MS 1500
 
 /* ================================================================ a private Redis */
 
@@ -101,6 +108,8 @@ typedef struct script {
     int undo_again[NFAKE]; /* every undo fails transiently */
     int cancel_in[NFAKE];  /* the run sets the job's cancel flag, as a cancel order would */
     int steal_in[NFAKE];   /* the run lets another worker take the job over (fence bumped) */
+    int stall_in[NFAKE];   /* once: the run stops Redis for STALL_MS (SIGSTOP), then acts */
+    int hang_in[NFAKE];    /* once: the run waits on a call that takes HANG_MS */
 } script;
 
 static script sc;
@@ -110,6 +119,42 @@ static char calls[512][16]; /* "run alpha", "undo gamma", in order; a retry afte
 static int ncalls;
 static int retrying[2][NFAKE]; /* [0] run, [1] undo: the last one failed transiently */
 static mb_store *intruder;     /* the other worker */
+static mb_store *store;        /* the test's own view of Redis (the engine has the queue's) */
+static struct event_base *base;
+static long long stall_end_ms; /* monotonic: when the current Redis stall ends */
+
+static long long mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void on_cont(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+    kill(redis_pid, SIGCONT);
+}
+
+/* Stops Redis now; the loop continues it after STALL_MS. */
+static void stall_redis(void)
+{
+    struct timeval tv = {STALL_MS / 1000, (STALL_MS % 1000) * 1000};
+
+    assert_int_equal(kill(redis_pid, SIGSTOP), 0);
+    stall_end_ms = mono_ms() + STALL_MS;
+    assert_int_equal(event_base_once(base, -1, EV_TIMEOUT, on_cont, NULL, &tv), 0);
+}
+
+/* The fake call's completion (arg: the engine's handle from mb_step_io). */
+static void on_hang_done(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    mb_step_done(arg, NULL);
+}
 
 static void note(int undo, int i)
 {
@@ -157,7 +202,7 @@ static void cancel_job(mb_store *st, const char *order_id)
 
 /* Program counter of a fake run: it saves once (as a step does before a side effect
  * whose undo needs what it observed), then acts. */
-enum { PC_OBSERVE, PC_ACT };
+enum { PC_OBSERVE, PC_ACT, PC_CALLED };
 
 static mb_step_rc fake_run(mb_sjob *j, int i)
 {
@@ -168,8 +213,20 @@ static mb_step_rc fake_run(mb_sjob *j, int i)
         j->pc = PC_ACT;
         return MB_STEP_SAVE;
     }
+    if (sc.stall_in[i]) {
+        sc.stall_in[i] = 0;
+        stall_redis();
+    }
+    if (sc.hang_in[i]) {
+        struct timeval tv = {HANG_MS / 1000, (HANG_MS % 1000) * 1000};
+        sc.hang_in[i] = 0;
+        assert_int_equal(event_base_once(base, -1, EV_TIMEOUT, on_hang_done, mb_step_io(j), &tv),
+                         0);
+        j->pc = PC_CALLED;
+        return MB_STEP_WAIT;
+    }
     if (sc.cancel_in[i])
-        cancel_job(j->store, j->job->order_id);
+        cancel_job(store, j->job->order_id);
     if (sc.steal_in[i])
         steal();
     if (sc.again[i]) {
@@ -243,16 +300,25 @@ static const mb_saga_def *const fake_defs[] = {&fake_def};
 
 /* ================================================================ the engine under test */
 
-static struct event_base *base;
-static mb_store *store;
+static mb_rq *rq; /* the engine's Redis queue */
 static mb_saga *saga;
+static long lease_ms = LEASE_MS; /* of the next engine made */
+
+static void make_rq(void)
+{
+    char err[256];
+
+    rq = mb_rq_new(base, &(mb_rq_opts){url, 16, 2000, "test-worker", 0}, err, sizeof(err));
+    if (rq == NULL)
+        fail_msg("mb_rq_new: %s", err);
+}
 
 static void make_saga(int park)
 {
     char err[256];
     mb_saga_opts o = {
         .worker_id = "test-worker",
-        .lease_ms = LEASE_MS,
+        .lease_ms = lease_ms,
         .max_inflight = 16,
         .park_on_failure = park,
         .backoff_base_ms = 1,
@@ -264,9 +330,18 @@ static void make_saga(int park)
         .ndefs = 1,
     };
 
-    saga = mb_saga_new(base, store, NULL, NULL, &o, err, sizeof(err));
+    saga = mb_saga_new(base, rq, NULL, NULL, &o, err, sizeof(err));
     if (saga == NULL)
         fail_msg("mb_saga_new: %s", err);
+}
+
+/* A new engine (and queue: nothing of the old engine may still be out). */
+static void remake_saga(int park)
+{
+    mb_rq_free(rq);
+    mb_saga_free(saga);
+    make_rq();
+    make_saga(park);
 }
 
 static void reset_script(void)
@@ -289,9 +364,12 @@ static int setup(void **state)
     freeReplyObject(redisCommand(c, "FLUSHALL"));
     redisFree(c);
     reset_script();
+    lease_ms = LEASE_MS;
+    stall_end_ms = 0;
     base = event_base_new();
     store = open_store("test-worker");
     intruder = open_store("intruder");
+    make_rq();
     make_saga(0);
     return 0;
 }
@@ -299,6 +377,10 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
+    /* A failed stall test must not stop the next. */
+    kill(redis_pid, SIGCONT);
+    mb_rq_free(rq); /* every request's done runs first, while the engine is alive */
+    rq = NULL;
     mb_saga_free(saga);
     saga = NULL;
     mb_store_free(store);
@@ -721,8 +803,7 @@ static void test_park(void **state)
     json_t *evs;
 
     (void)state;
-    mb_saga_free(saga);
-    make_saga(1);
+    remake_saga(1);
     sc.fail_runs[GAMMA] = 1;
     accept_order("ord-park", "mesh-park");
     drive_to("ord-park", "Failed");
@@ -901,8 +982,7 @@ static void test_replay_from_step(void **state)
     json_t *evs;
 
     (void)state;
-    mb_saga_free(saga);
-    make_saga(1);
+    remake_saga(1);
     sc.fail_runs[GAMMA] = 1;
     accept_order("ord-replay", "mesh-replay");
     drive_to("ord-replay", "Failed");
@@ -986,6 +1066,89 @@ static void test_invalid_stored_order(void **state)
     assert_int_equal(ncalls, 0);
 }
 
+typedef struct stall_ctx {
+    int resends, lost; /* at least this many */
+} stall_ctx;
+
+/* The stall is over and the engine has re-sent (lost) as many: touches no Redis. */
+static int stall_seen(void *arg)
+{
+    stall_ctx *c = arg;
+    mb_saga_stats s;
+
+    mb_saga_stats_get(saga, &s);
+    return stall_end_ms > 0 && mono_ms() >= stall_end_ms && (int)s.resends >= c->resends &&
+           (int)s.lost >= c->lost && (c->lost == 0 || mb_saga_inflight(saga) == 0);
+}
+
+/* Redis stops while beta acts: beta's checkpoint cannot be confirmed (it may or may not
+ * land when Redis resumes), so the engine re-sends it, unchanged, until it is; the saga
+ * then goes on with nothing repeated and nothing lost (the lease outlasts the stall). */
+static void test_checkpoint_resent_across_stall(void **state)
+{
+    static const want_ev want[] = {
+        {"Accepted", "alpha", NULL},  {"Installing", "alpha", NULL}, {"Installing", "alpha", NULL},
+        {"Installing", "beta", NULL}, {"Installing", "gamma", NULL}, {"Running", "delta", NULL},
+    };
+    static const char *const want_calls[] = {"run alpha", "run beta", "run gamma", "run delta"};
+    stall_ctx sc_want = {1, 0};
+    mb_saga_stats stats;
+    json_t *evs;
+
+    (void)state;
+    sc.stall_in[BETA] = 1;
+    accept_order("ord-stall", "mesh-stall");
+    if (!drive(stall_seen, &sc_want, BOUND_MS))
+        fail_msg("no checkpoint re-sent across the stall");
+    drive_to("ord-stall", "Running");
+    evs = expect_events("mesh-stall", want, sizeof(want) / sizeof(want[0]));
+    json_decref(evs);
+    expect_calls(want_calls, 4);
+    mb_saga_stats_get(saga, &stats);
+    assert_true(stats.resends >= 1);
+    assert_int_equal(stats.lost, 0);
+    assert_int_equal(stats.running, 1);
+}
+
+/* Redis stops while beta waits on a call longer than the lease: the renewals cannot reach
+ * Redis, so when the lease end passes on the worker's clock the job is lost and leaves
+ * memory (once its call is back: there is no cloud client to cancel it here).  When Redis
+ * resumes, the job is due again, claimed again, and beta re-runs from its checkpoint. */
+static void test_lease_lost_in_stall(void **state)
+{
+    static const want_ev want[] = {
+        {"Accepted", "alpha", NULL},  {"Installing", "alpha", NULL}, {"Installing", "alpha", NULL},
+        {"Installing", "beta", NULL}, {"Installing", "gamma", NULL}, {"Running", "delta", NULL},
+    };
+    static const char *const want_calls[] = {"run alpha", "run beta", "run beta", "run gamma",
+                                             "run delta"};
+    stall_ctx sc_want = {0, 1};
+    mb_saga_stats stats;
+    json_t *evs;
+    mb_job *j;
+
+    (void)state;
+    lease_ms = SHORT_LEASE_MS;
+    remake_saga(0);
+    sc.stall_in[BETA] = 1;
+    sc.hang_in[BETA] = 1;
+    accept_order("ord-lost", "mesh-lost");
+    if (!drive(stall_seen, &sc_want, BOUND_MS))
+        fail_msg("the lease was not given up during the stall");
+    drive_to("ord-lost", "Running");
+    evs = expect_events("mesh-lost", want, sizeof(want) / sizeof(want[0]));
+    json_decref(evs);
+    expect_calls(want_calls, 5);
+    mb_saga_stats_get(saga, &stats);
+    assert_int_equal(stats.lost, 1);
+    assert_int_equal(stats.running, 1);
+    /* Claimed again after the stall (more than once if a claim sent into the stall landed
+     * when Redis resumed: its reply lost, that lease had to run out too). */
+    j = get_job("ord-lost");
+    assert_true(j->claims >= 2);
+    mb_job_free(j);
+}
+
 /* A record written before records named their saga runs the create saga; the engine
  * refuses to start without definitions. */
 static void test_defs(void **state)
@@ -1001,7 +1164,7 @@ static void test_defs(void **state)
     assert_int_equal(mb_saga_create.nsteps, 9);
     assert_int_equal(mb_saga_def_step(&mb_saga_create, "finish"), 8);
     assert_int_equal(mb_saga_def_step(&mb_saga_create, "nope"), -1);
-    assert_null(mb_saga_new(base, store, NULL, NULL, &o, err, sizeof(err)));
+    assert_null(mb_saga_new(base, rq, NULL, NULL, &o, err, sizeof(err)));
     assert_string_equal(err, "no saga definitions");
 }
 
@@ -1018,6 +1181,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_replay_from_step, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unknown_saga, setup, teardown),
         cmocka_unit_test_setup_teardown(test_invalid_stored_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_checkpoint_resent_across_stall, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lease_lost_in_stall, setup, teardown),
     };
     signal(SIGPIPE, SIG_IGN);
     return cmocka_run_group_tests(tests, start_redis, teardown_all);
