@@ -56,6 +56,7 @@ struct mb_cloud_op {
     int finishing;
     /* the request being sent, kept for its retries */
     const char *method, *ctype; /* string literals */
+    const char *accept;         /* string literal; NULL = application/json */
     char *url, *body;           /* owned */
     int attempts;               /* of this request */
     int refused;                /* the guard stopped the last attempt */
@@ -387,6 +388,7 @@ static int op_attempt(mb_cloud_op *op)
                       .content_type = op->ctype,
                       .body = op->body,
                       .body_len = op->body ? strlen(op->body) : 0,
+                      .accept = op->accept,
                       .traceparent = op->traceparent};
     if (op->guard != NULL && is_mutating(op->method)) {
         rq.on_start = on_start;
@@ -1476,18 +1478,384 @@ mb_cloud_op *mb_cloud_k8s_label_patch(mb_cloud *c, const mb_cloud_target *t, mb_
 }
 
 /* ------------------------------------------------------------------ */
+/* Kubernetes list pages counted without a JSON tree                  */
+/* ------------------------------------------------------------------ */
+
+/* A pod listing is the largest reply the worker reads, and precheck only
+ * needs how many items it holds and where the next page starts.  This
+ * scanner checks the whole text against RFC 8259 (strings, escapes, UTF-8,
+ * numbers, nesting up to LS_MAX_DEPTH) like json_loadb does, allocates
+ * nothing, and keeps only the top-level "items" count and
+ * "metadata.continue". */
+#define LS_MAX_DEPTH 512
+
+typedef struct lscan {
+    const unsigned char *p, *end;
+    int depth;
+} lscan;
+
+static void ls_ws(lscan *s)
+{
+    while (s->p < s->end && (*s->p == ' ' || *s->p == '\t' || *s->p == '\n' || *s->p == '\r'))
+        s->p++;
+}
+
+static int ls_hex4(lscan *s, unsigned *out)
+{
+    unsigned v = 0;
+    if (s->end - s->p < 4)
+        return -1;
+    for (int i = 0; i < 4; i++) {
+        int ch = s->p[i], d;
+        if (ch >= '0' && ch <= '9')
+            d = ch - '0';
+        else if (ch >= 'a' && ch <= 'f')
+            d = ch - 'a' + 10;
+        else if (ch >= 'A' && ch <= 'F')
+            d = ch - 'A' + 10;
+        else
+            return -1;
+        v = v * 16 + (unsigned)d;
+    }
+    s->p += 4;
+    *out = v;
+    return 0;
+}
+
+/* Appends one byte to out (room for len, NUL included); *n counts every
+ * byte, so *n >= len afterwards means it did not fit. */
+static void ls_put(char *out, size_t len, size_t *n, unsigned char ch)
+{
+    if (out != NULL && *n + 1 < len)
+        out[*n] = (char)ch;
+    (*n)++;
+}
+
+static void ls_put_utf8(char *out, size_t len, size_t *n, unsigned cp)
+{
+    if (cp < 0x80) {
+        ls_put(out, len, n, (unsigned char)cp);
+    } else if (cp < 0x800) {
+        ls_put(out, len, n, (unsigned char)(0xc0 | (cp >> 6)));
+        ls_put(out, len, n, (unsigned char)(0x80 | (cp & 0x3f)));
+    } else if (cp < 0x10000) {
+        ls_put(out, len, n, (unsigned char)(0xe0 | (cp >> 12)));
+        ls_put(out, len, n, (unsigned char)(0x80 | ((cp >> 6) & 0x3f)));
+        ls_put(out, len, n, (unsigned char)(0x80 | (cp & 0x3f)));
+    } else {
+        ls_put(out, len, n, (unsigned char)(0xf0 | (cp >> 18)));
+        ls_put(out, len, n, (unsigned char)(0x80 | ((cp >> 12) & 0x3f)));
+        ls_put(out, len, n, (unsigned char)(0x80 | ((cp >> 6) & 0x3f)));
+        ls_put(out, len, n, (unsigned char)(0x80 | (cp & 0x3f)));
+    }
+}
+
+/* \uXXXX after the backslash and 'u', a surrogate pair joined. */
+static int ls_escape_u(lscan *s, char *out, size_t len, size_t *n)
+{
+    unsigned cp, lo;
+    if (ls_hex4(s, &cp) != 0)
+        return -1;
+    if (cp >= 0xdc00 && cp <= 0xdfff)
+        return -1; /* a lone low surrogate */
+    if (cp >= 0xd800 && cp <= 0xdbff) {
+        if (s->end - s->p < 2 || s->p[0] != '\\' || s->p[1] != 'u')
+            return -1;
+        s->p += 2;
+        if (ls_hex4(s, &lo) != 0 || lo < 0xdc00 || lo > 0xdfff)
+            return -1;
+        cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+    }
+    ls_put_utf8(out, len, n, cp);
+    return 0;
+}
+
+/* One UTF-8 sequence starting at a byte >= 0x80 (shortest form, no
+ * surrogates, at most U+10FFFF). */
+static int ls_utf8(lscan *s, char *out, size_t len, size_t *n)
+{
+    unsigned char c0 = *s->p;
+    int more;
+    unsigned cp, min;
+
+    if (c0 >= 0xc2 && c0 <= 0xdf)
+        more = 1, cp = c0 & 0x1f, min = 0x80;
+    else if (c0 >= 0xe0 && c0 <= 0xef)
+        more = 2, cp = c0 & 0x0f, min = 0x800;
+    else if (c0 >= 0xf0 && c0 <= 0xf4)
+        more = 3, cp = c0 & 0x07, min = 0x10000;
+    else
+        return -1;
+    if (s->end - s->p <= more)
+        return -1;
+    for (int i = 1; i <= more; i++) {
+        if ((s->p[i] & 0xc0) != 0x80)
+            return -1;
+        cp = (cp << 6) | (s->p[i] & 0x3f);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+        return -1;
+    for (int i = 0; i <= more; i++)
+        ls_put(out, len, n, s->p[i]);
+    s->p += more + 1;
+    return 0;
+}
+
+/* A string at s->p (the opening quote); decoded into out when not NULL.
+ * *n: the decoded length (may exceed len - 1: then out holds a prefix). */
+static int ls_string(lscan *s, char *out, size_t len, size_t *n)
+{
+    static const char esc_in[] = "\"\\/bfnrt", esc_out[] = "\"\\/\b\f\n\r\t";
+    *n = 0;
+    s->p++;
+    while (s->p < s->end) {
+        unsigned char ch = *s->p;
+        if (ch == '"') {
+            s->p++;
+            if (out != NULL && len > 0)
+                out[*n < len ? *n : len - 1] = '\0';
+            return 0;
+        }
+        if (ch < 0x20)
+            return -1;
+        if (ch >= 0x80) {
+            if (ls_utf8(s, out, len, n) != 0)
+                return -1;
+            continue;
+        }
+        s->p++;
+        if (ch != '\\') {
+            ls_put(out, len, n, ch);
+            continue;
+        }
+        if (s->p >= s->end)
+            return -1;
+        ch = *s->p++;
+        if (ch == 'u') {
+            if (ls_escape_u(s, out, len, n) != 0)
+                return -1;
+            continue;
+        }
+        const char *e = ch ? strchr(esc_in, ch) : NULL;
+        if (e == NULL)
+            return -1;
+        ls_put(out, len, n, (unsigned char)esc_out[e - esc_in]);
+    }
+    return -1;
+}
+
+static int ls_digits(lscan *s)
+{
+    const unsigned char *start = s->p;
+    while (s->p < s->end && *s->p >= '0' && *s->p <= '9')
+        s->p++;
+    return s->p > start ? 0 : -1;
+}
+
+static int ls_number(lscan *s)
+{
+    if (*s->p == '-')
+        s->p++;
+    if (s->p < s->end && *s->p == '0')
+        s->p++;
+    else if (ls_digits(s) != 0)
+        return -1;
+    if (s->p < s->end && *s->p == '.') {
+        s->p++;
+        if (ls_digits(s) != 0)
+            return -1;
+    }
+    if (s->p < s->end && (*s->p == 'e' || *s->p == 'E')) {
+        s->p++;
+        if (s->p < s->end && (*s->p == '+' || *s->p == '-'))
+            s->p++;
+        if (ls_digits(s) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int ls_word(lscan *s, const char *w)
+{
+    size_t n = strlen(w);
+    if ((size_t)(s->end - s->p) < n || memcmp(s->p, w, n) != 0)
+        return -1;
+    s->p += n;
+    return 0;
+}
+
+static int ls_value(lscan *s);
+
+/* An array at s->p; *count gets its number of elements. */
+static int ls_array(lscan *s, long *count)
+{
+    *count = 0;
+    s->p++;
+    ls_ws(s);
+    if (s->p < s->end && *s->p == ']') {
+        s->p++;
+        return 0;
+    }
+    for (;;) {
+        if (ls_value(s) != 0)
+            return -1;
+        (*count)++;
+        ls_ws(s);
+        if (s->p >= s->end)
+            return -1;
+        if (*s->p == ']') {
+            s->p++;
+            return 0;
+        }
+        if (*s->p++ != ',')
+            return -1;
+    }
+}
+
+/* Called for each member of an object with the scanner on its value; it
+ * must consume the value. */
+typedef int ls_member_fn(lscan *s, const char *key, int key_fits, void *arg);
+
+static int ls_object(lscan *s, ls_member_fn *fn, void *arg)
+{
+    char key[32];
+    size_t kn;
+
+    s->p++;
+    ls_ws(s);
+    if (s->p < s->end && *s->p == '}') {
+        s->p++;
+        return 0;
+    }
+    for (;;) {
+        if (s->p >= s->end || *s->p != '"' || ls_string(s, key, sizeof(key), &kn) != 0)
+            return -1;
+        ls_ws(s);
+        if (s->p >= s->end || *s->p++ != ':')
+            return -1;
+        ls_ws(s);
+        if ((fn ? fn(s, key, kn < sizeof(key) && memchr(key, 0, kn) == NULL, arg) : ls_value(s)) !=
+            0)
+            return -1;
+        ls_ws(s);
+        if (s->p >= s->end)
+            return -1;
+        if (*s->p == '}') {
+            s->p++;
+            return 0;
+        }
+        if (*s->p++ != ',')
+            return -1;
+        ls_ws(s);
+    }
+}
+
+static int ls_value(lscan *s)
+{
+    long n;
+    size_t sn;
+    int rc;
+
+    ls_ws(s);
+    if (s->p >= s->end)
+        return -1;
+    switch (*s->p) {
+    case '{':
+    case '[':
+        if (++s->depth > LS_MAX_DEPTH)
+            return -1;
+        rc = *s->p == '{' ? ls_object(s, NULL, NULL) : ls_array(s, &n);
+        s->depth--;
+        return rc;
+    case '"': return ls_string(s, NULL, 0, &sn);
+    case 't': return ls_word(s, "true");
+    case 'f': return ls_word(s, "false");
+    case 'n': return ls_word(s, "null");
+    default: return *s->p == '-' || (*s->p >= '0' && *s->p <= '9') ? ls_number(s) : -1;
+    }
+}
+
+typedef struct ls_page {
+    long items;
+    int items_bad; /* "items" is neither an array nor null */
+    char *cont;
+    size_t contlen, cont_n;
+} ls_page;
+
+static int ls_meta_member(lscan *s, const char *key, int key_fits, void *arg)
+{
+    ls_page *pg = arg;
+    if (key_fits && strcmp(key, "continue") == 0 && s->p < s->end && *s->p == '"')
+        return ls_string(s, pg->cont, pg->contlen, &pg->cont_n);
+    return ls_value(s);
+}
+
+static int ls_top_member(lscan *s, const char *key, int key_fits, void *arg)
+{
+    ls_page *pg = arg;
+    int rc;
+
+    if (key_fits && strcmp(key, "items") == 0) {
+        pg->items = 0;
+        pg->items_bad = 0;
+        if (s->p < s->end && *s->p == '[') {
+            s->depth++;
+            rc = ls_array(s, &pg->items);
+            s->depth--;
+            return rc;
+        }
+        pg->items_bad = ls_word(s, "null") != 0;
+        return pg->items_bad ? ls_value(s) : 0;
+    }
+    if (key_fits && strcmp(key, "metadata") == 0 && s->p < s->end && *s->p == '{') {
+        pg->cont[0] = '\0'; /* a repeated key: the last one counts, as in jansson */
+        pg->cont_n = 0;
+        s->depth++;
+        rc = ls_object(s, ls_meta_member, pg);
+        s->depth--;
+        return rc;
+    }
+    return ls_value(s);
+}
+
+int mb_k8s_list_count(const char *body, size_t len, long *items, char *cont, size_t contlen)
+{
+    lscan s = {(const unsigned char *)body, (const unsigned char *)body + len, 1};
+    ls_page pg = {0, 0, cont, contlen, 0};
+
+    *items = 0;
+    if (cont == NULL || contlen == 0)
+        return -1;
+    cont[0] = '\0';
+    if (body == NULL)
+        return -1;
+    ls_ws(&s);
+    if (s.p < s.end && *s.p == '{' && ls_object(&s, ls_top_member, &pg) == 0) {
+        ls_ws(&s);
+        if (s.p == s.end && !pg.items_bad && pg.cont_n < contlen &&
+            memchr(cont, 0, pg.cont_n) == NULL) {
+            *items = pg.items;
+            return 0;
+        }
+    }
+    cont[0] = '\0';
+    return -1;
+}
+
+/* ------------------------------------------------------------------ */
 /* Kubernetes: paged listings (pods, workloads)                       */
 /* ------------------------------------------------------------------ */
 
 /* Handles the paging protocol shared by listings: returns 1 when the
  * handler should go on with the items of j (a new reference in *jout), 0
  * when the op was finished or a restart was issued. */
-static int list_page(mb_cloud_op *op, const mb_http_resp *r, const mb_error *e, const char *what,
-                     void (*restart)(mb_cloud_op *), json_t **jout)
+/* The paging protocol's status handling: returns 1 when the page is a 2xx
+ * to read, 0 when the op was finished or a restart was issued (410). */
+static int list_gate(mb_cloud_op *op, const mb_http_resp *r, const mb_error *e,
+                     void (*restart)(mb_cloud_op *))
 {
     mb_error pe;
     mb_error_clear(&pe);
-    *jout = NULL;
     if (r != NULL && r->status == 410) {
         /* the continue token expired: the list must be read again whole */
         if (op->restarts++ < MAX_RESTARTS) {
@@ -1504,16 +1872,37 @@ static int list_page(mb_cloud_op *op, const mb_http_resp *r, const mb_error *e, 
         op_finish(op, e);
         return 0;
     }
+    return 1;
+}
+
+/* Counts a page read; returns 0 (op finished) past MAX_PAGES. */
+static int list_page_counted(mb_cloud_op *op, const char *what)
+{
+    mb_error pe;
+    if (++op->pages <= MAX_PAGES)
+        return 1;
+    mb_error_clear(&pe);
+    mb_error_set(&pe, MB_PERM, "TooManyPages", "%s: over %d pages", what, MAX_PAGES);
+    op_finish(op, &pe);
+    return 0;
+}
+
+static int list_page(mb_cloud_op *op, const mb_http_resp *r, const mb_error *e, const char *what,
+                     void (*restart)(mb_cloud_op *), json_t **jout)
+{
+    mb_error pe;
+    mb_error_clear(&pe);
+    *jout = NULL;
+    if (!list_gate(op, r, e, restart))
+        return 0;
     *jout = parse_body(r, &pe, what);
     if (*jout == NULL) {
         op_finish(op, &pe);
         return 0;
     }
-    if (++op->pages > MAX_PAGES) {
+    if (!list_page_counted(op, what)) {
         json_decref(*jout);
         *jout = NULL;
-        mb_error_set(&pe, MB_PERM, "TooManyPages", "%s: over %d pages", what, MAX_PAGES);
-        op_finish(op, &pe);
         return 0;
     }
     return 1;
@@ -1530,21 +1919,34 @@ static void pods_restart(mb_cloud_op *op)
 
 static void pods_resp(mb_cloud_op *op, const mb_http_resp *r, const mb_error *e)
 {
-    json_t *j;
-    const char *cont;
+    static const char what[] = "GET /api/v1/pods";
+    char cont[MB_K8S_CONTINUE_MAX];
+    long n;
     mb_error ok;
 
-    if (!list_page(op, r, e, "GET /api/v1/pods", pods_restart, &j))
+    if (!list_gate(op, r, e, pods_restart))
         return;
-    op->count += (long)json_array_size(json_object_get(j, "items"));
-    cont = jpath_str(j, "metadata.continue");
-    if (cont != NULL && cont[0] != '\0') {
-        char *url = op_url(op, API_K8S, "/api/v1/pods?limit=" PAGE_LIMIT "&continue=%s", cont);
-        json_decref(j);
-        op_next(op, "GET", url, pods_resp);
+    /* Only the count matters: no tree (see mb_k8s_list_count). */
+    if (mb_k8s_list_count(r->body, r->body_len, &n, cont, sizeof(cont)) != 0) {
+        mb_error pe;
+        mb_error_clear(&pe);
+        /* a cut or garbled body is more likely a proxy hiccup than a lasting state */
+        mb_error_set(&pe, MB_AGAIN, "BadResponse",
+                     "%s: HTTP %ld: response is not a Kubernetes list (invalid JSON, items "
+                     "not an array, or a continue token over %d bytes)",
+                     what, r->status, MB_K8S_CONTINUE_MAX - 1);
+        op_finish(op, &pe);
         return;
     }
-    json_decref(j);
+    if (!list_page_counted(op, what))
+        return;
+    op->count += n;
+    if (cont[0] != '\0') {
+        op_next(op, "GET",
+                op_url(op, API_K8S, "/api/v1/pods?limit=" PAGE_LIMIT "&continue=%s", cont),
+                pods_resp);
+        return;
+    }
     *(long *)op->out = op->count;
     mb_error_clear(&ok);
     op_finish(op, &ok);
@@ -1557,6 +1959,7 @@ mb_cloud_op *mb_cloud_k8s_pods_count(mb_cloud *c, const mb_cloud_target *t, long
     if (op == NULL)
         return NULL;
     *out = 0;
+    op->accept = MB_HTTP_ACCEPT_META_LIST; /* metadata only, every page */
     return op_start(op, "GET", op_url(op, API_K8S, "/api/v1/pods?limit=" PAGE_LIMIT), NULL, NULL,
                     pods_resp);
 }

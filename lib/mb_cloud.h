@@ -287,9 +287,22 @@ mb_cloud_op *mb_cloud_k8s_label_patch(mb_cloud *c, const mb_cloud_target *t, mb_
 
 /* Counts pods in all namespaces: GET /api/v1/pods?limit=500 following
  * metadata.continue; a 410 (expired continue token) restarts the listing
- * from scratch, at most 3 times (then MB_AGAIN "Expired"). */
+ * from scratch, at most 3 times (then MB_AGAIN "Expired").  Asks for
+ * metadata only (Accept MB_HTTP_ACCEPT_META_LIST, as kubectl does) and
+ * counts with mb_k8s_list_count, so a full PodList counts the same. */
 mb_cloud_op *mb_cloud_k8s_pods_count(mb_cloud *c, const mb_cloud_target *t, long *out,
                                      mb_cloud_done *done, void *arg);
+
+#define MB_K8S_CONTINUE_MAX 4096 /* continue tokens longer than this are refused */
+
+/* Reads one page of a Kubernetes list without building a tree: the number
+ * of elements of the top-level "items" (null counts 0) and the string
+ * metadata.continue ("" when absent or not a string) into cont (room for
+ * contlen bytes, NUL included).  The whole body must be valid JSON (RFC
+ * 8259: UTF-8, escapes, numbers, nesting up to 512) with an object at the
+ * top.  Returns 0, or -1 (not valid, items neither array nor null, or the
+ * token does not fit or holds a NUL) with *items 0 and cont "". */
+int mb_k8s_list_count(const char *body, size_t len, long *items, char *cont, size_t contlen);
 
 typedef struct mb_coredns {
     int ready;

@@ -71,7 +71,7 @@ struct mb_http_xfer {
     void *start_arg;
     /* all of these point into one allocation, strs */
     char *strs;
-    const char *method, *url, *host, *path, *query, *ctype, *traceparent;
+    const char *method, *url, *host, *path, *query, *ctype, *accept, *traceparent;
     const char *what; /* "GET /path" for error texts */
     const char *body; /* request body copy (curl reads it in place) */
     size_t body_len;
@@ -143,7 +143,8 @@ static mb_status classify_http(long s, char *code, size_t codelen)
     else if (s == 429)
         st = MB_AGAIN, name = "TooManyRequests";
     else if (s == 409)
-        st = MB_AGAIN, name = "Conflict"; /* a conflict is transient: the caller observes and retries */
+        st = MB_AGAIN,
+        name = "Conflict"; /* a conflict is transient: the caller observes and retries */
     else if (s == 404)
         st = MB_PERM, name = "NotFound";
     else if (s == 408 || (s >= 500 && s < 600))
@@ -411,7 +412,7 @@ static int build_headers(mb_http *h, mb_http_xfer *x)
     mb_hdr sh[3];
     size_t nsh = 0;
 
-    if (add_hdr(&x->hdrs, "Host", x->host) || add_hdr(&x->hdrs, "Accept", "application/json"))
+    if (add_hdr(&x->hdrs, "Host", x->host) || add_hdr(&x->hdrs, "Accept", x->accept))
         return -1;
     if (x->with_body && add_hdr(&x->hdrs, "Content-Type", x->ctype))
         return -1;
@@ -836,7 +837,8 @@ static int xfer_fill(mb_http_xfer *x, const mb_http_req *rq)
     char *path = NULL, *query = NULL, *p;
     char host[512];
     const char *ctype = rq->content_type ? rq->content_type : "application/json";
-    size_t lm, lu, lh, lp, lq, lc, lt, total;
+    const char *accept = rq->accept ? rq->accept : "application/json";
+    size_t lm, lu, lh, lp, lq, lc, la, lt, total;
     int rc = -1;
 
     if (u == NULL || curl_url_set(u, CURLUPART_URL, rq->url, 0) != CURLUE_OK)
@@ -853,8 +855,9 @@ static int xfer_fill(mb_http_xfer *x, const mb_http_req *rq)
     lp = strlen(path);
     lq = query ? strlen(query) : 0;
     lc = strlen(ctype);
+    la = strlen(accept);
     lt = rq->traceparent ? strlen(rq->traceparent) : 0;
-    total = lm + lu + lh + lp + lq + lc + lt + (lm + 1 + lp) + rq->body_len + 9;
+    total = lm + lu + lh + lp + lq + lc + la + lt + (lm + 1 + lp) + rq->body_len + 10;
     x->strs = malloc(total);
     if (x->strs == NULL)
         goto out;
@@ -865,6 +868,7 @@ static int xfer_fill(mb_http_xfer *x, const mb_http_req *rq)
     x->path = pack(&p, path, lp);
     x->query = query ? pack(&p, query, lq) : NULL;
     x->ctype = pack(&p, ctype, lc);
+    x->accept = pack(&p, accept, la);
     x->traceparent = rq->traceparent ? pack(&p, rq->traceparent, lt) : NULL;
     x->what = p; /* "METHOD /path" */
     memcpy(p, rq->method, lm);
@@ -888,7 +892,8 @@ mb_http_xfer *mb_http_request(mb_http *h, const mb_http_req *rq, mb_http_cb *cb,
     if (h == NULL || rq == NULL || cb == NULL || rq->method == NULL || rq->url == NULL)
         return NULL;
     if (has_crlf(rq->method) || has_crlf(rq->url) || has_crlf(rq->traceparent) ||
-        has_crlf(rq->content_type) || (rq->body == NULL && rq->body_len > 0))
+        has_crlf(rq->content_type) || has_crlf(rq->accept) ||
+        (rq->body == NULL && rq->body_len > 0))
         return NULL;
     x = calloc(1, sizeof(*x));
     if (x == NULL)

@@ -46,12 +46,21 @@ typedef struct mb_http_opts {
  * of this client. */
 typedef int mb_http_start_hook(void *arg, long timeout_ms, mb_error *err);
 
+/* Accept of a Kubernetes list read for metadata only (as kubectl asks): the
+ * API server answers a PartialObjectMetadataList; one that cannot answers
+ * the full list (the fallback after the comma). */
+#define MB_HTTP_ACCEPT_META_LIST \
+    "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
+
 typedef struct mb_http_req {
     const char *method;       /* "GET", "POST", "PUT", "PATCH", "DELETE" */
     const char *url;          /* absolute http:// or https:// URL */
     const char *content_type; /* with a body; NULL = application/json */
     const char *body;         /* NULL = none */
     size_t body_len;
+    const char *accept;           /* Accept header; NULL = application/json.  Kubernetes
+                                     clients ask for metadata only with
+                                     MB_HTTP_ACCEPT_META_LIST */
     const char *traceparent;      /* NULL = header not sent */
     long timeout_ms;              /* 0 = the mb_http default; counted from when the transfer
                                 starts, after any wait for a slot (max_active) */
@@ -100,7 +109,8 @@ mb_http *mb_http_new(struct event_base *base, const mb_http_opts *o, char *err, 
 
 /* Starts a request.  Copies everything it needs from rq.  Returns a handle
  * (borrowed: valid until the callback returns or mb_http_cancel), or NULL on
- * out of memory or bad input (method/url missing, CR/LF in a header value);
+ * out of memory or bad input (method/url missing, CR/LF in a header value: content_type, accept,
+ * traceparent);
  * then cb is never called. */
 mb_http_xfer *mb_http_request(mb_http *h, const mb_http_req *rq, mb_http_cb *cb, void *arg);
 

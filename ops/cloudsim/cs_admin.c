@@ -122,7 +122,9 @@ void cs_admin_handle(cs_call *c)
     char err[256];
 
     if (is(c->seg[0], "healthz")) {
-        cs_reply_json(c, 200, json_pack("{s:s, s:I}", "status", "ok", "held", (json_int_t)s->held));
+        cs_reply_json(c, 200,
+                      json_pack("{s:s, s:I, s:o}", "status", "ok", "held", (json_int_t)s->held,
+                                "loops", cs_server_loops_json(s)));
     } else if (is(what, "state") && is(c->method, "GET")) {
         const char *cid = cs_query(c, "cluster");
         json_t *st = cs_model_state(s->m, cid, c->now_ms);

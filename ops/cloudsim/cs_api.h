@@ -5,6 +5,7 @@
 #include <event2/event.h>
 #include <event2/http.h>
 #include <jansson.h>
+#include <pthread.h>
 #include <stddef.h>
 
 #include "cs_audit.h"
@@ -16,9 +17,19 @@
 #define CS_MAX_QUERY 32
 #define CS_MAX_HDRS  64
 
+struct cs_loop;
+
+/* Threading: every loop (one thread each, its own listening socket on the
+ * shared port through SO_REUSEPORT) reads, parses and writes HTTP on its
+ * own; everything below, and the model, audit and faults, is touched only
+ * with lock held.  cs_server.c takes it around each call's whole handling
+ * (route, handler, serialization of the reply), so handlers need no locking
+ * of their own.  Recursive: evhttp may call a close callback from inside a
+ * locked section. */
 typedef struct cs_server {
-    struct event_base *base; /* borrowed from main */
-    struct evhttp *http;
+    pthread_mutex_t lock;
+    struct cs_loop *loops; /* owned, nloops of them */
+    int nloops;
     cs_model *m;
     cs_audit *audit;
     cs_faults *faults;
@@ -33,6 +44,7 @@ typedef struct cs_server {
 
 typedef struct cs_call {
     cs_server *srv;
+    struct event_base *base; /* the loop the call came in on, borrowed */
     struct evhttp_request *req;
     const char *method;
     char *uri;              /* raw request-target, owned */
@@ -60,7 +72,8 @@ typedef struct cs_call {
     int hanging;
     /* the reply being built */
     int status;
-    json_t *out; /* JSON body, or NULL for none */
+    json_t *out;           /* JSON body, or NULL for none */
+    const char *out_ctype; /* its Content-Type, a string literal; NULL = application/json */
     int retry_after;
     const char *fault_label; /* for the request log */
 } cs_call;
@@ -101,12 +114,15 @@ void cs_admin_handle(cs_call *c); /* /admin/..., /healthz */
 
 /* ---- server ---- */
 
-/* Starts serving on the bound, listening socket fd (taken over).  Returns 0
- * or -1.  The server struct is the caller's; its model, audit and faults
- * must be set. */
-int cs_server_start(cs_server *s, int fd);
-/* Stops serving and frees held calls.  Accepts a never-started server. */
+/* Starts one loop thread per bound, listening socket of fds (nfds of them,
+ * all taken over, closed on failure too).  Returns 0 or -1.  The server
+ * struct is the caller's; its model, audit and faults must be set. */
+int cs_server_start(cs_server *s, const int *fds, int nfds);
+/* Stops every loop, joins the threads, frees held calls.  Accepts a
+ * never-started (zeroed) server.  Not from a loop thread. */
 void cs_server_stop(cs_server *s);
+/* Calls each loop has taken in since start, [n0, n1, ...]: new reference. */
+json_t *cs_server_loops_json(cs_server *s);
 /* Replaces the model (taken over), freeing the old one. */
 void cs_server_set_model(cs_server *s, cs_model *m);
 

@@ -22,6 +22,7 @@ typedef struct req_rec {
     short status;         /* 0 = no response yet (held, hanging) */
     signed char sig_ok;
     const char *fault;
+    const char *media; /* reply Content-Type when not plain application/json; static */
 } req_rec;
 
 typedef struct mut_rec {
@@ -117,6 +118,14 @@ void cs_audit_finish(cs_audit *a, unsigned long long seq, long long now_ms, int 
     r->fault = fault;
 }
 
+void cs_audit_media(cs_audit *a, unsigned long long seq, const char *media)
+{
+    req_rec *r = &a->reqs[seq % a->req_cap];
+
+    if (r->seq == seq)
+        r->media = media;
+}
+
 void cs_audit_mutation(cs_audit *a, long long now_ms, cs_mut_kind kind, const char *cluster,
                        const char *target, int changed, unsigned long long req_seq)
 {
@@ -162,6 +171,8 @@ json_t *cs_audit_requests_json(const cs_audit *a, unsigned long long since, size
         json_object_set_new(e, "signature_ok",
                             r->sig_ok < 0 ? json_null() : json_boolean(r->sig_ok));
         json_object_set_new(e, "fault", r->fault ? json_string(r->fault) : json_null());
+        if (r->media)
+            json_object_set_new(e, "content_type", json_string(r->media));
         json_object_set_new(e, "traceparent",
                             r->traceparent[0] ? json_string(r->traceparent) : json_null());
         json_object_set_new(e, "user_agent",

@@ -38,6 +38,11 @@ unsigned long long cs_audit_request(cs_audit *a, long long now_ms, const char *m
 void cs_audit_finish(cs_audit *a, unsigned long long seq, long long now_ms, int status, int sig_ok,
                      const char *fault);
 
+/* Notes the reply's Content-Type (a static string) when it is not plain
+ * application/json, e.g. a PartialObjectMetadataList; shown as
+ * "content_type" in the request log. */
+void cs_audit_media(cs_audit *a, unsigned long long seq, const char *media);
+
 /* Records one successful mutating call.  changed: whether state changed.  The
  * User-Agent of request req_seq is kept with it (if still in the ring). */
 void cs_audit_mutation(cs_audit *a, long long now_ms, cs_mut_kind kind, const char *cluster,

@@ -361,21 +361,80 @@ typedef struct pod_owner {
     const char *ns, *name;
 } pod_owner;
 
-static json_t *pod_json(const cs_model *m, const cs_cluster *cl, long i, const pod_owner *o,
-                        const char *node)
+static json_t *pod_meta(const cs_model *m, const cs_cluster *cl, long i, const pod_owner *o)
 {
-    char name[300], uid[64], ip[32];
+    char name[300], uid[64];
 
     snprintf(name, sizeof(name), "%s-%05ld", o->name, i);
     snprintf(uid, sizeof(uid), "0000%04lx-pod0-4000-8000-%012lx", (unsigned long)(cl->rv & 0xffff),
              (unsigned long)i);
+    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:{s:s}}", "name", name, "namespace", o->ns, "uid",
+                     uid, "resourceVersion", "1", "creationTimestamp", m->created, "labels", "app",
+                     o->name);
+}
+
+/* A Pod, or with meta only its PartialObjectMetadata (what the API server
+ * sends for a list read with Accept ...;as=PartialObjectMetadataList...). */
+static json_t *pod_json(const cs_model *m, const cs_cluster *cl, long i, const pod_owner *o,
+                        const char *node, int meta)
+{
+    char ip[32];
+
+    if (meta)
+        return json_pack("{s:s, s:s, s:o}", "kind", "PartialObjectMetadata", "apiVersion",
+                         "meta.k8s.io/v1", "metadata", pod_meta(m, cl, i, o));
     snprintf(ip, sizeof(ip), "10.0.%ld.%ld", (i / 250) % 256, 2 + i % 250);
-    return json_pack("{s:{s:s, s:s, s:s, s:s, s:s, s:{s:s}}, s:{s:s, s:[{s:s, s:s}]},"
-                     " s:{s:s, s:s}}",
-                     "metadata", "name", name, "namespace", o->ns, "uid", uid, "resourceVersion",
-                     "1", "creationTimestamp", m->created, "labels", "app", o->name, "spec",
-                     "nodeName", node, "containers", "name", o->name, "image",
-                     "registry.example/app:1.0", "status", "phase", "Running", "podIP", ip);
+    return json_pack("{s:o, s:{s:s, s:[{s:s, s:s}]}, s:{s:s, s:s}}", "metadata",
+                     pod_meta(m, cl, i, o), "spec", "nodeName", node, "containers", "name", o->name,
+                     "image", "registry.example/app:1.0", "status", "phase", "Running", "podIP",
+                     ip);
+}
+
+/* One media range of an Accept header, s[0..n): its type and whether its
+ * parameters ask for a PartialObjectMetadataList of meta.k8s.io/v1. */
+static void media_range(const char *s, size_t n, char *type, size_t tlen, int *meta_list)
+{
+    char buf[512], *save = NULL;
+    int as = 0, g = 0, v = 0;
+
+    snprintf(buf, sizeof(buf), "%.*s", (int)(n < sizeof(buf) ? n : sizeof(buf) - 1), s);
+    char *tok = strtok_r(buf, ";", &save);
+    snprintf(type, tlen, "%s", tok ? tok + strspn(tok, " \t") : "");
+    type[strcspn(type, " \t")] = '\0';
+    for (tok = strtok_r(NULL, ";", &save); tok != NULL; tok = strtok_r(NULL, ";", &save)) {
+        tok += strspn(tok, " \t");
+        tok[strcspn(tok, " \t")] = '\0';
+        as |= is(tok, "as=PartialObjectMetadataList");
+        g |= is(tok, "g=meta.k8s.io");
+        v |= is(tok, "v=v1");
+    }
+    *meta_list = as && g && v;
+}
+
+/* The form a list is answered in, by the first media range of Accept that
+ * cloudsim serves: 1 PartialObjectMetadataList, 0 the full list (also when
+ * no Accept came), -1 none acceptable (the reply, 406, is built). */
+static int list_form(cs_call *c)
+{
+    const char *acc = cs_header(c, "Accept");
+    char type[128];
+    int meta;
+
+    if (acc == NULL || *acc == '\0')
+        return 0;
+    for (const char *p = acc; *p;) {
+        size_t n = strcspn(p, ",");
+        media_range(p, n, type, sizeof(type), &meta);
+        if (is(type, "application/json") && meta)
+            return 1;
+        if (is(type, "application/json") || is(type, "*/*") || is(type, "application/*"))
+            return 0;
+        p += n + (p[n] == ',');
+    }
+    cs_reply_k8s(c, 406, "NotAcceptable", NULL, NULL,
+                 "only the following media types are accepted: application/json, "
+                 "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1");
+    return -1;
 }
 
 static unsigned long token_hash(const char *s)
@@ -405,12 +464,15 @@ static void pods(cs_call *c, cs_cluster *cl, const char *ns)
     long limit = lim ? strtol(lim, NULL, 10) : 0, start = 0;
     pod_owner owners[256];
     const char *node_names[256];
-    int nown = 0, nnodes = 0;
+    int nown = 0, nnodes = 0, meta;
 
     if (!is(c->method, "GET")) {
         method_not_allowed(c);
         return;
     }
+    meta = list_form(c);
+    if (meta < 0)
+        return;
     if (cont && *cont) {
         long long epoch;
         unsigned long h;
@@ -444,10 +506,11 @@ static void pods(cs_call *c, cs_cluster *cl, const char *ns)
         const pod_owner *o = &owners[i % nown];
         if (ns && !is(ns, o->ns))
             continue;
-        json_array_append_new(items,
-                              pod_json(m, cl, i, o, nnodes ? node_names[i % nnodes] : "node"));
+        json_array_append_new(
+            items, pod_json(m, cl, i, o, nnodes ? node_names[i % nnodes] : "node", meta));
     }
-    json_t *list = list_of(cl, "PodList", "v1", items);
+    json_t *list = meta ? list_of(cl, "PartialObjectMetadataList", "meta.k8s.io/v1", items)
+                        : list_of(cl, "PodList", "v1", items);
     if (i < cl->pods && limit > 0) {
         char tok[96];
         snprintf(tok, sizeof(tok), "c1.%lld.%ld.%lx", m->pods_epoch, i, token_hash(cl->id));
@@ -457,6 +520,8 @@ static void pods(cs_call *c, cs_cluster *cl, const char *ns)
             json_object_set_new(meta, "remainingItemCount", json_integer(cl->pods - i));
     }
     cs_reply_json(c, 200, list);
+    if (meta)
+        c->out_ctype = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1";
 }
 
 /* ---------------------------------------------------------------- workloads */

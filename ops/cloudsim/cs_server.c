@@ -17,12 +17,35 @@
 #include <event2/bufferevent.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cs_api.h"
 #include "cs_auth.h"
 #include "mb_log.h"
 
 #define MAX_BODY (12 * 1024 * 1024) /* AK/SK requests are limited to 12 MB */
+
+/* One event loop on its own thread and its own listening socket. */
+typedef struct cs_loop {
+    cs_server *srv;
+    struct event_base *base; /* owned */
+    struct evhttp *http;     /* owned */
+    int wake[2];             /* a byte on wake[1] stops the loop (from cs_server_stop) */
+    struct event *wake_ev;
+    pthread_t thread;
+    int running;              /* the thread was started */
+    unsigned long long calls; /* taken in (under the server lock) */
+} cs_loop;
+
+static void lock(cs_server *s)
+{
+    pthread_mutex_lock(&s->lock);
+}
+
+static void unlock(cs_server *s)
+{
+    pthread_mutex_unlock(&s->lock);
+}
 
 static long long wall_ms(void)
 {
@@ -38,6 +61,7 @@ static void reply_reset(cs_call *c)
 {
     json_decref(c->out);
     c->out = NULL;
+    c->out_ctype = NULL;
     c->retry_after = 0;
 }
 
@@ -260,7 +284,7 @@ static void split_query(cs_call *c)
     }
 }
 
-static cs_call *call_new(cs_server *s, struct evhttp_request *req)
+static cs_call *call_new(cs_server *s, struct event_base *base, struct evhttp_request *req)
 {
     cs_call *c = calloc(1, sizeof(*c));
     const char *uri = evhttp_request_get_uri(req);
@@ -268,6 +292,7 @@ static cs_call *call_new(cs_server *s, struct evhttp_request *req)
     if (c == NULL)
         return NULL;
     c->srv = s;
+    c->base = base;
     c->req = req;
     c->sig_ok = -1;
     c->now_ms = wall_ms();
@@ -337,7 +362,7 @@ static void call_send(cs_call *c)
     if (c->out && buf) {
         /* One serialization, handed to the buffer without a copy. */
         char *text = json_dumps(c->out, JSON_COMPACT);
-        evhttp_add_header(oh, "Content-Type", "application/json");
+        evhttp_add_header(oh, "Content-Type", c->out_ctype ? c->out_ctype : "application/json");
         if (text && evbuffer_add_reference(buf, text, strlen(text), free_dump, NULL) < 0)
             free(text);
     }
@@ -345,6 +370,8 @@ static void call_send(cs_call *c)
     if (buf)
         evbuffer_free(buf);
     cs_audit_finish(c->srv->audit, c->seq, wall_ms(), c->status, c->sig_ok, c->fault_label);
+    if (c->out && c->out_ctype)
+        cs_audit_media(c->srv->audit, c->seq, c->out_ctype);
     call_free(c);
 }
 
@@ -380,13 +407,16 @@ static void held_unlink(cs_call *c)
 static void on_hang_close(struct evhttp_connection *evcon, void *arg)
 {
     cs_call *c = arg;
+    cs_server *s = c->srv;
 
     (void)evcon;
+    lock(s);
     held_unlink(c);
-    cs_audit_finish(c->srv->audit, c->seq, wall_ms(), 0, c->sig_ok, "hang");
+    cs_audit_finish(s->audit, c->seq, wall_ms(), 0, c->sig_ok, "hang");
     if (evhttp_request_get_connection(c->req) == NULL)
         evhttp_request_free(c->req);
     call_free(c);
+    unlock(s);
 }
 
 /* evhttp does not read from a connection while its request awaits an answer,
@@ -394,6 +424,7 @@ static void on_hang_close(struct evhttp_connection *evcon, void *arg)
 static void on_hang_readable(evutil_socket_t fd, short what, void *arg)
 {
     cs_call *c = arg;
+    cs_server *s = c->srv;
     char b;
 
     (void)what;
@@ -405,8 +436,10 @@ static void on_hang_readable(evutil_socket_t fd, short what, void *arg)
     if (n < 0 && (errno == EAGAIN || errno == EINTR))
         return;
     struct evhttp_connection *evcon = evhttp_request_get_connection(c->req);
+    lock(s);
     held_unlink(c);
     call_free(c);
+    unlock(s);
     if (evcon) {
         evhttp_connection_set_closecb(evcon, NULL, NULL);
         evhttp_connection_free(evcon); /* frees the request with it */
@@ -431,7 +464,7 @@ static void hang(cs_call *c)
     struct bufferevent *bev = evhttp_connection_get_bufferevent(evcon);
     evutil_socket_t fd = bev ? bufferevent_getfd(bev) : -1;
     if (fd >= 0) {
-        c->watch = event_new(c->srv->base, fd, EV_READ | EV_PERSIST, on_hang_readable, c);
+        c->watch = event_new(c->base, fd, EV_READ | EV_PERSIST, on_hang_readable, c);
         if (c->watch)
             event_add(c->watch, NULL);
     }
@@ -563,18 +596,21 @@ static void process(cs_call *c)
 static void on_delay(evutil_socket_t fd, short what, void *arg)
 {
     cs_call *c = arg;
+    cs_server *s = c->srv;
 
     (void)fd;
     (void)what;
+    lock(s);
     held_unlink(c);
     c->now_ms = wall_ms();
     process(c);
+    unlock(s);
 }
 
-static void on_request(struct evhttp_request *req, void *arg)
+static void handle(cs_loop *l, struct evhttp_request *req)
 {
-    cs_server *s = arg;
-    cs_call *c = call_new(s, req);
+    cs_server *s = l->srv;
+    cs_call *c = call_new(s, l->base, req);
 
     if (c == NULL) {
         evhttp_send_error(req, 500, "out of memory");
@@ -597,7 +633,7 @@ static void on_request(struct evhttp_request *req, void *arg)
         return;
     }
     struct timeval tv = {delay / 1000, (delay % 1000) * 1000};
-    c->timer = evtimer_new(s->base, on_delay, c);
+    c->timer = evtimer_new(c->base, on_delay, c);
     if (c->timer == NULL || evtimer_add(c->timer, &tv) < 0) {
         process(c);
         return;
@@ -605,41 +641,156 @@ static void on_request(struct evhttp_request *req, void *arg)
     held_link(c);
 }
 
+/* The whole handling of a call holds the server lock: the model, audit,
+ * faults and held list are shared by every loop, and a reply may share
+ * objects with the model until it is serialized (call_send). */
+static void on_request(struct evhttp_request *req, void *arg)
+{
+    cs_loop *l = arg;
+
+    lock(l->srv);
+    l->calls++;
+    handle(l, req);
+    unlock(l->srv);
+}
+
 /* ---------------------------------------------------------------- server */
 
-int cs_server_start(cs_server *s, int fd)
+static void on_wake(evutil_socket_t fd, short what, void *arg)
 {
-    s->http = evhttp_new(s->base);
-    if (s->http == NULL)
+    cs_loop *l = arg;
+
+    (void)fd;
+    (void)what;
+    event_base_loopbreak(l->base);
+}
+
+static void *loop_main(void *arg)
+{
+    cs_loop *l = arg;
+
+    event_base_dispatch(l->base);
+    return NULL;
+}
+
+/* A loop's base, HTTP server on fd (taken over) and wake pipe.  0 or -1. */
+static int loop_init(cs_server *s, cs_loop *l, int fd)
+{
+    /* The changelist folds evhttp's per-request enable/disable of read and
+     * write interest into one epoll_ctl per fd per loop turn. */
+    struct event_config *cfg = event_config_new();
+
+    l->srv = s;
+    if (cfg)
+        event_config_set_flag(cfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+    l->base = cfg ? event_base_new_with_config(cfg) : NULL;
+    event_config_free(cfg);
+    if (l->base == NULL || pipe(l->wake) < 0) {
+        close(fd);
         return -1;
-    evhttp_set_allowed_methods(s->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
+    }
+    l->wake_ev = event_new(l->base, l->wake[0], EV_READ, on_wake, l);
+    l->http = evhttp_new(l->base);
+    if (l->wake_ev == NULL || event_add(l->wake_ev, NULL) < 0 || l->http == NULL) {
+        close(fd);
+        return -1;
+    }
+    evhttp_set_allowed_methods(l->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
                                             EVHTTP_REQ_DELETE | EVHTTP_REQ_PATCH | EVHTTP_REQ_HEAD |
                                             EVHTTP_REQ_OPTIONS);
-    evhttp_set_max_body_size(s->http, MAX_BODY);
+    evhttp_set_max_body_size(l->http, MAX_BODY);
     /* Idle and hanging connections stay until the client gives up. */
-    evhttp_set_timeout(s->http, 3600);
-    evhttp_set_gencb(s->http, on_request, s);
-    if (evhttp_accept_socket_with_handle(s->http, fd) == NULL) {
-        evhttp_free(s->http);
-        s->http = NULL;
+    evhttp_set_timeout(l->http, 3600);
+    evhttp_set_gencb(l->http, on_request, l);
+    if (evhttp_accept_socket_with_handle(l->http, fd) == NULL) {
+        close(fd);
         return -1;
+    }
+    return 0;
+}
+
+int cs_server_start(cs_server *s, const int *fds, int nfds)
+{
+    pthread_mutexattr_t ma;
+    int i;
+
+    pthread_mutexattr_init(&ma);
+    pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_RECURSIVE);
+    pthread_mutex_init(&s->lock, &ma);
+    pthread_mutexattr_destroy(&ma);
+    s->loops = calloc((size_t)(nfds > 0 ? nfds : 1), sizeof(*s->loops));
+    s->nloops = s->loops ? nfds : 0;
+    for (i = 0; i < s->nloops; i++) /* cs_server_stop closes only what was opened */
+        s->loops[i].wake[0] = s->loops[i].wake[1] = -1;
+    for (i = 0; i < s->nloops; i++) {
+        if (loop_init(s, &s->loops[i], fds[i]) < 0)
+            break;
+    }
+    if (s->loops == NULL || i < s->nloops) {
+        for (int k = s->loops ? i + 1 : 0; k < nfds; k++)
+            close(fds[k]);
+        return -1;
+    }
+    for (i = 0; i < s->nloops; i++) {
+        if (pthread_create(&s->loops[i].thread, NULL, loop_main, &s->loops[i]) != 0)
+            return -1;
+        s->loops[i].running = 1;
     }
     return 0;
 }
 
 void cs_server_stop(cs_server *s)
 {
-    if (s->http) {
-        /* Frees every connection and its requests; hanging calls hear it
-         * through their close callbacks. */
-        evhttp_free(s->http);
-        s->http = NULL;
+    if (s->loops == NULL)
+        return;
+    for (int i = 0; i < s->nloops; i++) {
+        cs_loop *l = &s->loops[i];
+        if (l->running) {
+            /* a pipe write wakes the loop wherever it waits */
+            while (write(l->wake[1], "x", 1) < 0 && errno == EINTR)
+                ;
+            pthread_join(l->thread, NULL);
+            l->running = 0;
+        }
+    }
+    /* Every thread is gone: what follows runs alone.  Freeing each evhttp
+     * frees its connections and requests; hanging calls hear it through
+     * their close callbacks.  Delayed calls are freed from the held list
+     * before the bases their timers are on. */
+    for (int i = 0; i < s->nloops; i++) {
+        if (s->loops[i].http)
+            evhttp_free(s->loops[i].http);
+        s->loops[i].http = NULL;
     }
     while (s->held_list) {
         cs_call *c = s->held_list;
         held_unlink(c);
         call_free(c); /* its request went with its connection */
     }
+    for (int i = 0; i < s->nloops; i++) {
+        cs_loop *l = &s->loops[i];
+        if (l->wake_ev)
+            event_free(l->wake_ev);
+        if (l->base)
+            event_base_free(l->base);
+        if (l->wake[0] >= 0)
+            close(l->wake[0]);
+        if (l->wake[1] >= 0)
+            close(l->wake[1]);
+    }
+    free(s->loops);
+    s->loops = NULL;
+    s->nloops = 0;
+    pthread_mutex_destroy(&s->lock);
+}
+
+json_t *cs_server_loops_json(cs_server *s)
+{
+    json_t *a = json_array();
+
+    for (int i = 0; a && i < s->nloops; i++)
+        json_array_append_new(a, json_integer((json_int_t)s->loops[i].calls));
+    return a;
 }
 
 void cs_server_set_model(cs_server *s, cs_model *m)

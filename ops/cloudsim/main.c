@@ -36,6 +36,8 @@ static const char usage[] =
     "  --release-delete-ms N     DELETING -> gone after N ms (default 500)\n"
     "  --latency-ms N            add N ms to every cloud request (default 0)\n"
     "  --seed N                  seed of fault-injection randomness (default 1)\n"
+    "  --threads N               event loops, one thread each on the same port\n"
+    "                            (SO_REUSEPORT); default: online cores, at most 4\n"
     "  --no-auth                 accept requests without checking signatures\n"
     "  --kubectl-read            accept unsigned GETs under /k8s (kubectl); mutations\n"
     "                            always need a signature\n"
@@ -48,6 +50,8 @@ static const char usage[] =
     "Exit codes: 0 stopped by SIGTERM/SIGINT (or --sign/--help done), 1 runtime\n"
     "error, 2 usage or configuration error.\n";
 
+#define MAX_THREADS 64
+
 static volatile sig_atomic_t stopping;
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)
@@ -56,6 +60,15 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     stopping = 1;
     mb_info("cloudsim", "signal %d: stopping", (int)sig);
     event_base_loopbreak(arg);
+}
+
+/* One loop per online core, at most 4: past that the server lock, not
+ * the HTTP work, is what limits. */
+static int default_threads(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+    return n < 1 ? 1 : n > 4 ? 4 : (int)n;
 }
 
 static int parse_long(const char *s, long lo, long hi, long *out)
@@ -81,23 +94,17 @@ static void raise_nofile(void)
     }
 }
 
-/* A bound, listening, non-blocking IPv4 socket; the port actually bound goes
- * to *port.  Returns the fd or -1. */
-static int listen_on(const char *spec, int *port)
+/* A bound, listening, non-blocking IPv4 socket with SO_REUSEPORT, so that
+ * every loop can have its own on the same port; *port: 0 for a
+ * kernel-chosen one (then set to the port bound).  Returns the fd or -1. */
+static int listen_one(const char *host, int *port)
 {
-    char host[64];
-    const char *colon = strrchr(spec, ':');
-    long p;
     struct sockaddr_in sa = {0};
     socklen_t len = sizeof(sa);
     int one = 1;
 
-    if (colon == NULL || (size_t)(colon - spec) >= sizeof(host) ||
-        parse_long(colon + 1, 0, 65535, &p) < 0)
-        return -1;
-    snprintf(host, sizeof(host), "%.*s", (int)(colon - spec), spec);
     sa.sin_family = AF_INET;
-    sa.sin_port = htons((unsigned short)p);
+    sa.sin_port = htons((unsigned short)*port);
     if (inet_pton(AF_INET, host, &sa.sin_addr) != 1)
         return -1;
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -105,13 +112,40 @@ static int listen_on(const char *spec, int *port)
         return -1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
     /* A deep backlog: 10,000 clients may connect at once. */
-    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 65535) < 0 ||
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0 ||
+        bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 65535) < 0 ||
         getsockname(fd, (struct sockaddr *)&sa, &len) < 0) {
         close(fd);
         return -1;
     }
     *port = ntohs(sa.sin_port);
     return fd;
+}
+
+/* n listening sockets on the address of spec (HOST:PORT), all on the port
+ * the first one got.  Returns 0 with fds filled, or -1 (none left open). */
+static int listen_on(const char *spec, int *fds, int n, int *port)
+{
+    char host[64];
+    const char *colon = strrchr(spec, ':');
+    long p;
+
+    if (colon == NULL || (size_t)(colon - spec) >= sizeof(host) ||
+        parse_long(colon + 1, 0, 65535, &p) < 0)
+        return -1;
+    snprintf(host, sizeof(host), "%.*s", (int)(colon - spec), spec);
+    *port = (int)p;
+    for (int i = 0; i < n; i++) {
+        fds[i] = listen_one(host, port);
+        if (fds[i] < 0) {
+            int e = errno;
+            while (i-- > 0)
+                close(fds[i]);
+            errno = e;
+            return -1;
+        }
+    }
+    return 0;
 }
 
 static int write_addr_file(const char *path, const char *addr)
@@ -213,7 +247,7 @@ static int sign_main(int argc, char **argv)
 
 typedef struct opts {
     const char *listen, *addr_file, *scenario;
-    long install_ms, delete_ms, latency_ms, seed;
+    long install_ms, delete_ms, latency_ms, seed, threads;
     int no_auth, kubectl_read;
 } opts;
 
@@ -227,6 +261,7 @@ static int parse_opts(int argc, char **argv, opts *o)
         {"release-delete-ms", required_argument, NULL, 'd'},
         {"latency-ms", required_argument, NULL, 'L'},
         {"seed", required_argument, NULL, 'S'},
+        {"threads", required_argument, NULL, 'T'},
         {"no-auth", no_argument, NULL, 'n'},
         {"kubectl-read", no_argument, NULL, 'k'},
         {"help", no_argument, NULL, 'h'},
@@ -248,6 +283,7 @@ static int parse_opts(int argc, char **argv, opts *o)
         case 'd': target = &o->delete_ms; break;
         case 'L': target = &o->latency_ms; break;
         case 'S': target = &o->seed; break;
+        case 'T': target = &o->threads; break;
         case 'n': o->no_auth = 1; break;
         case 'k': o->kubectl_read = 1; break;
         case 'h': fputs(usage, stdout); exit(0);
@@ -263,6 +299,10 @@ static int parse_opts(int argc, char **argv, opts *o)
             fprintf(stderr, "cloudsim: bad number '%s'\n", optarg);
             return -1;
         }
+    }
+    if (o->threads > MAX_THREADS) {
+        fprintf(stderr, "cloudsim: --threads at most %d\n", MAX_THREADS);
+        return -1;
     }
     if (optind != argc || o->listen == NULL || o->scenario == NULL) {
         fprintf(stderr, "cloudsim: %s%s (see cloudsim --help)\n",
@@ -280,6 +320,7 @@ int main(int argc, char **argv)
     char err[512], addr[96];
     json_error_t je;
     struct event *sigterm = NULL, *sigint = NULL;
+    struct event_base *sigbase = NULL;
     int port = 0, rc = 1;
 
     if (mb_version_flag(argc, argv, "cloudsim"))
@@ -309,42 +350,38 @@ int main(int argc, char **argv)
     s.kubectl_read = o.kubectl_read;
     s.audit = cs_audit_new(100000, 2000000);
     s.faults = cs_faults_new((uint64_t)o.seed);
-    /* The changelist folds evhttp's per-request enable/disable of read and
-     * write interest into one epoll_ctl per fd per loop turn. */
-    struct event_config *cfg = event_config_new();
-    if (cfg)
-        event_config_set_flag(cfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
-    s.base = cfg ? event_base_new_with_config(cfg) : NULL;
-    event_config_free(cfg);
-    if (s.audit == NULL || s.faults == NULL || s.base == NULL) {
+    sigbase = event_base_new(); /* signals only: the loops are cs_server's */
+    if (s.audit == NULL || s.faults == NULL || sigbase == NULL) {
         mb_error("cloudsim", "out of memory");
         goto out;
     }
-    int fd = listen_on(o.listen, &port);
-    if (fd < 0) {
+    int nthreads = o.threads > 0 ? (int)o.threads : default_threads();
+    int fds[MAX_THREADS];
+    if (listen_on(o.listen, fds, nthreads, &port) < 0) {
         mb_error("cloudsim", "cannot listen on %s: %s", o.listen, strerror(errno));
         rc = 2;
         goto out;
     }
-    if (cs_server_start(&s, fd) < 0) {
-        close(fd);
+    /* read before the loops start: from then on the model is theirs (under s.lock) */
+    size_t nclusters = cs_map_count(s.m->clusters);
+    int kubectl_read = s.kubectl_read || s.m->kubectl_read;
+    if (cs_server_start(&s, fds, nthreads) < 0) {
         mb_error("cloudsim", "cannot start the HTTP server");
         goto out;
     }
     snprintf(addr, sizeof(addr), "%.*s:%d", (int)(strrchr(o.listen, ':') - o.listen), o.listen,
              port);
-    sigterm = evsignal_new(s.base, SIGTERM, on_signal, s.base);
-    sigint = evsignal_new(s.base, SIGINT, on_signal, s.base);
+    sigterm = evsignal_new(sigbase, SIGTERM, on_signal, sigbase);
+    sigint = evsignal_new(sigbase, SIGINT, on_signal, sigbase);
     if (!sigterm || !sigint || evsignal_add(sigterm, NULL) < 0 || evsignal_add(sigint, NULL) < 0)
         goto out;
     if (o.addr_file && write_addr_file(o.addr_file, addr) < 0) {
         mb_error("cloudsim", "cannot write %s: %s", o.addr_file, strerror(errno));
         goto out;
     }
-    mb_info("cloudsim", "listening on %s (clusters %zu, auth %s, kubectl_read %s)", addr,
-            cs_map_count(s.m->clusters), s.no_auth ? "off" : "on",
-            s.kubectl_read || s.m->kubectl_read ? "on" : "off");
-    event_base_dispatch(s.base);
+    mb_info("cloudsim", "listening on %s (%d loops, clusters %zu, auth %s, kubectl_read %s)", addr,
+            nthreads, nclusters, s.no_auth ? "off" : "on", kubectl_read ? "on" : "off");
+    event_base_dispatch(sigbase);
     rc = stopping ? 0 : 1;
     mb_info("cloudsim", "stopped");
 out:
@@ -356,7 +393,7 @@ out:
     cs_model_free(s.m);
     cs_audit_free(s.audit);
     cs_faults_free(s.faults);
-    if (s.base)
-        event_base_free(s.base);
+    if (sigbase)
+        event_base_free(sigbase);
     return rc;
 }

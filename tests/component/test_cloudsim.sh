@@ -46,7 +46,7 @@ assert_eq 2 "$rc" "missing --scenario must exit 2"
 
 mb_start cloudsim "$CS" --listen 127.0.0.1:0 --addr-file "$TEST_TMP/cs.addr" \
     --scenario "$SCEN/basic.json" --release-install-ms 300 --release-delete-ms 3000 \
-    --kubectl-read --seed 7
+    --kubectl-read --seed 7 --threads 4
 wait_for 10 test -s "$TEST_TMP/cs.addr"
 ADDR=$(cat "$TEST_TMP/cs.addr")
 [[ "$ADDR" =~ ^127\.0\.0\.1:[0-9]+$ ]] || fail "bad addr file: $ADDR"
@@ -281,6 +281,35 @@ expect 410 '.reason == "Expired"' "expired continue token"
 call GET /k8s/c-good/api/v1/pods
 expect 200 '(.items | length) == 40' "unpaged pods"
 
+note "pods as PartialObjectMetadataList (kubectl's metadata-only read)"
+META='application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1'
+call GET "$P?limit=100" '' -H "Accept: $META,application/json"
+expect 200 '.kind == "PartialObjectMetadataList" and .apiVersion == "meta.k8s.io/v1"
+    and (.items | length) == 100 and all(.items[]; .kind == "PartialObjectMetadata"
+    and .apiVersion == "meta.k8s.io/v1" and .metadata.name != null and .spec == null
+    and .status == null) and .metadata.remainingItemCount == 150' "metadata page 1"
+total=100
+tok=$(json_get "$BODY" .metadata.continue)
+while [ -n "$tok" ] && [ "$tok" != null ]; do
+    call GET "$P?limit=100&continue=$tok" '' -H "Accept: $META,application/json"
+    expect 200 '.kind == "PartialObjectMetadataList"' "metadata next page"
+    total=$((total + $(json_get "$BODY" '.items | length')))
+    tok=$(json_get "$BODY" '.metadata.continue // empty')
+done
+assert_eq 250 "$total" "pod count over metadata pages"
+ctype=$(curl -sS -o /dev/null -w '%{content_type}' -H "Accept: $META,application/json" \
+    "http://$ADDR/k8s/c-good/api/v1/pods")
+assert_eq "$META" "$ctype" "Content-Type of a metadata list"
+ctype=$(curl -sS -o /dev/null -w '%{content_type}' "http://$ADDR/k8s/c-good/api/v1/pods")
+assert_eq application/json "$ctype" "Content-Type of a full list"
+call GET /k8s/c-good/api/v1/pods '' -H 'Accept: application/json'
+expect 200 '.kind == "PodList" and (.items | length) == 40 and .items[0].spec.nodeName != null' \
+    "plain Accept: full PodList"
+call GET /k8s/c-good/api/v1/pods '' -H 'Accept: application/json;as=Table;g=meta.k8s.io;v=v1, */*'
+expect 200 '.kind == "PodList"' "unserved form, then */*: full PodList"
+call GET /k8s/c-good/api/v1/pods '' -H 'Accept: application/yaml'
+expect 406 '.kind == "Status" and .reason == "NotAcceptable"' "no acceptable form: 406"
+
 note "workloads"
 call GET $K/apis/apps/v1/namespaces/kube-system/deployments/coredns
 expect 200 '.metadata.generation <= .status.observedGeneration
@@ -398,6 +427,23 @@ done
 assert_json "$(admin GET /admin/faults)" '.faults | length == 1'
 admin DELETE /admin/faults >/dev/null
 assert_json "$(admin GET /admin/faults)" '.faults | length == 0'
+
+note "four loops (--threads 4) share one state"
+assert_json "$(admin GET /healthz)" '.loops | length == 4' "four loops"
+NSU=$K/api/v1/namespaces/default
+admin POST /admin/faults '{"match":{"path_prefix":"'"$NSU"'"},"error_status":503,"count":50}' \
+    >/dev/null
+# never fires (skip outlasts the run): it only counts the calls it saw
+admin POST /admin/faults '{"match":{"path_prefix":"'"$NSU"'"},"error_status":500,"skip":1000000}' \
+    >/dev/null
+codes=$(seq 200 | xargs -P 16 -I{} curl -sS -o /dev/null -w '%{http_code}\n' "http://$ADDR$NSU")
+assert_eq 50 "$(grep -c '^503$' <<<"$codes")" "a counted fault fires exactly 50 times"
+assert_eq 150 "$(grep -c '^200$' <<<"$codes")" "and the other 150 calls pass"
+assert_json "$(admin GET /admin/faults)" '(.faults | length) == 1 and .faults[0].matched == 200 and
+    .faults[0].fired == 0' "the counted rule is spent; every call was seen once"
+# 200 connections spread by SO_REUSEPORT's hash: more than one loop took calls
+assert_json "$(admin GET /healthz)" '[.loops[] | select(. > 0)] | length >= 2' "calls on several loops"
+admin DELETE /admin/faults >/dev/null
 call GET $NODES
 expect 200 '' "faults cleared"
 bad=$(curl -s -o /dev/null -w '%{http_code}' -X POST "http://$ADDR/admin/faults" -d '{"error_rate":2}')

@@ -208,7 +208,6 @@ static void on_done(void *arg, const mb_error *e)
     r->err = *e;
 }
 
-
 /* Runs one call to completion; fails the test if done is not called. */
 #define CALL(env, r, expr)                                           \
     do {                                                             \
@@ -805,6 +804,27 @@ static int requests_matching(long long since, const char *needle, long status)
     return n;
 }
 
+/* Requests since `since` whose path holds needle and whose reply had the
+ * Content-Type media (the request log notes any but plain JSON). */
+static int media_matching(long long since, const char *needle, const char *media)
+{
+    json_t *j = NULL, *it;
+    size_t i;
+    int n = 0;
+    char path[64];
+    snprintf(path, sizeof(path), "/admin/requests?since=%lld", since);
+    admin("GET", path, NULL, &j);
+    json_array_foreach(json_object_get(j, "requests"), i, it)
+    {
+        const char *p = json_string_value(json_object_get(it, "path"));
+        const char *m = json_string_value(json_object_get(it, "content_type"));
+        if (p && strstr(p, needle) && m && strcmp(m, media) == 0)
+            n++;
+    }
+    json_decref(j);
+    return n;
+}
+
 static long long requests_total(void)
 {
     json_t *j = NULL;
@@ -830,6 +850,11 @@ static void test_pods_count_and_410(void **state)
     assert_int_equal(n, NPODS);
     assert_int_equal(requests_matching(since, "/api/v1/pods?limit=500", 200), 3);
     assert_int_equal(requests_matching(since, "continue=", 200), 2);
+    /* every page was asked for, and came back, as metadata only */
+    assert_int_equal(media_matching(since, "/api/v1/pods?limit=500",
+                                    "application/json;as=PartialObjectMetadataList;"
+                                    "g=meta.k8s.io;v=v1"),
+                     3);
 
     /* The continue token expires while the second page is on its way (the
      * second request is delayed, and the list epoch bumped meanwhile): the
@@ -1585,12 +1610,91 @@ static void test_basic_failures(void **state)
     mb_release_clear(&rel);
 }
 
+/* The tree-less page reader: the count and the token of valid lists, and
+ * every kind of invalid JSON refused as json_loadb would. */
+static void test_list_count(void **state)
+{
+    static const char *const bad[] = {
+        "",
+        "[]",
+        "{\"items\":[1,2]",
+        "{\"items\":[1,2]} x",
+        "{\"items\":[1,]}",
+        "{\"items\":[01]}",
+        "{\"items\":[1.]}",
+        "{\"items\":[-]}",
+        "{\"items\":[1e]}",
+        "{\"items\":[tru]}",
+        "{\"items\":{}}",
+        "{\"items\":\"x\"}",
+        "{\"items\":[\"a\tb\"]}",
+        "{\"items\":[\"\\x\"]}",
+        "{\"items\":[\"\\u12\"]}",
+        "{\"items\":[\"\\udc00\"]}",
+        "{\"items\":[\"\\ud800x\"]}",
+        "{\"items\":[\"\xc3\"]}",
+        "{\"items\":[\"\xc0\xaf\"]}",
+        "{\"items\":[\"\xed\xa0\x80\"]}",
+        "{\"items\":[],}",
+        "{\"items\" []}",
+        "{items:[]}",
+        "{\"metadata\":{\"continue\":\"a\\u0000b\"},\"items\":[]}",
+    };
+    char cont[16], deep[2000];
+    long n = -1;
+
+    (void)state;
+    const char *ok = " {\"kind\":\"PartialObjectMetadataList\",\"apiVersion\":\"meta.k8s.io/v1\","
+                     "\"metadata\":{\"resourceVersion\":\"7\",\"continue\":\"c1.\\u0041\\/x\","
+                     "\"remainingItemCount\":703},"
+                     "\"items\":[{\"metadata\":{\"name\":\"a\",\"labels\":{\"k\":[1,-2.5e+3,true,"
+                     "false,null]}}},{},\"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\\ud83d\\ude00\"]} ";
+    assert_int_equal(mb_k8s_list_count(ok, strlen(ok), &n, cont, sizeof(cont)), 0);
+    assert_int_equal(n, 3);
+    assert_string_equal(cont, "c1.A/x");
+    const char *last = "{\"items\":[],\"metadata\":{},\"x\":{\"items\":[1]}}";
+    assert_int_equal(mb_k8s_list_count(last, strlen(last), &n, cont, sizeof(cont)), 0);
+    assert_int_equal(n, 0);
+    assert_string_equal(cont, "");
+    const char *nul = "{\"items\":null,\"metadata\":{\"continue\":7}}";
+    assert_int_equal(mb_k8s_list_count(nul, strlen(nul), &n, cont, sizeof(cont)), 0);
+    assert_int_equal(n, 0);
+    assert_string_equal(cont, "");
+    const char *full = "{\"kind\":\"PodList\",\"items\":[{\"spec\":{}},{\"spec\":{}}]}";
+    assert_int_equal(mb_k8s_list_count(full, strlen(full), &n, cont, sizeof(cont)), 0);
+    assert_int_equal(n, 2);
+    /* a token that does not fit is refused, not cut */
+    const char *lng = "{\"metadata\":{\"continue\":\"0123456789abcdef\"},\"items\":[]}";
+    assert_int_equal(mb_k8s_list_count(lng, strlen(lng), &n, cont, sizeof(cont)), -1);
+    assert_string_equal(cont, "");
+    /* a NUL inside the body is not JSON */
+    assert_int_equal(mb_k8s_list_count("{\"items\":[]}\0", 13, &n, cont, sizeof(cont)), -1);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        n = -1;
+        if (mb_k8s_list_count(bad[i], strlen(bad[i]), &n, cont, sizeof(cont)) != -1)
+            fail_msg("accepted: %s", bad[i]);
+        assert_int_equal(n, 0);
+    }
+    /* nesting: 500 levels are fine, 600 are refused */
+    for (int depth = 500; depth <= 600; depth += 100) {
+        size_t k = 0;
+        k += (size_t)snprintf(deep + k, sizeof(deep) - k, "{\"items\":[");
+        for (int i = 0; i < depth; i++)
+            deep[k++] = '[';
+        for (int i = 0; i < depth; i++)
+            deep[k++] = ']';
+        k += (size_t)snprintf(deep + k, sizeof(deep) - k, "]}");
+        assert_int_equal(mb_k8s_list_count(deep, k, &n, cont, sizeof(cont)), depth == 500 ? 0 : -1);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest pure[] = {
         cmocka_unit_test(test_multiport_table),
         cmocka_unit_test(test_rule_allows),
         cmocka_unit_test(test_deployment_ready_rule),
+        cmocka_unit_test(test_list_count),
         cmocka_unit_test(test_new_checks_templates),
         cmocka_unit_test(test_immediate_failure_deferred),
     };

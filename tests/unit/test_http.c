@@ -129,6 +129,7 @@ typedef struct srv {
     char last_ctype[128];
     char last_body[256];
     char last_ua[128];
+    char last_accept[160];
     struct evhttp_request *hung[64];
     int nhung;
 } srv;
@@ -250,6 +251,8 @@ static void handle(struct evhttp_request *req, void *arg)
     snprintf(S.last_ctype, sizeof(S.last_ctype), "%s", v ? v : "");
     v = evhttp_find_header(in, "User-Agent");
     snprintf(S.last_ua, sizeof(S.last_ua), "%s", v ? v : "");
+    v = evhttp_find_header(in, "Accept");
+    snprintf(S.last_accept, sizeof(S.last_accept), "%s", v ? v : "");
 
     sig = verify_sig(req, body, blen);
     if (sig < 0) {
@@ -338,7 +341,6 @@ static void on_done(void *arg, const mb_http_resp *r, const mb_error *e)
     o->retry_after_ms = r ? r->retry_after_ms : -2;
     snprintf(o->body, sizeof(o->body), "%s", r ? r->body : "");
 }
-
 
 static char url_buf[256];
 static const char *url(const char *path)
@@ -445,6 +447,29 @@ static void test_signed_post_and_traceparent(void **state)
     assert_string_equal(S.last_traceparent, tp);
     assert_string_equal(S.last_ctype, "application/merge-patch+json");
     assert_string_equal(S.last_body, body);
+}
+
+/* Accept defaults to application/json; a caller's value goes as given (and
+ * is signed over like any request); a line break in it is refused. */
+static void test_accept(void **state)
+{
+    env *e = *state;
+    res r = {0}, r2 = {0};
+    mb_http_req rq = {.method = "GET", .url = url("/api/v1/pods?limit=500")};
+
+    assert_non_null(mb_http_request(e->h, &rq, on_done, &r));
+    run_until(e->base, &r.called, 1, 5000);
+    assert_int_equal(r.err.status, MB_OK);
+    assert_string_equal(S.last_accept, "application/json");
+    rq.accept = MB_HTTP_ACCEPT_META_LIST;
+    assert_non_null(mb_http_request(e->h, &rq, on_done, &r2));
+    run_until(e->base, &r2.called, 1, 5000);
+    assert_int_equal(r2.err.status, MB_OK);
+    assert_int_equal(S.signed_ok, 2);
+    assert_string_equal(S.last_accept, "application/json;as=PartialObjectMetadataList;"
+                                       "g=meta.k8s.io;v=v1,application/json");
+    rq.accept = "application/json\r\nX-Evil: 1";
+    assert_null(mb_http_request(e->h, &rq, on_done, &r2));
 }
 
 static void test_wrong_sk(void **state)
@@ -916,6 +941,7 @@ int main(void)
         cmocka_unit_test(test_retry_after),
         cmocka_unit_test_setup_teardown(test_parallel_keepalive, setup, teardown),
         cmocka_unit_test_setup_teardown(test_signed_post_and_traceparent, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_accept, setup, teardown),
         cmocka_unit_test_setup_teardown(test_wrong_sk, setup, teardown),
         cmocka_unit_test_setup_teardown(test_error_texts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_timeout, setup, teardown),
