@@ -206,8 +206,10 @@ static void note_service_link(const char *name, const char *eq)
     if (said)
         return;
     said = 1;
-    mb_info("kafka", "%.*s and other Kubernetes service-link variables are not librdkafka "
-            "settings: ignored", (int)(eq - name), name);
+    mb_info("kafka",
+            "%.*s and other Kubernetes service-link variables are not librdkafka "
+            "settings: ignored",
+            (int)(eq - name), name);
 }
 
 /* Collects the KAFKA_* variables, sorted. Returns the count, or -1 with err set. */
@@ -397,7 +399,8 @@ rd_kafka_conf_t *mb_kafka_producer_conf_new(const char *client_id, long default_
         snprintf(err, errlen,
                  "KAFKA_MESSAGE_TIMEOUT_MS: message.timeout.ms %s must be between 1 and %ld "
                  "(below the relay lease, less a margin): a status event must fail before "
-                 "its shard can pass to another worker", val, max_timeout_ms - 1);
+                 "its shard can pass to another worker",
+                 val, max_timeout_ms - 1);
         goto err;
     }
     return conf;
@@ -409,18 +412,16 @@ err:
 int mb_kafka_err_is_permanent(rd_kafka_resp_err_t err)
 {
     switch (err) {
-    case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:      /* local check or the broker's */
+    case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE: /* local check or the broker's */
     case RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE:
     case RD_KAFKA_RESP_ERR_INVALID_RECORD:
-    case RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC:          /* the cluster says it does not exist */
+    case RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC: /* the cluster says it does not exist */
     case RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART:
     case RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION:
-    case RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION:         /* invalid topic name */
+    case RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION: /* invalid topic name */
     case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
-    case RD_KAFKA_RESP_ERR_POLICY_VIOLATION:
-        return 1;
-    default:
-        return 0;
+    case RD_KAFKA_RESP_ERR_POLICY_VIOLATION: return 1;
+    default: return 0;
     }
 }
 

@@ -862,8 +862,7 @@ static void header_text(const mb_order_header *h, char *buf, size_t len)
 
 /* "application/cloudevents+json" with nothing or parameters after it. */
 /* The value as the envelope, NUL-terminated (new, free()). */
-static int copy_value(const void *value, size_t len, char **out, size_t *out_len,
-                      mb_order_err *err)
+static int copy_value(const void *value, size_t len, char **out, size_t *out_len, mb_order_err *err)
 {
     *out = malloc(len + 1);
     if (!*out)

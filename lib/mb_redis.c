@@ -317,11 +317,10 @@ redisContext *mb_redis_connect(const mb_redis_url *u, int timeout_ms, mb_error *
     }
     if (c->err) {
         if (u->is_unix)
-            mb_error_set(err, MB_AGAIN, "RedisConnection", "connect %s: %s", u->path,
-                         c->errstr);
+            mb_error_set(err, MB_AGAIN, "RedisConnection", "connect %s: %s", u->path, c->errstr);
         else
-            mb_error_set(err, MB_AGAIN, "RedisConnection", "connect %s:%d: %s", u->host,
-                         u->port, c->errstr);
+            mb_error_set(err, MB_AGAIN, "RedisConnection", "connect %s:%d: %s", u->host, u->port,
+                         c->errstr);
         goto err;
     }
     if (redisSetTimeout(c, tv) != REDIS_OK) {

@@ -127,10 +127,10 @@ static const struct {
 };
 
 /* Marks "leave this field as it is" in checkpoint arguments. */
-#define UNCHANGED "\1"
-#define RAW_KEEP_MAX 65536
-#define INDEX_PREFIX "mb:order:"
-#define LIST_PAGE 200
+#define UNCHANGED      "\1"
+#define RAW_KEEP_MAX   65536
+#define INDEX_PREFIX   "mb:order:"
+#define LIST_PAGE      200
 #define BACKOFF_MIN_MS 50
 #define BACKOFF_MAX_MS 2000
 
@@ -621,8 +621,7 @@ static void free_cmds(cmd *c, size_t n)
 
 /* A script's error reply as a status: our own refusals are permanent with a code, the
  * rest (syntax, OOM, wrong type) mean a bug or a broken server. */
-static mb_status script_error(const redisReply *r, const char *what, const char *id,
-                              mb_error *err)
+static mb_status script_error(const redisReply *r, const char *what, const char *id, mb_error *err)
 {
     const char *msg = r->str;
 
@@ -853,7 +852,7 @@ static mb_job *job_from_hash(const redisReply *r)
     }
     /* Fields a record may lack default to empty, so callers never test for NULL. */
     static const redisReply empty = {.type = REDIS_REPLY_STRING, .str = (char *)"", .len = 0};
-    char **strs[] = {&j->order_id,   &j->key,       &j->status,     &j->step,
+    char **strs[] = {&j->order_id,    &j->key,        &j->status,    &j->step,
                      &j->traceparent, &j->error_code, &j->error_msg, &j->lease_owner};
     for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++)
         if (*strs[i] == NULL)
@@ -884,7 +883,8 @@ static int accept_cmd(mb_store *st, const mb_accept *q, cmd *c, mb_error *err)
     c->nkeys = 6;
     if (!id_ok(q->order_id, 64) || !id_ok(q->account_id, 64) || !id_ok(q->mesh_name, 64) ||
         !tp_ok(q->traceparent) || q->order_json == NULL) {
-        mb_error_set(err, MB_PERM, "BadRequest", "accept: bad order id, account, mesh name "
+        mb_error_set(err, MB_PERM, "BadRequest",
+                     "accept: bad order id, account, mesh name "
                      "or traceparent");
         return -1;
     }
@@ -902,8 +902,10 @@ static int accept_cmd(mb_store *st, const mb_accept *q, cmd *c, mb_error *err)
     args_str(&c->a, q->order_json);
     args_str(&c->a, q->traceparent);
     if (args_event(&c->a, q->accepted_event) < 0 || args_event(&c->a, q->conflict_event) < 0) {
-        mb_error_set(err, MB_PERM, "BadRequest", "accept %s: status event is not an object "
-                     "with a data object", q->order_id);
+        mb_error_set(err, MB_PERM, "BadRequest",
+                     "accept %s: status event is not an object "
+                     "with a data object",
+                     q->order_id);
         return -1;
     }
     args_str(&c->a, q->saga && q->saga[0] ? q->saga : "create");
@@ -1261,8 +1263,10 @@ static int checkpoint_cmd(mb_store *st, const mb_checkpoint *k, cmd *c, mb_error
     args_ll(&c->a, (long long)k->n_events);
     for (size_t i = 0; i < k->n_events; i++) {
         if (args_event_tp(&c->a, k->events[i]) < 0) {
-            mb_error_set(err, MB_PERM, "BadRequest", "checkpoint %s: event %zu is not an "
-                         "object with a data object", k->order_id, i);
+            mb_error_set(err, MB_PERM, "BadRequest",
+                         "checkpoint %s: event %zu is not an "
+                         "object with a data object",
+                         k->order_id, i);
             return -1;
         }
     }
@@ -1381,8 +1385,8 @@ mb_status mb_store_renew(mb_store *st, const mb_lease_ref *refs, size_t n, long 
 
 /* The shard of order_id: from mesh_key when given, else from the order index.
  * *shard = -1 when unknown. */
-static mb_status find_shard(mb_store *st, const char *order_id, const char *mesh_key,
-                            int *shard, mb_error *err)
+static mb_status find_shard(mb_store *st, const char *order_id, const char *mesh_key, int *shard,
+                            mb_error *err)
 {
     cmd c;
     redisReply *r = NULL;
@@ -1490,8 +1494,7 @@ mb_status mb_store_requeue(mb_store *st, const char *order_id, mb_error *err)
     return s;
 }
 
-static mb_status hgetall(mb_store *st, int shard, const char *order_id, mb_job **out,
-                         mb_error *err)
+static mb_status hgetall(mb_store *st, int shard, const char *order_id, mb_job **out, mb_error *err)
 {
     cmd c;
     redisReply *r = NULL;
@@ -1552,8 +1555,8 @@ mb_status mb_store_history(mb_store *st, const mb_job *job, json_t **out, mb_err
     return *out ? MB_OK : MB_FATAL;
 }
 
-mb_status mb_store_scan(mb_store *st, const char *status,
-                        int (*fn)(void *arg, const mb_job *job), void *arg, mb_error *err)
+mb_status mb_store_scan(mb_store *st, const char *status, int (*fn)(void *arg, const mb_job *job),
+                        void *arg, mb_error *err)
 {
     for (int shard = 0; shard < st->shards; shard++) {
         char cursor[32] = "0";
@@ -1634,8 +1637,8 @@ static mb_status list_statuses(mb_store *st, int shard, redisReply **r, mb_error
  * records that still exist and still have that status.  *more = 0 after the last page,
  * *stop = 1 when fn asked to stop. */
 static mb_status list_page(mb_store *st, int shard, const char *status, long start,
-                           int (*fn)(void *arg, const mb_job *job), void *arg, int *more,
-                           int *stop, mb_error *err)
+                           int (*fn)(void *arg, const mb_job *job), void *arg, int *more, int *stop,
+                           mb_error *err)
 {
     cmd c, *gets = NULL;
     redisReply *r = NULL, **recs = NULL;
@@ -1778,8 +1781,8 @@ static mb_status list_backfill(mb_store *st, const char *status,
     return s;
 }
 
-mb_status mb_store_list(mb_store *st, const char *status,
-                        int (*fn)(void *arg, const mb_job *job), void *arg, mb_error *err)
+mb_status mb_store_list(mb_store *st, const char *status, int (*fn)(void *arg, const mb_job *job),
+                        void *arg, mb_error *err)
 {
     int stop = 0, indexed = 0;
     mb_status bs;
@@ -2129,8 +2132,7 @@ mb_status mb_store_depths(mb_store *st, long long now_ms, mb_store_depth *depth,
     }
     s = pipeline(st, cmds, n, rep, err);
     for (size_t i = 0; i < ns; i++) {
-        long long *f[4] = {&depth[i].outbox, &depth[i].due, &depth[i].delayed,
-                           &depth[i].attention};
+        long long *f[4] = {&depth[i].outbox, &depth[i].due, &depth[i].delayed, &depth[i].attention};
         for (int k = 0; k < 4; k++) {
             redisReply *r = rep[4 * i + (size_t)k];
             *f[k] = s == MB_OK && r && r->type == REDIS_REPLY_INTEGER ? r->integer : 0;

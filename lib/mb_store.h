@@ -14,7 +14,7 @@
 typedef struct mb_store mb_store;
 
 #define MB_STORE_DEFAULT_SHARDS 16
-#define MB_STORE_MAX_SHARDS 1024
+#define MB_STORE_MAX_SHARDS     1024
 
 /* Opens a store over REDIS_URL-style url (borrowed for the call).  Connecting is lazy:
  * the first call (or mb_store_ping) connects, loads the scripts, and checks that the
@@ -69,20 +69,20 @@ mb_status mb_store_time_ms(mb_store *st, long long *now_ms, mb_error *err);
 
 /* One job as stored.  Everything is owned by the struct (mb_job_free). */
 typedef struct mb_job {
-    char *order_id;      /* the job id */
-    char *key;           /* "<account_id>/<mesh_name>": Kafka key, seq scope */
+    char *order_id; /* the job id */
+    char *key;      /* "<account_id>/<mesh_name>": Kafka key, seq scope */
     int shard;
-    json_t *order;       /* the order envelope as accepted; NULL for rejected orders */
-    json_t *state;       /* the saga's checkpoint document; {} at first */
-    char *status;        /* Accepted, Installing, Running, RollingBack, Failed, Cancelled */
-    char *step;          /* "" before the first step */
-    char *traceparent;   /* "" when the order had none */
-    char *error_code;    /* "" when none */
-    char *error_msg;     /* "" when none */
-    char *lease_owner;   /* "" when not leased */
-    char *saga;          /* the saga that runs it: "create" (also for records written before
+    json_t *order;     /* the order envelope as accepted; NULL for rejected orders */
+    json_t *state;     /* the saga's checkpoint document; {} at first */
+    char *status;      /* Accepted, Installing, Running, RollingBack, Failed, Cancelled */
+    char *step;        /* "" before the first step */
+    char *traceparent; /* "" when the order had none */
+    char *error_code;  /* "" when none */
+    char *error_msg;   /* "" when none */
+    char *lease_owner; /* "" when not leased */
+    char *saga;        /* the saga that runs it: "create" (also for records written before
                             the field) */
-    long long fence;     /* bumped by every claim: proves the lease in checkpoints */
+    long long fence;   /* bumped by every claim: proves the lease in checkpoints */
     long long lease_until_ms;
     long long created_ms, updated_ms;
     long long next_run_ms; /* 0 when terminal */
@@ -103,16 +103,16 @@ void mb_job_free_array(mb_job **jobs, size_t n); /* frees each and the array */
 
 /* ---- accept (intake) */
 typedef struct mb_accept {
-    const char *order_id;     /* borrowed for the call, as every field */
+    const char *order_id; /* borrowed for the call, as every field */
     const char *account_id;
     const char *mesh_name;
-    const char *order_json;   /* the envelope to store (NUL-terminated) */
-    const char *traceparent;  /* NULL or "" when none */
+    const char *order_json;       /* the envelope to store (NUL-terminated) */
+    const char *traceparent;      /* NULL or "" when none */
     const json_t *accepted_event; /* queued when the order is new */
     const json_t *conflict_event; /* queued when the name belongs to another order */
-    const char *saga; /* the saga the job runs; NULL = "create".  "delete" claims no
+    const char *saga;             /* the saga the job runs; NULL = "create".  "delete" claims no
                          name: it snapshots the mesh's create (mb_store.c) */
-    const char *mesh_id; /* the order's mesh id (mb_order_mesh_id), kept on the record; a
+    const char *mesh_id;          /* the order's mesh id (mb_order_mesh_id), kept on the record; a
                             delete's accepted_event gets its target's instead (NULL: none) */
 } mb_accept;
 
@@ -124,8 +124,8 @@ typedef enum mb_accept_verdict {
 
 typedef struct mb_accept_result {
     mb_accept_verdict verdict;
-    long long seq;      /* seq of the event queued (0 for duplicates) */
-    char other[80];     /* conflict: the order holding the name; duplicate: its status */
+    long long seq;  /* seq of the event queued (0 for duplicates) */
+    char other[80]; /* conflict: the order holding the name; duplicate: its status */
 } mb_accept_result;
 
 /* Runs n accepts in one round trip.  Each request gets st[i] (MB_OK with res[i], or its
@@ -138,9 +138,9 @@ mb_status mb_store_accept(mb_store *st, const mb_accept *reqs, size_t n, mb_acce
 /* ---- reject: an invalid order whose identity could be read */
 typedef struct mb_reject {
     const char *order_id, *account_id, *mesh_name; /* valid per mb_order rules */
-    const char *traceparent;                        /* NULL or "" */
-    const char *reason;                             /* why it was refused */
-    const void *raw;                                /* the message bytes (kept up to 64 KiB) */
+    const char *traceparent;                       /* NULL or "" */
+    const char *reason;                            /* why it was refused */
+    const void *raw;                               /* the message bytes (kept up to 64 KiB) */
     size_t raw_len;
     const json_t *failed_event; /* queued unless the order id is known */
 } mb_reject;
@@ -176,23 +176,23 @@ mb_status mb_store_stirs(mb_store *st, unsigned long long *wake, mb_error *err);
 
 /* ---- checkpoint */
 typedef struct mb_checkpoint {
-    const char *order_id;  /* the job, borrowed */
-    const char *key;       /* its mesh key */
-    long long fence;       /* the fence of the caller's lease */
-    const json_t *state;   /* new checkpoint document, or NULL = unchanged */
-    const char *status;    /* NULL = unchanged */
-    const char *step;      /* NULL = unchanged */
-    int attempt;           /* < 0 = unchanged */
+    const char *order_id;               /* the job, borrowed */
+    const char *key;                    /* its mesh key */
+    long long fence;                    /* the fence of the caller's lease */
+    const json_t *state;                /* new checkpoint document, or NULL = unchanged */
+    const char *status;                 /* NULL = unchanged */
+    const char *step;                   /* NULL = unchanged */
+    int attempt;                        /* < 0 = unchanged */
     const char *error_code, *error_msg; /* NULL = unchanged, "" = clear */
     /* < 0: terminal (off the due set, lease cleared).  0: the caller goes on with the job:
      * the lease is kept and extended to lease_ms from now.  > 0: the lease is released and
      * the job is due that many ms from now, for any worker.  "Now" is Redis's clock. */
     long long run_in_ms;
     long long lease_ms;
-    int release_name;      /* free the mesh name if this order holds it (compensated reserve) */
+    int release_name; /* free the mesh name if this order holds it (compensated reserve) */
     const char *release_name_of; /* with release_name: free it only if that order holds it
                                     (a delete frees its create's); NULL = this order */
-    const char *history;   /* a line for the job's history (capped list), NULL = none */
+    const char *history;         /* a line for the job's history (capped list), NULL = none */
     /* Makes a retry after a lost reply safe: when > 0 it must be the job's checkpoints + 1
      * (the job's count as claimed, plus one per checkpoint since).  A checkpoint whose ck
      * is already written is not applied twice: it succeeds with already_applied = 1 (so
@@ -257,14 +257,14 @@ mb_status mb_store_history(mb_store *st, const mb_job *job, json_t **out, mb_err
  * twice.  The first listing over data written before the index existed walks the keyspace
  * once instead (SCAN), indexing every job it meets.
  * fn gets a borrowed job; returning non-zero stops the walk. */
-mb_status mb_store_list(mb_store *st, const char *status,
-                        int (*fn)(void *arg, const mb_job *job), void *arg, mb_error *err);
+mb_status mb_store_list(mb_store *st, const char *status, int (*fn)(void *arg, const mb_job *job),
+                        void *arg, mb_error *err);
 
 /* Like mb_store_list but walks the keyspace with SCAN and one HGETALL a job: slow, for
  * records written before the status index.  Calls fn for every job whose status matches
  * status (NULL = all), shard by shard with SCAN (no blocking KEYS).  fn gets a borrowed job; returning non-zero stops the walk. */
-mb_status mb_store_scan(mb_store *st, const char *status,
-                        int (*fn)(void *arg, const mb_job *job), void *arg, mb_error *err);
+mb_status mb_store_scan(mb_store *st, const char *status, int (*fn)(void *arg, const mb_job *job),
+                        void *arg, mb_error *err);
 
 /* Makes a job due now, lease cleared (an SRE replay, after the caller reset its state
  * with a checkpoint if needed).  Bumps the fence so a worker still running it stops. */
@@ -304,11 +304,11 @@ typedef struct mb_rewrite {
     const char *status, *step;
     int attempt;
     const char *error_code, *error_msg;
-    const char *history;     /* a history line, NULL = none */
-    int clear_cancel;        /* drop the cancel flag */
-    long long expect_fence;  /* the job as the caller read it: refused if it moved since */
+    const char *history;    /* a history line, NULL = none */
+    int clear_cancel;       /* drop the cancel flag */
+    long long expect_fence; /* the job as the caller read it: refused if it moved since */
     long long expect_ck;
-    int claim_name;          /* take the mesh name back (a replay after compensation gave it
+    int claim_name; /* take the mesh name back (a replay after compensation gave it
                                 up); refused with "NameConflict" if another order holds it */
 } mb_rewrite;
 
@@ -331,9 +331,9 @@ mb_status mb_store_history_add(mb_store *st, const char *key, const char *order_
 
 /* A DLQ record re-published by an SRE.  Strings borrowed. */
 typedef struct mb_dlq_redrive {
-    const char *dlq_id;  /* the mb:dlq record id */
-    const char *by;      /* who */
-    const char *topic;   /* where it was published */
+    const char *dlq_id; /* the mb:dlq record id */
+    const char *by;     /* who */
+    const char *topic;  /* where it was published */
     int partition;
     long long offset;
     const char *key;
@@ -362,7 +362,7 @@ typedef struct mb_outbox_entry {
 
 typedef struct mb_outbox_batch {
     int shard;
-    int held;                /* 1 if this worker holds the shard's relay lease */
+    int held; /* 1 if this worker holds the shard's relay lease */
     size_t n;
     mb_outbox_entry *entries;
     void *priv;

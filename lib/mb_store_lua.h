@@ -47,7 +47,8 @@ static const char lua_prelude[] =
     "-- The status index: one zset a status a shard, id -> when it took that status, and\n"
     "-- the set of statuses seen (listing all jobs walks those zsets, never the keyspace).\n"
     "local function index_status(pre, id, old, new, now)\n"
-    "  if old and old ~= '' and old ~= new then redis.call('ZREM', pre .. 'status:' .. old, id) end\n"
+    "  if old and old ~= '' and old ~= new then redis.call('ZREM', pre .. 'status:' .. old, id) "
+    "end\n"
     "  redis.call('ZADD', pre .. 'status:' .. new, now, id)\n"
     "  redis.call('SADD', pre .. 'statuses', new)\n"
     "end\n"
@@ -269,7 +270,8 @@ static const char lua_checkpoint[] =
     "  redis.call('LTRIM', KEYS[6], -200, -1)\n"
     "end\n"
     "local st = ARGV[7] ~= U and ARGV[7] or cur[5] or ''\n"
-    "if st ~= '' and (st ~= cur[5] or nxt == 0) then index_status(pre, ARGV[1], cur[5], st, now) end\n"
+    "if st ~= '' and (st ~= cur[5] or nxt == 0) then index_status(pre, ARGV[1], cur[5], st, now) "
+    "end\n"
     "-- A finished job expires unless it still holds its mesh name (its mesh exists).\n"
     "if nxt == 0 and EXPIRES[st] and redis.call('GET', KEYS[5]) ~= ARGV[1] then\n"
     "  retire(pre, ARGV[1], st, ARGV[18] .. ARGV[1], fin, oid, now)\n"
@@ -328,11 +330,10 @@ static const char lua_relay_peek[] =
     "end\n"
     "return redis.call('LRANGE', KEYS[2], 0, tonumber(ARGV[3]) - 1)\n";
 
-static const char lua_relay_ack[] =
-    "-- KEYS: relay outbox.  ARGV: token count\n"
-    "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end\n"
-    "redis.call('LTRIM', KEYS[2], tonumber(ARGV[2]), -1)\n"
-    "return 1\n";
+static const char lua_relay_ack[] = "-- KEYS: relay outbox.  ARGV: token count\n"
+                                    "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end\n"
+                                    "redis.call('LTRIM', KEYS[2], tonumber(ARGV[2]), -1)\n"
+                                    "return 1\n";
 
 static const char lua_relay_release[] =
     "-- KEYS: relay.  ARGV: token\n"

@@ -18,11 +18,10 @@ enum { EXIT_OK = 0, EXIT_FORCED = 1, EXIT_USAGE = 2, EXIT_CONFIG = 3, EXIT_FATAL
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: meshworker [--check] [--help] [--version]\n"
-            "\n"
-            "The meshbuy worker: consumes orders, runs the create-mesh saga, publishes status.\n"
-            "Configured from the environment:\n\n");
+    fprintf(f, "usage: meshworker [--check] [--help] [--version]\n"
+               "\n"
+               "The meshbuy worker: consumes orders, runs the create-mesh saga, publishes status.\n"
+               "Configured from the environment:\n\n");
     mb_conf_help(f, mb_loop_conf_keys);
     fprintf(f, "\n"
                "  --check   validate the configuration, print it (secrets masked), exit\n"
@@ -84,8 +83,7 @@ int main(int argc, char **argv)
         } else if (strcmp(argv[i], "--check") == 0) {
             check = 1;
         } else {
-            fprintf(stderr, "meshworker: unknown argument: %s (see meshworker --help)\n",
-                    argv[i]);
+            fprintf(stderr, "meshworker: unknown argument: %s (see meshworker --help)\n", argv[i]);
             return EXIT_USAGE;
         }
     }

@@ -26,8 +26,8 @@ struct mb_admin {
     double start_s; /* wall clock at start, for process_start_time_seconds */
 };
 
-static void reply(struct evhttp_request *req, int code, const char *reason,
-                  const char *ctype, struct evbuffer *body)
+static void reply(struct evhttp_request *req, int code, const char *reason, const char *ctype,
+                  struct evbuffer *body)
 {
     evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", ctype);
     evhttp_send_reply(req, code, reason, body);
@@ -135,8 +135,8 @@ static void on_request(struct evhttp_request *req, void *arg)
     evbuffer_free(b);
 }
 
-mb_admin *mb_admin_new(struct event_base *base, const char *addr, int port,
-                       struct mb_loop *loop, char *err, size_t errlen)
+mb_admin *mb_admin_new(struct event_base *base, const char *addr, int port, struct mb_loop *loop,
+                       char *err, size_t errlen)
 {
     mb_admin *a = calloc(1, sizeof(*a));
     struct evhttp_bound_socket *bs;

@@ -11,8 +11,8 @@ typedef struct mb_admin mb_admin;
 
 /* Listens on addr:port (port 0: the kernel picks; the bound port is logged) on base, serving
  * the loop's state (borrowed; must outlive the admin).  NULL with the reason in err. */
-mb_admin *mb_admin_new(struct event_base *base, const char *addr, int port,
-                       struct mb_loop *loop, char *err, size_t errlen);
+mb_admin *mb_admin_new(struct event_base *base, const char *addr, int port, struct mb_loop *loop,
+                       char *err, size_t errlen);
 
 /* The port actually bound. */
 int mb_admin_port(const mb_admin *a);

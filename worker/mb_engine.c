@@ -92,11 +92,9 @@ static void hist_samples(struct evbuffer *out, const char *name, const char *lab
     for (int b = 0; b < MB_SAGA_BUCKETS; b++)
         evbuffer_add_printf(out, "%s_bucket{%s,le=\"%g\"} %llu\n", name, labels, le[b],
                             (unsigned long long)h->bucket[b]);
-    evbuffer_add_printf(out,
-                        "%s_bucket{%s,le=\"+Inf\"} %llu\n%s_sum{%s} %.6f\n%s_count{%s} %llu\n",
-                        name, labels, (unsigned long long)h->bucket[MB_SAGA_BUCKETS], name,
-                        labels, h->sum, name, labels,
-                        (unsigned long long)h->bucket[MB_SAGA_BUCKETS]);
+    evbuffer_add_printf(out, "%s_bucket{%s,le=\"+Inf\"} %llu\n%s_sum{%s} %.6f\n%s_count{%s} %llu\n",
+                        name, labels, (unsigned long long)h->bucket[MB_SAGA_BUCKETS], name, labels,
+                        h->sum, name, labels, (unsigned long long)h->bucket[MB_SAGA_BUCKETS]);
 }
 
 /* Saga durations by saga and final status, and the sagas in memory by step (every step of
@@ -114,8 +112,8 @@ static void saga_families(const mb_saga *saga, struct evbuffer *out)
         for (int o = 0; o < MB_SAGA_OUTCOMES; o++) {
             mb_saga_hist h;
             mb_saga_duration_hist(saga, d, o, &h);
-            snprintf(labels, sizeof(labels), "saga=\"%s\",outcome=\"%s\"",
-                     mb_saga_defs[d]->name, mb_saga_outcomes[o]);
+            snprintf(labels, sizeof(labels), "saga=\"%s\",outcome=\"%s\"", mb_saga_defs[d]->name,
+                     mb_saga_outcomes[o]);
             hist_samples(out, "meshbuy_saga_duration_seconds", labels, mb_saga_duration_le, &h);
         }
     }
@@ -137,8 +135,8 @@ static void saga_families(const mb_saga *saga, struct evbuffer *out)
 static void family(struct evbuffer *out, const char *name, const char *type, const char *help,
                    unsigned long long v)
 {
-    evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", name, help, name, type,
-                        name, v);
+    evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", name, help, name, type, name,
+                        v);
 }
 
 static void metrics(void *ctx, struct evbuffer *out)
@@ -191,13 +189,11 @@ static void metrics(void *ctx, struct evbuffer *out)
         "meshbuy_cloud_requests_total{outcome=\"again\"} %llu\n"
         "meshbuy_cloud_requests_total{outcome=\"permanent\"} %llu\n"
         "meshbuy_cloud_requests_total{outcome=\"absent\"} %llu\n",
-        (unsigned long long)h.ok, (unsigned long long)h.again, perm,
-        (unsigned long long)c.absent);
+        (unsigned long long)h.ok, (unsigned long long)h.again, perm, (unsigned long long)c.absent);
     family(out, "meshbuy_cloud_connections_total", "counter",
            "Connections opened to the cloud APIs.", (unsigned long long)h.new_conns);
     family(out, "meshbuy_cloud_retries_total", "counter",
-           "Cloud requests sent again after a transient failure.",
-           (unsigned long long)c.retries);
+           "Cloud requests sent again after a transient failure.", (unsigned long long)c.retries);
     family(out, "meshbuy_cloud_refused_total", "counter",
            "Cloud changes not sent: the job's lease was lost or too short for the call.",
            (unsigned long long)c.refused);
@@ -284,7 +280,6 @@ mb_engine *mb_engine_new(mb_loop *loop, const mb_conf *conf, char *err, size_t e
         .defs = mb_saga_defs,
         .ndefs = mb_saga_defs_count,
     };
-
 
     if (e == NULL) {
         snprintf(err, errlen, "out of memory");

@@ -34,11 +34,11 @@
 
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
-#define POLL_MAX 500 /* messages taken per wake-up: keeps one turn of the loop bounded */
-#define STEP_TOTAL (mb_saga_create.nsteps) /* an accepted buy order runs the create saga */
+#define POLL_MAX       500 /* messages taken per wake-up: keeps one turn of the loop bounded */
+#define STEP_TOTAL     (mb_saga_create.nsteps) /* an accepted buy order runs the create saga */
 /* Orders accepted as jobs: a buy runs the create saga, a delete the delete saga. */
-#define ACCEPTED_KIND(o) ((o)->kind == MB_ORDER_BUY || (o)->kind == MB_ORDER_DELETE)
-#define MAX_BATCH 64 /* accepts per round trip */
+#define ACCEPTED_KIND(o)   ((o)->kind == MB_ORDER_BUY || (o)->kind == MB_ORDER_DELETE)
+#define MAX_BATCH          64 /* accepts per round trip */
 #define DLQ_BACKOFF_MIN_MS 200
 #define DLQ_BACKOFF_MAX_MS 10000
 
@@ -53,13 +53,13 @@ typedef struct in_msg {
     struct mb_intake *in;
     rd_kafka_message_t *m;
     int state;
-    mb_order *o;      /* parsed, valid; NULL when invalid */
-    char *canon;      /* o as a structured envelope, whatever the content mode (new) */
-    mb_order_err oe;  /* why invalid, and what identity was readable */
-    const char *cls;  /* error class header */
+    mb_order *o;     /* parsed, valid; NULL when invalid */
+    char *canon;     /* o as a structured envelope, whatever the content mode (new) */
+    mb_order_err oe; /* why invalid, and what identity was readable */
+    const char *cls; /* error class header */
     char tp[MB_TRACEPARENT_LEN + 1];
-    int rejected;     /* the Failed record/event is in Redis */
-    int dlq_tries;    /* transient DLQ refusals so far */
+    int rejected;  /* the Failed record/event is in Redis */
+    int dlq_tries; /* transient DLQ refusals so far */
     long long dlq_retry_at_ms;
     char undeliverable[160]; /* "" or why the DLQ copy was refused for good */
     struct in_msg *next;
@@ -67,8 +67,8 @@ typedef struct in_msg {
 
 struct mb_intake {
     mb_store *st;
-    rd_kafka_t *rk;        /* consumer */
-    rd_kafka_t *producer;  /* DLQ, borrowed; NULL while the loop replaces it */
+    rd_kafka_t *rk;       /* consumer */
+    rd_kafka_t *producer; /* DLQ, borrowed; NULL while the loop replaces it */
     rd_kafka_queue_t *q;
     struct event *ev;
     int pipefd[2];
@@ -81,10 +81,10 @@ struct mb_intake {
     int paused;
     long long retry_at_ms;
     long long backoff_ms;
-    struct in_req *req;    /* the one Redis request (reused); busy while it is out */
+    struct in_req *req; /* the one Redis request (reused); busy while it is out */
     int busy;
-    int in_process;        /* the walk is running (a done inside it must not walk again) */
-    mb_submit_fn *submit;  /* NULL: requests run at once on st */
+    int in_process;       /* the walk is running (a done inside it must not walk again) */
+    mb_submit_fn *submit; /* NULL: requests run at once on st */
     void *submitter;
 };
 
@@ -204,8 +204,7 @@ static void header_tp(const rd_kafka_message_t *m, char *out, size_t len)
 }
 
 /* The CloudEvents Kafka binding (structured or binary content mode) is lib's. */
-static int parse_message(const rd_kafka_message_t *m, char **canon, mb_order **o,
-                         mb_order_err *oe)
+static int parse_message(const rd_kafka_message_t *m, char **canon, mb_order **o, mb_order_err *oe)
 {
     mb_order_header h[MB_ORDER_MAX_HEADERS + 1];
     rd_kafka_headers_t *hs = NULL;
@@ -216,8 +215,7 @@ static int parse_message(const rd_kafka_message_t *m, char **canon, mb_order **o
                rd_kafka_header_get_all(hs, n, &h[n].name, &h[n].value, &h[n].len) == 0)
             n++;
     }
-    return mb_order_parse_message(h, n, m->payload ? m->payload : "", m->len, canon, &clen, o,
-                                  oe);
+    return mb_order_parse_message(h, n, m->payload ? m->payload : "", m->len, canon, &clen, o, oe);
 }
 
 static void parse(in_msg *x)
@@ -228,8 +226,8 @@ static void parse(in_msg *x)
     memset(&x->oe, 0, sizeof(x->oe));
     header_tp(m, htp, sizeof(htp));
     if (m->len > MB_ORDER_MAX_BYTES) {
-        snprintf(x->oe.reason, sizeof(x->oe.reason), "message too large: %zu bytes > %d",
-                 m->len, MB_ORDER_MAX_BYTES);
+        snprintf(x->oe.reason, sizeof(x->oe.reason), "message too large: %zu bytes > %d", m->len,
+                 MB_ORDER_MAX_BYTES);
         x->cls = "oversize";
         snprintf(x->tp, sizeof(x->tp), "%s", htp);
         return;
@@ -255,10 +253,9 @@ static void make_invalid(in_msg *x, const char *cls, const char *reason)
 
 /* ================================================================ events */
 
-static json_t *event(const char *order_id, const char *acct, const char *mesh,
-                     const char *cluster, mb_mesh_status status, const char *step, int idx,
-                     const char *msg, const char *code, const char *tp, char *err,
-                     size_t errlen)
+static json_t *event(const char *order_id, const char *acct, const char *mesh, const char *cluster,
+                     mb_mesh_status status, const char *step, int idx, const char *msg,
+                     const char *code, const char *tp, char *err, size_t errlen)
 {
     char key[MB_ORDER_ID_MAX + MB_MESH_NAME_MAX + 2], mesh_id[MB_MESH_ID_LEN + 1];
 
@@ -339,12 +336,13 @@ static void dlq_refused(mb_intake *in, in_msg *x, rd_kafka_resp_err_t err, long 
     if (x->dlq_tries == 1)
         mb_log(MB_LOG_WARN, "intake", &ctx,
                "DLQ copy of %s [%d] @%lld refused: %s; retried with backoff (up to %d ms), "
-               "its partition waits", rd_kafka_topic_name(m->rkt), (int)m->partition,
-               (long long)m->offset, rd_kafka_err2str(err), DLQ_BACKOFF_MAX_MS);
+               "its partition waits",
+               rd_kafka_topic_name(m->rkt), (int)m->partition, (long long)m->offset,
+               rd_kafka_err2str(err), DLQ_BACKOFF_MAX_MS);
     else
         mb_debug("intake", "DLQ copy of %s [%d] @%lld refused again (%d): %s",
-                 rd_kafka_topic_name(m->rkt), (int)m->partition, (long long)m->offset,
-                 x->dlq_tries, rd_kafka_err2str(err));
+                 rd_kafka_topic_name(m->rkt), (int)m->partition, (long long)m->offset, x->dlq_tries,
+                 rd_kafka_err2str(err));
 }
 
 static void on_dlq_dr(mb_dr_hdr *h, const rd_kafka_message_t *m)
@@ -381,10 +379,10 @@ static void produce_dlq(mb_intake *in, in_msg *x, long long now_ms)
     rd_kafka_header_add(h, "meshbuy-origin-offset", -1, off, -1);
     x->hdr.on_dr = on_dlq_dr;
     /* No copy: the consumer message lives until its report is in. */
-    err = rd_kafka_producev(in->producer, RD_KAFKA_V_TOPIC(in->o.dlq_topic),
-                            RD_KAFKA_V_KEY(m->key, m->key_len),
-                            RD_KAFKA_V_VALUE(m->payload, m->len), RD_KAFKA_V_HEADERS(h),
-                            RD_KAFKA_V_OPAQUE(x), RD_KAFKA_V_END);
+    err =
+        rd_kafka_producev(in->producer, RD_KAFKA_V_TOPIC(in->o.dlq_topic),
+                          RD_KAFKA_V_KEY(m->key, m->key_len), RD_KAFKA_V_VALUE(m->payload, m->len),
+                          RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_OPAQUE(x), RD_KAFKA_V_END);
     if (err) {
         rd_kafka_headers_destroy(h);
         dlq_refused(in, x, err, now_ms);
@@ -457,8 +455,8 @@ static void req_cancel_fn(mb_store *st, void *ctx)
 {
     in_req *q = ctx;
     mb_error_clear(&q->e);
-    q->st = mb_store_cancel(st, q->order_id, q->key, &q->found, q->status, sizeof(q->status),
-                            &q->e);
+    q->st =
+        mb_store_cancel(st, q->order_id, q->key, &q->found, q->status, sizeof(q->status), &q->e);
 }
 
 static void req_reject_fn(mb_store *st, void *ctx)
@@ -499,8 +497,8 @@ static void accept_done(void *ctx)
             y->state = ST_DONE;
             if (q->res[i].verdict == MB_ACCEPT_NEW) {
                 in->m->orders_accepted++;
-                mb_log(MB_LOG_INFO, "intake", &lctx, "accepted %s/%s (seq %lld)",
-                       y->o->account_id, y->o->mesh_name, q->res[i].seq);
+                mb_log(MB_LOG_INFO, "intake", &lctx, "accepted %s/%s (seq %lld)", y->o->account_id,
+                       y->o->mesh_name, q->res[i].seq);
             } else if (q->res[i].verdict == MB_ACCEPT_DUPLICATE) {
                 in->m->orders_duplicate++;
                 mb_log(MB_LOG_INFO, "intake", &lctx, "duplicate order joined (%s)",
@@ -541,14 +539,12 @@ static size_t build_accept(mb_intake *in, in_req *q, in_msg *x)
     for (; x && n < cap && x->state == ST_NEW && x->o && ACCEPTED_KIND(x->o); x = x->next) {
         mb_order *o = x->o;
         q->run[n] = x;
-        snprintf(msg, sizeof(msg), "mesh name %s is already used in account %s",
-                 o->mesh_name, o->account_id);
-        q->acc[n] = event(o->order_id, o->account_id, o->mesh_name, o->cluster_id,
-                          MB_MESH_ACCEPTED, "validate", 1, "order accepted", NULL, x->tp, err,
-                          sizeof(err));
-        q->con[n] = event(o->order_id, o->account_id, o->mesh_name, o->cluster_id,
-                          MB_MESH_FAILED, "reserve", 2, msg, "NameConflict", x->tp, err,
-                          sizeof(err));
+        snprintf(msg, sizeof(msg), "mesh name %s is already used in account %s", o->mesh_name,
+                 o->account_id);
+        q->acc[n] = event(o->order_id, o->account_id, o->mesh_name, o->cluster_id, MB_MESH_ACCEPTED,
+                          "validate", 1, "order accepted", NULL, x->tp, err, sizeof(err));
+        q->con[n] = event(o->order_id, o->account_id, o->mesh_name, o->cluster_id, MB_MESH_FAILED,
+                          "reserve", 2, msg, "NameConflict", x->tp, err, sizeof(err));
         if (o->kind == MB_ORDER_DELETE)
             as_delete(q->acc[n]);
         q->body[n] = mb_memdup_str(x->canon, strlen(x->canon));
@@ -561,10 +557,10 @@ static size_t build_accept(mb_intake *in, in_req *q, in_msg *x)
             q->acc[n] = q->con[n] = NULL;
             break;
         }
-        q->q[n] = (mb_accept){o->order_id, o->account_id, o->mesh_name, q->body[n], x->tp,
-                              q->acc[n], q->con[n]};
-        q->q[n].mesh_id = json_string_value(json_object_get(json_object_get(q->acc[n], "data"),
-                                                            "mesh_id"));
+        q->q[n] = (mb_accept){o->order_id, o->account_id, o->mesh_name, q->body[n],
+                              x->tp,       q->acc[n],     q->con[n]};
+        q->q[n].mesh_id =
+            json_string_value(json_object_get(json_object_get(q->acc[n], "data"), "mesh_id"));
         if (o->kind == MB_ORDER_DELETE)
             q->q[n].saga = mb_saga_delete.name;
         q->sts[n] = MB_OK;
@@ -687,9 +683,10 @@ static int start_redis(mb_intake *in, in_msg *x, long long now_ms)
     q->n = 1;
     if (x->state == ST_NEED_RECORD) {
         msg_key(x, q->key, sizeof(q->key));
-        q->d = (mb_dlq_record){x->oe.reason, x->cls, rd_kafka_topic_name(x->m->rkt),
-                               x->m->partition, x->m->offset, q->key, x->oe.order_id,
-                               x->m->len, now_ms, x->undeliverable};
+        q->d = (mb_dlq_record){x->oe.reason,    x->cls,       rd_kafka_topic_name(x->m->rkt),
+                               x->m->partition, x->m->offset, q->key,
+                               x->oe.order_id,  x->m->len,    now_ms,
+                               x->undeliverable};
         submit(in, req_record_fn, record_done, now_ms);
         return 0;
     }
@@ -716,17 +713,16 @@ static int start_redis(mb_intake *in, in_msg *x, long long now_ms)
     {
         const mb_order_err *oe = &x->oe;
         char err[256];
-        q->ev = event(oe->order_id, oe->account_id, oe->mesh_name, oe->cluster_id,
-                      MB_MESH_FAILED, "validate", 1, oe->reason, "InvalidOrder", x->tp, err,
-                      sizeof(err));
+        q->ev = event(oe->order_id, oe->account_id, oe->mesh_name, oe->cluster_id, MB_MESH_FAILED,
+                      "validate", 1, oe->reason, "InvalidOrder", x->tp, err, sizeof(err));
         if (q->ev == NULL) {
             mb_log_ctx lctx = {oe->order_id, NULL, NULL};
             mb_log(MB_LOG_WARN, "intake", &lctx, "no Failed event for invalid order: %s", err);
             to_dlq(x);
             return 0;
         }
-        q->rj = (mb_reject){oe->order_id, oe->account_id, oe->mesh_name, x->tp, oe->reason,
-                            x->m->payload, x->m->len, q->ev};
+        q->rj = (mb_reject){oe->order_id, oe->account_id, oe->mesh_name, x->tp,
+                            oe->reason,   x->m->payload,  x->m->len,     q->ev};
         q->queued = 0;
         submit(in, req_reject_fn, reject_done, now_ms);
     }
@@ -809,8 +805,8 @@ void mb_intake_tick(mb_intake *in, long long now_ms)
 
 /* ================================================================ life */
 
-static int set_default(rd_kafka_conf_t *conf, const char *env, const char *key,
-                       const char *val, char *err, size_t errlen)
+static int set_default(rd_kafka_conf_t *conf, const char *env, const char *key, const char *val,
+                       char *err, size_t errlen)
 {
     const char *v = getenv(env);
     if (v && *v)
@@ -821,8 +817,7 @@ static int set_default(rd_kafka_conf_t *conf, const char *env, const char *key,
 }
 
 mb_intake *mb_intake_new(struct event_base *base, mb_store *st, rd_kafka_t *producer,
-                         const mb_intake_opts *o, mb_worker_metrics *m, char *err,
-                         size_t errlen)
+                         const mb_intake_opts *o, mb_worker_metrics *m, char *err, size_t errlen)
 {
     mb_intake *in = calloc(1, sizeof(*in));
     rd_kafka_conf_t *conf = NULL;
@@ -854,14 +849,13 @@ mb_intake *mb_intake_new(struct event_base *base, mb_store *st, rd_kafka_t *prod
     if (rd_kafka_conf_set(conf, "group.id", o->group, err, errlen) != RD_KAFKA_CONF_OK ||
         rd_kafka_conf_set(conf, "enable.auto.offset.store", "false", err, errlen) !=
             RD_KAFKA_CONF_OK ||
-        rd_kafka_conf_set(conf, "enable.partition.eof", "false", err, errlen) !=
-            RD_KAFKA_CONF_OK ||
-        set_default(conf, "KAFKA_ENABLE_AUTO_COMMIT", "enable.auto.commit", "true", err,
-                    errlen) < 0 ||
-        set_default(conf, "KAFKA_AUTO_OFFSET_RESET", "auto.offset.reset", "earliest", err,
-                    errlen) < 0 ||
-        set_default(conf, "KAFKA_SESSION_TIMEOUT_MS", "session.timeout.ms", "6000", err,
-                    errlen) < 0 ||
+        rd_kafka_conf_set(conf, "enable.partition.eof", "false", err, errlen) != RD_KAFKA_CONF_OK ||
+        set_default(conf, "KAFKA_ENABLE_AUTO_COMMIT", "enable.auto.commit", "true", err, errlen) <
+            0 ||
+        set_default(conf, "KAFKA_AUTO_OFFSET_RESET", "auto.offset.reset", "earliest", err, errlen) <
+            0 ||
+        set_default(conf, "KAFKA_SESSION_TIMEOUT_MS", "session.timeout.ms", "6000", err, errlen) <
+            0 ||
         set_default(conf, "KAFKA_HEARTBEAT_INTERVAL_MS", "heartbeat.interval.ms", "1000", err,
                     errlen) < 0 ||
         /* An order waits for its first status: do not let an idle fetch hold it 500 ms. */
@@ -890,8 +884,7 @@ mb_intake *mb_intake_new(struct event_base *base, mb_store *st, rd_kafka_t *prod
     kerr = rd_kafka_subscribe(in->rk, topics);
     rd_kafka_topic_partition_list_destroy(topics);
     if (kerr) {
-        snprintf(err, errlen, "intake: subscribe %s: %s", o->orders_topic,
-                 rd_kafka_err2str(kerr));
+        snprintf(err, errlen, "intake: subscribe %s: %s", o->orders_topic, rd_kafka_err2str(kerr));
         goto err;
     }
     return in;

@@ -26,8 +26,7 @@ typedef struct mb_intake_opts {
  * consumer queue's io event); DLQ messages go through producer (borrowed, idempotent).
  * NULL with the reason in err (bad KAFKA_* settings). */
 mb_intake *mb_intake_new(struct event_base *base, struct mb_store *st, rd_kafka_t *producer,
-                         const mb_intake_opts *o, mb_worker_metrics *m, char *err,
-                         size_t errlen);
+                         const mb_intake_opts *o, mb_worker_metrics *m, char *err, size_t errlen);
 
 /* Bounded work: retries what waits for Redis (with backoff), re-sends DLQ copies refused
  * for a transient reason (with a per-message backoff), records copies refused for good as

@@ -45,34 +45,33 @@
 /* /readyz wants an answer from Redis this recent (the Redis thread PINGs once a second when
  * idle; a stall shows after a couple of store timeouts). */
 #define REDIS_READY_AGE_MS 5000
-#define RELAY_BATCH 500
+#define RELAY_BATCH        500
 /* An empty outbox is looked at again after this, or as soon as its shard's wake counter
  * moves (STIR_EVERY_MS): its relay lease may lapse meanwhile, the next look takes it again. */
 #define RELAY_IDLE_MS 30000
 /* How often the shards' wake counters are read (one MGET): the delay with which an idle
  * worker notices work another worker queued (its own acceptances wake it at once). */
-#define STIR_EVERY_MS 250
+#define STIR_EVERY_MS  250
 #define RELAY_LEASE_MS 10000
 /* message.timeout.ms by default, and the bound on it: a batch's reports are all in before
  * its relay lease can lapse (the peek that renewed it came a little before the produce). */
-#define RELAY_MSG_TIMEOUT_MS 6000
+#define RELAY_MSG_TIMEOUT_MS  6000
 #define RELAY_LEASE_MARGIN_MS 2000
-#define HEAL_PURGE_WAIT_MS 3000   /* reports of a dead producer waited for, at most */
+#define HEAL_PURGE_WAIT_MS    3000 /* reports of a dead producer waited for, at most */
 /* Before building a new producer: HEAL_PAUSE_MS, doubled for each fatal error that comes
  * within HEAL_CALM_MS of the last rebuild (a cause that outlives producers, such as a
  * refused authorization, must not make a rebuild loop), at most HEAL_BACKOFF_MAX_MS. */
-#define HEAL_PAUSE_MS 500
-#define HEAL_CALM_MS 60000
+#define HEAL_PAUSE_MS       500
+#define HEAL_CALM_MS        60000
 #define HEAL_BACKOFF_MAX_MS 30000
-#define INTAKE_BATCH 64
-#define INTAKE_MAX_PENDING 2000
+#define INTAKE_BATCH        64
+#define INTAKE_MAX_PENDING  2000
 
 const mb_conf_key mb_loop_conf_keys[] = {
     {"KAFKA_BROKERS", MB_CONF_STR, NULL, 0, 0, NULL,
      "Kafka bootstrap servers (other KAFKA_* pass through to librdkafka)", 1},
     {"REDIS_URL", MB_CONF_STR, NULL, 0, 0, NULL,
-     "redis://[:password@]host:port[/db] or unix:///path/redis.sock (REDIS_PASSWORD[_FILE])",
-     1},
+     "redis://[:password@]host:port[/db] or unix:///path/redis.sock (REDIS_PASSWORD[_FILE])", 1},
     {"MESHBUY_ORDERS_TOPIC", MB_CONF_STR, "mesh.orders", 0, 0, NULL, "orders topic"},
     {"MESHBUY_STATUS_TOPIC", MB_CONF_STR, "mesh.status", 0, 0, NULL, "status events topic"},
     {"MESHBUY_DLQ_TOPIC", MB_CONF_STR, "mesh.orders.dlq", 0, 0, NULL, "rejected orders topic"},
@@ -143,18 +142,18 @@ struct mb_loop {
     struct event_base *base;
     struct event *tick_ev, *sig_term, *sig_int, *prod_ev, *sig_test;
     int prod_pipe[2];
-    rd_kafka_t *producer;      /* NULL between a dead one and its replacement */
+    rd_kafka_t *producer; /* NULL between a dead one and its replacement */
     rd_kafka_queue_t *prod_q;
     /* healing: 0 healthy; 1 dead, purged, waiting for its reports; 2 destroyed, a new one
      * not built yet */
     int heal;
     long long heal_deadline_ms; /* monotonic: end of the report wait, or next build try */
     long heal_backoff_ms;
-    long long rebuilt_at_ms;    /* monotonic: when the last new producer came up */
-    uint64_t producer_fatal;    /* fatal errors seen */
-    uint64_t producer_rebuilt;  /* producers built after one died */
-    mb_store *st;      /* synchronous: the start-up ping, and intake and relay for now */
-    mb_rq *rq;         /* the Redis thread: every other Redis call goes through it */
+    long long rebuilt_at_ms;   /* monotonic: when the last new producer came up */
+    uint64_t producer_fatal;   /* fatal errors seen */
+    uint64_t producer_rebuilt; /* producers built after one died */
+    mb_store *st;              /* synchronous: the start-up ping, and intake and relay for now */
+    mb_rq *rq;                 /* the Redis thread: every other Redis call goes through it */
     mb_intake *in;
     mb_relay *relay;
     mb_admin *admin;
@@ -170,8 +169,8 @@ struct mb_loop {
     const char *status_topic;
     /* Redis-backed gauges (outbox depth, due and delayed jobs, NeedsAttention), gathered at
      * most every DEPTH_EVERY_MS: the last complete reading is what /metrics shows. */
-    struct depth_req *depth_req; /* the request out, or NULL */
-    mb_store_depth *depth;       /* shards entries, valid once depth_ok_ms > 0 */
+    struct depth_req *depth_req;          /* the request out, or NULL */
+    mb_store_depth *depth;                /* shards entries, valid once depth_ok_ms > 0 */
     long long depth_ok_ms, depth_next_ms; /* monotonic */
     /* The shards' wake counters as last read (mb_store_stirs), and how many reads saw one
      * move (the saga engine claims when this changes). */
@@ -231,8 +230,10 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
         char why[512] = "";
         rd_kafka_resp_err_t orig = rd_kafka_fatal_error(rk, why, sizeof(why));
         if (l->heal == 0)
-            mb_error("loop", "producer fatal error: %s: %s: replacing the producer (not ready "
-                     "meanwhile)", rd_kafka_err2name(orig), why[0] ? why : reason);
+            mb_error("loop",
+                     "producer fatal error: %s: %s: replacing the producer (not ready "
+                     "meanwhile)",
+                     rd_kafka_err2name(orig), why[0] ? why : reason);
         l->producer_fatal += l->heal == 0;
         l->heal = l->heal ? l->heal : -1; /* picked up at the next tick */
         return;
@@ -344,8 +345,8 @@ static void depth_tick(mb_loop *l)
 
 static void lag_sample(void *arg, const char *topic, int partition, long long lag)
 {
-    evbuffer_add_printf(arg, "meshbuy_consumer_lag{topic=\"%s\",partition=\"%d\"} %lld\n",
-                        topic, partition, lag);
+    evbuffer_add_printf(arg, "meshbuy_consumer_lag{topic=\"%s\",partition=\"%d\"} %lld\n", topic,
+                        partition, lag);
 }
 
 /* The gauges, one sample a shard: every worker reports the same Redis, so aggregate with
@@ -376,7 +377,8 @@ static void depth_metrics(mb_loop *l, struct evbuffer *b)
             evbuffer_add_printf(b, "%s{shard=\"%d\"} %lld\n", fam[f].name, i,
                                 *(const long long *)((const char *)&l->depth[i] + fam[f].off));
     }
-    evbuffer_add_printf(b, "# HELP meshbuy_redis_gauges_age_seconds age of the Redis-backed "
+    evbuffer_add_printf(b,
+                        "# HELP meshbuy_redis_gauges_age_seconds age of the Redis-backed "
                         "gauges above\n# TYPE meshbuy_redis_gauges_age_seconds gauge\n"
                         "meshbuy_redis_gauges_age_seconds %.3f\n",
                         (double)(mono_ms() - l->depth_ok_ms) / 1000.0);
@@ -489,7 +491,7 @@ static void heal_step(mb_loop *l)
         if (l->heal == 0) {
             l->producer_fatal++;
             mb_error("loop", "producer fatal error: replacing the producer (not ready "
-                     "meanwhile)");
+                             "meanwhile)");
         }
         heal_start(l);
     }
@@ -580,9 +582,11 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
             mb_info("loop", "drained");
             event_base_loopbreak(l->base);
         } else if (mono_ms() >= l->drain_deadline_ms) {
-            mb_warn("loop", "drain bound reached: %zu saga(s), %zu message(s), %zu event(s) "
-                    "left to their leases", l->saga.inflight ? l->saga.inflight(l->saga.ctx)
-                    : 0, mb_intake_pending(l->in), mb_relay_inflight(l->relay));
+            mb_warn("loop",
+                    "drain bound reached: %zu saga(s), %zu message(s), %zu event(s) "
+                    "left to their leases",
+                    l->saga.inflight ? l->saga.inflight(l->saga.ctx) : 0, mb_intake_pending(l->in),
+                    mb_relay_inflight(l->relay));
             event_base_loopbreak(l->base);
         }
     }
@@ -610,8 +614,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     (void)what;
     l->signals++;
     if (l->signals >= 2) {
-        mb_warn("loop", "second signal (%s): exiting now without draining",
-                strsignal((int)sig));
+        mb_warn("loop", "second signal (%s): exiting now without draining", strsignal((int)sig));
         l->exit_code = 1;
         event_base_loopbreak(l->base);
         return;
@@ -646,7 +649,8 @@ static int retention_set(mb_store *st, const mb_conf *conf, char *err, size_t er
     long long ids = mb_conf_int(conf, "MESHBUY_RETENTION_ORDER_IDS_S");
 
     if (ids != 0 && (keep == 0 || ids < keep)) {
-        snprintf(err, errlen, "MESHBUY_RETENTION_ORDER_IDS_S=%lld must be 0 (forever) or at "
+        snprintf(err, errlen,
+                 "MESHBUY_RETENTION_ORDER_IDS_S=%lld must be 0 (forever) or at "
                  "least MESHBUY_RETENTION_S=%lld (and not finite when that is 0 = forever)",
                  ids, keep);
         return -1;
@@ -699,13 +703,13 @@ mb_loop *mb_loop_new(const mb_conf *conf, char *err, size_t errlen)
     }
     if (s == MB_AGAIN)
         mb_warn("loop", "redis not reachable yet (%s): retrying in the background", e.msg);
-    l->rq = mb_rq_new(l->base,
-                      &(mb_rq_opts){mb_conf_str(conf, "REDIS_URL"),
-                                    (int)mb_conf_int(conf, "MESHBUY_SHARDS"), REDIS_TIMEOUT_MS,
-                                    l->worker_id, 0,
-                                    mb_conf_int(conf, "MESHBUY_RETENTION_S") * 1000LL,
-                                    mb_conf_int(conf, "MESHBUY_RETENTION_ORDER_IDS_S") * 1000LL},
-                      err, errlen);
+    l->rq =
+        mb_rq_new(l->base,
+                  &(mb_rq_opts){mb_conf_str(conf, "REDIS_URL"),
+                                (int)mb_conf_int(conf, "MESHBUY_SHARDS"), REDIS_TIMEOUT_MS,
+                                l->worker_id, 0, mb_conf_int(conf, "MESHBUY_RETENTION_S") * 1000LL,
+                                mb_conf_int(conf, "MESHBUY_RETENTION_ORDER_IDS_S") * 1000LL},
+                  err, errlen);
     if (l->rq == NULL)
         goto err;
     if (producer_new(l, err, errlen) < 0)
@@ -721,8 +725,7 @@ mb_loop *mb_loop_new(const mb_conf *conf, char *err, size_t errlen)
     l->in = mb_intake_new(l->base, l->st, l->producer, &io, &l->m, err, errlen);
     if (l->in == NULL)
         goto err;
-    ro = (mb_relay_opts){l->status_topic, l->worker_id, RELAY_LEASE_MS, RELAY_BATCH,
-                         RELAY_IDLE_MS};
+    ro = (mb_relay_opts){l->status_topic, l->worker_id, RELAY_LEASE_MS, RELAY_BATCH, RELAY_IDLE_MS};
     l->relay = mb_relay_new(l->st, l->producer, &ro, &l->m);
     if (l->relay == NULL) {
         snprintf(err, errlen, "relay: out of memory");
@@ -823,8 +826,7 @@ static void counter(struct evbuffer *b, const char *name, const char *help, uint
 
 static void gauge(struct evbuffer *b, const char *name, const char *help, double v)
 {
-    evbuffer_add_printf(b, "# HELP %s %s\n# TYPE %s gauge\n%s %.17g\n", name, help, name, name,
-                        v);
+    evbuffer_add_printf(b, "# HELP %s %s\n# TYPE %s gauge\n%s %.17g\n", name, help, name, name, v);
 }
 
 void mb_loop_metrics_text(mb_loop *l, struct evbuffer *b)
@@ -840,8 +842,7 @@ void mb_loop_metrics_text(mb_loop *l, struct evbuffer *b)
                         "# TYPE meshbuy_build_info gauge\nmeshbuy_build_info{version=\"%s\"} 1\n",
                         mb_version());
     counter(b, "meshbuy_orders_consumed_total", "order messages consumed", m->orders_consumed);
-    counter(b, "meshbuy_orders_accepted_total", "orders accepted as new jobs",
-            m->orders_accepted);
+    counter(b, "meshbuy_orders_accepted_total", "orders accepted as new jobs", m->orders_accepted);
     counter(b, "meshbuy_orders_duplicate_total", "redelivered orders joined to their job",
             m->orders_duplicate);
     counter(b, "meshbuy_orders_conflict_total", "orders failed with NameConflict",
@@ -855,8 +856,7 @@ void mb_loop_metrics_text(mb_loop *l, struct evbuffer *b)
     counter(b, "meshbuy_cancels_total", "cancel orders applied", m->cancels);
     counter(b, "meshbuy_cancels_unknown_total", "cancel orders for no known job",
             m->cancels_unknown);
-    counter(b, "meshbuy_intake_redis_retries_total", "intake waits for Redis",
-            m->redis_retries);
+    counter(b, "meshbuy_intake_redis_retries_total", "intake waits for Redis", m->redis_retries);
     counter(b, "meshbuy_events_relayed_total", "status events delivered to Kafka",
             m->events_relayed);
     counter(b, "meshbuy_relay_failures_total", "status event deliveries failed (retried)",
@@ -888,13 +888,14 @@ void mb_loop_metrics_text(mb_loop *l, struct evbuffer *b)
     gauge(b, "meshbuy_relay_inflight", "status events awaiting delivery",
           (double)mb_relay_inflight(l->relay));
     gauge(b, "meshbuy_draining", "1 while draining after SIGTERM", l->draining);
-    gauge(b, "meshbuy_relay_shards_held", "shards whose status events this worker relays "
+    gauge(b, "meshbuy_relay_shards_held",
+          "shards whose status events this worker relays "
           "(relay lease held at its last look; an idle shard's lease may lapse)",
           (double)mb_relay_held(l->relay));
     depth_metrics(l, b);
     evbuffer_add_printf(b, "# HELP meshbuy_consumer_lag orders in the topic beyond this worker's "
-                        "position, per assigned partition (librdkafka's last fetch)\n"
-                        "# TYPE meshbuy_consumer_lag gauge\n");
+                           "position, per assigned partition (librdkafka's last fetch)\n"
+                           "# TYPE meshbuy_consumer_lag gauge\n");
     mb_intake_lag(l->in, lag_sample, b);
     if (l->saga.metrics)
         l->saga.metrics(l->saga.ctx, b);

@@ -19,29 +19,29 @@ typedef struct mb_loop mb_loop;
 /* Counters the modules of the worker bump and /metrics prints.  Only the loop thread
  * touches them (librdkafka callbacks run from rd_kafka_poll on the loop thread). */
 typedef struct mb_worker_metrics {
-    uint64_t orders_consumed;  /* messages taken from the orders topic */
-    uint64_t orders_accepted;  /* new jobs */
-    uint64_t orders_duplicate; /* redelivered orders joined to their job */
-    uint64_t orders_conflict;  /* NameConflict */
-    uint64_t orders_dlq;       /* messages delivered to the DLQ topic */
+    uint64_t orders_consumed;   /* messages taken from the orders topic */
+    uint64_t orders_accepted;   /* new jobs */
+    uint64_t orders_duplicate;  /* redelivered orders joined to their job */
+    uint64_t orders_conflict;   /* NameConflict */
+    uint64_t orders_dlq;        /* messages delivered to the DLQ topic */
     uint64_t dlq_undeliverable; /* DLQ copies refused for good: recorded, offset moved on */
-    uint64_t dlq_retries;      /* DLQ copies refused for a transient reason (retried) */
-    uint64_t cancels;          /* cancel orders applied to a job */
-    uint64_t cancels_unknown;  /* cancel orders for no known job */
-    uint64_t redis_retries;    /* intake waits for Redis */
-    uint64_t events_relayed;   /* status events delivered to Kafka */
-    uint64_t relay_failures;   /* deliveries that failed (retried later) */
+    uint64_t dlq_retries;       /* DLQ copies refused for a transient reason (retried) */
+    uint64_t cancels;           /* cancel orders applied to a job */
+    uint64_t cancels_unknown;   /* cancel orders for no known job */
+    uint64_t redis_retries;     /* intake waits for Redis */
+    uint64_t events_relayed;    /* status events delivered to Kafka */
+    uint64_t relay_failures;    /* deliveries that failed (retried later) */
     uint64_t ticks;
-    uint64_t tick_overruns;    /* ticks that took longer than the tick period */
+    uint64_t tick_overruns; /* ticks that took longer than the tick period */
 } mb_worker_metrics;
 
 /* What the saga engine plugs into the loop (the loop knows nothing else of it).  Every
  * function is called on the loop thread; ctx is the engine, borrowed.  Any may be NULL. */
 typedef struct mb_loop_saga {
     void *ctx;
-    void (*tick)(void *ctx);                     /* each tick: renew leases, claim, advance */
-    void (*drain)(void *ctx);                    /* once, on SIGTERM: stop claiming */
-    size_t (*inflight)(void *ctx);               /* jobs still held: the drain waits for 0 */
+    void (*tick)(void *ctx);                          /* each tick: renew leases, claim, advance */
+    void (*drain)(void *ctx);                         /* once, on SIGTERM: stop claiming */
+    size_t (*inflight)(void *ctx);                    /* jobs still held: the drain waits for 0 */
     void (*metrics)(void *ctx, struct evbuffer *out); /* extra Prometheus lines */
 } mb_loop_saga;
 

@@ -35,22 +35,22 @@ typedef struct slot {
 typedef struct shard {
     mb_relay *r;
     int id;
-    unsigned gen;          /* bumped when the lease is lost: a fresh token */
+    unsigned gen; /* bumped when the lease is lost: a fresh token */
     char token[TOKEN_LEN];
     int held;
     int busy;              /* a peek or a trim of this shard is out */
     mb_outbox_batch batch; /* the batch in flight (n == 0: none) */
     slot *slots;
-    signed char *result;   /* per entry: 0 waiting, 1 delivered, -1 failed/not sent */
-    size_t waiting;        /* produced, report not in yet */
-    int failures_logged;   /* the batch's first failed report was logged */
+    signed char *result; /* per entry: 0 waiting, 1 delivered, -1 failed/not sent */
+    size_t waiting;      /* produced, report not in yet */
+    int failures_logged; /* the batch's first failed report was logged */
     long long next_peek_ms;
-    int woken;             /* woken while busy or holding a batch: look as soon as free */
-    long long renewed_ms;  /* when the lease was last taken or renewed (request time) */
+    int woken;            /* woken while busy or holding a batch: look as soon as free */
+    long long renewed_ms; /* when the lease was last taken or renewed (request time) */
 } shard;
 
 struct mb_relay {
-    mb_store *st;          /* the synchronous store: shutdown, and requests without a queue */
+    mb_store *st; /* the synchronous store: shutdown, and requests without a queue */
     mb_submit_fn *submit;
     void *submit_ctx;
     rd_kafka_t *rk; /* NULL while the loop replaces a dead producer */
@@ -67,13 +67,13 @@ typedef struct req {
     mb_relay *r;
     long long now_ms;
     size_t k;
-    size_t max;            /* peek: entries per shard (1 for a renewal) */
+    size_t max; /* peek: entries per shard (1 for a renewal) */
     shard **who;
     unsigned *gens;
     char (*tokens)[TOKEN_LEN];
     const char **tok;
     mb_outbox_batch *b;
-    size_t count;          /* trim */
+    size_t count; /* trim */
     int removed;
     mb_status st;
     mb_error e;
@@ -116,8 +116,7 @@ static req *req_new(mb_relay *r, size_t k, long long now_ms)
     q->tokens = calloc(n, sizeof(*q->tokens));
     q->tok = calloc(n, sizeof(*q->tok));
     q->b = calloc(n, sizeof(*q->b));
-    if (q->who == NULL || q->gens == NULL || q->tokens == NULL || q->tok == NULL ||
-        q->b == NULL) {
+    if (q->who == NULL || q->gens == NULL || q->tokens == NULL || q->tok == NULL || q->b == NULL) {
         req_free(q);
         return NULL;
     }

@@ -151,10 +151,9 @@ struct mb_saga {
 
 const double mb_saga_bucket_le[MB_SAGA_BUCKETS] = {0.001, 0.005, 0.01, 0.05, 0.1,
                                                    0.5,   1,     5,    30,   300};
-const double mb_saga_duration_le[MB_SAGA_BUCKETS] = {1,   5,    15,   30,   60,
-                                                     120, 300,  900,  1800, 3600};
-const char *const mb_saga_outcomes[MB_SAGA_OUTCOMES] = {"Running", "Deleted", "Failed",
-                                                        "Cancelled", "NeedsAttention"};
+const double mb_saga_duration_le[MB_SAGA_BUCKETS] = {1, 5, 15, 30, 60, 120, 300, 900, 1800, 3600};
+const char *const mb_saga_outcomes[MB_SAGA_OUTCOMES] = {"Running", "Deleted", "Failed", "Cancelled",
+                                                        "NeedsAttention"};
 
 static void advance(sjob *j);
 static int step_index(const sjob *j, const mb_step *st);

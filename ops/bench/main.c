@@ -36,22 +36,22 @@
 
 /* Exit codes (documented in --help). */
 enum {
-    EXIT_OK = 0,      /* every order reached Running */
-    EXIT_NOTALL = 1,  /* some order failed, or did not end within --timeout */
-    EXIT_USAGE = 2,   /* bad flags */
-    EXIT_KAFKA = 3,   /* Kafka configuration or metadata error */
+    EXIT_OK = 0,     /* every order reached Running */
+    EXIT_NOTALL = 1, /* some order failed, or did not end within --timeout */
+    EXIT_USAGE = 2,  /* bad flags */
+    EXIT_KAFKA = 3,  /* Kafka configuration or metadata error */
 };
 
-#define MAX_CODES 32
+#define MAX_CODES      32
 #define MAX_PARTITIONS 1024
 
 typedef struct opts {
     long orders;
-    double rate;        /* orders/s; 0 = as fast as possible */
+    double rate; /* orders/s; 0 = as fast as possible */
     int timeout_s;
     const char *account;
-    long accounts;      /* accounts the orders spread over */
-    long first;         /* first cluster index */
+    long accounts; /* accounts the orders spread over */
+    long first;    /* first cluster index */
     const char *project, *region, *istio, *cluster_prefix, *namespace;
     const char *events_path, *json_path;
     int from_beginning;
@@ -60,14 +60,14 @@ typedef struct opts {
 
 /* One order's life as seen on mesh.status.  Times: CLOCK_MONOTONIC ns (0 = not seen). */
 typedef struct order_rec {
-    int64_t pub_ns;      /* written by the publisher (atomically), read by the consumer */
+    int64_t pub_ns; /* written by the publisher (atomically), read by the consumer */
     int64_t accepted_ns;
     int64_t installing_ns; /* first Installing event */
     int64_t end_ns;
     long long last_seq;
-    char end;            /* 0, 'R', 'F', 'C' */
-    signed char code;    /* index into codes[] for Failed, -1 none */
-    int delivery_err;    /* librdkafka error of its delivery report */
+    char end;         /* 0, 'R', 'F', 'C' */
+    signed char code; /* index into codes[] for Failed, -1 none */
+    int delivery_err; /* librdkafka error of its delivery report */
 } order_rec;
 
 typedef struct bench {
@@ -182,9 +182,15 @@ static int parse_args(int argc, char **argv, opts *o)
     char *end;
     int li = 0;
 
-    *o = (opts){.orders = 1000, .timeout_s = 300, .account = "acct-bench", .accounts = 100,
-                .project = "proj-bench", .region = "bench-region-1", .istio = "1.18",
-                .cluster_prefix = "bench-", .namespace = "shop"};
+    *o = (opts){.orders = 1000,
+                .timeout_s = 300,
+                .account = "acct-bench",
+                .accounts = 100,
+                .project = "proj-bench",
+                .region = "bench-region-1",
+                .istio = "1.18",
+                .cluster_prefix = "bench-",
+                .namespace = "shop"};
     for (;;) {
         opterr = 0; /* bad_noarg's one line names the flag */
         int c = getopt_long(argc, argv, "h", lo, &li);
@@ -269,9 +275,9 @@ static char *build_order(const bench *b, long i, char *key, size_t keylen, char 
     ns = o->namespace ? json_pack("[s]", o->namespace) : json_array();
     data = json_pack("{s:s, s:s, s:s, s:s, s:{s:s, s:s, s:s, s:s, s:[s,s], s:{s:o, s:b}}}",
                      "order_id", oid, "account_id", account, "project_id", o->project, "region",
-                     o->region, "mesh", "name", name, "edition", "basic", "istio_version",
-                     o->istio, "cluster_id", cluster, "control_plane_nodes", n1, n2, "sidecar",
-                     "namespaces", ns, "restart_existing", 0);
+                     o->region, "mesh", "name", name, "edition", "basic", "istio_version", o->istio,
+                     "cluster_id", cluster, "control_plane_nodes", n1, n2, "sidecar", "namespaces",
+                     ns, "restart_existing", 0);
     if (data == NULL)
         return NULL;
     env = mb_order_envelope(MB_ORDER_BUY, data, "meshbench", tp);
@@ -378,8 +384,8 @@ static int consumer_new(bench *b)
     for (int p = 0; p < np && p < MAX_PARTITIONS; p++) {
         int64_t lo = 0, hi = 0;
         int32_t id = md->topics[0].partitions[p].id;
-        rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(b->consumer, b->status_topic,
-                                                                 id, &lo, &hi, 10000);
+        rd_kafka_resp_err_t e =
+            rd_kafka_query_watermark_offsets(b->consumer, b->status_topic, id, &lo, &hi, 10000);
         if (e) {
             fprintf(stderr, "meshbench: watermarks of %s [%d]: %s\n", b->status_topic, (int)id,
                     rd_kafka_err2str(e));
@@ -447,8 +453,8 @@ static long long parse_time_ms(const char *s)
     if (s == NULL)
         return 0;
     memset(&tm, 0, sizeof(tm));
-    if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d.%3dZ", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
-               &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &ms) < 6)
+    if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d.%3dZ", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
+               &tm.tm_min, &tm.tm_sec, &ms) < 6)
         return 0;
     tm.tm_year -= 1900;
     tm.tm_mon -= 1;
@@ -582,14 +588,12 @@ static int publish_all(bench *b)
             sleep_until(b->t0_ns + (int64_t)((double)i * 1e9 / b->o.rate));
         __atomic_store_n(&b->rec[i].pub_ns, mono_ns(), __ATOMIC_RELEASE);
         for (;;) {
-            e = rd_kafka_producev(b->producer, RD_KAFKA_V_TOPIC(b->orders_topic),
-                                  RD_KAFKA_V_KEY(key, strlen(key)),
-                                  RD_KAFKA_V_VALUE(value, strlen(value)),
-                                  RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_FREE),
-                                  RD_KAFKA_V_HEADER("traceparent", tp, -1),
-                                  RD_KAFKA_V_HEADER("content-type",
-                                                    "application/cloudevents+json", -1),
-                                  RD_KAFKA_V_OPAQUE((void *)(intptr_t)i), RD_KAFKA_V_END);
+            e = rd_kafka_producev(
+                b->producer, RD_KAFKA_V_TOPIC(b->orders_topic), RD_KAFKA_V_KEY(key, strlen(key)),
+                RD_KAFKA_V_VALUE(value, strlen(value)), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_FREE),
+                RD_KAFKA_V_HEADER("traceparent", tp, -1),
+                RD_KAFKA_V_HEADER("content-type", "application/cloudevents+json", -1),
+                RD_KAFKA_V_OPAQUE((void *)(intptr_t)i), RD_KAFKA_V_END);
             if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL)
                 break;
             rd_kafka_poll(b->producer, 10);
@@ -706,12 +710,14 @@ static int report(bench *b)
     printf("meshbench: run tag %s, %ld orders, clusters %s%ld..%s%ld\n", b->tag, n,
            b->o.cluster_prefix, b->o.first, b->o.cluster_prefix, b->o.first + n - 1);
     printf("  published                  %ld in %.3f s (%.0f orders/s), delivered %ld, "
-           "delivery failures %ld\n", n, pub_s, pub_s > 0 ? (double)n / pub_s : 0.0,
-           b->delivered, b->delivery_failed);
+           "delivery failures %ld\n",
+           n, pub_s, pub_s > 0 ? (double)n / pub_s : 0.0, b->delivered, b->delivery_failed);
     printf("  ended                      %ld of %ld: Running %ld, Failed %ld, Cancelled %ld, "
-           "not ended %ld\n", b->ended, n, b->running, b->failed, b->cancelled, n - b->ended);
+           "not ended %ld\n",
+           b->ended, n, b->running, b->failed, b->cancelled, n - b->ended);
     printf("  sagas/s end to end         %.1f  (%ld Running in %.3f s, first publish -> last "
-           "Running)\n", e2e_s > 0 ? (double)b->running / e2e_s : 0.0, b->running, e2e_s);
+           "Running)\n",
+           e2e_s > 0 ? (double)b->running / e2e_s : 0.0, b->running, e2e_s);
     printf("  completion burst rate      %.1f/s  (between the 10th and 90th percentile of end "
            "times; sagas move in waves, so this is no sustained rate)\n",
            mid_rate);
@@ -721,7 +727,8 @@ static int report(bench *b)
     for (int c = 0; c < b->ncodes; c++)
         printf("  failure code %-24s %ld\n", b->codes[c], b->code_count[c]);
     printf("  status events: duplicates dropped %ld, seq gaps %ld, unreadable %ld, other runs' "
-           "%ld\n", b->dup_events, b->seq_gaps, b->bad_events, b->foreign);
+           "%ld\n",
+           b->dup_events, b->seq_gaps, b->bad_events, b->foreign);
 
     if (b->o.json_path) {
         json_t *codes = json_object();
@@ -730,14 +737,14 @@ static int report(bench *b)
         j = json_pack("{s:s, s:I, s:f, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:f, s:o, "
                       "s:o, s:o, s:I, s:I}",
                       "tag", b->tag, "orders", (json_int_t)n, "publish_s", pub_s, "delivered",
-                      (json_int_t)b->delivered, "delivery_failed",
-                      (json_int_t)b->delivery_failed, "ended", (json_int_t)b->ended, "running",
-                      (json_int_t)b->running, "failed", (json_int_t)b->failed, "cancelled",
-                      (json_int_t)b->cancelled, "not_ended", (json_int_t)(n - b->ended),
-                      "e2e_s", e2e_s, "sagas_per_s", e2e_s > 0 ? (double)b->running / e2e_s : 0.0,
-                      "steady_sagas_per_s", mid_rate, "latency_running", dist_json(&dl),
-                      "latency_accepted", dist_json(&da), "failure_codes", codes, "seq_gaps",
-                      (json_int_t)b->seq_gaps, "dup_events", (json_int_t)b->dup_events);
+                      (json_int_t)b->delivered, "delivery_failed", (json_int_t)b->delivery_failed,
+                      "ended", (json_int_t)b->ended, "running", (json_int_t)b->running, "failed",
+                      (json_int_t)b->failed, "cancelled", (json_int_t)b->cancelled, "not_ended",
+                      (json_int_t)(n - b->ended), "e2e_s", e2e_s, "sagas_per_s",
+                      e2e_s > 0 ? (double)b->running / e2e_s : 0.0, "steady_sagas_per_s", mid_rate,
+                      "latency_running", dist_json(&dl), "latency_accepted", dist_json(&da),
+                      "failure_codes", codes, "seq_gaps", (json_int_t)b->seq_gaps, "dup_events",
+                      (json_int_t)b->dup_events);
         json_object_set_new(j, "last_accepted_s", json_real(acc_s));
         json_object_set_new(j, "cpu_s", json_real(cpu_s));
         if (j == NULL || json_dump_file(j, b->o.json_path, JSON_COMPACT) < 0)
@@ -818,8 +825,10 @@ int main(int argc, char **argv)
         while (!interrupted && ended(&b) < b.o.orders && mono_ns() < deadline) {
             rd_kafka_poll(b.producer, 50);
             if (!b.o.quiet && mono_ns() >= next_note) {
-                fprintf(stderr, "meshbench: %.0f s: %ld of %ld ended (%ld Running, %ld "
-                        "Failed)\n", (double)(mono_ns() - b.t0_ns) / 1e9, ended(&b), b.o.orders,
+                fprintf(stderr,
+                        "meshbench: %.0f s: %ld of %ld ended (%ld Running, %ld "
+                        "Failed)\n",
+                        (double)(mono_ns() - b.t0_ns) / 1e9, ended(&b), b.o.orders,
                         __atomic_load_n(&b.running, __ATOMIC_RELAXED),
                         __atomic_load_n(&b.failed, __ATOMIC_RELAXED));
                 next_note += 1000000000;

@@ -41,7 +41,8 @@ static const mb_conf_key CONF_KEYS[] = {
 
 static void usage(FILE *f)
 {
-    fprintf(f,
+    fprintf(
+        f,
         "usage: meshctl COMMAND [options]     (meshctl COMMAND --help for each)\n"
         "       meshctl --help | --version\n"
         "\n"
@@ -104,7 +105,7 @@ static const struct {
     const char *name;
     cmd_fn fn;
 } COMMANDS[] = {
-    {"jobs", mc_cmd_jobs},     {"show", mc_cmd_show},   {"replay", mc_cmd_replay},
+    {"jobs", mc_cmd_jobs},         {"show", mc_cmd_show},     {"replay", mc_cmd_replay},
     {"rollback", mc_cmd_rollback}, {"cancel", mc_cmd_cancel}, {"dlq", mc_cmd_dlq},
     {"watch", mc_cmd_watch},
 };

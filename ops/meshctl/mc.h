@@ -22,9 +22,9 @@ enum {
 };
 
 typedef struct mc_ctx {
-    mb_conf *conf;    /* owned by main */
-    mb_store *store;  /* opened on first use (mc_store) */
-    char who[200];    /* "$USER@host": who asked, for history lines */
+    mb_conf *conf;   /* owned by main */
+    mb_store *store; /* opened on first use (mc_store) */
+    char who[200];   /* "$USER@host": who asked, for history lines */
 } mc_ctx;
 
 /* The store, connected and pinged; prints why not and returns NULL (exit MC_EXIT_CONFIG).
@@ -74,8 +74,7 @@ int mc_saga_of(const mb_job *j, const mb_saga_def **out);
 
 /* Why a job is stuck ("" when it is not) into buf: a step past its deadline, a lease
  * whose holder stopped renewing, or a due job nobody claimed.  now in ms. */
-const char *mc_stuck_reason(const mc_ctx *c, const mb_job *j, long long now, char *buf,
-                            size_t len);
+const char *mc_stuck_reason(const mc_ctx *c, const mb_job *j, long long now, char *buf, size_t len);
 
 /* The step to show for the job: where the saga stopped for a Failed, Cancelled or
  * NeedsAttention job (the failed or cancelled step), else its current step.  Borrowed. */

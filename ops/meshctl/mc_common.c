@@ -76,8 +76,10 @@ mb_store *mc_store(mc_ctx *c)
         return NULL;
     }
     if (mb_store_ping(c->store, &e) != MB_OK) {
-        mc_fail(MC_EXIT_CONFIG, "cannot use Redis: %s (check REDIS_URL and MESHBUY_SHARDS: "
-                "they must match the workers')", e.msg);
+        mc_fail(MC_EXIT_CONFIG,
+                "cannot use Redis: %s (check REDIS_URL and MESHBUY_SHARDS: "
+                "they must match the workers')",
+                e.msg);
         mb_store_free(c->store);
         c->store = NULL;
         return NULL;
@@ -238,8 +240,7 @@ static long long step_deadline(const mc_ctx *c, const mb_job *j)
     return mb_conf_int(c->conf, "MESHBUY_STEP_DEADLINE_MS");
 }
 
-const char *mc_stuck_reason(const mc_ctx *c, const mb_job *j, long long now, char *buf,
-                            size_t len)
+const char *mc_stuck_reason(const mc_ctx *c, const mb_job *j, long long now, char *buf, size_t len)
 {
     long long started = json_integer_value(json_object_get(j->state, "step_started_ms"));
     long long deadline;
@@ -347,13 +348,14 @@ int mc_get_job(mc_ctx *c, const char *id, mb_job **out)
     if (st == NULL)
         return MC_EXIT_CONFIG;
     if (mb_order_check_order_id(id) != NULL)
-        return mc_fail(MC_EXIT_USAGE, "'%s' is not an order id (letters, digits, ._:-, "
-                       "at most 64)", id);
+        return mc_fail(MC_EXIT_USAGE,
+                       "'%s' is not an order id (letters, digits, ._:-, "
+                       "at most 64)",
+                       id);
     mb_error_clear(&e);
     if (mb_store_get(st, id, out, &e) != MB_OK)
         return mc_store_fail("reading the job", &e);
     if (*out == NULL)
-        return mc_fail(MC_EXIT_NOTFOUND, "no job for order %s (list jobs with: meshctl jobs)",
-                       id);
+        return mc_fail(MC_EXIT_NOTFOUND, "no job for order %s (list jobs with: meshctl jobs)", id);
     return MC_EXIT_OK;
 }

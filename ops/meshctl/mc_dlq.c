@@ -9,8 +9,8 @@
 #include "mc_out.h"
 #include "mc_kafka.h"
 
-#define DLQ_SCAN_MAX 10000 /* the record stream's cap */
-#define FETCH_TIMEOUT_MS 10000
+#define DLQ_SCAN_MAX       10000 /* the record stream's cap */
+#define FETCH_TIMEOUT_MS   10000
 #define PUBLISH_TIMEOUT_MS 30000
 
 static void dlq_usage(FILE *f)
@@ -53,7 +53,8 @@ static json_t *find_record(mc_ctx *c, const char *id, int *rc)
         *rc = mc_store_fail("reading DLQ records", &e);
         return NULL;
     }
-    json_array_foreach(all, i, v) {
+    json_array_foreach(all, i, v)
+    {
         if (strcmp(json_string_value(json_object_get(v, "id")), id) == 0) {
             hit = json_incref(v);
             break;
@@ -61,8 +62,7 @@ static json_t *find_record(mc_ctx *c, const char *id, int *rc)
     }
     json_decref(all);
     if (hit == NULL)
-        *rc = mc_fail(MC_EXIT_NOTFOUND, "no DLQ record %s (list them with: meshctl dlq list)",
-                      id);
+        *rc = mc_fail(MC_EXIT_NOTFOUND, "no DLQ record %s (list them with: meshctl dlq list)", id);
     return hit;
 }
 
@@ -113,7 +113,8 @@ static json_t *redrives_by_id(mc_ctx *c)
     mb_error_clear(&e);
     if (mb_store_dlq_redrives(c->store, DLQ_SCAN_MAX, &all, &e) != MB_OK)
         return map;
-    json_array_foreach(all, i, v) {
+    json_array_foreach(all, i, v)
+    {
         if (json_object_get(map, rec_str(v, "dlq_id")) == NULL)
             json_object_set(map, rec_str(v, "dlq_id"), v);
     }
@@ -134,7 +135,8 @@ static int dlq_list(mc_ctx *c, long limit, const mc_out *out)
         return mc_store_fail("reading DLQ records", &e);
     done = redrives_by_id(c);
     docs = json_array();
-    json_array_foreach(recs, i, r) {
+    json_array_foreach(recs, i, r)
+    {
         json_t *d = json_object_get(done, rec_str(r, "id"));
         json_t *doc = rec_json(r);
         json_object_set_new(doc, "redriven", d ? rec_json(d) : json_null());
@@ -195,8 +197,10 @@ static int fetch_original(mc_ctx *c, const json_t *rec, mc_kafka_msg *m)
     if (mc_kafka_fetch(c, rec_str(rec, "topic"), (int)strtol(rec_str(rec, "partition"), NULL, 10),
                        strtoll(rec_str(rec, "offset"), NULL, 10), FETCH_TIMEOUT_MS, m, err,
                        sizeof(err)) != 0)
-        return mc_fail(MC_EXIT_CONFIG, "cannot read the message back: %s (to send a corrected "
-                       "order anyway: --edit FILE)", err);
+        return mc_fail(MC_EXIT_CONFIG,
+                       "cannot read the message back: %s (to send a corrected "
+                       "order anyway: --edit FILE)",
+                       err);
     return MC_EXIT_OK;
 }
 
@@ -372,15 +376,15 @@ static int dlq_redrive(mc_ctx *c, const char *id, const char *edit, int force)
     else
         snprintf(key, sizeof(key), "%s", m.key ? m.key : rec_str(rec, "key"));
     snprintf(line, sizeof(line), "%s DLQ record %s redriven%s by %s",
-             mc_fmt_time(mc_now_ms(), t, sizeof(t)), id, edit ? " (corrected order)" : "",
-             c->who);
+             mc_fmt_time(mc_now_ms(), t, sizeof(t)), id, edit ? " (corrected order)" : "", c->who);
     if (o) {
         mb_error_clear(&e);
         if (mb_store_forget_rejected(c->store, o->order_id, line, &forgotten, &e) != MB_OK) {
-            rc = e.status == MB_PERM
-                     ? mc_fail(MC_EXIT_FAILED, "redrive refused, nothing sent: %s (the order "
-                               "was accepted since; see meshctl show %s)", e.msg, o->order_id)
-                     : mc_store_fail("redrive", &e);
+            rc = e.status == MB_PERM ? mc_fail(MC_EXIT_FAILED,
+                                               "redrive refused, nothing sent: %s (the order "
+                                               "was accepted since; see meshctl show %s)",
+                                               e.msg, o->order_id)
+                                     : mc_store_fail("redrive", &e);
             goto out;
         }
     }
@@ -400,8 +404,8 @@ static int dlq_redrive(mc_ctx *c, const char *id, const char *edit, int force)
     hdrs[nh * 2] = "meshbuy-redriven-by";
     hdrs[nh * 2 + 1] = c->who;
     nh++;
-    if (mc_kafka_publish(c, mb_conf_str(c->conf, "MESHBUY_ORDERS_TOPIC"), key, value, len, hdrs,
-                         nh, PUBLISH_TIMEOUT_MS, &partition, &offset, why, sizeof(why)) != 0) {
+    if (mc_kafka_publish(c, mb_conf_str(c->conf, "MESHBUY_ORDERS_TOPIC"), key, value, len, hdrs, nh,
+                         PUBLISH_TIMEOUT_MS, &partition, &offset, why, sizeof(why)) != 0) {
         rc = mc_fail(MC_EXIT_CONFIG, "redrive: %s", why);
         goto out;
     }
@@ -419,9 +423,8 @@ static int dlq_redrive(mc_ctx *c, const char *id, const char *edit, int force)
     if (mb_store_dlq_redrive_record(c->store, &rd, &e) != MB_OK)
         fprintf(stderr, "meshctl: warning: published, but the redrive was not recorded: %s\n",
                 e.msg);
-    printf("redriven %s as order %s (key %s) to %s [%d] @%lld; follow with: meshctl watch %s\n",
-           id, o ? o->order_id : "?", key, rd.topic, partition, offset,
-           o ? o->order_id : "--all");
+    printf("redriven %s as order %s (key %s) to %s [%d] @%lld; follow with: meshctl watch %s\n", id,
+           o ? o->order_id : "?", key, rd.topic, partition, offset, o ? o->order_id : "--all");
 out:
     mb_order_free(o);
     free(value);
@@ -454,23 +457,15 @@ int mc_cmd_dlq(mc_ctx *c, int argc, char **argv)
             if (mc_parse_long(optarg, 1, DLQ_SCAN_MAX, &limit) != 0)
                 return mc_fail(MC_EXIT_USAGE, "--limit %s: want 1..%d", optarg, DLQ_SCAN_MAX);
             break;
-        case 'e':
-            edit = optarg;
-            break;
-        case 'F':
-            force = 1;
-            break;
-        case 'h':
-            dlq_usage(stdout);
-            return MC_EXIT_OK;
-        default:
-            dlq_usage(stderr);
-            return MC_EXIT_USAGE;
+        case 'e': edit = optarg; break;
+        case 'F': force = 1; break;
+        case 'h': dlq_usage(stdout); return MC_EXIT_OK;
+        default: dlq_usage(stderr); return MC_EXIT_USAGE;
         }
     }
     if (optind >= argc)
         return mc_fail(MC_EXIT_USAGE, "dlq: want list, show ID or redrive ID (see meshctl dlq "
-                       "--help)");
+                                      "--help)");
     sub = argv[optind];
     if (strcmp(sub, "list") == 0 && optind + 1 == argc)
         return mc_store(c) ? dlq_list(c, limit, &out) : MC_EXIT_CONFIG;
@@ -479,5 +474,5 @@ int mc_cmd_dlq(mc_ctx *c, int argc, char **argv)
     if (strcmp(sub, "redrive") == 0 && optind + 2 == argc)
         return mc_store(c) ? dlq_redrive(c, argv[optind + 1], edit, force) : MC_EXIT_CONFIG;
     return mc_fail(MC_EXIT_USAGE, "dlq: want list, show ID or redrive ID (see meshctl dlq "
-                   "--help)");
+                                  "--help)");
 }

@@ -14,10 +14,10 @@
 
 typedef struct list_ctx {
     const mc_ctx *c;
-    const char *status;  /* canonical, "stuck", or NULL */
-    const char *account; /* NULL = all */
-    long long since_ms;  /* 0 = any age */
-    long long until_ms;  /* created at least this long ago; 0 = any */
+    const char *status;                             /* canonical, "stuck", or NULL */
+    const char *account;                            /* NULL = all */
+    long long since_ms;                             /* 0 = any age */
+    long long until_ms;                             /* created at least this long ago; 0 = any */
     const char *saga, *step, *error_code, *cluster; /* NULL = any */
     long long now;
     json_t *rows;
@@ -98,7 +98,8 @@ static void print_table(const json_t *rows, const mc_out *o)
     size_t i;
     json_t *r;
 
-    json_array_foreach(rows, i, r) {
+    json_array_foreach(rows, i, r)
+    {
         char age[16], status[48], att[24], why[400];
         int stuck = json_is_true(json_object_get(r, "stuck"));
         const char *cells[12];
@@ -215,16 +216,18 @@ int mc_cmd_jobs(mc_ctx *c, int argc, char **argv)
         case 's':
             l.status = mc_status_canon(optarg);
             if (l.status == NULL)
-                return mc_fail(MC_EXIT_USAGE, "--status %s: not a job status (see meshctl "
-                               "jobs --help)", optarg);
+                return mc_fail(MC_EXIT_USAGE,
+                               "--status %s: not a job status (see meshctl "
+                               "jobs --help)",
+                               optarg);
             break;
-        case 'a':
-            l.account = optarg;
-            break;
+        case 'a': l.account = optarg; break;
         case 'S':
             if (mc_parse_duration(optarg, &l.since_ms) != 0)
-                return mc_fail(MC_EXIT_USAGE, "--since %s: want a duration like 90s, 15m, "
-                               "2h, 1d", optarg);
+                return mc_fail(MC_EXIT_USAGE,
+                               "--since %s: want a duration like 90s, 15m, "
+                               "2h, 1d",
+                               optarg);
             break;
         case 'U':
             if (mc_parse_duration(optarg, &l.until_ms) != 0)
@@ -245,12 +248,8 @@ int mc_cmd_jobs(mc_ctx *c, int argc, char **argv)
             if (mc_parse_long(optarg, 1, 1000000, &limit) != 0)
                 return mc_fail(MC_EXIT_USAGE, "--limit %s: want a positive number", optarg);
             break;
-        case 'h':
-            jobs_usage(stdout);
-            return MC_EXIT_OK;
-        default:
-            jobs_usage(stderr);
-            return MC_EXIT_USAGE;
+        case 'h': jobs_usage(stdout); return MC_EXIT_OK;
+        default: jobs_usage(stderr); return MC_EXIT_USAGE;
         }
     }
     if (optind < argc)
@@ -394,7 +393,8 @@ static void print_events(const json_t *events, const char *why_none)
         printf("  (not read: %s)\n", why_none);
         return;
     }
-    json_array_foreach(events, i, ev) {
+    json_array_foreach(events, i, ev)
+    {
         json_t *d = json_object_get(ev, "data");
         json_t *er = json_object_get(d, "error");
         printf("  #%lld %s %-11s %-16s %s%s%s\n",
@@ -486,19 +486,13 @@ int mc_cmd_show(mc_ctx *c, int argc, char **argv)
         if (taken)
             continue;
         switch (opt) {
-        case 'n':
-            events = 0;
-            break;
+        case 'n': events = 0; break;
         case 't':
             if (mc_parse_long(optarg, 1, 3600, &tmo_s) != 0)
                 return mc_fail(MC_EXIT_USAGE, "--events-timeout %s: want seconds", optarg);
             break;
-        case 'h':
-            show_usage(stdout);
-            return MC_EXIT_OK;
-        default:
-            show_usage(stderr);
-            return MC_EXIT_USAGE;
+        case 'h': show_usage(stdout); return MC_EXIT_OK;
+        default: show_usage(stderr); return MC_EXIT_USAGE;
         }
     }
     if (optind >= argc)
@@ -533,13 +527,13 @@ int mc_cmd_show(mc_ctx *c, int argc, char **argv)
 static void cancel_usage(FILE *f)
 {
     fprintf(f,
-        "usage: meshctl cancel JOB\n"
-        "\n"
-        "Asks the saga to stop: a worker running the job stops at the next step boundary and\n"
-        "undoes what the job changed, then reports Cancelled.  An idle job is made due now so\n"
-        "a worker picks the cancel up at once.  A job that already ended (Running, Failed,\n"
-        "Cancelled, NeedsAttention) is refused: use `meshctl rollback JOB` to undo a Running\n"
-        "mesh.\n");
+            "usage: meshctl cancel JOB\n"
+            "\n"
+            "Asks the saga to stop: a worker running the job stops at the next step boundary and\n"
+            "undoes what the job changed, then reports Cancelled.  An idle job is made due now so\n"
+            "a worker picks the cancel up at once.  A job that already ended (Running, Failed,\n"
+            "Cancelled, NeedsAttention) is refused: use `meshctl rollback JOB` to undo a Running\n"
+            "mesh.\n");
 }
 
 int mc_cmd_cancel(mc_ctx *c, int argc, char **argv)
@@ -586,8 +580,8 @@ int mc_cmd_cancel(mc_ctx *c, int argc, char **argv)
              mc_fmt_time(mc_now_ms(), t, sizeof(t)), c->who, status);
     mc_history_note(c, j, line);
     printf("cancel requested for %s (status %s): a worker stops it at the next step boundary "
-           "and undoes its changes; follow with: meshctl watch %s\n", j->order_id, status,
-           j->order_id);
+           "and undoes its changes; follow with: meshctl watch %s\n",
+           j->order_id, status, j->order_id);
     mb_job_free(j);
     return MC_EXIT_OK;
 }

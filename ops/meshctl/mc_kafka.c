@@ -13,9 +13,8 @@
 #include "mb_json.h"
 #include "mb_kafka.h"
 
-
 #define META_TIMEOUT_MS 5000
-#define MAX_PARTITIONS 1024
+#define MAX_PARTITIONS  1024
 
 void mc_kafka_msg_clear(mc_kafka_msg *m)
 {
@@ -53,8 +52,7 @@ static rd_kafka_t *consumer_new(mc_ctx *c, char *err, size_t errlen)
         rd_kafka_conf_set(conf, "enable.auto.commit", "false", e, sizeof(e)) != RD_KAFKA_CONF_OK ||
         rd_kafka_conf_set(conf, "enable.auto.offset.store", "false", e, sizeof(e)) !=
             RD_KAFKA_CONF_OK ||
-        rd_kafka_conf_set(conf, "enable.partition.eof", "true", e, sizeof(e)) !=
-            RD_KAFKA_CONF_OK) {
+        rd_kafka_conf_set(conf, "enable.partition.eof", "true", e, sizeof(e)) != RD_KAFKA_CONF_OK) {
         rd_kafka_conf_destroy(conf);
         snprintf(err, errlen, "consumer settings: %s", e);
         return NULL;
@@ -98,9 +96,9 @@ static int partitions_of(rd_kafka_t *rk, const char *topic, char *err, size_t er
     if (md->topic_cnt == 1 && md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR)
         n = md->topics[0].partition_cnt;
     else
-        snprintf(err, errlen, "topic %s: %s", topic,
-                 rd_kafka_err2str(md->topic_cnt ? md->topics[0].err
-                                                : RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC));
+        snprintf(
+            err, errlen, "topic %s: %s", topic,
+            rd_kafka_err2str(md->topic_cnt ? md->topics[0].err : RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC));
     rd_kafka_metadata_destroy(md);
     if (n > MAX_PARTITIONS)
         n = MAX_PARTITIONS;
@@ -110,8 +108,8 @@ static int partitions_of(rd_kafka_t *rk, const char *topic, char *err, size_t er
 /* Assigns every partition of topic: from its start (from_end 0: only partitions holding
  * data, their ends in *ends) or from its end.  Returns how many partitions are to be read,
  * or -1 with err. */
-static int assign_all(rd_kafka_t *rk, const char *topic, int from_end, int64_t *ends,
-                      char *err, size_t errlen)
+static int assign_all(rd_kafka_t *rk, const char *topic, int from_end, int64_t *ends, char *err,
+                      size_t errlen)
 {
     int n = partitions_of(rk, topic, err, errlen);
     rd_kafka_topic_partition_list_t *l;
@@ -145,8 +143,8 @@ static int assign_all(rd_kafka_t *rk, const char *topic, int from_end, int64_t *
     return waiting;
 }
 
-json_t *mc_kafka_status_events(mc_ctx *c, const char *key, const char *order_id,
-                               int timeout_ms, char *why, size_t whylen)
+json_t *mc_kafka_status_events(mc_ctx *c, const char *key, const char *order_id, int timeout_ms,
+                               char *why, size_t whylen)
 {
     const char *topic = mb_conf_str(c->conf, "MESHBUY_STATUS_TOPIC");
     rd_kafka_t *rk = consumer_new(c, why, whylen);
@@ -178,7 +176,8 @@ json_t *mc_kafka_status_events(mc_ctx *c, const char *key, const char *order_id,
             rd_kafka_message_destroy(m);
             continue;
         }
-        if (m->partition >= 0 && m->partition < MAX_PARTITIONS && m->offset + 1 == ends[m->partition])
+        if (m->partition >= 0 && m->partition < MAX_PARTITIONS &&
+            m->offset + 1 == ends[m->partition])
             waiting--;
         if (m->key_len == strlen(key) && memcmp(m->key, key, m->key_len) == 0) {
             const char *oid;
@@ -294,8 +293,8 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
 }
 
 int mc_kafka_publish(mc_ctx *c, const char *topic, const char *key, const void *value, size_t len,
-                     const char *const *headers, size_t n_headers, int timeout_ms,
-                     int *partition, long long *offset, char *err, size_t errlen)
+                     const char *const *headers, size_t n_headers, int timeout_ms, int *partition,
+                     long long *offset, char *err, size_t errlen)
 {
     char e[512];
     rd_kafka_conf_t *conf;
@@ -345,8 +344,10 @@ int mc_kafka_publish(mc_ctx *c, const char *topic, const char *key, const void *
         rd_kafka_flush(rk, 1000);
     rd_kafka_destroy(rk);
     if (!d.done) {
-        snprintf(err, errlen, "no delivery report from %s within %d ms (it may still arrive: "
-                 "check before sending again)", topic, timeout_ms);
+        snprintf(err, errlen,
+                 "no delivery report from %s within %d ms (it may still arrive: "
+                 "check before sending again)",
+                 topic, timeout_ms);
         return -1;
     }
     if (d.err != RD_KAFKA_RESP_ERR_NO_ERROR) {

@@ -13,14 +13,14 @@
 /* Every status event of order_id (key is its mesh key) on the status topic, oldest first,
  * read from the beginning of every partition to the end it had when called, within
  * timeout_ms.  New JSON array of the events (json_decref), or NULL with why. */
-json_t *mc_kafka_status_events(mc_ctx *c, const char *key, const char *order_id,
-                               int timeout_ms, char *why, size_t whylen);
+json_t *mc_kafka_status_events(mc_ctx *c, const char *key, const char *order_id, int timeout_ms,
+                               char *why, size_t whylen);
 
 /* One fetched message: everything owned by the struct (mc_kafka_msg_clear). */
 typedef struct mc_kafka_msg {
     char *value;
     size_t len;
-    char *key;      /* NULL when the message had none */
+    char *key;       /* NULL when the message had none */
     json_t *headers; /* {name: value} of the string headers */
 } mc_kafka_msg;
 void mc_kafka_msg_clear(mc_kafka_msg *m);
@@ -34,8 +34,8 @@ int mc_kafka_fetch(mc_ctx *c, const char *topic, int partition, long long offset
  * headers: n pairs name, value (borrowed).  *partition and *offset get where it landed.
  * 0, or -1 with the reason in err. */
 int mc_kafka_publish(mc_ctx *c, const char *topic, const char *key, const void *value, size_t len,
-                     const char *const *headers, size_t n_headers, int timeout_ms,
-                     int *partition, long long *offset, char *err, size_t errlen);
+                     const char *const *headers, size_t n_headers, int timeout_ms, int *partition,
+                     long long *offset, char *err, size_t errlen);
 
 /* A consumer assigned to every partition of topic at its current end (no group join:
  * nothing published after this returns is missed).  New (rd_kafka_consumer_close +

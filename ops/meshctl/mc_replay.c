@@ -40,14 +40,17 @@ static int check_replayable(const mb_job *j, int force, int dry_run, long long n
                             size_t len)
 {
     if (j->order == NULL || json_is_null(j->order)) {
-        snprintf(why, len, "job %s has no order (the message was rejected: %s); correct it and "
-                 "redrive it: meshctl dlq list", j->order_id, j->error_msg);
+        snprintf(why, len,
+                 "job %s has no order (the message was rejected: %s); correct it and "
+                 "redrive it: meshctl dlq list",
+                 j->order_id, j->error_msg);
         return -1;
     }
     if (mc_job_leased(j, now)) {
-        snprintf(why, len, "a worker (%s) holds the lease of job %s until %lld ms from now: "
-                 "wait, or cancel it (meshctl cancel %s)", j->lease_owner, j->order_id,
-                 j->lease_until_ms - now, j->order_id);
+        snprintf(why, len,
+                 "a worker (%s) holds the lease of job %s until %lld ms from now: "
+                 "wait, or cancel it (meshctl cancel %s)",
+                 j->lease_owner, j->order_id, j->lease_until_ms - now, j->order_id);
         return -1;
     }
     if (mc_status_done(j->status) && !dry_run) {
@@ -55,8 +58,10 @@ static int check_replayable(const mb_job *j, int force, int dry_run, long long n
         return -1;
     }
     if (!mc_status_terminal(j->status) && !force && !dry_run) {
-        snprintf(why, len, "job %s is %s, not finished: a worker will resume it; add --force "
-                 "to restart it from a step anyway", j->order_id, j->status);
+        snprintf(why, len,
+                 "job %s is %s, not finished: a worker will resume it; add --force "
+                 "to restart it from a step anyway",
+                 j->order_id, j->status);
         return -1;
     }
     return 0;
@@ -146,8 +151,10 @@ static int replay_one(mc_ctx *c, const char *id, const replay_opts *o)
         }
         if (s == MB_PERM && strcmp(e.code, "Leased") == 0) {
             mb_job_free(j);
-            return mc_fail(MC_EXIT_FAILED, "replay refused: %s (wait for the lease to end, or "
-                           "cancel the job)", e.msg);
+            return mc_fail(MC_EXIT_FAILED,
+                           "replay refused: %s (wait for the lease to end, or "
+                           "cancel the job)",
+                           e.msg);
         }
         if (s != MB_OK) {
             mb_job_free(j);
@@ -159,8 +166,10 @@ static int replay_one(mc_ctx *c, const char *id, const replay_opts *o)
         mb_job_free(j);
         return MC_EXIT_OK;
     }
-    return mc_fail(MC_EXIT_FAILED, "replay of %s: the job kept changing while we wrote it; "
-                   "look at it (meshctl show %s) and try again", id, id);
+    return mc_fail(MC_EXIT_FAILED,
+                   "replay of %s: the job kept changing while we wrote it; "
+                   "look at it (meshctl show %s) and try again",
+                   id, id);
 }
 
 /* ================================================================ bulk replay */
@@ -262,8 +271,8 @@ static int replay_bulk(mc_ctx *c, const char *status, const char *error_class, l
         return MC_EXIT_FAILED;
     }
     printf("%s %zu %s job(s)%s%s, oldest first, at most %.2f/s\n",
-           o->dry_run ? "would replay" : "replaying", n, status,
-           error_class ? " with error " : "", error_class ? error_class : "", rate);
+           o->dry_run ? "would replay" : "replaying", n, status, error_class ? " with error " : "",
+           error_class ? error_class : "", rate);
     t0 = mc_now_ms();
     for (size_t i = 0; v && i < n; i++) {
         const char *id = json_string_value(json_object_get(v[i], "id"));
@@ -385,15 +394,9 @@ int mc_cmd_replay(mc_ctx *c, int argc, char **argv)
     optind = 0;
     while ((opt = getopt_long(argc, argv, "ho:", opts, NULL)) != -1) {
         switch (opt) {
-        case 'f':
-            o.from_step = optarg;
-            break;
-        case 'n':
-            o.dry_run = 1;
-            break;
-        case 'F':
-            o.force = 1;
-            break;
+        case 'f': o.from_step = optarg; break;
+        case 'n': o.dry_run = 1; break;
+        case 'F': o.force = 1; break;
         case 'o':
         case MC_OUT_OPT_NOHEAD:
         case MC_OUT_OPT_JSON: {
@@ -406,12 +409,12 @@ int mc_cmd_replay(mc_ctx *c, int argc, char **argv)
         case 's':
             status = mc_status_canon(optarg);
             if (status == NULL || strcmp(status, "stuck") == 0)
-                return mc_fail(MC_EXIT_USAGE, "--status %s: want a job status (failed, "
-                               "cancelled, needsattention, ...)", optarg);
+                return mc_fail(MC_EXIT_USAGE,
+                               "--status %s: want a job status (failed, "
+                               "cancelled, needsattention, ...)",
+                               optarg);
             break;
-        case 'e':
-            error_class = optarg;
-            break;
+        case 'e': error_class = optarg; break;
         case 'R':
             if (optarg[0] == '\0' || strlen(optarg) > 300)
                 return mc_fail(MC_EXIT_USAGE, "--reason: want a short text (1..300 characters)");
@@ -424,21 +427,19 @@ int mc_cmd_replay(mc_ctx *c, int argc, char **argv)
             break;
         case 'r':
             if (mc_parse_double(optarg, 0.01, 10000, &rate) != 0)
-                return mc_fail(MC_EXIT_USAGE, "--rate %s: want replays per second "
-                               "(0.01..10000)", optarg);
+                return mc_fail(MC_EXIT_USAGE,
+                               "--rate %s: want replays per second "
+                               "(0.01..10000)",
+                               optarg);
             break;
-        case 'h':
-            replay_usage(stdout);
-            return MC_EXIT_OK;
-        default:
-            replay_usage(stderr);
-            return MC_EXIT_USAGE;
+        case 'h': replay_usage(stdout); return MC_EXIT_OK;
+        default: replay_usage(stderr); return MC_EXIT_USAGE;
         }
     }
     if (status) {
         if (optind != argc || o.from_step || o.force)
             return mc_fail(MC_EXIT_USAGE, "replay --status takes no JOB, --from-step or --force "
-                           "(see meshctl replay --help)");
+                                          "(see meshctl replay --help)");
         if (o.reason == NULL && !o.dry_run)
             return mc_fail(MC_EXIT_USAGE, "a bulk replay needs --reason TEXT (written to each "
                                           "job's history); see what it would do with --dry-run");
@@ -451,7 +452,7 @@ int mc_cmd_replay(mc_ctx *c, int argc, char **argv)
         return mc_fail(MC_EXIT_USAGE, "--error-code, --limit and --yes go with --status");
     if (optind + 1 != argc)
         return mc_fail(MC_EXIT_USAGE, "replay: want one JOB, or --status for a bulk replay "
-                       "(see meshctl replay --help)");
+                                      "(see meshctl replay --help)");
     return replay_one(c, argv[optind], &o);
 }
 
@@ -498,17 +499,23 @@ static int rollback_once(mc_ctx *c, const char *id, int *retry)
                      "(job %s); replay it instead (meshctl replay %s)",
                      d->name, j->order_id, j->order_id);
     } else if (mc_job_leased(j, now)) {
-        snprintf(why, sizeof(why), "a worker (%s) holds the lease: to stop an installing job "
-                 "use meshctl cancel %s", j->lease_owner, j->order_id);
+        snprintf(why, sizeof(why),
+                 "a worker (%s) holds the lease: to stop an installing job "
+                 "use meshctl cancel %s",
+                 j->lease_owner, j->order_id);
         rc = mc_fail(MC_EXIT_FAILED, "rollback refused: %s", why);
     } else if (from < 0) {
-        rc = mc_fail(MC_EXIT_FAILED, "rollback refused: job %s never started a step: nothing "
-                     "to undo%s", j->order_id, mc_status_terminal(j->status) ? "" :
-                     " (to stop it: meshctl cancel JOB)");
+        rc = mc_fail(MC_EXIT_FAILED,
+                     "rollback refused: job %s never started a step: nothing "
+                     "to undo%s",
+                     j->order_id,
+                     mc_status_terminal(j->status) ? "" : " (to stop it: meshctl cancel JOB)");
     } else if ((strcmp(j->status, "Failed") == 0 || strcmp(j->status, "Cancelled") == 0) &&
                !parked(j)) {
-        rc = mc_fail(MC_EXIT_FAILED, "rollback refused: job %s is %s and was already "
-                     "compensated: nothing to undo", j->order_id, j->status);
+        rc = mc_fail(MC_EXIT_FAILED,
+                     "rollback refused: job %s is %s and was already "
+                     "compensated: nothing to undo",
+                     j->order_id, j->status);
     }
     if (rc != MC_EXIT_OK) {
         mb_job_free(j);
@@ -562,12 +569,12 @@ int mc_cmd_rollback(mc_ctx *c, int argc, char **argv)
     }
     if (optind + 1 != argc)
         return mc_fail(MC_EXIT_USAGE, "rollback: want exactly one JOB (see meshctl rollback "
-                       "--help)");
+                                      "--help)");
     for (int i = 0; i < REWRITE_TRIES; i++) {
         rc = rollback_once(c, argv[optind], &retry);
         if (!retry)
             return rc;
     }
     return mc_fail(MC_EXIT_FAILED, "rollback: the job kept changing while we wrote it; try "
-                   "again");
+                                   "again");
 }

@@ -13,7 +13,7 @@
 #include "mc_kafka.h"
 
 #define EXIT_INTERRUPTED 130
-#define BAR_WIDTH 20
+#define BAR_WIDTH        20
 
 static volatile sig_atomic_t interrupted;
 
@@ -54,8 +54,8 @@ static int terminal_event(const char *status)
 
 static void show_event(const mb_status_event *ev, const json_t *env, int tty, int all)
 {
-    const char *occurred = json_string_value(
-        json_object_get(json_object_get(env, "data"), "occurred_at"));
+    const char *occurred =
+        json_string_value(json_object_get(json_object_get(env, "data"), "occurred_at"));
     const char *status = mb_mesh_status_name(ev->status);
     char bar[BAR_WIDTH + 1];
     int done = ev->step_index - (done_event(status) ? 0 : 1);
@@ -152,9 +152,7 @@ int mc_cmd_watch(mc_ctx *c, int argc, char **argv)
     optind = 0;
     while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (opt) {
-        case 'a':
-            all = 1;
-            break;
+        case 'a': all = 1; break;
         case 't':
             if (mc_parse_long(optarg, 1, 86400 * 7, &timeout_s) != 0)
                 return mc_fail(MC_EXIT_USAGE, "--timeout %s: want seconds", optarg);
@@ -163,12 +161,8 @@ int mc_cmd_watch(mc_ctx *c, int argc, char **argv)
             if (mc_parse_long(optarg, 0, 86400, &accept_s) != 0)
                 return mc_fail(MC_EXIT_USAGE, "--accept-timeout %s: want seconds", optarg);
             break;
-        case 'h':
-            watch_usage(stdout);
-            return MC_EXIT_OK;
-        default:
-            watch_usage(stderr);
-            return MC_EXIT_USAGE;
+        case 'h': watch_usage(stdout); return MC_EXIT_OK;
+        default: watch_usage(stderr); return MC_EXIT_USAGE;
         }
     }
     if (all == (optind < argc) || optind + (all ? 0 : 1) != argc)

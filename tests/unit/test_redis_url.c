@@ -76,9 +76,21 @@ static void test_unix(void **state)
 static void test_bad(void **state)
 {
     static const char *const bad[] = {
-        "", "http://h:1", "redis://", "redis://h:0", "redis://h:65536", "redis://h:x",
-        "redis://h:1/abc", "unix://relative.sock", "unix://", "unix:///r.sock?db=x",
-        "unix:///r.sock?timeout=3", "redis://:%zz@h", "redis://[::1", "rediss://h:1", NULL,
+        "",
+        "http://h:1",
+        "redis://",
+        "redis://h:0",
+        "redis://h:65536",
+        "redis://h:x",
+        "redis://h:1/abc",
+        "unix://relative.sock",
+        "unix://",
+        "unix:///r.sock?db=x",
+        "unix:///r.sock?timeout=3",
+        "redis://:%zz@h",
+        "redis://[::1",
+        "rediss://h:1",
+        NULL,
     };
     mb_redis_url u;
     char err[256];
@@ -147,8 +159,8 @@ static pid_t start_redis(const char *dir, const char *sock)
         dup2(fd, 1);
         dup2(fd, 2);
         execlp("redis-server", "redis-server", "--port", "0", "--unixsocket", sock, "--save", "",
-               "--appendonly", "no", "--dir", dir, "--requirepass", "pw0", "--loglevel",
-               "warning", (char *)NULL);
+               "--appendonly", "no", "--dir", dir, "--requirepass", "pw0", "--loglevel", "warning",
+               (char *)NULL);
         _exit(127);
     }
     for (int i = 0; i < 200; i++) {

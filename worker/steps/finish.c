@@ -17,8 +17,8 @@ static mb_step_rc finish_run(mb_sjob *j)
                            "restarted (resume them to get the sidecar):",
                            n);
     for (size_t i = 0; i < n && len < sizeof(j->message); i++)
-        len += (size_t)snprintf(j->message + len, sizeof(j->message) - len, "%s %s",
-                                i ? "," : "", json_string_value(json_array_get(skipped, i)));
+        len += (size_t)snprintf(j->message + len, sizeof(j->message) - len, "%s %s", i ? "," : "",
+                                json_string_value(json_array_get(skipped, i)));
     return MB_STEP_DONE;
 }
 

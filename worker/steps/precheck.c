@@ -107,8 +107,7 @@ static mb_step_rc evaluate(mb_sjob *j, precheck *s)
     mb_step_rc rc;
 
     if (j->err.status != MB_OK) {
-        if (j->err.status == MB_PERM &&
-            (j->err.http_status == 404 || j->err.http_status == 403))
+        if (j->err.status == MB_PERM && (j->err.http_status == 404 || j->err.http_status == 403))
             return mb_step_fail(j, "ClusterNotFound", "cluster %s not found in project %s (%s)",
                                 o->cluster_id, o->project_id, j->err.msg);
         return MB_STEP_ERROR; /* transient ones are retried */
