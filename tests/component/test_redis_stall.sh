@@ -15,10 +15,13 @@ STALL_S=10
 # Clusters bench-0 .. bench-19999, created on first use.
 SAGA_SCENARIO="$MB_ROOT/ops/cloudsim/scenarios/bench.json"
 saga_stack_up
-cs_config '{"release_install_ms": 6000, "release_delete_ms": 200}' >/dev/null
+cs_config '{"release_install_ms": 6000, "release_delete_ms": 200, "latency_ms": 1500}' >/dev/null
 REDIS_PID=$(cat "$TEST_TMP/stack/redis.pid")
 on_exit "kill -CONT $REDIS_PID 2>/dev/null || true"
 
+# Every cloud call takes 1.5 s, so that at any moment sagas are in memory with calls out:
+# their checkpoints fall into the stall (claims now wait for due jobs, so without it the
+# stall could find every saga parked in Redis between two polls).
 # Published first, so that the sagas start together.
 pairs=()
 for i in $(seq 0 $((N - 1))); do
