@@ -21,52 +21,20 @@
 #include "loop_util.h"
 #include "mb_rq.h"
 #include "mb_store.h"
+#include "redis_util.h"
 
 #define TIMEOUT_MS 500 /* the queue's store: connect and round-trip bound */
-
-static char tmpdir[] = "/tmp/mbrqXXXXXX";
-static char sock[256];
-static char url[300];
-static pid_t redis_pid = -1;
 
 static int start_redis(void **state)
 {
     (void)state;
-    signal(SIGPIPE, SIG_IGN);
-    if (mkdtemp(tmpdir) == NULL)
-        return -1;
-    snprintf(sock, sizeof(sock), "%s/r.sock", tmpdir);
-    snprintf(url, sizeof(url), "unix://%s", sock);
-    redis_pid = fork();
-    if (redis_pid == 0) {
-        int fd = open("/dev/null", O_WRONLY);
-        dup2(fd, 1);
-        dup2(fd, 2);
-        execlp("redis-server", "redis-server", "--port", "0", "--unixsocket", sock, "--save", "",
-               "--appendonly", "no", "--dir", tmpdir, (char *)NULL);
-        _exit(127);
-    }
-    for (int i = 0; i < 400; i++) {
-        struct stat st;
-        struct timespec ts = {0, 25 * 1000 * 1000};
-        if (stat(sock, &st) == 0)
-            return 0;
-        nanosleep(&ts, NULL);
-    }
-    return -1;
+    return redis_start();
 }
 
 static int teardown_all(void **state)
 {
     (void)state;
-    if (redis_pid > 0) {
-        kill(redis_pid, SIGCONT);
-        kill(redis_pid, SIGKILL);
-        waitpid(redis_pid, NULL, 0);
-        redis_pid = -1;
-    }
-    unlink(sock);
-    rmdir(tmpdir);
+    redis_cleanup();
     return 0;
 }
 

@@ -28,6 +28,7 @@
 #include "mb_step.h"
 #include "mb_rq.h"
 #include "mb_store.h"
+#include "redis_util.h"
 
 #define ACCOUNT  "0a1b2c3d4e5f60718293a4b5c6d7e8f9"
 #define TP       "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
@@ -41,46 +42,16 @@
 
 /* ================================================================ a private Redis */
 
-static char tmpdir[] = "/tmp/mbsagaXXXXXX";
-static char sock[256];
-static char url[300];
-static pid_t redis_pid = -1;
-
 static int start_redis(void **state)
 {
     (void)state;
-    if (mkdtemp(tmpdir) == NULL)
-        return -1;
-    snprintf(sock, sizeof(sock), "%s/r.sock", tmpdir);
-    snprintf(url, sizeof(url), "unix://%s", sock);
-    redis_pid = fork();
-    if (redis_pid == 0) {
-        int fd = open("/dev/null", O_WRONLY);
-        dup2(fd, 1);
-        dup2(fd, 2);
-        execlp("redis-server", "redis-server", "--port", "0", "--unixsocket", sock, "--save", "",
-               "--appendonly", "no", "--dir", tmpdir, (char *)NULL);
-        _exit(127);
-    }
-    for (int i = 0; i < 400; i++) {
-        struct stat st;
-        struct timespec ts = {0, 25 * 1000 * 1000};
-        if (stat(sock, &st) == 0)
-            return 0;
-        nanosleep(&ts, NULL);
-    }
-    return -1;
+    return redis_start();
 }
 
 static int teardown_all(void **state)
 {
     (void)state;
-    if (redis_pid > 0) {
-        kill(redis_pid, SIGKILL);
-        waitpid(redis_pid, NULL, 0);
-    }
-    unlink(sock);
-    rmdir(tmpdir);
+    redis_cleanup();
     return 0;
 }
 

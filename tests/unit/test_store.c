@@ -18,53 +18,18 @@
 
 #include "mb_event.h"
 #include "mb_store.h"
-
-static char tmpdir[] = "/tmp/mbstoreXXXXXX";
-static char sock[256];
-static char url[300];
-static pid_t redis_pid = -1;
+#include "redis_util.h"
 
 static int start_redis(void **state)
 {
     (void)state;
-    if (mkdtemp(tmpdir) == NULL)
-        return -1;
-    snprintf(sock, sizeof(sock), "%s/r.sock", tmpdir);
-    snprintf(url, sizeof(url), "unix://%s", sock);
-    redis_pid = fork();
-    if (redis_pid == 0) {
-        int fd = open("/dev/null", O_WRONLY);
-        dup2(fd, 1);
-        dup2(fd, 2);
-        execlp("redis-server", "redis-server", "--port", "0", "--unixsocket", sock, "--save", "",
-               "--appendonly", "no", "--dir", tmpdir, (char *)NULL);
-        _exit(127);
-    }
-    for (int i = 0; i < 400; i++) {
-        struct stat st;
-        struct timespec ts = {0, 25 * 1000 * 1000};
-        if (stat(sock, &st) == 0)
-            return 0;
-        nanosleep(&ts, NULL);
-    }
-    return -1;
-}
-
-static void stop_redis(void)
-{
-    if (redis_pid > 0) {
-        kill(redis_pid, SIGKILL);
-        waitpid(redis_pid, NULL, 0);
-        redis_pid = -1;
-    }
+    return redis_start();
 }
 
 static int teardown_all(void **state)
 {
     (void)state;
-    stop_redis();
-    unlink(sock);
-    rmdir(tmpdir);
+    redis_cleanup();
     return 0;
 }
 
@@ -739,7 +704,7 @@ static void test_redis_down(void **state)
     (void)state;
     flushall();
     a = open_store("wa");
-    stop_redis();
+    redis_kill();
     mb_error_clear(&e);
     json_t *acc = status_event("d1", "a", "mesh-z", MB_MESH_ACCEPTED, NULL);
     mb_accept q = {"d1", "a", "mesh-z", "{}", NULL, acc, acc};
