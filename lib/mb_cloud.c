@@ -1550,7 +1550,7 @@ static void ls_put_utf8(char *out, size_t len, size_t *n, unsigned cp)
     }
 }
 
-/* \uXXXX after the backslash and 'u', a surrogate pair joined. */
+/* A \u escape: four hex digits after the backslash and 'u', a surrogate pair joined. */
 static int ls_escape_u(lscan *s, char *out, size_t len, size_t *n)
 {
     unsigned cp, lo;

@@ -1,7 +1,7 @@
 /* mb_rq.c: the Redis request queue: one thread that owns a store connection runs the loop's
  * Redis work in order, so a slow or stalled Redis never blocks the event loop.
  *
- * Hand-over: the loop appends a request to `todo` (mutex + condition); the thread takes the
+ * Hand-over: the loop appends a request to `waiting` (mutex + condition); the thread takes the
  * first, runs fn(st, ctx) with the mutex released, appends it to `done` and, when `done` was
  * empty, writes the eventfd.  The loop's event on the eventfd takes the whole `done` list and
  * calls each done(ctx) in order.  So requests run one at a time in submission order, dones
@@ -57,9 +57,9 @@ struct mb_rq {
     int stopped; /* mb_rq_stop ran (loop thread only) */
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    fifo todo;    /* under mu */
+    fifo waiting; /* under mu */
     fifo done;    /* under mu */
-    int stopping; /* under mu: no more submits; the thread ends when todo is empty */
+    int stopping; /* under mu: no more submits; the thread ends when waiting is empty */
 
     /* Health, written by the thread, read by the loop. */
     atomic_int connected;
@@ -133,7 +133,7 @@ static void idle_ping(mb_rq *q)
 /* Waits for a request; NULL when stopping with nothing left.  Called with mu held. */
 static req *next_request(mb_rq *q)
 {
-    while (q->todo.head == NULL && !q->stopping) {
+    while (q->waiting.head == NULL && !q->stopping) {
         long long idle_since = mono_ms();
         struct timespec until;
         int rc;
@@ -146,7 +146,7 @@ static req *next_request(mb_rq *q)
             until.tv_nsec -= 1000000000L;
         }
         rc = pthread_cond_timedwait(&q->cv, &q->mu, &until);
-        if (rc == ETIMEDOUT && q->todo.head == NULL && !q->stopping &&
+        if (rc == ETIMEDOUT && q->waiting.head == NULL && !q->stopping &&
             mono_ms() - idle_since >= q->idle_ping_ms) {
             pthread_mutex_unlock(&q->mu);
             idle_ping(q);
@@ -155,7 +155,7 @@ static req *next_request(mb_rq *q)
     }
     if (q->stopping)
         mb_store_set_offline(q->st, 1); /* drain what is queued without reconnecting */
-    return fifo_pop(&q->todo);
+    return fifo_pop(&q->waiting);
 }
 
 static void *thread_main(void *arg)
@@ -285,7 +285,7 @@ int mb_rq_submit(mb_rq *q, mb_rq_fn *fn, mb_rq_done *done, void *ctx)
         free(r);
         return -1;
     }
-    fifo_push(&q->todo, r);
+    fifo_push(&q->waiting, r);
     atomic_fetch_add(&q->depth, 1);
     pthread_cond_signal(&q->cv);
     pthread_mutex_unlock(&q->mu);
