@@ -258,7 +258,7 @@ static int wr_room(mb_buf *b, size_t n)
 
 static void wr_put(mb_buf *b, const void *s, size_t n)
 {
-    if (wr_room(b, n) < 0)
+    if (b->len + n + 1 > b->cap && wr_room(b, n) < 0)
         return;
     memcpy(b->p + b->len, s, n);
     b->len += n;
@@ -408,6 +408,29 @@ static void wr_escape(mb_buf *b, unsigned char c)
     }
 }
 
+/* 1 for the bytes a string carries as they are and alone: ASCII from 0x20 but '"' and '\\'. */
+static const unsigned char wr_plain[256] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    /* 0x80 and up: 0 */
+};
+
+/* Nonzero when one of the 8 bytes of x may need a look (below 0x20, '"', '\\', 0x80 and up).
+ * A filter, not a verdict: the zero-byte test can flag a byte above a real hit, and the
+ * flagged word then goes through the byte loop.  Plain text (most of a state document)
+ * thus costs a load and a few operations per 8 bytes. */
+static uint64_t wr_special8(uint64_t x)
+{
+    const uint64_t ones = 0x0101010101010101ULL, high = 0x8080808080808080ULL;
+    uint64_t q = x ^ (ones * '"'), bs = x ^ (ones * '\\');
+    uint64_t lt20 = (x - ones * 0x20) & ~x;
+    uint64_t zq = (q - ones) & ~q, zbs = (bs - ones) & ~bs;
+
+    return (lt20 | zq | zbs | x) & high;
+}
+
 /* A quoted string.  0, or -1 on invalid UTF-8 with b cut back to what jansson's dump_string
  * had handed to its callback by then: the opening quote and everything up to the last
  * escape (it flushes plain runs only at an escape or the end). */
@@ -417,14 +440,25 @@ static int wr_str(mb_buf *b, const char *s, size_t len)
     size_t mark;
 
     /* the common case, nothing to escape, then needs no further growth */
-    if (len < SIZE_MAX / 4 && wr_room(b, len + 2) < 0)
+    if (b->len + len + 3 > b->cap && len < SIZE_MAX / 4 && wr_room(b, len + 2) < 0)
         return -1;
     wr_ch(b, '"');
     mark = b->len;
     run = p;
     while (p < end) {
-        unsigned char c = *p;
-        if (c >= 0x80) {
+        unsigned char c;
+        if (end - p >= 8) {
+            uint64_t x;
+            memcpy(&x, p, 8);
+            if (wr_special8(x) == 0) {
+                p += 8;
+                continue;
+            }
+        }
+        c = *p;
+        if (wr_plain[c]) {
+            p++;
+        } else if (c >= 0x80) {
             size_t n = wr_utf8(p, (size_t)(end - p));
             if (n == 0) {
                 if (!b->oom)
@@ -438,8 +472,6 @@ static int wr_str(mb_buf *b, const char *s, size_t len)
             p++;
             run = p;
             mark = b->len;
-        } else {
-            p++;
         }
     }
     wr_put(b, run, (size_t)(p - run));
