@@ -294,13 +294,13 @@ static const char wr_digits2[] = "00010203040506070809"
                                  "80818283848586878889"
                                  "90919293949596979899";
 
-/* What "%lld" writes (JSON_INTEGER_FORMAT on this platform: JSON_INTEGER_IS_LONG_LONG). */
-static void wr_int(mb_buf *b, json_int_t v)
+size_t mb_json_fmt_ll(char *buf, long long v)
 {
     char tmp[24];
     char *end = tmp + sizeof tmp, *p = end;
-    /* the magnitude in unsigned arithmetic: -INT64_MIN does not fit in json_int_t */
+    /* the magnitude in unsigned arithmetic: -LLONG_MIN does not fit in long long */
     unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+    size_t n;
 
     while (u >= 100) {
         unsigned r = (unsigned)(u % 100);
@@ -316,7 +316,18 @@ static void wr_int(mb_buf *b, json_int_t v)
     }
     if (v < 0)
         *--p = '-';
-    wr_put(b, p, (size_t)(end - p));
+    n = (size_t)(end - p);
+    memcpy(buf, p, n);
+    buf[n] = '\0';
+    return n;
+}
+
+/* What "%lld" writes (JSON_INTEGER_FORMAT on this platform: JSON_INTEGER_IS_LONG_LONG). */
+static void wr_int(mb_buf *b, json_int_t v)
+{
+    if (b->len + MB_JSON_LL_MAX > b->cap && wr_room(b, MB_JSON_LL_MAX) < 0)
+        return;
+    b->len += mb_json_fmt_ll(b->p + b->len, v);
 }
 
 /* jansson's jsonp_dtostr at precision 0: "%.17g", the locale's decimal point back to '.',

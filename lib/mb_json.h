@@ -60,6 +60,14 @@ int mb_json_rfc3339(const char *s);
  * given epoch milliseconds into buf.  buf needs 25 bytes.  Returns buf. */
 char *mb_json_time_ms(long long epoch_ms, char *buf, size_t len);
 
+/* Room mb_json_fmt_ll needs: "-9223372036854775808" and the terminator. */
+#define MB_JSON_LL_MAX 21
+
+/* Writes v as "%lld" would into buf (MB_JSON_LL_MAX bytes), NUL-terminated, without
+ * printf's cost: the compact writer's integers, Redis arguments, timestamps.  Returns the
+ * length. */
+size_t mb_json_fmt_ll(char *buf, long long v);
+
 /* Wall clock in epoch milliseconds. */
 long long mb_json_now_ms(void);
 

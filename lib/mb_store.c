@@ -77,7 +77,6 @@
 #include "mb_store.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -153,7 +152,6 @@ struct mb_store {
     long long next_due_in_ms;  /* the last claim: ms until the earliest due job (-1 = none) */
     long long retain_ms;       /* finished jobs expire after this (0 = never) */
     long long tombstone_ms;    /* their order-id index entries after this (0 = never) */
-    mb_buf scratch;            /* state documents are written here, then copied as an argument */
 };
 
 static long long mono_ms(void)
@@ -165,47 +163,100 @@ static long long mono_ms(void)
 
 /* ================================================================ arguments */
 
-/* An argv under construction: every string is an owned copy. */
+/* An argv under construction, kept as Redis will receive it: ARGS_HEAD bytes of room for
+ * the command's prefix (append writes "*<argc>\r\n" and EVALSHA's own arguments there),
+ * then every argument as RESP frames it, "$<len>\r\n<bytes>\r\n".  One growing buffer per
+ * command rather than a copy per argument, and no formatting pass (hiredis's sprintf per
+ * argument) when the command is sent. */
+#define ARGS_HEAD 128 /* the longest prefix is 110 bytes */
+#define ARGS_CAP0 1024
+/* "$" and the longest length and CRLF: room kept before an argument of unknown length */
+#define ARGS_HDR_MAX (1 + MB_JSON_LL_MAX - 1 + 2)
+
 typedef struct args {
-    size_t n, cap;
-    char **v;
-    size_t *len;
-    int oom;
+    mb_buf b; /* owned; b.len == 0 until the first argument */
+    size_t n; /* arguments so far */
+    int oom;  /* an argument could not be built */
 } args;
+
+static int args_failed(const args *a)
+{
+    return a->oom || a->b.oom;
+}
+
+/* Room for n more bytes at the end of a's text (len moves past them): where they go, or
+ * NULL with the command failed. */
+static char *args_room(args *a, size_t n)
+{
+    mb_buf *b = &a->b;
+    char *p;
+
+    if (args_failed(a))
+        return NULL;
+    if (b->len == 0)
+        n += ARGS_HEAD;
+    if (n > SIZE_MAX / 4 - b->len) {
+        a->oom = 1;
+        return NULL;
+    }
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : ARGS_CAP0;
+        char *np;
+        while (cap < b->len + n + 1)
+            cap *= 2;
+        np = realloc(b->p, cap);
+        if (np == NULL) {
+            a->oom = 1;
+            return NULL;
+        }
+        b->p = np;
+        b->cap = cap;
+    }
+    if (b->len == 0) {
+        b->len = ARGS_HEAD;
+        n -= ARGS_HEAD;
+    }
+    p = b->p + b->len;
+    b->len += n;
+    b->p[b->len] = '\0';
+    return p;
+}
+
+/* "$<len>\r\n" into p (ARGS_HDR_MAX bytes).  Returns its length. */
+static size_t args_hdr(char *p, size_t len)
+{
+    size_t n;
+
+    p[0] = '$';
+    n = 1 + mb_json_fmt_ll(p + 1, (long long)len);
+    p[n++] = '\r';
+    p[n++] = '\n';
+    return n;
+}
+
+/* Frames a new argument of len bytes: where its bytes go (the caller fills them), or NULL
+ * with the command failed. */
+static char *args_open(args *a, size_t len)
+{
+    char hd[ARGS_HDR_MAX + 1];
+    size_t hl = args_hdr(hd, len);
+    char *p = args_room(a, hl + len + 2);
+
+    if (p == NULL)
+        return NULL;
+    memcpy(p, hd, hl);
+    p[hl + len] = '\r';
+    p[hl + len + 1] = '\n';
+    a->n++;
+    return p + hl;
+}
 
 static void args_add(args *a, const char *s, size_t len)
 {
-    char *copy;
+    char *p = args_open(a, len);
 
-    if (a->oom)
-        return;
-    if (a->n == a->cap) {
-        size_t cap = a->cap ? a->cap * 2 : 16;
-        char **v = realloc(a->v, cap * sizeof(*v));
-        size_t *l;
-        if (v == NULL) {
-            a->oom = 1;
-            return;
-        }
-        a->v = v;
-        l = realloc(a->len, cap * sizeof(*l));
-        if (l == NULL) {
-            a->oom = 1;
-            return;
-        }
-        a->len = l;
-        a->cap = cap;
-    }
-    copy = malloc(len + 1);
-    if (copy == NULL) {
-        a->oom = 1;
-        return;
-    }
-    memcpy(copy, s, len);
-    copy[len] = '\0';
-    a->v[a->n] = copy;
-    a->len[a->n] = len;
-    a->n++;
+    if (p != NULL && len > 0)
+        memcpy(p, s, len);
 }
 
 static void args_str(args *a, const char *s)
@@ -213,34 +264,64 @@ static void args_str(args *a, const char *s)
     args_add(a, s ? s : "", s ? strlen(s) : 0);
 }
 
-static void args_fmt(args *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void args_fmt(args *a, const char *fmt, ...)
-{
-    char buf[1200];
-    va_list ap;
-    int n;
-
-    va_start(ap, fmt);
-    n = vsnprintf(buf, sizeof(buf), fmt, ap);
-    va_end(ap);
-    if (n < 0 || (size_t)n >= sizeof(buf)) {
-        a->oom = 1;
-        return;
-    }
-    args_add(a, buf, (size_t)n);
-}
-
 static void args_ll(args *a, long long v)
 {
-    args_fmt(a, "%lld", v);
+    char num[MB_JSON_LL_MAX];
+
+    args_add(a, num, mb_json_fmt_ll(num, v));
+}
+
+/* An argument written straight into a->b by a writer that cannot say its length first
+ * (the JSON writer): args_begin keeps room for the longest header and returns where the
+ * argument starts (0: the command failed); the writer appends to &a->b; args_end frames
+ * what it wrote, args_cancel drops it. */
+static size_t args_begin(args *a)
+{
+    char *p = args_room(a, ARGS_HDR_MAX);
+
+    return p ? (size_t)(p - a->b.p) : 0;
+}
+
+static void args_cancel(args *a, size_t at)
+{
+    if (at > 0 && !a->b.oom)
+        a->b.len = at;
+}
+
+static void args_end(args *a, size_t at)
+{
+    char hd[ARGS_HDR_MAX + 1];
+    size_t len, hl;
+    char *p;
+
+    if (at == 0 || args_failed(a))
+        return;
+    len = a->b.len - at - ARGS_HDR_MAX;
+    hl = args_hdr(hd, len);
+    /* the header is at most ARGS_HDR_MAX: slide the text back to close the gap */
+    memcpy(a->b.p + at, hd, hl);
+    memmove(a->b.p + at + hl, a->b.p + at + ARGS_HDR_MAX, len);
+    a->b.len = at + hl + len;
+    p = args_room(a, 2);
+    if (p == NULL)
+        return;
+    p[0] = '\r';
+    p[1] = '\n';
+    a->n++;
+}
+
+/* "(<v>": v as an exclusive score bound. */
+static void args_excl(args *a, long long v)
+{
+    char num[MB_JSON_LL_MAX + 1];
+
+    num[0] = '(';
+    args_add(a, num, 1 + mb_json_fmt_ll(num + 1, v));
 }
 
 static void args_free(args *a)
 {
-    for (size_t i = 0; i < a->n; i++)
-        free(a->v[i]);
-    free(a->v);
-    free(a->len);
+    mb_buf_free(&a->b);
     memset(a, 0, sizeof(*a));
 }
 
@@ -261,19 +342,44 @@ int mb_store_shard_of(const mb_store *st, const char *mesh_key)
     return (int)(fnv1a(mesh_key) % (uint32_t)st->shards);
 }
 
-static void key_shard(args *a, int shard, const char *what)
-{
-    args_fmt(a, "mb:{s%d}:%s", shard, what);
-}
-
+/* "mb:{s<shard>}:<what>", then ":<id>" unless id is NULL.  Ids were checked (id_ok). */
 static void key_of(args *a, int shard, const char *what, const char *id)
 {
-    args_fmt(a, "mb:{s%d}:%s:%s", shard, what, id);
+    char num[MB_JSON_LL_MAX];
+    size_t nl = mb_json_fmt_ll(num, shard);
+    size_t wl = strlen(what), il = id ? strlen(id) : 0;
+    char *p = args_open(a, 5 + nl + 2 + wl + (id ? 1 + il : 0));
+
+    if (p == NULL)
+        return;
+    memcpy(p, "mb:{s", 5);
+    p += 5;
+    memcpy(p, num, nl);
+    p += nl;
+    memcpy(p, "}:", 2);
+    p += 2;
+    memcpy(p, what, wl);
+    p += wl;
+    if (id != NULL) {
+        *p++ = ':';
+        memcpy(p, id, il);
+    }
+}
+
+static void key_shard(args *a, int shard, const char *what)
+{
+    key_of(a, shard, what, NULL);
 }
 
 static void key_index(args *a, const char *order_id)
 {
-    args_fmt(a, INDEX_PREFIX "%s", order_id);
+    size_t il = strlen(order_id);
+    char *p = args_open(a, sizeof(INDEX_PREFIX) - 1 + il);
+
+    if (p == NULL)
+        return;
+    memcpy(p, INDEX_PREFIX, sizeof(INDEX_PREFIX) - 1);
+    memcpy(p + sizeof(INDEX_PREFIX) - 1, order_id, il);
 }
 
 /* Ids become parts of keys, of JSON strings built in Lua and of the outbox framing:
@@ -471,7 +577,6 @@ void mb_store_free(mb_store *st)
     disconnect(st);
     memset(&st->url, 0, sizeof(st->url)); /* the password */
     free(st->worker_id);
-    mb_buf_free(&st->scratch);
     free(st);
 }
 
@@ -525,29 +630,41 @@ typedef struct cmd {
     args a; /* keys then arguments (plain: the whole argv) */
 } cmd;
 
-static int append(mb_store *st, const cmd *c)
-{
-    const char *argv[c->a.n + 3];
-    size_t lens[c->a.n + 3];
-    char nk[16];
-    int argc = 0;
+static const char EVALSHA_HD[] = "$7\r\nEVALSHA\r\n$40\r\n";
 
+/* Queues c on the connection: its prefix written into the room args keeps at the front of
+ * its text, then the whole command in one piece, bytes as redisAppendCommandArgv would
+ * format them. */
+static int append(mb_store *st, cmd *c)
+{
+    char hd[ARGS_HEAD], num[MB_JSON_LL_MAX];
+    size_t hl = 0, nl;
+    char *start;
+
+    if (c->a.b.len == 0 && args_room(&c->a, 0) == NULL)
+        return REDIS_ERR;
+    hd[hl++] = '*';
+    hl += mb_json_fmt_ll(hd + hl, (long long)c->a.n + (c->script >= 0 ? 3 : 0));
+    hd[hl++] = '\r';
+    hd[hl++] = '\n';
     if (c->script >= 0) {
-        snprintf(nk, sizeof(nk), "%d", c->nkeys);
-        argv[0] = "EVALSHA";
-        lens[0] = 7;
-        argv[1] = st->sha[c->script];
-        lens[1] = 40;
-        argv[2] = nk;
-        lens[2] = strlen(nk);
-        argc = 3;
+        memcpy(hd + hl, EVALSHA_HD, sizeof(EVALSHA_HD) - 1);
+        hl += sizeof(EVALSHA_HD) - 1;
+        memcpy(hd + hl, st->sha[c->script], 40);
+        hl += 40;
+        hd[hl++] = '\r';
+        hd[hl++] = '\n';
+        nl = mb_json_fmt_ll(num, c->nkeys);
+        hl += args_hdr(hd + hl, nl);
+        memcpy(hd + hl, num, nl);
+        hl += nl;
+        hd[hl++] = '\r';
+        hd[hl++] = '\n';
     }
-    for (size_t i = 0; i < c->a.n; i++) {
-        argv[argc] = c->a.v[i];
-        lens[argc++] = c->a.len[i];
-    }
+    start = c->a.b.p + ARGS_HEAD - hl;
+    memcpy(start, hd, hl);
     st->commands++;
-    return redisAppendCommandArgv(st->c, argc, argv, lens);
+    return redisAppendFormattedCommand(st->c, start, c->a.b.len - (ARGS_HEAD - hl));
 }
 
 static int is_noscript(const redisReply *r)
@@ -571,7 +688,7 @@ static mb_status pipeline(mb_store *st, cmd *cmds, size_t n, redisReply **out, m
     if (s != MB_OK)
         return s;
     for (size_t i = 0; i < n; i++) {
-        if (cmds[i].a.oom) {
+        if (args_failed(&cmds[i].a)) {
             mb_error_set(err, MB_FATAL, "OutOfMemory", "building redis command");
             return MB_FATAL;
         }
@@ -668,74 +785,59 @@ static mb_status script_error(const redisReply *r, const char *what, const char 
 
 /* ================================================================ events */
 
-/* Splits a status event into its top-level members (without "id" and "data") and its data
- * members (without "seq"), both without braces, for the emit() helper; tp gets the
- * event's traceparent or "".  The members are written straight from the event (not from a
- * copy with those keys deleted, as once: two json_copy and two json_dumps per event were
- * a tenth of the worker's JSON cost), with the same bytes. */
-typedef struct ev_parts {
-    mb_buf text;     /* the head members, then the data members */
-    size_t head_len; /* where the data members start in text */
-    const char *tp;  /* borrowed from the event */
-} ev_parts;
-
+/* A status event goes to the emit() helper as its top-level members (without "id" and
+ * "data") and its data members (without "seq"), both without braces.  The members are
+ * written straight from the event into the command (not from a copy with those keys
+ * deleted, as once: two json_copy and two json_dumps per event were a tenth of the
+ * worker's JSON cost), with the same bytes. */
 static const char *const EV_HEAD_SKIP[] = {"id", "data", NULL};
 static const char *const EV_DATA_SKIP[] = {"seq", NULL};
 
-/* 0, or -1 when ev is not an object with an object "data", its traceparent is malformed
- * or a member cannot be written (p then holds nothing). */
-static int ev_split(const json_t *ev, ev_parts *p)
+/* Adds obj's members but those in skip as one argument.  0 or -1. */
+static int args_members(args *a, const json_t *obj, const char *const *skip)
+{
+    size_t at = args_begin(a);
+
+    if (at == 0)
+        return -1;
+    if (mb_json_dump_members(&a->b, obj, skip) < 0) {
+        args_cancel(a, at);
+        return -1;
+    }
+    args_end(a, at);
+    return args_failed(a) ? -1 : 0;
+}
+
+/* Adds the event's traceparent ("" when absent) if with_tp, then its head and data
+ * members.  -1 when ev is not an object with an object "data", its traceparent is
+ * malformed or a member cannot be written: the command is then not to be sent. */
+static int args_event_parts(args *a, const json_t *ev, int with_tp)
 {
     const json_t *d = json_object_get(ev, "data");
     const json_t *tp = json_object_get(ev, "traceparent");
+    const char *tps;
 
-    memset(p, 0, sizeof(*p));
     if (!json_is_object(ev) || !json_is_object(d))
         return -1;
-    p->tp = json_is_string(tp) ? json_string_value(tp) : "";
-    if (!tp_ok(p->tp) || mb_json_dump_members(&p->text, ev, EV_HEAD_SKIP) < 0)
-        goto err;
-    p->head_len = p->text.len;
-    if (mb_json_dump_members(&p->text, d, EV_DATA_SKIP) < 0)
-        goto err;
+    tps = json_is_string(tp) ? json_string_value(tp) : "";
+    if (!tp_ok(tps))
+        return -1;
+    if (with_tp)
+        args_str(a, tps);
+    if (args_members(a, ev, EV_HEAD_SKIP) < 0 || args_members(a, d, EV_DATA_SKIP) < 0)
+        return -1;
     return 0;
-err:
-    mb_buf_free(&p->text);
-    memset(p, 0, sizeof(*p));
-    return -1;
-}
-
-/* Adds head and data of p and releases p's text. */
-static void args_parts(args *a, ev_parts *p)
-{
-    /* both empty: nothing was ever allocated */
-    const char *t = p->text.p ? p->text.p : "";
-
-    args_add(a, t, p->head_len);
-    args_add(a, t + p->head_len, p->text.len - p->head_len);
-    mb_buf_free(&p->text);
 }
 
 /* Adds head and data of ev, or fails the command. */
 static int args_event(args *a, const json_t *ev)
 {
-    ev_parts p;
-
-    if (ev_split(ev, &p) < 0)
-        return -1;
-    args_parts(a, &p);
-    return 0;
+    return args_event_parts(a, ev, 0);
 }
 
 static int args_event_tp(args *a, const json_t *ev)
 {
-    ev_parts p;
-
-    if (ev_split(ev, &p) < 0)
-        return -1;
-    args_str(a, p.tp);
-    args_parts(a, &p);
-    return 0;
+    return args_event_parts(a, ev, 1);
 }
 
 /* ================================================================ jobs */
@@ -1131,7 +1233,7 @@ mb_status mb_store_claim(mb_store *st, long long lease_ms, size_t max, mb_job **
         cmds[i].script = S_CLAIM;
         cmds[i].nkeys = 1;
         key_shard(&cmds[i].a, (int)i, "due");
-        args_fmt(&cmds[i].a, "mb:{s%zu}:job:", i);
+        key_of(&cmds[i].a, (int)i, "job", "");
         args_ll(&cmds[i].a, lease_ms);
         args_ll(&cmds[i].a, (long long)per);
         args_str(&cmds[i].a, st->worker_id);
@@ -1199,27 +1301,24 @@ static void args_opt(args *a, const char *s)
     args_str(a, s ? s : UNCHANGED);
 }
 
-/* A scratch buffer bigger than this after a dump is let go rather than kept for the next:
- * state documents are a few kB, and an odd large one should not pin its memory. */
-#define SCRATCH_KEEP (64 * 1024)
-
 /* Adds the compact JSON of v, an array or object, as json_dumps(v, JSON_COMPACT) writes it
- * (the Lua scripts store the text as is, so it must stay byte for byte what it was).
- * Written into the store's scratch buffer: one allocation per checkpoint, the argument's
- * copy, instead of jansson's buffer growth and copy.  0, or -1 when v cannot be written. */
-static int args_json(mb_store *st, args *a, const json_t *v)
+ * (the Lua scripts store the text as is, so it must stay byte for byte what it was),
+ * written straight into the command.  0, or -1 when v cannot be written. */
+static int args_json(args *a, const json_t *v)
 {
-    mb_buf *b = &st->scratch;
-    int rc = -1;
+    size_t at;
 
-    b->len = 0;
-    if ((json_is_object(v) || json_is_array(v)) && mb_json_dump(b, v) == 0) {
-        args_add(a, b->p, b->len);
-        rc = 0;
+    if (!json_is_object(v) && !json_is_array(v))
+        return -1;
+    at = args_begin(a);
+    if (at == 0)
+        return -1;
+    if (mb_json_dump(&a->b, v) < 0) {
+        args_cancel(a, at);
+        return -1;
     }
-    if (b->oom || b->cap > SCRATCH_KEEP)
-        mb_buf_free(b);
-    return rc;
+    args_end(a, at);
+    return args_failed(a) ? -1 : 0;
 }
 
 static int checkpoint_cmd(mb_store *st, const mb_checkpoint *k, cmd *c, mb_error *err)
@@ -1247,7 +1346,7 @@ static int checkpoint_cmd(mb_store *st, const mb_checkpoint *k, cmd *c, mb_error
     args_ll(&c->a, k->run_in_ms < 0 ? -1 : k->run_in_ms);
     if (k->state == NULL) {
         args_str(&c->a, UNCHANGED);
-    } else if (args_json(st, &c->a, k->state) < 0) {
+    } else if (args_json(&c->a, k->state) < 0) {
         mb_error_set(err, MB_PERM, "BadRequest", "checkpoint %s: state not serializable",
                      k->order_id);
         return -1;
@@ -1577,7 +1676,7 @@ mb_status mb_store_scan(mb_store *st, const char *status, int (*fn)(void *arg, c
             args_str(&c.a, "SCAN");
             args_str(&c.a, cursor);
             args_str(&c.a, "MATCH");
-            args_fmt(&c.a, "mb:{s%d}:job:*", shard);
+            key_of(&c.a, shard, "job", "*");
             args_str(&c.a, "COUNT");
             args_str(&c.a, "500");
             s = pipeline(st, &c, 1, &r, err);
@@ -1656,7 +1755,7 @@ static mb_status list_page(mb_store *st, int shard, const char *status, long sta
     memset(&c, 0, sizeof(c));
     c.script = -1;
     args_str(&c.a, "ZRANGE");
-    args_fmt(&c.a, "mb:{s%d}:status:%s", shard, status);
+    key_of(&c.a, shard, "status", status);
     args_ll(&c.a, start);
     args_ll(&c.a, start + LIST_PAGE - 1);
     s = pipeline(st, &c, 1, &r, err);
@@ -1733,7 +1832,7 @@ static int backfill_one(void *ctx, const mb_job *j)
     memset(c, 0, sizeof(c));
     c[0].script = c[1].script = -1;
     args_str(&c[0].a, "ZADD");
-    args_fmt(&c[0].a, "mb:{s%d}:status:%s", j->shard, j->status);
+    key_of(&c[0].a, j->shard, "status", j->status);
     args_ll(&c[0].a, j->updated_ms);
     args_str(&c[0].a, j->order_id);
     args_str(&c[1].a, "SADD");
@@ -2132,7 +2231,7 @@ mb_status mb_store_depths(mb_store *st, long long now_ms, mb_store_depth *depth,
         args_ll(&c[1].a, now_ms);
         args_str(&c[2].a, "ZCOUNT");
         key_shard(&c[2].a, (int)i, "due");
-        args_fmt(&c[2].a, "(%lld", now_ms);
+        args_excl(&c[2].a, now_ms);
         args_str(&c[2].a, "+inf");
         args_str(&c[3].a, "ZCARD");
         key_shard(&c[3].a, (int)i, "status:NeedsAttention");

@@ -1,6 +1,7 @@
 /* test_json_dump.c: the compact writer (mb_json_dump, mb_json_dump_members, mb_json_dumps)
  * against jansson's json_dumps(JSON_COMPACT): hand-picked cases with the expected bytes
  * spelled out, thousands of random trees, and round-trips through json_loadb. */
+#include <limits.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -177,6 +178,29 @@ static void integers_near_powers(void **state)
             json_decref(v);
         }
     }
+}
+
+/* mb_json_fmt_ll, shared with the store's arguments and the timestamps, is "%lld". */
+static void fmt_ll_is_printf(void **state)
+{
+    static const long long cases[] = {0,         1,          -1,         9,          10,
+                                      99,        100,        -100,       12345,      -99999,
+                                      INT_MAX,   INT_MIN,    LLONG_MAX,  LLONG_MIN,  LLONG_MIN + 1,
+                                      1LL << 40, -(1LL << 53)};
+    char got[MB_JSON_LL_MAX], want[32];
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        size_t n = mb_json_fmt_ll(got, cases[i]);
+        snprintf(want, sizeof(want), "%lld", cases[i]);
+        assert_string_equal(got, want);
+        assert_int_equal(n, strlen(want));
+    }
+    for (long long p = 1, e = 0; e <= 18; e++, p = e <= 18 ? p * 10 : p)
+        for (long long d = -1; d <= 1; d++) {
+            mb_json_fmt_ll(got, -(p + d));
+            snprintf(want, sizeof(want), "%lld", -(p + d));
+            assert_string_equal(got, want);
+        }
 }
 
 static void reals(void **state)
@@ -611,6 +635,7 @@ int main(void)
         cmocka_unit_test(scalars_and_empties),
         cmocka_unit_test(integers),
         cmocka_unit_test(integers_near_powers),
+        cmocka_unit_test(fmt_ll_is_printf),
         cmocka_unit_test(reals),
         cmocka_unit_test(escapes),
         cmocka_unit_test(unicode),

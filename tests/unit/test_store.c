@@ -257,6 +257,123 @@ static mb_status ckpt(mb_store *st, const mb_job *j, long long fence, const char
     return s;
 }
 
+/* What emit() queues for ev at seq: {"id":"<key>#<seq>", the head members, "data":{"seq":..,
+ * the data members}} in the event's own member order (new string). */
+static char *expected_entry(const json_t *ev, const char *key, long long seq)
+{
+    json_t *x = json_object(), *d = json_object();
+    const json_t *evd = json_object_get(ev, "data");
+    const char *k;
+    json_t *v;
+    char id[200];
+    char *out;
+
+    snprintf(id, sizeof(id), "%s#%lld", key, seq);
+    json_object_set_new(x, "id", json_string(id));
+    json_object_foreach((json_t *)ev, k, v)
+    {
+        if (strcmp(k, "id") != 0 && strcmp(k, "data") != 0)
+            json_object_set(x, k, v);
+    }
+    json_object_set_new(d, "seq", json_integer(seq));
+    json_object_foreach((json_t *)evd, k, v)
+    {
+        if (strcmp(k, "seq") != 0)
+            json_object_set(d, k, v);
+    }
+    json_object_set_new(x, "data", d);
+    out = json_dumps(x, JSON_COMPACT);
+    json_decref(x);
+    return out;
+}
+
+/* The store writes its arguments as Redis protocol by hand: the state document and the
+ * event text stored must be byte for byte what json_dumps writes, whatever the sizes
+ * (a state larger than any buffer's first size, lengths of every digit count). */
+static void test_bytes_stored(void **state)
+{
+    mb_store *st;
+    mb_job *j;
+    mb_checkpoint_result res;
+    mb_status s;
+    mb_error e;
+    redisContext *rc;
+    redisReply *r;
+    char big[70001];
+    const char *key = "acct-b/mesh-bytes";
+    (void)state;
+
+    flushall();
+    st = open_store("wbytes");
+    accept1(st, "ord-bytes", "acct-b", "mesh-bytes");
+    j = claim_one(st, 30000);
+    assert_non_null(j);
+    memset(big, 'x', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    json_t *doc = json_pack("{s:s, s:s, s:I, s:I, s:I, s:f, s:[i,s,{}], s:{s:[]}, s:s, s:b, s:n}",
+                            "step", "Installing", "esc", "q\"b\\s/n\n\t\x01 \xc3\xa9\xe2\x98\x83",
+                            "neg", (json_int_t)-1234567890123LL, "min",
+                            (json_int_t)(-9223372036854775807LL - 1), "zero", (json_int_t)0,
+                            "real", 0.1, "arr", 7, "\xf0\x9f\x98\x80", "obj", "empty", "big", big,
+                            "t", 1, "nul");
+    json_t *ev = json_pack("{s:s, s:s, s:s, s:{s:i, s:s, s:s, s:I}}", "specversion", "1.0", "id",
+                           "dropped", "type", "t\"\xc3\xa9", "data", "seq", 99, "status",
+                           "Installing", "message", "tab\there", "n", (json_int_t)-42);
+    json_t *evs[2] = {ev, ev};
+    mb_checkpoint k = {
+        .order_id = j->order_id,
+        .key = j->key,
+        .fence = j->fence,
+        .state = doc,
+        .status = "Installing",
+        .step = "label_nodes",
+        .attempt = -1,
+        .run_in_ms = -1,
+        .lease_ms = 30000,
+        .history = NULL,
+        .events = evs,
+        .n_events = 2,
+    };
+    mb_error_clear(&e);
+    mb_store_checkpoint(st, &k, 1, &res, &s, &e);
+    assert_int_equal(s, MB_OK);
+    assert_int_equal(res.last_seq, 3);
+
+    char *want = json_dumps(doc, JSON_COMPACT);
+    rc = raw();
+    r = redisCommand(rc, "HGET mb:{s%d}:job:ord-bytes state", mb_store_shard_of(st, key));
+    assert_non_null(r);
+    assert_int_equal(r->type, REDIS_REPLY_STRING);
+    assert_int_equal(r->len, strlen(want));
+    assert_memory_equal(r->str, want, strlen(want));
+    freeReplyObject(r);
+    free(want);
+    redisFree(rc);
+
+    mb_outbox_batch b = {.shard = mb_store_shard_of(st, key)};
+    const char *tok = "bytes-reader";
+    long long seen = 0;
+    assert_int_equal(mb_store_outbox_peek(st, &tok, &b, 1, 5000, 1000, &e), MB_OK);
+    for (size_t i = 0; i < b.n; i++) {
+        if (strcmp(b.entries[i].key, key) != 0)
+            continue;
+        seen++;
+        if (seen == 1) /* the accepted event, from accept1 */
+            continue;
+        want = expected_entry(ev, key, seen);
+        assert_int_equal(b.entries[i].event_len, strlen(want));
+        assert_memory_equal(b.entries[i].event, want, strlen(want));
+        free(want);
+    }
+    assert_int_equal(seen, 3);
+    mb_outbox_batch_clear(&b);
+    assert_int_equal(mb_store_outbox_release(st, b.shard, tok, &e), MB_OK);
+    json_decref(doc);
+    json_decref(ev);
+    mb_job_free(j);
+    mb_store_free(st);
+}
+
 static void test_claim_fence_lease(void **state)
 {
     mb_store *a, *b;
@@ -971,6 +1088,7 @@ int main(void)
         cmocka_unit_test(test_replay_claims_name),
         cmocka_unit_test(test_delete_accept),
         cmocka_unit_test(test_index_retention_depths),
+        cmocka_unit_test(test_bytes_stored),
         cmocka_unit_test(test_redis_down), /* last: stops the server */
     };
     /* As the daemon does: a write to a dead server must fail, not kill the process. */
