@@ -52,9 +52,11 @@ int mb_mesh_status_parse(const char *name, mb_mesh_status *out);
 
 /* Builds the structured CloudEvent (compact JSON, NUL-terminated, new: free()).
  * id "<account_id>/<mesh_name>#<seq>" (a re-relayed duplicate carries the same
- * id), subject "<account_id>/<mesh_name>", time = occurred_at.  The result is
- * checked against the schema rules before it is returned: on a field that
- * breaks them, NULL with "data.<field>: reason" in err. */
+ * id), subject "<account_id>/<mesh_name>", time = occurred_at.  Nothing that
+ * mb_event_check would refuse is built: the caller's fields go through the same
+ * rules first (what is not the caller's is fixed by the builder), and on a field
+ * that breaks them, NULL with "data.<field>: reason" (or "event.<attr>: ...") in
+ * err, the first error mb_event_check would report. */
 char *mb_event_build(const mb_status_event *ev, char *err, size_t errlen);
 
 /* Same, as a JSON object (new reference). */

@@ -157,17 +157,77 @@ long long mb_json_now_ms(void)
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* Two decimal digits at a time: integers are most of what a state document's numbers are,
+ * and jansson's snprintf per integer is one of the costs this writer exists to avoid. */
+static const char wr_digits2[] = "00010203040506070809"
+                                 "10111213141516171819"
+                                 "20212223242526272829"
+                                 "30313233343536373839"
+                                 "40414243444546474849"
+                                 "50515253545556575859"
+                                 "60616263646566676869"
+                                 "70717273747576777879"
+                                 "80818283848586878889"
+                                 "90919293949596979899";
+
+/* Two digits of v (0..99) at p. */
+static char *put2(char *p, long long v)
+{
+    memcpy(p, wr_digits2 + 2 * v, 2);
+    return p + 2;
+}
+
+/* By hand rather than gmtime_r and snprintf: every status event carries two of these.
+ * The civil date of a day count is Howard Hinnant's days_from_civil inverse (exact for
+ * the proleptic Gregorian calendar gmtime_r uses); the text is what
+ * "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ" wrote, truncated to len as snprintf would. */
 char *mb_json_time_ms(long long epoch_ms, char *buf, size_t len)
 {
-    time_t secs = (time_t)(epoch_ms / 1000);
-    int ms = (int)(epoch_ms % 1000);
-    struct tm tm;
-    if (epoch_ms < 0 || !gmtime_r(&secs, &tm)) {
-        snprintf(buf, len, "1970-01-01T00:00:00.000Z");
+    static const char epoch[] = "1970-01-01T00:00:00.000Z";
+    char t[64], *p = t;
+    long long days, ms, z, era, doe, yoe, doy, mp, y, m, d;
+    size_t n;
+
+    if (len == 0)
+        return buf;
+    if (epoch_ms < 0) {
+        n = sizeof epoch - 1 < len - 1 ? sizeof epoch - 1 : len - 1;
+        memcpy(buf, epoch, n);
+        buf[n] = '\0';
         return buf;
     }
-    snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ms);
+    days = epoch_ms / 86400000;
+    ms = epoch_ms % 86400000;
+    z = days + 719468;
+    era = z / 146097;
+    doe = z - era * 146097;
+    yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    mp = (5 * doy + 2) / 153;
+    d = doy - (153 * mp + 2) / 5 + 1;
+    m = mp < 10 ? mp + 3 : mp - 9;
+    y = yoe + era * 400 + (m <= 2);
+    /* years from 1970 on: four digits or more, never padded */
+    p += mb_json_fmt_ll(p, y);
+    *p++ = '-';
+    p = put2(p, m);
+    *p++ = '-';
+    p = put2(p, d);
+    *p++ = 'T';
+    p = put2(p, ms / 3600000);
+    *p++ = ':';
+    p = put2(p, ms / 60000 % 60);
+    *p++ = ':';
+    p = put2(p, ms / 1000 % 60);
+    *p++ = '.';
+    *p++ = (char)('0' + ms % 1000 / 100);
+    p = put2(p, ms % 100);
+    *p++ = 'Z';
+    n = (size_t)(p - t);
+    if (n > len - 1)
+        n = len - 1;
+    memcpy(buf, t, n);
+    buf[n] = '\0';
     return buf;
 }
 
@@ -280,19 +340,6 @@ static void wr_ch(mb_buf *b, char c)
         return;
     b->p[b->len++] = c;
 }
-
-/* Two decimal digits at a time: integers are most of what a state document's numbers are,
- * and jansson's snprintf per integer is one of the costs this writer exists to avoid. */
-static const char wr_digits2[] = "00010203040506070809"
-                                 "10111213141516171819"
-                                 "20212223242526272829"
-                                 "30313233343536373839"
-                                 "40414243444546474849"
-                                 "50515253545556575859"
-                                 "60616263646566676869"
-                                 "70717273747576777879"
-                                 "80818283848586878889"
-                                 "90919293949596979899";
 
 size_t mb_json_fmt_ll(char *buf, long long v)
 {
@@ -408,6 +455,25 @@ static size_t wr_utf8(const unsigned char *p, size_t avail)
         (n == 4 && v < 0x10000))
         return 0;
     return n;
+}
+
+int mb_json_utf8_valid(const char *s, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)s, *end = p + len;
+
+    while (p < end) {
+        if (*p < 0x80) {
+            if (*p == 0)
+                return 0;
+            p++;
+            continue;
+        }
+        size_t n = wr_utf8(p, (size_t)(end - p));
+        if (n == 0)
+            return 0;
+        p += n;
+    }
+    return 1;
 }
 
 /* The escape of an ASCII byte below 0x20, '"' or '\\' as jansson writes it (upper-case hex,

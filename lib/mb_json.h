@@ -43,6 +43,10 @@ int mb_jcheck_int(mb_jcheck *c, const json_t *obj, const char *path, const char 
  * validity), which is how JSON Schema's minLength/maxLength count. */
 size_t mb_json_utf8_len(const char *s);
 
+/* 1 if len bytes at s are UTF-8 that jansson's json_string would take (no NUL, no
+ * overlong form, no surrogate, nothing above U+10FFFF), else 0. */
+int mb_json_utf8_valid(const char *s, size_t len);
+
 /* A JSON Schema "integer": a JSON integer, or a real with no fraction that
  * fits in long long (draft 2020-12 treats 1.0 as an integer).  Returns 1 and
  * *out, or 0. */

@@ -133,7 +133,7 @@ static const char *rule_ascii(const char *s, size_t max, char lo)
     return NULL;
 }
 
-static const char *rule_printable256(const char *s)
+const char *mb_order_check_printable256(const char *s)
 {
     return rule_ascii(s, 256, 0x21);
 }
@@ -165,14 +165,14 @@ int mb_order_traceparent_valid(const char *s)
     return hex_run(s + 3, 32) == 1 && hex_run(s + 36, 16) == 1 && hex_run(s + 53, 2) >= 0;
 }
 
-static const char *rule_traceparent(const char *s)
+const char *mb_order_check_traceparent(const char *s)
 {
     if (!mb_order_traceparent_valid(s))
         return "must be a W3C traceparent 00-<32 hex>-<16 hex>-<2 hex>, ids not all zero";
     return NULL;
 }
 
-static const char *rule_time(const char *s)
+const char *mb_order_check_time(const char *s)
 {
     if (strlen(s) > 64 || !mb_json_rfc3339(s))
         return "must be an RFC 3339 date-time like 2024-05-01T12:00:00Z";
@@ -352,13 +352,13 @@ int mb_order_check_envelope(mb_jcheck *c, const json_t *env)
     if (!json_is_object(env))
         return mb_jcheck_fail(c, "event", "must be a JSON object");
     if (get_const(c, env, "event", "specversion", "1.0") < 0 ||
-        mb_jcheck_str(c, env, "event", "id", 1, rule_printable256, &s) < 0 ||
-        mb_jcheck_str(c, env, "event", "source", 1, rule_printable256, &s) < 0 ||
-        mb_jcheck_str(c, env, "event", "time", 0, rule_time, &s) < 0 ||
+        mb_jcheck_str(c, env, "event", "id", 1, mb_order_check_printable256, &s) < 0 ||
+        mb_jcheck_str(c, env, "event", "source", 1, mb_order_check_printable256, &s) < 0 ||
+        mb_jcheck_str(c, env, "event", "time", 0, mb_order_check_time, &s) < 0 ||
         mb_jcheck_str(c, env, "event", "datacontenttype", 0, rule_json_content_type, &s) < 0 ||
         mb_jcheck_str(c, env, "event", "dataschema", 0, rule_uri, &s) < 0 ||
-        mb_jcheck_str(c, env, "event", "subject", 0, rule_printable256, &s) < 0 ||
-        mb_jcheck_str(c, env, "event", "traceparent", 0, rule_traceparent, &s) < 0 ||
+        mb_jcheck_str(c, env, "event", "subject", 0, mb_order_check_printable256, &s) < 0 ||
+        mb_jcheck_str(c, env, "event", "traceparent", 0, mb_order_check_traceparent, &s) < 0 ||
         mb_jcheck_str(c, env, "event", "tracestate", 0, rule_tracestate, &s) < 0)
         return -1;
     return check_extensions(c, env);
@@ -539,7 +539,7 @@ static void salvage(const json_t *env, mb_order_err *err)
         return;
     err->kind = kind_of(json_string_value(json_object_get(env, "type")));
     take_if(err->traceparent, sizeof err->traceparent, json_object_get(env, "traceparent"),
-            rule_traceparent);
+            mb_order_check_traceparent);
     const json_t *data = json_object_get(env, "data");
     if (!json_is_object(data))
         return;

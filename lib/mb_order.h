@@ -209,6 +209,13 @@ void mb_order_binary_free(mb_order_binary *b);
  * number or a boolean.  env is borrowed.  0 or -1 (first error recorded in c). */
 int mb_order_check_envelope(mb_jcheck *c, const json_t *env);
 
+/* The envelope's rules on one attribute, for a builder that checks its inputs rather than
+ * what it built (mb_event): NULL when s is valid, else a static reason.
+ * printable256: id, source, subject.  time: an RFC 3339 date-time. */
+const char *mb_order_check_printable256(const char *s);
+const char *mb_order_check_traceparent(const char *s);
+const char *mb_order_check_time(const char *s);
+
 /* 1 if s is a valid CloudEvents attribute name ([a-z0-9]{1,20}), else 0. */
 int mb_order_attr_name_valid(const char *s);
 

@@ -32,7 +32,7 @@ static int view_same(const mb_status_event *a, const mb_status_event *b)
 }
 
 /* Beyond "does not crash": a rejected event says why; an accepted one has a view, and the
- * builder (which checks what it builds against the same rules) reproduces it: what the relay
+ * builder (which checks its inputs against the same rules) reproduces it: what the relay
  * accepts, the worker can write, and the two agree on every field. */
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

@@ -8,8 +8,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "mb_event.h"
+#include "mb_json.h"
 
 #define TP "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
@@ -156,6 +158,245 @@ static void build_refuses_bad_fields(void **state)
     free(s);
 }
 
+/* ---- the builder as it was: json_pack, then mb_event_check over what it built.  The
+ * builder now checks its inputs instead; it must agree with this on every input: the same
+ * verdict, the same first error, the same bytes. */
+
+static void old_time(long long epoch_ms, char *buf, size_t len)
+{
+    time_t secs = (time_t)(epoch_ms / 1000);
+    int ms = (int)(epoch_ms % 1000);
+    struct tm tm;
+    if (epoch_ms < 0 || !gmtime_r(&secs, &tm)) {
+        snprintf(buf, len, "1970-01-01T00:00:00.000Z");
+        return;
+    }
+    snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ms);
+}
+
+static int old_set_str(json_t *obj, const char *key, const char *val)
+{
+    if (!val)
+        return 0;
+    json_t *s = json_string(val);
+    if (!s)
+        return -1;
+    return json_object_set_new(obj, key, s);
+}
+
+static json_t *old_build(const mb_status_event *ev, char *err, size_t errlen)
+{
+    char when[32], id[256], subject[160];
+    old_time(ev->occurred_ms, when, sizeof when);
+    if (!ev->account_id || !ev->mesh_name) {
+        snprintf(err, errlen, "data.%s: is required", ev->account_id ? "mesh_name" : "account_id");
+        return NULL;
+    }
+    snprintf(id, sizeof id, "%.64s/%.64s#%lld", ev->account_id, ev->mesh_name, ev->seq);
+    snprintf(subject, sizeof subject, "%.64s/%.64s", ev->account_id, ev->mesh_name);
+    json_t *d = json_object();
+    int rc = 0;
+    rc |= old_set_str(d, "order_id", ev->order_id);
+    rc |= old_set_str(d, "mesh_id", ev->mesh_id);
+    rc |= old_set_str(d, "account_id", ev->account_id);
+    rc |= old_set_str(d, "mesh_name", ev->mesh_name);
+    rc |= old_set_str(d, "cluster_id", ev->cluster_id);
+    rc |= old_set_str(d, "status", mb_mesh_status_name(ev->status));
+    rc |= old_set_str(d, "step", ev->step);
+    rc |= json_object_set_new(d, "step_index", json_integer(ev->step_index));
+    rc |= json_object_set_new(d, "step_total", json_integer(ev->step_total));
+    rc |= old_set_str(d, "message", ev->message ? ev->message : "");
+    if (ev->error_code) {
+        json_t *e = json_pack("{s:s, s:s, s:b}", "code", ev->error_code, "message",
+                              ev->error_message ? ev->error_message : "", "retryable",
+                              ev->error_retryable ? 1 : 0);
+        rc |= e ? json_object_set_new(d, "error", e) : -1;
+    }
+    rc |= json_object_set_new(d, "attempt", json_integer(ev->attempt));
+    rc |= json_object_set_new(d, "seq", json_integer(ev->seq));
+    rc |= old_set_str(d, "occurred_at", when);
+    if (rc) {
+        json_decref(d);
+        snprintf(err, errlen, "event: a string is not valid UTF-8, or out of memory");
+        return NULL;
+    }
+    json_t *env = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:o}", "specversion", "1.0", "id",
+                            id, "source", ev->source ? ev->source : MB_EVENT_SOURCE, "type",
+                            MB_TYPE_MESH_STATUS, "time", when, "datacontenttype",
+                            "application/json", "subject", subject, "data", d);
+    if (!env || old_set_str(env, "traceparent", ev->traceparent) < 0) {
+        snprintf(err, errlen, "event: out of memory");
+        json_decref(env);
+        return NULL;
+    }
+    if (mb_event_check(env, err, errlen) < 0) {
+        json_decref(env);
+        return NULL;
+    }
+    return env;
+}
+
+/* Builds ev both ways and holds them to the same outcome.  Returns 1 if it built. */
+static int same_as_old(const mb_status_event *ev)
+{
+    char err_new[256] = "", err_old[256] = "";
+    json_t *a = mb_event_build_json(ev, err_new, sizeof err_new);
+    json_t *b = old_build(ev, err_old, sizeof err_old);
+    if ((a == NULL) != (b == NULL))
+        fail_msg("verdicts differ: new %s, old %s", a ? "built" : err_new, b ? "built" : err_old);
+    if (a == NULL) {
+        assert_string_equal(err_new, err_old);
+        return 0;
+    }
+    char *sa = json_dumps(a, JSON_COMPACT), *sb = json_dumps(b, JSON_COMPACT);
+    assert_non_null(sa);
+    assert_string_equal(sa, sb);
+    free(sa);
+    free(sb);
+    json_decref(a);
+    json_decref(b);
+    return 1;
+}
+
+#define LONG65  "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+#define CUT64   "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\xc3\xa9"
+#define TP_ZERO "00-00000000000000000000000000000000-00f067aa0ba902b7-01"
+
+/* Values to try per string field: valid, edge and broken ones (NULL = absent). */
+static const char *const STR_VALUES[] = {
+    NULL, "", "a", "ok-1", "abcd", "Bad_Name", "x y", "\x01", "\xff", "caf\xc3\xa9",
+    "\xed\xa0\x80", LONG65, CUT64, "a:b", "a.b-c_d", TP, TP_ZERO, "00-xyz", "/meshbuy/w",
+    "2024-05-01T12:00:00Z", "snake_case1", "1abc",
+};
+#define N_STR (sizeof STR_VALUES / sizeof STR_VALUES[0])
+
+static const long long INT_VALUES[] = {
+    0, 1, 2, 63, 64, 65, -1, 2147483647LL, 2147483648LL, 9007199254740991LL,
+    9007199254740992LL, -9223372036854775807LL - 1,
+};
+#define N_INT (sizeof INT_VALUES / sizeof INT_VALUES[0])
+
+enum { F_ORDER, F_MESH_ID, F_ACCOUNT, F_MESH_NAME, F_CLUSTER, F_STEP, F_MESSAGE, F_CODE,
+       F_EMSG, F_TP, F_SOURCE, N_STR_FIELDS };
+
+static void set_field(mb_status_event *ev, int f, const char *v)
+{
+    switch (f) {
+    case F_ORDER: ev->order_id = v; break;
+    case F_MESH_ID: ev->mesh_id = v; break;
+    case F_ACCOUNT: ev->account_id = v; break;
+    case F_MESH_NAME: ev->mesh_name = v; break;
+    case F_CLUSTER: ev->cluster_id = v; break;
+    case F_STEP: ev->step = v; break;
+    case F_MESSAGE: ev->message = v; break;
+    case F_CODE: ev->error_code = v; break;
+    case F_EMSG: ev->error_message = v; break;
+    case F_TP: ev->traceparent = v; break;
+    default: ev->source = v; break;
+    }
+}
+
+enum { I_STEP_INDEX, I_STEP_TOTAL, I_ATTEMPT, I_SEQ, I_OCCURRED, I_STATUS, N_INT_FIELDS };
+
+static void set_int_field(mb_status_event *ev, int f, long long v)
+{
+    switch (f) {
+    case I_STEP_INDEX: ev->step_index = (int)v; break;
+    case I_STEP_TOTAL: ev->step_total = (int)v; break;
+    case I_ATTEMPT: ev->attempt = (long)v; break;
+    case I_SEQ: ev->seq = v; break;
+    case I_OCCURRED: ev->occurred_ms = v ? v : 1; break; /* 0 is "now": not comparable */
+    default: ev->status = (mb_mesh_status)(v < 0 ? 99 : v % 9); break;
+    }
+}
+
+static void build_agrees_with_check(void **state)
+{
+    (void)state;
+    mb_status_event bases[3];
+    bases[0] = base();
+    bases[1] = base();
+    bases[1].status = MB_MESH_FAILED;
+    bases[1].error_code = "InvalidOrder";
+    bases[1].error_message = "no";
+    bases[1].cluster_id = NULL;
+    bases[2] = bases[1];
+    bases[2].status = MB_MESH_ROLLING_BACK;
+    bases[2].error_retryable = 1;
+    bases[2].source = "/elsewhere";
+    int built = 0, refused = 0;
+    for (size_t b = 0; b < 3; b++) {
+        assert_int_equal(same_as_old(&bases[b]), 1);
+        /* every string field alone, then with every value of every later field */
+        for (int f = 0; f < N_STR_FIELDS; f++) {
+            for (size_t i = 0; i < N_STR; i++) {
+                mb_status_event ev = bases[b];
+                set_field(&ev, f, STR_VALUES[i]);
+                if (same_as_old(&ev))
+                    built++;
+                else
+                    refused++;
+                for (int g = f + 1; g < N_STR_FIELDS; g++) {
+                    for (size_t j = 0; j < N_STR; j += 3) {
+                        mb_status_event ev2 = ev;
+                        set_field(&ev2, g, STR_VALUES[j]);
+                        same_as_old(&ev2) ? built++ : refused++;
+                    }
+                }
+            }
+        }
+        for (int f = 0; f < N_INT_FIELDS; f++) {
+            for (size_t i = 0; i < N_INT; i++) {
+                mb_status_event ev = bases[b];
+                set_int_field(&ev, f, INT_VALUES[i]);
+                same_as_old(&ev) ? built++ : refused++;
+                for (int g = 0; g < N_STR_FIELDS; g++) {
+                    mb_status_event ev2 = ev;
+                    set_field(&ev2, g, STR_VALUES[7]);
+                    same_as_old(&ev2) ? built++ : refused++;
+                }
+            }
+        }
+    }
+    /* times: every year boundary the text crosses, and past the four-digit years */
+    static const long long times[] = {1, 999, 86399999, 951782400000LL, 1714564803250LL,
+                                      4102444800000LL, 253402300799999LL, 253402300800000LL,
+                                      9223372036854775807LL};
+    for (size_t i = 0; i < sizeof times / sizeof times[0]; i++) {
+        mb_status_event ev = base();
+        ev.occurred_ms = times[i];
+        same_as_old(&ev) ? built++ : refused++;
+    }
+    assert_true(built > 100);
+    assert_true(refused > 1000);
+}
+
+/* mb_json_time_ms, by hand now, writes what gmtime_r and snprintf wrote. */
+static void time_text(void **state)
+{
+    (void)state;
+    char a[40], b[40];
+    unsigned long long x = 88172645463325252ULL;
+    for (int i = 0; i < 200000; i++) {
+        long long ms;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        ms = i < 1000 ? (long long)i * 86399999LL - 5 : (long long)(x % 300000000000000ULL);
+        if (i == 1000)
+            ms = 9223372036854775807LL;
+        mb_json_time_ms(ms, a, sizeof a);
+        old_time(ms, b, sizeof b);
+        assert_string_equal(a, b);
+    }
+    /* truncated as snprintf truncates */
+    mb_json_time_ms(1714564803250LL, a, 11);
+    assert_string_equal(a, "2024-05-01");
+    mb_json_time_ms(-1, a, 5);
+    assert_string_equal(a, "1970");
+}
+
 static void status_names(void **state)
 {
     (void)state;
@@ -212,6 +453,8 @@ int main(void)
         cmocka_unit_test(build_installing),
         cmocka_unit_test(build_failed_partial),
         cmocka_unit_test(build_refuses_bad_fields),
+        cmocka_unit_test(build_agrees_with_check),
+        cmocka_unit_test(time_text),
         cmocka_unit_test(status_names),
         cmocka_unit_test(fixtures),
     };
