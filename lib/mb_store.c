@@ -2443,21 +2443,13 @@ mb_status mb_store_worker_beat(mb_store *st, const mb_worker_info *w, mb_error *
 
 mb_status mb_store_worker_gone(mb_store *st, mb_error *err)
 {
-    cmd c[2];
-    redisReply *r[2];
-    mb_status s;
+    cmd c;
 
-    memset(c, 0, sizeof(c));
-    c[0].script = c[1].script = -1;
-    args_str(&c[0].a, "DEL");
-    key_worker(&c[0].a, st->worker_id);
-    args_str(&c[1].a, "ZREM");
-    args_str(&c[1].a, "mb:{w}:workers");
-    args_str(&c[1].a, st->worker_id);
-    s = pipeline(st, c, 2, r, err);
-    free_replies(r, 2);
-    free_cmds(c, 2);
-    return s;
+    memset(&c, 0, sizeof(c));
+    c.script = -1;
+    args_str(&c.a, "DEL");
+    key_worker(&c.a, st->worker_id);
+    return run_one(st, &c, "worker_gone", NULL, err);
 }
 
 /* One worker's entry: the index's id and score, its record and its time left. */

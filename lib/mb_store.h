@@ -418,7 +418,8 @@ typedef struct mb_worker_info {
  * day are dropped).  "seen" is Redis's clock.  One script, one round trip. */
 mb_status mb_store_worker_beat(mb_store *st, const mb_worker_info *w, mb_error *err);
 
-/* Removes this worker's heartbeat record and index entry (a clean exit). */
+/* Removes this worker's heartbeat record (a clean exit: it is not late, it is gone); its
+ * index entry stays, with when it last beat. */
 mb_status mb_store_worker_gone(mb_store *st, mb_error *err);
 
 /* Every worker of the index (seen within a day, newest first, at most 1000), as a new JSON

@@ -131,15 +131,17 @@ static int wait_accepted(mc_ctx *c, const char *id, long long bound_ms, int tty,
     }
 }
 
+/* watch's options (getopt_long; also the completion's). */
+const struct option mc_watch_opts[] = {
+    {"all", no_argument, NULL, 'a'},
+    {"timeout", required_argument, NULL, 't'},
+    {"accept-timeout", required_argument, NULL, 'A'},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
 int mc_cmd_watch(mc_ctx *c, int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"all", no_argument, NULL, 'a'},
-        {"timeout", required_argument, NULL, 't'},
-        {"accept-timeout", required_argument, NULL, 'A'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
     int all = 0, opt, rc = MC_EXIT_OK, tty = isatty(STDOUT_FILENO);
     long timeout_s = 0, accept_s = 60;
     const char *id = NULL;
@@ -150,7 +152,7 @@ int mc_cmd_watch(mc_ctx *c, int argc, char **argv)
     struct sigaction sa;
 
     optind = 0;
-    while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "h", mc_watch_opts, NULL)) != -1) {
         switch (opt) {
         case 'a': all = 1; break;
         case 't':
