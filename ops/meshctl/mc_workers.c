@@ -240,9 +240,9 @@ static void worker_notes(mc_table *t, const json_t *w, int wide)
     char line[600], left[48];
 
     if (strcmp(str_or(w, "state", ""), "live") != 0 && n > 0) {
-        snprintf(line, sizeof(line), "%s: %s",
+        snprintf(line, sizeof(line), "%s; %s",
                  strcmp(str_or(w, "state", ""), "gone") == 0
-                     ? "no heartbeat record: the worker is gone"
+                     ? "no heartbeat record (the worker is gone)"
                      : "heartbeat late (stalled or dead)",
                  json_integer_value(json_object_get(w, "jobs_held")) > 0
                      ? "its jobs wait until their leases run out"
@@ -484,7 +484,7 @@ static json_t *shard_row(const json_t *s, const json_t *workers, long long now)
 static void outbox_table(const json_t *rows, const mc_out *o)
 {
     static const char *const cols[] = {"SHARD",  "BACKLOG", "OLDEST",   "RELAY",
-                                       "WORKER", "LEASE",   "OLDEST-ID"};
+                                       "STATE", "LEASE",   "OLDEST-ID"};
     int wide = o->fmt == MC_FMT_WIDE;
     mc_table *t = mc_table_new(cols, wide ? 7 : 6);
     long long total = 0, oldest = -1;
