@@ -5,8 +5,7 @@
 
 #include <ctype.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
-#include <openssl/sha.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,11 +22,76 @@ static void hex_encode(const unsigned char *in, size_t n, char *out)
     out[2 * n] = '\0';
 }
 
+/* OpenSSL 3's one-shot SHA256() and HMAC() look the algorithm up in the provider
+ * store on every call, which cost more than the hashing itself (a signature took
+ * ~36k instructions, most of them lookups).  So SHA-256 is fetched once per process
+ * and HMAC (RFC 2104) is built on it: two digests over the padded key.  cloudsim
+ * signs from several threads, hence pthread_once.  The fetched digest lives as long
+ * as the process. */
+enum { SHA256_LEN = MB_SIGN_MAC_LEN, SHA256_BLOCK = 64 };
+
+static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+static EVP_MD *sha256_md;
+
+static void sha256_fetch(void)
+{
+    sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+
+/* The fetched SHA-256, or NULL if the provider has none (then nothing can be signed). */
+static const EVP_MD *sha256(void)
+{
+    pthread_once(&sha256_once, sha256_fetch);
+    return sha256_md;
+}
+
+/* md = SHA-256(a || b); 0, or -1 when OpenSSL fails. */
+static int digest2(EVP_MD_CTX *ctx, const void *a, size_t alen, const void *b, size_t blen,
+                   unsigned char md[SHA256_LEN])
+{
+    const EVP_MD *h = sha256();
+
+    if (h == NULL || !EVP_DigestInit_ex2(ctx, h, NULL) || !EVP_DigestUpdate(ctx, a, alen) ||
+        !EVP_DigestUpdate(ctx, b, blen) || !EVP_DigestFinal_ex(ctx, md, NULL))
+        return -1;
+    return 0;
+}
+
+static void sha256_raw(const void *data, size_t len, unsigned char md[SHA256_LEN])
+{
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+
+    if (ctx == NULL || digest2(ctx, data, len, "", 0, md) < 0)
+        memset(md, 0, SHA256_LEN); /* an all-zero hash never verifies: a refusal, not a guess */
+    EVP_MD_CTX_free(ctx);
+}
+
+void mb_sign_hmac_sha256(const void *key, size_t keylen, const void *msg, size_t len,
+                         unsigned char mac[MB_SIGN_MAC_LEN])
+{
+    unsigned char k[SHA256_BLOCK] = {0}, ipad[SHA256_BLOCK], opad[SHA256_BLOCK];
+    unsigned char inner[SHA256_LEN];
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+
+    if (keylen > SHA256_BLOCK)
+        sha256_raw(key, keylen, k);
+    else
+        memcpy(k, key, keylen);
+    for (size_t i = 0; i < SHA256_BLOCK; i++) {
+        ipad[i] = k[i] ^ 0x36;
+        opad[i] = k[i] ^ 0x5c;
+    }
+    if (ctx == NULL || digest2(ctx, ipad, sizeof(ipad), msg, len, inner) < 0 ||
+        digest2(ctx, opad, sizeof(opad), inner, sizeof(inner), mac) < 0)
+        memset(mac, 0, SHA256_LEN);
+    EVP_MD_CTX_free(ctx);
+}
+
 void mb_sign_sha256_hex(const void *data, size_t len, char out[MB_SIGN_HEX_LEN + 1])
 {
-    unsigned char md[SHA256_DIGEST_LENGTH];
+    unsigned char md[SHA256_LEN];
 
-    SHA256(data, len, md);
+    sha256_raw(data, len, md);
     hex_encode(md, sizeof(md), out);
 }
 
@@ -237,14 +301,15 @@ void mb_sign_signature(const char *sk, const char *sdk_date, const char *canonic
                        char out[MB_SIGN_HEX_LEN + 1])
 {
     char hash[MB_SIGN_HEX_LEN + 1], sts[160];
-    unsigned char mac[EVP_MAX_MD_SIZE];
-    unsigned int maclen = 0;
+    unsigned char mac[SHA256_LEN];
     int n;
 
     mb_sign_sha256_hex(canonical, strlen(canonical), hash);
     n = snprintf(sts, sizeof(sts), "%s\n%s\n%s", MB_SIGN_ALGORITHM, sdk_date, hash);
-    HMAC(EVP_sha256(), sk, (int)strlen(sk), (const unsigned char *)sts, (size_t)n, mac, &maclen);
-    hex_encode(mac, maclen, out);
+    if (n < 0 || (size_t)n >= sizeof(sts))
+        n = 0; /* an over-long date: sign nothing rather than a cut string */
+    mb_sign_hmac_sha256(sk, strlen(sk), sts, (size_t)n, mac);
+    hex_encode(mac, sizeof(mac), out);
 }
 
 int mb_sign_authorization(const char *ak, const char *sk, const char *method, const char *path,

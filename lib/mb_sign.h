@@ -47,6 +47,11 @@ void mb_sign_date(time_t t, char out[MB_SIGN_DATE_LEN + 1]);
 /* Parses X-Sdk-Date.  Returns 0, or -1 if s is not YYYYMMDDTHHMMSSZ. */
 int mb_sign_date_parse(const char *s, time_t *out);
 
+/* HMAC-SHA256 (RFC 2104) of msg under key into mac (all zero if OpenSSL fails). */
+#define MB_SIGN_MAC_LEN 32
+void mb_sign_hmac_sha256(const void *key, size_t keylen, const void *msg, size_t len,
+                         unsigned char mac[MB_SIGN_MAC_LEN]);
+
 /* hex(sha256(data)) into out. */
 void mb_sign_sha256_hex(const void *data, size_t len, char out[MB_SIGN_HEX_LEN + 1]);
 

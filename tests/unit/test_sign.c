@@ -205,13 +205,49 @@ static void dates(void **state)
     assert_int_equal(mb_sign_date_parse("20060102T150405", &t), -1);
 }
 
+/* RFC 4231 test cases 1, 2 and 6 (a key longer than the block is hashed first). */
+static void hmac_rfc4231(void **state)
+{
+    static const struct {
+        const char *key, *msg, *mac;
+        size_t keylen;
+    } c[] = {
+        {"\x0b\x0b\x0b\x0b\x0b\x0b\x0b\x0b\x0b\x0b\x0b\x0b\x0b\x0b\x0b\x0b\x0b\x0b\x0b\x0b",
+         "Hi There", "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7", 20},
+        {"Jefe", "what do ya want for nothing?",
+         "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843", 4},
+        {NULL, "Test Using Larger Than Block-Size Key - Hash Key First",
+         "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54", 131},
+    };
+    unsigned char big[131], mac[MB_SIGN_MAC_LEN];
+    char hex[2 * MB_SIGN_MAC_LEN + 1];
+
+    (void)state;
+    memset(big, 0xaa, sizeof(big));
+    for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
+        mb_sign_hmac_sha256(c[i].key ? (const void *)c[i].key : big, c[i].keylen, c[i].msg,
+                            strlen(c[i].msg), mac);
+        for (size_t j = 0; j < sizeof(mac); j++) {
+            hex[2 * j] = "0123456789abcdef"[mac[j] >> 4];
+            hex[2 * j + 1] = "0123456789abcdef"[mac[j] & 15];
+        }
+        hex[sizeof(hex) - 1] = '\0';
+        assert_string_equal(hex, c[i].mac);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(vector_vpc_list),      cmocka_unit_test(vector_sdk_get),
-        cmocka_unit_test(vector_sdk_post_body), cmocka_unit_test(query_edge_cases),
-        cmocka_unit_test(path_encoding),        cmocka_unit_test(headers_and_body),
-        cmocka_unit_test(parse_authorization),  cmocka_unit_test(dates),
+        cmocka_unit_test(vector_vpc_list),
+        cmocka_unit_test(hmac_rfc4231),
+        cmocka_unit_test(vector_sdk_get),
+        cmocka_unit_test(vector_sdk_post_body),
+        cmocka_unit_test(query_edge_cases),
+        cmocka_unit_test(path_encoding),
+        cmocka_unit_test(headers_and_body),
+        cmocka_unit_test(parse_authorization),
+        cmocka_unit_test(dates),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
