@@ -2393,9 +2393,9 @@ static mb_status run_one(mb_store *st, cmd *c, const char *what, redisReply **ou
 
     args_free(&c->a);
     if (s == MB_OK && r->type == REDIS_REPLY_ERROR) {
-        s = c->script >= 0 ? script_error(r, what, "-", err)
-                           : (mb_error_set(err, MB_FATAL, "RedisError", "%s: %s", what, r->str),
-                              MB_FATAL);
+        s = c->script >= 0
+                ? script_error(r, what, "-", err)
+                : (mb_error_set(err, MB_FATAL, "RedisError", "%s: %s", what, r->str), MB_FATAL);
         freeReplyObject(r);
         r = NULL;
     }
@@ -2468,11 +2468,11 @@ static json_t *worker_entry(const redisReply *id, const redisReply *score, const
             json_object_set_new(fields, rec->element[k]->str,
                                 json_stringn(rec->element[k + 1]->str, rec->element[k + 1]->len));
     }
-    json_object_set_new(o, "ttl_ms",
-                        json_integer(fields && ttl && ttl->type == REDIS_REPLY_INTEGER &&
-                                             ttl->integer >= 0
-                                         ? ttl->integer
-                                         : -1));
+    json_object_set_new(
+        o, "ttl_ms",
+        json_integer(fields && ttl && ttl->type == REDIS_REPLY_INTEGER && ttl->integer >= 0
+                         ? ttl->integer
+                         : -1));
     json_object_set_new(o, "record", fields ? fields : json_null());
     return o;
 }
@@ -2577,10 +2577,9 @@ mb_status mb_store_leases(mb_store *st, size_t max_per_shard, json_t **out, long
             json_object_set_new(o, "key", rstr(f[5]));
             json_object_set_new(o, "shard", json_integer((json_int_t)i));
             json_object_set_new(o, "owner", rstr(f[1]));
-            json_object_set_new(o, "lease_until_ms",
-                                json_integer(f[2]->type == REDIS_REPLY_STRING
-                                                 ? strtoll(f[2]->str, NULL, 10)
-                                                 : 0));
+            json_object_set_new(
+                o, "lease_until_ms",
+                json_integer(f[2]->type == REDIS_REPLY_STRING ? strtoll(f[2]->str, NULL, 10) : 0));
             json_object_set_new(o, "status", rstr(f[3]));
             json_object_set_new(o, "step", rstr(f[4]));
             json_object_set_new(o, "saga", rstr(f[6]));
@@ -2665,9 +2664,9 @@ mb_status mb_store_outbox_shards(mb_store *st, json_t **out, mb_error *err)
         json_object_set_new(o, "oldest", entry_event(r[1]));
         json_object_set_new(o, "relay_token", held ? rstr(r[2]) : json_null());
         json_object_set_new(o, "relay_worker", token_worker(r[2]));
-        json_object_set_new(o, "relay_ttl_ms",
-                            json_integer(held && r[3]->type == REDIS_REPLY_INTEGER ? r[3]->integer
-                                                                                   : -1));
+        json_object_set_new(
+            o, "relay_ttl_ms",
+            json_integer(held && r[3]->type == REDIS_REPLY_INTEGER ? r[3]->integer : -1));
         json_array_append_new(*out, o);
     }
 done:

@@ -85,25 +85,24 @@ static void usage(FILE *f)
                "commands:\n");
     for (size_t i = 0; i < mc_commands_count; i++)
         fprintf(f, "  %s %s", mc_commands[i].name, mc_commands[i].help);
-    fprintf(
-        f,
-        "\n"
-        "Listings and show take -o table|wide|json|yaml|name (--json = -o json) and\n"
-        "--no-headers; replay --dry-run takes -o json|yaml.\n"
-        "\n"
-        "JOB is the order id (billing's order_id).  Every change meshctl makes is recorded in\n"
-        "the job's history with who asked ($USER@host).\n"
-        "\n"
-        "exit codes:\n"
-        "  0  ok\n"
-        "  1  the operation failed or was refused (a worker holds the job's lease, the job is\n"
-        "     in a state that does not allow it, a watched job ended Failed, a timeout)\n"
-        "  2  usage: bad command line, nothing was done\n"
-        "  3  configuration or connection: bad environment, Redis/Kafka/cloud unreachable\n"
-        "  4  not found: no such job, DLQ record or worker\n"
-        "  130  watch interrupted (Ctrl-C)\n"
-        "\n"
-        "environment:\n");
+    fprintf(f,
+            "\n"
+            "Listings and show take -o table|wide|json|yaml|name (--json = -o json) and\n"
+            "--no-headers; replay --dry-run takes -o json|yaml.\n"
+            "\n"
+            "JOB is the order id (billing's order_id).  Every change meshctl makes is recorded in\n"
+            "the job's history with who asked ($USER@host).\n"
+            "\n"
+            "exit codes:\n"
+            "  0  ok\n"
+            "  1  the operation failed or was refused (a worker holds the job's lease, the job is\n"
+            "     in a state that does not allow it, a watched job ended Failed, a timeout)\n"
+            "  2  usage: bad command line, nothing was done\n"
+            "  3  configuration or connection: bad environment, Redis/Kafka/cloud unreachable\n"
+            "  4  not found: no such job, DLQ record or worker\n"
+            "  130  watch interrupted (Ctrl-C)\n"
+            "\n"
+            "environment:\n");
     mb_conf_help(f, CONF_KEYS);
     fprintf(f, "  KAFKA_<X>          any librdkafka property <x> (KAFKA_SECURITY_PROTOCOL=ssl)\n");
 }

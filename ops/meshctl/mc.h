@@ -142,7 +142,7 @@ typedef struct mc_command {
     const struct option *opts; /* its getopt_long table */
     const char *const *subs;   /* its sub-commands (NULL-terminated), or NULL */
     mc_operand operand;
-    int no_store; /* needs no configuration (completion) */
+    int no_store;     /* needs no configuration (completion) */
     const char *help; /* its lines in `meshctl --help`, after "  <name> " */
 } mc_command;
 

@@ -161,12 +161,9 @@ static int wait_accepted(mc_ctx *c, const char *id, long long bound_ms, int tty,
 
 /* watch's options (getopt_long; also the completion's). */
 const struct option mc_watch_opts[] = {
-    {"all", no_argument, NULL, 'a'},
-    {"until-done", no_argument, NULL, 'u'},
-    {"timeout", required_argument, NULL, 't'},
-    {"accept-timeout", required_argument, NULL, 'A'},
-    {"help", no_argument, NULL, 'h'},
-    {NULL, 0, NULL, 0},
+    {"all", no_argument, NULL, 'a'},           {"until-done", no_argument, NULL, 'u'},
+    {"timeout", required_argument, NULL, 't'}, {"accept-timeout", required_argument, NULL, 'A'},
+    {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
 };
 
 int mc_cmd_watch(mc_ctx *c, int argc, char **argv)

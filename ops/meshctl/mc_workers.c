@@ -61,7 +61,7 @@ static json_t *worker_of(json_t *by_id, const char *id, const json_t *entry, lon
     w = json_object();
     json_object_set_new(w, "id", json_string(id));
     json_object_set_new(w, "state",
-                        json_string(!has_rec                               ? "gone"
+                        json_string(!has_rec                                 ? "gone"
                                     : now - seen > LATE_BEATS * every + 1000 ? "late"
                                                                              : "live"));
     json_object_set_new(w, "host", field_str(rec, "host"));
@@ -70,17 +70,17 @@ static json_t *worker_of(json_t *by_id, const char *id, const json_t *entry, lon
     json_object_set_new(w, "admin", field_str(rec, "admin"));
     json_object_set_new(w, "sagas", has_rec ? json_boolean(field_ll(rec, "sagas")) : json_null());
     json_object_set_new(w, "started_ms", ms_or_null(field_ll(rec, "started"), has_rec));
-    json_object_set_new(w, "started", has_rec ? mc_json_time(field_ll(rec, "started")) : json_null());
+    json_object_set_new(w, "started",
+                        has_rec ? mc_json_time(field_ll(rec, "started")) : json_null());
     json_object_set_new(w, "seen_ms", ms_or_null(seen, seen > 0));
     json_object_set_new(w, "seen", seen > 0 ? mc_json_time(seen) : json_null());
     json_object_set_new(w, "seen_age_ms", ms_or_null(now - seen, seen > 0));
     /* how long it has run: to now while it beats, to its last beat once it stopped */
-    json_object_set_new(w, "up_ms",
-                        ms_or_null((strcmp(json_string_value(json_object_get(w, "state")), "live")
-                                        ? seen
-                                        : now) -
-                                       field_ll(rec, "started"),
-                                   has_rec));
+    json_object_set_new(
+        w, "up_ms",
+        ms_or_null((strcmp(json_string_value(json_object_get(w, "state")), "live") ? seen : now) -
+                       field_ll(rec, "started"),
+                   has_rec));
     json_object_set_new(w, "beat_every_ms", ms_or_null(every, has_rec));
     json_object_set_new(w, "record_ttl_ms",
                         ms_or_null(json_integer_value(json_object_get(entry, "ttl_ms")), has_rec));
@@ -105,9 +105,10 @@ static void add_job(json_t *w, const json_t *l, long long now)
 
     json_object_set(j, "order_id", json_object_get(l, "order_id"));
     json_object_set(j, "mesh", json_object_get(l, "key"));
-    json_object_set_new(j, "saga", json_string(json_string_value(json_object_get(l, "saga"))[0]
-                                                   ? json_string_value(json_object_get(l, "saga"))
-                                                   : "create"));
+    json_object_set_new(j, "saga",
+                        json_string(json_string_value(json_object_get(l, "saga"))[0]
+                                        ? json_string_value(json_object_get(l, "saga"))
+                                        : "create"));
     json_object_set(j, "status", json_object_get(l, "status"));
     json_object_set_new(j, "step", field_str(l, "step"));
     json_object_set_new(j, "lease_until_ms", json_integer(until));
@@ -293,8 +294,7 @@ static void workers_table(const json_t *ws, const mc_out *o)
         snprintf(jobs, sizeof(jobs), "%lld",
                  (long long)json_integer_value(json_object_get(w, "jobs_held")));
         if (expired > 0)
-            snprintf(jobs + strlen(jobs), sizeof(jobs) - strlen(jobs), " (+%lld expired)",
-                     expired);
+            snprintf(jobs + strlen(jobs), sizeof(jobs) - strlen(jobs), " (+%lld expired)", expired);
         json_array_foreach(json_object_get(w, "relay_shards"), k, r)
         {
             int n = snprintf(relay + used, sizeof(relay) - used, "%s%lld", k ? "," : "",
@@ -376,7 +376,9 @@ static void workers_usage(FILE *f)
 
 /* workers' options (getopt_long; also the completion's). */
 const struct option mc_workers_opts[] = {
-    {"all", no_argument, NULL, 'a'}, MC_OUT_OPTIONS, {"help", no_argument, NULL, 'h'},
+    {"all", no_argument, NULL, 'a'},
+    MC_OUT_OPTIONS,
+    {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
 
@@ -465,25 +467,22 @@ static json_t *shard_row(const json_t *s, const json_t *workers, long long now)
         if (holder && strcmp(json_string_value(json_object_get(w, "id")), holder) == 0)
             state = json_string_value(json_object_get(w, "state"));
     }
-    return json_pack("{s:O, s:O, s:o, s:o, s:o, s:o, s:o, s:O, s:O, s:o, s:o}", "shard",
-                     json_object_get(s, "shard"), "backlog", json_object_get(s, "backlog"),
-                     "oldest_id", mc_json_str(json_string_value(json_object_get(ev, "id"))),
-                     "oldest_time_ms", ms_or_null(t, t > 0), "oldest_time",
-                     t > 0 ? mc_json_time(t) : json_null(), "oldest_age_ms",
-                     ms_or_null(now - t, t > 0), "oldest_status",
-                     mc_json_str(json_string_value(
-                         json_object_get(json_object_get(ev, "data"), "status"))),
-                     "relay_worker", json_object_get(s, "relay_worker"), "relay_token",
-                     json_object_get(s, "relay_token"), "relay_ttl_ms",
-                     holder ? json_integer(json_integer_value(json_object_get(s, "relay_ttl_ms")))
-                            : json_null(),
-                     "relay_worker_state", holder ? mc_json_str(state ? state : "gone")
-                                                  : json_null());
+    return json_pack(
+        "{s:O, s:O, s:o, s:o, s:o, s:o, s:o, s:O, s:O, s:o, s:o}", "shard",
+        json_object_get(s, "shard"), "backlog", json_object_get(s, "backlog"), "oldest_id",
+        mc_json_str(json_string_value(json_object_get(ev, "id"))), "oldest_time_ms",
+        ms_or_null(t, t > 0), "oldest_time", t > 0 ? mc_json_time(t) : json_null(), "oldest_age_ms",
+        ms_or_null(now - t, t > 0), "oldest_status",
+        mc_json_str(json_string_value(json_object_get(json_object_get(ev, "data"), "status"))),
+        "relay_worker", json_object_get(s, "relay_worker"), "relay_token",
+        json_object_get(s, "relay_token"), "relay_ttl_ms",
+        holder ? json_integer(json_integer_value(json_object_get(s, "relay_ttl_ms"))) : json_null(),
+        "relay_worker_state", holder ? mc_json_str(state ? state : "gone") : json_null());
 }
 
 static void outbox_table(const json_t *rows, const mc_out *o)
 {
-    static const char *const cols[] = {"SHARD",  "BACKLOG", "OLDEST",   "RELAY",
+    static const char *const cols[] = {"SHARD", "BACKLOG", "OLDEST",   "RELAY",
                                        "STATE", "LEASE",   "OLDEST-ID"};
     int wide = o->fmt == MC_FMT_WIDE;
     mc_table *t = mc_table_new(cols, wide ? 7 : 6);
@@ -535,25 +534,27 @@ static void outbox_table(const json_t *rows, const mc_out *o)
 
 static void outbox_usage(FILE *f)
 {
-    fprintf(f,
-            "usage: meshctl outbox [--all] [-o FMT]\n"
-            "\n"
-            "The status-event outboxes, one a shard: events queued in Redis and not yet\n"
-            "delivered to the status topic (BACKLOG), how long the oldest has waited (its\n"
-            "event's time: when the worker queued it), which worker holds the shard's relay\n"
-            "lease, its heartbeat state and the lease's time left.  A backlog that grows while\n"
-            "no live worker holds the relay, or one that is old, means status events are late.\n"
-            "Lists the shards with a backlog or a relay lease; --all lists every shard.\n"
-            MC_OUT_USAGE
-            "JSON/YAML: an array of shards (schemas/meshctl-outbox.schema.json): shard backlog\n"
-            "oldest_id oldest_time_ms oldest_time oldest_age_ms oldest_status relay_worker\n"
-            "relay_token relay_ttl_ms relay_worker_state; null when none.  -o name: shard\n"
-            "numbers.\n");
+    fprintf(
+        f,
+        "usage: meshctl outbox [--all] [-o FMT]\n"
+        "\n"
+        "The status-event outboxes, one a shard: events queued in Redis and not yet\n"
+        "delivered to the status topic (BACKLOG), how long the oldest has waited (its\n"
+        "event's time: when the worker queued it), which worker holds the shard's relay\n"
+        "lease, its heartbeat state and the lease's time left.  A backlog that grows while\n"
+        "no live worker holds the relay, or one that is old, means status events are late.\n"
+        "Lists the shards with a backlog or a relay lease; --all lists every shard.\n" MC_OUT_USAGE
+        "JSON/YAML: an array of shards (schemas/meshctl-outbox.schema.json): shard backlog\n"
+        "oldest_id oldest_time_ms oldest_time oldest_age_ms oldest_status relay_worker\n"
+        "relay_token relay_ttl_ms relay_worker_state; null when none.  -o name: shard\n"
+        "numbers.\n");
 }
 
 /* outbox's options (getopt_long; also the completion's). */
 const struct option mc_outbox_opts[] = {
-    {"all", no_argument, NULL, 'a'}, MC_OUT_OPTIONS, {"help", no_argument, NULL, 'h'},
+    {"all", no_argument, NULL, 'a'},
+    MC_OUT_OPTIONS,
+    {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
 
