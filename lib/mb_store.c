@@ -77,7 +77,7 @@
  *   duplicate detection then relies on the job key, which holds for redeliveries since a
  *   redelivered order has the same mesh key).  mb_store_stirs reads every shard's wake counter with
  *   one MGET: on Cluster it becomes one GET per shard (or per node).  The scripts derive job keys from ARGV
- *   prefixes within their own slot (claim), which Cluster serves but does not check.
+ *   prefixes within their own slot (claim, leases), which Cluster serves but does not check.
  */
 #include "mb_store.h"
 
@@ -2385,7 +2385,8 @@ static void key_worker(args *a, const char *id)
     args_fmt(a, "mb:{w}:worker:%s", id);
 }
 
-/* A one-command call whose reply only matters as an error. */
+/* Runs one command; an error reply becomes the status (a script's through script_error).
+ * *out (may be NULL: freed) gets the reply on MB_OK. */
 static mb_status run_one(mb_store *st, cmd *c, const char *what, redisReply **out, mb_error *err)
 {
     redisReply *r = NULL;
@@ -2393,9 +2394,12 @@ static mb_status run_one(mb_store *st, cmd *c, const char *what, redisReply **ou
 
     args_free(&c->a);
     if (s == MB_OK && r->type == REDIS_REPLY_ERROR) {
-        s = c->script >= 0
-                ? script_error(r, what, "-", err)
-                : (mb_error_set(err, MB_FATAL, "RedisError", "%s: %s", what, r->str), MB_FATAL);
+        if (c->script >= 0) {
+            s = script_error(r, what, "-", err);
+        } else {
+            mb_error_set(err, MB_FATAL, "RedisError", "%s: %s", what, r->str);
+            s = MB_FATAL;
+        }
         freeReplyObject(r);
         r = NULL;
     }

@@ -150,7 +150,7 @@ static json_t *sorted_values(json_t *obj)
 static int gather_workers(mc_ctx *c, int all, long long *now, json_t **out, json_t **shards)
 {
     mb_store *st = mc_store(c);
-    json_t *beats = NULL, *leases = NULL, *by_id, *e;
+    json_t *beats = NULL, *leases = NULL, *by_id, *beat_of, *e;
     long long truncated = 0;
     mb_error err;
     size_t i;
@@ -174,43 +174,34 @@ static int gather_workers(mc_ctx *c, int all, long long *now, json_t **out, json
                 "shown may be short\n",
                 truncated, LEASES_PER_SHARD);
     by_id = json_object();
+    beat_of = json_object(); /* worker id -> its index entry (borrowed from beats) */
     json_array_foreach(beats, i, e)
     {
+        const char *id = json_string_value(json_object_get(e, "id"));
+        json_object_set(beat_of, id, e);
         if (all || json_is_object(json_object_get(e, "record")))
-            worker_of(by_id, json_string_value(json_object_get(e, "id")), e, *now);
+            worker_of(by_id, id, e, *now);
     }
-    /* Holders without a record: their heartbeat expired (or they never wrote one). */
+    /* Holders without a record are listed too: their heartbeat expired (or never was). */
     json_array_foreach(leases, i, e)
     {
         const char *owner = json_string_value(json_object_get(e, "owner"));
-        json_t *entry = NULL, *b;
-        size_t k;
-        json_array_foreach(beats, k, b)
-        {
-            if (strcmp(json_string_value(json_object_get(b, "id")), owner) == 0)
-                entry = b;
-        }
-        add_job(worker_of(by_id, owner, entry, *now), e, *now);
+        add_job(worker_of(by_id, owner, json_object_get(beat_of, owner), *now), e, *now);
     }
     json_array_foreach(*shards, i, e)
     {
         const char *holder = json_string_value(json_object_get(e, "relay_worker"));
-        json_t *entry = NULL, *b, *w;
-        size_t k;
+        json_t *w;
         if (holder == NULL)
             continue;
-        json_array_foreach(beats, k, b)
-        {
-            if (strcmp(json_string_value(json_object_get(b, "id")), holder) == 0)
-                entry = b;
-        }
-        w = worker_of(by_id, holder, entry, *now);
+        w = worker_of(by_id, holder, json_object_get(beat_of, holder), *now);
         json_array_append_new(json_object_get(w, "relay_shards"),
                               json_pack("{s:O, s:O}", "shard", json_object_get(e, "shard"),
                                         "ttl_ms", json_object_get(e, "relay_ttl_ms")));
     }
     *out = sorted_values(by_id);
     json_decref(by_id);
+    json_decref(beat_of);
     json_decref(beats);
     json_decref(leases);
     return MC_EXIT_OK;
