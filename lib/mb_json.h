@@ -5,6 +5,8 @@
 #include <jansson.h>
 #include <stddef.h>
 
+#include "mb_buf.h"
+
 /* Where a validation stands: the first error is kept (curl's Curl_failf), so
  * checks can run on and the most specific, earliest cause is reported. */
 typedef struct mb_jcheck {
@@ -63,5 +65,29 @@ long long mb_json_now_ms(void);
 
 /* Fills buf with n random bytes from /dev/urandom (getrandom).  0 or -1. */
 int mb_json_random(void *buf, size_t n);
+
+/* ---- compact writer
+ * jansson's json_dumps costs a callback per token, snprintf per integer and strbuffer
+ * reallocs; the worker dumps the whole state document at every checkpoint.  These write
+ * the same bytes as json_dumps(v, JSON_COMPACT) for every tree jansson can hold: keys in
+ * iteration order (insertion order), strings escaped as jansson escapes them, reals as
+ * its "%.17g" plus ".0", and they refuse what it refuses: invalid UTF-8 in a string value,
+ * a container that contains itself.  One quirk is kept on purpose: json_dumps ignores a
+ * failing object key (invalid UTF-8, only possible through the *_nocheck setters) and
+ * writes the part it had flushed; so do these, so that the two never differ. */
+
+/* Appends v (any value, as with JSON_COMPACT | JSON_ENCODE_ANY) to b.  0, or -1 with b
+ * back at its length on entry (or b->oom set when an allocation failed). */
+int mb_json_dump(mb_buf *b, const json_t *v);
+
+/* Appends the members of object obj as json_dumps would write them, without the braces,
+ * leaving out members whose key is in skip (NULL-terminated; NULL for none): what the
+ * dump of a copy of obj with those keys deleted would have inside its braces.
+ * 0, or -1 as mb_json_dump (also when obj is not an object). */
+int mb_json_dump_members(mb_buf *b, const json_t *obj, const char *const *skip);
+
+/* json_dumps(v, JSON_COMPACT): new string (free()), or NULL when v is not an array or
+ * object, cannot be written, or memory ran out. */
+char *mb_json_dumps(const json_t *v);
 
 #endif

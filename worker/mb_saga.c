@@ -33,9 +33,11 @@
  *   stops no cloud callback and no /healthz.
  * - The state is written (with the events that report it, atomically) after
  *   every step, before any step whose undo needs what was observed (SAVE), and
- *   before the job leaves memory (retry, poll, terminal).  A crash loses at
+ *   before the job leaves memory (retry, long poll, terminal).  A crash loses at
  *   most the current execution of one step, which steps re-run safely because
  *   they observe before they act.
+ * - A short poll (a quarter lease at most) is waited out in memory, lease held
+ *   and renewed; a drain wakes it so the job is handed back at the boundary.
  * - Compensation undoes, in reverse order, every step that started (the failed
  *   one included: it may have half-acted), using only what its ck records.
  * - Checkpoints queued during one loop turn are sent at its end, up to 256 per
@@ -114,6 +116,9 @@ typedef struct sjob {
     long long ck_first_ms; /* monotonic ms the current checkpoint was first sent */
     long long ck_retry_ms; /* monotonic ms of its next re-send */
     int renew_out;         /* in the renewal out: not freed before it is back */
+    struct event *wake_ev; /* a short poll's wait in memory (made at the first one) */
+    long long sleep_ms;    /* > 0: wait that long once the queued checkpoint is back */
+    int sleeping;          /* waiting for wake_ev */
     struct sjob *prev, *next;
     struct sjob *hnext; /* chain in mb_saga.held, by order id */
 } sjob;
@@ -156,6 +161,7 @@ const char *const mb_saga_outcomes[MB_SAGA_OUTCOMES] = {"Running", "Deleted", "F
                                                         "NeedsAttention"};
 
 static void advance(sjob *j);
+static void sleep_for(sjob *j, long long ms);
 static int step_index(const sjob *j, const mb_step *st);
 
 /* The chain of mb_saga.held for order_id: FNV-1a. */
@@ -592,6 +598,13 @@ static void ckpt_done(sjob *j, mb_status st, const mb_checkpoint_result *res, co
         drop(j);
         return;
     }
+    if (j->sleep_ms > 0) {
+        long long ms = j->sleep_ms;
+        j->sleep_ms = 0;
+        sleep_for(j, ms);
+        if (!j->leave)
+            return;
+    }
     advance(j);
 }
 
@@ -971,9 +984,57 @@ static const mb_step *position(sjob *j)
     return j->def->steps[i < 0 ? 0 : i];
 }
 
+static void on_wake_job(evutil_socket_t fd, short what, void *arg)
+{
+    sjob *j = arg;
+
+    (void)fd;
+    (void)what;
+    j->sleeping = 0;
+    advance(j);
+}
+
+/* Waits ms in memory, lease held; without a timer the job is handed back instead. */
+static void sleep_for(sjob *j, long long ms)
+{
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+
+    if (j->wake_ev == NULL)
+        j->wake_ev = evtimer_new(j->saga->base, on_wake_job, j);
+    if (j->wake_ev == NULL || evtimer_add(j->wake_ev, &tv) < 0) {
+        checkpoint(j, active_word(j, j->compensating), now_ms() + ms, 0);
+        j->leave = 1;
+        return;
+    }
+    j->sleeping = 1;
+}
+
+/* A step waits for the cloud (a release installing).  A short wait is spent in
+ * memory with the lease held: handing the job back and claiming it again cost a
+ * checkpoint, a claim and a parse of the order and state per poll, most of the
+ * worker's and Redis's work while releases install.  Nothing is written unless
+ * events are queued: as after a crash mid-step, a worker that takes the job over
+ * re-runs the step from the last checkpoint, and steps observe before they act.
+ * A long wait (over a quarter lease), or one during a drain, hands the job back,
+ * due when the wait ends. */
+static void poll_later(sjob *j, long long ms)
+{
+    if (j->saga->draining || ms > j->saga->o.lease_ms / 4) {
+        checkpoint(j, active_word(j, j->compensating), now_ms() + ms, 0);
+        j->leave = 1;
+        return;
+    }
+    if (json_array_size(j->events) > 0) {
+        checkpoint(j, active_word(j, j->compensating), now_ms(), 1);
+        j->sleep_ms = ms;
+        return;
+    }
+    sleep_for(j, ms);
+}
+
 static void advance(sjob *j)
 {
-    while (!j->lost && !j->leave && !j->ck_pending && j->pending == 0) {
+    while (!j->lost && !j->leave && !j->ck_pending && !j->sleeping && j->pending == 0) {
         const mb_step *st = j->step;
         mb_step_rc rc;
 
@@ -1012,9 +1073,7 @@ static void advance(sjob *j)
                 observe(j, st, j->exec_us);
             end_exec(j);
             st_set_int(j->pub.state, "attempt", st_int(j->pub.state, "attempt") - 1);
-            checkpoint(j, active_word(j, j->compensating),
-                       now_ms() + (j->pub.poll_ms > 0 ? j->pub.poll_ms : j->saga->o.poll_ms), 0);
-            j->leave = 1;
+            poll_later(j, j->pub.poll_ms > 0 ? j->pub.poll_ms : j->saga->o.poll_ms);
             break;
         case MB_STEP_ERROR:
             if (j->pub.err.status == MB_FATAL) {
@@ -1078,6 +1137,8 @@ static void drop(sjob *j)
     if (j->next)
         j->next->prev = j->prev;
     s->njobs--;
+    if (j->wake_ev)
+        event_free(j->wake_ev);
     json_decref(j->events);
     mb_order_free(j->order);
     mb_job_free(j->job);
@@ -1556,6 +1617,11 @@ void mb_saga_wake(mb_saga *s)
 void mb_saga_drain(mb_saga *s)
 {
     s->draining = 1;
+    /* Sleepers wake now, in the loop, and hand their jobs back at the boundary. */
+    for (sjob *j = s->jobs; j; j = j->next) {
+        if (j->sleeping)
+            event_active(j->wake_ev, EV_TIMEOUT, 0);
+    }
 }
 
 size_t mb_saga_inflight(const mb_saga *s)

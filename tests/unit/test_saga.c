@@ -2,7 +2,8 @@
  * cloud), against a private redis-server: the happy path, a step past its deadline, a
  * compensation that gives up, park mode, cancel at every step boundary, a stale fence
  * mid-run, a replay from a step, an unknown saga, a stored order that no longer
- * parses, a checkpoint re-sent across a Redis stall and a lease lost in one.  Each test
+ * parses, a checkpoint re-sent across a Redis stall, a lease lost in one, and polls
+ * waited out in memory (and handed back by a drain).  Each test
  * drives the loop until a condition holds, within a bound. */
 #include <fcntl.h>
 #include <setjmp.h>
@@ -81,6 +82,9 @@ typedef struct script {
     int steal_in[NFAKE];   /* the run lets another worker take the job over (fence bumped) */
     int stall_in[NFAKE];   /* once: the run stops Redis for STALL_MS (SIGSTOP), then acts */
     int hang_in[NFAKE];    /* once: the run waits on a call that takes HANG_MS */
+    int polls[NFAKE];      /* the run waits for the "cloud" this many times (MB_STEP_POLL) */
+    long poll_ms[NFAKE];   /* ... asking to look again this much later (0: the engine's) */
+    int drain_in_poll;     /* the first poll drains the engine */
 } script;
 
 static script sc;
@@ -93,6 +97,7 @@ static mb_store *intruder;     /* the other worker */
 static mb_store *store;        /* the test's own view of Redis (the engine has the queue's) */
 static struct event_base *base;
 static long long stall_end_ms; /* monotonic: when the current Redis stall ends */
+static struct mb_saga *saga;   /* the engine under test */
 
 static long long mono_ms(void)
 {
@@ -177,6 +182,15 @@ enum { PC_OBSERVE, PC_ACT, PC_CALLED };
 
 static mb_step_rc fake_run(mb_sjob *j, int i)
 {
+    if (j->pc == PC_OBSERVE && sc.polls[i] > 0) { /* not there yet: look again later */
+        sc.polls[i]--;
+        j->poll_ms = sc.poll_ms[i];
+        if (sc.drain_in_poll) {
+            sc.drain_in_poll = 0;
+            mb_saga_drain(saga);
+        }
+        return MB_STEP_POLL;
+    }
     if (j->pc == PC_OBSERVE) {
         note(0, i);
         runs[i]++;
@@ -271,8 +285,7 @@ static const mb_saga_def *const fake_defs[] = {&fake_def};
 
 /* ================================================================ the engine under test */
 
-static mb_rq *rq; /* the engine's Redis queue */
-static mb_saga *saga;
+static mb_rq *rq;                /* the engine's Redis queue */
 static long lease_ms = LEASE_MS; /* of the next engine made */
 
 static void make_rq(void)
@@ -1124,6 +1137,62 @@ static void test_lease_lost_in_stall(void **state)
     mb_job_free(j);
 }
 
+/* Short polls are waited out in memory, lease held: one claim for the whole run. */
+static void test_poll_in_memory(void **state)
+{
+    static const char *const want_calls[] = {"run alpha", "run beta", "run gamma", "run delta"};
+    mb_job *j;
+
+    (void)state;
+    sc.polls[GAMMA] = 3;
+    accept_order("ord-poll", "mesh-poll");
+    drive_to("ord-poll", "Running");
+    expect_calls(want_calls, 4);
+    assert_int_equal(runs[GAMMA], 1);
+    j = get_job("ord-poll");
+    assert_int_equal(j->claims, 1);
+    assert_string_equal(step_status(j, "gamma"), "done");
+    mb_job_free(j);
+}
+
+/* The job of a draining engine (stopping on SIGTERM) waiting in memory for a long poll
+ * (3 s here) is handed back at once, not after the wait, due when the wait would have
+ * ended; another engine takes it on from there. */
+static int handed_back(void *arg)
+{
+    mb_job *j = get_job(arg);
+    int ok = j->claims == 1 && strcmp(j->step, "gamma") == 0 && mb_saga_inflight(saga) == 0 &&
+             strcmp(j->lease_owner, "") == 0;
+
+    mb_job_free(j);
+    return ok;
+}
+
+static void test_poll_drain(void **state)
+{
+    char id[] = "ord-pdrain";
+    long long t0 = mono_ms();
+    mb_job *j;
+
+    (void)state;
+    sc.polls[GAMMA] = 1;
+    sc.poll_ms[GAMMA] = 3000;
+    sc.drain_in_poll = 1;
+    accept_order(id, "mesh-pdrain");
+    assert_true(drive(handed_back, id, BOUND_MS));
+    assert_true(mono_ms() - t0 < 2500);
+    j = get_job("ord-pdrain");
+    assert_string_equal(j->status, "Installing");
+    assert_string_equal(j->step, "gamma");
+    assert_true(j->next_run_ms > 0);
+    mb_job_free(j);
+    remake_saga(0);
+    drive_to("ord-pdrain", "Running");
+    j = get_job("ord-pdrain");
+    assert_int_equal(j->claims, 2);
+    mb_job_free(j);
+}
+
 /* A record written before records named their saga runs the create saga; the engine
  * refuses to start without definitions. */
 static void test_defs(void **state)
@@ -1158,6 +1227,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_invalid_stored_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_checkpoint_resent_across_stall, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lease_lost_in_stall, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_poll_in_memory, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_poll_drain, setup, teardown),
     };
     signal(SIGPIPE, SIG_IGN);
     return cmocka_run_group_tests(tests, start_redis, teardown_all);
