@@ -94,7 +94,7 @@ seed ord-other acct-c/mesh-other Failed precheck "$comp_state" error_code Cluste
 
 # ------------------------------------------------------------------ usage, help, exit codes
 "$MC" --help | grep -q "exit codes" || fail "meshctl --help has no exit codes"
-for c in jobs show replay rollback cancel dlq watch; do
+for c in jobs show replay rollback cancel dlq watch workers outbox completion; do
     "$MC" "$c" --help >/dev/null || fail "meshctl $c --help failed"
 done
 rc=0; "$MC" frobnicate 2>/dev/null || rc=$?; assert_eq 2 "$rc" "unknown command"
