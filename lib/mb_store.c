@@ -31,6 +31,11 @@
  *   mb:meta:shards             string: the shard count the data was written with
  *   mb:meta:indexed            string: set once every job written before the status index
  *                              was indexed (by the first listing)
+ *   mb:{w}:worker:<worker id>  hash: a worker's heartbeat (id host pid version started seen
+ *                              every ttl lease admin sagas), expiring ttl ms after its last
+ *                              beat (mb_store_worker_beat)
+ *   mb:{w}:workers             zset: worker id -> when it last beat (a day's worth): meshctl
+ *                              workers reads it, and the records, never the keyspace
  *
  * Invariants
  * - Accept, reject, claim, checkpoint, renew, cancel are each one Lua script (SCRIPT LOAD
@@ -72,7 +77,7 @@
  *   duplicate detection then relies on the job key, which holds for redeliveries since a
  *   redelivered order has the same mesh key).  mb_store_stirs reads every shard's wake counter with
  *   one MGET: on Cluster it becomes one GET per shard (or per node).  The scripts derive job keys from ARGV
- *   prefixes within their own slot (claim), which Cluster serves but does not check.
+ *   prefixes within their own slot (claim, leases), which Cluster serves but does not check.
  */
 #include "mb_store.h"
 
@@ -105,6 +110,8 @@ enum {
     S_RELAY_RELEASE,
     S_REWRITE,
     S_FORGET,
+    S_WORKER_BEAT,
+    S_LEASES,
     S_COUNT
 };
 
@@ -125,6 +132,8 @@ static const struct {
     [S_RELAY_RELEASE] = {"relay_release", lua_relay_release, 0},
     [S_REWRITE] = {"rewrite", lua_rewrite, 1},
     [S_FORGET] = {"forget", lua_forget, 1},
+    [S_WORKER_BEAT] = {"worker_beat", lua_worker_beat, 1},
+    [S_LEASES] = {"leases", lua_leases, 0},
 };
 
 /* Marks "leave this field as it is" in checkpoint arguments. */
@@ -2470,4 +2479,318 @@ mb_status mb_store_dlq_redrive_record(mb_store *st, const mb_dlq_redrive *d, mb_
 mb_status mb_store_dlq_redrives(mb_store *st, size_t max, json_t **out, mb_error *err)
 {
     return stream_list(st, "mb:dlq:redrives", max, out, err);
+}
+
+/* ================================================================ workers (meshctl workers) */
+
+#define WORKERS_KEEP_MS (24LL * 3600 * 1000) /* index entries of workers not seen for a day go */
+#define WORKERS_MAX     1000
+
+static void key_worker(args *a, const char *id)
+{
+    static const char pre[] = "mb:{w}:worker:";
+    size_t il = strlen(id);
+    char *p = args_open(a, sizeof pre - 1 + il);
+
+    if (p == NULL)
+        return;
+    memcpy(p, pre, sizeof pre - 1);
+    memcpy(p + sizeof pre - 1, id, il);
+}
+
+/* Runs one command; an error reply becomes the status (a script's through script_error).
+ * *out (may be NULL: freed) gets the reply on MB_OK. */
+static mb_status run_one(mb_store *st, cmd *c, const char *what, redisReply **out, mb_error *err)
+{
+    redisReply *r = NULL;
+    mb_status s = pipeline(st, c, 1, &r, err);
+
+    args_free(&c->a);
+    if (s == MB_OK && r->type == REDIS_REPLY_ERROR) {
+        if (c->script >= 0) {
+            s = script_error(r, what, "-", err);
+        } else {
+            mb_error_set(err, MB_FATAL, "RedisError", "%s: %s", what, r->str);
+            s = MB_FATAL;
+        }
+        freeReplyObject(r);
+        r = NULL;
+    }
+    if (out)
+        *out = r;
+    else if (r)
+        freeReplyObject(r);
+    return s;
+}
+
+mb_status mb_store_worker_beat(mb_store *st, const mb_worker_info *w, mb_error *err)
+{
+    cmd c;
+
+    memset(&c, 0, sizeof(c));
+    c.script = S_WORKER_BEAT;
+    c.nkeys = 2;
+    key_worker(&c.a, st->worker_id);
+    args_str(&c.a, "mb:{w}:workers");
+    args_str(&c.a, st->worker_id);
+    args_ll(&c.a, w->ttl_ms);
+    args_ll(&c.a, WORKERS_KEEP_MS);
+    args_str(&c.a, "id");
+    args_str(&c.a, st->worker_id);
+    args_str(&c.a, "host");
+    args_str(&c.a, w->host);
+    args_str(&c.a, "pid");
+    args_ll(&c.a, w->pid);
+    args_str(&c.a, "version");
+    args_str(&c.a, w->version);
+    args_str(&c.a, "started");
+    args_ll(&c.a, w->started_ms);
+    args_str(&c.a, "every");
+    args_ll(&c.a, w->every_ms);
+    args_str(&c.a, "ttl");
+    args_ll(&c.a, w->ttl_ms);
+    args_str(&c.a, "lease");
+    args_ll(&c.a, w->lease_ms);
+    args_str(&c.a, "admin");
+    args_str(&c.a, w->admin);
+    args_str(&c.a, "sagas");
+    args_ll(&c.a, w->sagas);
+    return run_one(st, &c, "worker_beat", NULL, err);
+}
+
+mb_status mb_store_worker_gone(mb_store *st, mb_error *err)
+{
+    cmd c;
+
+    memset(&c, 0, sizeof(c));
+    c.script = -1;
+    args_str(&c.a, "DEL");
+    key_worker(&c.a, st->worker_id);
+    return run_one(st, &c, "worker_gone", NULL, err);
+}
+
+/* One worker's entry: the index's id and score, its record and its time left. */
+static json_t *worker_entry(const redisReply *id, const redisReply *score, const redisReply *rec,
+                            const redisReply *ttl)
+{
+    json_t *o = json_object(), *fields = NULL;
+
+    if (o == NULL)
+        return NULL;
+    json_object_set_new(o, "id", json_stringn(id->str, id->len));
+    json_object_set_new(o, "seen_ms", json_integer(strtoll(score->str, NULL, 10)));
+    if (rec && rec->type == REDIS_REPLY_ARRAY && rec->elements > 0) {
+        fields = json_object();
+        for (size_t k = 0; fields && k + 1 < rec->elements; k += 2)
+            json_object_set_new(fields, rec->element[k]->str,
+                                json_stringn(rec->element[k + 1]->str, rec->element[k + 1]->len));
+    }
+    json_object_set_new(
+        o, "ttl_ms",
+        json_integer(fields && ttl && ttl->type == REDIS_REPLY_INTEGER && ttl->integer >= 0
+                         ? ttl->integer
+                         : -1));
+    json_object_set_new(o, "record", fields ? fields : json_null());
+    return o;
+}
+
+mb_status mb_store_workers(mb_store *st, json_t **out, mb_error *err)
+{
+    cmd c, *cmds = NULL;
+    redisReply *idx = NULL, **rep = NULL;
+    size_t n = 0;
+    mb_status s;
+
+    *out = NULL;
+    memset(&c, 0, sizeof(c));
+    c.script = -1;
+    args_str(&c.a, "ZREVRANGE");
+    args_str(&c.a, "mb:{w}:workers");
+    args_str(&c.a, "0");
+    args_ll(&c.a, WORKERS_MAX - 1);
+    args_str(&c.a, "WITHSCORES");
+    s = run_one(st, &c, "workers", &idx, err);
+    if (s != MB_OK)
+        return s;
+    if (idx->type == REDIS_REPLY_ARRAY)
+        n = idx->elements / 2;
+    cmds = calloc(2 * n + 1, sizeof(*cmds));
+    rep = calloc(2 * n + 1, sizeof(*rep));
+    *out = json_array();
+    if (cmds == NULL || rep == NULL || *out == NULL) {
+        s = MB_FATAL;
+        mb_error_set(err, MB_FATAL, "NoMemory", "workers");
+        goto done;
+    }
+    for (size_t i = 0; i < n; i++) {
+        cmds[2 * i].script = cmds[2 * i + 1].script = -1;
+        args_str(&cmds[2 * i].a, "HGETALL");
+        key_worker(&cmds[2 * i].a, idx->element[2 * i]->str);
+        args_str(&cmds[2 * i + 1].a, "PTTL");
+        key_worker(&cmds[2 * i + 1].a, idx->element[2 * i]->str);
+    }
+    if (n > 0)
+        s = pipeline(st, cmds, 2 * n, rep, err);
+    for (size_t i = 0; s == MB_OK && i < n; i++)
+        json_array_append_new(*out, worker_entry(idx->element[2 * i], idx->element[2 * i + 1],
+                                                 rep[2 * i], rep[2 * i + 1]));
+done:
+    if (s != MB_OK) {
+        json_decref(*out);
+        *out = NULL;
+    }
+    free_replies(rep, rep ? 2 * n : 0);
+    free(rep);
+    if (cmds)
+        free_cmds(cmds, 2 * n);
+    free(cmds);
+    freeReplyObject(idx);
+    return s;
+}
+
+static json_t *rstr(const redisReply *r)
+{
+    return r && r->type == REDIS_REPLY_STRING ? json_stringn(r->str, r->len) : json_string("");
+}
+
+mb_status mb_store_leases(mb_store *st, size_t max_per_shard, json_t **out, long long *truncated,
+                          mb_error *err)
+{
+    size_t ns = (size_t)st->shards;
+    cmd *cmds = calloc(ns, sizeof(*cmds));
+    redisReply **rep = calloc(ns, sizeof(*rep));
+    mb_status s = MB_FATAL;
+
+    *out = NULL;
+    if (truncated)
+        *truncated = 0;
+    if (cmds == NULL || rep == NULL) {
+        mb_error_set(err, MB_FATAL, "NoMemory", "leases");
+        goto done;
+    }
+    for (size_t i = 0; i < ns; i++) {
+        cmds[i].script = S_LEASES;
+        cmds[i].nkeys = 1;
+        key_shard(&cmds[i].a, (int)i, "due");
+        key_of(&cmds[i].a, (int)i, "job", "");
+        args_ll(&cmds[i].a, (long long)max_per_shard);
+    }
+    s = pipeline(st, cmds, ns, rep, err);
+    *out = s == MB_OK ? json_array() : NULL;
+    for (size_t i = 0; *out && i < ns; i++) {
+        const redisReply *r = rep[i];
+        if (r->type == REDIS_REPLY_ERROR) {
+            s = script_error(r, "leases", "-", err);
+            break;
+        }
+        if (r->type != REDIS_REPLY_ARRAY || r->elements == 0)
+            continue;
+        if (truncated && r->element[0]->integer > (long long)max_per_shard)
+            *truncated += r->element[0]->integer - (long long)max_per_shard;
+        for (size_t k = 1; k + 7 <= r->elements; k += 7) {
+            redisReply *const *f = &r->element[k];
+            json_t *o = json_object();
+            json_object_set_new(o, "order_id", rstr(f[0]));
+            json_object_set_new(o, "key", rstr(f[5]));
+            json_object_set_new(o, "shard", json_integer((json_int_t)i));
+            json_object_set_new(o, "owner", rstr(f[1]));
+            json_object_set_new(
+                o, "lease_until_ms",
+                json_integer(f[2]->type == REDIS_REPLY_STRING ? strtoll(f[2]->str, NULL, 10) : 0));
+            json_object_set_new(o, "status", rstr(f[3]));
+            json_object_set_new(o, "step", rstr(f[4]));
+            json_object_set_new(o, "saga", rstr(f[6]));
+            json_array_append_new(*out, o);
+        }
+    }
+    if (s != MB_OK) {
+        json_decref(*out);
+        *out = NULL;
+    }
+done:
+    free_replies(rep, rep ? ns : 0);
+    free(rep);
+    if (cmds)
+        free_cmds(cmds, ns);
+    free(cmds);
+    return s;
+}
+
+/* The CloudEvent of an outbox entry "<key>\n<tp>\n<json>" as a new object, or null. */
+static json_t *entry_event(const redisReply *r)
+{
+    const char *nl1, *nl2;
+    json_t *ev;
+
+    if (r == NULL || r->type != REDIS_REPLY_STRING)
+        return json_null();
+    nl1 = memchr(r->str, '\n', r->len);
+    nl2 = nl1 ? memchr(nl1 + 1, '\n', r->len - (size_t)(nl1 + 1 - r->str)) : NULL;
+    if (nl2 == NULL)
+        return json_null();
+    ev = json_loadb(nl2 + 1, r->len - (size_t)(nl2 + 1 - r->str), 0, NULL);
+    return ev ? ev : json_null();
+}
+
+/* The worker id of a relay token "<worker id>:<n>". */
+static json_t *token_worker(const redisReply *r)
+{
+    const char *colon;
+
+    if (r == NULL || r->type != REDIS_REPLY_STRING)
+        return json_null();
+    colon = memrchr(r->str, ':', r->len);
+    return json_stringn(r->str, colon ? (size_t)(colon - r->str) : r->len);
+}
+
+mb_status mb_store_outbox_shards(mb_store *st, json_t **out, mb_error *err)
+{
+    size_t ns = (size_t)st->shards, n = 4 * ns;
+    cmd *cmds = calloc(n, sizeof(*cmds));
+    redisReply **rep = calloc(n, sizeof(*rep));
+    mb_status s = MB_FATAL;
+
+    *out = NULL;
+    if (cmds == NULL || rep == NULL) {
+        mb_error_set(err, MB_FATAL, "NoMemory", "outbox");
+        goto done;
+    }
+    for (size_t i = 0; i < ns; i++) {
+        cmd *c = &cmds[4 * i];
+        for (int k = 0; k < 4; k++)
+            c[k].script = -1;
+        args_str(&c[0].a, "LLEN");
+        key_shard(&c[0].a, (int)i, "outbox");
+        args_str(&c[1].a, "LINDEX");
+        key_shard(&c[1].a, (int)i, "outbox");
+        args_str(&c[1].a, "0");
+        args_str(&c[2].a, "GET");
+        key_shard(&c[2].a, (int)i, "relay");
+        args_str(&c[3].a, "PTTL");
+        key_shard(&c[3].a, (int)i, "relay");
+    }
+    s = pipeline(st, cmds, n, rep, err);
+    *out = s == MB_OK ? json_array() : NULL;
+    for (size_t i = 0; *out && i < ns; i++) {
+        redisReply **r = &rep[4 * i];
+        int held = r[2]->type == REDIS_REPLY_STRING;
+        json_t *o = json_object();
+        json_object_set_new(o, "shard", json_integer((json_int_t)i));
+        json_object_set_new(o, "backlog",
+                            json_integer(r[0]->type == REDIS_REPLY_INTEGER ? r[0]->integer : 0));
+        json_object_set_new(o, "oldest", entry_event(r[1]));
+        json_object_set_new(o, "relay_token", held ? rstr(r[2]) : json_null());
+        json_object_set_new(o, "relay_worker", token_worker(r[2]));
+        json_object_set_new(
+            o, "relay_ttl_ms",
+            json_integer(held && r[3]->type == REDIS_REPLY_INTEGER ? r[3]->integer : -1));
+        json_array_append_new(*out, o);
+    }
+done:
+    free_replies(rep, rep ? n : 0);
+    free(rep);
+    if (cmds)
+        free_cmds(cmds, n);
+    free(cmds);
+    return s;
 }

@@ -398,4 +398,49 @@ mb_status mb_store_depths(mb_store *st, long long now_ms, mb_store_depth *depth,
 /* Entries waiting in all outboxes (one pipelined LLEN per shard). */
 mb_status mb_store_outbox_len(mb_store *st, long long *total, mb_error *err);
 
+/* ------------------------------------------------------------------ workers (meshctl workers) */
+
+/* What a worker says of itself in its heartbeat.  Strings borrowed for the call. */
+typedef struct mb_worker_info {
+    const char *host;
+    const char *version;
+    const char *admin; /* "addr:port" of /healthz /metrics, NULL or "" when off */
+    long pid;
+    long long started_ms; /* wall clock of the worker's start */
+    long long every_ms;   /* the beat period: a record not refreshed for a few is late */
+    long long ttl_ms;     /* the record expires this long after the last beat */
+    long long lease_ms;   /* the worker's job lease */
+    int sagas;            /* 1 if it runs sagas (0: intake and relay only) */
+} mb_worker_info;
+
+/* Writes this worker's heartbeat (its id: the store's worker id): the record, expiring
+ * ttl_ms from now, and its entry in the index of workers (entries of workers not seen for a
+ * day are dropped).  "seen" is Redis's clock.  One script, one round trip. */
+mb_status mb_store_worker_beat(mb_store *st, const mb_worker_info *w, mb_error *err);
+
+/* Removes this worker's heartbeat record (a clean exit: it is not late, it is gone); its
+ * index entry stays, with when it last beat. */
+mb_status mb_store_worker_gone(mb_store *st, mb_error *err);
+
+/* Every worker of the index (seen within a day, newest first, at most 1000), as a new JSON
+ * array of objects: id, seen_ms (its last beat, Redis's clock), ttl_ms (the record's time
+ * left, -1 when it has expired) and record (an object of the heartbeat's fields as strings,
+ * null when it expired).  One round trip for the index and one for the records. */
+mb_status mb_store_workers(mb_store *st, json_t **out, mb_error *err);
+
+/* The jobs that name a lease owner (leased now, or whose lease ran out and nobody claimed
+ * them since), read from the due sets (every unfinished job is there; a leased one with its
+ * lease end as score): at most max_per_shard a shard, all shards in one round trip.  A new
+ * JSON array of objects: order_id, key, shard, owner, lease_until_ms, status, step, saga.
+ * *truncated (may be NULL) = jobs of due sets larger than max_per_shard that were not read. */
+mb_status mb_store_leases(mb_store *st, size_t max_per_shard, json_t **out, long long *truncated,
+                          mb_error *err);
+
+/* The outboxes and their relay leases, one round trip: a new JSON array, a shard an object:
+ * shard, backlog (entries waiting), oldest (the first entry's CloudEvent as an object, null
+ * when empty or unreadable), relay_token (the lease holder's token "<worker id>:<n>", null
+ * when no worker holds it), relay_worker (the worker id of the token), relay_ttl_ms (-1 when
+ * not held). */
+mb_status mb_store_outbox_shards(mb_store *st, json_t **out, mb_error *err);
+
 #endif

@@ -407,4 +407,34 @@ static const char lua_forget[] =
     "end\n"
     "return 1\n";
 
+static const char lua_worker_beat[] =
+    "-- KEYS: record index.  ARGV: id ttl_ms keep_ms, then field value pairs.\n"
+    "-- A worker's heartbeat: its record (expires ttl_ms after the last beat) and its entry in\n"
+    "-- the index of workers (last seen; entries older than keep_ms are dropped), so meshctl\n"
+    "-- finds workers, and the ones whose record expired, without a keyspace scan.\n"
+    "local now = clock_ms()\n"
+    "redis.call('HSET', KEYS[1], 'seen', now, unpack(ARGV, 4))\n"
+    "redis.call('PEXPIRE', KEYS[1], ARGV[2])\n"
+    "redis.call('ZADD', KEYS[2], now, ARGV[1])\n"
+    "redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - tonumber(ARGV[3]))\n"
+    "return now\n";
+
+static const char lua_leases[] =
+    "-- KEYS: due.  ARGV: job_prefix max.  Read only.\n"
+    "-- The jobs of the shard's due set (every job not finished: leased ones with their lease\n"
+    "-- end as score), first max by score, that name a lease owner: leased now, or whose lease\n"
+    "-- ran out and no worker claimed them since.  Reply: the due set's size, then per job\n"
+    "-- id owner lease_until status step key saga.\n"
+    "local ids = redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[2]) - 1)\n"
+    "local out = {redis.call('ZCARD', KEYS[1])}\n"
+    "for _, id in ipairs(ids) do\n"
+    "  local f = redis.call('HMGET', ARGV[1] .. id, 'lease_owner', 'lease_until', 'status',\n"
+    "    'step', 'key', 'saga')\n"
+    "  if f[1] and f[1] ~= '' then\n"
+    "    out[#out + 1] = id\n"
+    "    for i = 1, 6 do out[#out + 1] = f[i] or '' end\n"
+    "  end\n"
+    "end\n"
+    "return out\n";
+
 #endif

@@ -31,6 +31,7 @@
 #include <event2/event.h>
 
 #include "mb_admin.h"
+#include "mb_beat.h"
 #include "mb_intake.h"
 #include "mb_kafka.h"
 #include "mb_log.h"
@@ -157,6 +158,7 @@ struct mb_loop {
     mb_intake *in;
     mb_relay *relay;
     mb_admin *admin;
+    mb_beat *beat; /* the heartbeat meshctl workers reads */
     mb_loop_saga saga;
     mb_worker_metrics m;
     char worker_id[256];
@@ -575,6 +577,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
         l->saga.tick(l->saga.ctx);
     mb_relay_tick(l->relay, now);
     depth_tick(l);
+    mb_beat_tick(l->beat, mono_ms());
     if (l->producer)
         rd_kafka_poll(l->producer, 0);
     if (l->draining) {
@@ -639,6 +642,33 @@ static void default_worker_id(char *buf, size_t len)
         snprintf(host, sizeof(host), "worker");
     host[sizeof(host) - 1] = '\0';
     snprintf(buf, len, "%s-%ld", host, (long)getpid());
+}
+
+/* The heartbeat: who this worker is, for meshctl workers. */
+static int beat_new(mb_loop *l, const mb_conf *conf, char *err, size_t errlen)
+{
+    char host[256] = "?", admin[300] = "";
+    long port = (long)mb_conf_int(conf, "MESHBUY_HTTP_PORT");
+
+    if (gethostname(host, sizeof(host)) != 0)
+        snprintf(host, sizeof(host), "?");
+    host[sizeof(host) - 1] = '\0';
+    if (port > 0)
+        snprintf(admin, sizeof(admin), "%s:%ld", mb_conf_str(conf, "MESHBUY_HTTP_ADDR"), port);
+    l->beat = mb_beat_new(l->rq, &(mb_worker_info){
+                                     .host = host,
+                                     .version = mb_version(),
+                                     .admin = admin,
+                                     .pid = (long)getpid(),
+                                     .started_ms = mb_loop_now_ms(),
+                                     .lease_ms = mb_conf_int(conf, "MESHBUY_LEASE_MS"),
+                                     .sagas = mb_conf_bool(conf, "MESHBUY_RUN_SAGAS"),
+                                 });
+    if (l->beat == NULL) {
+        snprintf(err, errlen, "heartbeat: out of memory");
+        return -1;
+    }
+    return 0;
 }
 
 /* Retention of finished jobs (mb_store_set_retention).  A tombstone shorter than the
@@ -741,6 +771,8 @@ mb_loop *mb_loop_new(const mb_conf *conf, char *err, size_t errlen)
         if (l->admin == NULL)
             goto err;
     }
+    if (beat_new(l, conf, err, errlen) < 0)
+        goto err;
     tv.tv_sec = l->tick_ms / 1000;
     tv.tv_usec = (l->tick_ms % 1000) * 1000;
     l->tick_ev = event_new(l->base, -1, EV_PERSIST, on_tick, l);
@@ -910,6 +942,9 @@ void mb_loop_free(mb_loop *l)
     mb_admin_free(l->admin);
     if (l->relay && l->exit_code == 0)
         mb_relay_release(l->relay);
+    if (l->exit_code == 0)
+        mb_beat_gone(l->beat, l->st);
+    mb_beat_free(l->beat);
     if (l->producer && l->heal == 0) {
         long left = l->draining ? l->drain_deadline_ms - mono_ms() : 0;
         /* Delivery reports must all be served before the intake and relay go: their

@@ -2,6 +2,7 @@
 #ifndef MC_H
 #define MC_H
 
+#include <getopt.h>
 #include <stddef.h>
 #include <stdio.h>
 
@@ -109,7 +110,8 @@ int mc_plan_show(mc_ctx *c, const mb_job *j, const mb_saga_def *d, int from, int
  * Pure: no store, no Kafka. */
 char *mc_edit_order(char *buf, size_t n, size_t *len, char *why, size_t whylen);
 
-/* Commands: each parses its own options from argv[0] = command name. */
+/* Commands: each parses its own options from argv[0] = command name, with its getopt_long
+ * table mc_<command>_opts (the completion script is generated from the same tables). */
 int mc_cmd_jobs(mc_ctx *c, int argc, char **argv);
 int mc_cmd_show(mc_ctx *c, int argc, char **argv);
 int mc_cmd_cancel(mc_ctx *c, int argc, char **argv);
@@ -117,5 +119,38 @@ int mc_cmd_replay(mc_ctx *c, int argc, char **argv);
 int mc_cmd_rollback(mc_ctx *c, int argc, char **argv);
 int mc_cmd_dlq(mc_ctx *c, int argc, char **argv);
 int mc_cmd_watch(mc_ctx *c, int argc, char **argv);
+int mc_cmd_workers(mc_ctx *c, int argc, char **argv);
+int mc_cmd_outbox(mc_ctx *c, int argc, char **argv);
+int mc_cmd_completion(mc_ctx *c, int argc, char **argv);
+
+extern const struct option mc_jobs_opts[], mc_show_opts[], mc_cancel_opts[], mc_replay_opts[],
+    mc_rollback_opts[], mc_dlq_opts[], mc_watch_opts[], mc_workers_opts[], mc_outbox_opts[],
+    mc_completion_opts[];
+
+/* What a command's operands are, for completion. */
+typedef enum mc_operand {
+    MC_OPERAND_NONE,
+    MC_OPERAND_JOB,    /* order ids (completed from `meshctl jobs -o name`) */
+    MC_OPERAND_WORKER, /* worker ids (`meshctl workers -o name`) */
+} mc_operand;
+
+/* The one command table: main dispatches from it and prints `meshctl --help` from it, and
+ * `meshctl completion bash` generates its script from it and the option tables. */
+typedef struct mc_command {
+    const char *name;
+    int (*fn)(mc_ctx *c, int argc, char **argv);
+    const struct option *opts; /* its getopt_long table */
+    const char *const *subs;   /* its sub-commands (NULL-terminated), or NULL */
+    mc_operand operand;
+    int no_store;     /* needs no configuration (completion) */
+    const char *help; /* its lines in `meshctl --help`, after "  <name> " */
+} mc_command;
+
+extern const mc_command mc_commands[];
+extern const size_t mc_commands_count;
+
+/* The words --status takes (store statuses, the sagas' words, "stuck"), NULL-terminated,
+ * into out (at most max - 1).  Static strings. */
+void mc_status_words(const char **out, size_t max);
 
 #endif

@@ -171,6 +171,21 @@ static const char *const STATUSES[] = {
     "Accepted", "RollingBack", "Failed", "Cancelled", "NeedsAttention", NULL,
 };
 
+void mc_status_words(const char **out, size_t max)
+{
+    size_t n = 0;
+
+    for (int i = 0; STATUSES[i] && n + 1 < max; i++)
+        out[n++] = STATUSES[i];
+    for (size_t i = 0; i < mb_saga_defs_count && n + 2 < max; i++) {
+        out[n++] = mb_saga_defs[i]->active;
+        out[n++] = mb_saga_defs[i]->done;
+    }
+    if (n + 1 < max)
+        out[n++] = "stuck";
+    out[n] = NULL;
+}
+
 const char *mc_status_canon(const char *s)
 {
     if (strcasecmp(s, "stuck") == 0)

@@ -433,20 +433,22 @@ out:
     return rc;
 }
 
+/* dlq's options, for every sub-command (getopt_long; also the completion's). */
+const struct option mc_dlq_opts[] = {
+    {"limit", required_argument, NULL, 'l'}, MC_OUT_OPTIONS,
+    {"edit", required_argument, NULL, 'e'},  {"force", no_argument, NULL, 'F'},
+    {"help", no_argument, NULL, 'h'},        {NULL, 0, NULL, 0},
+};
+
 int mc_cmd_dlq(mc_ctx *c, int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"limit", required_argument, NULL, 'l'}, MC_OUT_OPTIONS,
-        {"edit", required_argument, NULL, 'e'},  {"force", no_argument, NULL, 'F'},
-        {"help", no_argument, NULL, 'h'},        {NULL, 0, NULL, 0},
-    };
     long limit = 50;
     mc_out out = {MC_FMT_TABLE, 0};
     int force = 0, opt, taken;
     const char *edit = NULL, *sub;
 
     optind = 0;
-    while ((opt = getopt_long(argc, argv, "ho:", opts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "ho:", mc_dlq_opts, NULL)) != -1) {
         taken = mc_out_opt(&out, opt, optarg);
         if (taken < 0)
             return MC_EXIT_USAGE;

@@ -187,16 +187,18 @@ static void jobs_usage(FILE *f)
             "stuck_reason; null when absent).  -o name: one order id a line.\n");
 }
 
+/* jobs' options (getopt_long; also the completion's, mc_complete.c). */
+const struct option mc_jobs_opts[] = {
+    {"status", required_argument, NULL, 's'},  {"account", required_argument, NULL, 'a'},
+    {"since", required_argument, NULL, 'S'},   MC_OUT_OPTIONS,
+    {"until", required_argument, NULL, 'U'},   {"saga", required_argument, NULL, 'g'},
+    {"step", required_argument, NULL, 'p'},    {"error-code", required_argument, NULL, 'e'},
+    {"cluster", required_argument, NULL, 'c'}, {"limit", required_argument, NULL, 'l'},
+    {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
+};
+
 int mc_cmd_jobs(mc_ctx *c, int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"status", required_argument, NULL, 's'},  {"account", required_argument, NULL, 'a'},
-        {"since", required_argument, NULL, 'S'},   MC_OUT_OPTIONS,
-        {"until", required_argument, NULL, 'U'},   {"saga", required_argument, NULL, 'g'},
-        {"step", required_argument, NULL, 'p'},    {"error-code", required_argument, NULL, 'e'},
-        {"cluster", required_argument, NULL, 'c'}, {"limit", required_argument, NULL, 'l'},
-        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
-    };
     list_ctx l = {.c = c};
     long limit = 0;
     mc_out out = {MC_FMT_TABLE, 0};
@@ -206,7 +208,7 @@ int mc_cmd_jobs(mc_ctx *c, int argc, char **argv)
     const char *scan_status;
 
     optind = 0;
-    while ((opt = getopt_long(argc, argv, "ho:", opts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "ho:", mc_jobs_opts, NULL)) != -1) {
         taken = mc_out_opt(&out, opt, optarg);
         if (taken < 0)
             return MC_EXIT_USAGE;
@@ -464,22 +466,24 @@ static int show_one(mc_ctx *c, const char *id, const mc_out *o, int events, long
     return MC_EXIT_OK;
 }
 
+/* show's options. */
+const struct option mc_show_opts[] = {
+    MC_OUT_OPTIONS,
+    {"no-events", no_argument, NULL, 'n'},
+    {"events-timeout", required_argument, NULL, 't'},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
 int mc_cmd_show(mc_ctx *c, int argc, char **argv)
 {
-    static const struct option opts[] = {
-        MC_OUT_OPTIONS,
-        {"no-events", no_argument, NULL, 'n'},
-        {"events-timeout", required_argument, NULL, 't'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
     int events = 1, opt, rc = MC_EXIT_OK, taken;
     long tmo_s = SHOW_EVENTS_TIMEOUT_MS / 1000;
     mc_out out = {MC_FMT_TABLE, 0};
     json_t *docs = NULL;
 
     optind = 0;
-    while ((opt = getopt_long(argc, argv, "ho:", opts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "ho:", mc_show_opts, NULL)) != -1) {
         taken = mc_out_opt(&out, opt, optarg);
         if (taken < 0)
             return MC_EXIT_USAGE;
@@ -536,9 +540,11 @@ static void cancel_usage(FILE *f)
             "mesh.\n");
 }
 
+/* cancel's options. */
+const struct option mc_cancel_opts[] = {{"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+
 int mc_cmd_cancel(mc_ctx *c, int argc, char **argv)
 {
-    static const struct option opts[] = {{"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
     mb_job *j = NULL;
     int opt, rc, found = 0;
     char status[32];
@@ -546,7 +552,7 @@ int mc_cmd_cancel(mc_ctx *c, int argc, char **argv)
     mb_error e;
 
     optind = 0;
-    while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "h", mc_cancel_opts, NULL)) != -1) {
         if (opt == 'h') {
             cancel_usage(stdout);
             return MC_EXIT_OK;

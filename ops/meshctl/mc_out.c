@@ -8,9 +8,12 @@
 #include "mb_json.h"
 #include "mc.h"
 
+/* In mc_fmt order. */
+const char *const mc_out_formats[] = {"table", "wide", "json", "yaml", "name", NULL};
+
 int mc_out_opt(mc_out *o, int opt, const char *arg)
 {
-    static const char *const names[] = {"table", "wide", "json", "yaml", "name"};
+    const char *const *names = mc_out_formats;
 
     if (opt == MC_OUT_OPT_JSON) {
         o->fmt = MC_FMT_JSON;
@@ -22,7 +25,7 @@ int mc_out_opt(mc_out *o, int opt, const char *arg)
     }
     if (opt != 'o')
         return 0;
-    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+    for (size_t i = 0; names[i]; i++) {
         if (strcmp(arg, names[i]) == 0) {
             o->fmt = (mc_fmt)i;
             return 1;

@@ -10,6 +10,9 @@
 
 typedef enum mc_fmt { MC_FMT_TABLE, MC_FMT_WIDE, MC_FMT_JSON, MC_FMT_YAML, MC_FMT_NAME } mc_fmt;
 
+/* The -o names, in mc_fmt order, NULL-terminated. */
+extern const char *const mc_out_formats[];
+
 typedef struct mc_out {
     mc_fmt fmt;
     int no_headers;

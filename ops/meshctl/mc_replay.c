@@ -368,23 +368,25 @@ static void replay_usage(FILE *f)
     }
 }
 
+/* replay's options (getopt_long; also the completion's). */
+const struct option mc_replay_opts[] = {
+    {"from-step", required_argument, NULL, 'f'},
+    {"dry-run", no_argument, NULL, 'n'},
+    {"force", no_argument, NULL, 'F'},
+    MC_OUT_OPTIONS,
+    {"status", required_argument, NULL, 's'},
+    {"error-class", required_argument, NULL, 'e'},
+    {"error-code", required_argument, NULL, 'e'},
+    {"reason", required_argument, NULL, 'R'},
+    {"yes", no_argument, NULL, 'y'},
+    {"limit", required_argument, NULL, 'l'},
+    {"rate", required_argument, NULL, 'r'},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
 int mc_cmd_replay(mc_ctx *c, int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"from-step", required_argument, NULL, 'f'},
-        {"dry-run", no_argument, NULL, 'n'},
-        {"force", no_argument, NULL, 'F'},
-        MC_OUT_OPTIONS,
-        {"status", required_argument, NULL, 's'},
-        {"error-class", required_argument, NULL, 'e'},
-        {"error-code", required_argument, NULL, 'e'},
-        {"reason", required_argument, NULL, 'R'},
-        {"yes", no_argument, NULL, 'y'},
-        {"limit", required_argument, NULL, 'l'},
-        {"rate", required_argument, NULL, 'r'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
     replay_opts o = {NULL, NULL, 0, 0, 0, 0, 0};
     const char *status = NULL, *error_class = NULL;
     long limit = 0;
@@ -392,7 +394,7 @@ int mc_cmd_replay(mc_ctx *c, int argc, char **argv)
     int opt;
 
     optind = 0;
-    while ((opt = getopt_long(argc, argv, "ho:", opts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "ho:", mc_replay_opts, NULL)) != -1) {
         switch (opt) {
         case 'f': o.from_step = optarg; break;
         case 'n': o.dry_run = 1; break;
@@ -553,13 +555,15 @@ static int rollback_once(mc_ctx *c, const char *id, int *retry)
     return rc;
 }
 
+/* rollback's options. */
+const struct option mc_rollback_opts[] = {{"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+
 int mc_cmd_rollback(mc_ctx *c, int argc, char **argv)
 {
-    static const struct option opts[] = {{"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
     int opt, rc = MC_EXIT_FAILED, retry = 0;
 
     optind = 0;
-    while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "h", mc_rollback_opts, NULL)) != -1) {
         if (opt == 'h') {
             rollback_usage(stdout);
             return MC_EXIT_OK;

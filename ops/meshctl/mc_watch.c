@@ -27,14 +27,18 @@ static void watch_usage(FILE *f)
 {
     fprintf(f,
             "usage: meshctl watch JOB [--timeout SEC] [--accept-timeout SEC]\n"
-            "       meshctl watch --all [--timeout SEC]\n"
+            "       meshctl watch --all [--until-done] [--timeout SEC]\n"
             "\n"
             "Follows status events on the status topic from now on (needs KAFKA_BROKERS).  On a\n"
             "terminal: a progress bar per job; piped: one plain line per event.  Watching JOB\n"
             "ends when its saga reaches its end (Running: exit 0) or Failed/Cancelled (exit 1); a\n"
             "JOB that already ended is reported at once.  A JOB not accepted yet (published a\n"
             "moment ago) is waited for, up to --accept-timeout SEC (default 60; exit 4 after).\n"
-            "--timeout SEC: give up after SEC seconds (exit 1).  Ctrl-C stops (exit 130).\n");
+            "--all follows every job; with --until-done it ends once every job it saw start\n"
+            "has ended (exit 0 if all reached their saga's end, 1 if one failed or was\n"
+            "cancelled), with a summary line.\n"
+            "--timeout SEC: give up after SEC seconds (exit 1).  Ctrl-C stops (exit 130).\n"
+            "Escape codes (the redrawn bar) only when stdout is a terminal.\n");
 }
 
 /* A saga's done status on the status stream (Running for create). */
@@ -79,6 +83,30 @@ static void show_event(const mb_status_event *ev, const json_t *env, int tty, in
     if (all || terminal_event(status))
         putchar('\n');
     fflush(stdout);
+}
+
+/* --until-done: records the job's status; when every job seen has ended, prints the
+ * summary, sets *rc (0: all reached their saga's end) and returns 1. */
+static int all_ended(json_t *seen, const char *order_id, const char *status, int *rc)
+{
+    int ended = 0, ok = 0;
+    const char *k;
+    json_t *v;
+
+    json_object_set_new(seen, order_id, json_string(status));
+    json_object_foreach(seen, k, v)
+    {
+        const char *st = json_string_value(v);
+        if (!terminal_event(st))
+            return 0;
+        ended++;
+        ok += done_event(st);
+    }
+    printf("%d job(s) ended: %d reached their end, %d failed or cancelled\n", ended, ok,
+           ended - ok);
+    fflush(stdout);
+    *rc = ok == ended ? MC_EXIT_OK : MC_EXIT_FAILED;
+    return 1;
 }
 
 /* The exit code for a job's final status. */
@@ -131,16 +159,17 @@ static int wait_accepted(mc_ctx *c, const char *id, long long bound_ms, int tty,
     }
 }
 
+/* watch's options (getopt_long; also the completion's). */
+const struct option mc_watch_opts[] = {
+    {"all", no_argument, NULL, 'a'},           {"until-done", no_argument, NULL, 'u'},
+    {"timeout", required_argument, NULL, 't'}, {"accept-timeout", required_argument, NULL, 'A'},
+    {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
+};
+
 int mc_cmd_watch(mc_ctx *c, int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"all", no_argument, NULL, 'a'},
-        {"timeout", required_argument, NULL, 't'},
-        {"accept-timeout", required_argument, NULL, 'A'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
-    int all = 0, opt, rc = MC_EXIT_OK, tty = isatty(STDOUT_FILENO);
+    int all = 0, until_done = 0, opt, rc = MC_EXIT_OK, tty = isatty(STDOUT_FILENO);
+    json_t *seen = NULL; /* --until-done: order id -> its last status */
     long timeout_s = 0, accept_s = 60;
     const char *id = NULL;
     mb_job *j = NULL;
@@ -150,9 +179,10 @@ int mc_cmd_watch(mc_ctx *c, int argc, char **argv)
     struct sigaction sa;
 
     optind = 0;
-    while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "h", mc_watch_opts, NULL)) != -1) {
         switch (opt) {
         case 'a': all = 1; break;
+        case 'u': until_done = 1; break;
         case 't':
             if (mc_parse_long(optarg, 1, 86400 * 7, &timeout_s) != 0)
                 return mc_fail(MC_EXIT_USAGE, "--timeout %s: want seconds", optarg);
@@ -167,6 +197,8 @@ int mc_cmd_watch(mc_ctx *c, int argc, char **argv)
     }
     if (all == (optind < argc) || optind + (all ? 0 : 1) != argc)
         return mc_fail(MC_EXIT_USAGE, "watch: want one JOB or --all (see meshctl watch --help)");
+    if (until_done && !all)
+        return mc_fail(MC_EXIT_USAGE, "watch: --until-done goes with --all");
     if (!all) {
         id = argv[optind];
         if (mb_order_check_order_id(id) != NULL)
@@ -204,6 +236,12 @@ int mc_cmd_watch(mc_ctx *c, int argc, char **argv)
             fflush(stdout);
         }
     }
+    if (all) { /* scripts wait for this line before they publish */
+        printf("watching every job from now on%s\n",
+               until_done ? ", until those seen have ended" : "");
+        fflush(stdout);
+        seen = until_done ? json_object() : NULL;
+    }
     deadline = timeout_s ? mc_now_ms() + timeout_s * 1000 : 0;
     for (;;) {
         rd_kafka_message_t *m;
@@ -236,6 +274,10 @@ int mc_cmd_watch(mc_ctx *c, int argc, char **argv)
         }
         if (id == NULL || strcmp(ev.order_id, id) == 0) {
             show_event(&ev, env, tty, all);
+            if (seen && all_ended(seen, ev.order_id, mb_mesh_status_name(ev.status), &rc)) {
+                json_decref(env);
+                break;
+            }
             if (id && terminal_event(mb_mesh_status_name(ev.status))) {
                 rc = final_rc(mb_mesh_status_name(ev.status));
                 json_decref(env);
@@ -245,6 +287,7 @@ int mc_cmd_watch(mc_ctx *c, int argc, char **argv)
         json_decref(env);
     }
 out:
+    json_decref(seen);
     mb_job_free(j);
     rd_kafka_consumer_close(rk);
     rd_kafka_destroy(rk);

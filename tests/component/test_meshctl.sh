@@ -94,7 +94,7 @@ seed ord-other acct-c/mesh-other Failed precheck "$comp_state" error_code Cluste
 
 # ------------------------------------------------------------------ usage, help, exit codes
 "$MC" --help | grep -q "exit codes" || fail "meshctl --help has no exit codes"
-for c in jobs show replay rollback cancel dlq watch; do
+for c in jobs show replay rollback cancel dlq watch workers outbox completion; do
     "$MC" "$c" --help >/dev/null || fail "meshctl $c --help failed"
 done
 rc=0; "$MC" frobnicate 2>/dev/null || rc=$?; assert_eq 2 "$rc" "unknown command"
@@ -352,5 +352,81 @@ assert_json "$json" '.[] | select(.order_id=="ord-dl-restart") | .stuck and (.st
     "restart past its own 5 min deadline"
 assert_json "$json" '[.[] | select(.stuck)] | map(.order_id) == ["ord-dl-restart"]' \
     "install_release (15 min) and a compensation (600 s) are not stuck after 6 min"
+
+# ------------------------------------------------------------------ workers and outbox (seeded)
+# ord-leased names worker-7, which has no heartbeat record: a gone worker still holding a job.
+# A leased job is in its shard's due set scored by its lease end, as the claim script leaves it.
+lease_end=$(field ord-leased lease_until)
+redis_cli ZADD "mb:{s$(cat "$TEST_TMP/shard.ord-leased")}:due" "$lease_end" ord-leased >/dev/null
+validate_each() { # schema file; a JSON array on stdin
+    /usr/bin/python3 -c '
+import json, sys, jsonschema
+schema = json.load(open(sys.argv[1]))
+items = json.load(sys.stdin)
+assert items, "empty"
+for i in items:
+    jsonschema.validate(i, schema)' "$1"
+}
+ws=$("$MC" workers -o json)
+printf '%s' "$ws" | validate_each "$MB_ROOT/schemas/meshctl-worker.schema.json" ||
+    fail "workers -o json does not match schemas/meshctl-worker.schema.json"
+assert_json "$ws" 'map(.id) == ["worker-7"]' "the only lease owner"
+assert_json "$ws" '.[0] | .state == "gone" and .host == null and .jobs_held == 1 and .jobs_expired == 0'
+assert_json "$ws" '.[0].jobs[0] | .order_id == "ord-leased" and .mesh == "acct-b/mesh-leased" and .step == "install_release" and .lease_left_ms > 300000 and (.expired | not)'
+out=$("$MC" workers)
+assert_contains "$out" "worker-7"
+assert_contains "$out" "no heartbeat record (the worker is gone); its jobs wait until their leases run out"
+assert_contains "$out" "job ord-leased  acct-b/mesh-leased  Installing at install_release  lease "
+assert_eq worker-7 "$("$MC" workers -o name)" "workers -o name"
+rc=0; "$MC" workers nosuch >/dev/null 2>&1 || rc=$?; assert_eq 4 "$rc" "workers of an unknown id"
+# Two events waiting on shard 3 since 90 s ago (an outbox entry is "<key>\n<traceparent>\n<event>"),
+# its relay lease held by worker-9 (token "<worker id>:<n>"), none elsewhere.
+t90=$(date -u -d '-90 seconds' +%Y-%m-%dT%H:%M:%S.000Z)
+ev() { jq -cn --arg t "$t90" --argjson s "$1" '{specversion:"1.0", id:("acct-x/m1#" + ($s|tostring)),
+    type:"com.meshbuy.mesh.status.v1", time:$t, data:{seq:$s, status:"Installing"}}'; }
+redis_cli RPUSH 'mb:{s3}:outbox' "$(printf 'acct-x/m1\n\n%s' "$(ev 7)")" \
+    "$(printf 'acct-x/m1\n\n%s' "$(ev 8)")" >/dev/null
+redis_cli SET 'mb:{s3}:relay' worker-9:4 PX 60000 >/dev/null
+ob=$("$MC" outbox -o json)
+printf '%s' "$ob" | validate_each "$MB_ROOT/schemas/meshctl-outbox.schema.json" ||
+    fail "outbox -o json does not match schemas/meshctl-outbox.schema.json"
+assert_json "$ob" 'length == 1 and .[0].shard == 3 and .[0].backlog == 2 and .[0].oldest_id == "acct-x/m1#7"'
+assert_json "$ob" '.[0] | .oldest_age_ms >= 89000 and .oldest_age_ms < 150000 and .oldest_status == "Installing"'
+assert_json "$ob" '.[0] | .relay_worker == "worker-9" and .relay_token == "worker-9:4" and .relay_ttl_ms > 0 and .relay_ttl_ms <= 60000 and .relay_worker_state == "gone"'
+assert_eq 16 "$(json_get "$("$MC" outbox --all -o json)" 'length')" "outbox --all: every shard"
+out=$("$MC" outbox)
+assert_contains "$out" "2 event(s) waiting; the oldest for 9"
+assert_contains "$(echo "$out" | grep '^3 ')" "worker-9"
+assert_eq 3 "$("$MC" outbox -o name)" "outbox -o name"
+assert_contains "$("$MC" workers worker-9)" "worker-9" # a relay lease holder is a worker too
+
+# ------------------------------------------------------------------ completion bash
+"$MC" completion bash >"$TEST_TMP/meshctl.bash" || fail "completion bash"
+shellcheck -s bash "$TEST_TMP/meshctl.bash" || fail "the completion script does not pass shellcheck"
+rc=0; "$MC" completion zsh 2>/dev/null || rc=$?; assert_eq 2 "$rc" "completion of another shell"
+complete_words() { # words... (the last one is being completed): prints COMPREPLY sorted
+    MC_BIN=$MC bash -c '
+source "$1"; shift
+COMP_WORDS=("$MC_BIN" "$@"); COMP_CWORD=$#
+_meshctl; [ ${#COMPREPLY[@]} -eq 0 ] || printf "%s\n" "${COMPREPLY[@]}" | LC_ALL=C sort | tr "\n" " "' _ "$TEST_TMP/meshctl.bash" "$@"
+}
+assert_eq "workers " "$(complete_words wor)" "a command"
+assert_eq "watch workers " "$(complete_words w)" "commands"
+assert_eq "--status --step " "$(complete_words jobs --st)" "a subcommand's flags"
+assert_eq "--until-done " "$(complete_words watch --all --un)" "watch's flag from its own table"
+assert_eq "json " "$(complete_words show x -o js)" "-o values"
+assert_eq "Failed " "$(complete_words jobs --status Fa)" "--status values"
+assert_eq "inject install_release " "$(complete_words replay x --from-step in)" "--from-step: step names"
+assert_eq "list redrive show " "$(complete_words dlq '')" "dlq sub-commands"
+assert_eq "" "$(complete_words dlq list '')" "nothing after the sub-command"
+assert_eq "ord-bulk-1 ord-bulk-2 ord-bulk-3 ord-bulk-4 " "$(complete_words show ord-bu)" "order ids from the store"
+assert_eq "worker-7 worker-9 " "$(complete_words workers wor)" "worker ids from the store"
+# every command of --help completes, and every option of a command's --help
+for c in $("$MC" --help | awk '/^commands:/ {on=1; next} on && /^  [a-z]/ {print $1} /^$/ && on {exit}' | sort -u); do
+    assert_contains "$(complete_words "${c:0:2}")" "$c" "completion of $c"
+done
+for o in $("$MC" jobs --help | grep -o -- '--[a-z][a-z-]*' | sort -u); do
+    assert_contains "$(complete_words jobs "$o")" "$o" "completion of jobs $o"
+done
 
 note "ok"

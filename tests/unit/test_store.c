@@ -814,6 +814,101 @@ static void test_index_retention_depths(void **state)
     mb_store_free(a);
 }
 
+/* meshctl workers and outbox: a heartbeat, the leases of the due sets, the outboxes with
+ * their relay leases. */
+static void test_workers_views(void **state)
+{
+    mb_store *a;
+    mb_error e;
+    json_t *ws, *ls, *ob, *w, *l, *sh;
+    mb_job **jobs = NULL;
+    size_t n = 0;
+    long long truncated = -1, now;
+    int shard;
+    const char *tok = "wa:3";
+    mb_outbox_batch b;
+    mb_worker_info info = {.host = "h1",
+                           .version = "v9",
+                           .admin = "127.0.0.1:9464",
+                           .pid = 42,
+                           .started_ms = 1000,
+                           .every_ms = 5000,
+                           .ttl_ms = 60000,
+                           .lease_ms = 20000,
+                           .sagas = 1};
+    (void)state;
+    flushall();
+    a = open_store("wa");
+    mb_error_clear(&e);
+    now = redis_now(a);
+    assert_int_equal(mb_store_worker_beat(a, &info, &e), MB_OK);
+    assert_int_equal(mb_store_workers(a, &ws, &e), MB_OK);
+    assert_int_equal(json_array_size(ws), 1);
+    w = json_array_get(ws, 0);
+    assert_string_equal(json_string_value(json_object_get(w, "id")), "wa");
+    assert_true(json_integer_value(json_object_get(w, "seen_ms")) >= now);
+    assert_true(json_integer_value(json_object_get(w, "ttl_ms")) > 50000);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(w, "record"), "host")),
+                        "h1");
+    assert_string_equal(json_string_value(json_object_get(json_object_get(w, "record"), "pid")),
+                        "42");
+    assert_string_equal(json_string_value(json_object_get(json_object_get(w, "record"), "admin")),
+                        "127.0.0.1:9464");
+    json_decref(ws);
+
+    /* a claimed job names its owner; an unclaimed one is not a lease */
+    accept1(a, "o1", "acct6", "mesh-w");
+    assert_int_equal(mb_store_claim(a, 30000, 1, &jobs, &n, &e), MB_OK);
+    assert_int_equal(n, 1);
+    accept1(a, "o2", "acct6", "mesh-x"); /* due, not leased */
+    assert_int_equal(mb_store_leases(a, 100, &ls, &truncated, &e), MB_OK);
+    assert_int_equal(truncated, 0);
+    assert_int_equal(json_array_size(ls), 1);
+    l = json_array_get(ls, 0);
+    assert_string_equal(json_string_value(json_object_get(l, "order_id")), jobs[0]->order_id);
+    assert_string_equal(json_string_value(json_object_get(l, "owner")), "wa");
+    assert_string_equal(json_string_value(json_object_get(l, "status")), "Accepted");
+    assert_true(json_integer_value(json_object_get(l, "lease_until_ms")) >= now + 29000);
+    json_decref(ls);
+    /* a bound smaller than a due set says how much it left out */
+    assert_int_equal(mb_store_leases(a, 1, &ls, &truncated, &e), MB_OK);
+    assert_int_equal(truncated,
+                     mb_store_shard_of(a, "acct6/mesh-w") == mb_store_shard_of(a, "acct6/mesh-x"));
+    json_decref(ls);
+    mb_job_free_array(jobs, n);
+
+    /* the outbox of o1's shard: its Accepted event waits, nobody relays */
+    shard = mb_store_shard_of(a, "acct6/mesh-w");
+    assert_int_equal(mb_store_outbox_shards(a, &ob, &e), MB_OK);
+    assert_int_equal(json_array_size(ob), 16);
+    sh = json_array_get(ob, (size_t)shard);
+    assert_true(json_integer_value(json_object_get(sh, "backlog")) >= 1);
+    assert_non_null(
+        strstr(json_string_value(json_object_get(json_object_get(sh, "oldest"), "id")), "#1"));
+    assert_true(json_is_null(json_object_get(sh, "relay_token")));
+    assert_int_equal(json_integer_value(json_object_get(sh, "relay_ttl_ms")), -1);
+    json_decref(ob);
+    memset(&b, 0, sizeof(b));
+    b.shard = shard;
+    assert_int_equal(mb_store_outbox_peek(a, &tok, &b, 1, 5000, 1, &e), MB_OK);
+    mb_outbox_batch_clear(&b);
+    assert_int_equal(mb_store_outbox_shards(a, &ob, &e), MB_OK);
+    sh = json_array_get(ob, (size_t)shard);
+    assert_string_equal(json_string_value(json_object_get(sh, "relay_token")), "wa:3");
+    assert_string_equal(json_string_value(json_object_get(sh, "relay_worker")), "wa");
+    assert_true(json_integer_value(json_object_get(sh, "relay_ttl_ms")) > 0);
+    json_decref(ob);
+
+    /* a clean exit: the record goes, the index entry stays */
+    assert_int_equal(mb_store_worker_gone(a, &e), MB_OK);
+    assert_int_equal(mb_store_workers(a, &ws, &e), MB_OK);
+    assert_int_equal(json_array_size(ws), 1);
+    assert_true(json_is_null(json_object_get(json_array_get(ws, 0), "record")));
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(ws, 0), "ttl_ms")), -1);
+    json_decref(ws);
+    mb_store_free(a);
+}
+
 static void test_redis_down(void **state)
 {
     mb_store *a;
@@ -1089,6 +1184,7 @@ int main(void)
         cmocka_unit_test(test_delete_accept),
         cmocka_unit_test(test_index_retention_depths),
         cmocka_unit_test(test_bytes_stored),
+        cmocka_unit_test(test_workers_views),
         cmocka_unit_test(test_redis_down), /* last: stops the server */
     };
     /* As the daemon does: a write to a dead server must fail, not kill the process. */
