@@ -15,6 +15,7 @@
 #include "mb_cloud.h"
 
 #include "mb_buf.h"
+#include "mb_json.h"
 
 #include <ctype.h>
 #include <event2/event.h>
@@ -875,7 +876,7 @@ mb_cloud_op *mb_cloud_release_create(mb_cloud *c, const mb_cloud_target *t,
                                spec->values ? json_incref(spec->values) : json_object());
     if (spec->description)
         bad |= json_object_set_new(body, "description", json_string(spec->description));
-    text = bad ? NULL : json_dumps(body, JSON_COMPACT);
+    text = bad ? NULL : mb_json_dumps(body);
     json_decref(body);
     if (text == NULL) {
         mb_error_set(&op->err, MB_PERM, "BadRequest",
@@ -1238,7 +1239,7 @@ mb_cloud_op *mb_cloud_sg_rule_create(mb_cloud *c, const mb_cloud_target *t,
     if (spec->description)
         bad |= json_object_set_new(rule, "description", json_string(spec->description));
     body = json_pack("{so}", "security_group_rule", rule);
-    text = (bad || body == NULL) ? NULL : json_dumps(body, JSON_COMPACT);
+    text = (bad || body == NULL) ? NULL : mb_json_dumps(body);
     json_decref(body);
     if (text == NULL) {
         mb_error_set(&op->err, MB_PERM, "BadRequest", "create SG rule: body not encodable");
@@ -1465,7 +1466,7 @@ mb_cloud_op *mb_cloud_k8s_label_patch(mb_cloud *c, const mb_cloud_target *t, mb_
     }
     body = json_pack("{s{s{so}}}", "metadata", "labels", key,
                      value ? json_string(value) : json_null());
-    text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    text = body ? mb_json_dumps(body) : NULL;
     json_decref(body);
     if (text == NULL) {
         mb_error_set(&op->err, MB_PERM, "BadRequest", "label patch %s: not encodable", key);
@@ -2122,7 +2123,7 @@ mb_cloud_op *mb_cloud_k8s_workload_restart(mb_cloud *c, const mb_cloud_target *t
     }
     body = json_pack("{s{s{s{s{ss}}}}}", "spec", "template", "metadata", "annotations",
                      "kubectl.kubernetes.io/restartedAt", timestamp);
-    text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    text = body ? mb_json_dumps(body) : NULL;
     json_decref(body);
     if (text == NULL) {
         mb_error_set(&op->err, MB_PERM, "BadRequest", "restart workload: not encodable");

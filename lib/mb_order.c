@@ -954,7 +954,7 @@ static int binary_mode(const mb_order_header *h, size_t n, const mb_order_header
         goto fail;
     }
     json_object_set_new(env, "data", data);
-    *out = json_dumps(env, JSON_COMPACT);
+    *out = mb_json_dumps(env);
     json_decref(env);
     if (!*out)
         return fail_msg(err, "message: out of memory");
@@ -1044,6 +1044,19 @@ static int kafka_json_headers(const json_t *hs, mb_order_header *h, size_t *n, m
     return 0;
 }
 
+/* json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY)'s bytes through mb_json's writer (new:
+ * free()), or NULL. */
+static char *dumps_any(const json_t *v)
+{
+    mb_buf b = {0};
+
+    if (mb_json_dump(&b, v) < 0) {
+        mb_buf_free(&b);
+        return NULL;
+    }
+    return mb_buf_take(&b);
+}
+
 int mb_order_parse_kafka_json(const void *buf, size_t len, char **canon, mb_order **out,
                               mb_order_err *err)
 {
@@ -1070,7 +1083,7 @@ int mb_order_parse_kafka_json(const void *buf, size_t len, char **canon, mb_orde
         value = json_string_value(v);
         vlen = json_string_length(v);
     } else if (v) {
-        owned = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+        owned = dumps_any(v);
         value = owned;
         vlen = owned ? strlen(owned) : 0;
     }
@@ -1103,7 +1116,7 @@ static int binary_add(mb_order_binary *b, const char *prefix, const char *name, 
     snprintf(nm, sizeof nm, "%s%s", prefix, name);
     b->names[b->n] = strdup(nm);
     b->values[b->n] = json_is_string(v) ? strdup(json_string_value(v))
-                                        : json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+                                        : dumps_any(v);
     b->n++;
     return b->names[b->n - 1] && b->values[b->n - 1] ? 0 : -1;
 }
@@ -1128,7 +1141,7 @@ int mb_order_to_binary(const json_t *env, mb_order_binary *b)
             return -1;
         }
     }
-    b->value = json_dumps(data, JSON_COMPACT | JSON_ENCODE_ANY);
+    b->value = dumps_any(data);
     if (!b->value) {
         mb_order_binary_free(b);
         return -1;

@@ -180,6 +180,37 @@ static void integers_near_powers(void **state)
     }
 }
 
+/* The shapes of the request bodies mb_cloud now writes with mb_json_dumps: the cloud sees
+ * the bytes json_dumps wrote. */
+static void request_bodies(void **state)
+{
+    (void)state;
+    json_t *values = json_pack("{s:{s:s, s:b, s:i}, s:[s, s]}", "global", "hub", "swr.example/istio",
+                               "mtls", 1, "replicas", 2, "tags", "a\"b", "caf\xc3\xa9");
+    json_t *bodies[] = {
+        json_pack("{s:s, s:s, s:s, s:s, s:o, s:s}", "chart_id", "asm-istio-1-18", "name",
+                  "istiod-acc1", "namespace", "istio-system", "version", "1.18.7", "values",
+                  values, "description", "mesh \xe2\x98\x83 / x"),
+        json_pack("{s:{s:s, s:s, s:s, s:i, s:i, s:s, s:s, s:I, s:s}}", "security_group_rule",
+                  "security_group_id", "sg-1", "direction", "ingress", "protocol", "tcp",
+                  "port_range_min", 15017, "port_range_max", 15017, "remote_ip_prefix",
+                  "10.0.0.0/8", "action", "allow", "priority", (json_int_t)1, "description", ""),
+        json_pack("{s{s{so}}}", "metadata", "labels", "istio-injection", json_string("enabled")),
+        json_pack("{s{s{so}}}", "metadata", "labels", "istio.io/rev", json_null()),
+        json_pack("{s{s{s{s{ss}}}}}", "spec", "template", "metadata", "annotations",
+                  "kubectl.kubernetes.io/restartedAt", "2024-05-01T12:00:03.250Z"),
+    };
+    for (size_t i = 0; i < sizeof bodies / sizeof bodies[0]; i++) {
+        assert_non_null(bodies[i]);
+        char *want = json_dumps(bodies[i], JSON_COMPACT), *got = mb_json_dumps(bodies[i]);
+        assert_non_null(got);
+        assert_string_equal(got, want);
+        free(want);
+        free(got);
+        json_decref(bodies[i]);
+    }
+}
+
 /* mb_json_fmt_ll, shared with the store's arguments and the timestamps, is "%lld". */
 static void fmt_ll_is_printf(void **state)
 {
@@ -636,6 +667,7 @@ int main(void)
         cmocka_unit_test(integers),
         cmocka_unit_test(integers_near_powers),
         cmocka_unit_test(fmt_ll_is_printf),
+        cmocka_unit_test(request_bodies),
         cmocka_unit_test(reals),
         cmocka_unit_test(escapes),
         cmocka_unit_test(unicode),
