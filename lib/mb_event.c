@@ -252,10 +252,9 @@ static int check_inputs(mb_jcheck *c, const mb_status_event *ev, const char *id,
         in_int(c, "data.seq", ev->seq, 1, SEQ_MAX) < 0 ||
         in_str(c, "data.occurred_at", when, 1, mb_order_check_time) < 0)
         return -1;
-    if (ev->error_code &&
-        (in_str(c, "data.error.code", ev->error_code, 1, rule_error_code) < 0 ||
-         in_str(c, "data.error.message", ev->error_message ? ev->error_message : "", 1,
-                rule_text) < 0))
+    if (ev->error_code && (in_str(c, "data.error.code", ev->error_code, 1, rule_error_code) < 0 ||
+                           in_str(c, "data.error.message",
+                                  ev->error_message ? ev->error_message : "", 1, rule_text) < 0))
         return -1;
     if (ev->status == MB_MESH_FAILED && !ev->error_code)
         return mb_jcheck_fail(c, "data.error", "is required when status is Failed");

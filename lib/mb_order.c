@@ -1115,8 +1115,7 @@ static int binary_add(mb_order_binary *b, const char *prefix, const char *name, 
         return -1;
     snprintf(nm, sizeof nm, "%s%s", prefix, name);
     b->names[b->n] = strdup(nm);
-    b->values[b->n] = json_is_string(v) ? strdup(json_string_value(v))
-                                        : dumps_any(v);
+    b->values[b->n] = json_is_string(v) ? strdup(json_string_value(v)) : dumps_any(v);
     b->n++;
     return b->names[b->n - 1] && b->values[b->n - 1] ? 0 : -1;
 }

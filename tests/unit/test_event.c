@@ -265,20 +265,61 @@ static int same_as_old(const mb_status_event *ev)
 
 /* Values to try per string field: valid, edge and broken ones (NULL = absent). */
 static const char *const STR_VALUES[] = {
-    NULL, "", "a", "ok-1", "abcd", "Bad_Name", "x y", "\x01", "\xff", "caf\xc3\xa9",
-    "\xed\xa0\x80", LONG65, CUT64, "a:b", "a.b-c_d", TP, TP_ZERO, "00-xyz", "/meshbuy/w",
-    "2024-05-01T12:00:00Z", "snake_case1", "1abc",
+    NULL,
+    "",
+    "a",
+    "ok-1",
+    "abcd",
+    "Bad_Name",
+    "x y",
+    "\x01",
+    "\xff",
+    "caf\xc3\xa9",
+    "\xed\xa0\x80",
+    LONG65,
+    CUT64,
+    "a:b",
+    "a.b-c_d",
+    TP,
+    TP_ZERO,
+    "00-xyz",
+    "/meshbuy/w",
+    "2024-05-01T12:00:00Z",
+    "snake_case1",
+    "1abc",
 };
 #define N_STR (sizeof STR_VALUES / sizeof STR_VALUES[0])
 
 static const long long INT_VALUES[] = {
-    0, 1, 2, 63, 64, 65, -1, 2147483647LL, 2147483648LL, 9007199254740991LL,
-    9007199254740992LL, -9223372036854775807LL - 1,
+    0,
+    1,
+    2,
+    63,
+    64,
+    65,
+    -1,
+    2147483647LL,
+    2147483648LL,
+    9007199254740991LL,
+    9007199254740992LL,
+    -9223372036854775807LL - 1,
 };
 #define N_INT (sizeof INT_VALUES / sizeof INT_VALUES[0])
 
-enum { F_ORDER, F_MESH_ID, F_ACCOUNT, F_MESH_NAME, F_CLUSTER, F_STEP, F_MESSAGE, F_CODE,
-       F_EMSG, F_TP, F_SOURCE, N_STR_FIELDS };
+enum {
+    F_ORDER,
+    F_MESH_ID,
+    F_ACCOUNT,
+    F_MESH_NAME,
+    F_CLUSTER,
+    F_STEP,
+    F_MESSAGE,
+    F_CODE,
+    F_EMSG,
+    F_TP,
+    F_SOURCE,
+    N_STR_FIELDS
+};
 
 static void set_field(mb_status_event *ev, int f, const char *v)
 {
@@ -360,8 +401,14 @@ static void build_agrees_with_check(void **state)
         }
     }
     /* times: every year boundary the text crosses, and past the four-digit years */
-    static const long long times[] = {1, 999, 86399999, 951782400000LL, 1714564803250LL,
-                                      4102444800000LL, 253402300799999LL, 253402300800000LL,
+    static const long long times[] = {1,
+                                      999,
+                                      86399999,
+                                      951782400000LL,
+                                      1714564803250LL,
+                                      4102444800000LL,
+                                      253402300799999LL,
+                                      253402300800000LL,
                                       9223372036854775807LL};
     for (size_t i = 0; i < sizeof times / sizeof times[0]; i++) {
         mb_status_event ev = base();

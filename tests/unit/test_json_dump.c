@@ -185,12 +185,13 @@ static void integers_near_powers(void **state)
 static void request_bodies(void **state)
 {
     (void)state;
-    json_t *values = json_pack("{s:{s:s, s:b, s:i}, s:[s, s]}", "global", "hub", "swr.example/istio",
-                               "mtls", 1, "replicas", 2, "tags", "a\"b", "caf\xc3\xa9");
+    json_t *values =
+        json_pack("{s:{s:s, s:b, s:i}, s:[s, s]}", "global", "hub", "swr.example/istio", "mtls", 1,
+                  "replicas", 2, "tags", "a\"b", "caf\xc3\xa9");
     json_t *bodies[] = {
         json_pack("{s:s, s:s, s:s, s:s, s:o, s:s}", "chart_id", "asm-istio-1-18", "name",
-                  "istiod-acc1", "namespace", "istio-system", "version", "1.18.7", "values",
-                  values, "description", "mesh \xe2\x98\x83 / x"),
+                  "istiod-acc1", "namespace", "istio-system", "version", "1.18.7", "values", values,
+                  "description", "mesh \xe2\x98\x83 / x"),
         json_pack("{s:{s:s, s:s, s:s, s:i, s:i, s:s, s:s, s:I, s:s}}", "security_group_rule",
                   "security_group_id", "sg-1", "direction", "ingress", "protocol", "tcp",
                   "port_range_min", 15017, "port_range_max", 15017, "remote_ip_prefix",
@@ -214,9 +215,9 @@ static void request_bodies(void **state)
 /* mb_json_fmt_ll, shared with the store's arguments and the timestamps, is "%lld". */
 static void fmt_ll_is_printf(void **state)
 {
-    static const long long cases[] = {0,         1,          -1,         9,          10,
-                                      99,        100,        -100,       12345,      -99999,
-                                      INT_MAX,   INT_MIN,    LLONG_MAX,  LLONG_MIN,  LLONG_MIN + 1,
+    static const long long cases[] = {0,         1,           -1,        9,         10,
+                                      99,        100,         -100,      12345,     -99999,
+                                      INT_MAX,   INT_MIN,     LLONG_MAX, LLONG_MIN, LLONG_MIN + 1,
                                       1LL << 40, -(1LL << 53)};
     char got[MB_JSON_LL_MAX], want[32];
     (void)state;

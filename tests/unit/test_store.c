@@ -310,12 +310,11 @@ static void test_bytes_stored(void **state)
     assert_non_null(j);
     memset(big, 'x', sizeof(big) - 1);
     big[sizeof(big) - 1] = '\0';
-    json_t *doc = json_pack("{s:s, s:s, s:I, s:I, s:I, s:f, s:[i,s,{}], s:{s:[]}, s:s, s:b, s:n}",
-                            "step", "Installing", "esc", "q\"b\\s/n\n\t\x01 \xc3\xa9\xe2\x98\x83",
-                            "neg", (json_int_t)-1234567890123LL, "min",
-                            (json_int_t)(-9223372036854775807LL - 1), "zero", (json_int_t)0,
-                            "real", 0.1, "arr", 7, "\xf0\x9f\x98\x80", "obj", "empty", "big", big,
-                            "t", 1, "nul");
+    json_t *doc = json_pack(
+        "{s:s, s:s, s:I, s:I, s:I, s:f, s:[i,s,{}], s:{s:[]}, s:s, s:b, s:n}", "step", "Installing",
+        "esc", "q\"b\\s/n\n\t\x01 \xc3\xa9\xe2\x98\x83", "neg", (json_int_t)-1234567890123LL, "min",
+        (json_int_t)(-9223372036854775807LL - 1), "zero", (json_int_t)0, "real", 0.1, "arr", 7,
+        "\xf0\x9f\x98\x80", "obj", "empty", "big", big, "t", 1, "nul");
     json_t *ev = json_pack("{s:s, s:s, s:s, s:{s:i, s:s, s:s, s:I}}", "specversion", "1.0", "id",
                            "dropped", "type", "t\"\xc3\xa9", "data", "seq", 99, "status",
                            "Installing", "message", "tab\there", "n", (json_int_t)-42);
