@@ -5,6 +5,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 void mb_step_done(void *arg, const mb_error *err)
 {
@@ -27,14 +28,18 @@ void mb_step_call(mb_sjob *j, mb_cloud_op *op)
 
 mb_step_rc mb_step_fail(mb_sjob *j, const char *code, const char *fmt, ...)
 {
+    char msg[sizeof(j->err.msg)];
     va_list ap;
 
+    /* Formatted aside first: the arguments often quote the error being replaced
+     * (j->err.msg), which clearing it, or writing over it, would garble. */
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
     mb_error_clear(&j->err);
     j->err.status = MB_PERM;
     snprintf(j->err.code, sizeof(j->err.code), "%s", code);
-    va_start(ap, fmt);
-    vsnprintf(j->err.msg, sizeof(j->err.msg), fmt, ap);
-    va_end(ap);
+    memcpy(j->err.msg, msg, sizeof(msg));
     return MB_STEP_ERROR;
 }
 

@@ -231,6 +231,22 @@ static void test_save_refused(void **state)
     json_decref(plan);
 }
 
+/* A step's failure often quotes the error it replaces: the quote must survive. */
+static void test_fail_quotes_the_error(void **state)
+{
+    mb_sjob j;
+
+    (void)state;
+    memset(&j, 0, sizeof(j));
+    mb_error_set(&j.err, MB_PERM, "NotFound", "GET /clusters/c1: 404 Not Found");
+    assert_int_equal(
+        mb_step_fail(&j, "ClusterNotFound", "cluster %s not found (%s)", "c1", j.err.msg),
+        MB_STEP_ERROR);
+    assert_string_equal(j.err.code, "ClusterNotFound");
+    assert_string_equal(j.err.msg, "cluster c1 not found (GET /clusters/c1: 404 Not Found)");
+    assert_int_equal(j.err.status, MB_PERM);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -239,6 +255,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_read_fails_not_observed_and_copies, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pure_face_reports, setup, teardown),
         cmocka_unit_test_setup_teardown(test_save_refused, setup, teardown),
+        cmocka_unit_test(test_fail_quotes_the_error),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
