@@ -299,9 +299,19 @@ def cmd_table(d):
         if rc:
             rows.append(("Redis bound: 1 core / Redis CPU per saga", fmt(1000 / rc, 0), "",
                          "Redis CPU %s ms/saga" % fmt(rc, 3)))
+        cpu = dl.get("cpu_ms_per_saga", {})
+        ncpu = os.cpu_count() or 1
+        if cpu.get("cloudsim"):
+            rows.append(("cloudsim bound: %d cores / cloudsim CPU per saga" % ncpu,
+                         fmt(ncpu * 1000 / cpu["cloudsim"], 0), "",
+                         "cloudsim CPU %s ms/saga" % fmt(cpu["cloudsim"], 3)))
+        total = sum(cpu.get(k) or 0 for k in ("worker", "cloudsim", "redis", "devkafka"))
+        if total:
+            rows.append(("machine bound: %d cores / CPU per saga of all" % ncpu,
+                         fmt(ncpu * 1000 / total, 0), "",
+                         "worker+cloudsim+redis+devkafka %s ms/saga" % fmt(total, 3)))
         rows.append(("HTTP calls/saga (cloudsim log)", fmt(dl.get("http_per_saga"), 1), "",
                      "worker counts %s" % fmt(dl.get("worker_cloud_requests_per_saga"), 1)))
-        cpu = dl.get("cpu_ms_per_saga", {})
         rows.append(("worker CPU ms/saga", fmt(cpu.get("worker"), 3), "BullMQ ~9",
                      "-> %s sagas/s per core" % (fmt(1000 / cpu["worker"], 0)
                                                  if cpu.get("worker") else "-")))
