@@ -1218,8 +1218,8 @@ int mb_store_status_terminal(const char *status)
     return 0;
 }
 
-mb_status mb_store_claim(mb_store *st, long long lease_ms, size_t max, mb_job ***jobs, size_t *n,
-                         mb_error *err)
+mb_status mb_store_claim(mb_store *st, long long lease_ms, size_t max, const char *claim_id,
+                         int resend, mb_job ***jobs, size_t *n, mb_error *err)
 {
     size_t ns = (size_t)st->shards;
     size_t per = max / ns + (max % ns ? 1 : 0);
@@ -1240,40 +1240,47 @@ mb_status mb_store_claim(mb_store *st, long long lease_ms, size_t max, mb_job **
         per = 1;
     for (size_t i = 0; i < ns; i++) {
         cmds[i].script = S_CLAIM;
-        cmds[i].nkeys = 1;
+        cmds[i].nkeys = 2;
         key_shard(&cmds[i].a, (int)i, "due");
+        key_of(&cmds[i].a, (int)i, "claimed", st->worker_id);
         key_of(&cmds[i].a, (int)i, "job", "");
         args_ll(&cmds[i].a, lease_ms);
         args_ll(&cmds[i].a, (long long)per);
         args_str(&cmds[i].a, st->worker_id);
+        args_str(&cmds[i].a, claim_id);
+        args_str(&cmds[i].a, resend ? "1" : "0");
     }
     s = pipeline(st, cmds, ns, rep, err);
     if (s == MB_OK)
         st->next_due_in_ms = -1;
     for (size_t i = 0; s == MB_OK && i < ns; i++) {
         const redisReply *nx;
+        long long now;
         if (rep[i]->type == REDIS_REPLY_ERROR) {
             s = script_error(rep[i], "claim", "-", err);
             break;
         }
-        if (rep[i]->type != REDIS_REPLY_ARRAY || rep[i]->elements == 0) {
+        if (rep[i]->type != REDIS_REPLY_ARRAY || rep[i]->elements < 2 ||
+            rep[i]->element[0]->type != REDIS_REPLY_STRING) {
             s = MB_FATAL;
             mb_error_set(err, MB_FATAL, "ScriptError", "claim: unexpected reply");
             break;
         }
-        /* The last element: in how many ms the shard's earliest job is due ('' if none). */
-        nx = rep[i]->element[rep[i]->elements - 1];
+        now = strtoll(rep[i]->element[0]->str, NULL, 10);
+        /* In how many ms the shard's earliest job is due ('' if none). */
+        nx = rep[i]->element[1];
         if (nx->type == REDIS_REPLY_STRING && nx->len > 0) {
             long long in = strtoll(nx->str, NULL, 10);
             if (st->next_due_in_ms < 0 || in < st->next_due_in_ms)
                 st->next_due_in_ms = in;
         }
-        for (size_t k = 0; k + 1 < rep[i]->elements; k++) {
+        for (size_t k = 2; k < rep[i]->elements; k++) {
             mb_job *j = job_from_hash(rep[i]->element[k]);
             if (j == NULL) {
                 mb_warn("store", "claim: malformed job record in shard %zu skipped", i);
                 continue;
             }
+            j->lease_left_ms = j->lease_until_ms - now;
             if (total == cap) {
                 size_t nc = cap ? cap * 2 : 16;
                 mb_job **grown = realloc(out, nc * sizeof(*grown));

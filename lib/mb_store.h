@@ -84,6 +84,7 @@ typedef struct mb_job {
                             the field) */
     long long fence;   /* bumped by every claim: proves the lease in checkpoints */
     long long lease_until_ms;
+    long long lease_left_ms; /* from a claim: the lease's time left when the claim ran */
     long long created_ms, updated_ms;
     long long next_run_ms; /* 0 when terminal */
     long long claims;      /* how many times the job was claimed (crash loops show here) */
@@ -157,9 +158,14 @@ mb_status mb_store_reject(mb_store *st, const mb_reject *r, int *queued, mb_erro
  * job whose unexpired lease this worker already holds is never returned.  The lease ends
  * lease_ms after the script ran, so a caller that counts lease_ms from before it sent the
  * claim (on its own monotonic clock) never believes it holds a lease longer than it does.
- * *jobs is a new array of n new jobs (mb_job_free_array); *n may be 0 (then *jobs NULL). */
-mb_status mb_store_claim(mb_store *st, long long lease_ms, size_t max, mb_job ***jobs, size_t *n,
-                         mb_error *err);
+ * claim_id (copied) names the claim: a claim whose outcome is unknown (MB_AGAIN: it may have
+ * landed, its reply lost) is sent again with the same id and resend = 1, and returns the jobs
+ * the lost one took (in each shard where it landed; elsewhere it claims afresh), each with
+ * lease_left_ms as its lease stands.  Ids must differ between a worker's claims (and its
+ * lives, under one worker id).  *jobs is a new array of n new jobs (mb_job_free_array); *n
+ * may be 0 (then *jobs NULL). */
+mb_status mb_store_claim(mb_store *st, long long lease_ms, size_t max, const char *claim_id,
+                         int resend, mb_job ***jobs, size_t *n, mb_error *err);
 
 /* After the last successful claim: in how many ms (Redis's clock, counted when the claim
  * ran) the earliest job of any shard is due, leases' ends included; -1 when every due set

@@ -132,6 +132,9 @@ struct mb_saga {
     size_t nrs, caprs;
     int flush_armed;
     int claim_out;                          /* a claim request is out */
+    unsigned long long claim_seq;           /* the next claim's number */
+    int claim_resend;                       /* the last claim's outcome is unknown: send it again */
+    long long claim_nonce;                  /* wall ms at start: claim ids differ between lives */
     int renew_out;                          /* a renewal request is out */
     long long next_claim_ms, next_renew_ms; /* monotonic: pauses after failures; an idle
                                                worker's next claim (claim_pace) */
@@ -1276,7 +1279,11 @@ static void start(mb_saga *s, mb_job *job, long long granted_ms)
         j->hist_base += s->defs[d]->nsteps;
     j->job = job;
     j->events = json_array();
-    j->lease_until = granted_ms + s->o.lease_ms;
+    /* A claim sent again after a lost reply returns leases already running: count what is
+     * left of them, from when the re-sent claim went out. */
+    j->lease_until = granted_ms + (job->lease_left_ms > 0 && job->lease_left_ms < s->o.lease_ms
+                                       ? job->lease_left_ms
+                                       : s->o.lease_ms);
     j->hnext = s->held[held_slot(s, job->order_id)];
     s->held[held_slot(s, job->order_id)] = j;
     j->next = s->jobs;
@@ -1323,6 +1330,8 @@ static void start(mb_saga *s, mb_job *job, long long granted_ms)
     advance(j);
 }
 
+static unsigned engines_made; /* claim ids: engines made in this process (loop thread) */
+
 mb_saga *mb_saga_new(struct event_base *base, mb_rq *rq, mb_cloud *cloud, const mb_catalog *catalog,
                      const mb_saga_opts *o, char *err, size_t errlen)
 {
@@ -1331,6 +1340,9 @@ mb_saga *mb_saga_new(struct event_base *base, mb_rq *rq, mb_cloud *cloud, const 
     if (s == NULL)
         goto err;
     s->base = base;
+    /* Another life of this worker id, or another engine in this process, must not send a
+     * claim id this one used: the wall clock at start, and a count of engines made. */
+    s->claim_nonce = now_ms() * 256 + (long long)(engines_made++ % 256);
     if (o->defs == NULL || o->ndefs == 0) {
         snprintf(err, errlen, "no saga definitions");
         free(s);
@@ -1514,6 +1526,8 @@ typedef struct claim_req {
     mb_saga *saga;
     size_t room;
     long long lease_ms;
+    char id[48]; /* the claim's id; the same again when resent */
+    int resend;
     mb_job **jobs; /* new, filled by the thread; taken over by start() */
     size_t n;
     mb_status st;
@@ -1539,7 +1553,7 @@ static void claim_run(mb_store *st, void *ctx)
 
     r->sent_ms = mono_ms();
     mb_error_clear(&r->err);
-    r->st = mb_store_claim(st, r->lease_ms, r->room, &r->jobs, &r->n, &r->err);
+    r->st = mb_store_claim(st, r->lease_ms, r->room, r->id, r->resend, &r->jobs, &r->n, &r->err);
     r->next_in = mb_store_next_due_in_ms(st);
 }
 
@@ -1549,6 +1563,11 @@ static void claim_back(void *ctx)
     mb_saga *s = r->saga;
 
     s->claim_out = 0;
+    /* A failed claim may have landed in some shards (its reply lost, or an error part-way):
+     * the next one goes out under the same id and gets those jobs back. */
+    s->claim_resend = r->st != MB_OK;
+    if (r->st == MB_OK)
+        s->claim_seq++;
     if (r->st != MB_OK) {
         if (!s->claim_failing)
             mb_warn("saga", "claim failed (retrying every %d ms, logged once): %s", CLAIM_PAUSE_MS,
@@ -1595,6 +1614,8 @@ static void claim(mb_saga *s)
     r->saga = s;
     r->room = room;
     r->lease_ms = s->o.lease_ms;
+    snprintf(r->id, sizeof(r->id), "%llx-%llu", (unsigned long long)s->claim_nonce, s->claim_seq);
+    r->resend = s->claim_resend;
     if (mb_rq_submit(s->rq, claim_run, claim_back, r) < 0) {
         free(r);
         return;

@@ -2,7 +2,8 @@
  * cloud), against a private redis-server: the happy path, a step past its deadline, a
  * compensation that gives up, park mode, cancel at every step boundary, a stale fence
  * mid-run, a replay from a step, an unknown saga, a stored order that no longer
- * parses, a checkpoint re-sent across a Redis stall, a lease lost in one, and polls
+ * parses, a checkpoint re-sent across a Redis stall, a lease lost in one, a claim whose
+ * reply is lost in one, and polls
  * waited out in memory (and handed back by a drain).  Each test
  * drives the loop until a condition holds, within a bound. */
 #include <fcntl.h>
@@ -161,7 +162,7 @@ static void steal(void)
     freeReplyObject(redisCommand(c, "EVAL %s 0", expire));
     redisFree(c);
     mb_error_clear(&e);
-    assert_int_equal(mb_store_claim(intruder, LEASE_MS, 16, &jobs, &n, &e), MB_OK);
+    assert_int_equal(mb_store_claim(intruder, LEASE_MS, 16, "intruder-1", 0, &jobs, &n, &e), MB_OK);
     assert_int_equal(n, 1);
     mb_job_free_array(jobs, n);
 }
@@ -1130,10 +1131,45 @@ static void test_lease_lost_in_stall(void **state)
     mb_saga_stats_get(saga, &stats);
     assert_int_equal(stats.lost, 1);
     assert_int_equal(stats.running, 1);
-    /* Claimed again after the stall (more than once if a claim sent into the stall landed
-     * when Redis resumed: its reply lost, that lease had to run out too). */
+    /* Claimed again after the stall (a claim sent into the stall that landed when Redis
+     * resumed, its reply lost, is sent again under its id and gets the job back). */
     j = get_job("ord-lost");
     assert_true(j->claims >= 2);
+    mb_job_free(j);
+}
+
+/* A claim sent into a Redis stall lands when Redis resumes, but its reply is lost: the
+ * job is leased to this worker, which does not know it.  The claim goes out again under
+ * the same id and gets the job back, so the job runs now and not after its lease (60 s,
+ * beyond the bound); it was claimed once. */
+static int settled_after_stall(void *arg)
+{
+    return mono_ms() > stall_end_ms + 100 && settled(arg); /* the test's reads wait too */
+}
+
+static int time_passed(void *arg)
+{
+    return mono_ms() >= *(const long long *)arg;
+}
+
+static void test_claim_reply_lost(void **state)
+{
+    want_status w = {"ord-claimlost", "Running"};
+    long long t0;
+    mb_job *j;
+
+    (void)state;
+    /* The engine's connection is up (its idle claims run), so the claim is sent at once. */
+    t0 = mono_ms() + 300;
+    drive(time_passed, &t0, BOUND_MS);
+    accept_order("ord-claimlost", "mesh-claimlost");
+    t0 = mono_ms();
+    stall_redis();
+    assert_true(drive(settled_after_stall, &w, BOUND_MS));
+    assert_true(mono_ms() - t0 < LEASE_MS / 2);
+    j = get_job("ord-claimlost");
+    assert_string_equal(j->status, "Running");
+    assert_int_equal(j->claims, 1);
     mb_job_free(j);
 }
 
@@ -1227,6 +1263,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_invalid_stored_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_checkpoint_resent_across_stall, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lease_lost_in_stall, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_claim_reply_lost, setup, teardown),
         cmocka_unit_test_setup_teardown(test_poll_in_memory, setup, teardown),
         cmocka_unit_test_setup_teardown(test_poll_drain, setup, teardown),
     };

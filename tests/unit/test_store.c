@@ -222,7 +222,7 @@ static mb_job *claim_one(mb_store *st, long long lease)
     mb_job *j;
 
     mb_error_clear(&e);
-    assert_int_equal(mb_store_claim(st, lease, 100, &jobs, &n, &e), MB_OK);
+    assert_int_equal(mb_store_claim(st, lease, 100, "t-1", 0, &jobs, &n, &e), MB_OK);
     if (n == 0)
         return NULL;
     assert_int_equal(n, 1);
@@ -371,6 +371,67 @@ static void test_bytes_stored(void **state)
     json_decref(ev);
     mb_job_free(j);
     mb_store_free(st);
+}
+
+static size_t claim_as(mb_store *st, const char *id, int resend, mb_job ***jobs)
+{
+    size_t n = 0;
+    mb_error e;
+
+    mb_error_clear(&e);
+    assert_int_equal(mb_store_claim(st, 30000, 100, id, resend, jobs, &n, &e), MB_OK);
+    return n;
+}
+
+/* A claim whose reply was lost, sent again under its id, gets its jobs back (same fence,
+ * the lease as it stands, claimed once); only its worker, only that id, and only while
+ * the lease is that claim's. */
+static void test_claim_resent(void **state)
+{
+    mb_store *a, *b;
+    mb_job **jobs = NULL, **again = NULL;
+    (void)state;
+    flushall();
+    a = open_store("wa");
+    b = open_store("wb");
+    accept1(a, "ord-r1", "acct3", "mesh-r1");
+    accept1(a, "ord-r2", "acct3", "mesh-r2");
+    assert_int_equal(claim_as(a, "a-1", 0, &jobs), 2); /* "lost" */
+    sleep_ms(20);
+    assert_int_equal(claim_as(a, "a-1", 1, &again), 2);
+    for (size_t i = 0; i < 2; i++) {
+        mb_job *j = NULL;
+        for (size_t k = 0; k < 2; k++) {
+            if (strcmp(again[k]->order_id, jobs[i]->order_id) == 0)
+                j = again[k];
+        }
+        assert_non_null(j);
+        assert_int_equal(j->fence, jobs[i]->fence);
+        assert_int_equal(j->claims, 1);
+        assert_int_equal(j->lease_until_ms, jobs[i]->lease_until_ms);
+        assert_true(j->lease_left_ms > 0 && j->lease_left_ms <= 30000 - 20);
+    }
+    assert_true(jobs[0]->lease_left_ms == 30000);
+    mb_job_free_array(again, 2);
+    /* Another id, or another worker with that id, gets nothing: the jobs are held. */
+    assert_int_equal(claim_as(a, "a-2", 1, &again), 0);
+    assert_int_equal(claim_as(b, "a-1", 1, &again), 0);
+    /* Once another worker holds one (a's lease ran out), a's old id no longer returns it. */
+    {
+        redisContext *c = raw();
+        int sh = mb_store_shard_of(a, "acct3/mesh-r1");
+        freeReplyObject(redisCommand(c, "HSET mb:{s%d}:job:ord-r1 lease_until 1", sh));
+        freeReplyObject(redisCommand(c, "ZADD mb:{s%d}:due 0 ord-r1", sh));
+        redisFree(c);
+    }
+    assert_int_equal(claim_as(b, "b-1", 0, &again), 1);
+    mb_job_free_array(again, 1);
+    assert_int_equal(claim_as(a, "a-1", 1, &again), 1);
+    assert_string_equal(again[0]->order_id, "ord-r2");
+    mb_job_free_array(again, 1);
+    mb_job_free_array(jobs, 2);
+    mb_store_free(a);
+    mb_store_free(b);
 }
 
 static void test_claim_fence_lease(void **state)
@@ -780,7 +841,7 @@ static void test_index_retention_depths(void **state)
     assert_int_equal(due, 2);
     assert_int_equal(outbox, 3);
     assert_int_equal(delayed, 0);
-    assert_int_equal(mb_store_claim(a, 60000, 1, &jobs, &nj, &e), MB_OK);
+    assert_int_equal(mb_store_claim(a, 60000, 1, "t-2", 0, &jobs, &nj, &e), MB_OK);
     assert_true(nj >= 1); /* max is per shard */
     mb_job_free_array(jobs, nj);
     due = delayed = 0;
@@ -804,7 +865,7 @@ static void test_index_retention_depths(void **state)
         assert_int_equal(mb_store_stirs(a, w1, &e), MB_OK);
         assert_true(w1[sh] > w0[sh]);
         now = redis_now(a);
-        assert_int_equal(mb_store_claim(a, 60000, 1000, &jobs, &nj, &e), MB_OK);
+        assert_int_equal(mb_store_claim(a, 60000, 1000, "t-3", 0, &jobs, &nj, &e), MB_OK);
         mb_job_free_array(jobs, nj);
         /* everything is leased now: the earliest due job is a lease end, a minute out */
         assert_true(mb_store_next_due_in_ms(a) > 50000 && mb_store_next_due_in_ms(a) <= 60000);
@@ -857,7 +918,7 @@ static void test_workers_views(void **state)
 
     /* a claimed job names its owner; an unclaimed one is not a lease */
     accept1(a, "o1", "acct6", "mesh-w");
-    assert_int_equal(mb_store_claim(a, 30000, 1, &jobs, &n, &e), MB_OK);
+    assert_int_equal(mb_store_claim(a, 30000, 1, "t-4", 0, &jobs, &n, &e), MB_OK);
     assert_int_equal(n, 1);
     accept1(a, "o2", "acct6", "mesh-x"); /* due, not leased */
     assert_int_equal(mb_store_leases(a, 100, &ls, &truncated, &e), MB_OK);
@@ -1138,7 +1199,7 @@ static void test_delete_accept(void **state)
     size_t n = 0;
     d = NULL;
     mb_error_clear(&e);
-    assert_int_equal(mb_store_claim(a, 30000, 100, &jobs, &n, &e), MB_OK);
+    assert_int_equal(mb_store_claim(a, 30000, 100, "t-5", 0, &jobs, &n, &e), MB_OK);
     assert_int_equal(n, 3); /* del-1, del-2, del-3 */
     for (size_t i = 0; i < n; i++) {
         if (strcmp(jobs[i]->order_id, "del-1") == 0)
@@ -1183,6 +1244,7 @@ int main(void)
         cmocka_unit_test(test_delete_accept),
         cmocka_unit_test(test_index_retention_depths),
         cmocka_unit_test(test_bytes_stored),
+        cmocka_unit_test(test_claim_resent),
         cmocka_unit_test(test_workers_views),
         cmocka_unit_test(test_redis_down), /* last: stops the server */
     };
