@@ -105,6 +105,7 @@ enum {
     S_RENEW,
     S_CANCEL,
     S_REQUEUE,
+    S_HANDBACK,
     S_RELAY_PEEK,
     S_RELAY_ACK,
     S_RELAY_RELEASE,
@@ -127,6 +128,7 @@ static const struct {
     [S_RENEW] = {"renew", lua_renew, 1},
     [S_CANCEL] = {"cancel", lua_cancel, 1},
     [S_REQUEUE] = {"requeue", lua_requeue, 1},
+    [S_HANDBACK] = {"handback", lua_handback, 1},
     [S_RELAY_PEEK] = {"relay_peek", lua_relay_peek, 0},
     [S_RELAY_ACK] = {"relay_ack", lua_relay_ack, 0},
     [S_RELAY_RELEASE] = {"relay_release", lua_relay_release, 0},
@@ -1464,12 +1466,14 @@ static mb_status renew_fn(void *ctx, size_t i, const redisReply *r, mb_error *er
     return MB_OK;
 }
 
-mb_status mb_store_renew(mb_store *st, const mb_lease_ref *refs, size_t n, long long lease_ms,
-                         mb_status *sts, int *cancel, mb_error *errs)
+/* One lease script (renew, handback) per ref, in one round trip: KEYS job due, ARGV id
+ * fence worker, then lease_ms when >= 0. */
+static mb_status lease_batch(mb_store *st, int script, const char *what, const mb_lease_ref *refs,
+                             size_t n, long long lease_ms, mb_status *sts, mb_error *errs,
+                             reply_fn fn, void *ctx)
 {
     cmd *cmds = calloc(n ? n : 1, sizeof(*cmds));
     int *ok = calloc(n ? n : 1, sizeof(*ok));
-    renew_ctx ctx = {refs, cancel};
     mb_status s;
 
     if (cmds == NULL || ok == NULL) {
@@ -1483,24 +1487,50 @@ mb_status mb_store_renew(mb_store *st, const mb_lease_ref *refs, size_t n, long 
         sts[i] = ok[i] ? MB_OK : MB_PERM;
         if (!ok[i]) {
             if (errs)
-                mb_error_set(&errs[i], MB_PERM, "BadRequest", "renew: bad order id or key");
+                mb_error_set(&errs[i], MB_PERM, "BadRequest", "%s: bad order id or key", what);
             continue;
         }
         shard = mb_store_shard_of(st, refs[i].key);
-        cmds[i].script = S_RENEW;
+        cmds[i].script = script;
         cmds[i].nkeys = 2;
         key_of(&cmds[i].a, shard, "job", refs[i].order_id);
         key_shard(&cmds[i].a, shard, "due");
         args_str(&cmds[i].a, refs[i].order_id);
         args_ll(&cmds[i].a, refs[i].fence);
         args_str(&cmds[i].a, st->worker_id);
-        args_ll(&cmds[i].a, lease_ms);
+        if (lease_ms >= 0)
+            args_ll(&cmds[i].a, lease_ms);
     }
-    s = run_batch(st, cmds, ok, n, sts, errs, renew_fn, &ctx);
+    s = run_batch(st, cmds, ok, n, sts, errs, fn, ctx);
     free_cmds(cmds, n);
     free(cmds);
     free(ok);
     return s;
+}
+
+mb_status mb_store_renew(mb_store *st, const mb_lease_ref *refs, size_t n, long long lease_ms,
+                         mb_status *sts, int *cancel, mb_error *errs)
+{
+    renew_ctx ctx = {refs, cancel};
+
+    return lease_batch(st, S_RENEW, "renew", refs, n, lease_ms, sts, errs, renew_fn, &ctx);
+}
+
+static mb_status handback_fn(void *ctx, size_t i, const redisReply *r, mb_error *err)
+{
+    int *back = ctx;
+
+    if (r->type == REDIS_REPLY_ERROR)
+        return script_error(r, "handback", "-", err);
+    if (back)
+        back[i] = r->type == REDIS_REPLY_INTEGER && r->integer == 1;
+    return MB_OK;
+}
+
+mb_status mb_store_handback(mb_store *st, const mb_lease_ref *refs, size_t n, mb_status *sts,
+                            int *back, mb_error *errs)
+{
+    return lease_batch(st, S_HANDBACK, "handback", refs, n, -1, sts, errs, handback_fn, back);
 }
 
 /* ================================================================ by order id */

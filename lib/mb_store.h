@@ -236,6 +236,14 @@ typedef struct mb_lease_ref {
 mb_status mb_store_renew(mb_store *st, const mb_lease_ref *refs, size_t n, long long lease_ms,
                          mb_status *sts, int *cancel, mb_error *errs);
 
+/* Hands back n jobs this worker gave up (their leases ran out on its own clock): each
+ * whose lease is still this worker's under refs[i].fence (a renewal or checkpoint landed,
+ * its reply lost) becomes due now, lease cleared, instead of waiting out that lease.  One
+ * round trip.  back[i] (may be NULL): 1 if handed back, 0 if the lease was no longer ours
+ * (ended, or another worker's).  sts/errs as for renewals. */
+mb_status mb_store_handback(mb_store *st, const mb_lease_ref *refs, size_t n, mb_status *sts,
+                            int *back, mb_error *errs);
+
 /* ---- cancel */
 /* Sets the cancel flag of the job for order_id (mesh_key may be NULL: the order index is
  * used).  An unleased job that is not terminal (mb_store_status_terminal) becomes due

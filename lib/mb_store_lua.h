@@ -313,6 +313,21 @@ static const char lua_renew[] =
     "redis.call('ZADD', KEYS[2], 'XX', untl, ARGV[1])\n"
     "return tonumber(redis.call('HGET', KEYS[1], 'cancel') or '0')\n";
 
+static const char lua_handback[] =
+    "-- KEYS: job due.  ARGV: id fence worker\n"
+    "-- A worker that gave a job up (its lease ran out on the worker's own clock) hands it\n"
+    "-- back: if the lease is still that worker's (a renewal or checkpoint landed whose reply\n"
+    "-- was lost), the job is due now for any worker rather than when that lease ends.\n"
+    "local cur = redis.call('HMGET', KEYS[1], 'lease_owner', 'fence', 'lease_until')\n"
+    "local now = clock_ms()\n"
+    "if cur[1] ~= ARGV[3] or cur[2] ~= ARGV[2] or tonumber(cur[3] or '0') <= now then\n"
+    "  return 0\n"
+    "end\n"
+    "redis.call('HSET', KEYS[1], 'lease_owner', '', 'lease_until', 0, 'next_run', now)\n"
+    "redis.call('ZADD', KEYS[2], now, ARGV[1])\n"
+    "stir(shard_pre(KEYS[1], ARGV[1]))\n"
+    "return 1\n";
+
 static const char lua_cancel[] =
     "-- KEYS: job due.  ARGV: id\n"
     "local st = redis.call('HGET', KEYS[1], 'status')\n"

@@ -86,6 +86,7 @@
 #define RESEND_MIN_MS  100  /* first pause before re-sending an unconfirmed checkpoint */
 #define RESEND_MAX_MS  1000 /* its cap */
 #define CLAIM_PAUSE_MS 500  /* after a failed claim */
+#define HANDBACK_MAX   4096 /* given-up jobs waiting to be handed back; beyond, leases end */
 #define RENEW_PAUSE_MS 100  /* after a renewal that did not reach Redis */
 #define CLAIM_MAX      256  /* jobs per claim: bounded work per completion */
 /* An idle worker claims again when the next job is due (as its last claim saw it), when woken
@@ -131,11 +132,15 @@ struct mb_saga {
     sjob **rsq; /* jobs whose checkpoint waits to be re-sent */
     size_t nrs, caprs;
     int flush_armed;
-    int claim_out;                          /* a claim request is out */
-    unsigned long long claim_seq;           /* the next claim's number */
-    int claim_resend;                       /* the last claim's outcome is unknown: send it again */
-    long long claim_nonce;                  /* wall ms at start: claim ids differ between lives */
-    int renew_out;                          /* a renewal request is out */
+    int claim_out;                /* a claim request is out */
+    unsigned long long claim_seq; /* the next claim's number */
+    int claim_resend;             /* the last claim's outcome is unknown: send it again */
+    long long claim_nonce;        /* wall ms at start: claim ids differ between lives */
+    int renew_out;                /* a renewal request is out */
+    mb_lease_ref *hb;             /* given-up jobs to hand back (strings owned) */
+    size_t nhb, caphb;
+    int hb_out;                             /* a handback request is out */
+    long long next_hb_ms;                   /* monotonic: after a failed handback, not before */
     long long next_claim_ms, next_renew_ms; /* monotonic: pauses after failures; an idle
                                                worker's next claim (claim_pace) */
     int claim_failing;                      /* the last claim failed (logged once) */
@@ -165,6 +170,7 @@ const char *const mb_saga_outcomes[MB_SAGA_OUTCOMES] = {"Running", "Deleted", "F
 
 static void advance(sjob *j);
 static void sleep_for(sjob *j, long long ms);
+static void hand_back_later(mb_saga *s, const sjob *j);
 static int step_index(const sjob *j, const mb_step *st);
 
 /* The chain of mb_saga.held for order_id: FNV-1a. */
@@ -1127,6 +1133,8 @@ static void drop(sjob *j)
         return;
     }
     end_exec(j);
+    if (j->lost)
+        hand_back_later(s, j);
     for (sjob **pp = &s->held[held_slot(s, j->job->order_id)]; *pp; pp = &(*pp)->hnext) {
         if (*pp == j) {
             *pp = j->hnext;
@@ -1484,6 +1492,137 @@ static int needs_renewal(const mb_saga *s, const sjob *j, long long now)
 /* Each tick: a lease past its end on our clock is lost; every lease past half
  * its life is renewed, all in one request, one request out at a time.
  * Checkpoints extend leases as jobs move, so most jobs never need one. */
+/* ---- handing back jobs given up ----------------------------------------------------
+ * A job leaves memory as lost when its lease ran out on this worker's clock (or its
+ * checkpoint could not be confirmed in time).  A renewal or checkpoint may still have
+ * landed with its reply lost: Redis then keeps the job leased to this worker, idle, until
+ * that lease ends.  The job is handed back: if the lease is still ours under its fence, it
+ * is due now for any worker.  A handback whose lease is gone does nothing, so it is sent
+ * for every job lost, and again while Redis cannot be reached. */
+/* Queues ref (its strings taken over, or freed when there is no room: the lease ends by
+ * itself then). */
+static void hb_push(mb_saga *s, mb_lease_ref ref)
+{
+    if (s->nhb == s->caphb) {
+        size_t cap = s->caphb ? s->caphb * 2 : 16;
+        mb_lease_ref *grown = cap <= HANDBACK_MAX ? realloc(s->hb, cap * sizeof(*grown)) : NULL;
+        if (grown == NULL) {
+            free((char *)ref.order_id);
+            free((char *)ref.key);
+            return;
+        }
+        s->hb = grown;
+        s->caphb = cap;
+    }
+    s->hb[s->nhb++] = ref;
+}
+
+static void hand_back_later(mb_saga *s, const sjob *j)
+{
+    mb_lease_ref ref = {strdup(j->job->order_id), strdup(j->job->key), j->job->fence};
+
+    if (ref.order_id == NULL || ref.key == NULL) {
+        free((char *)ref.order_id);
+        free((char *)ref.key);
+        return;
+    }
+    hb_push(s, ref);
+}
+
+/* A request's refs back in the queue (their strings taken over), tried again later. */
+static void hb_again(mb_saga *s, mb_lease_ref *refs, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        hb_push(s, refs[i]);
+        refs[i].order_id = refs[i].key = NULL;
+    }
+    s->next_hb_ms = mono_ms() + CLAIM_PAUSE_MS;
+}
+
+static void refs_free(mb_lease_ref *refs, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free((char *)refs[i].order_id);
+        free((char *)refs[i].key);
+    }
+    free(refs);
+}
+
+typedef struct handback_req {
+    mb_saga *saga;
+    mb_lease_ref *refs; /* taken over from saga->hb */
+    size_t n;
+    mb_status *sts;
+    int *back;
+    mb_error *errs;
+    mb_status st;
+} handback_req;
+
+static void handback_req_free(handback_req *r)
+{
+    refs_free(r->refs, r->n);
+    free(r->sts);
+    free(r->back);
+    free(r->errs);
+    free(r);
+}
+
+static void handback_run(mb_store *st, void *ctx)
+{
+    handback_req *r = ctx;
+
+    for (size_t i = 0; i < r->n; i++)
+        mb_error_clear(&r->errs[i]);
+    r->st = mb_store_handback(st, r->refs, r->n, r->sts, r->back, r->errs);
+}
+
+static void handback_back(void *ctx)
+{
+    handback_req *r = ctx;
+    mb_saga *s = r->saga;
+    size_t handed = 0;
+
+    s->hb_out = 0;
+    if (r->st == MB_AGAIN) /* unreachable: all of them again, later */
+        hb_again(s, r->refs, r->n);
+    for (size_t i = 0; r->st != MB_AGAIN && i < r->n; i++)
+        handed += r->back[i] != 0;
+    if (handed > 0)
+        mb_info("saga", "%zu job(s) given up were still leased to this worker: handed back",
+                handed);
+    handback_req_free(r);
+}
+
+static void hand_back(mb_saga *s)
+{
+    handback_req *r;
+
+    if (s->nhb == 0 || s->hb_out || mono_ms() < s->next_hb_ms)
+        return;
+    r = calloc(1, sizeof(*r));
+    if (r == NULL)
+        return;
+    r->saga = s;
+    r->n = s->nhb;
+    r->sts = calloc(r->n, sizeof(*r->sts));
+    r->back = calloc(r->n, sizeof(*r->back));
+    r->errs = calloc(r->n, sizeof(*r->errs));
+    if (r->sts == NULL || r->back == NULL || r->errs == NULL) {
+        r->n = 0;
+        handback_req_free(r);
+        return;
+    }
+    r->refs = s->hb; /* the array goes with the request; a fresh one fills meanwhile */
+    s->hb = NULL;
+    s->nhb = s->caphb = 0;
+    if (mb_rq_submit(s->rq, handback_run, handback_back, r) < 0) {
+        hb_again(s, r->refs, r->n);
+        handback_req_free(r);
+        return;
+    }
+    s->hb_out = 1;
+}
+
 static void renew_leases(mb_saga *s)
 {
     long long now = mono_ms();
@@ -1627,6 +1766,7 @@ void mb_saga_tick(mb_saga *s)
 {
     resend_due(s);
     renew_leases(s);
+    hand_back(s);
     claim(s);
 }
 
@@ -1707,6 +1847,7 @@ void mb_saga_free(mb_saga *s)
         j->renew_out = 0;
         drop(j);
     }
+    refs_free(s->hb, s->nhb);
     if (s->flush_ev)
         event_free(s->flush_ev);
     free(s->ckq);

@@ -81,8 +81,11 @@ typedef struct script {
     int undo_again[NFAKE]; /* every undo fails transiently */
     int cancel_in[NFAKE];  /* the run sets the job's cancel flag, as a cancel order would */
     int steal_in[NFAKE];   /* the run lets another worker take the job over (fence bumped) */
-    int stall_in[NFAKE];   /* once: the run stops Redis for STALL_MS (SIGSTOP), then acts */
-    int hang_in[NFAKE];    /* once: the run waits on a call that takes HANG_MS */
+    int stall_in[NFAKE];   /* once: the run stops Redis (SIGSTOP, stall_len_ms), then acts */
+    int hang_in[NFAKE];    /* once: the run waits on a call that takes HANG_MS (or hang_ms) */
+    long hang_ms;          /* 0: HANG_MS */
+    long extend_ms;        /* with stall_in: first, as a renewal whose reply is lost would,
+                              the lease in Redis is made to end this much later */
     int polls[NFAKE];      /* the run waits for the "cloud" this many times (MB_STEP_POLL) */
     long poll_ms[NFAKE];   /* ... asking to look again this much later (0: the engine's) */
     int drain_in_poll;     /* the first poll drains the engine */
@@ -115,14 +118,39 @@ static void on_cont(evutil_socket_t fd, short what, void *arg)
     kill(redis_pid, SIGCONT);
 }
 
-/* Stops Redis now; the loop continues it after STALL_MS. */
+static long stall_len_ms = STALL_MS; /* the next stall's length */
+
+/* Stops Redis now; the loop continues it after stall_len_ms. */
 static void stall_redis(void)
 {
-    struct timeval tv = {STALL_MS / 1000, (STALL_MS % 1000) * 1000};
+    struct timeval tv = {stall_len_ms / 1000, (stall_len_ms % 1000) * 1000};
 
     assert_int_equal(kill(redis_pid, SIGSTOP), 0);
-    stall_end_ms = mono_ms() + STALL_MS;
+    stall_end_ms = mono_ms() + stall_len_ms;
     assert_int_equal(event_base_once(base, -1, EV_TIMEOUT, on_cont, NULL, &tv), 0);
+}
+
+/* Moves the job's lease end (and due score) to ms from now on Redis's clock, lease
+ * owner and fence unchanged. */
+static void extend_lease(const char *order_id, const char *key, long ms)
+{
+    static const char script[] = "local t = redis.call('TIME')\n"
+                                 "local u = t[1] * 1000 + math.floor(t[2] / 1000) + ARGV[2]\n"
+                                 "redis.call('HSET', KEYS[1], 'lease_until', u)\n"
+                                 "redis.call('ZADD', KEYS[2], u, ARGV[1])\n"
+                                 "return 1\n";
+    int shard = mb_store_shard_of(store, key);
+    redisContext *c = redisConnectUnix(sock);
+    redisReply *r;
+    char job[160], due[32];
+
+    assert_true(c != NULL && c->err == 0);
+    snprintf(job, sizeof(job), "mb:{s%d}:job:%s", shard, order_id);
+    snprintf(due, sizeof(due), "mb:{s%d}:due", shard);
+    r = redisCommand(c, "EVAL %s 2 %s %s %s %ld", script, job, due, order_id, ms);
+    assert_true(r != NULL && r->type == REDIS_REPLY_INTEGER);
+    freeReplyObject(r);
+    redisFree(c);
 }
 
 /* The fake call's completion (arg: the engine's handle from mb_step_io). */
@@ -201,10 +229,13 @@ static mb_step_rc fake_run(mb_sjob *j, int i)
     }
     if (sc.stall_in[i]) {
         sc.stall_in[i] = 0;
+        if (sc.extend_ms > 0)
+            extend_lease(j->job->order_id, j->job->key, sc.extend_ms);
         stall_redis();
     }
     if (sc.hang_in[i]) {
-        struct timeval tv = {HANG_MS / 1000, (HANG_MS % 1000) * 1000};
+        long ms = sc.hang_ms > 0 ? sc.hang_ms : HANG_MS;
+        struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
         sc.hang_in[i] = 0;
         assert_int_equal(event_base_once(base, -1, EV_TIMEOUT, on_hang_done, mb_step_io(j), &tv),
                          0);
@@ -351,6 +382,7 @@ static int setup(void **state)
     reset_script();
     lease_ms = LEASE_MS;
     stall_end_ms = 0;
+    stall_len_ms = STALL_MS;
     base = event_base_new();
     store = open_store("test-worker");
     intruder = open_store("intruder");
@@ -1173,6 +1205,35 @@ static void test_claim_reply_lost(void **state)
     mb_job_free(j);
 }
 
+/* A stall outlasts the lease (3 s): the worker gives the job up when the lease ends on
+ * its clock (its call, 3.5 s, still out).  In Redis the lease runs 60 s more, as when a
+ * renewal landed whose reply was lost.  The job is handed back when Redis resumes, and
+ * runs again long before that lease ends. */
+static void test_handed_back_after_stall(void **state)
+{
+    want_status w = {"ord-handback", "Running"};
+    mb_saga_stats stats;
+    mb_job *j;
+
+    (void)state;
+    lease_ms = 3000;
+    remake_saga(0);
+    stall_len_ms = 6000;
+    sc.stall_in[BETA] = 1;
+    sc.hang_in[BETA] = 1;
+    sc.hang_ms = 3500;
+    sc.extend_ms = 60000;
+    accept_order("ord-handback", "mesh-handback");
+    assert_true(drive(settled_after_stall, &w, BOUND_MS));
+    assert_true(mono_ms() < stall_end_ms + BOUND_MS);
+    mb_saga_stats_get(saga, &stats);
+    assert_int_equal(stats.lost, 1);
+    j = get_job("ord-handback");
+    assert_string_equal(j->status, "Running");
+    assert_int_equal(j->claims, 2);
+    mb_job_free(j);
+}
+
 /* Short polls are waited out in memory, lease held: one claim for the whole run. */
 static void test_poll_in_memory(void **state)
 {
@@ -1264,6 +1325,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_checkpoint_resent_across_stall, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lease_lost_in_stall, setup, teardown),
         cmocka_unit_test_setup_teardown(test_claim_reply_lost, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_handed_back_after_stall, setup, teardown),
         cmocka_unit_test_setup_teardown(test_poll_in_memory, setup, teardown),
         cmocka_unit_test_setup_teardown(test_poll_drain, setup, teardown),
     };

@@ -434,6 +434,46 @@ static void test_claim_resent(void **state)
     mb_store_free(b);
 }
 
+/* A job given up is handed back only while the lease is still that worker's, under its
+ * fence: then it is due now, lease cleared; otherwise nothing changes. */
+static void test_handback(void **state)
+{
+    mb_store *a, *b;
+    mb_job **jobs = NULL;
+    mb_status sts[1];
+    int back[1];
+    mb_error errs[1];
+    (void)state;
+    flushall();
+    a = open_store("wa");
+    b = open_store("wb");
+    accept1(a, "ord-h1", "acct4", "mesh-h1");
+    assert_int_equal(claim_as(a, "a-1", 0, &jobs), 1);
+    mb_lease_ref ref = {jobs[0]->order_id, jobs[0]->key, jobs[0]->fence};
+    mb_lease_ref stale = {jobs[0]->order_id, jobs[0]->key, jobs[0]->fence - 1};
+    /* Not b's lease, nor a's older fence. */
+    mb_error_clear(&errs[0]);
+    assert_int_equal(mb_store_handback(b, &ref, 1, sts, back, errs), MB_OK);
+    assert_int_equal(back[0], 0);
+    assert_int_equal(mb_store_handback(a, &stale, 1, sts, back, errs), MB_OK);
+    assert_int_equal(back[0], 0);
+    mb_job **none = NULL;
+    assert_int_equal(claim_as(b, "b-1", 0, &none), 0);
+    /* a's: due now for anyone. */
+    assert_int_equal(mb_store_handback(a, &ref, 1, sts, back, errs), MB_OK);
+    assert_int_equal(back[0], 1);
+    mb_job **again = NULL;
+    assert_int_equal(claim_as(b, "b-2", 0, &again), 1);
+    assert_int_equal(again[0]->fence, jobs[0]->fence + 1);
+    /* Handing back what is now b's does nothing. */
+    assert_int_equal(mb_store_handback(a, &ref, 1, sts, back, errs), MB_OK);
+    assert_int_equal(back[0], 0);
+    mb_job_free_array(again, 1);
+    mb_job_free_array(jobs, 1);
+    mb_store_free(a);
+    mb_store_free(b);
+}
+
 static void test_claim_fence_lease(void **state)
 {
     mb_store *a, *b;
@@ -1245,6 +1285,7 @@ int main(void)
         cmocka_unit_test(test_index_retention_depths),
         cmocka_unit_test(test_bytes_stored),
         cmocka_unit_test(test_claim_resent),
+        cmocka_unit_test(test_handback),
         cmocka_unit_test(test_workers_views),
         cmocka_unit_test(test_redis_down), /* last: stops the server */
     };
