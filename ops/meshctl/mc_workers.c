@@ -365,6 +365,29 @@ static void workers_usage(FILE *f)
             LATE_BEATS);
 }
 
+/* Parses the options workers and outbox share (--all, -o, --help).  Returns -1 to go on,
+ * or the exit code (after --help, or a usage error). */
+static int view_opts(int argc, char **argv, const struct option *opts, void (*usage)(FILE *),
+                     mc_out *out, int *all)
+{
+    int opt, taken;
+
+    optind = 0;
+    while ((opt = getopt_long(argc, argv, "ho:", opts, NULL)) != -1) {
+        taken = mc_out_opt(out, opt, optarg);
+        if (taken < 0)
+            return MC_EXIT_USAGE;
+        if (taken)
+            continue;
+        switch (opt) {
+        case 'a': *all = 1; break;
+        case 'h': usage(stdout); return MC_EXIT_OK;
+        default: usage(stderr); return MC_EXIT_USAGE;
+        }
+    }
+    return -1;
+}
+
 /* workers' options (getopt_long; also the completion's). */
 const struct option mc_workers_opts[] = {
     {"all", no_argument, NULL, 'a'},
@@ -376,24 +399,13 @@ const struct option mc_workers_opts[] = {
 int mc_cmd_workers(mc_ctx *c, int argc, char **argv)
 {
     mc_out out = {MC_FMT_TABLE, 0};
-    int all = 0, opt, taken, rc;
+    int all = 0, rc = view_opts(argc, argv, mc_workers_opts, workers_usage, &out, &all);
     json_t *ws = NULL, *shards = NULL, *sel, *w;
     long long now;
     size_t i;
 
-    optind = 0;
-    while ((opt = getopt_long(argc, argv, "ho:", mc_workers_opts, NULL)) != -1) {
-        taken = mc_out_opt(&out, opt, optarg);
-        if (taken < 0)
-            return MC_EXIT_USAGE;
-        if (taken)
-            continue;
-        switch (opt) {
-        case 'a': all = 1; break;
-        case 'h': workers_usage(stdout); return MC_EXIT_OK;
-        default: workers_usage(stderr); return MC_EXIT_USAGE;
-        }
-    }
+    if (rc >= 0)
+        return rc;
     rc = gather_workers(c, all || optind < argc, &now, &ws, &shards);
     if (rc != MC_EXIT_OK)
         return rc;
@@ -552,24 +564,13 @@ const struct option mc_outbox_opts[] = {
 int mc_cmd_outbox(mc_ctx *c, int argc, char **argv)
 {
     mc_out out = {MC_FMT_TABLE, 0};
-    int all = 0, opt, taken, rc;
+    int all = 0, rc = view_opts(argc, argv, mc_outbox_opts, outbox_usage, &out, &all);
     json_t *ws = NULL, *shards = NULL, *rows, *s;
     long long now;
     size_t i;
 
-    optind = 0;
-    while ((opt = getopt_long(argc, argv, "ho:", mc_outbox_opts, NULL)) != -1) {
-        taken = mc_out_opt(&out, opt, optarg);
-        if (taken < 0)
-            return MC_EXIT_USAGE;
-        if (taken)
-            continue;
-        switch (opt) {
-        case 'a': all = 1; break;
-        case 'h': outbox_usage(stdout); return MC_EXIT_OK;
-        default: outbox_usage(stderr); return MC_EXIT_USAGE;
-        }
-    }
+    if (rc >= 0)
+        return rc;
     if (optind < argc)
         return mc_fail(MC_EXIT_USAGE, "outbox: unexpected argument '%s'", argv[optind]);
     rc = gather_workers(c, 0, &now, &ws, &shards);
