@@ -275,6 +275,7 @@ mb_engine *mb_engine_new(mb_loop *loop, const mb_conf *conf, char *err, size_t e
         .backoff_base_ms = mb_conf_int(conf, "MESHBUY_BACKOFF_BASE_MS"),
         .backoff_max_ms = mb_conf_int(conf, "MESHBUY_BACKOFF_MAX_MS"),
         .poll_ms = mb_conf_int(conf, "MESHBUY_POLL_MS"),
+        .poll_in_memory_ms = mb_conf_int(conf, "MESHBUY_POLL_IN_MEMORY_MS"),
         .step_deadline_ms = mb_conf_int(conf, "MESHBUY_STEP_DEADLINE_MS"),
         .compensate_deadline_ms = mb_conf_int(conf, "MESHBUY_COMPENSATE_DEADLINE_MS"),
         .defs = mb_saga_defs,

@@ -1024,11 +1024,12 @@ static void sleep_for(sjob *j, long long ms)
  * worker's and Redis's work while releases install.  Nothing is written unless
  * events are queued: as after a crash mid-step, a worker that takes the job over
  * re-runs the step from the last checkpoint, and steps observe before they act.
- * A long wait (over a quarter lease), or one during a drain, hands the job back,
- * due when the wait ends. */
+ * The price: a worker that dies mid-wait leaves the job to its lease rather than to
+ * the wait.  A long wait (over MESHBUY_POLL_IN_MEMORY_MS or a quarter lease), or one
+ * during a drain, hands the job back, due when the wait ends. */
 static void poll_later(sjob *j, long long ms)
 {
-    if (j->saga->draining || ms > j->saga->o.lease_ms / 4) {
+    if (j->saga->draining || ms > j->saga->o.poll_in_memory_ms || ms > j->saga->o.lease_ms / 4) {
         checkpoint(j, active_word(j, j->compensating), now_ms() + ms, 0);
         j->leave = 1;
         return;

@@ -23,6 +23,8 @@ typedef struct mb_saga_opts {
     long backoff_base_ms;        /* first retry delay cap; doubles per attempt */
     long backoff_max_ms;         /* retry delay cap */
     long poll_ms;                /* how often a waiting step (release install) looks again */
+    long poll_in_memory_ms;      /* a poll's wait up to this long (and a quarter lease) is spent
+                                    in memory, lease held; 0 = every wait hands the job back */
     long step_deadline_ms;       /* default per-step deadline, retries included */
     long compensate_deadline_ms; /* per compensation of one step, retries included */
     /* The sagas this engine runs (borrowed; must outlive it; mb_saga_defs in the worker, a

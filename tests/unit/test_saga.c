@@ -317,8 +317,9 @@ static const mb_saga_def *const fake_defs[] = {&fake_def};
 
 /* ================================================================ the engine under test */
 
-static mb_rq *rq;                /* the engine's Redis queue */
-static long lease_ms = LEASE_MS; /* of the next engine made */
+static mb_rq *rq;                         /* the engine's Redis queue */
+static long lease_ms = LEASE_MS;          /* of the next engine made */
+static long poll_in_memory_ms = LEASE_MS; /* of the next engine made */
 
 static void make_rq(void)
 {
@@ -340,6 +341,7 @@ static void make_saga(int park)
         .backoff_base_ms = 1,
         .backoff_max_ms = 4,
         .poll_ms = 10,
+        .poll_in_memory_ms = poll_in_memory_ms,
         .step_deadline_ms = LEASE_MS, /* the fake definition's own deadline applies */
         .compensate_deadline_ms = 500,
         .defs = fake_defs,
@@ -381,6 +383,7 @@ static int setup(void **state)
     redisFree(c);
     reset_script();
     lease_ms = LEASE_MS;
+    poll_in_memory_ms = LEASE_MS;
     stall_end_ms = 0;
     stall_len_ms = STALL_MS;
     base = event_base_new();
@@ -1252,6 +1255,23 @@ static void test_poll_in_memory(void **state)
     mb_job_free(j);
 }
 
+/* With MESHBUY_POLL_IN_MEMORY_MS=0 every poll hands the job back: one claim a poll. */
+static void test_poll_handed_back(void **state)
+{
+    mb_job *j;
+
+    (void)state;
+    poll_in_memory_ms = 0;
+    remake_saga(0);
+    sc.polls[GAMMA] = 3;
+    accept_order("ord-pollout", "mesh-pollout");
+    drive_to("ord-pollout", "Running");
+    assert_int_equal(runs[GAMMA], 1);
+    j = get_job("ord-pollout");
+    assert_int_equal(j->claims, 4);
+    mb_job_free(j);
+}
+
 /* The job of a draining engine (stopping on SIGTERM) waiting in memory for a long poll
  * (3 s here) is handed back at once, not after the wait, due when the wait would have
  * ended; another engine takes it on from there. */
@@ -1327,6 +1347,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_claim_reply_lost, setup, teardown),
         cmocka_unit_test_setup_teardown(test_handed_back_after_stall, setup, teardown),
         cmocka_unit_test_setup_teardown(test_poll_in_memory, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_poll_handed_back, setup, teardown),
         cmocka_unit_test_setup_teardown(test_poll_drain, setup, teardown),
     };
     signal(SIGPIPE, SIG_IGN);
