@@ -751,6 +751,46 @@ static void free_cmds(cmd *c, size_t n)
         args_free(&c[i].a);
 }
 
+/* n commands sent in one round trip, and their replies: made, sent and freed here, so a
+ * read over every shard only builds its commands and reads the replies. */
+typedef struct batch {
+    cmd *c;
+    redisReply **r;
+    size_t n;
+} batch;
+
+/* n plain commands (script -1 until the caller sets one).  0, or -1: no memory (err set,
+ * b empty: batch_free is still fine). */
+static int batch_new(batch *b, size_t n, const char *what, mb_error *err)
+{
+    b->n = n;
+    b->c = calloc(n ? n : 1, sizeof(*b->c));
+    b->r = calloc(n ? n : 1, sizeof(*b->r));
+    if (b->c == NULL || b->r == NULL) {
+        free(b->c);
+        free(b->r);
+        memset(b, 0, sizeof(*b));
+        mb_error_set(err, MB_FATAL, "NoMemory", "%s", what);
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++)
+        b->c[i].script = -1;
+    return 0;
+}
+
+static mb_status batch_send(mb_store *st, batch *b, mb_error *err)
+{
+    return b->n > 0 ? pipeline(st, b->c, b->n, b->r, err) : MB_OK;
+}
+
+static void batch_free(batch *b)
+{
+    free_replies(b->r, b->r ? b->n : 0);
+    free(b->r);
+    free_cmds(b->c, b->c ? b->n : 0);
+    free(b->c);
+}
+
 /* A script's error reply as a status: our own refusals are permanent with a code, the
  * rest (syntax, OOM, wrong type) mean a bug or a broken server. */
 static mb_status script_error(const redisReply *r, const char *what, const char *id, mb_error *err)
@@ -1225,59 +1265,55 @@ mb_status mb_store_claim(mb_store *st, long long lease_ms, size_t max, const cha
 {
     size_t ns = (size_t)st->shards;
     size_t per = max / ns + (max % ns ? 1 : 0);
-    cmd *cmds = calloc(ns, sizeof(*cmds));
-    redisReply **rep = calloc(ns, sizeof(*rep));
+    batch b;
     mb_job **out = NULL;
     size_t total = 0, cap = 0;
     mb_status s;
 
     *jobs = NULL;
     *n = 0;
-    if (cmds == NULL || rep == NULL) {
-        free(cmds);
-        free(rep);
+    if (batch_new(&b, ns, "claim", err) < 0)
         return MB_FATAL;
-    }
     if (per == 0)
         per = 1;
     for (size_t i = 0; i < ns; i++) {
-        cmds[i].script = S_CLAIM;
-        cmds[i].nkeys = 2;
-        key_shard(&cmds[i].a, (int)i, "due");
-        key_of(&cmds[i].a, (int)i, "claimed", st->worker_id);
-        key_of(&cmds[i].a, (int)i, "job", "");
-        args_ll(&cmds[i].a, lease_ms);
-        args_ll(&cmds[i].a, (long long)per);
-        args_str(&cmds[i].a, st->worker_id);
-        args_str(&cmds[i].a, claim_id);
-        args_str(&cmds[i].a, resend ? "1" : "0");
+        b.c[i].script = S_CLAIM;
+        b.c[i].nkeys = 2;
+        key_shard(&b.c[i].a, (int)i, "due");
+        key_of(&b.c[i].a, (int)i, "claimed", st->worker_id);
+        key_of(&b.c[i].a, (int)i, "job", "");
+        args_ll(&b.c[i].a, lease_ms);
+        args_ll(&b.c[i].a, (long long)per);
+        args_str(&b.c[i].a, st->worker_id);
+        args_str(&b.c[i].a, claim_id);
+        args_str(&b.c[i].a, resend ? "1" : "0");
     }
-    s = pipeline(st, cmds, ns, rep, err);
+    s = batch_send(st, &b, err);
     if (s == MB_OK)
         st->next_due_in_ms = -1;
     for (size_t i = 0; s == MB_OK && i < ns; i++) {
         const redisReply *nx;
         long long now;
-        if (rep[i]->type == REDIS_REPLY_ERROR) {
-            s = script_error(rep[i], "claim", "-", err);
+        if (b.r[i]->type == REDIS_REPLY_ERROR) {
+            s = script_error(b.r[i], "claim", "-", err);
             break;
         }
-        if (rep[i]->type != REDIS_REPLY_ARRAY || rep[i]->elements < 2 ||
-            rep[i]->element[0]->type != REDIS_REPLY_STRING) {
+        if (b.r[i]->type != REDIS_REPLY_ARRAY || b.r[i]->elements < 2 ||
+            b.r[i]->element[0]->type != REDIS_REPLY_STRING) {
             s = MB_FATAL;
             mb_error_set(err, MB_FATAL, "ScriptError", "claim: unexpected reply");
             break;
         }
-        now = strtoll(rep[i]->element[0]->str, NULL, 10);
+        now = strtoll(b.r[i]->element[0]->str, NULL, 10);
         /* In how many ms the shard's earliest job is due ('' if none). */
-        nx = rep[i]->element[1];
+        nx = b.r[i]->element[1];
         if (nx->type == REDIS_REPLY_STRING && nx->len > 0) {
             long long in = strtoll(nx->str, NULL, 10);
             if (st->next_due_in_ms < 0 || in < st->next_due_in_ms)
                 st->next_due_in_ms = in;
         }
-        for (size_t k = 2; k < rep[i]->elements; k++) {
-            mb_job *j = job_from_hash(rep[i]->element[k]);
+        for (size_t k = 2; k < b.r[i]->elements; k++) {
+            mb_job *j = job_from_hash(b.r[i]->element[k]);
             if (j == NULL) {
                 mb_warn("store", "claim: malformed job record in shard %zu skipped", i);
                 continue;
@@ -1298,10 +1334,7 @@ mb_status mb_store_claim(mb_store *st, long long lease_ms, size_t max, const cha
             out[total++] = j;
         }
     }
-    free_replies(rep, ns);
-    free(rep);
-    free_cmds(cmds, ns);
-    free(cmds);
+    batch_free(&b);
     /* Jobs leased but not returned (error part-way) simply expire and become due again. */
     if (s != MB_OK) {
         mb_job_free_array(out, total);
@@ -2254,21 +2287,14 @@ mb_status mb_store_stirs(mb_store *st, unsigned long long *wake, mb_error *err)
 
 mb_status mb_store_depths(mb_store *st, long long now_ms, mb_store_depth *depth, mb_error *err)
 {
-    size_t ns = (size_t)st->shards, n = 4 * ns;
-    cmd *cmds = calloc(n, sizeof(*cmds));
-    redisReply **rep = calloc(n, sizeof(*rep));
+    size_t ns = (size_t)st->shards;
+    batch b;
     mb_status s;
 
-    if (cmds == NULL || rep == NULL) {
-        free(cmds);
-        free(rep);
-        mb_error_set(err, MB_FATAL, "NoMemory", "depths");
+    if (batch_new(&b, 4 * ns, "depths", err) < 0)
         return MB_FATAL;
-    }
     for (size_t i = 0; i < ns; i++) {
-        cmd *c = &cmds[4 * i];
-        for (int k = 0; k < 4; k++)
-            c[k].script = -1;
+        cmd *c = &b.c[4 * i];
         args_str(&c[0].a, "LLEN");
         key_shard(&c[0].a, (int)i, "outbox");
         args_str(&c[1].a, "ZCOUNT");
@@ -2282,47 +2308,36 @@ mb_status mb_store_depths(mb_store *st, long long now_ms, mb_store_depth *depth,
         args_str(&c[3].a, "ZCARD");
         key_shard(&c[3].a, (int)i, "status:NeedsAttention");
     }
-    s = pipeline(st, cmds, n, rep, err);
+    s = batch_send(st, &b, err);
     for (size_t i = 0; i < ns; i++) {
         long long *f[4] = {&depth[i].outbox, &depth[i].due, &depth[i].delayed, &depth[i].attention};
         for (int k = 0; k < 4; k++) {
-            redisReply *r = rep[4 * i + (size_t)k];
+            redisReply *r = b.r[4 * i + (size_t)k];
             *f[k] = s == MB_OK && r && r->type == REDIS_REPLY_INTEGER ? r->integer : 0;
         }
     }
-    free_replies(rep, n);
-    free(rep);
-    free_cmds(cmds, n);
-    free(cmds);
+    batch_free(&b);
     return s;
 }
 
 mb_status mb_store_outbox_len(mb_store *st, long long *total, mb_error *err)
 {
     size_t ns = (size_t)st->shards;
-    cmd *cmds = calloc(ns, sizeof(*cmds));
-    redisReply **rep = calloc(ns, sizeof(*rep));
+    batch b;
     mb_status s;
 
     *total = 0;
-    if (cmds == NULL || rep == NULL) {
-        free(cmds);
-        free(rep);
+    if (batch_new(&b, ns, "outbox length", err) < 0)
         return MB_FATAL;
-    }
     for (size_t i = 0; i < ns; i++) {
-        cmds[i].script = -1;
-        args_str(&cmds[i].a, "LLEN");
-        key_shard(&cmds[i].a, (int)i, "outbox");
+        args_str(&b.c[i].a, "LLEN");
+        key_shard(&b.c[i].a, (int)i, "outbox");
     }
-    s = pipeline(st, cmds, ns, rep, err);
+    s = batch_send(st, &b, err);
     for (size_t i = 0; s == MB_OK && i < ns; i++)
-        if (rep[i]->type == REDIS_REPLY_INTEGER)
-            *total += rep[i]->integer;
-    free_replies(rep, ns);
-    free(rep);
-    free_cmds(cmds, ns);
-    free(cmds);
+        if (b.r[i]->type == REDIS_REPLY_INTEGER)
+            *total += b.r[i]->integer;
+    batch_free(&b);
     return s;
 }
 
@@ -2633,8 +2648,9 @@ static json_t *worker_entry(const redisReply *id, const redisReply *score, const
 
 mb_status mb_store_workers(mb_store *st, json_t **out, mb_error *err)
 {
-    cmd c, *cmds = NULL;
-    redisReply *idx = NULL, **rep = NULL;
+    cmd c;
+    redisReply *idx = NULL;
+    batch b;
     size_t n = 0;
     mb_status s;
 
@@ -2651,36 +2667,27 @@ mb_status mb_store_workers(mb_store *st, json_t **out, mb_error *err)
         return s;
     if (idx->type == REDIS_REPLY_ARRAY)
         n = idx->elements / 2;
-    cmds = calloc(2 * n + 1, sizeof(*cmds));
-    rep = calloc(2 * n + 1, sizeof(*rep));
     *out = json_array();
-    if (cmds == NULL || rep == NULL || *out == NULL) {
+    if (batch_new(&b, 2 * n, "workers", err) < 0 || *out == NULL) {
         s = MB_FATAL;
-        mb_error_set(err, MB_FATAL, "NoMemory", "workers");
         goto done;
     }
     for (size_t i = 0; i < n; i++) {
-        cmds[2 * i].script = cmds[2 * i + 1].script = -1;
-        args_str(&cmds[2 * i].a, "HGETALL");
-        key_worker(&cmds[2 * i].a, idx->element[2 * i]->str);
-        args_str(&cmds[2 * i + 1].a, "PTTL");
-        key_worker(&cmds[2 * i + 1].a, idx->element[2 * i]->str);
+        args_str(&b.c[2 * i].a, "HGETALL");
+        key_worker(&b.c[2 * i].a, idx->element[2 * i]->str);
+        args_str(&b.c[2 * i + 1].a, "PTTL");
+        key_worker(&b.c[2 * i + 1].a, idx->element[2 * i]->str);
     }
-    if (n > 0)
-        s = pipeline(st, cmds, 2 * n, rep, err);
+    s = batch_send(st, &b, err);
     for (size_t i = 0; s == MB_OK && i < n; i++)
         json_array_append_new(*out, worker_entry(idx->element[2 * i], idx->element[2 * i + 1],
-                                                 rep[2 * i], rep[2 * i + 1]));
+                                                 b.r[2 * i], b.r[2 * i + 1]));
 done:
     if (s != MB_OK) {
         json_decref(*out);
         *out = NULL;
     }
-    free_replies(rep, rep ? 2 * n : 0);
-    free(rep);
-    if (cmds)
-        free_cmds(cmds, 2 * n);
-    free(cmds);
+    batch_free(&b);
     freeReplyObject(idx);
     return s;
 }
@@ -2694,28 +2701,25 @@ mb_status mb_store_leases(mb_store *st, size_t max_per_shard, json_t **out, long
                           mb_error *err)
 {
     size_t ns = (size_t)st->shards;
-    cmd *cmds = calloc(ns, sizeof(*cmds));
-    redisReply **rep = calloc(ns, sizeof(*rep));
-    mb_status s = MB_FATAL;
+    batch b;
+    mb_status s;
 
     *out = NULL;
     if (truncated)
         *truncated = 0;
-    if (cmds == NULL || rep == NULL) {
-        mb_error_set(err, MB_FATAL, "NoMemory", "leases");
-        goto done;
-    }
+    if (batch_new(&b, ns, "leases", err) < 0)
+        return MB_FATAL;
     for (size_t i = 0; i < ns; i++) {
-        cmds[i].script = S_LEASES;
-        cmds[i].nkeys = 1;
-        key_shard(&cmds[i].a, (int)i, "due");
-        key_of(&cmds[i].a, (int)i, "job", "");
-        args_ll(&cmds[i].a, (long long)max_per_shard);
+        b.c[i].script = S_LEASES;
+        b.c[i].nkeys = 1;
+        key_shard(&b.c[i].a, (int)i, "due");
+        key_of(&b.c[i].a, (int)i, "job", "");
+        args_ll(&b.c[i].a, (long long)max_per_shard);
     }
-    s = pipeline(st, cmds, ns, rep, err);
+    s = batch_send(st, &b, err);
     *out = s == MB_OK ? json_array() : NULL;
     for (size_t i = 0; *out && i < ns; i++) {
-        const redisReply *r = rep[i];
+        const redisReply *r = b.r[i];
         if (r->type == REDIS_REPLY_ERROR) {
             s = script_error(r, "leases", "-", err);
             break;
@@ -2744,12 +2748,7 @@ mb_status mb_store_leases(mb_store *st, size_t max_per_shard, json_t **out, long
         json_decref(*out);
         *out = NULL;
     }
-done:
-    free_replies(rep, rep ? ns : 0);
-    free(rep);
-    if (cmds)
-        free_cmds(cmds, ns);
-    free(cmds);
+    batch_free(&b);
     return s;
 }
 
@@ -2782,20 +2781,15 @@ static json_t *token_worker(const redisReply *r)
 
 mb_status mb_store_outbox_shards(mb_store *st, json_t **out, mb_error *err)
 {
-    size_t ns = (size_t)st->shards, n = 4 * ns;
-    cmd *cmds = calloc(n, sizeof(*cmds));
-    redisReply **rep = calloc(n, sizeof(*rep));
-    mb_status s = MB_FATAL;
+    size_t ns = (size_t)st->shards;
+    batch b;
+    mb_status s;
 
     *out = NULL;
-    if (cmds == NULL || rep == NULL) {
-        mb_error_set(err, MB_FATAL, "NoMemory", "outbox");
-        goto done;
-    }
+    if (batch_new(&b, 4 * ns, "outbox", err) < 0)
+        return MB_FATAL;
     for (size_t i = 0; i < ns; i++) {
-        cmd *c = &cmds[4 * i];
-        for (int k = 0; k < 4; k++)
-            c[k].script = -1;
+        cmd *c = &b.c[4 * i];
         args_str(&c[0].a, "LLEN");
         key_shard(&c[0].a, (int)i, "outbox");
         args_str(&c[1].a, "LINDEX");
@@ -2806,10 +2800,10 @@ mb_status mb_store_outbox_shards(mb_store *st, json_t **out, mb_error *err)
         args_str(&c[3].a, "PTTL");
         key_shard(&c[3].a, (int)i, "relay");
     }
-    s = pipeline(st, cmds, n, rep, err);
+    s = batch_send(st, &b, err);
     *out = s == MB_OK ? json_array() : NULL;
     for (size_t i = 0; *out && i < ns; i++) {
-        redisReply **r = &rep[4 * i];
+        redisReply **r = &b.r[4 * i];
         int held = r[2]->type == REDIS_REPLY_STRING;
         json_t *o = json_object();
         json_object_set_new(o, "shard", json_integer((json_int_t)i));
@@ -2823,11 +2817,6 @@ mb_status mb_store_outbox_shards(mb_store *st, json_t **out, mb_error *err)
             json_integer(held && r[3]->type == REDIS_REPLY_INTEGER ? r[3]->integer : -1));
         json_array_append_new(*out, o);
     }
-done:
-    free_replies(rep, rep ? n : 0);
-    free(rep);
-    if (cmds)
-        free_cmds(cmds, n);
-    free(cmds);
+    batch_free(&b);
     return s;
 }
