@@ -5,7 +5,14 @@
  * timer fired (on_timer), through curl_multi_socket_action.  After each
  * action, finished transfers are taken off the multi handle and only then
  * reported to their owners, so an owner's callback runs outside every curl
- * callback and may freely start or cancel transfers. */
+ * callback and may freely start or cancel transfers.
+ *
+ * Transfers are spread over lanes, one multi handle each with its own
+ * connection cache of at most LANE_CONNS connections: curl 7.88 walks the
+ * whole cache of a multi handle on every curl_multi_remove_handle (looking
+ * for the transfer's last connection, to close it if it was connect-only),
+ * and with a thousand kept-alive connections in one cache that walk was a
+ * tenth of the worker's CPU. */
 #include "mb_http.h"
 
 #include <ctype.h>
@@ -21,10 +28,24 @@
 
 #define MB_HTTP_MAX_BODY (32L * 1024 * 1024) /* a response larger than this is refused */
 #define MB_HTTP_EXCERPT  200                 /* body bytes quoted in an error text */
+/* curl's receive buffer, allocated per transfer: its default (16 kB) times a thousand
+ * transfers out is 16 MB held for replies that are mostly 1-3 kB; a larger reply (a pod
+ * page) is read in more pieces, each one a recv() into the same buffer */
+#define MB_HTTP_RECV_BUF 4096
+
+#define LANE_CONNS 128 /* connections cached per lane (multi handle) */
+
+/* One curl multi handle, its timer, and the transfers it carries. */
+typedef struct lane {
+    mb_http *h;
+    CURLM *multi;
+    struct event *timer;
+    size_t active;
+} lane;
 
 /* One socket curl asked us to watch. */
 typedef struct sock_ctx {
-    mb_http *h;
+    lane *ln;
     curl_socket_t fd;
     struct event *ev;
     struct sock_ctx *prev, *next;
@@ -38,8 +59,8 @@ typedef struct xlist {
 
 struct mb_http {
     struct event_base *base;
-    CURLM *multi;
-    struct event *timer;
+    lane *lanes;
+    int nlanes;
     struct event *pump_ev; /* starts queued transfers from the loop */
     long connect_timeout_ms;
     long timeout_ms;
@@ -61,6 +82,7 @@ enum { X_QUEUED, X_ACTIVE, X_COMPLETING };
 struct mb_http_xfer {
     mb_http *h;
     CURL *easy; /* NULL while queued */
+    lane *ln;   /* with easy: the lane carrying it */
     struct curl_slist *hdrs;
     mb_http_cb *cb;
     void *arg;
@@ -436,10 +458,24 @@ static int build_headers(mb_http *h, mb_http_xfer *x)
     return 0;
 }
 
+/* The lane carrying the fewest transfers: their connections are spread
+ * evenly, so each lane's cache holds about what its share of the load needs. */
+static lane *lane_pick(mb_http *h)
+{
+    lane *best = &h->lanes[0];
+
+    for (int i = 1; i < h->nlanes; i++) {
+        if (h->lanes[i].active < best->active)
+            best = &h->lanes[i];
+    }
+    return best;
+}
+
 /* Hands a queued transfer to curl.  Returns 0, or -1 (out of memory, or a
  * signer failure) with x untouched apart from its header list. */
 static int xfer_activate(mb_http *h, mb_http_xfer *x)
 {
+    lane *ln = lane_pick(h);
     CURL *e;
 
     if (build_headers(h, x) != 0)
@@ -459,6 +495,7 @@ static int xfer_activate(mb_http *h, mb_http_xfer *x)
     if (h->ca_file)
         curl_easy_setopt(e, CURLOPT_CAINFO, h->ca_file);
     curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
+    curl_easy_setopt(e, CURLOPT_BUFFERSIZE, (long)MB_HTTP_RECV_BUF);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->hdrs);
     if (h->user_agent)
         curl_easy_setopt(e, CURLOPT_USERAGENT, h->user_agent);
@@ -473,11 +510,13 @@ static int xfer_activate(mb_http *h, mb_http_xfer *x)
         curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)x->body_len);
         curl_easy_setopt(e, CURLOPT_POSTFIELDS, x->body);
     }
-    if (curl_multi_add_handle(h->multi, e) != CURLM_OK) {
+    if (curl_multi_add_handle(ln->multi, e) != CURLM_OK) {
         easy_release(h, e);
         goto err;
     }
     x->easy = e;
+    x->ln = ln;
+    ln->active++;
     x->state = X_ACTIVE;
     xl_push(&h->active, x);
     return 0;
@@ -553,7 +592,8 @@ static void xfer_done(mb_http_xfer *x, CURLcode cc)
     long nconn = 0;
 
     mb_error_clear(&e);
-    curl_multi_remove_handle(h->multi, x->easy);
+    curl_multi_remove_handle(x->ln->multi, x->easy);
+    x->ln->active--;
     xl_del(&h->active, x);
     curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
     if (curl_easy_getinfo(x->easy, CURLINFO_NUM_CONNECTS, &nconn) == CURLE_OK) {
@@ -587,14 +627,14 @@ static void xfer_done(mb_http_xfer *x, CURLcode cc)
     report(x, status ? &r : NULL, &e);
 }
 
-/* Reports finished transfers one at a time, re-reading curl's queue after
- * each: a callback may cancel a transfer that finished in the same turn,
- * and curl then drops its message. */
-static void check_done(mb_http *h)
+/* Reports a lane's finished transfers one at a time, re-reading curl's
+ * queue after each: a callback may cancel a transfer that finished in the
+ * same turn, and curl then drops its message. */
+static void check_done(lane *ln)
 {
     int left;
     for (;;) {
-        CURLMsg *m = curl_multi_info_read(h->multi, &left);
+        CURLMsg *m = curl_multi_info_read(ln->multi, &left);
         mb_http_xfer *x = NULL;
         if (m == NULL)
             break;
@@ -604,7 +644,7 @@ static void check_done(mb_http *h)
         if (x != NULL)
             xfer_done(x, m->data.result);
     }
-    pump(h);
+    pump(ln->h);
 }
 
 /* ------------------------------------------------------------------ */
@@ -614,44 +654,44 @@ static void check_done(mb_http *h)
 static void on_socket(evutil_socket_t fd, short what, void *arg)
 {
     sock_ctx *s = arg;
-    mb_http *h = s->h;
+    lane *ln = s->ln; /* s may be freed by the action */
     int running = 0;
     int flags = 0;
     if (what & EV_READ)
         flags |= CURL_CSELECT_IN;
     if (what & EV_WRITE)
         flags |= CURL_CSELECT_OUT;
-    curl_multi_socket_action(h->multi, fd, flags, &running);
-    check_done(h);
+    curl_multi_socket_action(ln->multi, fd, flags, &running);
+    check_done(ln);
 }
 
 static void on_timer(evutil_socket_t fd, short what, void *arg)
 {
-    mb_http *h = arg;
+    lane *ln = arg;
     int running = 0;
     (void)fd;
     (void)what;
-    curl_multi_socket_action(h->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-    check_done(h);
+    curl_multi_socket_action(ln->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    check_done(ln);
 }
 
 static int timer_cb(CURLM *multi, long timeout_ms, void *userp)
 {
-    mb_http *h = userp;
+    lane *ln = userp;
     struct timeval tv;
     (void)multi;
     if (timeout_ms < 0) {
-        evtimer_del(h->timer);
+        evtimer_del(ln->timer);
         return 0;
     }
     tv.tv_sec = timeout_ms / 1000;
     tv.tv_usec = (timeout_ms % 1000) * 1000;
-    return evtimer_add(h->timer, &tv) == 0 ? 0 : -1;
+    return evtimer_add(ln->timer, &tv) == 0 ? 0 : -1;
 }
 
 static void sock_free(sock_ctx *s)
 {
-    mb_http *h = s->h;
+    mb_http *h = s->ln->h;
     if (s->prev)
         s->prev->next = s->next;
     else
@@ -665,14 +705,15 @@ static void sock_free(sock_ctx *s)
 
 static int socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
 {
-    mb_http *h = userp;
+    lane *ln = userp;
+    mb_http *h = ln->h;
     sock_ctx *s = socketp;
     short kind = EV_PERSIST;
     (void)easy;
 
     if (what == CURL_POLL_REMOVE) {
         if (s != NULL) {
-            curl_multi_assign(h->multi, fd, NULL);
+            curl_multi_assign(ln->multi, fd, NULL);
             sock_free(s);
         }
         return 0;
@@ -681,13 +722,13 @@ static int socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *
         s = calloc(1, sizeof(*s));
         if (s == NULL)
             return -1;
-        s->h = h;
+        s->ln = ln;
         s->fd = fd;
         s->next = h->socks;
         if (h->socks)
             h->socks->prev = s;
         h->socks = s;
-        curl_multi_assign(h->multi, fd, s);
+        curl_multi_assign(ln->multi, fd, s);
     }
     if (what & CURL_POLL_IN)
         kind |= EV_READ;
@@ -712,6 +753,38 @@ static int socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *
 static char *dup_or_null(const char *s)
 {
     return s ? strdup(s) : NULL;
+}
+
+/* Splits the connection limits over ceil(maxconn / LANE_CONNS) lanes: each
+ * lane caches its share of maxconn, and the per-host limit is shared out so
+ * that the lanes together never exceed it.  Returns 0 or -1 (out of memory). */
+static int lanes_init(mb_http *h, long maxconn, long host_max)
+{
+    int n = (int)((maxconn + LANE_CONNS - 1) / LANE_CONNS);
+
+    if (host_max > 0 && host_max < n)
+        n = (int)host_max;
+    h->lanes = calloc((size_t)n, sizeof(*h->lanes));
+    if (h->lanes == NULL)
+        return -1;
+    h->nlanes = n;
+    for (int i = 0; i < n; i++) {
+        lane *ln = &h->lanes[i];
+        ln->h = h;
+        ln->multi = curl_multi_init();
+        ln->timer = evtimer_new(h->base, on_timer, ln);
+        if (ln->multi == NULL || ln->timer == NULL)
+            return -1;
+        curl_multi_setopt(ln->multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
+        curl_multi_setopt(ln->multi, CURLMOPT_SOCKETDATA, ln);
+        curl_multi_setopt(ln->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
+        curl_multi_setopt(ln->multi, CURLMOPT_TIMERDATA, ln);
+        curl_multi_setopt(ln->multi, CURLMOPT_MAXCONNECTS, maxconn / n + (i < maxconn % n));
+        if (host_max > 0)
+            curl_multi_setopt(ln->multi, CURLMOPT_MAX_HOST_CONNECTIONS,
+                              host_max / n + (i < host_max % n));
+    }
+    return 0;
 }
 
 mb_http *mb_http_new(struct event_base *base, const mb_http_opts *o, char *err, size_t errlen)
@@ -761,18 +834,10 @@ mb_http *mb_http_new(struct event_base *base, const mb_http_opts *o, char *err, 
         (o->user_agent && !h->user_agent))
         goto oom;
     h->pool = calloc((size_t)h->max_active, sizeof(*h->pool));
-    h->multi = curl_multi_init();
-    h->timer = evtimer_new(base, on_timer, h);
     h->pump_ev = event_new(base, -1, 0, on_pump, h);
-    if (h->pool == NULL || h->multi == NULL || h->timer == NULL || h->pump_ev == NULL)
+    if (h->pool == NULL || h->pump_ev == NULL ||
+        lanes_init(h, maxconn, o->max_host_connections) != 0)
         goto oom;
-    curl_multi_setopt(h->multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
-    curl_multi_setopt(h->multi, CURLMOPT_SOCKETDATA, h);
-    curl_multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
-    curl_multi_setopt(h->multi, CURLMOPT_TIMERDATA, h);
-    curl_multi_setopt(h->multi, CURLMOPT_MAXCONNECTS, maxconn);
-    if (o->max_host_connections > 0)
-        curl_multi_setopt(h->multi, CURLMOPT_MAX_HOST_CONNECTIONS, o->max_host_connections);
     return h;
 oom:
     snprintf(err, errlen, "mb_http_new: out of memory");
@@ -942,7 +1007,8 @@ void mb_http_cancel(mb_http_xfer *x)
     if (x->state == X_QUEUED) {
         xl_del(&h->queued, x);
     } else {
-        curl_multi_remove_handle(h->multi, x->easy);
+        curl_multi_remove_handle(x->ln->multi, x->easy);
+        x->ln->active--;
         xl_del(&h->active, x);
         /* a slot is free: start the next one from the loop, never from here */
         if (h->queued.n > 0)
@@ -989,12 +1055,17 @@ void mb_http_free(mb_http *h)
     while (h->npool > 0)
         curl_easy_cleanup(h->pool[--h->npool]);
     free(h->pool);
-    if (h->multi)
-        curl_multi_cleanup(h->multi); /* closes kept-alive connections */
+    for (int i = 0; i < h->nlanes; i++) {
+        if (h->lanes[i].multi)
+            curl_multi_cleanup(h->lanes[i].multi); /* closes kept-alive connections */
+    }
     while (h->socks != NULL)
         sock_free(h->socks);
-    if (h->timer)
-        event_free(h->timer);
+    for (int i = 0; i < h->nlanes; i++) {
+        if (h->lanes[i].timer)
+            event_free(h->lanes[i].timer);
+    }
+    free(h->lanes);
     if (h->pump_ev)
         event_free(h->pump_ev);
     free(h->ca_file);
