@@ -1611,6 +1611,19 @@ static int ls_string(lscan *s, char *out, size_t len, size_t *n)
     s->p++;
     while (s->p < s->end) {
         unsigned char ch = *s->p;
+        if (ch >= 0x20 && ch < 0x80 && ch != '"' && ch != '\\') {
+            /* a run of plain ASCII, most of every name and value: taken whole */
+            const unsigned char *q = s->p + 1;
+            size_t run;
+            while (q < s->end && *q >= 0x20 && *q < 0x80 && *q != '"' && *q != '\\')
+                q++;
+            run = (size_t)(q - s->p);
+            if (out != NULL && *n + 1 < len)
+                memcpy(out + *n, s->p, run < len - 1 - *n ? run : len - 1 - *n);
+            *n += run;
+            s->p = q;
+            continue;
+        }
         if (ch == '"') {
             s->p++;
             if (out != NULL && len > 0)
@@ -1624,11 +1637,7 @@ static int ls_string(lscan *s, char *out, size_t len, size_t *n)
                 return -1;
             continue;
         }
-        s->p++;
-        if (ch != '\\') {
-            ls_put(out, len, n, ch);
-            continue;
-        }
+        s->p++; /* a backslash */
         if (s->p >= s->end)
             return -1;
         ch = *s->p++;
