@@ -7,8 +7,13 @@
 
 void mb_error_clear(mb_error *e)
 {
-    memset(e, 0, sizeof(*e));
+    /* not a memset of the 600 bytes: this runs several times per cloud call,
+     * and code and msg are read only up to their NUL */
+    e->status = MB_OK;
+    e->http_status = 0;
     e->retry_after_ms = -1;
+    e->code[0] = '\0';
+    e->msg[0] = '\0';
 }
 
 void mb_error_set(mb_error *e, mb_status st, const char *code, const char *fmt, ...)
