@@ -1447,6 +1447,7 @@ mb_cloud_op *mb_cloud_k8s_get(mb_cloud *c, const mb_cloud_target *t, mb_k8s_kind
         return NULL;
     mb_k8s_meta_clear(out);
     op->kind = kind;
+    op->accept = MB_HTTP_ACCEPT_META; /* only metadata is read */
     return op_start(op, "GET", op_url(op, API_K8S, kind_path(kind), name), NULL, NULL,
                     k8s_get_resp);
 }

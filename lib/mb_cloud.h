@@ -275,7 +275,9 @@ typedef struct mb_k8s_meta {
 } mb_k8s_meta;
 void mb_k8s_meta_clear(mb_k8s_meta *m);
 
-/* GET /api/v1/nodes/{name} or /api/v1/namespaces/{name}. */
+/* GET /api/v1/nodes/{name} or /api/v1/namespaces/{name}, metadata only
+ * (Accept MB_HTTP_ACCEPT_META; a server that answers the whole object is
+ * read the same way). */
 mb_cloud_op *mb_cloud_k8s_get(mb_cloud *c, const mb_cloud_target *t, mb_k8s_kind kind,
                               const char *name, mb_k8s_meta *out, mb_cloud_done *done, void *arg);
 

@@ -51,6 +51,10 @@ typedef int mb_http_start_hook(void *arg, long timeout_ms, mb_error *err);
  * the full list (the fallback after the comma). */
 #define MB_HTTP_ACCEPT_META_LIST \
     "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
+/* The same for a read of one object: a PartialObjectMetadata (its metadata
+ * only: a node's status, image list included, stays on the server). */
+#define MB_HTTP_ACCEPT_META \
+    "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json"
 
 typedef struct mb_http_req {
     const char *method;       /* "GET", "POST", "PUT", "PATCH", "DELETE" */

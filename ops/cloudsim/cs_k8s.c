@@ -278,6 +278,83 @@ static int patch(cs_call *c, cs_cluster *cl, json_t **slot, const char *resource
     return 1;
 }
 
+/* ---------------------------------------------------------------- media types */
+
+/* One media range of an Accept header, s[0..n): its type and whether its
+ * parameters ask for the meta.k8s.io/v1 kind `as` (PartialObjectMetadata for
+ * one object, PartialObjectMetadataList for a list). */
+static void media_range(const char *s, size_t n, const char *as_kind, char *type, size_t tlen,
+                        int *meta)
+{
+    char buf[512], *save = NULL;
+    int as = 0, g = 0, v = 0;
+
+    snprintf(buf, sizeof(buf), "%.*s", (int)(n < sizeof(buf) ? n : sizeof(buf) - 1), s);
+    char *tok = strtok_r(buf, ";", &save);
+    snprintf(type, tlen, "%s", tok ? tok + strspn(tok, " \t") : "");
+    type[strcspn(type, " \t")] = '\0';
+    for (tok = strtok_r(NULL, ";", &save); tok != NULL; tok = strtok_r(NULL, ";", &save)) {
+        tok += strspn(tok, " \t");
+        tok[strcspn(tok, " \t")] = '\0';
+        as |= strncmp(tok, "as=", 3) == 0 && is(tok + 3, as_kind);
+        g |= is(tok, "g=meta.k8s.io");
+        v |= is(tok, "v=v1");
+    }
+    *meta = as && g && v;
+}
+
+#define META_MEDIA(kind) "application/json;as=" kind ";g=meta.k8s.io;v=v1"
+
+/* The form a reply is given in, by the first media range of Accept that
+ * cloudsim serves: 1 metadata only (as_kind: PartialObjectMetadata or
+ * PartialObjectMetadataList), 0 the full object or list (also when no Accept
+ * came), -1 none acceptable (the reply, 406, is built). */
+static int meta_form(cs_call *c, const char *as_kind, const char *media)
+{
+    const char *acc = cs_header(c, "Accept");
+    char type[128];
+    int meta;
+
+    if (acc == NULL || *acc == '\0')
+        return 0;
+    for (const char *p = acc; *p;) {
+        size_t n = strcspn(p, ",");
+        media_range(p, n, as_kind, type, sizeof(type), &meta);
+        if (is(type, "application/json") && meta)
+            return 1;
+        if (is(type, "application/json") || is(type, "*/*") || is(type, "application/*"))
+            return 0;
+        p += n + (p[n] == ',');
+    }
+    cs_reply_k8s(c, 406, "NotAcceptable", NULL, NULL,
+                 "only the following media types are accepted: application/json, %s", media);
+    return -1;
+}
+
+static int list_form(cs_call *c)
+{
+    return meta_form(c, "PartialObjectMetadataList", META_MEDIA("PartialObjectMetadataList"));
+}
+
+/* GET of one object: the object, or its PartialObjectMetadata when Accept
+ * asks for it first (kubectl's metadata client, meshbuy's node and namespace
+ * reads), as the API server answers. */
+static void reply_object(cs_call *c, json_t *obj)
+{
+    int form = meta_form(c, "PartialObjectMetadata", META_MEDIA("PartialObjectMetadata"));
+
+    if (form < 0)
+        return;
+    if (form == 0) {
+        cs_reply_json(c, 200, json_incref(obj));
+        return;
+    }
+    cs_reply_json(c, 200,
+                  json_pack("{s:s, s:s, s:O}", "kind", "PartialObjectMetadata", "apiVersion",
+                            "meta.k8s.io/v1", "metadata", json_object_get(obj, "metadata")));
+    c->out_ctype = META_MEDIA("PartialObjectMetadata");
+}
+
 /* ---------------------------------------------------------------- nodes, namespaces */
 
 static void not_found(cs_call *c, const char *resource, const char *name)
@@ -312,7 +389,7 @@ static void nodes(cs_call *c, cs_cluster *cl, const char *name)
     if (n == NULL) {
         not_found(c, "nodes", name);
     } else if (is(c->method, "GET")) {
-        cs_reply_json(c, 200, json_incref(n->obj));
+        reply_object(c, n->obj);
     } else if (!is(c->method, "PATCH")) {
         method_not_allowed(c);
     } else if (patch(c, cl, &n->obj, "nodes", name, &changed)) {
@@ -340,7 +417,7 @@ static void namespaces(cs_call *c, cs_cluster *cl, const char *name)
     if (ns == NULL) {
         not_found(c, "namespaces", name);
     } else if (is(c->method, "GET")) {
-        cs_reply_json(c, 200, json_incref(ns));
+        reply_object(c, ns);
     } else if (!is(c->method, "PATCH")) {
         method_not_allowed(c);
     } else {
@@ -390,52 +467,6 @@ static json_t *pod_json(const cs_model *m, const cs_cluster *cl, long i, const p
                      ip);
 }
 
-/* One media range of an Accept header, s[0..n): its type and whether its
- * parameters ask for a PartialObjectMetadataList of meta.k8s.io/v1. */
-static void media_range(const char *s, size_t n, char *type, size_t tlen, int *meta_list)
-{
-    char buf[512], *save = NULL;
-    int as = 0, g = 0, v = 0;
-
-    snprintf(buf, sizeof(buf), "%.*s", (int)(n < sizeof(buf) ? n : sizeof(buf) - 1), s);
-    char *tok = strtok_r(buf, ";", &save);
-    snprintf(type, tlen, "%s", tok ? tok + strspn(tok, " \t") : "");
-    type[strcspn(type, " \t")] = '\0';
-    for (tok = strtok_r(NULL, ";", &save); tok != NULL; tok = strtok_r(NULL, ";", &save)) {
-        tok += strspn(tok, " \t");
-        tok[strcspn(tok, " \t")] = '\0';
-        as |= is(tok, "as=PartialObjectMetadataList");
-        g |= is(tok, "g=meta.k8s.io");
-        v |= is(tok, "v=v1");
-    }
-    *meta_list = as && g && v;
-}
-
-/* The form a list is answered in, by the first media range of Accept that
- * cloudsim serves: 1 PartialObjectMetadataList, 0 the full list (also when
- * no Accept came), -1 none acceptable (the reply, 406, is built). */
-static int list_form(cs_call *c)
-{
-    const char *acc = cs_header(c, "Accept");
-    char type[128];
-    int meta;
-
-    if (acc == NULL || *acc == '\0')
-        return 0;
-    for (const char *p = acc; *p;) {
-        size_t n = strcspn(p, ",");
-        media_range(p, n, type, sizeof(type), &meta);
-        if (is(type, "application/json") && meta)
-            return 1;
-        if (is(type, "application/json") || is(type, "*/*") || is(type, "application/*"))
-            return 0;
-        p += n + (p[n] == ',');
-    }
-    cs_reply_k8s(c, 406, "NotAcceptable", NULL, NULL,
-                 "only the following media types are accepted: application/json, "
-                 "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1");
-    return -1;
-}
 
 static unsigned long token_hash(const char *s)
 {
@@ -521,7 +552,7 @@ static void pods(cs_call *c, cs_cluster *cl, const char *ns)
     }
     cs_reply_json(c, 200, list);
     if (meta)
-        c->out_ctype = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1";
+        c->out_ctype = META_MEDIA("PartialObjectMetadataList");
 }
 
 /* ---------------------------------------------------------------- workloads */

@@ -310,6 +310,24 @@ expect 200 '.kind == "PodList"' "unserved form, then */*: full PodList"
 call GET /k8s/c-good/api/v1/pods '' -H 'Accept: application/yaml'
 expect 406 '.kind == "Status" and .reason == "NotAcceptable"' "no acceptable form: 406"
 
+note "one object as PartialObjectMetadata (meshbuy's node and namespace reads)"
+OMETA='application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1'
+call GET /k8s/c-labeled/api/v1/nodes/lab-node-1 '' -H "Accept: $OMETA,application/json"
+expect 200 '.kind == "PartialObjectMetadata" and .apiVersion == "meta.k8s.io/v1"
+    and .metadata.name == "lab-node-1" and .metadata.labels.istio == "master"
+    and (.metadata.resourceVersion | length > 0) and .spec == null and .status == null' \
+    "node metadata only"
+call GET /k8s/c-good/api/v1/namespaces/kube-system '' -H "Accept: $OMETA,application/json"
+expect 200 '.kind == "PartialObjectMetadata" and .metadata.name == "kube-system"' \
+    "namespace metadata only"
+ctype=$(curl -sS -o /dev/null -w '%{content_type}' -H "Accept: $OMETA,application/json" \
+    "http://$ADDR/k8s/c-labeled/api/v1/nodes/lab-node-1")
+assert_eq "$OMETA" "$ctype" "Content-Type of one object's metadata"
+call GET /k8s/c-labeled/api/v1/nodes/lab-node-1 '' -H 'Accept: application/json'
+expect 200 '.kind == "Node" and .status != null' "plain Accept: the whole node"
+call GET /k8s/c-labeled/api/v1/nodes/lab-node-1 '' -H 'Accept: application/yaml'
+expect 406 '.reason == "NotAcceptable"' "one object, no acceptable form: 406"
+
 note "workloads"
 call GET $K/apis/apps/v1/namespaces/kube-system/deployments/coredns
 expect 200 '.metadata.generation <= .status.observedGeneration

@@ -835,6 +835,38 @@ static long long requests_total(void)
     return t;
 }
 
+/* Node and namespace reads ask for metadata only and get it from cloudsim
+ * (a PartialObjectMetadata, as from the API server): the fields the steps
+ * read are all there. */
+static void test_k8s_get_metadata_only(void **state)
+{
+    env *e = *state;
+    mb_k8s_meta m = {0};
+    long long since = requests_total();
+    res r;
+
+    CALL(e, r, mb_cloud_k8s_get(e->cloud, &e->t, MB_K8S_NODE, "192.168.1.12", &m, on_done, &r));
+    ASSERT_OK(r);
+    assert_int_equal(m.exists, 1);
+    assert_string_equal(m.name, "192.168.1.12");
+    assert_non_null(m.resource_version);
+    assert_string_equal(json_string_value(json_object_get(m.labels, "team")), "x");
+    assert_true(json_is_object(m.annotations));
+    CALL(e, r, mb_cloud_k8s_get(e->cloud, &e->t, MB_K8S_NAMESPACE, "apps", &m, on_done, &r));
+    ASSERT_OK(r);
+    assert_int_equal(m.exists, 1);
+    assert_string_equal(m.name, "apps");
+    assert_int_equal(media_matching(since, "/api/v1/nodes/192.168.1.12",
+                                    "application/json;as=PartialObjectMetadata;"
+                                    "g=meta.k8s.io;v=v1"),
+                     1);
+    assert_int_equal(media_matching(since, "/api/v1/namespaces/apps",
+                                    "application/json;as=PartialObjectMetadata;"
+                                    "g=meta.k8s.io;v=v1"),
+                     1);
+    mb_k8s_meta_clear(&m);
+}
+
 static void test_pods_count_and_410(void **state)
 {
     env *e = *state;
@@ -1703,6 +1735,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_release_lifecycle, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sg_rules, setup, teardown),
         cmocka_unit_test_setup_teardown(test_k8s_objects_and_labels, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_k8s_get_metadata_only, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pods_count_and_410, setup, teardown),
         cmocka_unit_test_setup_teardown(test_coredns, setup, teardown),
         cmocka_unit_test_setup_teardown(test_workloads_and_restart, setup, teardown),
