@@ -285,8 +285,11 @@ char *mb_sign_canonical(const char *method, const char *path, const char *query,
     unsigned_payload = find_header(hdrs, nhdrs, "x-sdk-content-sha256", 20);
     if (unsigned_payload && strcmp(unsigned_payload, "UNSIGNED-PAYLOAD") == 0) {
         mb_buf_puts(&b, "UNSIGNED-PAYLOAD");
+    } else if (body == NULL || body_len == 0) {
+        /* every GET and DELETE: SHA-256 of nothing, a constant */
+        mb_buf_puts(&b, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
     } else {
-        mb_sign_sha256_hex(body ? body : "", body ? body_len : 0, hash);
+        mb_sign_sha256_hex(body, body_len, hash);
         mb_buf_puts(&b, hash);
     }
     free(names);
