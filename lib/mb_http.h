@@ -11,7 +11,8 @@
 struct event_base;
 
 /* Many transfers run at once on the caller's event_base; nothing blocks.
- * One curl multi handle keeps connections alive and reuses them.  Every
+ * curl multi handles (one per 128 connections) keep connections alive and
+ * reuse them.  Every
  * request is signed with AK/SK when credentials are given (docs/reference.md) and
  * carries the W3C traceparent when given.  Every outcome is classified into
  * an mb_status:
@@ -28,7 +29,7 @@ typedef struct mb_http_opts {
     long timeout_ms;           /* default total time per request; 0 = 30000 */
     const char *ca_file;       /* NULL = system CAs; TLS peer and host always verified */
     long max_host_connections; /* 0 = unlimited (curl queues beyond the limit) */
-    long max_connections;      /* connection cache size; 0 = 256 */
+    long max_connections;      /* connections kept alive, all lanes together; 0 = 256 */
     long max_active;           /* transfers handed to curl at once, the rest wait in a
                                   FIFO here (no socket, no curl handle); 0 = max_connections */
     const char *ak;            /* NULL = requests are not signed */

@@ -467,7 +467,6 @@ static json_t *pod_json(const cs_model *m, const cs_cluster *cl, long i, const p
                      ip);
 }
 
-
 static unsigned long token_hash(const char *s)
 {
     unsigned long h = 5381;
