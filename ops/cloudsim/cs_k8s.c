@@ -309,7 +309,7 @@ static void media_range(const char *s, size_t n, const char *as_kind, char *type
  * cloudsim serves: 1 metadata only (as_kind: PartialObjectMetadata or
  * PartialObjectMetadataList), 0 the full object or list (also when no Accept
  * came), -1 none acceptable (the reply, 406, is built). */
-static int meta_form(cs_call *c, const char *as_kind, const char *media)
+static int meta_form(cs_call *c, const char *as_kind)
 {
     const char *acc = cs_header(c, "Accept");
     char type[128];
@@ -327,13 +327,15 @@ static int meta_form(cs_call *c, const char *as_kind, const char *media)
         p += n + (p[n] == ',');
     }
     cs_reply_k8s(c, 406, "NotAcceptable", NULL, NULL,
-                 "only the following media types are accepted: application/json, %s", media);
+                 "only the following media types are accepted: application/json, "
+                 "application/json;as=%s;g=meta.k8s.io;v=v1",
+                 as_kind);
     return -1;
 }
 
 static int list_form(cs_call *c)
 {
-    return meta_form(c, "PartialObjectMetadataList", META_MEDIA("PartialObjectMetadataList"));
+    return meta_form(c, "PartialObjectMetadataList");
 }
 
 /* GET of one object: the object, or its PartialObjectMetadata when Accept
@@ -341,7 +343,7 @@ static int list_form(cs_call *c)
  * reads), as the API server answers. */
 static void reply_object(cs_call *c, json_t *obj)
 {
-    int form = meta_form(c, "PartialObjectMetadata", META_MEDIA("PartialObjectMetadata"));
+    int form = meta_form(c, "PartialObjectMetadata");
 
     if (form < 0)
         return;
