@@ -1490,9 +1490,6 @@ static int needs_renewal(const mb_saga *s, const sjob *j, long long now)
     return !j->lost && !j->leave && !j->ck_pending && j->lease_until - now <= s->o.lease_ms / 2;
 }
 
-/* Each tick: a lease past its end on our clock is lost; every lease past half
- * its life is renewed, all in one request, one request out at a time.
- * Checkpoints extend leases as jobs move, so most jobs never need one. */
 /* ---- handing back jobs given up ----------------------------------------------------
  * A job leaves memory as lost when its lease ran out on this worker's clock (or its
  * checkpoint could not be confirmed in time).  A renewal or checkpoint may still have
@@ -1584,10 +1581,12 @@ static void handback_back(void *ctx)
     size_t handed = 0;
 
     s->hb_out = 0;
-    if (r->st == MB_AGAIN) /* unreachable: all of them again, later */
+    if (r->st == MB_AGAIN) { /* unreachable: all of them again, later */
         hb_again(s, r->refs, r->n);
-    for (size_t i = 0; r->st != MB_AGAIN && i < r->n; i++)
-        handed += r->back[i] != 0;
+    } else {
+        for (size_t i = 0; i < r->n; i++)
+            handed += r->back[i] != 0;
+    }
     if (handed > 0)
         mb_info("saga", "%zu job(s) given up were still leased to this worker: handed back",
                 handed);
@@ -1624,6 +1623,9 @@ static void hand_back(mb_saga *s)
     s->hb_out = 1;
 }
 
+/* Each tick: a lease past its end on our clock is lost; every lease past half
+ * its life is renewed, all in one request, one request out at a time.
+ * Checkpoints extend leases as jobs move, so most jobs never need one. */
 static void renew_leases(mb_saga *s)
 {
     long long now = mono_ms();
