@@ -382,15 +382,21 @@ static void key_shard(args *a, int shard, const char *what)
     key_of(a, shard, what, NULL);
 }
 
-static void key_index(args *a, const char *order_id)
+/* "<prefix><id>" as one argument (the keys outside the shards). */
+static void key_prefixed(args *a, const char *prefix, const char *id)
 {
-    size_t il = strlen(order_id);
-    char *p = args_open(a, sizeof(INDEX_PREFIX) - 1 + il);
+    size_t pl = strlen(prefix), il = strlen(id);
+    char *p = args_open(a, pl + il);
 
     if (p == NULL)
         return;
-    memcpy(p, INDEX_PREFIX, sizeof(INDEX_PREFIX) - 1);
-    memcpy(p + sizeof(INDEX_PREFIX) - 1, order_id, il);
+    memcpy(p, prefix, pl);
+    memcpy(p + pl, id, il);
+}
+
+static void key_index(args *a, const char *order_id)
+{
+    key_prefixed(a, INDEX_PREFIX, order_id);
 }
 
 /* Ids become parts of keys, of JSON strings built in Lua and of the outbox framing:
@@ -2540,14 +2546,7 @@ mb_status mb_store_dlq_redrives(mb_store *st, size_t max, json_t **out, mb_error
 
 static void key_worker(args *a, const char *id)
 {
-    static const char pre[] = "mb:{w}:worker:";
-    size_t il = strlen(id);
-    char *p = args_open(a, sizeof pre - 1 + il);
-
-    if (p == NULL)
-        return;
-    memcpy(p, pre, sizeof pre - 1);
-    memcpy(p + sizeof pre - 1, id, il);
+    key_prefixed(a, "mb:{w}:worker:", id);
 }
 
 /* Runs one command; an error reply becomes the status (a script's through script_error).
@@ -2668,8 +2667,13 @@ mb_status mb_store_workers(mb_store *st, json_t **out, mb_error *err)
     if (idx->type == REDIS_REPLY_ARRAY)
         n = idx->elements / 2;
     *out = json_array();
-    if (batch_new(&b, 2 * n, "workers", err) < 0 || *out == NULL) {
+    if (batch_new(&b, 2 * n, "workers", err) < 0) {
         s = MB_FATAL;
+        goto done;
+    }
+    if (*out == NULL) {
+        s = MB_FATAL;
+        mb_error_set(err, MB_FATAL, "NoMemory", "workers");
         goto done;
     }
     for (size_t i = 0; i < n; i++) {
