@@ -30,7 +30,9 @@ DEPS_ALL   := build/.deps-all.ok
 # SAN=1: AddressSanitizer + UndefinedBehaviorSanitizer, in its own tree.
 ifeq ($(SAN),1)
 O        ?= build/san
-override CFLAGS  += -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+# MB_CHECK_SPLIT: the worker proves every split checkpoint's dirty marks (mb_saga.c).
+override CFLAGS  += -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined \
+                    -DMB_CHECK_SPLIT
 override LDFLAGS += -fsanitize=address,undefined
 else
 O        ?= build/rel

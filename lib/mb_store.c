@@ -10,7 +10,12 @@
  *       id key shard order state status step attempt fence claims ck cancel tp created
  *       updated next_run lease_owner lease_until error_code error_msg saga [raw cancel_at
  *       deleted_by]
- *       (saga: the saga that runs the job; a record without it is a "create"; deleted_by:
+ *       [step:<NN>:<name> ...]
+ *       (state: the saga's checkpoint document.  Once a worker has checkpointed it, split:
+ *       "state" holds its top-level members and each step record is a field step:<NN>:<name>,
+ *       NN the step's place in its saga, so a checkpoint rewrites one record instead of the
+ *       whole document; a whole-document write drops those fields; readers join them back.
+ *       saga: the saga that runs the job; a record without it is a "create"; deleted_by:
  *       on a create, the delete order accepted for its mesh.  A delete job's state starts
  *       as {"target": snapshot of the create it undoes, or null}, taken by the accept
  *       script; a delete never holds the name)
@@ -938,6 +943,67 @@ static int set_str(char **dst, const redisReply *v)
     return *dst ? 0 : -1;
 }
 
+typedef struct field_val {
+    const redisReply *f, *v;
+} field_val;
+
+static int field_cmp(const void *a, const void *b)
+{
+    const field_val *x = a, *y = b;
+
+    return strcmp(x->f->str, y->f->str);
+}
+
+static int is_step_field(const redisReply *f)
+{
+    return f->str != NULL && strncmp(f->str, "step:", 5) == 0;
+}
+
+/* Joins the step:<NN>:<name> fields of a split record (key layout) back into state.steps,
+ * in saga order.  A field that is not a JSON object is left out, as a garbled state is.
+ * 0, or -1 out of memory. */
+static int join_steps(json_t *state, const redisReply *r)
+{
+    field_val *fv;
+    size_t n = 0;
+    json_t *steps;
+    int rc = 0;
+
+    for (size_t i = 0; i + 1 < r->elements; i += 2)
+        n += is_step_field(r->element[i]);
+    if (n == 0)
+        return 0;
+    fv = malloc(n * sizeof(*fv));
+    steps = json_object_get(state, "steps");
+    if (!json_is_object(steps)) {
+        steps = json_object();
+        if (json_object_set_new(state, "steps", steps) < 0)
+            steps = NULL;
+    }
+    if (fv == NULL || steps == NULL) {
+        free(fv);
+        return -1;
+    }
+    n = 0;
+    for (size_t i = 0; i + 1 < r->elements; i += 2)
+        if (is_step_field(r->element[i]))
+            fv[n++] = (field_val){r->element[i], r->element[i + 1]};
+    qsort(fv, n, sizeof(*fv), field_cmp);
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        const char *name = strchr(fv[i].f->str + 5, ':');
+        json_t *rec;
+        if (name == NULL || name[1] == '\0' || fv[i].v->type != REDIS_REPLY_STRING)
+            continue;
+        rec = json_loadb(fv[i].v->str, fv[i].v->len, 0, NULL);
+        if (json_is_object(rec))
+            rc = json_object_set_new(steps, name + 1, rec);
+        else
+            json_decref(rec);
+    }
+    free(fv);
+    return rc;
+}
+
 /* A job from an HGETALL reply (flat field/value array).  NULL on a malformed record. */
 static mb_job *job_from_hash(const redisReply *r)
 {
@@ -1011,6 +1077,8 @@ static mb_job *job_from_hash(const redisReply *r)
     }
     if (j->state == NULL)
         j->state = json_object();
+    if (j->state != NULL && join_steps(j->state, r) < 0)
+        bad = 1;
     if (bad || j->order_id[0] == '\0' || j->state == NULL) {
         mb_job_free(j);
         return NULL;
@@ -1378,6 +1446,54 @@ static int args_json(args *a, const json_t *v)
     return args_failed(a) ? -1 : 0;
 }
 
+static const char *const STATE_SKIP[] = {"steps", NULL};
+
+/* The state of a split checkpoint: its members but "steps", as one object. */
+static int args_json_top(args *a, const json_t *v)
+{
+    size_t at;
+
+    if (!json_is_object(v))
+        return -1;
+    at = args_begin(a);
+    if (at == 0)
+        return -1;
+    mb_buf_add(&a->b, "{", 1);
+    if (mb_json_dump_members(&a->b, v, STATE_SKIP) < 0) {
+        args_cancel(a, at);
+        return -1;
+    }
+    mb_buf_add(&a->b, "}", 1);
+    args_end(a, at);
+    return args_failed(a) ? -1 : 0;
+}
+
+/* "step:<NN>:<name>" (see the key layout) and the record, for each of the split
+ * checkpoint's records; -1 when one cannot be written. */
+static int args_records(args *a, const mb_checkpoint *k)
+{
+    char f[96];
+
+    if (!k->split) {
+        args_ll(a, -1);
+        return 0;
+    }
+    args_ll(a, (long long)k->n_records);
+    for (size_t i = 0; i < k->n_records; i++) {
+        const mb_ck_record *r = &k->records[i];
+        int n = snprintf(f, sizeof(f), "step:%02d:%s", r->index, r->name ? r->name : "");
+        if (r->index < 0 || r->index > 99 || r->name == NULL || r->name[0] == '\0' || n < 0 ||
+            (size_t)n >= sizeof(f))
+            return -1;
+        if (!json_is_object(r->rec))
+            return -1;
+        args_add(a, f, (size_t)n);
+        if (args_json(a, r->rec) < 0)
+            return -1;
+    }
+    return 0;
+}
+
 static int checkpoint_cmd(mb_store *st, const mb_checkpoint *k, cmd *c, mb_error *err)
 {
     int shard;
@@ -1401,9 +1517,9 @@ static int checkpoint_cmd(mb_store *st, const mb_checkpoint *k, cmd *c, mb_error
     args_str(&c->a, st->worker_id);
     args_ll(&c->a, k->lease_ms);
     args_ll(&c->a, k->run_in_ms < 0 ? -1 : k->run_in_ms);
-    if (k->state == NULL) {
+    if (k->state == NULL && !k->split) {
         args_str(&c->a, UNCHANGED);
-    } else if (args_json(&c->a, k->state) < 0) {
+    } else if ((k->split ? args_json_top(&c->a, k->state) : args_json(&c->a, k->state)) < 0) {
         mb_error_set(err, MB_PERM, "BadRequest", "checkpoint %s: state not serializable",
                      k->order_id);
         return -1;
@@ -1432,6 +1548,12 @@ static int checkpoint_cmd(mb_store *st, const mb_checkpoint *k, cmd *c, mb_error
                          k->order_id, i);
             return -1;
         }
+    }
+    if (args_records(&c->a, k) < 0) {
+        mb_error_set(err, MB_PERM, "BadRequest",
+                     "checkpoint %s: a step record is not an object with a step name and place",
+                     k->order_id);
+        return -1;
     }
     return 0;
 }

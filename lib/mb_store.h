@@ -181,6 +181,14 @@ long long mb_store_next_due_in_ms(const mb_store *st);
 mb_status mb_store_stirs(mb_store *st, unsigned long long *wake, mb_error *err);
 
 /* ---- checkpoint */
+
+/* One step record of a split checkpoint (below). */
+typedef struct mb_ck_record {
+    int index;         /* the step's place in its saga, 0..99: records read back in this order */
+    const char *name;  /* the step: state.steps.<name> */
+    const json_t *rec; /* the record (borrowed) */
+} mb_ck_record;
+
 typedef struct mb_checkpoint {
     const char *order_id;               /* the job, borrowed */
     const char *key;                    /* its mesh key */
@@ -206,6 +214,15 @@ typedef struct mb_checkpoint {
     long long ck;
     json_t *const *events; /* status events to queue, in order (borrowed) */
     size_t n_events;
+    /* Split form: state is written without its "steps" member, and only the step records
+     * listed here are (re)written, each on its own; the others keep what was written
+     * before, so a step's checkpoint costs its own record, not the whole document.  The
+     * first split checkpoint of a claim lists every record of state.steps: one written
+     * whole (accept, rewrite, a checkpoint without split) has them inside the document.
+     * Readers always get the whole document back (mb_job.state). */
+    int split;
+    const mb_ck_record *records;
+    size_t n_records;
 } mb_checkpoint;
 
 typedef struct mb_checkpoint_result {

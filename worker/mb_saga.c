@@ -64,6 +64,7 @@
 
 #include <jansson.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -120,6 +121,12 @@ typedef struct sjob {
     struct event *wake_ev; /* a short poll's wait in memory (made at the first one) */
     long long sleep_ms;    /* > 0: wait that long once the queued checkpoint is back */
     int sleeping;          /* waiting for wake_ev */
+    uint64_t dirty;        /* step records changed since the last confirmed checkpoint
+                              (bit = the step's place): what a split checkpoint rewrites */
+    int ck_whole;          /* the next checkpoint rewrites every record (the claim's first) */
+#ifdef MB_CHECK_SPLIT
+    json_t *written; /* the document as last sent: records left out must still equal it */
+#endif
     struct sjob *prev, *next;
     struct sjob *hnext; /* chain in mb_saga.held, by order id */
 } sjob;
@@ -269,11 +276,6 @@ static json_t *st_obj(json_t *o, const char *k)
     return v;
 }
 
-static json_t *step_rec(sjob *j, const mb_step *st)
-{
-    return st_obj(st_obj(j->pub.state, "steps"), st->name);
-}
-
 static int step_index(const sjob *j, const mb_step *st)
 {
     for (int i = 0; i < j->def->nsteps; i++) {
@@ -281,6 +283,13 @@ static int step_index(const sjob *j, const mb_step *st)
             return i;
     }
     return 0;
+}
+
+/* The step's record, to change: the next checkpoint rewrites it. */
+static json_t *step_rec(sjob *j, const mb_step *st)
+{
+    j->dirty |= UINT64_C(1) << step_index(j, st);
+    return st_obj(st_obj(j->pub.state, "steps"), st->name);
 }
 
 /* The saga's position, clamped to its steps. */
@@ -467,6 +476,8 @@ typedef struct ck_req {
     int keep[FLUSH_BATCH];
     long long next_run[FLUSH_BATCH]; /* as asked: stamped against the send time */
     json_t *evs[FLUSH_BATCH][MAX_EVENTS];
+    uint64_t sent[FLUSH_BATCH]; /* the records each rewrites (bit = the step's place) */
+    mb_ck_record *recs;         /* their records, def->nsteps a job (owned) */
     mb_checkpoint_result res[FLUSH_BATCH];
     mb_status sts[FLUSH_BATCH];
     mb_error errs[FLUSH_BATCH];
@@ -485,9 +496,68 @@ static const char *ckpt_step(const sjob *j)
     return step_name(j, st_step(j));
 }
 
-/* Fills everything but the times, which the Redis thread stamps when it sends. */
-static void fill_ckpt(sjob *j, mb_checkpoint *ck, json_t **evs)
+static uint64_t all_steps(const sjob *j)
 {
+    return j->def->nsteps >= 64 ? ~UINT64_C(0) : (UINT64_C(1) << j->def->nsteps) - 1;
+}
+
+#ifdef MB_CHECK_SPLIT
+/* Sanitized builds prove the dirty marks: every record a split checkpoint leaves out
+ * must equal what was sent before, or Redis would keep a stale one.  Aborts if not. */
+static void check_split(sjob *j, uint64_t sent)
+{
+    const json_t *now = json_object_get(j->pub.state, "steps");
+    const json_t *was = json_object_get(j->written, "steps");
+
+    for (int i = 0; i < j->def->nsteps && j->written; i++) {
+        const char *name = j->def->steps[i]->name;
+        const json_t *a = json_object_get(now, name), *b = json_object_get(was, name);
+        if (!(sent >> i & 1) && (a || b) && !json_equal(a, b)) {
+            jlog(MB_LOG_ERROR, j, "split checkpoint leaves out record %s, which changed", name);
+            abort();
+        }
+    }
+    json_decref(j->written);
+    j->written = json_deep_copy(j->pub.state);
+}
+#endif
+
+/* The records a split checkpoint rewrites (mb_checkpoint): those changed since the last
+ * confirmed one, the executing step's (its ck changes in place), or every record on the
+ * claim's first.  Fills out (def->nsteps) and *sent; returns the count, or -1 to write the
+ * whole document: a record under a name this saga does not know, or not an object. */
+static int ckpt_records(sjob *j, mb_ck_record *out, uint64_t *sent)
+{
+    json_t *steps = json_object_get(j->pub.state, "steps");
+    uint64_t want = j->dirty;
+    int n = 0;
+
+    if (j->ck_whole) {
+        const char *k;
+        json_t *v;
+        json_object_foreach(steps, k, v)
+        {
+            if (mb_saga_def_step(j->def, k) < 0 || !json_is_object(v))
+                return -1;
+        }
+        want = all_steps(j);
+    }
+    if (j->step)
+        want |= UINT64_C(1) << step_index(j, j->step);
+    *sent = want;
+    for (int i = 0; i < j->def->nsteps; i++) {
+        json_t *rec = want >> i & 1 ? json_object_get(steps, j->def->steps[i]->name) : NULL;
+        if (json_is_object(rec))
+            out[n++] = (mb_ck_record){i, j->def->steps[i]->name, rec};
+    }
+    return n;
+}
+
+/* Fills everything but the times, which the Redis thread stamps when it sends. */
+static void fill_ckpt(sjob *j, mb_checkpoint *ck, json_t **evs, mb_ck_record *recs, uint64_t *sent)
+{
+    int nrec = ckpt_records(j, recs, sent);
+
     json_t *error = json_object_get(j->pub.state, "error");
     size_t n = json_array_size(j->events);
 
@@ -511,7 +581,15 @@ static void fill_ckpt(sjob *j, mb_checkpoint *ck, json_t **evs)
         .release_name_of = j->pub.release_name_of,
         .events = evs,
         .n_events = n,
+        .split = nrec >= 0,
+        .records = recs,
+        .n_records = nrec > 0 ? (size_t)nrec : 0,
     };
+    if (nrec < 0)
+        *sent = all_steps(j);
+#ifdef MB_CHECK_SPLIT
+    check_split(j, *sent);
+#endif
 }
 
 /* Redis thread: stamps the send time and writes the batch. */
@@ -626,8 +704,13 @@ static void ck_back(void *ctx)
         sjob *j = r->jobs[i];
         if (j->ck_first_ms == 0)
             j->ck_first_ms = r->sent_ms;
+        if (r->sts[i] == MB_OK) { /* before ckpt_done: the job goes on from there */
+            j->dirty &= ~r->sent[i];
+            j->ck_whole = !r->cks[i].split;
+        }
         ckpt_done(j, r->sts[i], &r->res[i], &r->errs[i], r->sent_ms);
     }
+    free(r->recs);
     free(r);
 }
 
@@ -635,21 +718,30 @@ static void ck_back(void *ctx)
 static void flush_batch(mb_saga *s, sjob **batch, size_t n)
 {
     ck_req *r = calloc(1, sizeof(*r));
+    size_t nrecs = 0;
 
-    if (r != NULL) {
+    for (size_t i = 0; i < n; i++)
+        nrecs += (size_t)batch[i]->def->nsteps;
+    if (r != NULL)
+        r->recs = malloc(nrecs * sizeof(*r->recs));
+    if (r != NULL && r->recs != NULL) {
         r->saga = s;
         r->n = n;
+        nrecs = 0;
         for (size_t i = 0; i < n; i++) {
             r->jobs[i] = batch[i];
             r->keep[i] = batch[i]->ck_keep;
             r->next_run[i] = batch[i]->ck_next_run;
-            fill_ckpt(batch[i], &r->cks[i], r->evs[i]);
+            fill_ckpt(batch[i], &r->cks[i], r->evs[i], r->recs + nrecs, &r->sent[i]);
+            nrecs += (size_t)batch[i]->def->nsteps;
             mb_error_clear(&r->errs[i]);
         }
         if (mb_rq_submit(s->rq, ck_run, ck_back, r) == 0)
             return;
-        free(r);
     }
+    if (r != NULL)
+        free(r->recs);
+    free(r);
     /* Out of memory or shutting down: nothing was sent; the leases run out. */
     for (size_t i = 0; i < n; i++) {
         batch[i]->ck_pending = 0;
@@ -1152,6 +1244,9 @@ static void drop(sjob *j)
     if (j->wake_ev)
         event_free(j->wake_ev);
     json_decref(j->events);
+#ifdef MB_CHECK_SPLIT
+    json_decref(j->written);
+#endif
     mb_order_free(j->order);
     mb_job_free(j->job);
     free(j);
@@ -1287,6 +1382,7 @@ static void start(mb_saga *s, mb_job *job, long long granted_ms)
     for (size_t d = 0; d < s->ndefs && s->defs[d] != def; d++)
         j->hist_base += s->defs[d]->nsteps;
     j->job = job;
+    j->ck_whole = 1;
     j->events = json_array();
     /* A claim sent again after a lost reply returns leases already running: count what is
      * left of them, from when the re-sent claim went out. */

@@ -1269,6 +1269,150 @@ static void test_delete_accept(void **state)
     mb_store_free(a);
 }
 
+/* The number of step:<NN>:<name> fields of a job record. */
+static size_t step_fields(mb_store *st, const char *order_id, const char *key)
+{
+    redisContext *rc = raw();
+    redisReply *r = redisCommand(rc, "HKEYS mb:{s%d}:job:%s", mb_store_shard_of(st, key), order_id);
+    size_t n = 0;
+
+    assert_non_null(r);
+    for (size_t i = 0; i < r->elements; i++)
+        n += strncmp(r->element[i]->str, "step:", 5) == 0;
+    freeReplyObject(r);
+    redisFree(rc);
+    return n;
+}
+
+static mb_status split_ckpt(mb_store *st, const mb_job *j, const json_t *doc,
+                            const mb_ck_record *recs, size_t n, long long run_in, mb_error *e)
+{
+    mb_checkpoint_result res;
+    mb_status s;
+    mb_checkpoint k = {.order_id = j->order_id,
+                       .key = j->key,
+                       .fence = j->fence,
+                       .state = doc,
+                       .status = run_in < 0 ? "Running" : "Installing",
+                       .step = "label_nodes",
+                       .attempt = 1,
+                       .run_in_ms = run_in,
+                       .lease_ms = 30000,
+                       .split = 1,
+                       .records = recs,
+                       .n_records = n};
+
+    mb_error_clear(e);
+    mb_store_checkpoint(st, &k, 1, &res, &s, e);
+    return s;
+}
+
+/* A split checkpoint rewrites only the records it names; readers, the delete's snapshot
+ * included, get the whole document back, records in saga order; a whole-document write
+ * drops the records' fields. */
+static void test_split_checkpoint(void **state)
+{
+    const char *key = "acct6/mesh-split";
+    mb_store *a;
+    mb_job *c, *g;
+    mb_error e;
+    json_t *doc, *steps, *t;
+    const char *k;
+    json_t *v;
+    size_t i = 0;
+    (void)state;
+    flushall();
+    a = open_store("wsplit");
+    accept1(a, "ord-sp", "acct6", "mesh-split");
+    c = claim_one(a, 30000);
+    assert_non_null(c);
+    doc = json_pack("{s:i, s:{s:{s:s}, s:{s:s}}}", "step", 2, "steps", "precheck", "status",
+                    "running", "validate", "status", "done");
+    steps = json_object_get(doc, "steps");
+    mb_ck_record all[2] = {{2, "precheck", json_object_get(steps, "precheck")},
+                           {0, "validate", json_object_get(steps, "validate")}};
+    assert_int_equal(split_ckpt(a, c, doc, all, 2, 0, &e), MB_OK);
+    assert_int_equal(step_fields(a, "ord-sp", key), 2);
+
+    /* one record changes, one is new: only they are sent */
+    json_object_set_new(json_object_get(steps, "precheck"), "status", json_string("done"));
+    json_object_set_new(steps, "label_nodes", json_pack("{s:s}", "status", "running"));
+    json_object_set_new(doc, "step", json_integer(3));
+    json_object_set_new(json_object_get(steps, "validate"), "status", json_string("not sent"));
+    mb_ck_record two[2] = {{2, "precheck", json_object_get(steps, "precheck")},
+                           {3, "label_nodes", json_object_get(steps, "label_nodes")}};
+    assert_int_equal(split_ckpt(a, c, doc, two, 2, -1, &e), MB_OK);
+    assert_int_equal(step_fields(a, "ord-sp", key), 3);
+    assert_int_equal(mb_store_get(a, "ord-sp", &g, &e), MB_OK);
+    assert_int_equal(json_integer_value(json_object_get(g->state, "step")), 3);
+    json_object_foreach(json_object_get(g->state, "steps"), k, v)
+    {
+        static const char *const order[] = {"validate", "precheck", "label_nodes"};
+        static const char *const status[] = {"done", "done", "running"};
+        assert_true(i < 3);
+        assert_string_equal(k, order[i]);
+        assert_string_equal(json_string_value(json_object_get(v, "status")), status[i]);
+        i++;
+    }
+    assert_int_equal(i, 3);
+
+    /* the delete's snapshot of the create is the whole document too */
+    assert_int_equal(accept_saga(a, "del-sp", "acct6", "mesh-split", "delete").verdict,
+                     MB_ACCEPT_NEW);
+    t = target_of(a, "del-sp");
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(t, "state"), "step")), 3);
+    assert_int_equal(json_object_size(json_object_get(json_object_get(t, "state"), "steps")), 3);
+    assert_string_equal(
+        json_string_value(json_object_get(
+            json_object_get(json_object_get(json_object_get(t, "state"), "steps"), "validate"),
+            "status")),
+        "done");
+    json_decref(t);
+
+    /* a rewrite writes the whole document: the fields go, its own steps count */
+    json_t *whole = json_pack("{s:{s:{s:s}}}", "steps", "validate", "status", "replayed");
+    mb_rewrite w = {"ord-sp", key,  whole, "Installing", "validate",     0, "",
+                    "",       NULL, 0,     g->fence,     g->checkpoints, 0};
+    assert_int_equal(mb_store_rewrite(a, &w, &e), MB_OK);
+    assert_int_equal(step_fields(a, "ord-sp", key), 0);
+    mb_job_free(g);
+    assert_int_equal(mb_store_get(a, "ord-sp", &g, &e), MB_OK);
+    assert_true(json_equal(g->state, whole));
+    mb_job_free(g);
+    json_decref(whole);
+
+    /* records the store cannot name are refused, nothing written */
+    mb_job_free(c);
+    c = NULL;
+    mb_job **jobs = NULL;
+    size_t n = 0;
+    assert_int_equal(mb_store_claim(a, 30000, 100, "t-sp", 0, &jobs, &n, &e), MB_OK);
+    for (size_t x = 0; x < n; x++) { /* the rewritten create and the delete */
+        if (strcmp(jobs[x]->order_id, "ord-sp") == 0)
+            c = jobs[x];
+        else
+            mb_job_free(jobs[x]);
+    }
+    free(jobs);
+    assert_non_null(c);
+    mb_ck_record bad[2] = {{100, "validate", json_object_get(steps, "validate")},
+                           {0, "validate", json_string("x")}};
+    assert_int_equal(split_ckpt(a, c, doc, bad, 1, 0, &e), MB_PERM);
+    assert_string_equal(e.code, "BadRequest");
+    assert_int_equal(split_ckpt(a, c, doc, bad + 1, 1, 0, &e), MB_PERM);
+    json_decref((json_t *)bad[1].rec);
+    assert_int_equal(step_fields(a, "ord-sp", key), 0);
+    /* so is a checkpoint of the whole document */
+    assert_int_equal(split_ckpt(a, c, doc, all, 1, 0, &e), MB_OK);
+    assert_int_equal(step_fields(a, "ord-sp", key), 1);
+    mb_checkpoint_result res;
+    assert_int_equal(ckpt(a, c, c->fence, "Installing", 0, NULL, &res, &e), MB_OK);
+    assert_int_equal(step_fields(a, "ord-sp", key), 0);
+    mb_job_free(c);
+    json_decref(doc);
+    mb_store_free(a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1282,6 +1426,7 @@ int main(void)
         cmocka_unit_test(test_sre_ops),
         cmocka_unit_test(test_replay_claims_name),
         cmocka_unit_test(test_delete_accept),
+        cmocka_unit_test(test_split_checkpoint),
         cmocka_unit_test(test_index_retention_depths),
         cmocka_unit_test(test_bytes_stored),
         cmocka_unit_test(test_claim_resent),
