@@ -333,24 +333,32 @@ static void make_ids(const mb_status_event *ev, char *id, char *subject)
     mb_json_fmt_ll(id + n, ev->seq);
 }
 
-json_t *mb_event_build_json(const mb_status_event *ev, char *err, size_t errlen)
+/* What both builders start from: the time, id and subject, and every input checked. */
+static int prepare(const mb_status_event *ev, char *when, char *id, char *subject, char *err,
+                   size_t errlen)
 {
-    char when[32], id[160], subject[136];
     mb_jcheck c;
-    json_t *env, *data;
-    int rc = 0;
 
-    mb_json_time_ms(ev->occurred_ms ? ev->occurred_ms : mb_json_now_ms(), when, sizeof when);
+    mb_json_time_ms(ev->occurred_ms ? ev->occurred_ms : mb_json_now_ms(), when, 32);
     if (!ev->account_id || !ev->mesh_name) {
         snprintf(err, errlen, "data.%s: is required", ev->account_id ? "mesh_name" : "account_id");
-        return NULL;
+        return -1;
     }
     make_ids(ev, id, subject);
     /* the worker must never publish what consumers would reject */
     if (check_utf8(ev, id, subject, err, errlen) < 0)
-        return NULL;
+        return -1;
     mb_jcheck_init(&c, err, errlen);
-    if (check_inputs(&c, ev, id, subject, when) < 0)
+    return check_inputs(&c, ev, id, subject, when);
+}
+
+json_t *mb_event_build_json(const mb_status_event *ev, char *err, size_t errlen)
+{
+    char when[32], id[160], subject[136];
+    json_t *env, *data;
+    int rc = 0;
+
+    if (prepare(ev, when, id, subject, err, errlen) < 0)
         return NULL;
     data = build_data(ev, when);
     env = json_object();
@@ -375,6 +383,80 @@ json_t *mb_event_build_json(const mb_status_event *ev, char *err, size_t errlen)
         return NULL;
     }
     return env;
+}
+
+_Static_assert(sizeof(((mb_event_parts *)0)->traceparent) == MB_TRACEPARENT_LEN + 1,
+               "mb_event_parts.traceparent holds a traceparent");
+
+/* ,"key": then the string s (already checked: valid UTF-8); nothing when s is NULL. */
+static void part_str(mb_buf *b, const char *key, const char *s)
+{
+    if (s == NULL)
+        return;
+    mb_buf_puts(b, key);
+    mb_json_put_str(b, s, strlen(s));
+}
+
+static void part_int(mb_buf *b, const char *key, long long v)
+{
+    char num[MB_JSON_LL_MAX];
+
+    mb_buf_puts(b, key);
+    mb_buf_add(b, num, mb_json_fmt_ll(num, v));
+}
+
+/* The same members as build_data and mb_event_build_json, in their order, written out. */
+int mb_event_build_parts(const mb_status_event *ev, mb_event_parts *out, char *err, size_t errlen)
+{
+    char when[32], id[160], subject[136];
+    mb_buf b = {0};
+
+    memset(out, 0, sizeof(*out));
+    if (prepare(ev, when, id, subject, err, errlen) < 0)
+        return -1;
+    mb_buf_puts(&b, "\"specversion\":\"1.0\"");
+    part_str(&b, ",\"source\":", ev->source ? ev->source : MB_EVENT_SOURCE);
+    mb_buf_puts(&b, ",\"type\":\"" MB_TYPE_MESH_STATUS "\"");
+    part_str(&b, ",\"time\":", when);
+    mb_buf_puts(&b, ",\"datacontenttype\":\"application/json\"");
+    part_str(&b, ",\"subject\":", subject);
+    part_str(&b, ",\"traceparent\":", ev->traceparent);
+    out->head_len = b.len;
+    part_str(&b, "\"order_id\":", ev->order_id);
+    part_str(&b, ",\"mesh_id\":", ev->mesh_id);
+    part_str(&b, ",\"account_id\":", ev->account_id);
+    part_str(&b, ",\"mesh_name\":", ev->mesh_name);
+    part_str(&b, ",\"cluster_id\":", ev->cluster_id);
+    part_str(&b, ",\"status\":", mb_mesh_status_name(ev->status));
+    part_str(&b, ",\"step\":", ev->step);
+    part_int(&b, ",\"step_index\":", ev->step_index);
+    part_int(&b, ",\"step_total\":", ev->step_total);
+    part_str(&b, ",\"message\":", ev->message ? ev->message : "");
+    if (ev->error_code) {
+        part_str(&b, ",\"error\":{\"code\":", ev->error_code);
+        part_str(&b, ",\"message\":", ev->error_message ? ev->error_message : "");
+        mb_buf_puts(&b, ev->error_retryable ? ",\"retryable\":true}" : ",\"retryable\":false}");
+    }
+    part_int(&b, ",\"attempt\":", ev->attempt);
+    part_str(&b, ",\"occurred_at\":", when);
+    if (b.oom) {
+        mb_buf_free(&b);
+        snprintf(err, errlen, "event: out of memory");
+        return -1;
+    }
+    out->data_len = b.len - out->head_len;
+    out->text = mb_buf_take(&b);
+    snprintf(out->traceparent, sizeof(out->traceparent), "%s",
+             ev->traceparent ? ev->traceparent : "");
+    return 0;
+}
+
+void mb_event_parts_free(mb_event_parts *p)
+{
+    if (p == NULL)
+        return;
+    free(p->text);
+    memset(p, 0, sizeof(*p));
 }
 
 char *mb_event_build(const mb_status_event *ev, char *err, size_t errlen)

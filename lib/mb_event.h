@@ -62,6 +62,23 @@ char *mb_event_build(const mb_status_event *ev, char *err, size_t errlen);
 /* Same, as a JSON object (new reference). */
 json_t *mb_event_build_json(const mb_status_event *ev, char *err, size_t errlen);
 
+/* A status event as the store queues it (mb_checkpoint): the members of the envelope but
+ * "id" and "data", and the members of data but "seq", each without braces, in the order
+ * and bytes mb_event_build_json's object would dump them; the store stamps id and seq
+ * when it queues the event.  text holds head_len bytes of head, then data_len of data. */
+typedef struct mb_event_parts {
+    char *text; /* owned */
+    size_t head_len, data_len;
+    char traceparent[56]; /* the envelope's traceparent (MB_TRACEPARENT_LEN), "" when none */
+} mb_event_parts;
+
+/* Builds ev's parts into out, under the same rules as mb_event_build_json, without
+ * building the object: the worker queues a few events at every step.  0, or -1 with err
+ * as mb_event_build_json (out then holds nothing to free). */
+int mb_event_build_parts(const mb_status_event *ev, mb_event_parts *out, char *err, size_t errlen);
+
+void mb_event_parts_free(mb_event_parts *p);
+
 /* Parses and checks one status event (len bytes, need not be NUL-terminated)
  * per schemas/mesh-status.schema.json.  Returns the envelope (new reference)
  * or NULL with the reason in err. */

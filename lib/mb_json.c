@@ -566,6 +566,11 @@ static int wr_str(mb_buf *b, const char *s, size_t len)
     return 0;
 }
 
+int mb_json_put_str(mb_buf *b, const char *s, size_t len)
+{
+    return wr_str(b, s, len);
+}
+
 /* The containers being written, outermost first.  An explicit stack rather than recursion:
  * a deep tree costs heap, not C stack.  The path doubles as jansson's circular-reference
  * check (a container met again inside itself is refused): a linear scan while the path is

@@ -98,6 +98,10 @@ int mb_json_dump(mb_buf *b, const json_t *v);
  * 0, or -1 as mb_json_dump (also when obj is not an object). */
 int mb_json_dump_members(mb_buf *b, const json_t *obj, const char *const *skip);
 
+/* Appends s (len bytes) as a quoted JSON string, escaped as json_dumps escapes it.  0, or
+ * -1 on invalid UTF-8 (b then holds part of it: the caller drops what it was building). */
+int mb_json_put_str(mb_buf *b, const char *s, size_t len);
+
 /* json_dumps(v, JSON_COMPACT): new string (free()), or NULL when v is not an array or
  * object, cannot be written, or memory ran out. */
 char *mb_json_dumps(const json_t *v);

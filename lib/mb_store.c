@@ -1539,7 +1539,7 @@ static int checkpoint_cmd(mb_store *st, const mb_checkpoint *k, cmd *c, mb_error
     args_ll(&c->a, st->retain_ms);
     args_ll(&c->a, st->tombstone_ms);
     args_str(&c->a, INDEX_PREFIX);
-    args_ll(&c->a, (long long)k->n_events);
+    args_ll(&c->a, (long long)(k->n_events + k->n_parts));
     for (size_t i = 0; i < k->n_events; i++) {
         if (args_event_tp(&c->a, k->events[i]) < 0) {
             mb_error_set(err, MB_PERM, "BadRequest",
@@ -1548,6 +1548,17 @@ static int checkpoint_cmd(mb_store *st, const mb_checkpoint *k, cmd *c, mb_error
                          k->order_id, i);
             return -1;
         }
+    }
+    for (size_t i = 0; i < k->n_parts; i++) {
+        const mb_event_parts *p = &k->parts[i];
+        if (p->text == NULL || !tp_ok(p->traceparent)) {
+            mb_error_set(err, MB_PERM, "BadRequest", "checkpoint %s: event %zu is not built",
+                         k->order_id, k->n_events + i);
+            return -1;
+        }
+        args_str(&c->a, p->traceparent);
+        args_add(&c->a, p->text, p->head_len);
+        args_add(&c->a, p->text + p->head_len, p->data_len);
     }
     if (args_records(&c->a, k) < 0) {
         mb_error_set(err, MB_PERM, "BadRequest",

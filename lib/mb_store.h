@@ -7,6 +7,7 @@
 #include <jansson.h>
 
 #include "mb_err.h"
+#include "mb_event.h"
 
 /* The key layout, the Lua scripts and the Redis Cluster story are described at the
  * top of mb_store.c; nothing outside that file knows a key name. */
@@ -214,6 +215,8 @@ typedef struct mb_checkpoint {
     long long ck;
     json_t *const *events; /* status events to queue, in order (borrowed) */
     size_t n_events;
+    const mb_event_parts *parts; /* or: the events already written out (mb_event_build_parts), */
+    size_t n_parts;              /* queued after events (borrowed) */
     /* Split form: state is written without its "steps" member, and only the step records
      * listed here are (re)written, each on its own; the others keep what was written
      * before, so a step's checkpoint costs its own record, not the whole document.  The

@@ -97,20 +97,21 @@
 typedef struct sjob {
     mb_sjob pub; /* first: steps see only this */
     struct mb_saga *saga;
-    const mb_saga_def *def; /* the job's saga (borrowed from the engine's set) */
-    int hist_base;          /* its first step's histogram in saga->hist */
-    mb_job *job;            /* store record: fence, key, status (owned) */
-    mb_order *order;        /* parsed from job->order (owned) */
-    const mb_step *step;    /* executing, or NULL between executions */
-    int compensating;       /* step runs its compensate() */
-    int pending;            /* cloud calls in flight */
-    int lost;               /* lease lost: drop once calls return */
-    int leave;              /* checkpointed for later (or ended): leaves memory */
-    long long lease_until;  /* ms, monotonic (mono_ms): conservative end of our lease */
-    json_t *events;         /* status events queued for the next checkpoint */
-    char mesh_id[32];       /* stable per order: "mesh-" + hash of key and order id */
-    long long exec_us;      /* when the current execution started (monotonic) */
-    int ck_pending;         /* a checkpoint is queued, out, or waiting to be re-sent */
+    const mb_saga_def *def;            /* the job's saga (borrowed from the engine's set) */
+    int hist_base;                     /* its first step's histogram in saga->hist */
+    mb_job *job;                       /* store record: fence, key, status (owned) */
+    mb_order *order;                   /* parsed from job->order (owned) */
+    const mb_step *step;               /* executing, or NULL between executions */
+    int compensating;                  /* step runs its compensate() */
+    int pending;                       /* cloud calls in flight */
+    int lost;                          /* lease lost: drop once calls return */
+    int leave;                         /* checkpointed for later (or ended): leaves memory */
+    long long lease_until;             /* ms, monotonic (mono_ms): conservative end of our lease */
+    mb_event_parts events[MAX_EVENTS]; /* status events queued for the next checkpoint */
+    int nevents;
+    char mesh_id[32];  /* stable per order: "mesh-" + hash of key and order id */
+    long long exec_us; /* when the current execution started (monotonic) */
+    int ck_pending;    /* a checkpoint is queued, out, or waiting to be re-sent */
     int ck_keep;
     long long ck_next_run;
     const char *ck_status;
@@ -360,7 +361,6 @@ static void queue_ev(sjob *j, mb_status_event *ev, mb_mesh_status status, const 
 {
     int i = mb_saga_def_step(j->def, step);
     char err[256];
-    json_t *e;
 
     ev->order_id = j->job->order_id;
     ev->mesh_id = j->mesh_id;
@@ -376,12 +376,15 @@ static void queue_ev(sjob *j, mb_status_event *ev, mb_mesh_status status, const 
         ev->error_message = st_str(error, "message");
         ev->error_retryable = json_is_true(json_object_get(error, "retryable"));
     }
-    e = mb_event_build_json(ev, err, sizeof(err));
-    if (e == NULL) {
+    if (j->nevents == MAX_EVENTS) { /* no path queues that many between checkpoints */
+        jlog(MB_LOG_ERROR, j, "status event %s not queued: %d already wait", step, MAX_EVENTS);
+        return;
+    }
+    if (mb_event_build_parts(ev, &j->events[j->nevents], err, sizeof(err)) < 0) {
         jlog(MB_LOG_ERROR, j, "status event not built: %s", err);
         return;
     }
-    json_array_append_new(j->events, e);
+    j->nevents++;
 }
 
 static void queue_event(sjob *j, mb_mesh_status status, const char *step, const char *msg,
@@ -400,6 +403,13 @@ static void queue_event(sjob *j, mb_mesh_status status, const char *step, const 
 
 static void drop(sjob *j);
 static void lease_lost(sjob *j, const char *why);
+
+static void clear_events(sjob *j)
+{
+    for (int i = 0; i < j->nevents; i++)
+        mb_event_parts_free(&j->events[i]);
+    j->nevents = 0;
+}
 
 /* Puts a job whose checkpoint is pending on the queue the next flush sends. */
 static void enqueue_ckpt(sjob *j)
@@ -475,9 +485,8 @@ typedef struct ck_req {
     mb_checkpoint cks[FLUSH_BATCH];
     int keep[FLUSH_BATCH];
     long long next_run[FLUSH_BATCH]; /* as asked: stamped against the send time */
-    json_t *evs[FLUSH_BATCH][MAX_EVENTS];
-    uint64_t sent[FLUSH_BATCH]; /* the records each rewrites (bit = the step's place) */
-    mb_ck_record *recs;         /* their records, def->nsteps a job (owned) */
+    uint64_t sent[FLUSH_BATCH];      /* the records each rewrites (bit = the step's place) */
+    mb_ck_record *recs;              /* their records, def->nsteps a job (owned) */
     mb_checkpoint_result res[FLUSH_BATCH];
     mb_status sts[FLUSH_BATCH];
     mb_error errs[FLUSH_BATCH];
@@ -554,17 +563,11 @@ static int ckpt_records(sjob *j, mb_ck_record *out, uint64_t *sent)
 }
 
 /* Fills everything but the times, which the Redis thread stamps when it sends. */
-static void fill_ckpt(sjob *j, mb_checkpoint *ck, json_t **evs, mb_ck_record *recs, uint64_t *sent)
+static void fill_ckpt(sjob *j, mb_checkpoint *ck, mb_ck_record *recs, uint64_t *sent)
 {
     int nrec = ckpt_records(j, recs, sent);
-
     json_t *error = json_object_get(j->pub.state, "error");
-    size_t n = json_array_size(j->events);
 
-    if (n > MAX_EVENTS)
-        n = MAX_EVENTS;
-    for (size_t i = 0; i < n; i++)
-        evs[i] = json_array_get(j->events, i);
     *ck = (mb_checkpoint){
         .order_id = j->job->order_id,
         .key = j->job->key,
@@ -579,8 +582,8 @@ static void fill_ckpt(sjob *j, mb_checkpoint *ck, json_t **evs, mb_ck_record *re
         .lease_ms = j->saga->o.lease_ms,
         .release_name = j->pub.release_name,
         .release_name_of = j->pub.release_name_of,
-        .events = evs,
-        .n_events = n,
+        .parts = j->events,
+        .n_parts = (size_t)j->nevents,
         .split = nrec >= 0,
         .records = recs,
         .n_records = nrec > 0 ? (size_t)nrec : 0,
@@ -663,7 +666,7 @@ static void ckpt_done(sjob *j, mb_status st, const mb_checkpoint_result *res, co
         return;
     }
     j->ck_pending = 0;
-    json_array_clear(j->events);
+    clear_events(j);
     if (st != MB_OK) {
         jlog(MB_LOG_WARN, j, "checkpoint refused, dropping the job: %s", e->msg);
         j->saga->stats.lost++;
@@ -732,7 +735,7 @@ static void flush_batch(mb_saga *s, sjob **batch, size_t n)
             r->jobs[i] = batch[i];
             r->keep[i] = batch[i]->ck_keep;
             r->next_run[i] = batch[i]->ck_next_run;
-            fill_ckpt(batch[i], &r->cks[i], r->evs[i], r->recs + nrecs, &r->sent[i]);
+            fill_ckpt(batch[i], &r->cks[i], r->recs + nrecs, &r->sent[i]);
             nrecs += (size_t)batch[i]->def->nsteps;
             mb_error_clear(&r->errs[i]);
         }
@@ -1126,7 +1129,7 @@ static void poll_later(sjob *j, long long ms)
         j->leave = 1;
         return;
     }
-    if (json_array_size(j->events) > 0) {
+    if (j->nevents > 0) {
         checkpoint(j, active_word(j, j->compensating), now_ms(), 1);
         j->sleep_ms = ms;
         return;
@@ -1243,7 +1246,7 @@ static void drop(sjob *j)
     s->njobs--;
     if (j->wake_ev)
         event_free(j->wake_ev);
-    json_decref(j->events);
+    clear_events(j);
 #ifdef MB_CHECK_SPLIT
     json_decref(j->written);
 #endif
@@ -1383,7 +1386,6 @@ static void start(mb_saga *s, mb_job *job, long long granted_ms)
         j->hist_base += s->defs[d]->nsteps;
     j->job = job;
     j->ck_whole = 1;
-    j->events = json_array();
     /* A claim sent again after a lost reply returns leases already running: count what is
      * left of them, from when the re-sent claim went out. */
     j->lease_until = granted_ms + (job->lease_left_ms > 0 && job->lease_left_ms < s->o.lease_ms
