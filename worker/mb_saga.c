@@ -64,6 +64,7 @@
 
 #include <jansson.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -134,8 +135,9 @@ typedef struct sjob {
 
 struct mb_saga {
     struct event_base *base;
-    struct event *flush_ev; /* end of a loop turn: write the queued checkpoints */
-    sjob **ckq;             /* jobs waiting for their checkpoint */
+    struct event *flush_ev;  /* end of a loop turn: write the queued checkpoints */
+    sjob **ckq;              /* jobs waiting for their checkpoint */
+    struct ck_req *ck_spare; /* a checkpoint request back from Redis, for the next batch */
     size_t nq, capq;
     sjob **rsq; /* jobs whose checkpoint waits to be re-sent */
     size_t nrs, caprs;
@@ -481,17 +483,100 @@ static long long run_in(int keep, long long next_run, long long now)
 typedef struct ck_req {
     mb_saga *saga;
     size_t n;
-    sjob *jobs[FLUSH_BATCH];
-    mb_checkpoint cks[FLUSH_BATCH];
-    int keep[FLUSH_BATCH];
-    long long next_run[FLUSH_BATCH]; /* as asked: stamped against the send time */
-    uint64_t sent[FLUSH_BATCH];      /* the records each rewrites (bit = the step's place) */
-    mb_ck_record *recs;              /* their records, def->nsteps a job (owned) */
-    mb_checkpoint_result res[FLUSH_BATCH];
-    mb_status sts[FLUSH_BATCH];
-    mb_error errs[FLUSH_BATCH];
     long long sent_ms; /* monotonic, stamped by the Redis thread just before sending */
+    size_t cap_recs;   /* records there is room for (FLUSH_BATCH entries always) */
+    /* n of each, in the same allocation (ck_req_new), which is kept for the next batch
+     * (mb_saga.ck_spare): a new one of this size was fresh pages to fault in at every flush */
+    sjob **jobs;
+    mb_checkpoint *cks;
+    long long *next_run; /* as asked: stamped against the send time */
+    uint64_t *sent;      /* the records each rewrites (bit = the step's place) */
+    mb_checkpoint_result *res;
+    mb_error *errs;
+    mb_ck_record *recs; /* their records, def->nsteps a job */
+    int *keep;
+    mb_status *sts;
 } ck_req;
+
+/* Hands out the next n * size bytes of *p, kept aligned for any member. */
+static void *carve(char **p, size_t n, size_t size)
+{
+    void *at = *p;
+    size_t a = _Alignof(max_align_t);
+
+    *p += (n * size + a - 1) / a * a;
+    return at;
+}
+
+/* A new request with room for FLUSH_BATCH entries and cap records, or NULL. */
+static ck_req *ck_req_alloc(size_t cap)
+{
+    const size_t a = _Alignof(max_align_t), m = FLUSH_BATCH;
+    size_t size;
+    ck_req *r;
+    char *p;
+
+#define CK_ROOM(k, t) (((k) * sizeof(t) + a - 1) / a * a)
+    size = CK_ROOM(1, ck_req) + CK_ROOM(m, sjob *) + CK_ROOM(m, mb_checkpoint) +
+           CK_ROOM(m, long long) + CK_ROOM(m, uint64_t) + CK_ROOM(m, mb_checkpoint_result) +
+           CK_ROOM(m, mb_error) + CK_ROOM(cap, mb_ck_record) + CK_ROOM(m, int) +
+           CK_ROOM(m, mb_status);
+#undef CK_ROOM
+    p = malloc(size);
+    if (p == NULL)
+        return NULL;
+    r = carve(&p, 1, sizeof(*r));
+    r->cap_recs = cap;
+    r->jobs = carve(&p, m, sizeof(*r->jobs));
+    r->cks = carve(&p, m, sizeof(*r->cks));
+    r->next_run = carve(&p, m, sizeof(*r->next_run));
+    r->sent = carve(&p, m, sizeof(*r->sent));
+    r->res = carve(&p, m, sizeof(*r->res));
+    r->errs = carve(&p, m, sizeof(*r->errs));
+    r->recs = carve(&p, cap, sizeof(*r->recs));
+    r->keep = carve(&p, m, sizeof(*r->keep));
+    r->sts = carve(&p, m, sizeof(*r->sts));
+    return r;
+}
+
+/* A request for the batch (n <= FLUSH_BATCH): the spare if it has room for the records,
+ * else a new one.  flush_batch fills every entry but res and sts, cleared here.  NULL when
+ * out of memory. */
+static ck_req *ck_req_new(mb_saga *s, sjob **batch, size_t n)
+{
+    size_t nrecs = 0, cap = 0;
+    ck_req *r = s->ck_spare;
+
+    for (size_t i = 0; i < n; i++)
+        nrecs += (size_t)batch[i]->def->nsteps;
+    s->ck_spare = NULL;
+    if (r == NULL || r->cap_recs < nrecs) {
+        free(r);
+        for (size_t d = 0; d < s->ndefs; d++)
+            if ((size_t)s->defs[d]->nsteps > cap)
+                cap = (size_t)s->defs[d]->nsteps;
+        r = ck_req_alloc(cap * FLUSH_BATCH > nrecs ? cap * FLUSH_BATCH : nrecs);
+        if (r == NULL)
+            return NULL;
+    }
+    r->saga = s;
+    r->n = n;
+    r->sent_ms = 0;
+    memset(r->res, 0, n * sizeof(*r->res));
+    memset(r->sts, 0, n * sizeof(*r->sts));
+    return r;
+}
+
+/* Keeps r as the spare for the next batch, or frees it if there is one. */
+static void ck_req_done(ck_req *r)
+{
+    mb_saga *s = r->saga;
+
+    if (s->ck_spare == NULL)
+        s->ck_spare = r;
+    else
+        free(r);
+}
 
 /* The step the record names: where the saga stands, or, once it has ended after a
  * compensation, where it stopped (compensation leaves the position before the first step,
@@ -713,24 +798,16 @@ static void ck_back(void *ctx)
         }
         ckpt_done(j, r->sts[i], &r->res[i], &r->errs[i], r->sent_ms);
     }
-    free(r->recs);
-    free(r);
+    ck_req_done(r);
 }
 
 /* Hands a batch of queued checkpoints to the Redis thread (one round trip). */
 static void flush_batch(mb_saga *s, sjob **batch, size_t n)
 {
-    ck_req *r = calloc(1, sizeof(*r));
+    ck_req *r = ck_req_new(s, batch, n);
     size_t nrecs = 0;
 
-    for (size_t i = 0; i < n; i++)
-        nrecs += (size_t)batch[i]->def->nsteps;
-    if (r != NULL)
-        r->recs = malloc(nrecs * sizeof(*r->recs));
-    if (r != NULL && r->recs != NULL) {
-        r->saga = s;
-        r->n = n;
-        nrecs = 0;
+    if (r != NULL) {
         for (size_t i = 0; i < n; i++) {
             r->jobs[i] = batch[i];
             r->keep[i] = batch[i]->ck_keep;
@@ -741,10 +818,8 @@ static void flush_batch(mb_saga *s, sjob **batch, size_t n)
         }
         if (mb_rq_submit(s->rq, ck_run, ck_back, r) == 0)
             return;
+        ck_req_done(r);
     }
-    if (r != NULL)
-        free(r->recs);
-    free(r);
     /* Out of memory or shutting down: nothing was sent; the leases run out. */
     for (size_t i = 0; i < n; i++) {
         batch[i]->ck_pending = 0;
@@ -1951,6 +2026,7 @@ void mb_saga_free(mb_saga *s)
     refs_free(s->hb, s->nhb);
     if (s->flush_ev)
         event_free(s->flush_ev);
+    free(s->ck_spare);
     free(s->ckq);
     free(s->rsq);
     free(s->hist);
