@@ -333,13 +333,15 @@ static void make_ids(const mb_status_event *ev, char *id, char *subject)
     mb_json_fmt_ll(id + n, ev->seq);
 }
 
+enum { WHEN_MAX = 32 }; /* "2024-05-01T12:00:00.123Z" and room to spare */
+
 /* What both builders start from: the time, id and subject, and every input checked. */
 static int prepare(const mb_status_event *ev, char *when, char *id, char *subject, char *err,
                    size_t errlen)
 {
     mb_jcheck c;
 
-    mb_json_time_ms(ev->occurred_ms ? ev->occurred_ms : mb_json_now_ms(), when, 32);
+    mb_json_time_ms(ev->occurred_ms ? ev->occurred_ms : mb_json_now_ms(), when, WHEN_MAX);
     if (!ev->account_id || !ev->mesh_name) {
         snprintf(err, errlen, "data.%s: is required", ev->account_id ? "mesh_name" : "account_id");
         return -1;
@@ -354,7 +356,7 @@ static int prepare(const mb_status_event *ev, char *when, char *id, char *subjec
 
 json_t *mb_event_build_json(const mb_status_event *ev, char *err, size_t errlen)
 {
-    char when[32], id[160], subject[136];
+    char when[WHEN_MAX], id[160], subject[136];
     json_t *env, *data;
     int rc = 0;
 
@@ -388,13 +390,15 @@ json_t *mb_event_build_json(const mb_status_event *ev, char *err, size_t errlen)
 _Static_assert(sizeof(((mb_event_parts *)0)->traceparent) == MB_TRACEPARENT_LEN + 1,
                "mb_event_parts.traceparent holds a traceparent");
 
-/* ,"key": then the string s (already checked: valid UTF-8); nothing when s is NULL. */
-static void part_str(mb_buf *b, const char *key, const char *s)
+/* ,"key": then the string s; nothing when s is NULL.  Sets *bad if s is not UTF-8 (prepare
+ * has checked every string: this keeps a slip from writing half a string). */
+static void part_str(mb_buf *b, const char *key, const char *s, int *bad)
 {
     if (s == NULL)
         return;
     mb_buf_puts(b, key);
-    mb_json_put_str(b, s, strlen(s));
+    if (mb_json_put_str(b, s, strlen(s)) < 0)
+        *bad = 1;
 }
 
 static void part_int(mb_buf *b, const char *key, long long v)
@@ -408,40 +412,41 @@ static void part_int(mb_buf *b, const char *key, long long v)
 /* The same members as build_data and mb_event_build_json, in their order, written out. */
 int mb_event_build_parts(const mb_status_event *ev, mb_event_parts *out, char *err, size_t errlen)
 {
-    char when[32], id[160], subject[136];
+    char when[WHEN_MAX], id[160], subject[136];
     mb_buf b = {0};
+    int bad = 0;
 
     memset(out, 0, sizeof(*out));
     if (prepare(ev, when, id, subject, err, errlen) < 0)
         return -1;
     mb_buf_puts(&b, "\"specversion\":\"1.0\"");
-    part_str(&b, ",\"source\":", ev->source ? ev->source : MB_EVENT_SOURCE);
+    part_str(&b, ",\"source\":", ev->source ? ev->source : MB_EVENT_SOURCE, &bad);
     mb_buf_puts(&b, ",\"type\":\"" MB_TYPE_MESH_STATUS "\"");
-    part_str(&b, ",\"time\":", when);
+    part_str(&b, ",\"time\":", when, &bad);
     mb_buf_puts(&b, ",\"datacontenttype\":\"application/json\"");
-    part_str(&b, ",\"subject\":", subject);
-    part_str(&b, ",\"traceparent\":", ev->traceparent);
+    part_str(&b, ",\"subject\":", subject, &bad);
+    part_str(&b, ",\"traceparent\":", ev->traceparent, &bad);
     out->head_len = b.len;
-    part_str(&b, "\"order_id\":", ev->order_id);
-    part_str(&b, ",\"mesh_id\":", ev->mesh_id);
-    part_str(&b, ",\"account_id\":", ev->account_id);
-    part_str(&b, ",\"mesh_name\":", ev->mesh_name);
-    part_str(&b, ",\"cluster_id\":", ev->cluster_id);
-    part_str(&b, ",\"status\":", mb_mesh_status_name(ev->status));
-    part_str(&b, ",\"step\":", ev->step);
+    part_str(&b, "\"order_id\":", ev->order_id, &bad);
+    part_str(&b, ",\"mesh_id\":", ev->mesh_id, &bad);
+    part_str(&b, ",\"account_id\":", ev->account_id, &bad);
+    part_str(&b, ",\"mesh_name\":", ev->mesh_name, &bad);
+    part_str(&b, ",\"cluster_id\":", ev->cluster_id, &bad);
+    part_str(&b, ",\"status\":", mb_mesh_status_name(ev->status), &bad);
+    part_str(&b, ",\"step\":", ev->step, &bad);
     part_int(&b, ",\"step_index\":", ev->step_index);
     part_int(&b, ",\"step_total\":", ev->step_total);
-    part_str(&b, ",\"message\":", ev->message ? ev->message : "");
+    part_str(&b, ",\"message\":", ev->message ? ev->message : "", &bad);
     if (ev->error_code) {
-        part_str(&b, ",\"error\":{\"code\":", ev->error_code);
-        part_str(&b, ",\"message\":", ev->error_message ? ev->error_message : "");
+        part_str(&b, ",\"error\":{\"code\":", ev->error_code, &bad);
+        part_str(&b, ",\"message\":", ev->error_message ? ev->error_message : "", &bad);
         mb_buf_puts(&b, ev->error_retryable ? ",\"retryable\":true}" : ",\"retryable\":false}");
     }
     part_int(&b, ",\"attempt\":", ev->attempt);
-    part_str(&b, ",\"occurred_at\":", when);
-    if (b.oom) {
+    part_str(&b, ",\"occurred_at\":", when, &bad);
+    if (b.oom || bad) {
         mb_buf_free(&b);
-        snprintf(err, errlen, "event: out of memory");
+        snprintf(err, errlen, "event: %s", bad ? "a field is not UTF-8" : "out of memory");
         return -1;
     }
     out->data_len = b.len - out->head_len;

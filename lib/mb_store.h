@@ -215,8 +215,10 @@ typedef struct mb_checkpoint {
     long long ck;
     json_t *const *events; /* status events to queue, in order (borrowed) */
     size_t n_events;
-    const mb_event_parts *parts; /* or: the events already written out (mb_event_build_parts), */
-    size_t n_parts;              /* queued after events (borrowed) */
+    /* More status events, already written out (mb_event_build_parts): queued after events,
+     * in order (borrowed).  The worker's way: it builds no event objects. */
+    const mb_event_parts *parts;
+    size_t n_parts;
     /* Split form: state is written without its "steps" member, and only the step records
      * listed here are (re)written, each on its own; the others keep what was written
      * before, so a step's checkpoint costs its own record, not the whole document.  The
