@@ -37,7 +37,7 @@
  *   mb:meta:indexed            string: set once every job written before the status index
  *                              was indexed (by the first listing)
  *   mb:{w}:worker:<worker id>  hash: a worker's heartbeat (id host pid version started seen
- *                              every ttl lease admin sagas), expiring ttl ms after its last
+ *                              every ttl lease admin sagas layout), expiring ttl ms after its last
  *                              beat (mb_store_worker_beat)
  *   mb:{w}:workers             zset: worker id -> when it last beat (a day's worth): meshctl
  *                              workers reads it, and the records, never the keyspace
@@ -2675,6 +2675,9 @@ mb_status mb_store_dlq_redrives(mb_store *st, size_t max, json_t **out, mb_error
 /* ================================================================ workers (meshctl workers) */
 
 #define WORKERS_KEEP_MS (24LL * 3600 * 1000) /* index entries of workers not seen for a day go */
+/* A worker whose record still exists beats at least this often (its ttl is 2 x lease + its
+ * period): the beat looks this far back for workers of an older layout. */
+#define WORKERS_LIVE_MS (3600LL * 1000)
 #define WORKERS_MAX     1000
 
 static void key_worker(args *a, const char *id)
@@ -2707,8 +2710,11 @@ static mb_status run_one(mb_store *st, cmd *c, const char *what, redisReply **ou
     return s;
 }
 
-mb_status mb_store_worker_beat(mb_store *st, const mb_worker_info *w, mb_error *err)
+mb_status mb_store_worker_beat(mb_store *st, const mb_worker_info *w, int *peers_current,
+                               mb_error *err)
 {
+    redisReply *r = NULL;
+    mb_status s;
     cmd c;
 
     memset(&c, 0, sizeof(c));
@@ -2719,6 +2725,8 @@ mb_status mb_store_worker_beat(mb_store *st, const mb_worker_info *w, mb_error *
     args_str(&c.a, st->worker_id);
     args_ll(&c.a, w->ttl_ms);
     args_ll(&c.a, WORKERS_KEEP_MS);
+    args_ll(&c.a, WORKERS_LIVE_MS);
+    args_ll(&c.a, MB_STORE_LAYOUT);
     args_str(&c.a, "id");
     args_str(&c.a, st->worker_id);
     args_str(&c.a, "host");
@@ -2739,7 +2747,18 @@ mb_status mb_store_worker_beat(mb_store *st, const mb_worker_info *w, mb_error *
     args_str(&c.a, w->admin);
     args_str(&c.a, "sagas");
     args_ll(&c.a, w->sagas);
-    return run_one(st, &c, "worker_beat", NULL, err);
+    s = run_one(st, &c, "worker_beat", &r, err);
+    if (s != MB_OK)
+        return s;
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+        r->element[1]->type != REDIS_REPLY_INTEGER) {
+        mb_error_set(err, MB_AGAIN, "BadReply", "worker_beat: unexpected reply");
+        s = MB_AGAIN;
+    } else if (peers_current) {
+        *peers_current = r->element[1]->integer == 1;
+    }
+    freeReplyObject(r);
+    return s;
 }
 
 mb_status mb_store_worker_gone(mb_store *st, mb_error *err)

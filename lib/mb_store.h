@@ -449,10 +449,17 @@ typedef struct mb_worker_info {
     int sagas;            /* 1 if it runs sagas (0: intake and relay only) */
 } mb_worker_info;
 
+/* The job record layout this build writes and reads: 2 = split checkpoints (mb_checkpoint).
+ * Workers say theirs in the heartbeat. */
+#define MB_STORE_LAYOUT 2
+
 /* Writes this worker's heartbeat (its id: the store's worker id): the record, expiring
- * ttl_ms from now, and its entry in the index of workers (entries of workers not seen for a
- * day are dropped).  "seen" is Redis's clock.  One script, one round trip. */
-mb_status mb_store_worker_beat(mb_store *st, const mb_worker_info *w, mb_error *err);
+ * ttl_ms from now, with its layout, and its entry in the index of workers (entries of
+ * workers not seen for a day are dropped).  "seen" is Redis's clock.  *peers_current (may
+ * be NULL): 1 when every live worker's layout is MB_STORE_LAYOUT or later, 0 while one of
+ * an older build (which says none) is alive.  One script, one round trip. */
+mb_status mb_store_worker_beat(mb_store *st, const mb_worker_info *w, int *peers_current,
+                               mb_error *err);
 
 /* Removes this worker's heartbeat record (a clean exit: it is not late, it is gone); its
  * index entry stays, with when it last beat. */

@@ -483,16 +483,29 @@ static const char lua_forget[] =
     "return 1\n";
 
 static const char lua_worker_beat[] =
-    "-- KEYS: record index.  ARGV: id ttl_ms keep_ms, then field value pairs.\n"
+    "-- KEYS: record index.  ARGV: id ttl_ms keep_ms live_ms layout, then field value pairs.\n"
     "-- A worker's heartbeat: its record (expires ttl_ms after the last beat) and its entry in\n"
     "-- the index of workers (last seen; entries older than keep_ms are dropped), so meshctl\n"
     "-- finds workers, and the ones whose record expired, without a keyspace scan.\n"
+    "-- Returns {now, 1 if every live worker (a record still there, seen within live_ms)\n"
+    "-- writes job records of this layout or later, else 0}: until an older worker is gone,\n"
+    "-- checkpoints are written in the form it reads.\n"
     "local now = clock_ms()\n"
-    "redis.call('HSET', KEYS[1], 'seen', now, unpack(ARGV, 4))\n"
+    "redis.call('HSET', KEYS[1], 'seen', now, 'layout', ARGV[5], unpack(ARGV, 6))\n"
     "redis.call('PEXPIRE', KEYS[1], ARGV[2])\n"
     "redis.call('ZADD', KEYS[2], now, ARGV[1])\n"
     "redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - tonumber(ARGV[3]))\n"
-    "return now\n";
+    "local pre, all = string.sub(KEYS[1], 1, #KEYS[1] - #ARGV[1]), 1\n"
+    "for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], now - tonumber(ARGV[4]), '+inf')) "
+    "do\n"
+    "  local v = redis.call('HGET', pre .. id, 'layout')\n"
+    "  if v then\n"
+    "    if (tonumber(v) or 0) < tonumber(ARGV[5]) then all = 0 end\n"
+    "  elseif redis.call('EXISTS', pre .. id) == 1 then\n"
+    "    all = 0\n"
+    "  end\n"
+    "end\n"
+    "return {now, all}\n";
 
 static const char lua_leases[] =
     "-- KEYS: due.  ARGV: job_prefix max.  Read only.\n"

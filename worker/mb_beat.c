@@ -17,6 +17,8 @@ struct mb_beat {
     int out;           /* a beat is out on the Redis thread */
     mb_status last;    /* how the last one went */
     int failed_said;   /* a failure was logged (once, until a beat succeeds) */
+    int current_now;   /* the last beat's answer (Redis thread) */
+    int current;       /* every live worker writes this layout (loop thread, from beat_done) */
 };
 
 static char *dup_or_empty(const char *s)
@@ -57,7 +59,7 @@ static void beat_run(mb_store *st, void *ctx)
     mb_error e;
 
     mb_error_clear(&e);
-    b->last = mb_store_worker_beat(st, &b->info, &e);
+    b->last = mb_store_worker_beat(st, &b->info, &b->current_now, &e);
     if (b->last != MB_OK && !b->failed_said)
         mb_warn("beat", "heartbeat not written (retried every %lld ms): %s", b->info.every_ms,
                 e.msg);
@@ -69,6 +71,13 @@ static void beat_done(void *ctx)
 
     b->out = 0;
     b->failed_said = b->last != MB_OK;
+    if (b->last == MB_OK)
+        b->current = b->current_now;
+}
+
+int mb_beat_peers_current(const mb_beat *b)
+{
+    return b != NULL && b->current;
 }
 
 void mb_beat_tick(mb_beat *b, long long now_ms)

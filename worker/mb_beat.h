@@ -21,6 +21,10 @@ mb_beat *mb_beat_new(struct mb_rq *rq, const mb_worker_info *info);
 /* Submits a beat when one is due (now_ms monotonic) and none is out.  Loop thread. */
 void mb_beat_tick(mb_beat *b, long long now_ms);
 
+/* 1 once a beat found every live worker on this build's job record layout
+ * (MB_STORE_LAYOUT); 0 before the first beat and while an older worker is alive. */
+int mb_beat_peers_current(const mb_beat *b);
+
 /* A clean exit: removes the record through st (synchronous, borrowed), so the worker is not
  * listed as one that stopped beating.  Call after the Redis queue stopped. */
 void mb_beat_gone(mb_beat *b, mb_store *st);

@@ -33,6 +33,7 @@ static void tick(void *ctx)
     const mb_worker_metrics *m = mb_loop_metrics(e->loop);
     unsigned long long w = m->orders_accepted + m->cancels + mb_loop_stirred(e->loop);
 
+    mb_saga_set_split(e->saga, mb_loop_peers_current(e->loop));
     if (w != e->wake_seen) {
         e->wake_seen = w;
         mb_saga_wake(e->saga);

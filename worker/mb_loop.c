@@ -859,6 +859,11 @@ const char *mb_loop_worker_id(const mb_loop *l)
     return l->worker_id;
 }
 
+int mb_loop_peers_current(const mb_loop *l)
+{
+    return mb_beat_peers_current(l->beat);
+}
+
 mb_worker_metrics *mb_loop_metrics(mb_loop *l)
 {
     return &l->m;

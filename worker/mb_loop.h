@@ -67,6 +67,9 @@ struct event_base *mb_loop_base(mb_loop *l);
 struct mb_store *mb_loop_store(mb_loop *l); /* synchronous: blocks the loop; prefer the queue */
 struct mb_rq *mb_loop_rq(mb_loop *l);       /* the Redis queue (its own thread and connection) */
 const char *mb_loop_worker_id(const mb_loop *l);
+/* 1 once the heartbeat found every live worker on this build's job record layout
+ * (mb_beat_peers_current). */
+int mb_loop_peers_current(const mb_loop *l);
 mb_worker_metrics *mb_loop_metrics(mb_loop *l);
 
 /* Grows each time the loop saw a shard's wake counter move (mb_store_stirs, read every

@@ -138,6 +138,7 @@ struct mb_saga {
     struct event *flush_ev;  /* end of a loop turn: write the queued checkpoints */
     sjob **ckq;              /* jobs waiting for their checkpoint */
     struct ck_req *ck_spare; /* a checkpoint request back from Redis, for the next batch */
+    int split;               /* checkpoints may be split (mb_saga_set_split) */
     size_t nq, capq;
     sjob **rsq; /* jobs whose checkpoint waits to be re-sent */
     size_t nrs, caprs;
@@ -619,13 +620,16 @@ static void check_split(sjob *j, uint64_t sent)
 /* The records a split checkpoint rewrites (mb_checkpoint): those changed since the last
  * confirmed one, the executing step's (its ck changes in place), or every record on the
  * claim's first.  Fills out (def->nsteps) and *sent; returns the count, or -1 to write the
- * whole document: a record under a name this saga does not know, or not an object. */
+ * whole document: while a worker of an older layout is alive (mb_saga_set_split), or for a
+ * record under a name this saga does not know, or not an object. */
 static int ckpt_records(sjob *j, mb_ck_record *out, uint64_t *sent)
 {
     json_t *steps = json_object_get(j->pub.state, "steps");
     uint64_t want = j->dirty;
     int n = 0;
 
+    if (!j->saga->split)
+        return -1;
     if (j->ck_whole) {
         const char *k;
         json_t *v;
@@ -1936,6 +1940,11 @@ static void claim(mb_saga *s)
         return;
     }
     s->claim_out = 1;
+}
+
+void mb_saga_set_split(mb_saga *s, int on)
+{
+    s->split = on;
 }
 
 void mb_saga_tick(mb_saga *s)

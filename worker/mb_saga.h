@@ -60,6 +60,10 @@ mb_saga *mb_saga_new(struct event_base *base, struct mb_rq *rq, struct mb_cloud 
  * up to max_inflight (one claim out at a time).  Never waits on Redis. */
 void mb_saga_tick(mb_saga *s);
 
+/* Whether checkpoints may be written split (mb_checkpoint): only while every live worker
+ * reads that layout (mb_beat_peers_current).  Off at first: whole documents, as before. */
+void mb_saga_set_split(mb_saga *s, int on);
+
 /* Claims at the next tick: an idle worker otherwise waits until its next job is due (as its
  * last claim saw it) or 30 s.  The engine calls it when this worker accepted an order or a
  * cancel, or when the loop saw another worker's scripts stir a shard (mb_store_stirs). */

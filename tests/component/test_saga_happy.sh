@@ -63,6 +63,10 @@ case_happy() {
         .status != "Installing" and .status != "Running")] | length')" "only progress statuses"
     assert_eq "validate reserve precheck label_nodes install_release open_port inject restart" \
         "$(steps_done "$d")" "every step reports its completion, in saga order"
+    # the only worker is on this layout: its checkpoints keep one field per step record
+    assert_eq "step:00:validate step:08:finish 9" "$(redis_cli HKEYS \
+        "mb:{s$(redis_cli GET mb:order:o-happy)}:job:o-happy" | grep '^step:' | sort |
+        awk 'NR == 1 { f = $0 } { l = $0 } END { print f, l, NR }')" "split job record"
     assert_eq 1 "$(printf '%s\n' "$d" | jq -s '[.[] | select(.status != "Accepted") |
         .mesh_id] | unique | length')" "one mesh_id"
     run=$(printf '%s\n' "$d" | tail -n 1)

@@ -941,7 +941,23 @@ static void test_workers_views(void **state)
     a = open_store("wa");
     mb_error_clear(&e);
     now = redis_now(a);
-    assert_int_equal(mb_store_worker_beat(a, &info, &e), MB_OK);
+    int current = -1;
+    assert_int_equal(mb_store_worker_beat(a, &info, &current, &e), MB_OK);
+    assert_int_equal(current, 1); /* alone */
+    /* a live worker of an older build says no layout: split checkpoints wait for it to go */
+    redisContext *rc = raw();
+    freeReplyObject(redisCommand(rc, "HSET mb:{w}:worker:old id old host h0"));
+    freeReplyObject(redisCommand(rc, "ZADD mb:{w}:workers %lld old", now));
+    assert_int_equal(mb_store_worker_beat(a, &info, &current, &e), MB_OK);
+    assert_int_equal(current, 0);
+    freeReplyObject(redisCommand(rc, "HSET mb:{w}:worker:old layout 1"));
+    assert_int_equal(mb_store_worker_beat(a, &info, &current, &e), MB_OK);
+    assert_int_equal(current, 0);
+    freeReplyObject(redisCommand(rc, "DEL mb:{w}:worker:old")); /* its record expired */
+    assert_int_equal(mb_store_worker_beat(a, &info, &current, &e), MB_OK);
+    assert_int_equal(current, 1);
+    freeReplyObject(redisCommand(rc, "ZREM mb:{w}:workers old"));
+    redisFree(rc);
     assert_int_equal(mb_store_workers(a, &ws, &e), MB_OK);
     assert_int_equal(json_array_size(ws), 1);
     w = json_array_get(ws, 0);
