@@ -2675,8 +2675,8 @@ mb_status mb_store_dlq_redrives(mb_store *st, size_t max, json_t **out, mb_error
 /* ================================================================ workers (meshctl workers) */
 
 #define WORKERS_KEEP_MS (24LL * 3600 * 1000) /* index entries of workers not seen for a day go */
-/* A worker whose record still exists beats at least this often (its ttl is 2 x lease + its
- * period): the beat looks this far back for workers of an older layout. */
+/* How far back the beat looks for live workers of an older layout: a worker whose record
+ * still exists beat within its ttl (2 x lease + its period), well inside an hour. */
 #define WORKERS_LIVE_MS (3600LL * 1000)
 #define WORKERS_MAX     1000
 
