@@ -1180,6 +1180,27 @@ static json_t *target_of(mb_store *st, const char *order_id)
 
 /* A delete claims no name: it snapshots the create that holds it, marks it deleted_by, and
  * its release_name checkpoint frees the name only while the create holds it. */
+/* Claims every due job (want_n of them) and keeps the one of order_id; frees the others. */
+static mb_job *claim_keep(mb_store *st, const char *claim_id, size_t want_n, const char *order_id)
+{
+    mb_job **jobs = NULL, *keep = NULL;
+    size_t n = 0;
+    mb_error e;
+
+    mb_error_clear(&e);
+    assert_int_equal(mb_store_claim(st, 30000, 100, claim_id, 0, &jobs, &n, &e), MB_OK);
+    assert_int_equal(n, want_n);
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(jobs[i]->order_id, order_id) == 0)
+            keep = jobs[i];
+        else
+            mb_job_free(jobs[i]);
+    }
+    free(jobs);
+    assert_non_null(keep);
+    return keep;
+}
+
 static void test_delete_accept(void **state)
 {
     mb_store *a;
@@ -1251,20 +1272,7 @@ static void test_delete_accept(void **state)
     json_decref(t);
 
     /* release_name frees the name only if it points at the order named */
-    mb_job **jobs = NULL;
-    size_t n = 0;
-    d = NULL;
-    mb_error_clear(&e);
-    assert_int_equal(mb_store_claim(a, 30000, 100, "t-5", 0, &jobs, &n, &e), MB_OK);
-    assert_int_equal(n, 3); /* del-1, del-2, del-3 */
-    for (size_t i = 0; i < n; i++) {
-        if (strcmp(jobs[i]->order_id, "del-1") == 0)
-            d = jobs[i];
-        else
-            mb_job_free(jobs[i]);
-    }
-    free(jobs);
-    assert_non_null(d);
+    d = claim_keep(a, "t-5", 3, "del-1"); /* of del-1, del-2, del-3 */
     mb_checkpoint k2 = {.order_id = "del-1",
                         .key = "acct5/mesh-d",
                         .fence = d->fence,
@@ -1399,18 +1407,7 @@ static void test_split_checkpoint(void **state)
 
     /* records the store cannot name are refused, nothing written */
     mb_job_free(c);
-    c = NULL;
-    mb_job **jobs = NULL;
-    size_t n = 0;
-    assert_int_equal(mb_store_claim(a, 30000, 100, "t-sp", 0, &jobs, &n, &e), MB_OK);
-    for (size_t x = 0; x < n; x++) { /* the rewritten create and the delete */
-        if (strcmp(jobs[x]->order_id, "ord-sp") == 0)
-            c = jobs[x];
-        else
-            mb_job_free(jobs[x]);
-    }
-    free(jobs);
-    assert_non_null(c);
+    c = claim_keep(a, "t-sp", 2, "ord-sp"); /* of the rewritten create and the delete */
     mb_ck_record bad[2] = {{100, "validate", json_object_get(steps, "validate")},
                            {0, "validate", json_string("x")}};
     assert_int_equal(split_ckpt(a, c, doc, bad, 1, 0, &e), MB_PERM);
