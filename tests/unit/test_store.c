@@ -231,6 +231,20 @@ static mb_job *claim_one(mb_store *st, long long lease)
     return j;
 }
 
+/* A fresh Redis with one order accepted and claimed by worker (*st: its new store). */
+static mb_job *fresh_claimed(mb_store **st, const char *worker, const char *order_id,
+                             const char *acct, const char *mesh, long long lease)
+{
+    mb_job *j;
+
+    flushall();
+    *st = open_store(worker);
+    accept1(*st, order_id, acct, mesh);
+    j = claim_one(*st, lease);
+    assert_non_null(j);
+    return j;
+}
+
 static mb_status ckpt(mb_store *st, const mb_job *j, long long fence, const char *status,
                       long long run_in, json_t *ev, mb_checkpoint_result *res, mb_error *e)
 {
@@ -303,11 +317,7 @@ static void test_bytes_stored(void **state)
     const char *key = "acct-b/mesh-bytes";
     (void)state;
 
-    flushall();
-    st = open_store("wbytes");
-    accept1(st, "ord-bytes", "acct-b", "mesh-bytes");
-    j = claim_one(st, 30000);
-    assert_non_null(j);
+    j = fresh_claimed(&st, "wbytes", "ord-bytes", "acct-b", "mesh-bytes", 30000);
     memset(big, 'x', sizeof(big) - 1);
     big[sizeof(big) - 1] = '\0';
     json_t *doc = json_pack(
@@ -591,10 +601,7 @@ static void test_ck_idempotent(void **state)
     json_t *ev, *evs;
     mb_status s;
     (void)state;
-    flushall();
-    a = open_store("wa");
-    accept1(a, "ord-c", "acct3", "mesh-c");
-    j = claim_one(a, 30000);
+    j = fresh_claimed(&a, "wa", "ord-c", "acct3", "mesh-c", 30000);
     assert_int_equal(j->checkpoints, 0);
     ev = status_event("ord-c", "acct3", "mesh-c", MB_MESH_INSTALLING, NULL);
     json_t *list[1] = {ev};
@@ -1055,10 +1062,7 @@ static void test_sre_ops(void **state)
     int forgotten;
     json_t *list, *st_doc;
     (void)state;
-    flushall();
-    a = open_store("wa");
-    accept1(a, "ord-s", "acct8", "mesh-s");
-    j = claim_one(a, 400);
+    j = fresh_claimed(&a, "wa", "ord-s", "acct8", "mesh-s", 400);
     st_doc = json_pack("{s:s}", "replayed", "yes");
     mb_rewrite w = {"ord-s", "acct8/mesh-s",  st_doc, "Installing", "precheck",    0, "",
                     "",      "replay by sre", 1,      j->fence,     j->checkpoints};
@@ -1212,10 +1216,7 @@ static void test_delete_accept(void **state)
     redisContext *rc;
     redisReply *r;
     (void)state;
-    flushall();
-    a = open_store("wd");
-    accept1(a, "ord-c", "acct5", "mesh-d");
-    c = claim_one(a, 30000);
+    c = fresh_claimed(&a, "wd", "ord-c", "acct5", "mesh-d", 30000);
     json_t *cst = json_pack("{s:{s:{s:{s:{s:n}}}}}", "steps", "inject", "ck", "prior", "shop");
     mb_checkpoint k = {.order_id = "ord-c",
                        .key = "acct5/mesh-d",
@@ -1345,11 +1346,7 @@ static void test_split_checkpoint(void **state)
     json_t *v;
     size_t i = 0;
     (void)state;
-    flushall();
-    a = open_store("wsplit");
-    accept1(a, "ord-sp", "acct6", "mesh-split");
-    c = claim_one(a, 30000);
-    assert_non_null(c);
+    c = fresh_claimed(&a, "wsplit", "ord-sp", "acct6", "mesh-split", 30000);
     doc = json_pack("{s:i, s:{s:{s:s}, s:{s:s}}}", "step", 2, "steps", "precheck", "status",
                     "running", "validate", "status", "done");
     steps = json_object_get(doc, "steps");
