@@ -499,31 +499,35 @@ typedef struct ck_req {
     mb_status *sts;
 } ck_req;
 
-/* Hands out the next n * size bytes of *p, kept aligned for any member. */
+/* Room for n items of size bytes, rounded up so what follows stays aligned for any type. */
+static size_t room(size_t n, size_t size)
+{
+    const size_t a = _Alignof(max_align_t);
+
+    return (n * size + a - 1) / a * a;
+}
+
+/* Hands out the next room(n, size) bytes of *p. */
 static void *carve(char **p, size_t n, size_t size)
 {
     void *at = *p;
-    size_t a = _Alignof(max_align_t);
 
-    *p += (n * size + a - 1) / a * a;
+    *p += room(n, size);
     return at;
 }
 
 /* A new request with room for FLUSH_BATCH entries and cap records, or NULL. */
 static ck_req *ck_req_alloc(size_t cap)
 {
-    const size_t a = _Alignof(max_align_t), m = FLUSH_BATCH;
-    size_t size;
+    const size_t m = FLUSH_BATCH;
+    size_t size = room(1, sizeof(ck_req)) + room(m, sizeof(sjob *)) +
+                  room(m, sizeof(mb_checkpoint)) + room(m, sizeof(long long)) +
+                  room(m, sizeof(uint64_t)) + room(m, sizeof(mb_checkpoint_result)) +
+                  room(m, sizeof(mb_error)) + room(cap, sizeof(mb_ck_record)) +
+                  room(m, sizeof(int)) + room(m, sizeof(mb_status));
+    char *p = malloc(size);
     ck_req *r;
-    char *p;
 
-#define CK_ROOM(k, t) (((k) * sizeof(t) + a - 1) / a * a)
-    size = CK_ROOM(1, ck_req) + CK_ROOM(m, sjob *) + CK_ROOM(m, mb_checkpoint) +
-           CK_ROOM(m, long long) + CK_ROOM(m, uint64_t) + CK_ROOM(m, mb_checkpoint_result) +
-           CK_ROOM(m, mb_error) + CK_ROOM(cap, mb_ck_record) + CK_ROOM(m, int) +
-           CK_ROOM(m, mb_status);
-#undef CK_ROOM
-    p = malloc(size);
     if (p == NULL)
         return NULL;
     r = carve(&p, 1, sizeof(*r));
