@@ -128,6 +128,7 @@ typedef struct srv {
     char last_traceparent[128];
     char last_ctype[128];
     char last_body[256];
+    char last_method[16];
     char last_ua[128];
     char last_accept[160];
     struct evhttp_request *hung[64];
@@ -143,6 +144,18 @@ static void reply(struct evhttp_request *req, int code, const char *body)
     evbuffer_add(b, body, strlen(body));
     evhttp_send_reply(req, code, "X", b);
     evbuffer_free(b);
+}
+
+static const char *method_name(struct evhttp_request *req)
+{
+    switch (evhttp_request_get_command(req)) {
+    case EVHTTP_REQ_GET: return "GET";
+    case EVHTTP_REQ_POST: return "POST";
+    case EVHTTP_REQ_PUT: return "PUT";
+    case EVHTTP_REQ_PATCH: return "PATCH";
+    case EVHTTP_REQ_DELETE: return "DELETE";
+    default: return "?";
+    }
 }
 
 /* Checks the request's signature the way the gateway does (docs/reference.md).
@@ -164,14 +177,9 @@ static int verify_sig(struct evhttp_request *req, const char *body, size_t blen)
         return -1;
     for (struct evkeyval *kv = in->tqh_first; kv && n < 32; kv = kv->next.tqe_next)
         hdrs[n++] = (mb_hdr){kv->key, kv->value};
-    switch (evhttp_request_get_command(req)) {
-    case EVHTTP_REQ_GET: method = "GET"; break;
-    case EVHTTP_REQ_POST: method = "POST"; break;
-    case EVHTTP_REQ_PUT: method = "PUT"; break;
-    case EVHTTP_REQ_PATCH: method = "PATCH"; break;
-    case EVHTTP_REQ_DELETE: method = "DELETE"; break;
-    default: return -1;
-    }
+    method = method_name(req);
+    if (method[0] == '?')
+        return -1;
     if (strcmp(ak, AK) != 0 || strstr(sh, "x-sdk-date") == NULL || strstr(sh, "host") == NULL)
         return -1;
     if (blen > 0 && strstr(sh, "content-type") == NULL)
@@ -245,6 +253,7 @@ static void handle(struct evhttp_request *req, void *arg)
     evbuffer_copyout(ib, body, blen);
     body[blen] = '\0';
     snprintf(S.last_body, sizeof(S.last_body), "%s", body);
+    snprintf(S.last_method, sizeof(S.last_method), "%s", method_name(req));
     v = evhttp_find_header(in, "traceparent");
     snprintf(S.last_traceparent, sizeof(S.last_traceparent), "%s", v ? v : "");
     v = evhttp_find_header(in, "Content-Type");
@@ -447,6 +456,36 @@ static void test_signed_post_and_traceparent(void **state)
     assert_string_equal(S.last_traceparent, tp);
     assert_string_equal(S.last_ctype, "application/merge-patch+json");
     assert_string_equal(S.last_body, body);
+}
+
+/* Easy handles are pooled with their options kept: each request must still go
+ * with its own method and body, whatever the handle carried before. */
+static void test_methods_on_reused_handles(void **state)
+{
+    env *e = *state;
+    static const struct {
+        const char *method, *body;
+    } seq[] = {{"POST", "{\"a\":1}"},  {"GET", NULL},        {"DELETE", NULL},
+               {"PATCH", "{\"b\":2}"}, {"PUT", "{\"c\":3}"}, {"GET", NULL}};
+    mb_http_counters c;
+
+    for (size_t i = 0; i < sizeof(seq) / sizeof(seq[0]); i++) {
+        res r = {0};
+        mb_http_req rq = {.method = seq[i].method,
+                          .url = url("/echo"),
+                          .body = seq[i].body,
+                          .body_len = seq[i].body ? strlen(seq[i].body) : 0};
+        assert_non_null(mb_http_request(e->h, &rq, on_done, &r));
+        run_until(e->base, &r.called, 1, 5000);
+        if (r.err.status != MB_OK)
+            fail_msg("request %zu (%s): %s %s", i, seq[i].method, r.err.code, r.err.msg);
+        assert_string_equal(S.last_method, seq[i].method);
+        assert_string_equal(S.last_body, seq[i].body ? seq[i].body : "");
+        assert_string_equal(S.last_ctype, seq[i].body ? "application/json" : "");
+    }
+    assert_int_equal(S.signed_ok, 6);
+    mb_http_stats(e->h, &c);
+    assert_int_equal(c.new_conns, 1); /* one after the other: one connection, reused */
 }
 
 /* Accept defaults to application/json; a caller's value goes as given (and
@@ -941,6 +980,7 @@ int main(void)
         cmocka_unit_test(test_retry_after),
         cmocka_unit_test_setup_teardown(test_parallel_keepalive, setup, teardown),
         cmocka_unit_test_setup_teardown(test_signed_post_and_traceparent, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_methods_on_reused_handles, setup, teardown),
         cmocka_unit_test_setup_teardown(test_accept, setup, teardown),
         cmocka_unit_test_setup_teardown(test_wrong_sk, setup, teardown),
         cmocka_unit_test_setup_teardown(test_error_texts, setup, teardown),
