@@ -31,9 +31,11 @@
 /* curl's receive buffer, allocated per transfer: its default (16 kB) times a thousand
  * transfers out is 16 MB held for replies that are mostly 1-3 kB; a larger reply (a pod
  * page) is read in more pieces, each one a recv() into the same buffer */
-#define MB_HTTP_RECV_BUF 4096
+#define MB_HTTP_RECV_BUF    4096
+#define MB_HTTP_RESERVE_MAX (64 * 1024) /* response room reserved from a Content-Length */
 
-#define LANE_CONNS 128 /* connections cached per lane (multi handle) */
+#define LANE_CONNS       128 /* connections cached per lane (multi handle) */
+#define MB_HTTP_MAX_HDRS 7   /* header lines a request sends: see build_headers */
 
 /* One curl multi handle, its timer, and the transfers it carries. */
 typedef struct lane {
@@ -81,9 +83,11 @@ enum { X_QUEUED, X_ACTIVE, X_COMPLETING };
 
 struct mb_http_xfer {
     mb_http *h;
-    CURL *easy; /* NULL while queued */
-    lane *ln;   /* with easy: the lane carrying it */
-    struct curl_slist *hdrs;
+    CURL *easy;              /* NULL while queued */
+    lane *ln;                /* with easy: the lane carrying it */
+    struct curl_slist *hdrs; /* into hdr_node, or NULL */
+    struct curl_slist hdr_node[MB_HTTP_MAX_HDRS];
+    char *hdr_text; /* the lines hdr_node points to, one allocation */
     mb_http_cb *cb;
     void *arg;
     int state;
@@ -365,35 +369,68 @@ static void xfer_free(mb_http_xfer *x)
         return;
     if (x->easy)
         easy_release(x->h, x->easy);
-    curl_slist_free_all(x->hdrs);
+    free(x->hdr_text);
     free(x->strs);
     free(x->resp);
     free(x);
+}
+
+/* Room for need bytes of response (the terminating NUL included).  Returns 0,
+ * or -1: over the size limit (too_large set) or out of memory. */
+static int resp_reserve(mb_http_xfer *x, size_t need)
+{
+    size_t cap = x->resp_cap ? x->resp_cap : 1024;
+    char *p;
+
+    if (need <= x->resp_cap)
+        return 0;
+    while (cap < need)
+        cap *= 2;
+    if (cap > (size_t)MB_HTTP_MAX_BODY + 1) {
+        if (need > (size_t)MB_HTTP_MAX_BODY + 1) {
+            x->too_large = 1;
+            return -1;
+        }
+        cap = (size_t)MB_HTTP_MAX_BODY + 1;
+    }
+    p = realloc(x->resp, cap);
+    if (p == NULL)
+        return -1;
+    x->resp = p;
+    x->resp_cap = cap;
+    return 0;
 }
 
 static size_t on_write(char *data, size_t size, size_t nmemb, void *userp)
 {
     mb_http_xfer *x = userp;
     size_t n = size * nmemb;
-    if (x->resp_len + n + 1 > x->resp_cap) {
-        size_t cap = x->resp_cap ? x->resp_cap : 1024;
-        char *p;
-        while (cap < x->resp_len + n + 1)
-            cap *= 2;
-        if (cap > (size_t)MB_HTTP_MAX_BODY + 1) {
-            x->too_large = 1;
-            return 0; /* curl ends the transfer with CURLE_WRITE_ERROR */
-        }
-        p = realloc(x->resp, cap);
-        if (p == NULL)
-            return 0;
-        x->resp = p;
-        x->resp_cap = cap;
-    }
+
+    if (resp_reserve(x, x->resp_len + n + 1) != 0)
+        return 0; /* curl ends the transfer with CURLE_WRITE_ERROR */
     memcpy(x->resp + x->resp_len, data, n);
     x->resp_len += n;
     x->resp[x->resp_len] = '\0';
     return n;
+}
+
+/* Content-Length: the body's room, reserved at once rather than grown; at most
+ * MB_HTTP_RESERVE_MAX, so a length the server never sends holds little. */
+static void reserve_length(mb_http_xfer *x, const char *v, size_t vl)
+{
+    char buf[32], *end;
+    unsigned long long len;
+
+    if (vl >= sizeof(buf))
+        return;
+    memcpy(buf, v, vl); /* header data is not NUL-terminated */
+    buf[vl] = '\0';
+    len = strtoull(buf, &end, 10);
+    if (end == buf || len == 0)
+        return;
+    if (len > MB_HTTP_RESERVE_MAX)
+        len = MB_HTTP_RESERVE_MAX;
+    (void)resp_reserve(x, x->resp_len + (size_t)len + 1); /* if not, on_write grows it */
 }
 
 static size_t on_header(char *data, size_t size, size_t nitems, void *userp)
@@ -408,6 +445,10 @@ static size_t on_header(char *data, size_t size, size_t nitems, void *userp)
         x->retry_after_ms = -1; /* a new response (after 100 Continue) */
         return n;
     }
+    if (n > 15 && strncasecmp(data, "content-length:", 15) == 0) {
+        reserve_length(x, data + 15, n - 15);
+        return n;
+    }
     if (n <= sizeof(name) - 1 || strncasecmp(data, name, sizeof(name) - 1) != 0)
         return n;
     vl = n - (sizeof(name) - 1);
@@ -420,18 +461,37 @@ static size_t on_header(char *data, size_t size, size_t nitems, void *userp)
     return n;
 }
 
-/* Adds "Name: value" to the list.  Returns 0 or -1 on OOM. */
-static int add_hdr(struct curl_slist **l, const char *name, const char *value)
+/* The request's header lines.  curl reads a header list in place for the
+ * transfer, so the nodes live in the transfer and the lines in one block:
+ * one allocation a request instead of two per line (curl_slist_append). */
+typedef struct hdr_line {
+    const char *name, *value;
+} hdr_line;
+
+static int set_headers(mb_http_xfer *x, const hdr_line *l, size_t n)
 {
-    char line[2048];
-    struct curl_slist *n;
-    int len = snprintf(line, sizeof(line), "%s: %s", name, value);
-    if (len < 0 || (size_t)len >= sizeof(line))
+    size_t total = 0;
+    char *p;
+
+    for (size_t i = 0; i < n; i++)
+        total += strlen(l[i].name) + strlen(l[i].value) + 3; /* ": " or ":", NUL */
+    p = x->hdr_text = malloc(total);
+    if (p == NULL)
         return -1;
-    n = curl_slist_append(*l, line);
-    if (n == NULL)
-        return -1;
-    *l = n;
+    for (size_t i = 0; i < n; i++) {
+        size_t nl = strlen(l[i].name), vl = strlen(l[i].value);
+        x->hdr_node[i].data = p;
+        x->hdr_node[i].next = i + 1 < n ? &x->hdr_node[i + 1] : NULL;
+        memcpy(p, l[i].name, nl);
+        p += nl;
+        *p++ = ':';
+        if (vl > 0) /* "Name:" alone tells curl not to send its own */
+            *p++ = ' ';
+        memcpy(p, l[i].value, vl);
+        p += vl;
+        *p++ = '\0';
+    }
+    x->hdrs = n > 0 ? &x->hdr_node[0] : NULL;
     return 0;
 }
 
@@ -440,31 +500,30 @@ static int add_hdr(struct curl_slist **l, const char *name, const char *value)
 static int build_headers(mb_http *h, mb_http_xfer *x)
 {
     char date[MB_SIGN_DATE_LEN + 1], auth[1024];
+    hdr_line l[MB_HTTP_MAX_HDRS];
     mb_hdr sh[3];
-    size_t nsh = 0;
+    size_t n = 0, nsh = 0;
 
-    if (add_hdr(&x->hdrs, "Host", x->host) || add_hdr(&x->hdrs, "Accept", x->accept))
-        return -1;
-    if (x->with_body && add_hdr(&x->hdrs, "Content-Type", x->ctype))
-        return -1;
-    /* no "Expect: 100-continue" round trip before a body */
-    if (add_hdr(&x->hdrs, "Expect", ""))
-        return -1;
-    if (x->traceparent && add_hdr(&x->hdrs, "traceparent", x->traceparent))
-        return -1;
-    if (h->ak == NULL)
-        return 0;
-    mb_sign_date(time(NULL), date);
+    l[n++] = (hdr_line){"Host", x->host};
+    l[n++] = (hdr_line){"Accept", x->accept};
     if (x->with_body)
-        sh[nsh++] = (mb_hdr){"Content-Type", x->ctype};
-    sh[nsh++] = (mb_hdr){"Host", x->host};
-    sh[nsh++] = (mb_hdr){"X-Sdk-Date", date};
-    if (mb_sign_authorization(h->ak, h->sk, x->method, x->path, x->query, sh, nsh, x->body,
-                              x->body_len, auth, sizeof(auth)) != 0)
-        return -1;
-    if (add_hdr(&x->hdrs, "X-Sdk-Date", date) || add_hdr(&x->hdrs, "Authorization", auth))
-        return -1;
-    return 0;
+        l[n++] = (hdr_line){"Content-Type", x->ctype};
+    l[n++] = (hdr_line){"Expect", ""}; /* no "Expect: 100-continue" round trip before a body */
+    if (x->traceparent)
+        l[n++] = (hdr_line){"traceparent", x->traceparent};
+    if (h->ak != NULL) {
+        mb_sign_date(time(NULL), date);
+        if (x->with_body)
+            sh[nsh++] = (mb_hdr){"Content-Type", x->ctype};
+        sh[nsh++] = (mb_hdr){"Host", x->host};
+        sh[nsh++] = (mb_hdr){"X-Sdk-Date", date};
+        if (mb_sign_authorization(h->ak, h->sk, x->method, x->path, x->query, sh, nsh, x->body,
+                                  x->body_len, auth, sizeof(auth)) != 0)
+            return -1;
+        l[n++] = (hdr_line){"X-Sdk-Date", date};
+        l[n++] = (hdr_line){"Authorization", auth};
+    }
+    return set_headers(x, l, n);
 }
 
 /* A new easy handle with the options every transfer of h shares. */
@@ -542,7 +601,8 @@ static int xfer_activate(mb_http *h, mb_http_xfer *x)
     xl_push(&h->active, x);
     return 0;
 err:
-    curl_slist_free_all(x->hdrs);
+    free(x->hdr_text);
+    x->hdr_text = NULL;
     x->hdrs = NULL;
     return -1;
 }

@@ -158,6 +158,33 @@ static const char *method_name(struct evhttp_request *req)
     }
 }
 
+/* A body of BIG_LEN digits "0123456789..." with a Content-Length larger than
+ * the room mb_http reserves from one, or in chunks without any length. */
+enum { BIG_LEN = 200000, CHUNK_LEN = 3000 };
+
+static void digits_reply(struct evhttp_request *req, int chunked)
+{
+    struct evbuffer *b = evbuffer_new();
+    char digits[CHUNK_LEN];
+
+    for (int i = 0; i < CHUNK_LEN; i++)
+        digits[i] = (char)('0' + i % 10);
+    if (!chunked) {
+        for (int i = 0; i < BIG_LEN / CHUNK_LEN; i++)
+            evbuffer_add(b, digits, CHUNK_LEN);
+        evbuffer_add(b, digits, BIG_LEN % CHUNK_LEN);
+        evhttp_send_reply(req, 200, "OK", b);
+    } else {
+        evhttp_send_reply_start(req, 200, "OK");
+        for (int i = 0; i < 3; i++) {
+            evbuffer_add(b, digits, CHUNK_LEN);
+            evhttp_send_reply_chunk(req, b);
+        }
+        evhttp_send_reply_end(req);
+    }
+    evbuffer_free(b);
+}
+
 /* Checks the request's signature the way the gateway does (docs/reference.md).
  * Returns 1 when signed and valid, 0 when unsigned, -1 when wrong. */
 static int verify_sig(struct evhttp_request *req, const char *body, size_t blen)
@@ -279,6 +306,10 @@ static void handle(struct evhttp_request *req, void *arg)
     }
     if (strcmp(path, "/slow") == 0) {
         slow_reply_later(req, 100);
+        return;
+    }
+    if (strcmp(path, "/big") == 0 || strcmp(path, "/chunked") == 0) {
+        digits_reply(req, strcmp(path, "/chunked") == 0);
         return;
     }
     if (strcmp(path, "/429") == 0) {
@@ -486,6 +517,44 @@ static void test_methods_on_reused_handles(void **state)
     assert_int_equal(S.signed_ok, 6);
     mb_http_stats(e->h, &c);
     assert_int_equal(c.new_conns, 1); /* one after the other: one connection, reused */
+}
+
+typedef struct digits_res {
+    int called;
+    size_t len;
+    int intact;
+} digits_res;
+
+static void on_digits(void *arg, const mb_http_resp *r, const mb_error *e)
+{
+    digits_res *o = arg;
+
+    o->called++;
+    o->intact = e->status == MB_OK && r != NULL && r->body[r->body_len] == '\0';
+    o->len = r ? r->body_len : 0;
+    for (size_t i = 0; o->intact && i < r->body_len; i++)
+        o->intact = r->body[i] == (char)('0' + i % 10);
+}
+
+/* A body arrives whole whether its room was reserved from a Content-Length
+ * (larger than the reservation here) or grown as chunks came. */
+static void test_large_and_chunked_bodies(void **state)
+{
+    env *e = *state;
+    digits_res big = {0}, chunked = {0};
+    mb_http_req rq = {.method = "GET", .url = url("/big")};
+
+    assert_non_null(mb_http_request(e->h, &rq, on_digits, &big));
+    run_until(e->base, &big.called, 1, 5000);
+    rq.url = url("/chunked");
+    assert_non_null(mb_http_request(e->h, &rq, on_digits, &chunked));
+    run_until(e->base, &chunked.called, 1, 5000);
+    assert_int_equal(big.called, 1);
+    assert_int_equal(big.len, BIG_LEN);
+    assert_true(big.intact);
+    assert_int_equal(chunked.called, 1);
+    assert_int_equal(chunked.len, 3 * CHUNK_LEN);
+    assert_true(chunked.intact);
 }
 
 /* Accept defaults to application/json; a caller's value goes as given (and
@@ -981,6 +1050,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_parallel_keepalive, setup, teardown),
         cmocka_unit_test_setup_teardown(test_signed_post_and_traceparent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_methods_on_reused_handles, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_large_and_chunked_bodies, setup, teardown),
         cmocka_unit_test_setup_teardown(test_accept, setup, teardown),
         cmocka_unit_test_setup_teardown(test_wrong_sk, setup, teardown),
         cmocka_unit_test_setup_teardown(test_error_texts, setup, teardown),
