@@ -72,7 +72,9 @@ typedef struct cs_call {
     int hanging;
     /* the reply being built */
     int status;
-    json_t *out;           /* JSON body, or NULL for none */
+    json_t *out;    /* JSON body, or NULL for none */
+    char *out_text; /* or the body already written (free()), for the largest replies */
+    size_t out_len;
     const char *out_ctype; /* its Content-Type, a string literal; NULL = application/json */
     int retry_after;
     const char *fault_label; /* for the request log */
@@ -82,6 +84,8 @@ typedef struct cs_call {
 
 /* JSON body (taken over). */
 void cs_reply_json(cs_call *c, int status, json_t *body);
+/* JSON body already written as text (taken over: free()). */
+void cs_reply_text(cs_call *c, int status, char *text, size_t len);
 /* No body (204, or errors without one). */
 void cs_reply_empty(cs_call *c, int status);
 /* Cloud error {"error_code","error_msg"[,"request_id"]}. */

@@ -61,6 +61,8 @@ static void reply_reset(cs_call *c)
 {
     json_decref(c->out);
     c->out = NULL;
+    free(c->out_text);
+    c->out_text = NULL;
     c->out_ctype = NULL;
     c->retry_after = 0;
 }
@@ -70,6 +72,14 @@ void cs_reply_json(cs_call *c, int status, json_t *body)
     reply_reset(c);
     c->status = status;
     c->out = body;
+}
+
+void cs_reply_text(cs_call *c, int status, char *text, size_t len)
+{
+    reply_reset(c);
+    c->status = status;
+    c->out_text = text;
+    c->out_len = len;
 }
 
 void cs_reply_empty(cs_call *c, int status)
@@ -228,6 +238,7 @@ static void call_free(cs_call *c)
     if (c->watch)
         event_free(c->watch);
     json_decref(c->out);
+    free(c->out_text);
     free(c->uri);
     free(c->path);
     free(c->segbuf);
@@ -362,15 +373,19 @@ static void call_send(cs_call *c)
     if (c->out && buf) {
         /* One serialization, handed to the buffer without a copy. */
         char *text = json_dumps(c->out, JSON_COMPACT);
-        evhttp_add_header(oh, "Content-Type", c->out_ctype ? c->out_ctype : "application/json");
         if (text && evbuffer_add_reference(buf, text, strlen(text), free_dump, NULL) < 0)
             free(text);
+    } else if (c->out_text && buf &&
+               evbuffer_add_reference(buf, c->out_text, c->out_len, free_dump, NULL) == 0) {
+        c->out_text = NULL; /* the buffer frees it once sent */
     }
+    if (c->out || c->out_len > 0)
+        evhttp_add_header(oh, "Content-Type", c->out_ctype ? c->out_ctype : "application/json");
     evhttp_send_reply(c->req, c->status ? c->status : 500, NULL, buf);
     if (buf)
         evbuffer_free(buf);
     cs_audit_finish(c->srv->audit, c->seq, wall_ms(), c->status, c->sig_ok, c->fault_label);
-    if (c->out && c->out_ctype)
+    if ((c->out || c->out_len > 0) && c->out_ctype)
         cs_audit_media(c->srv->audit, c->seq, c->out_ctype);
     call_free(c);
 }
