@@ -536,25 +536,25 @@ static void on_digits(void *arg, const mb_http_resp *r, const mb_error *e)
         o->intact = r->body[i] == (char)('0' + i % 10);
 }
 
+/* GETs path and asserts its body is want digits, whole. */
+static void expect_digits(env *e, const char *path, size_t want)
+{
+    digits_res d = {0};
+    mb_http_req rq = {.method = "GET", .url = url(path)};
+
+    assert_non_null(mb_http_request(e->h, &rq, on_digits, &d));
+    run_until(e->base, &d.called, 1, 5000);
+    assert_int_equal(d.called, 1);
+    assert_int_equal(d.len, want);
+    assert_true(d.intact);
+}
+
 /* A body arrives whole whether its room was reserved from a Content-Length
  * (larger than the reservation here) or grown as chunks came. */
 static void test_large_and_chunked_bodies(void **state)
 {
-    env *e = *state;
-    digits_res big = {0}, chunked = {0};
-    mb_http_req rq = {.method = "GET", .url = url("/big")};
-
-    assert_non_null(mb_http_request(e->h, &rq, on_digits, &big));
-    run_until(e->base, &big.called, 1, 5000);
-    rq.url = url("/chunked");
-    assert_non_null(mb_http_request(e->h, &rq, on_digits, &chunked));
-    run_until(e->base, &chunked.called, 1, 5000);
-    assert_int_equal(big.called, 1);
-    assert_int_equal(big.len, BIG_LEN);
-    assert_true(big.intact);
-    assert_int_equal(chunked.called, 1);
-    assert_int_equal(chunked.len, 3 * CHUNK_LEN);
-    assert_true(chunked.intact);
+    expect_digits(*state, "/big", BIG_LEN);
+    expect_digits(*state, "/chunked", 3 * CHUNK_LEN);
 }
 
 /* Accept defaults to application/json; a caller's value goes as given (and
