@@ -443,12 +443,13 @@ typedef struct pod_owner {
 } pod_owner;
 
 /* Pods are written as text, not built as jansson trees: a pod list is a cluster's
- * largest reply, and building and dumping its tree was a third of cloudsim's CPU on
- * the benchmark.  The bytes are those json_dumps(JSON_COMPACT) wrote of that tree. */
+ * largest reply, and building and dumping its tree was the largest single cost in
+ * cloudsim's profile on the benchmark.  The bytes are those json_dumps(JSON_COMPACT)
+ * wrote of that tree. */
 static void put_str(mb_buf *b, const char *s, int *bad)
 {
     if (mb_json_put_str(b, s, strlen(s)) != 0)
-        *bad = 1; /* not UTF-8: jansson refused such a pod too */
+        *bad = 1; /* not UTF-8 (names come from parsed JSON, so never in practice) */
 }
 
 static void pod_meta(mb_buf *b, const cs_model *m, const cs_cluster *cl, long i, const pod_owner *o,
