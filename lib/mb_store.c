@@ -1481,11 +1481,12 @@ static int args_records(args *a, const mb_checkpoint *k)
     args_ll(a, (long long)k->n_records);
     for (size_t i = 0; i < k->n_records; i++) {
         const mb_ck_record *r = &k->records[i];
-        int n = snprintf(f, sizeof(f), "step:%02d:%s", r->index, r->name ? r->name : "");
-        if (r->index < 0 || r->index > 99 || r->name == NULL || r->name[0] == '\0' || n < 0 ||
-            (size_t)n >= sizeof(f))
+        int n;
+        if (r->index < 0 || r->index > 99 || r->name == NULL || r->name[0] == '\0' ||
+            !json_is_object(r->rec))
             return -1;
-        if (!json_is_object(r->rec))
+        n = snprintf(f, sizeof(f), "step:%02d:%s", r->index, r->name);
+        if (n < 0 || (size_t)n >= sizeof(f))
             return -1;
         args_add(a, f, (size_t)n);
         if (args_json(a, r->rec) < 0)
