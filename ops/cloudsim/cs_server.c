@@ -363,6 +363,7 @@ static void call_send(cs_call *c)
 {
     struct evbuffer *buf = evbuffer_new();
     struct evkeyvalq *oh = evhttp_request_get_output_headers(c->req);
+    int has_body = c->out != NULL || c->out_text != NULL;
     char ra[16];
 
     evhttp_add_header(oh, "X-Request-Id", c->request_id);
@@ -370,6 +371,8 @@ static void call_send(cs_call *c)
         snprintf(ra, sizeof(ra), "%d", c->retry_after);
         evhttp_add_header(oh, "Retry-After", ra);
     }
+    if (has_body)
+        evhttp_add_header(oh, "Content-Type", c->out_ctype ? c->out_ctype : "application/json");
     if (c->out && buf) {
         /* One serialization, handed to the buffer without a copy. */
         char *text = json_dumps(c->out, JSON_COMPACT);
@@ -379,13 +382,11 @@ static void call_send(cs_call *c)
                evbuffer_add_reference(buf, c->out_text, c->out_len, free_dump, NULL) == 0) {
         c->out_text = NULL; /* the buffer frees it once sent */
     }
-    if (c->out || c->out_len > 0)
-        evhttp_add_header(oh, "Content-Type", c->out_ctype ? c->out_ctype : "application/json");
     evhttp_send_reply(c->req, c->status ? c->status : 500, NULL, buf);
     if (buf)
         evbuffer_free(buf);
     cs_audit_finish(c->srv->audit, c->seq, wall_ms(), c->status, c->sig_ok, c->fault_label);
-    if ((c->out || c->out_len > 0) && c->out_ctype)
+    if (has_body && c->out_ctype)
         cs_audit_media(c->srv->audit, c->seq, c->out_ctype);
     call_free(c);
 }
