@@ -156,6 +156,8 @@ FUZZ_SEEDS_dlq_edit := tests/fuzz/seeds/dlq_edit tests/fixtures/order/valid \
                        tests/fixtures/order/invalid
 FUZZ_SEEDS_json_dump := tests/fixtures/order/valid tests/fixtures/mesh-status/valid \
                         tests/fixtures/mesh-status/invalid
+FUZZ_SEEDS_jscan := tests/fuzz/seeds/jscan tests/fixtures/order/valid \
+                    tests/fixtures/mesh-status/invalid
 FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined \
                -fno-sanitize-recover=undefined -Ilib -Iworker -Iops/meshctl
 
