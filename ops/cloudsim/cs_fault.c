@@ -10,6 +10,7 @@ typedef struct rule {
     long id;
     char method[16];
     char *path_prefix, *path_contains;
+    char *body; /* answered instead, status 200 */
     long latency_ms;
     double error_rate, throttle_rate;
     int error_status, retry_after, hang, after;
@@ -45,6 +46,7 @@ static void rule_free(rule *r)
         return;
     free(r->path_prefix);
     free(r->path_contains);
+    free(r->body);
     free(r->cluster_id);
     free(r);
 }
@@ -143,6 +145,7 @@ static long add_release_fail(cs_faults *f, rule *r, const json_t *rf, char *err,
 long cs_faults_add(cs_faults *f, const json_t *spec, char *err, size_t errlen)
 {
     rule *r = calloc(1, sizeof(*r));
+    const json_t *body;
     long v = 0;
 
     if (r == NULL) {
@@ -192,6 +195,15 @@ long cs_faults_add(cs_faults *f, const json_t *spec, char *err, size_t errlen)
     r->retry_after = (int)v;
     r->hang = json_is_true(json_object_get(spec, "hang"));
     r->after = json_is_true(json_object_get(spec, "after"));
+    body = json_object_get(spec, "body");
+    if (body != NULL && !json_is_string(body)) {
+        snprintf(err, errlen, "body must be a string");
+        goto err;
+    }
+    if (body != NULL && (r->body = strdup(json_string_value(body))) == NULL) {
+        snprintf(err, errlen, "out of memory");
+        goto err;
+    }
     r->id = ++f->next_id;
     append(f, r);
     return r->id;
@@ -230,7 +242,7 @@ static int matches(const rule *r, const char *method, const char *path)
 static int fire(cs_faults *f, rule *r, cs_fault_hit *out)
 {
     int fired = 0;
-    int decided = out->hang || out->throttle || out->error_status;
+    int decided = out->hang || out->throttle || out->error_status || out->body;
 
     if (r->latency_ms > 0) {
         out->latency_ms += r->latency_ms;
@@ -245,6 +257,8 @@ static int fire(cs_faults *f, rule *r, cs_fault_hit *out)
         out->retry_after = r->retry_after;
     } else if (r->error_rate > 0 && cs_faults_rand(f) < r->error_rate) {
         out->error_status = r->error_status;
+    } else if (r->body != NULL && (out->body = strdup(r->body)) != NULL) {
+        /* a reply a proxy cut or mangled: the client must read it as such */
     } else {
         return fired;
     }
@@ -315,6 +329,8 @@ json_t *cs_faults_json(const cs_faults *f)
                           "latency_ms", (json_int_t)r->latency_ms, "error_rate", r->error_rate,
                           "error_status", r->error_status, "throttle_rate", r->throttle_rate,
                           "retry_after", r->retry_after, "hang", r->hang, "after", r->after);
+            if (r->body != NULL)
+                json_object_set_new(o, "body", json_string(r->body));
             json_object_set_new(o, "matched", json_integer(r->matched));
             json_object_set_new(o, "skip", json_integer(r->skip));
         }

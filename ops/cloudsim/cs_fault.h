@@ -1,4 +1,5 @@
-/* cs_fault.h: fault injection rules (latency, errors, throttling, hangs, failing releases). */
+/* cs_fault.h: fault injection rules (latency, errors, throttling, hangs, mangled replies,
+ * failing releases). */
 #ifndef CS_FAULT_H
 #define CS_FAULT_H
 
@@ -14,7 +15,8 @@ typedef struct cs_fault_hit {
     int throttle;     /* answer 429 with Retry-After */
     int retry_after;  /* seconds */
     int hang;         /* never answer; dropped when the client closes */
-    int after;        /* apply error/throttle/hang after the handler ran */
+    int after;        /* apply error/throttle/hang/body after the handler ran */
+    char *body;       /* NULL, or the text to answer with, status 200 (owned: free it) */
     long fault_id;    /* the rule that decided error/throttle/hang, 0 if none */
 } cs_fault_hit;
 
@@ -30,7 +32,7 @@ long cs_faults_add(cs_faults *f, const json_t *spec, char *err, size_t errlen);
 int cs_faults_del(cs_faults *f, long id);
 void cs_faults_clear(cs_faults *f);
 
-/* Matches a request against the rules in order. */
+/* Matches a request against the rules in order (out->body, when set, is the caller's). */
 void cs_faults_eval(cs_faults *f, const char *method, const char *path, cs_fault_hit *out);
 
 /* For a release being created in cluster_id: the final status it must reach

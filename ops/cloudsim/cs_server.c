@@ -239,6 +239,7 @@ static void call_free(cs_call *c)
         event_free(c->watch);
     json_decref(c->out);
     free(c->out_text);
+    free(c->hit.body);
     free(c->uri);
     free(c->path);
     free(c->segbuf);
@@ -493,11 +494,17 @@ static int is_k8s(const cs_call *c)
     return c->nseg >= 1 && strcmp(c->seg[0], "k8s") == 0;
 }
 
-/* Answers with the error or throttle the fault rules decided; 1 if it did. */
+/* Answers with the error, throttle or body the fault rules decided; 1 if it did. */
 static int fault_reply(cs_call *c)
 {
-    const cs_fault_hit *h = &c->hit;
+    cs_fault_hit *h = &c->hit;
 
+    if (h->body) {
+        c->fault_label = "body";
+        cs_reply_text(c, 200, h->body, strlen(h->body));
+        h->body = NULL; /* the reply owns it now */
+        return 1;
+    }
     if (h->throttle) {
         c->fault_label = "throttle";
         if (is_k8s(c))
