@@ -15,6 +15,7 @@
 #include "mb_cloud.h"
 
 #include "mb_buf.h"
+#include "mb_jscan.h"
 #include "mb_json.h"
 
 #include <ctype.h>
@@ -122,12 +123,6 @@ static const char *jpath_str(json_t *o, const char *path)
 {
     json_t *v = jpath(o, path);
     return json_is_string(v) ? json_string_value(v) : NULL;
-}
-
-static long jpath_int(json_t *o, const char *path, long def)
-{
-    json_t *v = jpath(o, path);
-    return json_is_integer(v) ? (long)json_integer_value(v) : def;
 }
 
 /* Duplicates a string field; sets *oom on allocation failure. */
@@ -548,7 +543,28 @@ static void op_next(mb_cloud_op *op, const char *method, char *url, resp_fn *fn)
         op_finish_own(op);
 }
 
-/* Parses a 2xx body.  Returns a new reference, or NULL with e filled. */
+/* Reads the values at paths out of a 2xx body, without a tree (mb_jscan: most replies are
+ * read for a few fields, and json_loadb was most of their cost).  0, or -1 with e filled. */
+static int scan_body(const mb_http_resp *r, mb_error *e, const char *what, const char *const *paths,
+                     size_t npaths, mb_jval *vals)
+{
+    if (mb_jscan(r->body, r->body_len, paths, npaths, vals) == 0)
+        return 0;
+    /* a cut or garbled body is more likely a proxy hiccup than a lasting state */
+    mb_error_set(e, MB_AGAIN, "BadResponse", "%s: HTTP %ld: response is not a JSON object", what,
+                 r->status);
+    return -1;
+}
+
+/* An integer value, or def when v is absent or no integer. */
+static long vint(const mb_jval *v, long def)
+{
+    long long n;
+    return mb_jval_int(v, &n) ? (long)n : def;
+}
+
+/* Parses a 2xx body into a tree (the workload lists, read item by item).  Returns a new
+ * reference, or NULL with e filled. */
 static json_t *parse_body(const mb_http_resp *r, mb_error *e, const char *what)
 {
     json_error_t je;
@@ -719,29 +735,29 @@ void mb_cluster_clear(mb_cluster *c)
 
 static void cluster_resp(mb_cloud_op *op, const mb_http_resp *r, const mb_error *e)
 {
+    static const char *const paths[] = {"metadata.uid", "metadata.name", "spec.version",
+                                        "status.phase", "spec.hostNetwork.SecurityGroup"};
     mb_cluster *out = op->out;
+    mb_jval v[5];
     mb_error pe;
     int oom = 0;
-    json_t *j;
 
     if (e->status != MB_OK) {
         op_finish(op, e);
         return;
     }
     mb_error_clear(&pe);
-    j = parse_body(r, &pe, "GET cluster");
-    if (j == NULL) {
+    if (scan_body(r, &pe, "GET cluster", paths, 5, v) != 0) {
         op_finish(op, &pe);
         return;
     }
-    out->id = jdup(j, "metadata.uid", &oom);
+    out->id = mb_jval_strdup(&v[0], &oom);
     if (out->id == NULL && !oom)
         out->id = xstrdup(op->cluster_id);
-    out->name = jdup(j, "metadata.name", &oom);
-    out->version = jdup(j, "spec.version", &oom);
-    out->phase = jdup(j, "status.phase", &oom);
-    out->security_group_id = jdup(j, "spec.hostNetwork.SecurityGroup", &oom);
-    json_decref(j);
+    out->name = mb_jval_strdup(&v[1], &oom);
+    out->version = mb_jval_strdup(&v[2], &oom);
+    out->phase = mb_jval_strdup(&v[3], &oom);
+    out->security_group_id = mb_jval_strdup(&v[4], &oom);
     if (oom) {
         finish_oom(op, "GET cluster");
         return;
@@ -780,45 +796,59 @@ void mb_node_list_clear(mb_node_list *l)
     memset(l, 0, sizeof(*l));
 }
 
+/* What reading a list's items needs beside each item. */
+typedef struct item_ctx {
+    void *out;
+    mb_error *pe;
+    long status; /* of the reply, for the error text */
+    int oom;
+} item_ctx;
+
+/* One item of GET nodes (an item that is no object lacks every field). */
+static int node_item(void *arg, size_t i, const mb_jval *it)
+{
+    static const char *const paths[] = {"metadata.uid", "metadata.name", "spec.az", "status.phase"};
+    item_ctx *c = arg;
+    mb_node_list *out = c->out;
+    mb_node *n = &out->items[out->n++];
+    mb_jval v[4];
+
+    mb_jscan(it->text, it->len, paths, 4, v);
+    n->uid = mb_jval_strdup(&v[0], &c->oom);
+    n->name = mb_jval_strdup(&v[1], &c->oom);
+    n->az = mb_jval_strdup(&v[2], &c->oom);
+    n->phase = mb_jval_strdup(&v[3], &c->oom);
+    if (!c->oom && (n->uid == NULL || n->name == NULL || n->phase == NULL))
+        mb_error_set(c->pe, MB_AGAIN, "BadResponse",
+                     "GET nodes: HTTP %ld: item %zu lacks uid, name or phase", c->status, i);
+    return c->oom;
+}
+
 static void nodes_resp(mb_cloud_op *op, const mb_http_resp *r, const mb_error *e)
 {
+    static const char *const paths[] = {"items"};
     mb_node_list *out = op->out;
     mb_error pe;
-    json_t *j, *items, *it;
-    size_t i;
-    int oom = 0;
+    mb_jval items;
+    item_ctx c = {out, &pe, 0, 0};
 
     if (e->status != MB_OK) {
         op_finish(op, e);
         return;
     }
     mb_error_clear(&pe);
-    j = parse_body(r, &pe, "GET nodes");
-    if (j == NULL) {
+    if (scan_body(r, &pe, "GET nodes", paths, 1, &items) != 0) {
         op_finish(op, &pe);
         return;
     }
-    items = json_object_get(j, "items");
-    if (json_array_size(items) > 0) {
-        out->items = calloc(json_array_size(items), sizeof(*out->items));
-        oom = out->items == NULL;
+    c.status = r->status;
+    if (items.type == MB_JARRAY && items.n > 0) {
+        out->items = calloc(items.n, sizeof(*out->items));
+        c.oom = out->items == NULL;
+        if (!c.oom)
+            mb_jscan_each(&items, node_item, &c);
     }
-    json_array_foreach(items, i, it)
-    {
-        mb_node *n;
-        if (oom)
-            break;
-        n = &out->items[out->n++];
-        n->uid = jdup(it, "metadata.uid", &oom);
-        n->name = jdup(it, "metadata.name", &oom);
-        n->az = jdup(it, "spec.az", &oom);
-        n->phase = jdup(it, "status.phase", &oom);
-        if (!oom && (n->uid == NULL || n->name == NULL || n->phase == NULL))
-            mb_error_set(&pe, MB_AGAIN, "BadResponse",
-                         "GET nodes: HTTP %ld: item %zu lacks uid, name or phase", r->status, i);
-    }
-    json_decref(j);
-    if (oom) {
+    if (c.oom) {
         finish_oom(op, "GET nodes");
         return;
     }
@@ -902,9 +932,11 @@ void mb_release_clear(mb_release *r)
 
 static void release_get_resp(mb_cloud_op *op, const mb_http_resp *r, const mb_error *e)
 {
+    static const char *const paths[] = {"status", "status_description", "description",
+                                        "chart_version"};
     mb_release *out = op->out;
+    mb_jval v[4];
     mb_error pe;
-    json_t *j;
     int oom = 0;
 
     mb_error_clear(&pe);
@@ -918,17 +950,15 @@ static void release_get_resp(mb_cloud_op *op, const mb_http_resp *r, const mb_er
         op_finish(op, e);
         return;
     }
-    j = parse_body(r, &pe, "GET release");
-    if (j == NULL) {
+    if (scan_body(r, &pe, "GET release", paths, 4, v) != 0) {
         op_finish(op, &pe);
         return;
     }
     out->exists = 1;
-    out->status = jdup(j, "status", &oom);
-    out->status_description = jdup(j, "status_description", &oom);
-    out->description = jdup(j, "description", &oom);
-    out->chart_version = jdup(j, "chart_version", &oom);
-    json_decref(j);
+    out->status = mb_jval_strdup(&v[0], &oom);
+    out->status_description = mb_jval_strdup(&v[1], &oom);
+    out->description = mb_jval_strdup(&v[2], &oom);
+    out->chart_version = mb_jval_strdup(&v[3], &oom);
     if (oom) {
         finish_oom(op, "GET release");
         return;
@@ -1037,72 +1067,80 @@ static void sg_list_q_free(void *arg)
     free(q);
 }
 
+/* One rule of a GET security-group-rules page. */
+static int sg_item(void *arg, size_t i, const mb_jval *it)
+{
+    static const char *const paths[] = {
+        "id",       "security_group_id", "direction",        "ethertype",
+        "protocol", "multiport",         "remote_ip_prefix", "remote_group_id",
+        "action",   "description",       "priority"};
+    item_ctx *c = arg;
+    mb_sg_rule_list *out = c->out;
+    mb_sg_rule *s = &out->items[out->n++];
+    mb_jval v[11];
+
+    (void)i;
+    memset(s, 0, sizeof(*s));
+    mb_jscan(it->text, it->len, paths, 11, v);
+    s->id = mb_jval_strdup(&v[0], &c->oom);
+    s->security_group_id = mb_jval_strdup(&v[1], &c->oom);
+    s->direction = mb_jval_strdup(&v[2], &c->oom);
+    s->ethertype = mb_jval_strdup(&v[3], &c->oom);
+    s->protocol = mb_jval_strdup(&v[4], &c->oom);
+    s->multiport = mb_jval_strdup(&v[5], &c->oom);
+    s->remote_ip_prefix = mb_jval_strdup(&v[6], &c->oom);
+    s->remote_group_id = mb_jval_strdup(&v[7], &c->oom);
+    s->action = mb_jval_strdup(&v[8], &c->oom);
+    s->description = mb_jval_strdup(&v[9], &c->oom);
+    s->priority = (int)vint(&v[10], 1);
+    if (!c->oom && s->id == NULL)
+        mb_error_set(c->pe, MB_AGAIN, "BadResponse", "list SG rules: a rule without id");
+    return c->oom;
+}
+
 static void sg_list_resp(mb_cloud_op *op, const mb_http_resp *r, const mb_error *e)
 {
+    static const char *const paths[] = {"security_group_rules", "page_info.next_marker"};
     mb_sg_rule_list *out = op->out;
     sg_list_q *q = op->aux;
     mb_error pe;
-    json_t *j, *rules, *it;
-    const char *next;
-    size_t i, add;
-    int oom = 0;
+    mb_jval v[2];
+    item_ctx c = {out, &pe, 0, 0};
+    char *next = NULL;
+    size_t add;
 
     mb_error_clear(&pe);
     if (e->status != MB_OK) {
         pe = *e;
         goto finish;
     }
-    j = parse_body(r, &pe, "GET security-group-rules");
-    if (j == NULL)
+    if (scan_body(r, &pe, "GET security-group-rules", paths, 2, v) != 0)
         goto finish;
-    rules = json_object_get(j, "security_group_rules");
-    add = json_array_size(rules);
+    add = v[0].type == MB_JARRAY ? v[0].n : 0;
     if (add > 0) {
         mb_sg_rule *ni = realloc(out->items, (out->n + add) * sizeof(*ni));
-        oom = ni == NULL;
-        if (ni)
+        c.oom = ni == NULL;
+        if (ni) {
             out->items = ni;
+            mb_jscan_each(&v[0], sg_item, &c);
+        }
     }
-    json_array_foreach(rules, i, it)
-    {
-        mb_sg_rule *s;
-        json_t *prio;
-        if (oom)
-            break;
-        s = &out->items[out->n++];
-        memset(s, 0, sizeof(*s));
-        s->id = jdup(it, "id", &oom);
-        s->security_group_id = jdup(it, "security_group_id", &oom);
-        s->direction = jdup(it, "direction", &oom);
-        s->ethertype = jdup(it, "ethertype", &oom);
-        s->protocol = jdup(it, "protocol", &oom);
-        s->multiport = jdup(it, "multiport", &oom);
-        s->remote_ip_prefix = jdup(it, "remote_ip_prefix", &oom);
-        s->remote_group_id = jdup(it, "remote_group_id", &oom);
-        s->action = jdup(it, "action", &oom);
-        s->description = jdup(it, "description", &oom);
-        prio = json_object_get(it, "priority");
-        s->priority = json_is_integer(prio) ? (int)json_integer_value(prio) : 1;
-        if (!oom && s->id == NULL)
-            mb_error_set(&pe, MB_AGAIN, "BadResponse", "list SG rules: a rule without id");
-    }
-    next = jpath_str(j, "page_info.next_marker");
-    if (!oom && pe.status == MB_OK && add > 0 && next != NULL && next[0] != '\0') {
+    next = mb_jval_strdup(&v[1], &c.oom);
+    if (!c.oom && pe.status == MB_OK && add > 0 && next != NULL && next[0] != '\0') {
         if (++op->pages >= MAX_PAGES) {
             mb_error_set(&pe, MB_PERM, "TooManyPages", "list SG rules of %s: over %d pages",
                          q->sg_id, MAX_PAGES);
-            json_decref(j);
             goto finish;
         }
         char *url = sg_list_url(op, q, next);
-        json_decref(j);
+        free(next);
         op_next(op, "GET", url, sg_list_resp);
         return;
     }
-    json_decref(j);
-    if (oom)
+    if (c.oom)
         mb_error_set(&pe, MB_FATAL, "OutOfMemory", "list SG rules: out of memory");
 finish:
+    free(next);
     op_finish(op, &pe);
 }
 
@@ -1165,17 +1203,21 @@ static char *rule_id_from_msg(const char *msg)
 
 static void sg_create_resp(mb_cloud_op *op, const mb_http_resp *r, const mb_error *e)
 {
+    static const char *const msg_path[] = {"error_msg"}, *const id_path[] = {
+                                                             "security_group_rule.id"};
     mb_sg_rule_created *out = op->out;
     mb_error pe;
-    json_t *j;
+    mb_jval v;
     int oom = 0;
 
     mb_error_clear(&pe);
     if (r != NULL && r->status == 409 && strcmp(e->code, "VPC.9902") == 0) {
-        j = json_loadb(r->body, r->body_len, 0, NULL);
+        char *msg = NULL;
+        if (mb_jscan(r->body, r->body_len, msg_path, 1, &v) == 0)
+            msg = mb_jval_strdup(&v, &oom);
         out->existed = 1;
-        out->id = rule_id_from_msg(jstr(j, "error_msg"));
-        json_decref(j);
+        out->id = rule_id_from_msg(msg);
+        free(msg);
         op_finish(op, &pe);
         return;
     }
@@ -1189,13 +1231,11 @@ static void sg_create_resp(mb_cloud_op *op, const mb_http_resp *r, const mb_erro
         op_finish(op, e);
         return;
     }
-    j = parse_body(r, &pe, "POST security-group-rules");
-    if (j == NULL) {
+    if (scan_body(r, &pe, "POST security-group-rules", id_path, 1, &v) != 0) {
         op_finish(op, &pe);
         return;
     }
-    out->id = jdup(j, "security_group_rule.id", &oom);
-    json_decref(j);
+    out->id = mb_jval_strdup(&v, &oom);
     if (oom) {
         finish_oom(op, "POST security-group-rules");
         return;
@@ -1345,28 +1385,26 @@ int mb_sg_rule_allows(const mb_sg_rule *r, int port)
 
 static void version_resp(mb_cloud_op *op, const mb_http_resp *r, const mb_error *e)
 {
+    static const char *const paths[] = {"gitVersion"};
     char **out = op->out;
     mb_error pe;
-    json_t *j;
-    const char *v;
+    mb_jval v;
+    int oom = 0;
 
     if (e->status != MB_OK) {
         op_finish(op, e);
         return;
     }
     mb_error_clear(&pe);
-    j = parse_body(r, &pe, "GET /version");
-    if (j == NULL) {
+    if (scan_body(r, &pe, "GET /version", paths, 1, &v) != 0) {
         op_finish(op, &pe);
         return;
     }
-    v = jstr(j, "gitVersion");
-    *out = v ? strdup(v) : NULL;
-    if (v == NULL)
-        mb_error_set(&pe, MB_AGAIN, "BadResponse", "GET /version: no gitVersion");
-    else if (*out == NULL)
+    *out = mb_jval_strdup(&v, &oom);
+    if (oom)
         mb_error_set(&pe, MB_FATAL, "OutOfMemory", "GET /version: out of memory");
-    json_decref(j);
+    else if (*out == NULL)
+        mb_error_set(&pe, MB_AGAIN, "BadResponse", "GET /version: no gitVersion");
     op_finish(op, &pe);
 }
 
@@ -1396,18 +1434,19 @@ static const char *kind_path(mb_k8s_kind kind)
     return kind == MB_K8S_NODE ? "/api/v1/nodes/%s" : "/api/v1/namespaces/%s";
 }
 
-/* A map field of metadata as a new reference; {} when absent. */
-static json_t *meta_map(json_t *j, const char *path)
+/* A map field of metadata as a new reference; {} when absent (NULL: out of memory). */
+static json_t *meta_map(const mb_jval *v)
 {
-    json_t *v = jpath(j, path);
-    return json_is_object(v) ? json_incref(v) : json_object();
+    return v->type == MB_JOBJECT ? json_loadb(v->text, v->len, 0, NULL) : json_object();
 }
 
 static void k8s_get_resp(mb_cloud_op *op, const mb_http_resp *r, const mb_error *e)
 {
+    static const char *const paths[] = {"metadata.name", "metadata.resourceVersion",
+                                        "metadata.labels", "metadata.annotations"};
     mb_k8s_meta *out = op->out;
+    mb_jval v[4];
     mb_error pe;
-    json_t *j;
     int oom = 0;
 
     mb_error_clear(&pe);
@@ -1421,17 +1460,16 @@ static void k8s_get_resp(mb_cloud_op *op, const mb_http_resp *r, const mb_error 
         op_finish(op, e);
         return;
     }
-    j = parse_body(r, &pe, op->kind == MB_K8S_NODE ? "GET node" : "GET namespace");
-    if (j == NULL) {
+    if (scan_body(r, &pe, op->kind == MB_K8S_NODE ? "GET node" : "GET namespace", paths, 4, v) !=
+        0) {
         op_finish(op, &pe);
         return;
     }
     out->exists = 1;
-    out->name = jdup(j, "metadata.name", &oom);
-    out->resource_version = jdup(j, "metadata.resourceVersion", &oom);
-    out->labels = meta_map(j, "metadata.labels");
-    out->annotations = meta_map(j, "metadata.annotations");
-    json_decref(j);
+    out->name = mb_jval_strdup(&v[0], &oom);
+    out->resource_version = mb_jval_strdup(&v[1], &oom);
+    out->labels = meta_map(&v[2]);
+    out->annotations = meta_map(&v[3]);
     if (oom || out->labels == NULL || out->annotations == NULL) {
         finish_oom(op, "GET object");
         return;
@@ -1483,374 +1521,25 @@ mb_cloud_op *mb_cloud_k8s_label_patch(mb_cloud *c, const mb_cloud_target *t, mb_
 /* Kubernetes list pages counted without a JSON tree                  */
 /* ------------------------------------------------------------------ */
 
-/* A pod listing is the largest reply the worker reads, and precheck only
- * needs how many items it holds and where the next page starts.  This
- * scanner checks the whole text against RFC 8259 (strings, escapes, UTF-8,
- * numbers, nesting up to LS_MAX_DEPTH) like json_loadb does, allocates
- * nothing, and keeps only the top-level "items" count and
- * "metadata.continue". */
-#define LS_MAX_DEPTH 512
-
-typedef struct lscan {
-    const unsigned char *p, *end;
-    int depth;
-} lscan;
-
-static void ls_ws(lscan *s)
-{
-    while (s->p < s->end && (*s->p == ' ' || *s->p == '\t' || *s->p == '\n' || *s->p == '\r'))
-        s->p++;
-}
-
-static int ls_hex4(lscan *s, unsigned *out)
-{
-    unsigned v = 0;
-    if (s->end - s->p < 4)
-        return -1;
-    for (int i = 0; i < 4; i++) {
-        int ch = s->p[i], d;
-        if (ch >= '0' && ch <= '9')
-            d = ch - '0';
-        else if (ch >= 'a' && ch <= 'f')
-            d = ch - 'a' + 10;
-        else if (ch >= 'A' && ch <= 'F')
-            d = ch - 'A' + 10;
-        else
-            return -1;
-        v = v * 16 + (unsigned)d;
-    }
-    s->p += 4;
-    *out = v;
-    return 0;
-}
-
-/* Appends one byte to out (room for len, NUL included); *n counts every
- * byte, so *n >= len afterwards means it did not fit. */
-static void ls_put(char *out, size_t len, size_t *n, unsigned char ch)
-{
-    if (out != NULL && *n + 1 < len)
-        out[*n] = (char)ch;
-    (*n)++;
-}
-
-static void ls_put_utf8(char *out, size_t len, size_t *n, unsigned cp)
-{
-    if (cp < 0x80) {
-        ls_put(out, len, n, (unsigned char)cp);
-    } else if (cp < 0x800) {
-        ls_put(out, len, n, (unsigned char)(0xc0 | (cp >> 6)));
-        ls_put(out, len, n, (unsigned char)(0x80 | (cp & 0x3f)));
-    } else if (cp < 0x10000) {
-        ls_put(out, len, n, (unsigned char)(0xe0 | (cp >> 12)));
-        ls_put(out, len, n, (unsigned char)(0x80 | ((cp >> 6) & 0x3f)));
-        ls_put(out, len, n, (unsigned char)(0x80 | (cp & 0x3f)));
-    } else {
-        ls_put(out, len, n, (unsigned char)(0xf0 | (cp >> 18)));
-        ls_put(out, len, n, (unsigned char)(0x80 | ((cp >> 12) & 0x3f)));
-        ls_put(out, len, n, (unsigned char)(0x80 | ((cp >> 6) & 0x3f)));
-        ls_put(out, len, n, (unsigned char)(0x80 | (cp & 0x3f)));
-    }
-}
-
-/* A \u escape: four hex digits after the backslash and 'u', a surrogate pair joined. */
-static int ls_escape_u(lscan *s, char *out, size_t len, size_t *n)
-{
-    unsigned cp, lo;
-    if (ls_hex4(s, &cp) != 0)
-        return -1;
-    if (cp >= 0xdc00 && cp <= 0xdfff)
-        return -1; /* a lone low surrogate */
-    if (cp >= 0xd800 && cp <= 0xdbff) {
-        if (s->end - s->p < 2 || s->p[0] != '\\' || s->p[1] != 'u')
-            return -1;
-        s->p += 2;
-        if (ls_hex4(s, &lo) != 0 || lo < 0xdc00 || lo > 0xdfff)
-            return -1;
-        cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
-    }
-    ls_put_utf8(out, len, n, cp);
-    return 0;
-}
-
-/* One UTF-8 sequence starting at a byte >= 0x80 (shortest form, no
- * surrogates, at most U+10FFFF). */
-static int ls_utf8(lscan *s, char *out, size_t len, size_t *n)
-{
-    unsigned char c0 = *s->p;
-    int more;
-    unsigned cp, min;
-
-    if (c0 >= 0xc2 && c0 <= 0xdf)
-        more = 1, cp = c0 & 0x1f, min = 0x80;
-    else if (c0 >= 0xe0 && c0 <= 0xef)
-        more = 2, cp = c0 & 0x0f, min = 0x800;
-    else if (c0 >= 0xf0 && c0 <= 0xf4)
-        more = 3, cp = c0 & 0x07, min = 0x10000;
-    else
-        return -1;
-    if (s->end - s->p <= more)
-        return -1;
-    for (int i = 1; i <= more; i++) {
-        if ((s->p[i] & 0xc0) != 0x80)
-            return -1;
-        cp = (cp << 6) | (s->p[i] & 0x3f);
-    }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-        return -1;
-    for (int i = 0; i <= more; i++)
-        ls_put(out, len, n, s->p[i]);
-    s->p += more + 1;
-    return 0;
-}
-
-/* A string at s->p (the opening quote); decoded into out when not NULL.
- * *n: the decoded length (may exceed len - 1: then out holds a prefix). */
-static int ls_string(lscan *s, char *out, size_t len, size_t *n)
-{
-    static const char esc_in[] = "\"\\/bfnrt", esc_out[] = "\"\\/\b\f\n\r\t";
-    *n = 0;
-    s->p++;
-    while (s->p < s->end) {
-        unsigned char ch = *s->p;
-        if (ch >= 0x20 && ch < 0x80 && ch != '"' && ch != '\\') {
-            /* a run of plain ASCII, most of every name and value: taken whole */
-            const unsigned char *q = s->p + 1;
-            size_t run;
-            while (q < s->end && *q >= 0x20 && *q < 0x80 && *q != '"' && *q != '\\')
-                q++;
-            run = (size_t)(q - s->p);
-            if (out != NULL && *n + 1 < len)
-                memcpy(out + *n, s->p, run < len - 1 - *n ? run : len - 1 - *n);
-            *n += run;
-            s->p = q;
-            continue;
-        }
-        if (ch == '"') {
-            s->p++;
-            if (out != NULL && len > 0)
-                out[*n < len ? *n : len - 1] = '\0';
-            return 0;
-        }
-        if (ch < 0x20)
-            return -1;
-        if (ch >= 0x80) {
-            if (ls_utf8(s, out, len, n) != 0)
-                return -1;
-            continue;
-        }
-        s->p++; /* a backslash */
-        if (s->p >= s->end)
-            return -1;
-        ch = *s->p++;
-        if (ch == 'u') {
-            if (ls_escape_u(s, out, len, n) != 0)
-                return -1;
-            continue;
-        }
-        const char *e = ch ? strchr(esc_in, ch) : NULL;
-        if (e == NULL)
-            return -1;
-        ls_put(out, len, n, (unsigned char)esc_out[e - esc_in]);
-    }
-    return -1;
-}
-
-static int ls_digits(lscan *s)
-{
-    const unsigned char *start = s->p;
-    while (s->p < s->end && *s->p >= '0' && *s->p <= '9')
-        s->p++;
-    return s->p > start ? 0 : -1;
-}
-
-static int ls_number(lscan *s)
-{
-    if (*s->p == '-')
-        s->p++;
-    if (s->p < s->end && *s->p == '0')
-        s->p++;
-    else if (ls_digits(s) != 0)
-        return -1;
-    if (s->p < s->end && *s->p == '.') {
-        s->p++;
-        if (ls_digits(s) != 0)
-            return -1;
-    }
-    if (s->p < s->end && (*s->p == 'e' || *s->p == 'E')) {
-        s->p++;
-        if (s->p < s->end && (*s->p == '+' || *s->p == '-'))
-            s->p++;
-        if (ls_digits(s) != 0)
-            return -1;
-    }
-    return 0;
-}
-
-static int ls_word(lscan *s, const char *w)
-{
-    size_t n = strlen(w);
-    if ((size_t)(s->end - s->p) < n || memcmp(s->p, w, n) != 0)
-        return -1;
-    s->p += n;
-    return 0;
-}
-
-static int ls_value(lscan *s);
-
-/* An array at s->p; *count gets its number of elements. */
-static int ls_array(lscan *s, long *count)
-{
-    *count = 0;
-    s->p++;
-    ls_ws(s);
-    if (s->p < s->end && *s->p == ']') {
-        s->p++;
-        return 0;
-    }
-    for (;;) {
-        if (ls_value(s) != 0)
-            return -1;
-        (*count)++;
-        ls_ws(s);
-        if (s->p >= s->end)
-            return -1;
-        if (*s->p == ']') {
-            s->p++;
-            return 0;
-        }
-        if (*s->p++ != ',')
-            return -1;
-    }
-}
-
-/* Called for each member of an object with the scanner on its value; it
- * must consume the value. */
-typedef int ls_member_fn(lscan *s, const char *key, int key_fits, void *arg);
-
-static int ls_object(lscan *s, ls_member_fn *fn, void *arg)
-{
-    char key[32];
-    size_t kn;
-
-    s->p++;
-    ls_ws(s);
-    if (s->p < s->end && *s->p == '}') {
-        s->p++;
-        return 0;
-    }
-    for (;;) {
-        if (s->p >= s->end || *s->p != '"' || ls_string(s, key, sizeof(key), &kn) != 0)
-            return -1;
-        ls_ws(s);
-        if (s->p >= s->end || *s->p++ != ':')
-            return -1;
-        ls_ws(s);
-        if ((fn ? fn(s, key, kn < sizeof(key) && memchr(key, 0, kn) == NULL, arg) : ls_value(s)) !=
-            0)
-            return -1;
-        ls_ws(s);
-        if (s->p >= s->end)
-            return -1;
-        if (*s->p == '}') {
-            s->p++;
-            return 0;
-        }
-        if (*s->p++ != ',')
-            return -1;
-        ls_ws(s);
-    }
-}
-
-static int ls_value(lscan *s)
-{
-    long n;
-    size_t sn;
-    int rc;
-
-    ls_ws(s);
-    if (s->p >= s->end)
-        return -1;
-    switch (*s->p) {
-    case '{':
-    case '[':
-        if (++s->depth > LS_MAX_DEPTH)
-            return -1;
-        rc = *s->p == '{' ? ls_object(s, NULL, NULL) : ls_array(s, &n);
-        s->depth--;
-        return rc;
-    case '"': return ls_string(s, NULL, 0, &sn);
-    case 't': return ls_word(s, "true");
-    case 'f': return ls_word(s, "false");
-    case 'n': return ls_word(s, "null");
-    default: return *s->p == '-' || (*s->p >= '0' && *s->p <= '9') ? ls_number(s) : -1;
-    }
-}
-
-typedef struct ls_page {
-    long items;
-    int items_bad; /* "items" is neither an array nor null */
-    char *cont;
-    size_t contlen, cont_n;
-} ls_page;
-
-static int ls_meta_member(lscan *s, const char *key, int key_fits, void *arg)
-{
-    ls_page *pg = arg;
-    if (key_fits && strcmp(key, "continue") == 0 && s->p < s->end && *s->p == '"')
-        return ls_string(s, pg->cont, pg->contlen, &pg->cont_n);
-    return ls_value(s);
-}
-
-static int ls_top_member(lscan *s, const char *key, int key_fits, void *arg)
-{
-    ls_page *pg = arg;
-    int rc;
-
-    if (key_fits && strcmp(key, "items") == 0) {
-        pg->items = 0;
-        pg->items_bad = 0;
-        if (s->p < s->end && *s->p == '[') {
-            s->depth++;
-            rc = ls_array(s, &pg->items);
-            s->depth--;
-            return rc;
-        }
-        pg->items_bad = ls_word(s, "null") != 0;
-        return pg->items_bad ? ls_value(s) : 0;
-    }
-    if (key_fits && strcmp(key, "metadata") == 0 && s->p < s->end && *s->p == '{') {
-        pg->cont[0] = '\0'; /* a repeated key: the last one counts, as in jansson */
-        pg->cont_n = 0;
-        s->depth++;
-        rc = ls_object(s, ls_meta_member, pg);
-        s->depth--;
-        return rc;
-    }
-    return ls_value(s);
-}
-
+/* A pod listing is the largest reply the worker reads, and precheck only needs how many
+ * items it holds and where the next page starts: mb_jscan checks the page and keeps those. */
 int mb_k8s_list_count(const char *body, size_t len, long *items, char *cont, size_t contlen)
 {
-    lscan s = {(const unsigned char *)body, (const unsigned char *)body + len, 1};
-    ls_page pg = {0, 0, cont, contlen, 0};
+    static const char *const paths[] = {"items", "metadata.continue"};
+    mb_jval v[2];
 
     *items = 0;
     if (cont == NULL || contlen == 0)
         return -1;
     cont[0] = '\0';
-    if (body == NULL)
+    if (body == NULL || mb_jscan(body, len, paths, 2, v) != 0)
         return -1;
-    ls_ws(&s);
-    if (s.p < s.end && *s.p == '{' && ls_object(&s, ls_top_member, &pg) == 0) {
-        ls_ws(&s);
-        if (s.p == s.end && !pg.items_bad && pg.cont_n < contlen &&
-            memchr(cont, 0, pg.cont_n) == NULL) {
-            *items = pg.items;
-            return 0;
-        }
-    }
-    cont[0] = '\0';
-    return -1;
+    if (v[0].type != MB_JARRAY && v[0].type != MB_JNULL && v[0].type != MB_JNONE)
+        return -1;
+    if (v[1].type == MB_JSTRING && mb_jval_str(&v[1], cont, contlen) != 0)
+        return -1; /* a token that does not fit is refused, not cut */
+    *items = (long)v[0].n;
+    return 0;
 }
 
 /* ------------------------------------------------------------------ */
@@ -2151,30 +1840,43 @@ mb_cloud_op *mb_cloud_k8s_workload_restart(mb_cloud *c, const mb_cloud_target *t
 /* Kubernetes: CoreDNS readiness                                      */
 /* ------------------------------------------------------------------ */
 
-int mb_k8s_deployment_ready(json_t *d, char *reason, size_t reasonlen)
+/* 1 (stops mb_jscan_each) on a condition Progressing, reason ProgressDeadlineExceeded. */
+static int past_deadline(void *arg, size_t i, const mb_jval *cnd)
 {
-    long gen = jpath_int(d, "metadata.generation", 0);
-    long observed = jpath_int(d, "status.observedGeneration", 0);
-    long want = jpath_int(d, "spec.replicas", 1); /* the API's default */
-    long replicas = jpath_int(d, "status.replicas", 0);
-    long updated = jpath_int(d, "status.updatedReplicas", 0);
-    long available = jpath_int(d, "status.availableReplicas", 0);
-    json_t *conds = jpath(d, "status.conditions"), *cnd;
-    size_t i;
+    static const char *const paths[] = {"type", "reason"};
+    mb_jval v[2];
+
+    (void)arg;
+    (void)i;
+    mb_jscan(cnd->text, cnd->len, paths, 2, v);
+    return mb_jval_streq(&v[0], "Progressing") && mb_jval_streq(&v[1], "ProgressDeadlineExceeded");
+}
+
+int mb_k8s_deployment_ready(const char *text, size_t len, char *reason, size_t reasonlen)
+{
+    static const char *const paths[] = {"metadata.generation",    "status.observedGeneration",
+                                        "spec.replicas",          "status.replicas",
+                                        "status.updatedReplicas", "status.availableReplicas",
+                                        "status.conditions"};
+    mb_jval v[7];
+
+    if (mb_jscan(text, len, paths, 7, v) != 0)
+        return -1;
+    long gen = vint(&v[0], 0);
+    long observed = vint(&v[1], 0);
+    long want = vint(&v[2], 1); /* the API's default */
+    long replicas = vint(&v[3], 0);
+    long updated = vint(&v[4], 0);
+    long available = vint(&v[5], 0);
 
     /* kubectl rollout status (polymorphichelpers/rollout_status.go) */
     if (gen > observed) {
         snprintf(reason, reasonlen, "waiting for deployment spec update to be observed");
         return 0;
     }
-    json_array_foreach(conds, i, cnd)
-    {
-        const char *type = jstr(cnd, "type"), *why = jstr(cnd, "reason");
-        if (type && why && strcmp(type, "Progressing") == 0 &&
-            strcmp(why, "ProgressDeadlineExceeded") == 0) {
-            snprintf(reason, reasonlen, "deployment exceeded its progress deadline");
-            return 0;
-        }
+    if (v[6].type == MB_JARRAY && mb_jscan_each(&v[6], past_deadline, NULL) == 1) {
+        snprintf(reason, reasonlen, "deployment exceeded its progress deadline");
+        return 0;
     }
     if (updated < want) {
         snprintf(reason, reasonlen, "%ld out of %ld new replicas have been updated", updated, want);
@@ -2202,7 +1904,8 @@ static void coredns_resp(mb_cloud_op *op, const mb_http_resp *r, const mb_error 
 {
     mb_coredns *out = op->out;
     mb_error pe;
-    json_t *j;
+    char why[200];
+    int ready;
 
     mb_error_clear(&pe);
     if (r != NULL && r->status == 404) {
@@ -2216,16 +1919,17 @@ static void coredns_resp(mb_cloud_op *op, const mb_http_resp *r, const mb_error 
         op_finish(op, e);
         return;
     }
-    j = parse_body(r, &pe, "GET deployment coredns");
-    if (j == NULL) {
+    ready = mb_k8s_deployment_ready(r->body, r->body_len, why, sizeof(why));
+    if (ready < 0) {
+        /* a cut or garbled body is more likely a proxy hiccup than a lasting state */
+        mb_error_set(&pe, MB_AGAIN, "BadResponse",
+                     "GET deployment coredns: HTTP %ld: response is not a JSON object", r->status);
         op_finish(op, &pe);
         return;
     }
-    char why[200];
-    out->ready = mb_k8s_deployment_ready(j, why, sizeof(why));
+    out->ready = ready;
     if (!out->ready)
         snprintf(out->reason, sizeof(out->reason), "coredns: %s", why);
-    json_decref(j);
     op_finish(op, &pe);
 }
 

@@ -317,8 +317,9 @@ typedef struct mb_coredns {
 mb_cloud_op *mb_cloud_k8s_coredns_ready(mb_cloud *c, const mb_cloud_target *t, mb_coredns *out,
                                         mb_cloud_done *done, void *arg);
 
-/* Pure form of the rule above on a Deployment object (for tests). */
-int mb_k8s_deployment_ready(json_t *deployment, char *reason, size_t reasonlen);
+/* Pure form of the rule above on a Deployment's JSON text (len bytes): 1 ready, 0 not (the
+ * reason written), -1 when the text is not a JSON object. */
+int mb_k8s_deployment_ready(const char *text, size_t len, char *reason, size_t reasonlen);
 
 typedef enum mb_workload_kind {
     MB_WL_DEPLOYMENT,

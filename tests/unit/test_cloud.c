@@ -179,14 +179,19 @@ static void test_deployment_ready_rule(void **state)
         /* spec.replicas absent means 1 */
         {"{\"metadata\":{\"generation\":1},\"spec\":{},\"status\":{\"observedGeneration\":1}}", 0,
          "0 out of 1"},
+        /* other conditions, and elements that are no condition, do not count */
+        {"{\"metadata\":{\"generation\":2},\"spec\":{\"replicas\":2},\"status\":{"
+         "\"observedGeneration\":2,\"replicas\":2,\"updatedReplicas\":2,\"availableReplicas\":2,"
+         "\"conditions\":[7,{\"type\":\"Available\",\"reason\":\"ProgressDeadlineExceeded\"},"
+         "{\"type\":\"Progressing\",\"reason\":\"NewReplicaSetAvailable\"}]}}",
+         1, ""},
+        {"{\"metadata\":{\"generation\":2}", -1, ""}, /* cut: not JSON */
+        {"[{\"metadata\":{}}]", -1, ""},
     };
     (void)state;
     for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
-        char why[200];
-        json_t *d = json_loads(t[i].json, 0, NULL);
-        assert_non_null(d);
-        int got = mb_k8s_deployment_ready(d, why, sizeof(why));
-        json_decref(d);
+        char why[200] = "";
+        int got = mb_k8s_deployment_ready(t[i].json, strlen(t[i].json), why, sizeof(why));
         if (got != t[i].want || strstr(why, t[i].why) == NULL)
             fail_msg("row %zu: got %d \"%s\" want %d \"%s\"", i, got, why, t[i].want, t[i].why);
     }
@@ -1057,6 +1062,77 @@ static void test_faults(void **state)
     mb_cluster_clear(&cl);
 }
 
+/* Replies a proxy cut or mangled (cloudsim's body fault, status 200): a transient
+ * BadResponse, or what the reply does hold, decoded. */
+static void test_mangled_replies(void **state)
+{
+    env *e = *state;
+    mb_cluster cl = {0};
+    mb_node_list nl = {0};
+    mb_sg_rule_list l = {0};
+    mb_k8s_meta m = {0};
+    char *ver = NULL;
+    res r;
+
+    add_fault("{\"match\":{\"path_contains\":\"/clusters/" CLUSTER "\"},"
+              "\"body\":\"{\\\"metadata\\\":{\",\"count\":1}");
+    CALL(e, r, mb_cloud_cluster_get(e->cloud, &e->t, &cl, on_done, &r));
+    assert_int_equal(r.err.status, MB_AGAIN);
+    assert_string_equal(r.err.code, "BadResponse");
+    assert_non_null(strstr(r.err.msg, "GET cluster: HTTP 200: response is not a JSON object"));
+
+    add_fault(
+        "{\"match\":{\"path_contains\":\"/clusters/" CLUSTER "\"},\"body\":"
+        "\"{\\\"metadata\\\":{\\\"uid\\\":\\\"u\\\\u002d1\\\",\\\"name\\\":\\\"sh\\\\u00f6p\\\"},"
+        "\\\"spec\\\":{\\\"version\\\":\\\"v1.25\\\",\\\"hostNetwork\\\":[]},"
+        "\\\"status\\\":{\\\"phase\\\":\\\"Available\\\"}}\",\"count\":1}");
+    CALL(e, r, mb_cloud_cluster_get(e->cloud, &e->t, &cl, on_done, &r));
+    ASSERT_OK(r);
+    assert_string_equal(cl.id, "u-1");
+    assert_string_equal(cl.name, "sh\xc3\xb6p");
+    assert_null(cl.security_group_id);
+
+    add_fault(
+        "{\"match\":{\"path_contains\":\"/clusters/" CLUSTER "/nodes\"},\"body\":"
+        "\"{\\\"items\\\":[{\\\"metadata\\\":{\\\"uid\\\":\\\"u1\\\",\\\"name\\\":\\\"n1\\\"},"
+        "\\\"status\\\":{\\\"phase\\\":\\\"Active\\\"}},7]}\",\"count\":1}");
+    CALL(e, r, mb_cloud_nodes_list(e->cloud, &e->t, &nl, on_done, &r));
+    assert_int_equal(r.err.status, MB_AGAIN);
+    assert_non_null(strstr(r.err.msg, "item 1 lacks uid, name or phase"));
+    assert_int_equal(nl.n, 2);
+    assert_string_equal(nl.items[0].uid, "u1");
+    assert_null(nl.items[0].az);
+
+    add_fault("{\"match\":{\"path_contains\":\"/security-group-rules\"},\"body\":"
+              "\"{\\\"security_group_rules\\\":[{\\\"direction\\\":\\\"ingress\\\"}]}\","
+              "\"count\":1}");
+    CALL(e, r, mb_cloud_sg_rules_list(e->cloud, &e->t, SG, "ingress", "tcp", &l, on_done, &r));
+    assert_int_equal(r.err.status, MB_AGAIN);
+    assert_non_null(strstr(r.err.msg, "a rule without id"));
+    assert_int_equal(l.items[0].priority, 1); /* the API's default when absent */
+
+    add_fault("{\"match\":{\"path_contains\":\"/api/v1/nodes/n9\"},\"body\":"
+              "\"{\\\"metadata\\\":{\\\"name\\\":\\\"n9\\\",\\\"labels\\\":[1],"
+              "\\\"annotations\\\":{\\\"a\\\":\\\"b\\\"}}}\",\"count\":1}");
+    CALL(e, r, mb_cloud_k8s_get(e->cloud, &e->t, MB_K8S_NODE, "n9", &m, on_done, &r));
+    ASSERT_OK(r);
+    assert_int_equal(m.exists, 1);
+    assert_int_equal(json_object_size(m.labels), 0);
+    assert_string_equal(json_string_value(json_object_get(m.annotations, "a")), "b");
+    assert_null(m.resource_version);
+
+    add_fault("{\"match\":{\"path_contains\":\"/version\"},\"body\":\"{\\\"gitVersion\\\":125}\","
+              "\"count\":1}");
+    CALL(e, r, mb_cloud_k8s_version(e->cloud, &e->t, &ver, on_done, &r));
+    assert_int_equal(r.err.status, MB_AGAIN);
+    assert_non_null(strstr(r.err.msg, "no gitVersion"));
+    assert_null(ver);
+    mb_cluster_clear(&cl);
+    mb_node_list_clear(&nl);
+    mb_sg_rule_list_clear(&l);
+    mb_k8s_meta_clear(&m);
+}
+
 static void test_wrong_sk(void **state)
 {
     env *e = *state;
@@ -1672,7 +1748,7 @@ static void test_list_count(void **state)
         "{items:[]}",
         "{\"metadata\":{\"continue\":\"a\\u0000b\"},\"items\":[]}",
     };
-    char cont[16], deep[2000];
+    char cont[16], deep[4200];
     long n = -1;
 
     (void)state;
@@ -1707,8 +1783,8 @@ static void test_list_count(void **state)
             fail_msg("accepted: %s", bad[i]);
         assert_int_equal(n, 0);
     }
-    /* nesting: 500 levels are fine, 600 are refused */
-    for (int depth = 500; depth <= 600; depth += 100) {
+    /* nesting: as deep as jansson reads (2,048 values), and no deeper */
+    for (int depth = 2046; depth <= 2047; depth++) {
         size_t k = 0;
         k += (size_t)snprintf(deep + k, sizeof(deep) - k, "{\"items\":[");
         for (int i = 0; i < depth; i++)
@@ -1716,7 +1792,8 @@ static void test_list_count(void **state)
         for (int i = 0; i < depth; i++)
             deep[k++] = ']';
         k += (size_t)snprintf(deep + k, sizeof(deep) - k, "]}");
-        assert_int_equal(mb_k8s_list_count(deep, k, &n, cont, sizeof(cont)), depth == 500 ? 0 : -1);
+        assert_int_equal(mb_k8s_list_count(deep, k, &n, cont, sizeof(cont)),
+                         depth == 2046 ? 0 : -1);
     }
 }
 
@@ -1740,6 +1817,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_coredns, setup, teardown),
         cmocka_unit_test_setup_teardown(test_workloads_and_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_faults, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_mangled_replies, setup, teardown),
         cmocka_unit_test_setup_teardown(test_wrong_sk, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cancel_inflight, setup, teardown),
         cmocka_unit_test_setup_teardown(test_parallel_ops, setup, teardown),
