@@ -18,12 +18,12 @@
 #include <ctype.h>
 #include <curl/curl.h>
 #include <event2/event.h>
-#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include "mb_jscan.h"
 #include "mb_sign.h"
 
 #define MB_HTTP_MAX_BODY (32L * 1024 * 1024) /* a response larger than this is refused */
@@ -264,50 +264,40 @@ static void excerpt(const char *body, size_t len, char *out, size_t outlen)
     out[n] = '\0';
 }
 
-static const char *json_str(json_t *o, const char *key)
-{
-    json_t *v = json_object_get(o, key);
-    return json_is_string(v) ? json_string_value(v) : NULL;
-}
-
 /* Fills e for a non-2xx response: the body's own code and message when it
  * is a cloud error ({"error_code","error_msg"}, ASM's errorCode/errorMsg,
  * VPC v1's code/message) or a Kubernetes Status, else an excerpt. */
 static void http_error(mb_error *e, const mb_http_xfer *x, long status)
 {
+    /* pairs of code and message, the first pair with either as a string wins; then "code" */
+    static const char *const paths[] = {"error_code", "error_msg", "errorCode", "errorMsg",
+                                        "reason",     "message",   "code"};
     char code[64];
     mb_status st = mb_http_classify(status, 0, code, sizeof(code));
-    const char *bcode = NULL, *bmsg = NULL;
+    char *bcode = NULL, *bmsg = NULL;
     char ex[MB_HTTP_EXCERPT + 8];
-    json_t *j = NULL;
+    const char *msg;
+    mb_jval v[7];
+    int oom = 0;
 
-    if (x->resp_len > 0)
-        j = json_loadb(x->resp, x->resp_len, 0, NULL);
-    if (json_is_object(j)) {
-        if (json_str(j, "error_code") || json_str(j, "error_msg")) {
-            bcode = json_str(j, "error_code");
-            bmsg = json_str(j, "error_msg");
-        } else if (json_str(j, "errorCode") || json_str(j, "errorMsg")) {
-            bcode = json_str(j, "errorCode");
-            bmsg = json_str(j, "errorMsg");
-        } else if (json_str(j, "reason") || json_str(j, "message")) {
-            bcode = json_str(j, "reason"); /* Kubernetes Status */
-            bmsg = json_str(j, "message");
-        } else if (json_str(j, "code")) {
-            bcode = json_str(j, "code");
-        }
+    if (x->resp_len > 0 && mb_jscan(x->resp, x->resp_len, paths, 7, v) == 0) {
+        int i = 0;
+        while (i < 6 && v[i].type != MB_JSTRING && v[i + 1].type != MB_JSTRING)
+            i += 2;
+        bcode = mb_jval_strdup(&v[i], &oom);
+        bmsg = i < 6 ? mb_jval_strdup(&v[i + 1], &oom) : NULL;
     }
     if (bcode != NULL && bcode[0] != '\0')
         snprintf(code, sizeof(code), "%s", bcode);
-    if (bmsg == NULL) {
+    if (bmsg == NULL)
         excerpt(x->resp, x->resp_len, ex, sizeof(ex));
-        bmsg = ex;
-    }
-    mb_error_set(e, st, code, "%s: HTTP %ld: %s", x->what, status, bmsg[0] ? bmsg : "(empty body)");
+    msg = bmsg ? bmsg : ex;
+    mb_error_set(e, st, code, "%s: HTTP %ld: %s", x->what, status, msg[0] ? msg : "(empty body)");
     e->http_status = status;
     if (status == 429 || status == 503)
         e->retry_after_ms = x->retry_after_ms;
-    json_decref(j);
+    free(bcode);
+    free(bmsg);
 }
 
 /* ------------------------------------------------------------------ */

@@ -332,6 +332,18 @@ static void handle(struct evhttp_request *req, void *arg)
         reply(req, 400, "plain text\nerror");
         return;
     }
+    if (strcmp(path, "/asm400") == 0) { /* ASM's error shape, escapes in its message */
+        reply(req, 400, "{\"errorCode\":\"SVCSTG.ASM.4001\",\"errorMsg\":\"bad \\u00e9\"}");
+        return;
+    }
+    if (strcmp(path, "/code409") == 0) { /* VPC v1's, with a code only */
+        reply(req, 409, "{\"code\":\"VPC.0114\"}");
+        return;
+    }
+    if (strcmp(path, "/odd500") == 0) { /* a code that is no string: the message alone */
+        reply(req, 500, "{\"error_code\":7,\"error_msg\":\"\\u0041x\"}");
+        return;
+    }
     reply(req, 200, "{\"ok\":true}");
 }
 
@@ -603,19 +615,23 @@ static void test_wrong_sk(void **state)
 static void test_error_texts(void **state)
 {
     env *e = *state;
-    res r503 = {0}, r429 = {0}, r404 = {0}, r400 = {0};
+    res r503 = {0}, r429 = {0}, r404 = {0}, r400 = {0}, rasm = {0}, rcode = {0}, rodd = {0};
     int called = 0;
 
     assert_non_null(get(e, "/503", &r503));
     assert_non_null(get(e, "/429", &r429));
     assert_non_null(get(e, "/k8s404", &r404));
     assert_non_null(get(e, "/400text", &r400));
+    assert_non_null(get(e, "/asm400", &rasm));
+    assert_non_null(get(e, "/code409", &rcode));
+    assert_non_null(get(e, "/odd500", &rodd));
     long end = now_ms() + 5000;
-    while (called < 4 && now_ms() < end) {
+    while (called < 7 && now_ms() < end) {
         event_base_loop(e->base, EVLOOP_ONCE);
-        called = r503.called + r429.called + r404.called + r400.called;
+        called = r503.called + r429.called + r404.called + r400.called + rasm.called +
+                 rcode.called + rodd.called;
     }
-    assert_int_equal(called, 4);
+    assert_int_equal(called, 7);
 
     assert_int_equal(r503.err.status, MB_AGAIN);
     assert_int_equal(r503.err.http_status, 503);
@@ -635,6 +651,14 @@ static void test_error_texts(void **state)
     assert_int_equal(r400.err.status, MB_PERM);
     assert_string_equal(r400.err.code, "HTTP400");
     assert_string_equal(r400.err.msg, "GET /400text: HTTP 400: plain text error");
+
+    assert_string_equal(rasm.err.code, "SVCSTG.ASM.4001");
+    assert_string_equal(rasm.err.msg, "GET /asm400: HTTP 400: bad \xc3\xa9");
+    assert_int_equal(rcode.err.status, MB_AGAIN); /* 409 */
+    assert_string_equal(rcode.err.code, "VPC.0114");
+    assert_string_equal(rcode.err.msg, "GET /code409: HTTP 409: {\"code\":\"VPC.0114\"}");
+    assert_string_equal(rodd.err.code, "HTTP500");
+    assert_string_equal(rodd.err.msg, "GET /odd500: HTTP 500: Ax");
 }
 
 static void test_timeout(void **state)
