@@ -1203,8 +1203,8 @@ static char *rule_id_from_msg(const char *msg)
 
 static void sg_create_resp(mb_cloud_op *op, const mb_http_resp *r, const mb_error *e)
 {
-    static const char *const msg_path[] = {"error_msg"}, *const id_path[] = {
-                                                             "security_group_rule.id"};
+    static const char *const msg_path[] = {"error_msg"};
+    static const char *const id_path[] = {"security_group_rule.id"};
     mb_sg_rule_created *out = op->out;
     mb_error pe;
     mb_jval v;
@@ -1444,6 +1444,7 @@ static void k8s_get_resp(mb_cloud_op *op, const mb_http_resp *r, const mb_error 
 {
     static const char *const paths[] = {"metadata.name", "metadata.resourceVersion",
                                         "metadata.labels", "metadata.annotations"};
+    const char *what = op->kind == MB_K8S_NODE ? "GET node" : "GET namespace";
     mb_k8s_meta *out = op->out;
     mb_jval v[4];
     mb_error pe;
@@ -1460,8 +1461,7 @@ static void k8s_get_resp(mb_cloud_op *op, const mb_http_resp *r, const mb_error 
         op_finish(op, e);
         return;
     }
-    if (scan_body(r, &pe, op->kind == MB_K8S_NODE ? "GET node" : "GET namespace", paths, 4, v) !=
-        0) {
+    if (scan_body(r, &pe, what, paths, 4, v) != 0) {
         op_finish(op, &pe);
         return;
     }
