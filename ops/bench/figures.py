@@ -341,6 +341,11 @@ def cmd_table(d):
         rows.append(("concurrency: publish->Running p50 / p99 s",
                      "%s / %s" % (fmt(b["latency_running"]["p50_ms"] / 1000, 1),
                                   fmt(b["latency_running"]["p99_ms"] / 1000, 1)), "", ""))
+    i = load(os.path.join(d, "instructions.json"))
+    if i and i.get("instructions") and i["bench"].get("running"):
+        rows.append(("worker instructions per saga (callgrind), M",
+                     fmt(i["instructions"] / i["bench"]["running"] / 1e6, 2), "",
+                     "%d orders, start and stop included" % i["bench"]["running"]))
     for name in ("overhead", "overhead-low"):
         o = load(os.path.join(d, name + ".json"))
         if not o:
