@@ -304,28 +304,44 @@ static int js_word(scan *s, const char *w, size_t n)
 
 static int js_value(scan *s, unsigned want, int kd, mb_jval *v);
 
-static int js_array(scan *s, size_t *n)
+/* Past an opening bracket: 1 when the container closes at once (closer consumed), else 0. */
+static int js_open(scan *s, unsigned char closer)
 {
     s->p++;
     js_ws(s);
-    if (s->p < s->end && *s->p == ']') {
+    if (s->p < s->end && *s->p == closer) {
         s->p++;
-        return 0;
+        return 1;
     }
-    for (;;) {
+    return 0;
+}
+
+/* After an element or a member: 1 at the closer (consumed), 0 past a comma, -1 on anything
+ * else. */
+static int js_next(scan *s, unsigned char closer)
+{
+    js_ws(s);
+    if (s->p >= s->end)
+        return -1;
+    if (*s->p == closer) {
+        s->p++;
+        return 1;
+    }
+    return *s->p++ == ',' ? 0 : -1;
+}
+
+static int js_array(scan *s, size_t *n)
+{
+    int rc;
+
+    if (js_open(s, ']'))
+        return 0;
+    do {
         if (js_value(s, 0, 0, NULL) != 0)
             return -1;
         (*n)++;
-        js_ws(s);
-        if (s->p >= s->end)
-            return -1;
-        if (*s->p == ']') {
-            s->p++;
-            return 0;
-        }
-        if (*s->p++ != ',')
-            return -1;
-    }
+    } while ((rc = js_next(s, ']')) == 0);
+    return rc < 0 ? -1 : 0;
 }
 
 /* The paths of want whose key number kd is key (kn bytes decoded; kn >= JS_KEY_MAX: none). */
@@ -347,17 +363,15 @@ static int js_object(scan *s, unsigned want, int kd)
 {
     char key[JS_KEY_MAX];
     size_t kn;
+    int rc;
 
-    s->p++;
-    js_ws(s);
-    if (s->p < s->end && *s->p == '}') {
-        s->p++;
+    if (js_open(s, '}'))
         return 0;
-    }
-    for (;;) {
+    do {
         unsigned m = 0, deeper = 0, here = 0;
         mb_jval v;
 
+        js_ws(s);
         if (s->p >= s->end || *s->p != '"' ||
             js_string(s, want ? key : NULL, want ? sizeof(key) : 0, &kn) != 0)
             return -1;
@@ -379,17 +393,8 @@ static int js_object(scan *s, unsigned want, int kd)
             return -1;
         for (unsigned bits = here; bits != 0; bits &= bits - 1)
             s->vals[__builtin_ctz(bits)] = v;
-        js_ws(s);
-        if (s->p >= s->end)
-            return -1;
-        if (*s->p == '}') {
-            s->p++;
-            return 0;
-        }
-        if (*s->p++ != ',')
-            return -1;
-        js_ws(s);
-    }
+    } while ((rc = js_next(s, '}')) == 0);
+    return rc < 0 ? -1 : 0;
 }
 
 /* A value at s->p (whitespace skipped before it); its place in *v when v is not NULL. */
