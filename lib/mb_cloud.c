@@ -1852,16 +1852,15 @@ static int past_deadline(void *arg, size_t i, const mb_jval *cnd)
     return mb_jval_streq(&v[0], "Progressing") && mb_jval_streq(&v[1], "ProgressDeadlineExceeded");
 }
 
-int mb_k8s_deployment_ready(const char *text, size_t len, char *reason, size_t reasonlen)
-{
-    static const char *const paths[] = {"metadata.generation",    "status.observedGeneration",
-                                        "spec.replicas",          "status.replicas",
-                                        "status.updatedReplicas", "status.availableReplicas",
-                                        "status.conditions"};
-    mb_jval v[7];
+/* What the rollout rule reads of a Deployment, in deployment_ready's order. */
+static const char *const deployment_paths[] = {
+    "metadata.generation",    "status.observedGeneration", "spec.replicas",    "status.replicas",
+    "status.updatedReplicas", "status.availableReplicas",  "status.conditions"};
+#define DEPLOYMENT_PATHS (sizeof(deployment_paths) / sizeof(deployment_paths[0]))
 
-    if (mb_jscan(text, len, paths, 7, v) != 0)
-        return -1;
+/* The rule on a Deployment's values (deployment_paths): 1 ready, 0 not (reason written). */
+static int deployment_ready(const mb_jval *v, char *reason, size_t reasonlen)
+{
     long gen = vint(&v[0], 0);
     long observed = vint(&v[1], 0);
     long want = vint(&v[2], 1); /* the API's default */
@@ -1900,12 +1899,21 @@ int mb_k8s_deployment_ready(const char *text, size_t len, char *reason, size_t r
     return 1;
 }
 
+int mb_k8s_deployment_ready(const char *text, size_t len, char *reason, size_t reasonlen)
+{
+    mb_jval v[DEPLOYMENT_PATHS];
+
+    if (mb_jscan(text, len, deployment_paths, DEPLOYMENT_PATHS, v) != 0)
+        return -1;
+    return deployment_ready(v, reason, reasonlen);
+}
+
 static void coredns_resp(mb_cloud_op *op, const mb_http_resp *r, const mb_error *e)
 {
     mb_coredns *out = op->out;
+    mb_jval v[DEPLOYMENT_PATHS];
     mb_error pe;
     char why[200];
-    int ready;
 
     mb_error_clear(&pe);
     if (r != NULL && r->status == 404) {
@@ -1919,15 +1927,11 @@ static void coredns_resp(mb_cloud_op *op, const mb_http_resp *r, const mb_error 
         op_finish(op, e);
         return;
     }
-    ready = mb_k8s_deployment_ready(r->body, r->body_len, why, sizeof(why));
-    if (ready < 0) {
-        /* a cut or garbled body is more likely a proxy hiccup than a lasting state */
-        mb_error_set(&pe, MB_AGAIN, "BadResponse",
-                     "GET deployment coredns: HTTP %ld: response is not a JSON object", r->status);
+    if (scan_body(r, &pe, "GET deployment coredns", deployment_paths, DEPLOYMENT_PATHS, v) != 0) {
         op_finish(op, &pe);
         return;
     }
-    out->ready = ready;
+    out->ready = deployment_ready(v, why, sizeof(why));
     if (!out->ready)
         snprintf(out->reason, sizeof(out->reason), "coredns: %s", why);
     op_finish(op, &pe);

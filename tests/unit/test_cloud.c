@@ -1071,6 +1071,7 @@ static void test_mangled_replies(void **state)
     mb_node_list nl = {0};
     mb_sg_rule_list l = {0};
     mb_k8s_meta m = {0};
+    mb_coredns cd;
     char *ver = NULL;
     res r;
 
@@ -1120,6 +1121,12 @@ static void test_mangled_replies(void **state)
     assert_int_equal(json_object_size(m.labels), 0);
     assert_string_equal(json_string_value(json_object_get(m.annotations, "a")), "b");
     assert_null(m.resource_version);
+
+    add_fault("{\"match\":{\"path_contains\":\"deployments/coredns\"},\"body\":\"[\",\"count\":1}");
+    CALL(e, r, mb_cloud_k8s_coredns_ready(e->cloud, &e->t, &cd, on_done, &r));
+    assert_int_equal(r.err.status, MB_AGAIN);
+    assert_non_null(
+        strstr(r.err.msg, "GET deployment coredns: HTTP 200: response is not a JSON object"));
 
     add_fault("{\"match\":{\"path_contains\":\"/version\"},\"body\":\"{\\\"gitVersion\\\":125}\","
               "\"count\":1}");
