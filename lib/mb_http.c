@@ -345,8 +345,7 @@ static void easy_release(mb_http *h, CURL *easy)
         curl_easy_setopt(easy, CURLOPT_HTTPHEADER, NULL);
         curl_easy_setopt(easy, CURLOPT_WRITEDATA, NULL);
         curl_easy_setopt(easy, CURLOPT_HEADERDATA, NULL);
-        curl_easy_setopt(easy, CURLOPT_POSTFIELDS, NULL);
-        curl_easy_setopt(easy, CURLOPT_HTTPGET, 1L);
+        curl_easy_setopt(easy, CURLOPT_POSTFIELDS, NULL); /* the method: set at activation */
         h->pool[h->npool++] = easy;
         return;
     }
