@@ -30,7 +30,7 @@ RUN make -j"$(nproc)" all \
 FROM debian:bookworm-slim AS base
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      librdkafka1 libjansson4 libcurl4 libhiredis0.14 libssl3 libevent-2.1-7 libjemalloc2 \
+      librdkafka1 libjansson4 libhiredis0.14 libssl3 libevent-2.1-7 libjemalloc2 \
       ca-certificates curl \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --no-create-home --uid 10001 meshbuy

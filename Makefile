@@ -10,7 +10,7 @@
 # demo need the full one (`ops/deps --all`: redis, kcat, clang, shellcheck...).
 
 CC       ?= cc
-PKGS     := rdkafka jansson libcurl hiredis openssl libevent
+PKGS     := rdkafka jansson hiredis openssl libevent
 WARN     := -Wall -Wextra -Werror -Wformat=2 -Wstrict-prototypes -Wwrite-strings \
             -Wno-missing-field-initializers
 # CFLAGS is yours (make CFLAGS=-O0): what the build needs is appended whatever it says.
@@ -158,6 +158,7 @@ FUZZ_SEEDS_json_dump := tests/fixtures/order/valid tests/fixtures/mesh-status/va
                         tests/fixtures/mesh-status/invalid
 FUZZ_SEEDS_jscan := tests/fuzz/seeds/jscan tests/fixtures/order/valid \
                     tests/fixtures/mesh-status/invalid
+FUZZ_SEEDS_http1 := tests/fuzz/seeds/http1
 FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined \
                -fno-sanitize-recover=undefined -Ilib -Iworker -Iops/meshctl
 

@@ -1,4 +1,4 @@
-/* mb_http.h: non-blocking HTTP client, libcurl multi driven by a libevent loop. */
+/* mb_http.h: non-blocking HTTP/1.1 client on a libevent loop, OpenSSL for https. */
 #ifndef MB_HTTP_H
 #define MB_HTTP_H
 
@@ -10,16 +10,20 @@
 
 struct event_base;
 
-/* Many transfers run at once on the caller's event_base; nothing blocks.
- * curl multi handles (one per 128 connections) keep connections alive and
- * reuse them.  Every
+/* Many transfers run at once on the caller's event_base; nothing blocks (host
+ * names resolve through libevent's evdns).  Connections are kept alive per
+ * origin (scheme, host, port) and carry one request at a time.  Every
  * request is signed with AK/SK when credentials are given (docs/reference.md) and
  * carries the W3C traceparent when given.  Every outcome is classified into
  * an mb_status:
  *   2xx -> MB_OK; 429 -> MB_AGAIN (+ Retry-After); 5xx, 408, 409 -> MB_AGAIN;
- *   other 4xx, 1xx, 3xx -> MB_PERM; connection errors and timeouts -> MB_AGAIN;
- *   TLS verification, bad URL, bad option -> MB_PERM; out of memory -> MB_FATAL.
- * Threading: one mb_http belongs to the thread running its event_base. */
+ *   other 4xx, 1xx, 3xx -> MB_PERM; connection errors, malformed responses and
+ *   timeouts -> MB_AGAIN; TLS verification, bad URL -> MB_PERM; out of memory
+ *   -> MB_FATAL.
+ * TLS: the peer's certificate and name are always verified (TLS 1.2 or later).
+ * No proxy is used: http_proxy and the like are ignored.
+ * Threading: one mb_http belongs to the thread running its event_base.  The
+ * process must ignore SIGPIPE (a TLS write to a connection the peer closed). */
 
 typedef struct mb_http mb_http;
 typedef struct mb_http_xfer mb_http_xfer; /* one in-flight request */
@@ -28,18 +32,19 @@ typedef struct mb_http_opts {
     long connect_timeout_ms;   /* 0 = 5000 */
     long timeout_ms;           /* default total time per request; 0 = 30000 */
     const char *ca_file;       /* NULL = system CAs; TLS peer and host always verified */
-    long max_host_connections; /* 0 = unlimited (curl queues beyond the limit) */
-    long max_connections;      /* connections kept alive, all lanes together; 0 = 256 */
-    long max_active;           /* transfers handed to curl at once, the rest wait in a
-                                  FIFO here (no socket, no curl handle); 0 = max_connections */
+    long max_host_connections; /* connections to one origin, 0 = unlimited (requests
+                                  beyond it wait for one of them) */
+    long max_connections;      /* idle connections kept alive; 0 = 256 */
+    long max_active;           /* transfers on the wire at once, the rest wait in a
+                                  FIFO here (no socket); 0 = max_connections */
     const char *ak;            /* NULL = requests are not signed */
     const char *sk;            /* never logged, never put in an error text */
-    const char *user_agent;    /* sent as User-Agent on every request; NULL = curl sends
-                                  none; copied */
+    const char *user_agent;    /* sent as User-Agent on every request; NULL = none;
+                                  copied */
 } mb_http_opts;
 
-/* Consulted right before a transfer goes on the wire: when it is handed to
- * curl, after any wait for a slot (max_active).  timeout_ms is the request's
+/* Consulted right before a transfer goes on the wire: when it takes a slot,
+ * after any wait for one (max_active).  timeout_ms is the request's
  * total timeout.  Returns 0 to send it, or -1 with err set: nothing is sent
  * and the request completes through its callback with err (resp NULL).  A
  * request with a hook is always started from the loop (one turn later),
@@ -87,7 +92,7 @@ typedef struct mb_http_resp {
  * classification, with err->code ("NotFound", "Timeout", "ConnectFailed",
  * "HTTP503", or the body's error_code / Kubernetes Status reason) and
  * err->msg ("GET /path: HTTP 503: <error_msg or body excerpt>" or
- * "GET /path: <curl error text>").  resp is NULL when no HTTP response
+ * "GET /path: <what failed on the connection>").  resp is NULL when no HTTP response
  * came.  Both are borrowed for the call only.  The callback may start new
  * requests and cancel other ones; cancelling its own xfer is a no-op.  The
  * xfer handle is invalid once the callback returns.  It must not call
@@ -102,10 +107,10 @@ typedef struct mb_http_counters {
     uint64_t again;     /* completed with MB_AGAIN */
     uint64_t perm;      /* completed with MB_PERM or MB_FATAL */
     uint64_t new_conns; /* connections opened */
-    uint64_t reused;    /* completed transfers that reused a kept-alive connection */
+    uint64_t reused;    /* responses read on a kept-alive connection */
     uint64_t refused;   /* completed without being sent: the start hook said no */
     uint64_t queued;    /* now: waiting for a slot (max_active) */
-    uint64_t active;    /* now: handed to curl */
+    uint64_t active;    /* now: holding a slot (connecting, sending or reading) */
 } mb_http_counters;
 
 /* New client on base (borrowed; must outlive the client).  Strings in o are
@@ -115,8 +120,9 @@ mb_http *mb_http_new(struct event_base *base, const mb_http_opts *o, char *err, 
 /* Starts a request.  Copies everything it needs from rq.  Returns a handle
  * (borrowed: valid until the callback returns or mb_http_cancel), or NULL on
  * out of memory or bad input (method/url missing, CR/LF in a header value: content_type, accept,
- * traceparent);
- * then cb is never called. */
+ * traceparent); then cb is never called.  A URL this client cannot use (not
+ * http/https, credentials in it, a bad host or port) completes through cb
+ * with "BadURL". */
 mb_http_xfer *mb_http_request(mb_http *h, const mb_http_req *rq, mb_http_cb *cb, void *arg);
 
 /* Stops a request; its callback is never called.  NULL is accepted. */
@@ -140,11 +146,26 @@ void mb_http_free(mb_http *h);
 
 /* ---- pure helpers, exposed for tests and for other clients ---- */
 
-/* Classifies an outcome: http_status 0 means no HTTP response (then
- * curl_code, a CURLcode, says why).  Writes the code name into code when
- * not NULL ("" for MB_OK, "Timeout", "ConnectFailed", "NotFound",
- * "Conflict", "TooManyRequests", "HTTP503", ...). */
-mb_status mb_http_classify(long http_status, int curl_code, char *code, size_t codelen);
+/* Why a transfer got no HTTP response. */
+typedef enum mb_http_fail {
+    MB_HTTP_FAIL_NONE = 0,
+    MB_HTTP_FAIL_TIMEOUT,       /* the request's time, or the connect time, ran out */
+    MB_HTTP_FAIL_CONNECT,       /* no address of the host took the connection */
+    MB_HTTP_FAIL_RESOLVE,       /* the host name did not resolve */
+    MB_HTTP_FAIL_CONNECTION,    /* sending or reading failed, or the peer closed early */
+    MB_HTTP_FAIL_PROTOCOL,      /* what came back is no HTTP/1.x response */
+    MB_HTTP_FAIL_TLS_HANDSHAKE, /* the handshake failed (not on the certificate) */
+    MB_HTTP_FAIL_TLS,           /* certificate or name verification, CA file */
+    MB_HTTP_FAIL_BAD_URL,
+    MB_HTTP_FAIL_TOO_LARGE, /* a body over 32 MB */
+    MB_HTTP_FAIL_NOMEM
+} mb_http_fail;
+
+/* Classifies an outcome: http_status 0 means no HTTP response (then fail
+ * says why).  Writes the code name into code when not NULL ("" for MB_OK,
+ * "Timeout", "ConnectFailed", "NotFound", "Conflict", "TooManyRequests",
+ * "HTTP503", ...). */
+mb_status mb_http_classify(long http_status, mb_http_fail fail, char *code, size_t codelen);
 
 /* Retry-After value (delay-seconds or HTTP-date) as milliseconds from now;
  * a date in the past gives 0; -1 when the value is not valid. */

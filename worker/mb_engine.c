@@ -270,7 +270,7 @@ mb_engine *mb_engine_new(mb_loop *loop, const mb_conf *conf, char *err, size_t e
         .lease_ms = mb_conf_int(conf, "MESHBUY_LEASE_MS"),
         .lease_margin_ms = mb_conf_int(conf, "MESHBUY_LEASE_MARGIN_MS"),
         .max_inflight = (size_t)mb_conf_int(conf, "MESHBUY_MAX_INFLIGHT"),
-        /* Two rounds of the calls libcurl carries at once keep it busy. */
+        /* Two rounds of the calls on the wire at once keep the client busy. */
         .max_cloud_backlog = 2 * (size_t)mb_conf_int(conf, "MESHBUY_HTTP_MAX_ACTIVE"),
         .park_on_failure = strcmp(mb_conf_str(conf, "MESHBUY_ON_FAILURE"), "park") == 0,
         .backoff_base_ms = mb_conf_int(conf, "MESHBUY_BACKOFF_BASE_MS"),

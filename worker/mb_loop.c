@@ -119,9 +119,9 @@ const mb_conf_key mb_loop_conf_keys[] = {
     {"MESHBUY_HTTP_TIMEOUT_MS", MB_CONF_INT, "30000", 100, 600000, NULL,
      "timeout of one cloud API call"},
     {"MESHBUY_HTTP_MAX_ACTIVE", MB_CONF_INT, "1024", 1, 100000, NULL,
-     "cloud calls handed to libcurl at once (the rest queue in order)"},
+     "cloud calls on the wire at once (the rest queue in order)"},
     {"MESHBUY_HTTP_MAX_CONNECTIONS", MB_CONF_INT, "1024", 1, 100000, NULL,
-     "kept-alive connections to the cloud APIs"},
+     "idle connections to the cloud APIs kept alive"},
     {"MESHBUY_CONNECT_TIMEOUT_MS", MB_CONF_INT, "5000", 100, 600000, NULL,
      "connect timeout of cloud API calls"},
     {"MESHBUY_CALL_RETRY_BASE_MS", MB_CONF_INT, "100", 1, 600000, NULL,
@@ -691,10 +691,9 @@ static int retention_set(mb_store *st, const mb_conf *conf, char *err, size_t er
     return 0;
 }
 
-/* The loop's base.  curl moves a socket's interest between read and write
- * (and off, while its connection waits in the cache) several times per
- * request; the changelist folds those moves into one epoll_ctl per socket
- * per loop turn.  Safe because no fd given to the loop is a dup() of
+/* The loop's base.  The HTTP client moves a socket's interest between read
+ * and write (a connect, a request that did not fit the send buffer); the
+ * changelist folds those moves into one epoll_ctl per socket per loop turn.  Safe because no fd given to the loop is a dup() of
  * another (the changelist's one caveat with epoll). */
 static struct event_base *new_base(void)
 {

@@ -6,7 +6,6 @@
 #include <stdint.h>
 
 #include <cmocka.h>
-#include <curl/curl.h>
 #include <event2/event.h>
 #include <jansson.h>
 #include <signal.h>
@@ -334,37 +333,47 @@ static void test_immediate_failure_deferred(void **state)
 
 static env E;
 
-/* Blocking admin call (tests only).  Returns the HTTP status; *out: new
- * JSON body or NULL. */
+typedef struct admin_res {
+    int done;
+    long status;
+    json_t *body;
+} admin_res;
+
+static void on_admin(void *arg, const mb_http_resp *r, const mb_error *e)
+{
+    admin_res *a = arg;
+    (void)e;
+    a->done = 1;
+    a->status = r ? r->status : 0;
+    a->body = r && r->body_len ? json_loadb(r->body, r->body_len, 0, NULL) : NULL;
+}
+
+/* Blocking admin call (tests only), on a loop of its own.  Returns the HTTP
+ * status (0 when none came); *out: new JSON body or NULL. */
 static long admin(const char *method, const char *path, const char *body, json_t **out)
 {
-    CURL *c = curl_easy_init();
-    char url[256];
-    long status = 0;
-    struct {
-        char *p;
-        size_t n;
-    } buf = {0};
-    FILE *f = open_memstream(&buf.p, &buf.n);
-    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
+    struct event_base *base = event_base_new();
+    mb_http_opts o = {.timeout_ms = 10000};
+    char url[256], err[128];
+    mb_http *h = base ? mb_http_new(base, &o, err, sizeof(err)) : NULL;
+    admin_res a = {0};
+    mb_http_req rq = {
+        .method = method, .url = url, .body = body, .body_len = body ? strlen(body) : 0};
 
+    if (h == NULL)
+        fail_msg("admin: no client");
     snprintf(url, sizeof(url), "http://%s%s", E.addr, path);
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, f);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT, 10L);
-    if (body)
-        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-    if (curl_easy_perform(c) == CURLE_OK)
-        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-    fclose(f);
+    if (mb_http_request(h, &rq, on_admin, &a) == NULL)
+        fail_msg("admin: %s %s not sent", method, path);
+    while (!a.done)
+        event_base_loop(base, EVLOOP_ONCE);
+    mb_http_free(h);
+    event_base_free(base);
     if (out)
-        *out = buf.p ? json_loadb(buf.p, buf.n, 0, NULL) : NULL;
-    free(buf.p);
-    curl_slist_free_all(h);
-    curl_easy_cleanup(c);
-    return status;
+        *out = a.body;
+    else
+        json_decref(a.body);
+    return a.status;
 }
 
 static void add_fault(const char *spec)

@@ -6,7 +6,6 @@
 #include <stdint.h>
 
 #include <cmocka.h>
-#include <curl/curl.h>
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/http.h>
@@ -17,6 +16,9 @@
 #include <string.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -36,7 +38,7 @@ static void test_classify_table(void **state)
 {
     static const struct {
         long http;
-        int cc;
+        mb_http_fail fail;
         mb_status want;
         const char *code;
     } t[] = {
@@ -59,34 +61,28 @@ static void test_classify_table(void **state)
         {415, 0, MB_PERM, "HTTP415"},
         {301, 0, MB_PERM, "HTTP301"},
         {100, 0, MB_PERM, "HTTP100"},
-        {0, CURLE_OK, MB_OK, ""},
-        {0, CURLE_OPERATION_TIMEDOUT, MB_AGAIN, "Timeout"},
-        {0, CURLE_COULDNT_CONNECT, MB_AGAIN, "ConnectFailed"},
-        {0, CURLE_COULDNT_RESOLVE_HOST, MB_AGAIN, "ResolveFailed"},
-        {0, CURLE_RECV_ERROR, MB_AGAIN, "ConnectionError"},
-        {0, CURLE_SEND_ERROR, MB_AGAIN, "ConnectionError"},
-        {0, CURLE_GOT_NOTHING, MB_AGAIN, "ConnectionError"},
-        {0, CURLE_PARTIAL_FILE, MB_AGAIN, "ConnectionError"},
-        {0, CURLE_SSL_CONNECT_ERROR, MB_AGAIN, "TLSHandshake"},
-        {0, CURLE_PEER_FAILED_VERIFICATION, MB_PERM, "TLSError"},
-        {0, CURLE_SSL_CACERT_BADFILE, MB_PERM, "TLSError"},
-        {0, CURLE_SSL_CERTPROBLEM, MB_PERM, "TLSError"},
-        {0, CURLE_URL_MALFORMAT, MB_PERM, "BadURL"},
-        {0, CURLE_UNSUPPORTED_PROTOCOL, MB_PERM, "BadURL"},
-        {0, CURLE_BAD_FUNCTION_ARGUMENT, MB_PERM, "Config"},
-        {0, CURLE_WRITE_ERROR, MB_PERM, "ResponseTooLarge"},
-        {0, CURLE_OUT_OF_MEMORY, MB_FATAL, "OutOfMemory"},
+        {0, MB_HTTP_FAIL_NONE, MB_OK, ""},
+        {0, MB_HTTP_FAIL_TIMEOUT, MB_AGAIN, "Timeout"},
+        {0, MB_HTTP_FAIL_CONNECT, MB_AGAIN, "ConnectFailed"},
+        {0, MB_HTTP_FAIL_RESOLVE, MB_AGAIN, "ResolveFailed"},
+        {0, MB_HTTP_FAIL_CONNECTION, MB_AGAIN, "ConnectionError"},
+        {0, MB_HTTP_FAIL_PROTOCOL, MB_AGAIN, "ProtocolError"},
+        {0, MB_HTTP_FAIL_TLS_HANDSHAKE, MB_AGAIN, "TLSHandshake"},
+        {0, MB_HTTP_FAIL_TLS, MB_PERM, "TLSError"},
+        {0, MB_HTTP_FAIL_BAD_URL, MB_PERM, "BadURL"},
+        {0, MB_HTTP_FAIL_TOO_LARGE, MB_PERM, "ResponseTooLarge"},
+        {0, MB_HTTP_FAIL_NOMEM, MB_FATAL, "OutOfMemory"},
     };
     (void)state;
     for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
         char code[64];
-        mb_status st = mb_http_classify(t[i].http, t[i].cc, code, sizeof(code));
+        mb_status st = mb_http_classify(t[i].http, t[i].fail, code, sizeof(code));
         if (st != t[i].want || strcmp(code, t[i].code) != 0)
-            fail_msg("row %zu: http %ld curl %d: got %d/%s want %d/%s", i, t[i].http, t[i].cc, st,
+            fail_msg("row %zu: http %ld fail %d: got %d/%s want %d/%s", i, t[i].http, t[i].fail, st,
                      code, t[i].want, t[i].code);
     }
     /* code may be NULL */
-    assert_int_equal(mb_http_classify(503, 0, NULL, 0), MB_AGAIN);
+    assert_int_equal(mb_http_classify(503, MB_HTTP_FAIL_NONE, NULL, 0), MB_AGAIN);
 }
 
 static void test_retry_after(void **state)
@@ -869,7 +865,7 @@ static void test_cancel(void **state)
     assert_int_equal(st.completed, 2);
 }
 
-/* Beyond max_active, requests wait in mb_http's own FIFO (no curl handle):
+/* Beyond max_active, requests wait in mb_http's own FIFO (no socket):
  * all complete, never more than max_active at once, cancel works in both
  * states and a cancelled active one frees its slot for a queued one. */
 static void test_queue_bounded(void **state)
@@ -1047,6 +1043,214 @@ static void test_start_hook_after_queue(void **state)
     assert_non_null(strstr(err, "User-Agent"));
 }
 
+/* ------------------------------------------------------------------ */
+/* A raw server: scripted bytes, for what evhttp would never send      */
+/* ------------------------------------------------------------------ */
+
+/* The n-th request read (over all connections) is answered with
+ * RAW.replies[n] (the last one again past the end): its bytes as given, then
+ * the connection stays open, unless the text starts with "!close:" (the
+ * rest is written, then the server closes).  NULL closes without a word. */
+typedef struct raw_srv {
+    evutil_socket_t lfd;
+    struct event *lev;
+    int port;
+    int conns;
+    int requests;
+    const char *const *replies;
+    size_t nreplies;
+} raw_srv;
+
+typedef struct raw_conn {
+    evutil_socket_t fd;
+    struct event *ev;
+    char buf[4096];
+    size_t len;
+} raw_conn;
+
+static raw_srv RAW;
+static raw_conn *raw_conns[32];
+
+static void raw_close(raw_conn *rc)
+{
+    for (size_t i = 0; i < 32; i++)
+        if (raw_conns[i] == rc)
+            raw_conns[i] = NULL;
+    event_free(rc->ev);
+    close(rc->fd);
+    free(rc);
+}
+
+static void on_raw_read(evutil_socket_t fd, short what, void *arg)
+{
+    raw_conn *rc = arg;
+    ssize_t n = recv(fd, rc->buf + rc->len, sizeof(rc->buf) - 1 - rc->len, 0);
+    char *end;
+    (void)what;
+
+    if (n <= 0) {
+        raw_close(rc);
+        return;
+    }
+    rc->len += (size_t)n;
+    rc->buf[rc->len] = '\0';
+    while ((end = strstr(rc->buf, "\r\n\r\n")) != NULL) { /* bodiless requests only */
+        size_t used = (size_t)(end + 4 - rc->buf);
+        size_t i = (size_t)RAW.requests++;
+        const char *r = RAW.replies[i < RAW.nreplies ? i : RAW.nreplies - 1];
+        int close_after = r == NULL || strncmp(r, "!close:", 7) == 0;
+        memmove(rc->buf, rc->buf + used, rc->len - used + 1);
+        rc->len -= used;
+        if (r != NULL) {
+            const char *text = close_after ? r + 7 : r;
+            assert_int_equal(send(fd, text, strlen(text), MSG_NOSIGNAL), (ssize_t)strlen(text));
+        }
+        if (close_after) {
+            raw_close(rc);
+            return;
+        }
+    }
+}
+
+static void on_raw_accept(evutil_socket_t fd, short what, void *arg)
+{
+    evutil_socket_t c = accept(fd, NULL, NULL);
+    raw_conn *rc;
+    (void)what;
+
+    if (c < 0)
+        return;
+    rc = calloc(1, sizeof(*rc));
+    assert_non_null(rc);
+    rc->fd = c;
+    rc->ev = event_new((struct event_base *)arg, c, EV_READ | EV_PERSIST, on_raw_read, rc);
+    event_add(rc->ev, NULL);
+    for (size_t i = 0; i < 32; i++) {
+        if (raw_conns[i] == NULL) {
+            raw_conns[i] = rc;
+            break;
+        }
+    }
+    RAW.conns++;
+}
+
+static void raw_start(struct event_base *base, const char *const *replies, size_t n)
+{
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(sin);
+
+    memset(&RAW, 0, sizeof(RAW));
+    RAW.replies = replies;
+    RAW.nreplies = n;
+    RAW.lfd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(RAW.lfd >= 0);
+    assert_int_equal(bind(RAW.lfd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+    assert_int_equal(listen(RAW.lfd, 16), 0);
+    assert_int_equal(getsockname(RAW.lfd, (struct sockaddr *)&sin, &len), 0);
+    RAW.port = ntohs(sin.sin_port);
+    RAW.lev = event_new(base, RAW.lfd, EV_READ | EV_PERSIST, on_raw_accept, base);
+    event_add(RAW.lev, NULL);
+}
+
+static void raw_stop(void)
+{
+    for (size_t i = 0; i < 32; i++)
+        if (raw_conns[i] != NULL)
+            raw_close(raw_conns[i]);
+    event_free(RAW.lev);
+    close(RAW.lfd);
+}
+
+/* GET path on the raw server with client h and runs until it completes. */
+static void raw_get(env *e, mb_http *h, const char *path, res *r)
+{
+    char u[128];
+    mb_http_req rq = {.method = "GET", .url = u};
+
+    snprintf(u, sizeof(u), "http://127.0.0.1:%d%s", RAW.port, path);
+    memset(r, 0, sizeof(*r));
+    assert_non_null(mb_http_request(h, &rq, on_done, r));
+    run_until(e->base, &r->called, 1, 5000);
+    assert_int_equal(r->called, 1);
+}
+
+#define OK_REPLY "HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\n{\"ok\":true}"
+
+/* A kept-alive connection the server drops as it is reused (its idle
+ * timeout, a restart): the request goes out again, once, on a new one. */
+static void test_stale_connection_retried(void **state)
+{
+    env *e = *state;
+    static const char *const replies[] = {OK_REPLY, NULL, OK_REPLY, NULL};
+    mb_http_counters c;
+    res r;
+
+    raw_start(e->base, replies, 4);
+    raw_get(e, e->h, "/a", &r);
+    assert_int_equal(r.err.status, MB_OK);
+    raw_get(e, e->h, "/b", &r); /* reused, dropped, sent again */
+    if (r.err.status != MB_OK)
+        fail_msg("%s %s", r.err.code, r.err.msg);
+    assert_string_equal(r.body, "{\"ok\":true}");
+    mb_http_stats(e->h, &c);
+    assert_int_equal(c.new_conns, 2);
+    assert_int_equal(RAW.conns, 2);
+    assert_int_equal(RAW.requests, 3);
+    /* dropped again on reuse, and on the fresh one too: no third try */
+    raw_get(e, e->h, "/c", &r);
+    assert_int_equal(r.err.status, MB_AGAIN);
+    assert_string_equal(r.err.code, "ConnectionError");
+    assert_non_null(strstr(r.err.msg, "GET /c: the connection closed without a reply"));
+    assert_int_equal(RAW.requests, 5);
+    raw_stop();
+}
+
+/* What evhttp would never send: garbage, a close inside the body, a length
+ * over the limit, an interim response, Connection: close. */
+static void test_raw_replies(void **state)
+{
+    env *e = *state;
+    static const char *const replies[] = {
+        "!close:HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}",
+        "!close:SSH-2.0-OpenSSH_9.2\r\n\r\n",
+        "!close:HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n{\"a\"",
+        "!close:HTTP/1.1 200 OK\r\nContent-Length: 40000000\r\n\r\n{",
+        "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 503 Busy\r\nRetry-After: 3\r\n"
+        "Transfer-Encoding: chunked\r\n\r\n4\r\nbusy\r\n0\r\n\r\n",
+        OK_REPLY,
+    };
+    mb_http_counters c;
+    res r;
+
+    raw_start(e->base, replies, 6);
+    raw_get(e, e->h, "/close", &r);
+    assert_int_equal(r.err.status, MB_OK);
+    assert_string_equal(r.body, "{}");
+    raw_get(e, e->h, "/ssh", &r); /* a new connection: the last one was closed */
+    assert_int_equal(r.err.status, MB_AGAIN);
+    assert_string_equal(r.err.code, "ProtocolError");
+    assert_string_equal(r.err.msg, "GET /ssh: not an HTTP/1.x status line");
+    raw_get(e, e->h, "/cut", &r);
+    assert_int_equal(r.err.status, MB_AGAIN);
+    assert_string_equal(r.err.code, "ConnectionError");
+    assert_string_equal(r.err.msg, "GET /cut: the connection closed before the end of the body");
+    raw_get(e, e->h, "/huge", &r);
+    assert_int_equal(r.err.status, MB_PERM);
+    assert_string_equal(r.err.code, "ResponseTooLarge");
+    raw_get(e, e->h, "/busy", &r);
+    assert_int_equal(r.status, 503);
+    assert_int_equal(r.err.status, MB_AGAIN);
+    assert_int_equal(r.retry_after_ms, 3000);
+    assert_string_equal(r.err.msg, "GET /busy: HTTP 503: busy");
+    raw_get(e, e->h, "/ok", &r); /* the 503's connection, kept alive */
+    assert_int_equal(r.err.status, MB_OK);
+    mb_http_stats(e->h, &c);
+    assert_int_equal(RAW.conns, 5);
+    assert_int_equal(c.new_conns, 5);
+    assert_int_equal(c.reused, 1);
+    raw_stop();
+}
+
 /* Requests in flight when the client is freed never call back. */
 static void test_free_inflight(void **state)
 {
@@ -1087,6 +1291,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_queue_bounded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_start_hook, setup, teardown),
         cmocka_unit_test_setup_teardown(test_start_hook_after_queue, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stale_connection_retried, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_raw_replies, setup, teardown),
     };
+    signal(SIGPIPE, SIG_IGN); /* as the binaries do: a TLS write may meet a closed peer */
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
