@@ -65,6 +65,13 @@ typedef struct in_msg {
     struct in_msg *next;
 } in_msg;
 
+/* A partition with messages held, and how many. */
+typedef struct held_part {
+    rd_kafka_topic_t *rkt;
+    int32_t partition;
+    size_t n;
+} held_part;
+
 struct mb_intake {
     mb_store *st;
     rd_kafka_t *rk;       /* consumer */
@@ -76,6 +83,10 @@ struct mb_intake {
     mb_worker_metrics *m;
     in_msg *head, *tail;
     size_t pending;
+    held_part *held; /* the partitions of the messages held: store_offsets stops once */
+    size_t nheld;    /* all of them are blocked */
+    size_t held_cap;
+    int held_lost; /* an append failed: the count is not trusted, every walk goes to the end */
     int stopped;
     int joined;
     int paused;
@@ -137,8 +148,48 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 
 /* ================================================================ offsets */
 
+static held_part *held_find(mb_intake *in, const rd_kafka_message_t *m)
+{
+    for (size_t i = 0; i < in->nheld; i++) {
+        if (in->held[i].rkt == m->rkt && in->held[i].partition == m->partition)
+            return &in->held[i];
+    }
+    return NULL;
+}
+
+/* Counts a message taken into the held list. */
+static void held_add(mb_intake *in, const rd_kafka_message_t *m)
+{
+    held_part *h = held_find(in, m);
+
+    if (h == NULL && in->nheld == in->held_cap) {
+        size_t cap = in->held_cap ? 2 * in->held_cap : 8;
+        held_part *p = realloc(in->held, cap * sizeof(*p));
+        if (p == NULL) {
+            in->held_lost = 1;
+            return;
+        }
+        in->held = p;
+        in->held_cap = cap;
+    }
+    if (h == NULL) {
+        h = &in->held[in->nheld++];
+        *h = (held_part){m->rkt, m->partition, 0};
+    }
+    h->n++;
+}
+
+static void held_del(mb_intake *in, const rd_kafka_message_t *m)
+{
+    held_part *h = held_find(in, m);
+
+    if (h != NULL && --h->n == 0)
+        *h = in->held[--in->nheld];
+}
+
 /* Stores, per partition, the offset after the longest done prefix, and frees those
- * messages.  A message not done blocks later ones of its partition only. */
+ * messages.  A message not done blocks later ones of its partition only.  The walk
+ * stops once every partition with messages held is blocked: nothing after can go. */
 static void store_offsets(mb_intake *in)
 {
     rd_kafka_topic_partition_list_t *done = rd_kafka_topic_partition_list_new(8);
@@ -150,9 +201,12 @@ static void store_offsets(mb_intake *in)
         in_msg *x = *pp;
         const char *topic = rd_kafka_topic_name(x->m->rkt);
         int32_t part = x->m->partition;
-        if (x->state != ST_DONE ||
-            rd_kafka_topic_partition_list_find(blocked, topic, part) != NULL) {
-            if (rd_kafka_topic_partition_list_find(blocked, topic, part) == NULL)
+        int is_blocked;
+        if (!in->held_lost && (size_t)blocked->cnt >= in->nheld)
+            break;
+        is_blocked = rd_kafka_topic_partition_list_find(blocked, topic, part) != NULL;
+        if (x->state != ST_DONE || is_blocked) {
+            if (!is_blocked)
                 rd_kafka_topic_partition_list_add(blocked, topic, part);
             prev = x;
             pp = &x->next;
@@ -166,6 +220,7 @@ static void store_offsets(mb_intake *in)
         if (in->tail == x)
             in->tail = prev;
         in->pending--;
+        held_del(in, x->m);
         mb_order_free(x->o);
         free(x->canon);
         rd_kafka_message_destroy(x->m);
@@ -782,6 +837,7 @@ static void consume(mb_intake *in)
             in->head = x;
         in->tail = x;
         in->pending++;
+        held_add(in, m);
     }
 }
 
@@ -968,6 +1024,7 @@ void mb_intake_free(mb_intake *in)
         rd_kafka_destroy(in->rk);
     }
     free(in->req);
+    free(in->held);
     if (in->pipefd[0] >= 0)
         close(in->pipefd[0]);
     if (in->pipefd[1] >= 0)
