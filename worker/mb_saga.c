@@ -90,7 +90,12 @@
 #define CLAIM_PAUSE_MS 500  /* after a failed claim */
 #define HANDBACK_MAX   4096 /* given-up jobs waiting to be handed back; beyond, leases end */
 #define RENEW_PAUSE_MS 100  /* after a renewal that did not reach Redis */
-#define CLAIM_MAX      256  /* jobs per claim: bounded work per completion */
+/* The jobs' leases are looked at this often at most (and at least 20 times a lease): a
+ * lease is renewed at half its life, so a look a little late costs nothing, while a walk
+ * over thousands of jobs at every tick cost 1.7% of the worker's time.  Neither fencing
+ * nor the start hook's lease check depends on this walk. */
+#define LEASE_WALK_MS 250
+#define CLAIM_MAX     256 /* jobs per claim: bounded work per completion */
 /* An idle worker claims again when the next job is due (as its last claim saw it), when woken
  * (mb_saga_wake), or after this at the latest: a safety net, every shard costs a script. */
 #define CLAIM_IDLE_MAX_MS 30000
@@ -154,6 +159,7 @@ struct mb_saga {
     long long next_hb_ms;                   /* monotonic: after a failed handback, not before */
     long long next_claim_ms, next_renew_ms; /* monotonic: pauses after failures; an idle
                                                worker's next claim (claim_pace) */
+    long long next_lease_walk_ms;           /* monotonic: renew_leases walks then */
     int claim_failing;                      /* the last claim failed (logged once) */
     mb_rq *rq;
     mb_cloud *cloud;
@@ -1804,15 +1810,19 @@ static void hand_back(mb_saga *s)
     s->hb_out = 1;
 }
 
-/* Each tick: a lease past its end on our clock is lost; every lease past half
- * its life is renewed, all in one request, one request out at a time.
- * Checkpoints extend leases as jobs move, so most jobs never need one. */
+/* Every LEASE_WALK_MS (or twentieth of a lease): a lease past its end on our clock is
+ * lost; every lease past half its life is renewed, all in one request, one request out at
+ * a time.  Checkpoints extend leases as jobs move, so most jobs never need one. */
 static void renew_leases(mb_saga *s)
 {
     long long now = mono_ms();
+    long long every = s->o.lease_ms / 20 < LEASE_WALK_MS ? s->o.lease_ms / 20 : LEASE_WALK_MS;
     size_t n = 0, k = 0;
     renew_req *r;
 
+    if (now < s->next_lease_walk_ms)
+        return;
+    s->next_lease_walk_ms = now + every;
     for (sjob *j = s->jobs, *next; j; j = next) {
         next = j->next;
         if (!j->lost && !j->ck_pending && now >= j->lease_until) {
@@ -1826,7 +1836,7 @@ static void renew_leases(mb_saga *s)
         return;
     r = renew_req_new(s, n);
     if (r == NULL)
-        return; /* tried again next tick */
+        return; /* tried again at the next walk */
     for (sjob *j = s->jobs; j && k < n; j = j->next) {
         if (!needs_renewal(s, j, now))
             continue;
