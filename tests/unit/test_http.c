@@ -1251,6 +1251,33 @@ static void test_raw_replies(void **state)
     raw_stop();
 }
 
+/* A host name: resolved (evdns, here from /etc/hosts), every address tried in
+ * turn: "localhost" may give ::1 first, where nothing listens. */
+static void test_host_name(void **state)
+{
+    env *e = *state;
+    res r = {0};
+    char u[128];
+    mb_http_req rq = {.method = "GET", .url = u};
+
+    snprintf(u, sizeof(u), "http://localhost:%d/echo", S.port);
+    assert_non_null(mb_http_request(e->h, &rq, on_done, &r));
+    run_until(e->base, &r.called, 1, 5000);
+    if (r.err.status != MB_OK)
+        fail_msg("%s %s", r.err.code, r.err.msg);
+    assert_string_equal(r.body, "{\"ok\":true}");
+    assert_int_equal(S.signed_ok, 1); /* signed over Host: localhost:PORT */
+
+    memset(&r, 0, sizeof(r));
+    snprintf(u, sizeof(u), "http://no-such-host.invalid:%d/x", S.port);
+    assert_non_null(mb_http_request(e->h, &rq, on_done, &r));
+    run_until(e->base, &r.called, 1, 20000);
+    assert_int_equal(r.called, 1);
+    assert_int_equal(r.err.status, MB_AGAIN);
+    if (strcmp(r.err.code, "ResolveFailed") != 0 && strcmp(r.err.code, "Timeout") != 0)
+        fail_msg("%s %s", r.err.code, r.err.msg); /* no DNS server here: a timeout */
+}
+
 /* Requests in flight when the client is freed never call back. */
 static void test_free_inflight(void **state)
 {
@@ -1293,6 +1320,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_start_hook_after_queue, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stale_connection_retried, setup, teardown),
         cmocka_unit_test_setup_teardown(test_raw_replies, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_host_name, setup, teardown),
     };
     signal(SIGPIPE, SIG_IGN); /* as the binaries do: a TLS write may meet a closed peer */
     return cmocka_run_group_tests(tests, NULL, NULL);
