@@ -647,6 +647,13 @@ static conn *idle_take(origin *o)
 
 enum { IO_AGAIN = -1, IO_EOF = -2, IO_ERR = -3 };
 
+/* OpenSSL's text for an error code: it has none for some. */
+static const char *ssl_reason(unsigned long e)
+{
+    const char *s = e ? ERR_reason_error_string(e) : NULL;
+    return s ? s : "error";
+}
+
 /* After an SSL_read/SSL_write that returned ret <= 0: IO_AGAIN with *want,
  * IO_EOF, or IO_ERR with why. */
 static int tls_result(conn *c, int ret, short *want, char *why, size_t whylen)
@@ -671,7 +678,7 @@ static int tls_result(conn *c, int ret, short *want, char *why, size_t whylen)
     if (ERR_GET_REASON(qe) == SSL_R_UNEXPECTED_EOF_WHILE_READING)
         return IO_EOF;
 #endif
-    snprintf(why, whylen, "TLS: %s", qe ? ERR_reason_error_string(qe) : "error");
+    snprintf(why, whylen, "TLS: %s", ssl_reason(qe));
     return IO_ERR;
 }
 
@@ -753,9 +760,8 @@ static SSL_CTX *tls_ctx(mb_http *h, char *why, size_t whylen)
     else
         ok = SSL_CTX_set_default_verify_paths(ctx) == 1;
     if (!ok) {
-        unsigned long e = ERR_peek_last_error();
         snprintf(why, whylen, "TLS: cannot read the CA %s: %s", h->ca_file ? h->ca_file : "store",
-                 e ? ERR_reason_error_string(e) : "error");
+                 ssl_reason(ERR_peek_last_error()));
         SSL_CTX_free(ctx);
         return NULL; /* tried again at the next connection: the file may appear */
     }
