@@ -1491,8 +1491,7 @@ static int ask_hook(mb_http_xfer *x, mb_error *e)
     return -1;
 }
 
-/* The first queued transfer takes a slot, or is reported: a bad URL, a hook
- * that refused. */
+/* The first queued transfer takes a slot, or is reported: its hook refused. */
 static void start_queued(mb_http *h)
 {
     mb_http_xfer *x = h->queued.head;
@@ -1500,11 +1499,6 @@ static void start_queued(mb_http *h)
 
     xl_del(&h->queued, x);
     mb_error_clear(&e);
-    if (x->bad_url != NULL) {
-        mb_error_set(&e, MB_PERM, "BadURL", "%s: bad URL: %s", x->what, x->bad_url);
-        report(x, NULL, &e);
-        return;
-    }
     if (ask_hook(x, &e) != 0) {
         h->st.refused++;
         report(x, NULL, &e);
@@ -1735,9 +1729,17 @@ mb_http_xfer *mb_http_request(mb_http *h, const mb_http_req *rq, mb_http_cb *cb,
         xfer_free(x);
         return NULL;
     }
-    /* A request with a start hook, or a URL to refuse, always starts from the
-     * loop: the hook may refuse, and the callback must not run inside this call. */
-    if (x->on_start != NULL || x->bad_url != NULL) {
+    /* A URL to refuse is reported from the loop, without waiting for a slot.  A
+     * request with a start hook always starts from the loop: the hook may
+     * refuse, and the callback must not run inside this call. */
+    if (x->bad_url != NULL) {
+        x->fail = MB_HTTP_FAIL_BAD_URL;
+        if (asprintf(&x->fail_msg, "bad URL: %s", x->bad_url) < 0)
+            x->fail_msg = NULL;
+        x->state = X_LATE;
+        xl_push(&h->late, x);
+        event_active(h->pump_ev, 0, 0);
+    } else if (x->on_start != NULL) {
         x->state = X_QUEUED;
         xl_push(&h->queued, x);
         event_active(h->pump_ev, 0, 0);

@@ -1025,7 +1025,17 @@ static void test_start_hook_after_queue(void **state)
     rq = (mb_http_req){.method = "DELETE", .url = url("/echo"), .on_start = hook, .start_arg = &k};
     k.watch = &r1.called;
     assert_non_null(mb_http_request(h, &rq, on_done, &r2));
+    /* a bad URL does not wait for the slot to be told so */
+    mb_http_req bad = {.method = "GET", .url = "ftp://127.0.0.1/x"};
+    res r3 = {0};
+    assert_non_null(mb_http_request(h, &bad, on_done, &r3));
+    assert_int_equal(r3.called, 0); /* never inside the call */
     run_until(e->base, &never, 1, 50);
+    assert_int_equal(r3.called, 1);
+    assert_string_equal(r3.err.code, "BadURL");
+    assert_string_equal(r3.err.msg,
+                        "GET ftp://127.0.0.1/x: bad URL: not an http:// or https:// URL");
+    assert_int_equal(r1.called, 0);
     assert_int_equal(k.calls, 0); /* /slow answers after 100 ms */
     run_until(e->base, &r2.called, 1, 5000);
     assert_int_equal(r2.err.status, MB_OK);
