@@ -45,6 +45,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,26 +74,25 @@
 typedef struct conn conn;
 typedef struct origin origin;
 
-/* Intrusive doubly linked lists.  A transfer is on one queue list (queued,
- * active or late) and, while it waits for a connection, on its origin's
- * waiting list; a connection is idle on its origin's list and on the
- * client's (least recently used at the tail).  `which` picks the links. */
-typedef struct xlink {
-    mb_http_xfer *prev, *next;
-} xlink;
-typedef struct xlist {
-    mb_http_xfer *head, *tail;
+/* Intrusive doubly linked lists: a member embeds one link per list it can be on.
+ * A transfer is on one queue list (queued, active or late) through ql and, while it
+ * waits for a connection, on its origin's waiting list through wl; an idle
+ * connection is on its origin's list through ol and on the client's (least
+ * recently used at the tail) through gl. */
+typedef struct dlink {
+    struct dlink *prev, *next;
+} dlink;
+typedef struct dlist {
+    dlink *head, *tail;
     size_t n;
-    int which; /* 0: ql, 1: wl */
-} xlist;
-typedef struct clink {
-    conn *prev, *next;
-} clink;
-typedef struct clist {
-    conn *head, *tail;
-    size_t n;
-    int which; /* 0: ol, 1: gl */
-} clist;
+} dlist;
+
+/* The member holding link k in its field f; NULL for NULL. */
+#define OWNER(k, type, f) ((k) ? (type *)(void *)((char *)(k)-offsetof(type, f)) : (type *)NULL)
+#define XFER(k)           OWNER(k, mb_http_xfer, ql)
+#define WAITER(k)         OWNER(k, mb_http_xfer, wl)
+#define OCONN(k)          OWNER(k, conn, ol)
+#define GCONN(k)          OWNER(k, conn, gl)
 
 struct origin {
     mb_http *h;
@@ -104,8 +104,8 @@ struct origin {
     struct sockaddr_storage addr;
     socklen_t addrlen;
     size_t nconns; /* open or opening */
-    clist idle;    /* most recently used at the head */
-    xlist waiting; /* transfers waiting for a connection (max_host_connections) */
+    dlist idle;    /* most recently used at the head */
+    dlist waiting; /* transfers waiting for a connection (max_host_connections) */
     int kicking;   /* on the client's kick list, or being served from it */
     origin *kick_next;
 };
@@ -145,7 +145,7 @@ struct conn {
     struct sockaddr_storage *addrs; /* while connecting: where to try, in order */
     int naddrs, next_addr;
     int last_err; /* errno of the last connect that failed */
-    clink ol, gl;
+    dlink ol, gl;
 };
 
 enum { X_QUEUED, X_ACTIVE, X_LATE, X_COMPLETING };
@@ -164,10 +164,10 @@ struct mb_http {
     char *ak;
     char *sk;
     char *user_agent;
-    xlist queued; /* accepted, waiting for a slot */
-    xlist active; /* holding a slot */
-    xlist late;   /* failed while starting: reported from the loop */
-    clist idle;   /* every idle connection, least recently used at the tail */
+    dlist queued; /* accepted, waiting for a slot */
+    dlist active; /* holding a slot */
+    dlist late;   /* failed while starting: reported from the loop */
+    dlist idle;   /* every idle connection, least recently used at the tail */
     origin *origins[ORIGIN_BUCKETS];
     origin *kick; /* origins whose waiting transfers may now open a connection */
     mb_http_counters st;
@@ -204,7 +204,7 @@ struct mb_http_xfer {
     long retry_after_ms;
     mb_http_fail fail; /* a failed transfer: why, and the text (new) */
     char *fail_msg;
-    xlink ql, wl;
+    dlink ql, wl;
 };
 
 /* ------------------------------------------------------------------ */
@@ -378,66 +378,38 @@ static void http_error(mb_error *e, const mb_http_xfer *x, const char *body, siz
 /* Lists                                                              */
 /* ------------------------------------------------------------------ */
 
-static xlink *xl_link(const xlist *l, mb_http_xfer *x)
+static void dl_push_tail(dlist *l, dlink *k)
 {
-    return l->which ? &x->wl : &x->ql;
-}
-
-static void xl_push(xlist *l, mb_http_xfer *x)
-{
-    xlink *k = xl_link(l, x);
     k->next = NULL;
     k->prev = l->tail;
     if (l->tail)
-        xl_link(l, l->tail)->next = x;
+        l->tail->next = k;
     else
-        l->head = x;
-    l->tail = x;
+        l->head = k;
+    l->tail = k;
     l->n++;
 }
 
-static void xl_del(xlist *l, mb_http_xfer *x)
+static void dl_push_head(dlist *l, dlink *k)
 {
-    xlink *k = xl_link(l, x);
-    if (k->prev)
-        xl_link(l, k->prev)->next = k->next;
-    else
-        l->head = k->next;
-    if (k->next)
-        xl_link(l, k->next)->prev = k->prev;
-    else
-        l->tail = k->prev;
-    k->prev = k->next = NULL;
-    l->n--;
-}
-
-static clink *cl_link(const clist *l, conn *c)
-{
-    return l->which ? &c->gl : &c->ol;
-}
-
-static void cl_push_head(clist *l, conn *c)
-{
-    clink *k = cl_link(l, c);
     k->prev = NULL;
     k->next = l->head;
     if (l->head)
-        cl_link(l, l->head)->prev = c;
+        l->head->prev = k;
     else
-        l->tail = c;
-    l->head = c;
+        l->tail = k;
+    l->head = k;
     l->n++;
 }
 
-static void cl_del(clist *l, conn *c)
+static void dl_del(dlist *l, dlink *k)
 {
-    clink *k = cl_link(l, c);
     if (k->prev)
-        cl_link(l, k->prev)->next = k->next;
+        k->prev->next = k->next;
     else
         l->head = k->next;
     if (k->next)
-        cl_link(l, k->next)->prev = k->prev;
+        k->next->prev = k->prev;
     else
         l->tail = k->prev;
     k->prev = k->next = NULL;
@@ -476,8 +448,6 @@ static origin *origin_get(mb_http *h, const mb_http_xfer *x)
     memcpy(o->host, x->host, hl + 1);
     o->port = x->port;
     o->tls = x->tls;
-    o->idle.which = 0;
-    o->waiting.which = 1;
     if (inet_pton(AF_INET, o->host, &((struct sockaddr_in *)&o->addr)->sin_addr) == 1) {
         struct sockaddr_in *s = (struct sockaddr_in *)&o->addr;
         s->sin_family = AF_INET;
@@ -556,8 +526,8 @@ static void conn_close(conn *c)
     origin *o = c->o;
 
     if (c->state == C_IDLE) {
-        cl_del(&o->idle, c);
-        cl_del(&h->idle, c);
+        dl_del(&o->idle, &c->ol);
+        dl_del(&h->idle, &c->gl);
     }
     if (c->dns != NULL) {
         dns_token *t = c->dns;
@@ -609,8 +579,8 @@ static void conn_release(conn *c)
     origin *o = c->o;
 
     if (o->waiting.head != NULL) {
-        mb_http_xfer *x = o->waiting.head;
-        xl_del(&o->waiting, x);
+        mb_http_xfer *x = WAITER(o->waiting.head);
+        dl_del(&o->waiting, &x->wl);
         x->o = NULL;
         conn_assign(c, x);
         send_some(c);
@@ -622,21 +592,21 @@ static void conn_release(conn *c)
         conn_close(c);
         return;
     }
-    cl_push_head(&o->idle, c);
-    cl_push_head(&h->idle, c);
+    dl_push_head(&o->idle, &c->ol);
+    dl_push_head(&h->idle, &c->gl);
     while (h->idle.n > (size_t)h->max_idle)
-        conn_close(h->idle.tail);
+        conn_close(GCONN(h->idle.tail));
 }
 
 /* The most recently used idle connection to o, taken off the idle lists. */
 static conn *idle_take(origin *o)
 {
-    conn *c = o->idle.head;
+    conn *c = OCONN(o->idle.head);
 
     if (c == NULL)
         return NULL;
-    cl_del(&o->idle, c);
-    cl_del(&o->h->idle, c);
+    dl_del(&o->idle, &c->ol);
+    dl_del(&o->h->idle, &c->gl);
     c->state = C_BUSY;
     return c;
 }
@@ -1072,7 +1042,7 @@ static void xfer_detach(mb_http_xfer *x)
         conn_close(c);
     } else if (x->o != NULL) {
         origin *o = x->o;
-        xl_del(&o->waiting, x);
+        dl_del(&o->waiting, &x->wl);
         x->o = NULL;
         origin_put(o);
     }
@@ -1099,14 +1069,14 @@ static void xfer_fail(mb_http_xfer *x, mb_http_fail f, const char *fmt, ...)
     }
     xfer_detach(x);
     if (x->state == X_ACTIVE)
-        xl_del(&h->active, x);
+        dl_del(&h->active, &x->ql);
     x->fail = f;
     va_start(ap, fmt);
     if (vasprintf(&x->fail_msg, fmt, ap) < 0)
         x->fail_msg = NULL;
     va_end(ap);
     x->state = X_LATE;
-    xl_push(&h->late, x);
+    dl_push_tail(&h->late, &x->ql);
     event_active(h->pump_ev, 0, 0);
 }
 
@@ -1166,7 +1136,7 @@ static void xfer_finish(mb_http_xfer *x)
         event_del(&x->tmr);
         x->tmr_on = 0;
     }
-    xl_del(&h->active, x);
+    dl_del(&h->active, &x->ql);
     x->resp[x->p.out] = '\0';
     x->retry_after_ms =
         x->p.retry_after[0] ? mb_http_retry_after_ms(x->p.retry_after, time(NULL)) : -1;
@@ -1348,7 +1318,7 @@ static void xfer_connect(mb_http_xfer *x, int fresh)
     if (h->host_max > 0 && o->nconns >= (size_t)h->host_max) {
         if (o->idle.head == NULL) {
             x->o = o;
-            xl_push(&o->waiting, x);
+            dl_push_tail(&o->waiting, &x->wl);
             return;
         }
         c = idle_take(o); /* a fresh connection is asked for: the idle ones may be dead too */
@@ -1444,7 +1414,7 @@ static void xfer_activate(mb_http *h, mb_http_xfer *x)
     struct timeval tv = {x->timeout_ms / 1000, (x->timeout_ms % 1000) * 1000};
 
     x->state = X_ACTIVE;
-    xl_push(&h->active, x);
+    dl_push_tail(&h->active, &x->ql);
     evtimer_assign(&x->tmr, h->base, on_xfer_timeout, x);
     if (evtimer_add(&x->tmr, &tv) == 0)
         x->tmr_on = 1;
@@ -1494,10 +1464,10 @@ static int ask_hook(mb_http_xfer *x, mb_error *e)
 /* The first queued transfer takes a slot, or is reported: its hook refused. */
 static void start_queued(mb_http *h)
 {
-    mb_http_xfer *x = h->queued.head;
+    mb_http_xfer *x = XFER(h->queued.head);
     mb_error e;
 
-    xl_del(&h->queued, x);
+    dl_del(&h->queued, &x->ql);
     mb_error_clear(&e);
     if (ask_hook(x, &e) != 0) {
         h->st.refused++;
@@ -1511,9 +1481,9 @@ static void start_queued(mb_http *h)
 static void serve_kick(mb_http *h, origin *o)
 {
     while (o->waiting.head != NULL && (h->host_max == 0 || o->nconns < (size_t)h->host_max)) {
-        mb_http_xfer *x = o->waiting.head;
+        mb_http_xfer *x = WAITER(o->waiting.head);
         conn *c;
-        xl_del(&o->waiting, x);
+        dl_del(&o->waiting, &x->wl);
         x->o = NULL;
         c = conn_new(h, o);
         if (c == NULL) {
@@ -1533,8 +1503,8 @@ static void pump(mb_http *h)
 {
     for (;;) {
         if (h->late.head != NULL) {
-            mb_http_xfer *x = h->late.head;
-            xl_del(&h->late, x);
+            mb_http_xfer *x = XFER(h->late.head);
+            dl_del(&h->late, &x->ql);
             report_late(x);
         } else if (h->kick != NULL) {
             origin *o = h->kick;
@@ -1595,8 +1565,6 @@ mb_http *mb_http_new(struct event_base *base, const mb_http_opts *o, char *err, 
     h->max_active = o->max_active > 0 ? o->max_active : maxconn;
     h->max_idle = maxconn;
     h->host_max = o->max_host_connections > 0 ? o->max_host_connections : 0;
-    h->queued.which = h->active.which = h->late.which = 0;
-    h->idle.which = 1;
     h->ca_file = dup_or_null(o->ca_file);
     h->ak = dup_or_null(o->ak);
     h->sk = dup_or_null(o->sk);
@@ -1737,17 +1705,17 @@ mb_http_xfer *mb_http_request(mb_http *h, const mb_http_req *rq, mb_http_cb *cb,
         if (asprintf(&x->fail_msg, "bad URL: %s", x->bad_url) < 0)
             x->fail_msg = NULL;
         x->state = X_LATE;
-        xl_push(&h->late, x);
+        dl_push_tail(&h->late, &x->ql);
         event_active(h->pump_ev, 0, 0);
     } else if (x->on_start != NULL) {
         x->state = X_QUEUED;
-        xl_push(&h->queued, x);
+        dl_push_tail(&h->queued, &x->ql);
         event_active(h->pump_ev, 0, 0);
     } else if (h->queued.n == 0 && h->active.n < (size_t)h->max_active) {
         xfer_activate(h, x);
     } else {
         x->state = X_QUEUED;
-        xl_push(&h->queued, x);
+        dl_push_tail(&h->queued, &x->ql);
     }
     h->st.started++;
     return x;
@@ -1760,12 +1728,12 @@ void mb_http_cancel(mb_http_xfer *x)
         return;
     h = x->h;
     if (x->state == X_QUEUED) {
-        xl_del(&h->queued, x);
+        dl_del(&h->queued, &x->ql);
     } else if (x->state == X_LATE) {
-        xl_del(&h->late, x);
+        dl_del(&h->late, &x->ql);
     } else {
         xfer_detach(x);
-        xl_del(&h->active, x);
+        dl_del(&h->active, &x->ql);
         /* a slot is free: start the next one from the loop, never from here */
         if (h->queued.n > 0)
             event_active(h->pump_ev, 0, 0);
@@ -1805,13 +1773,13 @@ void mb_http_free(mb_http *h)
     if (h == NULL)
         return;
     while (h->late.head != NULL)
-        mb_http_cancel(h->late.head);
+        mb_http_cancel(XFER(h->late.head));
     while (h->queued.head != NULL)
-        mb_http_cancel(h->queued.head);
+        mb_http_cancel(XFER(h->queued.head));
     while (h->active.head != NULL)
-        mb_http_cancel(h->active.head);
+        mb_http_cancel(XFER(h->active.head));
     while (h->idle.head != NULL)
-        conn_close(h->idle.head);
+        conn_close(GCONN(h->idle.head));
     while (h->kick != NULL) {
         origin *o = h->kick;
         h->kick = o->kick_next;
