@@ -16,6 +16,7 @@
 
 #include "mb_buf.h"
 #include "mb_jscan.h"
+#include "mb_list.h"
 #include "mb_json.h"
 
 #include <ctype.h>
@@ -37,14 +38,15 @@ struct mb_cloud {
     mb_http *http;
     struct event_base *base;
     char *tmpl[3]; /* URL templates, no trailing '/' */
-    mb_cloud_op *ops;
-    size_t inflight;
+    mb_list ops;   /* every op not finished or cancelled; its length is what is in flight */
     long retry_base_ms, retry_max_ms, retry_after_max_ms, call_budget_ms;
     uint64_t rng; /* splitmix64 state for the jitter */
     mb_cloud_counters st;
 };
 
 typedef void resp_fn(mb_cloud_op *op, const mb_http_resp *r, const mb_error *e);
+
+#define OP(k) MB_LIST_OWNER(k, mb_cloud_op, link)
 
 struct mb_cloud_op {
     mb_cloud *c;
@@ -76,7 +78,7 @@ struct mb_cloud_op {
     char *name; /* namespace or object name kept for follow-up requests */
     void *aux;  /* call-specific state, freed with aux_free */
     void (*aux_free)(void *);
-    mb_cloud_op *prev, *next;
+    mb_link link; /* on c->ops */
 };
 
 /* ------------------------------------------------------------------ */
@@ -227,13 +229,7 @@ static char *op_url(mb_cloud_op *op, enum api api, const char *fmt, ...)
 static void op_free(mb_cloud_op *op)
 {
     mb_cloud *c = op->c;
-    if (op->prev)
-        op->prev->next = op->next;
-    else
-        c->ops = op->next;
-    if (op->next)
-        op->next->prev = op->prev;
-    c->inflight--;
+    mb_list_del(&c->ops, &op->link);
     if (op->later)
         event_free(op->later);
     if (op->retry_ev)
@@ -332,11 +328,7 @@ static mb_cloud_op *op_new(mb_cloud *c, const mb_cloud_target *t, mb_cloud_done 
     }
     if (op->deadline_ms == 0)
         op->deadline_ms = wall_ms() + c->call_budget_ms;
-    op->next = c->ops;
-    if (c->ops)
-        c->ops->prev = op;
-    c->ops = op;
-    c->inflight++;
+    mb_list_push_head(&c->ops, &op->link);
     return op;
 }
 
@@ -682,8 +674,8 @@ size_t mb_cloud_cancel_owner(mb_cloud *c, const void *owner)
 
     if (c == NULL || owner == NULL)
         return 0;
-    for (op = c->ops; op != NULL; op = next) {
-        next = op->next; /* cancelling frees op, and nothing else */
+    for (op = OP(c->ops.head); op != NULL; op = next) {
+        next = OP(op->link.next); /* cancelling frees op, and nothing else */
         if (op->owner != owner || op->finishing)
             continue;
         mb_cloud_cancel(op);
@@ -705,8 +697,8 @@ void mb_cloud_free(mb_cloud *c)
 {
     if (c == NULL)
         return;
-    while (c->ops != NULL)
-        mb_cloud_cancel(c->ops);
+    while (c->ops.head != NULL)
+        mb_cloud_cancel(OP(c->ops.head));
     for (int i = 0; i < 3; i++)
         free(c->tmpl[i]);
     free(c);
@@ -714,7 +706,7 @@ void mb_cloud_free(mb_cloud *c)
 
 size_t mb_cloud_inflight(const mb_cloud *c)
 {
-    return c ? c->inflight : 0;
+    return c ? c->ops.n : 0;
 }
 
 /* ------------------------------------------------------------------ */

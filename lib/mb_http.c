@@ -45,7 +45,6 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 #include <stdarg.h>
-#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,6 +54,7 @@
 
 #include "mb_http1.h"
 #include "mb_jscan.h"
+#include "mb_list.h"
 #include "mb_sign.h"
 
 #define MB_HTTP_MAX_BODY (32L * 1024 * 1024) /* a response larger than this is refused */
@@ -74,25 +74,14 @@
 typedef struct conn conn;
 typedef struct origin origin;
 
-/* Intrusive doubly linked lists: a member embeds one link per list it can be on.
- * A transfer is on one queue list (queued, active or late) through ql and, while it
- * waits for a connection, on its origin's waiting list through wl; an idle
- * connection is on its origin's list through ol and on the client's (least
- * recently used at the tail) through gl. */
-typedef struct dlink {
-    struct dlink *prev, *next;
-} dlink;
-typedef struct dlist {
-    dlink *head, *tail;
-    size_t n;
-} dlist;
-
-/* The member holding link k in its field f; NULL for NULL. */
-#define OWNER(k, type, f) ((k) ? (type *)(void *)((char *)(k)-offsetof(type, f)) : (type *)NULL)
-#define XFER(k)           OWNER(k, mb_http_xfer, ql)
-#define WAITER(k)         OWNER(k, mb_http_xfer, wl)
-#define OCONN(k)          OWNER(k, conn, ol)
-#define GCONN(k)          OWNER(k, conn, gl)
+/* The lists (mb_list.h): a transfer is on one queue list (queued, active or late)
+ * through ql and, while it waits for a connection, on its origin's waiting list
+ * through wl; an idle connection is on its origin's list through ol and on the
+ * client's (least recently used at the tail) through gl. */
+#define XFER(k)   MB_LIST_OWNER(k, mb_http_xfer, ql)
+#define WAITER(k) MB_LIST_OWNER(k, mb_http_xfer, wl)
+#define OCONN(k)  MB_LIST_OWNER(k, conn, ol)
+#define GCONN(k)  MB_LIST_OWNER(k, conn, gl)
 
 struct origin {
     mb_http *h;
@@ -103,10 +92,10 @@ struct origin {
     int literal; /* host is an IP address: addr holds it */
     struct sockaddr_storage addr;
     socklen_t addrlen;
-    size_t nconns; /* open or opening */
-    dlist idle;    /* most recently used at the head */
-    dlist waiting; /* transfers waiting for a connection (max_host_connections) */
-    int kicking;   /* on the client's kick list, or being served from it */
+    size_t nconns;   /* open or opening */
+    mb_list idle;    /* most recently used at the head */
+    mb_list waiting; /* transfers waiting for a connection (max_host_connections) */
+    int kicking;     /* on the client's kick list, or being served from it */
     origin *kick_next;
 };
 
@@ -145,7 +134,7 @@ struct conn {
     struct sockaddr_storage *addrs; /* while connecting: where to try, in order */
     int naddrs, next_addr;
     int last_err; /* errno of the last connect that failed */
-    dlink ol, gl;
+    mb_link ol, gl;
 };
 
 enum { X_QUEUED, X_ACTIVE, X_LATE, X_COMPLETING };
@@ -164,10 +153,10 @@ struct mb_http {
     char *ak;
     char *sk;
     char *user_agent;
-    dlist queued; /* accepted, waiting for a slot */
-    dlist active; /* holding a slot */
-    dlist late;   /* failed while starting: reported from the loop */
-    dlist idle;   /* every idle connection, least recently used at the tail */
+    mb_list queued; /* accepted, waiting for a slot */
+    mb_list active; /* holding a slot */
+    mb_list late;   /* failed while starting: reported from the loop */
+    mb_list idle;   /* every idle connection, least recently used at the tail */
     origin *origins[ORIGIN_BUCKETS];
     origin *kick; /* origins whose waiting transfers may now open a connection */
     mb_http_counters st;
@@ -204,7 +193,7 @@ struct mb_http_xfer {
     long retry_after_ms;
     mb_http_fail fail; /* a failed transfer: why, and the text (new) */
     char *fail_msg;
-    dlink ql, wl;
+    mb_link ql, wl;
 };
 
 /* ------------------------------------------------------------------ */
@@ -378,44 +367,6 @@ static void http_error(mb_error *e, const mb_http_xfer *x, const char *body, siz
 /* Lists                                                              */
 /* ------------------------------------------------------------------ */
 
-static void dl_push_tail(dlist *l, dlink *k)
-{
-    k->next = NULL;
-    k->prev = l->tail;
-    if (l->tail)
-        l->tail->next = k;
-    else
-        l->head = k;
-    l->tail = k;
-    l->n++;
-}
-
-static void dl_push_head(dlist *l, dlink *k)
-{
-    k->prev = NULL;
-    k->next = l->head;
-    if (l->head)
-        l->head->prev = k;
-    else
-        l->tail = k;
-    l->head = k;
-    l->n++;
-}
-
-static void dl_del(dlist *l, dlink *k)
-{
-    if (k->prev)
-        k->prev->next = k->next;
-    else
-        l->head = k->next;
-    if (k->next)
-        k->next->prev = k->prev;
-    else
-        l->tail = k->prev;
-    k->prev = k->next = NULL;
-    l->n--;
-}
-
 /* ------------------------------------------------------------------ */
 /* Origins                                                            */
 /* ------------------------------------------------------------------ */
@@ -526,8 +477,8 @@ static void conn_close(conn *c)
     origin *o = c->o;
 
     if (c->state == C_IDLE) {
-        dl_del(&o->idle, &c->ol);
-        dl_del(&h->idle, &c->gl);
+        mb_list_del(&o->idle, &c->ol);
+        mb_list_del(&h->idle, &c->gl);
     }
     if (c->dns != NULL) {
         dns_token *t = c->dns;
@@ -580,7 +531,7 @@ static void conn_release(conn *c)
 
     if (o->waiting.head != NULL) {
         mb_http_xfer *x = WAITER(o->waiting.head);
-        dl_del(&o->waiting, &x->wl);
+        mb_list_del(&o->waiting, &x->wl);
         x->o = NULL;
         conn_assign(c, x);
         send_some(c);
@@ -592,8 +543,8 @@ static void conn_release(conn *c)
         conn_close(c);
         return;
     }
-    dl_push_head(&o->idle, &c->ol);
-    dl_push_head(&h->idle, &c->gl);
+    mb_list_push_head(&o->idle, &c->ol);
+    mb_list_push_head(&h->idle, &c->gl);
     while (h->idle.n > (size_t)h->max_idle)
         conn_close(GCONN(h->idle.tail));
 }
@@ -605,8 +556,8 @@ static conn *idle_take(origin *o)
 
     if (c == NULL)
         return NULL;
-    dl_del(&o->idle, &c->ol);
-    dl_del(&o->h->idle, &c->gl);
+    mb_list_del(&o->idle, &c->ol);
+    mb_list_del(&o->h->idle, &c->gl);
     c->state = C_BUSY;
     return c;
 }
@@ -1042,7 +993,7 @@ static void xfer_detach(mb_http_xfer *x)
         conn_close(c);
     } else if (x->o != NULL) {
         origin *o = x->o;
-        dl_del(&o->waiting, &x->wl);
+        mb_list_del(&o->waiting, &x->wl);
         x->o = NULL;
         origin_put(o);
     }
@@ -1069,14 +1020,14 @@ static void xfer_fail(mb_http_xfer *x, mb_http_fail f, const char *fmt, ...)
     }
     xfer_detach(x);
     if (x->state == X_ACTIVE)
-        dl_del(&h->active, &x->ql);
+        mb_list_del(&h->active, &x->ql);
     x->fail = f;
     va_start(ap, fmt);
     if (vasprintf(&x->fail_msg, fmt, ap) < 0)
         x->fail_msg = NULL;
     va_end(ap);
     x->state = X_LATE;
-    dl_push_tail(&h->late, &x->ql);
+    mb_list_push_tail(&h->late, &x->ql);
     event_active(h->pump_ev, 0, 0);
 }
 
@@ -1136,7 +1087,7 @@ static void xfer_finish(mb_http_xfer *x)
         event_del(&x->tmr);
         x->tmr_on = 0;
     }
-    dl_del(&h->active, &x->ql);
+    mb_list_del(&h->active, &x->ql);
     x->resp[x->p.out] = '\0';
     x->retry_after_ms =
         x->p.retry_after[0] ? mb_http_retry_after_ms(x->p.retry_after, time(NULL)) : -1;
@@ -1318,7 +1269,7 @@ static void xfer_connect(mb_http_xfer *x, int fresh)
     if (h->host_max > 0 && o->nconns >= (size_t)h->host_max) {
         if (o->idle.head == NULL) {
             x->o = o;
-            dl_push_tail(&o->waiting, &x->wl);
+            mb_list_push_tail(&o->waiting, &x->wl);
             return;
         }
         c = idle_take(o); /* a fresh connection is asked for: the idle ones may be dead too */
@@ -1414,7 +1365,7 @@ static void xfer_activate(mb_http *h, mb_http_xfer *x)
     struct timeval tv = {x->timeout_ms / 1000, (x->timeout_ms % 1000) * 1000};
 
     x->state = X_ACTIVE;
-    dl_push_tail(&h->active, &x->ql);
+    mb_list_push_tail(&h->active, &x->ql);
     evtimer_assign(&x->tmr, h->base, on_xfer_timeout, x);
     if (evtimer_add(&x->tmr, &tv) == 0)
         x->tmr_on = 1;
@@ -1467,7 +1418,7 @@ static void start_queued(mb_http *h)
     mb_http_xfer *x = XFER(h->queued.head);
     mb_error e;
 
-    dl_del(&h->queued, &x->ql);
+    mb_list_del(&h->queued, &x->ql);
     mb_error_clear(&e);
     if (ask_hook(x, &e) != 0) {
         h->st.refused++;
@@ -1483,7 +1434,7 @@ static void serve_kick(mb_http *h, origin *o)
     while (o->waiting.head != NULL && (h->host_max == 0 || o->nconns < (size_t)h->host_max)) {
         mb_http_xfer *x = WAITER(o->waiting.head);
         conn *c;
-        dl_del(&o->waiting, &x->wl);
+        mb_list_del(&o->waiting, &x->wl);
         x->o = NULL;
         c = conn_new(h, o);
         if (c == NULL) {
@@ -1504,7 +1455,7 @@ static void pump(mb_http *h)
     for (;;) {
         if (h->late.head != NULL) {
             mb_http_xfer *x = XFER(h->late.head);
-            dl_del(&h->late, &x->ql);
+            mb_list_del(&h->late, &x->ql);
             report_late(x);
         } else if (h->kick != NULL) {
             origin *o = h->kick;
@@ -1705,17 +1656,17 @@ mb_http_xfer *mb_http_request(mb_http *h, const mb_http_req *rq, mb_http_cb *cb,
         if (asprintf(&x->fail_msg, "bad URL: %s", x->bad_url) < 0)
             x->fail_msg = NULL;
         x->state = X_LATE;
-        dl_push_tail(&h->late, &x->ql);
+        mb_list_push_tail(&h->late, &x->ql);
         event_active(h->pump_ev, 0, 0);
     } else if (x->on_start != NULL) {
         x->state = X_QUEUED;
-        dl_push_tail(&h->queued, &x->ql);
+        mb_list_push_tail(&h->queued, &x->ql);
         event_active(h->pump_ev, 0, 0);
     } else if (h->queued.n == 0 && h->active.n < (size_t)h->max_active) {
         xfer_activate(h, x);
     } else {
         x->state = X_QUEUED;
-        dl_push_tail(&h->queued, &x->ql);
+        mb_list_push_tail(&h->queued, &x->ql);
     }
     h->st.started++;
     return x;
@@ -1728,12 +1679,12 @@ void mb_http_cancel(mb_http_xfer *x)
         return;
     h = x->h;
     if (x->state == X_QUEUED) {
-        dl_del(&h->queued, &x->ql);
+        mb_list_del(&h->queued, &x->ql);
     } else if (x->state == X_LATE) {
-        dl_del(&h->late, &x->ql);
+        mb_list_del(&h->late, &x->ql);
     } else {
         xfer_detach(x);
-        dl_del(&h->active, &x->ql);
+        mb_list_del(&h->active, &x->ql);
         /* a slot is free: start the next one from the loop, never from here */
         if (h->queued.n > 0)
             event_active(h->pump_ev, 0, 0);
