@@ -180,7 +180,7 @@ struct mb_http_xfer {
     const char *bad_url; /* why the URL cannot be used (static), or NULL */
     /* all of these point into one allocation, strs */
     char *strs;
-    const char *method, *url, *host, *hosthdr, *path, *query, *ctype, *accept, *traceparent;
+    const char *method, *host, *hosthdr, *path, *query, *ctype, *accept, *traceparent;
     const char *what; /* "GET /path" for error texts */
     const char *body;
     size_t body_len;
@@ -1599,13 +1599,12 @@ static int xfer_fill(mb_http_xfer *x, const mb_http_req *rq)
     lc = strlen(ctype);
     la = strlen(accept);
     lt = rq->traceparent ? strlen(rq->traceparent) : 0;
-    total = lm + lu + lh + lhh + lp + lq + lc + la + lt + (lm + 1 + lp) + rq->body_len + 11;
+    total = lm + lh + lhh + lp + lq + lc + la + lt + (lm + 1 + lp) + rq->body_len + 10;
     x->strs = malloc(total);
     if (x->strs == NULL)
         return -1;
     p = x->strs;
     x->method = pack(&p, rq->method, lm);
-    x->url = pack(&p, rq->url, lu);
     x->host = pack(&p, host, lh);
     x->hosthdr = pack(&p, hosthdr, lhh);
     x->path = pack(&p, u.path, lp);
