@@ -619,8 +619,8 @@ int mb_h1_date(const char *s, time_t *out)
         p++;
         if (month(&p, &m) || lit(&p, " "))
             return -1;
-        if (*p == ' ')
-            p++, mday = 0;
+        if (*p == ' ') /* a day under 10 is padded with a space */
+            p++;
         if (num(&p, *p != '\0' && is_digit((unsigned char)p[1]) ? 2 : 1, &mday) || lit(&p, " ") ||
             clock_part(&p, &tm) || lit(&p, " ") || num(&p, 4, &y))
             return -1;
