@@ -1310,6 +1310,75 @@ static void test_poll_drain(void **state)
     mb_job_free(j);
 }
 
+/* A wait of 100 ms or more is spent with the state document as text (the tree freed).
+ * Meanwhile the job still counts at its step in /metrics; it wakes with everything the
+ * earlier steps recorded, so none of them runs again; a drain wakes it early. */
+static long long asleep_since;
+
+static int asleep_in_gamma(void *arg)
+{
+    (void)arg;
+    if (sc.polls[GAMMA] != (int)(intptr_t)arg)
+        return 0;
+    if (asleep_since == 0)
+        asleep_since = mono_ms();
+    return mono_ms() - asleep_since >= 50; /* a few loop turns into the wait */
+}
+
+static void expect_at_gamma(void)
+{
+    uint64_t at[NFAKE];
+
+    mb_saga_inflight_steps(saga, at);
+    assert_int_equal(at[ALPHA] + at[BETA] + at[DELTA], 0);
+    assert_int_equal(at[GAMMA], 1);
+}
+
+static void test_poll_state_as_text(void **state)
+{
+    static const char *const want_calls[] = {"run alpha", "run beta", "run gamma", "run delta"};
+    mb_job *j;
+    json_t *ck;
+
+    (void)state;
+    asleep_since = 0;
+    sc.polls[GAMMA] = 2;
+    sc.poll_ms[GAMMA] = 300;
+    accept_order("ord-ptext", "mesh-ptext");
+    assert_true(drive(asleep_in_gamma, (void *)(intptr_t)1, BOUND_MS));
+    expect_at_gamma();
+    asleep_since = 0;
+    assert_true(drive(asleep_in_gamma, (void *)(intptr_t)0, BOUND_MS));
+    expect_at_gamma();
+    drive_to("ord-ptext", "Running");
+    expect_calls(want_calls, 4);
+    j = get_job("ord-ptext");
+    assert_int_equal(j->claims, 1);
+    assert_string_equal(step_status(j, "gamma"), "done");
+    ck = json_object_get(json_object_get(json_object_get(j->state, "steps"), "beta"), "ck");
+    assert_true(json_is_true(json_object_get(ck, "observed")));
+    mb_job_free(j);
+}
+
+static void test_poll_state_as_text_drain(void **state)
+{
+    char id[] = "ord-ptdrain";
+    long long t0 = mono_ms();
+
+    (void)state;
+    asleep_since = 0;
+    sc.polls[GAMMA] = 1;
+    sc.poll_ms[GAMMA] = 3000;
+    accept_order(id, "mesh-ptdrain");
+    assert_true(drive(asleep_in_gamma, (void *)(intptr_t)0, BOUND_MS));
+    mb_saga_drain(saga);
+    assert_true(drive(handed_back, id, BOUND_MS));
+    assert_true(mono_ms() - t0 < 2500);
+    remake_saga(0);
+    drive_to(id, "Running");
+    assert_int_equal(runs[ALPHA] + runs[BETA] + runs[GAMMA] + runs[DELTA], 4);
+}
+
 /* A record written before records named their saga runs the create saga; the engine
  * refuses to start without definitions. */
 static void test_defs(void **state)
@@ -1349,6 +1418,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_poll_in_memory, setup, teardown),
         cmocka_unit_test_setup_teardown(test_poll_handed_back, setup, teardown),
         cmocka_unit_test_setup_teardown(test_poll_drain, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_poll_state_as_text, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_poll_state_as_text_drain, setup, teardown),
     };
     signal(SIGPIPE, SIG_IGN);
     return cmocka_run_group_tests(tests, start_redis, teardown_all);
