@@ -1,5 +1,6 @@
 /* precheck.c: step 3: everything that must hold before the cloud is touched. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "mb_catalog.h"
@@ -19,7 +20,8 @@ typedef struct precheck {
     mb_coredns coredns;
     long pods;
     mb_k8s_meta istio_ns;
-    mb_k8s_meta ns[MB_ORDER_MAX_NAMESPACES];
+    mb_k8s_meta *ns; /* the order's namespaces: as many as it names (held jobs are many) */
+    size_t nns;
 } precheck;
 
 static void precheck_clear(void *p)
@@ -29,15 +31,22 @@ static void precheck_clear(void *p)
     mb_cluster_clear(&s->cluster);
     mb_node_list_clear(&s->nodes);
     mb_k8s_meta_clear(&s->istio_ns);
-    for (size_t i = 0; i < MB_ORDER_MAX_NAMESPACES; i++)
+    for (size_t i = 0; i < s->nns; i++)
         mb_k8s_meta_clear(&s->ns[i]);
+    free(s->ns);
 }
 
-static void issue(mb_sjob *j, precheck *s)
+static mb_step_rc issue(mb_sjob *j, precheck *s)
 {
     const mb_order *o = j->order;
     const mb_cloud_target *t = &j->target;
 
+    s->ns = calloc(o->n_namespaces ? o->n_namespaces : 1, sizeof(*s->ns));
+    if (s->ns == NULL) {
+        mb_error_set(&j->err, MB_FATAL, "OutOfMemory", "precheck: out of memory");
+        return MB_STEP_ERROR;
+    }
+    s->nns = o->n_namespaces;
     mb_step_call(j, mb_cloud_cluster_get(j->cloud, t, &s->cluster, mb_step_done, mb_step_io(j)));
     mb_step_call(j, mb_cloud_nodes_list(j->cloud, t, &s->nodes, mb_step_done, mb_step_io(j)));
     mb_step_call(j,
@@ -48,6 +57,7 @@ static void issue(mb_sjob *j, precheck *s)
     for (size_t i = 0; i < o->n_namespaces; i++)
         mb_step_call(j, mb_cloud_k8s_get(j->cloud, t, MB_K8S_NAMESPACE, o->namespaces[i], &s->ns[i],
                                          mb_step_done, mb_step_io(j)));
+    return MB_STEP_WAIT;
 }
 
 static const mb_node *find_node(const mb_node_list *l, const char *uid)
@@ -151,10 +161,7 @@ static mb_step_rc precheck_run(mb_sjob *j)
     precheck *s = j->scratch;
 
     switch (j->pc) {
-    case RUN_READ:
-        issue(j, s);
-        j->pc = RUN_EVALUATE;
-        return MB_STEP_WAIT;
+    case RUN_READ: j->pc = RUN_EVALUATE; return issue(j, s);
     case RUN_EVALUATE: return evaluate(j, s);
     default: return mb_step_fail(j, "Internal", "precheck: no state %d", j->pc);
     }
@@ -168,9 +175,8 @@ static mb_step_rc precheck_check(mb_sjob *j)
     mb_step_rc rc;
 
     if (j->pc == RUN_READ) {
-        issue(j, s);
         j->pc = RUN_EVALUATE;
-        return MB_STEP_WAIT;
+        return issue(j, s);
     }
     rc = evaluate(j, s);
     if (rc == MB_STEP_ERROR && j->err.status == MB_PERM) {
