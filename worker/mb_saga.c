@@ -101,9 +101,9 @@
  * (mb_saga_wake), or after this at the latest: a safety net, every shard costs a script. */
 #define CLAIM_IDLE_MAX_MS 30000
 /* A job that waits in memory at least this long keeps its state document as compact text
- * meanwhile.  The tree is most of a held job's memory (about 8 kB against 1.5 kB of text),
- * and while releases install most held jobs are waiting; a shorter wait is not worth a
- * dump and a parse. */
+ * meanwhile.  The tree is most of a held job's memory (while its release installs, 8.0 kB
+ * of allocations against 0.9 kB of text), and then most held jobs are waiting; a shorter
+ * wait is not worth a dump and a parse. */
 #define TEXT_WAIT_MIN_MS 100
 
 typedef struct sjob {
