@@ -1474,6 +1474,7 @@ static int args_records(args *a, const mb_checkpoint *k)
 {
     char f[96];
 
+    memcpy(f, "step:", 5); /* "step:NN:<name>", written by hand: a field a record a step */
     if (!k->split) {
         args_ll(a, -1);
         return 0;
@@ -1481,14 +1482,18 @@ static int args_records(args *a, const mb_checkpoint *k)
     args_ll(a, (long long)k->n_records);
     for (size_t i = 0; i < k->n_records; i++) {
         const mb_ck_record *r = &k->records[i];
-        int n;
+        size_t n;
         if (r->index < 0 || r->index > 99 || r->name == NULL || r->name[0] == '\0' ||
             !json_is_object(r->rec))
             return -1;
-        n = snprintf(f, sizeof(f), "step:%02d:%s", r->index, r->name);
-        if (n < 0 || (size_t)n >= sizeof(f))
+        n = strlen(r->name);
+        if (8 + n >= sizeof(f))
             return -1;
-        args_add(a, f, (size_t)n);
+        f[5] = (char)('0' + r->index / 10);
+        f[6] = (char)('0' + r->index % 10);
+        f[7] = ':';
+        memcpy(f + 8, r->name, n);
+        args_add(a, f, 8 + n);
         if (args_json(a, r->rec) < 0)
             return -1;
     }
