@@ -1557,6 +1557,34 @@ static const char *pack(char **p, const char *s, size_t n)
 /* Copies what the transfer needs from rq into one allocation, the URL split
  * into host, Host header, path and query.  A URL that cannot be used sets
  * bad_url.  Returns 0, or -1 (out of memory). */
+/* Host's value: the host ([bracketed] when IPv6), with ":port" when the URL gave one that is
+ * not the scheme's.  Into out (at least 264 bytes, lh at most 255); returns its length.
+ * Written by hand: snprintf cost 1,000 instructions a request. */
+static size_t host_header(char *out, const char *host, size_t lh, const mb_h1_url *u)
+{
+    char digits[5];
+    size_t n = 0, nd = 0;
+    unsigned v = (unsigned)u->port; /* 1 to 65535 */
+
+    if (u->ipv6)
+        out[n++] = '[';
+    memcpy(out + n, host, lh);
+    n += lh;
+    if (u->ipv6)
+        out[n++] = ']';
+    if (u->port_given) {
+        out[n++] = ':';
+        do {
+            digits[nd++] = (char)('0' + v % 10);
+            v /= 10;
+        } while (v != 0 && nd < sizeof(digits));
+        while (nd > 0)
+            out[n++] = digits[--nd];
+    }
+    out[n] = '\0';
+    return n;
+}
+
 static int xfer_fill(mb_http_xfer *x, const mb_http_req *rq)
 {
     const char *ctype = rq->content_type ? rq->content_type : "application/json";
@@ -1589,11 +1617,7 @@ static int xfer_fill(mb_http_xfer *x, const mb_http_req *rq)
     x->tls = u.tls;
     x->port = u.port;
     lh = u.host_len;
-    if (u.port_given)
-        snprintf(hosthdr, sizeof(hosthdr), u.ipv6 ? "[%s]:%d" : "%s:%d", host, u.port);
-    else
-        snprintf(hosthdr, sizeof(hosthdr), u.ipv6 ? "[%s]" : "%s", host);
-    lhh = strlen(hosthdr);
+    lhh = host_header(hosthdr, host, lh, &u);
     lp = u.path_len;
     lq = u.query ? u.query_len : 0;
     lc = strlen(ctype);

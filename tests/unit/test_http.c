@@ -127,6 +127,7 @@ typedef struct srv {
     char last_method[16];
     char last_ua[128];
     char last_accept[160];
+    char last_host[300];
     struct evhttp_request *hung[64];
     int nhung;
 } srv;
@@ -285,6 +286,8 @@ static void handle(struct evhttp_request *req, void *arg)
     snprintf(S.last_ua, sizeof(S.last_ua), "%s", v ? v : "");
     v = evhttp_find_header(in, "Accept");
     snprintf(S.last_accept, sizeof(S.last_accept), "%s", v ? v : "");
+    v = evhttp_find_header(in, "Host");
+    snprintf(S.last_host, sizeof(S.last_host), "%s", v ? v : "");
 
     sig = verify_sig(req, body, blen);
     if (sig < 0) {
@@ -481,6 +484,7 @@ static void test_signed_post_and_traceparent(void **state)
     res r = {0};
     const char *tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
     const char *body = "{\"metadata\":{\"labels\":{\"istio\":\"master\"}}}";
+    char host[64];
     mb_http_req rq = {.method = "PATCH",
                       .url = url("/api/v1/nodes/n1"),
                       .content_type = "application/merge-patch+json",
@@ -495,6 +499,8 @@ static void test_signed_post_and_traceparent(void **state)
     assert_string_equal(S.last_traceparent, tp);
     assert_string_equal(S.last_ctype, "application/merge-patch+json");
     assert_string_equal(S.last_body, body);
+    snprintf(host, sizeof(host), "127.0.0.1:%d", S.port);
+    assert_string_equal(S.last_host, host);
 }
 
 /* Easy handles are pooled with their options kept: each request must still go
@@ -1277,6 +1283,8 @@ static void test_host_name(void **state)
         fail_msg("%s %s", r.err.code, r.err.msg);
     assert_string_equal(r.body, "{\"ok\":true}");
     assert_int_equal(S.signed_ok, 1); /* signed over Host: localhost:PORT */
+    snprintf(u, sizeof(u), "localhost:%d", S.port);
+    assert_string_equal(S.last_host, u);
 
     memset(&r, 0, sizeof(r));
     snprintf(u, sizeof(u), "http://no-such-host.invalid:%d/x", S.port);
