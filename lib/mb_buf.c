@@ -32,11 +32,27 @@ void mb_buf_puts(mb_buf *b, const char *s)
     mb_buf_add(b, s, strlen(s));
 }
 
+/* ASCII only, whatever the locale says isalnum is. */
+static int unreserved(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '_' || c == '.' || c == '~';
+}
+
+size_t mb_pct_plain(const char *s, size_t n)
+{
+    size_t i = 0;
+
+    while (i < n && unreserved((unsigned char)s[i]))
+        i++;
+    return i;
+}
+
 void mb_buf_pct_byte(mb_buf *b, unsigned char c)
 {
     static const char hex[] = "0123456789ABCDEF";
 
-    if (isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+    if (unreserved(c)) {
         mb_buf_add(b, &c, 1);
     } else {
         char esc[3] = {'%', hex[c >> 4], hex[c & 15]};
@@ -46,8 +62,15 @@ void mb_buf_pct_byte(mb_buf *b, unsigned char c)
 
 void mb_buf_pct_encode(mb_buf *b, const char *s, size_t n)
 {
-    for (size_t i = 0; i < n; i++)
-        mb_buf_pct_byte(b, (unsigned char)s[i]);
+    for (size_t i = 0; i < n;) {
+        size_t run = mb_pct_plain(s + i, n - i);
+        if (run > 0) {
+            mb_buf_add(b, s + i, run);
+            i += run;
+        } else {
+            mb_buf_pct_byte(b, (unsigned char)s[i++]);
+        }
+    }
 }
 
 char *mb_buf_take(mb_buf *b)

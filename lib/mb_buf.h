@@ -19,8 +19,12 @@ void mb_buf_puts(mb_buf *b, const char *s);
  * is, anything else %XX with upper-case hex. */
 void mb_buf_pct_byte(mb_buf *b, unsigned char c);
 
-/* Every byte of s[0..n) through mb_buf_pct_byte. */
+/* Every byte of s[0..n) as mb_buf_pct_byte writes it; runs of unreserved bytes are added
+ * whole (every signed request percent-encodes its path and query). */
 void mb_buf_pct_encode(mb_buf *b, const char *s, size_t n);
+
+/* How many of the first bytes of s[0..n) are unreserved (written as they are). */
+size_t mb_pct_plain(const char *s, size_t n);
 
 /* The text built so far (new: free(); "" when nothing was added), or NULL if
  * an append failed.  The buffer is reset either way. */

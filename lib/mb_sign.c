@@ -121,7 +121,13 @@ void mb_sign_sha256_hex(const void *data, size_t len, char out[MB_SIGN_HEX_LEN +
  * follows form decoding for query strings (Go's url.ParseQuery). */
 static void put_encoded(mb_buf *b, const char *s, size_t n, int plus_is_space)
 {
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < n;) {
+        size_t run = mb_pct_plain(s + i, n - i);
+        if (run > 0) { /* written as they are, whole */
+            mb_buf_add(b, s + i, run);
+            i += run;
+            continue;
+        }
         unsigned char c = (unsigned char)s[i];
         if (c == '%' && i + 2 < n && mb_hexval(s[i + 1]) >= 0 && mb_hexval(s[i + 2]) >= 0) {
             c = (unsigned char)(mb_hexval(s[i + 1]) * 16 + mb_hexval(s[i + 2]));
@@ -130,6 +136,7 @@ static void put_encoded(mb_buf *b, const char *s, size_t n, int plus_is_space)
             c = ' ';
         }
         mb_buf_pct_byte(b, c);
+        i++;
     }
 }
 

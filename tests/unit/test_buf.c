@@ -37,6 +37,10 @@ static void percent_encoding(void **state)
     s = mb_buf_take(&b);
     assert_string_equal(s, "a-Z_0.9~%20%2F%3A%25%E4%B8%80");
     free(s);
+    assert_int_equal(mb_pct_plain(in, strlen(in)), 8); /* up to the space */
+    assert_int_equal(mb_pct_plain(in, 3), 3);
+    assert_int_equal(mb_pct_plain("\xe4x", 2), 0); /* bytes above ASCII are never plain */
+    assert_int_equal(mb_pct_plain("", 0), 0);
 }
 
 static void hex_and_memdup(void **state)
