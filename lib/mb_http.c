@@ -1554,9 +1554,6 @@ static const char *pack(char **p, const char *s, size_t n)
     return at;
 }
 
-/* Copies what the transfer needs from rq into one allocation, the URL split
- * into host, Host header, path and query.  A URL that cannot be used sets
- * bad_url.  Returns 0, or -1 (out of memory). */
 /* Host's value: the host ([bracketed] when IPv6), with ":port" when the URL gave one that is
  * not the scheme's.  Into out (at least 264 bytes, lh at most 255); returns its length.
  * Written by hand: snprintf cost 1,000 instructions a request. */
@@ -1585,6 +1582,9 @@ static size_t host_header(char *out, const char *host, size_t lh, const mb_h1_ur
     return n;
 }
 
+/* Copies what the transfer needs from rq into one allocation, the URL split
+ * into host, Host header, path and query.  A URL that cannot be used sets
+ * bad_url.  Returns 0, or -1 (out of memory). */
 static int xfer_fill(mb_http_xfer *x, const mb_http_req *rq)
 {
     const char *ctype = rq->content_type ? rq->content_type : "application/json";

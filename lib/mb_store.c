@@ -1474,12 +1474,12 @@ static int args_records(args *a, const mb_checkpoint *k)
 {
     char f[96];
 
-    memcpy(f, "step:", 5); /* "step:NN:<name>", written by hand: a field a record a step */
     if (!k->split) {
         args_ll(a, -1);
         return 0;
     }
     args_ll(a, (long long)k->n_records);
+    memcpy(f, "step:", 5); /* "step:NN:<name>", written by hand: a field a record a step */
     for (size_t i = 0; i < k->n_records; i++) {
         const mb_ck_record *r = &k->records[i];
         size_t n;
