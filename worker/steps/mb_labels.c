@@ -30,8 +30,19 @@ void mb_labels_clear(void *scratch)
 {
     mb_labels_scratch *s = scratch;
 
-    for (size_t i = 0; i < sizeof(s->seen) / sizeof(s->seen[0]); i++)
+    for (size_t i = 0; i < s->nseen; i++)
         mb_k8s_meta_clear(&s->seen[i]);
+}
+
+/* Reads the n objects named in names into seen[0..n). */
+static void read_all(mb_sjob *j, mb_labels_scratch *s, mb_k8s_kind kind, const char *const *names,
+                     size_t n)
+{
+    if (n > s->nseen)
+        s->nseen = n;
+    for (size_t i = 0; i < n; i++)
+        mb_step_call(j, mb_cloud_k8s_get(j->cloud, &j->target, kind, names[i], &s->seen[i],
+                                         mb_step_done, mb_step_io(j)));
 }
 
 static const char *label_of(const mb_k8s_meta *m, const char *key)
@@ -65,9 +76,7 @@ mb_step_rc mb_labels_run(mb_sjob *j, const mb_labels_spec *spec)
         return mb_step_fail(j, "InvalidOrder", "too many objects to label (%zu)", spec->n);
     switch (j->pc) {
     case RUN_READ:
-        for (size_t i = 0; i < spec->n; i++)
-            mb_step_call(j, mb_cloud_k8s_get(j->cloud, &j->target, spec->kind, spec->names[i],
-                                             &s->seen[i], mb_step_done, mb_step_io(j)));
+        read_all(j, s, spec->kind, spec->names, spec->n);
         j->pc = RUN_CHECK;
         return MB_STEP_WAIT;
     case RUN_CHECK:
@@ -134,9 +143,7 @@ mb_step_rc mb_labels_check(mb_sjob *j, const mb_labels_spec *spec)
     if (spec->n > sizeof(s->seen) / sizeof(s->seen[0]))
         return mb_step_fail(j, "InvalidOrder", "too many objects to label (%zu)", spec->n);
     if (j->pc == CHECK_READ) {
-        for (size_t i = 0; i < spec->n; i++)
-            mb_step_call(j, mb_cloud_k8s_get(j->cloud, &j->target, spec->kind, spec->names[i],
-                                             &s->seen[i], mb_step_done, mb_step_io(j)));
+        read_all(j, s, spec->kind, spec->names, spec->n);
         j->pc = CHECK_JUDGE;
         return MB_STEP_WAIT;
     }
@@ -217,9 +224,7 @@ mb_step_rc mb_labels_restore(mb_sjob *j, const mb_labels_spec *spec, const json_
     case BACK_READ:
         if (s->n == 0 && json_object_get(j->ck, "plan") == NULL)
             plan(j, spec, s);
-        for (size_t i = 0; i < s->n; i++)
-            mb_step_call(j, mb_cloud_k8s_get(j->cloud, &j->target, spec->kind, s->names[i],
-                                             &s->seen[i], mb_step_done, mb_step_io(j)));
+        read_all(j, s, spec->kind, s->names, s->n);
         j->pc = BACK_PLAN;
         return MB_STEP_WAIT;
     case BACK_PLAN:
@@ -259,9 +264,7 @@ mb_step_rc mb_labels_restore_check(mb_sjob *j, const mb_labels_spec *spec, const
 
     restore_names(s, spec, prior);
     if (j->pc == CHECK_READ) {
-        for (size_t i = 0; i < s->n; i++)
-            mb_step_call(j, mb_cloud_k8s_get(j->cloud, &j->target, spec->kind, s->names[i],
-                                             &s->seen[i], mb_step_done, mb_step_io(j)));
+        read_all(j, s, spec->kind, s->names, s->n);
         j->pc = CHECK_JUDGE;
         return MB_STEP_WAIT;
     }

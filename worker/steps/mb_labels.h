@@ -16,6 +16,7 @@ typedef struct mb_labels_spec {
 /* Scratch a labelling step needs (its scratch_size and clear hook). */
 typedef struct mb_labels_scratch {
     mb_k8s_meta seen[64];
+    size_t nseen;          /* seen[0..nseen) were handed to reads: what the clear hook frees */
     const char *names[64]; /* mb_labels_restore: the objects it looks at (borrowed) */
     size_t n;
 } mb_labels_scratch;
