@@ -123,7 +123,7 @@ void cs_admin_handle(cs_call *c)
 
     if (is(c->seg[0], "healthz")) {
         cs_reply_json(c, 200,
-                      json_pack("{s:s, s:I, s:o}", "status", "ok", "held", (json_int_t)s->held,
+                      json_pack("{s:s, s:I, s:o}", "status", "ok", "held", (json_int_t)s->held.n,
                                 "loops", cs_server_loops_json(s)));
     } else if (is(what, "state") && is(c->method, "GET")) {
         const char *cid = cs_query(c, "cluster");

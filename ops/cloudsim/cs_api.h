@@ -11,6 +11,7 @@
 #include "cs_audit.h"
 #include "cs_fault.h"
 #include "cs_model.h"
+#include "mb_list.h"
 #include "mb_sign.h"
 
 #define CS_MAX_SEGS  24
@@ -37,9 +38,8 @@ typedef struct cs_server {
     long latency_ms;  /* added to every cloud request (benchmarks) */
     int no_auth;      /* --no-auth: skip signature checks */
     int kubectl_read; /* --kubectl-read: unsigned GETs under /k8s allowed */
-    long held;        /* calls waiting (latency or hang) */
     unsigned long long rid_seq;
-    struct cs_call *held_list; /* hanging calls, freed when their client goes */
+    mb_list held; /* calls waiting (latency or hang), freed when answered or their client goes */
 } cs_server;
 
 typedef struct cs_call {
@@ -68,7 +68,7 @@ typedef struct cs_call {
     cs_fault_hit hit;
     struct event *timer;
     struct event *watch; /* hanging: notices the client closing */
-    struct cs_call *next_held, *prev_held;
+    mb_link hlink;       /* on cs_server.held */
     int hanging;
     /* the reply being built */
     int status;

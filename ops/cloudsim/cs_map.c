@@ -5,20 +5,27 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mb_list.h"
+
 struct cs_map_ent {
     char *key;
     void *value;
     uint64_t hash;
-    struct cs_map_ent *chain;       /* next in bucket */
-    struct cs_map_ent *prev, *next; /* insertion order */
+    struct cs_map_ent *chain; /* next in bucket */
+    mb_link order;            /* on cs_map.order */
 };
 
 struct cs_map {
     struct cs_map_ent **buckets;
-    size_t nbuckets, count;
-    struct cs_map_ent *head, *tail;
+    size_t nbuckets;
+    mb_list order; /* every entry, in insertion order; its length is the count */
     cs_map_free_fn free_fn;
 };
+
+static struct cs_map_ent *ent_of(const mb_link *k)
+{
+    return MB_LIST_OWNER(k, struct cs_map_ent, order);
+}
 
 /* FNV-1a: short keys, no adversary. */
 static uint64_t hash_str(const char *s)
@@ -52,9 +59,9 @@ void cs_map_free(cs_map *m)
 {
     if (m == NULL)
         return;
-    struct cs_map_ent *e = m->head;
+    struct cs_map_ent *e = ent_of(m->order.head);
     while (e) {
-        struct cs_map_ent *n = e->next;
+        struct cs_map_ent *n = ent_of(e->order.next);
         if (m->free_fn)
             m->free_fn(e->value);
         free(e->key);
@@ -90,7 +97,7 @@ static void grow(cs_map *m)
 
     if (b == NULL)
         return; /* keep the longer chains; still correct */
-    for (struct cs_map_ent *e = m->head; e; e = e->next) {
+    for (struct cs_map_ent *e = ent_of(m->order.head); e; e = ent_of(e->order.next)) {
         size_t i = e->hash & (nb - 1);
         e->chain = b[i];
         b[i] = e;
@@ -121,18 +128,12 @@ int cs_map_put(cs_map *m, const char *key, void *value)
     }
     e->value = value;
     e->hash = h;
-    if (m->count + 1 > m->nbuckets)
+    if (m->order.n + 1 > m->nbuckets)
         grow(m);
     size_t i = h & (m->nbuckets - 1);
     e->chain = m->buckets[i];
     m->buckets[i] = e;
-    e->prev = m->tail;
-    if (m->tail)
-        m->tail->next = e;
-    else
-        m->head = e;
-    m->tail = e;
-    m->count++;
+    mb_list_push_tail(&m->order, &e->order);
     return 0;
 }
 
@@ -146,19 +147,11 @@ int cs_map_del(cs_map *m, const char *key)
         if (e->hash != h || strcmp(e->key, key) != 0)
             continue;
         *pp = e->chain;
-        if (e->prev)
-            e->prev->next = e->next;
-        else
-            m->head = e->next;
-        if (e->next)
-            e->next->prev = e->prev;
-        else
-            m->tail = e->prev;
+        mb_list_del(&m->order, &e->order);
         if (m->free_fn)
             m->free_fn(e->value);
         free(e->key);
         free(e);
-        m->count--;
         return 1;
     }
     return 0;
@@ -166,17 +159,17 @@ int cs_map_del(cs_map *m, const char *key)
 
 size_t cs_map_count(const cs_map *m)
 {
-    return m->count;
+    return m->order.n;
 }
 
 cs_map_it *cs_map_first(const cs_map *m)
 {
-    return m->head;
+    return ent_of(m->order.head);
 }
 
 cs_map_it *cs_map_next(const cs_map_it *it)
 {
-    return it->next;
+    return ent_of(it->order.next);
 }
 
 const char *cs_map_key(const cs_map_it *it)

@@ -396,27 +396,12 @@ static void call_send(cs_call *c)
 
 static void held_link(cs_call *c)
 {
-    cs_server *s = c->srv;
-
-    c->next_held = s->held_list;
-    c->prev_held = NULL;
-    if (s->held_list)
-        s->held_list->prev_held = c;
-    s->held_list = c;
-    s->held++;
+    mb_list_push_head(&c->srv->held, &c->hlink);
 }
 
 static void held_unlink(cs_call *c)
 {
-    cs_server *s = c->srv;
-
-    if (c->prev_held)
-        c->prev_held->next_held = c->next_held;
-    else
-        s->held_list = c->next_held;
-    if (c->next_held)
-        c->next_held->prev_held = c->prev_held;
-    s->held--;
+    mb_list_del(&c->srv->held, &c->hlink);
 }
 
 /* The client of a hanging call went away: drop the call.  libevent detaches a
@@ -785,8 +770,8 @@ void cs_server_stop(cs_server *s)
             evhttp_free(s->loops[i].http);
         s->loops[i].http = NULL;
     }
-    while (s->held_list) {
-        cs_call *c = s->held_list;
+    while (s->held.head) {
+        cs_call *c = MB_LIST_OWNER(s->held.head, cs_call, hlink);
         held_unlink(c);
         call_free(c); /* its request went with its connection */
     }
