@@ -1429,7 +1429,7 @@ static const char *kind_path(mb_k8s_kind kind)
 /* A map field of metadata as a new reference; {} when absent (NULL: out of memory). */
 static json_t *meta_map(const mb_jval *v)
 {
-    return v->type == MB_JOBJECT ? json_loadb(v->text, v->len, 0, NULL) : json_object();
+    return v->type == MB_JOBJECT ? mb_jscan_tree(v->text, v->len) : json_object();
 }
 
 static void k8s_get_resp(mb_cloud_op *op, const mb_http_resp *r, const mb_error *e)

@@ -581,3 +581,162 @@ int mb_jval_int(const mb_jval *v, long long *out)
     p = (const unsigned char *)v->text;
     return js_int_value(p, p + v->len, out) == 0;
 }
+
+/* ---- a whole tree ----------------------------------------------------------------- */
+
+static json_t *jt_value(scan *s);
+
+/* The string token at s->p decoded: its bytes, and their length in *n.  Borrowed from the
+ * text when it holds no escape (a decoded escape is always shorter than its text, so equal
+ * lengths mean none); else decoded into buf (room for len) or, when longer, a new *heap. */
+static const char *jt_string(scan *s, char *buf, size_t len, char **heap, size_t *n)
+{
+    const unsigned char *start = s->p;
+    char *out;
+
+    *heap = NULL;
+    if (js_string(s, NULL, 0, n) != 0)
+        return NULL;
+    if (*n == (size_t)(s->p - start) - 2)
+        return (const char *)start + 1;
+    out = *n < len ? buf : (*heap = malloc(*n + 1));
+    if (out == NULL)
+        return NULL;
+    s->p = start;
+    js_string(s, out, *n + 1, n); /* checked above */
+    return out;
+}
+
+static json_t *jt_string_value(scan *s)
+{
+    char buf[256], *heap;
+    size_t n;
+    const char *str = jt_string(s, buf, sizeof(buf), &heap, &n);
+    json_t *v = str ? json_stringn_nocheck(str, n) : NULL;
+
+    free(heap);
+    return v;
+}
+
+static json_t *jt_number(scan *s)
+{
+    const unsigned char *start = s->p;
+    mb_jtype type;
+    long long i;
+
+    if (js_number(s, &type) != 0)
+        return NULL;
+    if (type == MB_JINTEGER)
+        return js_int_value(start, s->p, &i) == 0 ? json_integer(i) : NULL;
+    {
+        size_t len = (size_t)(s->p - start);
+        char small[64], *text = len < sizeof(small) ? small : malloc(len + 1);
+        json_t *v = NULL;
+        if (text != NULL) {
+            memcpy(text, start, len);
+            text[len] = '\0';
+            v = json_real(strtod(text, NULL)); /* js_number checked that it fits */
+            if (text != small)
+                free(text);
+        }
+        return v;
+    }
+}
+
+static json_t *jt_array(scan *s)
+{
+    json_t *a = json_array();
+    int rc;
+
+    if (a == NULL || js_open(s, ']'))
+        return a;
+    do {
+        json_t *v = jt_value(s);
+        if (v == NULL || json_array_append_new(a, v) != 0) {
+            json_decref(a);
+            return NULL;
+        }
+    } while ((rc = js_next(s, ']')) == 0);
+    if (rc < 0) {
+        json_decref(a);
+        return NULL;
+    }
+    return a;
+}
+
+static json_t *jt_object(scan *s)
+{
+    json_t *o = json_object();
+    int rc;
+
+    if (o == NULL || js_open(s, '}'))
+        return o;
+    do {
+        char buf[128], *heap = NULL;
+        const char *key = NULL;
+        json_t *v = NULL;
+        size_t kn;
+        js_ws(s);
+        if (s->p < s->end && *s->p == '"')
+            key = jt_string(s, buf, sizeof(buf), &heap, &kn);
+        if (key != NULL) {
+            js_ws(s);
+            if (s->p < s->end && *s->p++ == ':')
+                v = jt_value(s);
+        }
+        /* a repeated key replaces the value in its first place, as json_loadb */
+        rc = v != NULL ? json_object_setn_new_nocheck(o, key, kn, v) : -1;
+        free(heap);
+        if (rc != 0) {
+            json_decref(o);
+            return NULL;
+        }
+    } while ((rc = js_next(s, '}')) == 0);
+    if (rc < 0) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
+static json_t *jt_value(scan *s)
+{
+    json_t *v;
+
+    js_ws(s);
+    if (s->p >= s->end || ++s->depth > JS_MAX_DEPTH)
+        return NULL;
+    switch (*s->p) {
+    case '{': v = jt_object(s); break;
+    case '[': v = jt_array(s); break;
+    case '"': v = jt_string_value(s); break;
+    case 't': v = js_word(s, "true", 4) == 0 ? json_true() : NULL; break;
+    case 'f': v = js_word(s, "false", 5) == 0 ? json_false() : NULL; break;
+    case 'n': v = js_word(s, "null", 4) == 0 ? json_null() : NULL; break;
+    default: v = *s->p == '-' || (*s->p >= '0' && *s->p <= '9') ? jt_number(s) : NULL; break;
+    }
+    s->depth--;
+    return v;
+}
+
+json_t *mb_jscan_tree(const char *text, size_t len)
+{
+    scan s;
+    json_t *v;
+
+    if (text == NULL)
+        return NULL;
+    s.p = (const unsigned char *)text;
+    s.end = s.p + len;
+    s.depth = 0;
+    js_ws(&s);
+    if (s.p >= s.end || (*s.p != '{' && *s.p != '['))
+        return NULL;
+    v = jt_value(&s);
+    js_ws(&s);
+    if (v != NULL && s.p != s.end) {
+        json_decref(v);
+        return NULL;
+    }
+    return v;
+}

@@ -96,6 +96,7 @@
 #include <hiredis/hiredis.h>
 
 #include "mb_buf.h"
+#include "mb_jscan.h"
 #include "mb_json.h"
 #include "mb_log.h"
 #include "mb_redis.h"
@@ -994,7 +995,7 @@ static int join_steps(json_t *state, const redisReply *r)
         json_t *rec;
         if (name == NULL || name[1] == '\0' || fv[i].v->type != REDIS_REPLY_STRING)
             continue;
-        rec = json_loadb(fv[i].v->str, fv[i].v->len, 0, NULL);
+        rec = mb_jscan_tree(fv[i].v->str, fv[i].v->len);
         if (json_is_object(rec))
             rc = json_object_set_new(steps, name + 1, rec);
         else
@@ -1027,9 +1028,9 @@ static mb_job *job_from_hash(const redisReply *r)
         else if (strcmp(f, "shard") == 0)
             j->shard = (int)to_ll(v);
         else if (strcmp(f, "order") == 0)
-            j->order = json_loadb(v->str, v->len, 0, NULL);
+            j->order = mb_jscan_tree(v->str, v->len);
         else if (strcmp(f, "state") == 0)
-            j->state = json_loadb(v->str, v->len, 0, NULL);
+            j->state = mb_jscan_tree(v->str, v->len);
         else if (strcmp(f, "status") == 0)
             bad |= set_str(&j->status, v);
         else if (strcmp(f, "step") == 0)

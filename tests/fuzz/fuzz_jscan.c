@@ -1,8 +1,10 @@
-/* fuzz_jscan.c: libFuzzer target for mb_jscan against json_loadb.  Whatever the input, both
- * must take it as an object or both refuse it; when taken, every path must find what
- * jansson's tree holds there (type, decoded string, integer, a container's text reading back
- * to the same subtree, an array's elements one by one).  The one allowed difference: a NUL
- * byte, which mb_jscan always refuses and jansson skips right after a number or a literal. */
+/* fuzz_jscan.c: libFuzzer target for mb_jscan and mb_jscan_tree against json_loadb.  Whatever
+ * the input, mb_jscan and jansson must both take it as an object or both refuse it; when
+ * taken, every path must find what jansson's tree holds there (type, decoded string, integer,
+ * a container's text reading back to the same subtree, an array's elements one by one).
+ * mb_jscan_tree must build exactly jansson's tree (the same dump: values, types, member
+ * order) or fail where it fails.  The one allowed difference: a NUL byte, which both always
+ * refuse and jansson skips right after a number or a literal. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -82,16 +84,34 @@ static void same_value(const mb_jval *v, json_t *w)
     }
 }
 
+/* mb_jscan_tree built what json_loadb built: the same values, in the same order. */
+static void same_whole(const json_t *t, const json_t *j)
+{
+    char *a = json_dumps(t, JSON_COMPACT), *b = json_dumps(j, JSON_COMPACT);
+
+    if (!json_equal(t, j) || a == NULL || b == NULL || strcmp(a, b) != 0)
+        abort();
+    free(a);
+    free(b);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     json_t *j = json_loadb((const char *)data, size, 0, NULL);
+    json_t *t = mb_jscan_tree((const char *)data, size);
+    int nul = memchr(data, 0, size) != NULL;
     mb_jval v[NPATHS];
     int rc = mb_jscan((const char *)data, size, paths, NPATHS, v);
 
-    if (memchr(data, 0, size) != NULL ? rc == 0 : (rc == 0) != json_is_object(j))
+    if (nul ? rc == 0 : (rc == 0) != json_is_object(j))
         abort();
+    if (nul ? t != NULL : (t != NULL) != (j != NULL))
+        abort();
+    if (t != NULL)
+        same_whole(t, j);
     for (size_t i = 0; rc == 0 && i < NPATHS; i++)
         same_value(&v[i], at(j, paths[i]));
+    json_decref(t);
     json_decref(j);
     return 0;
 }
