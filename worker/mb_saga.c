@@ -500,9 +500,13 @@ typedef struct ck_req {
     mb_saga *saga;
     size_t n;
     long long sent_ms; /* monotonic, stamped by the Redis thread just before sending */
-    size_t cap_recs;   /* records there is room for (FLUSH_BATCH entries always) */
-    /* n of each, in the same allocation (ck_req_new), which is kept for the next batch
-     * (mb_saga.ck_spare): a new one of this size was fresh pages to fault in at every flush */
+    size_t cap;        /* entries there is room for: n rounded up to a power of two */
+    size_t cap_recs;   /* records there is room for: cap x the longest saga's steps */
+    /* cap of each, in the same allocation (ck_req_new), which is kept for the next batch
+     * (mb_saga.ck_spare): a new one was fresh pages to fault in at every flush.  Sized to
+     * the batch, not to FLUSH_BATCH: when Redis lags, loop turns send batches of a few
+     * checkpoints each, and at 300 kB apiece (256 mb_error alone are 154 kB) the batches
+     * out held 22 MB in the 10,000-order bench run with every poll handed back to Redis. */
     sjob **jobs;
     mb_checkpoint *cks;
     long long *next_run; /* as asked: stamped against the send time */
@@ -531,10 +535,9 @@ static void *carve(char **p, size_t n, size_t size)
     return at;
 }
 
-/* A new request with room for FLUSH_BATCH entries and cap records, or NULL. */
-static ck_req *ck_req_alloc(size_t cap)
+/* A new request with room for m entries and cap records, or NULL. */
+static ck_req *ck_req_alloc(size_t m, size_t cap)
 {
-    const size_t m = FLUSH_BATCH;
     size_t size = room(1, sizeof(ck_req)) + room(m, sizeof(sjob *)) +
                   room(m, sizeof(mb_checkpoint)) + room(m, sizeof(long long)) +
                   room(m, sizeof(uint64_t)) + room(m, sizeof(mb_checkpoint_result)) +
@@ -546,6 +549,7 @@ static ck_req *ck_req_alloc(size_t cap)
     if (p == NULL)
         return NULL;
     r = carve(&p, 1, sizeof(*r));
+    r->cap = m;
     r->cap_recs = cap;
     r->jobs = carve(&p, m, sizeof(*r->jobs));
     r->cks = carve(&p, m, sizeof(*r->cks));
@@ -559,23 +563,22 @@ static ck_req *ck_req_alloc(size_t cap)
     return r;
 }
 
-/* A request for the batch (n <= FLUSH_BATCH): the spare if it has room for the records,
- * else a new one.  flush_batch fills every entry but res and sts, cleared here.  NULL when
- * out of memory. */
-static ck_req *ck_req_new(mb_saga *s, sjob **batch, size_t n)
+/* A request for the batch (n <= FLUSH_BATCH): the spare if it has room, else a new one.
+ * flush_batch fills every entry but res and sts, cleared here.  NULL when out of memory. */
+static ck_req *ck_req_new(mb_saga *s, size_t n)
 {
-    size_t nrecs = 0, cap = 0;
+    size_t m = 8, steps = 0;
     ck_req *r = s->ck_spare;
 
-    for (size_t i = 0; i < n; i++)
-        nrecs += (size_t)batch[i]->def->nsteps;
-    s->ck_spare = NULL;
-    if (r == NULL || r->cap_recs < nrecs) {
-        free(r);
+    if (r != NULL && r->cap >= n) {
+        s->ck_spare = NULL;
+    } else {
+        while (m < n)
+            m *= 2;
         for (size_t d = 0; d < s->ndefs; d++)
-            if ((size_t)s->defs[d]->nsteps > cap)
-                cap = (size_t)s->defs[d]->nsteps;
-        r = ck_req_alloc(cap * FLUSH_BATCH > nrecs ? cap * FLUSH_BATCH : nrecs);
+            if ((size_t)s->defs[d]->nsteps > steps)
+                steps = (size_t)s->defs[d]->nsteps;
+        r = ck_req_alloc(m, m * steps);
         if (r == NULL)
             return NULL;
     }
@@ -587,15 +590,17 @@ static ck_req *ck_req_new(mb_saga *s, sjob **batch, size_t n)
     return r;
 }
 
-/* Keeps r as the spare for the next batch, or frees it if there is one. */
+/* Keeps r as the spare for the next batch if it is the larger, else frees it. */
 static void ck_req_done(ck_req *r)
 {
     mb_saga *s = r->saga;
 
-    if (s->ck_spare == NULL)
-        s->ck_spare = r;
-    else
+    if (s->ck_spare != NULL && s->ck_spare->cap >= r->cap) {
         free(r);
+        return;
+    }
+    free(s->ck_spare);
+    s->ck_spare = r;
 }
 
 /* The step the record names: where the saga stands, or, once it has ended after a
@@ -827,7 +832,7 @@ static void ck_back(void *ctx)
 /* Hands a batch of queued checkpoints to the Redis thread (one round trip). */
 static void flush_batch(mb_saga *s, sjob **batch, size_t n)
 {
-    ck_req *r = ck_req_new(s, batch, n);
+    ck_req *r = ck_req_new(s, n);
     size_t nrecs = 0;
 
     if (r != NULL) {
