@@ -45,7 +45,9 @@ mb_step_rc mb_step_fail(mb_sjob *j, const char *code, const char *fmt, ...)
 
 json_t *mb_step_ck_of(mb_sjob *j, const char *name)
 {
-    json_t *rec = json_object_get(json_object_get(j->state, "steps"), name);
+    json_t *rec = j->host && j->host->record
+                      ? j->host->record(j, name)
+                      : json_object_get(json_object_get(j->state, "steps"), name);
 
     return json_object_get(rec, "ck");
 }

@@ -57,6 +57,10 @@ typedef struct mb_step_host {
     void (*io)(mb_sjob *j);                        /* a call is about to be issued: count it */
     void (*done)(mb_sjob *j, const mb_error *err); /* a counted call completed */
     void (*lost)(mb_sjob *j); /* a counted call never started (out of memory) */
+    /* The named step's record in j->state, or NULL when it has none (or, the job then
+     * lost, could not be read back).  NULL hook: looked up in the tree.  The engine keeps
+     * the records of steps it is not executing as text and parses one back when read. */
+    json_t *(*record)(mb_sjob *j, const char *name);
 } mb_step_host;
 
 /* The job as a step sees it.  Everything here is owned by the engine (or the driver). */

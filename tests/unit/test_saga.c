@@ -256,6 +256,8 @@ static mb_step_rc fake_run(mb_sjob *j, int i)
         return mb_step_fail(j, "Broken", "%s broke", names[i]);
     }
     json_object_set_new(j->ck, "did", json_integer(runs[i]));
+    if (i == DELTA) /* what an earlier step recorded, as open_port reads precheck's */
+        json_object_set(j->ck, "alpha_did", json_object_get(mb_step_ck_of(j, "alpha"), "did"));
     snprintf(j->message, sizeof(j->message), "%s did it", names[i]);
     return MB_STEP_DONE;
 }
@@ -319,6 +321,9 @@ static const mb_saga_def *const fake_defs[] = {&fake_def};
 
 static mb_rq *rq;                         /* the engine's Redis queue */
 static long lease_ms = LEASE_MS;          /* of the next engine made */
+static int split;                         /* ... writes split checkpoints, as a worker whose
+                                             peers all do: records are sealed between
+                                             executions (the second run of the suite) */
 static long poll_in_memory_ms = LEASE_MS; /* of the next engine made */
 
 static void make_rq(void)
@@ -351,6 +356,7 @@ static void make_saga(int park)
     saga = mb_saga_new(base, rq, NULL, NULL, &o, err, sizeof(err));
     if (saga == NULL)
         fail_msg("mb_saga_new: %s", err);
+    mb_saga_set_split(saga, split);
 }
 
 /* A new engine (and queue: nothing of the old engine may still be out). */
@@ -1379,6 +1385,53 @@ static void test_poll_state_as_text_drain(void **state)
     assert_int_equal(runs[ALPHA] + runs[BETA] + runs[GAMMA] + runs[DELTA], 4);
 }
 
+/* Every record as the steps left it, read back by a later step (delta reads alpha's) and
+ * by compensation (whether each step has something to undo).  In the split run each is
+ * kept as text between executions. */
+static void expect_records(const char *order_id, const char *const *status)
+{
+    mb_job *j = get_job(order_id);
+    json_t *steps = json_object_get(j->state, "steps");
+
+    for (int i = 0; i < NFAKE; i++) {
+        json_t *rec = json_object_get(steps, names[i]);
+        assert_string_equal(json_string_value(json_object_get(rec, "status")), status[i]);
+        assert_true(json_is_true(json_object_get(json_object_get(rec, "ck"), "observed")));
+    }
+    mb_job_free(j);
+}
+
+static void test_records_read_back(void **state)
+{
+    static const char *const done[] = {"done", "done", "done", "done"};
+    mb_job *j;
+    json_t *ck;
+
+    (void)state;
+    accept_order("ord-recs", "mesh-recs");
+    drive_to("ord-recs", "Running");
+    expect_records("ord-recs", done);
+    j = get_job("ord-recs");
+    ck = json_object_get(json_object_get(json_object_get(j->state, "steps"), "delta"), "ck");
+    assert_int_equal(json_integer_value(json_object_get(ck, "alpha_did")), 1);
+    mb_job_free(j);
+}
+
+static void test_records_undone(void **state)
+{
+    static const char *const want_calls[] = {"run alpha",  "run beta",   "run gamma", "run delta",
+                                             "undo delta", "undo gamma", "undo alpha"};
+    static const char *const undone[] = {"compensated", "done", "compensated", "compensated"};
+
+    (void)state;
+    sc.fail_runs[DELTA] = 1;
+    sc.polls[GAMMA] = 1; /* a re-execution between: its record stays in the tree */
+    accept_order("ord-recs-undo", "mesh-recs-undo");
+    drive_to("ord-recs-undo", "Failed");
+    expect_calls(want_calls, 7);
+    expect_records("ord-recs-undo", undone);
+}
+
 /* A record written before records named their saga runs the create saga; the engine
  * refuses to start without definitions. */
 static void test_defs(void **state)
@@ -1420,7 +1473,14 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_poll_drain, setup, teardown),
         cmocka_unit_test_setup_teardown(test_poll_state_as_text, setup, teardown),
         cmocka_unit_test_setup_teardown(test_poll_state_as_text_drain, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_records_read_back, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_records_undone, setup, teardown),
     };
+    int failed;
+
     signal(SIGPIPE, SIG_IGN);
-    return cmocka_run_group_tests(tests, start_redis, teardown_all);
+    /* One Redis for both runs: started before the first, stopped after the second. */
+    failed = cmocka_run_group_tests_name("whole checkpoints", tests, start_redis, NULL);
+    split = 1;
+    return failed + cmocka_run_group_tests_name("split checkpoints", tests, NULL, teardown_all);
 }
