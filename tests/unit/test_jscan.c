@@ -325,18 +325,41 @@ static void tree_as_jansson(const char *text, size_t len)
     json_decref(want);
 }
 
+/* Copies s to p; returns where it ends. */
+static char *append(char *p, const char *s)
+{
+    size_t n = strlen(s);
+
+    memcpy(p, s, n);
+    return p + n;
+}
+
 static void builds_trees_as_jansson(void **state)
 {
     static const char *const texts[] = {
-        "{}", "[]", " { \"a\" : [ 1 , -0 , 2.5e3 , -1E-2 , true , false , null , \"\" ] } ",
+        "{}",
+        "[]",
+        " { \"a\" : [ 1 , -0 , 2.5e3 , -1E-2 , true , false , null , \"\" ] } ",
         "{\"a\":1,\"b\":2,\"a\":{\"c\":3}}", /* repeated: the value replaced in its first place */
         "{\"e\":\"q\\\"b\\\\s\\/n\\n\\t\\u00e9\\ud83d\\ude00 \xc3\xa9\"}",
         "{\"n\":9223372036854775807,\"m\":-9223372036854775808,\"r\":1e-400}",
         "[[[[{\"deep\":[{}]}]]]]",
         /* refused */
-        "", "1", "\"s\"", "{\"a\":1", "{\"a\":1}x", "{\"a\":9223372036854775808}",
-        "{\"a\":1e400}", "{\"a\":\"\\u0000\"}", "{\"a\":\"\\ud800\"}", "{\"a\":\"\xc0\xaf\"}",
-        "{\"a\":01}", "{\"a\" 1}", "{a:1}", "[1,]", "{\"a\":\"\t\"}",
+        "",
+        "1",
+        "\"s\"",
+        "{\"a\":1",
+        "{\"a\":1}x",
+        "{\"a\":9223372036854775808}",
+        "{\"a\":1e400}",
+        "{\"a\":\"\\u0000\"}",
+        "{\"a\":\"\\ud800\"}",
+        "{\"a\":\"\xc0\xaf\"}",
+        "{\"a\":01}",
+        "{\"a\" 1}",
+        "{a:1}",
+        "[1,]",
+        "{\"a\":\"\t\"}",
     };
     char big[4096], *p = big;
 
@@ -344,13 +367,13 @@ static void builds_trees_as_jansson(void **state)
     for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++)
         tree_as_jansson(texts[i], strlen(texts[i]));
     /* a key and a value too long for the decoding buffers on the stack, with escapes */
-    p += sprintf(p, "{\"");
+    p = append(p, "{\"");
     for (int i = 0; i < 200; i++)
-        p += sprintf(p, "k\\u00e9");
-    p += sprintf(p, "\":\"");
+        p = append(p, "k\\u00e9");
+    p = append(p, "\":\"");
     for (int i = 0; i < 200; i++)
-        p += sprintf(p, "v\\n\\u20ac");
-    p += sprintf(p, "\"}");
+        p = append(p, "v\\n\\u20ac");
+    p = append(p, "\"}");
     tree_as_jansson(big, (size_t)(p - big));
     /* a NUL byte: refused, where jansson skips one after a literal */
     assert_null(mb_jscan_tree("{\"a\":true\0}", 11));
