@@ -55,7 +55,7 @@ struct mb_cloud_op {
     mb_http_xfer *x;
     struct event *later; /* deferred failure */
     resp_fn *on_resp;
-    mb_error err;
+    mb_error *err; /* a failure found before any request went out (op_err); NULL: none */
     char *project_id, *region, *cluster_id, *traceparent;
     int finishing;
     /* the request being sent, kept for its retries */
@@ -88,6 +88,33 @@ struct mb_cloud_op {
 static char *xstrdup(const char *s)
 {
     return s ? strdup(s) : NULL;
+}
+
+/* What an op whose error cannot be allocated reports; never written (mb_error_set keeps
+ * an error already set). */
+static mb_error oom_err = {.status = MB_FATAL,
+                           .retry_after_ms = -1,
+                           .code = "OutOfMemory",
+                           .msg = "out of memory recording a cloud call's error"};
+
+/* The op's error, to set.  Allocated at the first failure: thousands of ops wait for a
+ * connection at once when 10,000 sagas are in flight, and almost none fails before its
+ * request goes out, so 600 bytes of mb_error each were a third of an op. */
+static mb_error *op_err(mb_cloud_op *op)
+{
+    if (op->err == NULL) {
+        op->err = malloc(sizeof(*op->err));
+        if (op->err == NULL)
+            op->err = &oom_err;
+        else
+            mb_error_clear(op->err);
+    }
+    return op->err;
+}
+
+static int op_failed(const mb_cloud_op *op)
+{
+    return op->err != NULL && op->err->status != MB_OK;
 }
 
 /* A growable string; an allocation failure sticks and is reported once. */
@@ -187,7 +214,7 @@ static char *op_url(mb_cloud_op *op, enum api api, const char *fmt, ...)
             continue;
         }
         if (val == NULL || val[0] == '\0') {
-            mb_error_set(&op->err, MB_PERM, "BadTarget", "URL template needs %s: none given", name);
+            mb_error_set(op_err(op), MB_PERM, "BadTarget", "URL template needs %s: none given", name);
             free(b.p);
             return NULL;
         }
@@ -199,7 +226,7 @@ static char *op_url(mb_cloud_op *op, enum api api, const char *fmt, ...)
         if (p[0] == '%' && p[1] == 's') {
             const char *v = va_arg(ap, const char *);
             if (v == NULL || v[0] == '\0') {
-                mb_error_set(&op->err, MB_PERM, "BadRequest", "empty value in %s", fmt);
+                mb_error_set(op_err(op), MB_PERM, "BadRequest", "empty value in %s", fmt);
                 va_end(ap);
                 free(b.p);
                 return NULL;
@@ -215,7 +242,7 @@ static char *op_url(mb_cloud_op *op, enum api api, const char *fmt, ...)
     }
     va_end(ap);
     if (b.oom) {
-        mb_error_set(&op->err, MB_FATAL, "OutOfMemory", "building a URL: out of memory");
+        mb_error_set(op_err(op), MB_FATAL, "OutOfMemory", "building a URL: out of memory");
         free(b.p);
         return NULL;
     }
@@ -239,6 +266,8 @@ static void op_free(mb_cloud_op *op)
     free(op->name);
     if (op->aux_free)
         op->aux_free(op->aux);
+    if (op->err != &oom_err)
+        free(op->err);
     free(op);
 }
 
@@ -252,7 +281,7 @@ static void op_finish(mb_cloud_op *op, const mb_error *e)
 
 static void op_finish_own(mb_cloud_op *op)
 {
-    mb_error e = op->err;
+    mb_error e = *op_err(op);
     op_finish(op, &e);
 }
 
@@ -310,7 +339,6 @@ static mb_cloud_op *op_new(mb_cloud *c, const mb_cloud_target *t, mb_cloud_done 
     op->done = done;
     op->arg = arg;
     op->out = out;
-    mb_error_clear(&op->err);
     if (t != NULL) {
         p = (char *)(op + 1);
         op->project_id = put(&p, t->project_id, lp);
@@ -322,9 +350,9 @@ static mb_cloud_op *op_new(mb_cloud *c, const mb_cloud_target *t, mb_cloud_done 
         op->guard_arg = t->guard_arg;
         op->owner = t->owner;
         if (op->traceparent && strpbrk(op->traceparent, "\r\n"))
-            mb_error_set(&op->err, MB_PERM, "BadRequest", "traceparent holds a line break");
+            mb_error_set(op_err(op), MB_PERM, "BadRequest", "traceparent holds a line break");
     } else {
-        mb_error_set(&op->err, MB_PERM, "BadRequest", "no target given");
+        mb_error_set(op_err(op), MB_PERM, "BadRequest", "no target given");
     }
     if (op->deadline_ms == 0)
         op->deadline_ms = wall_ms() + c->call_budget_ms;
@@ -337,8 +365,8 @@ static mb_cloud_op *op_new(mb_cloud *c, const mb_cloud_target *t, mb_cloud_done 
 static mb_cloud_op *op_defer(mb_cloud_op *op)
 {
     struct timeval tv = {0, 0};
-    if (op->err.status == MB_OK)
-        mb_error_set(&op->err, MB_FATAL, "Internal", "deferred without an error");
+    if (!op_failed(op))
+        mb_error_set(op_err(op), MB_FATAL, "Internal", "deferred without an error");
     op->later = evtimer_new(op->c->base, on_later, op);
     if (op->later == NULL || evtimer_add(op->later, &tv) != 0) {
         op_free(op);
@@ -386,7 +414,7 @@ static int op_attempt(mb_cloud_op *op)
     op->attempts++;
     op->x = mb_http_request(op->c->http, &rq, on_http, op);
     if (op->x == NULL) {
-        mb_error_set(&op->err, MB_FATAL, "OutOfMemory", "%s: request not started", op->method);
+        mb_error_set(op_err(op), MB_FATAL, "OutOfMemory", "%s: request not started", op->method);
         return -1;
     }
     return 0;
@@ -493,10 +521,10 @@ static void on_http(void *arg, const mb_http_resp *r, const mb_error *e)
 static int op_send(mb_cloud_op *op, const char *method, char *url, const char *ctype,
                    const char *body, resp_fn *fn)
 {
-    if (url == NULL || op->err.status != MB_OK) {
+    if (url == NULL || op_failed(op)) {
         free(url);
-        if (op->err.status == MB_OK)
-            mb_error_set(&op->err, MB_FATAL, "OutOfMemory", "out of memory");
+        if (!op_failed(op))
+            mb_error_set(op_err(op), MB_FATAL, "OutOfMemory", "out of memory");
         return -1;
     }
     free(op->url);
@@ -504,7 +532,7 @@ static int op_send(mb_cloud_op *op, const char *method, char *url, const char *c
     op->url = url;
     op->body = body ? strdup(body) : NULL;
     if (body != NULL && op->body == NULL) {
-        mb_error_set(&op->err, MB_FATAL, "OutOfMemory", "%s: out of memory", method);
+        mb_error_set(op_err(op), MB_FATAL, "OutOfMemory", "%s: out of memory", method);
         return -1;
     }
     op->method = method;
@@ -518,7 +546,7 @@ static int op_send(mb_cloud_op *op, const char *method, char *url, const char *c
 static mb_cloud_op *op_start(mb_cloud_op *op, const char *method, char *url, const char *ctype,
                              const char *body, resp_fn *fn)
 {
-    if (op->err.status != MB_OK) {
+    if (op_failed(op)) {
         free(url);
         return op_defer(op);
     }
@@ -885,7 +913,7 @@ mb_cloud_op *mb_cloud_release_create(mb_cloud *c, const mb_cloud_target *t,
     if (op == NULL)
         return NULL;
     if (spec == NULL || !spec->chart_id || !spec->name || !spec->namespace || !spec->version) {
-        mb_error_set(&op->err, MB_PERM, "BadRequest",
+        mb_error_set(op_err(op), MB_PERM, "BadRequest",
                      "create release: chart_id, name, namespace and version are required");
         return op_defer(op);
     }
@@ -901,7 +929,7 @@ mb_cloud_op *mb_cloud_release_create(mb_cloud *c, const mb_cloud_target *t,
     text = bad ? NULL : mb_json_dumps(body);
     json_decref(body);
     if (text == NULL) {
-        mb_error_set(&op->err, MB_PERM, "BadRequest",
+        mb_error_set(op_err(op), MB_PERM, "BadRequest",
                      "create release %s: body not encodable (strings must be UTF-8)", spec->name);
         return op_defer(op);
     }
@@ -1042,7 +1070,7 @@ static char *sg_list_url(mb_cloud_op *op, const sg_list_q *q, const char *marker
     }
     if (b.oom) {
         free(b.p);
-        mb_error_set(&op->err, MB_FATAL, "OutOfMemory", "list SG rules: out of memory");
+        mb_error_set(op_err(op), MB_FATAL, "OutOfMemory", "list SG rules: out of memory");
         return NULL;
     }
     return b.p;
@@ -1146,7 +1174,7 @@ mb_cloud_op *mb_cloud_sg_rules_list(mb_cloud *c, const mb_cloud_target *t, const
         return NULL;
     mb_sg_rule_list_clear(out);
     if (sg_id == NULL || sg_id[0] == '\0') {
-        mb_error_set(&op->err, MB_PERM, "BadRequest", "list SG rules: no security group id");
+        mb_error_set(op_err(op), MB_PERM, "BadRequest", "list SG rules: no security group id");
         return op_defer(op);
     }
     q = calloc(1, sizeof(*q));
@@ -1251,7 +1279,7 @@ mb_cloud_op *mb_cloud_sg_rule_create(mb_cloud *c, const mb_cloud_target *t,
         return NULL;
     mb_sg_rule_created_clear(out);
     if (spec == NULL || !spec->security_group_id || !spec->multiport) {
-        mb_error_set(&op->err, MB_PERM, "BadRequest",
+        mb_error_set(op_err(op), MB_PERM, "BadRequest",
                      "create SG rule: security_group_id and multiport are required");
         return op_defer(op);
     }
@@ -1274,7 +1302,7 @@ mb_cloud_op *mb_cloud_sg_rule_create(mb_cloud *c, const mb_cloud_target *t,
     text = (bad || body == NULL) ? NULL : mb_json_dumps(body);
     json_decref(body);
     if (text == NULL) {
-        mb_error_set(&op->err, MB_PERM, "BadRequest", "create SG rule: body not encodable");
+        mb_error_set(op_err(op), MB_PERM, "BadRequest", "create SG rule: body not encodable");
         return op_defer(op);
     }
     url = op_url(op, API_VPC, "/v3/%s/vpc/security-group-rules", op->project_id);
@@ -1492,7 +1520,7 @@ mb_cloud_op *mb_cloud_k8s_label_patch(mb_cloud *c, const mb_cloud_target *t, mb_
     if (op == NULL)
         return NULL;
     if (key == NULL || key[0] == '\0') {
-        mb_error_set(&op->err, MB_PERM, "BadRequest", "label patch: no key");
+        mb_error_set(op_err(op), MB_PERM, "BadRequest", "label patch: no key");
         return op_defer(op);
     }
     body = json_pack("{s{s{so}}}", "metadata", "labels", key,
@@ -1500,7 +1528,7 @@ mb_cloud_op *mb_cloud_k8s_label_patch(mb_cloud *c, const mb_cloud_target *t, mb_
     text = body ? mb_json_dumps(body) : NULL;
     json_decref(body);
     if (text == NULL) {
-        mb_error_set(&op->err, MB_PERM, "BadRequest", "label patch %s: not encodable", key);
+        mb_error_set(op_err(op), MB_PERM, "BadRequest", "label patch %s: not encodable", key);
         return op_defer(op);
     }
     op = op_start(op, "PATCH", op_url(op, API_K8S, kind_path(kind), name),
@@ -1787,7 +1815,7 @@ mb_cloud_op *mb_cloud_k8s_workloads_list(mb_cloud *c, const mb_cloud_target *t, 
         return NULL;
     mb_workload_list_clear(out);
     if (ns == NULL || ns[0] == '\0') {
-        mb_error_set(&op->err, MB_PERM, "BadRequest", "list workloads: no namespace");
+        mb_error_set(op_err(op), MB_PERM, "BadRequest", "list workloads: no namespace");
         return op_defer(op);
     }
     op->name = strdup(ns);
@@ -1809,7 +1837,7 @@ mb_cloud_op *mb_cloud_k8s_workload_restart(mb_cloud *c, const mb_cloud_target *t
     if (op == NULL)
         return NULL;
     if ((unsigned)kind >= 3 || timestamp == NULL || timestamp[0] == '\0') {
-        mb_error_set(&op->err, MB_PERM, "BadRequest", "restart workload: bad kind or timestamp");
+        mb_error_set(op_err(op), MB_PERM, "BadRequest", "restart workload: bad kind or timestamp");
         return op_defer(op);
     }
     body = json_pack("{s{s{s{s{ss}}}}}", "spec", "template", "metadata", "annotations",
@@ -1817,7 +1845,7 @@ mb_cloud_op *mb_cloud_k8s_workload_restart(mb_cloud *c, const mb_cloud_target *t
     text = body ? mb_json_dumps(body) : NULL;
     json_decref(body);
     if (text == NULL) {
-        mb_error_set(&op->err, MB_PERM, "BadRequest", "restart workload: not encodable");
+        mb_error_set(op_err(op), MB_PERM, "BadRequest", "restart workload: not encodable");
         return op_defer(op);
     }
     op = op_start(
