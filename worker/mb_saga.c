@@ -319,6 +319,19 @@ static int st_step(const sjob *j)
     return i < 0 ? 0 : i >= n ? n - 1 : (int)i;
 }
 
+/* The compact text of v in an allocation of its size (mb_json_dumps doubles its buffer
+ * from 256 bytes: a third of it unused on average, for thousands of texts held), or NULL
+ * out of memory. */
+static char *held_text(const json_t *v)
+{
+    char *text = mb_json_dumps(v), *fit;
+
+    if (text == NULL)
+        return NULL;
+    fit = realloc(text, strlen(text) + 1);
+    return fit ? fit : text;
+}
+
 /* Records of the steps a job is not executing, as text out of the tree.  Held in memory
  * for thousands of jobs at once (10,000 orders in flight), a record weighs about 1 kB of
  * small allocations as a tree and 150 bytes as text; steps read few of the others'.  A
@@ -341,7 +354,7 @@ static void seal(sjob *j)
         json_t *rec = json_object_get(steps, name);
         if (i == at || rec == NULL || (j->dirty >> i & 1))
             continue;
-        if (j->sealed[i] == NULL && (j->sealed[i] = mb_json_dumps(rec)) == NULL)
+        if (j->sealed[i] == NULL && (j->sealed[i] = held_text(rec)) == NULL)
             return; /* out of memory: it stays a tree */
         j->nsealed++;
         json_object_del(steps, name);
@@ -1301,7 +1314,7 @@ static const mb_step *position(sjob *j)
  * its checkpoint is confirmed, no call is out).  Out of memory, it stays a tree. */
 static void state_to_text(sjob *j)
 {
-    char *text = mb_json_dumps(j->pub.state);
+    char *text = held_text(j->pub.state);
 
     if (text == NULL)
         return;
