@@ -277,6 +277,9 @@ mb_engine *mb_engine_new(mb_loop *loop, const mb_conf *conf, char *err, size_t e
         .backoff_max_ms = mb_conf_int(conf, "MESHBUY_BACKOFF_MAX_MS"),
         .poll_ms = mb_conf_int(conf, "MESHBUY_POLL_MS"),
         .poll_in_memory_ms = mb_conf_int(conf, "MESHBUY_POLL_IN_MEMORY_MS"),
+        /* Past what the client keeps busy, a waiting job holds memory for nothing: Redis
+         * keeps it until it is due. */
+        .poll_in_memory_jobs = 2 * (size_t)mb_conf_int(conf, "MESHBUY_HTTP_MAX_ACTIVE"),
         .step_deadline_ms = mb_conf_int(conf, "MESHBUY_STEP_DEADLINE_MS"),
         .compensate_deadline_ms = mb_conf_int(conf, "MESHBUY_COMPENSATE_DEADLINE_MS"),
         .defs = mb_saga_defs,

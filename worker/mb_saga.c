@@ -1380,11 +1380,16 @@ static void sleep_for(sjob *j, long long ms)
  * events are queued: as after a crash mid-step, a worker that takes the job over
  * re-runs the step from the last checkpoint, and steps observe before they act.
  * The price: a worker that dies mid-wait leaves the job to its lease rather than to
- * the wait.  A long wait (over MESHBUY_POLL_IN_MEMORY_MS or a quarter lease), or one
- * during a drain, hands the job back, due when the wait ends. */
+ * the wait.  A long wait (over MESHBUY_POLL_IN_MEMORY_MS or a quarter lease), one
+ * during a drain, or one while the worker holds more jobs than it keeps calls going for
+ * (poll_in_memory_jobs: with 10,000 sagas in flight, thousands of jobs waited for their
+ * releases in memory) hands the job back, due when the wait ends. */
 static void poll_later(sjob *j, long long ms)
 {
-    if (j->saga->draining || ms > j->saga->o.poll_in_memory_ms || ms > j->saga->o.lease_ms / 4) {
+    const mb_saga_opts *o = &j->saga->o;
+
+    if (j->saga->draining || ms > o->poll_in_memory_ms || ms > o->lease_ms / 4 ||
+        (o->poll_in_memory_jobs && j->saga->njobs > o->poll_in_memory_jobs)) {
         checkpoint(j, active_word(j, j->compensating), now_ms() + ms, 0);
         j->leave = 1;
         return;

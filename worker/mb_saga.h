@@ -25,6 +25,7 @@ typedef struct mb_saga_opts {
     long poll_ms;                /* how often a waiting step (release install) looks again */
     long poll_in_memory_ms;      /* a poll's wait up to this long (and a quarter lease) is spent
                                     in memory, lease held; 0 = every wait hands the job back */
+    size_t poll_in_memory_jobs;  /* ... while at most this many jobs are held (0 = no cap) */
     long step_deadline_ms;       /* default per-step deadline, retries included */
     long compensate_deadline_ms; /* per compensation of one step, retries included */
     /* The sagas this engine runs (borrowed; must outlive it; mb_saga_defs in the worker, a

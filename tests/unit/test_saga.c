@@ -325,6 +325,7 @@ static int split;                         /* ... writes split checkpoints, as a 
                                              peers all do: records are sealed between
                                              executions (the second run of the suite) */
 static long poll_in_memory_ms = LEASE_MS; /* of the next engine made */
+static size_t poll_in_memory_jobs;        /* of the next engine made (0 = no cap) */
 
 static void make_rq(void)
 {
@@ -347,6 +348,7 @@ static void make_saga(int park)
         .backoff_max_ms = 4,
         .poll_ms = 10,
         .poll_in_memory_ms = poll_in_memory_ms,
+        .poll_in_memory_jobs = poll_in_memory_jobs,
         .step_deadline_ms = LEASE_MS, /* the fake definition's own deadline applies */
         .compensate_deadline_ms = 500,
         .defs = fake_defs,
@@ -390,6 +392,7 @@ static int setup(void **state)
     reset_script();
     lease_ms = LEASE_MS;
     poll_in_memory_ms = LEASE_MS;
+    poll_in_memory_jobs = 0;
     stall_end_ms = 0;
     stall_len_ms = STALL_MS;
     base = event_base_new();
@@ -1278,6 +1281,38 @@ static void test_poll_handed_back(void **state)
     mb_job_free(j);
 }
 
+/* Two jobs held, each polling once: waited in memory while the engine may hold two jobs
+ * waiting; handed back to Redis (a claim more) when it may hold one. */
+static int claims_of_two(size_t cap, const char *a, const char *b)
+{
+    const char *ids[] = {a, b};
+    int claims = 0;
+
+    poll_in_memory_jobs = cap;
+    remake_saga(0);
+    reset_script();
+    sc.polls[GAMMA] = 2;
+    accept_order(a, a);
+    accept_order(b, b);
+    drive_to(a, "Running");
+    drive_to(b, "Running");
+    assert_int_equal(runs[GAMMA], 2);
+    for (int i = 0; i < 2; i++) {
+        mb_job *j = get_job(ids[i]);
+        claims += j->claims;
+        mb_job_free(j);
+    }
+    return claims;
+}
+
+static void test_poll_handed_back_when_crowded(void **state)
+{
+    (void)state;
+    assert_int_equal(claims_of_two(2, "ord-crowd-a", "ord-crowd-b"), 2);
+    /* the first poll comes with both held; the second may come after the first left */
+    assert_true(claims_of_two(1, "ord-crowd-c", "ord-crowd-d") >= 3);
+}
+
 /* The job of a draining engine (stopping on SIGTERM) waiting in memory for a long poll
  * (3 s here) is handed back at once, not after the wait, due when the wait would have
  * ended; another engine takes it on from there. */
@@ -1471,6 +1506,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_poll_in_memory, setup, teardown),
         cmocka_unit_test_setup_teardown(test_poll_handed_back, setup, teardown),
         cmocka_unit_test_setup_teardown(test_poll_drain, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_poll_handed_back_when_crowded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_poll_state_as_text, setup, teardown),
         cmocka_unit_test_setup_teardown(test_poll_state_as_text_drain, setup, teardown),
         cmocka_unit_test_setup_teardown(test_records_read_back, setup, teardown),
