@@ -214,7 +214,8 @@ static char *op_url(mb_cloud_op *op, enum api api, const char *fmt, ...)
             continue;
         }
         if (val == NULL || val[0] == '\0') {
-            mb_error_set(op_err(op), MB_PERM, "BadTarget", "URL template needs %s: none given", name);
+            mb_error_set(op_err(op), MB_PERM, "BadTarget", "URL template needs %s: none given",
+                         name);
             free(b.p);
             return NULL;
         }
