@@ -5,7 +5,8 @@
  * overflows, nesting past its depth limit.  Paths are followed by comparing each member's key
  * with the keys the paths still match at that depth; a subtree no path enters is only
  * checked.  Nothing is allocated, except for a real number longer than 63 characters, which
- * strtod needs NUL-terminated. */
+ * strtod needs NUL-terminated.  mb_jscan_tree walks the text with the same checks and builds
+ * each value as it is read. */
 #include "mb_jscan.h"
 
 #include <errno.h>
@@ -243,11 +244,11 @@ static int js_int_value(const unsigned char *p, const unsigned char *end, long l
     return 0;
 }
 
-/* jansson refuses a real that strtod takes to infinity ("real number overflow"). */
-static int js_real_fits(const unsigned char *p, size_t len)
+/* The real written at p (len bytes) into *d: 1, or 0 when strtod takes it to infinity, which
+ * jansson refuses ("real number overflow"), or out of memory. */
+static int js_real_value(const unsigned char *p, size_t len, double *d)
 {
     char small[64], *text = small;
-    double d;
     int fits;
 
     if (len >= sizeof(small) && (text = malloc(len + 1)) == NULL)
@@ -255,18 +256,18 @@ static int js_real_fits(const unsigned char *p, size_t len)
     memcpy(text, p, len);
     text[len] = '\0';
     errno = 0;
-    d = strtod(text, NULL);
-    fits = !((d == HUGE_VAL || d == -HUGE_VAL) && errno == ERANGE);
+    *d = strtod(text, NULL);
+    fits = !((*d == HUGE_VAL || *d == -HUGE_VAL) && errno == ERANGE);
     if (text != small)
         free(text);
     return fits;
 }
 
-static int js_number(scan *s, mb_jtype *type)
+/* A number at s->p: its type, and its value in *integer or *real. */
+static int js_number(scan *s, mb_jtype *type, long long *integer, double *real)
 {
     const unsigned char *start = s->p;
-    long long ignored;
-    int real = 0;
+    int is_real = 0;
 
     if (*s->p == '-')
         s->p++;
@@ -276,22 +277,22 @@ static int js_number(scan *s, mb_jtype *type)
         return -1;
     if (s->p < s->end && *s->p == '.') {
         s->p++;
-        real = 1;
+        is_real = 1;
         if (js_digits(s) != 0)
             return -1;
     }
     if (s->p < s->end && (*s->p == 'e' || *s->p == 'E')) {
         s->p++;
-        real = 1;
+        is_real = 1;
         if (s->p < s->end && (*s->p == '+' || *s->p == '-'))
             s->p++;
         if (js_digits(s) != 0)
             return -1;
     }
-    *type = real ? MB_JREAL : MB_JINTEGER;
-    if (real)
-        return js_real_fits(start, (size_t)(s->p - start)) ? 0 : -1;
-    return js_int_value(start, s->p, &ignored);
+    *type = is_real ? MB_JREAL : MB_JINTEGER;
+    if (is_real)
+        return js_real_value(start, (size_t)(s->p - start), real) ? 0 : -1;
+    return js_int_value(start, s->p, integer);
 }
 
 static int js_word(scan *s, const char *w, size_t n)
@@ -403,6 +404,8 @@ static int js_value(scan *s, unsigned want, int kd, mb_jval *v)
     const unsigned char *start;
     mb_jtype type = MB_JNONE;
     size_t n = 0, sn;
+    long long i;
+    double d;
     int rc;
 
     js_ws(s);
@@ -416,7 +419,9 @@ static int js_value(scan *s, unsigned want, int kd, mb_jval *v)
     case 't': type = MB_JTRUE, rc = js_word(s, "true", 4); break;
     case 'f': type = MB_JFALSE, rc = js_word(s, "false", 5); break;
     case 'n': type = MB_JNULL, rc = js_word(s, "null", 4); break;
-    default: rc = *s->p == '-' || (*s->p >= '0' && *s->p <= '9') ? js_number(s, &type) : -1; break;
+    default:
+        rc = *s->p == '-' || (*s->p >= '0' && *s->p <= '9') ? js_number(s, &type, &i, &d) : -1;
+        break;
     }
     s->depth--;
     if (rc == 0 && v != NULL) {
@@ -620,27 +625,13 @@ static json_t *jt_string_value(scan *s)
 
 static json_t *jt_number(scan *s)
 {
-    const unsigned char *start = s->p;
     mb_jtype type;
     long long i;
+    double d;
 
-    if (js_number(s, &type) != 0)
+    if (js_number(s, &type, &i, &d) != 0)
         return NULL;
-    if (type == MB_JINTEGER)
-        return js_int_value(start, s->p, &i) == 0 ? json_integer(i) : NULL;
-    {
-        size_t len = (size_t)(s->p - start);
-        char small[64], *text = len < sizeof(small) ? small : malloc(len + 1);
-        json_t *v = NULL;
-        if (text != NULL) {
-            memcpy(text, start, len);
-            text[len] = '\0';
-            v = json_real(strtod(text, NULL)); /* js_number checked that it fits */
-            if (text != small)
-                free(text);
-        }
-        return v;
-    }
+    return type == MB_JINTEGER ? json_integer(i) : json_real(d);
 }
 
 static json_t *jt_array(scan *s)
