@@ -89,6 +89,8 @@ typedef struct script {
     int polls[NFAKE];      /* the run waits for the "cloud" this many times (MB_STEP_POLL) */
     long poll_ms[NFAKE];   /* ... asking to look again this much later (0: the engine's) */
     int drain_in_poll;     /* the first poll drains the engine */
+    int unsplit_in[NFAKE]; /* the run turns split checkpoints off, as when a worker of the
+                              older layout joins */
 } script;
 
 static script sc;
@@ -256,6 +258,8 @@ static mb_step_rc fake_run(mb_sjob *j, int i)
         return mb_step_fail(j, "Broken", "%s broke", names[i]);
     }
     json_object_set_new(j->ck, "did", json_integer(runs[i]));
+    if (sc.unsplit_in[i])
+        mb_saga_set_split(saga, 0);
     if (i == DELTA) /* what an earlier step recorded, as open_port reads precheck's */
         json_object_set(j->ck, "alpha_did", json_object_get(mb_step_ck_of(j, "alpha"), "did"));
     snprintf(j->message, sizeof(j->message), "%s did it", names[i]);
@@ -1452,6 +1456,19 @@ static void test_records_read_back(void **state)
     mb_job_free(j);
 }
 
+/* Split checkpoints turned off with records sealed: the whole document written next (which
+ * drops the records' own fields in Redis) carries every record. */
+static void test_records_whole_again(void **state)
+{
+    static const char *const done[] = {"done", "done", "done", "done"};
+
+    (void)state;
+    sc.unsplit_in[DELTA] = 1;
+    accept_order("ord-recs-whole", "mesh-recs-whole");
+    drive_to("ord-recs-whole", "Running");
+    expect_records("ord-recs-whole", done);
+}
+
 static void test_records_undone(void **state)
 {
     static const char *const want_calls[] = {"run alpha",  "run beta",   "run gamma", "run delta",
@@ -1511,6 +1528,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_poll_state_as_text_drain, setup, teardown),
         cmocka_unit_test_setup_teardown(test_records_read_back, setup, teardown),
         cmocka_unit_test_setup_teardown(test_records_undone, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_records_whole_again, setup, teardown),
     };
     int failed;
 
