@@ -334,7 +334,7 @@ static char *held_text(const json_t *v)
 
 /* Records of the steps a job is not executing, as text out of the tree.  Held in memory
  * for thousands of jobs at once (10,000 orders in flight), a record weighs about 1 kB of
- * small allocations as a tree and 150 bytes as text; steps read few of the others'.  A
+ * small allocations as a tree and 100-250 bytes as text; steps read few of the others'.  A
  * record is sealed between executions once a checkpoint has written it (seal), and parsed
  * back into the tree when something reads it (unseal).  A record read back keeps its text
  * while it is not changed (step_rec marks it dirty and drops the text), so sealing it again
