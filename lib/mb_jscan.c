@@ -634,60 +634,51 @@ static json_t *jt_number(scan *s)
     return type == MB_JINTEGER ? json_integer(i) : json_real(d);
 }
 
-static json_t *jt_array(scan *s)
+/* Fills c, an empty array or object, with the members read by member up to closer: c, or
+ * NULL with c freed. */
+static json_t *jt_members(scan *s, json_t *c, unsigned char closer,
+                          int (*member)(scan *s, json_t *c))
 {
-    json_t *a = json_array();
     int rc;
 
-    if (a == NULL || js_open(s, ']'))
-        return a;
-    do {
-        json_t *v = jt_value(s);
-        if (v == NULL || json_array_append_new(a, v) != 0) {
-            json_decref(a);
-            return NULL;
-        }
-    } while ((rc = js_next(s, ']')) == 0);
+    if (c == NULL || js_open(s, closer))
+        return c;
+    while ((rc = member(s, c)) == 0 && (rc = js_next(s, closer)) == 0)
+        ;
     if (rc < 0) {
-        json_decref(a);
+        json_decref(c);
         return NULL;
     }
-    return a;
+    return c;
 }
 
-static json_t *jt_object(scan *s)
+static int jt_element(scan *s, json_t *a)
 {
-    json_t *o = json_object();
+    json_t *v = jt_value(s);
+
+    return v != NULL && json_array_append_new(a, v) == 0 ? 0 : -1;
+}
+
+static int jt_member(scan *s, json_t *o)
+{
+    char buf[128], *heap = NULL;
+    const char *key = NULL;
+    json_t *v = NULL;
+    size_t kn;
     int rc;
 
-    if (o == NULL || js_open(s, '}'))
-        return o;
-    do {
-        char buf[128], *heap = NULL;
-        const char *key = NULL;
-        json_t *v = NULL;
-        size_t kn;
+    js_ws(s);
+    if (s->p < s->end && *s->p == '"')
+        key = jt_string(s, buf, sizeof(buf), &heap, &kn);
+    if (key != NULL) {
         js_ws(s);
-        if (s->p < s->end && *s->p == '"')
-            key = jt_string(s, buf, sizeof(buf), &heap, &kn);
-        if (key != NULL) {
-            js_ws(s);
-            if (s->p < s->end && *s->p++ == ':')
-                v = jt_value(s);
-        }
-        /* a repeated key replaces the value in its first place, as json_loadb */
-        rc = v != NULL ? json_object_setn_new_nocheck(o, key, kn, v) : -1;
-        free(heap);
-        if (rc != 0) {
-            json_decref(o);
-            return NULL;
-        }
-    } while ((rc = js_next(s, '}')) == 0);
-    if (rc < 0) {
-        json_decref(o);
-        return NULL;
+        if (s->p < s->end && *s->p++ == ':')
+            v = jt_value(s);
     }
-    return o;
+    /* a repeated key replaces the value in its first place, as json_loadb */
+    rc = v != NULL ? json_object_setn_new_nocheck(o, key, kn, v) : -1;
+    free(heap);
+    return rc;
 }
 
 static json_t *jt_value(scan *s)
@@ -698,8 +689,8 @@ static json_t *jt_value(scan *s)
     if (s->p >= s->end || ++s->depth > JS_MAX_DEPTH)
         return NULL;
     switch (*s->p) {
-    case '{': v = jt_object(s); break;
-    case '[': v = jt_array(s); break;
+    case '{': v = jt_members(s, json_object(), '}', jt_member); break;
+    case '[': v = jt_members(s, json_array(), ']', jt_element); break;
     case '"': v = jt_string_value(s); break;
     case 't': v = js_word(s, "true", 4) == 0 ? json_true() : NULL; break;
     case 'f': v = js_word(s, "false", 5) == 0 ? json_false() : NULL; break;
