@@ -45,13 +45,15 @@ typedef struct mb_saga_stats {
     uint64_t retries;    /* transient errors rescheduled with backoff */
     uint64_t lost;       /* jobs dropped: stale fence, refused write, lease ran out */
     uint64_t resends;    /* checkpoints re-sent after an unknown outcome */
+    uint64_t ck_held;    /* now: checkpoints waiting for a request out at Redis to return */
 } mb_saga_stats;
 
 /* New engine on a loop, over the Redis queue, a cloud client and the catalog
  * (all borrowed; they must outlive it; the queue must be stopped, every
  * request's done run, before mb_saga_free).  Checkpoints queued during a loop
- * turn are sent together at its end, in one pipelined round trip.  NULL with
- * the reason in err. */
+ * turn are sent together at its end, in one pipelined round trip, while fewer than two
+ * such requests are out; those queued meanwhile wait and go together.  NULL with the
+ * reason in err. */
 mb_saga *mb_saga_new(struct event_base *base, struct mb_rq *rq, struct mb_cloud *cloud,
                      const struct mb_catalog *catalog, const mb_saga_opts *o, char *err,
                      size_t errlen);

@@ -88,6 +88,8 @@ typedef struct script {
                               the lease in Redis is made to end this much later */
     int polls[NFAKE];      /* the run waits for the "cloud" this many times (MB_STEP_POLL) */
     long poll_ms[NFAKE];   /* ... asking to look again this much later (0: the engine's) */
+    int poll_spread;       /* with polls: an order whose id ends in digit d looks again
+                              after 5 x (1 + d) ms, each at its own pace */
     int drain_in_poll;     /* the first poll drains the engine */
     int unsplit_in[NFAKE]; /* the run turns split checkpoints off, as when a worker of the
                               older layout joins */
@@ -216,6 +218,10 @@ static mb_step_rc fake_run(mb_sjob *j, int i)
     if (j->pc == PC_OBSERVE && sc.polls[i] > 0) { /* not there yet: look again later */
         sc.polls[i]--;
         j->poll_ms = sc.poll_ms[i];
+        if (sc.poll_spread) {
+            const char *id = j->job->order_id;
+            j->poll_ms = 5 * (1 + (id[strlen(id) - 1] - '0'));
+        }
         if (sc.drain_in_poll) {
             sc.drain_in_poll = 0;
             mb_saga_drain(saga);
@@ -1424,6 +1430,79 @@ static void test_poll_state_as_text_drain(void **state)
     assert_int_equal(runs[ALPHA] + runs[BETA] + runs[GAMMA] + runs[DELTA], 4);
 }
 
+/* Redis stops as ten jobs polling, each at its own pace, find the cloud ready, so each
+ * queues its checkpoint in a loop turn of its own: no more than two checkpoint requests go
+ * out (the queue holds them, and a claim, a renewal and a handback at most); the other
+ * checkpoints wait in the engine, and go out when Redis is back: every job reaches
+ * Running. */
+#define HELD_JOBS 10
+
+typedef struct held_ctx {
+    size_t depth_max;  /* requests out at Redis, at most */
+    uint64_t held_max; /* checkpoints held in the engine, at most */
+} held_ctx;
+
+#define HELD_POLLS 1000000
+
+/* Every job at gamma, and polls enough for their paces to have drawn them apart. */
+static int all_polling(void *arg)
+{
+    uint64_t at[NFAKE];
+
+    (void)arg;
+    mb_saga_inflight_steps(saga, at);
+    return at[GAMMA] == HELD_JOBS && sc.polls[GAMMA] <= HELD_POLLS - 20 * HELD_JOBS;
+}
+
+static int held_through_stall(void *arg)
+{
+    held_ctx *c = arg;
+    mb_rq_health h;
+    mb_saga_stats st;
+
+    mb_rq_health_get(rq, &h);
+    mb_saga_stats_get(saga, &st);
+    if (h.depth > c->depth_max)
+        c->depth_max = h.depth;
+    if (st.ck_held > c->held_max)
+        c->held_max = st.ck_held;
+    return mono_ms() >= stall_end_ms && st.running == HELD_JOBS;
+}
+
+static void test_checkpoints_held_in_stall(void **state)
+{
+    held_ctx c = {0, 0};
+    mb_saga_stats st;
+    char id[32];
+
+    (void)state;
+    sc.polls[GAMMA] = HELD_POLLS;
+    sc.poll_spread = 1;
+    for (int i = 0; i < HELD_JOBS; i++) {
+        snprintf(id, sizeof(id), "ord-held-%d", i);
+        accept_order(id, id);
+    }
+    assert_true(drive(all_polling, NULL, BOUND_MS));
+    sc.polls[GAMMA] = 0; /* each job's next look, at its own pace, finds the cloud ready */
+    stall_len_ms = 1000; /* within the queue's 2 s timeout: the requests out just wait */
+    stall_redis();
+    assert_true(drive(held_through_stall, &c, BOUND_MS));
+    assert_true(c.depth_max <= 2 + 3);
+    assert_true(c.held_max >= 3);
+    for (int i = 0; i < HELD_JOBS; i++) {
+        mb_job *j;
+        snprintf(id, sizeof(id), "ord-held-%d", i);
+        j = get_job(id);
+        assert_string_equal(j->status, "Running");
+        assert_int_equal(j->claims, 1);
+        mb_job_free(j);
+    }
+    mb_saga_stats_get(saga, &st);
+    assert_int_equal(st.lost, 0);
+    assert_int_equal(st.ck_held, 0);
+    assert_int_equal(runs[GAMMA], HELD_JOBS);
+}
+
 /* Every record as the steps left it, read back by a later step (delta reads alpha's) and
  * by compensation (whether each step has something to undo).  In the split run each is
  * kept as text between executions. */
@@ -1529,6 +1608,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_records_read_back, setup, teardown),
         cmocka_unit_test_setup_teardown(test_records_undone, setup, teardown),
         cmocka_unit_test_setup_teardown(test_records_whole_again, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_checkpoints_held_in_stall, setup, teardown),
     };
     int failed;
 
