@@ -34,6 +34,8 @@ typedef struct mb_saga_opts {
     size_t ndefs;
 } mb_saga_opts;
 
+#define MB_SAGA_CK_OUT_MAX 4 /* checkpoint requests out at Redis at once */
+
 typedef struct mb_saga_stats {
     uint64_t claimed;    /* job claims taken */
     uint64_t steps_done; /* steps completed */
@@ -51,9 +53,9 @@ typedef struct mb_saga_stats {
 /* New engine on a loop, over the Redis queue, a cloud client and the catalog
  * (all borrowed; they must outlive it; the queue must be stopped, every
  * request's done run, before mb_saga_free).  Checkpoints queued during a loop
- * turn are sent together at its end, in one pipelined round trip, while fewer than two
- * such requests are out; those queued meanwhile wait and go together.  NULL with the
- * reason in err. */
+ * turn are sent together at its end, in one pipelined round trip, while fewer than
+ * MB_SAGA_CK_OUT_MAX such requests are out; those queued meanwhile wait and go together.
+ * NULL with the reason in err. */
 mb_saga *mb_saga_new(struct event_base *base, struct mb_rq *rq, struct mb_cloud *cloud,
                      const struct mb_catalog *catalog, const mb_saga_opts *o, char *err,
                      size_t errlen);
