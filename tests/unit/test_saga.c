@@ -219,7 +219,7 @@ static mb_step_rc fake_run(mb_sjob *j, int i)
         sc.polls[i]--;
         j->poll_ms = sc.poll_ms[i];
         if (sc.poll_spread) {
-            j->poll_ms = 5 * (1 + atoi(strrchr(j->job->order_id, '-') + 1));
+            j->poll_ms = 5 * (1 + strtol(strrchr(j->job->order_id, '-') + 1, NULL, 10));
         }
         if (sc.drain_in_poll) {
             sc.drain_in_poll = 0;
