@@ -178,8 +178,8 @@ static void metrics(void *ctx, struct evbuffer *out)
            "Checkpoints sent again after an unknown outcome (Redis stall or lost reply).",
            (unsigned long long)s.resends);
     family(out, "meshbuy_checkpoints_held", "gauge",
-           "Checkpoints waiting for one of the checkpoint requests out at Redis (at most 4) "
-           "to return: Redis is behind.",
+           "Checkpoints held back while the worker's checkpoint requests out at Redis are at "
+           "their bound: Redis is behind.",
            (unsigned long long)s.ck_held);
     /* A 404 the caller expected (observe-before-act reads, deletes of what is gone) reaches
      * the HTTP layer as a permanent error; it is counted apart, as "absent". */

@@ -528,6 +528,15 @@ static void clear_events(sjob *j)
     j->nevents = 0;
 }
 
+/* The flush runs at the end of this loop turn (once, however often it is armed). */
+static void arm_flush(mb_saga *s)
+{
+    if (!s->flush_armed) {
+        s->flush_armed = 1;
+        event_active(s->flush_ev, 0, 0);
+    }
+}
+
 /* Puts a job whose checkpoint is pending on the queue the next flush sends. */
 static void enqueue_ckpt(sjob *j)
 {
@@ -550,10 +559,7 @@ static void enqueue_ckpt(sjob *j)
         s->capq = cap;
     }
     s->ckq[s->nq++] = j;
-    if (!s->flush_armed) {
-        s->flush_armed = 1;
-        event_active(s->flush_ev, 0, 0);
-    }
+    arm_flush(s);
 }
 
 /* Queues the job's checkpoint: the state, the status and the queued events,
@@ -943,10 +949,8 @@ static void ck_back(void *ctx)
     }
     s->ck_out--;
     ck_req_done(r);
-    if (s->nq > 0 && !s->flush_armed) { /* held back while MB_SAGA_CK_OUT_MAX were out */
-        s->flush_armed = 1;
-        event_active(s->flush_ev, 0, 0);
-    }
+    if (s->nq > 0) /* held back while MB_SAGA_CK_OUT_MAX were out */
+        arm_flush(s);
 }
 
 /* Hands a batch of queued checkpoints to the Redis thread (one round trip). */

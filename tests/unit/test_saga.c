@@ -217,10 +217,8 @@ static mb_step_rc fake_run(mb_sjob *j, int i)
 {
     if (j->pc == PC_OBSERVE && sc.polls[i] > 0) { /* not there yet: look again later */
         sc.polls[i]--;
-        j->poll_ms = sc.poll_ms[i];
-        if (sc.poll_spread) {
-            j->poll_ms = 5 * (1 + strtol(strrchr(j->job->order_id, '-') + 1, NULL, 10));
-        }
+        j->poll_ms = sc.poll_spread ? 5 * (1 + strtol(strrchr(j->job->order_id, '-') + 1, NULL, 10))
+                                    : sc.poll_ms[i];
         if (sc.drain_in_poll) {
             sc.drain_in_poll = 0;
             mb_saga_drain(saga);
