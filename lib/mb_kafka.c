@@ -425,6 +425,15 @@ int mb_kafka_err_is_permanent(rd_kafka_resp_err_t err)
     }
 }
 
+void mb_kafka_know_topic(rd_kafka_t *rk, const char *topic)
+{
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+
+    /* Our handle only: librdkafka keeps the topic and its metadata for rk's life. */
+    if (rkt)
+        rd_kafka_topic_destroy(rkt);
+}
+
 int mb_kafka_flush(rd_kafka_t *rk, int timeout_ms)
 {
     int left;

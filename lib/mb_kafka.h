@@ -47,6 +47,12 @@ rd_kafka_conf_t *mb_kafka_producer_conf_new(const char *client_id, long default_
  * string or the environment's, valid until that variable changes. */
 const char *mb_kafka_topic(mb_kafka_topic_id id);
 
+/* Names a topic to a producer before its first message.  librdkafka looks up the leaders of
+ * a topic first met in a produce call only at its once-a-second topic scan (its issue 3202),
+ * so a connected producer's first message to a new topic waited up to a second; a topic
+ * named here is looked up at once and stays known to rk. */
+void mb_kafka_know_topic(rd_kafka_t *rk, const char *topic);
+
 /* Routes librdkafka's log lines of a conf to mb_log (module "kafka"); mb_kafka_conf_new does
  * this already.  For programs that build their own conf (devkafka). */
 void mb_kafka_conf_set_logger(rd_kafka_conf_t *conf);

@@ -266,6 +266,8 @@ static int producer_new(mb_loop *l, char *err, size_t errlen)
         rd_kafka_conf_destroy(conf);
         return -1;
     }
+    mb_kafka_know_topic(l->producer, l->status_topic);
+    mb_kafka_know_topic(l->producer, mb_conf_str(l->conf, "MESHBUY_DLQ_TOPIC"));
     if (l->prod_pipe[0] < 0 && pipe2(l->prod_pipe, O_NONBLOCK | O_CLOEXEC) < 0) {
         snprintf(err, errlen, "pipe: %s", strerror(errno));
         return -1;

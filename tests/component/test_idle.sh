@@ -5,6 +5,10 @@
 #     two INFO calls are subtracted)
 #   - an order published to that idle worker is claimed (its first Installing event) within
 #     PICKUP_MAX seconds of its Accepted event and reaches Running
+#   - the worker's producer has looked up the status and DLQ topics' partitions before its
+#     first message: librdkafka looks up a topic first met in a produce call only at its
+#     once-a-second scan, which held an idle worker's first status event up to a second
+#     (read off librdkafka's topic debug lines, KAFKA_DEBUG=topic)
 . "$MB_ROOT/tests/lib.sh"
 . "$MB_ROOT/tests/saga_lib.sh"
 
@@ -12,7 +16,7 @@ IDLE_MAX=20
 IDLE_SECS=30
 PICKUP_MAX=2
 saga_stack_up
-saga_worker w1
+saga_worker w1 KAFKA_DEBUG=topic MESHBUY_LOG_LEVEL=debug
 
 commands() {
     redis_cli INFO stats | tr -d '\r' | awk -F: '$1 == "total_commands_processed" { print $2 }'
@@ -31,6 +35,11 @@ note "idle worker: $((c1 - c0 - 1)) Redis commands in $(((t1 - t0) / 1000000)) m
 awk -v r="$rate" -v m="$IDLE_MAX" 'BEGIN { exit !(r <= m) }' ||
     fail "idle worker sends $rate Redis commands/s, bound $IDLE_MAX"
 mb_alive w1 || fail "worker died while idle"
+
+for topic in "${MESHBUY_STATUS_TOPIC:-mesh.status}" "${MESHBUY_DLQ_TOPIC:-mesh.orders.dlq}"; do
+    grep -q "#producer-.*Topic $topic partition count changed from 0 to" "$TEST_TMP/w1.log" ||
+        fail "the idle worker's producer has not looked up $topic before its first message"
+done
 
 # Seconds (decimal) between ORDER's Accepted event and its first Installing one on KEY.
 pickup() { # KEY ORDER
