@@ -311,6 +311,7 @@ mb_engine *mb_engine_new(mb_loop *loop, const mb_conf *conf, char *err, size_t e
         mb_saga_new(mb_loop_base(loop), mb_loop_rq(loop), e->cloud, e->catalog, &so, err, errlen);
     if (e->saga == NULL)
         goto err;
+    mb_saga_set_on_events(e->saga, mb_loop_events_queued, loop);
     mb_loop_set_saga(loop, &(mb_loop_saga){e, tick, drain, inflight, metrics});
     return e;
 err:

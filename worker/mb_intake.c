@@ -97,6 +97,8 @@ struct mb_intake {
     int in_process;       /* the walk is running (a done inside it must not walk again) */
     mb_submit_fn *submit; /* NULL: requests run at once on st */
     void *submitter;
+    void (*on_events)(void *ctx, const char *key); /* NULL: nobody to tell */
+    void *on_events_ctx;
 };
 
 /* ================================================================ rebalance, pause */
@@ -530,6 +532,17 @@ static void req_record_fn(mb_store *st, void *ctx)
 
 static void process(mb_intake *in, long long now_ms);
 
+/* A status event for the mesh key account/mesh is in Redis. */
+static void events_queued(mb_intake *in, const char *account, const char *mesh)
+{
+    char key[200];
+
+    if (in->on_events == NULL)
+        return;
+    snprintf(key, sizeof(key), "%s/%s", account, mesh);
+    in->on_events(in->on_events_ctx, key);
+}
+
 /* Every completion ends here: the request is free again, and the walk goes on (unless the
  * walk is what ran it: without a Redis thread done runs inside submit). */
 static void req_end(mb_intake *in)
@@ -550,6 +563,8 @@ static void accept_done(void *ctx)
         mb_log_ctx lctx = {y->o->order_id, y->o->order_id, NULL};
         if (rc == 0 && q->sts[i] == MB_OK) {
             y->state = ST_DONE;
+            if (q->res[i].verdict != MB_ACCEPT_DUPLICATE) /* a duplicate queues nothing */
+                events_queued(in, y->o->account_id, y->o->mesh_name);
             if (q->res[i].verdict == MB_ACCEPT_NEW) {
                 in->m->orders_accepted++;
                 mb_log(MB_LOG_INFO, "intake", &lctx, "accepted %s/%s (seq %lld)", y->o->account_id,
@@ -683,6 +698,8 @@ static void reject_done(void *ctx)
     note_ok(in);
     if (q->st != MB_OK)
         mb_log(MB_LOG_WARN, "intake", &lctx, "no Failed event for invalid order: %s", q->e.msg);
+    else if (q->queued)
+        events_queued(in, x->oe.account_id, x->oe.mesh_name);
     to_dlq(x);
     req_end(in);
 }
@@ -963,6 +980,12 @@ void mb_intake_set_submit(mb_intake *in, mb_submit_fn *fn, void *submitter)
 {
     in->submit = fn;
     in->submitter = submitter;
+}
+
+void mb_intake_set_on_events(mb_intake *in, void (*fn)(void *ctx, const char *key), void *ctx)
+{
+    in->on_events = fn;
+    in->on_events_ctx = ctx;
 }
 
 void mb_intake_set_producer(mb_intake *in, rd_kafka_t *producer)

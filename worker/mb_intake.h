@@ -42,6 +42,11 @@ void mb_intake_stop(mb_intake *in);
  * its request's completion saw it in Redis. */
 void mb_intake_set_submit(mb_intake *in, mb_submit_fn *fn, void *submitter);
 
+/* fn(ctx, key) runs on the loop thread for each mesh key whose status event (Accepted,
+ * NameConflict, InvalidOrder) this intake has seen queued in Redis: the worker's relay looks
+ * at that outbox now instead of at its next read of the wake counters. */
+void mb_intake_set_on_events(mb_intake *in, void (*fn)(void *ctx, const char *key), void *ctx);
+
 /* The DLQ producer from now on (borrowed); NULL while the loop replaces a failed one (DLQ
  * copies wait).  Reports of the old one must all have been served. */
 void mb_intake_set_producer(mb_intake *in, rd_kafka_t *producer);

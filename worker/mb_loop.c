@@ -466,6 +466,13 @@ unsigned long long mb_loop_stirred(const mb_loop *l)
     return l->stir_gen;
 }
 
+void mb_loop_events_queued(void *ctx, const char *key)
+{
+    mb_loop *l = ctx;
+
+    mb_relay_wake(l->relay, mb_store_shard_of(l->st, key));
+}
+
 static void producer_destroy(mb_loop *l)
 {
     if (l->prod_q) {
@@ -785,6 +792,7 @@ mb_loop *mb_loop_new(const mb_conf *conf, char *err, size_t errlen)
     /* Their Redis work goes through the Redis thread; the synchronous store stays for the
      * start-up ping and the relay's release at shutdown (the thread has stopped by then). */
     mb_intake_set_submit(l->in, rq_submit, l->rq);
+    mb_intake_set_on_events(l->in, mb_loop_events_queued, l);
     mb_relay_set_submit(l->relay, rq_submit, l->rq);
     if (mb_conf_int(conf, "MESHBUY_HTTP_PORT") > 0) {
         l->admin = mb_admin_new(l->base, mb_conf_str(conf, "MESHBUY_HTTP_ADDR"),

@@ -163,6 +163,8 @@ struct mb_saga {
     sjob **rsq; /* jobs whose checkpoint waits to be re-sent */
     size_t nrs, caprs;
     int flush_armed;
+    void (*on_events)(void *ctx, const char *key); /* mb_saga_set_on_events; NULL: none */
+    void *on_events_ctx;
     int ck_out;                   /* checkpoint requests submitted whose completion has not run */
     int claim_out;                /* a claim request is out */
     unsigned long long claim_seq; /* the next claim's number */
@@ -944,6 +946,8 @@ static void ck_back(void *ctx)
         if (r->sts[i] == MB_OK) { /* before ckpt_done: the job goes on from there */
             j->dirty &= ~r->sent[i];
             j->ck_whole = !r->cks[i].split;
+            if (r->res[i].last_seq > 0 && s->on_events)
+                s->on_events(s->on_events_ctx, r->cks[i].key);
         }
         ckpt_done(j, r->sts[i], &r->res[i], &r->errs[i], r->sent_ms);
     }
@@ -2176,6 +2180,12 @@ void mb_saga_tick(mb_saga *s)
 void mb_saga_wake(mb_saga *s)
 {
     s->next_claim_ms = 0;
+}
+
+void mb_saga_set_on_events(mb_saga *s, void (*fn)(void *ctx, const char *key), void *ctx)
+{
+    s->on_events = fn;
+    s->on_events_ctx = ctx;
 }
 
 void mb_saga_drain(mb_saga *s)

@@ -74,6 +74,10 @@ void mb_saga_set_split(mb_saga *s, int on);
  * cancel, or when the loop saw another worker's scripts stir a shard (mb_store_stirs). */
 void mb_saga_wake(mb_saga *s);
 
+/* fn(ctx, key) runs on the loop thread with a job's mesh key each time a checkpoint that
+ * queued status events is confirmed: the worker's relay can look at that outbox now. */
+void mb_saga_set_on_events(mb_saga *s, void (*fn)(void *ctx, const char *key), void *ctx);
+
 /* Stops claiming.  Jobs in flight finish their current step execution and are
  * released at the next boundary (checkpointed, due again for any worker). */
 void mb_saga_drain(mb_saga *s);

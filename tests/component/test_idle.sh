@@ -9,12 +9,17 @@
 #     first message: librdkafka looks up a topic first met in a produce call only at its
 #     once-a-second scan, which held an idle worker's first status event up to a second
 #     (read off librdkafka's topic debug lines, KAFKA_DEBUG=topic)
+#   - that order's status events reach Kafka within RELAY_MAX_MS of their time (the relay is
+#     told of its own worker's events; before, it learned of them from the wake counters read
+#     every 250 ms): the largest lag of the order's events, the message's timestamp (taken
+#     when the relay produced it) less the event's time
 . "$MB_ROOT/tests/lib.sh"
 . "$MB_ROOT/tests/saga_lib.sh"
 
 IDLE_MAX=20
 IDLE_SECS=30
 PICKUP_MAX=2
+RELAY_MAX_MS=120
 saga_stack_up
 saga_worker w1 KAFKA_DEBUG=topic MESHBUY_LOG_LEVEL=debug
 
@@ -61,9 +66,23 @@ check_pickup() { # KEY ORDER MAX
         fail "$2 was claimed ${p}s after its acceptance, bound ${3}s"
 }
 
+# The largest lag, in ms, between an event of ORDER on KEY and its produce time.
+relay_lag_max() { # KEY ORDER
+    saga_events "$1" | jq -rs --arg o "$2" '[.[] | .ts as $ts | .payload | fromjson |
+        select(.data.order_id == $o) |
+        $ts - ((.time | sub("\\.[0-9]+"; "") | fromdateiso8601) * 1000 +
+               (.time | capture("\\.(?<f>[0-9]{1,3})").f // "0" | (. + "00")[0:3] | tonumber))]
+        | if length == 0 then "none" else max | tostring end'
+}
+
 # ---- an order published to the idle worker is claimed at once
 saga_buy o-idle-1 acct-idle idle-mesh proj-a c-single --node n-single-1
 assert_eq Running "$(saga_wait_terminal 120 acct-idle/idle-mesh o-idle-1)" "o-idle-1"
 check_pickup acct-idle/idle-mesh o-idle-1 "$PICKUP_MAX"
+lag=$(relay_lag_max acct-idle/idle-mesh o-idle-1)
+note "o-idle-1: its events reached Kafka at most ${lag} ms after their time"
+[ "$lag" != none ] || fail "o-idle-1: no events"
+[ "$lag" -le "$RELAY_MAX_MS" ] ||
+    fail "o-idle-1: an event reached Kafka ${lag} ms after its time, bound ${RELAY_MAX_MS} ms"
 
 saga_stream acct-idle/idle-mesh >/dev/null

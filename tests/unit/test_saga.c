@@ -343,6 +343,18 @@ static void make_rq(void)
         fail_msg("mb_rq_new: %s", err);
 }
 
+/* The keys the engine said it queued status events for (mb_saga_set_on_events). */
+static char told[32][128];
+static int ntold;
+
+static void on_events(void *ctx, const char *key)
+{
+    (void)ctx;
+    if (ntold < 32)
+        snprintf(told[ntold], sizeof(told[ntold]), "%s", key);
+    ntold++;
+}
+
 static void make_saga(int park)
 {
     char err[256];
@@ -366,6 +378,7 @@ static void make_saga(int park)
     if (saga == NULL)
         fail_msg("mb_saga_new: %s", err);
     mb_saga_set_split(saga, split);
+    mb_saga_set_on_events(saga, on_events, NULL);
 }
 
 /* A new engine (and queue: nothing of the old engine may still be out). */
@@ -384,6 +397,7 @@ static void reset_script(void)
     memset(undos, 0, sizeof(undos));
     memset(retrying, 0, sizeof(retrying));
     ncalls = 0;
+    ntold = 0;
 }
 
 static int setup(void **state)
@@ -745,6 +759,11 @@ static void test_happy(void **state)
     /* The histograms are the definition's steps. */
     assert_int_equal(mb_saga_steps(saga), NFAKE);
     assert_string_equal(mb_saga_step_name(saga, 2), "gamma");
+    /* The relay was told of the key once per checkpoint that queued events: at least the
+     * last one's, at most one for each of the five events after Accepted. */
+    assert_in_range(ntold, 1, 5);
+    for (int i = 0; i < ntold; i++)
+        assert_string_equal(told[i], ACCOUNT "/mesh-happy");
 }
 
 static void test_past_deadline(void **state)
