@@ -38,7 +38,7 @@
 #define STEP_TOTAL     (mb_saga_create.nsteps) /* an accepted buy order runs the create saga */
 /* Orders accepted as jobs: a buy runs the create saga, a delete the delete saga. */
 #define ACCEPTED_KIND(o)   ((o)->kind == MB_ORDER_BUY || (o)->kind == MB_ORDER_DELETE)
-#define MAX_BATCH          64 /* accepts per round trip */
+#define MAX_BATCH          256 /* accepts per round trip */
 #define DLQ_BACKOFF_MIN_MS 200
 #define DLQ_BACKOFF_MAX_MS 10000
 

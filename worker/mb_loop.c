@@ -65,7 +65,7 @@
 #define HEAL_PAUSE_MS       500
 #define HEAL_CALM_MS        60000
 #define HEAL_BACKOFF_MAX_MS 30000
-#define INTAKE_BATCH        64
+#define INTAKE_BATCH        256
 #define INTAKE_MAX_PENDING  2000
 
 const mb_conf_key mb_loop_conf_keys[] = {
