@@ -470,7 +470,7 @@ void mb_loop_events_queued(void *ctx, const char *key)
 {
     mb_loop *l = ctx;
 
-    mb_relay_wake(l->relay, mb_store_shard_of(l->st, key));
+    mb_relay_wake_own(l->relay, mb_store_shard_of(l->st, key));
 }
 
 static void producer_destroy(mb_loop *l)

@@ -77,8 +77,9 @@ mb_worker_metrics *mb_loop_metrics(mb_loop *l);
 unsigned long long mb_loop_stirred(const mb_loop *l);
 
 /* This worker's status events for a mesh key are in Redis (a confirmed acceptance or
- * checkpoint): the relay looks at that key's outbox at the next tick rather than at the next
- * read of the wake counters (up to 250 ms later).  ctx is the loop (mb_saga_set_on_events). */
+ * checkpoint): if it relays that key's shard, it looks at the outbox at the next tick rather
+ * than at the next read of the wake counters (up to 250 ms later).  ctx is the loop
+ * (mb_saga_set_on_events). */
 void mb_loop_events_queued(void *ctx, const char *key);
 
 /* 1 when Redis answered the Redis thread within the last 5 s, the consumer has joined its

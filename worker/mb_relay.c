@@ -586,6 +586,12 @@ void mb_relay_wake(mb_relay *r, int id)
         s->next_peek_ms = 0;
 }
 
+void mb_relay_wake_own(mb_relay *r, int id)
+{
+    if (id >= 0 && id < r->n && r->sh[id].held)
+        mb_relay_wake(r, id);
+}
+
 int mb_relay_held(const mb_relay *r)
 {
     int n = 0;

@@ -60,6 +60,11 @@ void mb_relay_free(mb_relay *r);
  * often (idle_ms). */
 void mb_relay_wake(mb_relay *r, int shard);
 
+/* The same for events this worker queued itself, but only on a shard whose relay lease it
+ * held at its last look: another worker's relay sees them at its next read of the wake
+ * counters, and looking at a shard it does not hold would only cost a peek per event. */
+void mb_relay_wake_own(mb_relay *r, int shard);
+
 /* Shards whose relay lease this worker held at its last look (metrics). */
 int mb_relay_held(const mb_relay *r);
 
