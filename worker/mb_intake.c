@@ -532,15 +532,11 @@ static void req_record_fn(mb_store *st, void *ctx)
 
 static void process(mb_intake *in, long long now_ms);
 
-/* A status event for the mesh key account/mesh is in Redis. */
-static void events_queued(mb_intake *in, const char *account, const char *mesh)
+/* A status event for this mesh key is in Redis. */
+static void events_queued(mb_intake *in, const char *key)
 {
-    char key[200];
-
-    if (in->on_events == NULL)
-        return;
-    snprintf(key, sizeof(key), "%s/%s", account, mesh);
-    in->on_events(in->on_events_ctx, key);
+    if (in->on_events)
+        in->on_events(in->on_events_ctx, key);
 }
 
 /* Every completion ends here: the request is free again, and the walk goes on (unless the
@@ -557,6 +553,7 @@ static void accept_done(void *ctx)
     in_req *q = ctx;
     mb_intake *in = q->in;
     int rc = 0;
+    char key[200];
 
     for (size_t i = 0; i < q->n; i++) {
         in_msg *y = q->run[i];
@@ -564,7 +561,7 @@ static void accept_done(void *ctx)
         if (rc == 0 && q->sts[i] == MB_OK) {
             y->state = ST_DONE;
             if (q->res[i].verdict != MB_ACCEPT_DUPLICATE) /* a duplicate queues nothing */
-                events_queued(in, y->o->account_id, y->o->mesh_name);
+                events_queued(in, mb_order_key(y->o, key, sizeof(key)));
             if (q->res[i].verdict == MB_ACCEPT_NEW) {
                 in->m->orders_accepted++;
                 mb_log(MB_LOG_INFO, "intake", &lctx, "accepted %s/%s (seq %lld)", y->o->account_id,
@@ -698,8 +695,11 @@ static void reject_done(void *ctx)
     note_ok(in);
     if (q->st != MB_OK)
         mb_log(MB_LOG_WARN, "intake", &lctx, "no Failed event for invalid order: %s", q->e.msg);
-    else if (q->queued)
-        events_queued(in, x->oe.account_id, x->oe.mesh_name);
+    else if (q->queued) { /* no order parsed: the key from what of it was readable */
+        char key[200];
+        snprintf(key, sizeof(key), "%s/%s", x->oe.account_id, x->oe.mesh_name);
+        events_queued(in, key);
+    }
     to_dlq(x);
     req_end(in);
 }
