@@ -132,6 +132,29 @@ static void saga_families(const mb_saga *saga, struct evbuffer *out)
     free(at);
 }
 
+/* What the worker learnt of the steps that poll (a release installing, deleting): a series
+ * appears once one such effect ended here. */
+static void poll_usual(const mb_saga *saga, struct evbuffer *out)
+{
+    static const char *const phase[2] = {"run", "compensate"};
+    int k = 0;
+
+    evbuffer_add_printf(out, "# HELP meshbuy_poll_usual_seconds The usual time of a polled "
+                             "effect, first poll to end, as this worker learnt it.\n"
+                             "# TYPE meshbuy_poll_usual_seconds gauge\n");
+    for (size_t d = 0; d < mb_saga_defs_count; d++)
+        for (int i = 0; i < mb_saga_defs[d]->nsteps && k < mb_saga_steps(saga); i++, k++)
+            for (int c = 0; c < 2; c++) {
+                long long ms = mb_saga_poll_usual_ms(saga, k, c);
+                if (ms > 0)
+                    evbuffer_add_printf(out,
+                                        "meshbuy_poll_usual_seconds{saga=\"%s\",step=\"%s\","
+                                        "phase=\"%s\"} %.3f\n",
+                                        mb_saga_defs[d]->name, mb_saga_step_name(saga, k), phase[c],
+                                        (double)ms / 1000);
+            }
+}
+
 /* One family, HELP and TYPE first (promtool check metrics), one sample. */
 static void family(struct evbuffer *out, const char *name, const char *type, const char *help,
                    unsigned long long v)
@@ -204,6 +227,7 @@ static void metrics(void *ctx, struct evbuffer *out)
            (unsigned long long)c.refused);
     step_histograms(e->saga, out);
     saga_families(e->saga, out);
+    poll_usual(e->saga, out);
 }
 
 /* A cloud change starts only while the job's lease has the call's timeout + the margin
@@ -283,6 +307,7 @@ mb_engine *mb_engine_new(mb_loop *loop, const mb_conf *conf, char *err, size_t e
         .backoff_max_ms = mb_conf_int(conf, "MESHBUY_BACKOFF_MAX_MS"),
         .poll_ms = mb_conf_int(conf, "MESHBUY_POLL_MS"),
         .poll_in_memory_ms = mb_conf_int(conf, "MESHBUY_POLL_IN_MEMORY_MS"),
+        .poll_learn = mb_conf_bool(conf, "MESHBUY_POLL_LEARN"),
         /* Past what the client keeps busy, a waiting job holds memory for nothing: Redis
          * keeps it until it is due. */
         .poll_in_memory_jobs = (size_t)mb_conf_int(conf, "MESHBUY_HTTP_MAX_ACTIVE"),

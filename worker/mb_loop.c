@@ -114,6 +114,8 @@ const mb_conf_key mb_loop_conf_keys[] = {
      "how often a waiting step looks again"},
     {"MESHBUY_POLL_IN_MEMORY_MS", MB_CONF_INT, "30000", 0, 3600000, NULL,
      "a poll wait up to this long (and a quarter lease) is spent in memory, lease held; 0: none"},
+    {"MESHBUY_POLL_LEARN", MB_CONF_BOOL, "true", 0, 0, NULL,
+     "skip the looks before 4/5 of an effect's usual time, learnt here; false: every POLL_MS"},
     {"MESHBUY_BACKOFF_BASE_MS", MB_CONF_INT, "200", 1, 600000, NULL, "first retry delay cap"},
     {"MESHBUY_BACKOFF_MAX_MS", MB_CONF_INT, "30000", 1, 3600000, NULL, "retry delay cap"},
     {"MESHBUY_HTTP_TIMEOUT_MS", MB_CONF_INT, "30000", 100, 600000, NULL,

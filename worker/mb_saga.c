@@ -23,6 +23,7 @@
  *     "replays": [...], "announce": {"status","message"} (written by meshctl),
  *     "steps": { "<name>": {"status": "running"|"done"|"failed"|"compensating"|"compensated",
  *                           "attempts": n, "started_ms": t, "ended_ms": t,
+ *                           "poll_since_ms": t (its effect polled since; mb_pace.h),
  *                           "last_error": {...}, "ck": {...what the step changed...}} } }
  *
  * Invariants:
@@ -83,6 +84,7 @@
 #include "mb_jscan.h"
 #include "mb_json.h"
 #include "mb_log.h"
+#include "mb_pace.h"
 #include "mb_rq.h"
 #include "mb_sagadef.h"
 #include "mb_sagadoc.h"
@@ -193,6 +195,7 @@ struct mb_saga {
     int nhist;          /* steps of every definition, in order */
     mb_saga_hist *hist; /* per step of every definition */
     mb_saga_hist *dur;  /* saga durations: ndefs x MB_SAGA_OUTCOMES */
+    mb_pace *pace;      /* per step of every definition: 2 x nhist, its run then its undo */
     sjob **held;        /* jobs in memory by order id: hmask + 1 chains */
     size_t hmask;
 };
@@ -1181,6 +1184,44 @@ static void compensation_done(sjob *j)
                     cancelled ? NULL : error);
 }
 
+/* The learnt pace of st's effect, in the phase j is in. */
+static mb_pace *pace_of(const sjob *j, const mb_step *st)
+{
+    return &j->saga->pace[2 * (j->hist_base + step_index(j, st)) + (j->compensating != 0)];
+}
+
+/* st polls its effect: the wait before its next look.  The first poll of an execution sequence
+ * stamps the record (the stamp is saved with the state, so a worker that takes the job over
+ * counts from it too); every MESHBUY_POLL_MS from there, except for the looks that would come
+ * before most of the usual time (mb_pace_wait): a Helm install of minutes, looked at every two
+ * seconds, is tens of calls a saga against a throttled cloud. */
+static long long poll_wait(sjob *j, const mb_step *st)
+{
+    json_t *rec = step_rec(j, st);
+    long long floor_ms = j->pub.poll_ms > 0 ? j->pub.poll_ms : j->saga->o.poll_ms;
+    long long since = st_int(rec, "poll_since_ms");
+
+    if (since == 0) {
+        since = now_ms();
+        st_set_int(rec, "poll_since_ms", since);
+    }
+    if (!j->saga->o.poll_learn)
+        return floor_ms;
+    return mb_pace_wait(pace_of(j, st), now_ms() - since, floor_ms);
+}
+
+/* st's execution sequence ended (done, or failed): a polled effect that ended teaches the pace. */
+static void poll_end(sjob *j, const mb_step *st, json_t *rec, int ended)
+{
+    long long since = st_int(rec, "poll_since_ms");
+
+    if (since == 0)
+        return;
+    if (ended)
+        mb_pace_note(pace_of(j, st), now_ms() - since);
+    json_object_del(rec, "poll_since_ms");
+}
+
 /* A transient error: reschedule with backoff inside the deadline.  Returns 1
  * if rescheduled (the job has left memory), 0 if the deadline has passed. */
 static int retry_later(sjob *j, const mb_step *st)
@@ -1220,6 +1261,7 @@ static void step_failed(sjob *j, const mb_step *st)
     json_object_set(rec, "last_error", error);
     st_set_str(rec, "status", j->compensating ? "compensation_failed" : "failed");
     st_set_int(rec, "ended_ms", now_ms());
+    poll_end(j, st, rec, 0);
     end_exec(j);
     jlog(MB_LOG_WARN, j, "%s failed: %s", st->name, j->pub.err.msg);
 
@@ -1264,6 +1306,7 @@ static void step_completed(sjob *j, const mb_step *st)
     st_set_str(rec, "status", j->compensating ? "compensated" : "done");
     st_set_int(rec, "ended_ms", now_ms());
     json_object_del(rec, "last_error");
+    poll_end(j, st, rec, 1);
     end_exec(j);
     j->saga->stats.steps_done++;
     if (j->compensating) {
@@ -1467,7 +1510,7 @@ static void advance(sjob *j)
                 observe(j, st, j->exec_us);
             end_exec(j);
             st_set_int(j->pub.state, "attempt", st_int(j->pub.state, "attempt") - 1);
-            poll_later(j, j->pub.poll_ms > 0 ? j->pub.poll_ms : j->saga->o.poll_ms);
+            poll_later(j, poll_wait(j, st));
             break;
         case MB_STEP_ERROR:
             if (j->pub.err.status == MB_FATAL) {
@@ -1754,7 +1797,8 @@ mb_saga *mb_saga_new(struct event_base *base, mb_rq *rq, mb_cloud *cloud, const 
         s->nhist += s->defs[d]->nsteps;
     s->hist = calloc((size_t)s->nhist, sizeof(*s->hist));
     s->dur = calloc(s->ndefs * MB_SAGA_OUTCOMES, sizeof(*s->dur));
-    if (s->hist == NULL || s->dur == NULL)
+    s->pace = calloc(2 * (size_t)s->nhist, sizeof(*s->pace));
+    if (s->hist == NULL || s->dur == NULL || s->pace == NULL)
         goto err;
     s->hmask = 255; /* chains: the next power of two at or above max_inflight */
     while (s->hmask < o->max_inflight && s->hmask < (1u << 20) - 1)
@@ -2223,6 +2267,11 @@ void mb_saga_step_hist(const mb_saga *s, int i, mb_saga_hist *out)
     *out = s->hist[i];
 }
 
+long long mb_saga_poll_usual_ms(const mb_saga *s, int i, int compensating)
+{
+    return i >= 0 && i < s->nhist ? s->pace[2 * i + (compensating != 0)].usual : 0;
+}
+
 void mb_saga_duration_hist(const mb_saga *s, size_t def, int outcome, mb_saga_hist *out)
 {
     memset(out, 0, sizeof(*out));
@@ -2269,6 +2318,7 @@ void mb_saga_free(mb_saga *s)
     free(s->rsq);
     free(s->hist);
     free(s->dur);
+    free(s->pace);
     free(s->held);
     free(s->worker_id);
     free(s);

@@ -23,6 +23,8 @@ typedef struct mb_saga_opts {
     long backoff_base_ms;        /* first retry delay cap; doubles per attempt */
     long backoff_max_ms;         /* retry delay cap */
     long poll_ms;                /* how often a waiting step (release install) looks again */
+    int poll_learn;              /* skip the looks before most of the effect's usual time
+                                    (mb_pace.h, learnt per step from those that ended) */
     long poll_in_memory_ms;      /* a poll's wait up to this long (and a quarter lease) is spent
                                     in memory, lease held; 0 = every wait hands the job back */
     size_t poll_in_memory_jobs;  /* ... while at most this many jobs are held (0 = no cap) */
@@ -101,6 +103,10 @@ typedef struct mb_saga_hist {
 int mb_saga_steps(const mb_saga *s);
 const char *mb_saga_step_name(const mb_saga *s, int i);
 void mb_saga_step_hist(const mb_saga *s, int i, mb_saga_hist *out);
+
+/* The usual time of step i's polled effect as learnt (mb_pace.h), in its run or its
+ * compensation: ms, 0 while nothing is learnt. */
+long long mb_saga_poll_usual_ms(const mb_saga *s, int i, int compensating);
 
 /* How long sagas took, acceptance to end, by definition (mb_saga_defs order) and final
  * status (mb_saga_outcomes): a copy of the histogram (bounds mb_saga_duration_le). */

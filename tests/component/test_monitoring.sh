@@ -138,6 +138,10 @@ for f in meshbuy_outbox_depth meshbuy_jobs_due meshbuy_consumer_lag meshbuy_saga
     process_resident_memory_bytes process_open_fds; do
     grep -q "^${f}[{ ]" "$TEST_TMP/metrics.txt" || fail "/metrics has no $f"
 done
+# The saga waited for its release (400 ms here): the worker learnt how long that takes.
+usual=$(sample 'meshbuy_poll_usual_seconds{saga="create",step="install_release",phase="run"}')
+awk -v u="$usual" 'BEGIN { exit !(u + 0 >= 0.2 && u + 0 < 30) }' ||
+    fail "meshbuy_poll_usual_seconds of install_release: $usual (a 400 ms install)"
 
 # ---- names: every metric and label value the rules and the dashboard use exists
 cat >"$TEST_TMP/names.py" <<'PY'

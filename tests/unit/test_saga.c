@@ -91,6 +91,8 @@ typedef struct script {
     int poll_spread;       /* with polls: an order whose id ends in "-n" looks again
                               after 5 x (1 + n) ms, each at its own pace */
     int drain_in_poll;     /* the first poll drains the engine */
+    long effect_ms[NFAKE]; /* the run's effect ends this long after its first poll: it polls
+                              until then (a release installing), counting in looks[] */
     int unsplit_in[NFAKE]; /* the run turns split checkpoints off, as when a worker of the
                               older layout joins */
 } script;
@@ -101,6 +103,8 @@ static char calls[512][16]; /* "run alpha", "undo gamma", in order; a retry afte
                                transient error is not a new call */
 static int ncalls;
 static int retrying[2][NFAKE]; /* [0] run, [1] undo: the last one failed transiently */
+static int looks;              /* polls of an effect (sc.effect_ms) that was still under way */
+static long long effect_t0;    /* monotonic ms of the current effect's first poll; 0: none */
 static mb_store *intruder;     /* the other worker */
 static mb_store *store;        /* the test's own view of Redis (the engine has the queue's) */
 static struct event_base *base;
@@ -215,6 +219,15 @@ enum { PC_OBSERVE, PC_ACT, PC_CALLED };
 
 static mb_step_rc fake_run(mb_sjob *j, int i)
 {
+    if (j->pc == PC_OBSERVE && sc.effect_ms[i] > 0) {
+        if (effect_t0 == 0)
+            effect_t0 = mono_ms();
+        if (mono_ms() < effect_t0 + sc.effect_ms[i]) {
+            looks++;
+            return MB_STEP_POLL;
+        }
+        effect_t0 = 0;
+    }
     if (j->pc == PC_OBSERVE && sc.polls[i] > 0) { /* not there yet: look again later */
         sc.polls[i]--;
         j->poll_ms = sc.poll_spread ? 5 * (1 + strtol(strrchr(j->job->order_id, '-') + 1, NULL, 10))
@@ -333,6 +346,7 @@ static int split;                         /* ... writes split checkpoints, as a 
                                              executions (the second run of the suite) */
 static long poll_in_memory_ms = LEASE_MS; /* of the next engine made */
 static size_t poll_in_memory_jobs;        /* of the next engine made (0 = no cap) */
+static int poll_learn;                    /* of the next engine made */
 
 static void make_rq(void)
 {
@@ -368,6 +382,7 @@ static void make_saga(int park)
         .poll_ms = 10,
         .poll_in_memory_ms = poll_in_memory_ms,
         .poll_in_memory_jobs = poll_in_memory_jobs,
+        .poll_learn = poll_learn,
         .step_deadline_ms = LEASE_MS, /* the fake definition's own deadline applies */
         .compensate_deadline_ms = 500,
         .defs = fake_defs,
@@ -398,6 +413,8 @@ static void reset_script(void)
     memset(retrying, 0, sizeof(retrying));
     ncalls = 0;
     ntold = 0;
+    looks = 0;
+    effect_t0 = 0;
 }
 
 static int setup(void **state)
@@ -414,6 +431,7 @@ static int setup(void **state)
     lease_ms = LEASE_MS;
     poll_in_memory_ms = LEASE_MS;
     poll_in_memory_jobs = 0;
+    poll_learn = 0;
     stall_end_ms = 0;
     stall_len_ms = STALL_MS;
     base = event_base_new();
@@ -1427,6 +1445,56 @@ static void test_poll_state_as_text(void **state)
     mb_job_free(j);
 }
 
+/* MESHBUY_POLL_LEARN: an effect of 300 ms looked at every 10 ms is ~30 looks; once the engine
+ * saw one end, the next is looked at first at 4/5 of that (240 ms), then every 10 ms: a few
+ * looks, and the job is no later for it.  The first poll's stamp is in the step's record until
+ * the step is done; with every poll handed back to Redis (no wait in memory) it is what the
+ * claims count from. */
+static int looks_of(const char *order_id, long long *took_ms)
+{
+    long long t0 = mono_ms();
+    mb_job *j;
+    json_t *rec;
+
+    reset_script();
+    sc.effect_ms[GAMMA] = 300;
+    accept_order(order_id, order_id);
+    drive_to(order_id, "Running");
+    *took_ms = mono_ms() - t0;
+    j = get_job(order_id);
+    rec = json_object_get(json_object_get(j->state, "steps"), "gamma");
+    assert_string_equal(json_string_value(json_object_get(rec, "status")), "done");
+    assert_null(json_object_get(rec, "poll_since_ms"));
+    mb_job_free(j);
+    return looks;
+}
+
+static void test_poll_learnt(void **state)
+{
+    long long took[4];
+    int first, second, handed, fixed;
+
+    (void)state;
+    poll_learn = 1;
+    remake_saga(0);
+    first = looks_of("ord-learn-1", &took[0]);
+    second = looks_of("ord-learn-2", &took[1]);
+    assert_true(first >= 10);
+    assert_true(second <= first / 2);
+    assert_true(took[1] < took[0] + 250);
+    poll_in_memory_ms = 0; /* every poll a hand-back and a claim: the stamp is in Redis */
+    remake_saga(0);        /* a new engine: nothing learnt yet */
+    assert_true(looks_of("ord-learn-3", &took[2]) >= 10);
+    handed = looks_of("ord-learn-4", &took[3]);
+    assert_true(handed <= first / 2);
+    poll_learn = 0;
+    poll_in_memory_ms = LEASE_MS;
+    remake_saga(0);
+    assert_true(looks_of("ord-learn-5", &took[0]) >= 10);
+    fixed = looks_of("ord-learn-6", &took[1]);
+    assert_true(fixed >= 10); /* MESHBUY_POLL_LEARN=false: every POLL_MS, as before */
+}
+
 static void test_poll_state_as_text_drain(void **state)
 {
     char id[] = "ord-ptdrain";
@@ -1622,6 +1690,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_poll_handed_back_when_crowded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_poll_state_as_text, setup, teardown),
         cmocka_unit_test_setup_teardown(test_poll_state_as_text_drain, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_poll_learnt, setup, teardown),
         cmocka_unit_test_setup_teardown(test_records_read_back, setup, teardown),
         cmocka_unit_test_setup_teardown(test_records_undone, setup, teardown),
         cmocka_unit_test_setup_teardown(test_records_whole_again, setup, teardown),
