@@ -3,12 +3,14 @@
 
 #include <event2/buffer.h>
 #include <stdio.h>
+#include <sys/resource.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "mb_catalog.h"
 #include "mb_cloud.h"
 #include "mb_http.h"
+#include "mb_log.h"
 #include "mb_saga.h"
 #include "mb_sagadef.h"
 
@@ -271,16 +273,51 @@ int mb_engine_check_conf(const mb_conf *conf, char *err, size_t errlen)
     return check_lease(conf, err, errlen);
 }
 
+/* Open files kept for what is not a cloud call: Kafka (a socket or two per broker per
+ * client), Redis, the admin server's clients, logs, libevent's own descriptors. */
+#define FD_RESERVE 128
+
+/* Every cloud call on the wire and every idle connection kept is a socket.  Past the
+ * process's open-file limit, a connect (and, worse, a Redis or Kafka reconnect) fails with
+ * EMFILE; so the calls and idle connections are cut to fit, half and half, and said so.
+ * main() has already raised the soft limit to the hard one. */
+static void fit_fd_limit(long *active, long *idle)
+{
+    struct rlimit rl;
+    long room, want = *active + *idle;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY ||
+        (long long)rl.rlim_cur >= (long long)want + FD_RESERVE)
+        return;
+    room = (long)rl.rlim_cur - FD_RESERVE;
+    if (room < 2)
+        room = 2;
+    if (*active > room / 2)
+        *active = room / 2;
+    if (*idle > room - *active)
+        *idle = room - *active;
+    mb_warn("engine",
+            "open files limit %llu is below MESHBUY_HTTP_MAX_ACTIVE + MESHBUY_HTTP_MAX_CONNECTIONS "
+            "(%ld) + %d for Kafka, Redis and the admin server: using %ld calls on the wire and "
+            "%ld idle connections (raise the limit: ulimit -n, systemd LimitNOFILE=, the "
+            "container runtime's nofile)",
+            (unsigned long long)rl.rlim_cur, want, FD_RESERVE, *active, *idle);
+}
+
 mb_engine *mb_engine_new(mb_loop *loop, const mb_conf *conf, char *err, size_t errlen)
 {
     mb_engine *e = calloc(1, sizeof(*e));
     char ua[256];
+    long active = mb_conf_int(conf, "MESHBUY_HTTP_MAX_ACTIVE");
+    long idle = mb_conf_int(conf, "MESHBUY_HTTP_MAX_CONNECTIONS");
+
+    fit_fd_limit(&active, &idle);
     mb_http_opts ho = {
         .connect_timeout_ms = mb_conf_int(conf, "MESHBUY_CONNECT_TIMEOUT_MS"),
         .timeout_ms = mb_conf_int(conf, "MESHBUY_HTTP_TIMEOUT_MS"),
         .ca_file = mb_conf_str(conf, "MESHBUY_CA_FILE"),
-        .max_active = mb_conf_int(conf, "MESHBUY_HTTP_MAX_ACTIVE"),
-        .max_connections = mb_conf_int(conf, "MESHBUY_HTTP_MAX_CONNECTIONS"),
+        .max_active = active,
+        .max_connections = idle,
         .ak = mb_conf_str(conf, "MESHBUY_AK"),
         .sk = mb_conf_str(conf, "MESHBUY_SK"),
         .user_agent = ua, /* cloudsim and cloud audit logs tell workers apart by it */
@@ -301,7 +338,7 @@ mb_engine *mb_engine_new(mb_loop *loop, const mb_conf *conf, char *err, size_t e
         /* One round of calls on the wire keeps the client busy: in the bench's 10,000-order
          * run (100 ms calls), 2,048 on the wire with as many out took 14-15 s at 57-59 MB,
          * with twice as many out 14 s at 72 MB, and 1,024 with twice as many out 20-21 s. */
-        .max_cloud_backlog = (size_t)mb_conf_int(conf, "MESHBUY_HTTP_MAX_ACTIVE"),
+        .max_cloud_backlog = (size_t)active,
         .park_on_failure = strcmp(mb_conf_str(conf, "MESHBUY_ON_FAILURE"), "park") == 0,
         .backoff_base_ms = mb_conf_int(conf, "MESHBUY_BACKOFF_BASE_MS"),
         .backoff_max_ms = mb_conf_int(conf, "MESHBUY_BACKOFF_MAX_MS"),
@@ -310,7 +347,7 @@ mb_engine *mb_engine_new(mb_loop *loop, const mb_conf *conf, char *err, size_t e
         .poll_learn = mb_conf_bool(conf, "MESHBUY_POLL_LEARN"),
         /* Past what the client keeps busy, a waiting job holds memory for nothing: Redis
          * keeps it until it is due. */
-        .poll_in_memory_jobs = (size_t)mb_conf_int(conf, "MESHBUY_HTTP_MAX_ACTIVE"),
+        .poll_in_memory_jobs = (size_t)active,
         .step_deadline_ms = mb_conf_int(conf, "MESHBUY_STEP_DEADLINE_MS"),
         .compensate_deadline_ms = mb_conf_int(conf, "MESHBUY_COMPENSATE_DEADLINE_MS"),
         .defs = mb_saga_defs,

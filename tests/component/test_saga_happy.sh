@@ -12,12 +12,14 @@
 #   conflict  a second order for the same account and name: Failed NameConflict, no mutation
 # In every case cloudsim's mutation log must list each side effect exactly once, and the
 # status stream of the mesh must be gapless (seq 1..n, repeats only as identical copies).
+# w2 runs with an open-file limit of 700, below its calls and idle connections (2,048 each by
+# default): it says so and cuts them to fit, and takes its share of the cases.
 . "$MB_ROOT/tests/lib.sh"
 . "$MB_ROOT/tests/saga_lib.sh"
 
 saga_stack_up
 saga_worker_nowait w1
-saga_worker_nowait w2
+saga_worker_nowait w2 prlimit --nofile=700:700
 wait_for 60 curl -sf --max-time 2 "http://127.0.0.1:$(cat "$TEST_TMP/w1.port")/readyz"
 wait_for 60 curl -sf --max-time 2 "http://127.0.0.1:$(cat "$TEST_TMP/w2.port")/readyz"
 
@@ -182,6 +184,8 @@ case_conflict() {
 saga_case conflict case_conflict
 
 saga_case schema saga_validate_all
+assert_contains "$(grep 'open files limit' "$TEST_TMP/w2.log")" \
+    "open files limit 700 is below MESHBUY_HTTP_MAX_ACTIVE + MESHBUY_HTTP_MAX_CONNECTIONS (4096) + 128 for Kafka, Redis and the admin server: using 286 calls on the wire and 286 idle connections"
 mb_alive w1 || fail "w1 died"
 mb_alive w2 || fail "w2 died"
 saga_done
