@@ -1,11 +1,12 @@
 /* mb_pace.c: the usual time of a polled effect, and the wait before the next look. */
 #include "mb_pace.h"
 
-/* The first look comes at LEAD_NUM/LEAD_DEN of the usual time.  Early, so that an effect
- * that got faster is still seen soon after it ends; and since a look then lands at least a
- * fifth before the old usual time, the samples (and the usual time with them) shrink by up
- * to a fifth per generation until they meet the new pace.  A slower effect needs nothing:
- * the looks go on every floor_ms until it ends. */
+/* The first look comes at LEAD_NUM/LEAD_DEN of the usual time, not at it: the usual time is
+ * a median, so an effect ending somewhat sooner is still seen soon after.  One that got much
+ * faster is seen ended at that first look; it was last seen under way at its first poll, so
+ * its sample is small, and once such samples are the median the looks go every floor_ms
+ * again and learn the new pace.  A slower effect needs nothing: the looks go on every
+ * floor_ms until it ends. */
 #define LEAD_NUM 4
 #define LEAD_DEN 5
 

@@ -7,13 +7,13 @@
 
 /* One kind of effect (a step's run, or its compensation).  Zeroed = nothing learnt. */
 typedef struct mb_pace {
-    long long ms[MB_PACE_SAMPLES]; /* ring of durations: first poll -> the look that saw it end */
+    long long ms[MB_PACE_SAMPLES]; /* ring: first poll -> the last look that saw it under way */
     int n;                         /* samples held (<= MB_PACE_SAMPLES) */
     int next;                      /* where the next sample goes */
     long long usual;               /* median of the samples; 0 = none yet */
 } mb_pace;
 
-/* An effect of this kind ended ms after its first poll. */
+/* An effect of this kind ended; it was last seen under way ms after its first poll. */
 void mb_pace_note(mb_pace *p, long long ms);
 
 /* The wait before the next look at an effect of this kind under way for elapsed_ms: every

@@ -23,7 +23,8 @@
  *     "replays": [...], "announce": {"status","message"} (written by meshctl),
  *     "steps": { "<name>": {"status": "running"|"done"|"failed"|"compensating"|"compensated",
  *                           "attempts": n, "started_ms": t, "ended_ms": t,
- *                           "poll_since_ms": t (its effect polled since; mb_pace.h),
+ *                           "poll_since_ms": t, "poll_last_ms": t (its effect's first
+ *                           poll, and the last that saw it under way; mb_pace.h),
  *                           "last_error": {...}, "ck": {...what the step changed...}} } }
  *
  * Invariants:
@@ -1190,27 +1191,33 @@ static mb_pace *pace_of(const sjob *j, const mb_step *st)
     return &j->saga->pace[2 * (j->hist_base + step_index(j, st)) + (j->compensating != 0)];
 }
 
-/* st polls its effect: the wait before its next look.  The first poll of an execution sequence
- * stamps the record (the stamp is saved with the state, so a worker that takes the job over
- * counts from it too); every MESHBUY_POLL_MS from there, except for the looks that would come
- * before most of the usual time (mb_pace_wait): a Helm install of minutes, looked at every two
- * seconds, is tens of calls a saga against a throttled cloud. */
+/* st saw its effect under way (it polls): the wait before its next look.  The first poll of an
+ * execution sequence and the latest are stamped in the record (saved with the state, so a
+ * worker that takes the job over counts from them too); every MESHBUY_POLL_MS from there,
+ * except for the looks that would come before most of the usual time (mb_pace_wait): a Helm
+ * install of minutes, looked at every two seconds, is tens of calls a saga against a
+ * throttled cloud. */
 static long long poll_wait(sjob *j, const mb_step *st)
 {
     json_t *rec = step_rec(j, st);
     long long floor_ms = j->pub.poll_ms > 0 ? j->pub.poll_ms : j->saga->o.poll_ms;
-    long long since = st_int(rec, "poll_since_ms");
+    long long now = now_ms(), since = st_int(rec, "poll_since_ms");
 
     if (since == 0) {
-        since = now_ms();
+        since = now;
         st_set_int(rec, "poll_since_ms", since);
     }
+    st_set_int(rec, "poll_last_ms", now);
     if (!j->saga->o.poll_learn)
         return floor_ms;
-    return mb_pace_wait(pace_of(j, st), now_ms() - since, floor_ms);
+    return mb_pace_wait(pace_of(j, st), now - since, floor_ms);
 }
 
-/* st's execution sequence ended (done, or failed): a polled effect that ended teaches the pace. */
+/* st's execution sequence ended (done, or failed).  A polled effect that ended teaches the
+ * pace how long it was last seen under way, not when it was seen ended: that look came after
+ * a wait the pace itself chose, and after a call's latency, so learning from it would feed
+ * both back (an effect that ends at once, looked at through 100 ms calls, would settle at
+ * 500 ms). */
 static void poll_end(sjob *j, const mb_step *st, json_t *rec, int ended)
 {
     long long since = st_int(rec, "poll_since_ms");
@@ -1218,8 +1225,9 @@ static void poll_end(sjob *j, const mb_step *st, json_t *rec, int ended)
     if (since == 0)
         return;
     if (ended)
-        mb_pace_note(pace_of(j, st), now_ms() - since);
+        mb_pace_note(pace_of(j, st), st_int(rec, "poll_last_ms") - since);
     json_object_del(rec, "poll_since_ms");
+    json_object_del(rec, "poll_last_ms");
 }
 
 /* A transient error: reschedule with backoff inside the deadline.  Returns 1

@@ -56,26 +56,59 @@ static void median_of_the_last(void **state)
     assert_int_equal(p.usual, 30000);
 }
 
-/* An effect that got faster (60 s -> 10 s): each generation is first looked at 4/5 of the
- * last usual time and seen ending there, so the usual time shrinks until it meets 10 s. */
+/* One effect of d ms polled as the worker would, its first poll at 0: when it was last seen
+ * under way (what the worker learns). */
+static long long poll_one(const mb_pace *p, long long d, long long floor_ms)
+{
+    long long t = 0, last = 0;
+
+    while (t < d) {
+        last = t;
+        t += mb_pace_wait(p, t, floor_ms);
+    }
+    return last;
+}
+
+/* Effects of 60 s polled every 2 s: the looks before 48 s are skipped, and what is learnt
+ * stays put (it is not fed by the pace's own waits). */
+static void steady(void **state)
+{
+    mb_pace p = {0};
+
+    (void)state;
+    for (int i = 0; i < 50; i++)
+        mb_pace_note(&p, poll_one(&p, 60000, 2000));
+    assert_true(p.usual >= 58000 && p.usual < 60000);
+    assert_int_equal(mb_pace_wait(&p, 0, 2000), p.usual * 4 / 5);
+}
+
+/* An effect that ends at once, seen through calls of 100 ms, is learnt as 0: POLL_MS paces it. */
+static void at_once(void **state)
+{
+    mb_pace p = {0};
+
+    (void)state;
+    for (int i = 0; i < 30; i++)
+        mb_pace_note(&p, 0);
+    assert_int_equal(mb_pace_wait(&p, 0, 10), 10);
+}
+
+/* Effects that got faster (60 s -> 10 s): the first look at 48 s sees each ended, last seen
+ * under way at 0; once that is the median (8 of 15), the looks go every 2 s and learn 10 s. */
 static void learns_a_faster_pace(void **state)
 {
     mb_pace p = {0};
-    int generations = 0;
+    int n = 0;
 
     (void)state;
     for (int i = 0; i < MB_PACE_SAMPLES; i++)
-        mb_pace_note(&p, 60000);
-    while (p.usual > 10000 && generations < 100) {
-        long long first = mb_pace_wait(&p, 0, 2000);
-        long long seen = first > 10000 ? first : 10000;
-
-        for (int i = 0; i < MB_PACE_SAMPLES; i++)
-            mb_pace_note(&p, seen);
-        generations++;
+        mb_pace_note(&p, poll_one(&p, 60000, 2000));
+    while ((p.usual < 8000 || p.usual >= 10000) && n < 100) {
+        mb_pace_note(&p, poll_one(&p, 10000, 2000));
+        n++;
     }
-    assert_true(generations <= 9);
-    assert_int_equal(p.usual, 10000);
+    assert_true(n <= 2 * MB_PACE_SAMPLES);
+    assert_true(p.usual >= 8000 && p.usual < 10000);
 }
 
 int main(void)
@@ -84,6 +117,8 @@ int main(void)
         cmocka_unit_test(nothing_learnt),
         cmocka_unit_test(skips_the_early_looks),
         cmocka_unit_test(median_of_the_last),
+        cmocka_unit_test(steady),
+        cmocka_unit_test(at_once),
         cmocka_unit_test(learns_a_faster_pace),
     };
 

@@ -1447,9 +1447,9 @@ static void test_poll_state_as_text(void **state)
 
 /* MESHBUY_POLL_LEARN: an effect of 300 ms looked at every 10 ms is ~30 looks; once the engine
  * saw one end, the next is looked at first at 4/5 of that (240 ms), then every 10 ms: a few
- * looks, and the job is no later for it.  The first poll's stamp is in the step's record until
- * the step is done; with every poll handed back to Redis (no wait in memory) it is what the
- * claims count from. */
+ * looks, and the job is no later for it.  The first and last polls' stamps are in the step's
+ * record until the step is done; with every poll handed back to Redis (no wait in memory) they
+ * are what the claims count from. */
 static int looks_of(const char *order_id, long long *took_ms)
 {
     long long t0 = mono_ms();
@@ -1465,6 +1465,7 @@ static int looks_of(const char *order_id, long long *took_ms)
     rec = json_object_get(json_object_get(j->state, "steps"), "gamma");
     assert_string_equal(json_string_value(json_object_get(rec, "status")), "done");
     assert_null(json_object_get(rec, "poll_since_ms"));
+    assert_null(json_object_get(rec, "poll_last_ms"));
     mb_job_free(j);
     return looks;
 }
