@@ -3,9 +3,9 @@
 
 #include <event2/buffer.h>
 #include <stdio.h>
-#include <sys/resource.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "mb_catalog.h"
 #include "mb_cloud.h"
@@ -142,13 +142,14 @@ static void poll_usual(const mb_saga *saga, struct evbuffer *out)
     int k = 0;
 
     evbuffer_add_printf(out, "# HELP meshbuy_poll_usual_seconds The usual time of a polled "
-                             "effect, first poll to end, as this worker learnt it.\n"
+                             "effect, its first poll to the last that saw it under way, as "
+                             "this worker learnt it.\n"
                              "# TYPE meshbuy_poll_usual_seconds gauge\n");
     for (size_t d = 0; d < mb_saga_defs_count; d++)
         for (int i = 0; i < mb_saga_defs[d]->nsteps && k < mb_saga_steps(saga); i++, k++)
             for (int c = 0; c < 2; c++) {
                 long long ms = mb_saga_poll_usual_ms(saga, k, c);
-                if (ms > 0)
+                if (ms >= 0)
                     evbuffer_add_printf(out,
                                         "meshbuy_poll_usual_seconds{saga=\"%s\",step=\"%s\","
                                         "phase=\"%s\"} %.3f\n",

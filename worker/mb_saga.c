@@ -2277,7 +2277,9 @@ void mb_saga_step_hist(const mb_saga *s, int i, mb_saga_hist *out)
 
 long long mb_saga_poll_usual_ms(const mb_saga *s, int i, int compensating)
 {
-    return i >= 0 && i < s->nhist ? s->pace[2 * i + (compensating != 0)].usual : 0;
+    const mb_pace *p = i >= 0 && i < s->nhist ? &s->pace[2 * i + (compensating != 0)] : NULL;
+
+    return p && p->n > 0 ? p->usual : -1;
 }
 
 void mb_saga_duration_hist(const mb_saga *s, size_t def, int outcome, mb_saga_hist *out)

@@ -105,7 +105,7 @@ const char *mb_saga_step_name(const mb_saga *s, int i);
 void mb_saga_step_hist(const mb_saga *s, int i, mb_saga_hist *out);
 
 /* The usual time of step i's polled effect as learnt (mb_pace.h), in its run or its
- * compensation: ms, 0 while nothing is learnt. */
+ * compensation: ms, -1 while nothing is learnt. */
 long long mb_saga_poll_usual_ms(const mb_saga *s, int i, int compensating);
 
 /* How long sagas took, acceptance to end, by definition (mb_saga_defs order) and final
