@@ -781,6 +781,18 @@ int mb_order_new_traceparent(char *buf, size_t len)
     return 0;
 }
 
+/* How many bytes of s to keep for at most max, not cutting a UTF-8 character in two (jansson
+ * refuses a string that ends in half of one). */
+static int utf8_keep(const char *s, size_t max)
+{
+    size_t n = strnlen(s, max);
+
+    if (n == max)
+        while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
+            n--; /* s[n], the first byte left out, continues a character begun before it */
+    return (int)n;
+}
+
 json_t *mb_order_envelope(mb_order_kind kind, json_t *data, const char *source,
                           const char *traceparent)
 {
@@ -806,7 +818,8 @@ json_t *mb_order_envelope(mb_order_kind kind, json_t *data, const char *source,
         name = json_string_value(json_object_get(mesh, "name"));
     int rc = 0;
     if (acc && name) {
-        snprintf(subject, sizeof subject, "%.64s/%.64s", acc, name);
+        snprintf(subject, sizeof subject, "%.*s/%.*s", utf8_keep(acc, 64), acc, utf8_keep(name, 64),
+                 name);
         rc |= set_opt(env, "subject", subject);
     }
     rc |= set_opt(env, "traceparent", traceparent);

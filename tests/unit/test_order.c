@@ -314,6 +314,19 @@ static void builders(void **state)
     assert_string_equal(err.reason, "data.account_id: is required");
     json_decref(env);
     assert_null(mb_order_envelope(MB_ORDER_UNKNOWN, json_object(), NULL, NULL));
+    /* the subject keeps 64 bytes of each, not half of a character (found by fuzz_dlq_edit:
+     * the envelope was refused, and reported as out of memory) */
+    char acc[80] = "a";
+    for (int i = 0; i < 35; i++)
+        memcpy(acc + 1 + 2 * i, "\xc3\xa9", 3); /* e-acute: byte 64 is the first half of one */
+    env = mb_order_envelope(
+        MB_ORDER_BUY, json_pack("{s:s, s:s}", "account_id", acc, "mesh_name", "m"), "me", NULL);
+    assert_non_null(env);
+    const char *subject = json_string_value(json_object_get(env, "subject"));
+    assert_non_null(subject);
+    assert_int_equal(strlen(subject), 63 + 2);
+    assert_memory_equal(subject, acc, 63);
+    json_decref(env);
     assert_null(mb_order_check_namespace("shop"));
     assert_non_null(mb_order_check_namespace("kube-system"));
     assert_string_equal(mb_order_kind_name(MB_ORDER_CANCEL), "cancel");
