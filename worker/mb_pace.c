@@ -33,11 +33,12 @@ void mb_pace_note(mb_pace *p, long long ms)
     p->usual = v[(p->n - 1) / 2];
 }
 
-long long mb_pace_wait(const mb_pace *p, long long elapsed_ms, long long floor_ms)
+long long mb_pace_wait(const mb_pace *p, long long elapsed_ms, long long floor_ms,
+                       long long left_ms)
 {
-    long long first = p->usual * LEAD_NUM / LEAD_DEN;
+    long long wait = p->usual * LEAD_NUM / LEAD_DEN - elapsed_ms;
 
-    if (p->n == 0 || first - elapsed_ms <= floor_ms)
-        return floor_ms;
-    return first - elapsed_ms;
+    if (wait > left_ms - floor_ms)
+        wait = left_ms - floor_ms; /* one sample, or a slow past, must not outlast the step */
+    return p->n == 0 || wait <= floor_ms ? floor_ms : wait;
 }

@@ -18,7 +18,9 @@ void mb_pace_note(mb_pace *p, long long ms);
 
 /* The wait before the next look at an effect of this kind under way for elapsed_ms: every
  * floor_ms (MESHBUY_POLL_MS), except that the looks before four fifths of the usual time are
- * skipped.  With nothing learnt, floor_ms. */
-long long mb_pace_wait(const mb_pace *p, long long elapsed_ms, long long floor_ms);
+ * skipped, but never past left_ms (the step's deadline, from now) less one floor_ms: a
+ * release that failed is still seen failed in time.  With nothing learnt, floor_ms. */
+long long mb_pace_wait(const mb_pace *p, long long elapsed_ms, long long floor_ms,
+                       long long left_ms);
 
 #endif

@@ -1054,6 +1054,17 @@ static void end_exec(sjob *j)
     j->pub.pc = 0;
 }
 
+/* When st's current execution sequence (its run, or its undo) must be over: wall ms. */
+static long long step_deadline(const sjob *j, const mb_step *st)
+{
+    long deadline = j->compensating            ? j->saga->o.compensate_deadline_ms
+                    : st->deadline_ms          ? st->deadline_ms
+                    : j->def->step_deadline_ms ? j->def->step_deadline_ms
+                                               : j->saga->o.step_deadline_ms;
+
+    return st_int(j->pub.state, "step_started_ms") + deadline;
+}
+
 static int begin_exec(sjob *j, const mb_step *st, int compensating)
 {
     json_t *rec = step_rec(j, st);
@@ -1075,10 +1086,7 @@ static int begin_exec(sjob *j, const mb_step *st, int compensating)
     if (st_int(j->pub.state, "step_started_ms") == 0)
         st_set_int(j->pub.state, "step_started_ms", now_ms());
     /* each cloud call retries on its own within the step's deadline (as retry_later) */
-    j->pub.target.deadline_ms =
-        st_int(j->pub.state, "step_started_ms") +
-        (compensating ? j->saga->o.compensate_deadline_ms
-                      : (st->deadline_ms ? st->deadline_ms : j->saga->o.step_deadline_ms));
+    j->pub.target.deadline_ms = step_deadline(j, st);
     st_set_int(j->pub.state, "attempt", st_int(j->pub.state, "attempt") + 1);
     st_set_int(rec, "attempts", st_int(rec, "attempts") + 1);
     if (st_int(rec, "started_ms") == 0)
@@ -1210,7 +1218,7 @@ static long long poll_wait(sjob *j, const mb_step *st)
     st_set_int(rec, "poll_last_ms", now);
     if (!j->saga->o.poll_learn)
         return floor_ms;
-    return mb_pace_wait(pace_of(j, st), now - since, floor_ms);
+    return mb_pace_wait(pace_of(j, st), now - since, floor_ms, step_deadline(j, st) - now);
 }
 
 /* st's execution sequence ended (done, or failed).  A polled effect that ended teaches the
@@ -1234,15 +1242,10 @@ static void poll_end(sjob *j, const mb_step *st, json_t *rec, int ended)
  * if rescheduled (the job has left memory), 0 if the deadline has passed. */
 static int retry_later(sjob *j, const mb_step *st)
 {
-    long long started = st_int(j->pub.state, "step_started_ms");
-    long deadline = j->compensating            ? j->saga->o.compensate_deadline_ms
-                    : st->deadline_ms          ? st->deadline_ms
-                    : j->def->step_deadline_ms ? j->def->step_deadline_ms
-                                               : j->saga->o.step_deadline_ms;
     long delay = backoff_ms(j, j->pub.err.retry_after_ms);
     long long now = now_ms();
 
-    if (now + delay > started + deadline)
+    if (now + delay > step_deadline(j, st))
         return 0;
     json_object_set_new(step_rec(j, st), "last_error", error_json(st->name, &j->pub.err, 1));
     jlog(MB_LOG_INFO, j, "%s: %s; retrying in %ld ms", st->name, j->pub.err.msg, delay);

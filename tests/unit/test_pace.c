@@ -6,13 +6,15 @@
 
 #include "mb_pace.h"
 
+#define NO_DEADLINE (24LL * 3600 * 1000) /* the step's deadline a day away */
+
 static void nothing_learnt(void **state)
 {
     mb_pace p = {0};
 
     (void)state;
-    assert_int_equal(mb_pace_wait(&p, 0, 2000), 2000);
-    assert_int_equal(mb_pace_wait(&p, 90000, 2000), 2000);
+    assert_int_equal(mb_pace_wait(&p, 0, 2000, NO_DEADLINE), 2000);
+    assert_int_equal(mb_pace_wait(&p, 90000, 2000, NO_DEADLINE), 2000);
 }
 
 /* Usual 60 s: the first look at 48 s, then every POLL_MS. */
@@ -23,11 +25,26 @@ static void skips_the_early_looks(void **state)
     (void)state;
     mb_pace_note(&p, 60000);
     assert_int_equal(p.usual, 60000);
-    assert_int_equal(mb_pace_wait(&p, 0, 2000), 48000);
-    assert_int_equal(mb_pace_wait(&p, 40000, 2000), 8000);
-    assert_int_equal(mb_pace_wait(&p, 46500, 2000), 2000); /* 1.5 s left: not below POLL_MS */
-    assert_int_equal(mb_pace_wait(&p, 48000, 2000), 2000);
-    assert_int_equal(mb_pace_wait(&p, 300000, 2000), 2000);
+    assert_int_equal(mb_pace_wait(&p, 0, 2000, NO_DEADLINE), 48000);
+    assert_int_equal(mb_pace_wait(&p, 40000, 2000, NO_DEADLINE), 8000);
+    assert_int_equal(mb_pace_wait(&p, 46500, 2000, NO_DEADLINE),
+                     2000); /* 1.5 s left: not below POLL_MS */
+    assert_int_equal(mb_pace_wait(&p, 48000, 2000, NO_DEADLINE), 2000);
+    assert_int_equal(mb_pace_wait(&p, 300000, 2000, NO_DEADLINE), 2000);
+}
+
+/* The skipped looks never carry the next one past the step's deadline less one POLL_MS: with
+ * 10 s left, the next look in 8 s, not 48; with 3 s or less, every POLL_MS as without. */
+static void not_past_the_deadline(void **state)
+{
+    mb_pace p = {0};
+
+    (void)state;
+    mb_pace_note(&p, 60000);
+    assert_int_equal(mb_pace_wait(&p, 0, 2000, 10000), 8000);
+    assert_int_equal(mb_pace_wait(&p, 0, 2000, 3000), 2000);
+    assert_int_equal(mb_pace_wait(&p, 0, 2000, -5000), 2000); /* past it: as without */
+    assert_int_equal(mb_pace_wait(&p, 47000, 2000, 0), 2000);
 }
 
 /* The lower median: one slow sample among two does not decide, nor 7 among 14. */
@@ -64,7 +81,7 @@ static long long poll_one(const mb_pace *p, long long d, long long floor_ms)
 
     while (t < d) {
         last = t;
-        t += mb_pace_wait(p, t, floor_ms);
+        t += mb_pace_wait(p, t, floor_ms, NO_DEADLINE);
     }
     return last;
 }
@@ -79,7 +96,7 @@ static void steady(void **state)
     for (int i = 0; i < 50; i++)
         mb_pace_note(&p, poll_one(&p, 60000, 2000));
     assert_true(p.usual >= 58000 && p.usual < 60000);
-    assert_int_equal(mb_pace_wait(&p, 0, 2000), p.usual * 4 / 5);
+    assert_int_equal(mb_pace_wait(&p, 0, 2000, NO_DEADLINE), p.usual * 4 / 5);
 }
 
 /* An effect that ends at once, seen through calls of 100 ms, is learnt as 0: POLL_MS paces it. */
@@ -90,7 +107,7 @@ static void at_once(void **state)
     (void)state;
     for (int i = 0; i < 30; i++)
         mb_pace_note(&p, 0);
-    assert_int_equal(mb_pace_wait(&p, 0, 10), 10);
+    assert_int_equal(mb_pace_wait(&p, 0, 10, NO_DEADLINE), 10);
 }
 
 /* Effects that got faster (60 s -> 10 s): the first look at 48 s sees each ended, last seen
@@ -116,6 +133,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(nothing_learnt),
         cmocka_unit_test(skips_the_early_looks),
+        cmocka_unit_test(not_past_the_deadline),
         cmocka_unit_test(median_of_the_last),
         cmocka_unit_test(steady),
         cmocka_unit_test(at_once),
