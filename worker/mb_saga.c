@@ -1306,6 +1306,19 @@ static void step_failed(sjob *j, const mb_step *st)
     json_decref(error);
 }
 
+/* st's effect is still under way at the step's deadline (a release stuck installing): the
+ * step fails, as one out of retries does; the state machine's "deadline passed". */
+static void poll_timeout(sjob *j, const mb_step *st)
+{
+    long long started = st_int(j->pub.state, "step_started_ms");
+
+    mb_error_clear(&j->pub.err);
+    mb_error_set(&j->pub.err, MB_PERM, "Timeout",
+                 "%s: still under way at the step's deadline, %lld s after it started", st->name,
+                 (now_ms() - started) / 1000);
+    step_failed(j, st);
+}
+
 /* A step (or its compensation) completed. */
 static void step_completed(sjob *j, const mb_step *st)
 {
@@ -1519,6 +1532,10 @@ static void advance(sjob *j)
         case MB_STEP_POLL:
             if (!j->compensating)
                 observe(j, st, j->exec_us);
+            if (now_ms() >= step_deadline(j, st)) {
+                poll_timeout(j, st);
+                break;
+            }
             end_exec(j);
             st_set_int(j->pub.state, "attempt", st_int(j->pub.state, "attempt") - 1);
             poll_later(j, poll_wait(j, st));

@@ -224,6 +224,7 @@ static mb_step_rc fake_run(mb_sjob *j, int i)
             effect_t0 = mono_ms();
         if (mono_ms() < effect_t0 + sc.effect_ms[i]) {
             looks++;
+            json_object_set_new(j->ck, "observed", json_true()); /* as "created": undo it */
             return MB_STEP_POLL;
         }
         effect_t0 = 0;
@@ -321,7 +322,8 @@ static const mb_step fake_gamma = {.name = "gamma", .run = gamma_run, .compensat
 static const mb_step fake_delta = {.name = "delta", .run = delta_run, .compensate = delta_undo};
 static const mb_step *const fake_steps[] = {&fake_alpha, &fake_beta, &fake_gamma, &fake_delta};
 
-static const mb_saga_def fake_def = {
+/* Not const: a test sets its step deadline (setup: LEASE_MS; the deadline tests: 500 ms). */
+static mb_saga_def fake_def = {
     .name = "fake",
     .order_type = MB_TYPE_ORDER_BUY,
     .parse = mb_order_from_json,
@@ -333,7 +335,7 @@ static const mb_saga_def fake_def = {
     .done_event = MB_MESH_RUNNING,
     .start_message = "faking",
     .done_message = "the fake is done",
-    .step_deadline_ms = 500, /* the past-deadline test's budget for transient errors */
+    .step_deadline_ms = LEASE_MS,
 };
 static const mb_saga_def *const fake_defs[] = {&fake_def};
 
@@ -432,6 +434,7 @@ static int setup(void **state)
     poll_in_memory_ms = LEASE_MS;
     poll_in_memory_jobs = 0;
     poll_learn = 0;
+    fake_def.step_deadline_ms = LEASE_MS;
     stall_end_ms = 0;
     stall_len_ms = STALL_MS;
     base = event_base_new();
@@ -802,6 +805,7 @@ static void test_past_deadline(void **state)
     json_t *evs;
 
     (void)state;
+    fake_def.step_deadline_ms = 500; /* the budget for gamma's transient errors */
     sc.again[GAMMA] = 1;
     accept_order("ord-late", "mesh-late");
     drive_to("ord-late", "Failed");
@@ -1496,6 +1500,34 @@ static void test_poll_learnt(void **state)
     assert_true(fixed >= 10); /* MESHBUY_POLL_LEARN=false: every POLL_MS, as before */
 }
 
+/* A release stuck installing: its effect still under way at the step's deadline (500 ms here,
+ * looked at every 10 ms for 5 s) fails the step, "Timeout", and what was done is undone; with
+ * learning, the first look is not put off past the deadline either. */
+static void test_poll_past_deadline(void **state)
+{
+    static const char *const want_calls[] = {"run alpha", "run beta", "undo gamma", "undo alpha"};
+    long long t0 = mono_ms();
+    mb_job *j;
+
+    (void)state;
+    fake_def.step_deadline_ms = 500;
+    poll_learn = 1;
+    remake_saga(0);
+    sc.effect_ms[GAMMA] = 5000;
+    accept_order("ord-stuck", "mesh-stuck");
+    drive_to("ord-stuck", "Failed");
+    assert_true(mono_ms() - t0 < 4000); /* not the effect's 5 s */
+    assert_true(looks >= 10);
+    expect_calls(want_calls, 4); /* gamma never reached its act: no "run gamma" */
+    j = get_job("ord-stuck");
+    assert_string_equal(j->error_code, "Timeout");
+    assert_string_equal(j->step, "gamma");
+    assert_string_equal(step_status(j, "gamma"), "compensated");
+    assert_null(json_object_get(json_object_get(json_object_get(j->state, "steps"), "gamma"),
+                                "poll_since_ms"));
+    mb_job_free(j);
+}
+
 static void test_poll_state_as_text_drain(void **state)
 {
     char id[] = "ord-ptdrain";
@@ -1692,6 +1724,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_poll_state_as_text, setup, teardown),
         cmocka_unit_test_setup_teardown(test_poll_state_as_text_drain, setup, teardown),
         cmocka_unit_test_setup_teardown(test_poll_learnt, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_poll_past_deadline, setup, teardown),
         cmocka_unit_test_setup_teardown(test_records_read_back, setup, teardown),
         cmocka_unit_test_setup_teardown(test_records_undone, setup, teardown),
         cmocka_unit_test_setup_teardown(test_records_whole_again, setup, teardown),
