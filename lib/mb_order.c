@@ -661,7 +661,12 @@ const char *mb_order_kind_name(mb_order_kind k)
 
 char *mb_order_key(const mb_order *o, char *buf, size_t len)
 {
-    snprintf(buf, len, "%s/%s", o->account_id, o->mesh_name);
+    return mb_order_key_of(o->account_id, o->mesh_name, buf, len);
+}
+
+char *mb_order_key_of(const char *account_id, const char *mesh_name, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s/%s", account_id, mesh_name);
     return buf;
 }
 

@@ -95,6 +95,10 @@ json_t *mb_order_data_json(const mb_order *o);
 /* The Kafka key "<account_id>/<mesh_name>" into buf.  Returns buf. */
 char *mb_order_key(const mb_order *o, char *buf, size_t len);
 
+/* The same key from its two parts (an order that did not parse, read as far as it could be).
+ * Returns buf. */
+char *mb_order_key_of(const char *account_id, const char *mesh_name, char *buf, size_t len);
+
 void mb_order_free(mb_order *o);
 
 /* The mesh id of an order: "mesh-" + the first 16 hex digits of

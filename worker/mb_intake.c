@@ -316,7 +316,7 @@ static json_t *event(const char *order_id, const char *acct, const char *mesh, c
 {
     char key[MB_ORDER_ID_MAX + MB_MESH_NAME_MAX + 2], mesh_id[MB_MESH_ID_LEN + 1];
 
-    snprintf(key, sizeof(key), "%s/%s", acct, mesh);
+    mb_order_key_of(acct, mesh, key, sizeof(key));
     mb_status_event ev = {
         .order_id = order_id,
         .mesh_id = mb_order_mesh_id(key, order_id, mesh_id, sizeof(mesh_id)),
@@ -697,8 +697,7 @@ static void reject_done(void *ctx)
         mb_log(MB_LOG_WARN, "intake", &lctx, "no Failed event for invalid order: %s", q->e.msg);
     else if (q->queued) { /* no order parsed: the key from what of it was readable */
         char key[200];
-        snprintf(key, sizeof(key), "%s/%s", x->oe.account_id, x->oe.mesh_name);
-        events_queued(in, key);
+        events_queued(in, mb_order_key_of(x->oe.account_id, x->oe.mesh_name, key, sizeof(key)));
     }
     to_dlq(x);
     req_end(in);
