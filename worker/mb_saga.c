@@ -1193,10 +1193,16 @@ static void compensation_done(sjob *j)
                     cancelled ? NULL : error);
 }
 
+/* The learnt pace of the effect of step i (of every definition, as hist) in a phase. */
+static mb_pace *pace_at(const mb_saga *s, int i, int compensating)
+{
+    return &s->pace[2 * i + (compensating != 0)];
+}
+
 /* The learnt pace of st's effect, in the phase j is in. */
 static mb_pace *pace_of(const sjob *j, const mb_step *st)
 {
-    return &j->saga->pace[2 * (j->hist_base + step_index(j, st)) + (j->compensating != 0)];
+    return pace_at(j->saga, j->hist_base + step_index(j, st), j->compensating);
 }
 
 /* st saw its effect under way (it polls): the wait before its next look.  The first poll of an
@@ -2297,7 +2303,7 @@ void mb_saga_step_hist(const mb_saga *s, int i, mb_saga_hist *out)
 
 long long mb_saga_poll_usual_ms(const mb_saga *s, int i, int compensating)
 {
-    const mb_pace *p = i >= 0 && i < s->nhist ? &s->pace[2 * i + (compensating != 0)] : NULL;
+    const mb_pace *p = i >= 0 && i < s->nhist ? pace_at(s, i, compensating) : NULL;
 
     return p && p->n > 0 ? p->usual : -1;
 }
