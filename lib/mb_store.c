@@ -112,7 +112,7 @@ enum {
     S_CANCEL,
     S_REQUEUE,
     S_HANDBACK,
-    S_RELAY_PEEK,
+    S_RELAY_HOLD,
     S_RELAY_ACK,
     S_RELAY_RELEASE,
     S_REWRITE,
@@ -135,7 +135,7 @@ static const struct {
     [S_CANCEL] = {"cancel", lua_cancel, 1},
     [S_REQUEUE] = {"requeue", lua_requeue, 1},
     [S_HANDBACK] = {"handback", lua_handback, 1},
-    [S_RELAY_PEEK] = {"relay_peek", lua_relay_peek, 0},
+    [S_RELAY_HOLD] = {"relay_hold", lua_relay_hold, 0},
     [S_RELAY_ACK] = {"relay_ack", lua_relay_ack, 0},
     [S_RELAY_RELEASE] = {"relay_release", lua_relay_release, 0},
     [S_REWRITE] = {"rewrite", lua_rewrite, 1},
@@ -161,14 +161,15 @@ struct mb_store {
     char sha[S_COUNT][41];
     unsigned long long commands;
     unsigned long long round_trips;
-    long long next_connect_ms; /* no connection attempt before (monotonic ms) */
-    long long backoff_ms;      /* the last pause between attempts; 0 after a success */
-    long long last_ok_ms;      /* monotonic ms of the last complete exchange (0: none) */
-    int ready;                 /* connected, scripts loaded, shards checked */
-    int offline;               /* no new connection (shutting down) */
-    long long next_due_in_ms;  /* the last claim: ms until the earliest due job (-1 = none) */
-    long long retain_ms;       /* finished jobs expire after this (0 = never) */
-    long long tombstone_ms;    /* their order-id index entries after this (0 = never) */
+    unsigned long long reloads; /* scripts loaded again after NOSCRIPT */
+    long long next_connect_ms;  /* no connection attempt before (monotonic ms) */
+    long long backoff_ms;       /* the last pause between attempts; 0 after a success */
+    long long last_ok_ms;       /* monotonic ms of the last complete exchange (0: none) */
+    int ready;                  /* connected, scripts loaded, shards checked */
+    int offline;                /* no new connection (shutting down) */
+    long long next_due_in_ms;   /* the last claim: ms until the earliest due job (-1 = none) */
+    long long retain_ms;        /* finished jobs expire after this (0 = never) */
+    long long tombstone_ms;     /* their order-id index entries after this (0 = never) */
 };
 
 static long long mono_ms(void)
@@ -733,6 +734,7 @@ static mb_status pipeline(mb_store *st, cmd *cmds, size_t n, redisReply **out, m
     if (!again)
         return MB_OK;
     mb_warn("store", "scripts missing in redis (restart or flush): reloading");
+    st->reloads++;
     s = load_scripts(st, err);
     if (s != MB_OK)
         return s;
@@ -2288,11 +2290,40 @@ static int parse_entry(redisReply *v, mb_outbox_entry *e)
     return 0;
 }
 
+/* The relay_hold script then a plain LRANGE for each shard: 2n commands, one round trip.
+ * Sent again once if a hold was re-sent after NOSCRIPT, because then its LRANGE ran before
+ * the lease was taken and may hold entries another worker has relayed and trimmed since. */
+static mb_status peek_send(mb_store *st, const char *const *tokens, const mb_outbox_batch *b,
+                           size_t n, long long lease_ms, size_t max, cmd *cmds, redisReply **rep,
+                           mb_error *err)
+{
+    for (size_t i = 0; i < n; i++) {
+        cmd *hold = &cmds[2 * i], *read = &cmds[2 * i + 1];
+        hold->script = S_RELAY_HOLD;
+        hold->nkeys = 1;
+        key_shard(&hold->a, b[i].shard, "relay");
+        args_str(&hold->a, tokens[i]);
+        args_ll(&hold->a, lease_ms);
+        read->script = -1;
+        args_str(&read->a, "LRANGE");
+        key_shard(&read->a, b[i].shard, "outbox");
+        args_ll(&read->a, 0);
+        args_ll(&read->a, (long long)max - 1);
+    }
+    for (int round = 0;; round++) {
+        unsigned long long reloads = st->reloads;
+        mb_status s = pipeline(st, cmds, 2 * n, rep, err);
+        if (s != MB_OK || st->reloads == reloads || round > 0)
+            return s;
+        free_replies(rep, 2 * n);
+    }
+}
+
 mb_status mb_store_outbox_peek(mb_store *st, const char *const *tokens, mb_outbox_batch *batches,
                                size_t n, long long lease_ms, size_t max, mb_error *err)
 {
-    cmd *cmds = calloc(n ? n : 1, sizeof(*cmds));
-    redisReply **rep = calloc(n ? n : 1, sizeof(*rep));
+    cmd *cmds = calloc(n ? 2 * n : 1, sizeof(*cmds));
+    redisReply **rep = calloc(n ? 2 * n : 1, sizeof(*rep));
     mb_status s;
 
     if (cmds == NULL || rep == NULL) {
@@ -2305,24 +2336,27 @@ mb_status mb_store_outbox_peek(mb_store *st, const char *const *tokens, mb_outbo
         batches[i].n = 0;
         batches[i].entries = NULL;
         batches[i].priv = NULL;
-        cmds[i].script = S_RELAY_PEEK;
-        cmds[i].nkeys = 2;
-        key_shard(&cmds[i].a, batches[i].shard, "relay");
-        key_shard(&cmds[i].a, batches[i].shard, "outbox");
-        args_str(&cmds[i].a, tokens[i]);
-        args_ll(&cmds[i].a, lease_ms);
-        args_ll(&cmds[i].a, (long long)max);
     }
-    s = pipeline(st, cmds, n, rep, err);
+    s = peek_send(st, tokens, batches, n, lease_ms, max, cmds, rep, err);
     for (size_t i = 0; s == MB_OK && i < n; i++) {
-        redisReply *r = rep[i];
+        redisReply *h = rep[2 * i], *r = rep[2 * i + 1];
         batch_priv *p;
-        if (r->type == REDIS_REPLY_ERROR) {
-            s = script_error(r, "relay_peek", "-", err);
+        if (h->type == REDIS_REPLY_ERROR) {
+            s = script_error(h, "relay_hold", "-", err);
             break;
         }
-        if (r->type != REDIS_REPLY_ARRAY)
-            continue; /* nil: another worker relays this shard */
+        if (h->type != REDIS_REPLY_INTEGER || h->integer != 1)
+            continue; /* another worker relays this shard */
+        if (r->type == REDIS_REPLY_ERROR) {
+            s = script_error(r, "outbox LRANGE", "-", err);
+            break;
+        }
+        if (r->type != REDIS_REPLY_ARRAY) {
+            mb_error_set(err, MB_FATAL, "RedisError", "outbox shard %d: LRANGE: not a list",
+                         batches[i].shard);
+            s = MB_FATAL;
+            break;
+        }
         batches[i].held = 1;
         if (r->elements == 0)
             continue;
@@ -2334,7 +2368,7 @@ mb_status mb_store_outbox_peek(mb_store *st, const char *const *tokens, mb_outbo
             break;
         }
         p->reply = r;
-        rep[i] = NULL; /* owned by the batch */
+        rep[2 * i + 1] = NULL; /* owned by the batch */
         batches[i].priv = p;
         for (size_t k = 0; k < r->elements; k++) {
             if (parse_entry(r->element[k], &batches[i].entries[batches[i].n]) < 0) {
@@ -2347,9 +2381,9 @@ mb_status mb_store_outbox_peek(mb_store *st, const char *const *tokens, mb_outbo
             batches[i].n++;
         }
     }
-    free_replies(rep, n);
+    free_replies(rep, 2 * n);
     free(rep);
-    free_cmds(cmds, n);
+    free_cmds(cmds, 2 * n);
     free(cmds);
     if (s != MB_OK) {
         for (size_t i = 0; i < n; i++)

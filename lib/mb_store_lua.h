@@ -49,14 +49,13 @@ static const char lua_prelude[] =
     "end\n"
     "-- Queue one status event with the key's next seq.\n"
     "-- head/data are the event's top-level and data members without braces, \"id\" and \"seq\".\n"
+    "-- One concatenation, not an event grown piece by piece: Redis's Lua hashes every byte\n"
+    "-- of every string it makes, and this runs for each of a saga's ten or so events.\n"
     "local function emit(seqk, outk, key, tp, head, data)\n"
     "  local seq = redis.call('INCR', seqk)\n"
-    "  local ev = '{\"id\":\"' .. key .. '#' .. seq .. '\"'\n"
-    "  if head ~= '' then ev = ev .. ',' .. head end\n"
-    "  ev = ev .. ',\"data\":{\"seq\":' .. seq\n"
-    "  if data ~= '' then ev = ev .. ',' .. data end\n"
-    "  ev = ev .. '}}'\n"
-    "  redis.call('RPUSH', outk, key .. '\\n' .. tp .. '\\n' .. ev)\n"
+    "  redis.call('RPUSH', outk, key .. '\\n' .. tp .. '\\n' ..\n"
+    "    '{\"id\":\"' .. key .. '#' .. seq .. '\"' .. (head ~= '' and ',' or '') .. head ..\n"
+    "    ',\"data\":{\"seq\":' .. seq .. (data ~= '' and ',' or '') .. data .. '}}')\n"
     "  stir(string.sub(outk, 1, #outk - 6))\n"
     "  return seq\n"
     "end\n"
@@ -392,17 +391,21 @@ static const char lua_requeue[] =
     "stir(shard_pre(KEYS[1], ARGV[1]))\n"
     "return 1\n";
 
-static const char lua_relay_peek[] =
-    "-- KEYS: relay outbox.  ARGV: token lease_ms max\n"
+static const char lua_relay_hold[] =
+    "-- KEYS: relay.  ARGV: token lease_ms.  1: the shard's relay lease is the token's (taken\n"
+    "-- or extended), 0: another worker holds it.  The caller reads the outbox with a plain\n"
+    "-- LRANGE sent right behind: only the holder trims it, so what that LRANGE returns is\n"
+    "-- the holder's to relay, and the events do not pass through Lua (which hashes every\n"
+    "-- string it is handed).\n"
     "local cur = redis.call('GET', KEYS[1])\n"
     "if not cur then\n"
     "  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])\n"
     "elseif cur ~= ARGV[1] then\n"
-    "  return false\n"
+    "  return 0\n"
     "else\n"
     "  redis.call('PEXPIRE', KEYS[1], ARGV[2])\n"
     "end\n"
-    "return redis.call('LRANGE', KEYS[2], 0, tonumber(ARGV[3]) - 1)\n";
+    "return 1\n";
 
 static const char lua_relay_ack[] = "-- KEYS: relay outbox.  ARGV: token count\n"
                                     "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end\n"
