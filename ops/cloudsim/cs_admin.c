@@ -115,6 +115,28 @@ static void config(cs_call *c)
     cs_reply_json(c, 200, config_json(s));
 }
 
+/* POST /admin/warm {"count":N}: the first N clusters of each cluster set built now. */
+static void warm(cs_call *c)
+{
+    char err[256];
+    json_t *body = cs_body_json(c, err, sizeof(err));
+    const json_t *v = json_object_get(body, "count");
+    long built;
+
+    if (body == NULL) {
+        admin_err(c, 400, err);
+    } else if (!json_is_integer(v) || json_integer_value(v) < 0) {
+        admin_err(c, 400, "count: a whole number >= 0 is required");
+    } else if ((built = cs_model_warm(c->srv->m, (long)json_integer_value(v))) < 0) {
+        admin_err(c, 500, "out of memory building clusters");
+    } else {
+        cs_reply_json(c, 200,
+                      json_pack("{s:I, s:I}", "built", (json_int_t)built, "clusters",
+                                (json_int_t)cs_map_count(c->srv->m->clusters)));
+    }
+    json_decref(body);
+}
+
 void cs_admin_handle(cs_call *c)
 {
     cs_server *s = c->srv;
@@ -157,6 +179,8 @@ void cs_admin_handle(cs_call *c)
         faults(c);
     } else if (is(what, "config") && (is(c->method, "GET") || is(c->method, "POST"))) {
         config(c);
+    } else if (is(what, "warm") && is(c->method, "POST")) {
+        warm(c);
     } else if (is(what, "expire-continue") && is(c->method, "POST")) {
         s->m->pods_epoch++;
         cs_reply_json(c, 200, json_pack("{s:I}", "pods_epoch", (json_int_t)s->m->pods_epoch));

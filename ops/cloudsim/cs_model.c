@@ -758,6 +758,31 @@ cs_cluster *cs_model_cluster(cs_model *m, const char *id)
     return materialize(m, id);
 }
 
+long cs_model_warm(cs_model *m, long count)
+{
+    size_t k;
+    json_t *set;
+    long built = 0;
+
+    json_array_foreach(m->sets, k, set)
+    {
+        const char *prefix = jstr(set, "prefix");
+        long n = (long)json_integer_value(json_object_get(set, "count"));
+        char id[300];
+        if (prefix == NULL)
+            continue;
+        for (long i = 0; i < n && i < count; i++) {
+            snprintf(id, sizeof(id), "%s%ld", prefix, i);
+            if (cs_map_get(m->clusters, id))
+                continue;
+            if (materialize(m, id) == NULL)
+                return -1;
+            built++;
+        }
+    }
+    return built;
+}
+
 cs_sg *cs_model_sg(cs_model *m, const char *id)
 {
     cs_sg *sg = cs_map_get(m->sgs, id);

@@ -75,6 +75,11 @@ void cs_model_free(cs_model *m);
 cs_cluster *cs_model_cluster(cs_model *m, const char *id);
 cs_sg *cs_model_sg(cs_model *m, const char *id);
 
+/* Builds the first count clusters of every cluster set now rather than on first use, as a
+ * real cloud has its clusters before anyone orders a mesh on them.  Returns how many were
+ * built, or -1 (out of memory). */
+long cs_model_warm(cs_model *m, long count);
+
 /* Applies the passage of time to releases (install done, delete done and the
  * namespace it created removed).  Cheap: a cluster has few releases. */
 void cs_cluster_settle(cs_model *m, cs_cluster *cl, long long now_ms);

@@ -491,6 +491,19 @@ call GET /api/v3/projects/proj-bench/clusters/bench-20000
 expect 404 '' "beyond the set"
 call GET /api/v3/projects/proj-bench/clusters/bench-007
 expect 404 '' "non-canonical index"
+# warm: the first N of the set built now; the one already built above is not built again
+assert_json "$(admin GET '/admin/state')" '(.clusters | length) == 1' "one cluster built on use"
+assert_json "$(admin POST /admin/warm '{"count":3}')" '.built == 3 and .clusters == 4' "warm 3"
+assert_json "$(admin GET '/admin/state')" \
+    '([.clusters[].id] | sort) == ["bench-0","bench-1","bench-19999","bench-2"]' "warmed ids"
+assert_json "$(admin GET '/admin/state?cluster=bench-2')" \
+    '.clusters[0].nodes[0].uid == "bench-2-node-1" and .security_groups[0].id == "bench-2-sg"' \
+    "a warmed cluster is the set's cluster"
+assert_json "$(admin POST /admin/warm '{"count":3}')" '.built == 0 and .clusters == 4' "warm again"
+for bad in '{"count":-1}' '{"count":"3"}' '{}' 'nope'; do
+    code=$(curl -s -o /dev/null -w '%{http_code}' -X POST -d "$bad" "http://$ADDR/admin/warm")
+    assert_eq 400 "$code" "warm refuses $bad"
+done
 
 note "SIGTERM"
 rc=0
