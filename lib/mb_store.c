@@ -2291,8 +2291,9 @@ static int parse_entry(redisReply *v, mb_outbox_entry *e)
 }
 
 /* The relay_hold script then a plain LRANGE for each shard: 2n commands, one round trip.
- * Sent again once if a hold was re-sent after NOSCRIPT, because then its LRANGE ran before
- * the lease was taken and may hold entries another worker has relayed and trimmed since. */
+ * Sent again if a hold was re-sent after NOSCRIPT, because then its LRANGE ran before the
+ * lease was taken and may hold entries another worker has relayed and trimmed since (twice
+ * in a row: MB_AGAIN, every reply dropped). */
 static mb_status peek_send(mb_store *st, const char *const *tokens, const mb_outbox_batch *b,
                            size_t n, long long lease_ms, size_t max, cmd *cmds, redisReply **rep,
                            mb_error *err)
@@ -2310,13 +2311,16 @@ static mb_status peek_send(mb_store *st, const char *const *tokens, const mb_out
         args_ll(&read->a, 0);
         args_ll(&read->a, (long long)max - 1);
     }
-    for (int round = 0;; round++) {
+    for (int round = 0; round < 2; round++) {
         unsigned long long reloads = st->reloads;
         mb_status s = pipeline(st, cmds, 2 * n, rep, err);
-        if (s != MB_OK || st->reloads == reloads || round > 0)
+        if (s != MB_OK || st->reloads == reloads)
             return s;
         free_replies(rep, 2 * n);
+        memset(rep, 0, 2 * n * sizeof(*rep));
     }
+    mb_error_set(err, MB_AGAIN, "ScriptsReloaded", "outbox peek: scripts flushed twice meanwhile");
+    return MB_AGAIN;
 }
 
 mb_status mb_store_outbox_peek(mb_store *st, const char *const *tokens, mb_outbox_batch *batches,
