@@ -128,7 +128,9 @@ static void warm(cs_call *c)
     } else if (!json_is_integer(v) || json_integer_value(v) < 0) {
         admin_err(c, 400, "count: a whole number >= 0 is required");
     } else if ((built = cs_model_warm(c->srv->m, (long)json_integer_value(v))) < 0) {
-        admin_err(c, 500, "out of memory building clusters");
+        admin_err(c, 500,
+                  "a cluster could not be built: its set's template is invalid, or "
+                  "out of memory");
     } else {
         cs_reply_json(c, 200,
                       json_pack("{s:I, s:I}", "built", (json_int_t)built, "clusters",

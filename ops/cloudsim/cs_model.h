@@ -77,7 +77,7 @@ cs_sg *cs_model_sg(cs_model *m, const char *id);
 
 /* Builds the first count clusters of every cluster set now rather than on first use, as a
  * real cloud has its clusters before anyone orders a mesh on them.  Returns how many were
- * built, or -1 (out of memory). */
+ * built, or -1 when one could not be (its set's template is invalid, or out of memory). */
 long cs_model_warm(cs_model *m, long count);
 
 /* Applies the passage of time to releases (install done, delete done and the

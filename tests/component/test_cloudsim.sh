@@ -504,6 +504,12 @@ for bad in '{"count":-1}' '{"count":"3"}' '{}' 'nope'; do
     code=$(curl -s -o /dev/null -w '%{http_code}' -X POST -d "$bad" "http://$ADDR/admin/warm")
     assert_eq 400 "$code" "warm refuses $bad"
 done
+bad_set='{"cluster_sets":[{"prefix":"x-","count":2,"template":{"project_id":"p","workloads":[{"name":"w"}]}}]}'
+code=$(curl -s -o /dev/null -w '%{http_code}' -X POST -d "$bad_set" "http://$ADDR/admin/scenario")
+assert_eq 200 "$code" "a set whose template fails only when built loads"
+out=$(curl -s -w '\n%{http_code}' -X POST -d '{"count":2}' "http://$ADDR/admin/warm")
+assert_eq 500 "${out##*$'\n'}" "warm of an unbuildable set"
+assert_json "${out%$'\n'*}" '.error | test("template is invalid")' "warm says why"
 
 note "SIGTERM"
 rc=0
