@@ -2290,34 +2290,42 @@ static int parse_entry(redisReply *v, mb_outbox_entry *e)
     return 0;
 }
 
-/* The relay_hold script then a plain LRANGE for each shard: 2n commands, one round trip.
- * Sent again if a hold was re-sent after NOSCRIPT, because then its LRANGE ran before the
- * lease was taken and may hold entries another worker has relayed and trimmed since (twice
- * in a row: MB_AGAIN, every reply dropped). */
+/* For each shard the relay_hold script, then a plain LRANGE unless the batch is lease_only:
+ * one round trip; read[i] is the index of shard i's LRANGE reply, or -1.  Sent again if a
+ * hold was re-sent after NOSCRIPT, because then its LRANGE ran before the lease was taken
+ * and may hold entries another worker has relayed and trimmed since (twice in a row:
+ * MB_AGAIN, every reply dropped). */
 static mb_status peek_send(mb_store *st, const char *const *tokens, const mb_outbox_batch *b,
-                           size_t n, long long lease_ms, size_t max, cmd *cmds, redisReply **rep,
-                           mb_error *err)
+                           size_t n, long long lease_ms, size_t max, cmd *cmds, long *read,
+                           redisReply **rep, mb_error *err)
 {
+    size_t m = 0;
+
     for (size_t i = 0; i < n; i++) {
-        cmd *hold = &cmds[2 * i], *read = &cmds[2 * i + 1];
+        cmd *hold = &cmds[m++];
         hold->script = S_RELAY_HOLD;
         hold->nkeys = 1;
         key_shard(&hold->a, b[i].shard, "relay");
         args_str(&hold->a, tokens[i]);
         args_ll(&hold->a, lease_ms);
-        read->script = -1;
-        args_str(&read->a, "LRANGE");
-        key_shard(&read->a, b[i].shard, "outbox");
-        args_ll(&read->a, 0);
-        args_ll(&read->a, (long long)max - 1);
+        read[i] = -1;
+        if (b[i].lease_only || max == 0)
+            continue;
+        read[i] = (long)m;
+        cmd *lr = &cmds[m++];
+        lr->script = -1;
+        args_str(&lr->a, "LRANGE");
+        key_shard(&lr->a, b[i].shard, "outbox");
+        args_ll(&lr->a, 0);
+        args_ll(&lr->a, (long long)max - 1);
     }
     for (int round = 0; round < 2; round++) {
         unsigned long long reloads = st->reloads;
-        mb_status s = pipeline(st, cmds, 2 * n, rep, err);
+        mb_status s = pipeline(st, cmds, m, rep, err);
         if (s != MB_OK || st->reloads == reloads)
             return s;
-        free_replies(rep, 2 * n);
-        memset(rep, 0, 2 * n * sizeof(*rep));
+        free_replies(rep, m);
+        memset(rep, 0, m * sizeof(*rep));
     }
     mb_error_set(err, MB_AGAIN, "ScriptsReloaded", "outbox peek: scripts flushed twice meanwhile");
     return MB_AGAIN;
@@ -2328,11 +2336,13 @@ mb_status mb_store_outbox_peek(mb_store *st, const char *const *tokens, mb_outbo
 {
     cmd *cmds = calloc(n ? 2 * n : 1, sizeof(*cmds));
     redisReply **rep = calloc(n ? 2 * n : 1, sizeof(*rep));
+    long *read = calloc(n ? n : 1, sizeof(*read));
     mb_status s;
 
-    if (cmds == NULL || rep == NULL) {
+    if (cmds == NULL || rep == NULL || read == NULL) {
         free(cmds);
         free(rep);
+        free(read);
         return MB_FATAL;
     }
     for (size_t i = 0; i < n; i++) {
@@ -2341,16 +2351,21 @@ mb_status mb_store_outbox_peek(mb_store *st, const char *const *tokens, mb_outbo
         batches[i].entries = NULL;
         batches[i].priv = NULL;
     }
-    s = peek_send(st, tokens, batches, n, lease_ms, max, cmds, rep, err);
-    for (size_t i = 0; s == MB_OK && i < n; i++) {
-        redisReply *h = rep[2 * i], *r = rep[2 * i + 1];
+    s = peek_send(st, tokens, batches, n, lease_ms, max, cmds, read, rep, err);
+    for (size_t i = 0, at = 0; s == MB_OK && i < n; i++) {
+        redisReply *h = rep[at++], *r = NULL;
         batch_priv *p;
+        if (read[i] >= 0)
+            r = rep[at++];
         if (h->type == REDIS_REPLY_ERROR) {
             s = script_error(h, "relay_hold", "-", err);
             break;
         }
         if (h->type != REDIS_REPLY_INTEGER || h->integer != 1)
             continue; /* another worker relays this shard */
+        batches[i].held = 1;
+        if (r == NULL)
+            continue;
         if (r->type == REDIS_REPLY_ERROR) {
             s = script_error(r, "outbox LRANGE", "-", err);
             break;
@@ -2361,7 +2376,6 @@ mb_status mb_store_outbox_peek(mb_store *st, const char *const *tokens, mb_outbo
             s = MB_FATAL;
             break;
         }
-        batches[i].held = 1;
         if (r->elements == 0)
             continue;
         p = calloc(1, sizeof(*p));
@@ -2372,7 +2386,7 @@ mb_status mb_store_outbox_peek(mb_store *st, const char *const *tokens, mb_outbo
             break;
         }
         p->reply = r;
-        rep[2 * i + 1] = NULL; /* owned by the batch */
+        rep[read[i]] = NULL; /* owned by the batch */
         batches[i].priv = p;
         for (size_t k = 0; k < r->elements; k++) {
             if (parse_entry(r->element[k], &batches[i].entries[batches[i].n]) < 0) {
@@ -2387,6 +2401,7 @@ mb_status mb_store_outbox_peek(mb_store *st, const char *const *tokens, mb_outbo
     }
     free_replies(rep, 2 * n);
     free(rep);
+    free(read);
     free_cmds(cmds, 2 * n);
     free(cmds);
     if (s != MB_OK) {

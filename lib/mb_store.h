@@ -398,14 +398,17 @@ typedef struct mb_outbox_entry {
 
 typedef struct mb_outbox_batch {
     int shard;
-    int held; /* 1 if this worker holds the shard's relay lease */
+    int lease_only; /* in: take or renew the lease, read no entries (a shard the caller does
+                       not hold yet: its outbox is another worker's to relay) */
+    int held;       /* 1 if this worker holds the shard's relay lease */
     size_t n;
     mb_outbox_entry *entries;
     void *priv;
 } mb_outbox_batch;
 
 /* For each of n shards: takes or renews the shard's relay lease (token identifies this
- * holder, lease_ms its life) and reads the first max entries, in one round trip.
+ * holder, lease_ms its life) and, if it holds it and the batch is not lease_only, reads the
+ * first max entries (max 0: none), in one round trip.
  * batches[i].shard must be set by the caller; the rest is filled.  Free each batch with
  * mb_outbox_batch_clear. */
 mb_status mb_store_outbox_peek(mb_store *st, const char *const *tokens, mb_outbox_batch *batches,

@@ -67,7 +67,7 @@ typedef struct req {
     mb_relay *r;
     long long now_ms;
     size_t k;
-    size_t max; /* peek: entries per shard (1 for a renewal) */
+    size_t max; /* peek: entries per shard (0 for a renewal: the leases only) */
     shard **who;
     unsigned *gens;
     char (*tokens)[TOKEN_LEN];
@@ -132,6 +132,9 @@ static void req_add(req *q, shard *s)
     memcpy(q->tokens[i], s->token, TOKEN_LEN);
     q->tok[i] = q->tokens[i];
     q->b[i].shard = s->id;
+    /* Entries only from a shard this worker holds: another's outbox would be read for
+     * nothing.  A lease taken now is read at the next round (peek_done). */
+    q->b[i].lease_only = q->max == 0 || !s->held;
 }
 
 /* Runs fn then done, through the loop's queue when there is one.  -1: not queued (done
@@ -351,7 +354,7 @@ static void renew_done(void *ctx)
 }
 
 /* Renews the leases of shards with a batch out, every third of the lease, in one round trip
- * (a peek of one entry, dropped: it takes or renews like any peek). */
+ * (a peek of the leases only: it takes or renews like any peek). */
 static void renew_busy(mb_relay *r, long long now_ms)
 {
     size_t k = 0;
@@ -377,7 +380,7 @@ static void renew_busy(mb_relay *r, long long now_ms)
     q = req_new(r, k, now_ms);
     if (q == NULL)
         return;
-    q->max = 1;
+    q->max = 0; /* the leases only */
     for (int i = 0; i < r->n; i++) {
         shard *s = &r->sh[i];
         if (s->batch.n > 0 && s->held && now_ms - s->renewed_ms >= r->o.lease_ms / 3)
@@ -420,7 +423,7 @@ static void peek_done(void *ctx)
         s->held = 1;
         s->renewed_ms = q->now_ms;
         if (q->b[i].n == 0) {
-            s->next_peek_ms = s->woken ? 0 : q->now_ms + r->o.idle_ms;
+            s->next_peek_ms = s->woken || q->b[i].lease_only ? 0 : q->now_ms + r->o.idle_ms;
             s->woken = 0;
             continue;
         }

@@ -755,6 +755,21 @@ static void test_relay_lease(void **state)
             assert_non_null(strstr(b.entries[0].event, "\"seq\":3"));
         mb_outbox_batch_clear(&b);
     }
+    /* lease_only (the relay's peek of a shard it does not hold yet, and its renewals): the
+     * lease is taken or renewed, nothing is read; so does max 0. */
+    b.lease_only = 1;
+    assert_int_equal(mb_store_outbox_peek(a, &tb, &b, 1, 5000, 10, &e), MB_OK);
+    assert_true(b.held);
+    assert_int_equal(b.n, 0);
+    assert_int_equal(mb_store_outbox_peek(a, &ta, &b, 1, 5000, 10, &e), MB_OK);
+    assert_false(b.held);
+    b.lease_only = 0;
+    assert_int_equal(mb_store_outbox_peek(a, &tb, &b, 1, 5000, 0, &e), MB_OK);
+    assert_true(b.held);
+    assert_int_equal(b.n, 0);
+    assert_int_equal(mb_store_outbox_peek(a, &tb, &b, 1, 5000, 10, &e), MB_OK);
+    assert_int_equal(b.n, 1);
+    mb_outbox_batch_clear(&b);
     long long total = 0;
     assert_int_equal(mb_store_outbox_len(a, &total, &e), MB_OK);
     assert_int_equal(total, 1);
