@@ -2290,14 +2290,19 @@ static int parse_entry(redisReply *v, mb_outbox_entry *e)
     return 0;
 }
 
-/* For each shard the relay_hold script, then a plain LRANGE unless the batch is lease_only:
- * one round trip; read[i] is the index of shard i's LRANGE reply, or -1.  Sent again if a
- * hold was re-sent after NOSCRIPT, because then its LRANGE ran before the lease was taken
- * and may hold entries another worker has relayed and trimmed since (twice in a row:
- * MB_AGAIN, every reply dropped). */
+/* Whether a peek reads batch b's entries (an LRANGE behind its hold), or only its lease. */
+static int peek_reads(const mb_outbox_batch *b, size_t max)
+{
+    return !b->lease_only && max > 0;
+}
+
+/* For each shard the relay_hold script, then a plain LRANGE if peek_reads: one round trip.
+ * Sent again if a hold was re-sent after NOSCRIPT, because then its LRANGE ran before the
+ * lease was taken and may hold entries another worker has relayed and trimmed since (twice
+ * in a row: MB_AGAIN, every reply dropped). */
 static mb_status peek_send(mb_store *st, const char *const *tokens, const mb_outbox_batch *b,
-                           size_t n, long long lease_ms, size_t max, cmd *cmds, long *read,
-                           redisReply **rep, mb_error *err)
+                           size_t n, long long lease_ms, size_t max, cmd *cmds, redisReply **rep,
+                           mb_error *err)
 {
     size_t m = 0;
 
@@ -2308,10 +2313,8 @@ static mb_status peek_send(mb_store *st, const char *const *tokens, const mb_out
         key_shard(&hold->a, b[i].shard, "relay");
         args_str(&hold->a, tokens[i]);
         args_ll(&hold->a, lease_ms);
-        read[i] = -1;
-        if (b[i].lease_only || max == 0)
+        if (!peek_reads(&b[i], max))
             continue;
-        read[i] = (long)m;
         cmd *lr = &cmds[m++];
         lr->script = -1;
         args_str(&lr->a, "LRANGE");
@@ -2336,13 +2339,11 @@ mb_status mb_store_outbox_peek(mb_store *st, const char *const *tokens, mb_outbo
 {
     cmd *cmds = calloc(n ? 2 * n : 1, sizeof(*cmds));
     redisReply **rep = calloc(n ? 2 * n : 1, sizeof(*rep));
-    long *read = calloc(n ? n : 1, sizeof(*read));
     mb_status s;
 
-    if (cmds == NULL || rep == NULL || read == NULL) {
+    if (cmds == NULL || rep == NULL) {
         free(cmds);
         free(rep);
-        free(read);
         return MB_FATAL;
     }
     for (size_t i = 0; i < n; i++) {
@@ -2351,12 +2352,12 @@ mb_status mb_store_outbox_peek(mb_store *st, const char *const *tokens, mb_outbo
         batches[i].entries = NULL;
         batches[i].priv = NULL;
     }
-    s = peek_send(st, tokens, batches, n, lease_ms, max, cmds, read, rep, err);
+    s = peek_send(st, tokens, batches, n, lease_ms, max, cmds, rep, err);
     for (size_t i = 0, at = 0; s == MB_OK && i < n; i++) {
-        redisReply *h = rep[at++], *r = NULL;
+        redisReply *h = rep[at++];
+        redisReply **read = peek_reads(&batches[i], max) ? &rep[at++] : NULL;
+        redisReply *r = read ? *read : NULL;
         batch_priv *p;
-        if (read[i] >= 0)
-            r = rep[at++];
         if (h->type == REDIS_REPLY_ERROR) {
             s = script_error(h, "relay_hold", "-", err);
             break;
@@ -2386,7 +2387,7 @@ mb_status mb_store_outbox_peek(mb_store *st, const char *const *tokens, mb_outbo
             break;
         }
         p->reply = r;
-        rep[read[i]] = NULL; /* owned by the batch */
+        *read = NULL; /* owned by the batch */
         batches[i].priv = p;
         for (size_t k = 0; k < r->elements; k++) {
             if (parse_entry(r->element[k], &batches[i].entries[batches[i].n]) < 0) {
@@ -2401,7 +2402,6 @@ mb_status mb_store_outbox_peek(mb_store *st, const char *const *tokens, mb_outbo
     }
     free_replies(rep, 2 * n);
     free(rep);
-    free(read);
     free_cmds(cmds, 2 * n);
     free(cmds);
     if (s != MB_OK) {

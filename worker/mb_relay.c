@@ -134,7 +134,7 @@ static void req_add(req *q, shard *s)
     q->b[i].shard = s->id;
     /* Entries only from a shard this worker holds: another's outbox would be read for
      * nothing.  A lease taken now is read at the next round (peek_done). */
-    q->b[i].lease_only = q->max == 0 || !s->held;
+    q->b[i].lease_only = !s->held;
 }
 
 /* Runs fn then done, through the loop's queue when there is one.  -1: not queued (done
