@@ -213,7 +213,7 @@ static const char lua_claim[] =
     "-- Reply: now, in how many ms the shard's earliest job is due ('' when none), then the\n"
     "-- jobs.\n"
     "local now = clock_ms()\n"
-    "local untl = now + tonumber(ARGV[2])\n"
+    "local untl = int(now + tonumber(ARGV[2]))\n"
     "local out = {int(now), ''}\n"
     "if ARGV[6] == '1' and redis.call('LINDEX', KEYS[2], 0) == ARGV[5] then\n"
     "  local rec = redis.call('LRANGE', KEYS[2], 1, -1)\n"
@@ -239,8 +239,8 @@ static const char lua_claim[] =
     "    else\n"
     "      local fence = redis.call('HINCRBY', jk, 'fence', 1)\n"
     "      redis.call('HINCRBY', jk, 'claims', 1)\n"
-    "      redis.call('HSET', jk, 'lease_owner', ARGV[4], 'lease_until', int(untl))\n"
-    "      redis.call('ZADD', KEYS[1], int(untl), id)\n"
+    "      redis.call('HSET', jk, 'lease_owner', ARGV[4], 'lease_until', untl)\n"
+    "      redis.call('ZADD', KEYS[1], untl, id)\n"
     "      out[#out + 1] = redis.call('HGETALL', jk)\n"
     "      got[#got + 1] = id\n"
     "      got[#got + 1] = int(fence)\n"
@@ -350,9 +350,9 @@ static const char lua_renew[] =
     "  return redis.error_reply('STALEFENCE job ' .. ARGV[1] .. ' fence ' .. ARGV[2] ..\n"
     "    ' is stale (now ' .. f .. ')')\n"
     "end\n"
-    "local untl = clock_ms() + tonumber(ARGV[4])\n"
-    "redis.call('HSET', KEYS[1], 'lease_owner', ARGV[3], 'lease_until', int(untl))\n"
-    "redis.call('ZADD', KEYS[2], 'XX', int(untl), ARGV[1])\n"
+    "local untl = int(clock_ms() + tonumber(ARGV[4]))\n"
+    "redis.call('HSET', KEYS[1], 'lease_owner', ARGV[3], 'lease_until', untl)\n"
+    "redis.call('ZADD', KEYS[2], 'XX', untl, ARGV[1])\n"
     "return tonumber(redis.call('HGET', KEYS[1], 'cancel') or '0')\n";
 
 static const char lua_handback[] =
