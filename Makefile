@@ -144,7 +144,8 @@ demo: all | $(DEPS_ALL)
 
 # libFuzzer (clang): each tests/fuzz/fuzz_NAME.c is built with the library (plus
 # FUZZ_EXTRA) and run for FUZZ_SECONDS from build/fuzz/corpus/NAME and its seed
-# directories FUZZ_SEEDS_NAME; a crash leaves build/fuzz/NAME-crash-* and fails.
+# directories FUZZ_SEEDS_NAME; a crash leaves build/fuzz/NAME-crash-* and fails (the run's
+# output is kept in build/fuzz/NAME.log).
 # `make fuzz-NAME` runs one.
 FUZZ_SECONDS ?= 60
 FUZZ_NAMES := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
@@ -166,15 +167,29 @@ build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(LIB_SRC) $(FUZZ_EXTRA) $(wildcard lib/*
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_CFLAGS) $< $(FUZZ_EXTRA) $(LIB_SRC) -o $@ $(LDLIBS)
 
-# One after the other (not in parallel): each gets the cores for its FUZZ_SECONDS.
+# One after the other (not in parallel): each gets the cores for its FUZZ_SECONDS.  A failure
+# is named again at the end with its artifact in base64 (`base64 -d` gives the input back), as
+# a CI log's tail may be all there is to reproduce it from.
 fuzz: $(FUZZ_NAMES:%=build/fuzz/fuzz_%)
-	@rc=0; for t in $(FUZZ_NAMES); do $(MAKE) --no-print-directory fuzz-$$t || rc=1; done; exit $$rc
+	@failed=; for t in $(FUZZ_NAMES); do \
+	  $(MAKE) --no-print-directory fuzz-$$t || failed="$$failed $$t"; \
+	done; \
+	for t in $$failed; do \
+	  echo "fuzz $$t: FAILED (exit $$(cat build/fuzz/$$t.rc))"; \
+	  grep -E '^(SUMMARY: |==[0-9]+== ?ERROR: |.* in LLVMFuzzerTestOneInput )' build/fuzz/$$t.log | \
+	    head -n 4 | sed "s/^/fuzz $$t: /"; \
+	  for a in $$(ls -t build/fuzz/$$t-* 2>/dev/null | head -n 1); do \
+	    echo "fuzz $$t: artifact $$a ($$(wc -c <$$a) bytes; base64 of its first 4 KB):"; \
+	    head -c 4096 $$a | base64 -w 0; echo; \
+	  done; \
+	done; test -z "$$failed"
 
 fuzz-%: build/fuzz/fuzz_%
 	@mkdir -p build/fuzz/corpus/$*
 	@echo "fuzz $*: $(FUZZ_SECONDS)s"
-	$< -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=build/fuzz/$*- \
-	  build/fuzz/corpus/$* $(FUZZ_SEEDS_$*)
+	@{ $< -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=build/fuzz/$*- \
+	    build/fuzz/corpus/$* $(FUZZ_SEEDS_$*) 2>&1; echo $$? >build/fuzz/$*.rc; } | \
+	  tee build/fuzz/$*.log; exit "$$(cat build/fuzz/$*.rc)"
 
 lint: | $(DEPS_ALL)
 	ops/lint
