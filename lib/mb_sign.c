@@ -78,6 +78,29 @@ static int digest2(EVP_MD_CTX *ctx, const void *a, size_t alen, const void *b, s
     return 0;
 }
 
+/* HMAC-SHA256 of msg under key, on ctx; 0, or -1 when OpenSSL fails. */
+static int hmac(EVP_MD_CTX *ctx, const void *key, size_t keylen, const void *msg, size_t len,
+                unsigned char mac[SHA256_LEN])
+{
+    unsigned char k[SHA256_BLOCK] = {0}, ipad[SHA256_BLOCK], opad[SHA256_BLOCK];
+    unsigned char inner[SHA256_LEN];
+
+    if (keylen > SHA256_BLOCK) {
+        if (digest2(ctx, key, keylen, "", 0, k) < 0)
+            return -1;
+    } else {
+        memcpy(k, key, keylen);
+    }
+    for (size_t i = 0; i < SHA256_BLOCK; i++) {
+        ipad[i] = k[i] ^ 0x36;
+        opad[i] = k[i] ^ 0x5c;
+    }
+    if (digest2(ctx, ipad, sizeof(ipad), msg, len, inner) < 0 ||
+        digest2(ctx, opad, sizeof(opad), inner, sizeof(inner), mac) < 0)
+        return -1;
+    return 0;
+}
+
 static void sha256_raw(const void *data, size_t len, unsigned char md[SHA256_LEN])
 {
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
@@ -90,20 +113,9 @@ static void sha256_raw(const void *data, size_t len, unsigned char md[SHA256_LEN
 void mb_sign_hmac_sha256(const void *key, size_t keylen, const void *msg, size_t len,
                          unsigned char mac[MB_SIGN_MAC_LEN])
 {
-    unsigned char k[SHA256_BLOCK] = {0}, ipad[SHA256_BLOCK], opad[SHA256_BLOCK];
-    unsigned char inner[SHA256_LEN];
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
 
-    if (keylen > SHA256_BLOCK)
-        sha256_raw(key, keylen, k);
-    else
-        memcpy(k, key, keylen);
-    for (size_t i = 0; i < SHA256_BLOCK; i++) {
-        ipad[i] = k[i] ^ 0x36;
-        opad[i] = k[i] ^ 0x5c;
-    }
-    if (ctx == NULL || digest2(ctx, ipad, sizeof(ipad), msg, len, inner) < 0 ||
-        digest2(ctx, opad, sizeof(opad), inner, sizeof(inner), mac) < 0)
+    if (ctx == NULL || hmac(ctx, key, keylen, msg, len, mac) < 0)
         memset(mac, 0, SHA256_LEN);
     EVP_MD_CTX_free(ctx);
 }
@@ -158,9 +170,13 @@ static void canonical_uri(mb_buf *b, const char *path)
         mb_buf_add(b, "/", 1);
 }
 
+/* A query parameter, encoded: name and value in the query's one scratch buffer. */
 typedef struct qparam {
-    char *name, *value; /* encoded */
+    size_t name_at, value_at;
+    const char *name, *value;
 } qparam;
+
+enum { QPARAMS_LOCAL = 16 }; /* a request's parameters are a few; more are allocated */
 
 static int qparam_cmp(const void *a, const void *b)
 {
@@ -169,44 +185,47 @@ static int qparam_cmp(const void *a, const void *b)
     return c ? c : strcmp(x->value, y->value);
 }
 
-static char *encode_dup(const char *s, size_t n)
-{
-    mb_buf b = {0};
-
-    put_encoded(&b, s, n, 1);
-    return mb_buf_take(&b);
-}
-
+/* The query's parameters encoded, sorted by name then value, joined by '&'.  Every request
+ * is signed, so they are encoded into one buffer (NUL after each) rather than two strings
+ * each. */
 static int canonical_query(mb_buf *b, const char *query)
 {
-    qparam *qs = NULL;
-    size_t nq = 0, cap = 0;
-    const char *p = query;
+    qparam local[QPARAMS_LOCAL], *qs = local;
+    mb_buf enc = {0};
+    size_t nq = 0, cap = 1;
     int rc = -1;
 
-    while (p && *p) {
+    if (query == NULL || *query == '\0')
+        return 0;
+    for (const char *p = query; *p; p++)
+        cap += *p == '&';
+    if (cap > QPARAMS_LOCAL && (qs = malloc(cap * sizeof(*qs))) == NULL)
+        return -1;
+    for (const char *p = query; *p;) {
         size_t n = strcspn(p, "&");
         if (n > 0) {
             const char *eq = memchr(p, '=', n);
             size_t nl = eq ? (size_t)(eq - p) : n;
-            if (nq == cap) {
-                cap = cap ? cap * 2 : 8;
-                qparam *nqs = realloc(qs, cap * sizeof(*qs));
-                if (nqs == NULL)
-                    goto out;
-                qs = nqs;
-            }
-            qs[nq].name = encode_dup(p, nl);
-            qs[nq].value = eq ? encode_dup(eq + 1, n - nl - 1) : encode_dup("", 0);
+            qs[nq].name_at = enc.len;
+            put_encoded(&enc, p, nl, 1);
+            mb_buf_add(&enc, "", 1);
+            qs[nq].value_at = enc.len;
+            if (eq)
+                put_encoded(&enc, eq + 1, n - nl - 1, 1);
+            mb_buf_add(&enc, "", 1);
             nq++;
-            if (qs[nq - 1].name == NULL || qs[nq - 1].value == NULL)
-                goto out;
         }
         p += n;
         if (*p == '&')
             p++;
     }
-    if (nq > 0)
+    if (enc.oom)
+        goto out;
+    for (size_t i = 0; i < nq; i++) {
+        qs[i].name = enc.p + qs[i].name_at;
+        qs[i].value = enc.p + qs[i].value_at;
+    }
+    if (nq > 1)
         qsort(qs, nq, sizeof(*qs), qparam_cmp);
     for (size_t i = 0; i < nq; i++) {
         if (i)
@@ -217,11 +236,9 @@ static int canonical_query(mb_buf *b, const char *query)
     }
     rc = 0;
 out:
-    for (size_t i = 0; i < nq; i++) {
-        free(qs[i].name);
-        free(qs[i].value);
-    }
-    free(qs);
+    mb_buf_free(&enc);
+    if (qs != local)
+        free(qs);
     return rc;
 }
 
@@ -247,19 +264,32 @@ static void put_trimmed(mb_buf *b, const char *v)
     mb_buf_add(b, v, n);
 }
 
-/* Signed header names, lowercased and sorted, as "a;b;c"; new. */
-static char *sorted_names(const char *signed_headers)
-{
-    char *copy = strdup(signed_headers), *names[64], *save = NULL;
-    size_t n = 0;
-    mb_buf b = {0};
+/* Signed header names: at most NAMES_N, NAMES_MAX - 1 characters in all. */
+enum { NAMES_MAX = 1024, NAMES_N = 64 };
 
-    if (copy == NULL)
-        return NULL;
-    for (char *t = strtok_r(copy, ";", &save); t && n < 64; t = strtok_r(NULL, ";", &save)) {
-        for (char *c = t; *c; c++)
-            *c = (char)tolower((unsigned char)*c);
-        names[n++] = t;
+/* The signed header names, lowercased and sorted, joined by ';' into out: 0, or -1 when
+ * there are more than NAMES_N or they do not fit (a name left out would sign something
+ * else than was asked). */
+static int sort_names(const char *signed_headers, char out[NAMES_MAX])
+{
+    char copy[NAMES_MAX], *names[NAMES_N];
+    size_t len = strlen(signed_headers), n = 0, used = 0;
+
+    if (len >= NAMES_MAX)
+        return -1;
+    for (size_t i = 0; i <= len; i++)
+        copy[i] = (char)tolower((unsigned char)signed_headers[i]);
+    for (char *t = copy;;) {
+        size_t l = strcspn(t, ";");
+        if (l > 0) {
+            if (n == NAMES_N)
+                return -1;
+            names[n++] = t;
+        }
+        if (t[l] == '\0')
+            break;
+        t[l] = '\0';
+        t += l + 1;
     }
     for (size_t i = 1; i < n; i++) { /* insertion sort: a handful of names */
         char *x = names[i];
@@ -269,111 +299,133 @@ static char *sorted_names(const char *signed_headers)
         names[j] = x;
     }
     for (size_t i = 0; i < n; i++) {
+        size_t l = strlen(names[i]);
         if (i)
-            mb_buf_add(&b, ";", 1);
-        mb_buf_puts(&b, names[i]);
+            out[used++] = ';';
+        memcpy(out + used, names[i], l);
+        used += l;
     }
-    free(copy);
-    return mb_buf_take(&b);
+    out[used] = '\0';
+    return 0;
+}
+
+/* The canonical request into b, names already sorted: 0, or -1 (a signed header missing,
+ * out of memory). */
+static int canonical(mb_buf *b, const char *method, const char *path, const char *query,
+                     const mb_hdr *hdrs, size_t nhdrs, const char *names, const void *body,
+                     size_t body_len)
+{
+    char hash[MB_SIGN_HEX_LEN + 1];
+    const char *unsigned_payload;
+
+    mb_buf_puts(b, method);
+    mb_buf_add(b, "\n", 1);
+    canonical_uri(b, path);
+    mb_buf_add(b, "\n", 1);
+    if (canonical_query(b, query) < 0)
+        return -1;
+    mb_buf_add(b, "\n", 1);
+    for (const char *p = names; *p;) {
+        size_t n = strcspn(p, ";");
+        const char *v = find_header(hdrs, nhdrs, p, n);
+        if (v == NULL)
+            return -1;
+        mb_buf_add(b, p, n);
+        mb_buf_add(b, ":", 1);
+        put_trimmed(b, v);
+        mb_buf_add(b, "\n", 1);
+        p += n;
+        if (*p == ';')
+            p++;
+    }
+    mb_buf_add(b, "\n", 1);
+    mb_buf_puts(b, names);
+    mb_buf_add(b, "\n", 1);
+    unsigned_payload = find_header(hdrs, nhdrs, "x-sdk-content-sha256", 20);
+    if (unsigned_payload && strcmp(unsigned_payload, "UNSIGNED-PAYLOAD") == 0) {
+        mb_buf_puts(b, "UNSIGNED-PAYLOAD");
+    } else if (body == NULL || body_len == 0) {
+        /* every GET and DELETE: SHA-256 of nothing, a constant */
+        mb_buf_puts(b, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    } else {
+        mb_sign_sha256_hex(body, body_len, hash);
+        mb_buf_puts(b, hash);
+    }
+    return b->oom ? -1 : 0;
 }
 
 char *mb_sign_canonical(const char *method, const char *path, const char *query, const mb_hdr *hdrs,
                         size_t nhdrs, const char *signed_headers, const void *body, size_t body_len)
 {
+    char names[NAMES_MAX];
     mb_buf b = {0};
-    char hash[MB_SIGN_HEX_LEN + 1];
-    char *names = sorted_names(signed_headers);
-    const char *unsigned_payload;
 
-    if (names == NULL)
+    if (sort_names(signed_headers, names) < 0 ||
+        canonical(&b, method, path, query, hdrs, nhdrs, names, body, body_len) < 0) {
+        mb_buf_free(&b);
         return NULL;
-    mb_buf_puts(&b, method);
-    mb_buf_add(&b, "\n", 1);
-    canonical_uri(&b, path);
-    mb_buf_add(&b, "\n", 1);
-    if (canonical_query(&b, query) < 0)
-        goto err;
-    mb_buf_add(&b, "\n", 1);
-    for (const char *p = names; *p;) {
-        size_t n = strcspn(p, ";");
-        const char *v = find_header(hdrs, nhdrs, p, n);
-        if (v == NULL)
-            goto err;
-        mb_buf_add(&b, p, n);
-        mb_buf_add(&b, ":", 1);
-        put_trimmed(&b, v);
-        mb_buf_add(&b, "\n", 1);
-        p += n;
-        if (*p == ';')
-            p++;
     }
-    mb_buf_add(&b, "\n", 1);
-    mb_buf_puts(&b, names);
-    mb_buf_add(&b, "\n", 1);
-    unsigned_payload = find_header(hdrs, nhdrs, "x-sdk-content-sha256", 20);
-    if (unsigned_payload && strcmp(unsigned_payload, "UNSIGNED-PAYLOAD") == 0) {
-        mb_buf_puts(&b, "UNSIGNED-PAYLOAD");
-    } else if (body == NULL || body_len == 0) {
-        /* every GET and DELETE: SHA-256 of nothing, a constant */
-        mb_buf_puts(&b, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
-    } else {
-        mb_sign_sha256_hex(body, body_len, hash);
-        mb_buf_puts(&b, hash);
-    }
-    free(names);
     return mb_buf_take(&b);
-err:
-    free(names);
-    mb_buf_free(&b);
-    return NULL;
+}
+
+/* hex(HMAC-SHA256(sk, string to sign)) for the canonical request canon (len bytes), its
+ * hash and the HMAC on one digest context; all zeros, which never verify, when OpenSSL
+ * fails. */
+static void sign(const char *sk, const char *sdk_date, const char *canon, size_t len,
+                 char out[MB_SIGN_HEX_LEN + 1])
+{
+    char hash[MB_SIGN_HEX_LEN + 1], sts[160];
+    unsigned char md[SHA256_LEN], mac[SHA256_LEN];
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+
+    if (ctx == NULL || digest2(ctx, canon, len, "", 0, md) < 0)
+        memset(md, 0, sizeof(md));
+    hex_encode(md, sizeof(md), hash);
+    /* an over-long date: sign nothing rather than a cut string */
+    join(sts, sizeof(sts), (const char *[]){MB_SIGN_ALGORITHM "\n", sdk_date, "\n", hash}, 4);
+    if (ctx == NULL || hmac(ctx, sk, strlen(sk), sts, strlen(sts), mac) < 0)
+        memset(mac, 0, sizeof(mac));
+    hex_encode(mac, sizeof(mac), out);
+    EVP_MD_CTX_free(ctx);
 }
 
 void mb_sign_signature(const char *sk, const char *sdk_date, const char *canonical,
                        char out[MB_SIGN_HEX_LEN + 1])
 {
-    char hash[MB_SIGN_HEX_LEN + 1], sts[160];
-    unsigned char mac[SHA256_LEN];
-
-    mb_sign_sha256_hex(canonical, strlen(canonical), hash);
-    /* an over-long date: sign nothing rather than a cut string */
-    join(sts, sizeof(sts), (const char *[]){MB_SIGN_ALGORITHM "\n", sdk_date, "\n", hash}, 4);
-    mb_sign_hmac_sha256(sk, strlen(sk), sts, strlen(sts), mac);
-    hex_encode(mac, sizeof(mac), out);
+    sign(sk, sdk_date, canonical, strlen(canonical), out);
 }
 
 int mb_sign_authorization(const char *ak, const char *sk, const char *method, const char *path,
                           const char *query, const mb_hdr *hdrs, size_t nhdrs, const void *body,
                           size_t body_len, char *out, size_t outlen)
 {
-    mb_buf names = {0};
-    char sig[MB_SIGN_HEX_LEN + 1], *sorted = NULL, *canon = NULL;
+    char all[NAMES_MAX], names[NAMES_MAX], sig[MB_SIGN_HEX_LEN + 1];
     const char *date = find_header(hdrs, nhdrs, "x-sdk-date", 10);
+    mb_buf canon = {0};
+    size_t used = 0;
     int rc = -1;
 
     if (date == NULL)
         return -1;
     for (size_t i = 0; i < nhdrs; i++) {
+        size_t l = strlen(hdrs[i].name);
+        if (used + l + 1 >= sizeof(all))
+            return -1;
         if (i)
-            mb_buf_add(&names, ";", 1);
-        mb_buf_puts(&names, hdrs[i].name);
+            all[used++] = ';';
+        memcpy(all + used, hdrs[i].name, l);
+        used += l;
     }
-    if (names.oom)
-        goto out;
-    sorted = sorted_names(names.p);
-    if (sorted == NULL)
-        goto out;
-    canon = mb_sign_canonical(method, path, query, hdrs, nhdrs, sorted, body, body_len);
-    if (canon == NULL)
-        goto out;
-    mb_sign_signature(sk, date, canon, sig);
-    rc = join(out, outlen,
-              (const char *[]){MB_SIGN_ALGORITHM " Access=", ak, ", SignedHeaders=", sorted,
-                               ", Signature=", sig},
-              6);
-out:
-    mb_buf_free(&names);
-    free(sorted);
-    free(canon);
+    all[used] = '\0';
+    if (sort_names(all, names) == 0 &&
+        canonical(&canon, method, path, query, hdrs, nhdrs, names, body, body_len) == 0) {
+        sign(sk, date, canon.p, canon.len, sig);
+        rc = join(out, outlen,
+                  (const char *[]){MB_SIGN_ALGORITHM " Access=", ak, ", SignedHeaders=", names,
+                                   ", Signature=", sig},
+                  6);
+    }
+    mb_buf_free(&canon);
     return rc;
 }
 

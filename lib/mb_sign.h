@@ -19,7 +19,8 @@ typedef struct mb_hdr {
  * missing from hdrs, out of memory).  New: free() it.
  * path:  the request path as sent, percent-encoded or not ("/v1/x y" and
  *        "/v1/x%20y" sign alike); query: the raw query without '?', or NULL;
- * signed_headers: lowercase names joined by ';', in any order.
+ * signed_headers: names joined by ';', in any order, at most 64 of them in 1,023
+ *        characters (more is refused: NULL).
  * A header x-sdk-content-sha256: UNSIGNED-PAYLOAD replaces the body hash. */
 char *mb_sign_canonical(const char *method, const char *path, const char *query, const mb_hdr *hdrs,
                         size_t nhdrs, const char *signed_headers, const void *body,

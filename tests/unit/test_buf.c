@@ -41,6 +41,13 @@ static void percent_encoding(void **state)
     assert_int_equal(mb_pct_plain(in, 3), 3);
     assert_int_equal(mb_pct_plain("\xe4x", 2), 0); /* bytes above ASCII are never plain */
     assert_int_equal(mb_pct_plain("", 0), 0);
+    /* every byte, against RFC 3986's unreserved set written out */
+    for (int c = 0; c < 256; c++) {
+        char one = (char)c;
+        int want = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                   c == '-' || c == '_' || c == '.' || c == '~';
+        assert_int_equal(mb_pct_plain(&one, 1), want);
+    }
 }
 
 static void hex_and_memdup(void **state)

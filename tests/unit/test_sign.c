@@ -2,6 +2,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
@@ -111,8 +112,20 @@ static void query_edge_cases(void **state)
          "test=%E4%B8%80%20%28%26%3D%3F%21%23%25.%2A%29"},
     };
 
+    /* more parameters than the signer keeps on its stack, in reverse order */
+    char many[400] = "", want[400] = "", *got;
+    for (int i = 40; i >= 10; i--)
+        snprintf(many + strlen(many), sizeof(many) - strlen(many), "%sp%d=%d", i < 40 ? "&" : "", i,
+                 i);
+    for (int i = 10; i <= 40; i++)
+        snprintf(want + strlen(want), sizeof(want) - strlen(want), "%sp%d=%d", i > 10 ? "&" : "", i,
+                 i);
+    got = canon_query(many);
+    assert_string_equal(got, want);
+    free(got);
+
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        char *got = canon_query(cases[i].in);
+        got = canon_query(cases[i].in);
         if (strncmp(cases[i].in ? cases[i].in : "", "test=\xe4", 6) == 0) {
             /* '&' inside the raw value splits it, as on the wire. */
             assert_non_null(strstr(got, cases[i].want));
@@ -163,6 +176,33 @@ static void headers_and_body(void **state)
 
     /* A signed header that was not sent cannot be signed. */
     assert_null(mb_sign_canonical("GET", "/", NULL, h, 2, "content-type;x-sdk-date", NULL, 0));
+
+    /* Nor more names than the signer holds (64, 1,023 characters): refused whole, never
+     * signed in part, every header sent. */
+    mb_hdr many[66];
+    char hn[65][16], names[1200] = "x-sdk-date", *big;
+    many[0] = h[0];
+    for (int i = 0; i < 65; i++) {
+        snprintf(hn[i], sizeof(hn[i]), "x-n%d", i);
+        many[i + 1] = (mb_hdr){hn[i], "v"};
+        if (i < 63)
+            snprintf(names + strlen(names), sizeof(names) - strlen(names), ";%s", hn[i]);
+    }
+    c = mb_sign_canonical("GET", "/", NULL, many, 66, names, NULL, 0); /* 64 names */
+    assert_non_null(c);
+    free(c);
+    snprintf(names + strlen(names), sizeof(names) - strlen(names), ";x-n63");
+    assert_null(mb_sign_canonical("GET", "/", NULL, many, 66, names, NULL, 0));
+    big = calloc(1, 1100);
+    assert_non_null(big);
+    memset(big, 'a', 1024);
+    many[1] = (mb_hdr){big, "v"};
+    assert_null(mb_sign_canonical("GET", "/", NULL, many, 2, big, NULL, 0));
+    big[1023] = '\0';
+    c = mb_sign_canonical("GET", "/", NULL, many, 2, big, NULL, 0);
+    assert_non_null(c);
+    free(c);
+    free(big);
 
     mb_hdr u[] = {{"x-sdk-date", "20060102T150405Z"}, {"X-Sdk-Content-Sha256", "UNSIGNED-PAYLOAD"}};
     c = mb_sign_canonical("PUT", "/", NULL, u, 2, "x-sdk-date", "abc", 3);
