@@ -160,6 +160,7 @@ FUZZ_SEEDS_json_dump := tests/fixtures/order/valid tests/fixtures/mesh-status/va
 FUZZ_SEEDS_jscan := tests/fuzz/seeds/jscan tests/fixtures/order/valid \
                     tests/fixtures/mesh-status/invalid
 FUZZ_SEEDS_http1 := tests/fuzz/seeds/http1
+FUZZ_SEEDS_sign  := tests/fuzz/seeds/sign
 FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined \
                -fno-sanitize-recover=undefined -Ilib -Iworker -Iops/meshctl
 
