@@ -409,7 +409,7 @@ int mb_sign_authorization(const char *ak, const char *sk, const char *method, co
         return -1;
     for (size_t i = 0; i < nhdrs; i++) {
         size_t l = strlen(hdrs[i].name);
-        if (used + l + 1 >= sizeof(all))
+        if (used + (i > 0) + l >= sizeof(all))
             return -1;
         if (i)
             all[used++] = ';';
