@@ -383,8 +383,14 @@ static int chunk_size(mb_h1_resp *r, const char *buf, size_t len)
     const char *s = buf + r->pos;
     unsigned long long size = 0;
 
+    /* The same limit on a line still arriving as on a whole one, or whether a reply is read
+     * would depend on how the network cut it: more than MAX_CHUNK_LINE bytes before the line
+     * end (the last may be the CR of its CRLF). */
     if (l < 0)
-        return len - r->pos > MAX_CHUNK_LINE ? fail(r, "a chunk-size line too long") : MB_H1_MORE;
+        return len - r->pos > MAX_CHUNK_LINE + 1 ? fail(r, "a chunk-size line too long")
+                                                 : MB_H1_MORE;
+    if (l > MAX_CHUNK_LINE)
+        return fail(r, "a chunk-size line too long");
     for (; i < (size_t)l && i < 16; i++) {
         int c = (unsigned char)s[i], d;
         if (is_digit(c))
@@ -484,11 +490,10 @@ int mb_h1_parse(mb_h1_resp *r, char *buf, size_t *len, int eof)
         return MB_H1_ERROR;
     while (!r->head_done) {
         size_t end = find_head_end(r, buf, *len);
-        if (end == 0) {
-            if (*len > MB_H1_MAX_HEAD)
-                return fail(r, "a response head larger than 64 kB");
+        if (end == 0 ? *len > MB_H1_MAX_HEAD : end > MB_H1_MAX_HEAD) /* arriving or whole */
+            return fail(r, "a response head larger than 64 kB");
+        if (end == 0)
             return eof ? closed_early(r, *len) : MB_H1_MORE;
-        }
         if (read_head(r, buf, len, end) != MB_H1_MORE)
             return MB_H1_ERROR;
     }

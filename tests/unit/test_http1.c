@@ -312,6 +312,65 @@ static void bounds_the_head(void **state)
     free(big);
 }
 
+/* A head of n bytes in all (X padded): "HTTP/1.1 200 OK\r\nX: aaa\r\nContent-Length: 2\r\n\r\nok". */
+static char *head_of(size_t n)
+{
+    static const char pre[] = "HTTP/1.1 200 OK\r\nX: ", post[] = "\r\nContent-Length: 2\r\n\r\n";
+    size_t pad = n - (sizeof(pre) - 1) - (sizeof(post) - 1);
+    char *t = malloc(n + 3);
+
+    assert_non_null(t);
+    memcpy(t, pre, sizeof(pre) - 1);
+    memset(t + sizeof(pre) - 1, 'a', pad);
+    memcpy(t + n - (sizeof(post) - 1), post, sizeof(post) - 1);
+    memcpy(t + n, "ok", 3);
+    return t;
+}
+
+/* A chunked reply whose first chunk-size line has n bytes before its CRLF. */
+static char *chunk_line_of(size_t n)
+{
+    static const char head[] = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+                      tail[] = "\r\nok\r\n0\r\n\r\n";
+    size_t hl = sizeof(head) - 1;
+    char *t = malloc(hl + n + sizeof(tail));
+
+    assert_non_null(t);
+    memcpy(t, head, hl);
+    memcpy(t + hl, "2;x=", 4);
+    memset(t + hl + 4, 'e', n - 4);
+    memcpy(t + hl + n, tail, sizeof(tail));
+    return t;
+}
+
+/* The limits hold the same for a reply read whole and one a byte at a time: how the network
+ * cuts a reply must not decide whether it is read (a long chunk-size line was refused only
+ * while it was still arriving; the fuzzer found it). */
+static void limits_alike_whole_or_cut(void **state)
+{
+    char *t;
+    outcome o;
+    (void)state;
+
+    t = chunk_line_of(1024);
+    expect_body((o = read_both(t, 0), &o), "ok");
+    free(t);
+    t = chunk_line_of(1025);
+    o = read_both(t, 0);
+    assert_int_equal(o.rc, MB_H1_ERROR);
+    assert_string_equal(o.err, "a chunk-size line too long");
+    free(t);
+
+    t = head_of(MB_H1_MAX_HEAD);
+    expect_body((o = read_both(t, 0), &o), "ok");
+    free(t);
+    t = head_of(MB_H1_MAX_HEAD + 1);
+    o = read_both(t, 0);
+    assert_int_equal(o.rc, MB_H1_ERROR);
+    assert_string_equal(o.err, "a response head larger than 64 kB");
+    free(t);
+}
+
 /* ------------------------------------------------------------------ */
 /* Dates                                                              */
 /* ------------------------------------------------------------------ */
@@ -353,6 +412,7 @@ int main(void)
         cmocka_unit_test(refuses_malformed),
         cmocka_unit_test(tells_a_close_too_early),
         cmocka_unit_test(bounds_the_head),
+        cmocka_unit_test(limits_alike_whole_or_cut),
         cmocka_unit_test(reads_dates),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
