@@ -169,8 +169,9 @@ build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(LIB_SRC) $(FUZZ_EXTRA) $(wildcard lib/*
 	clang $(FUZZ_CFLAGS) $< $(FUZZ_EXTRA) $(LIB_SRC) -o $@ $(LDLIBS)
 
 # One after the other (not in parallel): each gets the cores for its FUZZ_SECONDS.  A failure
-# is named again at the end with its artifact in base64 (`base64 -d` gives the input back), as
-# a CI log's tail may be all there is to reproduce it from.
+# is named again at the end with the artifact its run wrote (the path libFuzzer prints, not
+# the newest file: an earlier run's may be newer than a run that wrote none) in base64
+# (`base64 -d` gives the input back), as a CI log's tail may be all there is to reproduce it.
 fuzz: $(FUZZ_NAMES:%=build/fuzz/fuzz_%)
 	@failed=; for t in $(FUZZ_NAMES); do \
 	  $(MAKE) --no-print-directory fuzz-$$t || failed="$$failed $$t"; \
@@ -179,7 +180,7 @@ fuzz: $(FUZZ_NAMES:%=build/fuzz/fuzz_%)
 	  echo "fuzz $$t: FAILED (exit $$(cat build/fuzz/$$t.rc))"; \
 	  grep -E '^(SUMMARY: |==[0-9]+== ?ERROR: |.* in LLVMFuzzerTestOneInput )' build/fuzz/$$t.log | \
 	    head -n 4 | sed "s/^/fuzz $$t: /"; \
-	  for a in $$(ls -t build/fuzz/$$t-* 2>/dev/null | head -n 1); do \
+	  for a in $$(sed -n 's/.*Test unit written to //p' build/fuzz/$$t.log | tail -n 1); do \
 	    echo "fuzz $$t: artifact $$a ($$(wc -c <$$a) bytes; base64 of its first 4 KB):"; \
 	    head -c 4096 $$a | base64 -w 0; echo; \
 	  done; \
