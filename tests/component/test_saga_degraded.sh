@@ -3,7 +3,8 @@
 # redis + cloudsim (tests/fixtures/cloudsim/saga.json).  Every cloud request (every path,
 # every method) has a 10% chance of 429 with Retry-After: 1 and a 30% chance of 503; one
 # order with two nodes, two namespaces (shop, payments) and restart_existing must reach
-# Running within 180 s, with each side effect exactly once in cloudsim's mutation log.
+# Running within 180 s, with each side effect exactly once in cloudsim's mutation log.  The
+# first release create is also refused with a 409 for a release that is not there.
 #
 # The worker runs with the production backoff of the saga (200 ms doubling to 30 s): a step
 # whose calls were retried only as one unit would need all its parallel calls to succeed in
@@ -26,6 +27,10 @@ saga_worker w1 MESHBUY_LEASE_MS=15000 MESHBUY_HTTP_TIMEOUT_MS=3000 \
     MESHBUY_BACKOFF_BASE_MS=200 MESHBUY_BACKOFF_MAX_MS=30000
 PORT=$(cat "$TEST_TMP/w1.port")
 
+# The first release create is refused as if the name were taken (409) though no release is
+# there: the step reads it, finds none, and creates it again after a backoff.
+cs_fault '{"match": {"method": "POST", "path_contains": "/releases"}, "error_status": 409,
+    "count": 1}' >/dev/null
 # No match: every non-admin request.  429 is decided first (10%), then 503 for a third of
 # the rest (30% of all).
 cs_fault '{"throttle_rate": 0.1, "retry_after": 1, "error_rate": 0.3333,
@@ -50,6 +55,7 @@ st=$(cs_state "c-$ID")
 assert_json "$st" '[.clusters[0].releases[]] | length == 1 and .[0].status == "DEPLOYED"' \
     "one release, DEPLOYED"
 assert_eq 1 "$(cs_rule_ids "c-$ID" | grep -c .)" "one 7443 rule"
+cs_requests_match POST /releases '.status == 409' || fail "no release create was refused"
 
 # What it cost: cloud requests since the faults went in, by status.
 reqs=$(cs_get "/admin/requests?since=$since&limit=100000" | jq -c '[.requests[] | select(

@@ -13,6 +13,8 @@
 #             a node that had istio=master before keeps it and is never patched
 #   quota     the security group is full (VPC.9905): Failed at open_port, everything undone
 #   cancel    cancelled while the release installs: RollingBack, Cancelled, everything undone
+#   taken     another's release appears while this order's create is held: Failed
+#             ReleaseExists, the other's release untouched, everything of this order's undone
 # Every stream is gapless, every side effect (and its undo) shows exactly once in cloudsim's
 # mutation log, every event matches the schema.
 . "$MB_ROOT/tests/lib.sh"
@@ -43,7 +45,7 @@ for k in "${!PRE[@]}"; do
     read -ra w <<<"${PRE[$k]}" && set -- "${w[@]}"
     [ "$1" = c-nowhere ] || BEFORE[$1]=$(cs_state "$1")
 done
-for c in c-relfail c-late c-quota c-cancel c-rebuy; do
+for c in c-relfail c-late c-quota c-cancel c-rebuy c-taken; do
     BEFORE[$c]=$(cs_state "$c")
 done
 
@@ -186,6 +188,45 @@ case_cancel() {
     assert_json "$(printf '%s\n' "$d" | tail -n 1)" 'has("error") | not'
 }
 saga_case cancel case_cancel
+
+# ---- taken: another's release appears after the precheck, while this order's create is
+# held: the create is refused (409), the release read, and the step fails ReleaseExists; the
+# other's release is left as it was, everything of this order's undone
+other_release() {
+    local url="$CS_URL/cce/cam/v3/clusters/c-taken/releases" h args=() body
+    body='{"chart_id":"asm-istio-1-18","name":"istio-master","namespace":"istio-system",
+        "version":"1.18.7-r1","values":{},"description":"installed by hand"}'
+    mapfile -t h < <(MESHBUY_AK=MESHBUYDEVACCESSKEY0 \
+        MESHBUY_SK=meshbuy-dev-secret-key-0000000000000000 "$MB_BIN/cloudsim" --sign POST "$url" \
+        "$body")
+    for l in "${h[@]}"; do args+=(-H "$l"); done
+    curl -sf --max-time 10 -X POST "${args[@]}" -H 'Content-Type: application/json' \
+        --data-binary "$body" "$url" >/dev/null || fail "taken: the other release not created"
+}
+case_taken() {
+    local d st
+    cs_fault '{"match": {"method": "POST", "path_contains": "/clusters/c-taken/releases"},
+        "hang": true, "count": 1}' >/dev/null
+    saga_buy o-taken acct-taken taken-mesh proj-a c-taken --node n-taken-1 --node n-taken-2 \
+        --namespace shop
+    wait_for 60 cs_requests_match POST /clusters/c-taken/releases '.fault == "hang"'
+    other_release
+    st=$(saga_wait_terminal 60 acct-taken/taken-mesh o-taken)
+    assert_eq Failed "$st" "taken: terminal status"
+    d=$(saga_check_order acct-taken/taken-mesh o-taken Failed)
+    rolled_back "$d" Failed
+    assert_json "$(printf '%s\n' "$d" | tail -n 1)" '.step == "install_release" and
+        .error.code == "ReleaseExists" and .error.retryable == false'
+    assert_mutations c-taken "node_label_patch taken-node-1" "node_label_patch taken-node-1" \
+        "node_label_patch taken-node-2" "node_label_patch taken-node-2" \
+        "release_create istio-system/istio-master"
+    st=$(cs_state c-taken)
+    assert_json "$st" '[.clusters[0].releases[]] | length == 1 and
+        .[0].description == "installed by hand"'
+    assert_eq "$(json_get "${BEFORE[c-taken]}" '.clusters[0].nodes')" \
+        "$(json_get "$st" '.clusters[0].nodes')" "taken: node labels not restored"
+}
+saga_case taken case_taken
 
 saga_case schema saga_validate_all
 mb_alive w1 || fail "w1 died"

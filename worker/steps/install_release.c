@@ -9,8 +9,9 @@
 
 /* Where an execution stands (j->pc). */
 enum {
-    RUN_READ,       /* read the release */
+    RUN_READ,       /* read the release (a first attempt creates at once: RUN_CREATE) */
     RUN_JUDGE,      /* it was read: create, adopt, wait or fail */
+    RUN_CREATE,     /* the intent to create is saved: send the create */
     RUN_CREATED,    /* the create was sent */
     RUN_RECREATING, /* our failed release is being deleted, to be created again */
 };
@@ -22,6 +23,7 @@ enum {
 
 typedef struct install {
     mb_release rel;
+    int refused; /* the create met a 409 in this execution */
 } install;
 
 static void install_clear(void *p)
@@ -76,16 +78,20 @@ static int failed(const char *status)
 
 /* Where the release stands decides: absent -> create, ours and installing ->
  * look again later, DEPLOYED -> done, failed -> the step fails.  The intent
- * to create ("creating") is saved before the POST: a create whose outcome is
- * unknown (reply lost, timed out, worker gone) may have left a release, and
- * compensation then looks for it even though "created" was never recorded. */
+ * to create ("creating") was saved before the first POST (RUN_READ): a create
+ * whose outcome is unknown (reply lost, timed out, worker gone) may have left a
+ * release, and compensation then looks for it even though "created" was never
+ * recorded. */
 static mb_step_rc judge(mb_sjob *j, const mb_release *r)
 {
     const char *st = r->status ? r->status : "";
+    install *s = j->scratch;
 
-    if (!r->exists && !json_is_true(json_object_get(j->ck, "creating"))) {
-        json_object_set_new(j->ck, "creating", json_true());
-        return MB_STEP_SAVE; /* called again at this pc, with the same observation */
+    if (!r->exists && s->refused) { /* refused, yet gone: look again after a backoff */
+        mb_error_set(&j->err, MB_AGAIN, "Conflict",
+                     "release %s/%s: the create was refused (409) and the release is not there",
+                     RELEASE_NS, RELEASE_NAME);
+        return MB_STEP_ERROR;
     }
     if (!r->exists)
         return create(j);
@@ -113,23 +119,45 @@ static mb_step_rc judge(mb_sjob *j, const mb_release *r)
     return MB_STEP_POLL; /* PENDING_INSTALL, DELETING (being recreated) and friends */
 }
 
+static mb_step_rc read_release(mb_sjob *j)
+{
+    install *s = j->scratch;
+
+    mb_step_call(j, mb_cloud_release_get(j->cloud, &j->target, RELEASE_NS, RELEASE_NAME, &s->rel,
+                                         mb_step_done, mb_step_io(j)));
+    j->pc = RUN_JUDGE;
+    return MB_STEP_WAIT;
+}
+
 static mb_step_rc install_run(mb_sjob *j)
 {
     install *s = j->scratch;
 
     switch (j->pc) {
     case RUN_READ:
-        mb_step_call(j, mb_cloud_release_get(j->cloud, &j->target, RELEASE_NS, RELEASE_NAME,
-                                             &s->rel, mb_step_done, mb_step_io(j)));
-        j->pc = RUN_JUDGE;
-        return MB_STEP_WAIT;
+        if (!json_is_true(json_object_get(j->ck, "creating"))) {
+            /* A first attempt sent nothing yet, so no release of ours can exist, and the
+             * release API refuses a name in use (409, handled at RUN_CREATED): the create
+             * is the look, and one without a race between a read and the create. */
+            json_object_set_new(j->ck, "creating", json_true());
+            j->pc = RUN_CREATE;
+            return MB_STEP_SAVE;
+        }
+        return read_release(j);
     case RUN_JUDGE:
         if (j->err.status != MB_OK)
             return MB_STEP_ERROR;
         return judge(j, &s->rel);
+    case RUN_CREATE: return create(j);
     case RUN_CREATED: /* it is installing now */
+        if (j->err.status != MB_OK && j->err.http_status == 409) {
+            /* the name is in use: ours from a create whose reply was lost, or another's */
+            mb_error_clear(&j->err);
+            s->refused = 1;
+            return read_release(j);
+        }
         if (j->err.status != MB_OK)
-            return MB_STEP_ERROR; /* a 409 is transient: the re-run adopts it */
+            return MB_STEP_ERROR;
         json_object_set_new(j->ck, "created", json_true());
         json_object_set_new(j->ck, "status", json_string("PENDING_INSTALL"));
         return MB_STEP_POLL;
