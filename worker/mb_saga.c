@@ -1325,6 +1325,15 @@ static void poll_timeout(sjob *j, const mb_step *st)
     step_failed(j, st);
 }
 
+/* Whether the checkpoint due before next may wait for the next one: next is local, so
+ * nothing but this worker's memory happens in between (a crash only runs it again), and
+ * the events queued meanwhile, with the two next may add (its own, and a failure's or a
+ * rollback's), still fit one checkpoint.  Saves a Redis script call for each local step. */
+static int defer_ck(const sjob *j, const mb_step *next)
+{
+    return next->local && !j->compensating && j->nevents + 2 <= MAX_EVENTS;
+}
+
 /* A step (or its compensation) completed. */
 static void step_completed(sjob *j, const mb_step *st)
 {
@@ -1357,7 +1366,8 @@ static void step_completed(sjob *j, const mb_step *st)
     if (msg[0] == '\0')
         snprintf(msg, sizeof(msg), "%s done", st->name);
     queue_event(j, j->def->active_event, st->name, msg, NULL);
-    checkpoint(j, j->def->active, now_ms(), 1);
+    if (!defer_ck(j, j->def->steps[i + 1]))
+        checkpoint(j, j->def->active, now_ms(), 1);
 }
 
 /* Whether st has anything to undo: it started, and was not already undone. */
@@ -1801,8 +1811,10 @@ static void start(mb_saga *s, mb_job *job, long long granted_ms)
         return;
     if (strcmp(job->status, "Accepted") == 0) {
         queue_event(j, def->active_event, step_name(j, 0), def->start_message, NULL);
-        checkpoint(j, def->active, now_ms(), 1);
-        return;
+        if (!defer_ck(j, def->steps[0])) {
+            checkpoint(j, def->active, now_ms(), 1);
+            return;
+        }
     }
     advance(j);
 }

@@ -49,6 +49,10 @@ typedef struct mb_step {
     /* Its compensation gives the mesh name back: a replay from this step or an earlier one
      * takes the name again. */
     int releases_name;
+    /* It reaches nothing outside the worker's memory (no cloud call, no save, no wait), so
+     * a crash before its record is written only runs it again: the engine writes no
+     * checkpoint between it and the step before it (mb_saga.c, defer_ck). */
+    int local;
 } mb_step;
 
 /* Who drives a step and hears about its cloud calls: the engine, or the check driver

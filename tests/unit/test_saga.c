@@ -98,6 +98,7 @@ typedef struct script {
 } script;
 
 static script sc;
+static int local_on[NFAKE]; /* the fake steps marked local (test_local_steps) */
 static int runs[NFAKE], undos[NFAKE];
 static char calls[512][16]; /* "run alpha", "undo gamma", in order; a retry after a
                                transient error is not a new call */
@@ -244,6 +245,8 @@ static mb_step_rc fake_run(mb_sjob *j, int i)
         runs[i]++;
         json_object_set_new(j->ck, "observed", json_true());
         j->pc = PC_ACT;
+        if (local_on[i]) /* a local step saves nothing and waits on nothing */
+            return fake_run(j, i);
         return MB_STEP_SAVE;
     }
     if (sc.stall_in[i]) {
@@ -315,19 +318,20 @@ FAKE_UNDO(GAMMA, gamma)
 FAKE_RUN(DELTA, delta)
 FAKE_UNDO(DELTA, delta)
 
-static const mb_step fake_alpha = {.name = "alpha", .run = alpha_run, .compensate = alpha_undo};
+/* Not const: test_local_steps marks some local (setup clears the marks). */
+static mb_step fake_alpha = {.name = "alpha", .run = alpha_run, .compensate = alpha_undo};
 /* beta has nothing to undo: compensation passes it by. */
-static const mb_step fake_beta = {.name = "beta", .run = beta_run};
-static const mb_step fake_gamma = {.name = "gamma", .run = gamma_run, .compensate = gamma_undo};
-static const mb_step fake_delta = {.name = "delta", .run = delta_run, .compensate = delta_undo};
-static const mb_step *const fake_steps[] = {&fake_alpha, &fake_beta, &fake_gamma, &fake_delta};
+static mb_step fake_beta = {.name = "beta", .run = beta_run};
+static mb_step fake_gamma = {.name = "gamma", .run = gamma_run, .compensate = gamma_undo};
+static mb_step fake_delta = {.name = "delta", .run = delta_run, .compensate = delta_undo};
+static mb_step *const fake_steps[] = {&fake_alpha, &fake_beta, &fake_gamma, &fake_delta};
 
 /* Not const: a test sets its step deadline (setup: LEASE_MS; the deadline tests: 500 ms). */
 static mb_saga_def fake_def = {
     .name = "fake",
     .order_type = MB_TYPE_ORDER_BUY,
     .parse = mb_order_from_json,
-    .steps = fake_steps,
+    .steps = (const mb_step *const *)fake_steps,
     .nsteps = NFAKE,
     .active = "Installing",
     .active_event = MB_MESH_INSTALLING,
@@ -409,6 +413,8 @@ static void remake_saga(int park)
 
 static void reset_script(void)
 {
+    for (int i = 0; i < NFAKE; i++)
+        fake_steps[i]->local = local_on[i] = 0;
     memset(&sc, 0, sizeof(sc));
     memset(runs, 0, sizeof(runs));
     memset(undos, 0, sizeof(undos));
@@ -787,6 +793,69 @@ static void test_happy(void **state)
         assert_string_equal(told[i], ACCOUNT "/mesh-happy");
 }
 
+/* Runs one order of the fake saga to its end with the given steps local; its events as
+ * (status, step, message, error code) lines, and how many checkpoints wrote events. */
+static void run_local(const char *order, const char *mesh, const int *local, const char *end,
+                      char *lines, size_t len, int *told_n, long long *checkpoints)
+{
+    json_t *evs;
+    mb_job *j;
+    size_t at = 0;
+
+    reset_script();
+    for (int i = 0; i < NFAKE; i++)
+        fake_steps[i]->local = local_on[i] = local[i];
+    sc.fail_runs[GAMMA] = strcmp(end, "Failed") == 0;
+    accept_order(order, mesh);
+    drive_to(order, end);
+    evs = outbox(mesh);
+    for (size_t i = 0; i < json_array_size(evs); i++) {
+        json_t *d = json_object_get(json_array_get(evs, i), "data");
+        const json_t *e = json_object_get(json_object_get(d, "error"), "code");
+        assert_int_equal(json_integer_value(json_object_get(d, "seq")), (long long)i + 1);
+        at += (size_t)snprintf(
+            lines + at, len - at, "%s %s %s %s\n", json_string_value(json_object_get(d, "status")),
+            json_string_value(json_object_get(d, "step")),
+            json_string_value(json_object_get(d, "message")), e ? json_string_value(e) : "-");
+        assert_true(at < len);
+    }
+    json_decref(evs);
+    *told_n = ntold;
+    j = get_job(order);
+    *checkpoints = j->checkpoints;
+    mb_job_free(j);
+}
+
+/* Local steps (no call, no save) write no checkpoint of their own: their records and
+ * events ride with the next one.  The events are the same, in the same order, with the
+ * same seqs, whether a saga ends Running or fails and rolls back. */
+static void test_local_steps(void **state)
+{
+    static const int none[NFAKE] = {0, 0, 0, 0}, some[NFAKE] = {1, 1, 0, 1};
+    char want[2048], got[2048];
+    int told_want, told_got;
+    long long ck_want, ck_got;
+
+    (void)state;
+    run_local("ord-loc-a", "mesh-loc-a", none, "Running", want, sizeof(want), &told_want, &ck_want);
+    run_local("ord-loc-b", "mesh-loc-b", some, "Running", got, sizeof(got), &told_got, &ck_got);
+    assert_string_equal(strstr(got, "\n") + 1, strstr(want, "\n") + 1); /* after Accepted */
+    /* Events written by start, alpha, beta, gamma, delta; then by beta (start, alpha, beta)
+     * and delta (gamma, Running). */
+    assert_int_equal(told_want, 5);
+    assert_int_equal(told_got, 2);
+    /* Each fake step saves once before it acts; local ones do not.  Then: start, 4 saves,
+     * 4 completions; with three local steps: beta's completion, gamma's save, delta's. */
+    assert_int_equal(ck_want, 9);
+    assert_int_equal(ck_got, 3);
+
+    run_local("ord-loc-c", "mesh-loc-c", none, "Failed", want, sizeof(want), &told_want, &ck_want);
+    run_local("ord-loc-d", "mesh-loc-d", some, "Failed", got, sizeof(got), &told_got, &ck_got);
+    assert_string_equal(strstr(got, "\n") + 1, strstr(want, "\n") + 1);
+    assert_true(told_got < told_want);
+    assert_true(ck_got < ck_want);
+}
+
 static void test_past_deadline(void **state)
 {
     static const want_ev want[] = {
@@ -1008,6 +1077,31 @@ static void test_stale_fence(void **state)
     json_decref(evs);
     expect_calls(want_calls, 2);
     assert_int_equal(mb_saga_inflight(saga), 0);
+}
+
+/* Another worker takes the job over while its first steps, all local, run: none of them
+ * was written, so the job stands in Redis as it was accepted, for whoever resumes it to run
+ * them again, and its stream holds only Accepted. */
+static void test_lost_between_local_steps(void **state)
+{
+    static const want_ev want[] = {{"Accepted", "alpha", NULL}};
+    lost_ctx lc = {1};
+    mb_job *j;
+
+    (void)state;
+    fake_steps[ALPHA]->local = local_on[ALPHA] = 1;
+    fake_steps[BETA]->local = local_on[BETA] = 1;
+    sc.steal_in[BETA] = 1;
+    accept_order("ord-lostloc", "mesh-lostloc");
+    if (!drive(lost, &lc, BOUND_MS))
+        fail_msg("the engine did not drop the job");
+    j = get_job("ord-lostloc");
+    assert_string_equal(j->lease_owner, "intruder");
+    assert_string_equal(j->status, "Accepted");
+    assert_int_equal(j->checkpoints, 0);
+    assert_null(json_object_get(json_object_get(j->state, "steps"), "alpha"));
+    mb_job_free(j);
+    json_decref(expect_events("mesh-lostloc", want, 1));
 }
 
 /* As meshctl replay does: the state at the step, the failure forgotten, an announce for
@@ -1705,11 +1799,13 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_defs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_happy, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_local_steps, setup, teardown),
         cmocka_unit_test_setup_teardown(test_past_deadline, setup, teardown),
         cmocka_unit_test_setup_teardown(test_compensation_gives_up, setup, teardown),
         cmocka_unit_test_setup_teardown(test_park, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cancel_each_boundary, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stale_fence, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lost_between_local_steps, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replay_from_step, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unknown_saga, setup, teardown),
         cmocka_unit_test_setup_teardown(test_invalid_stored_order, setup, teardown),

@@ -45,4 +45,5 @@ const mb_step mb_step_del_finish = {
     .run = del_finish_run,
     .check = del_finish_check,
     .deadline_ms = 60000,
+    .local = 1,
 };

@@ -29,4 +29,5 @@ const mb_step mb_step_del_validate = {
     .run = del_validate_run,
     .check = del_validate_check,
     .deadline_ms = 60000,
+    .local = 1,
 };

@@ -37,4 +37,5 @@ const mb_step mb_step_finish = {
     .run = finish_run,
     .check = finish_check,
     .deadline_ms = 60000,
+    .local = 1,
 };

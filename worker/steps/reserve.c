@@ -38,4 +38,5 @@ const mb_step mb_step_reserve = {
     .check = reserve_check,
     .releases_name = 1,
     .deadline_ms = 60000,
+    .local = 1,
 };

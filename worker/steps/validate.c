@@ -45,4 +45,5 @@ const mb_step mb_step_validate = {
     .run = validate_run,
     .check = validate_check,
     .deadline_ms = 60000,
+    .local = 1,
 };
