@@ -1325,13 +1325,14 @@ static void poll_timeout(sjob *j, const mb_step *st)
     step_failed(j, st);
 }
 
-/* Whether the checkpoint due before next may wait for the next one: next is local, so
- * nothing but this worker's memory happens in between (a crash only runs it again), and
- * the events queued meanwhile, with the two next may add (its own, and a failure's or a
- * rollback's), still fit one checkpoint.  Saves a Redis script call for each local step. */
+/* Whether the checkpoint due before next may wait for the next one: next is local or
+ * saves first, so nothing but this worker's memory happens in between (a crash only runs
+ * the steps since the last checkpoint again), and the events queued meanwhile, with the two
+ * next may add (its own, and a failure's or a rollback's), still fit one checkpoint.  Saves
+ * a Redis script call at each such boundary. */
 static int defer_ck(const sjob *j, const mb_step *next)
 {
-    return next->local && !j->compensating && j->nevents + 2 <= MAX_EVENTS;
+    return (next->local || next->saves_first) && !j->compensating && j->nevents + 2 <= MAX_EVENTS;
 }
 
 /* A step (or its compensation) completed. */

@@ -53,6 +53,9 @@ typedef struct mb_step {
      * a crash before its record is written only runs it again: the engine writes no
      * checkpoint between it and the step before it (mb_saga.c, defer_ck). */
     int local;
+    /* Its first execution saves before anything else (a write-ahead intent): the
+     * checkpoint before it may ride with that save, as before a local step. */
+    int saves_first;
 } mb_step;
 
 /* Who drives a step and hears about its cloud calls: the engine, or the check driver

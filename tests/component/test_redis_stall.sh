@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # test_redis_stall.sh: Redis stalls (SIGSTOP, 10 s) under 50 running sagas.  One meshworker
-# takes 50 orders published before it starts (one cluster each; releases take 6 s to install),
+# takes 50 orders published before it starts (one cluster each; releases take 3 s to install),
 # and once every saga has reached the release install, so that all are mid-flight,
 # redis-server is SIGSTOPped for 10 s, then SIGCONTed.  Throughout, /healthz must answer
 # within 1 s (Redis is off the loop: a stalled Redis blocks only the Redis thread).  Afterwards
@@ -15,7 +15,7 @@ STALL_S=10
 # Clusters bench-0 .. bench-19999, created on first use.
 SAGA_SCENARIO="$MB_ROOT/ops/cloudsim/scenarios/bench.json"
 saga_stack_up
-cs_config '{"release_install_ms": 6000, "release_delete_ms": 200, "latency_ms": 1500}' >/dev/null
+cs_config '{"release_install_ms": 3000, "release_delete_ms": 200, "latency_ms": 1500}' >/dev/null
 REDIS_PID=$(cat "$TEST_TMP/stack/redis.pid")
 on_exit "kill -CONT $REDIS_PID 2>/dev/null || true"
 
@@ -41,7 +41,9 @@ count() { # status [step] -> events with that status (and step)
 }
 at_install() { [ "$(count Installing label_nodes)" -ge "$N" ]; }
 
-# Mid-flight: every saga past label_nodes, so in (or past) the 6 s release install.
+# Mid-flight: every saga past label_nodes, whose record rides with the release's write-ahead
+# save; then each creates its release (1.5 s), which installs for 3 s, and reads it (1.5 s),
+# so its next checkpoint, the release's, falls inside the stall.
 wait_for 120 at_install
 note "stalling redis-server (SIGSTOP ${STALL_S}s) with $(count Running) of $N Running"
 

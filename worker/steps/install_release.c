@@ -263,4 +263,5 @@ const mb_step mb_step_install_release = {
     .clear = install_clear,
     .scratch_size = sizeof(install),
     .deadline_ms = 15 * 60 * 1000, /* a real install takes 1 to 3 minutes */
+    .saves_first = 1,              /* the intent to create (RUN_READ) */
 };
