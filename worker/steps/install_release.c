@@ -9,9 +9,8 @@
 
 /* Where an execution stands (j->pc). */
 enum {
-    RUN_READ,       /* read the release (a first attempt creates at once: RUN_CREATE) */
+    RUN_READ,       /* save the intent to create (first execution), then read the release */
     RUN_JUDGE,      /* it was read: create, adopt, wait or fail */
-    RUN_CREATE,     /* the intent to create is saved: send the create */
     RUN_CREATED,    /* the create was sent */
     RUN_RECREATING, /* our failed release is being deleted, to be created again */
 };
@@ -78,7 +77,7 @@ static int failed(const char *status)
 
 /* Where the release stands decides: absent -> create, ours and installing ->
  * look again later, DEPLOYED -> done, failed -> the step fails.  The intent
- * to create ("creating") was saved before the first POST (RUN_READ): a create
+ * to create ("creating") was saved before the first read (RUN_READ): a create
  * whose outcome is unknown (reply lost, timed out, worker gone) may have left a
  * release, and compensation then looks for it even though "created" was never
  * recorded. */
@@ -136,11 +135,11 @@ static mb_step_rc install_run(mb_sjob *j)
     switch (j->pc) {
     case RUN_READ:
         if (!json_is_true(json_object_get(j->ck, "creating"))) {
-            /* A first attempt sent nothing yet, so no release of ours can exist, and the
-             * release API refuses a name in use (409, handled at RUN_CREATED): the create
-             * is the look, and one without a race between a read and the create. */
+            /* Saved before anything is sent (saves_first): compensation then looks for a
+             * release by name and deletes it only if its description names this order, so
+             * an intent recorded before the read costs nothing, and the checkpoint of the
+             * step before rides with this one.  Called again at RUN_READ. */
             json_object_set_new(j->ck, "creating", json_true());
-            j->pc = RUN_CREATE;
             return MB_STEP_SAVE;
         }
         return read_release(j);
@@ -148,10 +147,10 @@ static mb_step_rc install_run(mb_sjob *j)
         if (j->err.status != MB_OK)
             return MB_STEP_ERROR;
         return judge(j, &s->rel);
-    case RUN_CREATE: return create(j);
     case RUN_CREATED: /* it is installing now */
         if (j->err.status != MB_OK && j->err.http_status == 409) {
-            /* the name is in use: ours from a create whose reply was lost, or another's */
+            /* the name was taken since the read: ours from a create whose reply was lost,
+             * or another's; the read decides */
             mb_error_clear(&j->err);
             s->refused = 1;
             return read_release(j);
@@ -263,5 +262,5 @@ const mb_step mb_step_install_release = {
     .clear = install_clear,
     .scratch_size = sizeof(install),
     .deadline_ms = 15 * 60 * 1000, /* a real install takes 1 to 3 minutes */
-    .saves_first = 1,              /* the intent to create (RUN_READ) */
+    .saves_first = 1,              /* the intent to create, before the read (RUN_READ) */
 };
