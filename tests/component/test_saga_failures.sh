@@ -193,7 +193,7 @@ saga_case cancel case_cancel
 # held: the create is refused (409), the release read, and the step fails ReleaseExists; the
 # other's release is left as it was, everything of this order's undone
 other_release() {
-    local url="$CS_URL/cce/cam/v3/clusters/c-taken/releases" h args=() body
+    local url="$CS_URL/cce/cam/v3/clusters/c-taken/releases" h l args=() body
     body='{"chart_id":"asm-istio-1-18","name":"istio-master","namespace":"istio-system",
         "version":"1.18.7-r1","values":{},"description":"installed by hand"}'
     mapfile -t h < <(MESHBUY_AK=MESHBUYDEVACCESSKEY0 \
