@@ -98,7 +98,9 @@ typedef struct script {
 } script;
 
 static script sc;
-static int local_on[NFAKE]; /* the fake steps marked local (test_local_steps) */
+/* The fake steps, defined below; not const: the local-step tests mark some local. */
+static mb_step fake_alpha, fake_beta, fake_gamma, fake_delta;
+static mb_step *const fake_steps[] = {&fake_alpha, &fake_beta, &fake_gamma, &fake_delta};
 static int runs[NFAKE], undos[NFAKE];
 static char calls[512][16]; /* "run alpha", "undo gamma", in order; a retry after a
                                transient error is not a new call */
@@ -245,7 +247,7 @@ static mb_step_rc fake_run(mb_sjob *j, int i)
         runs[i]++;
         json_object_set_new(j->ck, "observed", json_true());
         j->pc = PC_ACT;
-        if (local_on[i]) /* a local step saves nothing and waits on nothing */
+        if (fake_steps[i]->local) /* a local step saves nothing and waits on nothing */
             return fake_run(j, i);
         return MB_STEP_SAVE;
     }
@@ -318,13 +320,11 @@ FAKE_UNDO(GAMMA, gamma)
 FAKE_RUN(DELTA, delta)
 FAKE_UNDO(DELTA, delta)
 
-/* Not const: test_local_steps marks some local (setup clears the marks). */
 static mb_step fake_alpha = {.name = "alpha", .run = alpha_run, .compensate = alpha_undo};
 /* beta has nothing to undo: compensation passes it by. */
 static mb_step fake_beta = {.name = "beta", .run = beta_run};
 static mb_step fake_gamma = {.name = "gamma", .run = gamma_run, .compensate = gamma_undo};
 static mb_step fake_delta = {.name = "delta", .run = delta_run, .compensate = delta_undo};
-static mb_step *const fake_steps[] = {&fake_alpha, &fake_beta, &fake_gamma, &fake_delta};
 
 /* Not const: a test sets its step deadline (setup: LEASE_MS; the deadline tests: 500 ms). */
 static mb_saga_def fake_def = {
@@ -414,7 +414,7 @@ static void remake_saga(int park)
 static void reset_script(void)
 {
     for (int i = 0; i < NFAKE; i++)
-        fake_steps[i]->local = local_on[i] = 0;
+        fake_steps[i]->local = 0; /* setup: no step is local */
     memset(&sc, 0, sizeof(sc));
     memset(runs, 0, sizeof(runs));
     memset(undos, 0, sizeof(undos));
@@ -804,7 +804,7 @@ static void run_local(const char *order, const char *mesh, const int *local, con
 
     reset_script();
     for (int i = 0; i < NFAKE; i++)
-        fake_steps[i]->local = local_on[i] = local[i];
+        fake_steps[i]->local = local[i];
     sc.fail_runs[GAMMA] = strcmp(end, "Failed") == 0;
     accept_order(order, mesh);
     drive_to(order, end);
@@ -1089,8 +1089,8 @@ static void test_lost_between_local_steps(void **state)
     mb_job *j;
 
     (void)state;
-    fake_steps[ALPHA]->local = local_on[ALPHA] = 1;
-    fake_steps[BETA]->local = local_on[BETA] = 1;
+    fake_steps[ALPHA]->local = 1;
+    fake_steps[BETA]->local = 1;
     sc.steal_in[BETA] = 1;
     accept_order("ord-lostloc", "mesh-lostloc");
     if (!drive(lost, &lc, BOUND_MS))
