@@ -414,7 +414,7 @@ static void remake_saga(int park)
 static void reset_script(void)
 {
     for (int i = 0; i < NFAKE; i++)
-        fake_steps[i]->local = 0; /* setup: no step is local */
+        fake_steps[i]->local = fake_steps[i]->saves_first = 0; /* setup: plain steps */
     memset(&sc, 0, sizeof(sc));
     memset(runs, 0, sizeof(runs));
     memset(undos, 0, sizeof(undos));
@@ -793,9 +793,10 @@ static void test_happy(void **state)
         assert_string_equal(told[i], ACCOUNT "/mesh-happy");
 }
 
-/* Runs one order of the fake saga to its end with the given steps local; its events as
- * (status, step, message, error code) lines, and how many checkpoints wrote events. */
-static void run_local(const char *order, const char *mesh, const int *local, const char *end,
+/* Runs one order of the fake saga to its end with its steps marked (0 plain, 1 local, 2
+ * saves first); its events as (status, step, message, error code) lines, how many
+ * checkpoints wrote events, and how many were written. */
+static void run_local(const char *order, const char *mesh, const int *mark, const char *end,
                       char *lines, size_t len, int *told_n, long long *checkpoints)
 {
     json_t *evs;
@@ -803,8 +804,10 @@ static void run_local(const char *order, const char *mesh, const int *local, con
     size_t at = 0;
 
     reset_script();
-    for (int i = 0; i < NFAKE; i++)
-        fake_steps[i]->local = local[i];
+    for (int i = 0; i < NFAKE; i++) {
+        fake_steps[i]->local = mark[i] == 1;
+        fake_steps[i]->saves_first = mark[i] == 2;
+    }
     sc.fail_runs[GAMMA] = strcmp(end, "Failed") == 0;
     accept_order(order, mesh);
     drive_to(order, end);
@@ -826,12 +829,15 @@ static void run_local(const char *order, const char *mesh, const int *local, con
     mb_job_free(j);
 }
 
-/* Local steps (no call, no save) write no checkpoint of their own: their records and
- * events ride with the next one.  The events are the same, in the same order, with the
- * same seqs, whether a saga ends Running or fails and rolls back. */
+/* No checkpoint is written before a local step (no call, no save) or one that saves first:
+ * the records and events ride with the next one.  The events are the same, in the same
+ * order, with the same seqs, whether a saga ends Running or fails and rolls back. */
 static void test_local_steps(void **state)
 {
     static const int none[NFAKE] = {0, 0, 0, 0}, some[NFAKE] = {1, 1, 0, 1};
+    /* gamma saves first (every fake step does): then beta's completion rides with its save,
+     * unless that checkpoint would carry more than 4 events (bound: start, alpha, beta) */
+    static const int first[NFAKE] = {0, 1, 2, 1}, bound[NFAKE] = {1, 1, 2, 1};
     char want[2048], got[2048];
     int told_want, told_got;
     long long ck_want, ck_got;
@@ -847,6 +853,14 @@ static void test_local_steps(void **state)
     /* Each fake step saves once before it acts; local ones do not.  Then: start, 4 saves,
      * 4 completions; with three local steps: beta's completion, gamma's save, delta's. */
     assert_int_equal(ck_want, 9);
+    assert_int_equal(ck_got, 3);
+    /* first: start, alpha's save, gamma's save (with alpha's and beta's completions),
+     * delta's completion; with gamma plain, beta's completion would be a fifth. */
+    run_local("ord-loc-e", "mesh-loc-e", first, "Running", got, sizeof(got), &told_got, &ck_got);
+    assert_string_equal(strstr(got, "\n") + 1, strstr(want, "\n") + 1);
+    assert_int_equal(ck_got, 4);
+    run_local("ord-loc-f", "mesh-loc-f", bound, "Running", got, sizeof(got), &told_got, &ck_got);
+    assert_string_equal(strstr(got, "\n") + 1, strstr(want, "\n") + 1);
     assert_int_equal(ck_got, 3);
 
     run_local("ord-loc-c", "mesh-loc-c", none, "Failed", want, sizeof(want), &told_want, &ck_want);
