@@ -1052,6 +1052,18 @@ static int lost(void *arg)
     return (int)s.lost >= ((lost_ctx *)arg)->want && mb_saga_inflight(saga) == 0;
 }
 
+/* Accepts the order and drives the engine until it drops the job, which another worker
+ * ("intruder") takes over while beta runs. */
+static void taken_over_in_beta(const char *order_id, const char *mesh)
+{
+    lost_ctx lc = {1};
+
+    sc.steal_in[BETA] = 1;
+    accept_order(order_id, mesh);
+    if (!drive(lost, &lc, BOUND_MS))
+        fail_msg("the engine did not drop the job %s", order_id);
+}
+
 /* Another worker takes the job over while beta runs: beta's checkpoint is refused, the
  * engine drops the job, and nothing more is written under the old fence. */
 static void test_stale_fence(void **state)
@@ -1062,15 +1074,11 @@ static void test_stale_fence(void **state)
         {"Installing", "alpha", NULL},
     };
     static const char *const want_calls[] = {"run alpha", "run beta"};
-    lost_ctx lc = {1};
     mb_job *before, *after;
     json_t *evs;
 
     (void)state;
-    sc.steal_in[BETA] = 1;
-    accept_order("ord-stale", "mesh-stale");
-    if (!drive(lost, &lc, BOUND_MS))
-        fail_msg("the engine did not drop the job");
+    taken_over_in_beta("ord-stale", "mesh-stale");
     before = get_job("ord-stale");
     assert_string_equal(before->lease_owner, "intruder");
     assert_string_equal(before->status, "Installing");
@@ -1099,16 +1107,12 @@ static void test_stale_fence(void **state)
 static void test_lost_between_local_steps(void **state)
 {
     static const want_ev want[] = {{"Accepted", "alpha", NULL}};
-    lost_ctx lc = {1};
     mb_job *j;
 
     (void)state;
     fake_steps[ALPHA]->local = 1;
     fake_steps[BETA]->local = 1;
-    sc.steal_in[BETA] = 1;
-    accept_order("ord-lostloc", "mesh-lostloc");
-    if (!drive(lost, &lc, BOUND_MS))
-        fail_msg("the engine did not drop the job");
+    taken_over_in_beta("ord-lostloc", "mesh-lostloc");
     j = get_job("ord-lostloc");
     assert_string_equal(j->lease_owner, "intruder");
     assert_string_equal(j->status, "Accepted");
