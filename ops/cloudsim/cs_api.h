@@ -35,7 +35,7 @@ typedef struct cs_server {
     cs_audit *audit;
     cs_faults *faults;
     long long install_ms, delete_ms;
-    long latency_ms;  /* added to every cloud request (benchmarks) */
+    long latency_ms;  /* every cloud request is answered this long after it arrived */
     int no_auth;      /* --no-auth: skip signature checks */
     int kubectl_read; /* --kubectl-read: unsigned GETs under /k8s allowed */
     unsigned long long rid_seq;
@@ -66,6 +66,7 @@ typedef struct cs_call {
     int sig_ok;          /* 1, 0, -1 not checked */
     const cs_cred *cred; /* who signed, borrowed from the model */
     cs_fault_hit hit;
+    long long reply_at; /* CLOCK_MONOTONIC ms: not answered before (latency) */
     struct event *timer;
     struct event *watch; /* hanging: notices the client closing */
     mb_link hlink;       /* on cs_server.held */

@@ -3,7 +3,8 @@
  *
  * Delayed answers use one event timer per call and hanging calls are parked
  * until their connection closes, so thousands of slow calls cost memory only,
- * never a thread or a sleep. */
+ * never a thread or a sleep.  Only the handling holds the server lock; each loop
+ * parses and writes its own calls. */
 #include <ctype.h>
 #include <event2/buffer.h>
 #include <sys/queue.h>
@@ -296,6 +297,7 @@ static void split_query(cs_call *c)
     }
 }
 
+/* Parses a request into a call (the loop's own work: no lock). */
 static cs_call *call_new(cs_server *s, struct event_base *base, struct evhttp_request *req)
 {
     cs_call *c = calloc(1, sizeof(*c));
@@ -341,16 +343,23 @@ static cs_call *call_new(cs_server *s, struct event_base *base, struct evhttp_re
     struct evbuffer *in = evhttp_request_get_input_buffer(req);
     c->body_len = evbuffer_get_length(in);
     c->body = c->body_len ? evbuffer_pullup(in, -1) : (const unsigned char *)"";
-    c->seq =
-        cs_audit_request(s->audit, c->now_ms, c->method, c->uri,
-                         evhttp_find_header(evhttp_request_get_input_headers(req), "traceparent"),
-                         evhttp_find_header(evhttp_request_get_input_headers(req), "User-Agent"));
-    snprintf(c->request_id, sizeof(c->request_id), "%016llx%016llx",
-             (unsigned long long)c->now_ms * 1000003ULL, ++s->rid_seq * 0x9e3779b97f4a7c15ULL);
     return c;
 err:
     call_free(c);
     return NULL;
+}
+
+/* The call's place in the request log and its request id (under the lock). */
+static void call_log(cs_call *c)
+{
+    cs_server *s = c->srv;
+    struct evkeyvalq *in = evhttp_request_get_input_headers(c->req);
+
+    c->seq = cs_audit_request(s->audit, c->now_ms, c->method, c->uri,
+                              evhttp_find_header(in, "traceparent"),
+                              evhttp_find_header(in, "User-Agent"));
+    snprintf(c->request_id, sizeof(c->request_id), "%016llx%016llx",
+             (unsigned long long)c->now_ms * 1000003ULL, ++s->rid_seq * 0x9e3779b97f4a7c15ULL);
 }
 
 static void free_dump(const void *data, size_t len, void *arg)
@@ -360,11 +369,37 @@ static void free_dump(const void *data, size_t len, void *arg)
     free((void *)data);
 }
 
-static void call_send(cs_call *c)
+/* The reply's body as text.  Until then it may share objects with the model, so this
+ * runs under the server lock. */
+static void render(cs_call *c)
+{
+    char *text;
+
+    if (c->out == NULL)
+        return;
+    text = json_dumps(c->out, JSON_COMPACT);
+    json_decref(c->out);
+    c->out = NULL;
+    if (text) {
+        c->out_text = text;
+        c->out_len = strlen(text);
+    }
+}
+
+/* The answer, in the request log (under the lock). */
+static void record(cs_call *c)
+{
+    cs_audit_finish(c->srv->audit, c->seq, wall_ms(), c->status, c->sig_ok, c->fault_label);
+    if (c->out_text && c->out_ctype)
+        cs_audit_media(c->srv->audit, c->seq, c->out_ctype);
+}
+
+/* Writes the rendered answer and frees the call.  Only the call's own loop touches its
+ * request, so this runs outside the lock. */
+static void deliver(cs_call *c)
 {
     struct evbuffer *buf = evbuffer_new();
     struct evkeyvalq *oh = evhttp_request_get_output_headers(c->req);
-    int has_body = c->out != NULL || c->out_text != NULL;
     char ra[16];
 
     evhttp_add_header(oh, "X-Request-Id", c->request_id);
@@ -372,23 +407,15 @@ static void call_send(cs_call *c)
         snprintf(ra, sizeof(ra), "%d", c->retry_after);
         evhttp_add_header(oh, "Retry-After", ra);
     }
-    if (has_body)
+    if (c->out_text) {
         evhttp_add_header(oh, "Content-Type", c->out_ctype ? c->out_ctype : "application/json");
-    if (c->out && buf) {
-        /* One serialization, handed to the buffer without a copy. */
-        char *text = json_dumps(c->out, JSON_COMPACT);
-        if (text && evbuffer_add_reference(buf, text, strlen(text), free_dump, NULL) < 0)
-            free(text);
-    } else if (c->out_text && buf &&
-               evbuffer_add_reference(buf, c->out_text, c->out_len, free_dump, NULL) == 0) {
-        c->out_text = NULL; /* the buffer frees it once sent */
+        /* handed to the buffer without a copy */
+        if (buf && evbuffer_add_reference(buf, c->out_text, c->out_len, free_dump, NULL) == 0)
+            c->out_text = NULL;
     }
     evhttp_send_reply(c->req, c->status ? c->status : 500, NULL, buf);
     if (buf)
         evbuffer_free(buf);
-    cs_audit_finish(c->srv->audit, c->seq, wall_ms(), c->status, c->sig_ok, c->fault_label);
-    if (has_body && c->out_ctype)
-        cs_audit_media(c->srv->audit, c->seq, c->out_ctype);
     call_free(c);
 }
 
@@ -583,22 +610,62 @@ static void route(cs_call *c)
                        "The API does not exist or has not been published in the environment");
 }
 
-static void process(cs_call *c)
+/* Runs the call: faults, signature, handler.  0 if it was left hanging (parked), 1 with
+ * the reply built. */
+static int process(cs_call *c)
 {
-    if (!c->hit.after && fault_reply(c)) {
-        call_send(c);
-        return;
-    }
+    if (!c->hit.after && fault_reply(c))
+        return 1;
     if (authorize(c))
         route(c);
     if (c->hit.after) {
         if (c->hit.hang) {
             hang(c);
-            return;
+            return 0;
         }
         fault_reply(c);
     }
-    call_send(c);
+    return 1;
+}
+
+static long long mono_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Holds the call for ms on a timer of its loop, then calls cb.  0, or -1 if no timer could
+ * be set (the caller goes on at once). */
+static int park(cs_call *c, long long ms, event_callback_fn cb)
+{
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+
+    if (c->timer)
+        event_free(c->timer);
+    c->timer = evtimer_new(c->base, cb, c);
+    if (c->timer == NULL || evtimer_add(c->timer, &tv) < 0)
+        return -1;
+    held_link(c);
+    return 0;
+}
+
+static void on_reply(evutil_socket_t fd, short what, void *arg);
+
+/* Handles a call whose hold before handling (a fault's latency) is over.  Returns it when
+ * its answer is due now (the caller delivers it, outside the lock), or NULL when it is
+ * parked: hanging, or held until reply_at. */
+static cs_call *answer(cs_call *c)
+{
+    if (!process(c))
+        return NULL;
+    render(c);
+    long long wait = c->reply_at - mono_ms();
+    if (wait > 0 && park(c, wait, on_reply) == 0)
+        return NULL;
+    record(c);
+    return c;
 }
 
 static void on_delay(evutil_socket_t fd, short what, void *arg)
@@ -611,55 +678,72 @@ static void on_delay(evutil_socket_t fd, short what, void *arg)
     lock(s);
     held_unlink(c);
     c->now_ms = wall_ms();
-    process(c);
+    c = answer(c);
     unlock(s);
+    if (c)
+        deliver(c);
 }
 
-static void handle(cs_loop *l, struct evhttp_request *req)
+static void on_reply(evutil_socket_t fd, short what, void *arg)
+{
+    cs_call *c = arg;
+    cs_server *s = c->srv;
+
+    (void)fd;
+    (void)what;
+    lock(s);
+    held_unlink(c);
+    record(c);
+    unlock(s);
+    deliver(c);
+}
+
+/* A fault's latency holds a call before it is handled: what it reads and changes happens
+ * then.  The server's latency (--latency-ms, the cloud's round trip) is counted from the
+ * call's arrival and overlaps its handling, as a real API's own work is part of the time
+ * it takes to answer: a burst of calls is answered latency_ms after each arrived, not
+ * after the calls ahead of it were handled too. */
+static cs_call *handle(cs_loop *l, cs_call *c)
 {
     cs_server *s = l->srv;
-    cs_call *c = call_new(s, l->base, req);
+
+    call_log(c);
+    if ((c->nseg >= 1 && strcmp(c->seg[0], "admin") == 0) ||
+        (c->nseg == 1 && strcmp(c->seg[0], "healthz") == 0)) {
+        cs_admin_handle(c);
+        render(c);
+        record(c);
+        return c;
+    }
+    cs_faults_eval(s->faults, c->method, c->path, &c->hit);
+    if (c->hit.hang && !c->hit.after) {
+        hang(c);
+        return NULL;
+    }
+    c->reply_at = mono_ms() + c->hit.latency_ms + s->latency_ms;
+    if (c->hit.latency_ms > 0 && park(c, c->hit.latency_ms, on_delay) == 0)
+        return NULL;
+    return answer(c);
+}
+
+/* Parsing and writing are the loop's own; the handling holds the server lock: the model,
+ * audit, faults and held list are shared by every loop, and a reply may share objects with
+ * the model until it is rendered. */
+static void on_request(struct evhttp_request *req, void *arg)
+{
+    cs_loop *l = arg;
+    cs_call *c = call_new(l->srv, l->base, req);
 
     if (c == NULL) {
         evhttp_send_error(req, 500, "out of memory");
         return;
     }
-    if ((c->nseg >= 1 && strcmp(c->seg[0], "admin") == 0) ||
-        (c->nseg == 1 && strcmp(c->seg[0], "healthz") == 0)) {
-        cs_admin_handle(c);
-        call_send(c);
-        return;
-    }
-    cs_faults_eval(s->faults, c->method, c->path, &c->hit);
-    long delay = c->hit.latency_ms + s->latency_ms;
-    if (c->hit.hang && !c->hit.after) {
-        hang(c);
-        return;
-    }
-    if (delay <= 0) {
-        process(c);
-        return;
-    }
-    struct timeval tv = {delay / 1000, (delay % 1000) * 1000};
-    c->timer = evtimer_new(c->base, on_delay, c);
-    if (c->timer == NULL || evtimer_add(c->timer, &tv) < 0) {
-        process(c);
-        return;
-    }
-    held_link(c);
-}
-
-/* The whole handling of a call holds the server lock: the model, audit,
- * faults and held list are shared by every loop, and a reply may share
- * objects with the model until it is serialized (call_send). */
-static void on_request(struct evhttp_request *req, void *arg)
-{
-    cs_loop *l = arg;
-
     lock(l->srv);
     l->calls++;
-    handle(l, req);
+    c = handle(l, c);
     unlock(l->srv);
+    if (c)
+        deliver(c);
 }
 
 /* ---------------------------------------------------------------- server */

@@ -40,7 +40,7 @@ static const char usage[] =
     "  --scenario FILE.json      initial state (clusters, credentials, ...)\n"
     "  --release-install-ms N    PENDING_INSTALL -> DEPLOYED after N ms (default 1500)\n"
     "  --release-delete-ms N     DELETING -> gone after N ms (default 500)\n"
-    "  --latency-ms N            add N ms to every cloud request (default 0)\n"
+    "  --latency-ms N            answer every cloud request N ms after it arrived (default 0)\n"
     "  --seed N                  seed of fault-injection randomness (default 1)\n"
     "  --threads N               event loops, one thread each on the same port\n"
     "                            (SO_REUSEPORT); default: online cores, at most 4\n"

@@ -427,6 +427,48 @@ wait_for 5 no_held
 call GET $NODES
 expect 200 '' "after the hang"
 
+# The server's latency (--latency-ms, /admin/config) is counted from a call's arrival and the
+# call is handled then: what it changes is there before its answer.  A fault's latency holds
+# the call before it is handled: nothing is changed until it is over.
+note "latency: the server's counted from arrival; a fault's before handling"
+patches() { # patches NODE: node label patches recorded for NODE
+    admin GET '/admin/mutations?kind=node_label_patch' |
+        jq --arg n "$1" '[.mutations[] | select(.target == $n)] | length'
+}
+held_calls() { admin GET /healthz | jq -e ".held == $1" >/dev/null; }
+patch_in_bg() { # patch_in_bg NODE VALUE OUT: a signed label PATCH, its code and ms in OUT
+    local url="http://$ADDR$K/api/v1/nodes/$1" body='{"metadata":{"labels":{"lat":"'"$2"'"}}}'
+    local args=() h
+    mapfile -t H < <("$CS" --sign PATCH "$url" "$body")
+    for h in "${H[@]}"; do args+=(-H "$h"); done
+    (
+        t0=$(date +%s%N)
+        code=$(curl -sS -o /dev/null -w '%{http_code}' -X PATCH "${args[@]}" \
+            -H 'Content-Type: application/merge-patch+json' --data-binary "$body" "$url")
+        echo "$code $((($(date +%s%N) - t0) / 1000000))" >"$3"
+    ) &
+}
+n0=$(patches good-node-2)
+admin POST /admin/config '{"latency_ms":1500}' >/dev/null
+patch_in_bg good-node-2 a "$TEST_TMP/lat1"
+wait_for 10 held_calls 1
+assert_eq $((n0 + 1)) "$(patches good-node-2)" "the server's latency: handled on arrival"
+wait_for 10 test -s "$TEST_TMP/lat1"
+read -r code ms <"$TEST_TMP/lat1"
+assert_eq 200 "$code" "PATCH under the server's latency"
+((ms >= 1500)) || fail "answered ${ms} ms after sending, latency 1500 ms"
+admin POST /admin/config '{"latency_ms":0}' >/dev/null
+admin POST /admin/faults '{"match":{"method":"PATCH","path_contains":"/good-node-2"},
+    "latency_ms":1500,"count":1}' >/dev/null
+patch_in_bg good-node-2 b "$TEST_TMP/lat2"
+wait_for 10 held_calls 1
+assert_eq $((n0 + 1)) "$(patches good-node-2)" "a fault's latency: not handled yet"
+wait_for 10 test -s "$TEST_TMP/lat2"
+read -r code ms <"$TEST_TMP/lat2"
+assert_eq 200 "$code" "PATCH under a fault's latency"
+assert_eq $((n0 + 2)) "$(patches good-node-2)" "handled once its latency was over"
+wait_for 5 held_calls 0
+
 # an error after the side effect: the label lands although the caller sees 503
 admin POST /admin/faults '{"match":{"method":"PATCH"},"error_status":503,"after":true,"count":1}' >/dev/null
 call PATCH $K/api/v1/nodes/good-node-3 '{"metadata":{"labels":{"after":"yes"}}}' \
