@@ -221,6 +221,15 @@ static void metrics(void *ctx, struct evbuffer *out)
         "meshbuy_cloud_requests_total{outcome=\"permanent\"} %llu\n"
         "meshbuy_cloud_requests_total{outcome=\"absent\"} %llu\n",
         (unsigned long long)h.ok, (unsigned long long)h.again, perm, (unsigned long long)c.absent);
+    evbuffer_add_printf(
+        out,
+        "# HELP meshbuy_cloud_calls Cloud API calls now: on the wire (holding one of "
+        "MESHBUY_HTTP_MAX_ACTIVE slots) or waiting for a slot. Calls waiting for long: the "
+        "worker's calls are at their bound, or the cloud is slow.\n"
+        "# TYPE meshbuy_cloud_calls gauge\n"
+        "meshbuy_cloud_calls{state=\"wire\"} %llu\n"
+        "meshbuy_cloud_calls{state=\"waiting\"} %llu\n",
+        (unsigned long long)h.active, (unsigned long long)h.queued);
     family(out, "meshbuy_cloud_connections_total", "counter",
            "Connections opened to the cloud APIs.", (unsigned long long)h.new_conns);
     family(out, "meshbuy_cloud_retries_total", "counter",

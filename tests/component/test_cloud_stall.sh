@@ -4,11 +4,11 @@
 #
 # Every cloud call hangs.  One worker that may have 4 calls on the wire
 # (MESHBUY_HTTP_MAX_ACTIVE=4) takes one order, whose precheck puts 6 calls out: 4 on the
-# wire, hanging, 2 waiting for a slot.  Then N more orders are accepted.  While the calls
-# hang, time out (MESHBUY_HTTP_TIMEOUT_MS) and are sent again, the worker claims none of
-# the N: it claims no job while as many calls as it may have on the wire are out, since a
-# job claimed then would only hold memory and a lease.  The N stay due in Redis, unowned;
-# once the cloud answers again, all N + 1 reach Running.
+# wire, hanging, 2 waiting for a slot (meshbuy_cloud_calls says so).  Then N more orders
+# are accepted.  While the calls hang, time out (MESHBUY_HTTP_TIMEOUT_MS) and are sent
+# again, the worker claims none of the N: it claims no job while as many calls as it may
+# have on the wire are out, since a job claimed then would only hold memory and a lease.
+# The N stay due in Redis, unowned; once the cloud answers again, all N + 1 reach Running.
 . "$MB_ROOT/tests/lib.sh"
 . "$MB_ROOT/tests/saga_lib.sh"
 
@@ -40,6 +40,8 @@ cs_fault '{"hang": true}' >/dev/null # no match: every cloud request
 buy 0
 wait_for 60 at_least 4 cs_held
 note "the first order's calls hang: $(cs_held) held by cloudsim"
+assert_eq 4 "$(metric 'meshbuy_cloud_calls{state="wire"}')" "calls on the wire"
+assert_eq 2 "$(metric 'meshbuy_cloud_calls{state="waiting"}')" "calls waiting for a slot"
 
 for i in $(seq 1 "$N"); do buy "$i"; done
 wait_for 60 at_least $((N + 1)) with_status Accepted
