@@ -2,7 +2,10 @@
 #include "mb_labels.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+#define MAX_OBJECTS 64 /* an order names at most 64 namespaces (schemas/order-buy.schema.json) */
 
 /* Where an execution stands (j->pc). */
 enum {
@@ -32,17 +35,31 @@ void mb_labels_clear(void *scratch)
 
     for (size_t i = 0; i < s->nseen; i++)
         mb_k8s_meta_clear(&s->seen[i]);
+    free(s->seen);
+    free(s->names);
 }
 
-/* Reads the n objects named in names into seen[0..n). */
-static void read_all(mb_sjob *j, mb_labels_scratch *s, mb_k8s_kind kind, const char *const *names,
-                     size_t n)
+static mb_step_rc out_of_memory(mb_sjob *j)
 {
-    if (n > s->nseen)
+    mb_error_set(&j->err, MB_FATAL, "OutOfMemory", "labels: out of memory");
+    return MB_STEP_ERROR;
+}
+
+/* Reads the n objects named in names into seen[0..n): MB_STEP_WAIT, or MB_STEP_ERROR when
+ * out of memory. */
+static mb_step_rc read_all(mb_sjob *j, mb_labels_scratch *s, mb_k8s_kind kind,
+                           const char *const *names, size_t n)
+{
+    if (n > 0 && s->seen == NULL) { /* once an execution: the scratch starts zeroed */
+        s->seen = calloc(n, sizeof(*s->seen));
+        if (s->seen == NULL)
+            return out_of_memory(j);
         s->nseen = n;
+    }
     for (size_t i = 0; i < n; i++)
         mb_step_call(j, mb_cloud_k8s_get(j->cloud, &j->target, kind, names[i], &s->seen[i],
                                          mb_step_done, mb_step_io(j)));
+    return MB_STEP_WAIT;
 }
 
 static const char *label_of(const mb_k8s_meta *m, const char *key)
@@ -72,13 +89,10 @@ mb_step_rc mb_labels_run(mb_sjob *j, const mb_labels_spec *spec)
     mb_labels_scratch *s = j->scratch;
     json_t *changed;
 
-    if (spec->n > sizeof(s->seen) / sizeof(s->seen[0]))
+    if (spec->n > MAX_OBJECTS)
         return mb_step_fail(j, "InvalidOrder", "too many objects to label (%zu)", spec->n);
     switch (j->pc) {
-    case RUN_READ:
-        read_all(j, s, spec->kind, spec->names, spec->n);
-        j->pc = RUN_CHECK;
-        return MB_STEP_WAIT;
+    case RUN_READ: j->pc = RUN_CHECK; return read_all(j, s, spec->kind, spec->names, spec->n);
     case RUN_CHECK:
         if (j->err.status != MB_OK)
             return MB_STEP_ERROR;
@@ -140,12 +154,11 @@ mb_step_rc mb_labels_check(mb_sjob *j, const mb_labels_spec *spec)
     mb_labels_scratch *s = j->scratch;
     const char *what = spec->kind == MB_K8S_NODE ? "node" : "namespace";
 
-    if (spec->n > sizeof(s->seen) / sizeof(s->seen[0]))
+    if (spec->n > MAX_OBJECTS)
         return mb_step_fail(j, "InvalidOrder", "too many objects to label (%zu)", spec->n);
     if (j->pc == CHECK_READ) {
-        read_all(j, s, spec->kind, spec->names, spec->n);
         j->pc = CHECK_JUDGE;
-        return MB_STEP_WAIT;
+        return read_all(j, s, spec->kind, spec->names, spec->n);
     }
     if (j->err.status != MB_OK)
         return MB_STEP_ERROR;
@@ -165,20 +178,25 @@ mb_step_rc mb_labels_check(mb_sjob *j, const mb_labels_spec *spec)
 
 /* ---- restore (the delete saga) ---------------------------------------------------- */
 
-/* The objects the create changed: those whose prior value was not already its own. */
-static void restore_names(mb_labels_scratch *s, const mb_labels_spec *spec, const json_t *prior)
+/* The objects the create changed: those whose prior value was not already its own.  0, or
+ * -1 when out of memory. */
+static int restore_names(mb_labels_scratch *s, const mb_labels_spec *spec, const json_t *prior)
 {
     const char *name;
     json_t *v;
 
+    if (s->names == NULL && json_object_size(prior) > 0) {
+        s->names = calloc(json_object_size(prior), sizeof(*s->names));
+        if (s->names == NULL)
+            return -1;
+    }
     s->n = 0;
     json_object_foreach((json_t *)prior, name, v)
     {
-        if (same(json_string_value(v), spec->value))
-            continue;
-        if (s->n < sizeof(s->names) / sizeof(s->names[0]))
+        if (!same(json_string_value(v), spec->value))
             s->names[s->n++] = name;
     }
+    return 0;
 }
 
 /* ck.plan, from what was just read: decided once, so a re-run does not take an object it
@@ -219,14 +237,14 @@ mb_step_rc mb_labels_restore(mb_sjob *j, const mb_labels_spec *spec, const json_
 {
     mb_labels_scratch *s = j->scratch;
 
-    restore_names(s, spec, prior);
+    if (restore_names(s, spec, prior) < 0)
+        return out_of_memory(j);
     switch (j->pc) {
     case BACK_READ:
         if (s->n == 0 && json_object_get(j->ck, "plan") == NULL)
             plan(j, spec, s);
-        read_all(j, s, spec->kind, s->names, s->n);
         j->pc = BACK_PLAN;
-        return MB_STEP_WAIT;
+        return read_all(j, s, spec->kind, s->names, s->n);
     case BACK_PLAN:
         if (j->err.status != MB_OK)
             return MB_STEP_ERROR;
@@ -262,11 +280,11 @@ mb_step_rc mb_labels_restore_check(mb_sjob *j, const mb_labels_spec *spec, const
     const char *what = spec->kind == MB_K8S_NODE ? "node" : "namespace";
     int decided = json_object_get(j->ck, "plan") != NULL;
 
-    restore_names(s, spec, prior);
+    if (restore_names(s, spec, prior) < 0)
+        return out_of_memory(j);
     if (j->pc == CHECK_READ) {
-        read_all(j, s, spec->kind, s->names, s->n);
         j->pc = CHECK_JUDGE;
-        return MB_STEP_WAIT;
+        return read_all(j, s, spec->kind, s->names, s->n);
     }
     if (j->err.status != MB_OK)
         return MB_STEP_ERROR;

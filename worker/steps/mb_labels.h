@@ -13,11 +13,12 @@ typedef struct mb_labels_spec {
     size_t n;
 } mb_labels_spec;
 
-/* Scratch a labelling step needs (its scratch_size and clear hook). */
+/* Scratch a labelling step needs (its scratch_size and clear hook).  Sized to the objects
+ * the step looks at: thousands of jobs may be at a labelling step at once. */
 typedef struct mb_labels_scratch {
-    mb_k8s_meta seen[64];
-    size_t nseen;          /* seen[0..nseen) were handed to reads: what the clear hook frees */
-    const char *names[64]; /* mb_labels_restore: the objects it looks at (borrowed) */
+    mb_k8s_meta *seen;  /* what was read, one per object */
+    size_t nseen;       /* seen[0..nseen) were allocated: what the clear hook frees */
+    const char **names; /* mb_labels_restore: the objects it looks at (borrowed) */
     size_t n;
 } mb_labels_scratch;
 
