@@ -67,6 +67,7 @@ typedef struct cs_call {
     const cs_cred *cred; /* who signed, borrowed from the model */
     cs_fault_hit hit;
     long long reply_at; /* CLOCK_MONOTONIC ms: not answered before (latency) */
+    int handled;        /* its handler ran: what is left is to answer */
     struct event *timer;
     struct event *watch; /* hanging: notices the client closing */
     mb_link hlink;       /* on cs_server.held */

@@ -640,22 +640,21 @@ static long long mono_ms(void)
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Holds the call for ms on a timer of its loop, then calls cb.  0, or -1 if no timer could
- * be set (the caller goes on at once). */
-static int park(cs_call *c, long long ms, event_callback_fn cb)
+static void on_timer(evutil_socket_t fd, short what, void *arg);
+
+/* Holds the call for ms on a timer of its loop (on_timer).  0, or -1 if no timer could be
+ * set (the caller goes on at once). */
+static int park(cs_call *c, long long ms)
 {
     struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
 
-    if (c->timer)
-        event_free(c->timer);
-    c->timer = evtimer_new(c->base, cb, c);
+    if (c->timer == NULL)
+        c->timer = evtimer_new(c->base, on_timer, c);
     if (c->timer == NULL || evtimer_add(c->timer, &tv) < 0)
         return -1;
     held_link(c);
     return 0;
 }
-
-static void on_reply(evutil_socket_t fd, short what, void *arg);
 
 /* Handles a call whose hold before handling (a fault's latency) is over.  Returns it when
  * its answer is due now (the caller delivers it, outside the lock), or NULL when it is
@@ -665,14 +664,16 @@ static cs_call *answer(cs_call *c)
     if (!process(c))
         return NULL;
     render(c);
+    c->handled = 1;
     long long wait = c->reply_at - mono_ms();
-    if (wait > 0 && park(c, wait, on_reply) == 0)
+    if (wait > 0 && park(c, wait) == 0)
         return NULL;
     record(c);
     return c;
 }
 
-static void on_delay(evutil_socket_t fd, short what, void *arg)
+/* A parked call's time is up: handled now (its fault's latency is over), or answered. */
+static void on_timer(evutil_socket_t fd, short what, void *arg)
 {
     cs_call *c = arg;
     cs_server *s = c->srv;
@@ -681,25 +682,15 @@ static void on_delay(evutil_socket_t fd, short what, void *arg)
     (void)what;
     lock(s);
     held_unlink(c);
-    c->now_ms = wall_ms();
-    c = answer(c);
+    if (!c->handled) {
+        c->now_ms = wall_ms();
+        c = answer(c);
+    } else {
+        record(c);
+    }
     unlock(s);
     if (c)
         deliver(c);
-}
-
-static void on_reply(evutil_socket_t fd, short what, void *arg)
-{
-    cs_call *c = arg;
-    cs_server *s = c->srv;
-
-    (void)fd;
-    (void)what;
-    lock(s);
-    held_unlink(c);
-    record(c);
-    unlock(s);
-    deliver(c);
 }
 
 /* A fault's latency holds a call before it is handled: what it reads and changes happens
@@ -725,7 +716,7 @@ static cs_call *handle(cs_loop *l, cs_call *c)
         return NULL;
     }
     c->reply_at = mono_ms() + c->hit.latency_ms + s->latency_ms;
-    if (c->hit.latency_ms > 0 && park(c, c->hit.latency_ms, on_delay) == 0)
+    if (c->hit.latency_ms > 0 && park(c, c->hit.latency_ms) == 0)
         return NULL;
     return answer(c);
 }

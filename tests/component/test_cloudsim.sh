@@ -436,6 +436,12 @@ patches() { # patches NODE: node label patches recorded for NODE
         jq --arg n "$1" '[.mutations[] | select(.target == $n)] | length'
 }
 held_calls() { admin GET /healthz | jq -e ".held == $1" >/dev/null; }
+patch_done() { # patch_done OUT WHAT: waits for patch_in_bg's answer, 200; its ms in MS
+    local code
+    wait_for 10 test -s "$1"
+    read -r code MS <"$1"
+    assert_eq 200 "$code" "$2"
+}
 patch_in_bg() { # patch_in_bg NODE VALUE OUT: a signed label PATCH, its code and ms in OUT
     local url="http://$ADDR$K/api/v1/nodes/$1" body='{"metadata":{"labels":{"lat":"'"$2"'"}}}'
     local args=() h
@@ -453,19 +459,15 @@ admin POST /admin/config '{"latency_ms":1500}' >/dev/null
 patch_in_bg good-node-2 a "$TEST_TMP/lat1"
 wait_for 10 held_calls 1
 assert_eq $((n0 + 1)) "$(patches good-node-2)" "the server's latency: handled on arrival"
-wait_for 10 test -s "$TEST_TMP/lat1"
-read -r code ms <"$TEST_TMP/lat1"
-assert_eq 200 "$code" "PATCH under the server's latency"
-((ms >= 1500)) || fail "answered ${ms} ms after sending, latency 1500 ms"
+patch_done "$TEST_TMP/lat1" "PATCH under the server's latency"
+((MS >= 1500)) || fail "answered ${MS} ms after sending, latency 1500 ms"
 admin POST /admin/config '{"latency_ms":0}' >/dev/null
 admin POST /admin/faults '{"match":{"method":"PATCH","path_contains":"/good-node-2"},
     "latency_ms":1500,"count":1}' >/dev/null
 patch_in_bg good-node-2 b "$TEST_TMP/lat2"
 wait_for 10 held_calls 1
 assert_eq $((n0 + 1)) "$(patches good-node-2)" "a fault's latency: not handled yet"
-wait_for 10 test -s "$TEST_TMP/lat2"
-read -r code ms <"$TEST_TMP/lat2"
-assert_eq 200 "$code" "PATCH under a fault's latency"
+patch_done "$TEST_TMP/lat2" "PATCH under a fault's latency"
 assert_eq $((n0 + 2)) "$(patches good-node-2)" "handled once its latency was over"
 wait_for 5 held_calls 0
 
