@@ -36,6 +36,10 @@
 #   kafka_ctl COMMAND [ARG...]       devkafka fault injection: broker-down N, broker-up N,
 #                                    rtt N MS, push-errors APIKEY COUNT ERR, ... (devkafka --help)
 #   redis_cli ARGS...                redis-cli against $REDIS_URL
+#   mb_metric PORT NAME              a sample of the /metrics on 127.0.0.1:PORT: NAME with labels
+#                                    (name{k="v"}) is that series, a bare name the sum of the
+#                                    family's series; 0 when absent; fails if /metrics does not
+#                                    answer
 #   kcat_produce TOPIC KEY VALUE [HDR=VAL...]    one message, fails if not delivered
 #   kcat_consume TOPIC COUNT TIMEOUT [kcat args] read COUNT messages from the beginning of all
 #                                    partitions; prints one kcat JSON envelope per line
@@ -249,6 +253,13 @@ redis_cli() {
     unix://*) redis-cli -s "${url#unix://}" "$@" ;;
     *) redis-cli -u "$url" "$@" ;;
     esac
+}
+
+mb_metric() {
+    curl -sf --max-time 5 "http://127.0.0.1:$1/metrics" |
+        awk -v m="$2" 'function at(p) { return index($0, p) == 1 }
+            (index(m, "{") ? at(m " ") : at(m " ") || at(m "{")) { s += $NF; f = 1 }
+            END { print f ? s : 0 }'
 }
 
 # ------------------------------------------------------------------ kafka

@@ -20,10 +20,7 @@ saga_worker w1 MESHBUY_HTTP_MAX_ACTIVE=4 MESHBUY_HTTP_MAX_CONNECTIONS=4 \
     MESHBUY_HTTP_TIMEOUT_MS=1000
 PORT=$(cat "$TEST_TMP/w1.port")
 
-metric() { # metric PREFIX: the sum of the worker's samples whose line starts with PREFIX
-    curl -sf "http://127.0.0.1:$PORT/metrics" |
-        awk -v m="$1" 'index($0, m) == 1 { s += $NF } END { print s + 0 }'
-}
+metric() { mb_metric "$PORT" "$1"; }
 at_least() { [ "$("${@:2}")" -ge "$1" ]; }
 cs_held() { cs_get /healthz | jq .held; }
 with_status() { # with_status STATUS: orders with an event of that status so far

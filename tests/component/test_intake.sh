@@ -20,10 +20,7 @@ start_worker() { # name
     MESHBUY_HTTP_PORT=$PORT MESHBUY_WORKER_ID=$1 mb_start "$1" "$MB_BIN/meshworker"
     wait_for 30 curl -sf "http://127.0.0.1:$PORT/readyz"
 }
-metric() { # name -> value (0 when absent)
-    curl -sf --max-time 5 "http://127.0.0.1:$PORT/metrics" |
-        awk -v m="$1" '$1 == m { print $2; f = 1 } END { if (!f) print 0 }'
-}
+metric() { mb_metric "$PORT" "$1"; } # name -> value (0 when absent)
 metric_ge() { # name value
     local v
     v=$(metric "$1") || return 1

@@ -21,10 +21,7 @@ PER_KEY=25
 export MESHBUY_RUN_SAGAS=false MESHBUY_LOG_LEVEL=info MESHBUY_DRAIN_MS=5000
 
 PORT=$(free_port)
-metric() { # name -> value (0 when absent)
-    curl -sf --max-time 5 "http://127.0.0.1:$PORT/metrics" |
-        awk -v m="$1" '$1 == m { print $2; f = 1 } END { if (!f) print 0 }'
-}
+metric() { mb_metric "$PORT" "$1"; } # name -> value (0 when absent)
 metric_ge() { # name value
     local v
     v=$(metric "$1") || return 1

@@ -19,10 +19,7 @@ saga_worker w1 MESHBUY_RETENTION_S=$RETAIN MESHBUY_RETENTION_ORDER_IDS_S=3600
 PORT=$(cat "$TEST_TMP/w1.port")
 KEY="acct-ret/ret-mesh"
 
-metric() { # name -> value (0 when absent)
-    curl -sf --max-time 5 "http://127.0.0.1:$PORT/metrics" |
-        awk -v m="$1" '$1 == m { print $2; f = 1 } END { if (!f) print 0 }'
-}
+metric() { mb_metric "$PORT" "$1"; } # name -> value (0 when absent)
 metric_ge() { # name value
     local v
     v=$(metric "$1") || return 1

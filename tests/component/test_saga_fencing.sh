@@ -123,9 +123,8 @@ kill -CONT "$(mb_pid w1)"
 note "paused: w1 resumed"
 w1_lost() {
     local v
-    v=$(curl -sf --max-time 5 "http://127.0.0.1:$(cat "$TEST_TMP/w1.port")/metrics" |
-        awk '$1 == "meshbuy_saga_lost_total" { print $2 }')
-    [ "${v:-0}" -ge 1 ]
+    v=$(mb_metric "$(cat "$TEST_TMP/w1.port")" meshbuy_saga_lost_total)
+    [ "$v" -ge 1 ]
 }
 # w1 finds the job gone (renew or checkpoint refused) and drops it; give any stray call time
 # to reach cloudsim before the log is read.

@@ -137,8 +137,7 @@ saga_case open case_open
 dup_total() { # duplicate deliveries counted by the workers
     local w n=0 v
     for w in w1 w2; do
-        v=$(curl -sf --max-time 5 "http://127.0.0.1:$(cat "$TEST_TMP/$w.port")/metrics" |
-            awk '$1 == "meshbuy_orders_duplicate_total" { print $2 }')
+        v=$(mb_metric "$(cat "$TEST_TMP/$w.port")" meshbuy_orders_duplicate_total)
         n=$((n + ${v%.*}))
     done
     echo "$n"
