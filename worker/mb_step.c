@@ -43,6 +43,12 @@ mb_step_rc mb_step_fail(mb_sjob *j, const char *code, const char *fmt, ...)
     return MB_STEP_ERROR;
 }
 
+mb_step_rc mb_step_oom(mb_sjob *j, const char *what)
+{
+    mb_error_set(&j->err, MB_FATAL, "OutOfMemory", "%s: out of memory", what);
+    return MB_STEP_ERROR;
+}
+
 json_t *mb_step_ck_of(mb_sjob *j, const char *name)
 {
     json_t *rec = j->host && j->host->record

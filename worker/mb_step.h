@@ -106,6 +106,9 @@ void mb_step_call(mb_sjob *j, mb_cloud_op *op);
 mb_step_rc mb_step_fail(mb_sjob *j, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* Sets j->err to "OutOfMemory" (fatal: "<what>: out of memory") and returns MB_STEP_ERROR. */
+mb_step_rc mb_step_oom(mb_sjob *j, const char *what);
+
 /* Another step's checkpoint object, or NULL if that step has not recorded one. Borrowed. */
 json_t *mb_step_ck_of(mb_sjob *j, const char *step_name);
 

@@ -39,12 +39,6 @@ void mb_labels_clear(void *scratch)
     free(s->names);
 }
 
-static mb_step_rc out_of_memory(mb_sjob *j)
-{
-    mb_error_set(&j->err, MB_FATAL, "OutOfMemory", "labels: out of memory");
-    return MB_STEP_ERROR;
-}
-
 /* Reads the n objects named in names into seen[0..n): MB_STEP_WAIT, or MB_STEP_ERROR when
  * out of memory. */
 static mb_step_rc read_all(mb_sjob *j, mb_labels_scratch *s, mb_k8s_kind kind,
@@ -53,7 +47,7 @@ static mb_step_rc read_all(mb_sjob *j, mb_labels_scratch *s, mb_k8s_kind kind,
     if (n > 0 && s->seen == NULL) { /* once an execution: the scratch starts zeroed */
         s->seen = calloc(n, sizeof(*s->seen));
         if (s->seen == NULL)
-            return out_of_memory(j);
+            return mb_step_oom(j, "labels");
         s->nseen = n;
     }
     for (size_t i = 0; i < n; i++)
@@ -238,7 +232,7 @@ mb_step_rc mb_labels_restore(mb_sjob *j, const mb_labels_spec *spec, const json_
     mb_labels_scratch *s = j->scratch;
 
     if (restore_names(s, spec, prior) < 0)
-        return out_of_memory(j);
+        return mb_step_oom(j, "labels");
     switch (j->pc) {
     case BACK_READ:
         if (s->n == 0 && json_object_get(j->ck, "plan") == NULL)
@@ -281,7 +275,7 @@ mb_step_rc mb_labels_restore_check(mb_sjob *j, const mb_labels_spec *spec, const
     int decided = json_object_get(j->ck, "plan") != NULL;
 
     if (restore_names(s, spec, prior) < 0)
-        return out_of_memory(j);
+        return mb_step_oom(j, "labels");
     if (j->pc == CHECK_READ) {
         j->pc = CHECK_JUDGE;
         return read_all(j, s, spec->kind, s->names, s->n);

@@ -42,10 +42,8 @@ static mb_step_rc issue(mb_sjob *j, precheck *s)
     const mb_cloud_target *t = &j->target;
 
     s->ns = calloc(o->n_namespaces ? o->n_namespaces : 1, sizeof(*s->ns));
-    if (s->ns == NULL) {
-        mb_error_set(&j->err, MB_FATAL, "OutOfMemory", "precheck: out of memory");
-        return MB_STEP_ERROR;
-    }
+    if (s->ns == NULL)
+        return mb_step_oom(j, "precheck");
     s->nns = o->n_namespaces;
     mb_step_call(j, mb_cloud_cluster_get(j->cloud, t, &s->cluster, mb_step_done, mb_step_io(j)));
     mb_step_call(j, mb_cloud_nodes_list(j->cloud, t, &s->nodes, mb_step_done, mb_step_io(j)));
