@@ -110,6 +110,10 @@ case_happy() {
     calls=$(cs_get "/admin/requests?limit=100000" | jq -c '[.requests[] |
         select(.path | contains("/c-happy")) | .traceparent] | unique')
     assert_eq "[\"$tp\"]" "$calls" "every call to the cluster carries the order's traceparent"
+    # A first attempt creates the release without reading it first (precheck found no
+    # istio-system); what it reads after is the install's progress.
+    assert_eq POST "$(cs_get "/admin/requests?limit=100000" | jq -r '[.requests[] |
+        select(.path | test("/c-happy/.*releases"))][0].method')" "the release is created first"
 }
 saga_case happy case_happy
 

@@ -9,7 +9,7 @@
 
 /* Where an execution stands (j->pc). */
 enum {
-    RUN_READ,       /* save the intent to create (first execution), then read the release */
+    RUN_READ,       /* save the intent to create (first execution) and create, else read */
     RUN_JUDGE,      /* it was read: create, adopt, wait or fail */
     RUN_CREATED,    /* the create was sent */
     RUN_RECREATING, /* our failed release is being deleted, to be created again */
@@ -23,6 +23,7 @@ enum {
 typedef struct install {
     mb_release rel;
     int refused; /* the create met a 409 in this execution */
+    int first;   /* this execution saved the intent: no create was ever sent before it */
 } install;
 
 static void install_clear(void *p)
@@ -137,12 +138,17 @@ static mb_step_rc install_run(mb_sjob *j)
         if (!json_is_true(json_object_get(j->ck, "creating"))) {
             /* Saved before anything is sent (saves_first): compensation then looks for a
              * release by name and deletes it only if its description names this order, so
-             * an intent recorded before the read costs nothing, and the checkpoint of the
+             * an intent recorded before the create costs nothing, and the checkpoint of the
              * step before rides with this one.  Called again at RUN_READ. */
             json_object_set_new(j->ck, "creating", json_true());
+            s->first = 1;
             return MB_STEP_SAVE;
         }
-        return read_release(j);
+        /* No intent saved before this execution: no create of this job was ever sent, and
+         * the create itself looks, as Helm refuses a name in use (409: the read judges).
+         * A read first would cost every saga a call for what precheck found absent (no
+         * istio-system).  Any later execution reads first. */
+        return s->first ? create(j) : read_release(j);
     case RUN_JUDGE:
         if (j->err.status != MB_OK)
             return MB_STEP_ERROR;
