@@ -124,6 +124,11 @@ case_single() {
     assert_mutations c-single "node_label_patch single-node-1" \
         "release_create istio-system/istio-master" "sg_rule_create *"
     assert_not_contains "$(printf '%s\n' "$d" | tail -n 1 | jq -r .message)" "paused"
+    # The checkpoints of this buy (no namespace, no restart): after reserve, precheck,
+    # label_nodes' prior values, install_release's intent, its completion, open_port's intent
+    # and completion, then inject, restart and finish as one (9 when restart wrote its own).
+    assert_eq 8 "$(redis_cli HGET "mb:{s$(redis_cli GET mb:order:o-single)}:job:o-single" ck)" \
+        "checkpoints of the buy"
 }
 saga_case single case_single
 
