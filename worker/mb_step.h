@@ -53,8 +53,9 @@ typedef struct mb_step {
      * a crash before its record is written only runs it again: the engine writes no
      * checkpoint between it and the step before it (mb_saga.c, defer_ck). */
     int local;
-    /* Its first execution saves before anything else (a write-ahead intent): the
-     * checkpoint before it may ride with that save, as before a local step. */
+    /* Its first execution saves before anything else (a write-ahead intent), or reaches
+     * nothing at all (restart when not asked): the checkpoint before it may ride with the
+     * next one, as before a local step. */
     int saves_first;
 } mb_step;
 
