@@ -189,6 +189,16 @@ def pct(v, p):
     return v[int(round((len(v) - 1) * p))]
 
 
+def release_polls(calls):
+    """The reads of a release after its create: each follows a deliberate poll wait.  A read
+    before the create (a later attempt looks first) is not one."""
+    creates = [r["seq"] for r in calls if r["method"] == "POST" and r["path"].endswith("/releases")]
+    if not creates:
+        return []
+    return [r for r in calls if r["method"] == "GET" and "/releases/" in r["path"]
+            and r["seq"] > min(creates)]
+
+
 def cmd_overhead(events_path, requests_path, poll_ms, steps):
     """Per saga: (Running.occurred_at - first Installing.occurred_at) - sum of the cloud's own
     time for the saga's calls (cloudsim's request log) - the deliberate poll waits, divided
@@ -226,8 +236,7 @@ def cmd_overhead(events_path, requests_path, poll_ms, steps):
             continue
         t0, t1 = inst[0][3], run[0][3]
         calls = [r for r in by_cluster.get(cid, []) if t0 - 1 <= r["t_ms"] <= t1 + 1]
-        rel_gets = [r for r in calls if r["method"] == "GET" and "/releases/" in r["path"]]
-        polls = max(len(rel_gets) - 1, 0)
+        polls = len(release_polls(calls))
         cloud = sum(r.get("ms") or 0 for r in calls) + un_ms / max(len(ev), 1)
         span = t1 - t0
         per_saga_span.append(span)
@@ -240,8 +249,7 @@ def cmd_overhead(events_path, requests_path, poll_ms, steps):
             c = [r for r in calls if pt <= r["t_ms"] < t]
             w = sum(r.get("ms") or 0 for r in c)
             if step == "install_release":
-                w += poll_ms * max(len([r for r in c if r["method"] == "GET"
-                                        and "/releases/" in r["path"]]) - 1, 0)
+                w += poll_ms * len(release_polls(c))
             step_sum[step] = step_sum.get(step, 0) + (t - pt - w)
             step_n[step] = step_n.get(step, 0) + 1
     out = {
