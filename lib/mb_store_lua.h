@@ -18,6 +18,8 @@ static const char lua_prelude[] =
     "end\n"
     "-- The shard's wake counter: bumped whenever an event is queued or a job becomes due\n"
     "-- for any worker, so an idle worker learns of work with one cheap read (mb_store_stirs).\n"
+    "-- Once a script, not once an event: a script is atomic, so readers see one change\n"
+    "-- either way, and a checkpoint queues up to four events.\n"
     "local function stir(pre) redis.call('INCR', pre .. 'wake') end\n"
     "-- Whole numbers go to redis.call and into text as '%d' strings: Redis would write a Lua\n"
     "-- number with '%.17g' and Lua with '%.14g', both glibc's slow floating-point path, and\n"
@@ -51,7 +53,7 @@ static const char lua_prelude[] =
     "  if string.match(rest, '^%s*}%s*$') then rest = '}' else rest = ',' .. rest end\n"
     "  return '{\"steps\":{' .. table.concat(parts, ',') .. '}' .. rest\n"
     "end\n"
-    "-- Queue one status event with the key's next seq.\n"
+    "-- Queue one status event with the key's next seq; the caller stirs the shard.\n"
     "-- head/data are the event's top-level and data members without braces, \"id\" and \"seq\".\n"
     "-- One concatenation, not an event grown piece by piece: Redis's Lua hashes every byte\n"
     "-- of every string it makes, and this runs for each of a saga's ten or so events.\n"
@@ -61,7 +63,6 @@ static const char lua_prelude[] =
     "  redis.call('RPUSH', outk, key .. '\\n' .. tp .. '\\n' ..\n"
     "    '{\"id\":\"' .. key .. '#' .. n .. '\"' .. (head ~= '' and ',' or '') .. head ..\n"
     "    ',\"data\":{\"seq\":' .. n .. (data ~= '' and ',' or '') .. data .. '}}')\n"
-    "  stir(string.sub(outk, 1, #outk - 6))\n"
     "  return seq\n"
     "end\n"
     "local function emit_all(seqk, outk, key, tp, first)\n"
@@ -167,6 +168,7 @@ static const char lua_accept[] =
     "  index_status(pre, id, '', 'Failed', now)\n"
     "  retire(pre, id, 'Failed', KEYS[6], tonumber(ARGV[12]), tonumber(ARGV[13]), now)\n"
     "  local seq = emit(KEYS[3], KEYS[5], key, ARGV[5], ARGV[8], ARGV[9])\n"
+    "  stir(pre)\n"
     "  return {'conflict', owner, seq}\n"
     "end\n"
     "redis.call('HSET', KEYS[1], 'id', id, 'key', key, 'shard', ARGV[3], 'order', ARGV[4],\n"
@@ -177,8 +179,10 @@ static const char lua_accept[] =
     "if not delete then redis.call('SET', KEYS[2], id) end\n"
     "redis.call('SET', KEYS[6], ARGV[3])\n"
     "redis.call('ZADD', KEYS[4], nows, id)\n"
-    "index_status(shard_pre(KEYS[1], id), id, '', 'Accepted', now)\n"
+    "local pre = shard_pre(KEYS[1], id)\n"
+    "index_status(pre, id, '', 'Accepted', now)\n"
     "local seq = emit(KEYS[3], KEYS[5], key, ARGV[5], ARGV[6], acc)\n"
+    "stir(pre)\n"
     "return {'accepted', '', seq}\n";
 
 static const char lua_reject[] =
@@ -200,6 +204,7 @@ static const char lua_reject[] =
     "index_status(pre, id, '', 'Failed', now)\n"
     "retire(pre, id, 'Failed', KEYS[4], fin, fin, now)\n"
     "emit(KEYS[2], KEYS[3], key, ARGV[5], ARGV[7], ARGV[8])\n"
+    "stir(pre)\n"
     "return 1\n";
 
 static const char lua_claim[] =
@@ -318,8 +323,8 @@ static const char lua_checkpoint[] =
     "else\n"
     "  redis.call('ZADD', KEYS[2], int(due), ARGV[1])\n"
     "end\n"
-    "if run_in > 0 then stir(shard_pre(KEYS[1], ARGV[1])) end\n"
     "local pre, fin, oid = shard_pre(KEYS[1], ARGV[1]), tonumber(ARGV[16]), tonumber(ARGV[17])\n"
+    "if run_in > 0 or tonumber(ARGV[19]) > 0 then stir(pre) end\n"
     "if ARGV[12] ~= '' and redis.call('GET', KEYS[5]) == ARGV[12] then\n"
     "  redis.call('DEL', KEYS[5])\n"
     "  if ARGV[12] ~= ARGV[1] then\n"
