@@ -120,7 +120,7 @@ const mb_conf_key mb_loop_conf_keys[] = {
     {"MESHBUY_BACKOFF_MAX_MS", MB_CONF_INT, "30000", 1, 3600000, NULL, "retry delay cap"},
     {"MESHBUY_HTTP_TIMEOUT_MS", MB_CONF_INT, "30000", 100, 600000, NULL,
      "timeout of one cloud API call"},
-    {"MESHBUY_HTTP_MAX_ACTIVE", MB_CONF_INT, "2048", 1, 100000, NULL,
+    {"MESHBUY_HTTP_MAX_ACTIVE", MB_CONF_INT, "3072", 1, 100000, NULL,
      "cloud calls on the wire at once (the rest queue in order)"},
     {"MESHBUY_HTTP_MAX_CONNECTIONS", MB_CONF_INT, "2048", 1, 100000, NULL,
      "idle connections to the cloud APIs kept alive"},

@@ -12,8 +12,8 @@
 #   conflict  a second order for the same account and name: Failed NameConflict, no mutation
 # In every case cloudsim's mutation log must list each side effect exactly once, and the
 # status stream of the mesh must be gapless (seq 1..n, repeats only as identical copies).
-# w2 runs with an open-file limit of 700, below its calls and idle connections (2,048 each by
-# default): it says so and cuts them to fit, and takes its share of the cases.
+# w2 runs with an open-file limit of 700, below its calls and idle connections (3,072 and
+# 2,048 by default): it says so and cuts them to fit, and takes its share of the cases.
 . "$MB_ROOT/tests/lib.sh"
 . "$MB_ROOT/tests/saga_lib.sh"
 
@@ -194,7 +194,7 @@ saga_case conflict case_conflict
 
 saga_case schema saga_validate_all
 assert_contains "$(grep 'open files limit' "$TEST_TMP/w2.log")" \
-    "open files limit 700 is below MESHBUY_HTTP_MAX_ACTIVE + MESHBUY_HTTP_MAX_CONNECTIONS (4096) + 128 for Kafka, Redis and the admin server: using 286 calls on the wire and 286 idle connections"
+    "open files limit 700 is below MESHBUY_HTTP_MAX_ACTIVE + MESHBUY_HTTP_MAX_CONNECTIONS (5120) + 128 for Kafka, Redis and the admin server: using 286 calls on the wire and 286 idle connections"
 mb_alive w1 || fail "w1 died"
 mb_alive w2 || fail "w2 died"
 saga_done
