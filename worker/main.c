@@ -22,7 +22,7 @@
  * Pages freed and unused for 50 ms go back to the kernel (jemalloc keeps them 10 s): a
  * backlog's first second claims thousands of jobs and puts thousands of calls out, and
  * what that burst freed stayed resident.  With 3,072 calls on the wire, 10,000 sagas in
- * flight peak at 60-63.7 MB instead of 63-68, for 8-12% more CPU a saga in the
+ * flight peak at 60-63.7 MB instead of 64.6-68, for 13% more CPU a saga in the
  * 2,000-order run (the purging); 20 ms took 59-62 MB for a quarter more, 100 ms 59-65 MB,
  * a background purging thread (20 ms) 62-65 MB. */
 const char *malloc_conf = "narenas:1,dirty_decay_ms:50";
