@@ -592,6 +592,51 @@ static void test_claim_fence_lease(void **state)
     mb_store_free(b);
 }
 
+/* A checkpoint stirs its shard once however many events it queues (a script is atomic:
+ * readers see one change either way), and not at all when it queues none and the job
+ * stays with its worker. */
+static void test_stir_once(void **state)
+{
+    mb_store *a;
+    mb_job *j;
+    mb_error e;
+    mb_checkpoint_result res;
+    mb_status s;
+    unsigned long long w0[16], w1[16], w2[16];
+    json_t *list[3];
+    int sh;
+    (void)state;
+    j = fresh_claimed(&a, "wa", "ord-w", "acct9", "mesh-w", 30000);
+    sh = mb_store_shard_of(a, "acct9/mesh-w");
+    for (int i = 0; i < 3; i++)
+        list[i] = status_event("ord-w", "acct9", "mesh-w", MB_MESH_INSTALLING, NULL);
+    mb_checkpoint k = {.order_id = j->order_id,
+                       .key = j->key,
+                       .fence = j->fence,
+                       .attempt = -1,
+                       .run_in_ms = 0,
+                       .lease_ms = 30000,
+                       .ck = 1,
+                       .events = list,
+                       .n_events = 3};
+    mb_error_clear(&e);
+    assert_int_equal(mb_store_stirs(a, w0, &e), MB_OK);
+    assert_int_equal(mb_store_checkpoint(a, &k, 1, &res, &s, &e), MB_OK);
+    assert_int_equal(s, MB_OK);
+    assert_int_equal(res.last_seq, 4); /* Accepted, then these three */
+    assert_int_equal(mb_store_stirs(a, w1, &e), MB_OK);
+    assert_int_equal(w1[sh], w0[sh] + 1);
+    k.ck = 2;
+    k.n_events = 0;
+    assert_int_equal(mb_store_checkpoint(a, &k, 1, &res, &s, &e), MB_OK);
+    assert_int_equal(mb_store_stirs(a, w2, &e), MB_OK);
+    assert_int_equal(w2[sh], w1[sh]);
+    for (int i = 0; i < 3; i++)
+        json_decref(list[i]);
+    mb_job_free(j);
+    mb_store_free(a);
+}
+
 static void test_ck_idempotent(void **state)
 {
     mb_store *a;
@@ -928,7 +973,8 @@ static void test_index_retention_depths(void **state)
     }
     assert_int_equal(due, 2 - (long long)nj);
     assert_int_equal(delayed, (long long)nj);
-    /* The wake counters move with every queued event; a claim learns the next due time. */
+    /* The wake counters move with every script that queues events; a claim learns the next
+     * due time. */
     {
         unsigned long long w0[16], w1[16], sum = 0;
         int sh = mb_store_shard_of(a, "acct8/mesh-m");
@@ -1460,6 +1506,7 @@ int main(void)
         cmocka_unit_test(test_accept),
         cmocka_unit_test(test_claim_fence_lease),
         cmocka_unit_test(test_ck_idempotent),
+        cmocka_unit_test(test_stir_once),
         cmocka_unit_test(test_cancel),
         cmocka_unit_test(test_relay_lease),
         cmocka_unit_test(test_reject_and_dlq),
