@@ -592,6 +592,22 @@ static void test_claim_fence_lease(void **state)
     mb_store_free(b);
 }
 
+/* The first checkpoint (ck 1) of claimed job j: events only, the job stays with its worker
+ * (no field but the events and the counters changes). */
+static mb_checkpoint events_ck(const mb_job *j, json_t *const *events, size_t n)
+{
+    mb_checkpoint k = {.order_id = j->order_id,
+                       .key = j->key,
+                       .fence = j->fence,
+                       .attempt = -1,
+                       .run_in_ms = 0,
+                       .lease_ms = 30000,
+                       .ck = 1,
+                       .events = events,
+                       .n_events = n};
+    return k;
+}
+
 /* A checkpoint stirs its shard once however many events it queues (a script is atomic:
  * readers see one change either way), and not at all when it queues none and the job
  * stays with its worker. */
@@ -610,15 +626,7 @@ static void test_stir_once(void **state)
     sh = mb_store_shard_of(a, "acct9/mesh-w");
     for (int i = 0; i < 3; i++)
         list[i] = status_event("ord-w", "acct9", "mesh-w", MB_MESH_INSTALLING, NULL);
-    mb_checkpoint k = {.order_id = j->order_id,
-                       .key = j->key,
-                       .fence = j->fence,
-                       .attempt = -1,
-                       .run_in_ms = 0,
-                       .lease_ms = 30000,
-                       .ck = 1,
-                       .events = list,
-                       .n_events = 3};
+    mb_checkpoint k = events_ck(j, list, 3);
     mb_error_clear(&e);
     assert_int_equal(mb_store_stirs(a, w0, &e), MB_OK);
     assert_int_equal(mb_store_checkpoint(a, &k, 1, &res, &s, &e), MB_OK);
@@ -650,15 +658,7 @@ static void test_ck_idempotent(void **state)
     assert_int_equal(j->checkpoints, 0);
     ev = status_event("ord-c", "acct3", "mesh-c", MB_MESH_INSTALLING, NULL);
     json_t *list[1] = {ev};
-    mb_checkpoint k = {.order_id = j->order_id,
-                       .key = j->key,
-                       .fence = j->fence,
-                       .attempt = -1,
-                       .run_in_ms = 0,
-                       .lease_ms = 30000,
-                       .ck = 1,
-                       .events = list,
-                       .n_events = 1};
+    mb_checkpoint k = events_ck(j, list, 1);
     mb_error_clear(&e);
     assert_int_equal(mb_store_checkpoint(a, &k, 1, &res, &s, &e), MB_OK);
     assert_false(res.already_applied);
