@@ -100,6 +100,25 @@ static void hist_samples(struct evbuffer *out, const char *name, const char *lab
                         h->sum, name, labels, (unsigned long long)h->bucket[MB_SAGA_BUCKETS]);
 }
 
+/* A checkpoint's time by phase: whether a step waits on Redis, on the Redis thread's queue
+ * or on this worker's own loop. */
+static void checkpoint_histograms(const mb_saga *saga, struct evbuffer *out)
+{
+    char labels[32];
+
+    evbuffer_add_printf(out, "# HELP meshbuy_checkpoint_seconds A checkpoint's time by phase: "
+                             "held in the worker until sent, queue (behind the Redis thread's "
+                             "earlier requests), redis (the round trip), back (until the job "
+                             "resumes).\n"
+                             "# TYPE meshbuy_checkpoint_seconds histogram\n");
+    for (int p = 0; p < MB_SAGA_CK_PHASES; p++) {
+        mb_saga_hist h;
+        mb_saga_checkpoint_hist(saga, p, &h);
+        snprintf(labels, sizeof(labels), "phase=\"%s\"", mb_saga_ck_phases[p]);
+        hist_samples(out, "meshbuy_checkpoint_seconds", labels, mb_saga_checkpoint_le, &h);
+    }
+}
+
 /* Saga durations by saga and final status, and the sagas in memory by step (every step of
  * every saga, zeros included, so a series never disappears). */
 static void saga_families(const mb_saga *saga, struct evbuffer *out)
@@ -238,6 +257,7 @@ static void metrics(void *ctx, struct evbuffer *out)
            "Cloud changes not sent: the job's lease was lost or too short for the call.",
            (unsigned long long)c.refused);
     step_histograms(e->saga, out);
+    checkpoint_histograms(e->saga, out);
     saga_families(e->saga, out);
     poll_usual(e->saga, out);
 }

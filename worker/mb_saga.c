@@ -138,6 +138,7 @@ typedef struct sjob {
     int ck_resends;        /* re-sends of the current checkpoint so far */
     long long ck_first_ms; /* monotonic ms the current checkpoint was first sent */
     long long ck_retry_ms; /* monotonic ms of its next re-send */
+    long long queued_us;   /* monotonic us the checkpoint was queued (sent or re-sent) */
     int renew_out;         /* in the renewal out: not freed before it is back */
     struct event *wake_ev; /* a short poll's wait in memory (made at the first one) */
     long long sleep_ms;    /* > 0: wait that long once the queued checkpoint is back */
@@ -191,6 +192,8 @@ struct mb_saga {
     size_t njobs;
     int draining;
     mb_saga_stats stats;
+    /* a checkpoint's time by phase (mb_saga_ck_phases) */
+    mb_saga_hist ckh[MB_SAGA_CK_PHASES];
     const mb_saga_def *const *defs; /* the sagas this engine runs (borrowed) */
     size_t ndefs;
     int nhist;          /* steps of every definition, in order */
@@ -204,6 +207,10 @@ struct mb_saga {
 const double mb_saga_bucket_le[MB_SAGA_BUCKETS] = {0.001, 0.005, 0.01, 0.05, 0.1,
                                                    0.5,   1,     5,    30,   300};
 const double mb_saga_duration_le[MB_SAGA_BUCKETS] = {1, 5, 15, 30, 60, 120, 300, 900, 1800, 3600};
+/* From a tenth of a millisecond: an idle worker's checkpoint phases take 10-200 us. */
+const double mb_saga_checkpoint_le[MB_SAGA_BUCKETS] = {0.0001, 0.00025, 0.0005, 0.001, 0.002,
+                                                       0.005,  0.01,    0.05,   0.25,  1};
+const char *const mb_saga_ck_phases[MB_SAGA_CK_PHASES] = {"held", "queue", "redis", "back"};
 const char *const mb_saga_outcomes[MB_SAGA_OUTCOMES] = {"Running", "Deleted", "Failed", "Cancelled",
                                                         "NeedsAttention"};
 
@@ -565,6 +572,7 @@ static void enqueue_ckpt(sjob *j)
         s->capq = cap;
     }
     s->ckq[s->nq++] = j;
+    j->queued_us = mono_us();
     arm_flush(s);
 }
 
@@ -632,6 +640,8 @@ typedef struct ck_req {
     mb_ck_record *recs; /* their records, def->nsteps a job */
     int *keep;
     mb_status *sts;
+    /* monotonic us: handed to the Redis thread, sent by it, answered (mb_saga_ck_phases) */
+    long long handed_us, sent_us, answered_us;
 } ck_req;
 
 /* Room for n items of size bytes, rounded up so what follows stays aligned for any type. */
@@ -839,11 +849,23 @@ static void ck_run(mb_store *st, void *ctx)
     ck_req *r = ctx;
     long long now;
 
-    r->sent_ms = mono_ms();
+    r->sent_us = mono_us();
+    r->sent_ms = r->sent_us / 1000;
     now = now_ms();
     for (size_t i = 0; i < r->n; i++)
         r->cks[i].run_in_ms = run_in(r->keep[i], r->next_run[i], now);
     mb_store_checkpoint(st, r->cks, r->n, r->res, r->sts, r->errs);
+    r->answered_us = mono_us();
+}
+
+/* The phases of the job's checkpoint, back on the loop at back_us. */
+static void observe_ck(mb_saga *s, const sjob *j, const ck_req *r, long long back_us)
+{
+    long long us[MB_SAGA_CK_PHASES] = {r->handed_us - j->queued_us, r->sent_us - r->handed_us,
+                                       r->answered_us - r->sent_us, back_us - r->answered_us};
+
+    for (int p = 0; p < MB_SAGA_CK_PHASES; p++)
+        hist_add(&s->ckh[p], mb_saga_checkpoint_le, us[p] > 0 ? (double)us[p] / 1e6 : 0);
 }
 
 /* The pause before the next re-send of an unconfirmed checkpoint. */
@@ -942,9 +964,11 @@ static void ck_back(void *ctx)
 {
     ck_req *r = ctx;
     mb_saga *s = r->saga;
+    long long back_us = mono_us();
 
     for (size_t i = 0; i < r->n; i++) {
         sjob *j = r->jobs[i];
+        observe_ck(s, j, r, back_us);
         if (j->ck_first_ms == 0)
             j->ck_first_ms = r->sent_ms;
         if (r->sts[i] == MB_OK) { /* before ckpt_done: the job goes on from there */
@@ -976,6 +1000,7 @@ static void flush_batch(mb_saga *s, sjob **batch, size_t n)
             nrecs += (size_t)batch[i]->def->nsteps;
             mb_error_clear(&r->errs[i]);
         }
+        r->handed_us = mono_us();
         if (mb_rq_submit(s->rq, ck_run, ck_back, r) == 0) {
             s->ck_out++;
             return;
@@ -2326,6 +2351,13 @@ void mb_saga_duration_hist(const mb_saga *s, size_t def, int outcome, mb_saga_hi
     memset(out, 0, sizeof(*out));
     if (def < s->ndefs && outcome >= 0 && outcome < MB_SAGA_OUTCOMES)
         *out = s->dur[def * MB_SAGA_OUTCOMES + (size_t)outcome];
+}
+
+void mb_saga_checkpoint_hist(const mb_saga *s, int phase, mb_saga_hist *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (phase >= 0 && phase < MB_SAGA_CK_PHASES)
+        *out = s->ckh[phase];
 }
 
 void mb_saga_inflight_steps(const mb_saga *s, uint64_t *counts)

@@ -115,6 +115,16 @@ extern const char *const mb_saga_outcomes[MB_SAGA_OUTCOMES];
 extern const double mb_saga_duration_le[MB_SAGA_BUCKETS]; /* seconds; +Inf implied */
 void mb_saga_duration_hist(const mb_saga *s, size_t def, int outcome, mb_saga_hist *out);
 
+/* Where a checkpoint's time went, one observation per checkpoint a phase: "held" in the
+ * engine until its batch went to the Redis thread (the loop turn's end, or longer while
+ * MB_SAGA_CK_OUT_MAX requests are out), "queue" behind the thread's earlier requests,
+ * "redis" the batch's pipelined round trip, "back" from its end until the job's completion
+ * runs on the loop.  A copy of phase's histogram (bounds mb_saga_checkpoint_le). */
+#define MB_SAGA_CK_PHASES 4
+extern const char *const mb_saga_ck_phases[MB_SAGA_CK_PHASES];
+extern const double mb_saga_checkpoint_le[MB_SAGA_BUCKETS]; /* seconds; +Inf implied */
+void mb_saga_checkpoint_hist(const mb_saga *s, int phase, mb_saga_hist *out);
+
 /* Jobs in memory now by the step they are at (compensations at the step they undo):
  * counts has mb_saga_steps entries, indexed as mb_saga_step_hist. */
 void mb_saga_inflight_steps(const mb_saga *s, uint64_t *counts);

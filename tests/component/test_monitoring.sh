@@ -138,6 +138,20 @@ for f in meshbuy_outbox_depth meshbuy_jobs_due meshbuy_consumer_lag meshbuy_saga
     process_resident_memory_bytes process_open_fds; do
     grep -q "^${f}[{ ]" "$TEST_TMP/metrics.txt" || fail "/metrics has no $f"
 done
+# Every checkpoint the saga wrote is seen once in each of its four phases.
+ck=$(sample 'meshbuy_checkpoint_seconds_count{phase="held"}')
+if [ "$ck" = none ] || [ "$ck" -lt 1 ]; then
+    fail "meshbuy_checkpoint_seconds{phase=\"held\"}: $ck checkpoints after a saga"
+fi
+for ph in queue redis back; do
+    assert_eq "$ck" "$(sample "meshbuy_checkpoint_seconds_count{phase=\"$ph\"}")" \
+        "checkpoints seen in phase $ph"
+    assert_eq "$ck" "$(sample "meshbuy_checkpoint_seconds_bucket{phase=\"$ph\",le=\"+Inf\"}")" \
+        "phase $ph's +Inf bucket"
+done
+awk -v s="$(sample 'meshbuy_checkpoint_seconds_sum{phase="redis"}')" 'BEGIN { exit !(s + 0 > 0) }' ||
+    fail "the checkpoints' round trips to Redis took no time"
+
 # The saga waited for its release (400 ms here): the worker learnt how long that takes.
 usual=$(sample 'meshbuy_poll_usual_seconds{saga="create",step="install_release",phase="run"}')
 awk -v u="$usual" 'BEGIN { exit !(u + 0 >= 0.2 && u + 0 < 30) }' ||

@@ -748,6 +748,20 @@ static const char *step_status(const mb_job *j, const char *step)
 
 /* ================================================================ the tests */
 
+/* Each of n checkpoints, none re-sent, was seen once in every phase; the round trips took
+ * time, and no phase longer than the whole test could. */
+static void expect_ck_phases(long long n)
+{
+    for (int p = 0; p < MB_SAGA_CK_PHASES; p++) {
+        mb_saga_hist h;
+        mb_saga_checkpoint_hist(saga, p, &h);
+        assert_int_equal(h.bucket[MB_SAGA_BUCKETS], n);
+        assert_true(h.sum >= 0 && h.sum < 10 * n);
+        if (strcmp(mb_saga_ck_phases[p], "redis") == 0)
+            assert_true(h.sum > 0);
+    }
+}
+
 static void test_happy(void **state)
 {
     static const want_ev want[] = {
@@ -779,6 +793,7 @@ static void test_happy(void **state)
     assert_string_equal(j->lease_owner, "");
     for (int i = 0; i < NFAKE; i++)
         assert_string_equal(step_status(j, names[i]), "done");
+    expect_ck_phases(j->checkpoints);
     mb_job_free(j);
     mb_saga_stats_get(saga, &stats);
     assert_int_equal(stats.running, 1);
