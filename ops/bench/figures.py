@@ -51,10 +51,20 @@ def proc_cpu_s(pid):
 
 
 def proc_schedstat(pid):
-    """(ns on a CPU, ns runnable but waiting for a CPU) of a live pid, or None."""
+    """[ns on a CPU, ns runnable but waiting for a CPU] of a live pid's main thread, then the
+    same summed over all its threads (cloudsim's loops, the worker's Redis thread and
+    librdkafka's are not the main one), or None."""
     try:
-        f = open("/proc/%s/schedstat" % pid).read().split()
-        return [int(f[0]), int(f[1])]
+        main = open("/proc/%s/schedstat" % pid).read().split()
+        out = [int(main[0]), int(main[1]), 0, 0]
+        for tid in os.listdir("/proc/%s/task" % pid):
+            try:
+                f = open("/proc/%s/task/%s/schedstat" % (pid, tid)).read().split()
+            except OSError:  # the thread ended meanwhile
+                continue
+            out[2] += int(f[0])
+            out[3] += int(f[1])
+        return out
     except (OSError, IndexError, ValueError):
         return None
 
@@ -157,9 +167,13 @@ def cmd_delta(before_path, after_path, sagas):
         if v and b["sched"].get(k):
             run = (v[0] - b["sched"][k][0]) / 1e9
             wait = (v[1] - b["sched"][k][1]) / 1e9
-            # on a CPU / runnable but no CPU free / the rest: blocked (I/O, Redis replies, idle)
+            # the main thread on a CPU / runnable but no CPU free / the rest: blocked (I/O,
+            # Redis replies, idle); then all threads' on a CPU and runnable, in % of one core
             d["sched_pct"][k] = {"on_cpu": 100 * run / wall, "runqueue": 100 * wait / wall,
                                  "blocked": 100 * max(wall - run - wait, 0) / wall}
+            if len(v) == 4 and len(b["sched"][k]) == 4:
+                d["sched_pct"][k]["all_on_cpu"] = 100 * (v[2] - b["sched"][k][2]) / 1e9 / wall
+                d["sched_pct"][k]["all_runqueue"] = 100 * (v[3] - b["sched"][k][3]) / 1e9 / wall
     if "cloud_requests" in a:
         d["http_per_saga"] = (a["cloud_requests"] - b["cloud_requests"]) / n
         d["mutations_per_saga"] = {k: (v - b["cloud_mutations"].get(k, 0)) / n
@@ -179,7 +193,36 @@ def cmd_delta(before_path, after_path, sagas):
         d["worker_tick_overruns"] = dw("meshbuy_tick_overruns_total")
         d["worker_ticks"] = dw("meshbuy_ticks_total")
         d["worker_new_connections"] = dw("meshbuy_cloud_connections_total")
+        d["checkpoint_ms"] = {p: hist_delta(wa, wb, "meshbuy_checkpoint_seconds", 'phase="%s"' % p)
+                              for p in ("held", "queue", "redis", "back")}
     json.dump(d, sys.stdout)
+
+
+def hist_delta(a, b, name, labels):
+    """A histogram's growth between two /metrics snapshots: {n, mean, p50, p99} in ms, the
+    quantiles interpolated within their bucket as PromQL's histogram_quantile does."""
+    pre = '%s_bucket{%s,le="' % (name, labels)
+    buckets = []
+    for k, v in a.items():
+        if k.startswith(pre):
+            le = k[len(pre):-2]
+            buckets.append((float("inf") if le == "+Inf" else float(le), v - b.get(k, 0)))
+    buckets.sort()
+    n = buckets[-1][1] if buckets else 0
+    if n <= 0:
+        return {"n": 0, "mean": None, "p50": None, "p99": None}
+    total = a.get("%s_sum{%s}" % (name, labels), 0) - b.get("%s_sum{%s}" % (name, labels), 0)
+
+    def quantile(q):
+        lo, below = 0.0, 0
+        for le, cum in buckets:
+            if cum >= q * n:
+                if le == float("inf"):
+                    return lo * 1000
+                return (lo + (le - lo) * (q * n - below) / max(cum - below, 1)) * 1000
+            lo, below = le, cum
+        return lo * 1000
+    return {"n": int(n), "mean": total * 1000 / n, "p50": quantile(0.5), "p99": quantile(0.99)}
 
 
 def pct(v, p):
@@ -365,6 +408,12 @@ def cmd_table(d):
                                   fmt(ov["overhead_ms_per_step"]["p99"], 2)), "",
                      "%d sagas, %s Running/s achieved" % (ov["sagas"],
                                                         fmt(b["sagas_per_s"], 0))))
+        ck = o["delta"].get("checkpoint_ms")
+        if ck and ck["held"]["n"]:
+            phases = ("held", "queue", "redis", "back")
+            rows.append(("overhead @%s/s: a checkpoint, mean ms: %s" % (rate, " / ".join(phases)),
+                         " / ".join(fmt(ck[p]["mean"], 2) for p in phases), "",
+                         "p99 " + " / ".join(fmt(ck[p]["p99"], 1) for p in phases)))
         rows.append(("overhead @%s/s: publish->Running p50 / p99 ms" % rate,
                      "%s / %s" % (fmt(b["latency_running"]["p50_ms"], 0),
                                   fmt(b["latency_running"]["p99_ms"], 0)), "",
