@@ -965,6 +965,7 @@ static void conn_start(conn *c)
 
 static void report(mb_http_xfer *x, const mb_http_resp *r, const mb_error *e);
 static void pump(mb_http *h);
+static int build_request(mb_http *h, mb_http_xfer *x);
 static void xfer_connect(mb_http_xfer *x, int fresh);
 
 static void xfer_free(mb_http_xfer *x)
@@ -1014,6 +1015,10 @@ static void xfer_fail(mb_http_xfer *x, mb_http_fail f, const char *fmt, ...)
         c->x = NULL;
         conn_close(c);
         x->retried = 1;
+        if (x->req == NULL && build_request(h, x) != 0) { /* not stale now: reported */
+            xfer_fail(x, MB_HTTP_FAIL_NOMEM, "cannot build the request");
+            return;
+        }
         x->req_off = 0;
         xfer_connect(x, 1);
         return;
@@ -1191,6 +1196,10 @@ static void send_some(conn *c)
         xfer_fail(x, MB_HTTP_FAIL_CONNECTION, "Failed sending the request: %s", why);
         return;
     }
+    /* Sent: its bytes are not kept while the reply is awaited (3,072 calls on the wire held
+     * 1.5 MB of them); a stale connection's second try builds them again. */
+    free(x->req);
+    x->req = NULL;
     if (conn_want(c, EV_READ) != 0)
         xfer_fail(x, MB_HTTP_FAIL_NOMEM, "cannot watch the socket");
 }

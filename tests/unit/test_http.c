@@ -1073,6 +1073,7 @@ typedef struct raw_srv {
     int port;
     int conns;
     int requests;
+    char lines[16][64]; /* the first 16 requests' request lines */
     const char *const *replies;
     size_t nreplies;
 } raw_srv;
@@ -1114,6 +1115,9 @@ static void on_raw_read(evutil_socket_t fd, short what, void *arg)
         size_t used = (size_t)(end + 4 - rc->buf);
         size_t i = (size_t)RAW.requests++;
         const char *r = RAW.replies[i < RAW.nreplies ? i : RAW.nreplies - 1];
+        if (i < 16)
+            snprintf(RAW.lines[i], sizeof(RAW.lines[i]), "%.*s", (int)strcspn(rc->buf, "\r"),
+                     rc->buf);
         int close_after = r == NULL || strncmp(r, "!close:", 7) == 0;
         memmove(rc->buf, rc->buf + used, rc->len - used + 1);
         rc->len -= used;
@@ -1212,6 +1216,9 @@ static void test_stale_connection_retried(void **state)
     assert_int_equal(c.new_conns, 2);
     assert_int_equal(RAW.conns, 2);
     assert_int_equal(RAW.requests, 3);
+    /* the second try is the same request, its bytes built again (not kept once sent) */
+    assert_string_equal(RAW.lines[1], "GET /b HTTP/1.1");
+    assert_string_equal(RAW.lines[2], "GET /b HTTP/1.1");
     /* dropped again on reuse, and on the fresh one too: no third try */
     raw_get(e, e->h, "/c", &r);
     assert_int_equal(r.err.status, MB_AGAIN);
