@@ -108,8 +108,8 @@ static void checkpoint_histograms(const mb_saga *saga, struct evbuffer *out)
 
     evbuffer_add_printf(out, "# HELP meshbuy_checkpoint_seconds A checkpoint's time by phase: "
                              "held in the worker until sent, queue (behind the Redis thread's "
-                             "earlier requests), redis (the round trip), back (until the job "
-                             "resumes).\n"
+                             "earlier requests), redis (the round trip), back (until the batch's "
+                             "completion runs on the loop).\n"
                              "# TYPE meshbuy_checkpoint_seconds histogram\n");
     for (int p = 0; p < MB_SAGA_CK_PHASES; p++) {
         mb_saga_hist h;

@@ -118,8 +118,8 @@ void mb_saga_duration_hist(const mb_saga *s, size_t def, int outcome, mb_saga_hi
 /* Where a checkpoint's time went, one observation per checkpoint a phase: "held" in the
  * engine until its batch went to the Redis thread (the loop turn's end, or longer while
  * MB_SAGA_CK_OUT_MAX requests are out), "queue" behind the thread's earlier requests,
- * "redis" the batch's pipelined round trip, "back" from its end until the job's completion
- * runs on the loop.  A copy of phase's histogram (bounds mb_saga_checkpoint_le). */
+ * "redis" the batch's pipelined round trip, "back" from its end until the batch's completion
+ * starts on the loop.  A copy of phase's histogram (bounds mb_saga_checkpoint_le). */
 #define MB_SAGA_CK_PHASES 4
 extern const char *const mb_saga_ck_phases[MB_SAGA_CK_PHASES];
 extern const double mb_saga_checkpoint_le[MB_SAGA_BUCKETS]; /* seconds; +Inf implied */
