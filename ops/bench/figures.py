@@ -194,8 +194,12 @@ def cmd_delta(before_path, after_path, sagas):
         d["worker_ticks"] = dw("meshbuy_ticks_total")
         d["worker_new_connections"] = dw("meshbuy_cloud_connections_total")
         d["checkpoint_ms"] = {p: hist_delta(wa, wb, "meshbuy_checkpoint_seconds", 'phase="%s"' % p)
-                              for p in ("held", "queue", "redis", "back")}
+                              for p in CK_PHASES}
     json.dump(d, sys.stdout)
+
+
+# meshbuy_checkpoint_seconds's phases, in the worker's order (mb_saga_ck_phases)
+CK_PHASES = ("held", "queue", "redis", "back")
 
 
 def hist_delta(a, b, name, labels):
@@ -410,10 +414,9 @@ def cmd_table(d):
                                                         fmt(b["sagas_per_s"], 0))))
         ck = o["delta"].get("checkpoint_ms")
         if ck and ck["held"]["n"]:
-            phases = ("held", "queue", "redis", "back")
-            rows.append(("overhead @%s/s: a checkpoint, mean ms: %s" % (rate, " / ".join(phases)),
-                         " / ".join(fmt(ck[p]["mean"], 2) for p in phases), "",
-                         "p99 " + " / ".join(fmt(ck[p]["p99"], 1) for p in phases)))
+            rows.append(("overhead @%s/s: a checkpoint, mean ms: %s" % (rate, " / ".join(CK_PHASES)),
+                         " / ".join(fmt(ck[p]["mean"], 2) for p in CK_PHASES), "",
+                         "p99 " + " / ".join(fmt(ck[p]["p99"], 1) for p in CK_PHASES)))
         rows.append(("overhead @%s/s: publish->Running p50 / p99 ms" % rate,
                      "%s / %s" % (fmt(b["latency_running"]["p50_ms"], 0),
                                   fmt(b["latency_running"]["p99_ms"], 0)), "",
